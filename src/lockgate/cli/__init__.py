@@ -1,0 +1,1 @@
+"""The ``lockgate`` command line: click commands that render results and decide nothing."""

@@ -1,0 +1,50 @@
+"""What every command shares: the global options and the project, opened on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import click
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = ["AppContext", "pass_app"]
+
+
+@attrs.define
+class AppContext:
+    """Global options, plus the project opened lazily so ``--help`` loads nothing."""
+
+    project_dir: Path | None = None
+    json: bool = False
+    verbosity: int = 0
+    strict_plugins: bool | None = None
+    _projects: dict[bool, Project] = attrs.field(factory=dict)
+
+    def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
+        """The project (``require=False``: the defaults when there is none).
+
+        ``strict=False`` opens it without failing on plugin load errors, for the commands
+        that diagnose them.
+        """
+        from lockgate.core.project import Project
+
+        if require in self._projects:
+            return self._projects[require]
+        if not require and True in self._projects:
+            return self._projects[True]
+        project = Project.open(
+            self.project_dir,
+            strict_plugins=self.strict_plugins if strict is None else strict,
+            require=require,
+        )
+        self._projects[require] = project
+        if project.root is not None:
+            self._projects[True] = project
+        return project
+
+
+pass_app = click.make_pass_decorator(AppContext)

@@ -1,0 +1,165 @@
+"""The ``lockgate`` command group: global options, plugin commands, and error handling.
+
+Every error reaches the user as one line on stderr and a documented exit code:
+0 ok, 1 refused or not ready, 2 bad input or usage, 3 plugin failure, 4 conflict or
+locked, 5 internal error (a bug; ``-v`` shows the traceback). ``--version`` and ``--help``
+load no plugin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lockgate._version import __version__
+from lockgate.cli.context import AppContext
+
+__all__ = ["EXIT_INTERNAL", "cli", "main"]
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 5
+EXIT_INTERRUPTED = 130
+
+
+def _err(message: str) -> None:
+    click.echo(f"lockgate: error: {message}", err=True)
+
+
+def _app(ctx: click.Context) -> AppContext:
+    """The shared AppContext, filled from the parsed global options.
+
+    click resolves the subcommand before it runs the group's callback, so plugin command
+    lookup needs the global options before the callback has stored them.
+    """
+    app = ctx.find_object(AppContext)
+    if app is None:
+        app = AppContext()
+        ctx.obj = app
+    params = ctx.find_root().params
+    if params.get("project_dir") is not None:
+        app.project_dir = Path(params["project_dir"])
+    app.json = bool(params.get("json_output", app.json))
+    app.verbosity = int(params.get("verbose", 0)) - int(params.get("quiet", 0))
+    if params.get("strict_plugins"):
+        app.strict_plugins = True
+    return app
+
+
+class LockgateGroup(click.Group):
+    """A group that finds plugin commands on demand and reports errors in one line."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return self.plugin_commands(ctx).get(cmd_name)
+
+    def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        """Commands added by plugins (loads plugins; never used by --help)."""
+        project = _app(ctx).project(require=False)
+        added = project.hooks.register_commands(taken=self.commands)
+        return {name: command for name, (_, command) in added.items()}
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            known = [*self.commands, *self.plugin_commands(ctx)]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else "; see 'lockgate --help'"
+            raise click.UsageError(f"no command '{name}'{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        from lockgate.errors import LockgateError
+
+        app = extra.setdefault("obj", AppContext())
+        try:
+            rv = super().main(
+                args, prog_name or "lockgate", complete_var, standalone_mode=False, **extra
+            )
+            code = rv if isinstance(rv, int) else 0
+        except click.Abort:
+            _err("interrupted")
+            code = EXIT_INTERRUPTED
+        except click.UsageError as exc:
+            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            _err(f"{where}{exc.format_message()}")
+            code = EXIT_USAGE
+        except click.ClickException as exc:
+            _err(exc.format_message())
+            code = exc.exit_code
+        except LockgateError as exc:
+            _err(exc.message)
+            if app.verbosity > 0:
+                traceback.print_exc()
+            code = exc.exit_code
+        except Exception as exc:
+            _err(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(a bug in lockgate; run with -v for the traceback and report it)"
+            )
+            if app.verbosity > 0:
+                traceback.print_exc()
+            code = EXIT_INTERNAL
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(
+    cls=LockgateGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Plugins may add more commands: 'lockgate plugins' lists what each provides.",
+)
+@click.version_option(
+    __version__, "--version", prog_name="lockgate", message="%(prog)s %(version)s"
+)
+@click.option(
+    "-C",
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Project directory (default: LOCKGATE_PROJECT, else the nearest lockgate.yaml upwards).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print JSON instead of tables.")
+@click.option("-v", "--verbose", count=True, help="More output; -v shows tracebacks of errors.")
+@click.option("-q", "--quiet", count=True, help="Less output.")
+@click.option(
+    "--strict-plugins",
+    is_flag=True,
+    help="Fail (exit 3) when any plugin fails to load (also LOCKGATE_STRICT_PLUGINS=1).",
+)
+@click.pass_context
+def cli(ctx: click.Context, /, **_: Any) -> None:
+    """lockgate: stage, validate, approve, promote and roll back workspace components."""
+    _app(ctx)
+
+
+def _register_kernel_commands() -> None:
+    from lockgate.cli import config_cmd, init_cmd, metrics_cmd, plugins_cmd
+
+    for module in (init_cmd, plugins_cmd, config_cmd, metrics_cmd):
+        cli.add_command(module.command)
+
+
+_register_kernel_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="lockgate")

@@ -1,0 +1,296 @@
+"""The configuration: its schema, its layers, and where every value came from.
+
+Layers, lowest first: the schema's defaults, plugin contributions (``on_config_load``),
+``lockgate.yaml``, and ``LOCKGATE__SECTION__KEY=value`` environment overrides. Command-line
+flags then override single values where a command offers them.
+
+The ``plugins:`` section holds the selection keys (``disable``, ``only``, ``order``) and
+one sub-section per plugin, ``plugins.<name>:``, validated against the settings class
+that plugin declares through ``register_settings``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from lockgate.core.structure import EnvValue, did_you_mean, structure
+from lockgate.core.yamlfile import load_yaml_file
+from lockgate.errors import ConfigError, PluginHookError
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "ENV_PREFIX",
+    "Config",
+    "ConfigLayers",
+    "ContentSection",
+    "PluginsSection",
+    "ProjectSection",
+    "Source",
+    "StateSection",
+    "read_layers",
+]
+
+CONFIG_FILENAME = "lockgate.yaml"
+ENV_PREFIX = "LOCKGATE__"
+SELECTION_KEYS = ("disable", "only", "order")
+
+KeyPath = tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@attrs.frozen
+class ProjectSection:
+    """``project:`` — about the project itself."""
+
+    name: str | None = None
+
+
+@attrs.frozen
+class StateSection:
+    """``state:`` — which state store plays the role, and how long to wait for locks."""
+
+    store: str = "sqlite"
+    lock_timeout: float = 10.0
+
+
+@attrs.frozen
+class ContentSection:
+    """``content:`` — which content store keeps revision bytes."""
+
+    store: str = "local"
+
+
+@attrs.frozen
+class PluginsSection:
+    """``plugins:`` — which plugins load and in which order (see docs/plugins.md)."""
+
+    disable: list[str] = attrs.field(factory=list)
+    only: list[str] | None = None
+    order: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Config:
+    """The kernel's own settings (plugin sections are held apart, see :class:`ConfigLayers`)."""
+
+    project: ProjectSection = attrs.field(factory=ProjectSection)
+    state: StateSection = attrs.field(factory=StateSection)
+    content: ContentSection = attrs.field(factory=ContentSection)
+    plugins: PluginsSection = attrs.field(factory=PluginsSection)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@attrs.frozen
+class Source:
+    """Where a value came from."""
+
+    kind: Literal["default", "file", "environment", "plugin"]
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.detail is None else f"{self.kind} ({self.detail})"
+
+
+@attrs.define
+class ConfigLayers:
+    """The raw layers and the merged data, with a source for every key that was set."""
+
+    file: Path | None
+    file_data: dict[str, Any] = attrs.field(factory=dict)
+    file_lines: dict[KeyPath, int] = attrs.field(factory=dict)
+    env_data: dict[str, Any] = attrs.field(factory=dict)
+    env_names: dict[KeyPath, str] = attrs.field(factory=dict)
+    plugin_data: dict[str, Any] = attrs.field(factory=dict)
+    plugin_names: dict[KeyPath, str] = attrs.field(factory=dict)
+
+    # -------------------------------------------------------------- queries
+
+    def merged(self) -> dict[str, Any]:
+        """The merged raw data: plugin contributions, then the file, then the environment."""
+        result: dict[str, Any] = {}
+        for layer in (self.plugin_data, self.file_data, self.env_data):
+            _deep_merge(result, layer)
+        return result
+
+    def source(self, key_path: KeyPath) -> Source:
+        """Where the value at ``key_path`` came from (``default`` when nothing set it).
+
+        An environment or plugin value set as a whole (a list, a mapping) is the source
+        of everything inside it; the file records every key, so it must match exactly.
+        """
+        if key_path in self.file_lines and not self._env_covers(key_path):
+            return Source("file", f"{self.file}:{self.file_lines[key_path]}")
+        probe = key_path
+        while probe:
+            if probe in self.env_names:
+                return Source("environment", self.env_names[probe])
+            if probe in self.plugin_names and probe not in self.file_lines:
+                return Source("plugin", self.plugin_names[probe])
+            probe = probe[:-1]
+        return Source("default")
+
+    def _env_covers(self, key_path: KeyPath) -> bool:
+        return any(key_path[:n] in self.env_names for n in range(1, len(key_path) + 1))
+
+    def where(self, key_path: KeyPath) -> str:
+        """A place to point an error at: ``file:line``, an env var, or a plugin.
+
+        The nearest ancestor that was set is used, so an unknown key inside a section
+        points at its own line and a bad value at the key that holds it.
+        """
+        probe = key_path
+        while probe:
+            src = self.source(probe)
+            if src.kind == "file":
+                return str(src.detail)
+            if src.kind == "environment":
+                return f"environment {src.detail}"
+            if src.kind == "plugin":
+                return f"plugin '{src.detail}' (on_config_load)"
+            probe = probe[:-1]
+        return str(self.file) if self.file else "configuration"
+
+    # -------------------------------------------------------------- structuring
+
+    def kernel_config(self) -> Config:
+        """Structure everything but the plugin sub-sections into :class:`Config`."""
+        data = self.merged()
+        plugins = data.get("plugins")
+        if plugins is not None and not isinstance(plugins, Mapping):
+            raise ConfigError(
+                f"{self.where(('plugins',))}: plugins: expected a mapping, got {plugins!r}"
+            )
+        if plugins is not None:
+            data["plugins"] = {k: v for k, v in plugins.items() if k in SELECTION_KEYS}
+        return structure(Config, data, (), self.where)
+
+    def plugin_sections(self) -> dict[str, Any]:
+        """The raw ``plugins.<name>`` sections."""
+        plugins = self.merged().get("plugins") or {}
+        return {k: v for k, v in plugins.items() if k not in SELECTION_KEYS}
+
+    def check_plugin_names(self, known: Collection[str]) -> None:
+        """Every ``plugins.<name>`` must name a discovered plugin (or a selection key)."""
+        self._alias_env_plugin_names(known)
+        for name in self.plugin_sections():
+            if name not in known:
+                path = ("plugins", name)
+                suggestion = did_you_mean(name, [*SELECTION_KEYS, *known])
+                raise ConfigError(
+                    f"{self.where(path)}: unknown key 'plugins.{name}': no installed plugin "
+                    f"has that name{suggestion}"
+                )
+
+    def plugin_settings(self, name: str, cls: type) -> Any:
+        """Structure ``plugins.<name>`` into the plugin's settings class."""
+        raw = self.plugin_sections().get(name)
+        return structure(cls, raw, ("plugins", name), self.where)
+
+    def _alias_env_plugin_names(self, known: Collection[str]) -> None:
+        # Environment variable names cannot hold '-': LOCKGATE__PLUGINS__MY_PLUGIN__X
+        # addresses plugin 'my-plugin'.
+        section = self.env_data.get("plugins")
+        if not isinstance(section, dict):
+            return
+        for name in list(section):
+            alias = name.replace("_", "-")
+            if name not in known and alias in known and name not in SELECTION_KEYS:
+                section[alias] = section.pop(name)
+                for path in [p for p in self.env_names if p[:2] == ("plugins", name)]:
+                    moved = ("plugins", alias, *path[2:])
+                    self.env_names[moved] = self.env_names.pop(path)
+
+    # -------------------------------------------------------------- plugin layer
+
+    @staticmethod
+    def check_contribution(plugin: str, contribution: Mapping[str, Any]) -> None:
+        """Refuse a contribution that tries to change plugin selection."""
+        selection = contribution.get("plugins")
+        if isinstance(selection, Mapping) and any(k in selection for k in SELECTION_KEYS):
+            raise PluginHookError(
+                f"plugin '{plugin}': on_config_load cannot set plugins.disable, plugins.only "
+                "or plugins.order (plugins are already selected); set them in lockgate.yaml",
+                plugin=plugin,
+                hook="on_config_load",
+            )
+
+    def add_plugin_contribution(self, plugin: str, contribution: Mapping[str, Any]) -> None:
+        """Merge one plugin's ``on_config_load`` contribution as defaults."""
+        self.check_contribution(plugin, contribution)
+        for path, value in _leaves(copy.deepcopy(dict(contribution))):
+            if path in self.plugin_names:
+                continue  # the first plugin in hook order wins
+            _set_path(self.plugin_data, path, value)
+            self.plugin_names[path] = plugin
+
+
+def read_layers(file: Path | None, environ: Mapping[str, str]) -> ConfigLayers:
+    """Read ``lockgate.yaml`` (when given) and the ``LOCKGATE__*`` environment overrides."""
+    layers = ConfigLayers(file=file)
+    if file is not None:
+        doc = load_yaml_file(file)
+        if doc.data is None:
+            doc_data: dict[str, Any] = {}
+        elif isinstance(doc.data, dict):
+            doc_data = doc.data
+        else:
+            raise ConfigError(
+                f"{file}:1: the file must be a mapping of sections (project:, plugins:, ...), "
+                f"not {type(doc.data).__name__}"
+            )
+        layers.file_data = doc_data
+        layers.file_lines = doc.lines
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        parts = tuple(p.lower() for p in var[len(ENV_PREFIX) :].split("__"))
+        if not all(parts):
+            raise ConfigError(
+                f"environment {var}: empty key segment; write LOCKGATE__SECTION__KEY=value"
+            )
+        try:
+            _set_path(layers.env_data, parts, EnvValue(environ[var]))
+        except ValueError as exc:
+            raise ConfigError(f"environment {var}: {exc}") from exc
+        layers.env_names[parts] = var
+    return layers
+
+
+def _deep_merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _set_path(tree: dict[str, Any], path: KeyPath, value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"'{part}' is set to a value and also used as a section")
+        node = child
+    if isinstance(node.get(path[-1]), dict) and not isinstance(value, Mapping):
+        raise ValueError(f"'{'.'.join(path)}' is a section and cannot be set to a value")
+    node[path[-1]] = value
+
+
+def _leaves(data: Mapping[str, Any], prefix: KeyPath = ()) -> list[tuple[KeyPath, Any]]:
+    out: list[tuple[KeyPath, Any]] = []
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            out.extend(_leaves(value, path))
+        else:
+            out.append((path, value))
+    return out

@@ -1,0 +1,199 @@
+"""Open a project: find ``lockgate.yaml``, load configuration and plugins, resolve roles.
+
+:meth:`Project.open` is the kernel's front door; the CLI and the Python API both go
+through it. Opening runs, in this order: find the project; read the file and the
+environment layers; validate the kernel's sections; discover plugins (no import); select
+and load them; validate plugin names and settings; run ``on_config_load``; re-validate
+with the plugins' contributions. A plugin whose ``register_settings`` or
+``on_config_load`` raises is treated like one that failed to import: recorded, unloaded,
+and reported (fatal only in strict mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
+from lockgate.core.hooks import HookRunner
+from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
+from lockgate.core.roles import Roles
+from lockgate.errors import PluginHookError, ProjectNotFoundError
+
+__all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
+
+STATE_DIRNAME = ".lockgate"
+_TRUTHY = {"1", "true", "yes", "on"}
+T = TypeVar("T")
+
+
+def find_project_root(start: Path) -> Path | None:
+    """The nearest directory from ``start`` upwards that holds ``lockgate.yaml``."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILENAME).is_file():
+            return candidate
+    return None
+
+
+@attrs.define
+class Project:
+    """A loaded project (or, outside any project, the defaults with every plugin)."""
+
+    root: Path | None
+    layers: ConfigLayers
+    config: Config
+    plugins: PluginSet
+    hooks: HookRunner
+    settings: dict[str, Any]
+    environ: Mapping[str, str]
+    roles: Roles = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.roles = Roles(self)
+
+    @classmethod
+    def open(
+        cls,
+        project_dir: Path | str | None = None,
+        *,
+        cwd: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        strict_plugins: bool | None = None,
+        distributions: Iterable[Any] | None = None,
+        require: bool = True,
+    ) -> Project:
+        """Open the project at ``project_dir`` (else ``LOCKGATE_PROJECT``, else walk up).
+
+        ``require=False`` opens the defaults when no project is found (for ``plugins``
+        and ``config`` outside a project). ``distributions`` replaces the installed
+        distributions, for tests.
+        """
+        env = os.environ if environ is None else environ
+        root = _locate(project_dir, env, cwd or Path.cwd(), require)
+        layers = read_layers(root / CONFIG_FILENAME if root else None, env)
+        config = layers.kernel_config()
+        candidates = discover(distributions)
+        selection = Selection.from_settings(
+            disable=config.plugins.disable,
+            only=config.plugins.only,
+            order=config.plugins.order,
+            environ=env,
+        )
+        plugins = load_plugins(candidates, selection)
+        layers.check_plugin_names({c.name for c in candidates})
+        hooks = HookRunner(plugins)
+        settings = _plugin_settings(hooks, plugins, layers)
+        hooks.set_settings(settings)
+        for plugin, contribution in _config_contributions(hooks, plugins, layers, root):
+            layers.add_plugin_contribution(plugin, contribution)
+        config = layers.kernel_config()
+        settings = _plugin_settings(hooks, plugins, layers)
+        hooks.set_settings(settings)
+        project = cls(
+            root=root,
+            layers=layers,
+            config=config,
+            plugins=plugins,
+            hooks=hooks,
+            settings=settings,
+            environ=env,
+        )
+        if strict_plugins or (strict_plugins is None and project.strict_from_env()):
+            plugins.check_strict()
+        return project
+
+    def strict_from_env(self) -> bool:
+        """True when ``LOCKGATE_STRICT_PLUGINS`` asks for strict plugin loading."""
+        return self.environ.get("LOCKGATE_STRICT_PLUGINS", "").strip().lower() in _TRUTHY
+
+    @property
+    def state_dir(self) -> Path:
+        """``.lockgate/`` beside ``lockgate.yaml``, where the embedded state lives."""
+        return self.require_root() / STATE_DIRNAME
+
+    def require_root(self) -> Path:
+        """The project root, or a clear error when there is no project."""
+        if self.root is None:
+            raise ProjectNotFoundError(
+                f"no {CONFIG_FILENAME} in {Path.cwd()} or any parent directory; "
+                "run 'lockgate init' there, or pass -C DIR / set LOCKGATE_PROJECT"
+            )
+        return self.root
+
+    def resolved(self) -> dict[str, Any]:
+        """The resolved configuration as plain data, plugin settings under ``plugins``."""
+        data = attrs.asdict(self.config)
+        for name, value in sorted(self.settings.items()):
+            data["plugins"][name] = attrs.asdict(value) if attrs.has(type(value)) else value
+        for name, raw in self.layers.plugin_sections().items():
+            data["plugins"].setdefault(name, raw)
+        return data
+
+
+def _locate(
+    project_dir: Path | str | None, environ: Mapping[str, str], cwd: Path, require: bool
+) -> Path | None:
+    explicit = project_dir if project_dir is not None else environ.get("LOCKGATE_PROJECT")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_absolute():
+            path = cwd / path
+        origin = "-C" if project_dir is not None else "LOCKGATE_PROJECT"
+        if not (path / CONFIG_FILENAME).is_file():
+            raise ProjectNotFoundError(
+                f"{origin} {explicit}: no {CONFIG_FILENAME} there; "
+                "run 'lockgate init' in it or point to the project directory"
+            )
+        return path.resolve()
+    root = find_project_root(cwd)
+    if root is None and require:
+        raise ProjectNotFoundError(
+            f"no {CONFIG_FILENAME} in {cwd} or any parent directory; "
+            "run 'lockgate init' there, or pass -C DIR / set LOCKGATE_PROJECT"
+        )
+    return root
+
+
+def _plugin_settings(hooks: HookRunner, plugins: PluginSet, layers: ConfigLayers) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for plugin, cls in _isolated(plugins, lambda: hooks.register_settings()).items():
+        settings[plugin] = layers.plugin_settings(plugin, cls)
+    return settings
+
+
+def _config_contributions(
+    hooks: HookRunner, plugins: PluginSet, layers: ConfigLayers, root: Path | None
+) -> list[tuple[str, Mapping[str, Any]]]:
+    frozen = _readonly(layers.merged())
+
+    def collect() -> list[tuple[str, Mapping[str, Any]]]:
+        contributions = hooks.on_config_load(frozen, root)
+        for plugin, contribution in contributions:
+            ConfigLayers.check_contribution(plugin, contribution)
+        return contributions
+
+    return _isolated(plugins, collect)
+
+
+def _isolated(plugins: PluginSet, call: Callable[[], T]) -> T:
+    """Run a load-time hook; a plugin that raises is marked failed and the call retried."""
+    while True:
+        try:
+            return call()
+        except PluginHookError as exc:
+            plugins.mark_failed(exc.plugin, str(exc.__cause__ or exc))
+
+
+def _readonly(data: Any) -> Any:
+    from types import MappingProxyType
+
+    if isinstance(data, dict):
+        return MappingProxyType({k: _readonly(v) for k, v in data.items()})
+    if isinstance(data, list):
+        return tuple(_readonly(v) for v in data)
+    return data

@@ -1,0 +1,91 @@
+"""Resolve roles — state store, content store, stage targets — to the plugins that play them.
+
+Plugins register named factories through the ``register_*`` provider hooks; configuration
+names which one plays each role. When the named implementation is missing, the error
+says in one line which capability is missing and how to get it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.models import RoleContext
+from lockgate.errors import MissingCapabilityError
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = ["ROLES", "Role", "Roles"]
+
+
+@attrs.frozen
+class Role:
+    """A role some plugin must play: its provider hook and the config key that picks one."""
+
+    title: str
+    hook: str
+    config_key: str
+
+
+ROLES: dict[str, Role] = {
+    "state": Role("state store", "register_state_stores", "state.store"),
+    "content": Role("content store", "register_content_stores", "content.store"),
+    "target": Role("stage target", "register_targets", "stages.<stage>.targets[].kind"),
+}
+
+
+class Roles:
+    """Per-project cache of what each provider hook registered."""
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+        self._registered: dict[str, dict[str, tuple[str, Callable[..., Any]]]] = {}
+
+    def available(self, role: str) -> dict[str, str]:
+        """Names registered for ``role``, each with the plugin that registered it."""
+        return {name: plugin for name, (plugin, _) in self._providers(role).items()}
+
+    def build(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
+        """Build implementation ``name`` of ``role`` (a key of :data:`ROLES`)."""
+        providers = self._providers(role)
+        if name not in providers:
+            raise MissingCapabilityError(self.explain_missing(role, name))
+        plugin, factory = providers[name]
+        project = self._project
+        context = RoleContext(
+            project_root=project.require_root(),
+            state_dir=project.state_dir,
+            settings=project.settings.get(plugin),
+            options=dict(options or {}),
+        )
+        return factory(context)
+
+    def explain_missing(self, role: str, name: str) -> str:
+        """One line: which capability is missing, why, and how to get it back."""
+        spec = ROLES[role]
+        infos = self._project.plugins.infos
+        others = sorted(self._providers(role))
+        choice = f"available: {', '.join(others)}" if others else "no enabled plugin provides one"
+        info = infos.get(name)
+        if info is not None and info.status == "disabled":
+            return (
+                f"no {spec.title} '{name}' is available: plugin '{name}' is {info.reason}; "
+                f"enable it, or set {spec.config_key} to another ({choice})"
+            )
+        if info is not None and info.status == "failed":
+            return (
+                f"no {spec.title} '{name}' is available: {info.label} failed to load "
+                f"({info.error}); fix it or set {spec.config_key} to another ({choice})"
+            )
+        return (
+            f"no {spec.title} named '{name}' ({spec.config_key}); {choice}; "
+            "install a plugin that provides it or pick an available one"
+        )
+
+    def _providers(self, role: str) -> dict[str, tuple[str, Callable[..., Any]]]:
+        if role not in self._registered:
+            self._registered[role] = self._project.hooks.register_role(ROLES[role].hook)
+        return self._registered[role]

@@ -1,0 +1,239 @@
+"""Every hook a lockgate plugin can implement: the plugin author's reference.
+
+A plugin is any importable object (usually a module) named by an entry point in the
+``lockgate`` group, whose functions are marked with :data:`hookimpl`::
+
+    from lockgate import hookimpl
+
+    @hookimpl
+    def on_promote(event):
+        print(f"{event.component} is now {event.revision} in {event.stage}")
+
+How lockgate calls hooks
+------------------------
+The kernel calls one implementation at a time, so that every result, failure and
+timeout is attributed to the plugin it came from. The order is pluggy's: implementations
+marked ``tryfirst=True`` first, then unmarked ones, then ``trylast=True`` ones; within each
+band, plugins run in a stable order by plugin name, which ``plugins.order`` in
+``lockgate.yaml`` can override. Because calls are made one by one, ``wrapper=True`` and
+``hookwrapper=True`` implementations are refused when the plugin loads.
+
+An implementation may accept any subset of a hook's arguments, by name. Every lifecycle
+hook also offers ``settings``: the calling plugin's own settings object, the instance of
+the class it returned from :func:`register_settings` built from its
+``plugins.<name>:`` section (None when it declares none).
+
+There are two families:
+
+* lifecycle hooks (``on_*``), which see what lockgate does;
+* provider hooks (``register_*``), through which plugins contribute named
+  implementations of a role that configuration then selects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from lockgate.core.models import ChangeEvent, Issue, MetricsContext, Register, ValidationSubject
+
+if TYPE_CHECKING:
+    import click
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+PROJECT_NAME = "lockgate"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marks a hook specification (used only here)."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin's implementation of a hook: ``@hookimpl`` or ``@hookimpl(tryfirst=True)``."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@hookspec
+def register_settings() -> type | None:
+    """Declare the attrs class that holds this plugin's settings.
+
+    When: once per loaded plugin, right after plugins load and before configuration is
+    validated.
+
+    Receives: nothing.
+
+    Returns: an attrs class (every field with a default) or None. The ``plugins.<name>:``
+    section of ``lockgate.yaml`` (``<name>`` is the plugin's entry-point name) is validated
+    against it: an unknown key is an error naming the file, the line and the closest field.
+    The resulting instance is passed as ``settings`` to this plugin's lifecycle hooks.
+
+    Combining: each plugin answers for itself only.
+    """
+
+
+# --------------------------------------------------------------------------- lifecycle hooks
+
+
+@hookspec
+def on_config_load(
+    config: Mapping[str, Any], project_root: Path | None, settings: Any
+) -> Mapping[str, Any] | None:
+    """Contribute defaults to the loaded configuration.
+
+    When: once per command, after ``lockgate.yaml`` and the ``LOCKGATE__*`` environment
+    overrides are merged and plugins are loaded, before anything else runs.
+
+    Receives: ``config``, a read-only copy of the merged configuration as plain data;
+    ``project_root``, the project directory (None outside a project).
+
+    Returns: None, or a nested mapping shaped like ``lockgate.yaml`` whose values become
+    defaults: a value the user set in the file or the environment always wins over a
+    plugin's. Keys are validated like the file's; ``plugins.disable``, ``plugins.only``
+    and ``plugins.order`` cannot be set this way (plugin selection happened already).
+
+    Combining: contributions are merged in hook order; when two plugins set the same key,
+    the first one in hook order wins. ``lockgate config show`` names the plugin behind
+    each value.
+    """
+
+
+@hookspec
+def on_stage(event: ChangeEvent, settings: Any) -> None:
+    """Announce that a component was staged as a new revision.
+
+    When: after the revision is stored and the state change is committed.
+
+    Receives: ``event`` with ``action="stage"``, the component ref, the new revision and
+    the previous one, the actor and time.
+
+    Returns: nothing. A plugin that raises is named in the command's error and in the
+    audit log; the staging stays committed.
+
+    Combining: every implementation is called, in hook order.
+    """
+
+
+@hookspec
+def on_validate(subject: ValidationSubject, settings: Any) -> Iterable[Issue] | None:
+    """Inspect one component revision and report issues: validators are the gates.
+
+    When: by ``lockgate validate`` and before every promotion, once per component and
+    implementation, with ``subject.stage`` set to the stage being entered. Calls may run
+    in parallel threads and are subject to a timeout.
+
+    Receives: ``subject``, the component's revision as read-only files plus metadata.
+
+    Returns: issues (any iterable, or None for none). An issue of severity ``error``
+    blocks readiness. The kernel sets each issue's ``plugin`` to the implementing plugin.
+    An implementation that raises or times out counts as an error issue from that plugin
+    (validation fails closed).
+
+    Combining: issues from every implementation are concatenated in hook order.
+    """
+
+
+@hookspec
+def on_promote(event: ChangeEvent, settings: Any) -> None:
+    """Announce that a revision became current in a stage.
+
+    When: after every target of the stage switched and the state change is committed.
+
+    Receives: ``event`` with ``action="promote"``, the stage, the new and previous
+    revisions, the actor, the time and the reason (if any).
+
+    Returns: nothing. A plugin that raises is named in the error and the audit log; the
+    promotion is never undone because of it.
+
+    Combining: every implementation is called, in hook order.
+    """
+
+
+@hookspec
+def on_rollback(event: ChangeEvent, settings: Any) -> None:
+    """Announce that a stage was switched back to an earlier revision (or cleared).
+
+    When: after the switch is committed.
+
+    Receives: ``event`` with ``action="rollback"``, the stage, the revision now current
+    (None when the component was removed from the stage) and the one rolled back.
+
+    Returns: nothing; failures are reported as for :func:`on_promote`.
+
+    Combining: every implementation is called, in hook order.
+    """
+
+
+@hookspec
+def on_metrics_collect(context: MetricsContext, settings: Any) -> Mapping[str, float] | None:
+    """Report metrics.
+
+    When: by ``lockgate metrics`` and by anything that exports metrics.
+
+    Receives: ``context`` with the project root and the resolved configuration.
+
+    Returns: a flat mapping of metric name to number, or None. Names are attributed by
+    the kernel: metric ``x`` of plugin ``p`` is reported as ``p.x``, so two plugins never
+    overwrite each other.
+
+    Combining: merged into one mapping, keyed by ``<plugin>.<metric>``.
+    """
+
+
+# --------------------------------------------------------------------------- provider hooks
+
+
+@hookspec
+def register_state_stores(register: Register[Any]) -> None:
+    """Provide state stores (where components, pointers, approvals and audit events live).
+
+    When: once, the first time a command needs the state store.
+
+    Receives: ``register(name, factory)``; ``factory(context: RoleContext)`` returns the
+    store. ``state.store`` in ``lockgate.yaml`` selects one by name.
+
+    Returns: nothing. Registering a name another plugin already registered is a plugin
+    error naming both plugins.
+    """
+
+
+@hookspec
+def register_content_stores(register: Register[Any]) -> None:
+    """Provide content stores (where revision bytes live, addressed by digest).
+
+    When: once, the first time a command needs the content store.
+
+    Receives: ``register(name, factory)``. ``content.store`` selects one by name.
+
+    Returns: nothing; duplicate names are refused as for :func:`register_state_stores`.
+    """
+
+
+@hookspec
+def register_targets(register: Register[Any]) -> None:
+    """Provide stage target kinds (where a stage's current revisions are deployed).
+
+    When: once, the first time a command deploys or inspects a stage.
+
+    Receives: ``register(kind, factory)``; each stage's ``targets`` list names a kind and
+    its options, handed to the factory as ``context.options``.
+
+    Returns: nothing; duplicate kinds are refused as for :func:`register_state_stores`.
+    """
+
+
+@hookspec
+def register_commands(register: Callable[[click.Command], None]) -> None:
+    """Add commands to the ``lockgate`` command line.
+
+    When: when the command line is built for a command that is not one of the kernel's
+    own (``lockgate --help`` and ``--version`` load no plugin).
+
+    Receives: ``register(command)``, taking a ``click.Command`` or ``click.Group``.
+
+    Returns: nothing. A name already taken by the kernel or another plugin is refused
+    with an error naming both.
+    """
