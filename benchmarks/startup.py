@@ -1,0 +1,208 @@
+"""Cold-start wall time of ``lockgate --version`` and ``lockgate plugins``, beside real peers.
+
+Run from the repository root with the project's virtualenv::
+
+    .venv/bin/python benchmarks/startup.py                   # 20 timed runs per command
+    .venv/bin/python benchmarks/startup.py --runs 50 --json startup.json
+    .venv/bin/python benchmarks/startup.py --hyperfine       # optional cross-check
+
+Each command is a fresh process in an empty temporary directory (outside any project).
+``lockgate`` runs with 0, 10 and 50 third-party plugin distributions (real ``*.dist-info``
+plus a module with one hookimpl each) on ``PYTHONPATH``; ``lockgate plugins --json`` must
+first report exactly N of them "loaded", or the benchmark stops.
+``LOCKGATE_DISABLE_PLUGINS=teamdefaults`` keeps the example plugin out of the count.
+Peers (``python -c "import click"``, ``pytest --version``; same interpreter) run in the
+same interleaved rounds; ratios are against the median of ``python -c "import click"``.
+Bytecode is cached in the temporary directory, warm after the warm-up runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PLUGIN_COUNTS = (0, 10, 50)
+BIN = Path(sys.executable).parent  # the virtualenv's bin/, unresolved (keep the venv)
+HOOK_MODULE = """from lockgate import hookimpl
+
+
+@hookimpl
+def on_metrics_collect(context):
+    return {"n": 1}
+"""
+
+
+@dataclass
+class Case:
+    """One command line in one environment, and its timed runs."""
+
+    label: str
+    plugins: str  # "-" for the peers
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def p95(self) -> float:
+        return statistics.quantiles(self.times_ms, n=20, method="inclusive")[18]
+
+
+def install_plugins(root: Path, n: int) -> Path:
+    """A directory holding ``n`` real plugin distributions (dist-info + module)."""
+    site = root / f"site{n}"
+    site.mkdir()
+    for i in range(n):
+        info = site / f"lgbench_plugin_{i}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: lgbench-plugin-{i}\nVersion: 1.0\n"
+        )
+        (info / "RECORD").write_text("")
+        (info / "entry_points.txt").write_text(f"[lockgate]\nbench{i} = lgbench_plugin_{i}\n")
+        (site / f"lgbench_plugin_{i}.py").write_text(HOOK_MODULE)
+    return site
+
+
+def environment(pythonpath: Path, pycache: Path) -> dict[str, str]:
+    """The inherited environment minus lockgate, PYTHONPATH and bytecode settings, plus ours.
+
+    Bytecode is cached under ``pycache`` (warm after the warm-up runs, as for an installed
+    tool), even where PYTHONDONTWRITEBYTECODE is set, and nothing is written to the repo.
+    """
+    drop = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE") and k not in drop}
+    env |= {"PYTHONPATH": str(pythonpath), "PYTHONPYCACHEPREFIX": str(pycache)}
+    env["LOCKGATE_DISABLE_PLUGINS"] = "teamdefaults"
+    return env
+
+
+def verify(n: int, env: dict[str, str], cwd: Path) -> None:
+    """Fail unless ``lockgate plugins --json`` shows exactly the N bench plugins loaded."""
+    argv = [str(BIN / "lockgate"), "plugins", "--json"]
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"verify N={n}: exit {proc.returncode}: {proc.stderr.strip()}")
+    third = [p for p in json.loads(proc.stdout)["plugins"] if not p["builtin"]]
+    loaded = [p for p in third if p["status"] == "loaded"]
+    bench = [
+        p
+        for p in loaded
+        if (p["distribution"] or "").startswith("lgbench-plugin-")
+        and p["hooks"] == ["on_metrics_collect"]
+    ]
+    if len(bench) != n or len(loaded) != n:
+        got = [(p["name"], p["status"], p["error"]) for p in third]
+        sys.exit(f"verify N={n}: expected {n} bench plugins loaded and no others, got {got}")
+
+
+def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Wall time of one process in ms; any non-zero exit stops the benchmark."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    elapsed = (time.perf_counter() - start) * 1000
+    if proc.returncode != 0:
+        sys.exit(f"{shlex.join(argv)}: exit {proc.returncode}: {proc.stderr.decode().strip()}")
+    return elapsed
+
+
+def print_table(cases: list[Case], base: float) -> None:
+    header = ("command", "plugins", "median ms", "p95 ms", "x click")
+    rows = [header]
+    for c in cases:
+        ratio = f"{c.median / base:.2f}" if c.label.startswith("lockgate") else ""
+        rows.append((c.label, c.plugins, f"{c.median:.1f}", f"{c.p95:.1f}", ratio))
+    widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
+    rows.insert(1, tuple("-" * w for w in widths))
+    for row in rows:
+        cells = [
+            f"{v:<{w}}" if col == 0 else f"{v:>{w}}"
+            for col, (v, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def hyperfine(cases: list[Case], cwd: Path, runs: int) -> None:
+    """Optional cross-check: the same commands through hyperfine, medians in ms."""
+    exe = shutil.which("hyperfine")
+    if exe is None:
+        sys.exit("--hyperfine: hyperfine is not on PATH (e.g. apt-get install hyperfine)")
+    print("\nhyperfine cross-check (median ms):")
+    for c in cases:
+        out = cwd / "hyperfine.json"
+        cmd = [exe, "-N", "-w", "3", "-r", str(runs), "--export-json", str(out), shlex.join(c.argv)]
+        subprocess.run(cmd, env=c.env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+        median = json.loads(out.read_text())["results"][0]["median"] * 1000
+        print(f"  {c.label:<26} {c.plugins:>3}  {median:7.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="lockgate cold-start benchmark")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per command (20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per command (3)")
+    parser.add_argument("--json", type=Path, help="write the raw per-run times here")
+    parser.add_argument("--hyperfine", action="store_true", help="also time with hyperfine")
+    args = parser.parse_args()
+    if args.runs < 2:
+        parser.error("--runs must be at least 2")
+    lockgate = str(BIN / "lockgate")
+    with tempfile.TemporaryDirectory(prefix="lgbench-") as tmp:
+        root = Path(tmp)
+        cwd = root / "cwd"
+        cwd.mkdir()
+        empty = install_plugins(root, 0)
+        peer_env = environment(empty, root / "pycache")
+        cases = [
+            Case('python -c "import click"', "-", [sys.executable, "-c", "import click"], peer_env),
+            Case("pytest --version", "-", [str(BIN / "pytest"), "--version"], peer_env),
+        ]
+        for n in PLUGIN_COUNTS:
+            env = environment(install_plugins(root, n) if n else empty, root / "pycache")
+            verify(n, env, cwd)
+            cases.append(Case("lockgate --version", str(n), [lockgate, "--version"], env))
+            cases.append(Case("lockgate plugins", str(n), [lockgate, "plugins"], env))
+        for round_no in range(args.warmup + args.runs):
+            for c in cases:
+                elapsed = run_once(c.argv, c.env, cwd)
+                if round_no >= args.warmup:
+                    c.times_ms.append(elapsed)
+        print(
+            f"{args.runs} runs each after {args.warmup} warm-up, interleaved; "
+            f"Python {platform.python_version()}, {os.cpu_count()} cores\n"
+        )
+        print_table(cases, base=cases[0].median)
+        if args.json:
+            raw = {
+                "runs": args.runs,
+                "warmup": args.warmup,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "results": [
+                    {"label": c.label, "plugins": c.plugins, "argv": c.argv}
+                    | {"median_ms": c.median, "p95_ms": c.p95, "times_ms": c.times_ms}
+                    for c in cases
+                ],
+            }
+            args.json.write_text(json.dumps(raw, indent=2) + "\n")
+        if args.hyperfine:
+            hyperfine(cases, cwd, args.runs)
+
+
+if __name__ == "__main__":
+    main()
