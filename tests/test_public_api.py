@@ -15,7 +15,7 @@ from lockgate.core.plugins import discover
 
 REPO = Path(__file__).resolve().parents[1]
 
-EXPECTED_BUILTINS: set[str] = set()
+EXPECTED_BUILTINS = {"local", "memory", "sqlite", "workspace"}
 
 
 def test_all_is_exact_and_every_name_resolves() -> None:

@@ -226,6 +226,20 @@ def register_targets(register: Register[Any]) -> None:
 
 
 @hookspec
+def register_sources(register: Register[Any]) -> None:
+    """Provide component sources (where components are discovered and scanned).
+
+    When: once, the first time a command looks for components.
+
+    Receives: ``register(name, factory)``; the factory receives the ``workspaces:``
+    settings as ``context.options``. ``workspaces.source`` selects one by name (builtin:
+    ``workspace``, directories on disk).
+
+    Returns: nothing; duplicate names are refused as for :func:`register_state_stores`.
+    """
+
+
+@hookspec
 def register_commands(register: Callable[[click.Command], None]) -> None:
     """Add commands to the ``lockgate`` command line.
 

@@ -22,6 +22,7 @@ class AppContext:
     json: bool = False
     verbosity: int = 0
     strict_plugins: bool | None = None
+    actor: str | None = None
     _projects: dict[bool, Project] = attrs.field(factory=dict)
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
@@ -41,6 +42,7 @@ class AppContext:
             strict_plugins=self.strict_plugins if strict is None else strict,
             require=require,
         )
+        project.actor_override = self.actor
         self._projects[require] = project
         if project.root is not None:
             self._projects[True] = project

@@ -8,9 +8,7 @@ load no plugin.
 
 from __future__ import annotations
 
-import difflib
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,12 @@ def _err(message: str) -> None:
     click.echo(f"lockgate: error: {message}", err=True)
 
 
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def _app(ctx: click.Context) -> AppContext:
     """The shared AppContext, filled from the parsed global options.
 
@@ -46,6 +50,8 @@ def _app(ctx: click.Context) -> AppContext:
         app.project_dir = Path(params["project_dir"])
     app.json = bool(params.get("json_output", app.json))
     app.verbosity = int(params.get("verbose", 0)) - int(params.get("quiet", 0))
+    if params.get("actor"):
+        app.actor = str(params["actor"])
     if params.get("strict_plugins"):
         app.strict_plugins = True
     return app
@@ -71,6 +77,8 @@ class LockgateGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = click.utils.make_str(args[0])
         if self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
             known = [*self.commands, *self.plugin_commands(ctx)]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see 'lockgate --help'"
@@ -106,7 +114,7 @@ class LockgateGroup(click.Group):
         except LockgateError as exc:
             _err(exc.message)
             if app.verbosity > 0:
-                traceback.print_exc()
+                _print_traceback()
             code = exc.exit_code
         except Exception as exc:
             _err(
@@ -114,7 +122,7 @@ class LockgateGroup(click.Group):
                 "(a bug in lockgate; run with -v for the traceback and report it)"
             )
             if app.verbosity > 0:
-                traceback.print_exc()
+                _print_traceback()
             code = EXIT_INTERNAL
         if standalone_mode:
             sys.exit(code)
@@ -140,6 +148,11 @@ class LockgateGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="More output; -v shows tracebacks of errors.")
 @click.option("-q", "--quiet", count=True, help="Less output.")
 @click.option(
+    "--actor",
+    metavar="NAME",
+    help="Who is acting, for the audit log (default: LOCKGATE_ACTOR, else the OS user).",
+)
+@click.option(
     "--strict-plugins",
     is_flag=True,
     help="Fail (exit 3) when any plugin fails to load (also LOCKGATE_STRICT_PLUGINS=1).",
@@ -151,10 +164,20 @@ def cli(ctx: click.Context, /, **_: Any) -> None:
 
 
 def _register_kernel_commands() -> None:
-    from lockgate.cli import config_cmd, init_cmd, metrics_cmd, plugins_cmd
+    from lockgate.cli import (
+        config_cmd,
+        diff_cmd,
+        init_cmd,
+        ls_cmd,
+        metrics_cmd,
+        plugins_cmd,
+        stage_cmd,
+    )
 
-    for module in (init_cmd, plugins_cmd, config_cmd, metrics_cmd):
+    for module in (init_cmd, plugins_cmd, config_cmd, metrics_cmd, ls_cmd, diff_cmd):
         cli.add_command(module.command)
+    cli.add_command(stage_cmd.stage)
+    cli.add_command(stage_cmd.sync)
 
 
 _register_kernel_commands()

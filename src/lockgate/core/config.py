@@ -31,7 +31,10 @@ __all__ = [
     "PluginsSection",
     "ProjectSection",
     "Source",
+    "StageSection",
+    "StagingSection",
     "StateSection",
+    "WorkspacesSection",
     "read_layers",
 ]
 
@@ -68,6 +71,42 @@ class ContentSection:
 
 
 @attrs.frozen
+class WorkspacesSection:
+    """``workspaces:`` — where components live and what is ignored."""
+
+    root: str = "workspaces"
+    layout: str = "{workspace}/{type}/{component}"
+    source: str = "workspace"
+    ignore: list[str] = attrs.field(factory=list)
+
+
+MiB = 1024 * 1024
+
+
+@attrs.frozen
+class StagingSection:
+    """``staging:`` — limits and speed settings for turning workspaces into revisions."""
+
+    max_file_size: int = 256 * MiB
+    max_component_size: int = 4096 * MiB
+    max_files: int = 200_000
+    link: Literal["auto", "reflink", "hardlink", "copy"] = "auto"
+    workers: int = 0
+    progress_min_files: int = 2_000
+
+
+@attrs.frozen
+class StageSection:
+    """``stages.<name>:`` — one rung of the ladder."""
+
+    description: str | None = None
+
+
+def _default_stages() -> dict[str, StageSection]:
+    return {name: StageSection() for name in ("staging", "integration", "production")}
+
+
+@attrs.frozen
 class PluginsSection:
     """``plugins:`` — which plugins load and in which order (see docs/plugins.md)."""
 
@@ -81,6 +120,9 @@ class Config:
     """The kernel's own settings (plugin sections are held apart, see :class:`ConfigLayers`)."""
 
     project: ProjectSection = attrs.field(factory=ProjectSection)
+    workspaces: WorkspacesSection = attrs.field(factory=WorkspacesSection)
+    staging: StagingSection = attrs.field(factory=StagingSection)
+    stages: dict[str, StageSection] = attrs.field(factory=_default_stages)
     state: StateSection = attrs.field(factory=StateSection)
     content: ContentSection = attrs.field(factory=ContentSection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)
@@ -237,7 +279,8 @@ def read_layers(file: Path | None, environ: Mapping[str, str]) -> ConfigLayers:
     """Read ``lockgate.yaml`` (when given) and the ``LOCKGATE__*`` environment overrides."""
     layers = ConfigLayers(file=file)
     if file is not None:
-        doc = load_yaml_file(file)
+        state = file.parent / ".lockgate"
+        doc = load_yaml_file(file, cache_dir=state / "cache" / "yaml" if state.is_dir() else None)
         if doc.data is None:
             doc_data: dict[str, Any] = {}
         elif isinstance(doc.data, dict):

@@ -12,6 +12,7 @@ and reported (fatal only in strict mode).
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import attrs
 
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
+from lockgate.core.contracts import ContentStore, Source, StateStore
 from lockgate.core.hooks import HookRunner
 from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
 from lockgate.core.roles import Roles
@@ -52,6 +54,8 @@ class Project:
     settings: dict[str, Any]
     environ: Mapping[str, str]
     roles: Roles = attrs.field(init=False)
+    actor_override: str | None = None
+    _built: dict[str, Any] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.roles = Roles(self)
@@ -110,6 +114,65 @@ class Project:
     def strict_from_env(self) -> bool:
         """True when ``LOCKGATE_STRICT_PLUGINS`` asks for strict plugin loading."""
         return self.environ.get("LOCKGATE_STRICT_PLUGINS", "").strip().lower() in _TRUTHY
+
+    @property
+    def actor(self) -> str:
+        """Who is acting: ``--actor``, else ``LOCKGATE_ACTOR``, else the OS user."""
+        if self.actor_override:
+            return self.actor_override
+        env_actor = self.environ.get("LOCKGATE_ACTOR", "").strip()
+        if env_actor:
+            return env_actor
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+
+    @property
+    def stage_names(self) -> list[str]:
+        """The ladder, in order."""
+        return list(self.config.stages)
+
+    def check_stage(self, name: str | None) -> str:
+        """``name`` if it is a configured stage (None: the first stage), else an error."""
+        from lockgate.core.structure import did_you_mean
+        from lockgate.errors import NotFoundError
+
+        ladder = self.stage_names
+        if name is None:
+            return ladder[0]
+        if name not in ladder:
+            hint = did_you_mean(name, ladder).replace("valid keys", "stages")
+            raise NotFoundError(f"no stage '{name}' (stages: {' → '.join(ladder)}){hint}")
+        return name
+
+    def source(self) -> Source:
+        """The component source (role ``source``, ``workspaces.source``)."""
+        options = attrs.asdict(self.config.workspaces)
+        return typing.cast(Source, self._role("source", self.config.workspaces.source, options))
+
+    def content(self) -> ContentStore:
+        """The content store (role ``content``, ``content.store``)."""
+        return typing.cast(ContentStore, self._role("content", self.config.content.store))
+
+    def state(self) -> StateStore:
+        """The state store (role ``state``, ``state.store``)."""
+        return typing.cast(StateStore, self._role("state", self.config.state.store))
+
+    def _role(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
+        if role not in self._built:
+            self._built[role] = self.roles.build(role, name, options)
+        return self._built[role]
+
+    def close(self) -> None:
+        """Release what roles hold open (database connections)."""
+        for built in self._built.values():
+            close = getattr(built, "close", None)
+            if close is not None:
+                close()
+        self._built.clear()
 
     @property
     def state_dir(self) -> Path:

@@ -33,6 +33,7 @@ class Role:
 ROLES: dict[str, Role] = {
     "state": Role("state store", "register_state_stores", "state.store"),
     "content": Role("content store", "register_content_stores", "content.store"),
+    "source": Role("component source", "register_sources", "workspaces.source"),
     "target": Role("stage target", "register_targets", "stages.<stage>.targets[].kind"),
 }
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
-import yaml
 
 from lockgate.errors import ConfigError
 
@@ -185,6 +184,8 @@ def _from_env(tp: Any, raw: EnvValue, path: KeyPath, where: Locator) -> Any:
 
 
 def _yaml_value(text: str, path: KeyPath, where: Locator) -> Any:
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -8,18 +8,23 @@ the number of nodes (which aliases can multiply) is capped too.
 
 from __future__ import annotations
 
+import marshal
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import yaml
 
 from lockgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = ["MAX_NODES", "MAX_YAML_BYTES", "YamlDocument", "load_yaml_file", "load_yaml_text"]
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+_RACY_WINDOW_NS = 50_000_000
 
 KeyPath = tuple[str, ...]
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
@@ -43,8 +48,73 @@ class YamlDocument:
         return str(self.path)
 
 
-def load_yaml_file(path: Path, *, max_bytes: int = MAX_YAML_BYTES) -> YamlDocument:
-    """Load ``path``; every problem is a one-line :class:`ConfigError` naming file and line."""
+def load_yaml_file(
+    path: Path, *, max_bytes: int = MAX_YAML_BYTES, cache_dir: Path | None = None
+) -> YamlDocument:
+    """Load ``path``; every problem is a one-line :class:`ConfigError` naming file and line.
+
+    With ``cache_dir``, the parsed document is kept there keyed by the file's stat (like a
+    ``.pyc``), so an unchanged file loads without importing or running the YAML parser —
+    a noticeable part of every command's start-up.
+    """
+    cached = _cache_get(path, cache_dir) if cache_dir is not None else None
+    if cached is not None:
+        return cached
+    doc = _load_yaml_file(path, max_bytes)
+    if cache_dir is not None:
+        _cache_put(path, cache_dir, doc)
+    return doc
+
+
+def _cache_file(path: Path, cache_dir: Path) -> tuple[str, tuple[int, ...]] | None:
+    from lockgate.core.manifest import digest_bytes
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    name = digest_bytes(os.fsencode(path.resolve()))[:32]
+    return f"{cache_dir}/{name}", key
+
+
+def _cache_get(path: Path, cache_dir: Path) -> YamlDocument | None:
+    located = _cache_file(path, cache_dir)
+    if located is None:
+        return None
+    file, key = located
+    try:
+        with open(file, "rb") as fh:
+            written_ns = os.fstat(fh.fileno()).st_mtime_ns
+            stored_key, data, lines = marshal.loads(fh.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    # Like the stat cache: a file changed within the timestamp granularity of the cache
+    # write could look unchanged, so it is parsed again.
+    if tuple(stored_key) != key or max(key[1], key[2]) >= written_ns - _RACY_WINDOW_NS:
+        return None
+    return YamlDocument(data=data, lines=lines, path=path)
+
+
+def _cache_put(path: Path, cache_dir: Path, doc: YamlDocument) -> None:
+    located = _cache_file(path, cache_dir)
+    if located is None:
+        return
+    file, key = located
+    try:
+        blob = marshal.dumps((key, doc.data, doc.lines))
+    except ValueError:
+        return  # a value marshal cannot hold (a YAML timestamp, say): just not cached
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{file}.{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(file)
+    except OSError:
+        pass  # a read-only project still works, only without the cache
+
+
+def _load_yaml_file(path: Path, max_bytes: int) -> YamlDocument:
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -64,6 +134,8 @@ def load_yaml_file(path: Path, *, max_bytes: int = MAX_YAML_BYTES) -> YamlDocume
 
 def load_yaml_text(text: str, path: Path) -> YamlDocument:
     """Parse ``text`` (as if read from ``path``) into a :class:`YamlDocument`."""
+    import yaml
+
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -90,6 +162,8 @@ def _convert(
     path: Path,
     budget: list[int],
 ) -> Any:
+    import yaml
+
     budget[0] -= 1
     if budget[0] < 0:
         raise ConfigError(

@@ -1,0 +1,322 @@
+"""Builtin plugin ``local``: the content store in ``.lockgate/objects/``.
+
+Objects are named by the BLAKE3 digest of their bytes (``objects/ab/cdef…``), written to a
+temporary file, then renamed into place and made read-only, so an object is either
+complete or absent. Ingesting a workspace file hashes exactly the bytes it writes, and
+checks the file did not change while it was read (the stat before and after must agree),
+so a stored object always matches its recorded digest. Durability is batched: objects are
+written without a per-file fsync, and :meth:`LocalContentStore.sync` flushes the file
+system once before the state store records a revision that needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from lockgate.core.contracts import FileStat, LinkMode
+from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
+from lockgate.core.models import RoleContext
+from lockgate.errors import ConflictError, InputError, NotFoundError
+from lockgate.hookspecs import hookimpl
+
+__all__ = ["LocalContentStore", "LocalSettings"]
+
+BUFFER = 1 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_serial = itertools.count()
+_FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
+
+
+@attrs.frozen
+class LocalSettings:
+    """``plugins.local:`` — where objects live and how durable a write is."""
+
+    path: str = "objects"
+    fsync: bool = True
+
+
+@hookimpl
+def register_settings() -> type:
+    return LocalSettings
+
+
+@hookimpl
+def register_content_stores(register: Any) -> None:
+    register("local", lambda ctx: LocalContentStore.from_context(ctx))
+
+
+class LocalContentStore:
+    """Content-addressed objects in a directory."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.fsync = fsync
+        self._dirty = False
+        self._root_s = str(root)
+        self._tmp_s = str(self.tmp)
+        self._fanout: set[str] = set()
+        self._tmp_ready = False
+
+    @classmethod
+    def from_context(cls, ctx: RoleContext) -> LocalContentStore:
+        settings = ctx.settings or LocalSettings()
+        root = (ctx.state_dir / settings.path).resolve()
+        if not root.is_relative_to(ctx.state_dir.resolve()):
+            raise InputError(
+                f"plugins.local.path {settings.path!r} leaves .lockgate/; use a relative path"
+            )
+        return cls(root, fsync=settings.fsync)
+
+    # ------------------------------------------------------------------ paths
+
+    def object_path(self, digest: str) -> Path:
+        """Where object ``digest`` lives (it may not exist)."""
+        return Path(self._object_str(digest))
+
+    def _object_str(self, digest: str) -> str:
+        if not _HEX64.fullmatch(digest):
+            raise InputError(f"{digest!r} is not a content digest (64 lowercase hex characters)")
+        return f"{self._root_s}/{digest[:2]}/{digest[2:]}"
+
+    def _ensure_dirs(self) -> None:
+        if not self._tmp_ready:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp_ready = True
+
+    # ------------------------------------------------------------------ writing
+
+    def ingest(self, path: str | Path, expected: FileStat) -> tuple[str, int]:
+        self._ensure_dirs()
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC)
+        except OSError as exc:
+            raise _changed(path, f"cannot be read ({exc.strerror})") from exc
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode) or FileStat.of(before) != expected:
+                raise _changed(path, "changed between scan and read")
+            if before.st_size <= BUFFER:
+                data = os.read(fd, before.st_size + 1)
+                if len(data) != before.st_size:
+                    raise _changed(path, "changed size while being read")
+                self._check_unchanged(fd, path, before)
+                return self.put_bytes(data), len(data)
+            return self._ingest_stream(fd, path, before)
+        finally:
+            os.close(fd)
+
+    def _ingest_stream(self, fd: int, path: str | Path, before: os.stat_result) -> tuple[str, int]:
+        hasher = new_hasher()
+        buf = bytearray(BUFFER)
+        view = memoryview(buf)
+        size = 0
+        with self._temp() as (tmp_fd, tmp_path):
+            while True:
+                n = os.readv(fd, [buf])
+                if not n:
+                    break
+                chunk = view[:n]
+                hasher.update(chunk)
+                _write_all(tmp_fd, chunk)
+                size += n
+            if size != before.st_size:
+                raise _changed(path, "changed size while being read")
+            self._check_unchanged(fd, path, before)
+            digest = str(hasher.hexdigest())
+            if not os.path.exists(self._object_str(digest)):
+                self._publish(tmp_fd, tmp_path, digest)
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = digest_bytes(data)
+        if os.path.exists(self._object_str(digest)):
+            return digest
+        self._ensure_dirs()
+        with self._temp() as (tmp_fd, tmp_path):
+            _write_all(tmp_fd, memoryview(data))
+            self._publish(tmp_fd, tmp_path, digest)
+        return digest
+
+    @staticmethod
+    def _check_unchanged(fd: int, path: str | Path, before: os.stat_result) -> None:
+        after = os.fstat(fd)
+        if FileStat.of(after) != FileStat.of(before):
+            raise _changed(path, "was modified while being staged")
+
+    @contextlib.contextmanager
+    def _temp(self) -> Iterator[tuple[int, str]]:
+        name = f"{self._tmp_s}/obj-{os.getpid()}-{threading.get_ident()}-{next(_serial)}"
+        tmp_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
+        try:
+            yield tmp_fd, name
+        finally:
+            os.close(tmp_fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)  # still there only when publishing did not happen
+
+    def _publish(self, tmp_fd: int, tmp_path: str, digest: str) -> None:
+        final = self._object_str(digest)
+        fanout = digest[:2]
+        if fanout not in self._fanout:
+            os.makedirs(f"{self._root_s}/{fanout}", exist_ok=True)
+            self._fanout.add(fanout)
+        os.fchmod(tmp_fd, 0o444)
+        os.replace(tmp_path, final)
+        self._dirty = True
+
+    def sync(self) -> None:
+        if not (self.fsync and self._dirty):
+            return
+        _syncfs(self.root)
+        self._dirty = False
+
+    def put_manifest(self, manifest: Manifest) -> str:
+        data = manifest.canonical()
+        revision = self.put_bytes(data)
+        self.sync()
+        return revision
+
+    # ------------------------------------------------------------------ reading
+
+    def has(self, digest: str) -> bool:
+        return os.path.isfile(self._object_str(digest))
+
+    def read_bytes(self, digest: str) -> bytes:
+        path = self.object_path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"object {digest[:12]} is missing from {self.root}") from exc
+        if digest_bytes(data) != digest:
+            raise ConflictError(
+                f"object {digest[:12]} at {path} is corrupt (its bytes no longer match their "
+                "digest); run 'lockgate verify'"
+            )
+        return data
+
+    def get_manifest(self, revision: str) -> Manifest:
+        try:
+            data = self.read_bytes(revision)
+        except NotFoundError as exc:
+            raise NotFoundError(f"revision {revision[:12]} is not in the content store") from exc
+        return Manifest.from_bytes(data, where=f"revision {revision[:12]}")
+
+    def verify(self, digest: str) -> bool:
+        path = self.object_path(digest)
+        hasher = new_hasher()
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(BUFFER):
+                    hasher.update(chunk)
+        except OSError:
+            return False
+        return bool(hasher.hexdigest() == digest)
+
+    # ------------------------------------------------------------------ materializing
+
+    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
+        _check_manifest_paths(manifest)
+        dest.mkdir(parents=True, exist_ok=False)
+        for entry in manifest.entries:
+            target = dest / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if entry.kind == "symlink":
+                os.symlink(str(entry.target), target)
+                continue
+            source = self.object_path(entry.digest)
+            if not source.is_file():
+                raise NotFoundError(
+                    f"object {entry.digest[:12]} for {entry.path} is missing; run 'lockgate verify'"
+                )
+            _place(source, target, link, executable=entry.executable)
+
+
+def _place(source: Path, target: Path, link: LinkMode, *, executable: bool) -> None:
+    mode = 0o555 if executable else 0o444
+    if link in ("auto", "reflink") and _reflink(source, target):
+        os.chmod(target, mode)
+        return
+    if link == "reflink":
+        raise InputError(
+            f"{target.parent}: the file system cannot reflink; set staging.link to auto"
+        )
+    # A hardlink shares the object's read-only mode, so executables are copied instead.
+    if link in ("auto", "hardlink") and not executable:
+        try:
+            os.link(source, target)
+            return
+        except OSError as exc:
+            if link == "hardlink":
+                raise InputError(f"{target}: cannot hardlink ({exc.strerror})") from exc
+    import shutil
+
+    shutil.copyfile(source, target)
+    os.chmod(target, mode)
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    import fcntl
+
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+                return True
+            except OSError:
+                pass
+    except OSError:
+        return False
+    target.unlink()
+    return False
+
+
+def _check_manifest_paths(manifest: Manifest) -> None:
+    """Refuse entries that could write outside the destination (a crafted manifest)."""
+    links = {e.path for e in manifest.entries if e.kind == "symlink"}
+    for entry in manifest.entries:
+        parts = entry.path.split("/")
+        if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InputError(f"manifest entry {entry.path!r} is not a safe relative path")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in links:
+                raise InputError(f"manifest entry {entry.path!r} lies under a symlink")
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def _changed(path: str | Path, what: str) -> ConflictError:
+    return ConflictError(f"{path}: {what}; nothing was stored, stage again once edits settle")
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the file system holding ``path`` (one syscall instead of an fsync per object)."""
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = getattr(libc, "syncfs", None)
+        if syncfs is not None and syncfs(fd) == 0:
+            return
+        if syncfs is not None and ctypes.get_errno() not in (errno.ENOSYS, 0):
+            raise OSError(ctypes.get_errno(), "syncfs failed", str(path))
+        os.sync()
+    finally:
+        os.close(fd)

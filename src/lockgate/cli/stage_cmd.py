@@ -1,0 +1,123 @@
+"""``lockgate stage`` and ``lockgate sync``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from lockgate.cli.context import AppContext
+from lockgate.cli.output import emit_json, json_option, wants_json
+
+__all__ = ["progress_bar", "stage", "sync"]
+
+
+@contextmanager
+def progress_bar(app: AppContext, label: str) -> Iterator[Any]:
+    """A progress callback: a bar on a terminal for large jobs, silence otherwise."""
+    import sys
+
+    threshold = app.project().config.staging.progress_min_files
+    if app.json or app.verbosity < 0 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, redirect_stdout=False) as bar:
+        task = None
+
+        def update(done: int, total: int) -> None:
+            nonlocal task
+            if total < threshold:
+                return
+            if task is None:
+                task = bar.add_task(label, total=total)
+            bar.update(task, completed=done)
+
+        yield update
+
+
+@click.command("stage")
+@click.argument("component", metavar="WS:ID")
+@click.option(
+    "--to", "to_stage", metavar="STAGE", help="Stage it is meant for (default: the first)."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be staged; store nothing.")
+@click.option("--reason", metavar="TEXT", help="Recorded in the audit log.")
+@json_option
+@click.pass_context
+def stage(
+    ctx: click.Context,
+    component: str,
+    to_stage: str | None,
+    dry_run: bool,
+    reason: str | None,
+    json_flag: bool,
+) -> None:
+    """Snapshot a component's files as an immutable revision.
+
+    Staging an unchanged component creates no revision and says so.
+    """
+    from lockgate.core.staging import Stager
+
+    app = ctx.ensure_object(AppContext)
+    project = app.project()
+    with progress_bar(app, f"staging {component}") as progress:
+        result = Stager(project).stage(
+            component, to=to_stage, dry_run=dry_run, progress=progress, reason=reason
+        )
+    if wants_json(ctx, json_flag):
+        emit_json(result.to_dict())
+    else:
+        click.echo(result.summary())
+    for warning in result.warnings:
+        click.echo(f"lockgate: warning: {warning}", err=True)
+    if result.warnings:
+        ctx.exit(3)
+
+
+@click.command("sync")
+@click.argument("workspaces", nargs=-1, metavar="[WS]...")
+@click.option("--to", "to_stage", metavar="STAGE", help="Stage they are meant for.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
+@json_option
+@click.pass_context
+def sync(
+    ctx: click.Context,
+    workspaces: tuple[str, ...],
+    to_stage: str | None,
+    dry_run: bool,
+    json_flag: bool,
+) -> None:
+    """Stage every component whose files changed since its last revision.
+
+    One component's failure never stops the others; exits 1 if any failed.
+    """
+    from lockgate.core.refs import check_name
+    from lockgate.core.staging import Stager
+
+    for ws in workspaces:
+        check_name("workspace", ws)
+    app = ctx.ensure_object(AppContext)
+    project = app.project()
+    with progress_bar(app, "sync") as progress:
+        result = Stager(project).sync(
+            list(workspaces) or None, to=to_stage, dry_run=dry_run, progress=progress
+        )
+    if wants_json(ctx, json_flag):
+        emit_json(result.to_dict())
+    else:
+        for r in result.results:
+            if r.created:
+                click.echo(r.summary())
+        for comp, reason in result.failures:
+            click.echo(f"{comp}: FAILED: {reason}")
+        verb = "would stage" if dry_run else "staged"
+        click.echo(
+            f"found {result.found}, {verb} {result.staged}, unchanged {result.unchanged}, "
+            f"failed {len(result.failures)}"
+        )
+    if result.failures:
+        ctx.exit(1)

@@ -1,0 +1,193 @@
+"""``ls`` and ``diff``: what is in the workspaces, what is recorded, and how they differ."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.manifest import Manifest, ManifestDiff
+from lockgate.core.refs import ComponentRef, short
+from lockgate.core.staging import Stager
+from lockgate.errors import InputError, LockgateError, NotFoundError
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = ["ComponentRow", "DiffResult", "diff_component", "list_components", "resolve_revision"]
+
+
+@attrs.frozen
+class ComponentRow:
+    """One line of ``lockgate ls``."""
+
+    workspace: str
+    component_type: str
+    component_id: str
+    revision: str | None
+    status: str
+    change: str
+
+    @property
+    def short_revision(self) -> str:
+        return short(self.revision)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": f"{self.workspace}:{self.component_id}",
+            "workspace": self.workspace,
+            "type": self.component_type,
+            "id": self.component_id,
+            "revision": self.revision,
+            "status": self.status,
+            "change": self.change,
+        }
+
+
+def list_components(project: Project, workspace: str | None = None) -> list[ComponentRow]:
+    """Every component in the workspaces and the state store, with its local change."""
+    discovery = project.source().discover([workspace] if workspace else None)
+    state = project.state()
+    stager = Stager(project)
+    content = project.content()
+    rows: list[ComponentRow] = []
+    seen: set[str] = set()
+    for comp in discovery.components:
+        ref = str(comp.ref)
+        seen.add(ref)
+        record = state.component(ref)
+        revision = record.latest_revision if record else None
+        status = record.status.value if record else "new"
+        try:
+            _, manifest = stager.workspace_manifest(comp)
+            if revision is None:
+                change = f"not staged ({len(manifest.entries)} files)"
+            else:
+                diff = ManifestDiff.between(content.get_manifest(revision), manifest)
+                change = "unchanged" if diff.empty else _describe(diff)
+        except LockgateError as exc:
+            change = f"cannot scan: {exc.message}"
+        rows.append(
+            ComponentRow(
+                comp.ref.workspace,
+                comp.component_type,
+                comp.ref.component_id,
+                revision,
+                status,
+                change,
+            )
+        )
+    for problem in discovery.problems:
+        rows.append(ComponentRow("?", "?", problem.path or "?", None, "invalid", problem.message))
+    for record in state.components(workspace):
+        if record.component not in seen:
+            rows.append(
+                ComponentRow(
+                    record.workspace,
+                    record.component_type,
+                    record.component_id,
+                    record.latest_revision,
+                    record.status.value,
+                    "missing from workspace",
+                )
+            )
+    rows.sort(key=lambda r: (r.workspace, r.component_id))
+    return rows
+
+
+def _describe(diff: ManifestDiff) -> str:
+    c = diff.counts()
+    return f"changed: +{c['added']} ~{c['modified']} -{c['removed']}"
+
+
+def resolve_revision(project: Project, ref: ComponentRef, text: str) -> str:
+    """A full revision id from a unique prefix (at least 4 characters) or ``latest``."""
+    revisions = [r.revision for r in project.state().revisions(str(ref))]
+    if text == "latest":
+        record = project.state().component(str(ref))
+        if record is None or record.latest_revision is None:
+            raise NotFoundError(f"{ref} has no revision yet; stage it first")
+        return record.latest_revision
+    if len(text) < 4:
+        raise InputError(f"revision {text!r} is too short; give at least 4 characters")
+    matches = sorted({r for r in revisions if r.startswith(text.lower())})
+    if not matches:
+        known = ", ".join(short(r) for r in revisions[-5:]) or "none"
+        raise NotFoundError(f"{ref} has no revision {text!r} (latest: {known})")
+    if len(matches) > 1:
+        raise InputError(f"revision {text!r} of {ref} is ambiguous; give more characters")
+    return matches[0]
+
+
+@attrs.frozen
+class DiffResult:
+    """Files added, modified and removed between two trees, with optional text patches."""
+
+    component: str
+    old: str
+    new: str
+    diff: ManifestDiff
+    patches: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "from": self.old,
+            "to": self.new,
+            **self.diff.to_dict(),
+            "patch": "".join(self.patches) if self.patches else None,
+        }
+
+
+def diff_component(
+    project: Project, ref: ComponentRef, rev_a: str | None, rev_b: str | None, *, patch: bool
+) -> DiffResult:
+    """Workspace vs latest (no revisions), workspace vs REV_A, or REV_A vs REV_B."""
+    content = project.content()
+    comp = None
+    if rev_a is None:
+        old_id = resolve_revision(project, ref, "latest")
+    else:
+        old_id = resolve_revision(project, ref, rev_a)
+    old = content.get_manifest(old_id)
+    if rev_b is not None:
+        new_id = resolve_revision(project, ref, rev_b)
+        new = content.get_manifest(new_id)
+        new_label = short(new_id)
+    else:
+        comp = project.source().find(ref)
+        _, new = Stager(project).workspace_manifest(comp)
+        new_label = "workspace"
+    diff = ManifestDiff.between(old, new)
+    patches: list[str] = []
+    if patch:
+        root = comp.path if comp is not None else None
+
+        def read(manifest: Manifest, path: str, from_workspace: bool) -> bytes:
+            entry = manifest.by_path().get(path)
+            if entry is None:
+                return b""
+            if entry.kind == "symlink":
+                return f"-> {entry.target}\n".encode()
+            if from_workspace and root is not None:
+                return (root / path).read_bytes()
+            return content.read_bytes(entry.digest)
+
+        for path in (*diff.added, *diff.modified, *diff.removed):
+            before = read(old, path, False)
+            after = read(new, path, rev_b is None)
+            patches.append(_patch(path, before, after, short(old_id), new_label))
+    return DiffResult(str(ref), short(old_id), new_label, diff, tuple(patches))
+
+
+def _patch(path: str, before: bytes, after: bytes, old_label: str, new_label: str) -> str:
+    try:
+        a = before.decode("utf-8").splitlines(keepends=True)
+        b = after.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return f"Binary file {path} differs\n"
+    lines = difflib.unified_diff(a, b, f"a/{path} ({old_label})", f"b/{path} ({new_label})")
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )

@@ -1,0 +1,170 @@
+"""Revisions are manifests: every file's path, size, mode and digest, in canonical form.
+
+The revision id is the digest of the canonical manifest bytes (sorted entries, compact
+JSON, sorted keys), so the same tree always gives the same id whatever order it was
+walked in. Digests are BLAKE3 (hex), chosen by measurement over sha256 — see
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple
+
+import attrs
+import blake3
+
+from lockgate.errors import InputError
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "FileEntry",
+    "Manifest",
+    "ManifestDiff",
+    "digest_bytes",
+    "new_hasher",
+]
+
+MANIFEST_FORMAT = 1
+
+Kind = Literal["file", "exec", "symlink"]
+
+
+def new_hasher() -> Any:
+    """A fresh incremental content hasher (``update(bytes)``, ``hexdigest()``)."""
+    return blake3.blake3()
+
+
+def digest_bytes(data: bytes) -> str:
+    """The content digest of ``data`` (hex)."""
+    return str(blake3.blake3(data).hexdigest())
+
+
+class FileEntry(NamedTuple):
+    """One file of a revision. ``kind`` is ``file``, ``exec`` (executable) or ``symlink``.
+
+    For a symlink, ``target`` is the link text (always relative and inside the component)
+    and ``digest``/``size`` describe those bytes. A NamedTuple (ordered by path first)
+    because revisions hold one per file and tuples are cheap to build and compare.
+    """
+
+    path: str
+    kind: Kind
+    size: int
+    digest: str
+    target: str | None = None
+
+    @property
+    def executable(self) -> bool:
+        """True for an executable regular file."""
+        return self.kind == "exec"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data, as written in the canonical manifest."""
+        data: dict[str, Any] = {
+            "path": self.path,
+            "kind": self.kind,
+            "size": self.size,
+            "digest": self.digest,
+        }
+        if self.target is not None:
+            data["target"] = self.target
+        return data
+
+
+def _sorted_entries(entries: Iterable[FileEntry]) -> tuple[FileEntry, ...]:
+    return tuple(sorted(entries))
+
+
+@attrs.frozen
+class Manifest:
+    """The files of one revision, sorted by path."""
+
+    entries: tuple[FileEntry, ...] = attrs.field(converter=_sorted_entries)
+
+    def canonical(self) -> bytes:
+        """The exact bytes whose digest is the revision id."""
+        doc = {"format": MANIFEST_FORMAT, "files": [e.to_json() for e in self.entries]}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def revision_id(self) -> str:
+        """The digest of :meth:`canonical`."""
+        return digest_bytes(self.canonical())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, where: str = "manifest") -> Manifest:
+        """Parse canonical bytes written by :meth:`canonical`."""
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"unknown manifest format {doc.get('format')!r}")
+            entries = [
+                FileEntry(i["path"], i["kind"], i["size"], i["digest"], i.get("target"))
+                for i in doc["files"]
+            ]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"{where}: not a lockgate manifest ({exc})") from exc
+        return cls(entries)
+
+    @property
+    def total_size(self) -> int:
+        """Bytes in all entries."""
+        return sum(e.size for e in self.entries)
+
+    def by_path(self) -> dict[str, FileEntry]:
+        """Entries keyed by path."""
+        return {e.path: e for e in self.entries}
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """All paths, sorted."""
+        return tuple(e.path for e in self.entries)
+
+
+@attrs.frozen
+class ManifestDiff:
+    """Paths added, modified (content, mode or link target) and removed from ``old`` to ``new``."""
+
+    added: tuple[str, ...]
+    modified: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    @classmethod
+    def between(cls, old: Manifest | None, new: Manifest | None) -> ManifestDiff:
+        """What changed going from ``old`` to ``new`` (None is an empty tree)."""
+        before = old.by_path() if old is not None else {}
+        after = new.by_path() if new is not None else {}
+        return cls(
+            added=tuple(sorted(after.keys() - before.keys())),
+            modified=tuple(
+                sorted(p for p in after.keys() & before.keys() if after[p] != before[p])
+            ),
+            removed=tuple(sorted(before.keys() - after.keys())),
+        )
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing changed."""
+        return not (self.added or self.modified or self.removed)
+
+    def counts(self) -> dict[str, int]:
+        """``{"added": n, "modified": n, "removed": n}``."""
+        return {
+            "added": len(self.added),
+            "modified": len(self.modified),
+            "removed": len(self.removed),
+        }
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """Plain data for ``--json``."""
+        return {
+            "added": list(self.added),
+            "modified": list(self.modified),
+            "removed": list(self.removed),
+        }
+
+
+def manifest_from(entries: Iterable[FileEntry]) -> Manifest:
+    """A manifest of ``entries`` (any order)."""
+    return Manifest(tuple(entries))

@@ -1,0 +1,75 @@
+"""Names and references: workspace names, component ids, ``WS:ID`` and revision ids.
+
+Names are checked against one strict pattern before they are ever used in a path, so no
+name can climb out of the project (``..``), name a directory (``/``), or smuggle NUL or
+control characters.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from lockgate.errors import InputError
+
+__all__ = ["NAME_PATTERN", "ComponentRef", "check_name", "short"]
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+"""Workspace names, component ids, component types and stage names: a letter or digit,
+then up to 63 letters, digits, ``.``, ``_`` or ``-``."""
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is a valid name, else raise a clear :class:`InputError`."""
+    if _NAME.fullmatch(value) and ".." not in value:
+        return value
+    if not value:
+        problem = "is empty"
+    elif "\x00" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        problem = "contains NUL or control characters"
+    elif "/" in value or "\\" in value:
+        problem = "contains a path separator"
+    elif ".." in value:
+        problem = "contains '..'"
+    elif len(value) > 64:
+        problem = "is longer than 64 characters"
+    else:
+        problem = (
+            "has characters outside letters, digits, '.', '_' and '-', "
+            "or starts with '.', '_' or '-'"
+        )
+    raise InputError(
+        f"{kind} {value!r} {problem}; {kind}s match {NAME_PATTERN} (letters, digits, '.', '_', '-')"
+    )
+
+
+@attrs.frozen(order=True)
+class ComponentRef:
+    """``workspace:component_id``, the name a component is known by."""
+
+    workspace: str
+    component_id: str
+
+    @classmethod
+    def parse(cls, text: str, *, default_workspace: str | None = None) -> ComponentRef:
+        """Parse ``WS:ID`` (or a bare ``ID`` when ``default_workspace`` is given)."""
+        if ":" in text:
+            workspace, _, component_id = text.partition(":")
+        elif default_workspace is not None:
+            workspace, component_id = default_workspace, text
+        else:
+            raise InputError(
+                f"component {text!r} needs its workspace: write WORKSPACE:ID, e.g. alice:{text}"
+            )
+        return cls(check_name("workspace", workspace), check_name("component id", component_id))
+
+    def __str__(self) -> str:
+        return f"{self.workspace}:{self.component_id}"
+
+
+def short(revision: str | None, length: int = 12) -> str:
+    """The first ``length`` characters of a revision id (``-`` for none)."""
+    return revision[:length] if revision else "-"

@@ -1,0 +1,397 @@
+"""The stage operation: a component's files become an immutable revision.
+
+plan (find, scan through the stat cache, check limits) → store (ingest the files the
+cache cannot vouch for, in parallel; write the manifest; flush) → record (one state-store
+transaction: component, revision, audit event) → announce (``on_stage``). A failure at
+any point before *record* leaves no revision behind; objects already stored are complete
+and unreferenced, for ``gc`` to take.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.contracts import (
+    AuditEvent,
+    Component,
+    ComponentRecord,
+    RevisionRecord,
+    ScannedFile,
+    ScanResult,
+)
+from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
+from lockgate.core.models import ChangeEvent, ComponentStatus
+from lockgate.core.refs import ComponentRef, short
+from lockgate.errors import ConflictError, InputError, LockgateError
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = ["Progress", "StageResult", "Stager", "SyncResult", "now_iso"]
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called as files are hashed and stored."""
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with microseconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@attrs.frozen
+class StageResult:
+    """What staging one component did (or, with ``dry_run``, would do)."""
+
+    component: str
+    component_type: str
+    stage: str
+    revision: str
+    previous: str | None
+    created: bool
+    files: int
+    size: int
+    hashed: int
+    diff: ManifestDiff
+    dry_run: bool = False
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "component": self.component,
+            "type": self.component_type,
+            "stage": self.stage,
+            "revision": self.revision,
+            "previous_revision": self.previous,
+            "created": self.created,
+            "dry_run": self.dry_run,
+            "files": self.files,
+            "size": self.size,
+            "hashed": self.hashed,
+            "changes": self.diff.counts(),
+            "warnings": list(self.warnings),
+        }
+
+    def summary(self) -> str:
+        """One human line."""
+        c = self.diff.counts()
+        changes = f"+{c['added']} ~{c['modified']} -{c['removed']}"
+        if not self.created:
+            return f"{self.component}: unchanged at {short(self.revision)}; no new revision"
+        verb = "would stage" if self.dry_run else "staged"
+        return (
+            f"{self.component}: {verb} {short(self.revision)} for {self.stage} "
+            f"({changes}; {self.files} files, {self.size} bytes)"
+        )
+
+
+@attrs.frozen
+class SyncResult:
+    """What ``sync`` did: counts, and each failure's reason."""
+
+    found: int
+    results: tuple[StageResult, ...]
+    failures: tuple[tuple[str, str], ...]
+    dry_run: bool = False
+
+    @property
+    def staged(self) -> int:
+        """Components that got (or would get) a new revision."""
+        return sum(1 for r in self.results if r.created)
+
+    @property
+    def unchanged(self) -> int:
+        """Components whose files match their latest revision."""
+        return sum(1 for r in self.results if not r.created)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "found": self.found,
+            "staged": self.staged,
+            "unchanged": self.unchanged,
+            "failed": len(self.failures),
+            "dry_run": self.dry_run,
+            "results": [r.to_dict() for r in self.results],
+            "failures": [{"component": c, "reason": r} for c, r in self.failures],
+        }
+
+
+class Stager:
+    """Runs stage and sync for one project."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.settings = project.config.staging
+
+    # ------------------------------------------------------------------ public
+
+    def stage(
+        self,
+        ref: ComponentRef | str,
+        *,
+        to: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        reason: str | None = None,
+    ) -> StageResult:
+        """Stage one component for stage ``to`` (default: the first stage)."""
+        if isinstance(ref, str):
+            ref = ComponentRef.parse(ref)
+        stage = self.project.check_stage(to)
+        component = self.project.source().find(ref)
+        return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
+
+    def sync(
+        self,
+        workspaces: Sequence[str] | None = None,
+        *,
+        to: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        """Stage every component whose files changed; one failure never stops the others."""
+        stage = self.project.check_stage(to)
+        discovery = self.project.source().discover(list(workspaces) if workspaces else None)
+        results: list[StageResult] = []
+        failures: list[tuple[str, str]] = [(p.path or "?", p.message) for p in discovery.problems]
+        for component in discovery.components:
+            try:
+                results.append(self._stage(component, stage, dry_run=dry_run, progress=progress))
+            except LockgateError as exc:
+                failures.append((str(component.ref), exc.message))
+        found = len(discovery.components) + len(discovery.problems)
+        return SyncResult(found, tuple(results), tuple(failures), dry_run)
+
+    def workspace_manifest(self, component: Component) -> tuple[ScanResult, Manifest]:
+        """The manifest the component's files would have now (hashing, storing nothing)."""
+        scan = self.project.source().scan(component)
+        self._check_limits(scan)
+        root = str(component.path)
+        digests = {
+            f.path: _hash_file(f"{root}/{f.path}")
+            for f in scan.files
+            if f.digest is None and f.kind != "symlink"
+        }
+        return scan, _manifest(scan, digests)
+
+    # ------------------------------------------------------------------ the operation
+
+    def _stage(
+        self,
+        component: Component,
+        stage: str,
+        *,
+        dry_run: bool,
+        progress: Progress | None,
+        reason: str | None = None,
+    ) -> StageResult:
+        project = self.project
+        source, state = project.source(), project.state()
+        ref = str(component.ref)
+        scan = source.scan(component)
+        self._check_limits(scan)
+        record = state.component(ref)
+        previous = record.latest_revision if record else None
+        if scan.revision is not None and scan.revision == previous:
+            # The source vouches the files are exactly the latest revision: nothing to do.
+            return self._unchanged(component, stage, scan, previous)
+        todo = [f for f in scan.files if f.digest is None and f.kind != "symlink"]
+        if not todo:
+            manifest = _manifest(scan, {})
+            if manifest.revision_id() == previous:
+                source.remember(scan, {}, previous)
+                return self._result(component, stage, manifest, previous, None, {}, dry_run)
+        if dry_run:
+            root = str(component.path)
+            digests = {f.path: _hash_file(f"{root}/{f.path}") for f in todo}
+        else:
+            digests = self._store_files(component.path, scan, todo, progress)
+        manifest = _manifest(scan, digests)
+        old = project.content().get_manifest(previous) if previous else None
+        result = self._result(component, stage, manifest, previous, old, digests, dry_run)
+        if dry_run:
+            return result
+        if not result.created:
+            source.remember(scan, digests, result.revision)
+            return result
+        project.content().put_manifest(manifest)  # flushes every object stored before it
+        at, actor = now_iso(), project.actor
+        revision = result.revision
+        state.record_revision(
+            RevisionRecord(ref, revision, at, actor, stage, result.files, result.size, previous),
+            ComponentRecord(
+                component=ref,
+                workspace=component.ref.workspace,
+                component_id=component.ref.component_id,
+                component_type=component.component_type,
+                status=ComponentStatus.STAGED,
+                latest_revision=revision,
+                updated_at=at,
+            ),
+            AuditEvent(
+                at=at,
+                actor=actor,
+                action="stage",
+                component=ref,
+                stage=stage,
+                revision=revision,
+                previous_revision=previous,
+                reason=reason,
+                details={"files": result.files, "size": result.size, **result.diff.counts()},
+            ),
+        )
+        source.remember(scan, digests, revision)
+        failures = project.hooks.on_stage(
+            ChangeEvent(
+                action="stage",
+                component=ref,
+                stage=stage,
+                revision=revision,
+                previous_revision=previous,
+                actor=actor,
+                at=dt.datetime.fromisoformat(at),
+                reason=reason,
+            )
+        )
+        return attrs.evolve(result, warnings=tuple(str(f) for f in failures))
+
+    @staticmethod
+    def _unchanged(
+        component: Component, stage: str, scan: ScanResult, revision: str
+    ) -> StageResult:
+        return StageResult(
+            component=str(component.ref),
+            component_type=component.component_type,
+            stage=stage,
+            revision=revision,
+            previous=revision,
+            created=False,
+            files=len(scan.files),
+            size=scan.total_size,
+            hashed=0,
+            diff=ManifestDiff((), (), ()),
+        )
+
+    @staticmethod
+    def _result(
+        component: Component,
+        stage: str,
+        manifest: Manifest,
+        previous: str | None,
+        old: Manifest | None,
+        digests: dict[str, str],
+        dry_run: bool,
+    ) -> StageResult:
+        revision = manifest.revision_id()
+        created = revision != previous
+        return StageResult(
+            component=str(component.ref),
+            component_type=component.component_type,
+            stage=stage,
+            revision=revision,
+            previous=previous,
+            created=created,
+            files=len(manifest.entries),
+            size=manifest.total_size,
+            hashed=len(digests),
+            diff=ManifestDiff.between(old, manifest) if created else ManifestDiff((), (), ()),
+            dry_run=dry_run,
+        )
+
+    def _store_files(
+        self,
+        root: Path,
+        scan: ScanResult,
+        todo: list[ScannedFile],
+        progress: Progress | None,
+    ) -> dict[str, str]:
+        """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt."""
+        content = self.project.content()
+        # A cached digest is trusted only while its object exists (gc may have run).
+        todo = todo + [
+            f
+            for f in scan.files
+            if f.digest is not None and f.kind != "symlink" and not content.has(f.digest)
+        ]
+        digests: dict[str, str] = {}
+        if not todo:
+            return digests
+        prefix = f"{root}/"
+        total, done = len(todo), 0
+
+        def ingest(f: ScannedFile) -> tuple[str, str]:
+            return f.path, content.ingest(prefix + f.path, f.stat)[0]
+
+        workers = self.settings.workers or min(4, (os.cpu_count() or 1) * 2)
+        if total < 64 or workers == 1:
+            results: Iterable[tuple[str, str]] = map(ingest, todo)
+            pool: Any = None
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(max_workers=workers)
+            results = pool.map(ingest, todo)
+        try:
+            for path, digest in results:
+                digests[path] = digest
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        return digests
+
+    def _check_limits(self, scan: ScanResult) -> None:
+        s = self.settings
+        ref = scan.component.ref
+        if len(scan.files) > s.max_files:
+            raise InputError(
+                f"{ref}: {len(scan.files)} files, more than staging.max_files ({s.max_files}); "
+                "ignore some in .lockgateignore or raise the limit"
+            )
+        for f in scan.files:
+            if f.stat.size > s.max_file_size:
+                raise InputError(
+                    f"{scan.component.path / f.path}: {f.stat.size} bytes, more than "
+                    f"staging.max_file_size ({s.max_file_size}); ignore it or raise the limit"
+                )
+        if scan.total_size > s.max_component_size:
+            raise InputError(
+                f"{ref}: {scan.total_size} bytes, more than staging.max_component_size "
+                f"({s.max_component_size}); ignore large files or raise the limit"
+            )
+
+
+def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
+    entries = []
+    for f in scan.files:
+        if f.kind == "symlink":
+            target = str(f.target)
+            entries.append(
+                FileEntry(
+                    f.path, "symlink", len(target.encode()), digest_bytes(target.encode()), target
+                )
+            )
+            continue
+        digest = f.digest or digests[f.path]
+        entries.append(FileEntry(f.path, f.kind, f.stat.size, digest))
+    return Manifest(tuple(entries))
+
+
+def _hash_file(path: str) -> str:
+    hasher = new_hasher()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                hasher.update(chunk)
+    except OSError as exc:
+        raise ConflictError(f"{path}: cannot be read ({exc.strerror}); try again") from exc
+    return str(hasher.hexdigest())

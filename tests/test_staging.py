@@ -1,0 +1,285 @@
+"""Staging: revisions are content-addressed, deduplicated, cached, and round-trip exactly."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lockgate import NotFoundError
+from lockgate.core.manifest import FileEntry, Manifest
+from lockgate.core.refs import ComponentRef
+from lockgate.core.scaffold import init_project
+from lockgate.core.staging import Stager
+from lockgate.testing import open_project, run_cli
+
+ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
+
+
+def make_project(root: Path, files: dict[str, bytes], *, ref: str = "alice:etl") -> Path:
+    init_project(root)
+    ws, cid = ref.split(":")
+    comp = root / "workspaces" / ws / "scripts" / cid
+    for rel, data in files.items():
+        path = comp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    comp.mkdir(parents=True, exist_ok=True)
+    return comp
+
+
+def tree_of(root: Path) -> dict[str, tuple[bytes, bool]]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            out[path.relative_to(root).as_posix()] = (
+                path.read_bytes(),
+                bool(path.stat().st_mode & stat.S_IXUSR),
+            )
+    return out
+
+
+def test_unchanged_restage_creates_no_revision_and_hashes_nothing(tmp_path: Path) -> None:
+    make_project(tmp_path, {"run.py": b"print(1)\n", "lib/util.py": b"x = 1\n"})
+    project = open_project(tmp_path, environ=ENV)
+    first = Stager(project).stage("alice:etl")
+    assert first.created and first.hashed == 2
+    time.sleep(0.06)  # let the files age past the racy window of the first cache write
+    Stager(project).stage("alice:etl")  # may re-hash racily clean files once
+    again = Stager(project).stage("alice:etl")
+    assert not again.created
+    assert again.hashed == 0
+    assert again.revision == first.revision
+    assert len(project.state().revisions("alice:etl")) == 1
+    assert "unchanged" in again.summary()
+
+
+def test_same_size_edit_with_restored_mtime_is_still_detected(tmp_path: Path) -> None:
+    comp = make_project(tmp_path, {"a.txt": b"aaaa"})
+    project = open_project(tmp_path, environ=ENV)
+    first = Stager(project).stage("alice:etl")
+    st0 = (comp / "a.txt").stat()
+    time.sleep(0.01)
+    (comp / "a.txt").write_bytes(b"bbbb")
+    os.utime(comp / "a.txt", ns=(st0.st_atime_ns, st0.st_mtime_ns))  # ctime still moves
+    second = Stager(project).stage("alice:etl")
+    assert second.created and second.revision != first.revision
+    assert second.diff.modified == ("a.txt",)
+
+
+def test_racily_clean_file_is_hashed_again(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"aaaa"})
+    project = open_project(tmp_path, environ=ENV)
+    Stager(project).stage("alice:etl")
+    # The file was written moments before the cache: its stat cannot be trusted yet.
+    assert Stager(project).stage("alice:etl").hashed == 1
+
+
+def test_objects_are_read_only_and_shared_across_components(tmp_path: Path) -> None:
+    make_project(tmp_path, {"same.txt": b"shared bytes"})
+    make_project(tmp_path, {"other/same.txt": b"shared bytes"}, ref="bob:etl")
+    project = open_project(tmp_path, environ=ENV)
+    a = Stager(project).stage("alice:etl")
+    b = Stager(project).stage("bob:etl")
+    content = project.content()
+    entry_a = content.get_manifest(a.revision).entries[0]
+    entry_b = content.get_manifest(b.revision).entries[0]
+    assert entry_a.digest == entry_b.digest
+    obj = content.object_path(entry_a.digest)  # type: ignore[attr-defined]
+    assert stat.S_IMODE(obj.stat().st_mode) == 0o444
+    objects = [p for p in (tmp_path / ".lockgate" / "objects").rglob("*") if p.is_file()]
+    assert len(objects) == 3  # one file object, two manifests
+
+
+def test_dry_run_stores_and_records_nothing(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"a"})
+    project = open_project(tmp_path, environ=ENV)
+    result = Stager(project).stage("alice:etl", dry_run=True)
+    assert result.created and result.dry_run
+    assert project.state().component("alice:etl") is None
+    assert not (tmp_path / ".lockgate" / "objects").exists() or not any(
+        p.is_file() for p in (tmp_path / ".lockgate" / "objects").rglob("*")
+    )
+
+
+def test_stage_records_audit_event_and_status(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"a"})
+    project = open_project(tmp_path, environ=ENV)
+    project.actor_override = "carol"
+    Stager(project).stage("alice:etl", to="integration", reason="first cut")
+    record = project.state().component("alice:etl")
+    assert record is not None and record.status.value == "staged"
+    (event,) = project.state().events("alice:etl")
+    assert (event.action, event.actor, event.stage, event.reason) == (
+        "stage",
+        "carol",
+        "integration",
+        "first cut",
+    )
+
+
+def test_unknown_stage_and_component_are_clear_errors(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"a"})
+    result = run_cli("stage", "alice:etl", "--to", "prod", project=tmp_path, env=ENV)
+    assert result.exit_code == 2
+    assert "no stage 'prod'" in result.stderr
+    result = run_cli("stage", "alice:elt", project=tmp_path, env=ENV)
+    assert result.exit_code == 2
+    assert "no component 'alice:elt'" in result.stderr and "did you mean 'etl'" in result.stderr
+    with pytest.raises(NotFoundError):
+        Stager(open_project(tmp_path, environ=ENV)).stage("nobody:etl")
+
+
+def test_sync_counts_and_isolates_a_failing_component(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"a"})
+    make_project(tmp_path, {"b.txt": b"b"}, ref="bob:good")
+    broken = make_project(tmp_path, {"c.txt": b"c"}, ref="bob:broken")
+    (broken / "component.yaml").write_text("ownres: [x]\n")
+    result = run_cli("--json", "sync", project=tmp_path, env=ENV)
+    assert result.exit_code == 1
+    data = result.json()
+    assert (data["found"], data["staged"], data["unchanged"], data["failed"]) == (3, 2, 0, 1)
+    (failure,) = data["failures"]
+    assert "did you mean 'owners'" in failure["reason"]
+    again = run_cli("--json", "sync", "alice", project=tmp_path, env=ENV).json()
+    assert (again["found"], again["staged"], again["unchanged"]) == (1, 0, 1)
+
+
+def test_sync_dry_run_shows_changes_without_staging(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"a"})
+    result = run_cli("sync", "--dry-run", project=tmp_path, env=ENV)
+    assert result.exit_code == 0
+    assert "would stage" in result.stdout
+    assert run_cli("--json", "ls", project=tmp_path, env=ENV).json()[0]["status"] == "new"
+
+
+def test_ls_reports_revision_status_and_local_changes(tmp_path: Path) -> None:
+    comp = make_project(tmp_path, {"a.txt": b"a"})
+    run_cli("stage", "alice:etl", project=tmp_path, env=ENV)
+    (comp / "b.txt").write_text("new")
+    (row,) = run_cli("--json", "ls", project=tmp_path, env=ENV).json()
+    assert (row["component"], row["type"], row["status"]) == ("alice:etl", "scripts", "staged")
+    assert row["change"] == "changed: +1 ~0 -0"
+
+
+def test_diff_between_workspace_and_revisions_with_patch(tmp_path: Path) -> None:
+    comp = make_project(tmp_path, {"a.txt": b"one\n", "gone.txt": b"x"})
+    first = run_cli("--json", "stage", "alice:etl", project=tmp_path, env=ENV).json()["revision"]
+    (comp / "a.txt").write_text("two\n")
+    (comp / "gone.txt").unlink()
+    (comp / "new.txt").write_text("n")
+    live = run_cli("--json", "diff", "alice:etl", project=tmp_path, env=ENV).json()
+    assert (live["added"], live["modified"], live["removed"]) == (
+        ["new.txt"],
+        ["a.txt"],
+        ["gone.txt"],
+    )
+    second = run_cli("--json", "stage", "alice:etl", project=tmp_path, env=ENV).json()["revision"]
+    result = run_cli(
+        "diff", "alice:etl", first[:8], second[:8], "--patch", project=tmp_path, env=ENV
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "-one\n+two\n" in result.stdout
+    assert "  D gone.txt" in result.stdout
+    bad = run_cli("diff", "alice:etl", "zzzz", project=tmp_path, env=ENV)
+    assert bad.exit_code == 2 and "has no revision 'zzzz'" in bad.stderr
+
+
+def test_memory_state_store_plays_the_same_role(tmp_path: Path) -> None:
+    make_project(tmp_path, {"a.txt": b"a"})
+    project = open_project(tmp_path, environ={**ENV, "LOCKGATE__STATE__STORE": "memory"})
+    result = Stager(project).stage("alice:etl")
+    assert project.state().component("alice:etl").latest_revision == result.revision  # type: ignore[union-attr]
+    assert not (tmp_path / ".lockgate" / "state.db").exists()
+
+
+@pytest.mark.parametrize("link", ["auto", "hardlink", "copy"])
+def test_materialize_modes_give_identical_trees(tmp_path: Path, link: str) -> None:
+    comp = make_project(tmp_path, {"run.sh": b"#!/bin/sh\necho hi\n", "d/data.bin": b"\x00\x01"})
+    (comp / "run.sh").chmod(0o755)
+    (comp / "alias").symlink_to("run.sh")
+    project = open_project(tmp_path, environ=ENV)
+    rev = Stager(project).stage("alice:etl").revision
+    out = tmp_path / "out"
+    project.content().materialize(project.content().get_manifest(rev), out, link)  # type: ignore[arg-type]
+    assert tree_of(out) == tree_of(comp)
+    assert (out / "alias").readlink() == Path("run.sh")
+
+
+def test_materialize_refuses_a_crafted_manifest_that_escapes(tmp_path: Path) -> None:
+    from lockgate import InputError
+
+    make_project(tmp_path, {"a": b"a"})
+    project = open_project(tmp_path, environ=ENV)
+    content = project.content()
+    digest = content.put_bytes(b"evil")
+    for entries in (
+        [FileEntry("../escape", "file", 4, digest)],
+        [FileEntry("d", "symlink", 2, digest, ".."), FileEntry("d/x", "file", 4, digest)],
+    ):
+        with pytest.raises(InputError):
+            content.materialize(Manifest(entries), tmp_path / "out")
+    assert not (tmp_path / "escape").exists()
+
+
+# --------------------------------------------------------------------------- property
+
+
+def _storable(name: str) -> bool:
+    from lockgate.builtin_plugins.workspace import is_default_ignored
+
+    return not name.startswith(".") and not is_default_ignored(name, is_dir=False)
+
+
+_name = st.text(alphabet="abcdefghij_-.0123456789", min_size=1, max_size=6).filter(_storable)
+_files = st.dictionaries(
+    st.lists(_name, min_size=1, max_size=3).map("/".join),
+    st.tuples(st.binary(max_size=2048), st.booleans()),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _write_tree(comp: Path, files: dict[str, tuple[bytes, bool]], order: list[str]) -> bool:
+    dirs = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+    if dirs & files.keys():
+        return False  # a path is both a file and a directory: not a tree
+    for rel in order:
+        data, executable = files[rel]
+        path = comp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o755 if executable else 0o644)
+    return True
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(files=_files, data=st.data())
+def test_random_trees_round_trip_and_ids_ignore_walk_order(
+    tmp_path_factory: pytest.TempPathFactory,
+    files: dict[str, tuple[bytes, bool]],
+    data: st.DataObject,
+) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    revisions = []
+    for attempt in range(2):
+        root = base / f"p{attempt}"
+        comp = make_project(root, {})
+        order = data.draw(st.permutations(sorted(files)))
+        if not _write_tree(comp, files, list(order)):
+            return
+        project = open_project(root, environ=ENV)
+        result = Stager(project).stage(ComponentRef("alice", "etl"))
+        out = root / "materialized"
+        project.content().materialize(project.content().get_manifest(result.revision), out)
+        assert tree_of(out) == tree_of(comp)
+        revisions.append(result.revision)
+        project.close()
+    assert revisions[0] == revisions[1]
