@@ -59,6 +59,39 @@ def main() -> None:
         config.write_text(original)
         run("config", "validate", cwd=root)
 
+        say("Two developers' workspaces: alice and bob")
+        files = {
+            "alice/builders/preprocess/builder.py": "def build(step):\n    return step\n",
+            "alice/builders/preprocess/component.yaml": "version: '1.0'\nowners: [alice]\n",
+            "alice/scripts/etl/run.sh": "#!/bin/sh\necho extracting\n",
+            "alice/scripts/etl/__pycache__/junk.pyc": "ignored",
+            "bob/workflows/nightly/train.yaml": "name: train\nversion: 1\ntasks: []\n",
+            "bob/workflows/nightly/component.yaml": "owners: [bob]\ndepends_on: [alice:etl]\n",
+        }
+        for rel, text in files.items():
+            path = root / "workspaces" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        (root / "workspaces/alice/scripts/etl/run.sh").chmod(0o755)
+        run("ls", cwd=root)
+
+        say("Stage everything that changed: each component becomes an immutable revision")
+        run("sync", cwd=root)
+        run("sync", cwd=root)  # nothing changed: nothing staged
+
+        say("alice edits a file; ls and diff show it, stage snapshots it")
+        builder = root / "workspaces/alice/builders/preprocess/builder.py"
+        builder.write_text("def build(step):\n    return step.strip()\n")
+        run("ls", "alice", cwd=root)
+        run("diff", "alice:preprocess", "--patch", cwd=root)
+        run("stage", "alice:preprocess", cwd=root)
+        run("stage", "alice:preprocess", cwd=root)  # unchanged: no new revision
+
+        say("Unsafe content is refused, naming the path (exit 2), and nothing is written")
+        (root / "workspaces/alice/scripts/etl/leak").symlink_to("../../../../../etc/passwd")
+        run("stage", "alice:etl", cwd=root, expect=2)
+        (root / "workspaces/alice/scripts/etl/leak").unlink()
+
         say("Metrics, contributed by plugins and attributed to each")
         run("metrics", cwd=root)
     print("\ndemo: done")

@@ -225,3 +225,46 @@ def test_every_key_line_is_recorded_for_arbitrary_nested_mappings(
 def test_read_layers_without_a_file_uses_only_the_environment() -> None:
     layers = read_layers(None, {"LOCKGATE__CONTENT__STORE": "s3"})
     assert layers.kernel_config().content.store == "s3"
+
+
+def test_yaml_cache_serves_unchanged_files_and_notices_edits(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from lockgate.core.yamlfile import load_yaml_file
+
+    cfg = tmp_path / "lockgate.yaml"
+    cfg.write_text("project:\n  name: one\n")
+    old = time.time_ns() - 10**9
+    os.utime(cfg, ns=(old, old))  # old enough to be out of the racy window
+    cache = tmp_path / "cache"
+    first = load_yaml_file(cfg, cache_dir=cache)
+    assert any(cache.iterdir())
+    again = load_yaml_file(cfg, cache_dir=cache)
+    assert again.data == first.data == {"project": {"name": "one"}}
+    assert again.lines == first.lines
+    cfg.write_text("project:\n  name: two\n")
+    assert load_yaml_file(cfg, cache_dir=cache).data == {"project": {"name": "two"}}
+
+
+def test_unchanged_config_loads_without_importing_yaml(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lockgate.core.scaffold import init_project
+
+    init_project(tmp_path)
+    code = (
+        "import sys\n"
+        "from lockgate.core.project import Project\n"
+        f"Project.open({str(tmp_path)!r}, environ={{}})\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    import time as _t
+
+    run = [sys.executable, "-c", code]
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip() == "True"
+    _t.sleep(0.06)  # past the racy window of the cache write
+    subprocess.run(run, capture_output=True, text=True, check=True)
+    out = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

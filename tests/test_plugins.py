@@ -264,3 +264,22 @@ def test_missing_role_is_explained_in_one_line_when_every_plugin_is_disabled(
         project.roles.build("state", "sqlite")
     assert "\n" not in str(info.value)
     assert "no state store named 'sqlite'" in str(info.value)
+
+
+def test_installed_scan_reads_dist_info_name_version_and_first_wins(tmp_path: Path) -> None:
+    from conftest import write_distribution
+    from lockgate.core.plugins import _scan_sys_path
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_distribution(first, "Acme_Gates", "2.0.1", {"acme": "acme_mod:plugin"}, {})
+    write_distribution(second, "acme-gates", "1.0", {"old": "old_mod"}, {})
+    (first / "other-1.0.dist-info").mkdir()  # no entry_points.txt: skipped quietly
+    saved = sys.path[:]
+    sys.path[:0] = [str(first), str(second)]
+    try:
+        found = {c.name: c for c in _scan_sys_path()}
+    finally:
+        sys.path[:] = saved
+    assert (found["acme"].distribution, found["acme"].version) == ("acme-gates", "2.0.1")
+    assert found["acme"].value == "acme_mod:plugin"
+    assert "old" not in found  # the same distribution later on sys.path is shadowed

@@ -62,7 +62,8 @@ def list_components(project: Project, workspace: str | None = None) -> list[Comp
         try:
             _, manifest = stager.workspace_manifest(comp)
             if revision is None:
-                change = f"not staged ({len(manifest.entries)} files)"
+                n = len(manifest.entries)
+                change = f"not staged ({n} file{'' if n == 1 else 's'})"
             else:
                 diff = ManifestDiff.between(content.get_manifest(revision), manifest)
                 change = "unchanged" if diff.empty else _describe(diff)

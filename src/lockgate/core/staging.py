@@ -87,7 +87,7 @@ class StageResult:
         verb = "would stage" if self.dry_run else "staged"
         return (
             f"{self.component}: {verb} {short(self.revision)} for {self.stage} "
-            f"({changes}; {self.files} files, {self.size} bytes)"
+            f"({changes}; {_plural(self.files, 'file')}, {_plural(self.size, 'byte')})"
         )
 
 
@@ -368,6 +368,10 @@ class Stager:
                 f"{ref}: {scan.total_size} bytes, more than staging.max_component_size "
                 f"({s.max_component_size}); ignore large files or raise the limit"
             )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
