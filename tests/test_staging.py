@@ -114,7 +114,9 @@ def test_stage_records_audit_event_and_status(tmp_path: Path) -> None:
     Stager(project).stage("alice:etl", to="integration", reason="first cut")
     record = project.state().component("alice:etl")
     assert record is not None and record.status.value == "staged"
-    (event,) = project.state().events("alice:etl")
+    from lockgate.core.contracts import EventFilter
+
+    (event,) = project.state().events(EventFilter(component="alice:etl"))
     assert (event.action, event.actor, event.stage, event.reason) == (
         "stage",
         "carol",

@@ -1,18 +1,35 @@
 """Builtin plugin ``memory``: a state store held in memory (``state.store: memory``).
 
-It keeps the same contract as ``sqlite`` — the conformance tests run against both — and
-serves tests and throwaway runs; nothing survives the process.
+It keeps the same contract as ``sqlite`` — the conformance suite in
+``lockgate.conformance`` runs against both — and serves tests and throwaway runs;
+nothing survives the process. One lock makes every write atomic.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
-from typing import Any
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import attrs
 
-from lockgate.builtin_plugins.sqlite_state import GENESIS, event_hash
-from lockgate.core.contracts import AuditEvent, ComponentRecord, RevisionRecord
+from lockgate.core.audit import GENESIS, event_hash
+from lockgate.core.contracts import (
+    Approval,
+    AuditEvent,
+    ChainedEvent,
+    ComponentRecord,
+    EventFilter,
+    Intent,
+    Pointer,
+    PointerChange,
+    RevisionRecord,
+    StateCounts,
+)
+from lockgate.core.models import ComponentStatus
+from lockgate.errors import ConflictError
 from lockgate.hookspecs import hookimpl
 
 __all__ = ["MemoryStateStore"]
@@ -27,10 +44,17 @@ class MemoryStateStore:
     """The state store in process memory, thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._components: dict[str, ComponentRecord] = {}
         self._revisions: dict[str, list[RevisionRecord]] = {}
-        self._events: list[tuple[AuditEvent, str]] = []
+        self._chain: list[ChainedEvent] = []
+        self._pointers: dict[tuple[str, str], Pointer] = {}
+        self._history: list[PointerChange] = []
+        self._approvals: list[Approval] = []
+        self._intents: dict[str, Intent] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    # ------------------------------------------------------------------ components
 
     def component(self, ref: str) -> ComponentRecord | None:
         return self._components.get(ref)
@@ -45,20 +69,192 @@ class MemoryStateStore:
     def revisions(self, ref: str) -> list[RevisionRecord]:
         return list(self._revisions.get(ref, ()))
 
-    def events(self, component: str | None = None) -> list[AuditEvent]:
-        return [e for e, _ in self._events if component is None or e.component == component]
-
     def record_revision(
         self, revision: RevisionRecord, component: ComponentRecord, event: AuditEvent
-    ) -> None:
+    ) -> int:
         with self._lock:
             self._components[component.component] = component
             known = self._revisions.setdefault(revision.component, [])
             if all(r.revision != revision.revision for r in known):
                 known.append(revision)
-            prev = self._events[-1][1] if self._events else GENESIS
-            stored = attrs.evolve(event, seq=len(self._events) + 1)
-            self._events.append((stored, event_hash(prev, stored)))
+            return self._append(event)
+
+    def set_status(
+        self, ref: str, expected: ComponentStatus, status: ComponentStatus, event: AuditEvent
+    ) -> int:
+        with self._lock:
+            record = self._components.get(ref)
+            if record is None or record.status is not expected:
+                now = record.status.value if record else "unknown"
+                raise ConflictError(
+                    f"{ref} is {now}, not {expected.value} as expected: another change won; "
+                    "look again and retry"
+                )
+            self._components[ref] = attrs.evolve(record, status=status, updated_at=event.at)
+            return self._append(event)
+
+    # ------------------------------------------------------------------ pointers
+
+    def pointer(self, stage: str, component_id: str) -> Pointer | None:
+        return self._pointers.get((stage, component_id))
+
+    def pointers(self, stage: str | None = None) -> list[Pointer]:
+        return [
+            p
+            for _, p in sorted(self._pointers.items())
+            if p.revision is not None and (stage is None or p.stage == stage)
+        ]
+
+    def move_pointer(
+        self,
+        change: PointerChange,
+        *,
+        expected_generation: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+    ) -> Pointer:
+        with self._lock:
+            key = (change.stage, change.component_id)
+            old = self._pointers.get(key)
+            current = old.generation if old else 0
+            if current != expected_generation:
+                raise ConflictError(
+                    f"{change.stage}/{change.component_id} moved meanwhile (generation "
+                    f"{current}, expected {expected_generation}): another change won; "
+                    "look again and retry"
+                )
+            pointer = Pointer(
+                stage=change.stage,
+                component_id=change.component_id,
+                component=change.component,
+                revision=change.revision,
+                generation=current + 1,
+                updated_at=change.at,
+                actor=change.actor,
+            )
+            self._pointers[key] = pointer
+            record = self._components.get(change.component)
+            if status is not None and record is not None:
+                self._components[change.component] = attrs.evolve(
+                    record, status=status, updated_at=change.at
+                )
+            seq = self._append(event)
+            for i, past in enumerate(self._history):
+                if (past.stage, past.component_id) == key and past.valid_until is None:
+                    self._history[i] = attrs.evolve(past, valid_until=change.at)
+            self._history.append(
+                attrs.evolve(
+                    change,
+                    previous_revision=old.revision if old else None,
+                    generation=current + 1,
+                    valid_until=None,
+                    event_seq=seq,
+                )
+            )
+            return pointer
+
+    def pointer_history(
+        self, stage: str | None = None, component_id: str | None = None
+    ) -> list[PointerChange]:
+        return [
+            c
+            for c in self._history
+            if (stage is None or c.stage == stage)
+            and (component_id is None or c.component_id == component_id)
+        ]
+
+    def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
+        live = [
+            c
+            for c in self.pointer_history(stage, component_id)
+            if c.at <= at and (c.valid_until is None or c.valid_until > at) and c.revision
+        ]
+        return sorted(live, key=lambda c: c.component_id)
+
+    # ------------------------------------------------------------------ approvals
+
+    def add_approval(self, approval: Approval, event: AuditEvent) -> int:
+        with self._lock:
+            self._approvals.append(approval)
+            return self._append(event)
+
+    def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
+        return [
+            a
+            for a in self._approvals
+            if a.component == component and (revision is None or a.revision == revision)
+        ]
+
+    # ------------------------------------------------------------------ intents
+
+    def open_intent(self, intent: Intent) -> None:
+        with self._lock:
+            self._intents[intent.id] = intent
+
+    def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
+        with self._lock:
+            if intent_id in self._intents:
+                self._intents[intent_id] = attrs.evolve(self._intents[intent_id], state=state)
+
+    def open_intents(self) -> list[Intent]:
+        return [i for i in self._intents.values() if i.state == "open"]
+
+    # ------------------------------------------------------------------ audit log
+
+    def append_event(self, event: AuditEvent) -> int:
+        with self._lock:
+            return self._append(event)
+
+    def _append(self, event: AuditEvent) -> int:
+        prev = self._chain[-1].hash if self._chain else GENESIS
+        # A private copy: the caller may reuse its details dict, and what is stored must
+        # stay what was hashed (a database store gets that for free by serializing).
+        stored = attrs.evolve(event, seq=len(self._chain) + 1, details=copy.deepcopy(event.details))
+        self._chain.append(ChainedEvent(stored, prev, event_hash(prev, stored)))
+        self._counts[(event.action, event.outcome)] += 1
+        return len(self._chain)
+
+    def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
+        w = where or EventFilter()
+        found = [
+            _copy(c.event)
+            for c in self._chain
+            if all(
+                value is None or getattr(c.event, name) == value
+                for name, value in (
+                    ("component", w.component),
+                    ("stage", w.stage),
+                    ("actor", w.actor),
+                    ("action", w.action),
+                )
+            )
+            and (w.since is None or c.event.at >= w.since)
+            and (w.until is None or c.event.at <= w.until)
+        ]
+        if w.newest_first:
+            found.reverse()
+        return found[: w.limit] if w.limit is not None else found
+
+    def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
+        return iter([attrs.evolve(c, event=_copy(c.event)) for c in self._chain[after:]])
+
+    def counts(self) -> StateCounts:
+        comps = list(self._components.values())
+        operations: dict[str, dict[str, int]] = {}
+        for (action, outcome), n in self._counts.items():
+            operations.setdefault(action, {})[outcome] = n
+        return StateCounts(
+            by_status=dict(Counter(c.status.value for c in comps)),
+            by_type=dict(Counter(c.component_type for c in comps)),
+            by_workspace=dict(Counter(c.workspace for c in comps)),
+            operations=operations,
+            events=len(self._chain),
+        )
 
     def close(self) -> None:
         pass
+
+
+def _copy(event: AuditEvent) -> AuditEvent:
+    """A reader's own copy, so editing what it got cannot rewrite the log."""
+    return attrs.evolve(event, details=copy.deepcopy(event.details))

@@ -167,17 +167,27 @@ def _register_kernel_commands() -> None:
     from lockgate.cli import (
         config_cmd,
         diff_cmd,
+        history_cmd,
         init_cmd,
         ls_cmd,
         metrics_cmd,
         plugins_cmd,
+        report_cmd,
         stage_cmd,
     )
 
     for module in (init_cmd, plugins_cmd, config_cmd, metrics_cmd, ls_cmd, diff_cmd):
         cli.add_command(module.command)
-    cli.add_command(stage_cmd.stage)
-    cli.add_command(stage_cmd.sync)
+    for command in (
+        stage_cmd.stage,
+        stage_cmd.sync,
+        history_cmd.history,
+        history_cmd.log,
+        report_cmd.summary,
+        report_cmd.stats,
+        report_cmd.audit,
+    ):
+        cli.add_command(command)
 
 
 _register_kernel_commands()

@@ -8,7 +8,7 @@ in-memory or test double in the test suite.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -19,18 +19,25 @@ from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.refs import ComponentRef
 
 __all__ = [
+    "Approval",
     "AuditEvent",
+    "ChainedEvent",
     "Component",
     "ComponentRecord",
     "ComponentSpec",
     "ContentStore",
     "Discovery",
+    "EventFilter",
     "FileStat",
+    "Intent",
     "LinkMode",
+    "Pointer",
+    "PointerChange",
     "RevisionRecord",
     "ScanResult",
     "ScannedFile",
     "Source",
+    "StateCounts",
     "StateStore",
 ]
 
@@ -202,7 +209,11 @@ class ComponentRecord:
 
 @attrs.frozen
 class AuditEvent:
-    """One audit-log entry (``seq`` and hashes are set by the store)."""
+    """One audit-log entry (``seq`` is set by the store when it is appended).
+
+    ``outcome`` is ``ok`` for a change that happened, ``failed`` or ``refused`` for an
+    attempt that did not (recorded so that statistics can give success rates).
+    """
 
     at: str
     actor: str
@@ -213,12 +224,112 @@ class AuditEvent:
     previous_revision: str | None = None
     reason: str | None = None
     details: dict[str, object] = attrs.field(factory=dict)
+    outcome: str = "ok"
     seq: int | None = None
 
 
-class StateStore(Protocol):
-    """Components, revisions and the audit log (builtin: ``sqlite``)."""
+@attrs.frozen
+class ChainedEvent:
+    """An audit event as stored, with its place in the hash chain."""
 
+    event: AuditEvent
+    prev_hash: str
+    hash: str
+
+
+@attrs.frozen
+class EventFilter:
+    """Which audit events to return; every field narrows, None means any."""
+
+    component: str | None = None
+    stage: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int | None = None
+    newest_first: bool = False
+
+
+@attrs.frozen
+class Pointer:
+    """The revision current in a stage for one component id (None: removed).
+
+    ``generation`` counts the pointer's moves; a move must name the generation it
+    expects, so a caller that read a stale pointer gets a conflict.
+    """
+
+    stage: str
+    component_id: str
+    component: str
+    revision: str | None
+    generation: int
+    updated_at: str
+    actor: str
+
+
+@attrs.frozen
+class PointerChange:
+    """One move of a stage pointer: what became current, when, by whom, until when."""
+
+    stage: str
+    component_id: str
+    component: str
+    revision: str | None
+    previous_revision: str | None
+    generation: int
+    at: str
+    actor: str
+    action: str
+    reason: str | None = None
+    valid_until: str | None = None
+    event_seq: int | None = None
+
+
+@attrs.frozen
+class Approval:
+    """An approval or rejection of one revision (bound to its digest)."""
+
+    component: str
+    revision: str
+    actor: str
+    decision: Literal["approve", "reject"]
+    at: str
+    stage: str | None = None
+    comment: str | None = None
+
+
+@attrs.frozen
+class Intent:
+    """An operation announced before it touches a target, closed when it is done or undone."""
+
+    id: str
+    operation: str
+    owner: str
+    created_at: str
+    payload: dict[str, object] = attrs.field(factory=dict)
+    state: Literal["open", "completed", "undone"] = "open"
+
+
+@attrs.frozen
+class StateCounts:
+    """Aggregates for ``summary`` and ``stats``."""
+
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    by_workspace: dict[str, int]
+    operations: dict[str, dict[str, int]]
+    events: int
+
+
+class StateStore(Protocol):
+    """Everything lockgate records (builtin: ``sqlite``; also ``memory``).
+
+    Every write that changes state appends its audit event in the same transaction.
+    ``tests``/``lockgate.conformance`` hold the suite every implementation must pass.
+    """
+
+    # -- components and revisions
     def component(self, ref: str) -> ComponentRecord | None:
         """One component's record, or None."""
 
@@ -230,11 +341,75 @@ class StateStore(Protocol):
 
     def record_revision(
         self, revision: RevisionRecord, component: ComponentRecord, event: AuditEvent
-    ) -> None:
-        """In one transaction: upsert the component, add the revision, append the event."""
+    ) -> int:
+        """Upsert the component, add the revision, append the event; return its seq."""
 
-    def events(self, component: str | None = None) -> list[AuditEvent]:
-        """Audit events (of one component), oldest first."""
+    def set_status(
+        self,
+        ref: str,
+        expected: ComponentStatus,
+        status: ComponentStatus,
+        event: AuditEvent,
+    ) -> int:
+        """Change a component's status if it is still ``expected`` (else ConflictError)."""
+
+    # -- stage pointers
+    def pointer(self, stage: str, component_id: str) -> Pointer | None:
+        """The pointer of ``component_id`` in ``stage`` (None if it never had one)."""
+
+    def pointers(self, stage: str | None = None) -> list[Pointer]:
+        """Every pointer (of one stage) that currently names a revision."""
+
+    def move_pointer(
+        self,
+        change: PointerChange,
+        *,
+        expected_generation: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+    ) -> Pointer:
+        """Compare-and-swap: move the pointer if its generation is ``expected_generation``
+        (0 for a pointer that does not exist yet), record the change in the pointer
+        history, set the component's status (when given) and append the event, in one
+        durable transaction. A stale generation raises ConflictError."""
+
+    def pointer_history(
+        self, stage: str | None = None, component_id: str | None = None
+    ) -> list[PointerChange]:
+        """Pointer moves, oldest first."""
+
+    def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
+        """The pointer changes that were current in ``stage`` at time ``at``."""
+
+    # -- approvals
+    def add_approval(self, approval: Approval, event: AuditEvent) -> int:
+        """Record an approval or rejection with its audit event."""
+
+    def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
+        """Approvals and rejections of a component (of one revision), oldest first."""
+
+    # -- intents
+    def open_intent(self, intent: Intent) -> None:
+        """Record that an operation is about to touch a target."""
+
+    def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
+        """Mark an intent completed or undone."""
+
+    def open_intents(self) -> list[Intent]:
+        """Intents still open (left by an interrupted operation)."""
+
+    # -- audit log
+    def append_event(self, event: AuditEvent) -> int:
+        """Append an event that accompanies no other change (a failure, an unlock)."""
+
+    def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
+        """Audit events matching ``where``, oldest first (unless ``newest_first``)."""
+
+    def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
+        """Every stored event with its hashes, in sequence order, for verification."""
+
+    def counts(self) -> StateCounts:
+        """Aggregates for reports, answered without scanning the log."""
 
     def close(self) -> None:
         """Release connections."""

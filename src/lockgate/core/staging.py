@@ -9,6 +9,7 @@ and unreferenced, for ``gc`` to take.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -25,10 +26,11 @@ from lockgate.core.contracts import (
     ScannedFile,
     ScanResult,
 )
+from lockgate.core.lifecycle import now_iso
 from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
 from lockgate.core.models import ChangeEvent, ComponentStatus
 from lockgate.core.refs import ComponentRef, short
-from lockgate.errors import ConflictError, InputError, LockgateError
+from lockgate.errors import ConflictError, InputError, LockedError, LockgateError
 
 if TYPE_CHECKING:
     from lockgate.core.project import Project
@@ -37,11 +39,6 @@ __all__ = ["Progress", "StageResult", "Stager", "SyncResult", "now_iso"]
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``, called as files are hashed and stored."""
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 with microseconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 @attrs.frozen
@@ -146,7 +143,12 @@ class Stager:
             ref = ComponentRef.parse(ref)
         stage = self.project.check_stage(to)
         component = self.project.source().find(ref)
-        return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
+        try:
+            return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
+        except LockgateError as exc:
+            if not dry_run:
+                self._record_failure(str(ref), stage, exc, reason)
+            raise
 
     def sync(
         self,
@@ -166,8 +168,30 @@ class Stager:
                 results.append(self._stage(component, stage, dry_run=dry_run, progress=progress))
             except LockgateError as exc:
                 failures.append((str(component.ref), exc.message))
+                if not dry_run:
+                    self._record_failure(str(component.ref), stage, exc, None)
         found = len(discovery.components) + len(discovery.problems)
         return SyncResult(found, tuple(results), tuple(failures), dry_run)
+
+    def _record_failure(
+        self, ref: str, stage: str, error: LockgateError, reason: str | None
+    ) -> None:
+        """Audit a failed staging (statistics give success rates); never masks ``error``."""
+        if isinstance(error, LockedError):
+            return  # the state store itself is unavailable
+        with contextlib.suppress(LockgateError):
+            self.project.state().append_event(
+                AuditEvent(
+                    at=now_iso(),
+                    actor=self.project.actor,
+                    action="stage",
+                    component=ref,
+                    stage=stage,
+                    reason=reason,
+                    details={"error": error.message},
+                    outcome="failed",
+                )
+            )
 
     def workspace_manifest(self, component: Component) -> tuple[ScanResult, Manifest]:
         """The manifest the component's files would have now (hashing, storing nothing)."""

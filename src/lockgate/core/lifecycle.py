@@ -1,0 +1,118 @@
+"""The component status machine, and moving stage pointers by compare-and-swap.
+
+Statuses (``ComponentStatus``) and the actions that move between them::
+
+    pending ──stage──▶ staged ──approve──▶ approved ──promote──▶ promoted ──rollback──▶ rolled_back
+                          │  ╲──reject──▶ rejected ◀──reject──╯        ▲                   │
+                          ╰──promote──────────────────────────────────╯◀──promote──────────╯
+
+``stage`` is allowed from every status (a new revision starts over); ``reject`` from
+staged, approved and promoted; ``promote`` from staged, approved, promoted (further up the
+ladder) and rolled_back (roll forward); ``rollback`` from promoted and rolled_back. Whether
+a promotion is *ready* (approvals, validators) is for the gates to say, not this table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from lockgate.core.contracts import AuditEvent, Pointer, PointerChange
+from lockgate.core.models import ComponentStatus
+from lockgate.errors import ConflictError, NotFoundError, RefusedError
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = ["TRANSITIONS", "allowed_actions", "move_pointer", "next_status", "now_iso"]
+
+S = ComponentStatus
+TRANSITIONS: dict[str, tuple[frozenset[ComponentStatus], ComponentStatus]] = {
+    "stage": (frozenset(S), S.STAGED),
+    "approve": (frozenset({S.STAGED, S.APPROVED}), S.APPROVED),
+    "reject": (frozenset({S.STAGED, S.APPROVED, S.PROMOTED}), S.REJECTED),
+    "promote": (frozenset({S.STAGED, S.APPROVED, S.PROMOTED, S.ROLLED_BACK}), S.PROMOTED),
+    "rollback": (frozenset({S.PROMOTED, S.ROLLED_BACK}), S.ROLLED_BACK),
+}
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with microseconds (the format every record uses)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def allowed_actions(status: ComponentStatus) -> list[str]:
+    """The actions allowed from ``status``."""
+    return [action for action, (sources, _) in TRANSITIONS.items() if status in sources]
+
+
+def next_status(component: str, status: ComponentStatus, action: str) -> ComponentStatus:
+    """The status after ``action``; a :class:`RefusedError` naming what is allowed if not."""
+    sources, target = TRANSITIONS[action]
+    if status not in sources:
+        allowed = ", ".join(allowed_actions(status)) or "nothing"
+        raise RefusedError(
+            f"{component} is {status.value}: cannot {action}; allowed from {status.value}: "
+            f"{allowed}"
+        )
+    return target
+
+
+def move_pointer(
+    project: Project,
+    *,
+    stage: str,
+    component: str,
+    revision: str | None,
+    action: str,
+    expected_generation: int | None = None,
+    reason: str | None = None,
+    details: dict[str, object] | None = None,
+) -> Pointer:
+    """Make ``revision`` current for ``component`` in ``stage`` (None removes it).
+
+    The component's status moves by ``action`` (checked against the status machine).
+    ``expected_generation`` is the pointer generation the caller based its decision on;
+    when omitted, the generation read here is used, so only a change that lands between
+    this read and the write is a conflict. Either way a lost update raises
+    :class:`ConflictError` (exit 4), never a silent overwrite.
+    """
+    state = project.state()
+    record = state.component(component)
+    if record is None:
+        raise NotFoundError(f"{component} has never been staged; stage it first")
+    status = next_status(component, record.status, action)
+    component_id = record.component_id
+    current = state.pointer(stage, component_id)
+    generation = current.generation if current else 0
+    if expected_generation is not None and expected_generation != generation:
+        raise ConflictError(
+            f"{stage}/{component_id} is at generation {generation}, not {expected_generation}: "
+            "another change won; look again and retry"
+        )
+    at, actor = now_iso(), project.actor
+    previous = current.revision if current else None
+    event = AuditEvent(
+        at=at,
+        actor=actor,
+        action=action,
+        component=component,
+        stage=stage,
+        revision=revision,
+        previous_revision=previous,
+        reason=reason,
+        details={"generation": generation + 1, **(details or {})},
+    )
+    change = PointerChange(
+        stage=stage,
+        component_id=component_id,
+        component=component,
+        revision=revision,
+        previous_revision=previous,
+        generation=generation + 1,
+        at=at,
+        actor=actor,
+        action=action,
+        reason=reason,
+    )
+    return state.move_pointer(change, expected_generation=generation, status=status, event=event)

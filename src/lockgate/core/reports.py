@@ -1,0 +1,156 @@
+"""What the state store can tell: summary, statistics, history, "what was live when".
+
+The dictionaries returned here use the keys of the integration manager API
+(``staged_components``, ``component_status_distribution``, ``recent_activities``,
+``integration_operations``, ``component_statistics``…), so the CLI's ``--json`` and the
+Python API describe the same facts the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from lockgate.core.audit import ChainReport, verify_chain
+from lockgate.core.contracts import AuditEvent, EventFilter, PointerChange
+from lockgate.errors import InputError
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = [
+    "OPERATIONS",
+    "audit_verify",
+    "event_dict",
+    "live_at",
+    "parse_time",
+    "statistics",
+    "summary",
+]
+
+OPERATIONS = {
+    "staging": "stage",
+    "validation": "validate",
+    "promotion": "promote",
+    "rollback": "rollback",
+}
+
+
+def parse_time(text: str, *, option: str = "--at") -> str:
+    """An ISO 8601 time (``2026-11-20T10:00``, a date, or ``now``) as a UTC timestamp string.
+
+    A time without a zone is read in the machine's local time zone, as ``date`` would.
+    The result sorts correctly against every timestamp lockgate records.
+    """
+    raw = text.strip()
+    if raw == "now":
+        moment = dt.datetime.now(dt.timezone.utc)
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(
+                f"{option} {text!r} is not a time; write e.g. 2026-11-20T10:00, "
+                "2026-11-20T10:00+01:00, 2026-11-20 or now"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time, as a person means it
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def event_dict(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as plain data."""
+    return {
+        "seq": event.seq,
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "outcome": event.outcome,
+        "component": event.component,
+        "stage": event.stage,
+        "revision": event.revision,
+        "previous_revision": event.previous_revision,
+        "reason": event.reason,
+        "details": dict(event.details),
+    }
+
+
+def summary(project: Project, *, recent: int = 10) -> dict[str, Any]:
+    """Staged components, pipelines, status distribution and recent activities."""
+    state = project.state()
+    counts = state.counts()
+    events = state.events(EventFilter(limit=recent, newest_first=True))
+    return {
+        "staged_components": sum(counts.by_status.values()),
+        "integration_pipelines": 0,
+        "component_status_distribution": dict(sorted(counts.by_status.items())),
+        "recent_activities": [
+            {
+                "component_id": e.component,
+                "activity": {
+                    "action": e.action,
+                    "outcome": e.outcome,
+                    "timestamp": e.at,
+                    "actor": e.actor,
+                    "stage": e.stage,
+                    "revision": e.revision,
+                },
+            }
+            for e in events
+        ],
+    }
+
+
+def statistics(project: Project) -> dict[str, Any]:
+    """Operation counts and success rates, and component statistics."""
+    counts = project.state().counts()
+    operations: dict[str, Any] = {
+        "total_staged_components": sum(counts.by_status.values()),
+        "total_events": counts.events,
+    }
+    for name, action in OPERATIONS.items():
+        outcomes = counts.operations.get(action, {})
+        total = sum(outcomes.values())
+        ok = outcomes.get("ok", 0)
+        operations[name] = {
+            "total": total,
+            "succeeded": ok,
+            "failed": total - ok,
+            "success_rate": round(ok / total, 4) if total else None,
+        }
+    operations["promotion_success_rate"] = operations["promotion"]["success_rate"]
+    return {
+        "integration_operations": operations,
+        "component_statistics": {
+            "by_type": dict(sorted(counts.by_type.items())),
+            "by_status": dict(sorted(counts.by_status.items())),
+            "by_workspace": dict(sorted(counts.by_workspace.items())),
+        },
+    }
+
+
+def live_at(
+    project: Project, stage: str, at: str, component_id: str | None = None
+) -> list[dict[str, Any]]:
+    """What was current in ``stage`` at ``at``, and who put it there, when."""
+    stage = project.check_stage(stage)
+    rows: list[PointerChange] = project.state().live_at(stage, at, component_id)
+    return [
+        {
+            "stage": c.stage,
+            "component_id": c.component_id,
+            "component": c.component,
+            "revision": c.revision,
+            "since": c.at,
+            "until": c.valid_until,
+            "by": c.actor,
+            "action": c.action,
+            "reason": c.reason,
+        }
+        for c in rows
+    ]
+
+
+def audit_verify(project: Project) -> ChainReport:
+    """Check the whole audit chain."""
+    return verify_chain(project.state().chain())

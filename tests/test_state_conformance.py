@@ -1,0 +1,281 @@
+"""Both builtin state stores pass the conformance suite; SQLite's schema and durability."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lockgate.builtin_plugins.memory_state import MemoryStateStore
+from lockgate.builtin_plugins.sqlite_state import MIGRATIONS, SqliteStateStore
+from lockgate.conformance import StateStoreConformance, at
+from lockgate.core.audit import GENESIS, event_hash, verify_chain
+from lockgate.core.contracts import (
+    AuditEvent,
+    ComponentRecord,
+    PointerChange,
+    RevisionRecord,
+    StateStore,
+)
+from lockgate.core.models import ComponentStatus
+from lockgate.errors import ConflictError
+
+
+class TestSqliteStateStore(StateStoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[StateStore]:
+        s = SqliteStateStore(tmp_path / "state.db")
+        yield s
+        s.close()
+
+
+class TestMemoryStateStore(StateStoreConformance):
+    @pytest.fixture
+    def store(self) -> Iterator[StateStore]:
+        s = MemoryStateStore()
+        yield s
+        s.close()
+
+
+# --------------------------------------------------------------------------- SQLite only
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+def test_two_connections_compare_and_swap_the_same_pointer(db_path: Path) -> None:
+    one, two = SqliteStateStore(db_path), SqliteStateStore(db_path)
+    try:
+
+        def change(revision: str, minute: int) -> PointerChange:
+            return PointerChange(
+                "staging", "etl", "alice:etl", revision, None, 1, at(minute), "alice", "promote"
+            )
+
+        def event(minute: int) -> AuditEvent:
+            return AuditEvent(at=at(minute), actor="alice", action="promote")
+
+        assert one.pointer("staging", "etl") is None and two.pointer("staging", "etl") is None
+        one.move_pointer(change("r1", 1), expected_generation=0, status=None, event=event(1))
+        with pytest.raises(ConflictError):  # two read generation 0 too: its write is stale
+            two.move_pointer(change("r2", 2), expected_generation=0, status=None, event=event(2))
+        assert [p.revision for p in two.pointers()] == ["r1"]
+        two.append_event(event(3))
+        one.append_event(event(4))
+        assert [c.event.seq for c in one.chain()] == [1, 2, 3]
+        assert verify_chain(two.chain()).ok
+    finally:
+        one.close()
+        two.close()
+
+
+def test_base_class_is_not_collected_on_its_own() -> None:
+    assert not StateStoreConformance.__name__.startswith("Test")
+
+
+def test_schema_version_is_the_number_of_migrations(db_path: Path) -> None:
+    store = SqliteStateStore(db_path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+    finally:
+        store.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    raw.close()
+
+
+def test_reopening_a_current_database_keeps_its_version(db_path: Path) -> None:
+    SqliteStateStore(db_path).close()
+    store = SqliteStateStore(db_path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+    finally:
+        store.close()
+
+
+def test_wal_journal_mode_is_on(db_path: Path) -> None:
+    store = SqliteStateStore(db_path)
+    try:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        store.close()
+    raw = sqlite3.connect(db_path)  # WAL is persistent: a fresh connection sees it too
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        raw.close()
+
+
+def _v1_database(path: Path) -> list[AuditEvent]:
+    """A database as schema 1 wrote it: one component, two revisions, two events."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in MIGRATIONS[0].split(";"):
+            if statement.strip():
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute(
+            "INSERT INTO components VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("alice:etl", "alice", "etl", "scripts", "staged", "r2", at(2)),
+        )
+        for revision, when, parent in (("r1", at(1), None), ("r2", at(2), "r1")):
+            raw.execute(
+                "INSERT INTO revisions (component, revision, created_at, actor, stage, files, "
+                "size, parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ("alice:etl", revision, when, "alice", "development", 1, 10, parent),
+            )
+        events = [
+            AuditEvent(
+                at=at(1),
+                actor="alice",
+                action="stage",
+                component="alice:etl",
+                stage="development",
+                revision="r1",
+                details={"files": 1, "size": 10},
+                seq=1,
+            ),
+            AuditEvent(
+                at=at(2),
+                actor="alice",
+                action="stage",
+                component="alice:etl",
+                stage="development",
+                revision="r2",
+                previous_revision="r1",
+                reason="fix",
+                details={"files": 1, "size": 10, "modified": 1},
+                seq=2,
+            ),
+        ]
+        prev = GENESIS
+        for event in events:
+            digest = event_hash(prev, event)
+            raw.execute(
+                "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
+                "previous_revision, reason, details, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.seq,
+                    event.at,
+                    event.actor,
+                    event.action,
+                    event.component,
+                    event.stage,
+                    event.revision,
+                    event.previous_revision,
+                    event.reason,
+                    json.dumps(event.details, sort_keys=True),
+                    prev,
+                    digest,
+                ),
+            )
+            prev = digest
+    finally:
+        raw.close()
+    return events
+
+
+def test_schema_1_database_is_migrated_to_the_latest_on_open(db_path: Path) -> None:
+    _v1_database(db_path)
+    store = SqliteStateStore(db_path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        record = store.component("alice:etl")
+        assert record is not None
+        assert (record.status, record.latest_revision) == (ComponentStatus.STAGED, "r2")
+        assert [r.revision for r in store.revisions("alice:etl")] == ["r1", "r2"]
+        assert store.pointers() == []
+        assert store.open_intents() == []
+    finally:
+        store.close()
+
+
+def test_schema_1_events_still_verify_after_migration(db_path: Path) -> None:
+    written = _v1_database(db_path)
+    store = SqliteStateStore(db_path)
+    try:
+        assert store.events() == written  # outcome defaults to "ok"
+        report = verify_chain(store.chain())
+        assert report.ok, report.problem
+        assert report.events == 2
+    finally:
+        store.close()
+
+
+def test_schema_1_events_are_counted_after_migration(db_path: Path) -> None:
+    _v1_database(db_path)
+    store = SqliteStateStore(db_path)
+    try:
+        counts = store.counts()
+        assert counts.operations == {"stage": {"ok": 2}}
+        assert counts.events == 2
+        assert counts.by_status == {"staged": 1}
+    finally:
+        store.close()
+
+
+def test_migrated_database_continues_the_chain(db_path: Path) -> None:
+    _v1_database(db_path)
+    store = SqliteStateStore(db_path)
+    try:
+        seq = store.append_event(
+            AuditEvent(at=at(3), actor="bob", action="promote", outcome="failed")
+        )
+        assert seq == 3
+        report = verify_chain(store.chain())
+        assert report.ok and report.events == 3
+        assert store.counts().operations == {"stage": {"ok": 2}, "promote": {"failed": 1}}
+    finally:
+        store.close()
+
+
+def test_data_survives_close_and_reopen(db_path: Path) -> None:
+    store = SqliteStateStore(db_path)
+    store.record_revision(
+        RevisionRecord("alice:etl", "r1", at(1), "alice", "development", 3, 30),
+        ComponentRecord(
+            "alice:etl", "alice", "etl", "scripts", ComponentStatus.STAGED, "r1", at(1)
+        ),
+        AuditEvent(at=at(1), actor="alice", action="stage", component="alice:etl"),
+    )
+    store.move_pointer(
+        PointerChange("staging", "etl", "alice:etl", "r1", None, 1, at(2), "alice", "promote"),
+        expected_generation=0,
+        status=ComponentStatus.PROMOTED,
+        event=AuditEvent(at=at(2), actor="alice", action="promote", component="alice:etl"),
+    )
+    store.append_event(AuditEvent(at=at(3), actor="bob", action="promote", outcome="failed"))
+    before = (
+        store.components(),
+        store.revisions("alice:etl"),
+        store.pointers(),
+        store.pointer_history(),
+        store.events(),
+        list(store.chain()),
+        store.counts(),
+    )
+    store.close()
+
+    again = SqliteStateStore(db_path)
+    try:
+        after = (
+            again.components(),
+            again.revisions("alice:etl"),
+            again.pointers(),
+            again.pointer_history(),
+            again.events(),
+            list(again.chain()),
+            again.counts(),
+        )
+        assert after == before
+        assert verify_chain(again.chain()).ok
+        assert again.append_event(AuditEvent(at=at(4), actor="alice", action="unlock")) == 4
+        assert verify_chain(again.chain()).ok
+    finally:
+        again.close()
