@@ -92,6 +92,12 @@ def main() -> None:
         run("stage", "alice:etl", cwd=root, expect=2)
         (root / "workspaces/alice/scripts/etl/leak").unlink()
 
+        say("Every change is in the hash-chained audit log")
+        run("history", "alice:preprocess", cwd=root)
+        run("summary", cwd=root)
+        run("stats", cwd=root)
+        run("audit", "verify", cwd=root)
+
         say("Metrics, contributed by plugins and attributed to each")
         run("metrics", cwd=root)
     print("\ndemo: done")

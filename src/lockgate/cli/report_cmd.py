@@ -34,7 +34,8 @@ def summary(ctx: click.Context, recent: int, json_flag: bool) -> None:
             (
                 a["activity"]["timestamp"][:19].replace("T", " "),
                 a["component_id"] or "",
-                a["activity"]["action"],
+                a["activity"]["action"]
+                + ("" if a["activity"]["outcome"] == "ok" else f" ({a['activity']['outcome']})"),
                 a["activity"]["actor"],
                 a["activity"]["stage"] or "",
             )
