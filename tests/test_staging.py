@@ -73,11 +73,21 @@ def test_same_size_edit_with_restored_mtime_is_still_detected(tmp_path: Path) ->
 
 
 def test_racily_clean_file_is_hashed_again(tmp_path: Path) -> None:
-    make_project(tmp_path, {"a.txt": b"aaaa"})
+    comp = make_project(tmp_path, {"a.txt": b"aaaa"})
     project = open_project(tmp_path, environ=ENV)
     Stager(project).stage("alice:etl")
-    # The file was written moments before the cache: its stat cannot be trusted yet.
-    assert Stager(project).stage("alice:etl").hashed == 1
+    cache = tmp_path / ".lockgate" / "cache" / "stat" / "alice" / "etl"
+    written = (comp / "a.txt").stat().st_mtime_ns
+
+    def restage_with_cache_written_at(ns: int) -> int:
+        os.utime(cache, ns=(ns, ns))
+        return Stager(project).stage("alice:etl").hashed
+
+    # Cache written 10 ms after the file: within the timestamp granularity, so the
+    # file may have changed unseen after it was hashed — it must be hashed again.
+    assert restage_with_cache_written_at(written + 10_000_000) == 1
+    # Cache written a second after the file: the stat cache can vouch for it.
+    assert restage_with_cache_written_at(written + 1_000_000_000) == 0
 
 
 def test_objects_are_read_only_and_shared_across_components(tmp_path: Path) -> None:
