@@ -137,7 +137,7 @@ class LocalContentStore:
             self._check_unchanged(fd, path, before)
             digest = str(hasher.hexdigest())
             if not os.path.exists(self._object_str(digest)):
-                self._publish(tmp_fd, tmp_path, digest)
+                self._publish(tmp_path, digest)
         return digest, size
 
     def put_bytes(self, data: bytes) -> str:
@@ -147,7 +147,7 @@ class LocalContentStore:
         self._ensure_dirs()
         with self._temp() as (tmp_fd, tmp_path):
             _write_all(tmp_fd, memoryview(data))
-            self._publish(tmp_fd, tmp_path, digest)
+            self._publish(tmp_path, digest)
         return digest
 
     @staticmethod
@@ -159,7 +159,8 @@ class LocalContentStore:
     @contextlib.contextmanager
     def _temp(self) -> Iterator[tuple[int, str]]:
         name = f"{self._tmp_s}/obj-{os.getpid()}-{threading.get_ident()}-{next(_serial)}"
-        tmp_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
+        # Created read-only: the mode applies to later opens, this descriptor can write.
+        tmp_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o444)
         try:
             yield tmp_fd, name
         finally:
@@ -167,13 +168,12 @@ class LocalContentStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)  # still there only when publishing did not happen
 
-    def _publish(self, tmp_fd: int, tmp_path: str, digest: str) -> None:
+    def _publish(self, tmp_path: str, digest: str) -> None:
         final = self._object_str(digest)
         fanout = digest[:2]
         if fanout not in self._fanout:
             os.makedirs(f"{self._root_s}/{fanout}", exist_ok=True)
             self._fanout.add(fanout)
-        os.fchmod(tmp_fd, 0o444)
         os.replace(tmp_path, final)
         self._dirty = True
 
