@@ -389,19 +389,31 @@ def test_stage_refuses_large_file_modified_while_streamed(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = world.comp / "big.bin"
-    original = os.urandom(local_store.BUFFER + 4096)  # > 1 MiB: the streaming path
+    original = os.urandom(local_store.BUFFER + 4096)  # > 1 MiB: the kernel-copy path
     path.write_bytes(original)
+    ino = path.stat().st_ino
+    real = os.copy_file_range
+    copied: list[int] = []
+
+    def racing(src: int, dst: int, count: int, *args: Any) -> int:
+        n = real(src, dst, min(count, 1 << 16), *args)  # small steps, so there is a "during"
+        if os.fstat(src).st_ino == ino:
+            copied.append(n)
+            if len(copied) == 1:
+                with open(path, "ab") as fh:
+                    fh.write(b"appended by a racing writer")
+        return n
+
     guard = Guard.take(world)
     with monkeypatch.context() as mp:
-        got = _patch_after_first_read(mp, "readv", path, b"appended by a racing writer")
+        mp.setattr(local_store.os, "copy_file_range", racing)
         with pytest.raises(ConflictError, match=re.escape(f"{path}: changed size")) as info:
             stage_in_process(world.root)
     assert "\n" not in str(info.value)
-    assert len(got) >= 2, "the patch never raced the stream"
-    partial = b"".join(got)
-    assert partial != original
+    assert len(copied) >= 2, "the patch never raced the copy"
+    partial = path.read_bytes()[: sum(copied)]
     after = stored_objects(world.root)
-    for candidate in (original, partial, got[0], path.read_bytes()):
+    for candidate in (original, partial, original[: copied[0]], path.read_bytes()):
         assert digest_bytes(candidate) not in after
     guard.assert_untouched()
     # Once edits settle, staging again works: the failure left nothing poisoned behind.
