@@ -303,10 +303,10 @@ class WorkspaceSource:
                             and st.st_mtime_ns < trusted_before
                             and st.st_ctime_ns < trusted_before
                         ):
-                            append(ScannedFile(rel, kind, key, cached[2]))
+                            append(new_stat(ScannedFile, (rel, kind, key, cached[2], None)))
                             clean += 1
                         else:
-                            append(ScannedFile(rel, kind, key, None))
+                            append(new_stat(ScannedFile, (rel, kind, key, None, None)))
                     elif fmt == _LNK:
                         target = _check_symlink(entry.path, rel, real_root)
                         size = len(target.encode())
@@ -320,7 +320,7 @@ class WorkspaceSource:
                             "hold only regular files and symlinks — remove it or add it to "
                             ".lockgateignore"
                         )
-        files.sort()
+        # Left in directory order: the manifest sorts its entries itself.
         # Every entry clean and none added or removed: the tree is the cached revision.
         same = clean == len(files) == len(cache) and cache_revision is not None
         return ScanResult(component, tuple(files), cache_revision if same else None)

@@ -110,6 +110,7 @@ class ScanResult:
 
     component: Component
     files: tuple[ScannedFile, ...]
+    """In no particular order (manifests sort their entries)."""
     revision: str | None = None
     """Set when the source vouches that the files are exactly this revision's."""
 
