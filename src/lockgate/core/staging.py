@@ -289,17 +289,8 @@ class Stager:
     def _unchanged(
         component: Component, stage: str, scan: ScanResult, revision: str
     ) -> StageResult:
-        return StageResult(
-            component=str(component.ref),
-            component_type=component.component_type,
-            stage=stage,
-            revision=revision,
-            previous=revision,
-            created=False,
-            files=len(scan.files),
-            size=scan.total_size,
-            hashed=0,
-            diff=ManifestDiff((), (), ()),
+        return _stage_result(
+            component, stage, revision, revision, len(scan.files), scan.total_size, 0, None
         )
 
     @staticmethod
@@ -313,18 +304,16 @@ class Stager:
         dry_run: bool,
     ) -> StageResult:
         revision = manifest.revision_id()
-        created = revision != previous
-        return StageResult(
-            component=str(component.ref),
-            component_type=component.component_type,
-            stage=stage,
-            revision=revision,
-            previous=previous,
-            created=created,
-            files=len(manifest.entries),
-            size=manifest.total_size,
-            hashed=len(digests),
-            diff=ManifestDiff.between(old, manifest) if created else ManifestDiff((), (), ()),
+        diff = ManifestDiff.between(old, manifest) if revision != previous else None
+        return _stage_result(
+            component,
+            stage,
+            revision,
+            previous,
+            len(manifest.entries),
+            manifest.total_size,
+            len(digests),
+            diff,
             dry_run=dry_run,
         )
 
@@ -394,6 +383,33 @@ class Stager:
                 f"{ref}: {scan.total_size} bytes, more than staging.max_component_size "
                 f"({s.max_component_size}); ignore large files or raise the limit"
             )
+
+
+def _stage_result(
+    component: Component,
+    stage: str,
+    revision: str,
+    previous: str | None,
+    files: int,
+    size: int,
+    hashed: int,
+    diff: ManifestDiff | None,
+    *,
+    dry_run: bool = False,
+) -> StageResult:
+    return StageResult(
+        component=str(component.ref),
+        component_type=component.component_type,
+        stage=stage,
+        revision=revision,
+        previous=previous,
+        created=revision != previous,
+        files=files,
+        size=size,
+        hashed=hashed,
+        diff=diff or ManifestDiff((), (), ()),
+        dry_run=dry_run,
+    )
 
 
 def _plural(n: int, word: str) -> str:
