@@ -93,11 +93,13 @@ class Project:
         hooks = HookRunner(plugins)
         settings = _plugin_settings(hooks, plugins, layers)
         hooks.set_settings(settings)
-        for plugin, contribution in _config_contributions(hooks, plugins, layers, root):
+        contributions = _config_contributions(hooks, plugins, layers, root)
+        for plugin, contribution in contributions:
             layers.add_plugin_contribution(plugin, contribution)
-        config = layers.kernel_config()
-        settings = _plugin_settings(hooks, plugins, layers)
-        hooks.set_settings(settings)
+        if contributions:  # validate again with the plugins' defaults in place
+            config = layers.kernel_config()
+            settings = _plugin_settings(hooks, plugins, layers)
+            hooks.set_settings(settings)
         project = cls(
             root=root,
             layers=layers,
