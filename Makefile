@@ -29,8 +29,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q tests $(foreach p,$(EXAMPLES),$(dir $(p))tests)
 
+# Performance runs beside real peers; results and how to read them: docs/performance.md
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/hashing.py
+	$(PY) benchmarks/staging.py
+	$(PY) benchmarks/state_scale.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
