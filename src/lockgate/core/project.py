@@ -146,7 +146,8 @@ class Project:
         if name is None:
             return ladder[0]
         if name not in ladder:
-            hint = did_you_mean(name, ladder).replace("valid keys", "stages")
+            hint = did_you_mean(name, ladder)
+            hint = hint if hint.startswith("; did you mean") else ""
             raise NotFoundError(f"no stage '{name}' (stages: {' → '.join(ladder)}){hint}")
         return name
 
