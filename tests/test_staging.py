@@ -295,3 +295,28 @@ def test_random_trees_round_trip_and_ids_ignore_walk_order(
         revisions.append(result.revision)
         project.close()
     assert revisions[0] == revisions[1]
+
+
+def test_cached_digest_whose_object_is_gone_is_stored_again(tmp_path: Path) -> None:
+    comp = make_project(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta"})
+    project = open_project(tmp_path, environ=ENV)
+    first = Stager(project).stage("alice:etl")
+    cache = tmp_path / ".lockgate" / "cache" / "stat" / "alice" / "etl"
+    aged = (comp / "a.txt").stat().st_mtime_ns + 1_000_000_000
+    os.utime(cache, ns=(aged, aged))  # the stat cache vouches for both files
+    project.close()
+    # The state is lost (a fresh state store) and one object with it; the stat cache stays.
+    (tmp_path / ".lockgate" / "state.db").unlink()
+    entry = next(
+        e
+        for e in open_project(tmp_path, environ=ENV).content().get_manifest(first.revision).entries
+        if e.path == "a.txt"
+    )
+    obj = tmp_path / ".lockgate" / "objects" / entry.digest[:2] / entry.digest[2:]
+    obj.chmod(0o644)
+    obj.unlink()
+    project = open_project(tmp_path, environ=ENV)
+    again = Stager(project).stage("alice:etl")
+    assert again.revision == first.revision
+    assert again.hashed == 1  # re-ingested from the workspace, not trusted from the cache
+    assert project.content().verify(entry.digest)

@@ -14,7 +14,7 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
-from lockgate.core.manifest import FileEntry, Manifest
+from lockgate.core.manifest import Manifest
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.refs import ComponentRef
 
@@ -414,14 +414,3 @@ class StateStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
-
-
-def entry_for(scanned: ScannedFile, digest: str) -> FileEntry:
-    """The manifest entry for a scanned file whose digest is known."""
-    return FileEntry(
-        path=scanned.path,
-        kind=scanned.kind,
-        size=scanned.stat.size,
-        digest=digest,
-        target=scanned.target,
-    )

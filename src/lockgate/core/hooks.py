@@ -94,10 +94,6 @@ class HookRunner:
                 failures.append(exc)
         return failures
 
-    def implementers(self, hook: str) -> list[str]:
-        """Names of the plugins implementing ``hook``, in call order."""
-        return [impl.plugin_name for impl in self._impls(hook)]
-
     # ------------------------------------------------------------------ typed hooks
 
     def register_settings(self) -> dict[str, type]:

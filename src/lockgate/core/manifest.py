@@ -166,8 +166,3 @@ class ManifestDiff:
             "modified": list(self.modified),
             "removed": list(self.removed),
         }
-
-
-def manifest_from(entries: Iterable[FileEntry]) -> Manifest:
-    """A manifest of ``entries`` (any order)."""
-    return Manifest(tuple(entries))

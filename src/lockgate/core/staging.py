@@ -231,13 +231,13 @@ class Stager:
             if manifest.revision_id() == previous:
                 source.remember(scan, {}, previous)
                 return self._result(component, stage, manifest, previous, None, {}, dry_run)
+        old = project.content().get_manifest(previous) if previous else None
         if dry_run:
             root = str(component.path)
             digests = {f.path: _hash_file(f"{root}/{f.path}") for f in todo}
         else:
-            digests = self._store_files(component.path, scan, todo, progress)
+            digests = self._store_files(component.path, scan, todo, old, progress)
         manifest = _manifest(scan, digests)
-        old = project.content().get_manifest(previous) if previous else None
         result = self._result(component, stage, manifest, previous, old, digests, dry_run)
         if dry_run:
             return result
@@ -322,15 +322,22 @@ class Stager:
         root: Path,
         scan: ScanResult,
         todo: list[ScannedFile],
+        previous: Manifest | None,
         progress: Progress | None,
     ) -> dict[str, str]:
         """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt."""
         content = self.project.content()
-        # A cached digest is trusted only while its object exists (gc may have run).
+        # A cached digest needs its object. Objects of the latest revision are kept (gc never
+        # removes what a recorded revision needs), so only other cached digests are checked:
+        # one edit in a large component costs no stat per unchanged file.
+        kept = {e.digest for e in previous.entries} if previous is not None else set()
         todo = todo + [
             f
             for f in scan.files
-            if f.digest is not None and f.kind != "symlink" and not content.has(f.digest)
+            if f.digest is not None
+            and f.kind != "symlink"
+            and f.digest not in kept
+            and not content.has(f.digest)
         ]
         digests: dict[str, str] = {}
         if not todo:
