@@ -121,6 +121,10 @@ def on_stage(event: ChangeEvent, settings: Any) -> None:
 def on_validate(subject: ValidationSubject, settings: Any) -> Iterable[Issue] | None:
     """Inspect one component revision and report issues: validators are the gates.
 
+    Status: no command of this version calls this hook yet (validation, promotion
+    and stage targets are specified here ahead of them); implementations are already
+    checked against this signature when plugins load.
+
     When: by ``lockgate validate`` and before every promotion, once per component and
     implementation, with ``subject.stage`` set to the stage being entered. Calls may run
     in parallel threads and are subject to a timeout.
@@ -140,6 +144,10 @@ def on_validate(subject: ValidationSubject, settings: Any) -> Iterable[Issue] | 
 def on_promote(event: ChangeEvent, settings: Any) -> None:
     """Announce that a revision became current in a stage.
 
+    Status: no command of this version calls this hook yet (validation, promotion
+    and stage targets are specified here ahead of them); implementations are already
+    checked against this signature when plugins load.
+
     When: after every target of the stage switched and the state change is committed.
 
     Receives: ``event`` with ``action="promote"``, the stage, the new and previous
@@ -155,6 +163,10 @@ def on_promote(event: ChangeEvent, settings: Any) -> None:
 @hookspec
 def on_rollback(event: ChangeEvent, settings: Any) -> None:
     """Announce that a stage was switched back to an earlier revision (or cleared).
+
+    Status: no command of this version calls this hook yet (validation, promotion
+    and stage targets are specified here ahead of them); implementations are already
+    checked against this signature when plugins load.
 
     When: after the switch is committed.
 
@@ -215,6 +227,10 @@ def register_content_stores(register: Register[Any]) -> None:
 @hookspec
 def register_targets(register: Register[Any]) -> None:
     """Provide stage target kinds (where a stage's current revisions are deployed).
+
+    Status: no command of this version calls this hook yet (validation, promotion
+    and stage targets are specified here ahead of them); implementations are already
+    checked against this signature when plugins load.
 
     When: once, the first time a command deploys or inspects a stage.
 
