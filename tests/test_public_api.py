@@ -15,7 +15,20 @@ from lockgate.core.plugins import discover
 
 REPO = Path(__file__).resolve().parents[1]
 
-EXPECTED_BUILTINS = {"local", "memory", "sqlite", "workspace"}
+EXPECTED_BUILTINS = {
+    "local",
+    "memory",
+    "sqlite",
+    "workspace",
+    "approvals",
+    "conflicts",
+    "dependencies",
+    "limits",
+    "manifest",
+    "secrets",
+    "syntax",
+    "workflows",
+}
 
 
 def test_all_is_exact_and_every_name_resolves() -> None:

@@ -697,6 +697,32 @@ class StateStoreConformance:
         assert store.approvals("alice:etl", revision="r2") == [second]
         assert store.approvals("alice:etl", "r3") == []
 
+    def test_add_approval_moves_the_status_in_the_same_transaction(self, store: StateStore) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        approval = Approval("alice:etl", "r1", "carol", "approve", at(2))
+        store.add_approval(
+            approval,
+            _event("approve", at(2)),
+            status=(ComponentStatus.STAGED, ComponentStatus.APPROVED),
+        )
+        record = store.component("alice:etl")
+        assert record is not None and record.status is ComponentStatus.APPROVED
+        assert store.approvals("alice:etl") == [approval]
+
+    def test_add_approval_with_a_stale_status_records_nothing(self, store: StateStore) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        events = len(store.events())
+        with pytest.raises(ConflictError):
+            store.add_approval(
+                Approval("alice:etl", "r1", "carol", "reject", at(2)),
+                _event("reject", at(2)),
+                status=(ComponentStatus.APPROVED, ComponentStatus.REJECTED),
+            )
+        assert store.approvals("alice:etl") == []
+        assert len(store.events()) == events
+        record = store.component("alice:etl")
+        assert record is not None and record.status is ComponentStatus.STAGED
+
     def test_approvals_are_per_component(self, store: StateStore) -> None:
         mine = Approval("alice:etl", "r1", "carol", "approve", at(1))
         other = Approval("bob:etl", "r1", "carol", "approve", at(2))

@@ -38,7 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from lockgate.core.models import ChangeEvent, Issue, MetricsContext, Register, ValidationSubject
+from lockgate.core.models import (
+    ChangeEvent,
+    Issue,
+    MetricsContext,
+    Register,
+    ValidationSubject,
+    ValidatorInfo,
+)
 
 if TYPE_CHECKING:
     import click
@@ -121,22 +128,42 @@ def on_stage(event: ChangeEvent, settings: Any) -> None:
 def on_validate(subject: ValidationSubject, settings: Any) -> Iterable[Issue] | None:
     """Inspect one component revision and report issues: validators are the gates.
 
-    Status: no command of this version calls this hook yet (validation, promotion
-    and stage targets are specified here ahead of them); implementations are already
-    checked against this signature when plugins load.
-
     When: by ``lockgate validate`` and before every promotion, once per component and
-    implementation, with ``subject.stage`` set to the stage being entered. Calls may run
-    in parallel threads and are subject to a timeout.
+    implementation, with ``subject.stage`` set to the stage being entered. Calls run in
+    parallel threads (one component's validators and other components' at once) and
+    each is subject to ``validation.timeout``. Only components of the types declared by
+    :func:`describe_validator` are passed (every type when it declares none). Results of a
+    validator that declares ``cache=True`` (the default) are cached per revision, stage,
+    validator version and settings, so it is not called again for an unchanged revision.
 
-    Receives: ``subject``, the component's revision as read-only files plus metadata.
+    Receives: ``subject``, the component's revision as read-only files plus metadata and
+    a :class:`~lockgate.ValidationContext` (the other components involved, what the
+    stage holds, approvals).
 
     Returns: issues (any iterable, or None for none). An issue of severity ``error``
     blocks readiness. The kernel sets each issue's ``plugin`` to the implementing plugin.
     An implementation that raises or times out counts as an error issue from that plugin
-    (validation fails closed).
+    (validation fails closed), and the other validators' results are still reported.
 
     Combining: issues from every implementation are concatenated in hook order.
+    """
+
+
+@hookspec
+def describe_validator(settings: Any) -> ValidatorInfo | None:
+    """Say which component types a validator handles and whether its results may be cached.
+
+    When: once per run of the validators, before any ``on_validate`` call, for plugins
+    that implement ``on_validate``.
+
+    Receives: ``settings``, the plugin's own settings (so the types can be configurable).
+
+    Returns: a :class:`~lockgate.ValidatorInfo`, or None for the defaults (every type,
+    cacheable, the distribution's version). A validator whose result depends on anything
+    besides the revision's files, the stage and its settings (approvals, other
+    components, the clock) must return ``ValidatorInfo(cache=False)``.
+
+    Combining: each plugin describes only its own ``on_validate``.
     """
 
 

@@ -83,15 +83,20 @@ class MemoryStateStore:
         self, ref: str, expected: ComponentStatus, status: ComponentStatus, event: AuditEvent
     ) -> int:
         with self._lock:
-            record = self._components.get(ref)
-            if record is None or record.status is not expected:
-                now = record.status.value if record else "unknown"
-                raise ConflictError(
-                    f"{ref} is {now}, not {expected.value} as expected: another change won; "
-                    "look again and retry"
-                )
-            self._components[ref] = attrs.evolve(record, status=status, updated_at=event.at)
+            self._swap_status(ref, expected, status, event.at)
             return self._append(event)
+
+    def _swap_status(
+        self, ref: str, expected: ComponentStatus, status: ComponentStatus, at: str
+    ) -> None:
+        record = self._components.get(ref)
+        if record is None or record.status is not expected:
+            now = record.status.value if record else "unknown"
+            raise ConflictError(
+                f"{ref} is {now}, not {expected.value} as expected: another change won; "
+                "look again and retry"
+            )
+        self._components[ref] = attrs.evolve(record, status=status, updated_at=at)
 
     # ------------------------------------------------------------------ pointers
 
@@ -173,8 +178,15 @@ class MemoryStateStore:
 
     # ------------------------------------------------------------------ approvals
 
-    def add_approval(self, approval: Approval, event: AuditEvent) -> int:
+    def add_approval(
+        self,
+        approval: Approval,
+        event: AuditEvent,
+        status: tuple[ComponentStatus, ComponentStatus] | None = None,
+    ) -> int:
         with self._lock:
+            if status is not None:
+                self._swap_status(approval.component, status[0], status[1], event.at)
             self._approvals.append(approval)
             return self._append(event)
 

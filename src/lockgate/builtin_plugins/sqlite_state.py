@@ -283,19 +283,7 @@ class SqliteStateStore:
         self, ref: str, expected: ComponentStatus, status: ComponentStatus, event: AuditEvent
     ) -> int:
         with self._write() as db:
-            cur = db.execute(
-                "UPDATE components SET status = ?, updated_at = ? WHERE component = ? "
-                "AND status = ?",
-                (status.value, event.at, ref, expected.value),
-            )
-            if cur.rowcount != 1:
-                row = db.execute("SELECT status FROM components WHERE component = ?", (ref,))
-                found = row.fetchone()
-                now = found["status"] if found else "unknown"
-                raise ConflictError(
-                    f"{ref} is {now}, not {expected.value} as expected: another change won; "
-                    "look again and retry"
-                )
+            _swap_status(db, ref, expected, status, event.at)
             return _append(db, event)
 
     # ------------------------------------------------------------------ pointers
@@ -412,8 +400,15 @@ class SqliteStateStore:
 
     # ------------------------------------------------------------------ approvals
 
-    def add_approval(self, approval: Approval, event: AuditEvent) -> int:
+    def add_approval(
+        self,
+        approval: Approval,
+        event: AuditEvent,
+        status: tuple[ComponentStatus, ComponentStatus] | None = None,
+    ) -> int:
         with self._write() as db:
+            if status is not None:
+                _swap_status(db, approval.component, status[0], status[1], event.at)
             db.execute(
                 "INSERT INTO approvals (component, revision, actor, decision, at, stage, comment) "
                 "VALUES (:component, :revision, :actor, :decision, :at, :stage, :comment)",
@@ -563,3 +558,21 @@ def _event(row: sqlite3.Row) -> AuditEvent:
     data.pop("prev_hash")
     data.pop("hash")
     return AuditEvent(**data)
+
+
+def _swap_status(
+    db: sqlite3.Connection, ref: str, expected: ComponentStatus, status: ComponentStatus, at: str
+) -> None:
+    """Compare-and-swap a component's status inside the caller's transaction."""
+    cur = db.execute(
+        "UPDATE components SET status = ?, updated_at = ? WHERE component = ? AND status = ?",
+        (status.value, at, ref, expected.value),
+    )
+    if cur.rowcount != 1:
+        row = db.execute("SELECT status FROM components WHERE component = ?", (ref,))
+        found = row.fetchone()
+        now = found["status"] if found else "unknown"
+        raise ConflictError(
+            f"{ref} is {now}, not {expected.value} as expected: another change won; "
+            "look again and retry"
+        )

@@ -42,14 +42,13 @@ from lockgate.core.contracts import (
 )
 from lockgate.core.models import Issue, RoleContext, Severity
 from lockgate.core.refs import ComponentRef, check_name
-from lockgate.core.structure import did_you_mean, structure
-from lockgate.core.yamlfile import load_yaml_file
+from lockgate.core.specs import read_spec
+from lockgate.core.structure import did_you_mean
 from lockgate.errors import ConfigError, InputError, LockgateError, NotFoundError
 from lockgate.hookspecs import hookimpl
 
 __all__ = ["WorkspaceSource"]
 
-SPEC_FILE = "component.yaml"
 IGNORE_FILE = ".lockgateignore"
 CACHE_VERSION = 2
 RACY_WINDOW_NS = 50_000_000
@@ -227,17 +226,7 @@ class WorkspaceSource:
         found.append(Component(ref, values.get("type", "component"), path, spec))
 
     def _read_spec(self, path: Path) -> ComponentSpec:
-        spec_path = path / SPEC_FILE
-        if not spec_path.is_file():
-            return ComponentSpec()
-        doc = load_yaml_file(spec_path, cache_dir=self.cache_dir.parent / "yaml")
-        spec = structure(ComponentSpec, doc.data, (), lambda p: doc.where(p))
-        for dep in spec.depends_on:
-            if ":" in dep:
-                ComponentRef.parse(dep)
-            else:
-                check_name("depends_on entry", dep)
-        return spec
+        return read_spec(path, cache_dir=self.cache_dir.parent / "yaml")
 
     def find(self, ref: ComponentRef) -> Component:
         discovery = self.discover([ref.workspace])

@@ -174,6 +174,7 @@ def _register_kernel_commands() -> None:
         plugins_cmd,
         report_cmd,
         stage_cmd,
+        validate_cmd,
     )
 
     for module in (init_cmd, plugins_cmd, config_cmd, metrics_cmd, ls_cmd, diff_cmd):
@@ -181,6 +182,9 @@ def _register_kernel_commands() -> None:
     for command in (
         stage_cmd.stage,
         stage_cmd.sync,
+        validate_cmd.validate,
+        validate_cmd.approve,
+        validate_cmd.reject,
         history_cmd.history,
         history_cmd.log,
         report_cmd.summary,

@@ -34,6 +34,7 @@ __all__ = [
     "StageSection",
     "StagingSection",
     "StateSection",
+    "ValidationSection",
     "WorkspacesSection",
     "read_layers",
 ]
@@ -96,6 +97,15 @@ class StagingSection:
 
 
 @attrs.frozen
+class ValidationSection:
+    """``validation:`` — how validators run (see docs/validation.md)."""
+
+    timeout: float = 30.0
+    workers: int = 0
+    cache: bool = True
+
+
+@attrs.frozen
 class StageSection:
     """``stages.<name>:`` — one rung of the ladder."""
 
@@ -123,6 +133,7 @@ class Config:
     workspaces: WorkspacesSection = attrs.field(factory=WorkspacesSection)
     staging: StagingSection = attrs.field(factory=StagingSection)
     stages: dict[str, StageSection] = attrs.field(factory=_default_stages)
+    validation: ValidationSection = attrs.field(factory=ValidationSection)
     state: StateSection = attrs.field(factory=StateSection)
     content: ContentSection = attrs.field(factory=ContentSection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)

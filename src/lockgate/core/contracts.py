@@ -383,8 +383,16 @@ class StateStore(Protocol):
         """The pointer changes that were current in ``stage`` at time ``at``."""
 
     # -- approvals
-    def add_approval(self, approval: Approval, event: AuditEvent) -> int:
-        """Record an approval or rejection with its audit event."""
+    def add_approval(
+        self,
+        approval: Approval,
+        event: AuditEvent,
+        status: tuple[ComponentStatus, ComponentStatus] | None = None,
+    ) -> int:
+        """Record an approval or rejection with its audit event, in one transaction.
+
+        ``status=(expected, new)`` also moves the component's status by compare-and-swap
+        (ConflictError, and nothing recorded, when it is no longer ``expected``)."""
 
     def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
         """Approvals and rejections of a component (of one revision), oldest first."""

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import pluggy
 
-from lockgate.core.models import ChangeEvent, Issue, MetricsContext, Severity, ValidationSubject
+from lockgate.core.models import (
+    ChangeEvent,
+    Issue,
+    MetricsContext,
+    Severity,
+    ValidationSubject,
+    ValidatorInfo,
+)
 from lockgate.errors import PluginHookError
 
 if TYPE_CHECKING:
@@ -37,6 +44,12 @@ class Validator:
     plugin: str
     version: str | None
     call: Callable[[ValidationSubject], list[Issue]] = attrs.field(eq=False, repr=False)
+    info: ValidatorInfo = attrs.field(factory=ValidatorInfo)
+    settings: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def applies_to(self, component_type: str) -> bool:
+        """True when this validator handles components of ``component_type``."""
+        return not self.info.types or component_type in self.info.types
 
 
 class HookRunner:
@@ -168,15 +181,33 @@ class HookRunner:
         return merged
 
     def validators(self) -> list[Validator]:
-        """Every ``on_validate`` implementation as a separately callable :class:`Validator`."""
+        """Every ``on_validate`` implementation as a separately callable :class:`Validator`.
+
+        Each carries what its plugin says of it through ``describe_validator``.
+        """
+        described: dict[str, ValidatorInfo] = {}
+        for plugin, info in self._each("describe_validator"):
+            if info is None:
+                continue
+            if not isinstance(info, ValidatorInfo):
+                raise PluginHookError(
+                    f"{self._label(plugin)}: describe_validator returned "
+                    f"{type(info).__name__}, expected lockgate.ValidatorInfo or None",
+                    plugin=plugin,
+                    hook="describe_validator",
+                )
+            described[plugin] = info
         found = []
         for impl in self._impls("on_validate"):
-            info = self._plugins.infos.get(impl.plugin_name)
+            loaded = self._plugins.infos.get(impl.plugin_name)
+            info = described.get(impl.plugin_name, ValidatorInfo())
             found.append(
                 Validator(
                     plugin=impl.plugin_name,
-                    version=info.version if info else None,
+                    version=info.version or (loaded.version if loaded else None),
                     call=self._validator_call(impl),
+                    info=info,
+                    settings=self._settings.get(impl.plugin_name),
                 )
             )
         return found

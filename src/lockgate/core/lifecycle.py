@@ -24,7 +24,14 @@ from lockgate.errors import ConflictError, NotFoundError, RefusedError
 if TYPE_CHECKING:
     from lockgate.core.project import Project
 
-__all__ = ["TRANSITIONS", "allowed_actions", "move_pointer", "next_status", "now_iso"]
+__all__ = [
+    "TRANSITIONS",
+    "allowed_actions",
+    "move_pointer",
+    "next_stage",
+    "next_status",
+    "now_iso",
+]
 
 S = ComponentStatus
 TRANSITIONS: dict[str, tuple[frozenset[ComponentStatus], ComponentStatus]] = {
@@ -116,3 +123,26 @@ def move_pointer(
         reason=reason,
     )
     return state.move_pointer(change, expected_generation=generation, status=status, event=event)
+
+
+def next_stage(project: Project, component: str) -> str:
+    """The stage a promotion of ``component`` would enter next.
+
+    Walking up the ladder, the candidate for the first stage is the component's latest
+    revision, and for every later stage the revision current in the stage below; the
+    answer is the first stage whose current revision is not its candidate (the last
+    stage when every rung already holds it).
+    """
+    state = project.state()
+    record = state.component(component)
+    if record is None:
+        raise NotFoundError(f"{component} has never been staged; stage it first")
+    ladder = project.stage_names
+    candidate = record.latest_revision
+    for stage in ladder:
+        pointer = state.pointer(stage, record.component_id)
+        current = pointer.revision if pointer else None
+        if current != candidate:
+            return stage
+        candidate = current
+    return ladder[-1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,16 +17,24 @@ import attrs
 __all__ = [
     "ChangeEvent",
     "ComponentStatus",
+    "Decision",
     "IntegrationStage",
     "Issue",
     "MetricsContext",
+    "PeerComponent",
     "Register",
     "RoleContext",
     "Severity",
+    "ValidationContext",
     "ValidationSubject",
+    "ValidatorInfo",
 ]
 
 T = TypeVar("T")
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 class IntegrationStage(str, enum.Enum):
@@ -64,7 +72,8 @@ class Issue:
     ``plugin`` is filled in by the kernel with the name of the plugin that returned the
     issue, so a validator never has to (and cannot) claim another plugin's name.
     ``components`` lists the component refs an integration issue involves; it is empty for
-    an issue about a single component.
+    an issue about a single component. ``hint`` is what to do about it; the readiness
+    report gathers hints into its recommendations. A message must never contain a secret.
     """
 
     severity: Severity = attrs.field(converter=Severity)
@@ -73,12 +82,19 @@ class Issue:
     path: str | None = None
     line: int | None = None
     plugin: str | None = None
-    components: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    components: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    hint: str | None = None
 
     @property
     def blocking(self) -> bool:
         """True when this issue makes its component not ready."""
         return self.severity is Severity.ERROR
+
+    def describe(self) -> str:
+        """One line for people: ``error syntax-python x.py:3: message [plugin]``."""
+        where = f" {self.location}:" if self.location else ":"
+        by = f" [{self.plugin}]" if self.plugin else ""
+        return f"{self.severity.value} {self.code}{where} {self.message}{by}"
 
     @property
     def location(self) -> str | None:
@@ -89,11 +105,59 @@ class Issue:
 
 
 @attrs.frozen
+class PeerComponent:
+    """Another component a validator may need to know about (see :class:`ValidationContext`)."""
+
+    component: str
+    component_id: str
+    component_type: str
+    revision: str | None
+    status: str
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+
+
+@attrs.frozen
+class Decision:
+    """An approval or rejection recorded for the subject's revision."""
+
+    actor: str
+    decision: str  # "approve" or "reject"
+    at: str
+    comment: str | None = None
+
+
+@attrs.frozen
+class ValidationContext:
+    """What a validator may need beyond the revision's own files.
+
+    ``batch``: the components validated together in this run (the subject among them).
+    ``current``: component id -> revision current in the subject's stage.
+    ``staged``: the latest revision of every component the project knows, in every
+    workspace. ``graph``: component id -> ``depends_on`` for the batch and for everything
+    reachable from it in the stage (the batch's own specs win). ``author``: who staged the
+    subject's revision. ``decisions``: approvals and rejections of that revision.
+
+    A validator that reads the context depends on more than the revision, so it must
+    declare ``cache=False`` in :class:`ValidatorInfo`.
+    """
+
+    batch: tuple[PeerComponent, ...] = ()
+    current: Mapping[str, str] = attrs.field(factory=dict)
+    staged: tuple[PeerComponent, ...] = ()
+    graph: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    author: str | None = None
+    decisions: tuple[Decision, ...] = ()
+
+
+@attrs.frozen
 class ValidationSubject:
     """What a validator looks at: one component's revision, in the context of a stage.
 
-    ``root`` is a read-only directory holding exactly the revision's files; ``files`` lists
-    their paths relative to ``root`` (POSIX separators, sorted).
+    ``root`` is a directory holding exactly the revision's files (read-only for a staged
+    revision; the workspace itself with ``lockgate validate --workspace``); ``files``
+    lists their paths relative to ``root`` (POSIX separators, sorted) and ``sizes`` their
+    sizes in bytes. ``metadata`` is what ``component.yaml`` says (version, description,
+    owners, depends_on, metadata). ``revision`` is None when validating a workspace.
     """
 
     component: str
@@ -105,6 +169,25 @@ class ValidationSubject:
     files: tuple[str, ...]
     revision: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    sizes: Mapping[str, int] = attrs.field(factory=dict)
+    context: ValidationContext = attrs.field(factory=ValidationContext)
+
+
+@attrs.frozen
+class ValidatorInfo:
+    """What a validator declares about itself (hook ``describe_validator``).
+
+    ``types``: the component types it validates (empty: every type). ``cache``: its
+    result depends only on the revision's files, the stage and its own settings, so it may
+    be cached per (revision, validator, version, settings, stage); a validator that reads
+    ``subject.context`` or anything outside the revision must say False. ``version``:
+    part of the cache key (default: the plugin's distribution version); change it when
+    the validator's rules change.
+    """
+
+    types: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    cache: bool = True
+    version: str | None = None
 
 
 @attrs.frozen

@@ -1,0 +1,52 @@
+"""Small helpers the builtin validators share for reading a subject's files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from lockgate.core.models import ValidationSubject
+
+__all__ = ["line_at", "located", "read_text", "text_files"]
+
+_LOCATED = re.compile(r"^(?P<path>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
+
+
+def read_text(subject: ValidationSubject, path: str, max_bytes: int) -> str | None:
+    """The UTF-8 text of ``path``, or None when it is too large, binary or undecodable."""
+    if subject.sizes.get(path, 0) > max_bytes:
+        return None
+    try:
+        raw = (subject.root / path).read_bytes()
+    except OSError:
+        return None
+    if b"\0" in raw[:8192]:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def text_files(
+    subject: ValidationSubject, suffixes: tuple[str, ...], max_bytes: int
+) -> Iterator[tuple[str, str]]:
+    """(path, text) for every file of the subject whose name ends with one of ``suffixes``."""
+    for path in subject.files:
+        if path.lower().endswith(suffixes):
+            text = read_text(subject, path, max_bytes)
+            if text is not None:
+                yield path, text
+
+
+def line_at(text: str, offset: int) -> int:
+    """The 1-based line of character ``offset`` in ``text``."""
+    return text.count("\n", 0, offset) + 1
+
+
+def located(message: str) -> tuple[int | None, str]:
+    """Split a ``path:line: message`` error into (line, message); (None, message) if not."""
+    match = _LOCATED.match(message)
+    if match is None:
+        return None, message
+    return int(match.group("line")), match.group("message")

@@ -1,0 +1,96 @@
+"""Validator ``approvals``: enough approvals, from the right people, and no rejection.
+
+Approvals are bound to the revision's digest (restaging voids them). The revision's
+author's own approval never counts. Any rejection of the revision blocks it.
+
+Settings (``plugins.approvals:``)::
+
+    required: 0                 # approvals needed to enter any stage
+    stages:                     # per-stage overrides
+      production:
+        required: 2
+        approvers: [carol, dan] # optional allowlist for this stage
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.hookspecs import hookimpl
+
+
+@attrs.frozen
+class StageApprovals:
+    """``plugins.approvals.stages.<stage>:``."""
+
+    required: int | None = None
+    approvers: list[str] | None = None
+
+
+@attrs.frozen
+class ApprovalsSettings:
+    """``plugins.approvals:`` in lockgate.yaml."""
+
+    required: int = 0
+    stages: dict[str, StageApprovals] = attrs.field(factory=dict)
+
+    def for_stage(self, stage: str) -> tuple[int, list[str] | None]:
+        """(approvals required, allowlist or None) for ``stage``."""
+        own = self.stages.get(stage, StageApprovals())
+        return (own.required if own.required is not None else self.required), own.approvers
+
+
+@hookimpl
+def register_settings() -> type:
+    return ApprovalsSettings
+
+
+@hookimpl
+def describe_validator() -> ValidatorInfo:
+    return ValidatorInfo(cache=False)  # approvals change without the revision changing
+
+
+@hookimpl
+def on_validate(subject: ValidationSubject, settings: ApprovalsSettings) -> list[Issue]:
+    if subject.revision is None:
+        return []  # a workspace is not a revision: nothing can be approved yet
+    required, approvers = settings.for_stage(subject.stage)
+    context = subject.context
+    issues = []
+    for decision in context.decisions:
+        if decision.decision == "reject":
+            issues.append(
+                Issue(
+                    Severity.ERROR,
+                    "approval-rejected",
+                    f"rejected by {decision.actor}"
+                    + (f": {decision.comment}" if decision.comment else ""),
+                    hint=f"address the rejection and restage {subject.component}",
+                )
+            )
+    counted = sorted(
+        {
+            d.actor
+            for d in context.decisions
+            if d.decision == "approve"
+            and d.actor != context.author
+            and (approvers is None or d.actor in approvers)
+        }
+    )
+    if len(counted) < required:
+        who = f" from {', '.join(approvers)}" if approvers else ""
+        have = f"has {len(counted)}" + (f" ({', '.join(counted)})" if counted else "")
+        issues.append(
+            Issue(
+                Severity.ERROR,
+                "approval-missing",
+                f"needs {required} approval{'s' if required != 1 else ''}{who} to enter "
+                f"{subject.stage}, {have}",
+                hint=f"ask a reviewer other than {context.author or 'the author'} to run "
+                f"'lockgate approve {subject.component}'",
+            )
+        )
+    elif counted:
+        issues.append(Issue(Severity.INFO, "approval-ok", f"approved by {', '.join(counted)}"))
+    return issues

@@ -1,0 +1,110 @@
+"""Validator ``limits``: file size, component size, file count and forbidden file types.
+
+Settings (``plugins.limits:``)::
+
+    max_file_size: 104857600        # bytes per file (100 MiB)
+    max_component_size: 1073741824  # bytes per component (1 GiB)
+    max_files: 10000
+    forbidden: ["*.exe", "*.dll", ...]   # glob patterns, matched against the file name
+                                         # and its path inside the component
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import attrs
+
+from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.hookspecs import hookimpl
+
+MiB = 1024 * 1024
+DEFAULT_FORBIDDEN = [
+    "*.exe",
+    "*.dll",
+    "*.so",
+    "*.dylib",
+    "*.o",
+    "*.a",
+    "*.class",
+    "*.jar",
+    "*.pyc",
+    "*.pyo",
+]
+
+
+@attrs.frozen
+class LimitsSettings:
+    """``plugins.limits:`` in lockgate.yaml."""
+
+    max_file_size: int = 100 * MiB
+    max_component_size: int = 1024 * MiB
+    max_files: int = 10_000
+    forbidden: list[str] = attrs.field(factory=lambda: list(DEFAULT_FORBIDDEN))
+
+
+@hookimpl
+def register_settings() -> type:
+    return LimitsSettings
+
+
+@hookimpl
+def describe_validator() -> ValidatorInfo:
+    return ValidatorInfo(cache=True)
+
+
+def _mib(size: int) -> str:
+    return f"{size / MiB:.1f} MiB"
+
+
+@hookimpl
+def on_validate(subject: ValidationSubject, settings: LimitsSettings) -> list[Issue]:
+    issues = []
+    total = 0
+    for path in subject.files:
+        size = subject.sizes.get(path, 0)
+        total += size
+        if size > settings.max_file_size:
+            issues.append(
+                Issue(
+                    Severity.ERROR,
+                    "limits-file-size",
+                    f"{_mib(size)} is more than plugins.limits.max_file_size "
+                    f"({_mib(settings.max_file_size)})",
+                    path=path,
+                    hint="keep large data out of components "
+                    "(or raise plugins.limits.max_file_size)",
+                )
+            )
+        name = path.rsplit("/", 1)[-1]
+        for pattern in settings.forbidden:
+            if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(path, pattern):
+                issues.append(
+                    Issue(
+                        Severity.ERROR,
+                        "limits-forbidden-type",
+                        f"files matching '{pattern}' are not allowed (plugins.limits.forbidden)",
+                        path=path,
+                        hint="remove build artefacts and binaries from the component",
+                    )
+                )
+                break
+    if total > settings.max_component_size:
+        issues.append(
+            Issue(
+                Severity.ERROR,
+                "limits-component-size",
+                f"{subject.component} holds {_mib(total)}, more than "
+                f"plugins.limits.max_component_size ({_mib(settings.max_component_size)})",
+            )
+        )
+    if len(subject.files) > settings.max_files:
+        issues.append(
+            Issue(
+                Severity.ERROR,
+                "limits-file-count",
+                f"{subject.component} has {len(subject.files)} files, more than "
+                f"plugins.limits.max_files ({settings.max_files})",
+            )
+        )
+    return issues

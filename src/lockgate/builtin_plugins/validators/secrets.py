@@ -1,0 +1,126 @@
+"""Validator ``secrets``: private keys, common token formats and ``.env`` files.
+
+A finding names the file, the line and the kind of secret, never the secret itself (not
+even part of it), so a report can be pasted anywhere. A line that carries the marker
+``lockgate: allow-secret`` is skipped (for test fixtures and documentation).
+
+Settings (``plugins.secrets:``)::
+
+    allow: ["tests/fixtures/*"]   # glob patterns of paths not to scan
+    env_files: true               # report .env files (.env.example/.sample/.template are fine)
+    patterns: {}                  # extra kinds: name -> regular expression
+    max_bytes: 2097152            # larger files are not scanned
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from functools import lru_cache
+
+import attrs
+
+from lockgate.builtin_plugins.validators._files import line_at, read_text
+from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.hookspecs import hookimpl
+
+ALLOW_MARKER = "lockgate: allow-secret"
+
+PATTERNS: dict[str, str] = {
+    "private key": (
+        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----"
+    ),
+    "AWS access key id": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    "AWS secret access key": (r"(?i:aws_?secret_?access_?key)\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}\b"),
+    "GitHub token": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b",
+    "GitLab token": r"\bglpat-[A-Za-z0-9_-]{20,}\b",
+    "Slack token": r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
+    "Google API key": r"\bAIza[0-9A-Za-z_-]{35}\b",
+    "Stripe secret key": r"\b(?:sk|rk)_live_[0-9A-Za-z]{24,}\b",
+    "JSON web token": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
+    "password in a URL": r"\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:[^\s@/'\"]{3,}@[^\s/'\"]+",
+}
+_ENV_SAFE_SUFFIXES = (".example", ".sample", ".template", ".dist")
+
+
+@attrs.frozen
+class SecretsSettings:
+    """``plugins.secrets:`` in lockgate.yaml."""
+
+    allow: list[str] = attrs.field(factory=list)
+    env_files: bool = True
+    patterns: dict[str, str] = attrs.field(factory=dict)
+    max_bytes: int = 2 * 1024 * 1024
+
+    def __attrs_post_init__(self) -> None:
+        for name, pattern in self.patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern '{name}' is not a regular expression: {exc}") from None
+
+
+@hookimpl
+def register_settings() -> type:
+    return SecretsSettings
+
+
+@hookimpl
+def describe_validator() -> ValidatorInfo:
+    return ValidatorInfo(cache=True)
+
+
+@lru_cache(maxsize=8)
+def _scanner(extra: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], dict[str, str]]:
+    kinds = {**PATTERNS, **dict(extra)}
+    groups = {f"k{i}": kind for i, kind in enumerate(kinds)}
+    combined = "|".join(f"(?P<{g}>{kinds[k]})" for g, k in groups.items())
+    return re.compile(combined), groups
+
+
+def is_env_file(path: str) -> bool:
+    """True for ``.env`` and ``.env.<anything>`` except the documented templates."""
+    name = path.rsplit("/", 1)[-1]
+    return (name == ".env" or name.startswith(".env.")) and not name.endswith(_ENV_SAFE_SUFFIXES)
+
+
+@hookimpl
+def on_validate(subject: ValidationSubject, settings: SecretsSettings) -> list[Issue]:
+    scanner, groups = _scanner(tuple(sorted(settings.patterns.items())))
+    issues = []
+    for path in subject.files:
+        if any(fnmatch.fnmatchcase(path, pattern) for pattern in settings.allow):
+            continue
+        if settings.env_files and is_env_file(path):
+            issues.append(
+                Issue(
+                    Severity.ERROR,
+                    "secrets-env-file",
+                    "environment files hold credentials and must not be promoted",
+                    path=path,
+                    hint="remove .env files from components (commit a .env.example instead) "
+                    "and rotate what they held",
+                )
+            )
+            continue
+        text = read_text(subject, path, settings.max_bytes)
+        if text is None:
+            continue
+        for match in scanner.finditer(text):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.end())
+            if ALLOW_MARKER in text[start : end if end >= 0 else len(text)]:
+                continue
+            kind = groups[match.lastgroup or ""]
+            issues.append(
+                Issue(
+                    Severity.ERROR,
+                    "secrets-found",
+                    f"possible {kind} (value not shown)",
+                    path=path,
+                    line=line_at(text, match.start()),
+                    hint="remove secrets from components, load them at run time, and rotate "
+                    "any that were staged",
+                )
+            )
+    return issues

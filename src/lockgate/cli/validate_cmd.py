@@ -1,0 +1,140 @@
+"""``lockgate validate``, ``lockgate approve`` and ``lockgate reject``."""
+
+from __future__ import annotations
+
+import click
+
+from lockgate.cli.context import AppContext
+from lockgate.cli.output import emit_json, json_option, table, wants_json
+
+__all__ = ["approve", "reject", "validate"]
+
+
+@click.command("validate")
+@click.argument("components", nargs=-1, metavar="[WS:ID]...")
+@click.option(
+    "--stage",
+    metavar="STAGE",
+    help="Validate for entering this stage (default: each component's next stage).",
+)
+@click.option(
+    "--workspace", is_flag=True, help="Validate the files as they are in the workspace now."
+)
+@click.option("--no-cache", is_flag=True, help="Call every validator again.")
+@json_option
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    components: tuple[str, ...],
+    stage: str | None,
+    workspace: bool,
+    no_cache: bool,
+    json_flag: bool,
+) -> None:
+    """Run every enabled validator and report readiness; exit 1 when not ready.
+
+    Without WS:ID, every staged component is validated. Components are validated
+    together, so dependencies between them and conflicts are checked as a whole.
+    """
+    from lockgate.core.validation import Validation
+
+    app = ctx.ensure_object(AppContext)
+    project = app.project()
+    refs = list(components) or [r.component for r in project.state().components()]
+    if not refs:
+        raise click.UsageError("nothing is staged yet; stage components first")
+    report = Validation(project).run(refs, stage, use_cache=not no_cache, workspace=workspace)
+    if wants_json(ctx, json_flag):
+        emit_json(report.to_dict())
+    else:
+        from lockgate.core.models import Severity
+        from lockgate.core.refs import short
+
+        table(
+            None,
+            ["component", "revision", "stage", "ready", "errors", "warnings", "cached"],
+            (
+                (
+                    r.component,
+                    short(r.revision) if r.revision else "workspace",
+                    r.stage,
+                    "yes" if r.ready else "NO",
+                    r.count(Severity.ERROR),
+                    r.count(Severity.WARNING),
+                    f"{r.cached}/{len(r.validators)}",
+                )
+                for r in report.components
+            ),
+        )
+        for result in report.components:
+            for issue in result.issues:
+                if issue.components:
+                    continue
+                click.echo(f"{result.component}: {issue.describe()}")
+        for issue in report.integration_issues:
+            click.echo(f"integration: {issue.describe()}")
+        for hint in report.recommendations:
+            click.echo(f"recommendation: {hint}")
+        click.echo(
+            f"{report.summary()} ({len(report.components)} validated in {report.elapsed:.2f} s)"
+        )
+    if not report.ready:
+        ctx.exit(1)
+
+
+@click.command("approve")
+@click.argument("component", metavar="WS:ID")
+@click.option("--rev", "revision", metavar="REV", help="Revision to approve (default: latest).")
+@click.option("--comment", metavar="TEXT", help="Recorded with the approval.")
+@click.option("--reason", metavar="TEXT", help="Recorded in the audit log.")
+@json_option
+@click.pass_context
+def approve(
+    ctx: click.Context,
+    component: str,
+    revision: str | None,
+    comment: str | None,
+    reason: str | None,
+    json_flag: bool,
+) -> None:
+    """Approve a revision (never your own); restaging voids approvals."""
+    _decide(ctx, component, "approve", revision, comment, reason, json_flag)
+
+
+@click.command("reject")
+@click.argument("component", metavar="WS:ID")
+@click.option("--reason", required=True, metavar="TEXT", help="Why (required; audited).")
+@click.option("--rev", "revision", metavar="REV", help="Revision to reject (default: latest).")
+@json_option
+@click.pass_context
+def reject(
+    ctx: click.Context, component: str, reason: str, revision: str | None, json_flag: bool
+) -> None:
+    """Reject a revision: it cannot be promoted until it is restaged."""
+    _decide(ctx, component, "reject", revision, None, reason, json_flag)
+
+
+def _decide(
+    ctx: click.Context,
+    component: str,
+    decision: str,
+    revision: str | None,
+    comment: str | None,
+    reason: str | None,
+    json_flag: bool,
+) -> None:
+    from lockgate.core.approvals import decide
+
+    app = ctx.ensure_object(AppContext)
+    result = decide(
+        app.project(),
+        component,
+        "approve" if decision == "approve" else "reject",
+        revision=revision,
+        comment=comment,
+        reason=reason,
+    )
+    if wants_json(ctx, json_flag):
+        emit_json(result.to_dict())
+    else:
+        click.echo(result.summary())

@@ -1,0 +1,626 @@
+"""The validate operation: run every enabled validator over components, safely, and report.
+
+Validators are ``on_validate`` implementations (see hookspecs). For each component the
+kernel builds a :class:`~lockgate.core.models.ValidationSubject` (the revision as a
+read-only release directory, or the workspace itself), then calls every validator that
+handles the component's type:
+
+* in parallel, each call in its own daemon thread, at most ``validation.workers`` at once;
+* with a deadline of ``validation.timeout`` seconds per call: a validator that has not
+  answered by then is reported as timed out and abandoned (a thread cannot be killed,
+  but nothing waits for it, and the process may exit while it still runs);
+* failing closed: a validator that raises or times out is an error issue attributed to
+  its plugin, and the other validators' results are still reported;
+* through a cache: the issues of a validator that declares ``cache=True`` are kept per
+  (revision, stage, validator, version, settings) under ``.lockgate/cache/validation/``,
+  so re-validating an unchanged revision does not call it again.
+
+Each validated component appends one ``validate`` audit event (outcome ``ok`` when ready,
+``failed`` when not), which the statistics count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.contracts import AuditEvent, ComponentSpec
+from lockgate.core.lifecycle import next_stage, now_iso
+from lockgate.core.models import (
+    Decision,
+    Issue,
+    PeerComponent,
+    Severity,
+    ValidationContext,
+    ValidationSubject,
+)
+from lockgate.core.refs import ComponentRef
+from lockgate.errors import ConfigError, LockedError, LockgateError, PluginHookError
+
+if TYPE_CHECKING:
+    from lockgate.core.hooks import Validator
+    from lockgate.core.project import Project
+
+__all__ = ["ComponentReadiness", "ReadinessReport", "Validation"]
+
+CACHE_FORMAT = 1
+_ACTIVE_STATUSES = ("staged", "approved", "promoted")
+
+
+@attrs.frozen
+class ComponentReadiness:
+    """One component's verdict: ready when no validator reported an error."""
+
+    component: str
+    stage: str
+    revision: str | None
+    issues: tuple[Issue, ...]
+    validators: tuple[str, ...] = ()
+    cached: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """True when no issue blocks."""
+        return not any(issue.blocking for issue in self.issues)
+
+    def count(self, severity: Severity) -> int:
+        """How many issues of ``severity``."""
+        return sum(1 for issue in self.issues if issue.severity is severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "ready": self.ready,
+            "stage": self.stage,
+            "revision": self.revision,
+            "errors": self.count(Severity.ERROR),
+            "warnings": self.count(Severity.WARNING),
+            "issues": [issue_dict(i) for i in self.issues],
+            "validators": list(self.validators),
+            "cached": self.cached,
+        }
+
+
+@attrs.frozen
+class ReadinessReport:
+    """The readiness of a set of components, validated together."""
+
+    components: tuple[ComponentReadiness, ...]
+    elapsed: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        """Overall readiness: every component ready (and at least one validated)."""
+        return bool(self.components) and all(c.ready for c in self.components)
+
+    def component(self, ref: str) -> ComponentReadiness:
+        """The verdict for ``ref`` (KeyError when it was not validated)."""
+        for result in self.components:
+            if result.component == ref:
+                return result
+        raise KeyError(ref)
+
+    @property
+    def integration_issues(self) -> list[Issue]:
+        """Issues that involve several components, each once."""
+        seen: dict[tuple[Any, ...], Issue] = {}
+        for result in self.components:
+            for issue in result.issues:
+                if issue.components:
+                    key = (issue.code, issue.message, tuple(sorted(issue.components)))
+                    seen.setdefault(key, issue)
+        return list(seen.values())
+
+    @property
+    def recommendations(self) -> list[str]:
+        """What to do next, from the issues' hints, each once, blocking ones first."""
+        hints: dict[str, None] = {}
+        issues = [i for c in self.components for i in c.issues]
+        for issue in sorted(issues, key=lambda i: not i.blocking):
+            if issue.hint:
+                hints.setdefault(issue.hint)
+        return list(hints)
+
+    def summary(self) -> str:
+        """One line: ``ready`` or ``not ready: 2 errors, 1 warning``."""
+        errors = sum(c.count(Severity.ERROR) for c in self.components)
+        warnings = sum(c.count(Severity.WARNING) for c in self.components)
+        if not self.components:
+            return "nothing validated"
+        parts = [
+            f"{n} {word}{'s' if n != 1 else ''}"
+            for n, word in ((errors, "error"), (warnings, "warning"))
+            if n
+        ]
+        head = "ready" if self.ready else "not ready"
+        return f"{head}: {', '.join(parts)}" if parts else head
+
+    def to_dict(self) -> dict[str, Any]:
+        """The integration manager's keys: overall_ready, component_results, ..."""
+        return {
+            "overall_ready": self.ready,
+            "summary": self.summary(),
+            "component_results": {c.component: c.to_dict() for c in self.components},
+            "integration_issues": [issue_dict(i) for i in self.integration_issues],
+            "recommendations": self.recommendations,
+            "elapsed_seconds": round(self.elapsed, 4),
+        }
+
+
+def issue_dict(issue: Issue) -> dict[str, Any]:
+    """An issue as plain data (``location`` is ``path:line`` when there is a path)."""
+    data = attrs.asdict(issue)
+    data["severity"] = issue.severity.value
+    data["components"] = list(issue.components)
+    data["location"] = issue.location
+    return data
+
+
+@attrs.frozen
+class _Prepared:
+    """One component, ready to be validated."""
+
+    subject: ValidationSubject
+    stage: str
+    validators: tuple[Validator, ...]
+    problems: tuple[Issue, ...] = ()
+
+
+class Validation:
+    """Runs the validators of one project."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.settings = project.config.validation
+        if self.settings.timeout <= 0:
+            raise ConfigError(
+                f"validation.timeout is {self.settings.timeout}; give a positive number of seconds"
+            )
+        self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
+
+    # ------------------------------------------------------------------ public
+
+    def run(
+        self,
+        refs: Sequence[str | ComponentRef],
+        stage: str | None = None,
+        *,
+        use_cache: bool = True,
+        workspace: bool = False,
+        record: bool = True,
+    ) -> ReadinessReport:
+        """Validate ``refs`` together for ``stage`` (None: each component's next stage).
+
+        ``workspace=True`` validates the files as they are in the workspace now instead of
+        the latest staged revision (nothing is cached or recorded then). A component that
+        cannot be validated (never staged, unknown) is reported not ready with an issue.
+        """
+        started = time.perf_counter()
+        parsed = [r if isinstance(r, ComponentRef) else ComponentRef.parse(r) for r in refs]
+        if stage is not None:
+            stage = self.project.check_stage(stage)
+        validators = self.project.hooks.validators()
+        prepared = self._prepare(parsed, stage, validators, workspace)
+        use_cache = use_cache and self.settings.cache and not workspace
+        results = self._execute(prepared, use_cache)
+        report = ReadinessReport(tuple(results), time.perf_counter() - started)
+        if record and not workspace:
+            self._record(report)
+        return report
+
+    # ------------------------------------------------------------------ preparing
+
+    def _prepare(
+        self,
+        refs: Sequence[ComponentRef],
+        stage: str | None,
+        validators: Sequence[Validator],
+        workspace: bool,
+    ) -> list[_Prepared]:
+        state = self.project.state()
+        records = {r.component: r for r in state.components()}
+        staged = tuple(
+            PeerComponent(
+                component=r.component,
+                component_id=r.component_id,
+                component_type=r.component_type,
+                revision=r.latest_revision,
+                status=r.status.value,
+            )
+            for r in records.values()
+            if r.latest_revision is not None
+        )
+        # First pass: each component's subject without context (specs are needed first).
+        bases: list[tuple[ComponentRef, str, ValidationSubject | None, tuple[Issue, ...]]] = []
+        for ref in dict.fromkeys(refs):
+            target = stage
+            try:
+                if target is None:
+                    target = (
+                        next_stage(self.project, str(ref))
+                        if str(ref) in records
+                        else self.project.stage_names[0]
+                    )
+                subject = (
+                    self._workspace_subject(ref, target)
+                    if workspace
+                    else self._revision_subject(ref, target, records)
+                )
+                bases.append((ref, target, subject, ()))
+            except LockgateError as exc:
+                if isinstance(exc, LockedError):
+                    raise
+                issue = Issue(
+                    Severity.ERROR,
+                    "cannot-validate",
+                    exc.message,
+                    plugin="lockgate",
+                    hint=_hint_for(exc, ref),
+                )
+                bases.append((ref, target or self.project.stage_names[0], None, (issue,)))
+        batch = tuple(
+            PeerComponent(
+                component=s.component,
+                component_id=s.component_id,
+                component_type=s.component_type,
+                revision=s.revision,
+                status=records[s.component].status.value if s.component in records else "pending",
+                depends_on=tuple(s.metadata.get("depends_on", ())),
+            )
+            for _, _, s, _ in bases
+            if s is not None
+        )
+        prepared = []
+        contexts: dict[str, tuple[Mapping[str, str], Mapping[str, tuple[str, ...]]]] = {}
+        for ref, target, maybe, problems in bases:
+            if maybe is None:
+                placeholder = ValidationSubject(
+                    component=str(ref),
+                    workspace=ref.workspace,
+                    component_id=ref.component_id,
+                    component_type="unknown",
+                    stage=target,
+                    root=Path(),
+                    files=(),
+                )
+                prepared.append(_Prepared(placeholder, target, (), problems))
+                continue
+            subject = maybe
+            if target not in contexts:
+                live = {p.component_id: p.revision for p in state.pointers(target) if p.revision}
+                contexts[target] = (live, self._graph(batch, live))
+            current, graph = contexts[target]
+            decisions: tuple[Decision, ...] = ()
+            author = None
+            if subject.revision is not None:
+                decisions = tuple(
+                    Decision(a.actor, a.decision, a.at, a.comment)
+                    for a in state.approvals(subject.component, subject.revision)
+                )
+                author = next(
+                    (
+                        r.actor
+                        for r in state.revisions(subject.component)
+                        if r.revision == subject.revision
+                    ),
+                    None,
+                )
+            context = ValidationContext(
+                batch=batch,
+                current=current,
+                staged=staged,
+                graph=graph,
+                author=author,
+                decisions=decisions,
+            )
+            chosen = tuple(v for v in validators if v.applies_to(subject.component_type))
+            prepared.append(
+                _Prepared(attrs.evolve(subject, context=context), target, chosen, problems)
+            )
+        return prepared
+
+    def _revision_subject(
+        self, ref: ComponentRef, stage: str, records: Mapping[str, Any]
+    ) -> ValidationSubject:
+        from lockgate.core.releases import ensure_release
+        from lockgate.errors import NotFoundError
+
+        record = records.get(str(ref))
+        if record is None or record.latest_revision is None:
+            raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
+        revision = record.latest_revision
+        manifest = self.project.content().get_manifest(revision)
+        root = ensure_release(self.project, revision)
+        return ValidationSubject(
+            component=str(ref),
+            workspace=ref.workspace,
+            component_id=ref.component_id,
+            component_type=record.component_type,
+            stage=stage,
+            root=root,
+            files=tuple(e.path for e in manifest.entries),
+            revision=revision,
+            metadata=self._spec_data(root),
+            sizes={e.path: e.size for e in manifest.entries},
+        )
+
+    def _workspace_subject(self, ref: ComponentRef, stage: str) -> ValidationSubject:
+        component = self.project.source().find(ref)
+        scan = self.project.source().scan(component)
+        files = sorted(f.path for f in scan.files)
+        return ValidationSubject(
+            component=str(ref),
+            workspace=ref.workspace,
+            component_id=ref.component_id,
+            component_type=component.component_type,
+            stage=stage,
+            root=component.path,
+            files=tuple(files),
+            revision=None,
+            metadata=attrs.asdict(component.spec),
+            sizes={f.path: f.stat.size for f in scan.files},
+        )
+
+    @staticmethod
+    def _spec_data(root: Path) -> dict[str, Any]:
+        from lockgate.core.specs import read_spec
+
+        try:
+            return attrs.asdict(read_spec(root))
+        except LockgateError:
+            # A broken component.yaml is the manifest validator's to report, with its line.
+            return attrs.asdict(ComponentSpec())
+
+    def _graph(
+        self, batch: Sequence[PeerComponent], current: Mapping[str, str]
+    ) -> dict[str, tuple[str, ...]]:
+        """depends_on for the batch, and for what the stage holds reachable from it."""
+        graph: dict[str, tuple[str, ...]] = {}
+        for peer in batch:
+            graph[peer.component_id] = tuple(_dep_id(d) for d in peer.depends_on)
+        todo = [d for deps in list(graph.values()) for d in deps]
+        while todo:
+            component_id = todo.pop()
+            if component_id in graph or component_id not in current:
+                continue
+            deps = self._stage_deps(current[component_id])
+            graph[component_id] = deps
+            todo.extend(deps)
+        return graph
+
+    def _stage_deps(self, revision: str) -> tuple[str, ...]:
+        from lockgate.core.releases import ensure_release
+
+        try:
+            spec = self._spec_data(ensure_release(self.project, revision))
+        except LockgateError:
+            return ()
+        return tuple(_dep_id(d) for d in spec.get("depends_on", ()))
+
+    # ------------------------------------------------------------------ running
+
+    def _execute(self, prepared: Sequence[_Prepared], use_cache: bool) -> list[ComponentReadiness]:
+        cache = _Cache(self.project.state_dir / "cache" / "validation") if use_cache else None
+        outcomes: dict[tuple[int, int], list[Issue]] = {}
+        tasks: list[tuple[int, int]] = []
+        cached_counts = [0] * len(prepared)
+        keys: dict[tuple[int, int], str] = {}
+        for ci, item in enumerate(prepared):
+            for vi, validator in enumerate(item.validators):
+                if cache is not None and validator.info.cache and item.subject.revision:
+                    key = _cache_key(validator, item.stage)
+                    keys[(ci, vi)] = key
+                    hit = cache.get(item.subject.revision, key)
+                    if hit is not None:
+                        outcomes[(ci, vi)] = [attrs.evolve(i, plugin=validator.plugin) for i in hit]
+                        cached_counts[ci] += 1
+                        continue
+                tasks.append((ci, vi))
+        fresh = self._run_parallel(prepared, tasks)
+        outcomes.update(fresh)
+        if cache is not None:
+            for (ci, vi), issues in fresh.items():
+                wanted = keys.get((ci, vi))
+                if wanted is not None and not any(i.code.startswith("validator-") for i in issues):
+                    cache.put(prepared[ci].subject.revision or "", wanted, issues)
+            cache.flush()
+        results = []
+        for ci, item in enumerate(prepared):
+            issues = list(item.problems)
+            for vi in range(len(item.validators)):
+                issues.extend(outcomes.get((ci, vi), ()))
+            results.append(
+                ComponentReadiness(
+                    component=item.subject.component,
+                    stage=item.stage,
+                    revision=item.subject.revision,
+                    issues=tuple(issues),
+                    validators=tuple(v.plugin for v in item.validators),
+                    cached=cached_counts[ci],
+                )
+            )
+        return results
+
+    def _run_parallel(
+        self, prepared: Sequence[_Prepared], tasks: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], list[Issue]]:
+        """Run each task in a daemon thread; give up on those past their deadline."""
+        timeout = self.settings.timeout
+        done: queue.SimpleQueue[tuple[tuple[int, int], list[Issue]]] = queue.SimpleQueue()
+        results: dict[tuple[int, int], list[Issue]] = {}
+        pending = list(reversed(tasks))
+        running: dict[tuple[int, int], float] = {}
+
+        def work(task: tuple[int, int]) -> None:
+            item = prepared[task[0]]
+            validator = item.validators[task[1]]
+            try:
+                issues = validator.call(item.subject)
+            except PluginHookError as exc:
+                issues = [
+                    Issue(
+                        Severity.ERROR,
+                        "validator-failed",
+                        exc.message,
+                        plugin=validator.plugin,
+                        hint=f"fix or disable plugin '{validator.plugin}' "
+                        f"(plugins.disable in lockgate.yaml)",
+                    )
+                ]
+            except BaseException as exc:  # a validator must never take the run down
+                issues = [
+                    Issue(
+                        Severity.ERROR,
+                        "validator-failed",
+                        f"plugin '{validator.plugin}' failed: {type(exc).__name__}: {exc}",
+                        plugin=validator.plugin,
+                    )
+                ]
+            done.put((task, issues))
+
+        while pending or running:
+            while pending and len(running) < self.workers:
+                task = pending.pop()
+                running[task] = time.monotonic() + timeout
+                threading.Thread(
+                    target=work, args=(task,), name=f"lockgate-validate-{task}", daemon=True
+                ).start()
+            wait = max(0.0, min(running.values()) - time.monotonic())
+            try:
+                task, issues = done.get(timeout=wait)
+            except queue.Empty:
+                now = time.monotonic()
+                for late in [t for t, deadline in running.items() if deadline <= now]:
+                    del running[late]
+                    plugin = prepared[late[0]].validators[late[1]].plugin
+                    results[late] = [
+                        Issue(
+                            Severity.ERROR,
+                            "validator-timeout",
+                            f"plugin '{plugin}' did not finish within {timeout:g} s "
+                            "(validation.timeout)",
+                            plugin=plugin,
+                            hint=f"fix plugin '{plugin}' or raise validation.timeout",
+                        )
+                    ]
+                continue
+            if task in running:  # not already given up on
+                del running[task]
+                results[task] = issues
+        return results
+
+    # ------------------------------------------------------------------ recording
+
+    def _record(self, report: ReadinessReport) -> None:
+        state = self.project.state()
+        actor = self.project.actor
+        for result in report.components:
+            if result.revision is None:
+                continue
+            state.append_event(
+                AuditEvent(
+                    at=now_iso(),
+                    actor=actor,
+                    action="validate",
+                    component=result.component,
+                    stage=result.stage,
+                    revision=result.revision,
+                    details={
+                        "errors": result.count(Severity.ERROR),
+                        "warnings": result.count(Severity.WARNING),
+                        "cached": result.cached,
+                    },
+                    outcome="ok" if result.ready else "failed",
+                )
+            )
+
+
+def _dep_id(dep: str) -> str:
+    return dep.split(":", 1)[1] if ":" in dep else dep
+
+
+def _hint_for(exc: LockgateError, ref: ComponentRef) -> str | None:
+    if "never been staged" in exc.message:
+        return f"stage it: lockgate stage {ref}"
+    return None
+
+
+def _cache_key(validator: Validator, stage: str) -> str:
+    settings = validator.settings
+    if attrs.has(type(settings)):
+        settings = attrs.asdict(settings)
+    payload = json.dumps(
+        [CACHE_FORMAT, validator.plugin, validator.version, settings, stage],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+class _Cache:
+    """Cached issues per revision: one small JSON file per revision."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._loaded: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self._dirty: set[str] = set()
+
+    def _path(self, revision: str) -> Path:
+        return self.root / revision[:2] / f"{revision}.json"
+
+    def _entries(self, revision: str) -> dict[str, list[dict[str, Any]]]:
+        if revision not in self._loaded:
+            try:
+                data = json.loads(self._path(revision).read_bytes())
+                self._loaded[revision] = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._loaded[revision] = {}
+        return self._loaded[revision]
+
+    def get(self, revision: str, key: str) -> list[Issue] | None:
+        raw = self._entries(revision).get(key)
+        if raw is None:
+            return None
+        try:
+            return [_issue_from(item) for item in raw]
+        except (TypeError, ValueError, KeyError):
+            return None  # a damaged entry is a miss, never an error
+
+    def put(self, revision: str, key: str, issues: Iterable[Issue]) -> None:
+        self._entries(revision)[key] = [
+            attrs.asdict(i) | {"severity": i.severity.value} for i in issues
+        ]
+        self._dirty.add(revision)
+
+    def flush(self) -> None:
+        for revision in self._dirty:
+            path = self._path(revision)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(self._loaded[revision]), encoding="utf-8")
+                tmp.replace(path)
+            except OSError:
+                pass  # a cache that cannot be written only costs time
+        self._dirty.clear()
+
+
+def _issue_from(data: Mapping[str, Any]) -> Issue:
+    return Issue(
+        severity=Severity(data["severity"]),
+        code=str(data["code"]),
+        message=str(data["message"]),
+        path=data.get("path"),
+        line=data.get("line"),
+        components=tuple(data.get("components") or ()),
+        hint=data.get("hint"),
+    )
