@@ -697,6 +697,13 @@ class StateStoreConformance:
         assert store.approvals("alice:etl", revision="r2") == [second]
         assert store.approvals("alice:etl", "r3") == []
 
+    def test_append_events_appends_in_order_and_chains(self, store: StateStore) -> None:
+        seqs = store.append_events([_event("validate", at(1)), _event("validate", at(2))])
+        assert seqs == [1, 2]
+        assert [e.at for e in store.events()] == [at(1), at(2)]
+        assert verify_chain(store.chain()).ok
+        assert store.append_events([]) == []
+
     def test_add_approval_moves_the_status_in_the_same_transaction(self, store: StateStore) -> None:
         _stage(store, "alice:etl", "r1", at(1))
         approval = Approval("alice:etl", "r1", "carol", "approve", at(2))

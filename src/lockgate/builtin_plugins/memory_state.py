@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -216,6 +216,10 @@ class MemoryStateStore:
     def append_event(self, event: AuditEvent) -> int:
         with self._lock:
             return self._append(event)
+
+    def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
+        with self._lock:
+            return [self._append(event) for event in events]
 
     def _append(self, event: AuditEvent) -> int:
         prev = self._chain[-1].hash if self._chain else GENESIS

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -467,6 +467,10 @@ class SqliteStateStore:
     def append_event(self, event: AuditEvent) -> int:
         with self._write() as db:
             return _append(db, event)
+
+    def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
+        with self._write() as db:
+            return [_append(db, event) for event in events]
 
     def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
         where = where or EventFilter()

@@ -411,6 +411,9 @@ class StateStore(Protocol):
     def append_event(self, event: AuditEvent) -> int:
         """Append an event that accompanies no other change (a failure, an unlock)."""
 
+    def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
+        """Append several such events in one transaction (all or none); return their seqs."""
+
     def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
         """Audit events matching ``where``, oldest first (unless ``newest_first``)."""
 

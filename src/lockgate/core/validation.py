@@ -370,12 +370,14 @@ class Validation:
             sizes={f.path: f.stat.size for f in scan.files},
         )
 
-    @staticmethod
-    def _spec_data(root: Path) -> dict[str, Any]:
+    def _spec_data(self, root: Path) -> dict[str, Any]:
         from lockgate.core.specs import read_spec
 
         try:
-            return attrs.asdict(read_spec(root))
+            # Releases are immutable, so the stat-keyed YAML cache is always right here.
+            return attrs.asdict(
+                read_spec(root, cache_dir=self.project.state_dir / "cache" / "yaml")
+            )
         except LockgateError:
             # A broken component.yaml is the manifest validator's to report, with its line.
             return attrs.asdict(ComponentSpec())
@@ -453,82 +455,95 @@ class Validation:
     def _run_parallel(
         self, prepared: Sequence[_Prepared], tasks: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], list[Issue]]:
-        """Run each task in a daemon thread; give up on those past their deadline."""
+        """Run the tasks on a pool of daemon threads; give up on calls past their deadline.
+
+        A worker reports when it starts a call and when it finishes; a call still running
+        at its deadline is recorded as timed out and its worker abandoned (a replacement
+        keeps the pool at full strength). Nothing ever waits for an abandoned worker.
+        """
         timeout = self.settings.timeout
-        done: queue.SimpleQueue[tuple[tuple[int, int], list[Issue]]] = queue.SimpleQueue()
+        todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        events: queue.SimpleQueue[tuple[str, tuple[int, int], list[Issue]]] = queue.SimpleQueue()
+        for task in tasks:
+            todo.put(task)
+
+        def worker() -> None:
+            while True:
+                task = todo.get()
+                if task is None:
+                    return
+                events.put(("start", task, []))
+                events.put(("done", task, self._call_one(prepared[task[0]], task[1])))
+
+        def spawn() -> None:
+            threading.Thread(target=worker, name="lockgate-validate", daemon=True).start()
+
+        live = min(self.workers, len(tasks))
+        for _ in range(live):
+            spawn()
         results: dict[tuple[int, int], list[Issue]] = {}
-        pending = list(reversed(tasks))
         running: dict[tuple[int, int], float] = {}
-
-        def work(task: tuple[int, int]) -> None:
-            item = prepared[task[0]]
-            validator = item.validators[task[1]]
+        while len(results) < len(tasks):
+            wait = max(0.0, min(running.values()) - time.monotonic()) if running else None
             try:
-                issues = validator.call(item.subject)
-            except PluginHookError as exc:
-                issues = [
-                    Issue(
-                        Severity.ERROR,
-                        "validator-failed",
-                        exc.message,
-                        plugin=validator.plugin,
-                        hint=f"fix or disable plugin '{validator.plugin}' "
-                        f"(plugins.disable in lockgate.yaml)",
-                    )
-                ]
-            except BaseException as exc:  # a validator must never take the run down
-                issues = [
-                    Issue(
-                        Severity.ERROR,
-                        "validator-failed",
-                        f"plugin '{validator.plugin}' failed: {type(exc).__name__}: {exc}",
-                        plugin=validator.plugin,
-                    )
-                ]
-            done.put((task, issues))
-
-        while pending or running:
-            while pending and len(running) < self.workers:
-                task = pending.pop()
-                running[task] = time.monotonic() + timeout
-                threading.Thread(
-                    target=work, args=(task,), name=f"lockgate-validate-{task}", daemon=True
-                ).start()
-            wait = max(0.0, min(running.values()) - time.monotonic())
-            try:
-                task, issues = done.get(timeout=wait)
+                kind, task, issues = events.get(timeout=wait)
             except queue.Empty:
                 now = time.monotonic()
                 for late in [t for t, deadline in running.items() if deadline <= now]:
                     del running[late]
-                    plugin = prepared[late[0]].validators[late[1]].plugin
-                    results[late] = [
-                        Issue(
-                            Severity.ERROR,
-                            "validator-timeout",
-                            f"plugin '{plugin}' did not finish within {timeout:g} s "
-                            "(validation.timeout)",
-                            plugin=plugin,
-                            hint=f"fix plugin '{plugin}' or raise validation.timeout",
-                        )
-                    ]
+                    results[late] = [self._timed_out(prepared[late[0]].validators[late[1]])]
+                    spawn()  # the stuck worker is abandoned; keep the pool's strength
+                    live += 1
                 continue
-            if task in running:  # not already given up on
-                del running[task]
+            if task in results:
+                continue  # finished after its deadline: the timeout stands
+            if kind == "start":
+                running[task] = time.monotonic() + timeout
+            else:
+                running.pop(task, None)
                 results[task] = issues
+        for _ in range(live):
+            todo.put(None)
         return results
+
+    @staticmethod
+    def _call_one(item: _Prepared, index: int) -> list[Issue]:
+        validator = item.validators[index]
+        try:
+            return validator.call(item.subject)
+        except PluginHookError as exc:
+            message = exc.message
+        except BaseException as exc:  # a validator must never take the run down
+            message = f"plugin '{validator.plugin}' failed: {type(exc).__name__}: {exc}"
+        return [
+            Issue(
+                Severity.ERROR,
+                "validator-failed",
+                message,
+                plugin=validator.plugin,
+                hint=f"fix or disable plugin '{validator.plugin}' "
+                "(plugins.disable in lockgate.yaml)",
+            )
+        ]
+
+    def _timed_out(self, validator: Validator) -> Issue:
+        timeout = self.settings.timeout
+        return Issue(
+            Severity.ERROR,
+            "validator-timeout",
+            f"plugin '{validator.plugin}' did not finish within {timeout:g} s (validation.timeout)",
+            plugin=validator.plugin,
+            hint=f"fix plugin '{validator.plugin}' or raise validation.timeout",
+        )
 
     # ------------------------------------------------------------------ recording
 
     def _record(self, report: ReadinessReport) -> None:
-        state = self.project.state()
-        actor = self.project.actor
-        for result in report.components:
-            if result.revision is None:
-                continue
-            state.append_event(
+        actor, at = self.project.actor, now_iso()
+        self.project.state().append_events(
+            [
                 AuditEvent(
-                    at=now_iso(),
+                    at=at,
                     actor=actor,
                     action="validate",
                     component=result.component,
@@ -541,7 +556,10 @@ class Validation:
                     },
                     outcome="ok" if result.ready else "failed",
                 )
-            )
+                for result in report.components
+                if result.revision is not None
+            ]
+        )
 
 
 def _dep_id(dep: str) -> str:
