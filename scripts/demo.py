@@ -6,11 +6,13 @@ non-zero exit at the first step whose exit code is not the one the story expects
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent / "lockgate"
@@ -24,7 +26,7 @@ def run(*args: str, cwd: Path, expect: int = 0, env: dict[str, str] | None = Non
     shown = " ".join(shlex.quote(a) for a in args)
     prefix = "".join(f"{k}={v} " for k, v in (env or {}).items())
     print(f"$ {prefix}lockgate {shown}", flush=True)
-    full_env = {**os.environ, "COLUMNS": "110", **(env or {})}
+    full_env = {**os.environ, "COLUMNS": "110", "LOCKGATE_ACTOR": "alice", **(env or {})}
     proc = subprocess.run(
         [str(BIN), *args], cwd=cwd, env=full_env, capture_output=True, text=True, check=False
     )
@@ -35,6 +37,24 @@ def run(*args: str, cwd: Path, expect: int = 0, env: dict[str, str] | None = Non
         print(f"demo: expected exit {expect}, got {proc.returncode}", file=sys.stderr)
         sys.exit(1)
     return proc.stdout
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def read(root: Path, component_id: str) -> str:
+    text = (root / "stages" / "production" / component_id / "builder.py").read_text()
+    return text.splitlines()[1].strip()
+
+
+def show_tree(directory: Path) -> None:
+    print(f"$ ls -l {directory.name}/")
+    for entry in sorted(directory.iterdir()):
+        target = str(entry.readlink()) if entry.is_symlink() else ""
+        files = sorted(p.name for p in entry.iterdir())
+        print(f"  {entry.name} -> {target}")
+        print(f"      {', '.join(files)}")
 
 
 def main() -> None:
@@ -59,14 +79,27 @@ def main() -> None:
         config.write_text(original)
         run("config", "validate", cwd=root)
 
-        say("Two developers' workspaces: alice and bob")
+        say("Production needs one approval from someone other than the author")
+        config.write_text(
+            original + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
+        )
+        run("config", "validate", cwd=root)
+
+        say("Two developers' workspaces: alice and bob (builders, scripts, a workflows pack)")
         files = {
             "alice/builders/preprocess/builder.py": "def build(step):\n    return step\n",
             "alice/builders/preprocess/component.yaml": "version: '1.0'\nowners: [alice]\n",
             "alice/scripts/etl/run.sh": "#!/bin/sh\necho extracting\n",
             "alice/scripts/etl/__pycache__/junk.pyc": "ignored",
-            "bob/workflows/nightly/train.yaml": "name: train\nversion: 1\ntasks: []\n",
-            "bob/workflows/nightly/component.yaml": "owners: [bob]\ndepends_on: [alice:etl]\n",
+            "bob/builders/train/train.py": "def train(data:\n    return data\n",
+            "bob/workflows/nightly/nightly.yaml": (
+                "name: nightly\nversion: 1\ntasks:\n"
+                "  - {name: prep, action: preprocess}\n"
+                "  - {name: fit, action: train, needs: [prep]}\n"
+            ),
+            "bob/workflows/nightly/component.yaml": (
+                "owners: [bob]\ndepends_on: [preprocess, train]\n"
+            ),
         }
         for rel, text in files.items():
             path = root / "workspaces" / rel
@@ -76,26 +109,86 @@ def main() -> None:
         run("ls", cwd=root)
 
         say("Stage everything that changed: each component becomes an immutable revision")
-        run("sync", cwd=root)
+        run("sync", "alice", cwd=root)
+        run("sync", "bob", cwd=root, env={"LOCKGATE_ACTOR": "bob"})
         run("sync", cwd=root)  # nothing changed: nothing staged
 
-        say("alice edits a file; ls and diff show it, stage snapshots it")
-        builder = root / "workspaces/alice/builders/preprocess/builder.py"
-        builder.write_text("def build(step):\n    return step.strip()\n")
-        run("ls", "alice", cwd=root)
-        run("diff", "alice:preprocess", "--patch", cwd=root)
-        run("stage", "alice:preprocess", cwd=root)
-        run("stage", "alice:preprocess", cwd=root)  # unchanged: no new revision
+        say("Validate: bob's builder has a syntax error, reported with file:line (exit 1)")
+        run("validate", cwd=root, expect=1)
+
+        say("bob fixes it; the new revision validates (cached results for the others)")
+        (root / "workspaces/bob/builders/train/train.py").write_text(
+            "def train(data):\n    return data\n"
+        )
+        run("sync", "bob", cwd=root, env={"LOCKGATE_ACTOR": "bob"})
+        run("validate", cwd=root)
 
         say("Unsafe content is refused, naming the path (exit 2), and nothing is written")
         (root / "workspaces/alice/scripts/etl/leak").symlink_to("../../../../../etc/passwd")
         run("stage", "alice:etl", cwd=root, expect=2)
         (root / "workspaces/alice/scripts/etl/leak").unlink()
 
-        say("Every change is in the hash-chained audit log")
+        say("Promote everything one rung at a time: staging, then integration")
+        for ref in ("alice:preprocess", "alice:etl", "bob:train", "bob:nightly"):
+            run("promote", ref, "--to", "staging", cwd=root)
+        run("promote", "preprocess", "--to", "integration", "--dry-run", cwd=root)
+        for ref in ("preprocess", "etl", "train", "nightly"):
+            run("promote", ref, "--to", "integration", cwd=root)
+
+        say("Production is gated on an approval; the author cannot give it (exit 1)")
+        run("promote", "preprocess", "--to", "production", cwd=root, expect=1)
+        run("approve", "alice:preprocess", cwd=root, expect=1, env={"LOCKGATE_ACTOR": "alice"})
+        run(
+            "approve",
+            "alice:preprocess",
+            "--comment",
+            "looks good",
+            cwd=root,
+            env={"LOCKGATE_ACTOR": "carol"},
+        )
+        run("promote", "preprocess", "--to", "production", cwd=root)
+        show_tree(root / "stages" / "production")
+
+        say("alice ships a change: edit, stage, climb the ladder again")
+        builder = root / "workspaces/alice/builders/preprocess/builder.py"
+        builder.write_text("def build(step):\n    return step.strip()\n")
+        run("diff", "alice:preprocess", "--patch", cwd=root)
+        run("stage", "alice:preprocess", cwd=root)
+        before = now_utc()
+        time.sleep(0.05)
+        run("promote", "preprocess", cwd=root)
+        run("promote", "preprocess", cwd=root)
+        run("approve", "alice:preprocess", cwd=root, env={"LOCKGATE_ACTOR": "carol"})
+        run("promote", "preprocess", cwd=root, env={"LOCKGATE_ACTOR": "alice"})
+        print("  production/preprocess/builder.py:", read(root, "preprocess"))
+
+        say("Something is wrong in production: roll back instantly (no copy), with a reason")
+        run("rollback", "preprocess", "--reason", "strip() breaks padded ids", cwd=root)
+        print("  production/preprocess/builder.py:", read(root, "preprocess"))
+
+        say("What was live in production before the change, and who put it there?")
+        run("history", "--stage", "production", "--at", before, cwd=root)
         run("history", "alice:preprocess", cwd=root)
+
+        say("The same from Python: the integration manager API")
+        api = (
+            "from lockgate import WorkspaceManager, WorkspaceIntegrationManager\n"
+            "m = WorkspaceIntegrationManager(WorkspaceManager('.'))\n"
+            "r = m.validate_integration_readiness(['alice:etl', 'bob:train'])\n"
+            "print('overall_ready:', r['overall_ready'])\n"
+            "s = m.get_statistics()['integration_operations']\n"
+            "print('promotion success rate:', s['promotion_success_rate'])\n"
+        )
+        print("$ python -c " + shlex.quote(api))
+        out = subprocess.run(
+            [sys.executable, "-c", api], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+        print("\n".join("  " + line for line in out.splitlines()))
+
+        say("Reports, integrity and the hash-chained audit log")
         run("summary", cwd=root)
         run("stats", cwd=root)
+        run("verify", cwd=root)
         run("audit", "verify", cwd=root)
 
         say("Metrics, contributed by plugins and attributed to each")

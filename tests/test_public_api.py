@@ -20,6 +20,7 @@ EXPECTED_BUILTINS = {
     "memory",
     "sqlite",
     "workspace",
+    "directory",
     "approvals",
     "conflicts",
     "dependencies",

@@ -45,6 +45,12 @@ if TYPE_CHECKING:
         RefusedError,
     )
     from lockgate.hookspecs import hookimpl
+    from lockgate.integration import (
+        IntegrationPipeline,
+        StagedComponent,
+        WorkspaceIntegrationManager,
+        WorkspaceManager,
+    )
 
 _EXPORTS: dict[str, str] = {
     "ChangeEvent": "lockgate.core.models",
@@ -62,6 +68,10 @@ _EXPORTS: dict[str, str] = {
     "Project": "lockgate.core.project",
     "ReadinessReport": "lockgate.core.validation",
     "Validation": "lockgate.core.validation",
+    "IntegrationPipeline": "lockgate.integration",
+    "StagedComponent": "lockgate.integration",
+    "WorkspaceIntegrationManager": "lockgate.integration",
+    "WorkspaceManager": "lockgate.integration",
     "ConfigError": "lockgate.errors",
     "ConflictError": "lockgate.errors",
     "InputError": "lockgate.errors",
@@ -85,6 +95,7 @@ __all__ = [
     "ConflictError",
     "Decision",
     "InputError",
+    "IntegrationPipeline",
     "IntegrationStage",
     "Issue",
     "LockedError",
@@ -103,10 +114,13 @@ __all__ = [
     "RefusedError",
     "RoleContext",
     "Severity",
+    "StagedComponent",
     "Validation",
     "ValidationContext",
     "ValidationSubject",
     "ValidatorInfo",
+    "WorkspaceIntegrationManager",
+    "WorkspaceManager",
     "__version__",
     "hookimpl",
 ]

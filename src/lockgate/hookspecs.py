@@ -171,10 +171,6 @@ def describe_validator(settings: Any) -> ValidatorInfo | None:
 def on_promote(event: ChangeEvent, settings: Any) -> None:
     """Announce that a revision became current in a stage.
 
-    Status: no command of this version calls this hook yet (validation, promotion
-    and stage targets are specified here ahead of them); implementations are already
-    checked against this signature when plugins load.
-
     When: after every target of the stage switched and the state change is committed.
 
     Receives: ``event`` with ``action="promote"``, the stage, the new and previous
@@ -190,10 +186,6 @@ def on_promote(event: ChangeEvent, settings: Any) -> None:
 @hookspec
 def on_rollback(event: ChangeEvent, settings: Any) -> None:
     """Announce that a stage was switched back to an earlier revision (or cleared).
-
-    Status: no command of this version calls this hook yet (validation, promotion
-    and stage targets are specified here ahead of them); implementations are already
-    checked against this signature when plugins load.
 
     When: after the switch is committed.
 
@@ -255,14 +247,14 @@ def register_content_stores(register: Register[Any]) -> None:
 def register_targets(register: Register[Any]) -> None:
     """Provide stage target kinds (where a stage's current revisions are deployed).
 
-    Status: no command of this version calls this hook yet (validation, promotion
-    and stage targets are specified here ahead of them); implementations are already
-    checked against this signature when plugins load.
-
     When: once, the first time a command deploys or inspects a stage.
 
     Receives: ``register(kind, factory)``; each stage's ``targets`` list names a kind and
-    its options, handed to the factory as ``context.options``.
+    its options, handed to the factory as ``context.options`` (plus ``stage``, the stage's
+    name). The factory returns an object with the :class:`~lockgate.core.contracts.Target`
+    methods: ``prepare`` (slow, invisible), ``commit`` (one atomic switch), ``abort``,
+    ``deployed``, ``location`` and ``check``. The builtin ``directory`` target swaps
+    symlinks; see docs/promotion.md.
 
     Returns: nothing; duplicate kinds are refused as for :func:`register_state_stores`.
     """

@@ -186,6 +186,25 @@ class LocalContentStore:
 
     # ------------------------------------------------------------------ reading
 
+    def objects(self) -> Iterator[tuple[str, float]]:
+        try:
+            fans = os.scandir(self.root)
+        except FileNotFoundError:
+            return
+        with fans:
+            for fan in fans:
+                if len(fan.name) != 2 or not fan.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(fan.path) as entries:
+                    for entry in entries:
+                        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                            continue
+                        yield fan.name + entry.name, entry.stat(follow_symlinks=False).st_mtime
+
+    def remove(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.object_path(digest))
+
     def has(self, digest: str) -> bool:
         return os.path.isfile(self._object_str(digest))
 

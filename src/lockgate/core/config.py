@@ -28,12 +28,15 @@ __all__ = [
     "Config",
     "ConfigLayers",
     "ContentSection",
+    "GatesSection",
+    "GcSection",
     "PluginsSection",
     "ProjectSection",
     "Source",
     "StageSection",
     "StagingSection",
     "StateSection",
+    "TargetSection",
     "ValidationSection",
     "WorkspacesSection",
     "read_layers",
@@ -106,10 +109,45 @@ class ValidationSection:
 
 
 @attrs.frozen
+class TargetSection:
+    """``stages.<name>.targets[]:`` — where a stage is deployed, and how."""
+
+    kind: str = "directory"
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class GatesSection:
+    """``stages.<name>.gates:`` — what a promotion into the stage must pass."""
+
+    validate: bool = True
+    skip: list[str] = attrs.field(factory=list)
+    allow_force: bool = True
+
+
+@attrs.frozen
 class StageSection:
-    """``stages.<name>:`` — one rung of the ladder."""
+    """``stages.<name>:`` — one rung of the ladder.
+
+    ``targets`` None means one ``directory`` target at ``stages/<name>/``; an empty list
+    means the stage is only recorded, never deployed.
+    """
 
     description: str | None = None
+    targets: list[TargetSection] | None = None
+    gates: GatesSection = attrs.field(factory=GatesSection)
+
+    def target_list(self) -> list[TargetSection]:
+        """The targets, with the default applied."""
+        return [TargetSection()] if self.targets is None else list(self.targets)
+
+
+@attrs.frozen
+class GcSection:
+    """``gc:`` — what ``lockgate gc`` keeps."""
+
+    keep: int = 5
+    grace: float = 3600.0
 
 
 def _default_stages() -> dict[str, StageSection]:
@@ -134,6 +172,7 @@ class Config:
     staging: StagingSection = attrs.field(factory=StagingSection)
     stages: dict[str, StageSection] = attrs.field(factory=_default_stages)
     validation: ValidationSection = attrs.field(factory=ValidationSection)
+    gc: GcSection = attrs.field(factory=GcSection)
     state: StateSection = attrs.field(factory=StateSection)
     content: ContentSection = attrs.field(factory=ContentSection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)

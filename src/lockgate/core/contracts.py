@@ -33,12 +33,14 @@ __all__ = [
     "LinkMode",
     "Pointer",
     "PointerChange",
+    "Prepared",
     "RevisionRecord",
     "ScanResult",
     "ScannedFile",
     "Source",
     "StateCounts",
     "StateStore",
+    "Target",
 ]
 
 LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
@@ -174,8 +176,58 @@ class ContentStore(Protocol):
     def verify(self, digest: str) -> bool:
         """True when the object exists and its bytes hash to ``digest``."""
 
+    def objects(self) -> Iterator[tuple[str, float]]:
+        """Every stored object as (digest, modification time), manifests included."""
+
+    def remove(self, digest: str) -> None:
+        """Delete one object (garbage collection; a missing object is no error)."""
+
     def sync(self) -> None:
         """Make every object stored so far durable (called before state records them)."""
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@attrs.frozen
+class Prepared:
+    """What a target prepared for one switch: ``revision`` None removes the entry.
+
+    ``token`` is the target's own (a temporary symlink's path, an upload id); the kernel
+    only hands it back to :meth:`Target.commit` or :meth:`Target.abort`.
+    """
+
+    component_id: str
+    revision: str | None
+    token: object = None
+
+
+class Target(Protocol):
+    """Where a stage's current revisions are deployed (builtin: ``directory``).
+
+    The contract is two-step: :meth:`prepare` does everything slow and invisible (its
+    release is already materialized and verified by the kernel); :meth:`commit` makes the
+    switch visible atomically — a reader sees the old revision or the new one, never a mix
+    and never nothing. Both may be repeated after a crash: they must be idempotent.
+    """
+
+    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
+        """Stage the switch of ``component_id`` to ``revision`` (files in ``release``)."""
+
+    def commit(self, prepared: Prepared) -> None:
+        """Make the prepared switch visible, atomically and durably."""
+
+    def abort(self, prepared: Prepared) -> None:
+        """Drop a prepared switch that will not be committed."""
+
+    def deployed(self) -> dict[str, str]:
+        """Component id -> revision deployed now, for every entry."""
+
+    def location(self, component_id: str) -> str:
+        """Where ``component_id`` is deployed (a path, a URL)."""
+
+    def check(self, component_id: str, revision: str) -> list[str]:
+        """Problems with the deployed entry of ``component_id`` (empty: it is ``revision``)."""
 
 
 # --------------------------------------------------------------------------- state

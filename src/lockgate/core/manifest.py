@@ -9,6 +9,7 @@ docs/performance.md.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
@@ -23,6 +24,7 @@ __all__ = [
     "Manifest",
     "ManifestDiff",
     "digest_bytes",
+    "hash_file",
     "new_hasher",
 ]
 
@@ -42,6 +44,21 @@ def new_hasher(*, threads: bool = False) -> Any:
 def digest_bytes(data: bytes) -> str:
     """The content digest of ``data`` (hex)."""
     return str(blake3.blake3(data).hexdigest())
+
+
+def hash_file(path: str | os.PathLike[str], size: int | None = None) -> str:
+    """The content digest of the file at ``path`` (OSError when it cannot be read).
+
+    Files of 1 MiB and more are hashed through mmap, with BLAKE3's threads.
+    """
+    if size is None:
+        size = os.stat(path).st_size
+    if size >= 1 << 20:
+        hasher = new_hasher(threads=True)
+        hasher.update_mmap(os.fspath(path))
+        return str(hasher.hexdigest())
+    with open(path, "rb") as fh:
+        return str(blake3.blake3(fh.read()).hexdigest())
 
 
 class FileEntry(NamedTuple):

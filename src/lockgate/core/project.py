@@ -55,6 +55,7 @@ class Project:
     environ: Mapping[str, str]
     roles: Roles = attrs.field(init=False)
     actor_override: str | None = None
+    recover_on_open: bool = True
     _built: dict[str, Any] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -161,8 +162,18 @@ class Project:
         return typing.cast(ContentStore, self._role("content", self.config.content.store))
 
     def state(self) -> StateStore:
-        """The state store (role ``state``, ``state.store``)."""
-        return typing.cast(StateStore, self._role("state", self.config.state.store))
+        """The state store (role ``state``, ``state.store``).
+
+        Opening it settles any operation a crash interrupted (see core/promotion.py), so
+        every command that touches the project finds it consistent.
+        """
+        fresh = "state" not in self._built
+        store = typing.cast(StateStore, self._role("state", self.config.state.store))
+        if fresh and self.recover_on_open:
+            from lockgate.core.promotion import recover_pending
+
+            recover_pending(self)
+        return store
 
     def _role(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         if role not in self._built:

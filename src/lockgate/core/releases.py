@@ -8,6 +8,7 @@ deploys them, so a revision is materialized once whatever uses it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -16,7 +17,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lockgate.core.project import Project
 
-__all__ = ["RELEASES_DIRNAME", "ensure_release", "release_path", "remove_tree"]
+__all__ = [
+    "RELEASES_DIRNAME",
+    "ensure_release",
+    "release_path",
+    "remove_tree",
+    "verify_release",
+]
 
 RELEASES_DIRNAME = "releases"
 
@@ -50,3 +57,75 @@ def ensure_release(project: Project, revision: str) -> Path:
 def remove_tree(path: Path) -> None:
     """Remove a release (its files are read-only, but its directories are not)."""
     shutil.rmtree(path)
+
+
+def _stamp_path(release: Path) -> Path:
+    return release.parent / f"{release.name}.verified"
+
+
+def verify_release(project: Project, revision: str, *, full: bool = False) -> list[str]:
+    """Problems with the release of ``revision`` (empty: every byte matches its digest).
+
+    Each file is hashed and compared with the manifest, and nothing else may be there.
+    A file whose inode, size, mtime and ctime are those recorded when it last verified
+    is not hashed again (any write or chmod changes its ctime, which no one can set
+    back); ``full=True`` hashes everything regardless.
+    """
+    import json
+
+    from lockgate.core.manifest import hash_file
+
+    release = release_path(project, revision)
+    manifest = project.content().get_manifest(revision)
+    stamp_file = _stamp_path(release)
+    stamps: dict[str, list[int]] = {}
+    if not full:
+        try:
+            stamps = json.loads(stamp_file.read_bytes())
+        except (OSError, ValueError):
+            stamps = {}
+    problems: list[str] = []
+    fresh: dict[str, list[int]] = {}
+    expected = set()
+    for entry in manifest.entries:
+        expected.add(entry.path)
+        path = release / entry.path
+        try:
+            st = os.lstat(path)
+        except OSError:
+            problems.append(f"{revision[:12]}: {entry.path} is missing from its release")
+            continue
+        if entry.kind == "symlink":
+            if not os.path.islink(path) or os.readlink(path) != entry.target:
+                problems.append(f"{revision[:12]}: {entry.path} is not the recorded symlink")
+            continue
+        key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        if stamps.get(entry.path) == key:
+            fresh[entry.path] = key
+            continue
+        try:
+            digest = hash_file(path, st.st_size)
+        except OSError as exc:
+            problems.append(f"{revision[:12]}: {entry.path} cannot be read ({exc.strerror})")
+            continue
+        if digest != entry.digest:
+            problems.append(
+                f"{revision[:12]}: {entry.path} does not match its digest (damaged bytes)"
+            )
+            continue
+        fresh[entry.path] = key
+    for dirpath, _dirs, files in os.walk(release):
+        for name in files:
+            rel = os.path.relpath(os.path.join(dirpath, name), release).replace(os.sep, "/")
+            if rel not in expected:
+                problems.append(f"{revision[:12]}: {rel} is in the release but not the revision")
+    if not problems:
+        tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.write_text(json.dumps(fresh), encoding="utf-8")
+            tmp.replace(stamp_file)
+        except OSError:
+            pass  # the stamp only saves time
+    else:
+        stamp_file.unlink(missing_ok=True)
+    return problems

@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +186,7 @@ class Validation:
                 f"validation.timeout is {self.settings.timeout}; give a positive number of seconds"
             )
         self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
+        self._revisions: dict[str, str] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -197,18 +198,23 @@ class Validation:
         use_cache: bool = True,
         workspace: bool = False,
         record: bool = True,
+        revisions: Mapping[str, str] | None = None,
+        skip: Collection[str] = (),
     ) -> ReadinessReport:
         """Validate ``refs`` together for ``stage`` (None: each component's next stage).
 
         ``workspace=True`` validates the files as they are in the workspace now instead of
         the latest staged revision (nothing is cached or recorded then). A component that
         cannot be validated (never staged, unknown) is reported not ready with an issue.
+        ``revisions`` picks another revision than the latest for some refs (promotion
+        validates the revision it promotes); ``skip`` names validators not to run.
         """
         started = time.perf_counter()
         parsed = [r if isinstance(r, ComponentRef) else ComponentRef.parse(r) for r in refs]
         if stage is not None:
             stage = self.project.check_stage(stage)
-        validators = self.project.hooks.validators()
+        validators = [v for v in self.project.hooks.validators() if v.plugin not in skip]
+        self._revisions = dict(revisions or {})
         prepared = self._prepare(parsed, stage, validators, workspace)
         use_cache = use_cache and self.settings.cache and not workspace
         results = self._execute(prepared, use_cache)
@@ -337,7 +343,7 @@ class Validation:
         record = records.get(str(ref))
         if record is None or record.latest_revision is None:
             raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
-        revision = record.latest_revision
+        revision = self._revisions.get(str(ref), record.latest_revision)
         manifest = self.project.content().get_manifest(revision)
         root = ensure_release(self.project, revision)
         return ValidationSubject(

@@ -1,0 +1,152 @@
+"""Builtin plugin ``directory``: a stage is a directory of atomically swapped symlinks.
+
+Each deployed component is an entry ``<dir>/<component_id>``: a relative symlink to the
+immutable release directory of its revision (``.lockgate/releases/<revision>/``). A switch
+writes a temporary symlink beside the entry, renames it over the entry (``rename(2)`` is
+atomic) and fsyncs the directory, so a reader sees the old tree or the new one, never a
+mix and never nothing.
+
+Options (``stages.<stage>.targets[]``)::
+
+    - kind: directory
+      options:
+        path: production        # default: stages/<stage>; must stay inside the project
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lockgate.core.contracts import Prepared
+from lockgate.core.models import RoleContext
+from lockgate.errors import ConfigError
+from lockgate.hookspecs import hookimpl
+
+_REVISION = re.compile(r"[0-9a-f]{64}")
+_TMP = ".tmp-"
+
+
+@hookimpl
+def register_targets(register: Any) -> None:
+    register("directory", DirectoryTarget.from_context)
+
+
+class DirectoryTarget:
+    """Entries ``<dir>/<component_id>`` pointing at release directories."""
+
+    def __init__(self, directory: Path, releases: Path) -> None:
+        self.directory = directory
+        self.releases = releases
+
+    @classmethod
+    def from_context(cls, ctx: RoleContext) -> DirectoryTarget:
+        stage = str(ctx.options.get("stage", "stage"))
+        raw = ctx.options.get("path") or f"stages/{stage}"
+        unknown = sorted(set(ctx.options) - {"stage", "path"})
+        if unknown:
+            raise ConfigError(
+                f"stages.{stage}.targets: unknown option '{unknown[0]}' for a directory "
+                "target (options: path)"
+            )
+        root = ctx.project_root.resolve()
+        directory = (root / str(raw)).resolve()
+        if directory == root or root not in directory.parents:
+            raise ConfigError(
+                f"stages.{stage}.targets: path '{raw}' is outside the project (or is the "
+                "project itself); give a directory inside it, such as stages/{stage}"
+            )
+        if ctx.state_dir.resolve() in (directory, *directory.parents):
+            raise ConfigError(f"stages.{stage}.targets: path '{raw}' is inside .lockgate/")
+        return cls(directory, ctx.state_dir / "releases")
+
+    # ------------------------------------------------------------------ the switch
+
+    def _entry(self, component_id: str) -> str:
+        return os.path.join(self.directory, component_id)
+
+    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
+        os.makedirs(self.directory, exist_ok=True)
+        self._sweep(component_id)
+        if revision is None:
+            return Prepared(component_id, None, None)
+        if release is None:
+            raise ValueError("a release directory is needed to deploy a revision")
+        tmp = os.path.join(self.directory, f".{component_id}{_TMP}{uuid.uuid4().hex[:12]}")
+        os.symlink(os.path.relpath(release, self.directory), tmp)
+        return Prepared(component_id, revision, tmp)
+
+    def commit(self, prepared: Prepared) -> None:
+        entry = self._entry(prepared.component_id)
+        if prepared.revision is None:
+            gone = os.path.join(
+                self.directory, f".{prepared.component_id}{_TMP}{uuid.uuid4().hex[:12]}"
+            )
+            try:
+                os.rename(entry, gone)
+            except FileNotFoundError:
+                return
+            os.unlink(gone)
+        else:
+            os.rename(str(prepared.token), entry)
+        _fsync_dir(self.directory)
+
+    def abort(self, prepared: Prepared) -> None:
+        if prepared.token is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(prepared.token))
+
+    def _sweep(self, component_id: str) -> None:
+        """Remove temporary links a crashed switch left (switches are serialized)."""
+        prefix = f".{component_id}{_TMP}"
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.is_symlink():
+                    os.unlink(entry.path)
+
+    # ------------------------------------------------------------------ inspecting
+
+    def deployed(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return found
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_symlink():
+                continue
+            name = os.path.basename(os.readlink(entry.path).rstrip("/"))
+            if _REVISION.fullmatch(name):
+                found[entry.name] = name
+        return found
+
+    def location(self, component_id: str) -> str:
+        return self._entry(component_id)
+
+    def check(self, component_id: str, revision: str) -> list[str]:
+        entry = self._entry(component_id)
+        where = os.path.relpath(entry)
+        if not os.path.lexists(entry):
+            return [f"{where} is missing (expected revision {revision[:12]})"]
+        if not os.path.islink(entry):
+            return [f"{where} is not a symlink to a release; something replaced it"]
+        target = os.path.realpath(entry)
+        expected = os.path.realpath(self.releases / revision)
+        if target != expected:
+            got = os.path.basename(target)
+            return [f"{where} points at {got[:12]}, not the current revision {revision[:12]}"]
+        if not os.path.isdir(target):
+            return [f"{where} points at a missing release {revision[:12]}"]
+        return []
+
+
+def _fsync_dir(path: Path | str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

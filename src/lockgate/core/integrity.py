@@ -1,0 +1,220 @@
+"""``verify`` (is everything deployed and stored what was recorded?) and ``gc``.
+
+Garbage collection keeps, for every component: its latest revision (staging relies on
+it), and for every stage and component id the current revision, the last-good one and
+the last ``keep`` distinct revisions that were live there (the retention window), plus
+anything an open intent names. Everything those revisions need stays; other release
+directories go, and so do objects no kept revision needs, once they are older than the
+grace period (so an object a concurrent staging just wrote, before its revision is
+recorded, is never taken). Manifests of every revision are kept: history is never
+pruned, and a revision whose objects were collected can still be listed and diffed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.audit import verify_chain
+from lockgate.core.contracts import AuditEvent
+from lockgate.core.lifecycle import now_iso
+from lockgate.core.promotion import Promoter, last_good, recover_pending
+from lockgate.core.releases import RELEASES_DIRNAME, release_path, remove_tree, verify_release
+from lockgate.errors import LockgateError
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = ["GcResult", "VerifyReport", "collect_garbage", "retained_revisions", "verify"]
+
+
+@attrs.frozen
+class VerifyReport:
+    """Every problem found; ``ok`` when there is none."""
+
+    problems: tuple[str, ...]
+    checked: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problems": list(self.problems), "checked": self.checked}
+
+
+def verify(project: Project, stage: str | None = None) -> VerifyReport:
+    """Check deployed entries, release bytes, stored objects and the audit chain."""
+    recover_pending(project)
+    state, content = project.state(), project.content()
+    stages = [project.check_stage(stage)] if stage else project.stage_names
+    promoter = Promoter(project)
+    problems: list[str] = []
+    releases: set[str] = set()
+    entries = 0
+    for name in stages:
+        pointers = {p.component_id: p for p in state.pointers(name)}
+        for target in promoter.targets(name):
+            deployed = target.deployed()
+            for component_id, pointer in sorted(pointers.items()):
+                assert pointer.revision is not None
+                entries += 1
+                problems.extend(
+                    f"{name}: {p}" for p in target.check(component_id, pointer.revision)
+                )
+                releases.add(pointer.revision)
+            for component_id in sorted(set(deployed) - set(pointers)):
+                problems.append(
+                    f"{name}: {target.location(component_id)} is deployed but {component_id} is "
+                    f"not current in {name}"
+                )
+    for revision in sorted(releases):
+        if release_path(project, revision).is_dir():
+            problems.extend(verify_release(project, revision, full=True))
+    needed = retained_revisions(project)
+    digests: dict[str, str] = {}
+    for revision in sorted(needed):
+        try:
+            manifest = content.get_manifest(revision)
+        except LockgateError as exc:
+            problems.append(f"revision {revision[:12]}: {exc.message}")
+            continue
+        for entry in manifest.entries:
+            if entry.digest:
+                digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
+    for digest, where in sorted(digests.items()):
+        if not content.has(digest):
+            problems.append(f"object {digest[:12]} ({where}) is missing")
+        elif not content.verify(digest):
+            problems.append(f"object {digest[:12]} ({where}) does not match its digest")
+    chain = verify_chain(state.chain())
+    if not chain.ok:
+        problems.append(f"audit log: broken at event {chain.first_bad_seq}: {chain.problem}")
+    return VerifyReport(
+        tuple(problems),
+        {
+            "stages": len(stages),
+            "entries": entries,
+            "releases": len(releases),
+            "objects": len(digests),
+            "events": chain.events,
+        },
+    )
+
+
+def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
+    """Revisions whose bytes garbage collection keeps (see the module docstring)."""
+    state = project.state()
+    keep = project.config.gc.keep if keep is None else keep
+    kept = {r.latest_revision for r in state.components() if r.latest_revision}
+    histories: dict[tuple[str, str], list[Any]] = {}
+    for change in state.pointer_history():
+        histories.setdefault((change.stage, change.component_id), []).append(change)
+    for history in histories.values():
+        current = history[-1].revision
+        if current:
+            kept.add(current)
+        good = last_good(history, exclude=current)
+        if good:
+            kept.add(good)
+        window: list[str] = []
+        for change in reversed(history):
+            if change.revision and change.revision not in window:
+                window.append(change.revision)
+            if len(window) >= keep:
+                break
+        kept.update(window)
+    for intent in state.open_intents():
+        for key in ("revision", "previous_revision"):
+            value = intent.payload.get(key)
+            if isinstance(value, str):
+                kept.add(value)
+    return kept
+
+
+@attrs.frozen
+class GcResult:
+    """What garbage collection removed (or, with ``dry_run``, would remove)."""
+
+    releases: tuple[str, ...]
+    objects: int
+    bytes: int
+    kept_revisions: int
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self) | {"releases": list(self.releases)}
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {len(self.releases)} release(s) and {self.objects} object(s) "
+            f"({self.bytes} bytes); kept {self.kept_revisions} revision(s)"
+        )
+
+
+def collect_garbage(
+    project: Project, *, keep: int | None = None, dry_run: bool = False, grace: float | None = None
+) -> GcResult:
+    """Remove releases and objects no kept revision needs (see the module docstring)."""
+    grace = project.config.gc.grace if grace is None else grace
+    promoter = Promoter(project)
+    with promoter.lock("gc"):
+        recover_pending(project, locked=True)
+        state, content = project.state(), project.content()
+        kept = retained_revisions(project, keep)
+        every_revision = {
+            r.revision for c in state.components() for r in state.revisions(c.component)
+        }
+        needed: set[str] = set(every_revision)  # manifests are kept for every revision
+        for revision in kept:
+            try:
+                manifest = content.get_manifest(revision)
+            except LockgateError:
+                continue
+            needed.update(e.digest for e in manifest.entries if e.digest)
+        releases_dir = project.state_dir / RELEASES_DIRNAME
+        doomed_releases = []
+        if releases_dir.is_dir():
+            for entry in sorted(releases_dir.iterdir()):
+                if len(entry.name) == 64 and entry.name not in kept:
+                    doomed_releases.append(entry.name)
+        cutoff = time.time() - grace
+        doomed_objects = []
+        size = 0
+        for digest, mtime in content.objects():
+            if digest not in needed and mtime < cutoff:
+                doomed_objects.append(digest)
+                size += _size(content, digest)
+        if not dry_run:
+            for revision in doomed_releases:
+                remove_tree(releases_dir / revision)
+                (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
+            for digest in doomed_objects:
+                content.remove(digest)
+            state.append_event(
+                AuditEvent(
+                    at=now_iso(),
+                    actor=project.actor,
+                    action="gc",
+                    details={
+                        "releases": len(doomed_releases),
+                        "objects": len(doomed_objects),
+                        "bytes": size,
+                        "keep": project.config.gc.keep if keep is None else keep,
+                    },
+                )
+            )
+    return GcResult(tuple(doomed_releases), len(doomed_objects), size, len(kept), dry_run)
+
+
+def _size(content: Any, digest: str) -> int:
+    path = getattr(content, "object_path", None)
+    if path is None:
+        return 0
+    try:
+        return int(path(digest).stat().st_size)
+    except OSError:
+        return 0

@@ -1,0 +1,117 @@
+"""The project's operation lock: one switch of a stage at a time, never blocked by the dead.
+
+Operations that touch a stage target (promote, rollback, recover, gc) hold an exclusive
+``flock`` on ``.lockgate/operation.lock`` for their whole duration. The kernel releases a
+``flock`` when its holder dies, however it dies, so a crashed process never blocks anyone.
+The holder writes its owner — pid, host, start time and a lease — into the file, so a
+waiter can say who holds the lock and since when. A live holder past its lease (hung) is
+reported, not broken: ``lockgate unlock --force`` removes the lock file (the hung holder
+keeps a lock on a file no one else opens), and is audited.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from lockgate.core.lifecycle import now_iso
+from lockgate.errors import LockedError
+
+__all__ = ["LOCK_FILENAME", "OperationLock", "read_owner"]
+
+LOCK_FILENAME = "operation.lock"
+LEASE_SECONDS = 300.0
+
+
+def read_owner(state_dir: Path) -> dict[str, Any] | None:
+    """The owner recorded in the lock file (None when there is none or it is unreadable)."""
+    try:
+        data = json.loads((state_dir / LOCK_FILENAME).read_text(encoding="utf-8") or "null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class OperationLock:
+    """``with OperationLock(state_dir, operation, timeout):`` — exclusive, owner-stamped."""
+
+    def __init__(self, state_dir: Path, operation: str, timeout: float) -> None:
+        self.path = state_dir / LOCK_FILENAME
+        self.operation = operation
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def __enter__(self) -> OperationLock:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise LockedError(self._held_message()) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
+            # The file may have been removed (unlock --force) between open and flock.
+            try:
+                same = os.fstat(fd).st_ino == self.path.stat().st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            self._fd = fd
+            self._write_owner()
+            return self
+
+    def _write_owner(self) -> None:
+        assert self._fd is not None
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "operation": self.operation,
+            "since": now_iso(),
+            "lease_until": time.time() + LEASE_SECONDS,
+        }
+        data = json.dumps(owner).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            finally:
+                os.close(self._fd)  # closing releases the flock
+                self._fd = None
+
+    def _held_message(self) -> str:
+        owner = read_owner(self.path.parent)
+        if not owner:
+            return (
+                f"another lockgate operation holds {self.path} (waited {self.timeout:g} s); "
+                "retry when it finishes"
+            )
+        who = f"pid {owner.get('pid')} on {owner.get('host')}"
+        what = f"{owner.get('operation')} since {owner.get('since')}"
+        lease = owner.get("lease_until")
+        if isinstance(lease, int | float) and lease < time.time():
+            return (
+                f"the project is locked by {who} ({what}), past its lease: if that process is "
+                "hung, run 'lockgate unlock --force --reason TEXT'"
+            )
+        return f"the project is locked by {who} ({what}); retry when it finishes"

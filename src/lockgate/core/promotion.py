@@ -1,0 +1,634 @@
+"""Promote and roll back: plan → gate → deploy → record → announce, crash-safe.
+
+Every switch runs under the project's operation lock (core/locking.py) and follows the
+same steps:
+
+1. **plan** — resolve the component, the stage and the revision; read the stage pointer
+   (its generation is what the switch will compare-and-swap against);
+2. **gate** (promote only) — the validators, for this stage; ``--force`` with a reason
+   skips a failing gate and the audit log says so;
+3. **intent** — an intent record is written (durably) before any target is touched;
+4. **deploy** — the release is materialized and its bytes verified against their
+   digests, every target prepares, then every target commits (one atomic rename each);
+5. **record** — one state transaction: the pointer (compare-and-swap on its generation),
+   the component's status, the pointer history and the audit event; the intent closes;
+6. **announce** — ``on_promote`` / ``on_rollback``; a failing plugin is reported, the
+   change stands.
+
+A process killed anywhere in steps 3 to 5 leaves an open intent. The next command that touches the
+project (or ``lockgate recover``) takes the lock — so the intent's owner is certainly
+dead — and settles it: when the pointer already moved, the targets are brought to it
+(completed); otherwise they are put back to what the pointer says (undone). The audit
+log records which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.contracts import AuditEvent, Intent, Pointer, PointerChange, Target
+from lockgate.core.failpoints import failpoint
+from lockgate.core.lifecycle import TRANSITIONS, now_iso
+from lockgate.core.locking import OperationLock
+from lockgate.core.models import ChangeEvent, ComponentStatus
+from lockgate.core.refs import ComponentRef, check_name, short
+from lockgate.errors import (
+    ConflictError,
+    InputError,
+    LockgateError,
+    NotFoundError,
+    NotReadyError,
+    RefusedError,
+)
+
+if TYPE_CHECKING:
+    from lockgate.core.manifest import ManifestDiff
+    from lockgate.core.project import Project
+    from lockgate.core.validation import ReadinessReport
+
+__all__ = ["Promoter", "SwitchResult", "recover_pending"]
+
+
+@attrs.frozen
+class SwitchResult:
+    """What a promote or rollback did (or, with ``dry_run``, would do)."""
+
+    action: str
+    component: str
+    component_id: str
+    stage: str
+    revision: str | None
+    previous_revision: str | None
+    changed: bool
+    at: str
+    actor: str
+    dry_run: bool = False
+    forced: bool = False
+    reason: str | None = None
+    locations: tuple[str, ...] = ()
+    gate: ReadinessReport | None = None
+    diff: ManifestDiff | None = None
+    note: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "component": self.component,
+            "component_id": self.component_id,
+            "stage": self.stage,
+            "revision": self.revision,
+            "previous_revision": self.previous_revision,
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+            "forced": self.forced,
+            "reason": self.reason,
+            "at": self.at,
+            "actor": self.actor,
+            "locations": list(self.locations),
+            "note": self.note,
+            "warnings": list(self.warnings),
+        }
+        if self.gate is not None:
+            data["gate"] = self.gate.to_dict()
+        if self.diff is not None:
+            data["diff"] = self.diff.to_dict()
+        return data
+
+    def summary(self) -> str:
+        new = short(self.revision) if self.revision else "nothing"
+        old = short(self.previous_revision) if self.previous_revision else "nothing"
+        where = f"{self.component_id} in {self.stage}"
+        if not self.changed and not self.dry_run:
+            return f"{where}: {new} is already current; nothing to do"
+        verb = {"promote": "promoted", "rollback": "rolled back"}.get(self.action, self.action)
+        if self.dry_run:
+            return f"{where}: would switch {old} → {new} ({self.action}, dry run)"
+        forced = " (forced past failing gates)" if self.forced else ""
+        return f"{where}: {verb} {old} → {new}{forced}"
+
+
+class Promoter:
+    """Promotion and rollback for one project."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._targets: dict[str, list[Target]] = {}
+
+    # ------------------------------------------------------------------ targets
+
+    def targets(self, stage: str) -> list[Target]:
+        """The targets of ``stage``, built once."""
+        if stage not in self._targets:
+            section = self.project.config.stages[stage]
+            self._targets[stage] = [
+                self.project.roles.build("target", t.kind, {**t.options, "stage": stage})
+                for t in section.target_list()
+            ]
+        return self._targets[stage]
+
+    def lock(self, operation: str) -> OperationLock:
+        """The project's operation lock (waits up to ``state.lock_timeout``)."""
+        state_dir = self.project.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return OperationLock(state_dir, operation, self.project.config.state.lock_timeout)
+
+    # ------------------------------------------------------------------ promote
+
+    def promote(
+        self,
+        target: str,
+        *,
+        to: str | None = None,
+        rev: str | None = None,
+        expect_current: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> SwitchResult:
+        """Make a revision current in a stage (by default: one rung up the ladder)."""
+        from lockgate.core.lifecycle import next_stage
+        from lockgate.core.validation import Validation
+
+        project = self.project
+        if force and not reason:
+            raise InputError("--force needs --reason TEXT: skipping a gate is audited")
+        if not dry_run:
+            recover_pending(project)
+        state = project.state()
+        ref = self.resolve(target)
+        stage = project.check_stage(to) if to else next_stage(project, str(ref))
+        revision, ref = self._candidate(ref, stage, rev)
+        section = project.config.stages[stage]
+        pointer = state.pointer(stage, ref.component_id)
+        current = pointer.revision if pointer else None
+        generation = pointer.generation if pointer else 0
+        self._check_expected(stage, ref.component_id, current, expect_current)
+        base = SwitchResult(
+            action="promote",
+            component=str(ref),
+            component_id=ref.component_id,
+            stage=stage,
+            revision=revision,
+            previous_revision=current,
+            changed=current != revision,
+            at=now_iso(),
+            actor=project.actor,
+            dry_run=dry_run,
+            reason=reason,
+            locations=tuple(t.location(ref.component_id) for t in self.targets(stage)),
+        )
+        if current == revision:
+            return attrs.evolve(base, note="already current")
+        report = None
+        if section.gates.validate:
+            report = Validation(project).run(
+                [ref],
+                stage,
+                revisions={str(ref): revision},
+                skip=section.gates.skip,
+                record=not dry_run,
+            )
+        if dry_run:
+            return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
+        forced = False
+        if report is not None and not report.ready:
+            if not force:
+                self._refused(base, f"not ready: {report.summary()}")
+                first = next(i for c in report.components for i in c.issues if i.blocking)
+                raise NotReadyError(
+                    f"{ref} {short(revision)} is not ready for {stage} "
+                    f"({report.summary().removeprefix('not ready: ')}) "
+                    f"(first: {first.describe()}); see 'lockgate validate {ref} --stage {stage}'"
+                )
+            if not section.gates.allow_force:
+                raise RefusedError(f"stage {stage} does not allow --force (gates.allow_force)")
+            forced = True
+        details: dict[str, object] = {}
+        if forced and report is not None:
+            details = {
+                "forced": True,
+                "skipped_issues": [
+                    i.describe() for c in report.components for i in c.issues if i.blocking
+                ],
+            }
+        result = self._switch(
+            base,
+            ref=ref,
+            expected_generation=generation,
+            action="promote",
+            details=details,
+        )
+        return attrs.evolve(result, gate=report, forced=forced)
+
+    def resolve(self, target: str) -> ComponentRef:
+        """``WS:ID`` as given; a bare ID when exactly one workspace has that component."""
+        if ":" in target:
+            return ComponentRef.parse(target)
+        check_name("component id", target)
+        owners = [
+            r.component for r in self.project.state().components() if r.component_id == target
+        ]
+        if len(owners) == 1:
+            return ComponentRef.parse(owners[0])
+        if not owners:
+            raise NotFoundError(f"no staged component has id '{target}'; stage it first")
+        raise InputError(
+            f"'{target}' is staged from several workspaces ({', '.join(sorted(owners))}); "
+            "name one as WS:ID"
+        )
+
+    def _candidate(
+        self, ref: ComponentRef, stage: str, rev: str | None
+    ) -> tuple[str, ComponentRef]:
+        """The revision to promote into ``stage`` and the component that supplied it."""
+        from lockgate.core.listing import resolve_revision
+
+        project, state = self.project, self.project.state()
+        if rev is not None:
+            return resolve_revision(project, ref, rev), ref
+        ladder = project.stage_names
+        index = ladder.index(stage)
+        if index == 0:
+            return resolve_revision(project, ref, "latest"), ref
+        below = ladder[index - 1]
+        pointer = state.pointer(below, ref.component_id)
+        if pointer is None or pointer.revision is None:
+            raise RefusedError(
+                f"nothing is current for {ref.component_id} in {below}: promote it to {below} "
+                f"first, or name a revision with --rev"
+            )
+        return pointer.revision, ComponentRef.parse(pointer.component)
+
+    @staticmethod
+    def _check_expected(
+        stage: str, component_id: str, current: str | None, expected: str | None
+    ) -> None:
+        if expected is None:
+            return
+        if expected == "none":
+            ok = current is None
+        else:
+            ok = current is not None and current.startswith(expected.lower()) and len(expected) >= 4
+        if not ok:
+            now = short(current) if current else "none"
+            raise ConflictError(
+                f"{stage}/{component_id} is at {now}, not {expected} as expected: another "
+                "change won; look again and retry"
+            )
+
+    def _diff(self, old: str | None, new: str | None) -> ManifestDiff:
+        from lockgate.core.manifest import ManifestDiff
+
+        content = self.project.content()
+        return ManifestDiff.between(
+            content.get_manifest(old) if old else None,
+            content.get_manifest(new) if new else None,
+        )
+
+    # ------------------------------------------------------------------ rollback
+
+    def rollback(
+        self,
+        target: str,
+        *,
+        stage: str | None = None,
+        to: str | None = None,
+        at: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+        remove_if_none: bool = False,
+    ) -> SwitchResult:
+        """Switch a stage back to a retained revision: no copy, verified first.
+
+        ``to``: ``previous`` (what was current before the current one), ``last-good``
+        (the default: the most recent other revision that was live and not rolled back
+        for cause), ``none`` (remove the component from the stage) or a revision prefix
+        that was live in the stage. ``at``: the revision live at that time.
+        ``remove_if_none``: with nothing earlier to go back to, remove the component
+        (the integration manager's "production cleanup") instead of refusing.
+        """
+        from lockgate.core.reports import parse_time
+
+        project = self.project
+        if not dry_run:
+            recover_pending(project)
+        state = project.state()
+        component_id = target.split(":", 1)[-1]
+        check_name("component id", component_id)
+        stage = project.check_stage(stage) if stage else self._live_stage(component_id)
+        pointer = state.pointer(stage, component_id)
+        if pointer is None or pointer.revision is None:
+            raise RefusedError(
+                f"nothing is current for {component_id} in {stage}; nothing to roll back"
+            )
+        history = state.pointer_history(stage, component_id)
+        if at is not None:
+            when = parse_time(at)
+            live = state.live_at(stage, when, component_id)
+            if not live:
+                raise NotFoundError(f"nothing was live for {component_id} in {stage} at {at}")
+            revision: str | None = live[0].revision
+        else:
+            revision = self._rollback_target(history, pointer, to or "last-good", stage)
+            if revision is None and (to or "last-good") != "none" and not remove_if_none:
+                raise RefusedError(
+                    f"{component_id} has no earlier revision in {stage} to roll back to; "
+                    f"use --to none to remove it from {stage}"
+                )
+        owner = pointer.component
+        if revision is not None:
+            owner = next(
+                (c.component for c in reversed(history) if c.revision == revision),
+                pointer.component,
+            )
+        base = SwitchResult(
+            action="rollback",
+            component=owner,
+            component_id=component_id,
+            stage=stage,
+            revision=revision,
+            previous_revision=pointer.revision,
+            changed=revision != pointer.revision,
+            at=now_iso(),
+            actor=project.actor,
+            dry_run=dry_run,
+            reason=reason,
+            locations=tuple(t.location(component_id) for t in self.targets(stage)),
+        )
+        if not base.changed:
+            return attrs.evolve(base, note="already current")
+        if dry_run:
+            return attrs.evolve(base, diff=self._diff(pointer.revision, revision))
+        return self._switch(
+            base,
+            ref=ComponentRef.parse(owner),
+            expected_generation=pointer.generation,
+            action="rollback",
+            details={"to": to or ("at " + at if at else "last-good")},
+        )
+
+    def _live_stage(self, component_id: str) -> str:
+        """The highest stage where ``component_id`` is current."""
+        state = self.project.state()
+        for stage in reversed(self.project.stage_names):
+            pointer = state.pointer(stage, component_id)
+            if pointer is not None and pointer.revision is not None:
+                return stage
+        raise RefusedError(f"{component_id} is not current in any stage; nothing to roll back")
+
+    def _rollback_target(
+        self, history: Sequence[PointerChange], pointer: Pointer, to: str, stage: str
+    ) -> str | None:
+        from lockgate.core.listing import resolve_revision
+
+        current = pointer.revision
+        if to == "none":
+            return None
+        if to == "previous":
+            return history[-1].previous_revision if history else None
+        if to == "last-good":
+            return last_good(history, exclude=current)
+        # A revision prefix: it must have been live in this stage (a rollback restores).
+        live = {c.revision for c in history if c.revision}
+        matches = sorted(r for r in live if r.startswith(to.lower()))
+        if len(to) >= 4 and len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InputError(f"revision {to!r} is ambiguous in {stage}; give more characters")
+        try:
+            candidate = resolve_revision(self.project, ComponentRef.parse(pointer.component), to)
+        except LockgateError:
+            candidate = None
+        hint = f"; promote it with 'lockgate promote {pointer.component} --to {stage} --rev {to}'"
+        raise NotFoundError(
+            f"revision {to!r} was never live for {pointer.component_id} in {stage}"
+            + (hint if candidate else "; see 'lockgate history'")
+        )
+
+    # ------------------------------------------------------------------ the switch
+
+    def _switch(
+        self,
+        base: SwitchResult,
+        *,
+        ref: ComponentRef,
+        expected_generation: int,
+        action: str,
+        details: dict[str, object],
+    ) -> SwitchResult:
+        from lockgate.core.releases import ensure_release, verify_release
+
+        project, state = self.project, self.project.state()
+        stage, component_id, revision = base.stage, base.component_id, base.revision
+        with self.lock(action):
+            recover_pending(project, locked=True)
+            pointer = state.pointer(stage, component_id)
+            generation = pointer.generation if pointer else 0
+            if generation != expected_generation:
+                raise ConflictError(
+                    f"{stage}/{component_id} changed while this {action} was being planned "
+                    f"(generation {generation}, expected {expected_generation}): another "
+                    "change won; look again and retry"
+                )
+            release = None
+            if revision is not None:
+                release = ensure_release(project, revision)
+                problems = verify_release(project, revision)
+                if problems:
+                    self._refused(base, f"damaged: {problems[0]}")
+                    raise RefusedError(
+                        f"{short(revision)} is damaged and will not be deployed: {problems[0]}"
+                        f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
+                        "run 'lockgate verify'"
+                    )
+            intent = Intent(
+                id=uuid.uuid4().hex,
+                operation=action,
+                owner=f"{os.getpid()}@{socket.gethostname()}",
+                created_at=now_iso(),
+                payload={
+                    "stage": stage,
+                    "component_id": component_id,
+                    "component": str(ref),
+                    "revision": revision,
+                    "previous_revision": base.previous_revision,
+                    "generation": generation + 1,
+                },
+            )
+            state.open_intent(intent)
+            failpoint(f"{action}.after_intent")
+            targets = self.targets(stage)
+            prepared = [t.prepare(component_id, revision, release) for t in targets]
+            failpoint(f"{action}.after_prepare")
+            for target, ready in zip(targets, prepared, strict=True):
+                target.commit(ready)
+                failpoint(f"{action}.after_switch")
+            status = self._status_after(str(ref), revision, action)
+            change = PointerChange(
+                stage=stage,
+                component_id=component_id,
+                component=str(ref),
+                revision=revision,
+                previous_revision=base.previous_revision,
+                generation=generation + 1,
+                at=base.at,
+                actor=base.actor,
+                action=action,
+                reason=base.reason,
+            )
+            event = AuditEvent(
+                at=base.at,
+                actor=base.actor,
+                action=action,
+                component=str(ref),
+                stage=stage,
+                revision=revision,
+                previous_revision=base.previous_revision,
+                reason=base.reason,
+                details={"generation": generation + 1, "intent": intent.id, **details},
+            )
+            state.move_pointer(change, expected_generation=generation, status=status, event=event)
+            failpoint(f"{action}.after_record")
+            state.close_intent(intent.id, "completed")
+        hooks = project.hooks.on_promote if action == "promote" else project.hooks.on_rollback
+        failures = hooks(
+            ChangeEvent(
+                action=action,
+                component=str(ref),
+                stage=stage,
+                revision=revision,
+                previous_revision=base.previous_revision,
+                actor=base.actor,
+                at=dt.datetime.fromisoformat(base.at),
+                reason=base.reason,
+                details=details,
+            )
+        )
+        return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
+
+    def _status_after(self, ref: str, revision: str | None, action: str) -> ComponentStatus | None:
+        """The component's new status, when the switch concerns its latest revision."""
+        record = self.project.state().component(ref)
+        if record is None:
+            return None
+        if action == "rollback":
+            sources, target = TRANSITIONS["rollback"]
+            return target if record.status in sources else None
+        sources, target = TRANSITIONS["promote"]
+        if revision == record.latest_revision and record.status in sources:
+            return target
+        return None
+
+    def _refused(self, base: SwitchResult, why: str) -> None:
+        """Record an operation the gates or the integrity checks refused."""
+        self.project.state().append_event(
+            AuditEvent(
+                at=now_iso(),
+                actor=base.actor,
+                action=base.action,
+                component=base.component,
+                stage=base.stage,
+                revision=base.revision,
+                previous_revision=base.previous_revision,
+                reason=base.reason,
+                details={"refused": why},
+                outcome="refused",
+            )
+        )
+
+
+def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | None:
+    """The most recent revision that was live and not rolled back for cause."""
+    rolled_away = {c.previous_revision for c in history if c.action == "rollback"}
+    for change in reversed(history):
+        revision = change.revision
+        if revision and revision != exclude and revision not in rolled_away:
+            return revision
+    return None
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@attrs.frozen
+class Recovered:
+    """One interrupted operation, settled."""
+
+    intent: str
+    operation: str
+    stage: str
+    component_id: str
+    outcome: str  # "completed" or "undone"
+    revision: str | None
+
+    def summary(self) -> str:
+        rev = short(self.revision) if self.revision else "nothing"
+        return (
+            f"interrupted {self.operation} of {self.component_id} in {self.stage}: "
+            f"{self.outcome} ({self.stage} has {rev})"
+        )
+
+
+def recover_pending(project: Project, *, locked: bool = False) -> list[Recovered]:
+    """Settle every open intent (an operation a crash interrupted); cheap when none is."""
+    state = project.state()
+    if not state.open_intents():
+        return []
+    promoter = Promoter(project)
+    if not locked:
+        with promoter.lock("recover"):
+            return _recover(project, promoter)
+    return _recover(project, promoter)
+
+
+def _recover(project: Project, promoter: Promoter) -> list[Recovered]:
+    from lockgate.core.releases import ensure_release
+
+    state = project.state()
+    settled = []
+    for intent in state.open_intents():
+        payload = intent.payload
+        stage = str(payload.get("stage"))
+        component_id = str(payload.get("component_id"))
+        intended = payload.get("revision")
+        if stage not in project.config.stages:
+            state.close_intent(intent.id, "undone")
+            continue
+        pointer = state.pointer(stage, component_id)
+        now = pointer.revision if pointer else None
+        moved = pointer is not None and pointer.generation >= int(str(payload.get("generation")))
+        outcome = "completed" if moved and now == intended else "undone"
+        for target in promoter.targets(stage):
+            if target.deployed().get(component_id) == now:
+                continue
+            release = ensure_release(project, now) if now else None
+            target.commit(target.prepare(component_id, now, release))
+        failpoint("recover.after_switch")
+        state.append_event(
+            AuditEvent(
+                at=now_iso(),
+                actor=project.actor,
+                action="recover",
+                component=str(payload.get("component")),
+                stage=stage,
+                revision=now,
+                details={
+                    "intent": intent.id,
+                    "operation": intent.operation,
+                    "interrupted_owner": intent.owner,
+                    "outcome": outcome,
+                    "intended_revision": intended,
+                },
+            )
+        )
+        state.close_intent(intent.id, "completed" if outcome == "completed" else "undone")
+        settled.append(Recovered(intent.id, intent.operation, stage, component_id, outcome, now))
+    return settled

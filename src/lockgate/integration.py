@@ -1,0 +1,362 @@
+"""The integration manager API: the Python interface existing users script against.
+
+A thin layer over the kernel — staging (``Stager``), validation (``Validation``),
+promotion (``Promoter``) and reports — that returns the plain dicts the integration
+manager documented. Expected failures (an unknown component, not ready, nothing to roll
+back) come back as ``success: False`` with readable ``issues``; programming errors raise:
+a project that does not exist (:class:`~lockgate.ProjectNotFoundError`), a malformed
+reference or name (:class:`~lockgate.InputError`), an invalid ``lockgate.yaml``
+(:class:`~lockgate.ConfigError`).
+
+    from lockgate import WorkspaceManager, WorkspaceIntegrationManager
+
+    manager = WorkspaceIntegrationManager(WorkspaceManager("/path/to/project"))
+    manager.stage_for_integration("data_preprocessing", "alice")
+    manager.validate_integration_readiness(["alice:data_preprocessing"])
+    manager.promote_to_production("data_preprocessing")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockgate.core.models import ComponentStatus, IntegrationStage
+from lockgate.errors import (
+    ConfigError,
+    InputError,
+    LockgateError,
+    ProjectNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from lockgate.core.project import Project
+
+__all__ = [
+    "IntegrationPipeline",
+    "StagedComponent",
+    "WorkspaceIntegrationManager",
+    "WorkspaceManager",
+]
+
+# Programming errors raise; everything else a user can cause comes back as issues.
+_RAISE = (ProjectNotFoundError, ConfigError)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+class WorkspaceManager:
+    """A lockgate project opened from Python: ``WorkspaceManager("/path/to/project")``.
+
+    ``path`` is the project root (the directory holding ``lockgate.yaml``) or any
+    directory inside it. ``actor`` names who acts (default: ``LOCKGATE_ACTOR``, else the
+    OS user). With ``create=True`` a project is initialised there when there is none.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        actor: str | None = None,
+        create: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        from lockgate.core.project import Project
+
+        root = Path(path)
+        if create and not (root / "lockgate.yaml").is_file():
+            from lockgate.core.scaffold import init_project
+
+            init_project(root)
+        self.project: Project = Project.open(root, environ=environ)
+        self.project.actor_override = actor
+        self.workspace_root = self.project.require_root() / self.project.config.workspaces.root
+
+    @property
+    def root(self) -> Path:
+        """The project root."""
+        return self.project.require_root()
+
+    def list_workspaces(self) -> list[str]:
+        """The workspaces that exist (directories under the workspaces root)."""
+        if not self.workspace_root.is_dir():
+            return []
+        return sorted(p.name for p in self.workspace_root.iterdir() if p.is_dir())
+
+    def discover_components(self, workspace: str | None = None) -> list[dict[str, Any]]:
+        """Components found in the workspaces, as dicts (``ref``, ``type``, ``path``...)."""
+        discovery = self.project.source().discover([workspace] if workspace else None)
+        return [
+            {
+                "ref": str(c.ref),
+                "component_id": c.ref.component_id,
+                "workspace": c.ref.workspace,
+                "component_type": c.component_type,
+                "path": str(c.path),
+            }
+            for c in discovery.components
+        ]
+
+    def close(self) -> None:
+        """Release the state store's connections."""
+        self.project.close()
+
+
+class StagedComponent:
+    """A staged component with metadata, status tracking and approval history."""
+
+    def __init__(
+        self,
+        component_id: str,
+        source_workspace: str,
+        component_type: str,
+        stage: str = "staging",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.component_id = component_id
+        self.source_workspace = source_workspace
+        self.component_type = component_type
+        self.stage = stage
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.status = ComponentStatus.STAGED
+        self.staged_at = _now()
+        self.revision: str | None = None
+        self.approval_history: list[dict[str, Any]] = []
+
+    @property
+    def ref(self) -> str:
+        """``workspace:component_id``."""
+        return f"{self.source_workspace}:{self.component_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, with enums as their values."""
+        return {
+            "component_id": self.component_id,
+            "source_workspace": self.source_workspace,
+            "component_type": self.component_type,
+            "stage": self.stage,
+            "status": self.status.value,
+            "staged_at": self.staged_at,
+            "revision": self.revision,
+            "metadata": dict(self.metadata),
+            "approval_history": list(self.approval_history),
+        }
+
+
+class IntegrationPipeline:
+    """A named group of staged components."""
+
+    def __init__(self, pipeline_id: str, components: Sequence[StagedComponent]) -> None:
+        self.pipeline_id = pipeline_id
+        self.components = list(components)
+        self.created_at = _now()
+        self.status = "pending"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline_id": self.pipeline_id,
+            "status": self.status,
+            "created_at": self.created_at,
+            "components": [c.to_dict() for c in self.components],
+        }
+
+
+def _issue_text(exc: LockgateError) -> str:
+    return exc.message
+
+
+class WorkspaceIntegrationManager:
+    """Staging, readiness, promotion to production and rollback, as plain dicts."""
+
+    def __init__(self, workspace_manager: WorkspaceManager) -> None:
+        self.workspace_manager = workspace_manager
+        self.project = workspace_manager.project
+
+    # ------------------------------------------------------------------ staging
+
+    def stage_for_integration(
+        self, component_id: str, source_workspace: str, target_stage: str = "integration"
+    ) -> dict[str, Any]:
+        """Snapshot a workspace component as a revision meant for ``target_stage``.
+
+        Returns ``success``, ``component_id``, ``source_workspace``, ``target_stage``,
+        ``revision``, ``created`` (False when nothing changed), ``staged_at``,
+        ``staging_path`` (the revision's files, read-only), ``files``, ``size`` and
+        ``issues``.
+        """
+        from lockgate.core.releases import ensure_release
+        from lockgate.core.staging import Stager
+
+        result: dict[str, Any] = {
+            "success": False,
+            "component_id": component_id,
+            "source_workspace": source_workspace,
+            "target_stage": target_stage,
+            "issues": [],
+        }
+        try:
+            ref = f"{source_workspace}:{component_id}"
+            staged = Stager(self.project).stage(ref, to=target_stage)
+            path = ensure_release(self.project, staged.revision)
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+            return result
+        record = self.project.state().component(ref)
+        result.update(
+            success=True,
+            revision=staged.revision,
+            created=staged.created,
+            staged_at=record.updated_at if record else _now(),
+            staging_path=str(path),
+            files=staged.files,
+            size=staged.size,
+            status=record.status.value if record else None,
+        )
+        if not staged.created:
+            result["note"] = "unchanged since its latest revision; nothing new was staged"
+        return result
+
+    # ------------------------------------------------------------------ validation
+
+    def validate_integration_readiness(self, staged_components: Sequence[str]) -> dict[str, Any]:
+        """Validate ``["alice:prep", ...]`` together, each for its next stage.
+
+        Returns ``overall_ready``, ``component_results`` (per ref: ``ready``, ``issues``...),
+        ``integration_issues``, ``recommendations`` and ``summary``.
+        """
+        from lockgate.core.validation import Validation
+
+        refs = list(staged_components)
+        if not refs:
+            return {
+                "overall_ready": False,
+                "summary": "nothing to validate",
+                "component_results": {},
+                "integration_issues": [],
+                "recommendations": ["stage components, then validate them"],
+            }
+        for ref in refs:
+            if ":" not in ref:
+                raise InputError(f"{ref!r}: name components as 'workspace:component_id'")
+        return Validation(self.project).run(refs).to_dict()
+
+    # ------------------------------------------------------------------ promotion
+
+    def promote_to_production(self, component_id: str) -> dict[str, Any]:
+        """Promote the component's latest revision up every rung to the last stage.
+
+        Each rung is gated. Returns ``success``, ``component_id``, ``revision``,
+        ``promoted_at``, ``production_path``, ``stages`` (what each rung did),
+        ``issues`` and, when production already held it, ``note``.
+        """
+        from lockgate.core.promotion import Promoter
+
+        ladder = self.project.stage_names
+        production = ladder[-1]
+        result: dict[str, Any] = {"success": False, "component_id": component_id, "issues": []}
+        promoter = Promoter(self.project)
+        steps: list[dict[str, Any]] = []
+        try:
+            ref = promoter.resolve(component_id)
+            latest = self.project.state().component(str(ref))
+            revision = latest.latest_revision if latest else None
+            result["revision"] = revision
+            for stage in ladder:
+                step = promoter.promote(str(ref), to=stage, rev=revision)
+                steps.append({"stage": stage, "changed": step.changed})
+                if stage == production:
+                    result.update(
+                        success=True,
+                        promoted_at=step.at,
+                        production_path=step.locations[0] if step.locations else None,
+                        previous_revision=step.previous_revision,
+                    )
+                    if not step.changed:
+                        result["note"] = f"{revision} is already current in {production}"
+                    result["issues"].extend(step.warnings)
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+        result["stages"] = steps
+        return result
+
+    def rollback_integration(self, component_id: str) -> dict[str, Any]:
+        """Roll the last stage back to its last-good revision, or remove the component.
+
+        With no earlier revision in production the component is removed from it (the
+        "production cleanup"), audited like any rollback. Returns ``success``,
+        ``component_id``, ``rolled_back_at``, ``revision`` (now current, None when
+        removed), ``previous_revision``, ``removed`` and ``issues``.
+        """
+        from lockgate.core.promotion import Promoter
+
+        production = self.project.stage_names[-1]
+        result: dict[str, Any] = {"success": False, "component_id": component_id, "issues": []}
+        try:
+            done = Promoter(self.project).rollback(
+                component_id, stage=production, remove_if_none=True
+            )
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+            return result
+        result.update(
+            success=True,
+            rolled_back_at=done.at,
+            stage=production,
+            revision=done.revision,
+            previous_revision=done.previous_revision,
+            removed=done.revision is None,
+        )
+        result["issues"].extend(done.warnings)
+        return result
+
+    # ------------------------------------------------------------------ reports
+
+    def get_integration_summary(self) -> dict[str, Any]:
+        """``staged_components``, ``integration_pipelines``, ``component_status_distribution``
+        and ``recent_activities``."""
+        from lockgate.core.reports import summary
+
+        return summary(self.project)
+
+    def get_statistics(self) -> dict[str, Any]:
+        """``integration_operations`` and ``component_statistics``."""
+        from lockgate.core.reports import statistics
+
+        return statistics(self.project)
+
+    # ------------------------------------------------------------------ objects
+
+    def staged_component(self, ref: str) -> StagedComponent:
+        """The component ``workspace:id`` as a :class:`StagedComponent` (with approvals)."""
+        from lockgate.core.refs import ComponentRef
+        from lockgate.errors import NotFoundError
+
+        parsed = ComponentRef.parse(ref)
+        record = self.project.state().component(str(parsed))
+        if record is None:
+            raise NotFoundError(f"{ref} has never been staged")
+        revisions = self.project.state().revisions(str(parsed))
+        staged = StagedComponent(
+            parsed.component_id,
+            parsed.workspace,
+            record.component_type,
+            stage=revisions[-1].stage if revisions else IntegrationStage.STAGING.value,
+        )
+        staged.status = record.status
+        staged.revision = record.latest_revision
+        staged.staged_at = revisions[-1].created_at if revisions else record.updated_at
+        staged.approval_history = [
+            {"actor": a.actor, "decision": a.decision, "at": a.at, "comment": a.comment}
+            for a in self.project.state().approvals(str(parsed), record.latest_revision)
+        ]
+        return staged
