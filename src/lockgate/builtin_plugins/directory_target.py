@@ -58,7 +58,7 @@ class DirectoryTarget:
         if directory == root or root not in directory.parents:
             raise ConfigError(
                 f"stages.{stage}.targets: path '{raw}' is outside the project (or is the "
-                "project itself); give a directory inside it, such as stages/{stage}"
+                f"project itself); give a directory inside it, such as stages/{stage}"
             )
         if ctx.state_dir.resolve() in (directory, *directory.parents):
             raise ConfigError(f"stages.{stage}.targets: path '{raw}' is inside .lockgate/")
@@ -130,6 +130,10 @@ class DirectoryTarget:
     def check(self, component_id: str, revision: str) -> list[str]:
         entry = self._entry(component_id)
         where = os.path.relpath(entry)
+        prefix = f".{component_id}{_TMP}"
+        leftovers = [n for n in os.listdir(self.directory) if n.startswith(prefix)]
+        if leftovers:
+            return [f"{where}: a temporary link {leftovers[0]} was left by an interrupted switch"]
         if not os.path.lexists(entry):
             return [f"{where} is missing (expected revision {revision[:12]})"]
         if not os.path.islink(entry):

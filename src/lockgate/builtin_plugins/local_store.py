@@ -69,6 +69,7 @@ class LocalContentStore:
         self._tmp_s = str(self.tmp)
         self._fanout: set[str] = set()
         self._tmp_ready = False
+        self._reflink_ok = True
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> LocalContentStore:
@@ -255,30 +256,34 @@ class LocalContentStore:
                 raise NotFoundError(
                     f"object {entry.digest[:12]} for {entry.path} is missing; run 'lockgate verify'"
                 )
-            _place(source, target, link, executable=entry.executable)
+            self._place(source, target, link, executable=entry.executable)
 
+    def _place(self, source: Path, target: Path, link: LinkMode, *, executable: bool) -> None:
+        """One file: ``auto`` hardlinks plain files (one syscall; objects are read-only)
+        and reflinks, else copies, executables (a hardlink would share the object's
+        mode). A file system that refuses one reflink is not asked again."""
+        mode = 0o555 if executable else 0o444
+        # A hardlink shares the object's read-only mode, so executables are copied instead.
+        if link in ("auto", "hardlink") and not executable:
+            try:
+                os.link(source, target)
+                return
+            except OSError as exc:
+                if link == "hardlink":
+                    raise InputError(f"{target}: cannot hardlink ({exc.strerror})") from exc
+        if link == "reflink" or (link == "auto" and self._reflink_ok):
+            if _reflink(source, target):
+                os.chmod(target, mode)
+                return
+            if link == "reflink":
+                raise InputError(
+                    f"{target.parent}: the file system cannot reflink; set staging.link to auto"
+                )
+            self._reflink_ok = False
+        import shutil
 
-def _place(source: Path, target: Path, link: LinkMode, *, executable: bool) -> None:
-    mode = 0o555 if executable else 0o444
-    if link in ("auto", "reflink") and _reflink(source, target):
+        shutil.copyfile(source, target)
         os.chmod(target, mode)
-        return
-    if link == "reflink":
-        raise InputError(
-            f"{target.parent}: the file system cannot reflink; set staging.link to auto"
-        )
-    # A hardlink shares the object's read-only mode, so executables are copied instead.
-    if link in ("auto", "hardlink") and not executable:
-        try:
-            os.link(source, target)
-            return
-        except OSError as exc:
-            if link == "hardlink":
-                raise InputError(f"{target}: cannot hardlink ({exc.strerror})") from exc
-    import shutil
-
-    shutil.copyfile(source, target)
-    os.chmod(target, mode)
 
 
 def _reflink(source: Path, target: Path) -> bool:

@@ -140,19 +140,13 @@ def recover(ctx: click.Context, json_flag: bool) -> None:
     project.recover_on_open = False
     settled = recover_pending(project)
     if wants_json(ctx, json_flag):
-        emit_json(
-            [s.__dict__ if not hasattr(s, "__attrs_attrs__") else _asdict(s) for s in settled]
-        )
+        import attrs
+
+        emit_json([attrs.asdict(s) for s in settled])
         return
     for item in settled:
         click.echo(item.summary())
     click.echo(f"{len(settled)} interrupted operation(s) settled")
-
-
-def _asdict(obj: object) -> dict[str, object]:
-    import attrs
-
-    return attrs.asdict(obj)  # type: ignore[arg-type]
 
 
 @click.command("unlock")
@@ -163,17 +157,22 @@ def unlock(ctx: click.Context, force: bool, reason: str | None) -> None:
     """Show who holds the project's operation lock; with --force, break it (audited)."""
     from lockgate.core.contracts import AuditEvent
     from lockgate.core.lifecycle import now_iso
-    from lockgate.core.locking import LOCK_FILENAME, read_owner
+    from lockgate.core.locking import LOCK_FILENAME, is_held, read_owner
 
     app = ctx.ensure_object(AppContext)
     project = app.project()
     owner = read_owner(project.state_dir)
+    held = is_held(project.state_dir)
     if not force:
-        if owner:
+        if held and owner:
             click.echo(
                 f"locked by pid {owner.get('pid')} on {owner.get('host')} "
                 f"({owner.get('operation')} since {owner.get('since')})"
             )
+        elif held:
+            click.echo("locked by a process that has not written its owner yet")
+        elif owner:
+            click.echo(f"not locked (the last holder, pid {owner.get('pid')}, is gone)")
         else:
             click.echo("not locked")
         return

@@ -73,7 +73,8 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
     for revision in sorted(releases):
         if release_path(project, revision).is_dir():
             problems.extend(verify_release(project, revision, full=True))
-    needed = retained_revisions(project)
+    # What must stay deployable whatever gc's --keep was: current, last-good and latest.
+    needed = retained_revisions(project, keep=1)
     digests: dict[str, str] = {}
     for revision in sorted(needed):
         try:

@@ -23,7 +23,7 @@ from typing import Any
 from lockgate.core.lifecycle import now_iso
 from lockgate.errors import LockedError
 
-__all__ = ["LOCK_FILENAME", "OperationLock", "read_owner"]
+__all__ = ["LOCK_FILENAME", "OperationLock", "is_held", "read_owner"]
 
 LOCK_FILENAME = "operation.lock"
 LEASE_SECONDS = 300.0
@@ -36,6 +36,21 @@ def read_owner(state_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def is_held(state_dir: Path) -> bool:
+    """True when a live process holds the operation lock now."""
+    try:
+        fd = os.open(state_dir / LOCK_FILENAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing also releases the probe's own lock
+    return False
 
 
 class OperationLock:

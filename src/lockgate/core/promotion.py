@@ -209,6 +209,7 @@ class Promoter:
                     f"(first: {first.describe()}); see 'lockgate validate {ref} --stage {stage}'"
                 )
             if not section.gates.allow_force:
+                self._refused(base, f"--force is not allowed into {stage}")
                 raise RefusedError(f"stage {stage} does not allow --force (gates.allow_force)")
             forced = True
         details: dict[str, object] = {}
@@ -276,7 +277,12 @@ class Promoter:
         if expected == "none":
             ok = current is None
         else:
-            ok = current is not None and current.startswith(expected.lower()) and len(expected) >= 4
+            if len(expected) < 4:
+                raise InputError(
+                    f"--expect-current {expected!r} is too short; give at least 4 characters "
+                    "of the revision, or 'none'"
+                )
+            ok = current is not None and current.startswith(expected.lower())
         if not ok:
             now = short(current) if current else "none"
             raise ConflictError(
@@ -546,11 +552,24 @@ class Promoter:
 
 
 def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | None:
-    """The most recent revision that was live and not rolled back for cause."""
-    rolled_away = {c.previous_revision for c in history if c.action == "rollback"}
+    """The most recent revision that was live and not rolled back for cause.
+
+    A rollback condemns the revision it moved away from, unless it restores a condemned
+    revision (a roll forward: the restored one is rehabilitated and the one left is not
+    condemned); promoting a condemned revision again rehabilitates it too.
+    """
+    condemned: set[str] = set()
+    for change in history:
+        if change.action == "rollback":
+            if change.revision in condemned:
+                condemned.discard(change.revision)
+            elif change.previous_revision:
+                condemned.add(change.previous_revision)
+        elif change.revision:
+            condemned.discard(change.revision)
     for change in reversed(history):
         revision = change.revision
-        if revision and revision != exclude and revision not in rolled_away:
+        if revision and revision != exclude and revision not in condemned:
             return revision
     return None
 
@@ -607,10 +626,12 @@ def _recover(project: Project, promoter: Promoter) -> list[Recovered]:
         moved = pointer is not None and pointer.generation >= int(str(payload.get("generation")))
         outcome = "completed" if moved and now == intended else "undone"
         for target in promoter.targets(stage):
-            if target.deployed().get(component_id) == now:
-                continue
             release = ensure_release(project, now) if now else None
-            target.commit(target.prepare(component_id, now, release))
+            prepared = target.prepare(component_id, now, release)  # also sweeps leftovers
+            if target.deployed().get(component_id) == now:
+                target.abort(prepared)
+            else:
+                target.commit(prepared)
         failpoint("recover.after_switch")
         state.append_event(
             AuditEvent(

@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lockgate.core.project import Project
@@ -69,7 +69,9 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     Each file is hashed and compared with the manifest, and nothing else may be there.
     A file whose inode, size, mtime and ctime are those recorded when it last verified
     is not hashed again (any write or chmod changes its ctime, which no one can set
-    back); ``full=True`` hashes everything regardless.
+    back), and when no directory of the release changed (same inode, mtime and ctime)
+    no entry was added or removed, so the tree is not walked; ``full=True`` hashes and
+    walks everything regardless.
     """
     import json
 
@@ -78,18 +80,20 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     release = release_path(project, revision)
     manifest = project.content().get_manifest(revision)
     stamp_file = _stamp_path(release)
-    stamps: dict[str, list[int]] = {}
+    stamps: dict[str, Any] = {}
     if not full:
         try:
-            stamps = json.loads(stamp_file.read_bytes())
+            loaded = json.loads(stamp_file.read_bytes())
+            stamps = loaded if isinstance(loaded, dict) and "files" in loaded else {}
         except (OSError, ValueError):
             stamps = {}
+    old_files: dict[str, list[int]] = stamps.get("files", {})
     problems: list[str] = []
-    fresh: dict[str, list[int]] = {}
+    files: dict[str, list[int]] = {}
     expected = set()
     for entry in manifest.entries:
         expected.add(entry.path)
-        path = release / entry.path
+        path = f"{release}/{entry.path}"
         try:
             st = os.lstat(path)
         except OSError:
@@ -100,8 +104,8 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
                 problems.append(f"{revision[:12]}: {entry.path} is not the recorded symlink")
             continue
         key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        if stamps.get(entry.path) == key:
-            fresh[entry.path] = key
+        if old_files.get(entry.path) == key:
+            files[entry.path] = key
             continue
         try:
             digest = hash_file(path, st.st_size)
@@ -113,19 +117,29 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
                 f"{revision[:12]}: {entry.path} does not match its digest (damaged bytes)"
             )
             continue
-        fresh[entry.path] = key
-    for dirpath, _dirs, files in os.walk(release):
-        for name in files:
-            rel = os.path.relpath(os.path.join(dirpath, name), release).replace(os.sep, "/")
-            if rel not in expected:
-                problems.append(f"{revision[:12]}: {rel} is in the release but not the revision")
-    if not problems:
+        files[entry.path] = key
+    dirs: dict[str, list[int]] = {}
+    for rel in sorted({"", *(os.path.dirname(p) for p in expected)}):
+        try:
+            st = os.lstat(f"{release}/{rel}" if rel else str(release))
+        except OSError:
+            continue
+        dirs[rel] = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    if full or dirs != stamps.get("dirs"):
+        for dirpath, _dirs, names in os.walk(release):
+            for name in names:
+                rel = os.path.relpath(os.path.join(dirpath, name), release).replace(os.sep, "/")
+                if rel not in expected:
+                    problems.append(
+                        f"{revision[:12]}: {rel} is in the release but not the revision"
+                    )
+    if problems:
+        stamp_file.unlink(missing_ok=True)
+    elif files != old_files or dirs != stamps.get("dirs"):
         tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
         try:
-            tmp.write_text(json.dumps(fresh), encoding="utf-8")
+            tmp.write_text(json.dumps({"files": files, "dirs": dirs}), encoding="utf-8")
             tmp.replace(stamp_file)
         except OSError:
             pass  # the stamp only saves time
-    else:
-        stamp_file.unlink(missing_ok=True)
     return problems

@@ -175,6 +175,42 @@ class _Prepared:
     problems: tuple[Issue, ...] = ()
 
 
+class _WorkerPool:
+    """Daemon threads that run validator calls for every run in this process.
+
+    Kept for the life of the process, so a long-running caller (``lockgate watch``)
+    does not start threads for every run. A worker stuck in a call past its deadline is
+    written off: the pool forgets it and starts another when more are needed.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Any, Any, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._live = 0
+
+    def ensure(self, count: int) -> None:
+        with self._lock:
+            while self._live < count:
+                threading.Thread(target=self._work, name="lockgate-validate", daemon=True).start()
+                self._live += 1
+
+    def write_off(self) -> None:
+        with self._lock:
+            self._live -= 1
+
+    def submit(self, call: Any, task: tuple[int, int], events: Any) -> None:
+        self._tasks.put((call, task, events))
+
+    def _work(self) -> None:
+        while True:
+            call, task, events = self._tasks.get()
+            events.put(("start", task, []))
+            events.put(("done", task, call()))
+
+
+_POOL = _WorkerPool()
+
+
 class Validation:
     """Runs the validators of one project."""
 
@@ -461,32 +497,17 @@ class Validation:
     def _run_parallel(
         self, prepared: Sequence[_Prepared], tasks: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], list[Issue]]:
-        """Run the tasks on a pool of daemon threads; give up on calls past their deadline.
+        """Run the tasks on the process's pool of daemon workers, with deadlines.
 
         A worker reports when it starts a call and when it finishes; a call still running
-        at its deadline is recorded as timed out and its worker abandoned (a replacement
-        keeps the pool at full strength). Nothing ever waits for an abandoned worker.
+        at its deadline is recorded as timed out and its worker written off (the pool
+        starts a replacement). Nothing ever waits for a written-off worker.
         """
         timeout = self.settings.timeout
-        todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         events: queue.SimpleQueue[tuple[str, tuple[int, int], list[Issue]]] = queue.SimpleQueue()
+        _POOL.ensure(min(self.workers, len(tasks)))
         for task in tasks:
-            todo.put(task)
-
-        def worker() -> None:
-            while True:
-                task = todo.get()
-                if task is None:
-                    return
-                events.put(("start", task, []))
-                events.put(("done", task, self._call_one(prepared[task[0]], task[1])))
-
-        def spawn() -> None:
-            threading.Thread(target=worker, name="lockgate-validate", daemon=True).start()
-
-        live = min(self.workers, len(tasks))
-        for _ in range(live):
-            spawn()
+            _POOL.submit(lambda t=task: self._call_one(prepared[t[0]], t[1]), task, events)
         results: dict[tuple[int, int], list[Issue]] = {}
         running: dict[tuple[int, int], float] = {}
         while len(results) < len(tasks):
@@ -498,8 +519,7 @@ class Validation:
                 for late in [t for t, deadline in running.items() if deadline <= now]:
                     del running[late]
                     results[late] = [self._timed_out(prepared[late[0]].validators[late[1]])]
-                    spawn()  # the stuck worker is abandoned; keep the pool's strength
-                    live += 1
+                    _POOL.write_off()
                 continue
             if task in results:
                 continue  # finished after its deadline: the timeout stands
@@ -508,8 +528,6 @@ class Validation:
             else:
                 running.pop(task, None)
                 results[task] = issues
-        for _ in range(live):
-            todo.put(None)
         return results
 
     @staticmethod
