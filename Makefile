@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/hashing.py
 	$(PY) benchmarks/staging.py
 	$(PY) benchmarks/state_scale.py
+	$(PY) benchmarks/promote.py
+	$(PY) benchmarks/watch.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

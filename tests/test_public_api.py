@@ -21,6 +21,7 @@ EXPECTED_BUILTINS = {
     "sqlite",
     "workspace",
     "directory",
+    "watch",
     "approvals",
     "conflicts",
     "dependencies",

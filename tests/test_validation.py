@@ -658,3 +658,17 @@ def test_revalidating_many_unchanged_components_is_served_from_cache(ws: Workspa
     assert first.ready and all(r.cached == 0 for r in first.components)
     second = ws.validate(*refs)
     assert all(r.cached == 4 for r in second.components)  # every cacheable builtin
+
+
+def test_per_file_results_are_remembered_by_digest_not_by_path(ws: Workspace) -> None:
+    files = {f"m{n}.py": f"X = {n}\n" for n in range(5)}
+    ws.stage("alice:c", {**files, "k.txt": "nothing\n"})
+    assert ws.validate("alice:c").ready
+    ws.stage("alice:c", {"m3.py": "def (:\n", "k.txt": f"key = {AWS_KEY}\n"})
+    report = ws.validate("alice:c")
+    assert only(report, "alice:c", "syntax-python").location == "m3.py:1"
+    assert only(report, "alice:c", "secrets-found").location == "k.txt:1"
+    ws.stage("alice:c", {"m3.py": "X = 3\n", "k.txt": "nothing\n"})  # back to known digests
+    assert ws.validate("alice:c").ready
+    ws.stage("alice:d", {"other.py": "def (:\n"})  # same bad bytes as m3.py had, another path
+    assert only(ws.validate("alice:d"), "alice:d", "syntax-python").location == "other.py:1"

@@ -158,6 +158,9 @@ class ValidationSubject:
     lists their paths relative to ``root`` (POSIX separators, sorted) and ``sizes`` their
     sizes in bytes. ``metadata`` is what ``component.yaml`` says (version, description,
     owners, depends_on, metadata). ``revision`` is None when validating a workspace.
+    ``digests`` gives each regular file's content digest where it is known (always for a
+    revision): a validator may remember per-file results by digest, so that a new
+    revision costs only its changed files.
     """
 
     component: str
@@ -171,6 +174,7 @@ class ValidationSubject:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     sizes: Mapping[str, int] = attrs.field(factory=dict)
     context: ValidationContext = attrs.field(factory=ValidationContext)
+    digests: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

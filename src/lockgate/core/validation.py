@@ -393,6 +393,7 @@ class Validation:
             revision=revision,
             metadata=self._spec_data(root),
             sizes={e.path: e.size for e in manifest.entries},
+            digests={e.path: e.digest for e in manifest.entries if e.digest},
         )
 
     def _workspace_subject(self, ref: ComponentRef, stage: str) -> ValidationSubject:

@@ -7,9 +7,34 @@ from collections.abc import Iterator
 
 from lockgate.core.models import ValidationSubject
 
-__all__ = ["line_at", "located", "read_text", "text_files"]
+__all__ = ["MISSING", "DigestMemo", "line_at", "located", "read_text", "text_files"]
 
 _LOCATED = re.compile(r"^(?P<path>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
+
+
+class DigestMemo:
+    """Per-file results remembered by content digest, for the life of the process.
+
+    A long-running caller (``lockgate watch``) validates revision after revision that
+    differ in a file or two; with this, only the changed files are read again. Bounded:
+    it forgets everything when it grows past ``limit`` entries.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._data: dict[tuple[object, ...], object] = {}
+
+    def get(self, key: tuple[object, ...]) -> object:
+        return self._data.get(key, _MISSING)
+
+    def put(self, key: tuple[object, ...], value: object) -> None:
+        if len(self._data) >= self.limit:
+            self._data.clear()
+        self._data[key] = value
+
+
+_MISSING = object()
+MISSING = _MISSING
 
 
 def read_text(subject: ValidationSubject, path: str, max_bytes: int) -> str | None:

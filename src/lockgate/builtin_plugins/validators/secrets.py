@@ -17,10 +17,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from functools import lru_cache
+from typing import cast
 
 import attrs
 
-from lockgate.builtin_plugins.validators._files import line_at, read_text
+from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo, line_at, read_text
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
 from lockgate.hookspecs import hookimpl
 
@@ -103,24 +104,47 @@ def on_validate(subject: ValidationSubject, settings: SecretsSettings) -> list[I
                 )
             )
             continue
-        text = read_text(subject, path, settings.max_bytes)
-        if text is None:
-            continue
-        for match in scanner.finditer(text):
-            start = text.rfind("\n", 0, match.start()) + 1
-            end = text.find("\n", match.end())
-            if ALLOW_MARKER in text[start : end if end >= 0 else len(text)]:
-                continue
-            kind = groups[match.lastgroup or ""]
+        digest = subject.digests.get(path)
+        key = (digest, scanner.pattern, settings.max_bytes)
+        found = _MEMO.get(key) if digest else MISSING
+        if found is MISSING:
+            found = _scan(subject, path, settings.max_bytes, scanner, groups)
+            if digest:
+                _MEMO.put(key, found)
+        for kind, line in cast("list[tuple[str, int]]", found):
             issues.append(
                 Issue(
                     Severity.ERROR,
                     "secrets-found",
                     f"possible {kind} (value not shown)",
                     path=path,
-                    line=line_at(text, match.start()),
+                    line=line,
                     hint="remove secrets from components, load them at run time, and rotate "
                     "any that were staged",
                 )
             )
     return issues
+
+
+_MEMO = DigestMemo()
+
+
+def _scan(
+    subject: ValidationSubject,
+    path: str,
+    max_bytes: int,
+    scanner: re.Pattern[str],
+    groups: dict[str, str],
+) -> list[tuple[str, int]]:
+    """(kind, line) of every finding in one file (never the matched text)."""
+    text = read_text(subject, path, max_bytes)
+    if text is None:
+        return []
+    found = []
+    for match in scanner.finditer(text):
+        start = text.rfind("\n", 0, match.start()) + 1
+        end = text.find("\n", match.end())
+        if ALLOW_MARKER in text[start : end if end >= 0 else len(text)]:
+            continue
+        found.append((groups[match.lastgroup or ""], line_at(text, match.start())))
+    return found

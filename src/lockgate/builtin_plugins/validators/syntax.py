@@ -12,9 +12,11 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from typing import cast
 
 import attrs
 
+from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
 from lockgate.hookspecs import hookimpl
 
@@ -77,6 +79,13 @@ def on_validate(subject: ValidationSubject, settings: SyntaxSettings) -> list[Is
         if found is None:
             continue
         language, check = found
+        digest = subject.digests.get(path)
+        remembered = _MEMO.get((digest, language)) if digest else MISSING
+        if remembered is not MISSING:
+            known = cast("Problem", remembered)
+            if known is not None:
+                issues.append(_issue(subject, path, language, known))
+            continue
         if subject.sizes.get(path, 0) > settings.max_bytes:
             issues.append(
                 Issue(
@@ -97,20 +106,29 @@ def on_validate(subject: ValidationSubject, settings: SyntaxSettings) -> list[Is
             )
             continue
         problem = check(raw, path)
+        if digest:
+            _MEMO.put((digest, language), problem)
         if problem is not None:
-            line, message = problem
-            issues.append(
-                Issue(
-                    Severity.ERROR,
-                    f"syntax-{language}",
-                    message,
-                    path=path,
-                    line=line,
-                    hint=f"fix the {language.upper() if language != 'python' else 'Python'} "
-                    f"syntax errors, then restage {subject.component}",
-                )
-            )
+            issues.append(_issue(subject, path, language, problem))
     return issues
+
+
+_MEMO = DigestMemo()
+
+
+def _issue(
+    subject: ValidationSubject, path: str, language: str, problem: tuple[int | None, str]
+) -> Issue:
+    line, message = problem
+    name = language.upper() if language != "python" else "Python"
+    return Issue(
+        Severity.ERROR,
+        f"syntax-{language}",
+        message,
+        path=path,
+        line=line,
+        hint=f"fix the {name} syntax errors, then restage {subject.component}",
+    )
 
 
 Problem = tuple[int | None, str] | None

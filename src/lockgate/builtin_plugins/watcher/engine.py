@@ -1,0 +1,755 @@
+"""The watch loop behind ``lockgate watch``.
+
+Threads: watchdog's observer threads only turn file events into *hints* — "rescan this
+component", "rediscover this workspace" — and put them on a queue. Everything that
+touches the project (scans, the stat cache, staging, the state store, validation,
+output) runs on the one thread that called :meth:`Watcher.run`, one sync at a time.
+Signal handlers only set a flag (and wake the queue); the loop checks it between syncs,
+so a sync in flight always finishes.
+
+Debouncing is per hint: a component is synced once no event touched it for
+``debounce_ms`` (or ``max_wait_ms`` after its first event, for files that never go
+quiet). Which events matter is decided with the workspace source's own rules
+(:func:`~lockgate.builtin_plugins.workspace.is_default_ignored` by name; patterns from
+``.lockgateignore`` are applied by the rescan itself, which then finds nothing changed).
+
+Failpoints for tests (``LOCKGATE_FAILPOINTS``, comma-separated): ``watch.inotify`` makes
+the platform observer refuse its watch with ENOSPC; ``watch.overflow`` reports an event
+queue overflow on the first hint; ``watch.slow-sync`` sleeps one second at the start of
+every sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import attrs
+import click
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+from lockgate.builtin_plugins.watcher import WatchSettings
+from lockgate.builtin_plugins.workspace import IGNORE_FILE, WorkspaceSource, is_default_ignored
+from lockgate.core.contracts import Component
+from lockgate.core.lifecycle import now_iso
+from lockgate.core.models import Issue
+from lockgate.core.refs import ComponentRef, short
+from lockgate.core.staging import Stager, StageResult
+from lockgate.errors import ConflictError, InputError, LockgateError, NotFoundError
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+    from lockgate.core.project import Project
+
+__all__ = ["FAILPOINTS_ENV", "Hint", "Output", "PathMapper", "Watcher", "failpoints"]
+
+FAILPOINTS_ENV = "LOCKGATE_FAILPOINTS"
+TICK = 0.5
+"""Longest the loop blocks on an empty queue (signals also wake it at once)."""
+CONFLICT_RETRIES = 3
+"""A component whose files change while it is staged is retried this often, then failed."""
+LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+"""Errors that mean "the platform will not watch more": fall back to polling."""
+
+# Only events that can change what a scan sees: no open/close-without-write (staging reads
+# files, which would otherwise wake the watcher again), no directory "modified" echoes.
+EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+
+
+def failpoints(environ: Mapping[str, str]) -> frozenset[str]:
+    """The failpoints ``LOCKGATE_FAILPOINTS`` turns on (test hooks; see the module doc)."""
+    raw = environ.get(FAILPOINTS_ENV, "")
+    return frozenset(p.strip() for p in raw.split(",") if p.strip())
+
+
+class Hint(NamedTuple):
+    """What an event asks for: ``component`` (rescan the component at ``path``),
+    ``workspace`` (rediscover: components may have appeared or gone) or ``rescan``
+    (rediscover, then rescan every component: an ignore file changed). ``workspace``
+    None means every watched workspace."""
+
+    kind: str
+    workspace: str | None
+    path: str = ""
+
+
+@attrs.frozen
+class PathMapper:
+    """Turns an event's path into a :class:`Hint`, or None for a path that cannot matter.
+
+    Pure and immutable: called on watchdog's threads, once per event, on the plain
+    ``str`` paths watchdog hands over (a ``Path`` per event would cost more than the
+    mapping itself, hence the ``noqa: PTH`` below).
+    """
+
+    root: str
+    segments: tuple[str, ...]
+    wanted: frozenset[str] | None = None
+
+    def hint(self, path: str, *, is_dir: bool) -> Hint | None:
+        root = self.root
+        if path == root:
+            return Hint("workspace", None)
+        if not path.startswith(root) or path[len(root) : len(root) + 1] != os.sep:
+            return None
+        parts = path[len(root) + 1 :].split(os.sep)  # noqa: PTH206
+        ws_at = self.segments.index("{workspace}")
+        n = len(self.segments)
+        if len(parts) == 2 and parts[1] == IGNORE_FILE and not is_dir:
+            # ROOT/WS/.lockgateignore applies to every component of WS.
+            return Hint("rescan", parts[0]) if self._wanted(parts[0]) else None
+        for i, (part, segment) in enumerate(zip(parts, self.segments, strict=False)):
+            if "{" not in segment:
+                if part != segment:
+                    return None
+                continue
+            # Discovery skips hidden and ignored directories at every level of the layout.
+            if part.startswith(".") or is_default_ignored(part, is_dir=True):
+                return None
+            if i == ws_at and not self._wanted(part):
+                return None
+        workspace = parts[ws_at] if len(parts) > ws_at else None
+        if len(parts) < n:
+            return Hint("workspace", workspace) if is_dir else None
+        component_dir = os.sep.join((root, *parts[:n]))  # noqa: PTH118
+        if len(parts) == n:
+            return Hint("component", workspace, component_dir) if is_dir else None
+        inner = parts[n:]
+        for name in inner[:-1]:
+            if is_default_ignored(name, is_dir=True):
+                return None
+        name = inner[-1]
+        if name != IGNORE_FILE and is_default_ignored(name, is_dir=is_dir):
+            return None
+        return Hint("component", workspace, component_dir)
+
+    def workspace_of(self, path: str) -> str | None:
+        """The workspace a path under the root belongs to (None if it is not in one)."""
+        if not path.startswith(self.root + os.sep):
+            return None
+        parts = path[len(self.root) + 1 :].split(os.sep)  # noqa: PTH206
+        ws_at = self.segments.index("{workspace}")
+        return parts[ws_at] if len(parts) > ws_at else None
+
+    def _wanted(self, workspace: str) -> bool:
+        return self.wanted is None or workspace in self.wanted
+
+
+@attrs.define
+class Output:
+    """One line per sync on stdout (a JSON object each with ``--json``); warnings on stderr."""
+
+    json: bool = False
+    verbosity: int = 0
+
+    def emit(self, data: dict[str, Any], text: str) -> None:
+        if self.json:
+            click.echo(json.dumps(data, default=str))
+        else:
+            click.echo(text)
+
+    def warn(self, message: str) -> None:
+        click.echo(f"lockgate: warning: {message}", err=True)
+
+    def note(self, message: str) -> None:
+        """Detail shown with ``-v`` only."""
+        if self.verbosity > 0:
+            click.echo(f"lockgate: {message}", err=True)
+
+
+class _Item(NamedTuple):
+    """What crosses from other threads (and signal handlers) to the loop."""
+
+    kind: str  # "hint", "overflow", "log" or "signal"
+    at: float
+    hint: Hint | None = None
+    message: str = ""
+
+
+@attrs.define
+class _Pending:
+    """A hint waiting for its burst to end."""
+
+    first: float
+    last: float
+    events: int = 1
+    attempts: int = 0
+
+
+class _Handler(FileSystemEventHandler):
+    """Runs on watchdog's thread: events in, hints out; never touches the project."""
+
+    def __init__(self, mapper: PathMapper, put: Callable[[_Item], None]) -> None:
+        super().__init__()
+        self._mapper = mapper
+        self._put = put
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        at = time.monotonic()
+        for raw in (event.src_path, event.dest_path):
+            if raw:
+                hint = self._mapper.hint(os.fsdecode(raw), is_dir=event.is_directory)
+                if hint is not None:
+                    self._put(_Item("hint", at, hint))
+
+
+class _WatchdogLog(logging.Handler):
+    """watchdog reports a kernel queue overflow only in its log: turn that into an item."""
+
+    def __init__(self, put: Callable[[_Item], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._put = put
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        kind = "overflow" if "overflow" in message.lower() else "log"
+        self._put(_Item(kind, time.monotonic(), message=message))
+
+
+class Watcher:
+    """``lockgate watch``: sync components as their files change, until a signal."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        workspaces: Sequence[str] = (),
+        stage: str | None = None,
+        settings: WatchSettings | None = None,
+        output: Output | None = None,
+    ) -> None:
+        source = project.source()
+        if not isinstance(source, WorkspaceSource):
+            raise InputError(
+                "lockgate watch needs the 'workspace' component source (workspaces.source is "
+                f"'{project.config.workspaces.source}'); use 'lockgate sync' instead"
+            )
+        self.project = project
+        self.source = source
+        self.stage = project.check_stage(stage)
+        self._validate_for = stage  # None: validation's own default (the next stage)
+        self.settings = settings or WatchSettings()
+        self.out = output or Output()
+        self.workspaces = tuple(dict.fromkeys(workspaces))
+        self.root = str(source.root)
+        self.mapper = PathMapper(
+            self.root, source.layout.segments, frozenset(self.workspaces) or None
+        )
+        self.stager = Stager(project)
+        self.failpoints = failpoints(project.environ)
+        self.debounce = self.settings.debounce_ms / 1000
+        self.max_wait = self.settings.max_wait_ms / 1000
+        # SimpleQueue.put is reentrant: safe from watchdog's threads and signal handlers.
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._handler = _Handler(self.mapper, self._queue.put)
+        self._pending: dict[Hint, _Pending] = {}
+        self._known: dict[ComponentRef, Component] = {}
+        self._by_path: dict[str, Component] = {}
+        self._problems: set[tuple[str, str]] = set()
+        self._observer: BaseObserver | None = None
+        self._mode = ""
+        self._overflow_failpoint = "watch.overflow" in self.failpoints
+        self._logged: set[str] = set()
+        self._stop_signal: int | None = None
+        self._syncs = 0
+        self._failed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> None:
+        """Watch until SIGINT or SIGTERM; then print a final line and return."""
+        started = time.monotonic()
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        log_handler = _WatchdogLog(self._queue.put)
+        watchdog_log = logging.getLogger("watchdog")
+        watchdog_log.addHandler(log_handler)
+        try:
+            if not Path(self.root).is_dir():
+                raise NotFoundError(
+                    f"no workspaces directory {self.root}; create it ('lockgate init' does) "
+                    "or set workspaces.root"
+                )
+            self._start_observer()
+            self._initial_sync()
+            if self._stop_signal is None:
+                self._ready(started)
+                self._loop()
+        finally:
+            self._stop_observer()
+            watchdog_log.removeHandler(log_handler)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self._stopped(started)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_signal is not None:
+            # A second signal: stop at once (exit 130). Still safe: objects are renamed into
+            # place whole and a revision is recorded in one transaction, or not at all.
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        self._queue.put(_Item("signal", time.monotonic()))
+
+    def _ready(self, started: float) -> None:
+        elapsed = (time.monotonic() - started) * 1000
+        n = len(self._known)
+        self.out.emit(
+            {
+                "event": "ready",
+                "root": self.root,
+                "workspaces": list(self.workspaces) or None,
+                "stage": self.stage,
+                "mode": self._mode,
+                "components": n,
+                "debounce_ms": self.settings.debounce_ms,
+                "startup_ms": round(elapsed, 1),
+            },
+            f"watching {_plural(n, 'component')} under {self.root} ({self._mode}, debounce "
+            f"{self.settings.debounce_ms} ms) for {self.stage}; ready in {elapsed:.0f} ms "
+            "(Ctrl-C stops)",
+        )
+
+    def _stopped(self, started: float) -> None:
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else None
+        uptime = time.monotonic() - started
+        self.out.emit(
+            {
+                "event": "stopped",
+                "signal": name,
+                "revisions": self._syncs,
+                "failed": self._failed,
+                "uptime_s": round(uptime, 3),
+            },
+            f"stopped ({name}): {_plural(self._syncs, 'new revision')}, {self._failed} failed, "
+            f"in {uptime:.1f} s",
+        )
+
+    # ------------------------------------------------------------------ observers
+
+    def _start_observer(self) -> None:
+        if self.settings.force_polling:
+            self._start_polling()
+            return
+        try:
+            self._observer = self._native_observer()
+        except OSError as exc:
+            if exc.errno not in LIMIT_ERRNOS:
+                raise InputError(
+                    f"{self.root}: cannot watch it ({exc.strerror or exc}); "
+                    "check its permissions, or use --poll"
+                ) from exc
+            self._fallback(f"the platform refuses more file watches ({_describe(exc)})")
+            return
+        self._mode = _mode_name(self._observer)
+
+    def _native_observer(self) -> BaseObserver:
+        from watchdog.observers import Observer
+
+        if "watch.inotify" in self.failpoints:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached (failpoint watch.inotify)")
+        observer = Observer()
+        try:
+            observer.schedule(self._handler, self.root, recursive=True, event_filter=EVENT_TYPES)
+            observer.start()
+            missing = _unwatched_directories(observer, self.root)
+            if missing:
+                raise OSError(
+                    errno.ENOSPC,
+                    f"inotify watch limit reached: {_plural(len(missing), 'directory')} "
+                    f"not watched, e.g. {os.fsdecode(missing[0])}",
+                )
+        except BaseException:
+            _shutdown(observer)
+            raise
+        return observer
+
+    def _start_polling(self) -> None:
+        from watchdog.observers.polling import PollingObserverVFS
+
+        # lstat, not stat: never follow a symlink (``dot -> .`` would recurse forever),
+        # the way scans never do.
+        observer = PollingObserverVFS(
+            os.lstat, os.scandir, polling_interval=self.settings.poll_interval_ms / 1000
+        )
+        observer.schedule(self._handler, self.root, recursive=True, event_filter=EVENT_TYPES)
+        observer.start()  # takes the first snapshot
+        self._observer = observer
+        self._mode = "polling"
+
+    def _fallback(self, reason: str) -> None:
+        """Warn once and poll the tree from now on; rescan everything when events were lost."""
+        if self._mode == "polling":
+            return
+        running = self._observer is not None
+        self._stop_observer()
+        self._start_polling()
+        self.out.warn(
+            f"{reason}; polling {self.root} every {self.settings.poll_interval_ms} ms instead "
+            "(see 'Fallback' in docs/watcher.md)"
+        )
+        if running:
+            now = time.monotonic()
+            self._pending[Hint("rescan", None)] = _Pending(now, now)
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            _shutdown(observer)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        get = self._queue.get
+        while self._stop_signal is None:
+            item: _Item | None
+            try:
+                item = get(timeout=self._timeout())
+            except queue.Empty:
+                item = None
+            while item is not None:
+                self._absorb(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            if self._stop_signal is None:
+                self._process_due()
+
+    def _deadline(self, pending: _Pending) -> float:
+        return min(pending.last + self.debounce, pending.first + self.max_wait)
+
+    def _timeout(self) -> float:
+        if not self._pending:
+            return TICK
+        soonest = min(self._deadline(p) for p in self._pending.values())
+        return min(max(soonest - time.monotonic(), 0.0), TICK)
+
+    def _absorb(self, item: _Item) -> None:
+        if item.kind == "hint" and item.hint is not None:
+            pending = self._pending.get(item.hint)
+            if pending is None:
+                self._pending[item.hint] = _Pending(item.at, item.at)
+            else:
+                pending.last = max(pending.last, item.at)
+                pending.events += 1
+            if self._overflow_failpoint and self._mode != "polling":
+                self._overflow_failpoint = False
+                self._queue.put(_Item("overflow", item.at, message="failpoint watch.overflow"))
+        elif item.kind == "overflow":
+            self._fallback("the file event queue overflowed and events were lost")
+        elif item.kind == "log" and item.message not in self._logged:
+            self._logged.add(item.message)
+            self.out.note(f"watchdog: {item.message}")
+
+    def _process_due(self) -> None:
+        now = time.monotonic()
+        due = [(h, p) for h, p in self._pending.items() if self._deadline(p) <= now]
+        for hint, _ in due:
+            del self._pending[hint]
+        # Discovery first: a component that appeared is then known when its own hint runs.
+        due.sort(key=lambda hp: (hp[0].kind == "component", hp[0].path))
+        for hint, pending in due:
+            if self._stop_signal is not None:
+                return  # nothing half-done: the hints left are simply not acted on
+            self._process(hint, pending)
+
+    def _process(self, hint: Hint, pending: _Pending) -> None:
+        """Act on one due hint; a failure is reported and the watcher goes on."""
+        try:
+            self._act(hint, pending)
+        except LockgateError as exc:
+            self._fail(hint.path or hint.workspace or self.root, exc.message)
+        except OSError as exc:  # a directory that cannot be read, say
+            where = exc.filename if isinstance(exc.filename, str) else hint.path or self.root
+            self._fail(where, f"cannot be read ({exc.strerror or exc}); fix its permissions")
+
+    def _act(self, hint: Hint, pending: _Pending) -> None:
+        if hint.kind == "component":
+            component = self._by_path.get(hint.path)
+            if component is not None and component.path.is_dir():
+                self._sync(component, pending, hint)
+            else:
+                self._rediscover(hint.workspace, pending, trigger=hint.path)
+        elif hint.kind == "workspace":
+            self._rediscover(hint.workspace, pending)
+        else:
+            self._rediscover(hint.workspace, pending)
+            self._sync_all(hint.workspace, pending)
+
+    def _repend(self, hint: Hint, pending: _Pending) -> None:
+        """Wait for another quiet period before acting on ``hint`` again."""
+        pending.last = time.monotonic()
+        current = self._pending.get(hint)
+        if current is None:
+            self._pending[hint] = pending
+        else:
+            current.first = min(current.first, pending.first)
+            current.attempts = pending.attempts
+
+    # ------------------------------------------------------------------ discovery
+
+    def _names(self, workspace: str | None) -> list[str] | None:
+        if workspace is not None:
+            return [workspace]
+        return list(self.workspaces) or None
+
+    def _initial_sync(self) -> None:
+        discovery = self.source.discover(self._names(None))
+        self._known = {c.ref: c for c in discovery.components}
+        self._reindex()
+        self._report_problems(discovery.problems, None)
+        for ws in self.workspaces:
+            if not any(ref.workspace == ws for ref in self._known):
+                self.out.warn(f"no component in workspace '{ws}' under {self.root} yet")
+        self._sync_all(None, None)
+
+    def _rediscover(self, workspace: str | None, pending: _Pending, trigger: str = "") -> None:
+        discovery = self.source.discover(self._names(workspace))
+        found = {c.ref: c for c in discovery.components}
+        for ref in sorted(self._known):
+            gone = self._known[ref]
+            if workspace is not None and ref.workspace != workspace:
+                continue
+            # A component whose directory is still there is broken (its component.yaml, say),
+            # not deleted: staging it reports why.
+            if ref not in found and not gone.path.is_dir():
+                del self._known[ref]
+                self._deleted(gone)
+        new = [c for c in discovery.components if c.ref not in self._known]
+        self._known.update(found)
+        self._reindex()
+        self._report_problems(discovery.problems, workspace)
+        for component in new:
+            hint = Hint("component", component.ref.workspace, str(component.path))
+            if hint.path != trigger and hint in self._pending:
+                continue  # still being written: its own hint syncs it once quiet
+            self._sync(component, pending, hint)
+
+    def _reindex(self) -> None:
+        self._by_path = {str(c.path): c for c in self._known.values()}
+
+    def _report_problems(self, problems: Iterable[Issue], workspace: str | None) -> None:
+        current = {(p.path or "?", p.message) for p in problems}
+        for where, message in sorted(current - self._problems):
+            self._fail(where, message)
+        if workspace is None:
+            self._problems = current
+        else:
+            kept = {p for p in self._problems if self.mapper.workspace_of(p[0]) != workspace}
+            self._problems = kept | current
+
+    def _deleted(self, component: Component) -> None:
+        ref = str(component.ref)
+        latest: str | None = None
+        kept = "it was never staged"
+        try:
+            record = self.project.state().component(ref)
+        except LockgateError:  # the state store is busy: the line is still worth printing
+            kept = "its revisions stay as they are (nothing is unstaged)"
+        else:
+            latest = record.latest_revision if record is not None else None
+            if latest:
+                kept = f"revision {short(latest)} and its status stay (nothing is unstaged)"
+        self.out.emit(
+            {
+                "event": "deleted",
+                "component": ref,
+                "path": str(component.path),
+                "latest_revision": latest,
+                "at": now_iso(),
+            },
+            f"{ref}: deleted from the workspace; {kept}",
+        )
+
+    # ------------------------------------------------------------------ syncing
+
+    def _sync(self, component: Component, pending: _Pending, hint: Hint) -> None:
+        ref = str(component.ref)
+        self.out.note(f"{ref}: syncing ({_plural(pending.events, 'event')})")
+        if "watch.slow-sync" in self.failpoints:
+            time.sleep(1.0)
+        started = time.monotonic()
+        try:
+            result = self.stager.stage(component.ref, to=self.stage)
+        except NotFoundError:
+            # Gone or renamed since the event: find out which.
+            self._repend(Hint("workspace", component.ref.workspace), pending)
+            return
+        except ConflictError as exc:
+            # Files changed while they were read (or the state store is busy): try again
+            # after another quiet period, a few times.
+            if pending.attempts < CONFLICT_RETRIES:
+                pending.attempts += 1
+                self._repend(hint, pending)
+                return
+            self._fail(ref, exc.message)
+            return
+        except LockgateError as exc:
+            self._fail(ref, exc.message)
+            return
+        if result.created:
+            self._staged(result, pending, started)
+        else:
+            self.out.note(f"{ref}: unchanged at {short(result.revision)}")
+
+    def _sync_all(self, workspace: str | None, pending: _Pending | None) -> None:
+        """Stage every component that changed (one discovery, stat cache scans)."""
+        result = self.stager.sync(self._names(workspace), to=self.stage)
+        for staged in result.results:
+            if staged.created:
+                self._staged(staged, pending, None)
+        for where, reason in result.failures:
+            if (where, reason) not in self._problems:  # discovery problems: reported already
+                self._fail(where, reason)
+
+    def _staged(self, result: StageResult, pending: _Pending | None, started: float | None) -> None:
+        """Validate a new revision and print its line (``started``: when its staging began)."""
+        staged_at = time.monotonic()
+        ready, summary, report = self._validate(result.component)
+        done = time.monotonic()
+        latency = None if pending is None else (done - pending.first) * 1000
+        timings = {
+            "wait_ms": None if pending is None or started is None else _ms(pending.first, started),
+            "stage_ms": None if started is None else _ms(started, staged_at),
+            "validate_ms": _ms(staged_at, done),
+        }
+        self._syncs += 1
+        c = result.diff.counts()
+        self.out.emit(
+            {
+                "event": "staged",
+                "component": result.component,
+                "type": result.component_type,
+                "stage": result.stage,
+                "revision": result.revision,
+                "previous_revision": result.previous,
+                "changes": c,
+                "files": result.files,
+                "size": result.size,
+                "hashed": result.hashed,
+                "ready": ready,
+                "validation": {"ready": ready, "summary": summary, "report": report},
+                "latency_ms": None if latency is None else round(latency, 1),
+                "timings": timings,
+                "events": 0 if pending is None else pending.events,
+                "warnings": list(result.warnings),
+                "at": now_iso(),
+            },
+            f"{result.component}: staged {short(result.revision)} "
+            f"(+{c['added']} ~{c['modified']} -{c['removed']}); {summary}; "
+            + ("at start-up" if latency is None else f"{latency:.0f} ms after the first change"),
+        )
+        for warning in result.warnings:
+            self.out.warn(warning)
+
+    def _validate(self, ref: str) -> tuple[bool, str, Any]:
+        """Validate the component's new revision: (ready, one-line summary, report data)."""
+        from lockgate.core.validation import Validation
+
+        try:
+            report = Validation(self.project).run([ref], stage=self._validate_for, use_cache=True)
+        except LockgateError as exc:
+            return False, f"not validated: {exc.message}", {"error": exc.message}
+        return bool(report.ready), str(report.summary()), report.to_dict()
+
+    def _fail(self, where: str, message: str) -> None:
+        self._failed += 1
+        self.out.emit(
+            {"event": "failed", "component": where, "error": message, "at": now_iso()},
+            f"{where}: FAILED: {message}",
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 1)
+
+
+def _plural(n: int, word: str) -> str:
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "error")
+    return f"{name}: {exc.strerror or exc}"
+
+
+def _mode_name(observer: BaseObserver) -> str:
+    name = type(observer).__name__
+    return name.removesuffix("Observer").lower() or name
+
+
+def _shutdown(observer: BaseObserver) -> None:
+    with contextlib.suppress(Exception):
+        observer.stop()
+    with contextlib.suppress(RuntimeError):
+        observer.join(timeout=5)
+
+
+def _unwatched_directories(observer: BaseObserver, root: str) -> list[bytes]:
+    """Directories inotify silently failed to watch (it raises only for the top one).
+
+    watchdog registers one inotify watch per directory and skips, without a word, those
+    it could not add — which is what hitting ``fs.inotify.max_user_watches`` part-way
+    through a tree looks like. This compares its watches with the tree. It reads
+    watchdog's inotify internals, so on another platform or version it checks nothing.
+    """
+    watched: set[bytes] = set()
+    for emitter in observer.emitters:
+        group = getattr(emitter, "_inotify", None)
+        paths = getattr(group, "_active_callbacks_by_path", None)
+        if not isinstance(paths, dict):
+            return []
+        watched.update(paths)
+    expected = [os.fsencode(root)]
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            full = Path(dirpath, name)
+            if not full.is_symlink():
+                expected.append(os.fsencode(full))
+    missing = [p for p in expected if p not in watched]
+    if missing:
+        time.sleep(0.2)  # directories created meanwhile get their watch from their own event
+        for emitter in observer.emitters:
+            group = getattr(emitter, "_inotify", None)
+            watched.update(getattr(group, "_active_callbacks_by_path", {}))
+        missing = [p for p in missing if p not in watched and Path(os.fsdecode(p)).is_dir()]
+    return missing
