@@ -982,3 +982,30 @@ def test_four_processes_promoting_and_rolling_back_lose_no_update(ws: Workspace)
     assert report.ok, report.problems
     final = run_lockgate("verify", cwd=ws.root, env=ENV)
     assert final.returncode == 0, final.stdout + final.stderr
+
+
+def test_gc_removes_leftovers_of_interrupted_writers_after_the_grace_period(
+    ws: Workspace,
+) -> None:
+    state = ws.root / ".lockgate"
+    old = time.time() - 7200
+    leftovers = [
+        state / "releases" / ".tmp-0123456789abcdef-deadbeef",
+        state / "releases" / f"{'a' * 64}.verified.0badf00d",
+        state / "objects" / "tmp" / "obj-12345",
+        state / "cache" / "stat" / "alice" / "prep.4242.tmp",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name.startswith(".tmp-"):
+            path.mkdir()
+            (path / "half-written.txt").write_text("x")
+            os.utime(path / "half-written.txt", (old, old))
+        else:
+            path.write_text("x")
+        os.utime(path, (old, old))
+    fresh = state / "objects" / "tmp" / "obj-67890"  # a writer may still be busy with it
+    fresh.write_text("y")
+    ws.ok("gc")
+    assert [p for p in leftovers if p.exists()] == []
+    assert fresh.exists()

@@ -70,6 +70,7 @@ class LocalContentStore:
         self._fanout: set[str] = set()
         self._tmp_ready = False
         self._reflink_ok = True
+        self._manifests: dict[str, Manifest] = {}
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> LocalContentStore:
@@ -223,11 +224,19 @@ class LocalContentStore:
         return data
 
     def get_manifest(self, revision: str) -> Manifest:
+        # Manifests are immutable (named by their digest), so decoded ones are kept.
+        cached = self._manifests.get(revision)
+        if cached is not None:
+            return cached
         try:
             data = self.read_bytes(revision)
         except NotFoundError as exc:
             raise NotFoundError(f"revision {revision[:12]} is not in the content store") from exc
-        return Manifest.from_bytes(data, where=f"revision {revision[:12]}")
+        manifest = Manifest.from_bytes(data, where=f"revision {revision[:12]}")
+        if len(self._manifests) >= 64:
+            self._manifests.clear()
+        self._manifests[revision] = manifest
+        return manifest
 
     def verify(self, digest: str) -> bool:
         path = self.object_path(digest)

@@ -13,6 +13,7 @@ pruned, and a revision whose objects were collected can still be listed and diff
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -83,7 +84,7 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
             problems.append(f"revision {revision[:12]}: {exc.message}")
             continue
         for entry in manifest.entries:
-            if entry.digest:
+            if entry.digest and entry.kind != "symlink":  # a link's text is in the manifest
                 digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
     for digest, where in sorted(digests.items()):
         if not content.has(digest):
@@ -175,7 +176,7 @@ def collect_garbage(
                 manifest = content.get_manifest(revision)
             except LockgateError:
                 continue
-            needed.update(e.digest for e in manifest.entries if e.digest)
+            needed.update(e.digest for e in manifest.entries if e.digest and e.kind != "symlink")
         releases_dir = project.state_dir / RELEASES_DIRNAME
         doomed_releases = []
         if releases_dir.is_dir():
@@ -195,6 +196,7 @@ def collect_garbage(
                 (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
             for digest in doomed_objects:
                 content.remove(digest)
+            leftovers = _sweep_leftovers(project, cutoff)
             state.append_event(
                 AuditEvent(
                     at=now_iso(),
@@ -204,11 +206,42 @@ def collect_garbage(
                         "releases": len(doomed_releases),
                         "objects": len(doomed_objects),
                         "bytes": size,
+                        "leftovers": leftovers,
                         "keep": project.config.gc.keep if keep is None else keep,
                     },
                 )
             )
     return GcResult(tuple(doomed_releases), len(doomed_objects), size, len(kept), dry_run)
+
+
+def _sweep_leftovers(project: Project, cutoff: float) -> int:
+    """Remove what interrupted writers left behind (temporary releases, stamps, objects,
+    cache files), once older than the grace period. Returns how many were removed."""
+    state_dir = project.state_dir
+    patterns: list[tuple[Path, str]] = [
+        (state_dir / RELEASES_DIRNAME, ".tmp-*"),
+        (state_dir / RELEASES_DIRNAME, "*.verified.*"),
+        (state_dir / "cache", "**/*.tmp"),
+    ]
+    store_tmp = getattr(project.content(), "tmp", None)  # the local store's temporary files
+    if isinstance(store_tmp, Path):
+        patterns.append((store_tmp, "*"))
+    removed = 0
+    for base, pattern in patterns:
+        if not base.is_dir():
+            continue
+        for path in base.glob(pattern):
+            try:
+                if path.lstat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    remove_tree(path)
+                else:
+                    path.unlink()
+                removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def _size(content: Any, digest: str) -> int:

@@ -169,7 +169,7 @@ class Project:
         """
         fresh = "state" not in self._built
         store = typing.cast(StateStore, self._role("state", self.config.state.store))
-        if fresh and self.recover_on_open:
+        if fresh and self.recover_on_open and store.open_intents():
             from lockgate.core.promotion import recover_pending
 
             recover_pending(self)

@@ -67,17 +67,21 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     """Problems with the release of ``revision`` (empty: every byte matches its digest).
 
     Each file is hashed and compared with the manifest, and nothing else may be there.
-    A file whose inode, size, mtime and ctime are those recorded when it last verified
-    is not hashed again (any write or chmod changes its ctime, which no one can set
-    back), and when no directory of the release changed (same inode, mtime and ctime)
-    no entry was added or removed, so the tree is not walked; ``full=True`` hashes and
-    walks everything regardless.
+    A file is not hashed again while its inode, size and mtime are those recorded when it
+    last verified and its ctime is too — unless only its link count changed (another
+    release hardlinking the same object changes the ctime, not the bytes). Any write
+    changes the mtime, and any chmod or mtime reset changes the ctime, which no one can
+    set back. When no directory of the release changed (inode, mtime, ctime) no entry was
+    added or removed, so the tree is not walked. ``full=True`` hashes and walks
+    everything regardless (``lockgate verify``), which also catches what no stat shows,
+    such as bits rotting on the disk.
     """
     import json
 
     from lockgate.core.manifest import hash_file
 
     release = release_path(project, revision)
+    base = str(release)
     manifest = project.content().get_manifest(revision)
     stamp_file = _stamp_path(release)
     stamps: dict[str, Any] = {}
@@ -90,12 +94,11 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     old_files: dict[str, list[int]] = stamps.get("files", {})
     problems: list[str] = []
     files: dict[str, list[int]] = {}
-    expected = set()
+    lstat = os.lstat
     for entry in manifest.entries:
-        expected.add(entry.path)
-        path = f"{release}/{entry.path}"
+        path = f"{base}/{entry.path}"
         try:
-            st = os.lstat(path)
+            st = lstat(path)
         except OSError:
             problems.append(f"{revision[:12]}: {entry.path} is missing from its release")
             continue
@@ -103,8 +106,9 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
             if not os.path.islink(path) or os.readlink(path) != entry.target:
                 problems.append(f"{revision[:12]}: {entry.path} is not the recorded symlink")
             continue
-        key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        if old_files.get(entry.path) == key:
+        key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink]
+        old = old_files.get(entry.path)
+        if old is not None and old[:3] == key[:3] and (old[3] == key[3] or old[4] != key[4]):
             files[entry.path] = key
             continue
         try:
@@ -118,16 +122,19 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
             )
             continue
         files[entry.path] = key
+    old_dirs: dict[str, list[int]] | None = stamps.get("dirs")
+    names = old_dirs.keys() if old_dirs else {os.path.dirname(e.path) for e in manifest.entries}
     dirs: dict[str, list[int]] = {}
-    for rel in sorted({"", *(os.path.dirname(p) for p in expected)}):
+    for rel in {"", *names}:
         try:
-            st = os.lstat(f"{release}/{rel}" if rel else str(release))
+            st = lstat(f"{base}/{rel}" if rel else base)
         except OSError:
             continue
         dirs[rel] = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
-    if full or dirs != stamps.get("dirs"):
-        for dirpath, _dirs, names in os.walk(release):
-            for name in names:
+    if full or dirs != old_dirs:
+        expected = {e.path for e in manifest.entries}
+        for dirpath, _dirs, entries in os.walk(release):
+            for name in entries:
                 rel = os.path.relpath(os.path.join(dirpath, name), release).replace(os.sep, "/")
                 if rel not in expected:
                     problems.append(
@@ -135,7 +142,7 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
                     )
     if problems:
         stamp_file.unlink(missing_ok=True)
-    elif files != old_files or dirs != stamps.get("dirs"):
+    elif files != old_files or dirs != old_dirs:
         tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
         try:
             tmp.write_text(json.dumps({"files": files, "dirs": dirs}), encoding="utf-8")
