@@ -149,7 +149,8 @@ def check_yaml(raw: bytes, path: str) -> Problem:
         return problem
     try:
         # compose, not construct: application tags (!Ref, !include) are not syntax errors.
-        for _ in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 15x faster
+        for _ in yaml.compose_all(text, Loader=loader):
             pass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -16,11 +16,11 @@ Settings (``plugins.workflows:``)::
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
-from lockgate.builtin_plugins.validators._files import located, read_text
+from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo, located, read_text
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
 from lockgate.core.specs import SPEC_FILE
 from lockgate.core.yamlfile import MAX_YAML_BYTES, YamlDocument, load_yaml_text
@@ -73,14 +73,11 @@ def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]
             hint=f"fix the workflows in {subject.component}, then restage it",
         )
 
-    text = read_text(subject, path, MAX_YAML_BYTES)
-    if text is None:
-        return [issue(f"not UTF-8 text of at most {MAX_YAML_BYTES} bytes", None)]
-    try:
-        doc = load_yaml_text(text, Path(path))
-    except LockgateError as exc:
-        line, message = located(exc.message)
+    parsed = _parse(subject, path)
+    if not isinstance(parsed, YamlDocument):
+        line, message = parsed
         return [issue(message, line)]
+    doc = parsed
     data = doc.data
     if not isinstance(data, dict):
         return [issue("expected a mapping with name, version and tasks", 1)]
@@ -150,6 +147,30 @@ def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]
                     )
                 )
     return issues
+
+
+_MEMO = DigestMemo()
+
+
+def _parse(subject: ValidationSubject, path: str) -> YamlDocument | tuple[int | None, str]:
+    """The parsed file, or (line, problem); remembered by content digest."""
+    digest = subject.digests.get(path)
+    if digest:
+        known = _MEMO.get((digest, path))
+        if known is not MISSING:
+            return cast("YamlDocument | tuple[int | None, str]", known)
+    text = read_text(subject, path, MAX_YAML_BYTES)
+    result: YamlDocument | tuple[int | None, str]
+    if text is None:
+        result = (None, f"not UTF-8 text of at most {MAX_YAML_BYTES} bytes")
+    else:
+        try:
+            result = load_yaml_text(text, Path(path))
+        except LockgateError as exc:
+            result = located(exc.message)
+    if digest:
+        _MEMO.put((digest, path), result)
+    return result
 
 
 def _line(doc: YamlDocument, *key_path: str) -> int | None:
