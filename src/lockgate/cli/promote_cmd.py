@@ -222,16 +222,22 @@ def verify(ctx: click.Context, stage: str | None, json_flag: bool) -> None:
     type=click.FloatRange(min=0),
     help="Keep unreferenced objects younger than this many seconds (default gc.grace).",
 )
+@click.option("--reason", metavar="TEXT", help="Recorded in the audit log.")
 @json_option
 @click.pass_context
 def gc(
-    ctx: click.Context, keep: int | None, dry_run: bool, grace: float | None, json_flag: bool
+    ctx: click.Context,
+    keep: int | None,
+    dry_run: bool,
+    grace: float | None,
+    reason: str | None,
+    json_flag: bool,
 ) -> None:
     """Remove releases and objects no stage, last-good or retained revision needs."""
     from lockgate.core.integrity import collect_garbage
 
     app = ctx.ensure_object(AppContext)
-    result = collect_garbage(app.project(), keep=keep, dry_run=dry_run, grace=grace)
+    result = collect_garbage(app.project(), keep=keep, dry_run=dry_run, grace=grace, reason=reason)
     if wants_json(ctx, json_flag):
         emit_json(result.to_dict())
     else:

@@ -82,6 +82,7 @@ def stage(
 @click.argument("workspaces", nargs=-1, metavar="[WS]...")
 @click.option("--to", "to_stage", metavar="STAGE", help="Stage they are meant for.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
+@click.option("--reason", metavar="TEXT", help="Recorded in the audit log.")
 @json_option
 @click.pass_context
 def sync(
@@ -89,6 +90,7 @@ def sync(
     workspaces: tuple[str, ...],
     to_stage: str | None,
     dry_run: bool,
+    reason: str | None,
     json_flag: bool,
 ) -> None:
     """Stage every component whose files changed since its last revision.
@@ -104,7 +106,11 @@ def sync(
     project = app.project()
     with progress_bar(app, "sync") as progress:
         result = Stager(project).sync(
-            list(workspaces) or None, to=to_stage, dry_run=dry_run, progress=progress
+            list(workspaces) or None,
+            to=to_stage,
+            dry_run=dry_run,
+            progress=progress,
+            reason=reason,
         )
     if wants_json(ctx, json_flag):
         emit_json(result.to_dict())

@@ -158,7 +158,12 @@ class GcResult:
 
 
 def collect_garbage(
-    project: Project, *, keep: int | None = None, dry_run: bool = False, grace: float | None = None
+    project: Project,
+    *,
+    keep: int | None = None,
+    dry_run: bool = False,
+    grace: float | None = None,
+    reason: str | None = None,
 ) -> GcResult:
     """Remove releases and objects no kept revision needs (see the module docstring)."""
     grace = project.config.gc.grace if grace is None else grace
@@ -202,6 +207,7 @@ def collect_garbage(
                     at=now_iso(),
                     actor=project.actor,
                     action="gc",
+                    reason=reason,
                     details={
                         "releases": len(doomed_releases),
                         "objects": len(doomed_objects),

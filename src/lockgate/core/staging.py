@@ -156,6 +156,7 @@ class Stager:
         to: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        reason: str | None = None,
     ) -> SyncResult:
         """Stage every component whose files changed; one failure never stops the others."""
         stage = self.project.check_stage(to)
@@ -164,11 +165,13 @@ class Stager:
         failures: list[tuple[str, str]] = [(p.path or "?", p.message) for p in discovery.problems]
         for component in discovery.components:
             try:
-                results.append(self._stage(component, stage, dry_run=dry_run, progress=progress))
+                results.append(
+                    self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
+                )
             except LockgateError as exc:
                 failures.append((str(component.ref), exc.message))
                 if not dry_run:
-                    self._record_failure(str(component.ref), stage, exc, None)
+                    self._record_failure(str(component.ref), stage, exc, reason)
         found = len(discovery.components) + len(discovery.problems)
         return SyncResult(found, tuple(results), tuple(failures), dry_run)
 
