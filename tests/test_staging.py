@@ -320,3 +320,28 @@ def test_cached_digest_whose_object_is_gone_is_stored_again(tmp_path: Path) -> N
     assert again.revision == first.revision
     assert again.hashed == 1  # re-ingested from the workspace, not trusted from the cache
     assert project.content().verify(entry.digest)
+
+
+def test_stage_component_skips_discovery_and_reports_a_vanished_directory(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    root = tmp_path / "p"
+    init_project(root)
+    comp = root / "workspaces" / "alice" / "scripts" / "etl"
+    comp.mkdir(parents=True)
+    (comp / "run.py").write_text("X = 1\n")
+    project = open_project(root, environ={"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"})
+    stager = Stager(project)
+    (found,) = project.source().discover(["alice"]).components
+    first = stager.stage_component(found)
+    assert first.created
+    (comp / "run.py").write_text("X = 2\n")
+    second = stager.stage_component(found)
+    assert second.created and second.revision != first.revision
+    assert not stager.stage_component(found).created
+    shutil.rmtree(comp)
+    with pytest.raises(NotFoundError, match="is gone"):
+        stager.stage_component(found)
+    project.close()

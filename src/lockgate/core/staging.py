@@ -29,7 +29,7 @@ from lockgate.core.lifecycle import now_iso
 from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
 from lockgate.core.models import ChangeEvent, ComponentStatus
 from lockgate.core.refs import ComponentRef, short
-from lockgate.errors import ConflictError, InputError, LockedError, LockgateError
+from lockgate.errors import ConflictError, InputError, LockedError, LockgateError, NotFoundError
 
 if TYPE_CHECKING:
     from lockgate.core.project import Project
@@ -147,6 +147,23 @@ class Stager:
         except LockgateError as exc:
             if not dry_run:
                 self._record_failure(str(ref), stage, exc, reason)
+            raise
+
+    def stage_component(
+        self, component: Component, *, to: str | None = None, reason: str | None = None
+    ) -> StageResult:
+        """Stage a component found earlier, without discovering its workspace again.
+
+        For a caller that keeps its own view of the components (``lockgate watch``); a
+        directory that went away since is a :class:`~lockgate.errors.NotFoundError`.
+        """
+        stage = self.project.check_stage(to)
+        try:
+            return self._stage(component, stage, dry_run=False, progress=None, reason=reason)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{component.ref}: {component.path} is gone") from exc
+        except LockgateError as exc:
+            self._record_failure(str(component.ref), stage, exc, reason)
             raise
 
     def sync(

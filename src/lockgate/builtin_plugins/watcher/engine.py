@@ -604,7 +604,7 @@ class Watcher:
             time.sleep(1.0)
         started = time.monotonic()
         try:
-            result = self.stager.stage(component.ref, to=self.stage)
+            result = self.stager.stage_component(component, to=self.stage)
         except NotFoundError:
             # Gone or renamed since the event: find out which.
             self._repend(Hint("workspace", component.ref.workspace), pending)
