@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -39,19 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
+from _common import MiB, RandomTree, machine_json, print_table, size_label
 
-MiB = 1 << 20
 
+class FileSet(RandomTree):
+    """A set of ``files`` files of ``size`` bytes in ``dirs`` directories."""
 
-@dataclass(frozen=True)
-class FileSet:
-    """``files`` files of ``size`` bytes in ``dirs`` directories."""
-
-    name: str
-    files: int
-    size: int
-    dirs: int
-    seed: int
+    digits = 5
 
     @property
     def total(self) -> int:
@@ -59,21 +52,7 @@ class FileSet:
 
     @property
     def label(self) -> str:
-        unit = f"{self.size // MiB} MiB" if self.size >= MiB else f"{self.size >> 10} KiB"
-        return f"{self.files:,} x {unit}"
-
-    def generate(self, dest: Path) -> list[Path]:
-        rng = random.Random(self.seed)
-        paths = []
-        per_dir = self.files // self.dirs
-        for d in range(self.dirs):
-            directory = dest / f"d{d:03d}"
-            directory.mkdir(parents=True)
-            for f in range(per_dir):
-                path = directory / f"f{f:05d}.bin"
-                path.write_bytes(rng.randbytes(self.size))
-                paths.append(path)
-        return paths
+        return f"{self.files:,} x {size_label(self.size)}"
 
 
 SETS = (
@@ -173,14 +152,14 @@ def cases(sample: Path) -> list[Case]:
     return out
 
 
-def print_table(all_cases: list[Case]) -> None:
+def print_throughput(all_cases: list[Case]) -> None:
     header = ["hasher", "mode"]
     for fs in SETS:
         header += [f"({fs.name}) MiB/s", "x sha256"]
     base = {
         fs.name: next(c for c in all_cases if c.label == "python sha256").mib_s(fs) for fs in SETS
     }
-    rows: list[tuple[str, ...]] = [tuple(header)]
+    rows = []
     for c in all_cases:
         row = [c.label, c.mode]
         for fs in SETS:
@@ -189,15 +168,8 @@ def print_table(all_cases: list[Case]) -> None:
             row.append(
                 "" if value is None or not ref or c.label == "read only" else f"{value / ref:.2f}"
             )
-        rows.append(tuple(row))
-    widths = [max(len(r[col]) for r in rows) for col in range(len(header))]
-    rows.insert(1, tuple("-" * w for w in widths))
-    for line in rows:
-        cells = [
-            f"{v:<{w}}" if col < 2 else f"{v:>{w}}"
-            for col, (v, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
+        rows.append(row)
+    print_table(header, rows, left=2)
 
 
 def main() -> None:
@@ -226,12 +198,11 @@ def main() -> None:
         for fs in SETS:
             print(f"  ({fs.name}) {fs.label} = {fs.total / MiB:,.0f} MiB")
         print()
-        print_table(all_cases)
+        print_throughput(all_cases)
         if args.json:
             raw = {
                 "runs": args.runs,
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
+                **machine_json(),
                 "blake3": blake3.__version__,
                 "sets": {fs.name: {"label": fs.label, "bytes": fs.total} for fs in SETS},
                 "results": [

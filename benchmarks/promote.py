@@ -46,38 +46,50 @@ from the one before in one file. What is timed:
 Rounds interleave the components (a round runs every switch row for ``one``, then for
 ``big``; likewise the copies), so changes in machine load hit both alike. Every timed
 operation is preceded by an untimed ``os.sync()``. Memory is first filled with
-clean page cache (a sparse "ballast" file is read; ``--no-prefill`` skips it), as in
-benchmarks/staging.py: on this kind of VM the first touch of a free guest page costs about
-3 s per GiB, which would land in the peer's copies. The target: for every lockgate switch
-row, big / one at most 1.5 (the cost of a switch does not depend on the size of the
-tree). There are no assertions; ratios are printed with PASS/FAIL against their targets.
+clean page cache (a sparse "ballast" file is read; ``--no-prefill`` skips it; see
+``prefill`` in benchmarks/_common.py), as in benchmarks/staging.py: on this kind of VM
+the first touch of a free guest page costs about 3 s per GiB, which would land in the
+peer's copies. The target: for every lockgate switch row, big / one at most 1.5 (the
+cost of a switch does not depend on the size of the tree). There are no assertions;
+ratios are printed with PASS/FAIL against their targets.
 Every lockgate run has ``LOCKGATE_DISABLE_PLUGINS=teamdefaults``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import os
-import platform
 import random
-import shlex
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BIN = Path(sys.executable).parent  # the virtualenv's bin/, unresolved (keep the venv)
-LOCKGATE = str(BIN / "lockgate")
-MiB = 1 << 20
+from _common import (
+    LOCKGATE,
+    MiB,
+    RandomTree,
+    RunConditions,
+    Target,
+    Timings,
+    add_condition_options,
+    environment,
+    expect,
+    machine_json,
+    print_results,
+    python_and_cores,
+    run,
+    runs_json,
+    size_label,
+    timed_process,
+)
+
+Results = Timings[tuple[str, str]]  # timed runs in ms, by (component, row)
 
 FIRST = "first promote into staging (build + hash + gates + switch)"
 C_BUILD = "  new revision, step 1: ensure_release (hardlinks)"
@@ -107,15 +119,8 @@ ROWS = (
 )
 
 
-@dataclass(frozen=True)
-class Component:
-    """``files`` files of ``size`` bytes in ``dirs`` directories."""
-
-    name: str
-    files: int
-    size: int
-    dirs: int
-    seed: int
+class Component(RandomTree):
+    """A component of ``files`` files of ``size`` bytes in ``dirs`` directories."""
 
     @property
     def ref(self) -> str:
@@ -123,16 +128,7 @@ class Component:
 
     @property
     def label(self) -> str:
-        return f"{self.files:,} x {self.size // MiB} MiB in {self.dirs} dir(s)"
-
-    def generate(self, dest: Path) -> None:
-        rng = random.Random(self.seed)
-        per_dir = self.files // self.dirs
-        for d in range(self.dirs):
-            directory = dest / f"d{d:03d}"
-            directory.mkdir(parents=True)
-            for f in range(per_dir):
-                (directory / f"f{f:04d}.bin").write_bytes(rng.randbytes(self.size))
+        return f"{self.files:,} x {size_label(self.size)} in {self.dirs} dir(s)"
 
     def change_one_file(self, dest: Path, seed: int) -> None:
         (dest / "d000" / "f0000.bin").write_bytes(random.Random(seed).randbytes(self.size))
@@ -142,16 +138,6 @@ COMPONENTS = (
     Component("one", files=1, size=MiB, dirs=1, seed=0x1),
     Component("big", files=1_000, size=MiB, dirs=10, seed=0xB16),
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """A ratio of two medians, and the bound it should stay under (None: context only)."""
-
-    label: str
-    num: tuple[str, str]  # (component, row)
-    den: tuple[str, str]
-    bound: float | None
 
 
 TARGETS = (
@@ -179,122 +165,12 @@ TARGETS = (
 )
 
 
-@dataclass
-class Results:
-    """Timed runs in ms, by (component, row)."""
-
-    times: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-
-    def add(self, component: str, row: str, ms: float) -> None:
-        self.times.setdefault((component, row), []).append(ms)
-
-    def median(self, component: str, row: str) -> float | None:
-        runs = self.times.get((component, row))
-        return statistics.median(runs) if runs else None
-
-    def minimum(self, component: str, row: str) -> float | None:
-        runs = self.times.get((component, row))
-        return min(runs) if runs else None
-
-
-def environment(pycache: Path) -> dict[str, str]:
-    """The inherited environment minus LOCKGATE* and bytecode settings, plus ours."""
-    drop = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE") and k not in drop}
-    env |= {"PYTHONPYCACHEPREFIX": str(pycache), "LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
-    return env
-
-
-def run(argv: list[str], env: Mapping[str, str]) -> str:
-    """Run untimed; any non-zero exit stops the benchmark. Returns stdout."""
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"{shlex.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def timed_process(argv: list[str], env: Mapping[str, str]) -> tuple[float, str]:
-    """Flush dirty pages (untimed), then the wall time of one process in ms, and its stdout."""
-    os.sync()
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    elapsed = (time.perf_counter() - start) * 1000
-    if proc.returncode != 0:
-        sys.exit(f"{shlex.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return elapsed, proc.stdout
-
-
 def timed_call(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
     """Flush dirty pages (untimed), then the wall time of one call in ms, and its result."""
     os.sync()
     start = time.perf_counter()
     result = call(*args, **kwargs)
     return (time.perf_counter() - start) * 1000, result
-
-
-def expect(what: str, ok: bool, detail: object) -> None:
-    if not ok:
-        sys.exit(f"{what}: unexpected result: {str(detail).strip()}")
-
-
-def package_dir() -> Path:
-    """Where ``import lockgate`` finds the package (without importing it)."""
-    spec = importlib.util.find_spec("lockgate")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("lockgate is not importable: run with the project's .venv/bin/python")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def source_fingerprint(package: Path) -> str:
-    """A digest of the package's sources, to notice edits during a run."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def pin_sources(package: Path, root: Path, env: dict[str, str]) -> None:
-    """Copy lockgate's sources into ``root`` and import them from there, in here and in
-    every lockgate process, so edits made to the checkout during the run are not mixed in.
-    """
-    dest = root / "pinned"
-    shutil.copytree(package, dest / "lockgate", ignore=shutil.ignore_patterns("__pycache__"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
-    sys.path.insert(0, str(dest))
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def mem_free() -> int | None:
-    """``MemFree`` from /proc/meminfo in bytes (None where there is no /proc/meminfo)."""
-    try:
-        lines = Path("/proc/meminfo").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if line.startswith("MemFree:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def prefill(ballast: Path) -> tuple[int, int] | None:
-    """Fill free memory with clean page cache (see benchmarks/staging.py, ``prefill``)."""
-    before = mem_free()
-    if before is None:
-        return None
-    with open(ballast, "wb") as fh:
-        fh.truncate(before + (1 << 30))
-    fd = os.open(ballast, os.O_RDONLY)
-    try:
-        buf = bytearray(8 << 20)
-        while os.readv(fd, [buf]):
-            pass
-    finally:
-        os.close(fd)
-    return before, mem_free() or 0
 
 
 # --------------------------------------------------------------------------- the project
@@ -355,19 +231,19 @@ def build(root: Path, env: dict[str, str], res: Results) -> Bench:
         for rev in (a, b):
             ms, result = timed_call(bench.promoter.promote, comp.ref, to="staging", rev=rev)
             expect(FIRST, result.changed and not result.forced, result.summary())
-            res.add(comp.name, FIRST, ms)
+            res.add((comp.name, FIRST), ms)
         ms, _ = timed_call(ensure_release, bench.project, c)
-        res.add(comp.name, C_BUILD, ms)
+        res.add((comp.name, C_BUILD), ms)
         ms, problems = timed_call(verify_release, bench.project, c)
         expect(C_HASH, problems == [], problems)
-        res.add(comp.name, C_HASH, ms)
+        res.add((comp.name, C_HASH), ms)
         validation = Validation(bench.project)
         ms, report = timed_call(validation.run, [comp.ref], "staging", revisions={comp.ref: c})
         expect(C_GATES, report.ready, report.summary())
-        res.add(comp.name, C_GATES, ms)
+        res.add((comp.name, C_GATES), ms)
         ms, result = timed_call(bench.promoter.promote, comp.ref, to="staging", rev=c)
         expect(C_SWITCH, result.changed, result.summary())
-        res.add(comp.name, C_SWITCH, ms)
+        res.add((comp.name, C_SWITCH), ms)
         for stage in ("integration", "production"):  # untimed: retain A and B, cache gates
             for rev in (a, b):
                 bench.promoter.promote(comp.ref, to=stage, rev=rev)
@@ -387,23 +263,23 @@ def switch_round(bench: Bench, comp: Component, sink: Results) -> None:
     rev = other()
     ms, result = timed_call(bench.promoter.promote, comp.ref, to="production", rev=rev)
     expect(PROMOTE_IN, result.changed and bench.entry(comp).readlink().name == rev, result)
-    sink.add(comp.name, PROMOTE_IN, ms)
+    sink.add((comp.name, PROMOTE_IN), ms)
     rev = other()
     rollback = bench.promoter.rollback
     ms, result = timed_call(rollback, comp.name, stage="production", to="previous")
     expect(ROLLBACK_IN, result.changed and bench.entry(comp).readlink().name == rev, result)
-    sink.add(comp.name, ROLLBACK_IN, ms)
+    sink.add((comp.name, ROLLBACK_IN), ms)
 
     rev = other()
     argv = [LOCKGATE, "-C", root, "promote", comp.ref, "--to", "production", "--rev", rev]
     ms, out = timed_process(argv, bench.env)
     expect(PROMOTE_CLI, "promoted" in out and bench.entry(comp).readlink().name == rev, out)
-    sink.add(comp.name, PROMOTE_CLI, ms)
+    sink.add((comp.name, PROMOTE_CLI), ms)
     rev = other()
     argv = [LOCKGATE, "-C", root, "rollback", comp.name, "--stage", "production"]
     ms, out = timed_process([*argv, "--to", "previous"], bench.env)
     expect(ROLLBACK_CLI, "rolled back" in out and bench.entry(comp).readlink().name == rev, out)
-    sink.add(comp.name, ROLLBACK_CLI, ms)
+    sink.add((comp.name, ROLLBACK_CLI), ms)
 
 
 NAIVE_SCRIPT = 'cp -a "$0" "$1" && if [ -e "$2" ]; then mv "$2" "$3"; fi && mv "$1" "$2"'
@@ -427,7 +303,7 @@ def naive_round(bench: Bench, comp: Component, n: int, sink: Results) -> None:
             ms, _ = timed_process(argv, bench.env)
         got = sorted(p.name for p in (live / "d000").iterdir())
         expect(row, len(got) == comp.files // comp.dirs, got[:3])
-        sink.add(comp.name, row, ms)
+        sink.add((comp.name, row), ms)
 
 
 def naive_in_process(src: Path, new: Path, live: Path, old: Path) -> None:
@@ -440,60 +316,17 @@ def naive_in_process(src: Path, new: Path, live: Path, old: Path) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def fmt(ms: float | None) -> str:
-    return "-" if ms is None else f"{ms:,.1f}"
-
-
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    lines = [header, tuple("-" * w for w in widths), *rows]
-    for row in lines:
-        cells = [
-            f"{v:<{w}}" if col == 0 else f"{v:>{w}}"
-            for col, (v, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
-
-
-def ratios(res: Results) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
-    for target in TARGETS:
-        num, den = res.median(*target.num), res.median(*target.den)
-        value = num / den if num is not None and den else None
-        passed = None if value is None or target.bound is None else value <= target.bound
-        out.append({"ratio": target.label, "value": value, "bound": target.bound, "pass": passed})
-    return out
-
-
 def report(res: Results, args: argparse.Namespace) -> list[dict[str, object]]:
     print(
         f"switches: median of {args.runs} after {args.warmup} warm-up; naive copies: median "
         f"of {args.copy_runs} after {args.warmup} warm-up; first promotion: 2 samples (A, B), "
         "steps for C: 1 sample; os.sync() before each timed operation; "
-        f"Python {platform.python_version()}, {os.cpu_count()} cores"
+        f"{python_and_cores()}"
     )
     for comp in COMPONENTS:
         print(f"  {comp.name}: {comp.label}")
     print()
-    header = ("operation", "one median ms", "one min ms", "big median ms", "big min ms")
-    rows = []
-    for row in ROWS:
-        cells = [row]
-        for comp in COMPONENTS:
-            cells += [fmt(res.median(comp.name, row)), fmt(res.minimum(comp.name, row))]
-        rows.append(tuple(cells))
-    table(header, rows)
-    print()
-    computed = ratios(res)
-    rows = []
-    for r in computed:
-        value, bound, passed = r["value"], r["bound"], r["pass"]
-        shown = "skipped" if value is None else f"{value:.2f}"
-        limit = "" if bound is None else f"<= {bound:.1f}"
-        verdict = "" if passed is None else ("PASS" if passed else "FAIL")
-        rows.append((str(r["ratio"]), shown, limit, verdict))
-    table(("ratio of medians", "ratio", "target", ""), rows)
-    return computed
+    return print_results("operation", ROWS, [comp.name for comp in COMPONENTS], TARGETS, res)
 
 
 def main() -> None:
@@ -501,15 +334,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="switches per row (20)")
     parser.add_argument("--copy-runs", type=int, default=5, help="naive copies per row (5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (1)")
-    parser.add_argument(
-        "--no-prefill", action="store_true", help="do not fill free memory with page cache first"
-    )
-    parser.add_argument(
-        "--pin-sources",
-        action="store_true",
-        help="measure a copy of lockgate's sources made at the start (for a checkout that "
-        "is being edited during the run)",
-    )
+    add_condition_options(parser)
     parser.add_argument("--json", type=Path, help="write the raw per-run times here")
     args = parser.parse_args()
     if args.runs < 1 or args.copy_runs < 1 or args.warmup < 0:
@@ -523,22 +348,8 @@ def main() -> None:
         root = Path(tmp)
         env = environment(root / "pycache")
         os.environ.pop("LOCKGATE_FAILPOINTS", None)
-        package = package_dir()
-        start_load, start_sources = load(), source_fingerprint(package)
-        if args.pin_sources:
-            pin_sources(package, root, env)
-        fills: list[tuple[int, int]] = []
-
-        def top_up() -> None:
-            free = mem_free()
-            if args.no_prefill or free is None or (fills and free < 1 << 30):
-                return
-            print(f"filling {free / 2**30:.1f} GiB of free memory ...", file=sys.stderr)
-            filled = prefill(root / f"ballast-{len(fills)}")
-            if filled:
-                fills.append(filled)
-
-        top_up()
+        conditions = RunConditions(root, env, prefill=not args.no_prefill, pin=args.pin_sources)
+        conditions.top_up()
         run([LOCKGATE, "--version"], env)  # compiles bytecode into the pycache
         res = Results()
         bench = build(root / "proj", env, res)
@@ -548,49 +359,23 @@ def main() -> None:
                 for comp in COMPONENTS:
                     switch_round(bench, comp, res if n >= args.warmup else Results())
             for n in range(args.warmup + args.copy_runs):
-                top_up()
+                conditions.top_up()
                 print(f"naive copies, round {n + 1} ...", file=sys.stderr)
                 for comp in COMPONENTS:
                     naive_round(bench, comp, n, res if n >= args.warmup else Results())
         finally:
             bench.close()
-        if fills:
-            shown = ", ".join(f"{a / 2**30:.1f} -> {b / 2**30:.1f}" for a, b in fills)
-            print(f"page cache prefilled {len(fills)} time(s), MemFree GiB: {shown}")
-        else:
-            print("page cache not prefilled")
-        end_load, end_sources = load(), source_fingerprint(package)
-        print(f"load average (1/5/15 min): {start_load} at the start, {end_load} at the end")
-        if args.pin_sources:
-            print(
-                f"lockgate sources {start_sources}, pinned (a copy made at the start); "
-                f"the checkout's sources at the end: {end_sources}"
-            )
-        elif end_sources == start_sources:
-            print(f"lockgate sources {start_sources} (unchanged during the run)")
-        else:
-            print(
-                f"WARNING: lockgate's sources changed during the run ({start_sources} -> "
-                f"{end_sources}): the numbers mix versions"
-            )
+        conditions.finish()
         computed = report(res, args)
         if args.json:
             raw = {
                 "runs": args.runs,
                 "copy_runs": args.copy_runs,
                 "warmup": args.warmup,
-                "prefill_memfree_before_after": fills,
-                "load_average": {"start": start_load, "end": end_load},
-                "sources": {"start": start_sources, "end": end_sources},
-                "pinned": args.pin_sources,
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
+                **conditions.to_json(),
+                **machine_json(),
                 "components": {c.name: c.label for c in COMPONENTS},
-                "results": [
-                    {"component": comp, "operation": row, "times_ms": times}
-                    | {"median_ms": statistics.median(times), "min_ms": min(times)}
-                    for (comp, row), times in res.times.items()
-                ],
+                "results": runs_json(res, "component", "operation"),
                 "ratios": computed,
             }
             args.json.write_text(json.dumps(raw, indent=2) + "\n")

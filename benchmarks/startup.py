@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -32,8 +30,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _common import BIN, environment, machine_json, print_table, python_and_cores
+
 PLUGIN_COUNTS = (0, 10, 50)
-BIN = Path(sys.executable).parent  # the virtualenv's bin/, unresolved (keep the venv)
 HOOK_MODULE = """from lockgate import hookimpl
 
 
@@ -78,16 +77,12 @@ def install_plugins(root: Path, n: int) -> Path:
     return site
 
 
-def environment(pythonpath: Path, pycache: Path) -> dict[str, str]:
-    """The inherited environment minus lockgate, PYTHONPATH and bytecode settings, plus ours.
-
-    Bytecode is cached under ``pycache`` (warm after the warm-up runs, as for an installed
-    tool), even where PYTHONDONTWRITEBYTECODE is set, and nothing is written to the repo.
-    """
-    drop = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE") and k not in drop}
-    env |= {"PYTHONPATH": str(pythonpath), "PYTHONPYCACHEPREFIX": str(pycache)}
-    env["LOCKGATE_DISABLE_PLUGINS"] = "teamdefaults"
+def plugin_environment(pythonpath: Path, pycache: Path) -> dict[str, str]:
+    """:func:`_common.environment` (bytecode cached under ``pycache``, warm after the
+    warm-up runs, as for an installed tool), with ``PYTHONPATH`` set to ``pythonpath``
+    alone: the directory of plugin distributions."""
+    env = environment(pycache, drop=("PYTHONPATH",))
+    env["PYTHONPATH"] = str(pythonpath)
     return env
 
 
@@ -122,20 +117,12 @@ def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
-def print_table(cases: list[Case], base: float) -> None:
-    header = ("command", "plugins", "median ms", "p95 ms", "x click")
-    rows = [header]
+def print_times(cases: list[Case], base: float) -> None:
+    rows = []
     for c in cases:
         ratio = f"{c.median / base:.2f}" if c.label.startswith("lockgate") else ""
         rows.append((c.label, c.plugins, f"{c.median:.1f}", f"{c.p95:.1f}", ratio))
-    widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
-    rows.insert(1, tuple("-" * w for w in widths))
-    for row in rows:
-        cells = [
-            f"{v:<{w}}" if col == 0 else f"{v:>{w}}"
-            for col, (v, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
+    print_table(("command", "plugins", "median ms", "p95 ms", "x click"), rows)
 
 
 def hyperfine(cases: list[Case], cwd: Path, runs: int) -> None:
@@ -167,13 +154,13 @@ def main() -> None:
         cwd = root / "cwd"
         cwd.mkdir()
         empty = install_plugins(root, 0)
-        peer_env = environment(empty, root / "pycache")
+        peer_env = plugin_environment(empty, root / "pycache")
         cases = [
             Case('python -c "import click"', "-", [sys.executable, "-c", "import click"], peer_env),
             Case("pytest --version", "-", [str(BIN / "pytest"), "--version"], peer_env),
         ]
         for n in PLUGIN_COUNTS:
-            env = environment(install_plugins(root, n) if n else empty, root / "pycache")
+            env = plugin_environment(install_plugins(root, n) if n else empty, root / "pycache")
             verify(n, env, cwd)
             cases.append(Case("lockgate --version", str(n), [lockgate, "--version"], env))
             cases.append(Case("lockgate plugins", str(n), [lockgate, "plugins"], env))
@@ -184,15 +171,14 @@ def main() -> None:
                     c.times_ms.append(elapsed)
         print(
             f"{args.runs} runs each after {args.warmup} warm-up, interleaved; "
-            f"Python {platform.python_version()}, {os.cpu_count()} cores\n"
+            f"{python_and_cores()}\n"
         )
-        print_table(cases, base=cases[0].median)
+        print_times(cases, base=cases[0].median)
         if args.json:
             raw = {
                 "runs": args.runs,
                 "warmup": args.warmup,
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
+                **machine_json(),
                 "results": [
                     {"label": c.label, "plugins": c.plugins, "argv": c.argv}
                     | {"median_ms": c.median, "p95_ms": c.p95, "times_ms": c.times_ms}

@@ -57,6 +57,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _common import inherited_environment
+
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
 from lockgate.core import reports
 from lockgate.core.audit import GENESIS, event_hash
@@ -462,16 +464,10 @@ def indexes_used(plan: list[str]) -> str:
     return ", ".join(dict.fromkeys(used)) or "-"
 
 
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
-    env.update(ENV)
-    return env
-
-
 def cli_ms(argv: list[str], runs: int) -> tuple[float, Any]:
     """Median wall time of a whole CLI process, and its (last) JSON output."""
     cmd = [sys.executable, "-m", "lockgate", *argv]
-    env, times, out = cli_env(), [], None
+    env, times, out = inherited_environment() | ENV, [], None
     for _ in range(runs + 1):
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

@@ -48,26 +48,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import queue
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-BIN = Path(sys.executable).parent  # the virtualenv's bin/, unresolved (keep the venv)
-LOCKGATE = str(BIN / "lockgate")
+from _common import (
+    LOCKGATE,
+    Timings,
+    add_condition_options,
+    environment,
+    fmt_ms,
+    load_average,
+    load_line,
+    machine_json,
+    package_dir,
+    pin_sources,
+    print_table,
+    python_and_cores,
+    run,
+    timed_process,
+)
+
+Results = Timings[str]  # timed runs in ms, by row
+
 DEFAULT_DEBOUNCE_MS = 200
 LOOP_INTERVAL_S = 1.0
 TIMEOUT_S = 60.0
@@ -218,50 +232,6 @@ def apply(edit: Edit, workspace: Path, serial: int) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def environment(root: Path, debounce_ms: int) -> dict[str, str]:
-    drop = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE") and k not in drop}
-    env |= {
-        "PYTHONPYCACHEPREFIX": str(root / "pycache"),
-        "LOCKGATE_DISABLE_PLUGINS": "teamdefaults",
-        "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS": str(debounce_ms),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    }
-    return env
-
-
-def pin_sources(root: Path, env: dict[str, str]) -> None:
-    """Copy lockgate's sources into ``root``; every lockgate process imports them from there."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("lockgate")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("lockgate is not importable: run with the project's .venv/bin/python")
-    package = Path(next(iter(spec.submodule_search_locations)))
-    dest = root / "pinned"
-    shutil.copytree(package, dest / "lockgate", ignore=shutil.ignore_patterns("__pycache__"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
-
-
-def run(argv: list[str], env: Mapping[str, str], cwd: Path | None = None, ok: int = 0) -> str:
-    """Run; an exit code above ``ok`` stops the benchmark. Returns stdout."""
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode > ok:
-        sys.exit(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def timed(argv: list[str], env: Mapping[str, str], cwd: Path | None = None) -> float:
-    start = time.perf_counter()
-    run(argv, env, cwd)
-    return (time.perf_counter() - start) * 1000
-
-
 class Lines:
     """A child process's stdout, line by line, each stamped with when it was read."""
 
@@ -338,22 +308,6 @@ def starts_with(prefix: str) -> Callable[[str], bool]:
 # --------------------------------------------------------------------------- measurements
 
 
-@dataclass
-class Results:
-    times: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, row: str, ms: float) -> None:
-        self.times.setdefault(row, []).append(ms)
-
-    def median(self, row: str) -> float | None:
-        runs = self.times.get(row)
-        return statistics.median(runs) if runs else None
-
-    def p95(self, row: str) -> float | None:
-        runs = sorted(self.times.get(row, []))
-        return runs[max(math.ceil(0.95 * len(runs)) - 1, 0)] if runs else None
-
-
 def new_project(path: Path, tree: Path, env: Mapping[str, str]) -> Path:
     run([LOCKGATE, "init", str(path)], env)
     shutil.copytree(tree, path / "workspaces" / "bench", symlinks=True)
@@ -363,10 +317,13 @@ def new_project(path: Path, tree: Path, env: Mapping[str, str]) -> Path:
 def measure_startup(
     warm: Path, cold: Path, runs: int, env: Mapping[str, str], res: Results
 ) -> None:
-    res.add(SYNC_FIRST, timed([LOCKGATE, "-C", str(warm), "sync"], env))
+    sync_argv = [LOCKGATE, "-C", str(warm), "sync"]
+    ms, _ = timed_process(sync_argv, env, sync=False)
+    res.add(SYNC_FIRST, ms)
     run([LOCKGATE, "-C", str(warm), "validate"], env, ok=1)
     for _ in range(runs):
-        res.add(SYNC_NOOP, timed([LOCKGATE, "-C", str(warm), "sync"], env))
+        ms, _ = timed_process(sync_argv, env, sync=False)
+        res.add(SYNC_NOOP, ms)
         start = time.perf_counter()
         watcher = watch_events(warm, env)
         at, _ = watcher.next_match(json_event("ready"))
@@ -458,22 +415,8 @@ def progress(what: str, n: int, total: int) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def fmt(ms: float | None) -> str:
-    return "-" if ms is None else f"{ms:,.1f}"
-
-
 def ratio(num: float | None, den: float | None) -> str:
     return "-" if num is None or not den else f"{num / den:.2f}"
-
-
-def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        cells = [
-            f"{v:<{w}}" if col == 0 else f"{v:>{w}}"
-            for col, (v, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
 
 
 def report(res: Results, edits: int, startups: int, debounce_ms: int, files_mb: float) -> bool:
@@ -481,7 +424,7 @@ def report(res: Results, edits: int, startups: int, debounce_ms: int, files_mb: 
     print(
         f"workspace: 100 components x 100 files = 10,000 files ({files_mb:.1f} MB); "
         f"{edits} edits per method; debounce {debounce_ms} ms; "
-        f"Python {platform.python_version()}, {os.cpu_count()} cores; {git_version}"
+        f"{python_and_cores()}; {git_version}"
     )
     print()
     w_med, w_p95 = res.median(WATCH), res.p95(WATCH)
@@ -493,28 +436,36 @@ def report(res: Results, edits: int, startups: int, debounce_ms: int, files_mb: 
         rows.append(
             (
                 row,
-                fmt(med),
-                fmt(p95),
+                fmt_ms(med),
+                fmt_ms(p95),
                 ratio(med, w_med) if peer else "",
                 ratio(p95, w_p95) if peer else "",
             )
         )
-    table(("edit -> revision", "median ms", "p95 ms", "peer/watch median", "peer/watch p95"), rows)
+    print_table(
+        ("edit -> revision", "median ms", "p95 ms", "peer/watch median", "peer/watch p95"), rows
+    )
     print()
     s_warm, s_cold = res.median(START_WARM), res.median(START_COLD)
     rows = [
-        (START_WARM, fmt(s_warm), fmt(res.p95(START_WARM)), "", str(startups)),
+        (START_WARM, fmt_ms(s_warm), fmt_ms(res.p95(START_WARM)), "", str(startups)),
         (
             SYNC_NOOP,
-            fmt(res.median(SYNC_NOOP)),
-            fmt(res.p95(SYNC_NOOP)),
+            fmt_ms(res.median(SYNC_NOOP)),
+            fmt_ms(res.p95(SYNC_NOOP)),
             ratio(res.median(SYNC_NOOP), s_warm),
             str(startups),
         ),
-        (START_COLD, fmt(s_cold), "", "", "1"),
-        (SYNC_FIRST, fmt(res.median(SYNC_FIRST)), "", ratio(res.median(SYNC_FIRST), s_cold), "1"),
+        (START_COLD, fmt_ms(s_cold), "", "", "1"),
+        (
+            SYNC_FIRST,
+            fmt_ms(res.median(SYNC_FIRST)),
+            "",
+            ratio(res.median(SYNC_FIRST), s_cold),
+            "1",
+        ),
     ]
-    table(("start-up", "median ms", "p95 ms", "peer/watch", "runs"), rows)
+    print_table(("start-up", "median ms", "p95 ms", "peer/watch", "runs"), rows)
     print()
     bound = debounce_ms + 150
     met = w_p95 is not None and w_p95 <= bound
@@ -522,8 +473,8 @@ def report(res: Results, edits: int, startups: int, debounce_ms: int, files_mb: 
     own_met = staged_p95 is not None and staged_p95 <= bound
     print(
         f"target: watcher p95 <= debounce + 150 ms = {bound} ms: {'met' if met else 'MISSED'} "
-        f"(write -> validated {fmt(w_p95)} ms); without validation, first event -> staged "
-        f"p95 {fmt(staged_p95)} ms: {'met' if own_met else 'MISSED'}"
+        f"(write -> validated {fmt_ms(w_p95)} ms); without validation, first event -> staged "
+        f"p95 {fmt_ms(staged_p95)} ms: {'met' if own_met else 'MISSED'}"
     )
     return met
 
@@ -541,12 +492,7 @@ def main() -> None:
         action="append",
         help="run only these edit methods (repeatable; start-up always runs)",
     )
-    parser.add_argument(
-        "--pin-sources",
-        action="store_true",
-        help="run a copy of lockgate's sources made at the start (for a checkout that is "
-        "being edited during the run)",
-    )
+    add_condition_options(parser, prefill=False)
     parser.add_argument("--json", type=Path, help="write the raw per-edit times here")
     args = parser.parse_args()
     if args.edits < 1 or args.startups < 1 or args.debounce < 0:
@@ -556,10 +502,11 @@ def main() -> None:
     methods = set(args.only or ("watch", "stage", "naive", "git"))
     with tempfile.TemporaryDirectory(prefix="lgbench-watch-", dir="/tmp") as tmp:
         root = Path(tmp)
-        env = environment(root, args.debounce)
+        env = environment(root / "pycache", git=True)
+        env["LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS"] = str(args.debounce)
         if args.pin_sources:
-            pin_sources(root, env)
-        start_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            pin_sources(package_dir(), root, env)
+        start_load = load_average()
         print("generating the workspace ...", file=sys.stderr)
         components = generate(root / "tree")
         files_mb = sum(p.stat().st_size for p in (root / "tree").rglob("*") if p.is_file()) / 1e6
@@ -586,15 +533,14 @@ def main() -> None:
             run(["git", "init", "-q"], env, cwd=repo)
             run(["sh", "-c", "git add -A && git commit -q -m base"], env, cwd=repo)
             measure_git(repo, edits, env, res)
-        end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(f"load average (1/5/15 min): {start_load} at the start, {end_load} at the end")
+        end_load = load_average()
+        print(load_line(start_load, end_load))
         met = report(res, args.edits, args.startups, args.debounce, files_mb)
         if args.json:
             raw: dict[str, Any] = {
                 "edits": args.edits,
                 "debounce_ms": args.debounce,
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
+                **machine_json(),
                 "load_average": {"start": start_load, "end": end_load},
                 "target_met": met,
                 "results": {

@@ -1,16 +1,25 @@
-"""Shared test helpers: real on-disk distributions and a subprocess runner."""
+"""Shared test helpers: real on-disk distributions, projects on disk, subprocess runners."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lockgate.core.project import Project
+from lockgate.core.scaffold import init_project
+from lockgate.core.staging import Stager
+from lockgate.testing import open_project
+
 REPO = Path(__file__).resolve().parents[1]
+# What a test project is opened with: no team defaults, and alice as the actor.
+ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults", "LOCKGATE_ACTOR": "alice"}
 
 
 def write_distribution(
@@ -40,15 +49,103 @@ def run_lockgate(
     python_code: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run lockgate (or ``python -c python_code``) in a real subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
-    if site is not None:
-        full_env["PYTHONPATH"] = str(site)
-    full_env.update(env or {})
+    full_env = subprocess_env({"PYTHONPATH": str(site)} if site is not None else None, env)
     if python_code is not None:
         cmd = [sys.executable, "-c", python_code, *args]
     else:
         cmd = [sys.executable, "-m", "lockgate", *args]
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def subprocess_env(*layers: Mapping[str, str] | None) -> dict[str, str]:
+    """This process's environment without any ``LOCKGATE*`` variable, with ``layers``
+    applied on top in order (None: nothing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
+    for layer in layers:
+        env.update(layer or {})
+    return env
+
+
+def start_python(
+    code: str, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``python -c code args...`` in a real subprocess, stdout and stderr piped as text
+    (``env``: None inherits this process's environment)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_workers(procs: Sequence[subprocess.Popen[str]], timeout: float) -> list[Any]:
+    """Wait for worker processes in turn; return the JSON each printed as its last line.
+
+    Each must finish within ``timeout`` seconds (else every worker is killed and the test
+    fails), exit 0 and print no traceback.
+    """
+    results = []
+    for n, proc in enumerate(procs):
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+                p.wait()
+            pytest.fail(f"worker{n} did not finish within {timeout:g} s")
+        assert proc.returncode == 0, f"worker{n} exited {proc.returncode}:\n{err}"
+        assert "Traceback" not in err, f"worker{n}:\n{err}"
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+class ProjectWorkspace:
+    """A fresh project on disk (``init_project``, then ``config`` as its lockgate.yaml if
+    given) with helpers to write component files, stage them and open the project.
+
+    ``extra``: plugins registered on every open, besides the installed ones.
+    """
+
+    def __init__(self, root: Path, config: str = "", extra: tuple[Any, ...] = ()) -> None:
+        init_project(root)
+        if config:
+            (root / "lockgate.yaml").write_text(config)
+        self.root = root
+        self.extra = extra
+
+    def project(self, actor: str = "alice") -> Project:
+        """Open the project as ``actor`` (with :data:`ENV`); the caller closes it."""
+        return open_project(self.root, extra=self.extra, environ={**ENV, "LOCKGATE_ACTOR": actor})
+
+    def component_dir(self, ref: str, kind: str = "builders") -> Path:
+        ws, cid = ref.split(":")
+        return self.root / "workspaces" / ws / kind / cid
+
+    def write(self, ref: str, files: Mapping[str, str | bytes], kind: str = "builders") -> str:
+        """Write ``files`` (text or bytes) into the component's directory; returns ``ref``."""
+        base = self.component_dir(ref, kind)
+        base.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            path = base / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(data, bytes):
+                path.write_bytes(data)
+            else:
+                path.write_text(data)
+        return ref
+
+    def stage_files(
+        self, ref: str, files: Mapping[str, str | bytes], kind: str = "builders"
+    ) -> str:
+        """:meth:`write` the files, then stage the component; returns the revision."""
+        self.write(ref, files, kind)
+        project = self.project()
+        try:
+            return Stager(project).stage(ref).revision
+        finally:
+            project.close()
 
 
 @pytest.fixture

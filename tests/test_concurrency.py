@@ -14,16 +14,13 @@ once the lock is released.
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
+from conftest import finish_workers, start_python, subprocess_env
 from lockgate.core.contracts import EventFilter
 from lockgate.core.scaffold import init_project
 from lockgate.core.staging import Stager
@@ -76,13 +73,6 @@ print(json.dumps({"successes": successes, "conflicts": conflicts, "reasons": rea
 """
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
-    env.update(ENV)
-    env.update(extra)
-    return env
-
-
 def _make_project(root: Path) -> tuple[Path, list[str]]:
     """A project whose ``alice:etl`` has two staged revisions; returns (dir, revisions)."""
     init_project(root)
@@ -107,28 +97,19 @@ def test_racing_pointer_moves_leave_a_contiguous_consistent_history(tmp_path: Pa
     _, revisions = _make_project(root)
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(root), str(n), ",".join(revisions), str(go)],
-            env=_clean_env(LOCKGATE_ACTOR=f"worker{n}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        start_python(
+            WORKER,
+            str(root),
+            str(n),
+            ",".join(revisions),
+            str(go),
+            env=subprocess_env(ENV, {"LOCKGATE_ACTOR": f"worker{n}"}),
         )
         for n in range(WORKERS)
     ]
     time.sleep(0.5)  # let them import and open the project before the start signal
     go.touch()
-    results = []
-    for n, proc in enumerate(procs):
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            pytest.fail(f"worker{n} did not finish within 60 s")
-        assert proc.returncode == 0, f"worker{n} exited {proc.returncode}:\n{err}"
-        assert "Traceback" not in err, f"worker{n}:\n{err}"
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    results = finish_workers(procs, timeout=60)
 
     successes = sum(r["successes"] for r in results)
     conflicts = sum(r["conflicts"] for r in results)
@@ -194,7 +175,7 @@ def test_locked_database_fails_cleanly_then_succeeds(tmp_path: Path) -> None:
     db_path = root / ".lockgate" / "state.db"
     assert db_path.is_file()
     (comp / "run.py").write_bytes(b"print('third, written while the database is locked')\n")
-    env = _clean_env(LOCKGATE__PLUGINS__SQLITE__BUSY_TIMEOUT="0.5")
+    env = subprocess_env(ENV, {"LOCKGATE__PLUGINS__SQLITE__BUSY_TIMEOUT": "0.5"})
     command = [sys.executable, "-m", "lockgate", "-C", str(root), "stage", REF]
 
     holder = sqlite3.connect(db_path, isolation_level=None)

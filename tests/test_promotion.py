@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import os
 import select
 import shutil
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -26,56 +24,47 @@ from typing import Any
 
 import pytest
 
-from conftest import run_lockgate
+from conftest import (
+    ENV,
+    ProjectWorkspace,
+    finish_workers,
+    run_lockgate,
+    start_python,
+    subprocess_env,
+)
 from lockgate.core.contracts import AuditEvent, EventFilter
 from lockgate.core.integrity import verify
 from lockgate.core.project import Project
 from lockgate.core.promotion import Promoter
-from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
-from lockgate.testing import CliResult, open_project, run_cli
+from lockgate.testing import CliResult, run_cli
 
-ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults", "LOCKGATE_ACTOR": "alice"}
 REF = "alice:app"
 CID = "app"
 LADDER = ("staging", "integration", "production")
 
 
-class Workspace:
+class Workspace(ProjectWorkspace):
     """A project with helpers to write, stage, promote and inspect one component."""
 
-    def __init__(self, root: Path, config: str = "") -> None:
-        init_project(root)
-        if config:
-            (root / "lockgate.yaml").write_text(config)
-        self.root = root
-
     def project(self, actor: str = "alice", *, recover: bool = True) -> Project:
-        project = open_project(self.root, environ={**ENV, "LOCKGATE_ACTOR": actor})
+        project = super().project(actor)
         project.recover_on_open = recover
         return project
 
-    def write(self, ref: str, files: Mapping[str, str | bytes]) -> None:
+    def write(self, ref: str, files: Mapping[str, str | bytes], kind: str = "builders") -> str:
         """Make the component's directory hold exactly ``files``."""
-        ws, cid = ref.split(":")
-        base = self.root / "workspaces" / ws / "builders" / cid
+        base = self.component_dir(ref, kind)
         if base.exists():
             shutil.rmtree(base)
-        for name, data in files.items():
-            path = base / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data, bytes):
-                path.write_bytes(data)
-            else:
-                path.write_text(data)
+        return super().write(ref, files, kind)
 
     def stage(self, files: Mapping[str, str | bytes], ref: str = REF) -> str:
-        self.write(ref, files)
-        project = self.project()
-        try:
-            return Stager(project).stage(ref).revision
-        finally:
-            project.close()
+        return self.stage_files(ref, files)
+
+    def promote_to_top(self) -> None:
+        """``lockgate promote REF`` once per stage: the latest revision climbs the ladder."""
+        for _ in LADDER:
+            self.ok("promote", REF)
 
     def cli(self, *args: str, actor: str = "alice", **env: str) -> CliResult:
         return run_cli(*args, project=self.root, env={**ENV, "LOCKGATE_ACTOR": actor, **env})
@@ -406,8 +395,7 @@ def test_rollback_with_nothing_earlier_is_refused_and_suggests_to_none(ws: Works
 
 def test_rollback_is_a_switch_to_the_existing_release_not_a_copy(ws: Workspace) -> None:
     r1 = ws.stage(tree("one"))
-    for _ in LADDER:
-        ws.ok("promote", REF)
+    ws.promote_to_top()
     deployed_file = ws.entry("production") / "f0.txt"
     inode = deployed_file.stat().st_ino
     release_inode = ws.release(r1).stat().st_ino
@@ -467,11 +455,9 @@ def test_verify_finds_damaged_bytes_and_damaged_revisions_are_never_deployed(
     ws: Workspace,
 ) -> None:
     good = ws.stage(tree("good"))
-    for _ in LADDER:
-        ws.ok("promote", REF)
+    ws.promote_to_top()
     bad = ws.stage(tree("bad"))
-    for _ in LADDER:
-        ws.ok("promote", REF)
+    ws.promote_to_top()
     assert ws.ok("verify").stdout.startswith("ok: ")
 
     flip_byte(ws.entry("production") / "only-bad.txt")
@@ -546,11 +532,9 @@ def test_gc_keeps_what_stages_last_good_and_retention_need_and_removes_the_rest(
 ) -> None:
     ws = Workspace(tmp_path / "p", "gc:\n  keep: 1\n")  # verify checks the same window
     r1 = ws.stage(tree("r1"))
-    for _ in LADDER:
-        ws.ok("promote", REF)
+    ws.promote_to_top()
     r2 = ws.stage(tree("r2"))
-    for _ in LADDER:
-        ws.ok("promote", REF)
+    ws.promote_to_top()
     r3 = ws.stage(tree("r3"))
     ws.ok("promote", REF)
     ws.ok("rollback", CID, "--stage", "staging")  # r3 was rolled back for cause
@@ -613,8 +597,7 @@ def test_verify_passes_after_gc_with_a_narrower_keep_than_configured(ws: Workspa
 
 def test_gc_with_nothing_to_collect_removes_nothing(ws: Workspace) -> None:
     ws.stage(tree("one"))
-    for _ in LADDER:
-        ws.ok("promote", REF)
+    ws.promote_to_top()
     before = _store(ws)
     result = ws.ok("gc", "--keep", "1", "--grace", "0")
     assert "removed 0 release(s) and 0 object(s)" in result.stdout
@@ -638,12 +621,7 @@ with OperationLock(Path(sys.argv[1]), "held-by-test", 30.0):
 @pytest.fixture
 def holder(ws: Workspace) -> Iterator[subprocess.Popen[str]]:
     """A live process holding the project's operation lock (killed at the end)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(ws.root / ".lockgate")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_python(HOLDER, str(ws.root / ".lockgate"))
     assert proc.stdout is not None
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 30)  # a bounded wait
@@ -917,14 +895,15 @@ def test_four_processes_promoting_and_rolling_back_lose_no_update(ws: Workspace)
     finally:
         project.close()
     go = ws.root.parent / "go"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(ws.root), str(n), f"{rev_a},{rev_b}", str(go), "30"],
-            env={**env, **ENV, "LOCKGATE_ACTOR": f"worker{n}"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        start_python(
+            WORKER,
+            str(ws.root),
+            str(n),
+            f"{rev_a},{rev_b}",
+            str(go),
+            "30",
+            env=subprocess_env(ENV, {"LOCKGATE_ACTOR": f"worker{n}"}),
         )
         for n in range(4)
     ]
@@ -934,17 +913,9 @@ def test_four_processes_promoting_and_rolling_back_lose_no_update(ws: Workspace)
                 break
             time.sleep(0.01)
     go.touch()
-    results: list[dict[str, Any]] = []
-    for n, proc in enumerate(procs):
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            pytest.fail(f"worker{n} did not finish")
-        assert proc.returncode == 0, f"worker{n} exited {proc.returncode}:\n{err}"
-        assert "Traceback" not in err, err
-        results.extend(json.loads(out.strip().splitlines()[-1]))
+    results: list[dict[str, Any]] = [
+        done for worker in finish_workers(procs, timeout=120) for done in worker
+    ]
 
     outcomes = collections.Counter(r["outcome"] for r in results)
     assert set(outcomes) <= {"changed", "unchanged", "ConflictError", "LockedError"}, outcomes

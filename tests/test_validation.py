@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest import run_lockgate, write_distribution
+from conftest import ENV, ProjectWorkspace, run_lockgate, write_distribution
 from lockgate import (
     Issue,
-    Project,
     RefusedError,
     Severity,
     ValidationSubject,
@@ -21,48 +20,16 @@ from lockgate import (
 )
 from lockgate.core.approvals import decide
 from lockgate.core.lifecycle import move_pointer
-from lockgate.core.scaffold import init_project
 from lockgate.core.staging import Stager
 from lockgate.core.validation import ReadinessReport, Validation
-from lockgate.testing import fake_distribution, open_project, run_cli
-
-ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults", "LOCKGATE_ACTOR": "alice"}
+from lockgate.testing import fake_distribution, run_cli
 
 
-class Workspace:
-    """A project with helpers to write components and stage them."""
-
-    def __init__(self, root: Path, config: str = "", extra: tuple[Any, ...] = ()) -> None:
-        init_project(root)
-        if config:
-            (root / "lockgate.yaml").write_text(config)
-        self.root = root
-        self.extra = extra
-
-    def project(self, actor: str = "alice") -> Project:
-        return open_project(self.root, extra=self.extra, environ={**ENV, "LOCKGATE_ACTOR": actor})
-
-    def write(self, ref: str, files: Mapping[str, str | bytes], kind: str = "builders") -> str:
-        ws, cid = ref.split(":")
-        base = self.root / "workspaces" / ws / kind / cid
-        base.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            path = base / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data, bytes):
-                path.write_bytes(data)
-            else:
-                path.write_text(data)
-        return ref
+class Workspace(ProjectWorkspace):
+    """A project with helpers to write components, stage and validate them."""
 
     def stage(self, ref: str, files: Mapping[str, str | bytes], kind: str = "builders") -> str:
-        self.write(ref, files, kind)
-        project = self.project()
-        try:
-            revision = Stager(project).stage(ref).revision
-        finally:
-            project.close()
-        return revision
+        return self.stage_files(ref, files, kind)
 
     def validate(self, *refs: str, actor: str = "alice", **kwargs: Any) -> ReadinessReport:
         project = self.project(actor)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import subprocess_env
 from lockgate.builtin_plugins.watcher.engine import PathMapper
 from lockgate.core.scaffold import init_project
 from lockgate.testing import open_project
@@ -43,10 +44,11 @@ class Watch:
         env: Mapping[str, str] | None = None,
         verbose: bool = False,
     ) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
-        full_env["LOCKGATE_DISABLE_PLUGINS"] = "teamdefaults"
-        full_env["LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS"] = str(DEBOUNCE_MS)
-        full_env.update(env or {})
+        defaults = {
+            "LOCKGATE_DISABLE_PLUGINS": "teamdefaults",
+            "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS": str(DEBOUNCE_MS),
+        }
+        full_env = subprocess_env(defaults, env)
         cmd = [sys.executable, "-m", "lockgate", "-C", str(project), "--json"]
         cmd += ["-v", "watch", *args] if verbose else ["watch", *args]
         self.proc = subprocess.Popen(

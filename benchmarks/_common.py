@@ -1,0 +1,430 @@
+"""Helpers shared by the benchmarks in this directory (not a benchmark itself).
+
+The benchmarks run as scripts (``.venv/bin/python benchmarks/staging.py``), so Python puts
+this directory first on ``sys.path`` and they import this module as ``_common``.
+
+What is here: the subprocess environment every lockgate process runs with
+(:func:`environment`), running and timing whole processes (:func:`run`,
+:func:`timed_process`), deterministic file trees (:class:`RandomTree`), the
+conditioning and bookkeeping of long runs (:func:`prefill`, :func:`pin_sources`,
+:class:`RunConditions`), timed runs with their medians and percentiles (:class:`Timings`),
+ratio targets (:class:`Target`) and plain-text tables (:func:`print_table`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import math
+import os
+import platform
+import random
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
+
+BIN = Path(sys.executable).parent  # the virtualenv's bin/, unresolved (keep the venv)
+LOCKGATE = str(BIN / "lockgate")
+MiB = 1 << 20
+GiB = 1 << 30
+
+# Variables that would make processes write bytecode elsewhere, or not at all.
+BYTECODE_VARIABLES = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+# git ignores the user's and the system's configuration, and commits without asking.
+GIT_ENVIRONMENT = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def inherited_environment(drop: Collection[str] = ()) -> dict[str, str]:
+    """This process's environment without any ``LOCKGATE*`` variable or a name in ``drop``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE") and k not in drop}
+
+
+def environment(pycache: Path, *, git: bool = False, drop: Collection[str] = ()) -> dict[str, str]:
+    """The environment of every process a benchmark starts.
+
+    The inherited one minus ``LOCKGATE*``, the bytecode settings and ``drop``; plus
+    ``PYTHONPYCACHEPREFIX=pycache`` (bytecode is cached there, warm after a warm-up, even
+    where PYTHONDONTWRITEBYTECODE was set, and nothing is written to the checkout) and
+    ``LOCKGATE_DISABLE_PLUGINS=teamdefaults``; with ``git``, :data:`GIT_ENVIRONMENT` too.
+    """
+    env = inherited_environment({*BYTECODE_VARIABLES, *drop})
+    env |= {"PYTHONPYCACHEPREFIX": str(pycache), "LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
+    if git:
+        env |= GIT_ENVIRONMENT
+    return env
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None, ok: int = 0) -> str:
+    """Run untimed and return stdout; an exit code outside 0..``ok`` (or death by a signal)
+    stops the benchmark."""
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if not 0 <= proc.returncode <= ok:
+        sys.exit(f"{shlex.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def timed_process(
+    argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None, *, sync: bool = True
+) -> tuple[float, str]:
+    """The wall time of one process in ms, and its stdout; any non-zero exit stops the
+    benchmark. With ``sync``, dirty pages are flushed first (``os.sync()``, untimed)."""
+    if sync:
+        os.sync()
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    elapsed = (time.perf_counter() - start) * 1000
+    if proc.returncode != 0:
+        sys.exit(f"{shlex.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return elapsed, proc.stdout
+
+
+def expect(what: str, ok: bool, detail: object) -> None:
+    """Stop the benchmark unless ``ok``: a measurement that did not do its work is void."""
+    if not ok:
+        sys.exit(f"{what}: unexpected result: {str(detail).strip()}")
+
+
+# --------------------------------------------------------------------------- file trees
+
+
+@dataclass(frozen=True)
+class RandomTree:
+    """``files`` files of ``size`` bytes in ``dirs`` directories, their content
+    deterministic pseudo-random (incompressible) from ``seed``."""
+
+    name: str
+    files: int
+    size: int
+    dirs: int
+    seed: int
+    digits: ClassVar[int] = 4  # the width of the number in a file's name
+
+    def generate(self, dest: Path) -> list[Path]:
+        """Write ``files // dirs`` files into each of ``dest/d000``, ``dest/d001``, ...,
+        named ``f0000.bin`` on; return their paths, in the order written."""
+        rng = random.Random(self.seed)
+        paths = []
+        for d in range(self.dirs):
+            directory = dest / f"d{d:03d}"
+            directory.mkdir(parents=True)
+            for f in range(self.files // self.dirs):
+                path = directory / f"f{f:0{self.digits}d}.bin"
+                path.write_bytes(rng.randbytes(self.size))
+                paths.append(path)
+        return paths
+
+
+def size_label(size: int) -> str:
+    """``1 MiB``, ``4 KiB``: a file size in whole MiB from 1 MiB up, else in whole KiB."""
+    return f"{size >> 20} MiB" if size >= MiB else f"{size >> 10} KiB"
+
+
+# --------------------------------------------------------------------------- run conditions
+
+
+def mem_free() -> int | None:
+    """``MemFree`` from /proc/meminfo in bytes (None where there is no /proc/meminfo)."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("MemFree:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def prefill(ballast: Path) -> tuple[int, int] | None:
+    """Fill free memory with clean page cache; return MemFree before and after.
+
+    On this kind of VM, the first use of a guest page that is free (never used, or
+    handed back to the host after a deletion freed it) costs about 3 s per GiB in the
+    kernel, so any command that writes a GiB takes 2-5x longer until the page cache has
+    filled RAM, and how much longer depends on what ran before. Reading a sparse file as
+    large as free memory (no disk space used) fills the page cache with clean pages that
+    later writes reclaim cheaply: the steady state of a machine that has been up a while.
+    Nothing is dropped from the page cache; the ballast is only ever read. Other
+    processes freeing memory during the run undo part of this, so
+    :meth:`RunConditions.top_up` fills it again (with a new ballast file) whenever more
+    than 1 GiB is free again.
+    """
+    before = mem_free()
+    if before is None:
+        return None
+    with open(ballast, "wb") as fh:
+        fh.truncate(before + GiB)
+    fd = os.open(ballast, os.O_RDONLY)
+    try:
+        buf = bytearray(8 << 20)
+        while os.readv(fd, [buf]):
+            pass
+    finally:
+        os.close(fd)
+    return before, mem_free() or 0
+
+
+def package_dir() -> Path:
+    """Where ``import lockgate`` finds the package (without importing it)."""
+    spec = importlib.util.find_spec("lockgate")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("lockgate is not importable: run with the project's .venv/bin/python")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def source_fingerprint(package: Path) -> str:
+    """A digest of the package's sources, to notice edits during a run."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def pin_sources(package: Path, root: Path, env: dict[str, str]) -> None:
+    """Copy lockgate's sources into ``root`` and import them from there, in here and in
+    every process started with ``env``, so edits made to the checkout during the run are
+    not mixed in."""
+    dest = root / "pinned"
+    shutil.copytree(package, dest / "lockgate", ignore=shutil.ignore_patterns("__pycache__"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
+    sys.path.insert(0, str(dest))
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as ``0.52 0.40 0.31``."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def load_line(start: str, end: str) -> str:
+    return f"load average (1/5/15 min): {start} at the start, {end} at the end"
+
+
+def python_and_cores() -> str:
+    """``Python 3.12.3, 2 cores``: for the header of a report."""
+    return f"Python {platform.python_version()}, {os.cpu_count()} cores"
+
+
+def machine_json() -> dict[str, object]:
+    """The same for a JSON report: ``cpus`` and ``python``."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def add_condition_options(parser: argparse.ArgumentParser, *, prefill: bool = True) -> None:
+    """``--pin-sources`` (see :func:`pin_sources`) and, with ``prefill``, ``--no-prefill``
+    (see :func:`prefill`): the options of :class:`RunConditions`."""
+    if prefill:
+        parser.add_argument(
+            "--no-prefill",
+            action="store_true",
+            help="do not fill free memory with page cache first",
+        )
+    parser.add_argument(
+        "--pin-sources",
+        action="store_true",
+        help="measure a copy of lockgate's sources made at the start (for a checkout that "
+        "is being edited during the run)",
+    )
+
+
+class RunConditions:
+    """What can skew a long run, noted at its start and at its end.
+
+    The load average; a fingerprint of lockgate's sources, to notice edits during the run
+    (or, with ``pin``, a copy of them made now that the run uses instead, see
+    :func:`pin_sources`); and, with ``prefill``, the page-cache prefills (see
+    :func:`prefill`; :meth:`top_up` does them).
+    """
+
+    def __init__(self, root: Path, env: dict[str, str], *, prefill: bool, pin: bool) -> None:
+        self.root = root
+        self.prefill = prefill
+        self.pinned = pin
+        self.package = package_dir()
+        self.start_load, self.start_sources = load_average(), source_fingerprint(self.package)
+        self.end_load = self.end_sources = ""
+        self.fills: list[tuple[int, int]] = []  # MemFree before and after, per prefill
+        if pin:
+            pin_sources(self.package, root, env)
+
+    def top_up(self) -> None:
+        """Prefill the page cache the first time, then whenever more than 1 GiB is free."""
+        free = mem_free()
+        if not self.prefill or free is None or (self.fills and free < GiB):
+            return
+        print(f"filling {free / GiB:.1f} GiB of free memory ...", file=sys.stderr)
+        filled = prefill(self.root / f"ballast-{len(self.fills)}")
+        if filled:
+            self.fills.append(filled)
+
+    def finish(self) -> None:
+        """Note the end of the run and print the prefills, load average and sources."""
+        self.end_load, self.end_sources = load_average(), source_fingerprint(self.package)
+        if self.fills:
+            shown = ", ".join(f"{a / GiB:.1f} -> {b / GiB:.1f}" for a, b in self.fills)
+            print(f"page cache prefilled {len(self.fills)} time(s), MemFree GiB: {shown}")
+        else:
+            print("page cache not prefilled" + ("" if self.prefill else " (--no-prefill)"))
+        print(load_line(self.start_load, self.end_load))
+        start, end = self.start_sources, self.end_sources
+        if self.pinned:
+            print(
+                f"lockgate sources {start}, pinned (a copy made at the start); "
+                f"the checkout's sources at the end: {end}"
+            )
+        elif end == start:
+            print(f"lockgate sources {start} (unchanged during the run)")
+        else:
+            print(
+                f"WARNING: lockgate's sources changed during the run ({start} -> {end}): "
+                "the numbers mix versions"
+            )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "prefill_memfree_before_after": self.fills,
+            "load_average": {"start": self.start_load, "end": self.end_load},
+            "sources": {"start": self.start_sources, "end": self.end_sources},
+            "pinned": self.pinned,
+        }
+
+
+# --------------------------------------------------------------------------- results
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+@dataclass
+class Timings(Generic[Key]):
+    """Timed runs in ms, by key (a row, or a (tree or component, row) pair)."""
+
+    times: dict[Key, list[float]] = field(default_factory=dict)
+
+    def add(self, key: Key, ms: float) -> None:
+        self.times.setdefault(key, []).append(ms)
+
+    def median(self, key: Key) -> float | None:
+        runs = self.times.get(key)
+        return statistics.median(runs) if runs else None
+
+    def minimum(self, key: Key) -> float | None:
+        runs = self.times.get(key)
+        return min(runs) if runs else None
+
+    def p95(self, key: Key) -> float | None:
+        """The 95th percentile, nearest rank (the largest of fewer than 20 runs)."""
+        runs = sorted(self.times.get(key, []))
+        return runs[max(math.ceil(0.95 * len(runs)) - 1, 0)] if runs else None
+
+
+def runs_json(timings: Timings[tuple[str, str]], group: str, row: str) -> list[dict[str, object]]:
+    """Every key's runs for a JSON report: its two parts (named ``group`` and ``row``), the
+    times, their median and their minimum."""
+    return [
+        {group: g, row: r, "times_ms": times}
+        | {"median_ms": statistics.median(times), "min_ms": min(times)}
+        for (g, r), times in timings.times.items()
+    ]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio of two medians, and the bound it should stay under (None: context only)."""
+
+    label: str
+    num: tuple[str, str]  # (tree or component, row)
+    den: tuple[str, str]
+    bound: float | None
+
+
+def ratios(targets: Sequence[Target], timings: Timings[tuple[str, str]]) -> list[dict[str, object]]:
+    """Each target's ratio of medians (None where a side was not measured), and its verdict."""
+    out: list[dict[str, object]] = []
+    for target in targets:
+        num, den = timings.median(target.num), timings.median(target.den)
+        value = num / den if num is not None and den else None
+        passed = None if value is None or target.bound is None else value <= target.bound
+        out.append({"ratio": target.label, "value": value, "bound": target.bound, "pass": passed})
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def fmt_ms(ms: float | None) -> str:
+    """Milliseconds with one decimal and thousands separators; ``-`` for no value."""
+    return "-" if ms is None else f"{ms:,.1f}"
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> None:
+    """The header, a rule and the rows, in columns two spaces apart: the first ``left``
+    columns aligned left, the others right."""
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        cells = [
+            f"{v:<{w}}" if col < left else f"{v:>{w}}"
+            for col, (v, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def print_medians(
+    title: str, rows: Sequence[str], groups: Sequence[str], timings: Timings[tuple[str, str]]
+) -> None:
+    """A table of the median and the minimum of each row, per group (tree or component)."""
+    header = [title]
+    for group in groups:
+        header += [f"{group} median ms", f"{group} min ms"]
+    body = []
+    for row in rows:
+        cells = [row]
+        for group in groups:
+            cells += [fmt_ms(timings.median((group, row))), fmt_ms(timings.minimum((group, row)))]
+        body.append(cells)
+    print_table(header, body)
+
+
+def print_ratios(computed: Sequence[Mapping[str, object]]) -> None:
+    """The table of :func:`ratios`: each ratio, its bound, PASS or FAIL (SKIP: unmeasured)."""
+    rows = []
+    for r in computed:
+        value, bound, passed = r["value"], r["bound"], r["pass"]
+        shown = "skipped" if value is None else f"{value:.2f}"
+        limit = "" if bound is None else f"<= {bound:.1f}"
+        verdict = "" if passed is None else ("PASS" if passed else "FAIL")
+        if value is None and bound is not None:
+            verdict = "SKIP"
+        rows.append([str(r["ratio"]), shown, limit, verdict])
+    print_table(["ratio of medians", "ratio", "target", ""], rows)
+
+
+def print_results(
+    title: str,
+    rows: Sequence[str],
+    groups: Sequence[str],
+    targets: Sequence[Target],
+    timings: Timings[tuple[str, str]],
+) -> list[dict[str, object]]:
+    """The table of medians (:func:`print_medians`), then that of the ratios
+    (:func:`print_ratios`); returns the ratios, for the JSON report."""
+    print_medians(title, rows, groups, timings)
+    print()
+    computed = ratios(targets, timings)
+    print_ratios(computed)
+    return computed
