@@ -103,8 +103,8 @@ class StagingSection:
 class ValidationSection:
     """``validation:`` — how validators run (see docs/validation.md)."""
 
-    timeout: float = 30.0
-    workers: int = 0
+    timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     cache: bool = True
 
 
@@ -146,8 +146,8 @@ class StageSection:
 class GcSection:
     """``gc:`` — what ``lockgate gc`` keeps."""
 
-    keep: int = 5
-    grace: float = 3600.0
+    keep: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    grace: float = attrs.field(default=3600.0, validator=attrs.validators.ge(0))
 
 
 def _default_stages() -> dict[str, StageSection]:
