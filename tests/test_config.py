@@ -268,3 +268,22 @@ def test_unchanged_config_loads_without_importing_yaml(tmp_path: Path) -> None:
     subprocess.run(run, capture_output=True, text=True, check=True)
     out = subprocess.run(run, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("validation:\n  timeout: 0\n", 2, "'timeout' must be > 0"),
+        ("validation:\n  workers: -1\n", 2, "'workers' must be >= 0"),
+        ("gc:\n  keep: 0\n", 2, "'keep' must be >= 1"),
+        ("gc:\n  grace: -5\n", 2, "'grace' must be >= 0"),
+    ],
+)
+def test_out_of_range_settings_name_file_and_line(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    root = _project(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        _open(root)
+    assert str(info.value).startswith(f"{root / 'lockgate.yaml'}:{line}: ")
+    assert message in str(info.value)

@@ -93,7 +93,9 @@ def _structure_attrs(cls: type, data: Any, path: KeyPath, where: Locator) -> Any
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        _fail(path, where, str(exc))
+        # attrs validators name the field ("'timeout' must be > 0"): point at its key.
+        named = [name for name in kwargs if str(exc).startswith(f"'{name}' ")]
+        _fail((*path, named[0]) if named else path, where, str(exc))
 
 
 def _convert(tp: Any, value: Any, path: KeyPath, where: Locator) -> Any:
