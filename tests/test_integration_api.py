@@ -220,3 +220,20 @@ def test_rollback_goes_to_the_last_good_revision_and_is_audited(project: Path) -
     assert "rollback" in actions
     staged = manager.staged_component("alice:data_prep")
     assert staged.to_dict()["revision"] == two["revision"]
+
+
+def test_workspace_manager_lists_workspaces_and_components(project: Path) -> None:
+    manager = WorkspaceManager(project, actor="ci")
+    assert manager.list_workspaces() == ["alice", "bob"]
+    found = {c["ref"]: c for c in manager.discover_components("bob")}
+    assert set(found) == {"bob:broken", "bob:training"}
+    assert found["bob:training"]["component_type"] == "builders"
+    assert manager.project.actor == "ci"
+    manager.close()
+
+
+def test_create_initialises_a_project_where_there_is_none(tmp_path: Path) -> None:
+    manager = WorkspaceManager(tmp_path / "fresh", create=True)
+    assert (tmp_path / "fresh" / "lockgate.yaml").is_file()
+    assert manager.list_workspaces() == []
+    assert WorkspaceIntegrationManager(manager).get_integration_summary()["staged_components"] == 0

@@ -980,3 +980,20 @@ def test_gc_removes_leftovers_of_interrupted_writers_after_the_grace_period(
     ws.ok("gc")
     assert [p for p in leftovers if p.exists()] == []
     assert fresh.exists()
+
+
+def test_a_rejected_latest_revision_is_refused_even_with_force(ws: Workspace) -> None:
+    ws.write("alice:app", {"a.py": "X = 1\n"})
+    ws.ok("stage", "alice:app")
+    ws.ok("reject", "alice:app", "--reason", "wrong approach", actor="carol")
+    refused = ws.cli("promote", "alice:app", "--force", "--reason", "try anyway")
+    assert refused.exit_code == 1
+    assert "alice:app is rejected: cannot promote" in refused.stderr
+    assert not (ws.root / "stages" / "staging" / "app").exists()
+    project = ws.project()
+    outcomes = [(e.action, e.outcome) for e in project.state().events() if e.action == "promote"]
+    project.close()
+    assert outcomes == [("promote", "refused")]
+    ws.write("alice:app", {"a.py": "X = 2\n"})  # a new revision starts over
+    ws.ok("stage", "alice:app")
+    ws.ok("promote", "alice:app")

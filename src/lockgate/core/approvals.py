@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from lockgate.core.contracts import Approval, AuditEvent
-from lockgate.core.lifecycle import now_iso
+from lockgate.core.lifecycle import TRANSITIONS, now_iso
 from lockgate.core.models import ComponentStatus
 from lockgate.core.refs import ComponentRef, short
 from lockgate.errors import InputError, NotFoundError, RefusedError
@@ -22,13 +22,6 @@ if TYPE_CHECKING:
     from lockgate.core.project import Project
 
 __all__ = ["DecisionResult", "decide"]
-
-S = ComponentStatus
-# Which statuses a decision on the latest revision moves, and to what.
-_MOVES: dict[str, tuple[frozenset[ComponentStatus], ComponentStatus]] = {
-    "approve": (frozenset({S.STAGED}), S.APPROVED),
-    "reject": (frozenset({S.STAGED, S.APPROVED, S.PROMOTED}), S.REJECTED),
-}
 
 
 @attrs.frozen
@@ -91,9 +84,11 @@ def decide(
         return _result(
             ref, chosen, decision, actor, False, record.status, existing, "already approved by you"
         )
+    # A decision is recorded for any revision; it moves the component's status only when
+    # it concerns the latest revision and the status machine allows it.
     status_move = None
-    sources, target = _MOVES[decision]
-    if chosen == record.latest_revision and record.status in sources:
+    sources, target = TRANSITIONS[decision]
+    if chosen == record.latest_revision and record.status in sources and record.status != target:
         status_move = (record.status, target)
     at = now_iso()
     text = comment if decision == "approve" else (reason or comment)

@@ -75,10 +75,15 @@ def move_pointer(
     expected_generation: int | None = None,
     reason: str | None = None,
     details: dict[str, object] | None = None,
+    strict: bool = True,
+    at: str | None = None,
 ) -> Pointer:
     """Make ``revision`` current for ``component`` in ``stage`` (None removes it).
 
     The component's status moves by ``action`` (checked against the status machine).
+    With ``strict=False`` an action the status does not allow leaves the status as it is
+    instead of being refused: the pointer of a stage may move for a revision that is not
+    the component's latest (whose standing the status describes).
     ``expected_generation`` is the pointer generation the caller based its decision on;
     when omitted, the generation read here is used, so only a change that lands between
     this read and the write is a conflict. Either way a lost update raises
@@ -88,7 +93,11 @@ def move_pointer(
     record = state.component(component)
     if record is None:
         raise NotFoundError(f"{component} has never been staged; stage it first")
-    status = next_status(component, record.status, action)
+    if strict:
+        status: ComponentStatus | None = next_status(component, record.status, action)
+    else:
+        sources, target = TRANSITIONS[action]
+        status = target if record.status in sources else None
     component_id = record.component_id
     current = state.pointer(stage, component_id)
     generation = current.generation if current else 0
@@ -97,7 +106,7 @@ def move_pointer(
             f"{stage}/{component_id} is at generation {generation}, not {expected_generation}: "
             "another change won; look again and retry"
         )
-    at, actor = now_iso(), project.actor
+    at, actor = at or now_iso(), project.actor
     previous = current.revision if current else None
     event = AuditEvent(
         at=at,

@@ -35,9 +35,9 @@ import attrs
 
 from lockgate.core.contracts import AuditEvent, Intent, Pointer, PointerChange, Target
 from lockgate.core.failpoints import failpoint
-from lockgate.core.lifecycle import TRANSITIONS, now_iso
+from lockgate.core.lifecycle import move_pointer, next_status, now_iso
 from lockgate.core.locking import OperationLock
-from lockgate.core.models import ChangeEvent, ComponentStatus
+from lockgate.core.models import ChangeEvent
 from lockgate.core.refs import ComponentRef, check_name, short
 from lockgate.errors import (
     ConflictError,
@@ -187,6 +187,13 @@ class Promoter:
         )
         if current == revision:
             return attrs.evolve(base, note="already current")
+        record = state.component(str(ref))
+        if record is not None and record.latest_revision == revision and not dry_run:
+            try:
+                next_status(str(ref), record.status, "promote")  # a rejected revision
+            except RefusedError as exc:
+                self._refused(base, exc.message)
+                raise
         report = None
         if section.gates.validate:
             report = Validation(project).run(
@@ -477,31 +484,21 @@ class Promoter:
             for target, ready in zip(targets, prepared, strict=True):
                 target.commit(ready)
                 failpoint(f"{action}.after_switch")
-            status = self._status_after(str(ref), revision, action)
-            change = PointerChange(
+            # Promoting the latest revision moves its status by the status machine
+            # (checked before anything was touched); any other switch leaves it alone
+            # unless the machine allows the action.
+            move_pointer(
+                project,
                 stage=stage,
-                component_id=component_id,
                 component=str(ref),
                 revision=revision,
-                previous_revision=base.previous_revision,
-                generation=generation + 1,
-                at=base.at,
-                actor=base.actor,
                 action=action,
+                expected_generation=generation,
                 reason=base.reason,
-            )
-            event = AuditEvent(
+                details={"intent": intent.id, **details},
+                strict=False,
                 at=base.at,
-                actor=base.actor,
-                action=action,
-                component=str(ref),
-                stage=stage,
-                revision=revision,
-                previous_revision=base.previous_revision,
-                reason=base.reason,
-                details={"generation": generation + 1, "intent": intent.id, **details},
             )
-            state.move_pointer(change, expected_generation=generation, status=status, event=event)
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
         hooks = project.hooks.on_promote if action == "promote" else project.hooks.on_rollback
@@ -519,19 +516,6 @@ class Promoter:
             )
         )
         return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
-
-    def _status_after(self, ref: str, revision: str | None, action: str) -> ComponentStatus | None:
-        """The component's new status, when the switch concerns its latest revision."""
-        record = self.project.state().component(ref)
-        if record is None:
-            return None
-        if action == "rollback":
-            sources, target = TRANSITIONS["rollback"]
-            return target if record.status in sources else None
-        sources, target = TRANSITIONS["promote"]
-        if revision == record.latest_revision and record.status in sources:
-            return target
-        return None
 
     def _refused(self, base: SwitchResult, why: str) -> None:
         """Record an operation the gates or the integrity checks refused."""

@@ -44,7 +44,7 @@ from lockgate.core.models import (
     ValidationSubject,
 )
 from lockgate.core.refs import ComponentRef
-from lockgate.errors import ConfigError, LockedError, LockgateError, PluginHookError
+from lockgate.errors import LockedError, LockgateError, PluginHookError
 
 if TYPE_CHECKING:
     from lockgate.core.hooks import Validator
@@ -216,11 +216,7 @@ class Validation:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.settings = project.config.validation
-        if self.settings.timeout <= 0:
-            raise ConfigError(
-                f"validation.timeout is {self.settings.timeout}; give a positive number of seconds"
-            )
+        self.settings = project.config.validation  # timeout > 0: checked with the config
         self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
         self._revisions: dict[str, str] = {}
 
