@@ -209,3 +209,49 @@ def test_version_prints_the_package_version() -> None:
 
     result = run_cli("--version")
     assert result.stdout.strip() == f"lockgate {__version__}"
+
+
+# ------------------------------------------------------------------ the cyclic collector
+
+GC_PROBE = (
+    "import gc\n"
+    "import click\n"
+    "from lockgate import hookimpl\n"
+    "@click.command('gcstate')\n"
+    "def gcstate():\n"
+    "    click.echo(f'command: {gc.isenabled()}')\n"
+    "@hookimpl\n"
+    "def register_commands(register):\n"
+    "    register(gcstate)\n"
+    "@hookimpl\n"
+    "def on_metrics_collect():\n"
+    "    return {'gc_on': int(gc.isenabled())}\n"
+)
+
+
+def test_kernel_commands_run_without_the_collector_and_plugin_commands_with_it(
+    tmp_path: Path, site: Path
+) -> None:
+    write_distribution(site, "lockgate-gc", "1.0", {"gcprobe": "lg_gc"}, {"lg_gc": GC_PROBE})
+    plugin = run_lockgate("gcstate", cwd=tmp_path, site=site)
+    assert (plugin.returncode, plugin.stdout) == (0, "command: True\n"), plugin.stderr
+    kernel = run_lockgate("--json", "metrics", cwd=tmp_path, site=site)
+    assert kernel.returncode == 0, kernel.stderr
+    assert json.loads(kernel.stdout)["gcprobe.gc_on"] == 0
+
+
+def test_in_process_runs_leave_the_collector_as_they_found_it() -> None:
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    assert run_cli("--version").exit_code == 0
+    assert run_cli("no-such-command").exit_code == 2
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
+    gc.disable()
+    try:
+        assert run_cli("--version").exit_code == 0
+        assert not gc.isenabled()  # a caller's choice is kept, too
+    finally:
+        gc.enable()

@@ -1,5 +1,5 @@
 """``python -m lockgate``."""
 
-from lockgate.cli.main import main
+from lockgate.cli.launch import main
 
 main()

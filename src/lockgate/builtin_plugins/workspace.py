@@ -21,14 +21,18 @@ timestamp granularity after it was hashed — and is hashed again.
 from __future__ import annotations
 
 import errno
+import functools
 import marshal
+import operator
 import os
 import posixpath
 import re
 import stat
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import attrs
 
@@ -38,8 +42,11 @@ from lockgate.core.contracts import (
     Discovery,
     FileStat,
     ScannedFile,
+    ScannedFiles,
     ScanResult,
 )
+from lockgate.core.gcpause import gc_paused
+from lockgate.core.manifest import digest_bytes
 from lockgate.core.models import Issue, RoleContext, Severity
 from lockgate.core.refs import ComponentRef, check_name
 from lockgate.core.specs import read_spec
@@ -50,7 +57,7 @@ from lockgate.hookspecs import hookimpl
 __all__ = ["WorkspaceSource"]
 
 IGNORE_FILE = ".lockgateignore"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 RACY_WINDOW_NS = 50_000_000
 """Timestamp granularity assumed for the racy check (Linux file systems tick in 1-10 ms)."""
 
@@ -62,6 +69,8 @@ IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "4913", ".lockgateignore"})
 IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swo", ".swx", ".swn", "~", ".orig", ".rej", ".bak")
 IGNORED_PREFIXES = (".#", ".~lock.")
 _DIR, _REG, _LNK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
+_STAT_KEY = operator.attrgetter("st_mode", "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # Names that may be ignored by the builtin rules, or are not plain printable ASCII: only
 # these take the slow path through the name checks and ignore rules.
 _UNUSUAL_NAME = re.compile(
@@ -131,7 +140,10 @@ class WorkspaceSource:
         self.extra_ignore = tuple(extra_ignore)
         # Loaded stat caches, kept while their file is unchanged: a long-lived process
         # (the watcher) rescans without decoding the cache every time.
-        self._loaded: dict[ComponentRef, tuple[tuple[int, int, int], Any]] = {}
+        self._loaded: dict[ComponentRef, _StatCache] = {}
+        # Each component's latest scan with its directory listings, for remember().
+        self._walks: dict[ComponentRef, tuple[ScanResult, dict[str, _Listed], tuple[str, ...]]]
+        self._walks = {}
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> WorkspaceSource:
@@ -249,136 +261,407 @@ class WorkspaceSource:
     # ------------------------------------------------------------------ scanning
 
     def scan(self, component: Component) -> ScanResult:
-        # The hot loop of staging and of the watcher: one lstat per entry, everything else
-        # decided in C where it can be (one regex for unusual names, tuple compares).
+        # The hot path of staging and of the watcher. Per directory: one listdir and one
+        # lstat per entry, both relative to the directory's descriptor (no path walk).
+        # A directory whose names and packed stat fields equal the cached ones (and whose
+        # files are all past the racy window) takes its files from the cache without any
+        # per-entry Python; any other directory is checked entry by entry.
         root = component.path
-        matcher = self._matcher(component)
-        cache, cache_mtime, cache_revision = self._load_cache(component.ref)
-        trusted_before = cache_mtime - RACY_WINDOW_NS
-        files: list[ScannedFile] = []
-        append = files.append
-        clean = 0
-        real_root = os.path.realpath(root)
-        unusual = _UNUSUAL_NAME.search
-        new_stat = tuple.__new__
-        stack = [("", str(root))]
-        while stack:
-            rel_dir, abs_dir = stack.pop()
-            with os.scandir(abs_dir) as it:
-                for entry in it:
-                    name = entry.name
-                    st = entry.stat(follow_symlinks=False)
-                    fmt = st.st_mode & 0o170000
-                    if unusual(name) is not None:
-                        _check_file_name(name, entry.path)
-                        if is_default_ignored(name, is_dir=fmt == _DIR):
-                            continue
-                    rel = rel_dir + name
-                    if fmt == _DIR:
-                        if matcher is None or not matcher.match_file(rel + "/"):
-                            stack.append((rel + "/", entry.path))
-                        continue
-                    if matcher is not None and matcher.match_file(rel):
-                        continue
-                    if fmt == _REG:
-                        kind: Literal["file", "exec"] = "exec" if st.st_mode & 0o111 else "file"
-                        key = new_stat(
-                            FileStat, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                        )
-                        cached = cache.get(rel)
+        rules = self._ignore_lines(component)
+        cache = self._load_cache(component.ref)
+        fast = cache.rules == rules
+        walk = _Walk(component, rules, cache)
+        pieces: list[tuple[ScannedFile, ...] | str] = []  # a directory's files, or its name
+        count = total = largest = 0
+        stack = [("", str(root), os.open(root, _DIR_FLAGS))]
+        try:
+            with gc_paused():
+                while stack:
+                    rel_dir, abs_dir, fd = stack.pop()
+                    try:
+                        names = os.listdir(fd)
+                        names.sort()
+                        stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+                        stats = list(map(_STAT_KEY, map(stat_at, names)))
+                        listing = "\0".join(names)
+                        sig = _pack_stats(stats)
+                        start = count
+                        cached = cache.dirs.get(rel_dir)
                         if (
-                            cached is not None
-                            and cached[0] == key
-                            and cached[1] == kind
-                            # Racily clean entries (changed within the timestamp
-                            # granularity of the cache write) are hashed again.
-                            and st.st_mtime_ns < trusted_before
-                            and st.st_ctime_ns < trusted_before
+                            fast
+                            and cached is not None
+                            and cached[_D_SIGNED]
+                            and cached[_D_SIG] == sig
+                            and cached[_D_NAMES] == listing
+                            and cached[_D_NEWEST] < cache.trusted_before
                         ):
-                            append(new_stat(ScannedFile, (rel, kind, key, cached[2], None)))
-                            clean += 1
+                            pieces.append(rel_dir)  # its files are built only if asked for
+                            count += len(cached[_D_KINDS])
+                            walk.clean += len(cached[_D_KINDS])
+                            total += cached[_D_SIZE]
+                            largest = max(largest, cached[_D_LARGEST])
+                            subdirs = _split(cached[_D_SUBDIRS])
+                            signed = True
                         else:
-                            append(new_stat(ScannedFile, (rel, kind, key, None, None)))
-                    elif fmt == _LNK:
-                        target = _check_symlink(entry.path, rel, real_root)
-                        size = len(target.encode())
-                        cached = cache.get(rel)
-                        if cached is not None and cached[1] == "symlink" and cached[2] == target:
-                            clean += 1
-                        append(ScannedFile(rel, "symlink", FileStat(size, 0, 0, 0), None, target))
-                    else:
-                        raise InputError(
-                            f"{entry.path}: is a {_special_kind(st.st_mode)}; components may "
-                            "hold only regular files and symlinks — remove it or add it to "
-                            ".lockgateignore"
+                            chunk, subdirs, signed = walk.directory(rel_dir, abs_dir, names, stats)
+                            pieces.append(chunk)
+                            count += len(chunk)
+                            sizes = [f.stat.size for f in chunk]
+                            total += sum(sizes)
+                            largest = max(largest, *sizes) if sizes else largest
+                        walk.dirs[rel_dir] = _Listed(
+                            listing, sig, "\0".join(subdirs), signed and sig is not None, start
                         )
-        # Left in directory order: the manifest sorts its entries itself.
-        # Every entry clean and none added or removed: the tree is the cached revision.
-        same = clean == len(files) == len(cache) and cache_revision is not None
-        return ScanResult(component, tuple(files), cache_revision if same else None)
+                        for name in subdirs:
+                            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                            stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
+                    finally:
+                        os.close(fd)
+                # Left in directory order: the manifest sorts its entries itself.
+                # Every entry clean and none added or removed: the tree is the cached
+                # revision.
+                same = walk.clean == count == cache.total and cache.revision is not None
 
-    def _matcher(self, component: Component) -> Any:
+                def build() -> tuple[ScannedFile, ...]:
+                    with gc_paused():
+                        return tuple(
+                            chain.from_iterable(
+                                cache.scanned(p) if isinstance(p, str) else p for p in pieces
+                            )
+                        )
+
+                files = ScannedFiles(build, count=count, total_size=total, largest=largest)
+                result = ScanResult(component, files, cache.revision if same else None)
+        finally:
+            for _, _, fd in stack:
+                os.close(fd)
+        self._walks[component.ref] = (result, walk.dirs, rules)
+        return result
+
+    def _ignore_lines(self, component: Component) -> tuple[str, ...]:
         lines = list(self.extra_ignore)
         for directory in (self.project_root, self.root / component.ref.workspace, component.path):
-            ignore = directory / IGNORE_FILE
-            if ignore.is_file():
-                lines.extend(ignore.read_text(encoding="utf-8", errors="replace").splitlines())
-        lines = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        if not lines:
-            return None
-        import pathspec
-
-        return pathspec.GitIgnoreSpec.from_lines(lines)
+            try:
+                text = (directory / IGNORE_FILE).read_text(encoding="utf-8", errors="replace")
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            lines.extend(text.splitlines())
+        return tuple(ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
 
     # ------------------------------------------------------------------ stat cache
 
     def _cache_path(self, ref: ComponentRef) -> Path:
         return self.cache_dir / ref.workspace / ref.component_id
 
-    def _load_cache(self, ref: ComponentRef) -> tuple[dict[str, Any], int, str | None]:
+    def _load_cache(self, ref: ComponentRef) -> _StatCache:
         path = self._cache_path(ref)
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                cache_mtime = st.st_mtime_ns
                 key = (st.st_mtime_ns, st.st_size, st.st_ino)
                 kept = self._loaded.get(ref)
-                if kept is not None and kept[0] == key:
-                    data = kept[1]
-                else:
-                    # marshal.loads on bytes: marshal.load(fh) reads piecewise, 5x slower
-                    data = marshal.loads(fh.read())
-                    self._loaded[ref] = (key, data)
+                if kept is not None and kept.key == key:
+                    return kept
+                with gc_paused():
+                    # One read, then marshal.loads on the bytes (marshal.load(fh) reads
+                    # piecewise, 5x slower). The trailing checksum guards the digests
+                    # against a damaged file: a wrong cached digest would be recorded.
+                    raw = fh.read()
+                    body, check = raw[:-64], raw[-64:]
+                    if digest_bytes(body).encode() != check:
+                        return _StatCache.EMPTY
+                    cache = _StatCache.decode(marshal.loads(body), key)
         except (OSError, EOFError, ValueError, TypeError):
-            return {}, 0, None
-        if not isinstance(data, dict) or data.get("v") != CACHE_VERSION:
-            return {}, 0, None
-        files = data.get("files")
-        if not isinstance(files, dict):
-            return {}, 0, None
-        revision = data.get("revision")
-        return files, cache_mtime, revision if isinstance(revision, str) else None
+            return _StatCache.EMPTY
+        self._loaded[ref] = cache
+        return cache
 
     def remember(
         self, scan: ScanResult, digests: dict[str, str], revision: str | None = None
     ) -> None:
-        files: dict[str, tuple[Any, ...]] = {}
-        for f in scan.files:
-            if f.kind == "symlink":
-                files[f.path] = ((), "symlink", f.target)
-                continue
-            digest = f.digest or digests.get(f.path)
-            if digest is None:
-                revision = None  # the cache no longer describes the whole tree
-                continue
-            files[f.path] = (tuple(f.stat), f.kind, digest)
-        path = self._cache_path(scan.component.ref)
+        ref = scan.component.ref
+        walked = self._walks.get(ref)
+        if walked is None or walked[0] is not scan:
+            return  # not this source's latest scan of the component: nothing to vouch for
+        files = scan.files
+        dirs: dict[str, tuple[Any, ...]] = {}
+        listed = sorted(walked[1].items(), key=lambda item: item[1].start)
+        ends = [d.start for _, d in listed[1:]] + [len(files)]
+        for (rel_dir, d), end in zip(listed, ends, strict=True):
+            names: list[str] = []
+            kinds: list[str] = []
+            fstats: list[int] = []
+            known: list[str] = []
+            targets: list[str] = []
+            signed = d.signed
+            newest = size = biggest = 0
+            cut = len(rel_dir)
+            for f in files[d.start : end]:
+                if f.kind == "symlink":
+                    digest = _NO_DIGEST
+                    signed = False  # links are checked on every scan (their target may move)
+                else:
+                    digest = f.digest or digests.get(f.path) or ""
+                    if not digest:
+                        revision, signed = None, False  # no longer the whole tree
+                        continue
+                    newest = max(newest, f.stat.mtime_ns, f.stat.ctime_ns)
+                size += f.stat.size
+                biggest = max(biggest, f.stat.size)
+                names.append(f.path[cut:])
+                kinds.append(_KIND_CODES[f.kind])
+                fstats.extend(f.stat)
+                known.append(digest)
+                targets.append(f.target or "")
+            dirs[rel_dir] = (
+                d.names, d.sig or b"", d.subdirs, newest, signed,
+                "\0".join(names), "".join(kinds), _FILE_STATS.pack_n(fstats), "".join(known),
+                "\0".join(targets) if any(targets) else "", size, biggest,
+            )  # fmt: skip
+        data = {"v": CACHE_VERSION, "revision": revision, "rules": walked[2], "dirs": dirs}
+        path = self._cache_path(ref)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        data = {"v": CACHE_VERSION, "revision": revision, "files": files}
         with open(tmp, "wb") as fh:
-            fh.write(marshal.dumps(data))
+            body = marshal.dumps(data)
+            fh.write(body + digest_bytes(body).encode())
         os.replace(tmp, path)
+
+
+class _Listed(NamedTuple):
+    """A directory as one scan found it, for :meth:`WorkspaceSource.remember`."""
+
+    names: str
+    """Every entry's name, sorted, ignored ones included, joined by NUL."""
+    sig: bytes | None
+    """The stat fields of those entries, packed (None: a value that does not pack)."""
+    subdirs: str
+    """The subdirectories descended into, joined by NUL."""
+    signed: bool
+    """Whether the directory may be trusted whole next time (it holds no symlink)."""
+    start: int
+    """Where its files start in the scan's list (they are contiguous)."""
+
+
+# A directory's entry in the stat cache (one tuple of strings, bytes and ints, so that
+# decoding it creates a handful of objects, not several per file): _Listed's first three
+# fields, the newest mtime/ctime of its files (the racy check), whether it is signed, then
+# its files: names (NUL-joined), kinds (one letter each), stat fields (packed), digests
+# (64 hex characters each) and symlink targets (NUL-joined; empty when there are none),
+# and last their total size and the largest size (a scan's limits, without the files).
+_D_NAMES, _D_SIG, _D_SUBDIRS, _D_NEWEST, _D_SIGNED = range(5)
+_D_FILES, _D_KINDS, _D_FSTATS, _D_DIGESTS, _D_TARGETS = range(5, 10)
+_D_SIZE, _D_LARGEST = range(10, 12)
+_KIND_CODES = {"file": "f", "exec": "x", "symlink": "l"}
+_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_NO_DIGEST = "0" * 64
+
+
+class _Packer:
+    """Packs runs of fixed-layout records of 64-bit integers into bytes."""
+
+    def __init__(self, layout: str) -> None:
+        self.layout = layout
+        self._by_count: dict[int, struct.Struct] = {}
+
+    def pack_n(self, flat: Sequence[int]) -> bytes:
+        count = len(flat) // len(self.layout)
+        packer = self._by_count.get(count)
+        if packer is None:
+            packer = self._by_count[count] = struct.Struct("<" + self.layout * count)
+        return packer.pack(*flat)
+
+
+_ENTRY_STATS = _Packer("qqqqQ")  # mode, size, mtime_ns, ctime_ns, ino
+_FILE_STATS = _Packer("qqqQ")  # size, mtime_ns, ctime_ns, ino
+
+
+def _pack_stats(stats: list[tuple[int, ...]]) -> bytes | None:
+    try:
+        return _ENTRY_STATS.pack_n(list(chain.from_iterable(stats)))
+    except struct.error:
+        return None
+
+
+def _split(joined: str) -> list[str]:
+    return joined.split("\0") if joined else []
+
+
+class _StatCache:
+    """A component's stat cache as decoded: per directory, its listing and its files."""
+
+    EMPTY: ClassVar[_StatCache]
+
+    def __init__(
+        self,
+        key: tuple[int, int, int],
+        revision: str | None,
+        rules: tuple[str, ...] | None,
+        dirs: dict[str, tuple[Any, ...]],
+    ) -> None:
+        self.key = key
+        self.revision = revision
+        self.rules = rules
+        self.dirs = dirs
+        # As in git, an entry whose mtime or ctime is not clearly older than the cache
+        # file itself is "racily clean" and is hashed again.
+        self.trusted_before = key[0] - RACY_WINDOW_NS
+        self.total = sum(len(d[_D_KINDS]) for d in dirs.values())
+        self._scanned: dict[str, tuple[ScannedFile, ...]] = {}
+
+    @classmethod
+    def decode(cls, data: Any, key: tuple[int, int, int]) -> _StatCache:
+        if not isinstance(data, dict) or data.get("v") != CACHE_VERSION:
+            return cls.EMPTY
+        dirs, revision, rules = data.get("dirs"), data.get("revision"), data.get("rules")
+        if not isinstance(dirs, dict) or not all(map(_well_formed, dirs.values())):
+            return cls.EMPTY
+        return cls(
+            key,
+            revision if isinstance(revision, str) else None,
+            rules if isinstance(rules, tuple) else None,
+            dirs,
+        )
+
+    def _columns(self, rel_dir: str) -> tuple[Iterable[Any], ...]:
+        """The directory's files as columns: paths, kinds, stats, digests (no per-file
+        Python: each is a C iterator over the cached strings and bytes)."""
+        d = self.dirs[rel_dir]
+        names = _split(d[_D_FILES])
+        count = len(names)
+        paths = map(rel_dir.__add__, names) if rel_dir else names
+        kinds = map(_KINDS.__getitem__, d[_D_KINDS])
+        stats = map(tuple.__new__, repeat(FileStat), struct.iter_unpack("<qqqQ", d[_D_FSTATS]))
+        cuts = map(slice, range(0, 64 * count, 64), range(64, 64 * count + 1, 64))
+        digests = map(d[_D_DIGESTS].__getitem__, cuts)
+        return paths, kinds, stats, digests
+
+    def scanned(self, rel_dir: str) -> tuple[ScannedFile, ...]:
+        """A signed directory's files as scan entries (built once; no symlinks there)."""
+        got = self._scanned.get(rel_dir)
+        if got is None:
+            rows = zip(*self._columns(rel_dir), repeat(None))
+            got = self._scanned[rel_dir] = tuple(map(tuple.__new__, repeat(ScannedFile), rows))
+        return got
+
+    def files_in(self, rel_dir: str) -> dict[str, tuple[Any, ...]]:
+        """A directory's cached files by path: (stat, kind, digest, symlink target)."""
+        d = self.dirs.get(rel_dir)
+        if d is None:
+            return {}
+        paths, kinds, stats, digests = self._columns(rel_dir)
+        targets = _split(d[_D_TARGETS]) if d[_D_TARGETS] else repeat("")
+        rows = zip(stats, kinds, digests, targets, strict=False)  # targets may be endless
+        return dict(zip(paths, rows, strict=False))
+
+
+_StatCache.EMPTY = _StatCache((0, 0, 0), None, None, {})
+_TYPES = (str, bytes, str, int, bool, str, str, bytes, str, str, int, int)
+
+
+def _well_formed(d: object) -> bool:
+    """Whether a directory's cache entry has the shape :meth:`_StatCache.scanned` and
+    :meth:`_StatCache.files_in` rely on (a damaged cache is ignored, never trusted)."""
+    if not isinstance(d, tuple) or len(d) != len(_TYPES):
+        return False
+    if not all(map(isinstance, d, _TYPES)):
+        return False
+    kinds: str = d[_D_KINDS]
+    count = len(kinds)
+    return (
+        not kinds.strip("fxl")
+        and len(_split(d[_D_FILES])) == count
+        and len(d[_D_FSTATS]) == 32 * count
+        and len(d[_D_DIGESTS]) == 64 * count
+        and (not d[_D_TARGETS] or len(_split(d[_D_TARGETS])) == count)
+    )
+
+
+class _Walk:
+    """One scan's state, and the entry-by-entry check of a directory."""
+
+    def __init__(self, component: Component, rules: tuple[str, ...], cache: _StatCache) -> None:
+        self.component = component
+        self.rules = rules
+        self.cache = cache
+        self.clean = 0
+        self.dirs: dict[str, _Listed] = {}
+        self._matcher: Any = None
+        self._real_root: str | None = None
+
+    def ignored(self, rel: str) -> bool:
+        if not self.rules:
+            return False
+        if self._matcher is None:
+            import pathspec
+
+            self._matcher = pathspec.GitIgnoreSpec.from_lines(self.rules)
+        return bool(self._matcher.match_file(rel))
+
+    def directory(
+        self,
+        rel_dir: str,
+        abs_dir: str,
+        names: list[str],
+        stats: Sequence[tuple[int, ...]],
+    ) -> tuple[tuple[ScannedFile, ...], list[str], bool]:
+        """Check each entry; return the directory's files, the subdirectories to descend
+        into, and whether the directory may be trusted whole next time (it holds no
+        symlink)."""
+        cached = self.cache.files_in(rel_dir)
+        trusted_before = self.cache.trusted_before
+        files: list[ScannedFile] = []
+        append = files.append
+        unusual = _UNUSUAL_NAME.search
+        new = tuple.__new__
+        subdirs: list[str] = []
+        signed = True
+        for name, (mode, size, mtime, ctime, ino) in zip(names, stats, strict=True):
+            fmt = mode & 0o170000
+            if unusual(name) is not None:
+                _check_file_name(name, f"{abs_dir}/{name}")
+                if is_default_ignored(name, is_dir=fmt == _DIR):
+                    continue
+            rel = rel_dir + name
+            if fmt == _DIR:
+                if not self.ignored(rel + "/"):
+                    subdirs.append(name)
+                continue
+            if self.ignored(rel):
+                continue
+            if fmt == _REG:
+                kind: Literal["file", "exec"] = "exec" if mode & 0o111 else "file"
+                key = new(FileStat, (size, mtime, ctime, ino))
+                hit = cached.get(rel)
+                if (
+                    hit is not None
+                    and hit[0] == key
+                    and hit[1] == kind
+                    # Racily clean entries (changed within the timestamp granularity of
+                    # the cache write) are hashed again.
+                    and mtime < trusted_before
+                    and ctime < trusted_before
+                ):
+                    append(new(ScannedFile, (rel, kind, key, hit[2], None)))
+                    self.clean += 1
+                else:
+                    append(new(ScannedFile, (rel, kind, key, None, None)))
+            elif fmt == _LNK:
+                signed = False
+                if self._real_root is None:
+                    self._real_root = os.path.realpath(self.component.path)
+                target = _check_symlink(f"{abs_dir}/{name}", rel, self._real_root)
+                hit = cached.get(rel)
+                if hit is not None and hit[1] == "symlink" and hit[3] == target:
+                    self.clean += 1
+                size = len(target.encode())
+                append(ScannedFile(rel, "symlink", FileStat(size, 0, 0, 0), None, target))
+            else:
+                raise InputError(
+                    f"{abs_dir}/{name}: is a {_special_kind(mode)}; components may hold only "
+                    "regular files and symlinks — remove it or add it to .lockgateignore"
+                )
+        return tuple(files), subdirs, signed
 
 
 def _special_kind(mode: int) -> str:

@@ -8,9 +8,9 @@ in-memory or test double in the test suite.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, overload, runtime_checkable
 
 import attrs
 
@@ -37,6 +37,7 @@ __all__ = [
     "RevisionRecord",
     "ScanResult",
     "ScannedFile",
+    "ScannedFiles",
     "Source",
     "StateCounts",
     "StateStore",
@@ -106,20 +107,73 @@ class ScannedFile(NamedTuple):
     target: str | None = None
 
 
+class ScannedFiles(Sequence[ScannedFile]):
+    """A scan's files, built on first use.
+
+    A source that knows how many files there are and their sizes without building one
+    object per file (the builtin workspace source, from its stat cache) hands these out,
+    so that a restage of an unchanged component builds none of them.
+    """
+
+    __slots__ = ("_build", "_files", "_length", "largest", "total_size")
+
+    def __init__(
+        self,
+        build: Callable[[], tuple[ScannedFile, ...]],
+        *,
+        count: int,
+        total_size: int,
+        largest: int,
+    ) -> None:
+        self._build: Callable[[], tuple[ScannedFile, ...]] | None = build
+        self._files: tuple[ScannedFile, ...] = ()
+        self._length = count
+        self.total_size = total_size
+        self.largest = largest
+
+    def _all(self) -> tuple[ScannedFile, ...]:
+        if self._build is not None:
+            self._files, self._build = self._build(), None
+        return self._files
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> ScannedFile: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ScannedFile]: ...
+    def __getitem__(self, index: int | slice) -> ScannedFile | Sequence[ScannedFile]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[ScannedFile]:
+        return iter(self._all())
+
+
 @attrs.frozen
 class ScanResult:
     """Every file of a component as it is now."""
 
     component: Component
-    files: tuple[ScannedFile, ...]
-    """In no particular order (manifests sort their entries)."""
+    files: Sequence[ScannedFile]
+    """In no particular order (manifests sort their entries); a tuple, or
+    :class:`ScannedFiles` built on first use."""
     revision: str | None = None
     """Set when the source vouches that the files are exactly this revision's."""
 
     @property
     def total_size(self) -> int:
         """Bytes in all files."""
+        if isinstance(self.files, ScannedFiles):
+            return self.files.total_size
         return sum(f.stat.size for f in self.files)
+
+    @property
+    def largest(self) -> int:
+        """The size of the largest file (0 when there is none)."""
+        if isinstance(self.files, ScannedFiles):
+            return self.files.largest
+        return max((f.stat.size for f in self.files), default=0)
 
 
 class Source(Protocol):

@@ -399,7 +399,7 @@ class Stager:
                 f"{ref}: {len(scan.files)} files, more than staging.max_files ({s.max_files}); "
                 "ignore some in .lockgateignore or raise the limit"
             )
-        for f in scan.files:
+        for f in scan.files if scan.largest > s.max_file_size else ():
             if f.stat.size > s.max_file_size:
                 raise InputError(
                     f"{scan.component.path / f.path}: {f.stat.size} bytes, more than "

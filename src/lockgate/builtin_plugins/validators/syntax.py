@@ -20,11 +20,6 @@ from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
 from lockgate.hookspecs import hookimpl
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 LANGUAGES: dict[str, tuple[str, ...]] = {
     "yaml": (".yaml", ".yml"),
     "json": (".json",),
@@ -175,6 +170,11 @@ def check_toml(raw: bytes, path: str) -> Problem:
     text, problem = _text(raw)
     if text is None:
         return problem
+    # Imported here: every command loads this plugin, few of them check TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

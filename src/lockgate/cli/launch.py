@@ -1,0 +1,24 @@
+"""The ``lockgate`` console script and ``python -m lockgate``.
+
+The cyclic garbage collector is turned off before the first import: importing the CLI,
+attrs, click and the plugins allocates some hundred thousand objects that live until the
+process ends, and collections walking them cost tens of milliseconds per command.
+:class:`~lockgate.cli.main.LockgateGroup` turns it back on for commands that may run for
+long (plugin commands such as ``watch``) and when it is used in-process.
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    collecting = gc.isenabled()
+    gc.disable()
+    from lockgate.cli.main import cli
+
+    cli.collecting = collecting
+    cli.main(prog_name="lockgate")
