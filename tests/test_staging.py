@@ -345,3 +345,27 @@ def test_stage_component_skips_discovery_and_reports_a_vanished_directory(
     with pytest.raises(NotFoundError, match="is gone"):
         stager.stage_component(found)
     project.close()
+
+
+def test_large_files_are_stored_on_threads_beside_small_ones(tmp_path: Path) -> None:
+    from lockgate.core.staging import LARGE_FILE
+
+    rng = __import__("random").Random(3)
+    files = {f"big/{i}.bin": rng.randbytes(LARGE_FILE + i) for i in range(6)}
+    files.update({f"small/{i}.txt": f"small {i}\n".encode() for i in range(20)})
+    files["big/same.bin"] = files["big/0.bin"]  # two large files, one object
+    comp = make_project(tmp_path, files)
+    (comp / "big" / "3.bin").chmod(0o755)
+    project = open_project(tmp_path, environ=ENV)
+    seen: list[tuple[int, int]] = []
+    result = Stager(project).stage(
+        "alice:etl", progress=lambda done, total: seen.append((done, total))
+    )
+    assert result.created and result.hashed == len(files)
+    assert seen[-1] == (len(files), len(files)) and len(seen) == len(files)
+    out = tmp_path / "out"
+    content = project.content()
+    content.materialize(content.get_manifest(result.revision), out)
+    assert tree_of(out) == tree_of(comp)
+    objects = [p for p in (tmp_path / ".lockgate" / "objects").rglob("*") if p.is_file()]
+    assert len(objects) == len(files) - 1 + 1  # one shared object, plus the manifest

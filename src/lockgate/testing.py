@@ -24,8 +24,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import pytest
+
+from lockgate.core.records import record
 
 if TYPE_CHECKING:
     from lockgate.core.project import Project
@@ -106,7 +107,7 @@ def open_project(
     return Project.open(root, environ=env, distributions=dists, require=root is not None, **kwargs)
 
 
-@attrs.frozen
+@record
 class CliResult:
     """What a command printed and returned."""
 

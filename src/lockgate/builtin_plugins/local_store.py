@@ -17,29 +17,34 @@ import itertools
 import os
 import re
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from lockgate.core.contracts import FileStat, LinkMode
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
+from lockgate.core.records import record
 from lockgate.errors import ConflictError, InputError, NotFoundError
 from lockgate.hookspecs import hookimpl
 
 __all__ = ["LocalContentStore", "LocalSettings"]
 
 BUFFER = 1 << 20
+COPY_IN_KERNEL = 256 << 10
+"""Files from this size up are copied by the kernel, then the stored copy is hashed."""
+HASH_THREADS_FROM = 64 << 20
+WRITEBACK_MIN = 256 << 10
+"""Objects from this size up have their write-back started as soon as they are written."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _serial = itertools.count()
 _FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
 
 
-@attrs.frozen
+@record
 class LocalSettings:
     """``plugins.local:`` — where objects live and how durable a write is."""
 
@@ -110,7 +115,7 @@ class LocalContentStore:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode) or FileStat.of(before) != expected:
                 raise _changed(path, "changed between scan and read")
-            if before.st_size <= BUFFER:
+            if before.st_size < COPY_IN_KERNEL:
                 data = os.read(fd, before.st_size + 1)
                 if len(data) != before.st_size:
                     raise _changed(path, "changed size while being read")
@@ -129,8 +134,12 @@ class LocalContentStore:
             size = _copy_fd(fd, tmp_fd, before.st_size)
             if size != before.st_size:
                 raise _changed(path, "changed size while being read")
+            if self.fsync:
+                _start_writeback(tmp_fd)
             self._check_unchanged(fd, path, before)
-            hasher = new_hasher(threads=True)
+            # BLAKE3's own threads only for very large files: staging already stores
+            # large files on several threads, and more threads per file measured slower.
+            hasher = new_hasher(threads=size >= HASH_THREADS_FROM)
             hasher.update_mmap(tmp_path)
             digest = str(hasher.hexdigest())
             if not os.path.exists(self._object_str(digest)):
@@ -144,6 +153,8 @@ class LocalContentStore:
         self._ensure_dirs()
         with self._temp() as (tmp_fd, tmp_path):
             _write_all(tmp_fd, memoryview(data))
+            if self.fsync and len(data) >= WRITEBACK_MIN:
+                _start_writeback(tmp_fd)
             self._publish(tmp_path, digest)
         return digest
 
@@ -355,6 +366,37 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 def _changed(path: str | Path, what: str) -> ConflictError:
     return ConflictError(f"{path}: {what}; nothing was stored, stage again once edits settle")
+
+
+class _Writeback:
+    """``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)`` through libc, where it exists."""
+
+    call: Any = None
+    looked = False
+
+    @classmethod
+    def start(cls, fd: int) -> None:
+        if not cls.looked:
+            cls.looked = True
+            if sys.platform.startswith("linux"):
+                import ctypes
+
+                found = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+                if found is not None:
+                    found.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+                    cls.call = found
+        if cls.call is not None:
+            cls.call(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+def _start_writeback(fd: int) -> None:
+    """Start writing a new object's pages to disk now, while the next files are read.
+
+    Only a hint (its result is not checked): durability comes from :meth:`sync`, which
+    then waits for little. Measured with 1 GiB of 1 MiB objects: the final flush went
+    from about 600 ms to about 5 ms, the whole durable ingest from 1.5 s to 1.2 s.
+    """
+    _Writeback.start(fd)
 
 
 def _syncfs(path: Path) -> None:

@@ -38,6 +38,7 @@ from lockgate.core.contracts import (
     StateCounts,
 )
 from lockgate.core.models import ComponentStatus, RoleContext
+from lockgate.core.records import record
 from lockgate.errors import ConflictError, LockedError
 from lockgate.hookspecs import hookimpl
 
@@ -152,7 +153,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-@attrs.frozen
+@record
 class SqliteSettings:
     """``plugins.sqlite:`` — the database file (inside ``.lockgate/``) and lock waits."""
 

@@ -34,8 +34,6 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import attrs
-
 from lockgate.core.contracts import (
     Component,
     ComponentSpec,
@@ -48,6 +46,7 @@ from lockgate.core.contracts import (
 from lockgate.core.gcpause import gc_paused
 from lockgate.core.manifest import digest_bytes
 from lockgate.core.models import Issue, RoleContext, Severity
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_name
 from lockgate.core.specs import read_spec
 from lockgate.core.structure import did_you_mean
@@ -96,7 +95,7 @@ def is_default_ignored(name: str, *, is_dir: bool) -> bool:
     )
 
 
-@attrs.frozen
+@record
 class Layout:
     """``{workspace}/{type}/{component}`` parsed into segments."""
 

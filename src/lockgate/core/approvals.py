@@ -15,6 +15,7 @@ import attrs
 from lockgate.core.contracts import Approval, AuditEvent
 from lockgate.core.lifecycle import TRANSITIONS, now_iso
 from lockgate.core.models import ComponentStatus
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
 from lockgate.errors import InputError, NotFoundError, RefusedError
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["DecisionResult", "decide"]
 
 
-@attrs.frozen
+@record
 class DecisionResult:
     """What ``approve`` or ``reject`` recorded."""
 

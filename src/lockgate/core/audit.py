@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import attrs
-
 from lockgate.core.contracts import AuditEvent, ChainedEvent
 from lockgate.core.manifest import digest_bytes
+from lockgate.core.records import record
 
 __all__ = ["GENESIS", "ChainReport", "event_hash", "verify_chain"]
 
@@ -45,7 +44,7 @@ def event_hash(prev_hash: str, event: AuditEvent) -> str:
     return digest_bytes(canonical.encode())
 
 
-@attrs.frozen
+@record
 class ChainReport:
     """The outcome of verifying the chain."""
 

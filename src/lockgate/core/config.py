@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
+from lockgate.core.records import record
 from lockgate.core.structure import EnvValue, did_you_mean, structure
 from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import ConfigError, PluginHookError
@@ -52,14 +53,14 @@ KeyPath = tuple[str, ...]
 # --------------------------------------------------------------------------- schema
 
 
-@attrs.frozen
+@record
 class ProjectSection:
     """``project:`` — about the project itself."""
 
     name: str | None = None
 
 
-@attrs.frozen
+@record
 class StateSection:
     """``state:`` — which state store plays the role, and how long to wait for locks."""
 
@@ -67,14 +68,14 @@ class StateSection:
     lock_timeout: float = 10.0
 
 
-@attrs.frozen
+@record
 class ContentSection:
     """``content:`` — which content store keeps revision bytes."""
 
     store: str = "local"
 
 
-@attrs.frozen
+@record
 class WorkspacesSection:
     """``workspaces:`` — where components live and what is ignored."""
 
@@ -87,7 +88,7 @@ class WorkspacesSection:
 MiB = 1024 * 1024
 
 
-@attrs.frozen
+@record
 class StagingSection:
     """``staging:`` — limits and speed settings for turning workspaces into revisions."""
 
@@ -99,7 +100,7 @@ class StagingSection:
     progress_min_files: int = 2_000
 
 
-@attrs.frozen
+@record
 class ValidationSection:
     """``validation:`` — how validators run (see docs/validation.md)."""
 
@@ -108,7 +109,7 @@ class ValidationSection:
     cache: bool = True
 
 
-@attrs.frozen
+@record
 class TargetSection:
     """``stages.<name>.targets[]:`` — where a stage is deployed, and how."""
 
@@ -116,7 +117,7 @@ class TargetSection:
     options: dict[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen
+@record
 class GatesSection:
     """``stages.<name>.gates:`` — what a promotion into the stage must pass."""
 
@@ -125,7 +126,7 @@ class GatesSection:
     allow_force: bool = True
 
 
-@attrs.frozen
+@record
 class StageSection:
     """``stages.<name>:`` — one rung of the ladder.
 
@@ -142,7 +143,7 @@ class StageSection:
         return [TargetSection()] if self.targets is None else list(self.targets)
 
 
-@attrs.frozen
+@record
 class GcSection:
     """``gc:`` — what ``lockgate gc`` keeps."""
 
@@ -154,7 +155,7 @@ def _default_stages() -> dict[str, StageSection]:
     return {name: StageSection() for name in ("staging", "integration", "production")}
 
 
-@attrs.frozen
+@record
 class PluginsSection:
     """``plugins:`` — which plugins load and in which order (see docs/plugins.md)."""
 
@@ -163,7 +164,7 @@ class PluginsSection:
     order: list[str] = attrs.field(factory=list)
 
 
-@attrs.frozen
+@record
 class Config:
     """The kernel's own settings (plugin sections are held apart, see :class:`ConfigLayers`)."""
 
@@ -181,7 +182,7 @@ class Config:
 # --------------------------------------------------------------------------- layers
 
 
-@attrs.frozen
+@record
 class Source:
     """Where a value came from."""
 

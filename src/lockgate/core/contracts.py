@@ -16,6 +16,7 @@ import attrs
 
 from lockgate.core.manifest import Manifest
 from lockgate.core.models import ComponentStatus, Issue
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef
 
 __all__ = [
@@ -50,7 +51,7 @@ LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
 # --------------------------------------------------------------------------- sources
 
 
-@attrs.frozen
+@record
 class ComponentSpec:
     """What ``component.yaml`` says (every field optional)."""
 
@@ -61,7 +62,7 @@ class ComponentSpec:
     metadata: dict[str, object] = attrs.field(factory=dict)
 
 
-@attrs.frozen
+@record
 class Component:
     """A component found in a workspace."""
 
@@ -71,7 +72,7 @@ class Component:
     spec: ComponentSpec = attrs.field(factory=ComponentSpec)
 
 
-@attrs.frozen
+@record
 class Discovery:
     """Components found, and problems (a broken component.yaml, a bad name) per path."""
 
@@ -150,7 +151,7 @@ class ScannedFiles(Sequence[ScannedFile]):
         return iter(self._all())
 
 
-@attrs.frozen
+@record
 class ScanResult:
     """Every file of a component as it is now."""
 
@@ -243,7 +244,7 @@ class ContentStore(Protocol):
 # --------------------------------------------------------------------------- targets
 
 
-@attrs.frozen
+@record
 class Prepared:
     """What a target prepared for one switch: ``revision`` None removes the entry.
 
@@ -287,7 +288,7 @@ class Target(Protocol):
 # --------------------------------------------------------------------------- state
 
 
-@attrs.frozen
+@record
 class RevisionRecord:
     """A revision as the state store knows it."""
 
@@ -301,7 +302,7 @@ class RevisionRecord:
     parent: str | None = None
 
 
-@attrs.frozen
+@record
 class ComponentRecord:
     """A component as the state store knows it: its latest revision and status."""
 
@@ -314,7 +315,7 @@ class ComponentRecord:
     updated_at: str
 
 
-@attrs.frozen
+@record
 class AuditEvent:
     """One audit-log entry (``seq`` is set by the store when it is appended).
 
@@ -335,7 +336,7 @@ class AuditEvent:
     seq: int | None = None
 
 
-@attrs.frozen
+@record
 class ChainedEvent:
     """An audit event as stored, with its place in the hash chain."""
 
@@ -344,7 +345,7 @@ class ChainedEvent:
     hash: str
 
 
-@attrs.frozen
+@record
 class EventFilter:
     """Which audit events to return; every field narrows, None means any."""
 
@@ -358,7 +359,7 @@ class EventFilter:
     newest_first: bool = False
 
 
-@attrs.frozen
+@record
 class Pointer:
     """The revision current in a stage for one component id (None: removed).
 
@@ -375,7 +376,7 @@ class Pointer:
     actor: str
 
 
-@attrs.frozen
+@record
 class PointerChange:
     """One move of a stage pointer: what became current, when, by whom, until when."""
 
@@ -393,7 +394,7 @@ class PointerChange:
     event_seq: int | None = None
 
 
-@attrs.frozen
+@record
 class Approval:
     """An approval or rejection of one revision (bound to its digest)."""
 
@@ -406,7 +407,7 @@ class Approval:
     comment: str | None = None
 
 
-@attrs.frozen
+@record
 class Intent:
     """An operation announced before it touches a target, closed when it is done or undone."""
 
@@ -418,7 +419,7 @@ class Intent:
     state: Literal["open", "completed", "undone"] = "open"
 
 
-@attrs.frozen
+@record
 class StateCounts:
     """Aggregates for ``summary`` and ``stats``."""
 

@@ -25,6 +25,7 @@ from lockgate.core.models import (
     ValidationSubject,
     ValidatorInfo,
 )
+from lockgate.core.records import record
 from lockgate.errors import PluginHookError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ __all__ = ["HookRunner", "Validator"]
 T = TypeVar("T")
 
 
-@attrs.frozen
+@record
 class Validator:
     """One ``on_validate`` implementation, callable on its own (for timeouts and caching)."""
 

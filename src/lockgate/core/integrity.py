@@ -22,6 +22,7 @@ from lockgate.core.audit import verify_chain
 from lockgate.core.contracts import AuditEvent
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.promotion import Promoter, last_good, recover_pending
+from lockgate.core.records import record
 from lockgate.core.releases import RELEASES_DIRNAME, release_path, remove_tree, verify_release
 from lockgate.errors import LockgateError
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["GcResult", "VerifyReport", "collect_garbage", "retained_revisions", "verify"]
 
 
-@attrs.frozen
+@record
 class VerifyReport:
     """Every problem found; ``ok`` when there is none."""
 
@@ -136,7 +137,7 @@ def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
     return kept
 
 
-@attrs.frozen
+@record
 class GcResult:
     """What garbage collection removed (or, with ``dry_run``, would remove)."""
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from lockgate.core.manifest import Manifest, ManifestDiff
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
 from lockgate.core.staging import Stager
 from lockgate.errors import InputError, LockgateError, NotFoundError
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["ComponentRow", "DiffResult", "diff_component", "list_components", "resolve_revision"]
 
 
-@attrs.frozen
+@record
 class ComponentRow:
     """One line of ``lockgate ls``."""
 
@@ -121,7 +120,7 @@ def resolve_revision(project: Project, ref: ComponentRef, text: str) -> str:
     return matches[0]
 
 
-@attrs.frozen
+@record
 class DiffResult:
     """Files added, modified and removed between two trees, with optional text patches."""
 

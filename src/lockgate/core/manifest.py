@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple
 import attrs
 import blake3
 
+from lockgate.core.records import record
 from lockgate.errors import InputError
 
 __all__ = [
@@ -97,7 +98,7 @@ def _sorted_entries(entries: Iterable[FileEntry]) -> tuple[FileEntry, ...]:
     return tuple(sorted(entries))
 
 
-@attrs.frozen
+@record
 class Manifest:
     """The files of one revision, sorted by path."""
 
@@ -142,7 +143,7 @@ class Manifest:
         return tuple(e.path for e in self.entries)
 
 
-@attrs.frozen
+@record
 class ManifestDiff:
     """Paths added, modified (content, mode or link target) and removed from ``old`` to ``new``."""
 

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import attrs
 
+from lockgate.core.records import record
+
 __all__ = [
     "ChangeEvent",
     "ComponentStatus",
@@ -65,7 +67,7 @@ class Severity(str, enum.Enum):
     INFO = "info"
 
 
-@attrs.frozen
+@record
 class Issue:
     """One finding of a validator.
 
@@ -104,7 +106,7 @@ class Issue:
         return f"{self.path}:{self.line}" if self.line is not None else self.path
 
 
-@attrs.frozen
+@record
 class PeerComponent:
     """Another component a validator may need to know about (see :class:`ValidationContext`)."""
 
@@ -116,7 +118,7 @@ class PeerComponent:
     depends_on: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
 
-@attrs.frozen
+@record
 class Decision:
     """An approval or rejection recorded for the subject's revision."""
 
@@ -126,7 +128,7 @@ class Decision:
     comment: str | None = None
 
 
-@attrs.frozen
+@record
 class ValidationContext:
     """What a validator may need beyond the revision's own files.
 
@@ -149,7 +151,7 @@ class ValidationContext:
     decisions: tuple[Decision, ...] = ()
 
 
-@attrs.frozen
+@record
 class ValidationSubject:
     """What a validator looks at: one component's revision, in the context of a stage.
 
@@ -177,7 +179,7 @@ class ValidationSubject:
     digests: Mapping[str, str] = attrs.field(factory=dict)
 
 
-@attrs.frozen
+@record
 class ValidatorInfo:
     """What a validator declares about itself (hook ``describe_validator``).
 
@@ -194,7 +196,7 @@ class ValidatorInfo:
     version: str | None = None
 
 
-@attrs.frozen
+@record
 class ChangeEvent:
     """A committed change, announced through ``on_stage``, ``on_promote`` or ``on_rollback``."""
 
@@ -209,7 +211,7 @@ class ChangeEvent:
     details: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen
+@record
 class MetricsContext:
     """What ``on_metrics_collect`` receives: the project it collects for."""
 
@@ -217,7 +219,7 @@ class MetricsContext:
     config: Mapping[str, Any]
 
 
-@attrs.frozen
+@record
 class RoleContext:
     """Handed to a role factory (state store, content store, target) when the kernel builds it.
 

@@ -32,6 +32,7 @@ import attrs
 import pluggy
 
 from lockgate import hookspecs
+from lockgate.core.records import record
 from lockgate.errors import PluginLoadError
 from lockgate.hookspecs import PROJECT_NAME
 
@@ -86,7 +87,7 @@ def make_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-@attrs.frozen
+@record
 class Candidate:
     """An entry point in the ``lockgate`` group, not yet imported."""
 
@@ -110,7 +111,7 @@ class Candidate:
         return f"plugin '{self.name}' ({dist})"
 
 
-@attrs.frozen
+@record
 class PluginInfo:
     """What ``lockgate plugins`` shows for one plugin."""
 
@@ -147,7 +148,7 @@ class PluginInfo:
         }
 
 
-@attrs.frozen
+@record
 class Selection:
     """Which plugins may load; see the module docstring for the one precedence rule."""
 
@@ -284,7 +285,7 @@ def _group_entries(text: str) -> list[tuple[str, str]]:
     return entries
 
 
-@attrs.frozen
+@record
 class _EntryPoint:
     """Loads ``module:attr.path [extras]`` the way an importlib.metadata EntryPoint does."""
 

@@ -38,6 +38,7 @@ from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import move_pointer, next_status, now_iso
 from lockgate.core.locking import OperationLock
 from lockgate.core.models import ChangeEvent
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_name, short
 from lockgate.errors import (
     ConflictError,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["Promoter", "SwitchResult", "recover_pending"]
 
 
-@attrs.frozen
+@record
 class SwitchResult:
     """What a promote or rollback did (or, with ``dry_run``, would do)."""
 
@@ -561,7 +562,7 @@ def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | No
 # --------------------------------------------------------------------------- recovery
 
 
-@attrs.frozen
+@record
 class Recovered:
     """One interrupted operation, settled."""
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from lockgate.core.models import RoleContext
+from lockgate.core.records import record
 from lockgate.errors import MissingCapabilityError
 
 if TYPE_CHECKING:
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["ROLES", "Role", "Roles"]
 
 
-@attrs.frozen
+@record
 class Role:
     """A role some plugin must play: its provider hook and the config key that picks one."""
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
-
 from lockgate.core.config import CONFIG_FILENAME
+from lockgate.core.records import record
 from lockgate.errors import InputError
 
 __all__ = ["InitResult", "init_project"]
@@ -26,7 +25,7 @@ plugins:
 GITIGNORE_ENTRY = ".lockgate/"
 
 
-@attrs.frozen
+@record
 class InitResult:
     """What ``init`` did: paths created, and paths that already existed and were kept."""
 

@@ -43,6 +43,7 @@ from lockgate.core.models import (
     ValidationContext,
     ValidationSubject,
 )
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef
 from lockgate.errors import LockedError, LockgateError, PluginHookError
 
@@ -56,7 +57,7 @@ CACHE_FORMAT = 1
 _ACTIVE_STATUSES = ("staged", "approved", "promoted")
 
 
-@attrs.frozen
+@record
 class ComponentReadiness:
     """One component's verdict: ready when no validator reported an error."""
 
@@ -90,7 +91,7 @@ class ComponentReadiness:
         }
 
 
-@attrs.frozen
+@record
 class ReadinessReport:
     """The readiness of a set of components, validated together."""
 
@@ -165,7 +166,7 @@ def issue_dict(issue: Issue) -> dict[str, Any]:
     return data
 
 
-@attrs.frozen
+@record
 class _Prepared:
     """One component, ready to be validated."""
 

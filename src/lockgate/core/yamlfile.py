@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from lockgate.core.records import record
 from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ KeyPath = tuple[str, ...]
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
-@attrs.frozen
+@record
 class YamlDocument:
     """Plain data from a YAML file plus the 1-based line of every key path in it."""
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import attrs
 
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 
-@attrs.frozen
+@record
 class StageApprovals:
     """``plugins.approvals.stages.<stage>:``."""
 
@@ -28,7 +29,7 @@ class StageApprovals:
     approvers: list[str] | None = None
 
 
-@attrs.frozen
+@record
 class ApprovalsSettings:
     """``plugins.approvals:`` in lockgate.yaml."""
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import attrs
-
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 PENDING = ("staged", "approved")
 
 
-@attrs.frozen
+@record
 class ConflictsSettings:
     """``plugins.conflicts:`` in lockgate.yaml."""
 

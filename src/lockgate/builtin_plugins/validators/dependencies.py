@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-import attrs
-
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 
-@attrs.frozen
+@record
 class DependenciesSettings:
     """``plugins.dependencies:`` in lockgate.yaml."""
 

@@ -16,6 +16,7 @@ import fnmatch
 import attrs
 
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 MiB = 1024 * 1024
@@ -33,7 +34,7 @@ DEFAULT_FORBIDDEN = [
 ]
 
 
-@attrs.frozen
+@record
 class LimitsSettings:
     """``plugins.limits:`` in lockgate.yaml."""
 

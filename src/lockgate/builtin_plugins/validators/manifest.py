@@ -18,6 +18,7 @@ import attrs
 from lockgate.builtin_plugins.validators._files import located, read_text
 from lockgate.core.contracts import ComponentSpec
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.core.specs import SPEC_FILE
 from lockgate.core.structure import structure
 from lockgate.core.yamlfile import MAX_YAML_BYTES, load_yaml_text
@@ -27,7 +28,7 @@ from lockgate.hookspecs import hookimpl
 FIELDS = tuple(a.name for a in attrs.fields(ComponentSpec))
 
 
-@attrs.frozen
+@record
 class ManifestSettings:
     """``plugins.manifest:`` in lockgate.yaml."""
 

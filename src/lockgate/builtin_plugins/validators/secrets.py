@@ -23,6 +23,7 @@ import attrs
 
 from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo, line_at, read_text
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 ALLOW_MARKER = "lockgate: allow-secret"
@@ -58,7 +59,7 @@ ANCHORS: dict[str, tuple[str, ...]] = {
 _ENV_SAFE_SUFFIXES = (".example", ".sample", ".template", ".dist")
 
 
-@attrs.frozen
+@record
 class SecretsSettings:
     """``plugins.secrets:`` in lockgate.yaml."""
 

@@ -18,6 +18,7 @@ import attrs
 
 from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo
 from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -40,7 +41,7 @@ def _in(
     return check
 
 
-@attrs.frozen
+@record
 class SyntaxSettings:
     """``plugins.syntax:`` in lockgate.yaml."""
 

@@ -18,12 +18,13 @@ from collections.abc import Callable
 import attrs
 import click
 
+from lockgate.core.records import record
 from lockgate.hookspecs import hookimpl
 
 __all__ = ["WatchSettings", "watch"]
 
 
-@attrs.frozen
+@record
 class WatchSettings:
     """``plugins.watch:`` — how events are turned into syncs."""
 

@@ -55,6 +55,7 @@ from lockgate.builtin_plugins.workspace import IGNORE_FILE, WorkspaceSource, is_
 from lockgate.core.contracts import Component
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.models import Issue
+from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
 from lockgate.core.staging import Stager, StageResult
 from lockgate.errors import ConflictError, InputError, LockgateError, NotFoundError
@@ -106,7 +107,7 @@ class Hint(NamedTuple):
     path: str = ""
 
 
-@attrs.frozen
+@record
 class PathMapper:
     """Turns an event's path into a :class:`Hint`, or None for a path that cannot matter.
 
@@ -557,7 +558,21 @@ class Watcher:
             hint = Hint("component", component.ref.workspace, str(component.path))
             if hint.path != trigger and hint in self._pending:
                 continue  # still being written: its own hint syncs it once quiet
+            if self._settling(component):
+                # Created moments ago (its directory changed within the debounce period):
+                # its files may still be on their way, and their events may come only with
+                # the next poll. Wait for a quiet period of its own, as for any burst.
+                now = time.monotonic()
+                self._repend(hint, _Pending(now, now))
+                continue
             self._sync(component, pending, hint)
+
+    def _settling(self, component: Component) -> bool:
+        try:
+            changed = component.path.stat().st_mtime
+        except OSError:
+            return False  # gone again: syncing it reports that
+        return time.time() - changed < self.debounce
 
     def _reindex(self) -> None:
         self._by_path = {str(c.path): c for c in self._known.values()}
