@@ -469,3 +469,15 @@ def test_corrupt_cache_is_ignored(new_lab: NewLab, corrupt: Callable[[bytes], by
     # ... and the cache written instead vouches for the files.
     lab.age_cache()
     assert lab.stage().hashed == 0
+
+
+def test_lazily_built_files_compare_like_the_tuple_they_stand_for(new_lab: NewLab) -> None:
+    lab = new_lab(grid(("a", "b"), 3))
+    lab.stage()
+    lab.age_cache()
+    lazy = lab.scan().files
+    assert isinstance(lazy, ScannedFiles)
+    plain = tuple(lazy)
+    assert lazy == plain and hash(lazy) == hash(plain)
+    assert lazy == lab.scan().files
+    assert lazy != plain[1:]

@@ -150,6 +150,17 @@ class ScannedFiles(Sequence[ScannedFile]):
     def __iter__(self) -> Iterator[ScannedFile]:
         return iter(self._all())
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to the same files, whether built lazily or a plain tuple."""
+        if isinstance(other, ScannedFiles):
+            return self._all() == other._all()
+        if isinstance(other, tuple):
+            return self._all() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
 
 @record
 class ScanResult:

@@ -17,8 +17,9 @@ __all__ = ["gc_paused"]
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Disable the cyclic collector for the block (nesting and threads are fine: only the
-    outermost block that found it enabled turns it back on)."""
+    """Disable the cyclic collector for the block. Nesting is fine: only the block that
+    found it enabled turns it back on (so with threads, a pause ends when the block that
+    began it ends)."""
     if not gc.isenabled():
         yield
         return
