@@ -17,10 +17,12 @@ whole process, timed with ``time.perf_counter`` around ``subprocess.run``:
 
 * ``lockgate -C PROJ stage bench:<tree>`` on the fresh project (first stage), then the
   same command again (unchanged restage: it must print "unchanged"), and a first stage
-  of a second fresh project with ``plugins.local.fsync`` off (for context: the default
-  flushes the file system once before recording the revision, the peers do not);
+  of a second fresh project with ``plugins.local.flush: stage`` (for context: by default
+  objects are left to the kernel's write-back, as the peers leave theirs, and the file
+  system is flushed before a revision is deployed; ``flush: stage`` flushes it before
+  the revision is recorded);
 * ``cp -a SRC DST`` to a fresh DST; and, as the peer with the same durability as
-  lockgate's default, ``cp -a SRC DST && sync`` (one ``sh -c``);
+  ``flush: stage``, ``cp -a SRC DST && sync`` (one ``sh -c``);
 * ``rsync -a SRC/ DST/`` to a fresh DST, then again (no-op) — skipped if rsync is absent;
 * ``git add -A`` in a fresh repository (``git init -q`` and the copy of the tree done
   before timing), then, after an untimed commit and one untimed ``git status``,
@@ -78,7 +80,7 @@ from _common import (
 Results = Timings[tuple[str, str]]  # timed runs in ms, by (tree, row)
 
 FIRST = "lockgate stage (first)"
-FIRST_NOFSYNC = "lockgate stage (first, fsync off)"
+FIRST_EAGER = "lockgate stage (first, flush: stage)"
 RESTAGE = "lockgate stage (unchanged)"
 INPROC_SCAN = "in-process scan (unchanged)"
 INPROC_STAGE = "in-process Stager.stage (unchanged)"
@@ -90,7 +92,7 @@ GIT_ADD = "git add -A"
 GIT_STATUS = "git status --porcelain (no-op)"
 ROWS = (
     FIRST,
-    FIRST_NOFSYNC,
+    FIRST_EAGER,
     RESTAGE,
     INPROC_SCAN,
     INPROC_STAGE,
@@ -124,10 +126,10 @@ TARGETS = (
     Target("in-process rescan (a) / git status (a)", ("a", INPROC_SCAN), ("a", GIT_STATUS), 2.0),
     Target("first stage (a) / cp -a (a)", ("a", FIRST), ("a", CP), None),
     Target("first stage (b) / git add -A (b)", ("b", FIRST), ("b", GIT_ADD), None),
-    Target("first stage (a) / cp -a, then sync (a)", ("a", FIRST), ("a", CP_SYNC), None),
-    Target("first stage (b) / cp -a, then sync (b)", ("b", FIRST), ("b", CP_SYNC), None),
-    Target("first stage, fsync off (a) / git add (a)", ("a", FIRST_NOFSYNC), ("a", GIT_ADD), None),
-    Target("first stage, fsync off (b) / cp -a (b)", ("b", FIRST_NOFSYNC), ("b", CP), None),
+    Target("flush: stage (a) / cp -a, then sync (a)", ("a", FIRST_EAGER), ("a", CP_SYNC), None),
+    Target("flush: stage (b) / cp -a, then sync (b)", ("b", FIRST_EAGER), ("b", CP_SYNC), None),
+    Target("flush: stage (a) / git add -A (a)", ("a", FIRST_EAGER), ("a", GIT_ADD), None),
+    Target("flush: stage (b) / cp -a (b)", ("b", FIRST_EAGER), ("b", CP), None),
     Target("unchanged restage (b) / rsync no-op (b)", ("b", RESTAGE), ("b", RSYNC_NOOP), None),
     Target("unchanged restage (a) / git status (a)", ("a", RESTAGE), ("a", GIT_STATUS), None),
     Target("in-process stage (a) / git status (a)", ("a", INPROC_STAGE), ("a", GIT_STATUS), None),
@@ -200,11 +202,11 @@ def round_for_tree(
         res.add((t, INPROC_SCAN), scan_ms)
         res.add((t, INPROC_STAGE), stage_ms)
 
-    proj = new_project(work / "proj-nofsync", src, t, env)
-    nofsync = env | {"LOCKGATE__PLUGINS__LOCAL__FSYNC": "false"}
-    ms, out = timed_process([LOCKGATE, "-C", str(proj), "stage", ref], nofsync)
-    expect(FIRST_NOFSYNC, "staged" in out, out)
-    res.add((t, FIRST_NOFSYNC), ms)
+    proj = new_project(work / "proj-eager", src, t, env)
+    eager = env | {"LOCKGATE__PLUGINS__LOCAL__FLUSH": "stage"}
+    ms, out = timed_process([LOCKGATE, "-C", str(proj), "stage", ref], eager)
+    expect(FIRST_EAGER, "staged" in out, out)
+    res.add((t, FIRST_EAGER), ms)
 
     ms, _ = timed_process(["cp", "-a", str(src), str(work / "cp")], env)
     res.add((t, CP), ms)

@@ -4,9 +4,11 @@ Objects are named by the BLAKE3 digest of their bytes (``objects/ab/cdef…``), 
 temporary file, then renamed into place and made read-only, so an object is either
 complete or absent. Ingesting a workspace file hashes exactly the bytes it writes, and
 checks the file did not change while it was read (the stat before and after must agree),
-so a stored object always matches its recorded digest. Durability is batched: objects are
-written without a per-file fsync, and :meth:`LocalContentStore.sync` flushes the file
-system once before the state store records a revision that needs them.
+so a stored object always matches its recorded digest. Objects are never fsynced one by
+one: with ``flush: promote`` (the default) the file system is flushed once before a
+revision is deployed, and a crash of the machine before that is detected and repaired
+(see :mod:`lockgate.builtin_plugins.local_journal`); with ``flush: stage`` it is flushed
+once before each revision is recorded.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from lockgate.builtin_plugins.local_journal import Journal, boot_id
 from lockgate.core.contracts import FileStat, LinkMode
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
@@ -51,6 +54,7 @@ class LocalSettings:
 
     path: str = "objects"
     fsync: bool = True
+    flush: Literal["promote", "stage"] = "promote"
 
 
 @hookimpl
@@ -66,11 +70,18 @@ def register_content_stores(register: Any) -> None:
 class LocalContentStore:
     """Content-addressed objects in a directory."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, fsync: bool = True, flush: Literal["promote", "stage"] = "promote"
+    ) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.fsync = fsync
+        # Deferred flushing needs the boot id to tell a restart from a process's death.
+        self.deferred = fsync and flush == "promote" and boot_id() is not None
+        self.flushes = 0
+        """How many times this store flushed the file system."""
         self._dirty = False
+        self._journal = Journal(str(root))
         self._root_s = str(root)
         self._tmp_s = str(self.tmp)
         self._fanout: set[str] = set()
@@ -86,7 +97,26 @@ class LocalContentStore:
             raise InputError(
                 f"plugins.local.path {settings.path!r} leaves .lockgate/; use a relative path"
             )
-        return cls(root, fsync=settings.fsync)
+        store = cls(root, fsync=settings.fsync, flush=settings.flush)
+        store.recover()
+        return store
+
+    def recover(self) -> None:
+        """After a restart of the machine, check what may not have reached the disk."""
+        if not os.path.isdir(self._root_s):
+            return
+        found = self._journal.recover(self._object_times, self.verify, self.remove, self._syncfs)
+        if found is not None:
+            print(f"lockgate: warning: {found.message(self._root_s)}", file=sys.stderr)
+
+    def lost(self) -> frozenset[str]:
+        recorded = self._journal.lost()
+        if not recorded:
+            return recorded
+        missing = frozenset(d for d in recorded if not self.has(d))
+        if missing != recorded:
+            self._journal.record_lost(missing)
+        return missing
 
     # ------------------------------------------------------------------ paths
 
@@ -135,7 +165,7 @@ class LocalContentStore:
             size = _copy_fd(fd, tmp_fd, before.st_size)
             if size != before.st_size:
                 raise _changed(path, "changed size while being read")
-            if self.fsync:
+            if self.fsync and not self.deferred:
                 _start_writeback(tmp_fd)
             self._check_unchanged(fd, path, before)
             # BLAKE3's own threads only for very large files: staging already stores
@@ -154,7 +184,7 @@ class LocalContentStore:
         self._ensure_dirs()
         with self._temp() as (tmp_fd, tmp_path):
             _write_all(tmp_fd, memoryview(data))
-            if self.fsync and len(data) >= WRITEBACK_MIN:
+            if self.fsync and not self.deferred and len(data) >= WRITEBACK_MIN:
                 _start_writeback(tmp_fd)
             self._publish(tmp_path, digest)
         return digest
@@ -183,24 +213,38 @@ class LocalContentStore:
         if fanout not in self._fanout:
             os.makedirs(f"{self._root_s}/{fanout}", exist_ok=True)
             self._fanout.add(fanout)
+        if self.deferred:
+            self._journal.cover()
         os.replace(tmp_path, final)
         self._dirty = True
 
     def sync(self) -> None:
-        if not (self.fsync and self._dirty):
+        if not self.fsync:
             return
-        _syncfs(self.root)
+        if not self._journal.flush(self._syncfs) and self._dirty:
+            self._syncfs()
         self._dirty = False
+
+    def _syncfs(self) -> None:
+        _syncfs(self.root)
+        self.flushes += 1
 
     def put_manifest(self, manifest: Manifest) -> str:
         data = manifest.canonical()
         revision = self.put_bytes(data)
-        self.sync()
+        if not self.deferred:
+            self.sync()
+        elif self._journal.settle():
+            self._syncfs()  # a flush ran while these objects were written: flush them too
         return revision
 
     # ------------------------------------------------------------------ reading
 
     def objects(self) -> Iterator[tuple[str, float]]:
+        for digest, mtime_ns in self._object_times():
+            yield digest, mtime_ns / 1e9
+
+    def _object_times(self) -> Iterator[tuple[str, int]]:
         try:
             fans = os.scandir(self.root)
         except FileNotFoundError:
@@ -213,7 +257,7 @@ class LocalContentStore:
                     for entry in entries:
                         if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                             continue
-                        yield fan.name + entry.name, entry.stat(follow_symlinks=False).st_mtime
+                        yield fan.name + entry.name, entry.stat(follow_symlinks=False).st_mtime_ns
 
     def remove(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -274,6 +318,12 @@ class LocalContentStore:
                 continue
             source = self.object_path(entry.digest)
             if not source.is_file():
+                if entry.digest in self.lost():
+                    raise NotFoundError(
+                        f"object {entry.digest[:12]} for {entry.path} was lost when the machine "
+                        "restarted before it reached the disk; 'lockgate sync' stores it again "
+                        "from the workspace"
+                    )
                 raise NotFoundError(
                     f"object {entry.digest[:12]} for {entry.path} is missing; run 'lockgate verify'"
                 )

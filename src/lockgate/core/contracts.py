@@ -231,7 +231,13 @@ class ContentStore(Protocol):
         """An object's bytes, verified against its digest."""
 
     def put_manifest(self, manifest: Manifest) -> str:
-        """Store a manifest durably; return its revision id."""
+        """Store a manifest (its objects are stored); return its revision id.
+
+        Called right before the revision is recorded. The store chooses when bytes reach
+        the disk, but a recorded revision must never point at objects a crash damaged
+        unnoticed: they are durable when this returns, or a crash before :meth:`sync` is
+        detected and what it took is reported by :meth:`lost`.
+        """
 
     def get_manifest(self, revision: str) -> Manifest:
         """A stored manifest; :class:`~lockgate.errors.NotFoundError` when absent."""
@@ -249,7 +255,13 @@ class ContentStore(Protocol):
         """Delete one object (garbage collection; a missing object is no error)."""
 
     def sync(self) -> None:
-        """Make every object stored so far durable (called before state records them)."""
+        """Make every object stored so far durable (called before a revision is deployed)."""
+
+    def lost(self) -> frozenset[str]:
+        """Digests of objects a crash took before they were durable and not stored again.
+
+        Staging stores these again from the workspace instead of trusting cached digests.
+        """
 
 
 # --------------------------------------------------------------------------- targets

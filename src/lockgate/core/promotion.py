@@ -9,7 +9,8 @@ same steps:
    skips a failing gate and the audit log says so;
 3. **intent** — an intent record is written (durably) before any target is touched;
 4. **deploy** — the release is materialized and its bytes verified against their
-   digests, every target prepares, then every target commits (one atomic rename each);
+   digests, the content store makes them durable (``sync``), every target prepares,
+   then every target commits (one atomic rename each);
 5. **record** — one state transaction: the pointer (compare-and-swap on its generation),
    the component's status, the pointer history and the audit event; the intent closes;
 6. **announce** — ``on_promote`` / ``on_rollback``; a failing plugin is reported, the
@@ -463,6 +464,9 @@ class Promoter:
                         f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
                         "run 'lockgate verify'"
                     )
+            # Staging may leave objects to the kernel's write-back; what is deployed is on
+            # the disk before the intent is written.
+            project.content().sync()
             intent = Intent(
                 id=uuid.uuid4().hex,
                 operation=action,

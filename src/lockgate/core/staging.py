@@ -248,16 +248,21 @@ class Stager:
         self._check_limits(scan)
         record = state.component(ref)
         previous = record.latest_revision if record else None
-        if scan.revision is not None and scan.revision == previous:
+        lost = project.content().lost()  # empty unless a crash took unflushed objects
+        if scan.revision is not None and scan.revision == previous and not lost:
             # The source vouches the files are exactly the latest revision: nothing to do.
             return self._unchanged(component, stage, scan, previous)
-        todo = [f for f in scan.files if f.digest is None and f.kind != "symlink"]
+        todo = [
+            f for f in scan.files if (f.digest is None or f.digest in lost) and f.kind != "symlink"
+        ]
         if not todo:
             manifest = _manifest(scan, {})
-            if manifest.revision_id() == previous:
+            if manifest.revision_id() == previous and previous not in lost:
                 source.remember(scan, {}, previous)
                 return self._result(component, stage, manifest, previous, None, {}, dry_run)
-        old = project.content().get_manifest(previous) if previous else None
+        old = (
+            project.content().get_manifest(previous) if previous and previous not in lost else None
+        )
         if dry_run:
             root = str(component.path)
             digests = {f.path: _hash_file(f"{root}/{f.path}") for f in todo}
@@ -268,9 +273,11 @@ class Stager:
         if dry_run:
             return result
         if not result.created:
+            if result.revision in lost:
+                project.content().put_manifest(manifest)
             source.remember(scan, digests, result.revision)
             return result
-        project.content().put_manifest(manifest)  # flushes every object stored before it
+        project.content().put_manifest(manifest)  # the objects are stored before the manifest
         at, actor = now_iso(), project.actor
         revision = result.revision
         state.record_revision(
@@ -357,6 +364,7 @@ class Stager:
         # removes what a recorded revision needs), so only other cached digests are checked:
         # one edit in a large component costs no stat per unchanged file.
         kept = {e.digest for e in previous.entries} if previous is not None else set()
+        kept |= content.lost()  # already in ``todo``
         todo = todo + [
             f
             for f in scan.files

@@ -1,0 +1,233 @@
+"""When objects reach the disk: flushed before deploying, and a restart before that repaired.
+
+A restart of the machine cannot happen in a test; what it leaves behind can. The marker
+``objects/unflushed`` of a restart names another boot id, and an object the restart tore
+is empty or short under its digest's name. Every test below writes exactly that state on
+disk, then runs the real commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from conftest import ENV, ProjectWorkspace
+from lockgate.builtin_plugins.local_journal import boot_id
+from lockgate.builtin_plugins.local_store import LocalContentStore
+from lockgate.builtin_plugins.workspace import RACY_WINDOW_NS
+from lockgate.core.manifest import FileEntry, Manifest
+from lockgate.testing import CliResult, run_cli
+
+REF = "alice:app"
+
+pytestmark = pytest.mark.skipif(boot_id() is None, reason="needs the kernel's boot id (Linux)")
+
+
+class Project(ProjectWorkspace):
+    @property
+    def objects(self) -> Path:
+        return self.root / ".lockgate" / "objects"
+
+    @property
+    def marker(self) -> Path:
+        return self.objects / "unflushed"
+
+    def cli(self, *args: str, **env: str) -> CliResult:
+        return run_cli(*args, project=self.root, env={**ENV, **env})
+
+    def ok(self, *args: str, **env: str) -> CliResult:
+        result = self.cli(*args, **env)
+        assert result.exit_code == 0, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result
+
+    def write(self, ref: str, files: Mapping[str, str | bytes], kind: str = "builders") -> str:
+        """Write the files, then wait out the stat cache's racy window so it vouches for them."""
+        super().write(ref, files, kind)
+        time.sleep(RACY_WINDOW_NS / 1e9 * 2)
+        return ref
+
+    def content(self) -> LocalContentStore:
+        project = self.project()
+        store = project.content()
+        project.close()
+        assert isinstance(store, LocalContentStore)
+        return store
+
+    def restart(self) -> None:
+        """Leave the marker as a restart of the machine would: written in another boot."""
+        data = json.loads(self.marker.read_text())
+        data["boot_id"] = "a-boot-before-this-one"
+        self.marker.write_text(json.dumps(data))
+
+    def tear(self, digest: str, keep: int = 0) -> Path:
+        """Damage an object as a lost write-back does: its name stays, its bytes do not."""
+        path = self.objects / digest[:2] / digest[2:]
+        path.chmod(0o644)
+        with path.open("r+b") as fh:
+            fh.truncate(keep)
+        path.chmod(0o444)
+        return path
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Project:
+    return Project(tmp_path / "p")
+
+
+def digest_of(proj: Project, revision: str, name: str) -> str:
+    manifest = proj.content().get_manifest(revision)
+    return next(e.digest for e in manifest.entries if e.path == name)
+
+
+def latest(proj: Project) -> str:
+    revision = json.loads(proj.ok("ls", "--json").stdout)[0]["revision"]
+    assert isinstance(revision, str)
+    return revision
+
+
+def test_staging_leaves_a_durable_marker_and_promote_flushes(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n", "b.sql": "select 1;\n"})
+    marker = json.loads(proj.marker.read_text())
+    assert marker["boot_id"] == boot_id() and isinstance(marker["since_ns"], int)
+    assert not list(proj.objects.glob("unflushed.*"))  # no temporary marker left
+    proj.ok("promote", REF)
+    assert not proj.marker.exists()
+    assert (proj.root / "stages" / "staging" / "app" / "a.py").read_text() == "print('a')\n"
+    # Nothing new to flush: the next stage of the same bytes writes no object, no marker.
+    assert "unchanged" in proj.ok("stage", REF).stdout
+    assert not proj.marker.exists()
+    assert latest(proj) == revision
+
+
+@pytest.mark.parametrize(
+    ("settings", "marker"),
+    [("fsync: true\n    flush: stage", False), ("fsync: false", False), ("flush: promote", True)],
+)
+def test_flush_settings(tmp_path: Path, settings: str, marker: bool) -> None:
+    proj = Project(tmp_path / "p", config=f"plugins:\n  local:\n    {settings}\n")
+    proj.stage_files(REF, {"a.py": "x = 1\n"})
+    assert proj.marker.exists() is marker
+
+
+def test_a_restart_takes_torn_objects_and_sync_stores_them_again(proj: Project) -> None:
+    files = {"a.py": "print('a')\n", "big.bin": os.urandom(300 << 10), "c.txt": "c\n"}
+    revision = proj.stage_files(REF, files)
+    again = json.loads(proj.ok("stage", REF, "--json").stdout)
+    assert again["hashed"] == 0  # from now on the stat cache vouches for the revision
+    torn = digest_of(proj, revision, "big.bin")
+    proj.tear(torn, keep=4096)
+    proj.restart()
+
+    result = proj.ok("sync")  # the first command to open the store checks, then repairs
+    assert "the machine restarted before objects written since" in result.stderr
+    assert "checked 4 object(s)" in result.stderr  # three files and the manifest
+    assert "1 was damaged and removed" in result.stderr
+    assert "1 staged" not in result.stdout and "unchanged" in result.stdout  # same revision
+    # The object written again is covered by a marker of this boot.
+    assert json.loads(proj.marker.read_text())["boot_id"] == boot_id()
+    store = proj.content()
+    assert store.verify(torn) and store.lost() == frozenset()
+    assert not (proj.objects / "lost").exists()
+    proj.ok("promote", REF)
+    assert (proj.root / "stages" / "staging" / "app" / "big.bin").read_bytes() == files["big.bin"]
+    assert proj.ok("verify").exit_code == 0
+
+
+def test_until_restaged_a_lost_object_is_reported_by_name(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.tear(digest_of(proj, revision, "a.py"))
+    proj.restart()
+    assert "1 was damaged" in proj.ok("ls").stderr
+    assert json.loads((proj.objects / "lost").read_text()) == [digest_of(proj, revision, "a.py")]
+    refused = proj.cli("promote", REF)
+    assert refused.exit_code != 0 and "Traceback" not in refused.stderr
+    assert "was lost when the machine restarted" in refused.stderr
+    assert "'lockgate sync' stores it again" in refused.stderr
+    assert not (proj.root / "stages" / "staging" / "app").exists()
+    proj.ok("stage", REF)
+    proj.ok("promote", REF)
+
+
+def test_a_torn_manifest_is_written_again(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.tear(revision, keep=10)
+    proj.restart()
+    assert "1 was damaged" in proj.ok("stage", REF).stderr
+    assert proj.content().get_manifest(revision).entries[0].path == "a.py"
+    assert "no changes" in proj.ok("diff", REF, revision[:12]).stdout
+    proj.ok("promote", REF)
+
+
+def test_a_changed_workspace_after_a_restart_stages_a_new_revision(proj: Project) -> None:
+    first = proj.stage_files(REF, {"a.py": "one\n", "b.py": "two\n"})
+    proj.tear(digest_of(proj, first, "b.py"))
+    proj.tear(first)  # the manifest too: the new revision has nothing to diff against
+    proj.restart()
+    proj.write(REF, {"a.py": "one, edited\n"})
+    result = proj.ok("stage", REF)
+    assert "staged" in result.stdout and "2 were damaged" in result.stderr
+    second = latest(proj)
+    assert second != first
+    store = proj.content()
+    assert store.verify(digest_of(proj, second, "b.py"))
+
+
+def test_objects_older_than_the_marker_are_not_checked(proj: Project) -> None:
+    proj.stage_files(REF, {"old.py": "old\n"})
+    proj.ok("promote", REF)  # flushed: no marker
+    for path in proj.objects.glob("??/*"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # long before the next marker
+    proj.stage_files(REF, {"old.py": "old\n", "new.py": "new\n"})
+    proj.restart()
+    assert "checked 2 object(s)" in proj.ok("ls").stderr  # new.py and the new manifest
+
+
+def test_a_marker_of_this_boot_is_left_alone(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    before = proj.marker.read_bytes()
+    result = proj.ok("ls")
+    assert "restarted" not in result.stderr
+    assert proj.marker.read_bytes() == before
+    assert proj.content().lost() == frozenset()
+    assert revision
+
+
+def test_a_torn_marker_still_means_a_restart(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.tear(digest_of(proj, revision, "a.py"))
+    proj.marker.write_bytes(b"\0\0\0")  # the marker's own bytes never reached the disk
+    assert "1 was damaged" in proj.ok("ls").stderr
+
+
+def test_a_writer_whose_marker_was_flushed_away_flushes_itself(proj: Project) -> None:
+    proj.write(REF, {"a.py": "a\n"})
+    writer, flusher, later = proj.content(), proj.content(), proj.content()
+    writer.put_bytes(b"written while another process flushes\n")
+    assert proj.marker.exists()
+    flusher.sync()  # e.g. a promote in another process
+    assert not proj.marker.exists() and flusher.flushes == 1
+    # A new marker (its inode may well be the old one's) covers only what came after it.
+    later.put_bytes(b"written after the flush\n")
+    assert proj.marker.exists()
+    writer.put_manifest(Manifest((FileEntry("a.py", "file", 2, "0" * 64),)))
+    assert writer.flushes == 1
+    # A writer whose marker is still there does not flush.
+    later.put_manifest(Manifest((FileEntry("b.py", "file", 2, "1" * 64),)))
+    assert later.flushes == 0 and proj.marker.exists()
+
+
+def test_objects_stay_read_only_through_a_repair(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.tear(digest_of(proj, revision, "a.py"))
+    proj.restart()
+    proj.ok("sync")
+    path = proj.objects / digest_of(proj, revision, "a.py")[:2]
+    for obj in path.iterdir():
+        assert stat.S_IMODE(obj.stat().st_mode) == 0o444
