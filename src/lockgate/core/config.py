@@ -326,12 +326,17 @@ class ConfigLayers:
             self.plugin_names[path] = plugin
 
 
+def yaml_cache_dir(state_dir: Path) -> Path:
+    """Where parsed YAML files are cached (see :func:`~lockgate.core.yamlfile.load_yaml_file`)."""
+    return state_dir / "cache" / "yaml"
+
+
 def read_layers(file: Path | None, environ: Mapping[str, str]) -> ConfigLayers:
     """Read ``lockgate.yaml`` (when given) and the ``LOCKGATE__*`` environment overrides."""
     layers = ConfigLayers(file=file)
     if file is not None:
         state = file.parent / ".lockgate"
-        doc = load_yaml_file(file, cache_dir=state / "cache" / "yaml" if state.is_dir() else None)
+        doc = load_yaml_file(file, cache_dir=yaml_cache_dir(state) if state.is_dir() else None)
         if doc.data is None:
             doc_data: dict[str, Any] = {}
         elif isinstance(doc.data, dict):

@@ -61,6 +61,13 @@ def init_project(root: Path, *, name: str | None = None) -> InitResult:
         else:
             path.mkdir()
             created.append(dirname + "/")
+    if CONFIG_FILENAME in created:
+        # Parse the starter config once now, so the project's first command finds it in
+        # the YAML cache (keyed by content) instead of importing and running the parser.
+        from lockgate.core.config import yaml_cache_dir
+        from lockgate.core.yamlfile import load_yaml_file
+
+        load_yaml_file(config, cache_dir=yaml_cache_dir(root / ".lockgate"))
     gitignore = root / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
     if any(line.strip() in (GITIGNORE_ENTRY, ".lockgate") for line in lines):

@@ -8,6 +8,7 @@ the number of nodes (which aliases can multiply) is capped too.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 from pathlib import Path
@@ -23,7 +24,8 @@ __all__ = ["MAX_NODES", "MAX_YAML_BYTES", "YamlDocument", "load_yaml_file", "loa
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_NODES = 100_000
-_RACY_WINDOW_NS = 50_000_000
+CACHE_ENTRIES = 1024
+"""Parsed YAML files kept in a cache directory before the older half is dropped."""
 
 KeyPath = tuple[str, ...]
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
@@ -52,56 +54,43 @@ def load_yaml_file(
 ) -> YamlDocument:
     """Load ``path``; every problem is a one-line :class:`ConfigError` naming file and line.
 
-    With ``cache_dir``, the parsed document is kept there keyed by the file's stat (like a
-    ``.pyc``), so an unchanged file loads without importing or running the YAML parser —
-    a noticeable part of every command's start-up.
+    With ``cache_dir``, the parsed document is kept there keyed by the digest of the
+    file's bytes, so an unchanged file loads without importing or running the YAML parser
+    — a noticeable part of every command's start-up. Keyed by content, not by stat, a
+    cache entry can never vouch for bytes it was not made from (no racy window), and one
+    written right after the file (as ``lockgate init`` does) serves at once.
     """
-    cached = _cache_get(path, cache_dir) if cache_dir is not None else None
+    raw = _read(path, max_bytes)
+    if cache_dir is None:
+        return _parse(raw, path)
+    from lockgate.core.manifest import digest_bytes
+
+    digest = digest_bytes(raw)
+    # Named by content alone: the parse depends on nothing else, so a moved or copied
+    # project, or two files with the same text, share an entry.
+    file = f"{cache_dir}/{digest[:32]}"
+    cached = _cache_get(file, digest, path)
     if cached is not None:
         return cached
-    doc = _load_yaml_file(path, max_bytes)
-    if cache_dir is not None:
-        _cache_put(path, cache_dir, doc)
+    doc = _parse(raw, path)
+    _cache_put(file, cache_dir, digest, doc)
     return doc
 
 
-def _cache_file(path: Path, cache_dir: Path) -> tuple[str, tuple[int, ...]] | None:
-    from lockgate.core.manifest import digest_bytes
-
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    name = digest_bytes(os.fsencode(path.resolve()))[:32]
-    return f"{cache_dir}/{name}", key
-
-
-def _cache_get(path: Path, cache_dir: Path) -> YamlDocument | None:
-    located = _cache_file(path, cache_dir)
-    if located is None:
-        return None
-    file, key = located
+def _cache_get(file: str, digest: str, path: Path) -> YamlDocument | None:
     try:
         with open(file, "rb") as fh:
-            written_ns = os.fstat(fh.fileno()).st_mtime_ns
-            stored_key, data, lines = marshal.loads(fh.read())
+            stored, data, lines = marshal.loads(fh.read())
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    # Like the stat cache: a file changed within the timestamp granularity of the cache
-    # write could look unchanged, so it is parsed again.
-    if tuple(stored_key) != key or max(key[1], key[2]) >= written_ns - _RACY_WINDOW_NS:
+    if stored != digest or not isinstance(lines, dict):
         return None
     return YamlDocument(data=data, lines=lines, path=path)
 
 
-def _cache_put(path: Path, cache_dir: Path, doc: YamlDocument) -> None:
-    located = _cache_file(path, cache_dir)
-    if located is None:
-        return
-    file, key = located
+def _cache_put(file: str, cache_dir: Path, digest: str, doc: YamlDocument) -> None:
     try:
-        blob = marshal.dumps((key, doc.data, doc.lines))
+        blob = marshal.dumps((digest, doc.data, doc.lines))
     except ValueError:
         return  # a value marshal cannot hold (a YAML timestamp, say): just not cached
     try:
@@ -109,21 +98,41 @@ def _cache_put(path: Path, cache_dir: Path, doc: YamlDocument) -> None:
         tmp = Path(f"{file}.{os.getpid()}.tmp")
         tmp.write_bytes(blob)
         tmp.replace(file)
+        _prune(cache_dir)
     except OSError:
         pass  # a read-only project still works, only without the cache
 
 
-def _load_yaml_file(path: Path, max_bytes: int) -> YamlDocument:
+def _prune(cache_dir: Path) -> None:
+    """Every edit adds an entry: past :data:`CACHE_ENTRIES`, drop the older half."""
+    names = os.listdir(cache_dir)
+    if len(names) <= CACHE_ENTRIES:
+        return
+    aged = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            aged.append((os.stat(f"{cache_dir}/{name}").st_mtime_ns, name))
+    for _, name in sorted(aged)[: len(aged) - CACHE_ENTRIES // 2]:
+        with contextlib.suppress(OSError):
+            os.unlink(f"{cache_dir}/{name}")
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ConfigError(
-                f"{path}: the file is {size} bytes, more than the {max_bytes}-byte limit "
-                "for configuration; keep large data out of it"
-            )
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > max_bytes:
+        size = path.stat().st_size
+        raise ConfigError(
+            f"{path}: the file is {size} bytes, more than the {max_bytes}-byte limit "
+            "for configuration; keep large data out of it"
+        )
+    return raw
+
+
+def _parse(raw: bytes, path: Path) -> YamlDocument:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
