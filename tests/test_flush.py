@@ -96,7 +96,7 @@ def test_staging_leaves_a_durable_marker_and_promote_flushes(proj: Project) -> N
     revision = proj.stage_files(REF, {"a.py": "print('a')\n", "b.sql": "select 1;\n"})
     marker = json.loads(proj.marker.read_text())
     assert marker["boot_id"] == boot_id() and isinstance(marker["since_ns"], int)
-    assert not list(proj.objects.glob("unflushed.*"))  # no temporary marker left
+    assert not list(proj.objects.glob("unflushed.*")) + list(proj.objects.glob("tmp/*"))
     proj.ok("promote", REF)
     assert not proj.marker.exists()
     assert (proj.root / "stages" / "staging" / "app" / "a.py").read_text() == "print('a')\n"

@@ -146,7 +146,8 @@ class Journal:
             return token
         token = uuid.uuid4().hex
         body = {"boot_id": boot_id(), "since_ns": time.time_ns(), "token": token}
-        tmp = f"{self.marker}.{os.getpid()}.{threading.get_ident()}.tmp"
+        # In the store's tmp/ (which exists once objects are written): gc sweeps it.
+        tmp = f"{self.root}/tmp/{MARKER}.{os.getpid()}.{threading.get_ident()}"
         _write_durably(tmp, json.dumps(body).encode())
         try:
             os.link(tmp, self.marker)  # never replaces another writer's marker
