@@ -146,6 +146,8 @@ def test_until_restaged_a_lost_object_is_reported_by_name(proj: Project) -> None
     proj.restart()
     assert "1 was damaged" in proj.ok("ls").stderr
     assert json.loads((proj.objects / "lost").read_text()) == [digest_of(proj, revision, "a.py")]
+    report = proj.cli("verify")
+    assert report.exit_code == 1 and "was lost when the machine restarted" in report.stdout
     refused = proj.cli("promote", REF)
     assert refused.exit_code != 0 and "Traceback" not in refused.stderr
     assert "was lost when the machine restarted" in refused.stderr

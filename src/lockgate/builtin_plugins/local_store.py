@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lockgate.builtin_plugins.local_journal import Journal, boot_id
-from lockgate.core.contracts import FileStat, LinkMode
+from lockgate.core.contracts import FileStat, LinkMode, lost_object
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
@@ -319,11 +319,7 @@ class LocalContentStore:
             source = self.object_path(entry.digest)
             if not source.is_file():
                 if entry.digest in self.lost():
-                    raise NotFoundError(
-                        f"object {entry.digest[:12]} for {entry.path} was lost when the machine "
-                        "restarted before it reached the disk; 'lockgate sync' stores it again "
-                        "from the workspace"
-                    )
+                    raise NotFoundError(lost_object(entry.digest, entry.path))
                 raise NotFoundError(
                     f"object {entry.digest[:12]} for {entry.path} is missing; run 'lockgate verify'"
                 )

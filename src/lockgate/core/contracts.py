@@ -43,6 +43,7 @@ __all__ = [
     "StateCounts",
     "StateStore",
     "Target",
+    "lost_object",
 ]
 
 LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
@@ -262,6 +263,14 @@ class ContentStore(Protocol):
 
         Staging stores these again from the workspace instead of trusting cached digests.
         """
+
+
+def lost_object(digest: str, where: str) -> str:
+    """The problem line for object ``digest`` (used by ``where``) that ``lost()`` names."""
+    return (
+        f"object {digest[:12]} ({where}) was lost when the machine restarted before it reached "
+        "the disk; 'lockgate sync' stores it again from the workspace"
+    )
 
 
 # --------------------------------------------------------------------------- targets

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lockgate.core.audit import verify_chain
-from lockgate.core.contracts import AuditEvent
+from lockgate.core.contracts import AuditEvent, lost_object
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.promotion import Promoter, last_good, recover_pending
 from lockgate.core.records import record
@@ -87,8 +87,11 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
         for entry in manifest.entries:
             if entry.digest and entry.kind != "symlink":  # a link's text is in the manifest
                 digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
+    lost = content.lost()
     for digest, where in sorted(digests.items()):
-        if not content.has(digest):
+        if digest in lost:
+            problems.append(lost_object(digest, where))
+        elif not content.has(digest):
             problems.append(f"object {digest[:12]} ({where}) is missing")
         elif not content.verify(digest):
             problems.append(f"object {digest[:12]} ({where}) does not match its digest")
