@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from conftest import ENV, ProjectWorkspace
-from lockgate.builtin_plugins.local_journal import boot_id
+from conftest import ENV, ProjectWorkspace, run_lockgate
+from lockgate.builtin_plugins.local_journal import CLOCK_MARGIN_NS, boot_id
 from lockgate.builtin_plugins.local_store import LocalContentStore
 from lockgate.builtin_plugins.workspace import RACY_WINDOW_NS
 from lockgate.core.manifest import FileEntry, Manifest
@@ -184,11 +186,65 @@ def test_a_changed_workspace_after_a_restart_stages_a_new_revision(proj: Project
 def test_objects_older_than_the_marker_are_not_checked(proj: Project) -> None:
     proj.stage_files(REF, {"old.py": "old\n"})
     proj.ok("promote", REF)  # flushed: no marker
-    for path in proj.objects.glob("??/*"):
-        os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # long before the next marker
+    old = {p: p.stat().st_ctime_ns for p in proj.objects.glob("??/*")}
+    time.sleep(0.05)
     proj.stage_files(REF, {"old.py": "old\n", "new.py": "new\n"})
+    new = [p.stat().st_ctime_ns for p in proj.objects.glob("??/*") if p not in old]
+    assert len(new) == 2 and min(new) > max(old.values())  # new.py and the new manifest
     proj.restart()
-    assert "checked 2 object(s)" in proj.ok("ls").stderr  # new.py and the new manifest
+    # The marker's time, less the clock margin, falls between the old and the new objects.
+    data = json.loads(proj.marker.read_text())
+    data["since_ns"] = min(new) + CLOCK_MARGIN_NS
+    proj.marker.write_text(json.dumps(data))
+    assert "checked 2 object(s)" in proj.ok("ls").stderr
+
+
+def test_an_object_renamed_into_place_after_the_marker_is_checked(proj: Project) -> None:
+    """Its bytes may be older than the marker (hashing a large file takes time), but its
+    rename into place is not: recovery looks at the later of mtime and ctime."""
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    torn = proj.tear(digest_of(proj, revision, "a.py"))
+    long_ago = 1_000_000_000
+    os.utime(torn, ns=(long_ago, long_ago))  # the mtime is old; the ctime becomes now
+    proj.restart()
+    assert "1 was damaged" in proj.ok("ls").stderr
+
+
+def test_a_repair_killed_midway_forgets_nothing(proj: Project) -> None:
+    files = {"a.py": "print('a')\n", "b.py": "print('b')\n"}
+    revision = proj.stage_files(REF, files)
+    torn = [digest_of(proj, revision, name) for name in files]
+    for digest in torn:
+        proj.tear(digest)
+    proj.restart()
+    killed = run_lockgate(
+        "-C",
+        str(proj.root),
+        "ls",
+        cwd=proj.root,
+        env={"LOCKGATE_FAILPOINTS": "store.repair.removing"},
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert sorted(json.loads((proj.objects / "lost").read_text())) == sorted(torn)
+    assert "2 were damaged" in proj.ok("sync").stderr  # checked again, same verdict
+    store = proj.content()
+    assert all(store.verify(d) for d in torn) and store.lost() == frozenset()
+    proj.ok("promote", REF)
+
+
+def test_a_release_built_from_torn_objects_is_rebuilt_once_they_are_stored_again(
+    proj: Project,
+) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.ok("validate", REF)  # builds the release: hardlinks to the unflushed objects
+    release = proj.root / ".lockgate" / "releases" / revision
+    assert (release / "a.py").read_text() == "print('a')\n"
+    proj.tear(digest_of(proj, revision, "a.py"))  # the release's file shares the inode
+    proj.restart()
+    assert "1 was damaged" in proj.ok("sync").stderr
+    proj.ok("promote", REF)  # the release no stage used is rebuilt from the store
+    assert (proj.root / "stages" / "staging" / "app" / "a.py").read_text() == "print('a')\n"
+    assert proj.ok("verify").exit_code == 0
 
 
 def test_a_marker_of_this_boot_is_left_alone(proj: Project) -> None:
@@ -208,21 +264,83 @@ def test_a_torn_marker_still_means_a_restart(proj: Project) -> None:
     assert "1 was damaged" in proj.ok("ls").stderr
 
 
-def test_a_writer_whose_marker_was_flushed_away_flushes_itself(proj: Project) -> None:
+def test_a_flush_during_a_batch_flushes_and_leaves_its_marker(proj: Project) -> None:
     proj.write(REF, {"a.py": "a\n"})
-    writer, flusher, later = proj.content(), proj.content(), proj.content()
-    writer.put_bytes(b"written while another process flushes\n")
+    writer, flusher = proj.content(), proj.content()
+    writer.put_bytes(b"written before another process flushes\n")  # a batch is open
     assert proj.marker.exists()
-    flusher.sync()  # e.g. a promote in another process
-    assert not proj.marker.exists() and flusher.flushes == 1
-    # A new marker (its inode may well be the old one's) covers only what came after it.
-    later.put_bytes(b"written after the flush\n")
-    assert proj.marker.exists()
+    assert flusher.sync() is None and flusher.flushes == 1  # e.g. a promote elsewhere
+    assert proj.marker.exists()  # the batch still relies on it
+    writer.put_bytes(b"written after the flush, same batch\n")
     writer.put_manifest(Manifest((FileEntry("a.py", "file", 2, "0" * 64),)))
-    assert writer.flushes == 1
-    # A writer whose marker is still there does not flush.
-    later.put_manifest(Manifest((FileEntry("b.py", "file", 2, "1" * 64),)))
-    assert later.flushes == 0 and proj.marker.exists()
+    assert writer.flushes == 0 and proj.marker.exists()
+    flusher.sync()  # the batch is over: this flush takes the marker
+    assert flusher.flushes == 2 and not proj.marker.exists()
+    writer.put_bytes(b"a new batch\n")  # finds no marker, so creates one
+    assert proj.marker.exists()
+
+
+def test_a_batch_in_another_thread_keeps_the_marker_through_a_flush(proj: Project) -> None:
+    proj.write(REF, {"a.py": "a\n"})
+    writer, flusher = proj.content(), proj.content()
+    published = threading.Event()
+
+    def stage() -> None:  # objects on a pool thread, as large files are
+        writer.put_bytes(b"from a thread\n")
+        published.set()
+
+    thread = threading.Thread(target=stage)
+    thread.start()
+    thread.join(10)
+    assert published.is_set()
+    flusher.sync()
+    assert proj.marker.exists()  # the writer process's batch is still open
+    writer.put_manifest(Manifest((FileEntry("a.py", "file", 2, "0" * 64),)))
+    flusher.sync()
+    assert not proj.marker.exists()
+
+
+def test_flushes_take_turns(proj: Project) -> None:
+    """A flush never removes a marker another flush moved aside and is still flushing."""
+    proj.write(REF, {"a.py": "a\n"})
+    first, second, writer = proj.content(), proj.content(), proj.content()
+    first.put_bytes(b"one\n")
+    first.put_manifest(Manifest((FileEntry("a.py", "file", 2, "0" * 64),)))
+    in_syncfs, release = threading.Event(), threading.Event()
+
+    def slow_syncfs() -> None:
+        in_syncfs.set()
+        assert release.wait(10)
+
+    thread = threading.Thread(target=first._journal.flush, args=(slow_syncfs,))
+    thread.start()
+    assert in_syncfs.wait(10)
+    assert (proj.objects / "unflushed.flushing").exists()
+    writer.put_bytes(b"published while the first flush runs\n")  # a new marker
+    writer.put_manifest(Manifest((FileEntry("b.py", "file", 2, "1" * 64),)))
+    assert proj.marker.exists()
+    other = threading.Thread(target=second.sync)
+    other.start()
+    other.join(0.3)
+    assert other.is_alive()  # the second flush waits its turn...
+    assert proj.marker.exists()  # ...and the first does not take the new marker
+    release.set()
+    thread.join(10)
+    assert proj.marker.exists()
+    other.join(10)
+    assert not proj.marker.exists() and not (proj.objects / "unflushed.flushing").exists()
+    assert second.flushes == 1
+
+
+def test_a_repair_during_a_batch_hands_the_marker_to_this_boot(proj: Project) -> None:
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.tear(digest_of(proj, revision, "a.py"))
+    writer = proj.content()
+    writer.put_bytes(b"a batch of this boot, open during the repair\n")
+    proj.restart()
+    assert "1 was damaged" in proj.ok("ls").stderr
+    assert json.loads(proj.marker.read_text())["boot_id"] == boot_id()
+    assert "restarted" not in proj.ok("ls").stderr  # repaired once, not at every open
 
 
 def test_objects_stay_read_only_through_a_repair(proj: Project) -> None:

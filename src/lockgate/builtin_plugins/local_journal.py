@@ -5,23 +5,24 @@ to the kernel's write-back, as ``cp`` and ``git add`` do; the file system is flu
 before a revision is deployed (promote, rollback) instead of before it is recorded. What
 keeps that safe is a marker, ``objects/unflushed``:
 
-* before a process publishes its first object since the last flush, it makes sure the
-  marker exists, and creates it durably if not (file and directory fsynced); the marker
-  holds the kernel's boot id and the time;
-* a flush renames the marker to ``unflushed.flushing``, flushes the file system, then
-  removes it. Any object written before the rename is flushed; a writer publishing after
-  the rename finds no marker and creates a new one;
-* a writer checks, before its revision is recorded, that the marker it relied on is still
-  there; if a flush took it meanwhile, the writer flushes too (its objects may have
-  been written after that flush's ``syncfs`` began);
+* every object is published (renamed into place) while a marker exists: the writer
+  creates it durably (file and directory fsynced) when there is none. The marker holds
+  the kernel's boot id and the time;
+* a writer holds a shared ``flock`` (``publish.lock``) from its first object of a batch
+  until the batch's manifest is stored; a flush moves the marker to
+  ``unflushed.flushing`` only when it can take that lock exclusively at once, flushes the
+  file system, then removes it. So every object is published either before the move
+  (and the ``syncfs``, which starts after it, covers it) or in a batch that finds no
+  marker and creates one. When a batch is in progress the flush still flushes, and
+  leaves the marker. Flushes take ``flush.lock`` one at a time;
 * the page cache survives any process's death, so only a restart of the machine can lose
   unflushed bytes. A marker from another boot therefore means "objects written since
   this time may be empty or torn": the next process to open the store checks every object
-  modified since then (minus a margin for the clock) against its digest, removes those
-  that do not match, and records their digests in ``objects/lost`` — before anything can
-  read them. Staging writes a lost object again (its stat cache is not trusted for it),
-  so ``lockgate sync`` after a crash repairs every component whose workspace still holds
-  the files.
+  written or renamed into place since then (mtime or ctime, less a margin for the clock)
+  against its digest, records those that do not match in ``objects/lost`` (durably),
+  then removes them — before anything can read them. Staging writes a lost object again
+  (its stat cache is not trusted for it), so ``lockgate sync`` after a crash repairs
+  every component whose workspace still holds the files.
 
 Where there is no boot id (not Linux) the store flushes before every revision is
 recorded, whatever the setting.
@@ -36,9 +37,10 @@ import json
 import os
 import threading
 import time
-import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 
+from lockgate.core.failpoints import failpoint
 from lockgate.core.records import record
 
 __all__ = ["Journal", "Recovery", "boot_id"]
@@ -46,7 +48,8 @@ __all__ = ["Journal", "Recovery", "boot_id"]
 MARKER = "unflushed"
 FLUSHING = "unflushed.flushing"
 LOST = "lost"
-REPAIR_LOCK = "repair.lock"
+PUBLISH_LOCK = "publish.lock"
+FLUSH_LOCK = "flush.lock"
 CLOCK_MARGIN_NS = 10 * 1_000_000_000
 """Objects modified up to this long before a marker's time are checked too."""
 
@@ -91,72 +94,98 @@ class Journal:
         self.root = root
         self.marker = f"{root}/{MARKER}"
         self.flushing = f"{root}/{FLUSHING}"
-        self._covered: str | None = None  # token of the marker this process's writes rely on
-        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._held = False  # this process holds publish.lock shared (a batch is open)
+        self._publish_fd: int | None = None
         self._lost: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ writers
 
     def cover(self) -> None:
-        """Make sure a durable marker covers the object about to be published."""
-        if self._covered is not None:
-            return
-        with self._lock:
-            if self._covered is None:
-                self._covered = self._ensure_marker()
+        """Before an object is published: a durable marker exists, and stays until release().
 
-    def settle(self) -> bool:
-        """Before a revision is recorded: True when the writes must be flushed now.
-
-        That is when a flush took the marker these writes relied on while they were being
-        made (a new marker has another token: inode numbers are reused). The next write
-        finds or creates a marker again.
+        The process holds a shared ``flock`` (``publish.lock``) from its first object of a
+        batch until :meth:`release`; a flush moves the marker aside only when it can take
+        that lock exclusively, so no marker is moved while its objects are still being
+        published. Checked once per batch: a flag test per object after that.
         """
-        with self._lock:
-            covered, self._covered = self._covered, None
-        return covered is not None and self._token() != covered
+        if self._held:
+            return
+        with self._mutex:
+            if not self._held:
+                fcntl.flock(self._publish_lock(), fcntl.LOCK_SH)
+                if not os.path.exists(self.marker):
+                    self._create_marker()
+                self._held = True
+
+    def release(self) -> None:
+        """At the end of a batch: every object of a revision is published."""
+        with self._mutex:
+            if self._held and self._publish_fd is not None:
+                fcntl.flock(self._publish_fd, fcntl.LOCK_UN)
+                self._held = False
 
     def flush(self, syncfs: Callable[[], None]) -> bool:
-        """Flush if any marker says something may be unflushed; True when it did."""
+        """Flush if any marker says something may be unflushed; True when it did.
+
+        Flushes take turns (``flush.lock``), so one never removes a marker another moved
+        aside and is still flushing. When a batch is being published (its writer holds
+        ``publish.lock``), the marker stays where it is: everything stored so far is
+        flushed all the same, and the marker goes with a later flush.
+        """
+        with _flock(f"{self.root}/{FLUSH_LOCK}"):
+            return self._flush_locked(syncfs)
+
+    def _flush_locked(self, syncfs: Callable[[], None]) -> bool:
+        moved = False
+        fd = os.open(f"{self.root}/{PUBLISH_LOCK}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.rename(self.marker, self.flushing)
-        except FileNotFoundError:
-            if not os.path.exists(self.flushing):
-                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # a batch in progress: flush, but leave its marker
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self.marker, self.flushing)
+                    moved = True
+        finally:
+            os.close(fd)
+        if not (moved or os.path.exists(self.marker) or os.path.exists(self.flushing)):
+            return False
         syncfs()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.flushing)
-        with self._lock:
-            self._covered = None
+            os.unlink(self.flushing)  # ours, or one a killed flush left: flushed now
         return True
 
-    def _token(self) -> str | None:
-        """The token of the marker there now (None: none, or unreadable)."""
-        try:
-            with open(self.marker, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return None
-        token = data.get("token") if isinstance(data, dict) else None
-        return token if isinstance(token, str) else None
+    def _publish_lock(self) -> int:
+        if self._publish_fd is None:
+            fd = os.open(
+                f"{self.root}/{PUBLISH_LOCK}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+            weakref.finalize(self, os.close, fd)
+            self._publish_fd = fd
+        return self._publish_fd
 
-    def _ensure_marker(self) -> str:
-        token = self._token()
-        if token is not None:
-            return token
-        token = uuid.uuid4().hex
-        body = {"boot_id": boot_id(), "since_ns": time.time_ns(), "token": token}
+    def _create_marker(self) -> None:
+        self._write_marker(time.time_ns(), replace=False)
+
+    def _write_marker(self, since_ns: int, *, replace: bool) -> None:
+        body = {"boot_id": boot_id(), "since_ns": since_ns, "pid": os.getpid()}
         # In the store's tmp/ (which exists once objects are written): gc sweeps it.
+        os.makedirs(f"{self.root}/tmp", exist_ok=True)
         tmp = f"{self.root}/tmp/{MARKER}.{os.getpid()}.{threading.get_ident()}"
         _write_durably(tmp, json.dumps(body).encode())
         try:
-            os.link(tmp, self.marker)  # never replaces another writer's marker
+            if replace:
+                os.replace(tmp, self.marker)
+            else:
+                os.link(tmp, self.marker)  # never replaces another writer's marker
         except FileExistsError:
-            token = self._token() or token  # theirs (unreadable: settle() will flush)
+            pass  # another writer's: it was made durable before it was linked
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         _fsync_dir(self.root)
-        return token
 
     # ------------------------------------------------------------------ after a restart
 
@@ -169,29 +198,37 @@ class Journal:
     ) -> Recovery | None:
         """Check the objects a restart may have torn; None when no marker is from another boot.
 
-        ``objects()`` yields (digest, mtime_ns) of every stored object.
+        ``objects()`` yields every stored object's digest and the later of its mtime and
+        ctime (its rename into place sets the ctime, after the marker existed, however long
+        its bytes took to write).
         """
         if self._stale_since() is None:
             return None
-        with self._repair_lock():
+        with _flock(f"{self.root}/{FLUSH_LOCK}"):
             since = self._stale_since()  # another process may have repaired meanwhile
             if since is None:
                 return None
             cutoff = since - CLOCK_MARGIN_NS
             checked, lost = 0, []
-            for digest, mtime_ns in objects():
-                if mtime_ns < cutoff:
+            for digest, changed_ns in objects():
+                if changed_ns < cutoff:
                     continue
                 checked += 1
                 if not verify(digest):
-                    remove(digest)
                     lost.append(digest)
             if lost:
+                # Recorded (durably) before anything is removed: an interrupted repair
+                # must not forget an object it already took away.
                 self.record_lost(self.lost() | set(lost))
-            syncfs()  # the removals and the list of what was lost, before the markers go
-            for name in (self.marker, self.flushing):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name)
+                for digest in lost:
+                    failpoint("store.repair.removing")
+                    remove(digest)
+            # Then a flush like any other: it makes the removals durable, and covers what
+            # this boot's writers published meanwhile under the old marker. If a batch in
+            # progress keeps the marker, it now speaks for this boot.
+            self._flush_locked(syncfs)
+            if os.path.exists(self.marker):
+                self._write_marker(since, replace=True)
             return Recovery(since, checked, tuple(sorted(lost)))
 
     def _stale_since(self) -> int | None:
@@ -214,15 +251,6 @@ class Journal:
                 since = int(os.stat(name).st_mtime_ns)
             oldest = since if oldest is None else min(oldest, since)
         return oldest
-
-    @contextlib.contextmanager
-    def _repair_lock(self) -> Iterator[None]:
-        fd = os.open(f"{self.root}/{REPAIR_LOCK}", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     # ------------------------------------------------------------------ lost objects
 
@@ -254,6 +282,16 @@ class Journal:
                 os.unlink(path)
         _fsync_dir(self.root)
         self._lost = frozenset(digests)
+
+
+@contextlib.contextmanager
+def _flock(path: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_durably(path: str, data: bytes) -> None:

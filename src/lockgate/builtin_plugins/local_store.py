@@ -232,19 +232,20 @@ class LocalContentStore:
     def put_manifest(self, manifest: Manifest) -> str:
         data = manifest.canonical()
         revision = self.put_bytes(data)
-        if not self.deferred:
+        if self.deferred:
+            self._journal.release()  # the revision's objects are all published
+        else:
             self.sync()
-        elif self._journal.settle():
-            self._syncfs()  # a flush ran while these objects were written: flush them too
         return revision
 
     # ------------------------------------------------------------------ reading
 
     def objects(self) -> Iterator[tuple[str, float]]:
-        for digest, mtime_ns in self._object_times():
-            yield digest, mtime_ns / 1e9
+        for digest, changed_ns in self._object_times():
+            yield digest, changed_ns / 1e9
 
     def _object_times(self) -> Iterator[tuple[str, int]]:
+        """Every object's digest and the later of its mtime and ctime, in ns."""
         try:
             fans = os.scandir(self.root)
         except FileNotFoundError:
@@ -257,7 +258,8 @@ class LocalContentStore:
                     for entry in entries:
                         if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                             continue
-                        yield fan.name + entry.name, entry.stat(follow_symlinks=False).st_mtime_ns
+                        st = entry.stat(follow_symlinks=False)
+                        yield fan.name + entry.name, max(st.st_mtime_ns, st.st_ctime_ns)
 
     def remove(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

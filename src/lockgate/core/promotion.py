@@ -439,7 +439,7 @@ class Promoter:
         action: str,
         details: dict[str, object],
     ) -> SwitchResult:
-        from lockgate.core.releases import ensure_release, verify_release
+        from lockgate.core.releases import discard_release, ensure_release, verify_release
 
         project, state = self.project, self.project.state()
         stage, component_id, revision = base.stage, base.component_id, base.revision
@@ -457,6 +457,13 @@ class Promoter:
             if revision is not None:
                 release = ensure_release(project, revision)
                 problems = verify_release(project, revision)
+                if problems and not self._deployed(revision):
+                    # A release is a cache of the store. One no stage uses is rebuilt: it
+                    # may have been built (by a gate) from objects a restart then tore,
+                    # and which staging has since stored again.
+                    discard_release(project, revision)
+                    release = ensure_release(project, revision)
+                    problems = verify_release(project, revision)
                 if problems:
                     self._refused(base, f"damaged: {problems[0]}")
                     raise RefusedError(
@@ -521,6 +528,15 @@ class Promoter:
             )
         )
         return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
+
+    def _deployed(self, revision: str) -> bool:
+        """True when some stage's pointer holds ``revision`` (its release is in use)."""
+        state = self.project.state()
+        return any(
+            p.revision == revision
+            for stage in self.project.stage_names
+            for p in state.pointers(stage)
+        )
 
     def _refused(self, base: SwitchResult, why: str) -> None:
         """Record an operation the gates or the integrity checks refused."""

@@ -59,6 +59,15 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
+def discard_release(project: Project, revision: str) -> None:
+    """Remove the release of ``revision`` and its verification stamp (it is rebuilt from
+    the content store when next needed). Only for a release no stage has deployed."""
+    release = release_path(project, revision)
+    if release.is_dir():
+        remove_tree(release)
+    _stamp_path(release).unlink(missing_ok=True)
+
+
 def _stamp_path(release: Path) -> Path:
     return release.parent / f"{release.name}.verified"
 

@@ -248,7 +248,7 @@ class Stager:
         self._check_limits(scan)
         record = state.component(ref)
         previous = record.latest_revision if record else None
-        lost = project.content().lost()  # empty unless a crash took unflushed objects
+        lost = self._lost_here(previous)
         if scan.revision is not None and scan.revision == previous and not lost:
             # The source vouches the files are exactly the latest revision: nothing to do.
             return self._unchanged(component, stage, scan, previous)
@@ -317,6 +317,19 @@ class Stager:
             )
         )
         return attrs.evolve(result, warnings=tuple(str(f) for f in failures))
+
+    def _lost_here(self, previous: str | None) -> frozenset[str]:
+        """Objects of the latest revision a restart took (usually none: one set lookup).
+
+        Cached digests are trusted because those objects are kept; for these they are not.
+        """
+        content = self.project.content()
+        lost = content.lost()
+        if not lost or previous is None or previous in lost:
+            return lost
+        if any(e.digest in lost for e in content.get_manifest(previous).entries):
+            return lost
+        return frozenset()
 
     @staticmethod
     def _unchanged(
