@@ -125,16 +125,24 @@ class Journal:
                 fcntl.flock(self._publish_fd, fcntl.LOCK_UN)
                 self._held = False
 
-    def flush(self, syncfs: Callable[[], None]) -> bool:
+    def flush(
+        self, syncfs: Callable[[], None], present: Callable[[str], bool] | None = None
+    ) -> bool:
         """Flush if any marker says something may be unflushed; True when it did.
 
         Flushes take turns (``flush.lock``), so one never removes a marker another moved
         aside and is still flushing. When a batch is being published (its writer holds
         ``publish.lock``), the marker stays where it is: everything stored so far is
-        flushed all the same, and the marker goes with a later flush.
+        flushed all the same, and the marker goes with a later flush. ``present`` tells
+        which lost objects were stored again, to drop them from the list.
         """
         with _flock(f"{self.root}/{FLUSH_LOCK}"):
-            return self._flush_locked(syncfs)
+            flushed = self._flush_locked(syncfs)
+            lost = self.lost()
+            if present is not None and lost:
+                # Lost objects stored again since (and now flushed) leave the list.
+                self.record_lost({d for d in lost if not present(d)})
+            return flushed
 
     def _flush_locked(self, syncfs: Callable[[], None]) -> bool:
         moved = False

@@ -113,10 +113,9 @@ class LocalContentStore:
         recorded = self._journal.lost()
         if not recorded:
             return recorded
-        missing = frozenset(d for d in recorded if not self.has(d))
-        if missing != recorded:
-            self._journal.record_lost(missing)
-        return missing
+        # Objects stored again leave the list at the next flush (under its lock: a repair
+        # records an object before removing it, so "present" is not "restored" meanwhile).
+        return frozenset(d for d in recorded if not self.has(d))
 
     # ------------------------------------------------------------------ paths
 
@@ -221,7 +220,7 @@ class LocalContentStore:
     def sync(self) -> None:
         if not self.fsync:
             return
-        if not self._journal.flush(self._syncfs) and self._dirty:
+        if not self._journal.flush(self._syncfs, self.has) and self._dirty:
             self._syncfs()
         self._dirty = False
 
