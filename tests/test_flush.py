@@ -350,3 +350,101 @@ def test_objects_stay_read_only_through_a_repair(proj: Project) -> None:
     path = proj.objects / digest_of(proj, revision, "a.py")[:2]
     for obj in path.iterdir():
         assert stat.S_IMODE(obj.stat().st_mode) == 0o444
+
+
+def test_a_promote_flushes_its_release_even_when_the_store_has_nothing_to_flush(
+    proj: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An executable is copied into its release (a hardlink would share the object's
+    mode): those bytes are new whatever the store's marker says."""
+    proj.write(REF, {"run.sh": "#!/bin/sh\necho hi\n"})
+    (proj.component_dir(REF) / "run.sh").chmod(0o755)
+    proj.ok("stage", REF)
+    proj.content().sync()  # the store is flushed: no marker, nothing of its own to flush
+    assert not proj.marker.exists()
+    import lockgate.core.durability as durability
+
+    flushed: list[str] = []
+    real = durability.syncfs
+
+    def watched(path: str | Path) -> None:  # the real flush, and where it was asked for
+        flushed.append(str(path))
+        real(path)
+
+    monkeypatch.setattr(durability, "syncfs", watched)
+    proj.ok("promote", REF)
+    release = proj.root / ".lockgate" / "releases" / latest(proj)
+    assert str(release) in flushed
+    assert (proj.root / "stages" / "staging" / "app" / "run.sh").stat().st_mode & 0o111
+
+
+def test_a_clock_set_back_lowers_the_marker_time(proj: Project) -> None:
+    """Objects published after the clock went back must still fall after the marker's
+    time (less the margin), or a repair would not look at them."""
+    proj.write(REF, {"a.py": "a\n"})
+    writer = proj.content()
+    writer.put_bytes(b"a batch before the clock is set back\n")
+    data = json.loads(proj.marker.read_text())
+    ahead = time.time_ns() + 3600 * 1_000_000_000  # as if the clock then went back an hour
+    proj.marker.write_text(json.dumps({**data, "since_ns": ahead}))
+    writer.put_manifest(Manifest((FileEntry("a.py", "file", 2, "0" * 64),)))
+
+    other = proj.content()  # a new batch, here: in another process
+    before = time.time_ns()
+    other.put_bytes(b"published after the clock went back\n")
+    since = json.loads(proj.marker.read_text())["since_ns"]
+    assert before - CLOCK_MARGIN_NS <= since <= time.time_ns()
+    assert json.loads(proj.marker.read_text())["boot_id"] == boot_id()
+
+    # Within an open batch too: the marker is set ahead again, the next object lowers it.
+    proj.marker.write_text(json.dumps({**data, "since_ns": ahead}))
+    other._journal._floor = ahead - CLOCK_MARGIN_NS  # what the batch read when it began
+    other.put_bytes(b"same batch, later\n")
+    assert json.loads(proj.marker.read_text())["since_ns"] <= time.time_ns()
+
+
+def test_a_restage_that_stores_lost_objects_closes_its_batch(proj: Project) -> None:
+    """The revision is the same, so none is recorded; its batch still ends."""
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.tear(digest_of(proj, revision, "a.py"))
+    proj.restart()
+    project = proj.project()
+    try:
+        from lockgate.core.staging import Stager
+
+        result = Stager(project).stage(REF)
+        assert not result.created and result.revision == revision
+        import fcntl
+
+        fd = os.open(proj.objects / "publish.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no batch holds it any more
+        finally:
+            os.close(fd)
+        project.content().sync()
+        assert not proj.marker.exists()  # so a flush can take the marker
+    finally:
+        project.close()
+
+
+def test_a_verification_stamp_from_another_boot_is_not_trusted(proj: Project) -> None:
+    """A restart can take bytes that were never flushed and leave every stat as it was;
+    damage that shows in no stat stands in for that here."""
+    revision = proj.stage_files(REF, {"a.py": "print('a')\n"})
+    proj.ok("promote", REF)  # verifies the release and stamps it
+    release = proj.root / ".lockgate" / "releases" / revision
+    stamp = release.with_name(f"{revision}.verified")
+    path = release / "a.py"
+    st = path.stat()
+    path.chmod(0o644)
+    path.write_text("print('b')\n")  # same size, other bytes
+    path.chmod(0o444)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.link(path, proj.root / "extra-link")  # a new link count: the stamp allows a new ctime
+    data = json.loads(stamp.read_text())
+    assert data["boot"] == boot_id()
+    stamp.write_text(json.dumps({**data, "boot": "a-boot-before-this-one"}))
+
+    refused = proj.cli("promote", REF, "--to", "integration")
+    assert refused.exit_code != 0 and "Traceback" not in refused.stderr
+    assert "does not match its digest" in refused.stderr

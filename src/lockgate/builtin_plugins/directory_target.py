@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.core.contracts import Prepared
+from lockgate.core.durability import fsync_dir
 from lockgate.core.models import RoleContext
 from lockgate.errors import ConfigError
 from lockgate.hookspecs import hookimpl
@@ -93,7 +94,7 @@ class DirectoryTarget:
             os.unlink(gone)
         else:
             os.rename(str(prepared.token), entry)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def abort(self, prepared: Prepared) -> None:
         if prepared.token is not None:
@@ -146,11 +147,3 @@ class DirectoryTarget:
         if not os.path.isdir(target):
             return [f"{where} points at a missing release {revision[:12]}"]
         return []
-
-
-def _fsync_dir(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import threading
@@ -40,6 +39,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 
+from lockgate.core.durability import boot_id, fsync_dir, write_durably
 from lockgate.core.failpoints import failpoint
 from lockgate.core.records import record
 
@@ -52,16 +52,6 @@ PUBLISH_LOCK = "publish.lock"
 FLUSH_LOCK = "flush.lock"
 CLOCK_MARGIN_NS = 10 * 1_000_000_000
 """Objects modified up to this long before a marker's time are checked too."""
-
-
-@functools.cache
-def boot_id() -> str | None:
-    """This boot of the machine (Linux), or None where the kernel does not say."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
 
 
 @record
@@ -96,6 +86,7 @@ class Journal:
         self.flushing = f"{root}/{FLUSHING}"
         self._mutex = threading.Lock()
         self._held = False  # this process holds publish.lock shared (a batch is open)
+        self._floor = 0  # objects published from this time (ns) on are what a repair checks
         self._publish_fd: int | None = None
         self._lost: frozenset[str] | None = None
 
@@ -107,16 +98,25 @@ class Journal:
         The process holds a shared ``flock`` (``publish.lock``) from its first object of a
         batch until :meth:`release`; a flush moves the marker aside only when it can take
         that lock exclusively, so no marker is moved while its objects are still being
-        published. Checked once per batch: a flag test per object after that.
+        published. Checked once per batch: a flag test and a clock read per object after
+        that. If the clock was set back past the marker's time (less the margin), the
+        marker is rewritten with the earlier time, so a repair still looks at what is
+        published from now on.
         """
-        if self._held:
+        if self._held and time.time_ns() >= self._floor:
             return
         with self._mutex:
             if not self._held:
                 fcntl.flock(self._publish_lock(), fcntl.LOCK_SH)
-                if not os.path.exists(self.marker):
-                    self._create_marker()
+                since = self._marker_since()
+                if since is None:
+                    since = self._create_marker()
+                self._floor = since - CLOCK_MARGIN_NS
                 self._held = True
+            now = time.time_ns()
+            if now < self._floor:
+                self._write_marker(now, replace=True)  # the clock went back
+                self._floor = now - CLOCK_MARGIN_NS
 
     def release(self) -> None:
         """At the end of a batch: every object of a revision is published."""
@@ -174,15 +174,31 @@ class Journal:
             self._publish_fd = fd
         return self._publish_fd
 
-    def _create_marker(self) -> None:
-        self._write_marker(time.time_ns(), replace=False)
+    def _create_marker(self) -> int:
+        """Create the marker unless another writer just did; return its time."""
+        now = time.time_ns()
+        self._write_marker(now, replace=False)
+        since = self._marker_since()
+        return now if since is None else since
+
+    def _marker_since(self) -> int | None:
+        """The time in this boot's marker, or None when there is no marker."""
+        try:
+            with open(self.marker, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            data = {}
+        since = data.get("since_ns") if isinstance(data, dict) else None
+        return since if isinstance(since, int) else os.stat(self.marker).st_mtime_ns
 
     def _write_marker(self, since_ns: int, *, replace: bool) -> None:
         body = {"boot_id": boot_id(), "since_ns": since_ns, "pid": os.getpid()}
         # In the store's tmp/ (which exists once objects are written): gc sweeps it.
         os.makedirs(f"{self.root}/tmp", exist_ok=True)
         tmp = f"{self.root}/tmp/{MARKER}.{os.getpid()}.{threading.get_ident()}"
-        _write_durably(tmp, json.dumps(body).encode())
+        write_durably(tmp, json.dumps(body).encode())
         try:
             if replace:
                 os.replace(tmp, self.marker)
@@ -193,7 +209,7 @@ class Journal:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     # ------------------------------------------------------------------ after a restart
 
@@ -283,12 +299,12 @@ class Journal:
         path = f"{self.root}/{LOST}"
         if digests:
             tmp = f"{path}.{os.getpid()}.tmp"
-            _write_durably(tmp, json.dumps(sorted(digests)).encode())
+            write_durably(tmp, json.dumps(sorted(digests)).encode())
             os.replace(tmp, path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._lost = frozenset(digests)
 
 
@@ -298,22 +314,5 @@ def _flock(path: str) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)

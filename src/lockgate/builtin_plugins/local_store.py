@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from lockgate.builtin_plugins.local_journal import Journal, boot_id
 from lockgate.core.contracts import FileStat, LinkMode, lost_object
+from lockgate.core.durability import syncfs
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
@@ -225,7 +226,7 @@ class LocalContentStore:
         self._dirty = False
 
     def _syncfs(self) -> None:
-        _syncfs(self.root)
+        syncfs(self.root)
         self.flushes += 1
 
     def put_manifest(self, manifest: Manifest) -> str:
@@ -439,20 +440,3 @@ def _start_writeback(fd: int) -> None:
     call = _sync_file_range()
     if call is not None:
         call(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the file system holding ``path`` (one syscall instead of an fsync per object)."""
-    import ctypes
-
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = getattr(libc, "syncfs", None)
-        if syncfs is not None and syncfs(fd) == 0:
-            return
-        if syncfs is not None and ctypes.get_errno() not in (errno.ENOSYS, 0):
-            raise OSError(ctypes.get_errno(), "syncfs failed", str(path))
-        os.sync()
-    finally:
-        os.close(fd)

@@ -439,6 +439,7 @@ class Promoter:
         action: str,
         details: dict[str, object],
     ) -> SwitchResult:
+        from lockgate.core.durability import syncfs
         from lockgate.core.releases import discard_release, ensure_release, verify_release
 
         project, state = self.project, self.project.state()
@@ -471,9 +472,12 @@ class Promoter:
                         f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
                         "run 'lockgate verify'"
                     )
-            # Staging may leave objects to the kernel's write-back; what is deployed is on
-            # the disk before the intent is written.
+            # Staging may leave objects to the kernel's write-back, and a release may hold
+            # copies (executables) or be new: what is deployed is on the disk before the
+            # intent is written. (A second flush of a clean file system costs little.)
             project.content().sync()
+            if release is not None:
+                syncfs(release)
             intent = Intent(
                 id=uuid.uuid4().hex,
                 operation=action,

@@ -83,10 +83,13 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     set back. When no directory of the release changed (inode, mtime, ctime) no entry was
     added or removed, so the tree is not walked. ``full=True`` hashes and walks
     everything regardless (``lockgate verify``), which also catches what no stat shows,
-    such as bits rotting on the disk.
+    such as bits rotting on the disk. A stamp is also only trusted in the boot of the
+    machine that wrote it: a restart can take bytes that were never flushed while leaving
+    every stat as it was.
     """
     import json
 
+    from lockgate.core.durability import boot_id
     from lockgate.core.manifest import hash_file
 
     release = release_path(project, revision)
@@ -97,7 +100,8 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     if not full:
         try:
             loaded = json.loads(stamp_file.read_bytes())
-            stamps = loaded if isinstance(loaded, dict) and "files" in loaded else {}
+            trusted = isinstance(loaded, dict) and "files" in loaded
+            stamps = loaded if trusted and loaded.get("boot") == boot_id() else {}
         except (OSError, ValueError):
             stamps = {}
     old_files: dict[str, list[int]] = stamps.get("files", {})
@@ -151,10 +155,11 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
                     )
     if problems:
         stamp_file.unlink(missing_ok=True)
-    elif files != old_files or dirs != old_dirs:
+    elif files != old_files or dirs != old_dirs or not stamps:
         tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
         try:
-            tmp.write_text(json.dumps({"files": files, "dirs": dirs}), encoding="utf-8")
+            stamp = {"boot": boot_id(), "files": files, "dirs": dirs}
+            tmp.write_text(json.dumps(stamp), encoding="utf-8")
             tmp.replace(stamp_file)
         except OSError:
             pass  # the stamp only saves time

@@ -273,7 +273,9 @@ class Stager:
         if dry_run:
             return result
         if not result.created:
-            if result.revision in lost:
+            if digests or result.revision in lost:
+                # Files were stored (touched but equal, or lost and stored again): the
+                # manifest closes the store's batch like any other, and is kept if lost.
                 project.content().put_manifest(manifest)
             source.remember(scan, digests, result.revision)
             return result
