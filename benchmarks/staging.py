@@ -23,6 +23,9 @@ whole process, timed with ``time.perf_counter`` around ``subprocess.run``:
   the revision is recorded);
 * ``cp -a SRC DST`` to a fresh DST; and, as the peer with the same durability as
   ``flush: stage``, ``cp -a SRC DST && sync`` (one ``sh -c``);
+* ``python benchmarks/minimal_store.py SRC DST``: a naive content store that only copies,
+  hashes (BLAKE3) and renames each file, on as many threads as lockgate's store uses —
+  the floor of what storing by digest costs here, so lockgate's overhead is the rest;
 * ``rsync -a SRC/ DST/`` to a fresh DST, then again (no-op) — skipped if rsync is absent;
 * ``git add -A`` in a fresh repository (``git init -q`` and the copy of the tree done
   before timing), then, after an untimed commit and one untimed ``git status``,
@@ -60,6 +63,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from _common import (
+    BIN,
     LOCKGATE,
     RandomTree,
     RunConditions,
@@ -77,6 +81,8 @@ from _common import (
     timed_process,
 )
 
+PYTHON = str(BIN / "python")
+MINIMAL_STORE = Path(__file__).with_name("minimal_store.py")
 Results = Timings[tuple[str, str]]  # timed runs in ms, by (tree, row)
 
 FIRST = "lockgate stage (first)"
@@ -85,6 +91,7 @@ RESTAGE = "lockgate stage (unchanged)"
 INPROC_SCAN = "in-process scan (unchanged)"
 INPROC_STAGE = "in-process Stager.stage (unchanged)"
 CP = "cp -a"
+MINIMAL = "minimal store (copy, hash, rename)"
 CP_SYNC = "cp -a, then sync"
 RSYNC_FIRST = "rsync -a (first copy)"
 RSYNC_NOOP = "rsync -a (no-op)"
@@ -98,6 +105,7 @@ ROWS = (
     INPROC_STAGE,
     CP,
     CP_SYNC,
+    MINIMAL,
     RSYNC_FIRST,
     RSYNC_NOOP,
     GIT_ADD,
@@ -125,6 +133,9 @@ TARGETS = (
     Target("first stage (b) / cp -a (b)", ("b", FIRST), ("b", CP), 1.5),
     Target("in-process rescan (a) / git status (a)", ("a", INPROC_SCAN), ("a", GIT_STATUS), 2.0),
     Target("first stage (a) / cp -a (a)", ("a", FIRST), ("a", CP), None),
+    Target("minimal store (b) / cp -a (b)", ("b", MINIMAL), ("b", CP), None),
+    Target("first stage (b) / minimal store (b)", ("b", FIRST), ("b", MINIMAL), None),
+    Target("minimal store (a) / cp -a (a)", ("a", MINIMAL), ("a", CP), None),
     Target("first stage (b) / git add -A (b)", ("b", FIRST), ("b", GIT_ADD), None),
     Target("flush: stage (a) / cp -a, then sync (a)", ("a", FIRST_EAGER), ("a", CP_SYNC), None),
     Target("flush: stage (b) / cp -a, then sync (b)", ("b", FIRST_EAGER), ("b", CP_SYNC), None),
@@ -214,6 +225,8 @@ def round_for_tree(
         ["sh", "-c", 'cp -a "$0" "$1" && sync', str(src), str(work / "cp-sync")], env
     )
     res.add((t, CP_SYNC), ms)
+    ms, _ = timed_process([PYTHON, str(MINIMAL_STORE), str(src), str(work / "minimal")], env)
+    res.add((t, MINIMAL), ms)
 
     if rsync is not None:
         dst = work / "rsync"

@@ -363,7 +363,11 @@ def test_large_files_are_stored_on_threads_beside_small_ones(tmp_path: Path) -> 
         "alice:etl", progress=lambda done, total: seen.append((done, total))
     )
     assert result.created and result.hashed == len(files)
-    assert seen[-1] == (len(files), len(files)) and len(seen) == len(files)
+    # Reported as it goes (small files one by one, large ones as the threads get on),
+    # never backwards, ending at the whole.
+    assert seen[-1] == (len(files), len(files)) and len(seen) >= 20
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert {total for _, total in seen} == {len(files)}
     out = tmp_path / "out"
     content = project.content()
     content.materialize(content.get_manifest(result.revision), out)
@@ -371,3 +375,36 @@ def test_large_files_are_stored_on_threads_beside_small_ones(tmp_path: Path) -> 
     objects = list((tmp_path / ".lockgate" / "objects").glob("??/*"))
     # One object per distinct content (big/same.bin shares big/0.bin's), plus the manifest.
     assert len(objects) == len(set(files.values())) + 1
+
+
+def test_a_large_file_changing_midway_stops_the_threads_and_stores_no_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockgate import ConflictError
+    from lockgate.builtin_plugins.local_store import LocalContentStore
+    from lockgate.core.staging import LARGE_FILE
+
+    rng = random.Random(5)
+    files = {f"big/{i:02d}.bin": rng.randbytes(LARGE_FILE + i) for i in range(64)}
+    comp = make_project(tmp_path, files)
+    real = LocalContentStore.ingest
+    calls: list[str] = []
+
+    def ingest(self: LocalContentStore, path: str | Path, expected: object) -> tuple[str, int]:
+        calls.append(str(path))
+        if len(calls) == 3:  # an editor saves this file after the scan, before it is read
+            with open(path, "ab") as fh:
+                fh.write(b"edited")
+        return real(self, path, expected)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalContentStore, "ingest", ingest)
+    project = open_project(tmp_path, environ=ENV)
+    try:
+        with pytest.raises(ConflictError, match="changed between scan and read"):
+            Stager(project).stage("alice:etl")
+        assert len(calls) < len(files)  # the other threads took no new file after it
+        assert project.state().component("alice:etl") is None
+        assert not list((tmp_path / ".lockgate" / "objects" / "tmp").iterdir())
+    finally:
+        project.close()
+    assert comp.is_dir()

