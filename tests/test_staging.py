@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -408,3 +409,83 @@ def test_a_large_file_changing_midway_stops_the_threads_and_stores_no_revision(
     finally:
         project.close()
     assert comp.is_dir()
+
+
+def test_ctrl_c_while_threads_store_large_files_leaves_nothing_half_written(
+    tmp_path: Path,
+) -> None:
+    """A real process, a real SIGINT while the store's threads are copying: exit 130, one
+    line, and no temporary object left behind by a thread cut short."""
+    import signal
+    import subprocess
+
+    from conftest import ENV, subprocess_env
+
+    files = {f"big/{i:03d}.bin": os.urandom(1 << 20) for i in range(300)}
+    make_project(tmp_path, files)
+    objects = tmp_path / ".lockgate" / "objects"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "-C", str(tmp_path), "stage", "alice:etl"],
+        env=subprocess_env(ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(list(objects.glob("??/*"))) < 5 and proc.poll() is None:
+        assert time.monotonic() < deadline, "staging never started storing objects"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip() == "lockgate: error: interrupted"
+    assert not list((objects / "tmp").iterdir())
+    project = open_project(tmp_path, environ=ENV)
+    try:
+        assert project.state().component("alice:etl") is None
+        content = project.content()
+        assert all(content.verify(digest) for digest, _ in content.objects())
+        assert Stager(project).stage("alice:etl").created  # and it stages cleanly after
+    finally:
+        project.close()
+
+
+def test_ctrl_c_returns_only_once_every_thread_has_finished_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interrupt (a real SIGINT to the main thread) must not leave a store thread
+    writing after the command has given up: it would exit under it."""
+    import signal
+    import threading
+
+    from lockgate.builtin_plugins.local_store import LocalContentStore
+    from lockgate.core.staging import LARGE_FILE
+
+    files = {f"big/{i:02d}.bin": os.urandom(LARGE_FILE) for i in range(32)}
+    make_project(tmp_path, files)
+    real = LocalContentStore.ingest
+    busy: list[str] = []
+    started: list[str] = []
+
+    def ingest(self: LocalContentStore, path: str | Path, expected: object) -> tuple[str, int]:
+        busy.append(str(path))
+        started.append(str(path))
+        try:
+            if len(started) == 3:
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                time.sleep(0.3)  # still storing when the main thread sees the interrupt
+            return real(self, path, expected)  # type: ignore[arg-type]
+        finally:
+            busy.remove(str(path))
+
+    monkeypatch.setattr(LocalContentStore, "ingest", ingest)
+    project = open_project(tmp_path, environ=ENV)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Stager(project).stage("alice:etl")
+        assert busy == []
+        assert len(started) < len(files)
+        assert not list((tmp_path / ".lockgate" / "objects" / "tmp").iterdir())
+        assert project.state().component("alice:etl") is None
+    finally:
+        project.close()

@@ -415,8 +415,9 @@ class Stager:
             pooled, inline, size = [], todo, 1
         if len(pooled) <= 1:
             pooled, inline = [], pooled + inline
-        crew = _Crew(ingest, pooled, min(size, len(pooled)))
+        crew = _Crew(ingest, pooled)
         try:
+            crew.start(min(size, len(pooled)))
             for f in inline:
                 digests[f.path] = ingest(f)
                 done += 1
@@ -517,48 +518,67 @@ class _Crew:
     Each thread takes the next file under a lock and keeps its results to itself: no
     per-file future, wake-up or hand-off, which measured 25 ms for 1,000 files of 1 MiB.
     The first error stops the others after their current file and is raised by
-    :meth:`wait` in the calling thread.
+    :meth:`wait` in the calling thread. Waiting is on a condition, never on
+    ``Thread.join``: a join that Ctrl-C interrupts can mark a live thread as ended
+    (Python 3.11), and the process would then exit under a thread still writing. For
+    the same reason :meth:`stop` waits for every thread that has begun, even when an
+    interrupt came while :meth:`start` was still starting them.
     """
 
-    def __init__(self, store: Callable[[ScannedFile], str], files: list[ScannedFile], n: int):
+    def __init__(self, store: Callable[[ScannedFile], str], files: list[ScannedFile]) -> None:
         import threading
 
         self.results: dict[str, str] = {}
         self.done = 0
         self._store = store
         self._next = iter(files)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._stopped = False
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
-        for thread in self._threads:
-            thread.start()
+        self._active = 0  # threads that began taking files and have not ended
+        self._unfinished = 0  # threads started and not ended
+
+    def start(self, n: int) -> None:
+        import threading
+
+        for _ in range(n):
+            with self._cond:
+                self._unfinished += 1
+            threading.Thread(target=self._run, name="lockgate-store").start()
 
     def _run(self) -> None:
+        with self._cond:
+            if self._stopped:
+                self._unfinished -= 1
+                self._cond.notify_all()
+                return
+            self._active += 1
         mine: dict[str, str] = {}
         try:
             while True:
-                with self._lock:
+                with self._cond:
                     f = None if self._stopped else next(self._next, None)
                 if f is None:
                     return
                 mine[f.path] = self._store(f)
                 self.done += 1  # a progress figure: an increment lost to a race is harmless
         except BaseException as exc:
-            with self._lock:
+            with self._cond:
                 if self._error is None:
                     self._error = exc
                 self._stopped = True
         finally:
-            with self._lock:
+            with self._cond:
                 self.results.update(mine)
+                self._active -= 1
+                self._unfinished -= 1
+                self._cond.notify_all()
 
     def wait(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` s for every thread (None: as long as it takes); True when
         all are done. Raises the first error a thread met."""
-        for thread in self._threads:
-            thread.join(timeout)
-            if thread.is_alive():
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                 return False
         if self._error is not None:
             raise self._error
@@ -566,7 +586,6 @@ class _Crew:
 
     def stop(self) -> None:
         """Let every thread finish its current file and take no other; wait for them."""
-        with self._lock:
+        with self._cond:
             self._stopped = True
-        for thread in self._threads:
-            thread.join()
+            self._cond.wait_for(lambda: self._active == 0)
