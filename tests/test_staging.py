@@ -430,6 +430,9 @@ def test_ctrl_c_while_threads_store_large_files_leaves_nothing_half_written(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Run from a background job, this process may have SIGINT ignored, and the child
+        # would inherit that; a user's terminal delivers it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
     while len(list(objects.glob("??/*"))) < 5 and proc.poll() is None:
@@ -479,6 +482,8 @@ def test_ctrl_c_returns_only_once_every_thread_has_finished_its_file(
             busy.remove(str(path))
 
     monkeypatch.setattr(LocalContentStore, "ingest", ingest)
+    # As at a terminal, even when the test run itself has SIGINT ignored (a background job).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     project = open_project(tmp_path, environ=ENV)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -489,3 +494,4 @@ def test_ctrl_c_returns_only_once_every_thread_has_finished_its_file(
         assert project.state().component("alice:etl") is None
     finally:
         project.close()
+        signal.signal(signal.SIGINT, previous)
