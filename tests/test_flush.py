@@ -448,3 +448,30 @@ def test_a_verification_stamp_from_another_boot_is_not_trusted(proj: Project) ->
     refused = proj.cli("promote", REF, "--to", "integration")
     assert refused.exit_code != 0 and "Traceback" not in refused.stderr
     assert "does not match its digest" in refused.stderr
+
+
+def test_gc_forgets_lost_objects_no_kept_revision_needs(proj: Project) -> None:
+    first = proj.stage_files(REF, {"a.py": "print('a')\n", "b.py": "print('b')\n"})
+    lost = {digest_of(proj, first, "a.py"), digest_of(proj, first, "b.py")}
+    for digest in lost:
+        proj.tear(digest)
+    proj.restart()
+    assert "2 were damaged" in proj.ok("ls").stderr
+    proj.ok("gc", "--keep", "1")
+    assert proj.content().lost() == lost  # the latest revision still needs both
+    # The workspace moves on without them, and a new revision is staged.
+    (proj.component_dir(REF) / "a.py").write_text("print('a, edited')\n")
+    (proj.component_dir(REF) / "b.py").unlink()
+    assert "staged" in proj.ok("stage", REF).stdout
+    assert proj.content().lost() == lost  # never stored again
+    proj.ok("gc", "--keep", "1", "--dry-run")
+    assert proj.content().lost() == lost  # a dry run changes nothing
+    proj.ok("gc", "--keep", "1")
+    assert proj.content().lost() == frozenset()  # no kept revision needs them now
+    assert not (proj.objects / "lost").exists()
+    project = proj.project()
+    try:
+        gcs = [e for e in project.state().events() if e.action == "gc"]
+    finally:
+        project.close()
+    assert [e.details["lost_forgotten"] for e in gcs] == [0, 2]

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from lockgate.core.durability import boot_id, fsync_dir, write_durably
 from lockgate.core.failpoints import failpoint
@@ -294,6 +294,21 @@ class Journal:
         )
         self._lost = frozenset(listed)
         return self._lost
+
+    def forget_lost(self, needed: Collection[str]) -> int:
+        """Drop recorded digests that ``needed`` does not name; return how many went.
+
+        For garbage collection: an object no kept revision needs would be removed if it
+        were there, so that it was lost no longer matters. Under ``flush.lock``, like
+        every change of the list.
+        """
+        with _flock(f"{self.root}/{FLUSH_LOCK}"):
+            self._lost = None  # read it again: another process may have changed it
+            recorded = self.lost()
+            kept = frozenset(d for d in recorded if d in needed)
+            if kept != recorded:
+                self.record_lost(kept)
+            return len(recorded) - len(kept)
 
     def record_lost(self, digests: set[str] | frozenset[str]) -> None:
         path = f"{self.root}/{LOST}"

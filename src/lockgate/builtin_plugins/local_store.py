@@ -22,7 +22,7 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +117,11 @@ class LocalContentStore:
         # Objects stored again leave the list at the next flush (under its lock: a repair
         # records an object before removing it, so "present" is not "restored" meanwhile).
         return frozenset(d for d in recorded if not self.has(d))
+
+    def forget_lost(self, needed: Collection[str]) -> int:
+        """Garbage collection: forget lost objects no kept revision needs (see
+        :meth:`Journal.forget_lost`); return how many were forgotten."""
+        return self._journal.forget_lost(needed)
 
     # ------------------------------------------------------------------ paths
 

@@ -205,6 +205,10 @@ def collect_garbage(
                 (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
             for digest in doomed_objects:
                 content.remove(digest)
+            # A store that records objects lost in a restart (the local one) forgets those
+            # no kept revision needs: they would have been removed here anyway.
+            forget_lost = getattr(content, "forget_lost", None)
+            forgotten = forget_lost(needed) if callable(forget_lost) else 0
             leftovers = _sweep_leftovers(project, cutoff)
             state.append_event(
                 AuditEvent(
@@ -217,6 +221,7 @@ def collect_garbage(
                         "objects": len(doomed_objects),
                         "bytes": size,
                         "leftovers": leftovers,
+                        "lost_forgotten": forgotten,
                         "keep": project.config.gc.keep if keep is None else keep,
                     },
                 )
