@@ -189,6 +189,26 @@ def test_recovery_killed_after_its_switch_is_settled_by_the_next_one(
     assert deployed(root) == shown
 
 
+@pytest.mark.parametrize("setup", ["promote.after_switch", "promote.after_record"])
+def test_recovery_killed_after_its_event_leaves_one_event(tmp_path: Path, setup: str) -> None:
+    """Killed between writing its recover event and closing the intent, a recovery is
+    done again by the next one, which writes no second event for the same intent."""
+    root = tmp_path / "project"
+    before, after = prepare(root, "promote")
+    kill_at(root, "promote", setup)
+    (intent,) = peek_intents(root)
+    kill_at(root, "recover", "recover.after_event")
+    assert [i["id"] for i in peek_intents(root)] == [intent["id"]]  # still open
+
+    data = settle(root)
+
+    (event,) = [e for e in data["recovered"] if e["intent"] == intent["id"]]
+    assert event["outcome"] == expected_outcome(setup)
+    assert peek_intents(root) == []
+    shown = after if expected_outcome(setup) == "completed" else before
+    assert staging_revision(root) == deployed(root) == shown
+
+
 # --------------------------------------------------------------------------- leftovers
 
 

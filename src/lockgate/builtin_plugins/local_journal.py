@@ -182,7 +182,7 @@ class Journal:
         return now if since is None else since
 
     def _marker_since(self) -> int | None:
-        """The time in this boot's marker, or None when there is no marker."""
+        """The time in the marker, or None when there is no marker."""
         try:
             with open(self.marker, encoding="utf-8") as fh:
                 data = json.load(fh)

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lockgate.core.contracts import AuditEvent, Intent, Pointer, PointerChange, Target
+from lockgate.core.contracts import (
+    AuditEvent,
+    EventFilter,
+    Intent,
+    Pointer,
+    PointerChange,
+    Target,
+)
 from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import move_pointer, next_status, now_iso
 from lockgate.core.locking import OperationLock
@@ -642,23 +649,29 @@ def _recover(project: Project, promoter: Promoter) -> list[Recovered]:
             else:
                 target.commit(prepared)
         failpoint("recover.after_switch")
-        state.append_event(
-            AuditEvent(
-                at=now_iso(),
-                actor=project.actor,
-                action="recover",
-                component=str(payload.get("component")),
-                stage=stage,
-                revision=now,
-                details={
-                    "intent": intent.id,
-                    "operation": intent.operation,
-                    "interrupted_owner": intent.owner,
-                    "outcome": outcome,
-                    "intended_revision": intended,
-                },
+        component = str(payload.get("component"))
+        # One recover event per intent, even when a recovery died between writing it and
+        # closing the intent (the next one decides the same from the same pointer).
+        earlier = state.events(EventFilter(component=component, stage=stage, action="recover"))
+        if not any(e.details.get("intent") == intent.id for e in earlier):
+            state.append_event(
+                AuditEvent(
+                    at=now_iso(),
+                    actor=project.actor,
+                    action="recover",
+                    component=component,
+                    stage=stage,
+                    revision=now,
+                    details={
+                        "intent": intent.id,
+                        "operation": intent.operation,
+                        "interrupted_owner": intent.owner,
+                        "outcome": outcome,
+                        "intended_revision": intended,
+                    },
+                )
             )
-        )
+        failpoint("recover.after_event")
         state.close_intent(intent.id, "completed" if outcome == "completed" else "undone")
         settled.append(Recovered(intent.id, intent.operation, stage, component_id, outcome, now))
     return settled
