@@ -495,3 +495,48 @@ def test_ctrl_c_returns_only_once_every_thread_has_finished_its_file(
     finally:
         project.close()
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize(
+    "point", ["stage.after_objects", "stage.after_manifest", "stage.after_record"]
+)
+def test_a_staging_killed_at_each_step_leaves_the_project_consistent(
+    tmp_path: Path, point: str
+) -> None:
+    """``kill -9`` at each step of a staging (real process, failpoint): no temporary
+    file, every stored object whole, the revision recorded entirely or not at all, and
+    staging again finishes the job with the same revision."""
+    import signal
+
+    from conftest import run_lockgate
+    from lockgate.core.staging import LARGE_FILE
+
+    files = {f"big/{i}.bin": os.urandom(LARGE_FILE + i) for i in range(4)}
+    files |= {"run.py": b"print(1)\n", "lib/util.py": b"x = 1\n"}
+    comp = make_project(tmp_path, files)
+    killed = run_lockgate(
+        "-C",
+        str(tmp_path),
+        "stage",
+        "alice:etl",
+        cwd=tmp_path,
+        env={**ENV, "LOCKGATE_FAILPOINTS": point},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not list((tmp_path / ".lockgate" / "objects" / "tmp").iterdir())
+    project = open_project(tmp_path, environ=ENV)
+    try:
+        content = project.content()
+        assert all(content.verify(digest) for digest, _ in content.objects())
+        record = project.state().component("alice:etl")
+        recorded = point == "stage.after_record"
+        assert (record is not None) is recorded
+        result = Stager(project).stage("alice:etl")
+        assert result.created is not recorded
+        assert [r.revision for r in project.state().revisions("alice:etl")] == [result.revision]
+        out = tmp_path / "out"
+        content.materialize(content.get_manifest(result.revision), out)
+        assert tree_of(out) == tree_of(comp)
+    finally:
+        project.close()
+    assert run_cli("verify", project=tmp_path, env=ENV).exit_code == 0

@@ -26,6 +26,7 @@ from lockgate.core.contracts import (
     ScannedFile,
     ScanResult,
 )
+from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
 from lockgate.core.models import ChangeEvent, ComponentStatus
@@ -278,7 +279,9 @@ class Stager:
                 project.content().put_manifest(manifest)
             source.remember(scan, digests, result.revision)
             return result
+        failpoint("stage.after_objects")
         project.content().put_manifest(manifest)  # the objects are stored before the manifest
+        failpoint("stage.after_manifest")
         at, actor = now_iso(), project.actor
         revision = result.revision
         state.record_revision(
@@ -304,6 +307,7 @@ class Stager:
                 details={"files": result.files, "size": result.size, **result.diff.counts()},
             ),
         )
+        failpoint("stage.after_record")
         source.remember(scan, digests, revision)
         failures = project.hooks.on_stage(
             ChangeEvent(
