@@ -376,6 +376,10 @@ def test_a_promote_flushes_its_release_even_when_the_store_has_nothing_to_flush(
     release = proj.root / ".lockgate" / "releases" / latest(proj)
     assert str(release) in flushed
     assert (proj.root / "stages" / "staging" / "app" / "run.sh").stat().st_mode & 0o111
+    # With durability off (scratch projects), neither objects nor releases are flushed.
+    flushed.clear()
+    proj.ok("promote", REF, "--to", "integration", LOCKGATE__PLUGINS__LOCAL__FSYNC="false")
+    assert flushed == []
 
 
 def test_a_clock_set_back_lowers_the_marker_time(proj: Project) -> None:

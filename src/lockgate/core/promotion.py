@@ -482,9 +482,10 @@ class Promoter:
             # Staging may leave objects to the kernel's write-back, and a release may hold
             # copies (executables) or be new: what is deployed is on the disk before the
             # intent is written. (A second flush of a clean file system costs little.)
-            project.content().sync()
-            if release is not None:
-                syncfs(release)
+            content = project.content()
+            content.sync()
+            if release is not None and getattr(content, "fsync", True):
+                syncfs(release)  # unless durability is off (plugins.local.fsync: false)
             intent = Intent(
                 id=uuid.uuid4().hex,
                 operation=action,
