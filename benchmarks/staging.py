@@ -38,7 +38,7 @@ use: ``Project.open`` once (untimed), then ``source().scan(component)`` and an u
 Conditioning (this matters on a VM whose guest memory is backed lazily by the host):
 first, free memory is filled with clean page cache by reading a sparse "ballast" file
 (``--no-prefill`` skips it; see :func:`_common.prefill`); then one untimed warm-up round runs
-(``--warmup``). Nothing is deleted before the end (about 9.5 GiB of disk per round), as
+(``--warmup``). Nothing is deleted before the end (about 10.5 GiB of disk per round), as
 deleting hands pages back and makes the next writes slow again. The load average and a
 fingerprint of lockgate's sources are printed at the start and the end (a warning says
 if the sources changed during the run; ``--pin-sources`` measures a copy made at the
@@ -288,7 +288,7 @@ def main() -> None:
     if shutil.which("git") is None:
         sys.exit("git is not on PATH; it is one of the peers")
     rounds = args.warmup + args.runs
-    need = sum(t.files * max(t.size, 4096) for t in TREES) * (1 + 9 * rounds) * 1.1
+    need = sum(t.files * max(t.size, 4096) for t in TREES) * (1 + 10 * rounds) * 1.1
     free = shutil.disk_usage("/tmp").free
     if free < need:
         sys.exit(
