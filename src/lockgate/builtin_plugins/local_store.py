@@ -26,9 +26,9 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from lockgate.builtin_plugins.local_journal import Journal, boot_id
+from lockgate.builtin_plugins.local_journal import Journal
 from lockgate.core.contracts import FileStat, LinkMode, lost_object
-from lockgate.core.durability import syncfs
+from lockgate.core.durability import boot_id, syncfs
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record

@@ -446,8 +446,12 @@ class Promoter:
         action: str,
         details: dict[str, object],
     ) -> SwitchResult:
-        from lockgate.core.durability import syncfs
-        from lockgate.core.releases import discard_release, ensure_release, verify_release
+        from lockgate.core.releases import (
+            discard_release,
+            ensure_release,
+            make_durable,
+            verify_release,
+        )
 
         project, state = self.project, self.project.state()
         stage, component_id, revision = base.stage, base.component_id, base.revision
@@ -481,11 +485,12 @@ class Promoter:
                     )
             # Staging may leave objects to the kernel's write-back, and a release may hold
             # copies (executables) or be new: what is deployed is on the disk before the
-            # intent is written. (A second flush of a clean file system costs little.)
+            # intent is written. A release already flushed in this boot is not flushed
+            # again, and none is when the store's durability is off (fsync: false).
             content = project.content()
             content.sync()
-            if release is not None and getattr(content, "fsync", True):
-                syncfs(release)  # unless durability is off (plugins.local.fsync: false)
+            if revision is not None and getattr(content, "fsync", True):
+                make_durable(project, revision)
             intent = Intent(
                 id=uuid.uuid4().hex,
                 operation=action,

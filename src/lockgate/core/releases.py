@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RELEASES_DIRNAME",
     "ensure_release",
+    "make_durable",
     "release_path",
     "remove_tree",
     "verify_release",
@@ -70,6 +71,47 @@ def discard_release(project: Project, revision: str) -> None:
 
 def _stamp_path(release: Path) -> Path:
     return release.parent / f"{release.name}.verified"
+
+
+def make_durable(project: Project, revision: str) -> bool:
+    """Make sure the release of ``revision`` is on the disk; True when this flushed.
+
+    A release holds bytes the content store may never have flushed (executables are
+    copies, not links to objects) and its directory entries are new, so before it is
+    first deployed the file system holding it is flushed. Its verification stamp (see
+    :func:`verify_release`) then says so, and later switches to the same release in the
+    same boot flush nothing: a rollback stays one rename. Call it right after
+    :func:`verify_release` found no problem.
+    """
+    import json
+
+    from lockgate.core.durability import boot_id, syncfs
+
+    release = release_path(project, revision)
+    stamp_file = _stamp_path(release)
+    try:
+        stamp = json.loads(stamp_file.read_bytes())
+    except (OSError, ValueError):
+        stamp = None
+    current = isinstance(stamp, dict) and stamp.get("boot") == boot_id()
+    if current and stamp.get("durable") is True:
+        return False
+    syncfs(release)
+    if current:
+        _write_stamp(stamp_file, {**stamp, "durable": True})
+    return True
+
+
+def _write_stamp(stamp_file: Path, stamp: dict[str, Any]) -> None:
+    """Replace the stamp atomically (a stamp only saves time: failing to write is fine)."""
+    import json
+
+    tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(stamp), encoding="utf-8")
+        tmp.replace(stamp_file)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def verify_release(project: Project, revision: str, *, full: bool = False) -> list[str]:
@@ -156,11 +198,6 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     if problems:
         stamp_file.unlink(missing_ok=True)
     elif files != old_files or dirs != old_dirs or not stamps:
-        tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
-        try:
-            stamp = {"boot": boot_id(), "files": files, "dirs": dirs}
-            tmp.write_text(json.dumps(stamp), encoding="utf-8")
-            tmp.replace(stamp_file)
-        except OSError:
-            pass  # the stamp only saves time
+        # Anything new in the release is not known to be on the disk: not "durable".
+        _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
     return problems
