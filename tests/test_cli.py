@@ -32,6 +32,36 @@ def test_init_creates_the_project_and_is_idempotent(tmp_path: Path) -> None:
     assert (tmp_path / "p" / ".gitignore").read_text().count(".lockgate/") == 1
 
 
+def test_init_prepares_the_state_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    from lockgate.builtin_plugins.sqlite_state import MIGRATIONS
+
+    result = run_cli("init", str(tmp_path / "p"))
+    assert result.exit_code == 0
+    assert "ready    state store 'sqlite'" in result.stdout
+    db = sqlite3.connect(tmp_path / "p" / ".lockgate" / "state.db")
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    finally:
+        db.close()
+    assert run_cli("init", str(tmp_path / "p"), "--json").json()["state"] == "sqlite"
+
+
+def test_init_with_a_broken_config_creates_the_project_and_warns(tmp_path: Path) -> None:
+    (tmp_path / "lockgate.yaml").write_text("plugnis:\n  disable: []\n")
+    result = run_cli("init", str(tmp_path))
+    assert result.exit_code == 0
+    assert result.stderr.count("\n") == 1
+    assert "lockgate: warning: the project is created but not ready:" in result.stderr
+    assert "unknown key 'plugnis'; did you mean 'plugins'?" in result.stderr
+    assert (tmp_path / "workspaces").is_dir()
+    assert not (tmp_path / ".lockgate" / "state.db").exists()
+    data = run_cli("init", str(tmp_path), "--json").json()
+    assert data["state"] is None
+    assert len(data["warnings"]) == 1
+
+
 def test_init_never_clobbers_an_existing_config(tmp_path: Path) -> None:
     (tmp_path / "lockgate.yaml").write_text("project:\n  name: precious\n")
     (tmp_path / ".gitignore").write_text("node_modules/")

@@ -19,19 +19,31 @@ __all__ = ["command"]
 def command(ctx: click.Context, directory: Path | None, name: str | None, json_flag: bool) -> None:
     """Create a project here (or in DIRECTORY): lockgate.yaml, workspaces/, .lockgate/.
 
-    Safe to rerun: existing files are kept, never overwritten.
+    Safe to rerun: existing files are kept, never overwritten. The state store is opened
+    once, so it is ready (and a configuration or plugin problem shows now, as a warning).
     """
     from lockgate.cli.context import AppContext
-    from lockgate.core.scaffold import init_project
+    from lockgate.core.scaffold import init_project, prepare_state
+    from lockgate.errors import LockgateError
 
     app = ctx.find_object(AppContext)
     target = directory or (app.project_dir if app and app.project_dir else Path.cwd())
     result = init_project(target, name=name)
+    store: str | None = None
+    warning = None
+    try:
+        store = prepare_state(result.root)
+    except LockgateError as exc:
+        warning = f"the project is created but not ready: {exc.message}"
     if wants_json(ctx, json_flag):
-        emit_json(result.to_dict())
-        return
-    click.echo(f"lockgate project at {result.root}")
-    for item in result.created:
-        click.echo(f"  created  {item}")
-    for item in result.kept:
-        click.echo(f"  kept     {item}")
+        emit_json({**result.to_dict(), "state": store, "warnings": [warning] if warning else []})
+    else:
+        click.echo(f"lockgate project at {result.root}")
+        for item in result.created:
+            click.echo(f"  created  {item}")
+        for item in result.kept:
+            click.echo(f"  kept     {item}")
+        if store is not None:
+            click.echo(f"  ready    state store '{store}'")
+    if warning:
+        click.echo(f"lockgate: warning: {warning}", err=True)

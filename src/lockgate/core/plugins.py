@@ -411,14 +411,14 @@ def _register(pm: pluggy.PluginManager, name: str, plugin: object) -> str | None
 
 
 def _check_registered(pm: pluggy.PluginManager, name: str, plugin: object) -> str | None:
-    import difflib
-
     known = sorted(n for n in vars(pm.hook) if getattr(pm.hook, n).spec is not None)
     for caller in pm.get_hookcallers(plugin) or ():
         for impl in caller.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
             if caller.spec is None:
+                import difflib
+
                 close = difflib.get_close_matches(caller.name, known, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 return f"implements unknown hook '{caller.name}'{hint}"

@@ -8,7 +8,7 @@ from lockgate.core.config import CONFIG_FILENAME
 from lockgate.core.records import record
 from lockgate.errors import InputError
 
-__all__ = ["InitResult", "init_project"]
+__all__ = ["InitResult", "init_project", "prepare_state"]
 
 STARTER_CONFIG = """\
 # lockgate project configuration. Every key is optional; `lockgate config show` prints
@@ -78,6 +78,25 @@ def init_project(root: Path, *, name: str | None = None) -> InitResult:
             fh.write(f"{prefix}{GITIGNORE_ENTRY}\n")
         created.append(".gitignore entry")
     return InitResult(root=root, created=tuple(created), kept=tuple(kept))
+
+
+def prepare_state(root: Path) -> str:
+    """Open the project's state store once, so that it exists before the first command.
+
+    The embedded store creates its database and schema on first open (a few ms and two
+    durable commits), which would otherwise fall on whatever command runs first, often
+    the first staging. Opening it here also shows at once that the configuration and the
+    plugins load. Returns the store's name; raises the project's error (an invalid
+    ``lockgate.yaml``, a store that cannot be opened) as any command would.
+    """
+    from lockgate.core.project import Project
+
+    project = Project.open(root)
+    try:
+        project.state()
+    finally:
+        project.close()
+    return project.config.state.store
 
 
 def _create_file(path: Path, text: str) -> bool:
