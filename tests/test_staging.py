@@ -359,16 +359,16 @@ def test_large_files_are_stored_on_threads_beside_small_ones(tmp_path: Path) -> 
     comp = make_project(tmp_path, files)
     (comp / "big" / "3.bin").chmod(0o755)
     project = open_project(tmp_path, environ=ENV)
-    seen: list[tuple[int, int]] = []
-    result = Stager(project).stage(
-        "alice:etl", progress=lambda done, total: seen.append((done, total))
-    )
+    seen: list[tuple[int, int, int, int]] = []
+    result = Stager(project).stage("alice:etl", progress=lambda *figures: seen.append(figures))
     assert result.created and result.hashed == len(files)
     # Reported as it goes (small files one by one, large ones as the threads get on),
-    # never backwards, ending at the whole.
-    assert seen[-1] == (len(files), len(files)) and len(seen) >= 20
-    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
-    assert {total for _, total in seen} == {len(files)}
+    # in files and in bytes, never backwards, ending at the whole.
+    size = sum(len(data) for data in files.values())
+    assert seen[-1] == (len(files), len(files), size, size) and len(seen) >= 20
+    for column in (0, 2):
+        assert [f[column] for f in seen] == sorted(f[column] for f in seen)
+    assert {(f[1], f[3]) for f in seen} == {(len(files), size)}
     out = tmp_path / "out"
     content = project.content()
     content.materialize(content.get_manifest(result.revision), out)
@@ -540,3 +540,46 @@ def test_a_staging_killed_at_each_step_leaves_the_project_consistent(
     finally:
         project.close()
     assert run_cli("verify", project=tmp_path, env=ENV).exit_code == 0
+
+
+def _stage_on_a_terminal(root: Path, env: dict[str, str]) -> tuple[int, str]:
+    """``lockgate stage alice:etl`` in a real subprocess whose stderr is a terminal."""
+    import pty
+    import subprocess
+
+    from conftest import subprocess_env
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "-C", str(root), "stage", "alice:etl"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=subprocess_env(ENV, {"COLUMNS": "120", "TERM": "xterm"}, env),
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.stdout is not None
+    with proc.stdout:
+        proc.stdout.read()
+    return proc.wait(timeout=60), seen.decode(errors="replace")
+
+
+def test_a_progress_bar_shows_on_a_terminal_for_large_jobs_only(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    make_project(tmp_path, {f"{i}.bin": rng.randbytes(300 << 10) for i in range(4)})
+    code, terminal = _stage_on_a_terminal(tmp_path, {})
+    assert code == 0 and "files" not in terminal  # 4 files, 1.2 MB: below both thresholds
+    (tmp_path / "workspaces/alice/scripts/etl/0.bin").write_bytes(rng.randbytes(300 << 10))
+    large = {"LOCKGATE__STAGING__PROGRESS_MIN_BYTES": str(256 << 10)}
+    code, terminal = _stage_on_a_terminal(tmp_path, large)
+    # Large by bytes (one file of 300 KiB to store), not by files: the bar is drawn.
+    assert code == 0 and "staging alice:etl" in terminal and "1/1 files" in terminal

@@ -16,25 +16,52 @@ __all__ = ["progress_bar", "stage", "sync"]
 
 @contextmanager
 def progress_bar(app: AppContext, label: str) -> Iterator[Any]:
-    """A progress callback: a bar on a terminal for large jobs, silence otherwise."""
+    """A progress callback: a bar on a terminal for large jobs, silence otherwise.
+
+    Large means ``staging.progress_min_files`` files or ``staging.progress_min_bytes``
+    bytes to store (a thousand 1 MiB files take longer than the file count suggests).
+    The bar follows bytes, with the file count beside it.
+    """
     import sys
 
-    threshold = app.project().config.staging.progress_min_files
+    settings = app.project().config.staging
     if app.json or app.verbosity < 0 or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import Progress
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
-    with Progress(transient=True, redirect_stdout=False) as bar:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]}"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    # On stderr, the stream checked above: stdout stays clean for what the command prints.
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, redirect_stdout=False) as bar:
         task = None
 
-        def update(done: int, total: int) -> None:
+        def update(files_done: int, files_total: int, done: int, total: int) -> None:
             nonlocal task
-            if total < threshold:
-                return
             if task is None:
-                task = bar.add_task(label, total=total)
-            bar.update(task, completed=done)
+                if (
+                    files_total < settings.progress_min_files
+                    and total < settings.progress_min_bytes
+                ):
+                    return
+                task = bar.add_task(label, total=total, files="")
+            # sync reports one component after another: the total follows each.
+            bar.update(task, completed=done, total=total, files=f"{files_done}/{files_total} files")
 
         yield update
 

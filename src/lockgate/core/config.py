@@ -98,6 +98,7 @@ class StagingSection:
     link: Literal["auto", "reflink", "hardlink", "copy"] = "auto"
     workers: int = 0
     progress_min_files: int = 2_000
+    progress_min_bytes: int = 256 * MiB
 
 
 @record

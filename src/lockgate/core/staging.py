@@ -42,8 +42,9 @@ __all__ = ["Progress", "StageResult", "Stager", "SyncResult", "now_iso"]
 LARGE_FILE = 256 << 10
 """Files from this size up are stored on a pool of threads (see ``_store_files``)."""
 
-Progress = Callable[[int, int], None]
-"""``progress(done, total)``, called as files are hashed and stored."""
+Progress = Callable[[int, int, int, int], None]
+"""``progress(files_done, files_total, bytes_done, bytes_total)``, called as files are
+hashed and stored (about every 0.1 s while large files are stored on threads)."""
 
 
 @record
@@ -264,8 +265,7 @@ class Stager:
             project.content().get_manifest(previous) if previous and previous not in lost else None
         )
         if dry_run:
-            root = str(component.path)
-            digests = {f.path: _hash_file(f"{root}/{f.path}") for f in todo}
+            digests = self._hash_files(component.path, todo, progress)
         else:
             digests = self._store_files(component.path, scan, todo, old, progress)
         manifest = _manifest(scan, digests)
@@ -396,6 +396,7 @@ class Stager:
             return digests
         prefix = f"{root}/"
         total, done = len(todo), 0
+        total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
 
         def ingest(f: ScannedFile) -> str:
             return content.ingest(prefix + f.path, f.stat)[0]
@@ -425,16 +426,31 @@ class Stager:
             for f in inline:
                 digests[f.path] = ingest(f)
                 done += 1
+                done_bytes += f.stat.size
                 if progress is not None:
-                    progress(done + crew.done, total)
+                    progress(done + crew.done, total, done_bytes + crew.done_bytes, total_bytes)
             while not crew.wait(0.1 if progress is not None else None):
                 if progress is not None:
-                    progress(done + crew.done, total)
+                    progress(done + crew.done, total, done_bytes + crew.done_bytes, total_bytes)
         finally:
             crew.stop()
         digests.update(crew.results)
         if progress is not None:
-            progress(total, total)
+            progress(total, total, total_bytes, total_bytes)
+        return digests
+
+    @staticmethod
+    def _hash_files(
+        root: Path, todo: list[ScannedFile], progress: Progress | None
+    ) -> dict[str, str]:
+        """A dry run's digests: hashed in place, nothing stored."""
+        digests: dict[str, str] = {}
+        total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
+        for f in todo:
+            digests[f.path] = _hash_file(f"{root}/{f.path}")
+            done_bytes += f.stat.size
+            if progress is not None:
+                progress(len(digests), len(todo), done_bytes, total_bytes)
         return digests
 
     def _check_limits(self, scan: ScanResult) -> None:
@@ -534,6 +550,7 @@ class _Crew:
 
         self.results: dict[str, str] = {}
         self.done = 0
+        self.done_bytes = 0
         self._store = store
         self._next = iter(files)
         self._cond = threading.Condition()
@@ -565,7 +582,9 @@ class _Crew:
                 if f is None:
                     return
                 mine[f.path] = self._store(f)
-                self.done += 1  # a progress figure: an increment lost to a race is harmless
+                # Progress figures: an increment lost to a race between threads is harmless.
+                self.done += 1
+                self.done_bytes += f.stat.size
         except BaseException as exc:
             with self._cond:
                 if self._error is None:
