@@ -997,3 +997,68 @@ def test_a_rejected_latest_revision_is_refused_even_with_force(ws: Workspace) ->
     ws.write("alice:app", {"a.py": "X = 2\n"})  # a new revision starts over
     ws.ok("stage", "alice:app")
     ws.ok("promote", "alice:app")
+
+
+BARE_STORE = '''
+from pathlib import Path
+from lockgate import hookimpl
+from lockgate.builtin_plugins.local_store import LocalContentStore
+
+METHODS = ("ingest", "put_bytes", "has", "read_bytes", "put_manifest", "get_manifest",
+           "materialize", "verify", "objects", "remove", "sync", "lost")
+
+
+class BareStore:
+    """The ContentStore contract's methods and nothing else (no optional capability)."""
+
+    def __init__(self, root: Path) -> None:
+        inner = LocalContentStore(root)
+        for name in METHODS:
+            setattr(self, name, getattr(inner, name))
+
+
+@hookimpl
+def register_content_stores(register):
+    register("bare", lambda context: BareStore(context.state_dir / "bare-objects"))
+'''
+
+
+def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
+    tmp_path: Path, site: Path
+) -> None:
+    from conftest import run_lockgate, write_distribution
+    from lockgate.builtin_plugins.local_store import LocalContentStore
+    from lockgate.core.contracts import (
+        ContentStore,
+        DurabilitySwitch,
+        LocalObjectFiles,
+        LostObjectsLedger,
+    )
+
+    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all three
+    assert all(
+        isinstance(local, c)
+        for c in (ContentStore, DurabilitySwitch, LocalObjectFiles, LostObjectsLedger)
+    )
+    write_distribution(site, "lockgate-bare", "1.0", {"bare": "lg_bare"}, {"lg_bare": BARE_STORE})
+    ws = Workspace(tmp_path / "p")
+    (ws.root / "lockgate.yaml").write_text("content:\n  store: bare\n")
+    ws.write(REF, tree("one"))
+    env = {**ENV, "LOCKGATE_ACTOR": "alice"}
+
+    def ok(*args: str) -> str:
+        done = run_lockgate("-C", str(ws.root), *args, cwd=tmp_path, site=site, env=env)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        return done.stdout
+
+    ok("stage", REF)
+    ok("promote", REF)
+    ws.write(REF, tree("two"))
+    ok("stage", REF)
+    ok("promote", REF)
+    ok("rollback", CID, "--reason", "back to one")
+    assert files_under(ws.entry("staging")) == tree("one")
+    assert len(list((ws.root / ".lockgate" / "bare-objects").glob("??/*"))) > 0
+    assert "removed 0 release(s)" in ok("gc", "--grace", "0", "--keep", "1")
+    ok("verify")

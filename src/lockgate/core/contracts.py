@@ -8,7 +8,7 @@ in-memory or test double in the test suite.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, overload, runtime_checkable
 
@@ -28,10 +28,13 @@ __all__ = [
     "ComponentSpec",
     "ContentStore",
     "Discovery",
+    "DurabilitySwitch",
     "EventFilter",
     "FileStat",
     "Intent",
     "LinkMode",
+    "LocalObjectFiles",
+    "LostObjectsLedger",
     "Pointer",
     "PointerChange",
     "Prepared",
@@ -263,6 +266,45 @@ class ContentStore(Protocol):
 
         Staging stores these again from the workspace instead of trusting cached digests.
         """
+
+
+# Optional capabilities. A content store offers any of these by having the attributes
+# (the builtin ``local`` store has all three); the kernel checks with ``isinstance`` and
+# does without for a store that lacks one.
+
+
+@runtime_checkable
+class LocalObjectFiles(Protocol):
+    """A store whose objects are files on this machine.
+
+    ``lockgate gc`` then reports the bytes it frees, and sweeps ``tmp`` (where interrupted
+    writers leave temporary files) once its entries are older than the grace period.
+    """
+
+    tmp: Path
+
+    def object_path(self, digest: str) -> Path:
+        """Where object ``digest`` lives (it may not exist)."""
+
+
+@runtime_checkable
+class LostObjectsLedger(Protocol):
+    """A store that records objects a restart took (see :meth:`ContentStore.lost`)."""
+
+    def forget_lost(self, needed: Collection[str]) -> int:
+        """``lockgate gc``: forget lost objects no kept revision needs (``needed`` holds
+        every digest that kept revisions use); return how many were forgotten."""
+
+
+@runtime_checkable
+class DurabilitySwitch(Protocol):
+    """A store whose durability can be turned off (scratch projects).
+
+    With ``fsync`` false nothing is flushed before a switch: neither the store (its own
+    :meth:`ContentStore.sync`) nor the release directory the kernel deploys from.
+    """
+
+    fsync: bool
 
 
 def lost_object(digest: str, where: str) -> str:

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lockgate.core.audit import verify_chain
-from lockgate.core.contracts import AuditEvent, lost_object
+from lockgate.core.contracts import (
+    AuditEvent,
+    LocalObjectFiles,
+    LostObjectsLedger,
+    lost_object,
+)
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.promotion import Promoter, last_good, recover_pending
 from lockgate.core.records import record
@@ -207,8 +212,7 @@ def collect_garbage(
                 content.remove(digest)
             # A store that records objects lost in a restart (the local one) forgets those
             # no kept revision needs: they would have been removed here anyway.
-            forget_lost = getattr(content, "forget_lost", None)
-            forgotten = forget_lost(needed) if callable(forget_lost) else 0
+            forgotten = content.forget_lost(needed) if isinstance(content, LostObjectsLedger) else 0
             leftovers = _sweep_leftovers(project, cutoff)
             state.append_event(
                 AuditEvent(
@@ -238,9 +242,9 @@ def _sweep_leftovers(project: Project, cutoff: float) -> int:
         (state_dir / RELEASES_DIRNAME, "*.verified.*"),
         (state_dir / "cache", "**/*.tmp"),
     ]
-    store_tmp = getattr(project.content(), "tmp", None)  # the local store's temporary files
-    if isinstance(store_tmp, Path):
-        patterns.append((store_tmp, "*"))
+    content = project.content()
+    if isinstance(content, LocalObjectFiles):
+        patterns.append((content.tmp, "*"))  # the store's temporary files
     removed = 0
     for base, pattern in patterns:
         if not base.is_dir():
@@ -260,10 +264,9 @@ def _sweep_leftovers(project: Project, cutoff: float) -> int:
 
 
 def _size(content: Any, digest: str) -> int:
-    path = getattr(content, "object_path", None)
-    if path is None:
+    if not isinstance(content, LocalObjectFiles):
         return 0
     try:
-        return int(path(digest).stat().st_size)
+        return content.object_path(digest).stat().st_size
     except OSError:
         return 0

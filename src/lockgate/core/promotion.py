@@ -36,6 +36,7 @@ import attrs
 
 from lockgate.core.contracts import (
     AuditEvent,
+    DurabilitySwitch,
     EventFilter,
     Intent,
     Pointer,
@@ -489,7 +490,9 @@ class Promoter:
             # again, and none is when the store's durability is off (fsync: false).
             content = project.content()
             content.sync()
-            if revision is not None and getattr(content, "fsync", True):
+            if revision is not None and not (
+                isinstance(content, DurabilitySwitch) and not content.fsync
+            ):
                 make_durable(project, revision)
             intent = Intent(
                 id=uuid.uuid4().hex,
