@@ -55,3 +55,27 @@ def test_hooks_md_documents_no_hook_that_does_not_exist() -> None:
 def test_lifecycle_and_provider_hooks_exist_under_their_documented_names() -> None:
     missing = set(LIFECYCLE_HOOKS + PROVIDER_HOOKS) - set(SPECS)
     assert not missing, f"hook specs missing: {sorted(missing)}"
+
+
+def test_the_readme_quickstart_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """Its first steps, run by ``sh`` as written, then ``lockgate sync``: the same lines."""
+    import subprocess
+
+    from conftest import run_lockgate, subprocess_env
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Quickstart", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    lines = block.splitlines()
+    setup = [ln[2:] for ln in lines if ln.startswith(("$ mkdir -p", "$ printf"))][:2]
+    start = lines.index(next(ln for ln in lines if ln.startswith("$ lockgate sync")))
+    shown = []
+    for line in lines[start + 1 :]:
+        if line.startswith("$"):
+            break
+        shown.append(line)
+    assert run_lockgate("init", cwd=tmp_path).returncode == 0
+    for command in setup:
+        subprocess.run(["sh", "-c", command], cwd=tmp_path, check=True, env=subprocess_env())
+    synced = run_lockgate("sync", cwd=tmp_path)
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout.splitlines() == shown
