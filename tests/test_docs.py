@@ -1,4 +1,5 @@
-"""Keep docs/hooks.md and the hook specifications in step (in the style of datasette's)."""
+"""Keep the docs true: docs/hooks.md beside the hook specifications (in the style of
+datasette's), and the README quickstart beside what lockgate prints."""
 
 from __future__ import annotations
 
