@@ -91,6 +91,25 @@ def test_misspelled_key_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("damage", ["garbage", "directory"])
+def test_an_unopenable_state_database_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    root = _init(tmp_path)
+    db = root / ".lockgate" / "state.db"
+    db.unlink()
+    if damage == "garbage":
+        db.write_bytes(b"not a database, but long enough to look like a header" * 4)
+    else:
+        db.mkdir()
+    result = run_cli("ls", project=root)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{db}: cannot open the state database (" in result.stderr
+    assert "restore it from a backup" in result.stderr
+    again = run_cli("init", str(root))  # init keeps its files and warns
+    assert again.exit_code == 0
+    assert "not ready" in again.stderr and "cannot open the state database" in again.stderr
+
+
 def test_no_project_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("config", "validate", project=tmp_path)
     assert result.exit_code == 2
@@ -159,6 +178,18 @@ def test_strict_mode_exits_3_on_a_broken_plugin(tmp_path: Path, site: Path) -> N
         assert result.returncode == 3, result.stderr
         assert "plugin 'broken' (lockgate-broken 0.3.1) failed to load" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_init_warns_of_a_broken_plugin_in_strict_mode_only(tmp_path: Path, site: Path) -> None:
+    write_distribution(
+        site, "lockgate-broken", "0.3.1", {"broken": "lg_broken"}, {"lg_broken": BROKEN}
+    )
+    lenient = run_lockgate("init", str(tmp_path / "a"), cwd=tmp_path, site=site)
+    assert lenient.returncode == 0 and "ready    state store 'sqlite'" in lenient.stdout
+    strict = run_lockgate("--strict-plugins", "init", str(tmp_path / "b"), cwd=tmp_path, site=site)
+    assert strict.returncode == 0, strict.stderr
+    assert "ready" not in strict.stdout and "created  lockgate.yaml" in strict.stdout
+    assert "not ready: plugin 'broken' (lockgate-broken 0.3.1) failed to load" in strict.stderr
 
 
 def test_config_works_when_every_third_party_plugin_fails(tmp_path: Path, site: Path) -> None:

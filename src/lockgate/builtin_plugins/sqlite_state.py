@@ -39,7 +39,7 @@ from lockgate.core.contracts import (
 )
 from lockgate.core.models import ComponentStatus, RoleContext
 from lockgate.core.records import record
-from lockgate.errors import ConflictError, LockedError
+from lockgate.errors import ConflictError, InputError, LockedError
 from lockgate.hookspecs import hookimpl
 
 __all__ = ["MIGRATIONS", "SqliteSettings", "SqliteStateStore"]
@@ -166,6 +166,15 @@ def register_settings() -> type:
     return SqliteSettings
 
 
+def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> InputError:
+    """Not a database (damaged, or another file), a directory in its place, no
+    permission: a clear error instead of an internal one."""
+    return InputError(
+        f"{path}: cannot open the state database ({exc}); restore it from a backup, or "
+        "fix what is in its place (plugins.sqlite.path names it)"
+    )
+
+
 @hookimpl
 def register_state_stores(register: Any) -> None:
     register("sqlite", lambda ctx: SqliteStateStore.from_context(ctx))
@@ -178,14 +187,21 @@ class SqliteStateStore:
         self.path = path
         self.busy_timeout = busy_timeout
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self._locked(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.DatabaseError as exc:
+            raise _unopenable(path, exc) from exc
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._locked(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise _unopenable(path, exc) from exc
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> SqliteStateStore:

@@ -20,7 +20,8 @@ def command(ctx: click.Context, directory: Path | None, name: str | None, json_f
     """Create a project here (or in DIRECTORY): lockgate.yaml, workspaces/, .lockgate/.
 
     Safe to rerun: existing files are kept, never overwritten. The state store is opened
-    once, so it is ready (and a configuration or plugin problem shows now, as a warning).
+    once, so it is ready; an invalid configuration, a state store that cannot be opened
+    or (with --strict-plugins) a plugin that fails to load is a warning.
     """
     from lockgate.cli.context import AppContext
     from lockgate.core.scaffold import init_project, prepare_state
@@ -32,9 +33,11 @@ def command(ctx: click.Context, directory: Path | None, name: str | None, json_f
     store: str | None = None
     warning = None
     try:
-        store = prepare_state(result.root)
+        store = prepare_state(result.root, strict_plugins=app.strict_plugins if app else None)
     except LockgateError as exc:
         warning = f"the project is created but not ready: {exc.message}"
+    except Exception as exc:  # a third-party store's own error: init has done its part
+        warning = f"the project is created but its state store failed to open: {exc!r}"
     if wants_json(ctx, json_flag):
         emit_json({**result.to_dict(), "state": store, "warnings": [warning] if warning else []})
     else:

@@ -47,6 +47,10 @@ __all__ = [
     "StateStore",
     "Target",
     "lost_object",
+    "store_forget_lost",
+    "store_is_durable",
+    "store_object_path",
+    "store_tmp",
 ]
 
 LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
@@ -269,8 +273,10 @@ class ContentStore(Protocol):
 
 
 # Optional capabilities. A content store offers any of these by having the attributes
-# (the builtin ``local`` store has all three); the kernel checks with ``isinstance`` and
-# does without for a store that lacks one.
+# (the builtin ``local`` store has all three); the kernel looks them up by plain
+# attribute access (so a store that forwards through ``__getattr__`` offers what it
+# forwards, on every Python version; ``isinstance`` against a runtime protocol does not
+# see those from 3.12 on) and does without for a store that lacks one.
 
 
 @runtime_checkable
@@ -305,6 +311,29 @@ class DurabilitySwitch(Protocol):
     """
 
     fsync: bool
+
+
+def store_tmp(store: object) -> Path | None:
+    """``LocalObjectFiles.tmp`` of ``store`` (a path or a string), or None."""
+    tmp = getattr(store, "tmp", None)
+    return Path(tmp) if isinstance(tmp, (str, os.PathLike)) else None
+
+
+def store_object_path(store: object) -> Callable[[str], Path] | None:
+    """``LocalObjectFiles.object_path`` of ``store``, or None."""
+    found = getattr(store, "object_path", None)
+    return found if callable(found) else None
+
+
+def store_forget_lost(store: object) -> Callable[[Collection[str]], int] | None:
+    """``LostObjectsLedger.forget_lost`` of ``store``, or None."""
+    found = getattr(store, "forget_lost", None)
+    return found if callable(found) else None
+
+
+def store_is_durable(store: object) -> bool:
+    """False when ``store`` turned its durability off (``DurabilitySwitch.fsync``)."""
+    return getattr(store, "fsync", True) is not False
 
 
 def lost_object(digest: str, where: str) -> str:

@@ -13,6 +13,7 @@ pruned, and a revision whose objects were collected can still be listed and diff
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,10 @@ import attrs
 from lockgate.core.audit import verify_chain
 from lockgate.core.contracts import (
     AuditEvent,
-    LocalObjectFiles,
-    LostObjectsLedger,
     lost_object,
+    store_forget_lost,
+    store_object_path,
+    store_tmp,
 )
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.promotion import Promoter, last_good, recover_pending
@@ -200,10 +202,11 @@ def collect_garbage(
         cutoff = time.time() - grace
         doomed_objects = []
         size = 0
+        object_path = store_object_path(content)
         for digest, mtime in content.objects():
             if digest not in needed and mtime < cutoff:
                 doomed_objects.append(digest)
-                size += _size(content, digest)
+                size += _size(object_path, digest)
         if not dry_run:
             for revision in doomed_releases:
                 remove_tree(releases_dir / revision)
@@ -212,7 +215,8 @@ def collect_garbage(
                 content.remove(digest)
             # A store that records objects lost in a restart (the local one) forgets those
             # no kept revision needs: they would have been removed here anyway.
-            forgotten = content.forget_lost(needed) if isinstance(content, LostObjectsLedger) else 0
+            forget_lost = store_forget_lost(content)
+            forgotten = forget_lost(needed) if forget_lost is not None else 0
             leftovers = _sweep_leftovers(project, cutoff)
             state.append_event(
                 AuditEvent(
@@ -242,9 +246,9 @@ def _sweep_leftovers(project: Project, cutoff: float) -> int:
         (state_dir / RELEASES_DIRNAME, "*.verified.*"),
         (state_dir / "cache", "**/*.tmp"),
     ]
-    content = project.content()
-    if isinstance(content, LocalObjectFiles):
-        patterns.append((content.tmp, "*"))  # the store's temporary files
+    tmp = store_tmp(project.content())
+    if tmp is not None:
+        patterns.append((tmp, "*"))  # the store's temporary files
     removed = 0
     for base, pattern in patterns:
         if not base.is_dir():
@@ -263,10 +267,10 @@ def _sweep_leftovers(project: Project, cutoff: float) -> int:
     return removed
 
 
-def _size(content: Any, digest: str) -> int:
-    if not isinstance(content, LocalObjectFiles):
+def _size(object_path: Callable[[str], Path] | None, digest: str) -> int:
+    if object_path is None:
         return 0
     try:
-        return content.object_path(digest).stat().st_size
+        return object_path(digest).stat().st_size
     except OSError:
         return 0

@@ -36,12 +36,12 @@ import attrs
 
 from lockgate.core.contracts import (
     AuditEvent,
-    DurabilitySwitch,
     EventFilter,
     Intent,
     Pointer,
     PointerChange,
     Target,
+    store_is_durable,
 )
 from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import move_pointer, next_status, now_iso
@@ -490,9 +490,7 @@ class Promoter:
             # again, and none is when the store's durability is off (fsync: false).
             content = project.content()
             content.sync()
-            if revision is not None and not (
-                isinstance(content, DurabilitySwitch) and not content.fsync
-            ):
+            if revision is not None and store_is_durable(content):
                 make_durable(project, revision)
             intent = Intent(
                 id=uuid.uuid4().hex,

@@ -80,18 +80,19 @@ def init_project(root: Path, *, name: str | None = None) -> InitResult:
     return InitResult(root=root, created=tuple(created), kept=tuple(kept))
 
 
-def prepare_state(root: Path) -> str:
+def prepare_state(root: Path, *, strict_plugins: bool | None = None) -> str:
     """Open the project's state store once, so that it exists before the first command.
 
     The embedded store creates its database and schema on first open (a few ms and two
     durable commits), which would otherwise fall on whatever command runs first, often
-    the first staging. Opening it here also shows at once that the configuration and the
-    plugins load. Returns the store's name; raises the project's error (an invalid
-    ``lockgate.yaml``, a store that cannot be opened) as any command would.
+    the first staging. Opening it here also shows at once that the configuration loads
+    (and the plugins, in strict mode). Returns the store's name; raises the project's
+    error (an invalid ``lockgate.yaml``, a store that cannot be opened) as any command
+    would.
     """
     from lockgate.core.project import Project
 
-    project = Project.open(root)
+    project = Project.open(root, strict_plugins=strict_plugins)
     try:
         project.state()
     finally:
