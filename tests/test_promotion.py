@@ -18,7 +18,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -999,6 +999,21 @@ def test_a_rejected_latest_revision_is_refused_even_with_force(ws: Workspace) ->
     ws.ok("promote", "alice:app")
 
 
+def _with_plugins(ws: Workspace, site: Path) -> Callable[..., str]:
+    """Run lockgate in a real subprocess on ``ws`` with the distributions in ``site``;
+    it must succeed without a traceback; returns its stdout."""
+    from conftest import run_lockgate
+
+    def ok(*args: str) -> str:
+        env = {**ENV, "LOCKGATE_ACTOR": "alice"}
+        done = run_lockgate("-C", str(ws.root), *args, cwd=ws.root.parent, site=site, env=env)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        return done.stdout
+
+    return ok
+
+
 BARE_STORE = '''
 from pathlib import Path
 from lockgate import hookimpl
@@ -1026,7 +1041,7 @@ def register_content_stores(register):
 def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
     tmp_path: Path, site: Path
 ) -> None:
-    from conftest import run_lockgate, write_distribution
+    from conftest import write_distribution
     from lockgate.builtin_plugins.local_store import LocalContentStore
     from lockgate.core.contracts import (
         ContentStore,
@@ -1044,13 +1059,7 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
     ws = Workspace(tmp_path / "p")
     (ws.root / "lockgate.yaml").write_text("content:\n  store: bare\n")
     ws.write(REF, tree("one"))
-    env = {**ENV, "LOCKGATE_ACTOR": "alice"}
-
-    def ok(*args: str) -> str:
-        done = run_lockgate("-C", str(ws.root), *args, cwd=tmp_path, site=site, env=env)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        assert "Traceback" not in done.stderr
-        return done.stdout
+    ok = _with_plugins(ws, site)
 
     ok("stage", REF)
     ok("promote", REF)
@@ -1088,18 +1097,12 @@ def register_content_stores(register):
 
 
 def test_a_forwarding_store_offers_the_capabilities_it_forwards(tmp_path: Path, site: Path) -> None:
-    from conftest import run_lockgate, write_distribution
+    from conftest import write_distribution
 
     write_distribution(site, "lockgate-fwd", "1.0", {"fwd": "lg_fwd"}, {"lg_fwd": FORWARDING_STORE})
     ws = Workspace(tmp_path / "p")
     (ws.root / "lockgate.yaml").write_text("content:\n  store: fwd\n")
-    env = {**ENV, "LOCKGATE_ACTOR": "alice"}
-
-    def ok(*args: str) -> str:
-        done = run_lockgate("-C", str(ws.root), *args, cwd=tmp_path, site=site, env=env)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        assert "Traceback" not in done.stderr
-        return done.stdout
+    ok = _with_plugins(ws, site)
 
     for tag in ("one", "two", "three"):
         ws.write(REF, tree(tag))
