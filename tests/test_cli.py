@@ -229,6 +229,19 @@ def test_blocked_plugins_and_help_never_import_plugin_modules(
     assert result.stdout.strip().splitlines()[-1] == expected
 
 
+def test_a_kernel_command_imports_only_its_own_module(tmp_path: Path) -> None:
+    _init(tmp_path)
+    probe = (
+        "import sys\n"
+        "from lockgate.cli.main import cli\n"
+        "cli.main(args=sys.argv[1:], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.endswith('_cmd')))\n"
+    )
+    result = run_lockgate("ls", cwd=tmp_path, python_code=probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "['lockgate.cli.ls_cmd']"
+
+
 def test_plugin_commands_are_added_and_clashes_refused(tmp_path: Path, site: Path) -> None:
     source = (
         "import click\n"

@@ -67,15 +67,35 @@ class LockgateGroup(click.Group):
     _collecting = True
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name) or self._kernel_command(cmd_name)
         if command is not None:
             return command
         return self.plugin_commands(ctx).get(cmd_name)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *KERNEL_COMMANDS})
+
+    def kernel_names(self) -> set[str]:
+        """Every kernel command name, imported or not (plugins may take none of them)."""
+        return {*self.commands, *KERNEL_COMMANDS}
+
+    def _kernel_command(self, name: str) -> click.Command | None:
+        """A kernel command, its module imported on first use (a command imports only its
+        own module: a few ms of every start-up otherwise)."""
+        where = KERNEL_COMMANDS.get(name)
+        if where is None:
+            return None
+        import importlib
+
+        module, _, attr = where.partition(":")
+        command: click.Command = getattr(importlib.import_module(f"lockgate.cli.{module}"), attr)
+        self.add_command(command, name)
+        return command
+
     def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         """Commands added by plugins (loads plugins; never used by --help)."""
         project = _app(ctx).project(require=False)
-        added = project.hooks.register_commands(taken=self.commands)
+        added = project.hooks.register_commands(taken=self.kernel_names())
         return {name: command for name, (_, command) in added.items()}
 
     def resolve_command(
@@ -85,7 +105,7 @@ class LockgateGroup(click.Group):
         if self.get_command(ctx, name) is None and not name.startswith("-"):
             import difflib
 
-            known = [*self.commands, *self.plugin_commands(ctx)]
+            known = [*self.kernel_names(), *self.plugin_commands(ctx)]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see 'lockgate --help'"
             raise click.UsageError(f"no command '{name}'{hint}", ctx)
@@ -196,45 +216,31 @@ def cli(ctx: click.Context, /, **_: Any) -> None:
     _app(ctx)
 
 
-def _register_kernel_commands() -> None:
-    from lockgate.cli import (
-        config_cmd,
-        diff_cmd,
-        history_cmd,
-        init_cmd,
-        ls_cmd,
-        metrics_cmd,
-        plugins_cmd,
-        promote_cmd,
-        report_cmd,
-        stage_cmd,
-        validate_cmd,
-    )
-
-    for module in (init_cmd, plugins_cmd, config_cmd, metrics_cmd, ls_cmd, diff_cmd):
-        cli.add_command(module.command)
-    for command in (
-        stage_cmd.stage,
-        stage_cmd.sync,
-        validate_cmd.validate,
-        validate_cmd.approve,
-        validate_cmd.reject,
-        promote_cmd.promote,
-        promote_cmd.rollback,
-        promote_cmd.recover,
-        promote_cmd.unlock,
-        promote_cmd.verify,
-        promote_cmd.gc,
-        history_cmd.history,
-        history_cmd.log,
-        report_cmd.summary,
-        report_cmd.stats,
-        report_cmd.audit,
-    ):
-        cli.add_command(command)
-
-
-_register_kernel_commands()
+KERNEL_COMMANDS: dict[str, str] = {
+    "init": "init_cmd:command",
+    "plugins": "plugins_cmd:command",
+    "config": "config_cmd:command",
+    "metrics": "metrics_cmd:command",
+    "ls": "ls_cmd:command",
+    "diff": "diff_cmd:command",
+    "stage": "stage_cmd:stage",
+    "sync": "stage_cmd:sync",
+    "validate": "validate_cmd:validate",
+    "approve": "validate_cmd:approve",
+    "reject": "validate_cmd:reject",
+    "promote": "promote_cmd:promote",
+    "rollback": "promote_cmd:rollback",
+    "recover": "promote_cmd:recover",
+    "unlock": "promote_cmd:unlock",
+    "verify": "promote_cmd:verify",
+    "gc": "promote_cmd:gc",
+    "history": "history_cmd:history",
+    "log": "history_cmd:log",
+    "summary": "report_cmd:summary",
+    "stats": "report_cmd:stats",
+    "audit": "report_cmd:audit",
+}
+"""The kernel's commands: name → ``module:attribute`` under ``lockgate.cli``."""
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def _commands_by_plugin(ctx: click.Context, project: Any) -> dict[str, list[str]
     from lockgate.errors import PluginHookError
 
     root = ctx.find_root().command
-    taken = root.commands if isinstance(root, click.Group) else {}
+    taken = root.list_commands(ctx) if isinstance(root, click.Group) else []
     try:
         added = project.hooks.register_commands(taken=taken)
     except PluginHookError as exc:
