@@ -194,12 +194,12 @@ def verify_state(state: StateStore) -> list[str]:
             f"revisions: {component} {revision[:12]} was staged (event "
             f"{first_staged[component, revision].seq}) but its record is gone"
         )
-    for record in state.components():
-        expected = last_staged.get(record.component)
-        if record.latest_revision != expected:
+    for known in state.components():
+        expected = last_staged.get(known.component)
+        if known.latest_revision != expected:
             problems.append(
-                f"components: {record.component}'s latest revision is "
-                f"{(record.latest_revision or 'none')[:12]}, but the audit log's last staging "
+                f"components: {known.component}'s latest revision is "
+                f"{(known.latest_revision or 'none')[:12]}, but the audit log's last staging "
                 f"says {(expected or 'none')[:12]} (edited outside lockgate?)"
             )
     problems.extend(_verify_pointers(state, events))
