@@ -61,7 +61,8 @@ def _env_plugin_overrides(project: Project) -> dict[str, str]:
     return {
         ".".join(path): var
         for path, var in sorted(project.layers.env_names.items())
-        if len(path) >= 2 and path[0] == "plugins" and path[1] in validators
+        if path == ("plugins",)  # the whole section at once: every validator's settings
+        or (len(path) >= 2 and path[0] == "plugins" and path[1] in validators)
     }
 
 
