@@ -13,7 +13,14 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from lockgate.core.contracts import Approval, AuditEvent, ChainedEvent, PointerChange, StateStore
+from lockgate.core.contracts import (
+    Approval,
+    AuditEvent,
+    ChainedEvent,
+    EventFilter,
+    PointerChange,
+    StateStore,
+)
 from lockgate.core.manifest import digest_bytes
 from lockgate.core.records import record
 from lockgate.errors import InputError
@@ -115,6 +122,9 @@ def verify_chain(chain: Iterable[ChainedEvent]) -> ChainReport:
 # it is a summary the gates do not rely on; approvals, rejections and pointers are.)
 
 _MAX_PROBLEMS = 50
+# The actions whose events go with a record: staging (revisions), approve and reject
+# (approvals), and the two that move stage pointers (core/lifecycle.py move_pointer).
+_RECORD_ACTIONS = ("stage", "approve", "reject", "promote", "rollback")
 
 
 def _key_text(*parts: object) -> str:
@@ -144,7 +154,17 @@ def verify_state(state: StateStore) -> list[str]:
     Run after :func:`verify_chain` says the chain is intact (a broken chain makes every
     comparison moot). Returns one line per problem, at most 50.
     """
-    events = [e for e in state.events() if e.outcome == "ok"]
+    # Only the actions that write records are read (validate events, the bulk of a big
+    # log, are not), each through the store's action index.
+    events = sorted(
+        (
+            e
+            for action in _RECORD_ACTIONS
+            for e in state.events(EventFilter(action=action))
+            if e.outcome == "ok"
+        ),
+        key=lambda e: e.seq or 0,
+    )
     problems: list[str] = []
     refs = {r.component for r in state.components()} | {e.component for e in events if e.component}
     # Approvals and rejections: the same multiset as the approve/reject events.
