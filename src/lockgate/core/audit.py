@@ -5,6 +5,10 @@ the first) and ``hash``, the BLAKE3 digest of its canonical content *including* 
 sequence number and ``prev_hash``. So editing an event breaks its own hash, deleting one
 breaks the next event's ``prev_hash`` (and leaves a gap in the sequence), and reordering
 breaks both: verification names the first sequence number where the chain fails.
+
+Beyond the events: :func:`verify_state` re-derives the records gates and rollbacks rely
+on (approvals, revisions, pointers) from the chain and compares, and :func:`chain_head` /
+:func:`check_head` let a head kept outside the project show deleted newest events.
 """
 
 from __future__ import annotations
