@@ -109,6 +109,8 @@ def test_untouched_log_json(project: Path) -> None:
         "events": EVENTS,
         "first_bad_seq": None,
         "problem": None,
+        "records": [],
+        "head": None,
     }
 
 
@@ -239,21 +241,28 @@ def test_edited_last_row_is_found(project: Path) -> None:
     )
 
 
-def test_deleted_last_row_is_not_detectable(project: Path) -> None:
+def test_deleted_last_row_leaves_an_intact_chain_but_an_unexplained_record(
+    project: Path,
+) -> None:
     # Truncating the tail of the log leaves a valid, shorter chain: a hash chain alone
-    # cannot tell "the log ends here" from "the last events were deleted". Detecting it
-    # needs an anchor kept elsewhere (the last seq/hash published or signed outside the
-    # database). The verifier reports the shorter log as intact.
+    # cannot tell "the log ends here" from "the last events were deleted" (a head kept
+    # outside the project can: tests/test_tamper_evidence.py). Here the deleted event is
+    # a staging, whose revision record now has no event: that is reported.
     _tamper(project, f"DELETE FROM events WHERE seq = {EVENTS}")
     code, out = _verify(project)
-    assert code == 0
+    assert code == 1
     assert f"audit log intact: {EVENTS - 1} events, hash chain verified" in out
+    assert "record not explained by the audit log: revisions: bob:report" in out
 
 
-def test_rewriting_the_chain_from_an_edit_is_not_detectable(project: Path) -> None:
-    # The hashes are unkeyed: whoever can write the database can recompute them. The chain
-    # finds accidental or naive edits; against a writer who recomputes it, the same
-    # external anchor as for truncation is needed.
+def test_rewriting_the_chain_from_an_edit_is_found_only_against_an_external_head(
+    project: Path,
+) -> None:
+    # The hashes are unkeyed: whoever can write the database can recompute them, and edit
+    # the records to match. The chain finds accidental or naive edits; against a writer
+    # who recomputes it, a head kept outside the project is needed.
+    head = run_cli("audit", "head", project=project, env=ENV)
+    assert head.exit_code == 0, head.stderr
     store = SqliteStateStore(project / ".lockgate" / "state.db")
     try:
         chain = list(store.chain())
@@ -271,8 +280,14 @@ def test_rewriting_the_chain_from_an_edit_is_not_detectable(project: Path) -> No
             f"hash = '{digest}' WHERE seq = {event.seq}"
         )
         prev = digest
+    edited = chain[2].event
+    statements.append(
+        f"UPDATE revisions SET actor = 'mallory' WHERE component = '{edited.component}' "
+        f"AND revision = '{edited.revision}'"
+    )
     _tamper(project, *statements)
     assert _verify(project)[0] == 0
+    assert _verify(project, "--head", head.stdout.strip())[0] == 1
 
 
 def test_json_names_the_first_bad_seq(project: Path) -> None:
@@ -284,6 +299,8 @@ def test_json_names_the_first_bad_seq(project: Path) -> None:
         "events": 2,
         "first_bad_seq": 3,
         "problem": "event 3 was altered after it was written",
+        "records": [],
+        "head": None,
     }
 
 

@@ -36,7 +36,7 @@ import itertools
 import attrs
 import pytest
 
-from lockgate.core.audit import GENESIS, event_hash, verify_chain
+from lockgate.core.audit import GENESIS, event_hash, verify_chain, verify_state
 from lockgate.core.contracts import (
     Approval,
     AuditEvent,
@@ -976,3 +976,55 @@ class StateStoreConformance:
             "rollback": {"ok": 1},
             "unlock": {"ok": 1},
         }
+
+    # ------------------------------------------------------------------ records vs the log
+    # ``lockgate audit verify`` re-derives approvals, revisions and pointers from the
+    # chained events (core/audit.py ``verify_state``): what a store returns must agree
+    # with the events it stored in the same transaction.
+
+    def test_records_agree_with_the_audit_log_after_every_kind_of_write(
+        self, store: StateStore
+    ) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        _stage(store, "alice:etl", "r2", at(2), parent="r1")
+        _stage(store, "alice:etl", "r1", at(3), parent="r2")  # A → B → A: one record
+        _move(store, "staging", "alice:etl", "r1", at(4), expected=0, status=S.PROMOTED)
+        store.add_approval(
+            Approval("alice:etl", "r1", "bob", "approve", at(5), comment="fine"),
+            _event(
+                "approve", at(5), actor="bob", component="alice:etl", revision="r1",
+                details={"comment": "fine"},
+            ),
+        )  # fmt: skip
+        store.add_approval(
+            Approval("alice:etl", "r2", "carol", "reject", at(6), comment="no"),
+            _event(
+                "reject", at(6), actor="carol", component="alice:etl", revision="r2",
+                reason="no",
+            ),
+        )  # fmt: skip
+        _move(store, "staging", "alice:etl", "r2", at(7), expected=1)
+        _move(store, "staging", "alice:etl", "r1", at(8), expected=2, action="rollback")
+        _move(store, "production", "alice:etl", None, at(9), expected=0, action="rollback")
+        store.append_event(_event("promote", at(10), component="alice:etl", outcome="refused"))
+        assert verify_state(store) == []
+
+    def test_an_approval_event_without_its_record_is_reported(self, store: StateStore) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        store.append_event(
+            _event("approve", at(2), actor="bob", component="alice:etl", revision="r1")
+        )
+        [problem] = verify_state(store)
+        assert problem.startswith("approvals: the approve of alice:etl r1 by bob")
+
+    def test_a_move_event_without_its_pointer_is_reported(self, store: StateStore) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        store.append_event(
+            _event(
+                "promote", at(2), component="alice:etl", stage="staging", revision="r1",
+                details={"generation": 1},
+            )
+        )  # fmt: skip
+        problems = verify_state(store)
+        assert any(p.startswith("pointers: staging/etl is at none") for p in problems)
+        assert any(p.startswith("pointer history: staging/etl") for p in problems)

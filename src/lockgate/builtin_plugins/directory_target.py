@@ -128,6 +128,34 @@ class DirectoryTarget:
     def location(self, component_id: str) -> str:
         return self._entry(component_id)
 
+    def strays(self) -> list[str]:
+        """Entries of the stage directory that deploy no component: a file, a directory,
+        a link to anything but a release (what ``lockgate verify`` reports as unexplained).
+
+        A temporary link an interrupted switch left (``.<id>.tmp-…`` into the releases)
+        is not one: the next switch sweeps it, and ``check`` reports it meanwhile.
+        """
+        deployed = self.deployed()
+        releases = os.path.realpath(self.releases)
+        found: list[str] = []
+        try:
+            entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
+        except FileNotFoundError:
+            return found
+        for entry in entries:
+            if entry.name in deployed and entry.is_symlink():
+                continue
+            if entry.is_symlink() and _TMP in entry.name and entry.name.startswith("."):
+                target = os.path.realpath(entry.path)
+                if os.path.dirname(target) == releases:
+                    continue
+            kind = "symlink" if entry.is_symlink() else "directory" if entry.is_dir() else "file"
+            found.append(
+                f"{os.path.relpath(entry.path)}: a {kind} that no stage pointer explains "
+                "(put there outside lockgate?); remove it"
+            )
+        return found
+
     def check(self, component_id: str, revision: str) -> list[str]:
         entry = self._entry(component_id)
         where = os.path.relpath(entry)

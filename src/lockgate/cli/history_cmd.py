@@ -12,6 +12,16 @@ from lockgate.cli.output import emit_json, json_option, table, wants_json
 __all__ = ["history", "log"]
 
 
+def _action(event: dict[str, Any]) -> str:
+    from lockgate.core.gates import gates_note
+
+    text = (
+        event["action"] if event["outcome"] == "ok" else f"{event['action']} ({event['outcome']})"
+    )
+    note = gates_note(event["details"])  # a weakened gate shows where people look
+    return f"{text} ({note})" if note else text
+
+
 def _event_rows(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     from lockgate.core.refs import short
 
@@ -20,7 +30,7 @@ def _event_rows(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             e["seq"],
             e["at"][:19].replace("T", " "),
             e["actor"],
-            e["action"] if e["outcome"] == "ok" else f"{e['action']} ({e['outcome']})",
+            _action(e),
             e["component"] or "",
             e["stage"] or "",
             short(e["revision"]),

@@ -81,21 +81,81 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--head",
+    metavar="SEQ:HASH",
+    help="A head printed earlier by 'lockgate audit head': the log must still reach it.",
+)
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, json_flag: bool) -> None:
-    """Check the hash chain: an edited, deleted or reordered event is found (exit 1)."""
+def verify(ctx: click.Context, head: str | None, json_flag: bool) -> None:
+    """Check the hash chain, and every approval, revision and pointer against it.
+
+    An edited, deleted or reordered event is found, and so is a record changed outside
+    lockgate; with --head, deleting the newest events (or all of them) is found too.
+    Exit 1 when anything is wrong.
+    """
+    from lockgate.core.audit import check_head, parse_head, verify_state
     from lockgate.core.reports import audit_verify
 
-    report = audit_verify(ctx.ensure_object(AppContext).project())
+    if head is not None:
+        parse_head(head)  # a malformed head is a usage error before any work
+    project = ctx.ensure_object(AppContext).project()
+    report = audit_verify(project)
+    state = project.state()
+    records = verify_state(state) if report.ok else []
+    lost = check_head(state.chain(), head) if head is not None else None
+    ok = report.ok and not records and lost is None
     if wants_json(ctx, json_flag):
-        emit_json(report.to_dict())
-    elif report.ok:
-        click.echo(f"audit log intact: {report.events} events, hash chain verified")
+        emit_json({**report.to_dict(), "ok": ok, "records": records, "head": lost})
     else:
-        click.echo(
-            f"audit log broken at event {report.first_bad_seq}: {report.problem} "
-            f"({report.events} events verified before it)"
-        )
-    if not report.ok:
+        if report.ok:
+            click.echo(f"audit log intact: {report.events} events, hash chain verified")
+        else:
+            click.echo(
+                f"audit log broken at event {report.first_bad_seq}: {report.problem} "
+                f"({report.events} events verified before it)"
+            )
+        for problem in records:
+            click.echo(f"record not explained by the audit log: {problem}")
+        if lost is not None:
+            click.echo(f"audit log does not reach the recorded head: {lost}")
+        elif head is not None and ok:
+            click.echo(f"the log reaches the recorded head {head.strip()}")
+    if not ok:
         ctx.exit(1)
+
+
+@audit.command("head")
+@json_option
+@click.pass_context
+def head(ctx: click.Context, json_flag: bool) -> None:
+    """Print SEQ:HASH of the newest event, to keep outside .lockgate/ (a CI log, say).
+
+    'lockgate audit verify --head SEQ:HASH' later shows whether the newest events (or
+    all of them) were deleted since. The log is verified first: a broken log has no head
+    worth keeping (exit 1).
+    """
+    from lockgate.core.audit import chain_head, verify_state
+    from lockgate.core.reports import audit_verify
+    from lockgate.errors import RefusedError
+
+    project = ctx.ensure_object(AppContext).project()
+    report = audit_verify(project)
+    if not report.ok:
+        raise RefusedError(
+            f"audit log broken at event {report.first_bad_seq}: {report.problem}; "
+            "no head printed (see 'lockgate audit verify')"
+        )
+    records = verify_state(project.state())
+    if records:
+        raise RefusedError(
+            f"a record is not explained by the audit log ({records[0]}); no head printed "
+            "(see 'lockgate audit verify')"
+        )
+    value = chain_head(project.state())
+    if wants_json(ctx, json_flag):
+        seq, digest = value.split(":")
+        emit_json({"head": value, "seq": int(seq), "hash": digest})
+    else:
+        click.echo(value)

@@ -132,12 +132,14 @@ class StageSection:
     """``stages.<name>:`` — one rung of the ladder.
 
     ``targets`` None means one ``directory`` target at ``stages/<name>/``; an empty list
-    means the stage is only recorded, never deployed.
+    means the stage is only recorded, never deployed. ``protected`` keeps the stage's
+    gates file-only: the environment cannot weaken them (see core/gates.py).
     """
 
     description: str | None = None
     targets: list[TargetSection] | None = None
     gates: GatesSection = attrs.field(factory=GatesSection)
+    protected: bool = False
 
     def target_list(self) -> list[TargetSection]:
         """The targets, with the default applied."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lockgate.core.audit import verify_chain
+from lockgate.core.audit import verify_chain, verify_state
 from lockgate.core.contracts import (
     AuditEvent,
     lost_object,
@@ -105,6 +105,7 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
     chain = verify_chain(state.chain())
     if not chain.ok:
         problems.append(f"audit log: broken at event {chain.first_bad_seq}: {chain.problem}")
+    problems.extend(unexplained(project, stages, promoter, chain_ok=chain.ok))
     return VerifyReport(
         tuple(problems),
         {
@@ -115,6 +116,21 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
             "events": chain.events,
         },
     )
+
+
+def unexplained(
+    project: Project, stages: list[str], promoter: Promoter, *, chain_ok: bool
+) -> list[str]:
+    """What the audit log does not explain: records changed outside lockgate (checked
+    against an intact chain only) and entries in a stage's targets no pointer explains
+    (for targets that can list them: the optional ``strays()`` method)."""
+    problems = [f"state: {p}" for p in verify_state(project.state())] if chain_ok else []
+    for name in stages:
+        for target in promoter.targets(name):
+            strays = getattr(target, "strays", None)
+            if callable(strays):
+                problems.extend(f"{name}: {p}" for p in strays())
+    return problems
 
 
 def retained_revisions(project: Project, keep: int | None = None) -> set[str]:

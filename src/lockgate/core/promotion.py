@@ -44,6 +44,7 @@ from lockgate.core.contracts import (
     store_is_durable,
 )
 from lockgate.core.failpoints import failpoint
+from lockgate.core.gates import check_protected, gate_record
 from lockgate.core.lifecycle import move_pointer, next_status, now_iso
 from lockgate.core.locking import OperationLock
 from lockgate.core.models import ChangeEvent
@@ -204,6 +205,7 @@ class Promoter:
             except RefusedError as exc:
                 self._refused(base, exc.message)
                 raise
+        self._protect(base, dry_run=dry_run)
         report = None
         if section.gates.validate:
             report = Validation(project).run(
@@ -212,6 +214,9 @@ class Promoter:
                 revisions={str(ref): revision},
                 skip=section.gates.skip,
                 record=not dry_run,
+                # A gate decision is re-derived: the cache under .lockgate/ is writable by
+                # whoever can write the project, so it never turns a failure into a pass.
+                use_cache=False,
             )
         if dry_run:
             return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
@@ -237,6 +242,7 @@ class Promoter:
                     i.describe() for c in report.components for i in c.issues if i.blocking
                 ],
             }
+        details["gates"] = gate_record(project, stage, report, forced=forced)
         result = self._switch(
             base,
             ref=ref,
@@ -555,6 +561,15 @@ class Promoter:
             for stage in self.project.stage_names
             for p in state.pointers(stage)
         )
+
+    def _protect(self, base: SwitchResult, *, dry_run: bool) -> None:
+        """Refuse, and audit the refusal, when the environment weakens a protected stage."""
+        try:
+            check_protected(self.project, base.stage)
+        except RefusedError as exc:
+            if not dry_run:
+                self._refused(base, exc.message)
+            raise
 
     def _refused(self, base: SwitchResult, why: str) -> None:
         """Record an operation the gates or the integrity checks refused."""
