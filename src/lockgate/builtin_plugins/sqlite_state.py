@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
-from lockgate.core.audit import GENESIS, event_hash
+from lockgate.core.audit import GENESIS, event_hash, not_before
 from lockgate.core.contracts import (
     Approval,
     AuditEvent,
@@ -537,10 +537,10 @@ class SqliteStateStore:
 
 
 def _append(db: sqlite3.Connection, event: AuditEvent) -> int:
-    last = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    last = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     seq = (last["seq"] + 1) if last else 1
     prev = last["hash"] if last else GENESIS
-    event = attrs.evolve(event, seq=seq)
+    event = attrs.evolve(event, seq=seq, at=not_before(event.at, last["at"] if last else None))
     db.execute(
         "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
         "previous_revision, reason, details, prev_hash, hash, outcome) VALUES (:seq, :at, "
