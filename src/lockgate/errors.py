@@ -146,7 +146,7 @@ _FAULT_ERRNOS = {
 }
 _SQLITE_FAULTS = (
     ("readonly", "the state database is read-only"),
-    ("disk i/o error", "the state database's storage failed (disk I/O error)"),
+    ("disk i/o error", "the state database's storage failed"),
     ("disk is full", "the disk holding the state database is full"),
     ("unable to open", "the state database cannot be opened"),
 )
@@ -167,5 +167,5 @@ def environment_fault(exc: BaseException) -> EnvironmentFault | None:
         text = str(exc).lower()
         for needle, what in _SQLITE_FAULTS:
             if needle in text:
-                return EnvironmentFault(f"{what} ({exc}); {fix}")
+                return EnvironmentFault(f"{what}: {exc}; {fix}")
     return None

@@ -613,15 +613,18 @@ class Promoter:
             # Under the lock, with every earlier intent settled on entry: this is ours.
             settled = _recover(project, self)
             back = "; ".join(r.summary() for r in settled)
-        except BaseException as second:  # the first failure is the one reported
-            fault = environment_fault(second)
-            if fault is None and not isinstance(second, LockgateError):
-                raise
-            self._put_back(str(payload["stage"]), str(payload["component_id"]), payload)
-            back = (
-                f"{where} is back at its recorded revision; the next lockgate command "
-                f"records that (it could not now: {fault or second})"
-            )
+        except Exception as second:  # the first failure is the one reported
+            try:
+                self._put_back(str(payload["stage"]), str(payload["component_id"]), payload)
+                why = _describe(second)
+                back = f"{where} is back at its recorded revision; the next lockgate command " + (
+                    "records that" if why == _describe(exc) else f"records that (not now: {why})"
+                )
+            except Exception as third:
+                back = (
+                    f"{where} could not be put back ({_describe(third)}); the next "
+                    "lockgate command settles it"
+                )
         if isinstance(exc, LockgateError) and not isinstance(exc, PluginError):
             return type(exc)(f"{exc.message} ({back})") if back else exc
         fault = environment_fault(exc)
@@ -680,6 +683,16 @@ class Promoter:
                 outcome="refused",
             )
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as a short phrase for a message about another one."""
+    fault = environment_fault(exc)
+    if fault is not None:
+        return fault.message
+    if isinstance(exc, LockgateError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | None:

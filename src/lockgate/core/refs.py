@@ -58,9 +58,12 @@ def check_text(what: str, value: str | None) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        shown = value.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        try:  # show the bytes as they were given (they arrive surrogate-escaped)
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
         raise InputError(
-            f"{what} {shown!r} is not valid UTF-8 (byte at position {exc.start}); "
+            f"{what} '{shown}' is not valid UTF-8 (at character {exc.start + 1}); "
             "give it as UTF-8 text"
         ) from None
     return value
