@@ -83,7 +83,8 @@ def decide(
         raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
     chosen = resolve_revision(project, ref, revision or "latest")
     if decision == "approve":
-        who = authors(state, str(ref), chosen, revision_owners(project, chosen))
+        owners = revision_owners(project, chosen)
+        who = authors(state, str(ref), chosen, owners, project.stage_names)
         if actor in who:
             raise RefusedError(
                 f"{actor} is an author of {ref} {short(chosen)} (authors: {', '.join(who)}) "
@@ -157,7 +158,11 @@ def revision_owners(project: Project, revision: str) -> tuple[str, ...]:
 
 
 def authors(
-    state: StateStore, component: str, revision: str, owners: Iterable[str] = ()
+    state: StateStore,
+    component: str,
+    revision: str,
+    owners: Iterable[str] = (),
+    stages: Iterable[str] | None = None,
 ) -> tuple[str, ...]:
     """Who counts as an author of ``revision`` of ``component`` (sorted).
 
@@ -165,7 +170,7 @@ def authors(
     not only the first), and every actor who staged one of the revisions it descends
     from since the last revision of the component that went live in a stage: their
     changes are in it. An automation that restages files (``sync``, ``watch``) adds
-    itself and never replaces anyone.
+    itself and never replaces anyone. ``stages``: the project's stages (None: any).
     """
     found = set(owners)
     stagings = state.events(EventFilter(component=component, action="stage"))
@@ -175,11 +180,12 @@ def authors(
             by_revision.setdefault(event.revision, set()).add(event.actor)
     records = {r.revision: r for r in state.revisions(component)}
     component_id = component.split(":", 1)[-1]
-    live = {
-        c.revision
-        for c in state.pointer_history(component_id=component_id)
-        if c.revision and c.component == component
-    }
+    changes = (
+        [c for stage in stages for c in state.pointer_history(stage, component_id)]
+        if stages is not None
+        else state.pointer_history(component_id=component_id)
+    )
+    live = {c.revision for c in changes if c.revision and c.component == component}
     seen: set[str] = set()
     current: str | None = revision
     while current is not None and current not in seen:

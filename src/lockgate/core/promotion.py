@@ -577,7 +577,10 @@ class Promoter:
                     at=base.at,
                 )
             except BaseException as exc:
-                raise self._undo(project, intent, step, exc) from exc
+                error = self._undo(project, intent, step, exc)
+                if error is exc:
+                    raise
+                raise error from exc
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
         hooks = project.hooks.on_promote if action == "promote" else project.hooks.on_rollback
@@ -626,7 +629,10 @@ class Promoter:
                     "lockgate command settles it"
                 )
         if isinstance(exc, LockgateError) and not isinstance(exc, PluginError):
-            return type(exc)(f"{exc.message} ({back})") if back else exc
+            if back:  # the same error (class, exit code, attributes), told what was done
+                exc.message = f"{exc.message} ({back})"
+                exc.args = (exc.message,)
+            return exc
         fault = environment_fault(exc)
         if fault is not None:
             return EnvironmentFault(f"{fault.message}; {back}" if back else fault.message)

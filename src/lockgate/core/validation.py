@@ -438,6 +438,7 @@ class Validation:
                     subject.component,
                     subject.revision,
                     [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
+                    self.project.stage_names,
                 )
             context = ValidationContext(
                 batch=batch,
