@@ -421,7 +421,7 @@ def test_approve_and_reject_commands_are_recorded_and_audited(ws: Workspace) -> 
     revision = ws.stage("alice:app", {"a.py": "x = 1\n"})
     self_approval = run_cli("approve", "alice:app", project=ws.root, env=ENV)
     assert self_approval.exit_code == 1
-    assert "alice staged alice:app" in self_approval.stderr
+    assert "alice is an author of alice:app" in self_approval.stderr
     assert "Traceback" not in self_approval.stderr
     bob = {**ENV, "LOCKGATE_ACTOR": "bob"}
     ok = run_cli("approve", "alice:app", "--comment", "lgtm", "--json", project=ws.root, env=bob)

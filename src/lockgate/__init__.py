@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lockgate.errors import (
         ConfigError,
         ConflictError,
+        EnvironmentFault,
         InputError,
         LockedError,
         LockgateError,
@@ -74,6 +75,7 @@ _EXPORTS: dict[str, str] = {
     "WorkspaceManager": "lockgate.integration",
     "ConfigError": "lockgate.errors",
     "ConflictError": "lockgate.errors",
+    "EnvironmentFault": "lockgate.errors",
     "InputError": "lockgate.errors",
     "LockedError": "lockgate.errors",
     "LockgateError": "lockgate.errors",
@@ -94,6 +96,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "Decision",
+    "EnvironmentFault",
     "InputError",
     "IntegrationPipeline",
     "IntegrationStage",

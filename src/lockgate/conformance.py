@@ -652,6 +652,16 @@ class StateStoreConformance:
         assert store.live_at("staging", at(40)) == []
         assert [c.revision for c in store.live_at("staging", at(25))] == ["r2"]
 
+    def test_a_move_timed_before_the_last_event_takes_its_time(self, store: StateStore) -> None:
+        # Writers' clocks need not agree; the chain's order is the truth, so neither the
+        # event nor the pointer history may say the move happened before its predecessor.
+        self._two_moves(store)
+        _move(store, "staging", "alice:etl", "r3", at(15), expected=2)
+        *_, last = store.events()
+        (change,) = [c for c in store.pointer_history() if c.revision == "r3"]
+        assert last.at == change.at == at(20)
+        assert [c.revision for c in store.live_at("staging", at(19))] == ["r1"]
+
     def test_live_at_only_answers_for_the_given_stage(self, store: StateStore) -> None:
         self._two_moves(store)
         _move(store, "production", "alice:etl", "r1", at(25), expected=0)
@@ -659,10 +669,16 @@ class StateStoreConformance:
         assert [c.revision for c in store.live_at("staging", at(30))] == ["r2"]
         assert store.live_at("integration", at(30)) == []
 
-    def test_live_at_lists_every_component_live_then(self, store: StateStore) -> None:
-        self._two_moves(store)
-        _stage(store, "alice:report", "q1", at(1))
+    def _two_components(self, store: StateStore) -> None:
+        # In the chain's order: a store times a move no earlier than the event before it.
+        _stage(store, "alice:etl", "r1", at(1))
+        _stage(store, "alice:report", "q1", at(2))
+        _move(store, "staging", "alice:etl", "r1", at(10), expected=0)
         _move(store, "staging", "alice:report", "q1", at(12), expected=0)
+        _move(store, "staging", "alice:etl", "r2", at(20), expected=1)
+
+    def test_live_at_lists_every_component_live_then(self, store: StateStore) -> None:
+        self._two_components(store)
         live = store.live_at("staging", at(15))
         assert sorted((c.component_id, c.revision) for c in live) == [
             ("etl", "r1"),
@@ -670,9 +686,7 @@ class StateStoreConformance:
         ]
 
     def test_live_at_filters_by_component_id(self, store: StateStore) -> None:
-        self._two_moves(store)
-        _stage(store, "alice:report", "q1", at(1))
-        _move(store, "staging", "alice:report", "q1", at(12), expected=0)
+        self._two_components(store)
         assert [c.revision for c in store.live_at("staging", at(15), "report")] == ["q1"]
         assert [c.revision for c in store.live_at("staging", at(25), component_id="etl")] == ["r2"]
         assert store.live_at("staging", at(15), "nothing") == []

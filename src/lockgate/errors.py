@@ -17,17 +17,25 @@ Hierarchy::
     │   ├── PluginLoadError            exit 3  import or hook validation failed (strict mode)
     │   ├── PluginHookError            exit 3  a hook implementation raised
     │   └── MissingCapabilityError     exit 3  no enabled plugin plays a role the command needs
-    └── ConflictError                  exit 4  a concurrent change won; re-read and retry
-        └── LockedError                exit 4  another live process holds the project lock
+    ├── ConflictError                  exit 4  a concurrent change won; re-read and retry
+    │   └── LockedError                exit 4  another live process holds the project lock
+    └── EnvironmentFault               exit 4  the machine refused: disk full, no permission,
+                                               read-only or failing storage; fix, then retry
+
+:func:`environment_fault` recognizes such a failure (an ``OSError`` with ENOSPC, EDQUOT,
+EACCES, EPERM, EROFS or EIO, or SQLite's "readonly", "disk I/O error", "disk is full"
+and "unable to open") so that the CLI reports it in one line instead of as a bug.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "EnvironmentFault",
     "InputError",
     "LockedError",
     "LockgateError",
@@ -39,6 +47,7 @@ __all__ = [
     "PluginLoadError",
     "ProjectNotFoundError",
     "RefusedError",
+    "environment_fault",
 ]
 
 
@@ -114,3 +123,49 @@ class ConflictError(LockgateError):
 
 class LockedError(ConflictError):
     """Another live process holds the lock and did not release it within the timeout."""
+
+
+class EnvironmentFault(LockgateError):
+    """The machine refused an operation: disk full, permission denied, read-only storage.
+
+    Not a bug and not a conflict: nothing is wrong with the request, and it succeeds once
+    the fault is fixed. A switch it interrupts is undone (or settled by the next command).
+    """
+
+    exit_code = 4
+
+
+_FAULT_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "an input/output error",
+    errno.EFBIG: "a file grew past its size limit",
+}
+_SQLITE_FAULTS = (
+    ("readonly", "the state database is read-only"),
+    ("disk i/o error", "the state database's storage failed"),
+    ("disk is full", "the disk holding the state database is full"),
+    ("unable to open", "the state database cannot be opened"),
+)
+
+
+def environment_fault(exc: BaseException) -> EnvironmentFault | None:
+    """``exc`` as an :class:`EnvironmentFault` when the environment caused it, else None."""
+    if isinstance(exc, EnvironmentFault):
+        return exc
+    if isinstance(exc, LockgateError):
+        return None
+    fix = "fix that (free space, permissions, mount) and retry"
+    if isinstance(exc, OSError) and exc.errno in _FAULT_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return EnvironmentFault(f"{where}{_FAULT_ERRNOS[exc.errno]} ({exc.strerror}); {fix}")
+    # sqlite3 is not imported here: most commands never need it to report an error.
+    if type(exc).__module__ == "sqlite3" and type(exc).__name__ == "OperationalError":
+        text = str(exc).lower()
+        for needle, what in _SQLITE_FAULTS:
+            if needle in text:
+                return EnvironmentFault(f"{what}: {exc}; {fix}")
+    return None

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from lockgate.core.audit import GENESIS, event_hash
+from lockgate.core.audit import GENESIS, event_hash, not_before
 from lockgate.core.contracts import (
     Approval,
     AuditEvent,
@@ -122,6 +122,9 @@ class MemoryStateStore:
             key = (change.stage, change.component_id)
             old = self._pointers.get(key)
             current = old.generation if old else 0
+            # Timed like its event, so the pointer history and the audit log agree.
+            last_at = self._chain[-1].event.at if self._chain else None
+            change = attrs.evolve(change, at=not_before(change.at, last_at))
             if current != expected_generation:
                 raise ConflictError(
                     f"{change.stage}/{change.component_id} moved meanwhile (generation "
@@ -225,7 +228,12 @@ class MemoryStateStore:
         prev = self._chain[-1].hash if self._chain else GENESIS
         # A private copy: the caller may reuse its details dict, and what is stored must
         # stay what was hashed (a database store gets that for free by serializing).
-        stored = attrs.evolve(event, seq=len(self._chain) + 1, details=copy.deepcopy(event.details))
+        stored = attrs.evolve(
+            event,
+            seq=len(self._chain) + 1,
+            at=not_before(event.at, self._chain[-1].event.at if self._chain else None),
+            details=copy.deepcopy(event.details),
+        )
         self._chain.append(ChainedEvent(stored, prev, event_hash(prev, stored)))
         self._counts[(event.action, event.outcome)] += 1
         return len(self._chain)

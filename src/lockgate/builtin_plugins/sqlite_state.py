@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
-from lockgate.core.audit import GENESIS, event_hash
+from lockgate.core.audit import GENESIS, event_hash, not_before
 from lockgate.core.contracts import (
     Approval,
     AuditEvent,
@@ -341,6 +341,10 @@ class SqliteStateStore:
                     "look again and retry"
                 )
             generation = current + 1
+            # The move is timed like its event (never before the chain's last event), so
+            # the pointer history and the audit log agree on when it happened.
+            last = db.execute("SELECT at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            change = attrs.evolve(change, at=not_before(change.at, last["at"] if last else None))
             pointer = Pointer(
                 stage=change.stage,
                 component_id=change.component_id,
@@ -537,10 +541,10 @@ class SqliteStateStore:
 
 
 def _append(db: sqlite3.Connection, event: AuditEvent) -> int:
-    last = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    last = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     seq = (last["seq"] + 1) if last else 1
     prev = last["hash"] if last else GENESIS
-    event = attrs.evolve(event, seq=seq)
+    event = attrs.evolve(event, seq=seq, at=not_before(event.at, last["at"] if last else None))
     db.execute(
         "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
         "previous_revision, reason, details, prev_hash, hash, outcome) VALUES (:seq, :at, "

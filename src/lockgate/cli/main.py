@@ -1,9 +1,10 @@
 """The ``lockgate`` command group: global options, plugin commands, and error handling.
 
 Every error reaches the user as one line on stderr and a documented exit code:
-0 ok, 1 refused or not ready, 2 bad input or usage, 3 plugin failure, 4 conflict or
-locked, 5 internal error (a bug; ``-v`` shows the traceback). ``--version`` and ``--help``
-load no plugin.
+0 ok, 1 refused or not ready, 2 bad input or usage, 3 plugin failure, 4 conflict,
+locked or an environment fault (disk full, permission denied, read-only storage),
+5 internal error (a bug; ``-v`` shows the traceback). ``--version`` and ``--help`` load
+no plugin.
 """
 
 from __future__ import annotations
@@ -173,6 +174,14 @@ class LockgateGroup(click.Group):
                 _print_traceback()
             return exc.exit_code
         except Exception as exc:
+            from lockgate.errors import environment_fault
+
+            fault = environment_fault(exc)
+            if fault is not None:  # disk full, no permission, read-only: not a bug
+                _err(fault.message)
+                if app.verbosity > 0:
+                    _print_traceback()
+                return fault.exit_code
             _err(
                 f"internal error: {type(exc).__name__}: {exc} "
                 "(a bug in lockgate; run with -v for the traceback and report it)"

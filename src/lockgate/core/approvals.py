@@ -1,28 +1,33 @@
 """The approve and reject operations: decisions bound to one revision's digest.
 
 An approval counts only for the exact revision it names, so restaging (a new digest)
-voids it. The revision's author cannot approve it. A rejection needs a reason and blocks
-the revision (the ``approvals`` validator reports it). Both are recorded in the approval
-history and the audit log, in one transaction with the status change they cause.
+voids it. None of the revision's authors (:func:`authors`) can approve it. A rejection
+needs a reason and belongs to the digest for good: restaging the same files brings the
+rejection back (status ``rejected``), and neither ``promote --force`` nor ``rollback``
+puts a rejected revision into a stage. Both are recorded in the approval history and the
+audit log, in one transaction with the status change they cause, under the operation
+lock, so that a promotion which re-checks rejections under that lock cannot miss one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from lockgate.core.contracts import Approval, AuditEvent
+from lockgate.core.contracts import Approval, AuditEvent, EventFilter
 from lockgate.core.lifecycle import TRANSITIONS, now_iso
 from lockgate.core.models import ComponentStatus
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
-from lockgate.errors import InputError, NotFoundError, RefusedError
+from lockgate.errors import InputError, LockgateError, NotFoundError, RefusedError
 
 if TYPE_CHECKING:
+    from lockgate.core.contracts import StateStore
     from lockgate.core.project import Project
 
-__all__ = ["DecisionResult", "decide"]
+__all__ = ["DecisionResult", "authors", "decide", "rejection", "revision_owners"]
 
 
 @record
@@ -62,22 +67,48 @@ def decide(
 ) -> DecisionResult:
     """Approve or reject ``revision`` of ``ref`` (default: its latest revision)."""
     from lockgate.core.listing import resolve_revision
+    from lockgate.core.promotion import Promoter
+    from lockgate.core.refs import check_text
 
     if isinstance(ref, str):
         ref = ComponentRef.parse(ref)
     if decision == "reject" and not (reason or comment):
         raise InputError(f"reject {ref}: give a reason with --reason TEXT")
+    check_text("--reason", reason)
+    check_text("--comment", comment)
+    actor = project.actor
     state = project.state()
     record = state.component(str(ref))
     if record is None or record.latest_revision is None:
         raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
     chosen = resolve_revision(project, ref, revision or "latest")
-    author = next(r.actor for r in state.revisions(str(ref)) if r.revision == chosen)
-    actor = project.actor
-    if decision == "approve" and actor == author:
-        raise RefusedError(
-            f"{actor} staged {ref} {short(chosen)} and cannot approve it; ask another reviewer"
-        )
+    if decision == "approve":
+        owners = revision_owners(project, chosen)
+        who = authors(state, str(ref), chosen, owners, project.stage_names)
+        if actor in who:
+            raise RefusedError(
+                f"{actor} is an author of {ref} {short(chosen)} (authors: {', '.join(who)}) "
+                "and cannot approve it; ask another reviewer"
+            )
+    # Decisions serialize with promotions and rollbacks: a switch re-checks rejections
+    # under this lock before it touches a target, so a rejection either lands before that
+    # check (and stops the switch) or after the switch is recorded.
+    with Promoter(project).lock(decision):
+        return _decide(project, ref, decision, chosen, actor, comment, reason)
+
+
+def _decide(
+    project: Project,
+    ref: ComponentRef,
+    decision: Literal["approve", "reject"],
+    chosen: str,
+    actor: str,
+    comment: str | None,
+    reason: str | None,
+) -> DecisionResult:
+    state = project.state()
+    record = state.component(str(ref))
+    assert record is not None  # checked by the caller; components are never deleted
     existing = state.approvals(str(ref), chosen)
     if decision == "approve" and any(
         a.actor == actor and a.decision == "approve" for a in existing
@@ -108,6 +139,67 @@ def decide(
     state.add_approval(approval, event, status=status_move)
     status = status_move[1] if status_move else record.status
     return _result(ref, chosen, decision, actor, True, status, [*existing, approval], None)
+
+
+def rejection(state: StateStore, component: str, revision: str) -> Approval | None:
+    """The first rejection of ``revision`` of ``component``, if any: it stands for good."""
+    return next((a for a in state.approvals(component, revision) if a.decision == "reject"), None)
+
+
+def revision_owners(project: Project, revision: str) -> tuple[str, ...]:
+    """The ``owners`` that ``component.yaml`` of ``revision`` declares (none without one)."""
+    from lockgate.core.releases import ensure_release
+    from lockgate.core.specs import read_spec
+
+    try:
+        return tuple(read_spec(ensure_release(project, revision)).owners)
+    except LockgateError:
+        return ()  # a broken component.yaml is the manifest validator's to report
+
+
+def authors(
+    state: StateStore,
+    component: str,
+    revision: str,
+    owners: Iterable[str] = (),
+    stages: Iterable[str] | None = None,
+) -> tuple[str, ...]:
+    """Who counts as an author of ``revision`` of ``component`` (sorted).
+
+    The owners its ``component.yaml`` declares, every actor who staged it (each time,
+    not only the first), and every actor who staged one of the revisions it descends
+    from since the last revision of the component that went live in a stage: their
+    changes are in it. An automation that restages files (``sync``, ``watch``) adds
+    itself and never replaces anyone. ``stages``: the project's stages (None: any).
+    """
+    found = set(owners)
+    stagings = state.events(EventFilter(component=component, action="stage"))
+    by_revision: dict[str, set[str]] = {}
+    for event in stagings:
+        if event.revision:
+            by_revision.setdefault(event.revision, set()).add(event.actor)
+    records = {r.revision: r for r in state.revisions(component)}
+    component_id = component.split(":", 1)[-1]
+    changes = (
+        [c for stage in stages for c in state.pointer_history(stage, component_id)]
+        if stages is not None
+        else state.pointer_history(component_id=component_id)
+    )
+    live = {c.revision for c in changes if c.revision and c.component == component}
+    seen: set[str] = set()
+    current: str | None = revision
+    while current is not None and current not in seen:
+        seen.add(current)
+        found |= by_revision.get(current, set())
+        record = records.get(current)
+        if record is None:
+            break
+        found.add(record.actor)
+        parent = record.parent
+        if parent is None or parent in live:
+            break
+        current = parent
+    return tuple(sorted(found))
 
 
 def _result(

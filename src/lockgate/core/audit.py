@@ -35,6 +35,7 @@ __all__ = [
     "chain_head",
     "check_head",
     "event_hash",
+    "not_before",
     "parse_head",
     "verify_chain",
     "verify_state",
@@ -64,6 +65,25 @@ def event_hash(prev_hash: str, event: AuditEvent) -> str:
         content["outcome"] = event.outcome
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return digest_bytes(canonical.encode())
+
+
+def not_before(at: str, previous: str | None) -> str:
+    """``at``, or ``previous`` when ``at`` is earlier: an event's time never precedes the
+    time of the event before it in the chain.
+
+    Events are timed when they are prepared and chained when they are written, by several
+    processes whose clocks (or a clock stepped back) need not agree; the chain's order is
+    the truth, so its times follow it. Times that do not parse are left as they are.
+    """
+    if previous is None:
+        return at
+    import datetime as dt
+
+    try:
+        later = dt.datetime.fromisoformat(previous) > dt.datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        return at
+    return previous if later else at
 
 
 @record

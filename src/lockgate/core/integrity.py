@@ -30,6 +30,7 @@ from lockgate.core.contracts import (
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.promotion import Promoter, last_good, recover_pending
 from lockgate.core.records import record
+from lockgate.core.refs import check_text
 from lockgate.core.releases import RELEASES_DIRNAME, release_path, remove_tree, verify_release
 from lockgate.errors import LockgateError
 
@@ -193,6 +194,7 @@ def collect_garbage(
     reason: str | None = None,
 ) -> GcResult:
     """Remove releases and objects no kept revision needs (see the module docstring)."""
+    check_text("--reason", reason)
     grace = project.config.gc.grace if grace is None else grace
     promoter = Promoter(project)
     with promoter.lock("gc"):

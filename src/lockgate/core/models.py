@@ -137,7 +137,9 @@ class ValidationContext:
     ``staged``: the latest revision of every component the project knows, in every
     workspace. ``graph``: component id -> ``depends_on`` for the batch and for everything
     reachable from it in the stage (the batch's own specs win). ``author``: who staged the
-    subject's revision. ``decisions``: approvals and rejections of that revision.
+    subject's revision first. ``authors``: everyone who counts as its author (declared
+    owners and stagers, see docs/validation.md), none of whom may approve it.
+    ``decisions``: approvals and rejections of that revision.
 
     A validator that reads the context depends on more than the revision, so it must
     declare ``cache=False`` in :class:`ValidatorInfo`.
@@ -149,6 +151,7 @@ class ValidationContext:
     graph: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     author: str | None = None
     decisions: tuple[Decision, ...] = ()
+    authors: tuple[str, ...] = ()
 
 
 @record

@@ -121,11 +121,13 @@ class Project:
     @property
     def actor(self) -> str:
         """Who is acting: ``--actor``, else ``LOCKGATE_ACTOR``, else the OS user."""
+        from lockgate.core.refs import check_text
+
         if self.actor_override:
-            return self.actor_override
+            return check_text("--actor", self.actor_override) or ""
         env_actor = self.environ.get("LOCKGATE_ACTOR", "").strip()
         if env_actor:
-            return env_actor
+            return check_text("LOCKGATE_ACTOR", env_actor) or ""
         import getpass
 
         try:

@@ -49,14 +49,17 @@ from lockgate.core.lifecycle import move_pointer, next_status, now_iso
 from lockgate.core.locking import OperationLock
 from lockgate.core.models import ChangeEvent
 from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, check_name, short
+from lockgate.core.refs import ComponentRef, check_name, check_text, short
 from lockgate.errors import (
     ConflictError,
+    EnvironmentFault,
     InputError,
     LockgateError,
     NotFoundError,
     NotReadyError,
+    PluginError,
     RefusedError,
+    environment_fault,
 )
 
 if TYPE_CHECKING:
@@ -171,6 +174,9 @@ class Promoter:
         project = self.project
         if force and not reason:
             raise InputError("--force needs --reason TEXT: skipping a gate is audited")
+        # Every input that ends up in the record is checked before anything is touched.
+        check_text("--reason", reason)
+        project.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
         if not dry_run:
             recover_pending(project)
         state = project.state()
@@ -198,13 +204,8 @@ class Promoter:
         )
         if current == revision:
             return attrs.evolve(base, note="already current")
-        record = state.component(str(ref))
-        if record is not None and record.latest_revision == revision and not dry_run:
-            try:
-                next_status(str(ref), record.status, "promote")  # a rejected revision
-            except RefusedError as exc:
-                self._refused(base, exc.message)
-                raise
+        if not dry_run:
+            self._check_admissible(base, ref)
         self._protect(base, dry_run=dry_run)
         report = None
         if section.gates.validate:
@@ -313,6 +314,39 @@ class Promoter:
                 "change won; look again and retry"
             )
 
+    def _check_admissible(self, base: SwitchResult, ref: ComponentRef) -> None:
+        """Refuse (and audit) a switch to a rejected revision, or one the status forbids.
+
+        Called when the switch is planned and again under the operation lock just before
+        any target is touched: approve and reject take that lock too, so a rejection that
+        landed while the gates ran is seen here. No ``--force`` skips this: a rejection
+        belongs to the revision's digest, whatever was staged since.
+        """
+        from lockgate.core.approvals import rejection
+
+        revision = base.revision
+        if revision is None:
+            return  # removing a component from a stage puts nothing into it
+        state = self.project.state()
+        record = state.component(str(ref))
+        if base.action == "promote" and record is not None and record.latest_revision == revision:
+            try:
+                next_status(str(ref), record.status, "promote")
+            except RefusedError as exc:
+                self._refused(base, exc.message)
+                raise
+        rejected = rejection(state, str(ref), revision)
+        if rejected is not None:
+            why = f"{short(revision)} was rejected by {rejected.actor}" + (
+                f" ({rejected.comment})" if rejected.comment else ""
+            )
+            self._refused(base, why)
+            verb = "promoted" if base.action == "promote" else "rolled back to"
+            other = "" if base.action == "promote" else ", or pick another with --to"
+            raise RefusedError(
+                f"{ref} {why} and cannot be {verb} in {base.stage}; stage a new revision{other}"
+            )
+
     def _diff(self, old: str | None, new: str | None) -> ManifestDiff:
         from lockgate.core.manifest import ManifestDiff
 
@@ -347,6 +381,8 @@ class Promoter:
         from lockgate.core.reports import parse_time
 
         project = self.project
+        check_text("--reason", reason)
+        project.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
         if not dry_run:
             recover_pending(project)
         state = project.state()
@@ -394,6 +430,8 @@ class Promoter:
         )
         if not base.changed:
             return attrs.evolve(base, note="already current")
+        if not dry_run:
+            self._check_admissible(base, ComponentRef.parse(owner))
         if dry_run:
             return attrs.evolve(base, diff=self._diff(pointer.revision, revision))
         return self._switch(
@@ -472,6 +510,10 @@ class Promoter:
                     f"(generation {generation}, expected {expected_generation}): another "
                     "change won; look again and retry"
                 )
+            # What the gates saw may be stale: a rejection can have landed while they ran.
+            self._check_admissible(base, ref)
+            # The switch happens now: its record's time follows every event before it.
+            base = attrs.evolve(base, at=now_iso())
             release = None
             if revision is not None:
                 release = ensure_release(project, revision)
@@ -514,27 +556,37 @@ class Promoter:
             )
             state.open_intent(intent)
             failpoint(f"{action}.after_intent")
-            targets = self.targets(stage)
-            prepared = [t.prepare(component_id, revision, release) for t in targets]
-            failpoint(f"{action}.after_prepare")
-            for target, ready in zip(targets, prepared, strict=True):
-                target.commit(ready)
-                failpoint(f"{action}.after_switch")
-            # Promoting the latest revision moves its status by the status machine
-            # (checked before anything was touched); any other switch leaves it alone
-            # unless the machine allows the action.
-            move_pointer(
-                project,
-                stage=stage,
-                component=str(ref),
-                revision=revision,
-                action=action,
-                expected_generation=generation,
-                reason=base.reason,
-                details={"intent": intent.id, **details},
-                strict=False,
-                at=base.at,
-            )
+            step = "record"
+            try:
+                targets = self.targets(stage)
+                step = "prepare"
+                prepared = [t.prepare(component_id, revision, release) for t in targets]
+                failpoint(f"{action}.after_prepare")
+                step = "commit"
+                for target, ready in zip(targets, prepared, strict=True):
+                    target.commit(ready)
+                    failpoint(f"{action}.after_switch")
+                step = "record"
+                # Promoting the latest revision moves its status by the status machine
+                # (checked before anything was touched); any other switch leaves it alone
+                # unless the machine allows the action.
+                move_pointer(
+                    project,
+                    stage=stage,
+                    component=str(ref),
+                    revision=revision,
+                    action=action,
+                    expected_generation=generation,
+                    reason=base.reason,
+                    details={"intent": intent.id, **details},
+                    strict=False,
+                    at=base.at,
+                )
+            except BaseException as exc:
+                error = self._undo(project, intent, step, exc)
+                if error is exc:
+                    raise
+                raise error from exc
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
         hooks = project.hooks.on_promote if action == "promote" else project.hooks.on_rollback
@@ -552,6 +604,71 @@ class Promoter:
             )
         )
         return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
+
+    def _undo(
+        self, project: Project, intent: Intent, step: str, exc: BaseException
+    ) -> BaseException:
+        """Put the targets back after a switch failed, and say what failed in one line.
+
+        The targets are brought to what the pointer says, exactly as recovery would
+        (the pointer did not move unless the record was written): the stage never serves
+        an unrecorded revision. When the state store can still be written the intent is
+        settled too; otherwise it stays open and the next command settles it once the
+        fault is gone. Returns the error to raise.
+        """
+        payload = intent.payload
+        where = f"{payload.get('stage')}/{payload.get('component_id')}"
+        try:
+            # Under the lock, with every earlier intent settled on entry: this is ours.
+            settled = _recover(project, self)
+            back = "; ".join(r.summary() for r in settled)
+        except Exception as second:  # the first failure is the one reported
+            try:
+                self._put_back(str(payload["stage"]), str(payload["component_id"]), payload)
+                why = _describe(second)
+                back = f"{where} is back at its recorded revision; the next lockgate command " + (
+                    "records that" if why == _describe(exc) else f"records that (not now: {why})"
+                )
+            except Exception as third:
+                back = (
+                    f"{where} could not be put back ({_describe(third)}); the next "
+                    "lockgate command settles it"
+                )
+        if isinstance(exc, LockgateError) and not isinstance(exc, PluginError):
+            if back:  # the same error (class, exit code, attributes), told what was done
+                exc.message = f"{exc.message} ({back})"
+                exc.args = (exc.message,)
+            return exc
+        fault = environment_fault(exc)
+        if fault is not None:
+            return EnvironmentFault(f"{fault.message}; {back}" if back else fault.message)
+        if step in ("prepare", "commit") and isinstance(exc, Exception):
+            kinds = ", ".join(
+                t.kind for t in project.config.stages[str(payload["stage"])].target_list()
+            )
+            return PluginError(
+                f"stage target ({kinds}) of {where} failed in {step}: "
+                f"{type(exc).__name__}: {exc}; {back}; fix the target and retry"
+            )
+        return exc
+
+    def _put_back(self, stage: str, component_id: str, payload: dict[str, Any]) -> None:
+        """Bring the targets back to the revision the pointer held before this switch.
+
+        Only when the state store cannot even be read to settle the switch: the pointer
+        did not move (its write failed), so the revision before is the recorded one.
+        """
+        from lockgate.core.releases import ensure_release
+
+        previous = payload.get("previous_revision")
+        revision = str(previous) if previous else None
+        for target in self.targets(stage):
+            release = ensure_release(self.project, revision) if revision else None
+            prepared = target.prepare(component_id, revision, release)
+            if target.deployed().get(component_id) == revision:
+                target.abort(prepared)
+            else:
+                target.commit(prepared)
 
     def _deployed(self, revision: str) -> bool:
         """True when some stage's pointer holds ``revision`` (its release is in use)."""
@@ -587,6 +704,16 @@ class Promoter:
                 outcome="refused",
             )
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as a short phrase for a message about another one."""
+    fault = environment_fault(exc)
+    if fault is not None:
+        return fault.message
+    if isinstance(exc, LockgateError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | None:

@@ -13,7 +13,7 @@ import attrs
 
 from lockgate.errors import InputError
 
-__all__ = ["NAME_PATTERN", "ComponentRef", "check_name", "short"]
+__all__ = ["NAME_PATTERN", "ComponentRef", "check_name", "check_text", "short"]
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 """Workspace names, component ids, component types and stage names: a letter or digit,
@@ -44,6 +44,29 @@ def check_name(kind: str, value: str) -> str:
     raise InputError(
         f"{kind} {value!r} {problem}; {kind}s match {NAME_PATTERN} (letters, digits, '.', '_', '-')"
     )
+
+
+def check_text(what: str, value: str | None) -> str | None:
+    """Return ``value`` if it can be recorded (UTF-8), else raise a clear :class:`InputError`.
+
+    Free text (a reason, a comment, an actor) goes into the state store, which stores
+    UTF-8: a string carrying undecodable bytes (a non-UTF-8 command line or environment
+    arrives as lone surrogates) would fail there, after the change it describes was made.
+    """
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:  # show the bytes as they were given (they arrive surrogate-escaped)
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputError(
+            f"{what} '{shown}' is not valid UTF-8 (at character {exc.start + 1}); "
+            "give it as UTF-8 text"
+        ) from None
+    return value
 
 
 @attrs.frozen(order=True)

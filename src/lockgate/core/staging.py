@@ -31,7 +31,7 @@ from lockgate.core.lifecycle import now_iso
 from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
 from lockgate.core.models import ChangeEvent, ComponentStatus
 from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, short
+from lockgate.core.refs import ComponentRef, check_text, short
 from lockgate.errors import ConflictError, InputError, LockedError, LockgateError, NotFoundError
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ class Stager:
         reason: str | None = None,
     ) -> StageResult:
         """Stage one component for stage ``to`` (default: the first stage)."""
+        check_text("--reason", reason)
         if isinstance(ref, str):
             ref = ComponentRef.parse(ref)
         stage = self.project.check_stage(to)
@@ -164,6 +165,7 @@ class Stager:
         For a caller that keeps its own view of the components (``lockgate watch``); a
         directory that went away since is a :class:`~lockgate.errors.NotFoundError`.
         """
+        check_text("--reason", reason)
         stage = self.project.check_stage(to)
         try:
             return self._stage(component, stage, dry_run=False, progress=None, reason=reason)
@@ -183,6 +185,7 @@ class Stager:
         reason: str | None = None,
     ) -> SyncResult:
         """Stage every component whose files changed; one failure never stops the others."""
+        check_text("--reason", reason)
         stage = self.project.check_stage(to)
         discovery = self.project.source().discover(list(workspaces) if workspaces else None)
         results: list[StageResult] = []
@@ -284,6 +287,8 @@ class Stager:
         failpoint("stage.after_manifest")
         at, actor = now_iso(), project.actor
         revision = result.revision
+        # A rejection belongs to the digest: the same files staged again are still rejected.
+        rejected = any(a.decision == "reject" for a in state.approvals(ref, revision))
         state.record_revision(
             RevisionRecord(ref, revision, at, actor, stage, result.files, result.size, previous),
             ComponentRecord(
@@ -291,7 +296,7 @@ class Stager:
                 workspace=component.ref.workspace,
                 component_id=component.ref.component_id,
                 component_type=component.component_type,
-                status=ComponentStatus.STAGED,
+                status=ComponentStatus.REJECTED if rejected else ComponentStatus.STAGED,
                 latest_revision=revision,
                 updated_at=at,
             ),

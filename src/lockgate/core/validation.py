@@ -11,6 +11,11 @@ handles the component's type:
   but nothing waits for it, and the process may exit while it still runs);
 * failing closed: a validator that raises or times out is an error issue attributed to
   its plugin, and the other validators' results are still reported;
+* unable to end the process: once validators run, ``os._exit``, ``os.abort`` and the
+  ``os.exec*`` family refuse to act from any thread but the main one (of this process,
+  not of a child it forks), so a validator that tries is a failed gate
+  (``validator-exit``), reported and audited, never a command that "succeeds" having
+  done nothing;
 * through a cache: the issues of a validator that declares ``cache=True`` are kept per
   (revision, stage, validator, version, settings) under ``.lockgate/cache/validation/``,
   so re-validating an unchanged revision does not call it again.
@@ -176,6 +181,9 @@ class _Prepared:
     problems: tuple[Issue, ...] = ()
 
 
+_WORKER_NAME = "lockgate-validate"
+
+
 class _WorkerPool:
     """Daemon threads that run validator calls for every run in this process.
 
@@ -190,9 +198,10 @@ class _WorkerPool:
         self._live = 0
 
     def ensure(self, count: int) -> None:
+        _guard_process_exits()
         with self._lock:
             while self._live < count:
-                threading.Thread(target=self._work, name="lockgate-validate", daemon=True).start()
+                threading.Thread(target=self._work, name=_WORKER_NAME, daemon=True).start()
                 self._live += 1
 
     def write_off(self) -> None:
@@ -210,6 +219,73 @@ class _WorkerPool:
 
 
 _POOL = _WorkerPool()
+
+
+class _ExitAttempt(BaseException):
+    """Raised in a validator's thread in place of ending the process."""
+
+
+# What threads that validators started (not the workers) tried: "os._exit(0)", ...
+# Only ever appended to.
+_EXIT_ATTEMPTS: list[str] = []
+_GUARDED: dict[str, Any] = {}
+_CALL = threading.local()  # .attempt: what the validator running in this worker tried
+_ENDERS = (
+    "_exit",
+    "abort",
+    "execv",
+    "execve",
+    "execl",
+    "execle",
+    "execlp",
+    "execlpe",
+    "execvp",
+    "execvpe",
+)
+
+
+def _guard_process_exits() -> None:
+    """Make the calls that end or replace the process refuse to from a non-main thread.
+
+    Validators run in worker threads, and a call such as ``os._exit(0)`` there would end
+    the command at once with status 0: nothing recorded, the caller told all is well. The
+    kernel never ends the process from another thread, so from one, in this process,
+    these calls raise instead (a forked child, whose pid differs, is left alone). Only
+    Python-level calls are covered; see docs/validation.md for what is not.
+    """
+    if _GUARDED:
+        return
+    import posix
+
+    pid = os.getpid()
+    for name in _ENDERS:
+        original = getattr(os, name, None)
+        if original is None:
+            continue
+
+        def guard(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            if threading.current_thread() is threading.main_thread() or os.getpid() != pid:
+                return _original(*args)
+            shown = ", ".join(repr(a) for a in args[:2])
+            what = f"os.{_name}({shown})"
+            if threading.current_thread().name == _WORKER_NAME:
+                _CALL.attempt = what  # reported with the call, even if it is caught
+            else:
+                _EXIT_ATTEMPTS.append(what)
+            raise _ExitAttempt(what)
+
+        _GUARDED[name] = original
+        setattr(os, name, guard)
+        if getattr(posix, name, None) is original:
+            setattr(posix, name, guard)
+
+    previous_hook = threading.excepthook
+
+    def excepthook(args: Any) -> None:
+        if not isinstance(args.exc_value, _ExitAttempt):  # reported as a failed gate
+            previous_hook(args)
+
+    threading.excepthook = excepthook
 
 
 class Validation:
@@ -265,6 +341,8 @@ class Validation:
         validators: Sequence[Validator],
         workspace: bool,
     ) -> list[_Prepared]:
+        from lockgate.core.approvals import authors as approval_authors
+
         state = self.project.state()
         records = {r.component: r for r in state.components()}
         staged = tuple(
@@ -340,6 +418,7 @@ class Validation:
             current, graph = contexts[target]
             decisions: tuple[Decision, ...] = ()
             author = None
+            authors: tuple[str, ...] = ()
             if subject.revision is not None:
                 decisions = tuple(
                     Decision(a.actor, a.decision, a.at, a.comment)
@@ -353,6 +432,14 @@ class Validation:
                     ),
                     None,
                 )
+                owners = subject.metadata.get("owners") or ()
+                authors = approval_authors(
+                    state,
+                    subject.component,
+                    subject.revision,
+                    [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
+                    self.project.stage_names,
+                )
             context = ValidationContext(
                 batch=batch,
                 current=current,
@@ -360,6 +447,7 @@ class Validation:
                 graph=graph,
                 author=author,
                 decisions=decisions,
+                authors=authors,
             )
             chosen = tuple(v for v in validators if v.applies_to(subject.component_type))
             prepared.append(
@@ -467,9 +555,11 @@ class Validation:
                         cached_counts[ci] += 1
                         continue
                 tasks.append((ci, vi))
+        attempts = len(_EXIT_ATTEMPTS)
         fresh = self._run_parallel(prepared, tasks)
         outcomes.update(fresh)
-        if cache is not None:
+        strays = _EXIT_ATTEMPTS[attempts:]
+        if cache is not None and not strays:  # whose result is trustworthy is unknown
             for (ci, vi), issues in fresh.items():
                 wanted = keys.get((ci, vi))
                 if wanted is not None and not any(i.code.startswith("validator-") for i in issues):
@@ -480,6 +570,10 @@ class Validation:
             issues = list(item.problems)
             for vi in range(len(item.validators)):
                 issues.extend(outcomes.get((ci, vi), ()))
+            if strays and not any(i.code == "validator-exit" for i in issues):
+                # A thread a validator started, not the call itself: which one is unknown,
+                # so every component validated meanwhile fails.
+                issues.append(_exit_issue(None, ", ".join(strays)))
             results.append(
                 ComponentReadiness(
                     component=item.subject.component,
@@ -531,12 +625,19 @@ class Validation:
     @staticmethod
     def _call_one(item: _Prepared, index: int) -> list[Issue]:
         validator = item.validators[index]
+        _CALL.attempt = None
         try:
-            return validator.call(item.subject)
+            issues = validator.call(item.subject)
         except PluginHookError as exc:
             message = exc.message
         except BaseException as exc:  # a validator must never take the run down
             message = f"plugin '{validator.plugin}' failed: {type(exc).__name__}: {exc}"
+        else:
+            if _CALL.attempt is None:
+                return issues
+            message = ""
+        if _CALL.attempt is not None:
+            return [_exit_issue(validator.plugin, _CALL.attempt)]
         return [
             Issue(
                 Severity.ERROR,
@@ -582,6 +683,19 @@ class Validation:
                 if result.revision is not None
             ]
         )
+
+
+def _exit_issue(plugin: str | None, what: str) -> Issue:
+    """The issue of a validator that tried to end the process instead of returning."""
+    who = f"plugin '{plugin}'" if plugin else "a thread a validator started"
+    return Issue(
+        Severity.ERROR,
+        "validator-exit",
+        f"{who} tried to end the process ({what}) instead of returning its issues",
+        plugin=plugin or "lockgate",
+        hint=f"fix or disable {f'plugin {plugin!r}' if plugin else 'the validator'} "
+        "(plugins.disable in lockgate.yaml)",
+    )
 
 
 def _dep_id(dep: str) -> str:

@@ -1,7 +1,8 @@
 """Validator ``approvals``: enough approvals, from the right people, and no rejection.
 
-Approvals are bound to the revision's digest (restaging voids them). The revision's
-author's own approval never counts. Any rejection of the revision blocks it.
+Approvals are bound to the revision's digest (restaging voids them). The approval of
+any of the revision's authors (its declared owners and everyone whose staging it carries,
+``context.authors``) never counts. Any rejection of the revision blocks it.
 
 Settings (``plugins.approvals:``)::
 
@@ -76,6 +77,7 @@ def on_validate(subject: ValidationSubject, settings: ApprovalsSettings) -> list
             for d in context.decisions
             if d.decision == "approve"
             and d.actor != context.author
+            and d.actor not in context.authors
             and (approvers is None or d.actor in approvers)
         }
     )
@@ -88,7 +90,8 @@ def on_validate(subject: ValidationSubject, settings: ApprovalsSettings) -> list
                 "approval-missing",
                 f"needs {required} approval{'s' if required != 1 else ''}{who} to enter "
                 f"{subject.stage}, {have}",
-                hint=f"ask a reviewer other than {context.author or 'the author'} to run "
+                hint="ask a reviewer other than "
+                f"{', '.join(context.authors) or context.author or 'the author'} to run "
                 f"'lockgate approve {subject.component}'",
             )
         )
