@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lockgate.errors import (
         ConfigError,
         ConflictError,
+        CorruptStateError,
         InputError,
         LockedError,
         LockgateError,
@@ -74,6 +75,7 @@ _EXPORTS: dict[str, str] = {
     "WorkspaceManager": "lockgate.integration",
     "ConfigError": "lockgate.errors",
     "ConflictError": "lockgate.errors",
+    "CorruptStateError": "lockgate.errors",
     "InputError": "lockgate.errors",
     "LockedError": "lockgate.errors",
     "LockgateError": "lockgate.errors",
@@ -93,6 +95,7 @@ __all__ = [
     "ComponentStatus",
     "ConfigError",
     "ConflictError",
+    "CorruptStateError",
     "Decision",
     "InputError",
     "IntegrationPipeline",
