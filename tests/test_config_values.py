@@ -43,6 +43,24 @@ CASES = [
     ("staging:\n  workers: 99999999\n", "LOCKGATE__STAGING__WORKERS", "99999999", "must be <="),
     ("gc:\n  grace: .inf\n", "LOCKGATE__GC__GRACE", "inf", "finite number"),
     (
+        "plugins:\n  approvals:\n    required: -1\n",
+        "LOCKGATE__PLUGINS__APPROVALS__REQUIRED",
+        "-1",
+        "must be >= 0",
+    ),
+    (
+        "plugins:\n  limits:\n    max_files: -3\n",
+        "LOCKGATE__PLUGINS__LIMITS__MAX_FILES",
+        "-3",
+        "must be >= 0",
+    ),
+    (
+        "plugins:\n  watch:\n    debounce_ms: 99999999999\n",
+        "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS",
+        "99999999999",
+        "must be <= 3600000",
+    ),
+    (
         "plugins:\n  sqlite:\n    busy_timeout: .nan\n",
         "LOCKGATE__PLUGINS__SQLITE__BUSY_TIMEOUT",
         "nan",
