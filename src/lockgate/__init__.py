@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lockgate.errors import (
         ConfigError,
         ConflictError,
+        CorruptStateError,
         EnvironmentFault,
         InputError,
         LockedError,
@@ -76,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "lockgate.errors",
     "ConflictError": "lockgate.errors",
     "EnvironmentFault": "lockgate.errors",
+    "CorruptStateError": "lockgate.errors",
     "InputError": "lockgate.errors",
     "LockedError": "lockgate.errors",
     "LockgateError": "lockgate.errors",
@@ -95,6 +97,7 @@ __all__ = [
     "ComponentStatus",
     "ConfigError",
     "ConflictError",
+    "CorruptStateError",
     "Decision",
     "EnvironmentFault",
     "InputError",

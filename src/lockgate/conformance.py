@@ -49,7 +49,7 @@ from lockgate.core.contracts import (
     StateStore,
 )
 from lockgate.core.models import ComponentStatus
-from lockgate.errors import ConflictError
+from lockgate.errors import ConflictError, CorruptStateError
 
 __all__ = ["StateStoreConformance", "at"]
 
@@ -1042,3 +1042,37 @@ class StateStoreConformance:
         problems = verify_state(store)
         assert any(p.startswith("pointers: staging/etl is at none") for p in problems)
         assert any(p.startswith("pointer history: staging/etl") for p in problems)
+
+    # -- names: what a store returns is checked like user input
+
+    def test_names_at_the_edge_of_the_rules_round_trip(self, store: StateStore) -> None:
+        cid = "A9._-" + "x" * 59  # 64 characters, every allowed kind
+        ref = f"w.1_b-2:{cid}"
+        revision = "f" * 64
+        _stage(store, ref, revision, at(1), component_type="t.y_p-e", stage="qa-1.eu")
+        _move(store, "qa-1.eu", ref, revision, at(2), expected=0)
+        (record,) = store.components()
+        assert (record.workspace, record.component_id, record.component_type) == (
+            "w.1_b-2",
+            cid,
+            "t.y_p-e",
+        )
+        pointer = store.pointer("qa-1.eu", cid)
+        assert pointer is not None and pointer.revision == revision
+        assert [r.revision for r in store.revisions(ref)] == [revision]
+
+    @pytest.mark.parametrize(
+        "bad", ["x/../../outside", "..", "a\nb", "", ".hidden", "a" * 65, "a\\b"]
+    )
+    def test_records_refuse_names_no_store_may_return(self, bad: str) -> None:
+        """A store builds its records with these classes, so an edited row that holds one
+        of these names is a :class:`~lockgate.errors.CorruptStateError` when read, before
+        the kernel can join it to a path."""
+        with pytest.raises(CorruptStateError, match="edited or damaged"):
+            Pointer("staging", bad, "alice:etl", "r1", 1, at(1), "alice")
+        with pytest.raises(CorruptStateError):
+            Pointer("staging", "etl", "alice:etl", bad or "/", 1, at(1), "alice")
+        with pytest.raises(CorruptStateError):
+            _component(f"alice:{bad}")
+        with pytest.raises(CorruptStateError):
+            _revision("alice:etl", "r1", created_at=at(1), stage=bad)

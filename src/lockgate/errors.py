@@ -12,6 +12,7 @@ Hierarchy::
     ├── InputError (ValueError)        exit 2  bad input: usage, references, paths
     │   ├── ConfigError                exit 2  lockgate.yaml, environment overrides, settings
     │   ├── NotFoundError (LookupError) exit 2 an unknown component, revision, stage, plugin
+    │   ├── CorruptStateError          exit 2  a record in the state store breaks lockgate's rules
     │   └── ProjectNotFoundError       exit 2  no lockgate.yaml here or in any parent
     ├── PluginError                    exit 3  a plugin failed
     │   ├── PluginLoadError            exit 3  import or hook validation failed (strict mode)
@@ -35,6 +36,7 @@ from typing import ClassVar
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "CorruptStateError",
     "EnvironmentFault",
     "InputError",
     "LockedError",
@@ -86,6 +88,12 @@ class ConfigError(InputError):
 
 class NotFoundError(InputError, LookupError):
     """A named thing (component, revision, stage, plugin) does not exist."""
+
+
+class CorruptStateError(InputError):
+    """A record read back from the state store (a pointer, an intent, a revision) holds
+    a value lockgate never writes, such as a component id with ``/`` or ``..``: the store
+    was edited or damaged, and the record is refused before it touches any file."""
 
 
 class ProjectNotFoundError(InputError):

@@ -25,7 +25,8 @@ from typing import Any
 from lockgate.core.contracts import Prepared
 from lockgate.core.durability import fsync_dir
 from lockgate.core.models import RoleContext
-from lockgate.errors import ConfigError
+from lockgate.core.refs import name_problem
+from lockgate.errors import ConfigError, InputError
 from lockgate.hookspecs import hookimpl
 
 _REVISION = re.compile(r"[0-9a-f]{64}")
@@ -67,8 +68,19 @@ class DirectoryTarget:
 
     # ------------------------------------------------------------------ the switch
 
-    def _entry(self, component_id: str) -> str:
-        return os.path.join(self.directory, component_id)
+    def _entry(self, component_id: str, prefix: str = "", suffix: str = "") -> str:
+        """``<dir>/<prefix><component_id><suffix>``, refused unless it is an entry of
+        ``<dir>`` itself: ids come back from the state store, which may have been edited."""
+        problem = name_problem(component_id)
+        entry = os.path.join(self.directory, f"{prefix}{component_id}{suffix}")
+        if problem is None and os.path.dirname(entry) != str(self.directory):
+            problem = "is not a single path segment"
+        if problem is not None:
+            raise InputError(
+                f"component id {component_id!r} {problem}: refusing to deploy it outside the "
+                f"stage directory {self.directory}"
+            )
+        return entry
 
     def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
         os.makedirs(self.directory, exist_ok=True)
@@ -77,23 +89,24 @@ class DirectoryTarget:
             return Prepared(component_id, None, None)
         if release is None:
             raise ValueError("a release directory is needed to deploy a revision")
-        tmp = os.path.join(self.directory, f".{component_id}{_TMP}{uuid.uuid4().hex[:12]}")
+        tmp = self._entry(component_id, ".", f"{_TMP}{uuid.uuid4().hex[:12]}")
         os.symlink(os.path.relpath(release, self.directory), tmp)
         return Prepared(component_id, revision, tmp)
 
     def commit(self, prepared: Prepared) -> None:
         entry = self._entry(prepared.component_id)
         if prepared.revision is None:
-            gone = os.path.join(
-                self.directory, f".{prepared.component_id}{_TMP}{uuid.uuid4().hex[:12]}"
-            )
+            gone = self._entry(prepared.component_id, ".", f"{_TMP}{uuid.uuid4().hex[:12]}")
             try:
                 os.rename(entry, gone)
             except FileNotFoundError:
                 return
             os.unlink(gone)
         else:
-            os.rename(str(prepared.token), entry)
+            token = str(prepared.token)
+            if os.path.dirname(token) != str(self.directory):
+                raise InputError(f"{token!r} is not a temporary link this target prepared")
+            os.rename(token, entry)
         fsync_dir(self.directory)
 
     def abort(self, prepared: Prepared) -> None:
@@ -103,6 +116,7 @@ class DirectoryTarget:
 
     def _sweep(self, component_id: str) -> None:
         """Remove temporary links a crashed switch left (switches are serialized)."""
+        self._entry(component_id)
         prefix = f".{component_id}{_TMP}"
         with os.scandir(self.directory) as entries:
             for entry in entries:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from lockgate.builtin_plugins.local_journal import Journal
 from lockgate.core.contracts import FileStat, LinkMode, lost_object
 from lockgate.core.durability import boot_id, syncfs
-from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
+from lockgate.core.manifest import Manifest, check_paths, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
 from lockgate.errors import ConflictError, InputError, NotFoundError
@@ -320,7 +320,7 @@ class LocalContentStore:
     # ------------------------------------------------------------------ materializing
 
     def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
-        _check_manifest_paths(manifest)
+        check_paths(manifest)
         dest.mkdir(parents=True, exist_ok=False)
         for entry in manifest.entries:
             target = dest / entry.path
@@ -379,18 +379,6 @@ def _reflink(source: Path, target: Path) -> bool:
         return False
     target.unlink()
     return False
-
-
-def _check_manifest_paths(manifest: Manifest) -> None:
-    """Refuse entries that could write outside the destination (a crafted manifest)."""
-    links = {e.path for e in manifest.entries if e.kind == "symlink"}
-    for entry in manifest.entries:
-        parts = entry.path.split("/")
-        if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise InputError(f"manifest entry {entry.path!r} is not a safe relative path")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in links:
-                raise InputError(f"manifest entry {entry.path!r} lies under a symlink")
 
 
 def _copy_fd(src: int, dst: int, expected: int) -> int:

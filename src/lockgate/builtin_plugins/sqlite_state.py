@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ from lockgate.core.contracts import (
 )
 from lockgate.core.models import ComponentStatus, RoleContext
 from lockgate.core.records import record
-from lockgate.errors import ConflictError, InputError, LockedError
+from lockgate.errors import ConfigError, ConflictError, InputError, LockedError
 from lockgate.hookspecs import hookimpl
 
 __all__ = ["MIGRATIONS", "SqliteSettings", "SqliteStateStore"]
@@ -155,10 +156,43 @@ MIGRATIONS: tuple[str, ...] = (
 
 @record
 class SqliteSettings:
-    """``plugins.sqlite:`` — the database file (inside ``.lockgate/``) and lock waits."""
+    """``plugins.sqlite:`` — the database file and lock waits.
+
+    ``path`` is relative to ``.lockgate/`` and stays inside it: everything lockgate keeps is
+    in one directory to back up, and a path from the environment cannot point the state
+    elsewhere. ``allow_outside: true`` lifts that rule for a path that must leave it.
+    """
 
     path: str = "state.db"
-    busy_timeout: float = 10.0
+    busy_timeout: float = attrs.field(
+        default=10.0, validator=[attrs.validators.ge(0), attrs.validators.le(3600)]
+    )
+    allow_outside: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        # "'path' ..." lets the configuration name the key and its line.
+        if "\x00" in self.path or not self.path.strip():
+            raise ValueError(f"'path' {self.path!r} names no file; give a file name")
+        if self.allow_outside:
+            return
+        normal = os.path.normpath(self.path)
+        if Path(normal).is_absolute() or normal in (".", "..") or normal.startswith("../"):
+            raise ValueError(
+                f"'path' {self.path!r} leaves .lockgate/; give a file name inside it, or set "
+                "plugins.sqlite.allow_outside: true"
+            )
+
+    def database(self, state_dir: Path) -> Path:
+        """The database file; ConfigError when a symlink leads it out of ``state_dir``."""
+        path = state_dir / self.path
+        if not self.allow_outside:
+            inside = state_dir.resolve()
+            if not path.resolve().is_relative_to(inside) or path.resolve() == inside:
+                raise ConfigError(
+                    f"plugins.sqlite.path {self.path!r} resolves outside .lockgate/ (through "
+                    "a symlink); remove the link, or set plugins.sqlite.allow_outside: true"
+                )
+        return path
 
 
 @hookimpl
@@ -206,7 +240,7 @@ class SqliteStateStore:
     @classmethod
     def from_context(cls, ctx: RoleContext) -> SqliteStateStore:
         settings = ctx.settings or SqliteSettings()
-        return cls(ctx.state_dir / settings.path, busy_timeout=settings.busy_timeout)
+        return cls(settings.database(ctx.state_dir), busy_timeout=settings.busy_timeout)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -143,13 +143,18 @@ class WorkspaceSource:
         # Each component's latest scan with its directory listings, for remember().
         self._walks: dict[ComponentRef, tuple[ScanResult, dict[str, _Listed], tuple[str, ...]]]
         self._walks = {}
+        self._real_root = os.path.realpath(root)
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> WorkspaceSource:
         options = ctx.options
-        root = (ctx.project_root / str(options.get("root", "workspaces"))).resolve()
+        raw = str(options.get("root", "workspaces"))
+        root = (ctx.project_root / raw).resolve()
         if not root.is_relative_to(ctx.project_root.resolve()):
-            raise ConfigError(f"workspaces.root {options.get('root')!r} leaves the project")
+            raise ConfigError(
+                f"workspaces.root {raw!r} leaves the project (through a symlink?); "
+                "give a directory inside it"
+            )
         return cls(
             project_root=ctx.project_root,
             root=root,
@@ -192,12 +197,21 @@ class WorkspaceSource:
         segment = self.layout.segments[depth]
         if "{" not in segment:
             child = directory / segment
+            if child.is_symlink() and not _inside(os.path.realpath(child), self._real_root):
+                message = f"{child}: symlink to {os.readlink(child)!r} leaves {self.root}"
+                problems.append(Issue(Severity.ERROR, "symlink-escape", message, path=str(child)))
+                return
             if child.is_dir():
                 self._descend(child, depth, values, found, problems, wanted)
             return
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except FileNotFoundError:
+            return
+        except OSError as exc:
+            # One unreadable directory is that directory's problem, not every workspace's.
+            message = f"{directory}: cannot be read ({exc.strerror or exc}); fix its permissions"
+            problems.append(Issue(Severity.ERROR, "unreadable", message, path=str(directory)))
             return
         key = segment[1:-1]
         for entry in entries:
@@ -314,6 +328,15 @@ class WorkspaceSource:
                         for name in subdirs:
                             child = os.open(name, _DIR_FLAGS, dir_fd=fd)
                             stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
+                    except OSError as exc:
+                        if isinstance(exc, FileNotFoundError):
+                            raise  # gone meanwhile: callers tell that apart
+                        name = exc.filename if isinstance(exc.filename, str) else ""
+                        where = os.path.join(abs_dir, name) if name else abs_dir
+                        raise InputError(
+                            f"{where}: cannot be read ({exc.strerror or exc}); fix its "
+                            f"permissions or list it in {IGNORE_FILE}"
+                        ) from exc
                     finally:
                         os.close(fd)
                 # Left in directory order: the manifest sorts its entries itself.
@@ -691,6 +714,10 @@ def _check_file_name(rel: str, abs_path: str) -> None:
         ) from None
     if _CONTROL.search(rel):
         raise InputError(f"{abs_path!r}: file name holds control characters; rename it")
+
+
+def _inside(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root + os.sep)
 
 
 def _check_symlink(abs_path: str, rel: str, real_root: str) -> str:

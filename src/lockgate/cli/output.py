@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,28 @@ import click
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["console", "emit_json", "json_option", "table", "wants_json"]
+__all__ = ["console", "emit_json", "json_option", "printable", "table", "wants_json"]
+
+# C0 and C1 controls (ANSI escapes start with ESC), DEL, line separators and the bidi
+# controls that reorder what follows them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\n``, ``\\x1b``).
+
+    Tables show what actors, reasons and file names hold, which anyone who can run a
+    command chooses: on a terminal an escape sequence would recolour, move the cursor or
+    rewrite earlier lines, and a newline would forge a row. JSON output keeps the value.
+    """
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0]) or _escape(ord(m[0])), text)
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def json_option(f: Any) -> Any:
@@ -49,10 +71,12 @@ def table(
     """Print a simple table."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     tbl = Table(title=title, box=box.SIMPLE_HEAD, caption=caption or None, title_justify="left")
     for column in columns:
         tbl.add_column(column, overflow="fold")
     for row in rows:
-        tbl.add_row(*("" if v is None else str(v) for v in row))
+        # Text, not a string: rich would read "[bold]" in a reason as markup.
+        tbl.add_row(*(Text("" if v is None else printable(str(v))) for v in row))
     console().print(tbl)

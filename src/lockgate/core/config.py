@@ -19,6 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from lockgate.core.records import record
+from lockgate.core.refs import NAME_PATTERN, name_problem
 from lockgate.core.structure import EnvValue, did_you_mean, structure
 from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import ConfigError, PluginHookError
@@ -53,6 +54,12 @@ KeyPath = tuple[str, ...]
 # --------------------------------------------------------------------------- schema
 
 
+def _within(low: float, high: float) -> Any:
+    """A validator for a number in ``[low, high]``: limits and timeouts refuse absurd values
+    (NaN and infinities never get here: the structurer refuses them)."""
+    return [attrs.validators.ge(low), attrs.validators.le(high)]
+
+
 @record
 class ProjectSection:
     """``project:`` — about the project itself."""
@@ -65,7 +72,7 @@ class StateSection:
     """``state:`` — which state store plays the role, and how long to wait for locks."""
 
     store: str = "sqlite"
-    lock_timeout: float = 10.0
+    lock_timeout: float = attrs.field(default=10.0, validator=_within(0, 3600))
 
 
 @record
@@ -92,21 +99,23 @@ MiB = 1024 * 1024
 class StagingSection:
     """``staging:`` — limits and speed settings for turning workspaces into revisions."""
 
-    max_file_size: int = 256 * MiB
-    max_component_size: int = 4096 * MiB
-    max_files: int = 200_000
+    max_file_size: int = attrs.field(default=256 * MiB, validator=_within(1, 2**62))
+    max_component_size: int = attrs.field(default=4096 * MiB, validator=_within(1, 2**62))
+    max_files: int = attrs.field(default=200_000, validator=_within(1, 2**40))
     link: Literal["auto", "reflink", "hardlink", "copy"] = "auto"
-    workers: int = 0
-    progress_min_files: int = 2_000
-    progress_min_bytes: int = 256 * MiB
+    workers: int = attrs.field(default=0, validator=_within(0, 1024))
+    progress_min_files: int = attrs.field(default=2_000, validator=_within(0, 2**62))
+    progress_min_bytes: int = attrs.field(default=256 * MiB, validator=_within(0, 2**62))
 
 
 @record
 class ValidationSection:
     """``validation:`` — how validators run (see docs/validation.md)."""
 
-    timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    timeout: float = attrs.field(
+        default=30.0, validator=[attrs.validators.gt(0), attrs.validators.le(86400)]
+    )
+    workers: int = attrs.field(default=0, validator=_within(0, 1024))
     cache: bool = True
 
 
@@ -151,7 +160,7 @@ class GcSection:
     """``gc:`` — what ``lockgate gc`` keeps."""
 
     keep: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    grace: float = attrs.field(default=3600.0, validator=attrs.validators.ge(0))
+    grace: float = attrs.field(default=3600.0, validator=_within(0, 10 * 365 * 86400))
 
 
 def _default_stages() -> dict[str, StageSection]:
@@ -267,7 +276,9 @@ class ConfigLayers:
             )
         if plugins is not None:
             data["plugins"] = {k: v for k, v in plugins.items() if k in SELECTION_KEYS}
-        return structure(Config, data, (), self.where)
+        config = structure(Config, data, (), self.where)
+        _check_stage_names(config, self)
+        return config
 
     def plugin_sections(self) -> dict[str, Any]:
         """The raw ``plugins.<name>`` sections."""
@@ -327,6 +338,25 @@ class ConfigLayers:
                 continue  # the first plugin in hook order wins
             _set_path(self.plugin_data, path, value)
             self.plugin_names[path] = plugin
+
+
+def _check_stage_names(config: Config, layers: ConfigLayers) -> None:
+    """Stage names become directory names and state-store keys: they follow the name rules,
+    and a ladder needs at least one stage."""
+    if not config.stages:
+        raise ConfigError(
+            f"{layers.where(('stages',))}: stages: no stage is configured; name at least one "
+            "(such as 'staging: {}'), or remove the key for staging, integration, production"
+        )
+    for name in config.stages:
+        problem = name_problem(name)
+        if problem is not None:
+            keys = [k for k in (*layers.file_lines, *layers.env_names) if k[:2] == ("stages", name)]
+            where = layers.where(min(keys, key=len) if keys else ("stages",))
+            raise ConfigError(
+                f"{where}: stages: stage name {name!r} {problem}; stage names match "
+                f"{NAME_PATTERN} (letters, digits, '.', '_', '-')"
+            )
 
 
 def yaml_cache_dir(state_dir: Path) -> Path:

@@ -17,7 +17,8 @@ import attrs
 from lockgate.core.manifest import Manifest
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef
+from lockgate.core.refs import ComponentRef, name_problem
+from lockgate.errors import CorruptStateError
 
 __all__ = [
     "Approval",
@@ -46,6 +47,7 @@ __all__ = [
     "StateCounts",
     "StateStore",
     "Target",
+    "corrupt_record",
     "lost_object",
     "store_forget_lost",
     "store_is_durable",
@@ -391,6 +393,46 @@ class Target(Protocol):
 # --------------------------------------------------------------------------- state
 
 
+def _stored(
+    record: object, kind: str, names: str = "", refs: str = "", revisions: str = ""
+) -> None:
+    """Refuse a record whose names could not have come from lockgate.
+
+    Records are built by the state store from what it read back, and the kernel joins
+    their component ids, stage names and revision ids to paths. Checking them here, with
+    the rules user input follows, covers every store: a row edited to hold
+    ``x/../../outside`` is refused before any command touches a file with it.
+    """
+    checks = [(n, "name") for n in names.split()]
+    checks += [(n, "ref") for n in refs.split()]
+    checks += [(n, "revision") for n in revisions.split()]
+    for field, rule in checks:
+        value = getattr(record, field)
+        if value is None and (rule == "revision" or field == "stage"):
+            continue
+        problem = _ref_problem(value) if rule == "ref" else name_problem(value)
+        if problem is not None:
+            raise corrupt_record(kind, field, value, problem)
+
+
+def corrupt_record(kind: str, field: str, value: object, problem: str) -> CorruptStateError:
+    """The error for a record read back from the state store that breaks lockgate's rules."""
+    article = "an" if kind[:1] in "aeiou" else "a"
+    return CorruptStateError(
+        f"the state store holds {article} {kind} whose {field} {value!r} {problem}: lockgate never "
+        "writes that, so .lockgate/ was edited or damaged; restore it from a backup, or "
+        "correct or delete that record"
+    )
+
+
+def _ref_problem(value: object) -> str | None:
+    if not isinstance(value, str) or ":" not in value:
+        return "is not WORKSPACE:ID"
+    workspace, _, component_id = value.partition(":")
+    problem = name_problem(workspace) or name_problem(component_id)
+    return None if problem is None else f"is not WORKSPACE:ID of two names (one {problem})"
+
+
 @record
 class RevisionRecord:
     """A revision as the state store knows it."""
@@ -404,6 +446,9 @@ class RevisionRecord:
     size: int
     parent: str | None = None
 
+    def __attrs_post_init__(self) -> None:
+        _stored(self, "revision", names="stage", refs="component", revisions="revision parent")
+
 
 @record
 class ComponentRecord:
@@ -416,6 +461,15 @@ class ComponentRecord:
     status: ComponentStatus
     latest_revision: str | None
     updated_at: str
+
+    def __attrs_post_init__(self) -> None:
+        _stored(
+            self,
+            "component",
+            names="workspace component_id component_type",
+            refs="component",
+            revisions="latest_revision",
+        )
 
 
 @record
@@ -478,6 +532,9 @@ class Pointer:
     updated_at: str
     actor: str
 
+    def __attrs_post_init__(self) -> None:
+        _stored(self, "pointer", names="stage component_id", refs="component", revisions="revision")
+
 
 @record
 class PointerChange:
@@ -496,6 +553,15 @@ class PointerChange:
     valid_until: str | None = None
     event_seq: int | None = None
 
+    def __attrs_post_init__(self) -> None:
+        _stored(
+            self,
+            "pointer change",
+            names="stage component_id",
+            refs="component",
+            revisions="revision previous_revision",
+        )
+
 
 @record
 class Approval:
@@ -508,6 +574,9 @@ class Approval:
     at: str
     stage: str | None = None
     comment: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _stored(self, "decision", names="stage", refs="component", revisions="revision")
 
 
 @record

@@ -197,6 +197,9 @@ def collect_garbage(
     check_text("--reason", reason)
     grace = project.config.gc.grace if grace is None else grace
     promoter = Promoter(project)
+    # Opening the state store settles interrupted operations under the lock it takes
+    # itself: opened first under gc's lock, it would wait for gc.
+    project.state()
     with promoter.lock("gc"):
         recover_pending(project, locked=True)
         state, content = project.state(), project.content()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
@@ -24,6 +25,7 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "ManifestDiff",
+    "check_paths",
     "digest_bytes",
     "hash_file",
     "new_hasher",
@@ -184,3 +186,54 @@ class ManifestDiff:
             "modified": list(self.modified),
             "removed": list(self.removed),
         }
+
+
+def check_paths(manifest: Manifest, where: str = "manifest") -> None:
+    """Refuse a manifest that could write or point outside the directory it is laid out
+    in: an absolute path, ``..``, an entry under a symlink, or a symlink whose target
+    leaves the tree, directly or through another of its symlinks. Staging never records
+    one; a manifest read back from the content store may have been crafted.
+    """
+    links = {e.path: str(e.target) for e in manifest.entries if e.kind == "symlink"}
+    for entry in manifest.entries:
+        parts = entry.path.split("/")
+        if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InputError(f"{where}: entry {entry.path!r} is not a safe relative path")
+        if any(_CONTROL.search(p) for p in parts):
+            raise InputError(f"{where}: entry {entry.path!r} holds control characters")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in links:
+                raise InputError(f"{where}: entry {entry.path!r} lies under a symlink")
+        if entry.kind == "symlink" and _resolve(links, parts[:-1], str(entry.target)) is None:
+            raise InputError(
+                f"{where}: symlink {entry.path!r} -> {entry.target!r} points outside the revision"
+            )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _resolve(
+    links: dict[str, str], base: list[str], target: str, depth: int = 0
+) -> list[str] | None:
+    """Where ``target`` (relative to directory ``base``) leads, following the manifest's
+    own symlinks; None when it leaves the tree, is absolute or loops."""
+    if target.startswith("/") or depth > 40:
+        return None
+    parts = list(base)
+    for segment in target.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(segment)
+        link = links.get("/".join(parts))
+        if link is not None:
+            resolved = _resolve(links, parts[:-1], link, depth + 1)
+            if resolved is None:
+                return None
+            parts = resolved
+    return parts

@@ -41,6 +41,7 @@ from lockgate.core.contracts import (
     Pointer,
     PointerChange,
     Target,
+    corrupt_record,
     store_is_durable,
 )
 from lockgate.core.failpoints import failpoint
@@ -49,7 +50,14 @@ from lockgate.core.lifecycle import move_pointer, next_status, now_iso
 from lockgate.core.locking import OperationLock
 from lockgate.core.models import ChangeEvent
 from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, check_name, check_text, short
+from lockgate.core.refs import (
+    ComponentRef,
+    check_name,
+    check_revision,
+    check_text,
+    name_problem,
+    short,
+)
 from lockgate.errors import (
     ConflictError,
     EnvironmentFault,
@@ -773,22 +781,48 @@ def recover_pending(project: Project, *, locked: bool = False) -> list[Recovered
     return _recover(project, promoter)
 
 
+def _intent_names(intent: Intent) -> tuple[str, str, str, str | None, int]:
+    """Stage, component id, component, revision and generation of an intent, checked like
+    user input before recovery joins them to a path (the state store may have been edited)."""
+    payload = intent.payload
+    kind = f"intent {intent.id!r}"
+    names = [payload.get("stage"), payload.get("component_id")]
+    for field, value in zip(("stage", "component_id"), names, strict=True):
+        problem = name_problem(value)
+        if problem is not None:
+            raise corrupt_record(kind, f"payload {field}", value, problem)
+    component = payload.get("component")
+    try:
+        ComponentRef.parse(str(component))
+    except InputError:
+        raise corrupt_record(kind, "payload component", component, "is not WORKSPACE:ID") from None
+    revision = payload.get("revision")
+    if revision is not None:
+        try:
+            revision = check_revision(revision)
+        except InputError:
+            raise corrupt_record(
+                kind, "payload revision", revision, "is not a revision id"
+            ) from None
+    generation = payload.get("generation")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
+        raise corrupt_record(kind, "payload generation", generation, "is not a positive integer")
+    return str(names[0]), str(names[1]), str(component), revision, generation
+
+
 def _recover(project: Project, promoter: Promoter) -> list[Recovered]:
     from lockgate.core.releases import ensure_release
 
     state = project.state()
     settled = []
     for intent in state.open_intents():
-        payload = intent.payload
-        stage = str(payload.get("stage"))
-        component_id = str(payload.get("component_id"))
-        intended = payload.get("revision")
+        stage, component_id, component, intended, generation = _intent_names(intent)
         if stage not in project.config.stages:
             state.close_intent(intent.id, "undone")
             continue
         pointer = state.pointer(stage, component_id)
         now = pointer.revision if pointer else None
-        moved = pointer is not None and pointer.generation >= int(str(payload.get("generation")))
+        moved = pointer is not None and pointer.generation >= generation
         outcome = "completed" if moved and now == intended else "undone"
         for target in promoter.targets(stage):
             release = ensure_release(project, now) if now else None
@@ -798,7 +832,6 @@ def _recover(project: Project, promoter: Promoter) -> list[Recovered]:
             else:
                 target.commit(prepared)
         failpoint("recover.after_switch")
-        component = str(payload.get("component"))
         # One recover event per intent, even when a recovery died between writing it and
         # closing the intent (the next one decides the same from the same pointer).
         earlier = state.events(EventFilter(component=component, stage=stage, action="recover"))

@@ -13,34 +13,29 @@ import attrs
 
 from lockgate.errors import InputError
 
-__all__ = ["NAME_PATTERN", "ComponentRef", "check_name", "check_text", "short"]
+__all__ = [
+    "NAME_PATTERN",
+    "ComponentRef",
+    "check_name",
+    "check_revision",
+    "check_text",
+    "name_problem",
+    "short",
+]
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 """Workspace names, component ids, component types and stage names: a letter or digit,
 then up to 63 letters, digits, ``.``, ``_`` or ``-``."""
 
 _NAME = re.compile(NAME_PATTERN)
+_REVISION = re.compile(r"[0-9a-f]{64}")
 
 
 def check_name(kind: str, value: str) -> str:
     """Return ``value`` if it is a valid name, else raise a clear :class:`InputError`."""
-    if _NAME.fullmatch(value) and ".." not in value:
+    problem = name_problem(value)
+    if problem is None:
         return value
-    if not value:
-        problem = "is empty"
-    elif "\x00" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        problem = "contains NUL or control characters"
-    elif "/" in value or "\\" in value:
-        problem = "contains a path separator"
-    elif ".." in value:
-        problem = "contains '..'"
-    elif len(value) > 64:
-        problem = "is longer than 64 characters"
-    else:
-        problem = (
-            "has characters outside letters, digits, '.', '_' and '-', "
-            "or starts with '.', '_' or '-'"
-        )
     raise InputError(
         f"{kind} {value!r} {problem}; {kind}s match {NAME_PATTERN} (letters, digits, '.', '_', '-')"
     )
@@ -67,6 +62,38 @@ def check_text(what: str, value: str | None) -> str | None:
             "give it as UTF-8 text"
         ) from None
     return value
+
+
+def name_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a name (``"contains '..'"``), or None when it is one."""
+    if not isinstance(value, str):
+        return f"is a {type(value).__name__}, not a string"
+    if _NAME.fullmatch(value) and ".." not in value:
+        return None
+    if not value:
+        return "is empty"
+    if "\x00" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains NUL or control characters"
+    if "/" in value or "\\" in value:
+        return "contains a path separator"
+    if ".." in value:
+        return "contains '..'"
+    if len(value) > 64:
+        return "is longer than 64 characters"
+    return (
+        "has characters outside letters, digits, '.', '_' and '-', or starts with '.', '_' or '-'"
+    )
+
+
+def check_revision(value: object) -> str:
+    """Return ``value`` if it is a revision id (64 lowercase hex digits), else raise
+    :class:`InputError`: only such ids are ever joined to a path (a release directory)."""
+    if isinstance(value, str) and _REVISION.fullmatch(value):
+        return value
+    raise InputError(
+        f"{value!r} is not a revision id (64 lowercase hex digits); "
+        "name a revision by a prefix of its id, as 'lockgate history' shows it"
+    )
 
 
 @attrs.frozen(order=True)

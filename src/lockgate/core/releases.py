@@ -14,6 +14,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lockgate.core.manifest import check_paths
+from lockgate.core.refs import check_revision
+
 if TYPE_CHECKING:
     from lockgate.core.project import Project
 
@@ -30,8 +33,12 @@ RELEASES_DIRNAME = "releases"
 
 
 def release_path(project: Project, revision: str) -> Path:
-    """Where the release of ``revision`` lives (whether or not it exists yet)."""
-    return project.state_dir / RELEASES_DIRNAME / revision
+    """Where the release of ``revision`` lives (whether or not it exists yet).
+
+    ``revision`` must be a revision id (64 hex digits): ids come back from the state
+    store, and nothing else may be joined to the releases directory.
+    """
+    return project.state_dir / RELEASES_DIRNAME / check_revision(revision)
 
 
 def ensure_release(project: Project, revision: str) -> Path:
@@ -42,8 +49,12 @@ def ensure_release(project: Project, revision: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{revision[:16]}-{uuid.uuid4().hex[:8]}"
     content = project.content()
+    manifest = content.get_manifest(revision)
+    # Whatever content store holds it, a crafted manifest must not lay files (or links)
+    # out of the release directory.
+    check_paths(manifest, where=f"revision {revision[:12]}")
     try:
-        content.materialize(content.get_manifest(revision), tmp, project.config.staging.link)
+        content.materialize(manifest, tmp, project.config.staging.link)
         try:
             tmp.rename(final)
         except OSError:

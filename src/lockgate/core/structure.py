@@ -12,6 +12,7 @@ converted by the field's type (``"true"`` for a bool, ``"a,b"`` for a list of st
 from __future__ import annotations
 
 import enum
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -143,6 +144,8 @@ def _convert(tp: Any, value: Any, path: KeyPath, where: Locator) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(path, where, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            _fail(path, where, f"expected a finite number, got {_describe(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

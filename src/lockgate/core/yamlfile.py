@@ -20,10 +20,18 @@ from lockgate.errors import ConfigError
 if TYPE_CHECKING:
     import yaml
 
-__all__ = ["MAX_NODES", "MAX_YAML_BYTES", "YamlDocument", "load_yaml_file", "load_yaml_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_YAML_BYTES",
+    "YamlDocument",
+    "load_yaml_file",
+    "load_yaml_text",
+]
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+MAX_DEPTH = 100
 CACHE_ENTRIES = 1024
 """Parsed YAML files kept in a cache directory before the older half is dropped."""
 
@@ -157,6 +165,8 @@ def load_yaml_text(text: str, path: Path) -> YamlDocument:
         raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except RecursionError as exc:  # the parser's own recursion, on absurd nesting
+        raise ConfigError(f"{path}: nested too deeply; simplify the file") from exc
     finally:
         loader.dispose()
     return YamlDocument(data=data, lines=lines, path=path)
@@ -184,6 +194,12 @@ def _convert(
         raise ConfigError(
             f"{path}:{node.start_mark.line + 1}: more than {MAX_NODES} YAML nodes "
             "(aliases expand); simplify the file"
+        )
+    if len(key_path) > MAX_DEPTH:
+        # Also what a recursive alias (``x: &a [*a]``) becomes: a value inside itself.
+        raise ConfigError(
+            f"{path}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep "
+            "(or an alias refers to a value that contains it); simplify the file"
         )
     if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
         # The walk below builds plain dicts and lists itself, so a tag on a collection

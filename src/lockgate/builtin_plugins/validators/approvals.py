@@ -26,7 +26,9 @@ from lockgate.hookspecs import hookimpl
 class StageApprovals:
     """``plugins.approvals.stages.<stage>:``."""
 
-    required: int | None = None
+    required: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     approvers: list[str] | None = None
 
 
@@ -34,7 +36,7 @@ class StageApprovals:
 class ApprovalsSettings:
     """``plugins.approvals:`` in lockgate.yaml."""
 
-    required: int = 0
+    required: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     stages: dict[str, StageApprovals] = attrs.field(factory=dict)
 
     def for_stage(self, stage: str) -> tuple[int, list[str] | None]:

@@ -38,9 +38,9 @@ DEFAULT_FORBIDDEN = [
 class LimitsSettings:
     """``plugins.limits:`` in lockgate.yaml."""
 
-    max_file_size: int = 100 * MiB
-    max_component_size: int = 1024 * MiB
-    max_files: int = 10_000
+    max_file_size: int = attrs.field(default=100 * MiB, validator=attrs.validators.ge(0))
+    max_component_size: int = attrs.field(default=1024 * MiB, validator=attrs.validators.ge(0))
+    max_files: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
     forbidden: list[str] = attrs.field(factory=lambda: list(DEFAULT_FORBIDDEN))
 
 

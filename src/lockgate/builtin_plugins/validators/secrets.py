@@ -66,7 +66,7 @@ class SecretsSettings:
     allow: list[str] = attrs.field(factory=list)
     env_files: bool = True
     patterns: dict[str, str] = attrs.field(factory=dict)
-    max_bytes: int = 2 * 1024 * 1024
+    max_bytes: int = attrs.field(default=2 * 1024 * 1024, validator=attrs.validators.ge(0))
 
     def __attrs_post_init__(self) -> None:
         for name, pattern in self.patterns.items():

@@ -48,7 +48,7 @@ class SyntaxSettings:
     languages: list[str] = attrs.field(
         factory=lambda: list(LANGUAGES), validator=_in(tuple(LANGUAGES))
     )
-    max_bytes: int = 5 * 1024 * 1024
+    max_bytes: int = attrs.field(default=5 * 1024 * 1024, validator=attrs.validators.ge(0))
 
 
 @hookimpl

@@ -767,4 +767,16 @@ def _unwatched_directories(observer: BaseObserver, root: str) -> list[bytes]:
             group = getattr(emitter, "_inotify", None)
             watched.update(getattr(group, "_active_callbacks_by_path", {}))
         missing = [p for p in missing if p not in watched and Path(os.fsdecode(p)).is_dir()]
-    return missing
+    # A directory that cannot be read cannot be watched either: not a limit (discovery
+    # and scans report it as that directory's problem).
+    return [p for p in missing if _readable(p)]
+
+
+def _readable(path: bytes) -> bool:
+    try:
+        os.scandir(path).close()
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
