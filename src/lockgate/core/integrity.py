@@ -5,9 +5,11 @@ it), and for every stage and component id the current revision, the last-good on
 the last ``keep`` distinct revisions that were live there (the retention window), plus
 anything an open intent names. Everything those revisions need stays; other release
 directories go, and so do objects no kept revision needs, once they are older than the
-grace period (so an object a concurrent staging just wrote, before its revision is
-recorded, is never taken). Manifests of every revision are kept: history is never
-pruned, and a revision whose objects were collected can still be listed and diffed.
+grace period. gc holds the staging lock exclusive throughout (see
+:mod:`lockgate.core.locking`), so no staging is between reusing an object it found
+stored and recording its revision: what a staging records is never taken. Manifests of
+every revision are kept: history is never pruned, and a revision whose objects were
+collected can still be listed and diffed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lockgate.core.contracts import (
     store_tmp,
 )
 from lockgate.core.lifecycle import now_iso
+from lockgate.core.locking import StagingLock
 from lockgate.core.promotion import Promoter, last_good, recover_pending
 from lockgate.core.records import record
 from lockgate.core.releases import RELEASES_DIRNAME, release_path, remove_tree, verify_release
@@ -179,7 +182,12 @@ def collect_garbage(
     """Remove releases and objects no kept revision needs (see the module docstring)."""
     grace = project.config.gc.grace if grace is None else grace
     promoter = Promoter(project)
-    with promoter.lock("gc"):
+    # Exclusive against staging: no staging is between reusing an existing object and
+    # recording its revision while gc decides what is unneeded and removes it.
+    staging = StagingLock(
+        project.state_dir, exclusive=True, timeout=project.config.state.lock_timeout
+    )
+    with promoter.lock("gc"), staging:
         recover_pending(project, locked=True)
         state, content = project.state(), project.content()
         kept = retained_revisions(project, keep)
