@@ -141,3 +141,72 @@ def test_restaging_stores_again_an_object_the_latest_revision_lost(tmp_path: Pat
     assert "missing object" in out
     assert manifest.exists()
     assert lg(tmp_path, "verify").returncode == 0
+
+
+def promote(root: Path, text: str) -> str:
+    """Stage ``run.py`` = ``text`` and promote it to staging; return the revision prefix."""
+    import re
+
+    out = stage(root, {"run.py": text})
+    revision = re.search(r"staged ([0-9a-f]{12})", out)
+    assert revision, out
+    done = lg(root, "promote", "alice:etl", "--to", "staging")
+    assert done.returncode == 0, done.stderr
+    return revision.group(1)
+
+
+def rollback(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = lg(root, "rollback", "etl", *args)
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def test_rollback_never_selects_a_revision_gc_collected(tmp_path: Path) -> None:
+    """Promotions and rollbacks, then ``gc --keep 1 --grace 0``: every rollback meaning
+    either lands on a deployable revision or refuses in one line naming what gc took;
+    verify passes after every step (before the fix, the first rollback made last-good a
+    collected revision: verify exit 1, the next rollback exit 2)."""
+    init(tmp_path)
+    v1 = promote(tmp_path, "v1\n")
+    promote(tmp_path, "v2\n")
+    v3 = promote(tmp_path, "v3\n")
+    assert rollback(tmp_path).returncode == 0  # v3 → v2 (v3 condemned)
+    assert rollback(tmp_path, "--to", "previous").returncode == 0  # v2 → v3
+    assert rollback(tmp_path).returncode == 0  # v3 → v2
+    v4 = promote(tmp_path, "v4\n")
+    assert lg(tmp_path, "gc", "--keep", "1", "--grace", "0").returncode == 0
+    assert lg(tmp_path, "verify").returncode == 0
+    back = rollback(tmp_path)  # v4 → v2, whose last-good (v1) gc collected
+    assert back.returncode == 0, back.stderr
+    assert lg(tmp_path, "verify").returncode == 0
+    again = rollback(tmp_path)  # last-good would be v1: gone, and said so
+    assert again.returncode == 1, again.stderr
+    assert "collected" in again.stderr and v1 in again.stderr
+    named = rollback(tmp_path, "--to", v1)
+    assert named.returncode == 1, named.stderr
+    assert "collected by gc" in named.stderr
+    condemned = rollback(tmp_path, "--to", v3)  # v3 was collected too
+    assert condemned.returncode == 1 and "collected by gc" in condemned.stderr
+    forward = rollback(tmp_path, "--to", "previous")  # v2 → v4: gc keeps "previous"
+    assert forward.returncode == 0, forward.stderr
+    assert v4 in forward.stdout
+    assert lg(tmp_path, "verify").returncode == 0
+
+
+def test_last_good_skips_a_collected_revision_and_says_so(tmp_path: Path) -> None:
+    """When the last-good revision was collected but an older good one is still
+    deployable, rollback goes there and names the one it skipped."""
+    init(tmp_path)
+    v1 = promote(tmp_path, "shared\n")
+    v2 = promote(tmp_path, "v2\n")
+    promote(tmp_path, "v3\n")
+    promote(tmp_path, "v4\n")
+    # keep 1: current v4, previous/last-good v3; v1 and v2 are collected.
+    assert lg(tmp_path, "gc", "--keep", "1", "--grace", "0").returncode == 0
+    # v1's files come back as the latest revision (staged, not promoted): deployable again.
+    assert v1 in stage(tmp_path, {"run.py": "shared\n"})
+    assert rollback(tmp_path).returncode == 0  # v4 → v3 (v4 condemned)
+    skipped = rollback(tmp_path)  # last-good v2 is gone: skipped; v1 is deployable
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"→ {v1}" in skipped.stdout and f"skipped {v2}" in skipped.stdout
+    assert lg(tmp_path, "verify").returncode == 0

@@ -579,7 +579,7 @@ def test_gc_keeps_what_stages_last_good_and_retention_need_and_removes_the_rest(
     assert files_under(ws.entry("staging")) == tree("r2")
     # The collected revision can no longer be deployed, and trying changes nothing.
     gone = ws.cli("rollback", CID, "--stage", "staging", "--to", r3[:10])
-    assert gone.exit_code == 2 and "is missing" in stderr_line(gone)
+    assert gone.exit_code == 1 and "collected by gc" in stderr_line(gone)
     assert ws.deployed("staging") == r2 and ws.current("staging") == r2
     assert ws.verify() == ()
 
