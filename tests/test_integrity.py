@@ -3,7 +3,6 @@ what gc took is never selected, and damage is reported, never a crash."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,9 @@ from conftest import ENV, run_lockgate, subprocess_env
 COMP = Path("workspaces/alice/scripts/etl")
 
 
-def lg(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def lg(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``lockgate -C root ARGS`` in a real subprocess."""
     return run_lockgate("-C", str(root), *args, cwd=root, env={**ENV, **(env or {})})
 

@@ -32,9 +32,10 @@ def failpoint(name: str) -> None:
 
 
 def _pause(name: str) -> None:
-    where = os.environ.get("LOCKGATE_PAUSE_DIR", ".")
-    with open(os.path.join(where, f"{name}.paused"), "w", encoding="utf-8") as fh:
-        fh.write(str(os.getpid()))
-    resume = os.path.join(where, f"{name}.resume")
-    while not os.path.exists(resume):
+    from pathlib import Path
+
+    where = Path(os.environ.get("LOCKGATE_PAUSE_DIR", "."))
+    (where / f"{name}.paused").write_text(str(os.getpid()), encoding="utf-8")
+    resume = where / f"{name}.resume"
+    while not resume.exists():
         time.sleep(0.01)

@@ -4,13 +4,13 @@ Garbage collection keeps, for every component: its latest revision (staging reli
 it), and for every stage and component id every revision a rollback can select now: the
 current revision, the previous one (``--to previous``), the last-good one and the last
 ``keep`` distinct revisions that were live there (the retention window, which ``--at``
-and ``--to REV`` select from), plus anything an open intent names. Everything those revisions need stays; other release
-directories go, and so do objects no kept revision needs, once they are older than the
-grace period. gc holds the staging lock exclusive throughout (see
-:mod:`lockgate.core.locking`), so no staging is between reusing an object it found
-stored and recording its revision: what a staging records is never taken. Manifests of
-every revision are kept: history is never pruned, and a revision whose objects were
-collected can still be listed and diffed.
+and ``--to REV`` select from), plus anything an open intent names. Everything those
+revisions need stays; other release directories go, and so do objects no kept revision
+needs, once they are older than the grace period. gc holds the staging lock exclusive
+throughout (see :mod:`lockgate.core.locking`), so no staging is between reusing an
+object it found stored and recording its revision: what a staging records is never
+taken. Manifests of every revision are kept: history is never pruned, and a revision
+whose objects were collected can still be listed and diffed.
 
 A rollback moves the pointer, and with it what "previous" and "last-good" mean, onto
 revisions gc may have collected before (the last-good of the revision rolled back to).

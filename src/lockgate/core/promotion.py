@@ -453,7 +453,6 @@ class Promoter:
     ) -> str | None:
         from lockgate.core.listing import resolve_revision
 
-        current = pointer.revision
         if to == "none":
             return None
         if to == "previous":
