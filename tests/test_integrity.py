@@ -211,3 +211,46 @@ def test_last_good_skips_a_collected_revision_and_says_so(tmp_path: Path) -> Non
     assert skipped.returncode == 0, skipped.stderr
     assert f"→ {v1}" in skipped.stdout and f"skipped {v2}" in skipped.stdout
     assert lg(tmp_path, "verify").returncode == 0
+
+
+def test_verify_lists_every_damaged_or_missing_manifest_and_object_and_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Three components promoted: one's manifest is overwritten, one's manifest deleted,
+    one's file object deleted. verify names each, exits 1 and never aborts (it exited 4
+    at the first damaged manifest, 2 at the first missing one)."""
+    assert lg(tmp_path, "init").returncode == 0
+    objects = tmp_path / ".lockgate" / "objects"
+    revisions = {}
+    for cid in ("one", "two", "three"):
+        comp = tmp_path / "workspaces" / "alice" / "scripts" / cid
+        comp.mkdir(parents=True)
+        (comp / "run.py").write_text(f"print({cid!r})\n")
+        done = lg(tmp_path, "--json", "stage", f"alice:{cid}")
+        assert done.returncode == 0, done.stderr
+        import json
+
+        revisions[cid] = json.loads(done.stdout)["revision"]
+        assert lg(tmp_path, "promote", f"alice:{cid}", "--to", "staging").returncode == 0
+
+    def obj(digest: str) -> Path:
+        path = objects / digest[:2] / digest[2:]
+        path.chmod(0o644)
+        return path
+
+    obj(revisions["one"]).write_bytes(b"not a manifest at all")
+    obj(revisions["two"]).unlink()
+    import json
+
+    manifest = json.loads(obj(revisions["three"]).read_bytes())
+    obj(manifest["files"][0]["digest"]).unlink()
+    checked = lg(tmp_path, "verify")
+    assert checked.returncode == 1, checked.stderr
+    assert "Traceback" not in checked.stderr and checked.stderr == ""
+    out = checked.stdout
+    assert revisions["one"][:12] in out and "corrupt" in out
+    assert revisions["two"][:12] in out and "not in the content store" in out
+    assert manifest["files"][0]["digest"][:12] in out and "is missing" in out
+    as_json = lg(tmp_path, "--json", "verify")
+    assert as_json.returncode == 1
+    assert len(json.loads(as_json.stdout)["problems"]) >= 3

@@ -22,6 +22,7 @@ import re
 import stat
 import sys
 import threading
+import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from typing import Any, Literal
 from lockgate.builtin_plugins.local_journal import Journal
 from lockgate.core.contracts import FileStat, LinkMode, lost_object
 from lockgate.core.durability import boot_id, syncfs
+from lockgate.core.failpoints import failpoint
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
@@ -47,6 +49,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _serial = itertools.count()
 _FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
+DEAD_TEMP_AGE = 60.0
+"""Seconds a dead writer's temporary object stays before the next writer removes it."""
 
 
 @record
@@ -138,6 +142,32 @@ class LocalContentStore:
         if not self._tmp_ready:
             self.tmp.mkdir(parents=True, exist_ok=True)
             self._tmp_ready = True
+            self._sweep_dead_temps()
+
+    def _sweep_dead_temps(self) -> None:
+        """Remove temporary objects a killed writer left (``kill -9`` runs no cleanup).
+
+        A temporary file is named after its writer's pid; it is removed when that process
+        no longer exists and the file has not changed for ``DEAD_TEMP_AGE`` seconds (a
+        process of another pid namespace sharing the store shows as absent: the age
+        keeps its file in progress safe). ``gc`` also removes any older than its grace.
+        """
+        now = time.time()
+        try:
+            entries = os.scandir(self._tmp_s)
+        except OSError:
+            return
+        with entries:
+            for entry in entries:
+                parts = entry.name.split("-")
+                if len(parts) < 2 or parts[0] != "obj" or not parts[1].isdigit():
+                    continue
+                pid = int(parts[1])
+                if pid == os.getpid() or _alive(pid):
+                    continue
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime >= DEAD_TEMP_AGE:
+                        os.unlink(entry.path)
 
     # ------------------------------------------------------------------ writing
 
@@ -171,6 +201,7 @@ class LocalContentStore:
         published = False
         try:
             size = _copy_fd(fd, tmp_fd, before.st_size)
+            failpoint("store.after_copy")
             if size != before.st_size:
                 raise _changed(path, "changed size while being read")
             if self.fsync and not self.deferred:
@@ -417,6 +448,17 @@ def _copy_fd(src: int, dst: int, expected: int) -> int:
         _write_all(dst, view[: min(n, expected - copied)])
         copied += n
     return copied
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine, in this pid namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _close_temp(fd: int, path: str, published: bool) -> None:

@@ -98,9 +98,14 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
                     f"{name}: {target.location(component_id)} is deployed but {component_id} is "
                     f"not current in {name}"
                 )
+    # Every check below reports what it finds and goes on: a damaged or missing manifest
+    # or object is one more problem in the list, never the end of the report.
     for revision in sorted(releases):
         if release_path(project, revision).is_dir():
-            problems.extend(verify_release(project, revision, full=True))
+            try:
+                problems.extend(verify_release(project, revision, full=True))
+            except LockgateError as exc:
+                problems.append(f"release {revision[:12]}: {exc.message}")
     # What must stay deployable whatever gc's --keep was: current, previous, last-good and
     # latest, less what an earlier gc collected (after a rollback, "previous" or
     # "last-good" can name such a revision; rollback skips or refuses it, so its missing
@@ -120,12 +125,15 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
                 digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
     lost = content.lost()
     for digest, where in sorted(digests.items()):
-        if digest in lost:
-            problems.append(lost_object(digest, where))
-        elif not content.has(digest):
-            problems.append(f"object {digest[:12]} ({where}) is missing")
-        elif not content.verify(digest):
-            problems.append(f"object {digest[:12]} ({where}) does not match its digest")
+        try:
+            if digest in lost:
+                problems.append(lost_object(digest, where))
+            elif not content.has(digest):
+                problems.append(f"object {digest[:12]} ({where}) is missing")
+            elif not content.verify(digest):
+                problems.append(f"object {digest[:12]} ({where}) does not match its digest")
+        except LockgateError as exc:  # a digest the store refuses (a damaged manifest)
+            problems.append(f"object {digest[:12]} ({where}): {exc.message}")
     chain = verify_chain(state.chain())
     if not chain.ok:
         problems.append(f"audit log: broken at event {chain.first_bad_seq}: {chain.problem}")

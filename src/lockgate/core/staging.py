@@ -35,7 +35,14 @@ from lockgate.core.contracts import (
 from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import now_iso
 from lockgate.core.locking import StagingLock
-from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
+from lockgate.core.manifest import (
+    FileEntry,
+    Manifest,
+    ManifestDiff,
+    check_path_limits,
+    digest_bytes,
+    new_hasher,
+)
 from lockgate.core.models import ChangeEvent, ComponentStatus
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
@@ -559,7 +566,11 @@ def _plural(n: int, word: str) -> str:
 
 def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
     entries = []
+    root = scan.component.path
     for f in scan.files:
+        # Any source: a revision too deep or with a path too long to materialize later is
+        # refused now, never a RecursionError when it is promoted.
+        check_path_limits(f.path, f"{root}/{f.path}")
         if f.kind == "symlink":
             target = str(f.target)
             entries.append(
