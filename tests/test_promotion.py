@@ -655,7 +655,10 @@ def test_a_live_holder_blocks_until_unlock_force_which_is_audited(
     assert f"locked by pid {holder.pid}" in stderr_line(blocked)
     assert ws.current("staging") is None and not os.path.lexists(ws.entry("staging"))
 
-    broken = ws.ok("unlock", "--force", "--reason", "holder is hung", actor="ops")
+    # Alive and within its lease: one --force is refused, twice breaks it.
+    refused = ws.cli("unlock", "--force", "--reason", "holder is hung", actor="ops")
+    assert refused.exit_code == 1 and "within its lease" in stderr_line(refused)
+    broken = ws.ok("unlock", "--force", "--force", "--reason", "holder is hung", actor="ops")
     assert f"lock removed (was held by pid {holder.pid})" in broken.stdout
     assert ws.cli("promote", REF, LOCKGATE__STATE__LOCK_TIMEOUT="0.5").exit_code == 0
     assert holder.poll() is None  # the holder still lives: the lock was broken, not waited out

@@ -6,7 +6,9 @@ Operations that touch a stage target (promote, rollback, recover, gc) hold an ex
 The holder writes its owner — pid, host, start time and a lease — into the file, so a
 waiter can say who holds the lock and since when. A live holder past its lease (hung) is
 reported, not broken: ``lockgate unlock --force`` removes the lock file (the hung holder
-keeps a lock on a file no one else opens), and is audited.
+keeps a lock on a file no one else opens), and is audited. A holder that is alive and
+within its lease is presumed working: ``unlock`` refuses to break its lock unless
+``--force`` is given twice.
 
 A second lock, ``.lockgate/staging.lock``, keeps staging and garbage collection apart
 (:class:`StagingLock`): each staging holds it shared from the moment it decides which
@@ -34,6 +36,7 @@ __all__ = [
     "STAGING_LOCK_FILENAME",
     "OperationLock",
     "StagingLock",
+    "holder_within_lease",
     "is_held",
     "read_owner",
 ]
@@ -50,6 +53,26 @@ def read_owner(state_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def holder_within_lease(owner: dict[str, Any] | None) -> bool:
+    """Whether the recorded holder should be presumed working: its lease has not ended
+    and, on this host, its process exists. No owner (a holder that has not written it
+    yet) or an unreadable lease counts as within the lease."""
+    if not owner:
+        return True
+    lease = owner.get("lease_until")
+    if isinstance(lease, int | float) and lease < time.time():
+        return False
+    pid = owner.get("pid")
+    if owner.get("host") == socket.gethostname() and isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
 
 
 def is_held(state_dir: Path) -> bool:
