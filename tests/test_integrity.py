@@ -3,10 +3,13 @@ what gc took is never selected, and damage is reported, never a crash."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import ENV, run_lockgate, subprocess_env
 
@@ -254,3 +257,34 @@ def test_verify_lists_every_damaged_or_missing_manifest_and_object_and_goes_on(
     as_json = lg(tmp_path, "--json", "verify")
     assert as_json.returncode == 1
     assert len(json.loads(as_json.stdout)["problems"]) >= 3
+
+
+def test_a_trusted_completeness_stamp_still_notices_a_removed_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local store answers "what is missing" from a stamp of its fan-out directories
+    (no stat per object); removing an object changes its directory, so even a stamp that
+    trusts every directory notices, and the restage stores it again."""
+    from lockgate.builtin_plugins import local_store
+    from lockgate.core.staging import Stager
+    from lockgate.testing import open_project
+
+    monkeypatch.setattr(local_store, "STAMP_MARGIN_NS", 0)  # trust every directory at once
+    init(tmp_path)
+    stage(tmp_path, {f"f{i}.txt": f"{i}\n" for i in range(40)})
+    time.sleep(0.05)  # past the file system's timestamp tick: the stamp's ctimes settle
+    project = open_project(tmp_path, environ=ENV)
+    try:
+        stager = Stager(project)
+        assert not stager.stage("alice:etl").created  # writes the stamp, all trusted
+        stamps = tmp_path / ".lockgate" / "objects" / local_store.STAMPS_DIRNAME
+        (stamp,) = stamps.iterdir()
+        assert None not in json.loads(stamp.read_text()).values()
+        victim = objects_of_latest(tmp_path)[7]
+        victim.chmod(0o644)
+        victim.unlink()
+        again = stager.stage("alice:etl")
+        assert again.repaired == 1 and victim.exists()
+    finally:
+        project.close()
+    assert lg(tmp_path, "verify").returncode == 0

@@ -1047,16 +1047,23 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
     from conftest import write_distribution
     from lockgate.builtin_plugins.local_store import LocalContentStore
     from lockgate.core.contracts import (
+        CompletenessCheck,
         ContentStore,
         DurabilitySwitch,
         LocalObjectFiles,
         LostObjectsLedger,
     )
 
-    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all three
+    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all four
     assert all(
         isinstance(local, c)
-        for c in (ContentStore, DurabilitySwitch, LocalObjectFiles, LostObjectsLedger)
+        for c in (
+            ContentStore,
+            DurabilitySwitch,
+            LocalObjectFiles,
+            LostObjectsLedger,
+            CompletenessCheck,
+        )
     )
     write_distribution(site, "lockgate-bare", "1.0", {"bare": "lg_bare"}, {"lg_bare": BARE_STORE})
     ws = Workspace(tmp_path / "p")

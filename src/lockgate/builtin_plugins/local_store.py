@@ -51,6 +51,11 @@ _serial = itertools.count()
 _FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
 DEAD_TEMP_AGE = 60.0
 """Seconds a dead writer's temporary object stays before the next writer removes it."""
+STAMPS_DIRNAME = "complete"
+STAMP_MARGIN_NS = 2_000_000_000
+"""A fan-out directory changed less than this before a stamp was written is not trusted
+by it: a removal within the same timestamp tick would leave its ctime as it was."""
+STAMPS_KEPT = 512
 
 
 @record
@@ -279,6 +284,69 @@ class LocalContentStore:
             self.sync()
         return revision
 
+    # ------------------------------------------------------------------ completeness
+
+    def missing_objects(self, revision: str) -> frozenset[str]:
+        """The objects ``revision`` needs (its manifest among them) that are not stored.
+
+        Staging asks this of every component's latest revision, and one ``stat`` per
+        object was most of an unchanged restage's time. A stamp per revision,
+        ``complete/<revision>``, records each fan-out directory holding its objects as
+        it was (inode, ctime) when every object was last found there. Removing an entry
+        changes its directory's ctime, which nobody can set back, so an unchanged
+        directory still holds them all; only the objects of changed (or untrusted)
+        directories are looked for again. An unchanged restage costs one ``stat`` per
+        directory (at most 256) instead.
+        """
+        stamp_file = f"{self._root_s}/{STAMPS_DIRNAME}/{revision}"
+        stamp = _read_stamp(stamp_file)
+        if stamp and all(
+            v is not None and _dir_key(self._root_s, f) == v for f, v in stamp.items()
+        ):
+            return frozenset()
+        try:
+            manifest = self.get_manifest(revision)
+        except (NotFoundError, ConflictError, InputError):
+            return frozenset({revision})
+        by_fan: dict[str, list[str]] = {}
+        for digest in {revision} | {e.digest for e in manifest.entries if e.kind != "symlink"}:
+            by_fan.setdefault(digest[:2], []).append(digest)
+        missing: set[str] = set()
+        fresh: dict[str, list[int] | None] = {}
+        trusted_before = time.time_ns() - STAMP_MARGIN_NS
+        for fan, digests in by_fan.items():
+            key = _dir_key(self._root_s, fan)  # before looking: a later removal changes it
+            if key is not None and stamp and stamp.get(fan) == key:
+                fresh[fan] = key
+                continue
+            missing.update(d for d in digests if not os.path.isfile(self._object_str(d)))
+            fresh[fan] = key if key is not None and key[1] < trusted_before else None
+        if not missing and fresh != stamp:
+            self._write_stamp(stamp_file, fresh)
+        return frozenset(missing)
+
+    def _write_stamp(self, stamp_file: str, fans: dict[str, list[int] | None]) -> None:
+        """Replace a completeness stamp (a cache: failing to write it costs time only)."""
+        import json
+
+        stamps = os.path.dirname(stamp_file)
+        tmp = f"{stamp_file}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(stamps, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(fans, fh)
+            os.replace(tmp, stamp_file)
+            names = os.listdir(stamps)
+            if len(names) > STAMPS_KEPT:  # drop the older half
+                paths = sorted(
+                    (os.path.join(stamps, n) for n in names), key=lambda p: os.stat(p).st_mtime
+                )
+                for path in paths[: len(paths) // 2]:
+                    os.unlink(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
     # ------------------------------------------------------------------ reading
 
     def objects(self) -> Iterator[tuple[str, float]]:
@@ -448,6 +516,26 @@ def _copy_fd(src: int, dst: int, expected: int) -> int:
         _write_all(dst, view[: min(n, expected - copied)])
         copied += n
     return copied
+
+
+def _dir_key(root: str, fan: str) -> list[int] | None:
+    """What identifies the state of fan-out directory ``fan``: inode and ctime."""
+    try:
+        st = os.stat(f"{root}/{fan}")
+    except OSError:
+        return None
+    return [st.st_ino, st.st_ctime_ns]
+
+
+def _read_stamp(path: str) -> dict[str, list[int] | None] | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from lockgate.core.contracts import (
     RevisionRecord,
     ScannedFile,
     ScanResult,
+    store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import now_iso
@@ -381,19 +382,24 @@ class Stager:
         exist: those a restart took (``lost``) and any that went some other way (removed
         by hand, or by a gc that raced a staging before they excluded each other) are
         stored again from the workspace. The latest revision's manifest is among them
-        when it is gone. Costs one ``stat`` per distinct object of the latest revision.
+        when it is gone. A store with the ``CompletenessCheck`` capability answers without
+        a ``stat`` per object; for others, that is what it costs.
         """
         content = self.project.content()
         lost = content.lost()
         if previous is None or previous in lost:
             return lost
-        try:
-            manifest = content.get_manifest(previous)
-        except NotFoundError:
-            return lost | {previous}
-        needed = {e.digest for e in manifest.entries if e.kind != "symlink"}
-        missing = {d for d in needed if d in lost or not content.has(d)}
-        return lost | missing if missing else frozenset()
+        check = store_missing_objects(content)  # the local store's: no stat per object
+        if check is not None:
+            missing: Collection[str] = check(previous)
+        else:
+            try:
+                manifest = content.get_manifest(previous)
+            except NotFoundError:
+                return lost | {previous}
+            needed = {e.digest for e in manifest.entries if e.kind != "symlink"}
+            missing = {d for d in needed if d in lost or not content.has(d)}
+        return lost | frozenset(missing) if missing else frozenset()
 
     @staticmethod
     def _unchanged(
