@@ -185,3 +185,45 @@ def test_the_next_staging_removes_what_a_killed_one_left(tmp_path: Path) -> None
     assert lg(tmp_path, "stage", "alice:etl").returncode == 0
     assert not left.exists()
     assert json.loads(lg(tmp_path, "--json", "verify").stdout)["ok"]
+
+
+def test_a_crafted_manifest_deeper_than_the_limit_is_refused_not_a_recursion_error(
+    tmp_path: Path,
+) -> None:
+    """A manifest no staging could make (1,000 levels), stored by hand and made the
+    latest revision with SQL: promoting it is refused in one line when its release would
+    be built (by the gate, then by the switch with --force), never an internal error."""
+    import sqlite3
+
+    from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
+
+    comp = project(tmp_path)
+    (comp / "run.py").write_text("print(1)\n")
+    assert lg(tmp_path, "stage", "alice:etl").returncode == 0
+    data = b"deep\n"
+    objects = tmp_path / ".lockgate" / "objects"
+    digest = digest_bytes(data)
+    (objects / digest[:2]).mkdir(exist_ok=True)
+    (objects / digest[:2] / digest[2:]).write_bytes(data)
+    manifest = Manifest((FileEntry("d/" * 1000 + "leaf.txt", "file", len(data), digest),))
+    revision = digest_bytes(manifest.canonical())
+    (objects / revision[:2]).mkdir(exist_ok=True)
+    (objects / revision[:2] / revision[2:]).write_bytes(manifest.canonical())
+    db = sqlite3.connect(tmp_path / ".lockgate" / "state.db")
+    with db:
+        db.execute(
+            "INSERT INTO revisions (component, revision, created_at, actor, stage, files, "
+            "size, parent) SELECT component, ?, created_at, actor, stage, 1, 5, NULL "
+            "FROM revisions WHERE component = 'alice:etl'",
+            (revision,),
+        )
+        db.execute("UPDATE components SET latest_revision = ?", (revision,))
+    db.close()
+    gated = lg(tmp_path, "promote", "alice:etl", "--to", "staging")
+    assert gated.returncode == 1, gated.stderr  # the gate cannot build what it validates
+    forced = lg(tmp_path, "promote", "alice:etl", "--to", "staging", "--force", "--reason", "try")
+    assert forced.returncode == 2, forced.stderr  # and the switch refuses to build it
+    for done in (gated, forced):
+        assert f"more than {MAX_DEPTH} directory levels" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "internal error" not in done.stderr and "Traceback" not in done.stderr

@@ -31,7 +31,7 @@ from lockgate.builtin_plugins.local_journal import Journal
 from lockgate.core.contracts import FileStat, LinkMode, lost_object
 from lockgate.core.durability import boot_id, syncfs
 from lockgate.core.failpoints import failpoint
-from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
+from lockgate.core.manifest import Manifest, check_path_limits, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
 from lockgate.errors import ConflictError, InputError, NotFoundError
@@ -484,6 +484,8 @@ def _check_manifest_paths(manifest: Manifest) -> None:
     """Refuse entries that could write outside the destination (a crafted manifest)."""
     links = {e.path for e in manifest.entries if e.kind == "symlink"}
     for entry in manifest.entries:
+        # No deeper than staging allows: building the release recurses once per level.
+        check_path_limits(entry.path, f"manifest entry {entry.path!r}")
         parts = entry.path.split("/")
         if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise InputError(f"manifest entry {entry.path!r} is not a safe relative path")
