@@ -390,7 +390,7 @@ class Stager:
         if previous is None or previous in lost:
             return lost
         check = store_missing_objects(content)  # the local store's: no stat per object
-        if check is not None:
+        if check is not None and not lost:  # after a restart's losses (rare): look at each
             missing: Collection[str] = check(previous)
         else:
             try:
