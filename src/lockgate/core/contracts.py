@@ -275,7 +275,7 @@ class ContentStore(Protocol):
 
 
 # Optional capabilities. A content store offers any of these by having the attributes
-# (the builtin ``local`` store has all three); the kernel looks them up by plain
+# (the builtin ``local`` store has all four); the kernel looks them up by plain
 # attribute access (so a store that forwards through ``__getattr__`` offers what it
 # forwards, on every Python version; ``isinstance`` against a runtime protocol does not
 # see those from 3.12 on) and does without for a store that lacks one.
