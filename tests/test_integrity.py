@@ -277,7 +277,7 @@ def test_a_trusted_completeness_stamp_still_notices_a_removed_object(
     try:
         stager = Stager(project)
         assert not stager.stage("alice:etl").created  # writes the stamp, all trusted
-        stamps = tmp_path / ".lockgate" / "objects" / local_store.STAMPS_DIRNAME
+        stamps = tmp_path / ".lockgate" / "cache" / local_store.STAMPS_DIRNAME
         (stamp,) = stamps.iterdir()
         assert None not in json.loads(stamp.read_text()).values()
         victim = objects_of_latest(tmp_path)[7]

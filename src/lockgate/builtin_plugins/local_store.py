@@ -52,6 +52,7 @@ _FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
 DEAD_TEMP_AGE = 60.0
 """Seconds a dead writer's temporary object stays before the next writer removes it."""
 STAMPS_DIRNAME = "complete"
+"""Under ``.lockgate/cache/``: one completeness stamp per revision (see ``missing_objects``)."""
 STAMP_MARGIN_NS = 2_000_000_000
 """A fan-out directory changed less than this before a stamp was written is not trusted
 by it: a removal within the same timestamp tick would leave its ctime as it was."""
@@ -81,9 +82,16 @@ class LocalContentStore:
     """Content-addressed objects in a directory."""
 
     def __init__(
-        self, root: Path, *, fsync: bool = True, flush: Literal["promote", "stage"] = "promote"
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        flush: Literal["promote", "stage"] = "promote",
+        stamps: Path | None = None,
     ) -> None:
         self.root = root
+        self._stamps = str(stamps) if stamps is not None else None
+        """Where completeness stamps are kept (a cache); None: no stamps, look each time."""
         self.tmp = root / "tmp"
         self.fsync = fsync
         # Deferred flushing needs the boot id to tell a restart from a process's death.
@@ -107,7 +115,12 @@ class LocalContentStore:
             raise InputError(
                 f"plugins.local.path {settings.path!r} leaves .lockgate/; use a relative path"
             )
-        store = cls(root, fsync=settings.fsync, flush=settings.flush)
+        store = cls(
+            root,
+            fsync=settings.fsync,
+            flush=settings.flush,
+            stamps=ctx.state_dir / "cache" / STAMPS_DIRNAME,
+        )
         store.recover()
         return store
 
@@ -291,18 +304,18 @@ class LocalContentStore:
 
         Staging asks this of every component's latest revision, and one ``stat`` per
         object was most of an unchanged restage's time. A stamp per revision,
-        ``complete/<revision>``, records each fan-out directory holding its objects as
-        it was (inode, ctime) when every object was last found there. Removing an entry
-        changes its directory's ctime, which nobody can set back, so an unchanged
-        directory still holds them all; only the objects of changed (or untrusted)
-        directories are looked for again. An unchanged restage costs one ``stat`` per
-        directory (at most 256) instead.
+        ``.lockgate/cache/complete/<revision>``, records each fan-out directory holding
+        its objects as it was (inode, ctime) when every object was last found there.
+        Removing an entry changes its directory's ctime, which nobody can set back, so an
+        unchanged directory still holds them all; only the objects of changed (or
+        untrusted) directories are looked for again. An unchanged restage costs one ``stat`` per
+        directory (at most 256) instead. Stamps are a cache, in ``.lockgate/cache/``.
         """
-        stamp_file = f"{self._root_s}/{STAMPS_DIRNAME}/{revision}"
-        stamp = _read_stamp(stamp_file)
-        if stamp and all(
-            v is not None and _dir_key(self._root_s, f) == v for f, v in stamp.items()
-        ):
+        self._object_str(revision)  # a revision id read back is checked before any use
+        stamp_file = f"{self._stamps}/{revision}" if self._stamps is not None else None
+        stamp = _read_stamp(stamp_file) if stamp_file is not None else None
+        root = self._root_s
+        if stamp and all(v is not None and _dir_key(root, f) == v for f, v in stamp.items()):
             return frozenset()
         try:
             manifest = self.get_manifest(revision)
@@ -321,7 +334,7 @@ class LocalContentStore:
                 continue
             missing.update(d for d in digests if not os.path.isfile(self._object_str(d)))
             fresh[fan] = key if key is not None and key[1] < trusted_before else None
-        if not missing and fresh != stamp:
+        if not missing and fresh != stamp and stamp_file is not None:
             self._write_stamp(stamp_file, fresh)
         return frozenset(missing)
 
