@@ -378,10 +378,18 @@ class Promoter:
                 f"use --to none to remove it from {stage}"
             )
         if revision is not None and not skipped and not self._deployable(revision):
+            from lockgate.core.integrity import collected_revisions
+
+            if revision in collected_revisions(project):
+                raise RefusedError(
+                    f"revision {short(revision)} of {component_id} in {stage} was collected "
+                    "by gc (its stored files are gone); roll back to a retained revision "
+                    "(--to last-good skips collected ones) or stage and promote it again"
+                )
             raise RefusedError(
-                f"revision {short(revision)} of {component_id} in {stage} was collected by gc "
-                "(its stored files are gone); roll back to a retained revision "
-                "(--to last-good skips collected ones) or stage and promote it again"
+                f"revision {short(revision)} of {component_id} in {stage} misses stored "
+                "objects (see 'lockgate verify'); stage its files again to store them, or "
+                "roll back to another revision"
             )
         owner = pointer.component
         if revision is not None:
