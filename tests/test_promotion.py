@@ -579,7 +579,7 @@ def test_gc_keeps_what_stages_last_good_and_retention_need_and_removes_the_rest(
     assert files_under(ws.entry("staging")) == tree("r2")
     # The collected revision can no longer be deployed, and trying changes nothing.
     gone = ws.cli("rollback", CID, "--stage", "staging", "--to", r3[:10])
-    assert gone.exit_code == 2 and "is missing" in stderr_line(gone)
+    assert gone.exit_code == 1 and "collected by gc" in stderr_line(gone)
     assert ws.deployed("staging") == r2 and ws.current("staging") == r2
     assert ws.verify() == ()
 
@@ -655,7 +655,10 @@ def test_a_live_holder_blocks_until_unlock_force_which_is_audited(
     assert f"locked by pid {holder.pid}" in stderr_line(blocked)
     assert ws.current("staging") is None and not os.path.lexists(ws.entry("staging"))
 
-    broken = ws.ok("unlock", "--force", "--reason", "holder is hung", actor="ops")
+    # Alive and within its lease: one --force is refused, twice breaks it.
+    refused = ws.cli("unlock", "--force", "--reason", "holder is hung", actor="ops")
+    assert refused.exit_code == 1 and "within its lease" in stderr_line(refused)
+    broken = ws.ok("unlock", "--force", "--force", "--reason", "holder is hung", actor="ops")
     assert f"lock removed (was held by pid {holder.pid})" in broken.stdout
     assert ws.cli("promote", REF, LOCKGATE__STATE__LOCK_TIMEOUT="0.5").exit_code == 0
     assert holder.poll() is None  # the holder still lives: the lock was broken, not waited out
@@ -1044,16 +1047,23 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
     from conftest import write_distribution
     from lockgate.builtin_plugins.local_store import LocalContentStore
     from lockgate.core.contracts import (
+        CompletenessCheck,
         ContentStore,
         DurabilitySwitch,
         LocalObjectFiles,
         LostObjectsLedger,
     )
 
-    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all three
+    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all four
     assert all(
         isinstance(local, c)
-        for c in (ContentStore, DurabilitySwitch, LocalObjectFiles, LostObjectsLedger)
+        for c in (
+            ContentStore,
+            DurabilitySwitch,
+            LocalObjectFiles,
+            LostObjectsLedger,
+            CompletenessCheck,
+        )
     )
     write_distribution(site, "lockgate-bare", "1.0", {"bare": "lg_bare"}, {"lg_bare": BARE_STORE})
     ws = Workspace(tmp_path / "p")

@@ -302,6 +302,8 @@ class Journal:
         were there, so that it was lost no longer matters. Under ``flush.lock``, like
         every change of the list.
         """
+        if not os.path.isdir(self.root):
+            return 0  # nothing was ever stored (a project whose stagings were refused)
         with _flock(f"{self.root}/{FLUSH_LOCK}"):
             self._lost = None  # read it again: another process may have changed it
             recorded = self.lost()

@@ -22,6 +22,7 @@ import re
 import stat
 import sys
 import threading
+import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from typing import Any, Literal
 from lockgate.builtin_plugins.local_journal import Journal
 from lockgate.core.contracts import FileStat, LinkMode, lost_object
 from lockgate.core.durability import boot_id, syncfs
+from lockgate.core.failpoints import failpoint
 from lockgate.core.manifest import Manifest, check_paths, digest_bytes, new_hasher
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
@@ -47,6 +49,14 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _serial = itertools.count()
 _FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
+DEAD_TEMP_AGE = 60.0
+"""Seconds a dead writer's temporary object stays before the next writer removes it."""
+STAMPS_DIRNAME = "complete"
+"""Under ``.lockgate/cache/``: one completeness stamp per revision (see ``missing_objects``)."""
+STAMP_MARGIN_NS = 2_000_000_000
+"""A fan-out directory changed less than this before a stamp was written is not trusted
+by it: a removal within the same timestamp tick would leave its ctime as it was."""
+STAMPS_KEPT = 512
 
 
 @record
@@ -72,9 +82,16 @@ class LocalContentStore:
     """Content-addressed objects in a directory."""
 
     def __init__(
-        self, root: Path, *, fsync: bool = True, flush: Literal["promote", "stage"] = "promote"
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        flush: Literal["promote", "stage"] = "promote",
+        stamps: Path | None = None,
     ) -> None:
         self.root = root
+        self._stamps = str(stamps) if stamps is not None else None
+        """Where completeness stamps are kept (a cache); None: no stamps, look each time."""
         self.tmp = root / "tmp"
         self.fsync = fsync
         # Deferred flushing needs the boot id to tell a restart from a process's death.
@@ -98,7 +115,12 @@ class LocalContentStore:
             raise InputError(
                 f"plugins.local.path {settings.path!r} leaves .lockgate/; use a relative path"
             )
-        store = cls(root, fsync=settings.fsync, flush=settings.flush)
+        store = cls(
+            root,
+            fsync=settings.fsync,
+            flush=settings.flush,
+            stamps=ctx.state_dir / "cache" / STAMPS_DIRNAME,
+        )
         store.recover()
         return store
 
@@ -138,6 +160,32 @@ class LocalContentStore:
         if not self._tmp_ready:
             self.tmp.mkdir(parents=True, exist_ok=True)
             self._tmp_ready = True
+            self._sweep_dead_temps()
+
+    def _sweep_dead_temps(self) -> None:
+        """Remove temporary objects a killed writer left (``kill -9`` runs no cleanup).
+
+        A temporary file is named after its writer's pid; it is removed when that process
+        no longer exists and the file has not changed for ``DEAD_TEMP_AGE`` seconds (a
+        process of another pid namespace sharing the store shows as absent: the age
+        keeps its file in progress safe). ``gc`` also removes any older than its grace.
+        """
+        now = time.time()
+        try:
+            entries = os.scandir(self._tmp_s)
+        except OSError:
+            return
+        with entries:
+            for entry in entries:
+                parts = entry.name.split("-")
+                if len(parts) < 2 or parts[0] != "obj" or not parts[1].isdigit():
+                    continue
+                pid = int(parts[1])
+                if pid == os.getpid() or _alive(pid):
+                    continue
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime >= DEAD_TEMP_AGE:
+                        os.unlink(entry.path)
 
     # ------------------------------------------------------------------ writing
 
@@ -171,6 +219,7 @@ class LocalContentStore:
         published = False
         try:
             size = _copy_fd(fd, tmp_fd, before.st_size)
+            failpoint("store.after_copy")
             if size != before.st_size:
                 raise _changed(path, "changed size while being read")
             if self.fsync and not self.deferred:
@@ -247,6 +296,69 @@ class LocalContentStore:
         else:
             self.sync()
         return revision
+
+    # ------------------------------------------------------------------ completeness
+
+    def missing_objects(self, revision: str) -> frozenset[str]:
+        """The objects ``revision`` needs (its manifest among them) that are not stored.
+
+        Staging asks this of every component's latest revision, and one ``stat`` per
+        object was most of an unchanged restage's time. A stamp per revision,
+        ``.lockgate/cache/complete/<revision>``, records each fan-out directory holding
+        its objects as it was (inode, ctime) when every object was last found there.
+        Removing an entry changes its directory's ctime, which nobody can set back, so an
+        unchanged directory still holds them all; only the objects of changed (or
+        untrusted) directories are looked for again. An unchanged restage costs one ``stat`` per
+        directory (at most 256) instead. Stamps are a cache, in ``.lockgate/cache/``.
+        """
+        self._object_str(revision)  # a revision id read back is checked before any use
+        stamp_file = f"{self._stamps}/{revision}" if self._stamps is not None else None
+        stamp = _read_stamp(stamp_file) if stamp_file is not None else None
+        root = self._root_s
+        if stamp and all(v is not None and _dir_key(root, f) == v for f, v in stamp.items()):
+            return frozenset()
+        try:
+            manifest = self.get_manifest(revision)
+        except (NotFoundError, ConflictError, InputError):
+            return frozenset({revision})
+        by_fan: dict[str, list[str]] = {}
+        for digest in {revision} | {e.digest for e in manifest.entries if e.kind != "symlink"}:
+            by_fan.setdefault(digest[:2], []).append(digest)
+        missing: set[str] = set()
+        fresh: dict[str, list[int] | None] = {}
+        trusted_before = time.time_ns() - STAMP_MARGIN_NS
+        for fan, digests in by_fan.items():
+            key = _dir_key(self._root_s, fan)  # before looking: a later removal changes it
+            if key is not None and stamp and stamp.get(fan) == key:
+                fresh[fan] = key
+                continue
+            missing.update(d for d in digests if not os.path.isfile(self._object_str(d)))
+            fresh[fan] = key if key is not None and key[1] < trusted_before else None
+        if not missing and fresh != stamp and stamp_file is not None:
+            self._write_stamp(stamp_file, fresh)
+        return frozenset(missing)
+
+    def _write_stamp(self, stamp_file: str, fans: dict[str, list[int] | None]) -> None:
+        """Replace a completeness stamp (a cache: failing to write it costs time only)."""
+        import json
+
+        stamps = os.path.dirname(stamp_file)
+        tmp = f"{stamp_file}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(stamps, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(fans, fh)
+            os.replace(tmp, stamp_file)
+            names = os.listdir(stamps)
+            if len(names) > STAMPS_KEPT:  # drop the older half
+                paths = sorted(
+                    (os.path.join(stamps, n) for n in names), key=lambda p: os.stat(p).st_mtime
+                )
+                for path in paths[: len(paths) // 2]:
+                    os.unlink(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     # ------------------------------------------------------------------ reading
 
@@ -405,6 +517,37 @@ def _copy_fd(src: int, dst: int, expected: int) -> int:
         _write_all(dst, view[: min(n, expected - copied)])
         copied += n
     return copied
+
+
+def _dir_key(root: str, fan: str) -> list[int] | None:
+    """What identifies the state of fan-out directory ``fan``: inode and ctime."""
+    try:
+        st = os.stat(f"{root}/{fan}")
+    except OSError:
+        return None
+    return [st.st_ino, st.st_ctime_ns]
+
+
+def _read_stamp(path: str) -> dict[str, list[int] | None] | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine, in this pid namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _close_temp(fd: int, path: str, published: bool) -> None:

@@ -44,7 +44,7 @@ from lockgate.core.contracts import (
     ScanResult,
 )
 from lockgate.core.gcpause import gc_paused
-from lockgate.core.manifest import digest_bytes
+from lockgate.core.manifest import check_path_limits, digest_bytes
 from lockgate.core.models import Issue, RoleContext, Severity
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_name
@@ -326,6 +326,9 @@ class WorkspaceSource:
                             listing, sig, "\0".join(subdirs), signed and sig is not None, start
                         )
                         for name in subdirs:
+                            # Per directory, not per file: a tree too deep (or a path too
+                            # long) to materialize is refused here, with its place.
+                            check_path_limits(f"{rel_dir}{name}/", f"{abs_dir}/{name}")
                             child = os.open(name, _DIR_FLAGS, dir_fd=fd)
                             stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
                     except OSError as exc:

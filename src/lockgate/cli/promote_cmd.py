@@ -150,14 +150,20 @@ def recover(ctx: click.Context, json_flag: bool) -> None:
 
 
 @click.command("unlock")
-@click.option("--force", is_flag=True, help="Remove the lock even if its holder looks alive.")
+@click.option(
+    "--force",
+    count=True,
+    help="Remove the lock of a holder past its lease; twice (--force --force) even of a "
+    "live holder within its lease.",
+)
 @click.option("--reason", metavar="TEXT", help="Why (required with --force; audited).")
 @click.pass_context
-def unlock(ctx: click.Context, force: bool, reason: str | None) -> None:
+def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
     """Show who holds the project's operation lock; with --force, break it (audited)."""
     from lockgate.core.contracts import AuditEvent
     from lockgate.core.lifecycle import now_iso
-    from lockgate.core.locking import LOCK_FILENAME, is_held, read_owner
+    from lockgate.core.locking import LOCK_FILENAME, holder_within_lease, is_held, read_owner
+    from lockgate.errors import RefusedError
 
     app = ctx.ensure_object(AppContext)
     project = app.project()
@@ -178,6 +184,16 @@ def unlock(ctx: click.Context, force: bool, reason: str | None) -> None:
         return
     if not reason:
         raise click.UsageError("--force needs --reason TEXT (it is audited)")
+    # A live holder within its lease is most likely working, not hung: breaking its lock
+    # lets a second switch run beside it. One --force is for the hung; twice is "I know".
+    live = held and holder_within_lease(owner)
+    if live and force < 2:
+        who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "a live process"
+        what = f" ({owner.get('operation')} since {owner.get('since')})" if owner else ""
+        raise RefusedError(
+            f"the lock is held by {who}{what}, alive and within its lease; wait for it, or "
+            "if you are sure it is hung, repeat --force (--force --force --reason TEXT)"
+        )
     (project.state_dir / LOCK_FILENAME).unlink(missing_ok=True)
     project.state().append_event(
         AuditEvent(
@@ -185,7 +201,7 @@ def unlock(ctx: click.Context, force: bool, reason: str | None) -> None:
             actor=project.actor,
             action="unlock",
             reason=reason,
-            details={"owner": owner or {}},
+            details={"owner": owner or {}, "holder_live": live},
         )
     )
     click.echo("lock removed" + (f" (was held by pid {owner.get('pid')})" if owner else ""))

@@ -11,7 +11,35 @@ import click
 from lockgate.cli.context import AppContext
 from lockgate.cli.output import emit_json, json_option, wants_json
 
-__all__ = ["progress_bar", "stage", "sync"]
+__all__ = ["progress_bar", "stage", "stopped_cleanly", "sync"]
+
+
+@contextmanager
+def stopped_cleanly() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the command like Ctrl-C (exit 130, one line).
+
+    Their default action ends the process at once, so a staging cut short that way left
+    its temporary objects behind; raised as ``KeyboardInterrupt`` they unwind like an
+    interrupt: every thread finishes its current file and every temporary file is
+    removed. (``kill -9`` cannot be caught: the next staging, or ``gc``, removes what it
+    leaves.)
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -91,7 +119,7 @@ def stage(
 
     app = ctx.ensure_object(AppContext)
     project = app.project()
-    with progress_bar(app, f"staging {component}") as progress:
+    with stopped_cleanly(), progress_bar(app, f"staging {component}") as progress:
         result = Stager(project).stage(
             component, to=to_stage, dry_run=dry_run, progress=progress, reason=reason
         )
@@ -131,7 +159,7 @@ def sync(
         check_name("workspace", ws)
     app = ctx.ensure_object(AppContext)
     project = app.project()
-    with progress_bar(app, "sync") as progress:
+    with stopped_cleanly(), progress_bar(app, "sync") as progress:
         result = Stager(project).sync(
             list(workspaces) or None,
             to=to_stage,

@@ -24,6 +24,7 @@ __all__ = [
     "Approval",
     "AuditEvent",
     "ChainedEvent",
+    "CompletenessCheck",
     "Component",
     "ComponentRecord",
     "ComponentSpec",
@@ -51,6 +52,7 @@ __all__ = [
     "lost_object",
     "store_forget_lost",
     "store_is_durable",
+    "store_missing_objects",
     "store_object_path",
     "store_tmp",
 ]
@@ -275,7 +277,7 @@ class ContentStore(Protocol):
 
 
 # Optional capabilities. A content store offers any of these by having the attributes
-# (the builtin ``local`` store has all three); the kernel looks them up by plain
+# (the builtin ``local`` store has all four); the kernel looks them up by plain
 # attribute access (so a store that forwards through ``__getattr__`` offers what it
 # forwards, on every Python version; ``isinstance`` against a runtime protocol does not
 # see those from 3.12 on) and does without for a store that lacks one.
@@ -305,6 +307,16 @@ class LostObjectsLedger(Protocol):
 
 
 @runtime_checkable
+class CompletenessCheck(Protocol):
+    """A store that tells cheaply which objects a revision needs and it lacks."""
+
+    def missing_objects(self, revision: str) -> frozenset[str]:
+        """The digests ``revision`` needs (its manifest's own among them) that the store
+        does not have. Every staging asks it about the component's latest revision, so
+        it should not cost a ``stat`` per object each time (the kernel's fallback does)."""
+
+
+@runtime_checkable
 class DurabilitySwitch(Protocol):
     """A store whose durability can be turned off (scratch projects).
 
@@ -330,6 +342,12 @@ def store_object_path(store: object) -> Callable[[str], Path] | None:
 def store_forget_lost(store: object) -> Callable[[Collection[str]], int] | None:
     """``LostObjectsLedger.forget_lost`` of ``store``, or None."""
     found = getattr(store, "forget_lost", None)
+    return found if callable(found) else None
+
+
+def store_missing_objects(store: object) -> Callable[[str], frozenset[str]] | None:
+    """``CompletenessCheck.missing_objects`` of ``store``, or None."""
+    found = getattr(store, "missing_objects", None)
     return found if callable(found) else None
 
 

@@ -1,13 +1,23 @@
 """``verify`` (is everything deployed and stored what was recorded?) and ``gc``.
 
 Garbage collection keeps, for every component: its latest revision (staging relies on
-it), and for every stage and component id the current revision, the last-good one and
-the last ``keep`` distinct revisions that were live there (the retention window), plus
-anything an open intent names. Everything those revisions need stays; other release
-directories go, and so do objects no kept revision needs, once they are older than the
-grace period (so an object a concurrent staging just wrote, before its revision is
-recorded, is never taken). Manifests of every revision are kept: history is never
-pruned, and a revision whose objects were collected can still be listed and diffed.
+it), and for every stage and component id every revision a rollback can select now: the
+current revision, the previous one (``--to previous``), the last-good one and the last
+``keep`` distinct revisions that were live there (the retention window, which ``--at``
+and ``--to REV`` select from), plus anything an open intent names. Everything those
+revisions need stays; other release directories go, and so do objects no kept revision
+needs, once they are older than the grace period. gc holds the staging lock exclusive
+throughout (see :mod:`lockgate.core.locking`), so no staging is between reusing an
+object it found stored and recording its revision: what a staging records is never
+taken. Manifests of every revision are kept: history is never pruned, and a revision
+whose objects were collected can still be listed and diffed.
+
+A rollback moves the pointer, and with it what "previous" and "last-good" mean, onto
+revisions gc may have collected before (the last-good of the revision rolled back to).
+gc therefore records, in its audit event, every revision that was live somewhere and
+that it made undeployable (``details.collected``): ``rollback`` skips such a revision for
+``last-good`` and refuses it for the others, saying so, and ``verify`` does not report
+the objects they lost as damage.
 """
 
 from __future__ import annotations
@@ -22,12 +32,14 @@ import attrs
 from lockgate.core.audit import verify_chain, verify_state
 from lockgate.core.contracts import (
     AuditEvent,
+    EventFilter,
     lost_object,
     store_forget_lost,
     store_object_path,
     store_tmp,
 )
 from lockgate.core.lifecycle import now_iso
+from lockgate.core.locking import StagingLock
 from lockgate.core.promotion import Promoter, last_good, recover_pending
 from lockgate.core.records import record
 from lockgate.core.refs import check_text
@@ -37,7 +49,14 @@ from lockgate.errors import LockgateError
 if TYPE_CHECKING:
     from lockgate.core.project import Project
 
-__all__ = ["GcResult", "VerifyReport", "collect_garbage", "retained_revisions", "verify"]
+__all__ = [
+    "GcResult",
+    "VerifyReport",
+    "collect_garbage",
+    "collected_revisions",
+    "retained_revisions",
+    "verify",
+]
 
 
 @record
@@ -80,11 +99,21 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
                     f"{name}: {target.location(component_id)} is deployed but {component_id} is "
                     f"not current in {name}"
                 )
+    # Every check below reports what it finds and goes on: a damaged or missing manifest
+    # or object is one more problem in the list, never the end of the report.
     for revision in sorted(releases):
         if release_path(project, revision).is_dir():
-            problems.extend(verify_release(project, revision, full=True))
-    # What must stay deployable whatever gc's --keep was: current, last-good and latest.
-    needed = retained_revisions(project, keep=1)
+            try:
+                problems.extend(verify_release(project, revision, full=True))
+            except LockgateError as exc:
+                problems.append(f"release {revision[:12]}: {exc.message}")
+    # What must stay deployable whatever gc's --keep was: current, previous, last-good and
+    # latest, less what an earlier gc collected (after a rollback, "previous" or
+    # "last-good" can name such a revision; rollback skips or refuses it, so its missing
+    # objects are not damage). What is current or latest is never collected.
+    must = {p.revision for p in state.pointers() if p.revision}
+    must |= {r.latest_revision for r in state.components() if r.latest_revision}
+    needed = retained_revisions(project, keep=1) - (collected_revisions(project) - must)
     digests: dict[str, str] = {}
     for revision in sorted(needed):
         try:
@@ -97,12 +126,15 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
                 digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
     lost = content.lost()
     for digest, where in sorted(digests.items()):
-        if digest in lost:
-            problems.append(lost_object(digest, where))
-        elif not content.has(digest):
-            problems.append(f"object {digest[:12]} ({where}) is missing")
-        elif not content.verify(digest):
-            problems.append(f"object {digest[:12]} ({where}) does not match its digest")
+        try:
+            if digest in lost:
+                problems.append(lost_object(digest, where))
+            elif not content.has(digest):
+                problems.append(f"object {digest[:12]} ({where}) is missing")
+            elif not content.verify(digest):
+                problems.append(f"object {digest[:12]} ({where}) does not match its digest")
+        except LockgateError as exc:  # a digest the store refuses (a damaged manifest)
+            problems.append(f"object {digest[:12]} ({where}): {exc.message}")
     chain = verify_chain(state.chain())
     if not chain.ok:
         problems.append(f"audit log: broken at event {chain.first_bad_seq}: {chain.problem}")
@@ -146,6 +178,8 @@ def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
         current = history[-1].revision
         if current:
             kept.add(current)
+        if history[-1].previous_revision:
+            kept.add(history[-1].previous_revision)  # rollback --to previous
         good = last_good(history, exclude=current)
         if good:
             kept.add(good)
@@ -162,6 +196,35 @@ def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
             if isinstance(value, str):
                 kept.add(value)
     return kept
+
+
+def collected_revisions(project: Project) -> set[str]:
+    """Revisions that were live in a stage and that a gc made undeployable (from the
+    ``collected`` detail of every ``gc`` audit event)."""
+    found: set[str] = set()
+    for event in project.state().events(EventFilter(action="gc")):
+        value = event.details.get("collected") if isinstance(event.details, dict) else None
+        if isinstance(value, list):
+            found.update(v for v in value if isinstance(v, str))
+    return found
+
+
+def _newly_collected(project: Project, kept: set[str], doomed: set[str], content: Any) -> list[str]:
+    """Revisions that were live in a stage, are not kept, and lose an object now (or
+    already miss one): rollback must not select them any more."""
+    state = project.state()
+    live = {c.revision for c in state.pointer_history() if c.revision}
+    found = []
+    for revision in sorted(live - kept - collected_revisions(project)):
+        try:
+            manifest = content.get_manifest(revision)
+        except LockgateError:
+            found.append(revision)
+            continue
+        digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
+        if any(d in doomed or not content.has(d) for d in digests):
+            found.append(revision)
+    return found
 
 
 @record
@@ -200,7 +263,12 @@ def collect_garbage(
     # Opening the state store settles interrupted operations under the lock it takes
     # itself: opened first under gc's lock, it would wait for gc.
     project.state()
-    with promoter.lock("gc"):
+    # Exclusive against staging: no staging is between reusing an existing object and
+    # recording its revision while gc decides what is unneeded and removes it.
+    staging = StagingLock(
+        project.state_dir, exclusive=True, timeout=project.config.state.lock_timeout
+    )
+    with promoter.lock("gc"), staging:
         recover_pending(project, locked=True)
         state, content = project.state(), project.content()
         kept = retained_revisions(project, keep)
@@ -229,6 +297,7 @@ def collect_garbage(
                 doomed_objects.append(digest)
                 size += _size(object_path, digest)
         if not dry_run:
+            collected = _newly_collected(project, kept, set(doomed_objects), content)
             for revision in doomed_releases:
                 remove_tree(releases_dir / revision)
                 (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
@@ -251,6 +320,7 @@ def collect_garbage(
                         "bytes": size,
                         "leftovers": leftovers,
                         "lost_forgotten": forgotten,
+                        "collected": collected,
                         "keep": project.config.gc.keep if keep is None else keep,
                     },
                 )

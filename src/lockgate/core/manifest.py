@@ -22,9 +22,12 @@ from lockgate.errors import InputError
 
 __all__ = [
     "MANIFEST_FORMAT",
+    "MAX_DEPTH",
+    "MAX_PATH_BYTES",
     "FileEntry",
     "Manifest",
     "ManifestDiff",
+    "check_path_limits",
     "check_paths",
     "digest_bytes",
     "hash_file",
@@ -32,6 +35,35 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = 1
+
+MAX_DEPTH = 256
+"""Directory levels a revision may have below its component directory. Deeper trees are
+refused when staged: what builds, verifies and removes releases (``pathlib``'s
+``mkdir(parents=True)``, ``shutil.rmtree``, ``os.walk`` before Python 3.12) recurses once
+per level, and a thousand levels would end in a ``RecursionError`` long after staging."""
+
+MAX_PATH_BYTES = 2048
+"""The longest path of a file inside a revision, in UTF-8 bytes: a release file's path,
+``.lockgate/releases/<revision>/<path>``, must stay well within the system's 4096."""
+
+
+def check_path_limits(path: str, where: str) -> None:
+    """Refuse a path deeper than :data:`MAX_DEPTH` levels or longer than
+    :data:`MAX_PATH_BYTES` (``where`` names it in the message, shortened)."""
+    if path.count("/") <= MAX_DEPTH and len(path) <= MAX_PATH_BYTES // 4:
+        return  # the common case: no need to encode
+    where = where if len(where) <= 120 else f"{where[:100]}…"
+    if path.count("/") > MAX_DEPTH:
+        raise InputError(
+            f"{where}: more than {MAX_DEPTH} directory levels; lockgate stages trees up to "
+            f"{MAX_DEPTH} levels deep: flatten it or ignore it in .lockgateignore"
+        )
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise InputError(
+            f"{where}: path longer than {MAX_PATH_BYTES} bytes; shorten it or ignore it in "
+            ".lockgateignore"
+        )
+
 
 Kind = Literal["file", "exec", "symlink"]
 
@@ -126,7 +158,8 @@ class Manifest:
                 FileEntry(i["path"], i["kind"], i["size"], i["digest"], i.get("target"))
                 for i in doc["files"]
             ]
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # AttributeError: valid JSON that is not an object (``doc.get`` of a list).
             raise InputError(f"{where}: not a lockgate manifest ({exc})") from exc
         return cls(entries)
 
@@ -196,6 +229,8 @@ def check_paths(manifest: Manifest, where: str = "manifest") -> None:
     """
     links = {e.path: str(e.target) for e in manifest.entries if e.kind == "symlink"}
     for entry in manifest.entries:
+        # No deeper than staging allows: laying a release out recurses once per level.
+        check_path_limits(entry.path, f"{where}: entry {entry.path!r}")
         parts = entry.path.split("/")
         if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise InputError(f"{where}: entry {entry.path!r} is not a safe relative path")

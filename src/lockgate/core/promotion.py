@@ -29,7 +29,7 @@ import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -134,7 +134,8 @@ class SwitchResult:
         if self.dry_run:
             return f"{where}: would switch {old} → {new} ({self.action}, dry run)"
         forced = " (forced past failing gates)" if self.forced else ""
-        return f"{where}: {verb} {old} → {new}{forced}"
+        note = f" ({self.note})" if self.note else ""
+        return f"{where}: {verb} {old} → {new}{forced}{note}"
 
 
 class Promoter:
@@ -403,19 +404,43 @@ class Promoter:
                 f"nothing is current for {component_id} in {stage}; nothing to roll back"
             )
         history = state.pointer_history(stage, component_id)
+        skipped: list[str] = []
         if at is not None:
             when = parse_time(at)
             live = state.live_at(stage, when, component_id)
             if not live:
                 raise NotFoundError(f"nothing was live for {component_id} in {stage} at {at}")
             revision: str | None = live[0].revision
+        elif (to or "last-good") == "last-good":
+            # The most recent good revision gc has not collected: each collected one is
+            # skipped, and the result says which.
+            while True:
+                revision = last_good(history, exclude=pointer.revision, skip=skipped)
+                if revision is None or self._deployable(revision):
+                    break
+                skipped.append(revision)
         else:
             revision = self._rollback_target(history, pointer, to or "last-good", stage)
-            if revision is None and (to or "last-good") != "none" and not remove_if_none:
+        if at is None and revision is None and (to or "last-good") != "none" and not remove_if_none:
+            gone = f" (gc collected {', '.join(short(r) for r in skipped)})" if skipped else ""
+            raise RefusedError(
+                f"{component_id} has no earlier revision in {stage} to roll back to{gone}; "
+                f"use --to none to remove it from {stage}"
+            )
+        if revision is not None and not skipped and not self._deployable(revision):
+            from lockgate.core.integrity import collected_revisions
+
+            if revision in collected_revisions(project):
                 raise RefusedError(
-                    f"{component_id} has no earlier revision in {stage} to roll back to; "
-                    f"use --to none to remove it from {stage}"
+                    f"revision {short(revision)} of {component_id} in {stage} was collected "
+                    "by gc (its stored files are gone); roll back to a retained revision "
+                    "(--to last-good skips collected ones) or stage and promote it again"
                 )
+            raise RefusedError(
+                f"revision {short(revision)} of {component_id} in {stage} misses stored "
+                "objects (see 'lockgate verify'); stage its files again to store them, or "
+                "roll back to another revision"
+            )
         owner = pointer.component
         if revision is not None:
             owner = next(
@@ -436,6 +461,13 @@ class Promoter:
             reason=reason,
             locations=tuple(t.location(component_id) for t in self.targets(stage)),
         )
+        if skipped:
+            base = attrs.evolve(
+                base,
+                note="skipped "
+                + ", ".join(short(r) for r in skipped)
+                + ": collected by gc, no longer deployable",
+            )
         if not base.changed:
             return attrs.evolve(base, note="already current")
         if not dry_run:
@@ -447,8 +479,25 @@ class Promoter:
             ref=ComponentRef.parse(owner),
             expected_generation=pointer.generation,
             action="rollback",
-            details={"to": to or ("at " + at if at else "last-good")},
+            details={"to": to or ("at " + at if at else "last-good")}
+            | ({"skipped": skipped} if skipped else {}),
         )
+
+    def _deployable(self, revision: str) -> bool:
+        """Whether ``revision`` can still be deployed: its release exists (a switch
+        verifies it), or its manifest and every object it needs are stored."""
+        from lockgate.core.releases import release_path
+
+        if release_path(self.project, revision).is_dir():
+            return True
+        content = self.project.content()
+        try:
+            manifest = content.get_manifest(revision)
+        except LockgateError:
+            return False
+        lost = content.lost()
+        digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
+        return all(d not in lost and content.has(d) for d in digests)
 
     def _live_stage(self, component_id: str) -> str:
         """The highest stage where ``component_id`` is current."""
@@ -464,13 +513,10 @@ class Promoter:
     ) -> str | None:
         from lockgate.core.listing import resolve_revision
 
-        current = pointer.revision
         if to == "none":
             return None
         if to == "previous":
             return history[-1].previous_revision if history else None
-        if to == "last-good":
-            return last_good(history, exclude=current)
         # A revision prefix: it must have been live in this stage (a rollback restores).
         live = {c.revision for c in history if c.revision}
         matches = sorted(r for r in live if r.startswith(to.lower()))
@@ -724,8 +770,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | None:
-    """The most recent revision that was live and not rolled back for cause.
+def last_good(
+    history: Sequence[PointerChange], exclude: str | None, skip: Collection[str] = ()
+) -> str | None:
+    """The most recent revision that was live and not rolled back for cause (nor in
+    ``skip``).
 
     A rollback condemns the revision it moved away from, unless it restores a condemned
     revision (a roll forward: the restored one is rehabilitated and the one left is not
@@ -742,7 +791,7 @@ def last_good(history: Sequence[PointerChange], exclude: str | None) -> str | No
             condemned.discard(change.revision)
     for change in reversed(history):
         revision = change.revision
-        if revision and revision != exclude and revision not in condemned:
+        if revision and revision != exclude and revision not in condemned and revision not in skip:
             return revision
     return None
 

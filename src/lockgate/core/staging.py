@@ -5,6 +5,12 @@ cache cannot vouch for, in parallel; write the manifest; flush) → record (one 
 transaction: component, revision, audit event) → announce (``on_stage``). A failure at
 any point before *record* leaves no revision behind; objects already stored are complete
 and unreferenced, for ``gc`` to take.
+
+From the first look at what is stored to the recorded revision, a staging holds the
+staging lock shared (:class:`~lockgate.core.locking.StagingLock`) and ``gc`` takes it
+exclusive: an object that staging reuses because it exists (de-duplication) is not
+refreshed, so without the lock gc could remove it, as unneeded and old, between the
+staging's check and its record.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +31,19 @@ from lockgate.core.contracts import (
     RevisionRecord,
     ScannedFile,
     ScanResult,
+    store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
 from lockgate.core.lifecycle import now_iso
-from lockgate.core.manifest import FileEntry, Manifest, ManifestDiff, digest_bytes, new_hasher
+from lockgate.core.locking import StagingLock
+from lockgate.core.manifest import (
+    FileEntry,
+    Manifest,
+    ManifestDiff,
+    check_path_limits,
+    digest_bytes,
+    new_hasher,
+)
 from lockgate.core.models import ChangeEvent, ComponentStatus
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_text, short
@@ -63,6 +78,8 @@ class StageResult:
     diff: ManifestDiff
     dry_run: bool = False
     warnings: tuple[str, ...] = ()
+    repaired: int = 0
+    """Objects the latest revision needed that were missing from the store, stored again."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -77,6 +94,7 @@ class StageResult:
             "files": self.files,
             "size": self.size,
             "hashed": self.hashed,
+            "repaired": self.repaired,
             "changes": self.diff.counts(),
             "warnings": list(self.warnings),
         }
@@ -86,6 +104,11 @@ class StageResult:
         c = self.diff.counts()
         changes = f"+{c['added']} ~{c['modified']} -{c['removed']}"
         if not self.created:
+            if self.repaired:
+                return (
+                    f"{self.component}: unchanged at {short(self.revision)}; no new revision; "
+                    f"stored {_plural(self.repaired, 'missing object')} again"
+                )
             return f"{self.component}: unchanged at {short(self.revision)}; no new revision"
         verb = "would stage" if self.dry_run else "staged"
         return (
@@ -246,16 +269,54 @@ class Stager:
         reason: str | None = None,
     ) -> StageResult:
         project = self.project
+        # Opened (and recovered, under the operation lock) before the staging lock is
+        # taken: gc takes the staging lock while it holds the operation lock.
+        project.state()
+        if dry_run:
+            return self._stage_locked(component, stage, dry_run, progress, reason)[0]
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        with StagingLock(
+            project.state_dir, exclusive=False, timeout=project.config.state.lock_timeout
+        ):
+            result, at = self._stage_locked(component, stage, dry_run, progress, reason)
+        if at is None:
+            return result
+        # Announced outside the lock: a plugin's on_stage may take its time (or run gc).
+        failures = project.hooks.on_stage(
+            ChangeEvent(
+                action="stage",
+                component=result.component,
+                stage=stage,
+                revision=result.revision,
+                previous_revision=result.previous,
+                actor=project.actor,
+                at=dt.datetime.fromisoformat(at),
+                reason=reason,
+            )
+        )
+        return attrs.evolve(result, warnings=tuple(str(f) for f in failures))
+
+    def _stage_locked(
+        self,
+        component: Component,
+        stage: str,
+        dry_run: bool,
+        progress: Progress | None,
+        reason: str | None,
+    ) -> tuple[StageResult, str | None]:
+        """Plan, store and record (no announcement); returns the result and, when a
+        revision was recorded, the time it was recorded at."""
+        project = self.project
         source, state = project.source(), project.state()
         ref = str(component.ref)
         scan = source.scan(component)
         self._check_limits(scan)
         record = state.component(ref)
         previous = record.latest_revision if record else None
-        lost = self._lost_here(previous)
+        lost = self._missing_here(previous)
         if scan.revision is not None and scan.revision == previous and not lost:
             # The source vouches the files are exactly the latest revision: nothing to do.
-            return self._unchanged(component, stage, scan, previous)
+            return self._unchanged(component, stage, scan, previous), None
         todo = [
             f for f in scan.files if (f.digest is None or f.digest in lost) and f.kind != "symlink"
         ]
@@ -263,7 +324,8 @@ class Stager:
             manifest = _manifest(scan, {})
             if manifest.revision_id() == previous and previous not in lost:
                 source.remember(scan, {}, previous)
-                return self._result(component, stage, manifest, previous, None, {}, dry_run)
+                result = self._result(component, stage, manifest, previous, None, {}, dry_run)
+                return result, None
         old = (
             project.content().get_manifest(previous) if previous and previous not in lost else None
         )
@@ -274,14 +336,16 @@ class Stager:
         manifest = _manifest(scan, digests)
         result = self._result(component, stage, manifest, previous, old, digests, dry_run)
         if dry_run:
-            return result
+            return result, None
         if not result.created:
             if digests or result.revision in lost:
                 # Files were stored (touched but equal, or lost and stored again): the
                 # manifest closes the store's batch like any other, and is kept if lost.
                 project.content().put_manifest(manifest)
             source.remember(scan, digests, result.revision)
-            return result
+            repaired = sum(1 for d in set(digests.values()) if d in lost)
+            repaired += result.revision in lost
+            return attrs.evolve(result, repaired=repaired), None
         failpoint("stage.after_objects")
         project.content().put_manifest(manifest)  # the objects are stored before the manifest
         failpoint("stage.after_manifest")
@@ -314,32 +378,33 @@ class Stager:
         )
         failpoint("stage.after_record")
         source.remember(scan, digests, revision)
-        failures = project.hooks.on_stage(
-            ChangeEvent(
-                action="stage",
-                component=ref,
-                stage=stage,
-                revision=revision,
-                previous_revision=previous,
-                actor=actor,
-                at=dt.datetime.fromisoformat(at),
-                reason=reason,
-            )
-        )
-        return attrs.evolve(result, warnings=tuple(str(f) for f in failures))
+        return result, at
 
-    def _lost_here(self, previous: str | None) -> frozenset[str]:
-        """Objects of the latest revision a restart took (usually none: one set lookup).
+    def _missing_here(self, previous: str | None) -> frozenset[str]:
+        """Objects the latest revision needs that the store does not have (usually none).
 
-        Cached digests are trusted because those objects are kept; for these they are not.
+        Cached digests, and the "unchanged" answer, are trusted only for objects that
+        exist: those a restart took (``lost``) and any that went some other way (removed
+        by hand, or by a gc that raced a staging before they excluded each other) are
+        stored again from the workspace. The latest revision's manifest is among them
+        when it is gone. A store with the ``CompletenessCheck`` capability answers without
+        a ``stat`` per object; for others, that is what it costs.
         """
         content = self.project.content()
         lost = content.lost()
-        if not lost or previous is None or previous in lost:
+        if previous is None or previous in lost:
             return lost
-        if any(e.digest in lost for e in content.get_manifest(previous).entries):
-            return lost
-        return frozenset()
+        check = store_missing_objects(content)  # the local store's: no stat per object
+        if check is not None and not lost:  # after a restart's losses (rare): look at each
+            missing: Collection[str] = check(previous)
+        else:
+            try:
+                manifest = content.get_manifest(previous)
+            except NotFoundError:
+                return lost | {previous}
+            needed = {e.digest for e in manifest.entries if e.kind != "symlink"}
+            missing = {d for d in needed if d in lost or not content.has(d)}
+        return lost | frozenset(missing) if missing else frozenset()
 
     @staticmethod
     def _unchanged(
@@ -512,7 +577,11 @@ def _plural(n: int, word: str) -> str:
 
 def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
     entries = []
+    root = scan.component.path
     for f in scan.files:
+        # Any source: a revision too deep or with a path too long to materialize later is
+        # refused now, never a RecursionError when it is promoted.
+        check_path_limits(f.path, f"{root}/{f.path}")
         if f.kind == "symlink":
             target = str(f.target)
             entries.append(
