@@ -1,7 +1,7 @@
 """Races between processes: stage, sync, gc, promote, rollback, reject, approve, verify.
 
 The harness (tests/race_harness.py) runs ``LOCKGATE_RACE_WORKERS`` processes (default 3)
-for ``LOCKGATE_RACE_SECONDS`` seconds of races (default 9, in rounds of 3 s, checked
+for ``LOCKGATE_RACE_SECONDS`` seconds of races (default 12, in rounds of 4 s, checked
 after each) with seed ``LOCKGATE_RACE_SEED``. The tests below it plant one violation of
 each kind the checks look for, so that a check which can no longer fail is noticed.
 """
@@ -23,10 +23,10 @@ from race_harness import (
 )
 
 # Read at import: the autouse fixture in conftest.py clears LOCKGATE_* before each test.
-SECONDS = float(os.environ.get("LOCKGATE_RACE_SECONDS", "9"))
+SECONDS = float(os.environ.get("LOCKGATE_RACE_SECONDS", "12"))
 WORKERS = int(os.environ.get("LOCKGATE_RACE_WORKERS", "3"))
 SEED = int(os.environ.get("LOCKGATE_RACE_SEED", "20261204"))
-ROUND = 3.0
+ROUND = 4.0
 
 
 def test_race_harness_finds_no_violation(tmp_path: Path) -> None:
