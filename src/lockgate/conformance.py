@@ -662,6 +662,21 @@ class StateStoreConformance:
         assert last.at == change.at == at(20)
         assert [c.revision for c in store.live_at("staging", at(19))] == ["r1"]
 
+    def test_records_timed_before_the_last_event_take_its_time(self, store: StateStore) -> None:
+        # What verify_state compares: a revision and an approval written with their event
+        # are timed like it, even when the writer's clock is behind the chain.
+        _stage(store, "alice:etl", "r1", at(10))
+        _stage(store, "alice:etl", "r2", at(5), parent="r1")
+        approval = Approval("alice:etl", "r2", "bob", "approve", at(7))
+        store.add_approval(
+            approval,
+            _event("approve", at(7), actor="bob", component="alice:etl", revision="r2"),
+        )
+        assert [r.created_at for r in store.revisions("alice:etl")] == [at(10), at(10)]
+        assert [a.at for a in store.approvals("alice:etl")] == [at(10)]
+        assert [e.at for e in store.events()] == [at(10)] * 3
+        assert verify_state(store) == []
+
     def test_live_at_only_answers_for_the_given_stage(self, store: StateStore) -> None:
         self._two_moves(store)
         _move(store, "production", "alice:etl", "r1", at(25), expected=0)

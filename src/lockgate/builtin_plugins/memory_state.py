@@ -73,6 +73,8 @@ class MemoryStateStore:
         self, revision: RevisionRecord, component: ComponentRecord, event: AuditEvent
     ) -> int:
         with self._lock:
+            revision = attrs.evolve(revision, created_at=self._after_last(revision.created_at))
+            component = attrs.evolve(component, updated_at=self._after_last(component.updated_at))
             self._components[component.component] = component
             known = self._revisions.setdefault(revision.component, [])
             if all(r.revision != revision.revision for r in known):
@@ -83,7 +85,7 @@ class MemoryStateStore:
         self, ref: str, expected: ComponentStatus, status: ComponentStatus, event: AuditEvent
     ) -> int:
         with self._lock:
-            self._swap_status(ref, expected, status, event.at)
+            self._swap_status(ref, expected, status, self._after_last(event.at))
             return self._append(event)
 
     def _swap_status(
@@ -123,8 +125,7 @@ class MemoryStateStore:
             old = self._pointers.get(key)
             current = old.generation if old else 0
             # Timed like its event, so the pointer history and the audit log agree.
-            last_at = self._chain[-1].event.at if self._chain else None
-            change = attrs.evolve(change, at=not_before(change.at, last_at))
+            change = attrs.evolve(change, at=self._after_last(change.at))
             if current != expected_generation:
                 raise ConflictError(
                     f"{change.stage}/{change.component_id} moved meanwhile (generation "
@@ -188,8 +189,9 @@ class MemoryStateStore:
         status: tuple[ComponentStatus, ComponentStatus] | None = None,
     ) -> int:
         with self._lock:
+            approval = attrs.evolve(approval, at=self._after_last(approval.at))
             if status is not None:
-                self._swap_status(approval.component, status[0], status[1], event.at)
+                self._swap_status(approval.component, status[0], status[1], approval.at)
             self._approvals.append(approval)
             return self._append(event)
 
@@ -223,6 +225,11 @@ class MemoryStateStore:
     def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
         with self._lock:
             return [self._append(event) for event in events]
+
+    def _after_last(self, at: str) -> str:
+        """``at``, or the chain's last event's time when later (records are timed like
+        the event written with them)."""
+        return not_before(at, self._chain[-1].event.at if self._chain else None)
 
     def _append(self, event: AuditEvent) -> int:
         prev = self._chain[-1].hash if self._chain else GENESIS

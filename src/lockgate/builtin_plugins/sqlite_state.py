@@ -314,6 +314,8 @@ class SqliteStateStore:
         self, revision: RevisionRecord, component: ComponentRecord, event: AuditEvent
     ) -> int:
         with self._write() as db:
+            revision = attrs.evolve(revision, created_at=_after_last(db, revision.created_at))
+            component = attrs.evolve(component, updated_at=_after_last(db, component.updated_at))
             db.execute(
                 "INSERT INTO components VALUES (:component, :workspace, :component_id, "
                 ":component_type, :status, :latest_revision, :updated_at) "
@@ -334,7 +336,7 @@ class SqliteStateStore:
         self, ref: str, expected: ComponentStatus, status: ComponentStatus, event: AuditEvent
     ) -> int:
         with self._write() as db:
-            _swap_status(db, ref, expected, status, event.at)
+            _swap_status(db, ref, expected, status, _after_last(db, event.at))
             return _append(db, event)
 
     # ------------------------------------------------------------------ pointers
@@ -377,8 +379,7 @@ class SqliteStateStore:
             generation = current + 1
             # The move is timed like its event (never before the chain's last event), so
             # the pointer history and the audit log agree on when it happened.
-            last = db.execute("SELECT at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-            change = attrs.evolve(change, at=not_before(change.at, last["at"] if last else None))
+            change = attrs.evolve(change, at=_after_last(db, change.at))
             pointer = Pointer(
                 stage=change.stage,
                 component_id=change.component_id,
@@ -462,8 +463,9 @@ class SqliteStateStore:
         status: tuple[ComponentStatus, ComponentStatus] | None = None,
     ) -> int:
         with self._write() as db:
+            approval = attrs.evolve(approval, at=_after_last(db, approval.at))
             if status is not None:
-                _swap_status(db, approval.component, status[0], status[1], event.at)
+                _swap_status(db, approval.component, status[0], status[1], approval.at)
             db.execute(
                 "INSERT INTO approvals (component, revision, actor, decision, at, stage, comment) "
                 "VALUES (:component, :revision, :actor, :decision, :at, :stage, :comment)",
@@ -572,6 +574,14 @@ class SqliteStateStore:
             operations=operations,
             events=int(total),
         )
+
+
+def _after_last(db: sqlite3.Connection, at: str) -> str:
+    """``at``, or the time of the chain's last event when that is later: a record written
+    with its event is timed like it (see :func:`~lockgate.core.audit.not_before`), so the
+    records and the log they are checked against agree."""
+    last = db.execute("SELECT at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    return not_before(at, last["at"] if last else None)
 
 
 def _append(db: sqlite3.Connection, event: AuditEvent) -> int:
