@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ENV, run_lockgate
 from lockgate.builtin_plugins.directory_target import DirectoryTarget
 from lockgate.core.contracts import Target
 from lockgate.testing import MemoryTarget, TargetConformance
-
-from conftest import ENV, run_lockgate
+from suite_runner import failed, run_suite
 
 
 class TestDirectoryTarget(TargetConformance):
@@ -51,3 +51,60 @@ def test_verify_reports_a_deleted_stage_directory_as_a_problem(tmp_path: Path) -
     assert "internal error" not in done.stderr
     assert done.returncode == 1, done.stderr
     assert "stages/staging/etl is missing" in done.stdout
+
+
+def test_the_suite_fails_a_target_whose_commit_does_not_switch(tmp_path: Path) -> None:
+    outcomes = run_suite(
+        tmp_path,
+        """
+        import pytest
+        from lockgate.testing import MemoryTarget, TargetConformance
+
+        class StuckTarget(MemoryTarget):
+            def commit(self, prepared):
+                pass  # says nothing, switches nothing
+
+        class TestStuck(TargetConformance):
+            @pytest.fixture
+            def target(self):
+                return StuckTarget()
+
+        class TestControl(TargetConformance):
+            @pytest.fixture
+            def target(self):
+                return MemoryTarget()
+        """,
+    )
+    assert failed(outcomes["TestControl"]) == set()
+    assert {
+        "test_commit_deploys_the_revision",
+        "test_a_prepared_switch_is_invisible_until_committed",
+        "test_committing_a_removal_removes_the_entry",
+    } <= failed(outcomes["TestStuck"])
+    assert outcomes["TestStuck"]["test_a_new_target_deploys_nothing"] == "passed"
+
+
+def test_the_suite_fails_a_target_that_switches_on_prepare(tmp_path: Path) -> None:
+    outcomes = run_suite(
+        tmp_path,
+        """
+        import pytest
+        from lockgate.testing import MemoryTarget, TargetConformance
+
+        class EagerTarget(MemoryTarget):
+            def prepare(self, component_id, revision, release):
+                prepared = super().prepare(component_id, revision, release)
+                self.commit(prepared)  # visible before the commit: not atomic
+                return prepared
+
+        class TestEager(TargetConformance):
+            @pytest.fixture
+            def target(self):
+                return EagerTarget()
+        """,
+    )
+    assert {
+        "test_a_prepared_switch_is_invisible_until_committed",
+        "test_abort_leaves_the_old_revision",
+        "test_each_switch_shows_the_old_revision_or_the_new",
+    } <= failed(outcomes["TestEager"])

@@ -46,7 +46,7 @@ _ABSENT = digest_bytes(b"never stored by the content store suite")
 
 def _file(path: Path, data: bytes) -> FileStat:
     path.write_bytes(data)
-    return FileStat.of(os.stat(path))
+    return FileStat.of(path.stat())
 
 
 def _revision(store: ContentStore, files: dict[str, bytes]) -> Manifest:
@@ -68,9 +68,9 @@ def _tree(root: Path) -> dict[str, tuple[str, bytes | str]]:
             full = Path(dirpath, name)
             rel = full.relative_to(root).as_posix()
             if full.is_symlink():
-                found[rel] = ("symlink", os.readlink(full))
+                found[rel] = ("symlink", str(full.readlink()))
             else:
-                kind = "exec" if os.stat(full).st_mode & stat.S_IXUSR else "file"
+                kind = "exec" if full.stat().st_mode & stat.S_IXUSR else "file"
                 found[rel] = (kind, full.read_bytes())
     return found
 
@@ -341,9 +341,7 @@ class ContentStoreConformance:
         assert object_path(digest).read_bytes() == b"on disk"
         assert not object_path(_ABSENT).exists()
 
-    def test_lost_objects_ledger_forgets_nothing_needed(
-        self, content_store: ContentStore
-    ) -> None:
+    def test_lost_objects_ledger_forgets_nothing_needed(self, content_store: ContentStore) -> None:
         forget_lost = store_forget_lost(content_store)
         if forget_lost is None:
             pytest.skip("the store offers no LostObjectsLedger")

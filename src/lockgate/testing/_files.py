@@ -9,7 +9,6 @@ source is its own.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Protocol
@@ -30,9 +29,7 @@ class ComponentFiles(Protocol):
     ) -> None:
         """Make component ``ref`` exist (empty if new), described by ``spec`` if given."""
 
-    def write(
-        self, ref: str, path: str, data: bytes, *, executable: bool = False
-    ) -> None:
+    def write(self, ref: str, path: str, data: bytes, *, executable: bool = False) -> None:
         """Create or replace the file ``path`` of the existing component ``ref``."""
 
     def symlink(self, ref: str, path: str, target: str) -> None:
@@ -90,7 +87,7 @@ class DirectoryComponentFiles:
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()
-        os.symlink(target, link)
+        link.symlink_to(target)
 
     def delete(self, ref: str, path: str) -> None:
         entry = self._dir(ref) / path

@@ -124,7 +124,7 @@ class MemoryContentStore:
             target = dest / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             if entry.kind == "symlink":
-                os.symlink(str(entry.target), target)
+                target.symlink_to(str(entry.target))
                 continue
             try:
                 data = self.read_bytes(entry.digest)

@@ -148,9 +148,7 @@ class MemorySource:
             digest = remembered[1] if clean and remembered is not None else None
             scanned.append(ScannedFile(path, f.kind, f.stat, digest, f.target))
         # The remembered revision holds only while every path and every stat is as it was.
-        same = known.keys() == files.keys() and all(
-            known[p][0] == f.stat for p, f in files.items()
-        )
+        same = known.keys() == files.keys() and all(known[p][0] == f.stat for p, f in files.items())
         return ScanResult(component, tuple(scanned), revision if same else None)
 
     def remember(

@@ -33,6 +33,7 @@ from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
 
 __all__ = ["TargetConformance"]
 
+
 def _commit(target: Target, component_id: str, revision: str | None, release: Path | None) -> None:
     target.commit(target.prepare(component_id, revision, release))
 
