@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -95,3 +95,7 @@ class DirectoryComponentFiles:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+if TYPE_CHECKING:  # mypy checks the writer against the protocol it implements
+    _files: ComponentFiles = DirectoryComponentFiles(Path())

@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lockgate.core.contracts import FileStat, LinkMode
+from lockgate.core.contracts import ContentStore, FileStat, LinkMode
 from lockgate.core.manifest import Manifest, check_paths, digest_bytes
 from lockgate.errors import ConflictError, LockgateError, NotFoundError
 
@@ -138,3 +139,7 @@ class MemoryContentStore:
 
 def _changed(path: str | Path, what: str) -> ConflictError:
     return ConflictError(f"{path}: {what}; nothing was stored, stage again once edits settle")
+
+
+if TYPE_CHECKING:  # mypy checks the twin against the role's protocol
+    _content_store: ContentStore = MemoryContentStore()

@@ -15,7 +15,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import attrs
 
@@ -26,6 +26,7 @@ from lockgate.core.contracts import (
     FileStat,
     ScannedFile,
     ScanResult,
+    Source,
 )
 from lockgate.core.refs import ComponentRef, check_name
 from lockgate.errors import InputError, NotFoundError
@@ -175,3 +176,10 @@ class MemorySource:
         if entry is None or entry.kind == "symlink":
             raise NotFoundError(f"{component.ref}: no file {path!r} in the memory source")
         return io.BytesIO(entry.data)
+
+
+if TYPE_CHECKING:  # mypy checks the twin against the role's protocol and the suite's
+    from lockgate.testing._files import ComponentFiles
+
+    _source: Source = MemorySource()
+    _files: ComponentFiles = MemorySource()

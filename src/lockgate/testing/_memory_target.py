@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lockgate.core.contracts import Prepared
+from lockgate.core.contracts import Prepared, Target
 from lockgate.core.refs import name_problem
 from lockgate.errors import InputError
 
@@ -74,3 +75,7 @@ class MemoryTarget:
         if now != revision:
             return [f"{where} is at {now[:12]}, not the current revision {revision[:12]}"]
         return []
+
+
+if TYPE_CHECKING:  # mypy checks the twin against the role's protocol
+    _target: Target = MemoryTarget()
