@@ -22,6 +22,7 @@ from lockgate.core.contracts import (
 )
 from lockgate.core.models import ComponentStatus
 from lockgate.errors import ConflictError
+from suite_runner import failed, run_suite
 
 
 class TestSqliteStateStore(StateStoreConformance):
@@ -279,3 +280,38 @@ def test_data_survives_close_and_reopen(db_path: Path) -> None:
         assert verify_chain(again.chain()).ok
     finally:
         again.close()
+
+
+def test_the_suite_fails_a_store_that_does_not_compare_and_swap(tmp_path: Path) -> None:
+    outcomes = run_suite(
+        tmp_path,
+        """
+        import pytest
+        from lockgate.testing import MemoryStateStore, StateStoreConformance
+
+        class LastWriterWins(MemoryStateStore):
+            def move_pointer(self, change, *, expected_generation, status, event):
+                current = self.pointer(change.stage, change.component_id)
+                generation = current.generation if current is not None else 0
+                return super().move_pointer(
+                    change, expected_generation=generation, status=status, event=event
+                )  # whatever the caller expected: a lost update
+
+        class TestLastWriterWins(StateStoreConformance):
+            @pytest.fixture
+            def store(self):
+                return LastWriterWins()
+
+        class TestControl(StateStoreConformance):
+            @pytest.fixture
+            def store(self):
+                return MemoryStateStore()
+        """,
+    )
+    assert failed(outcomes["TestControl"]) == set()
+    assert {
+        "test_move_with_stale_generation_raises_conflict",
+        "test_move_of_new_pointer_with_nonzero_generation_conflicts",
+        "test_conflicting_move_appends_no_event_and_no_history",
+    } <= failed(outcomes["TestLastWriterWins"])
+    assert outcomes["TestLastWriterWins"]["test_empty_store_knows_nothing"] == "passed"

@@ -174,7 +174,11 @@ class DirectoryTarget:
         entry = self._entry(component_id)
         where = os.path.relpath(entry)
         prefix = f".{component_id}{_TMP}"
-        leftovers = [n for n in os.listdir(self.directory) if n.startswith(prefix)]
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:  # the whole stage directory is gone: reported below
+            names = []
+        leftovers = [n for n in names if n.startswith(prefix)]
         if leftovers:
             return [f"{where}: a temporary link {leftovers[0]} was left by an interrupted switch"]
         if not os.path.lexists(entry):

@@ -278,8 +278,8 @@ class LocalContentStore:
         self._dirty = True
 
     def sync(self) -> None:
-        if not self.fsync:
-            return
+        if not self.fsync or not os.path.isdir(self._root_s):
+            return  # durability off, or nothing was ever stored: nothing to flush
         if not self._journal.flush(self._syncfs, self.has) and self._dirty:
             self._syncfs()
         self._dirty = False

@@ -1,14 +1,8 @@
-"""Helpers and pytest fixtures for people who write lockgate plugins.
-
-Installed as a pytest plugin (the ``pytest11`` entry point), so in any test suite that
-has lockgate installed these fixtures are available without an import:
+"""Fixtures and helpers to test a plugin against a real project, without installing it.
 
 * ``lockgate_project`` — a fresh initialised project directory (a ``Path``);
 * ``lockgate_cli`` — run the ``lockgate`` command line in-process: ``lockgate_cli("plugins",
-  "--json", project=path)`` returns a :class:`CliResult`.
-
-And these functions, to test a plugin without installing it:
-
+  "--json", project=path)`` returns a :class:`CliResult`;
 * :func:`fake_distribution` — a distribution whose entry points name plugin objects held
   in memory, so discovery, selection and loading are exercised exactly as for a real one;
 * :func:`open_project` — open a project with extra (fake) distributions beside the

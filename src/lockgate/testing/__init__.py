@@ -1,0 +1,102 @@
+"""Test helpers for people who write lockgate plugins: fixtures, twins, conformance suites.
+
+Installed as a pytest plugin (the ``pytest11`` entry point), so in any test suite that
+has lockgate installed the fixtures ``lockgate_project`` and ``lockgate_cli`` are
+available without an import. Everything else is imported from here:
+
+* project helpers — :func:`fake_distribution`, :func:`open_project`, :func:`run_cli`;
+* one **conformance suite** per role, a class a plugin's tests subclass with one fixture:
+  :class:`StateStoreConformance` (fixture ``store``), :class:`ContentStoreConformance`
+  (``content_store``), :class:`SourceConformance` (``source``, a :class:`SourceFixture`)
+  and :class:`TargetConformance` (``target``);
+* the **in-memory twins** of the roles, each passing its suite:
+  :class:`MemoryStateStore`, :class:`MemoryContentStore`, :class:`MemorySource`,
+  :class:`MemoryTarget`.
+
+The suites and twins are imported on first use, so loading this pytest plugin costs a
+test session next to nothing; their asserts are rewritten by pytest like a test's own.
+See ``docs/conformance.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from lockgate.testing._project import (
+    CliResult,
+    FakeDistribution,
+    fake_distribution,
+    lockgate_cli,
+    lockgate_project,
+    open_project,
+    run_cli,
+)
+
+if TYPE_CHECKING:
+    from lockgate.builtin_plugins.memory_state import MemoryStateStore
+    from lockgate.testing._content_suite import ContentStoreConformance
+    from lockgate.testing._files import ComponentFiles, DirectoryComponentFiles, SourceFixture
+    from lockgate.testing._memory_content import MemoryContentStore
+    from lockgate.testing._memory_source import MemorySource
+    from lockgate.testing._memory_target import MemoryTarget
+    from lockgate.testing._source_suite import SourceConformance
+    from lockgate.testing._state_suite import StateStoreConformance, at
+    from lockgate.testing._target_suite import TargetConformance
+
+__all__ = [
+    "CliResult",
+    "ComponentFiles",
+    "ContentStoreConformance",
+    "DirectoryComponentFiles",
+    "FakeDistribution",
+    "MemoryContentStore",
+    "MemorySource",
+    "MemoryStateStore",
+    "MemoryTarget",
+    "SourceConformance",
+    "SourceFixture",
+    "StateStoreConformance",
+    "TargetConformance",
+    "at",
+    "fake_distribution",
+    "lockgate_cli",
+    "lockgate_project",
+    "open_project",
+    "run_cli",
+]
+
+_SUITES = ("_state_suite", "_content_suite", "_source_suite", "_target_suite")
+# A suite's failures should read like a test's own: registered before any is imported.
+pytest.register_assert_rewrite(*(f"{__name__}.{m}" for m in _SUITES))
+
+_LAZY = {
+    "ComponentFiles": "lockgate.testing._files",
+    "ContentStoreConformance": "lockgate.testing._content_suite",
+    "DirectoryComponentFiles": "lockgate.testing._files",
+    "MemoryContentStore": "lockgate.testing._memory_content",
+    "MemorySource": "lockgate.testing._memory_source",
+    "MemoryStateStore": "lockgate.builtin_plugins.memory_state",
+    "MemoryTarget": "lockgate.testing._memory_target",
+    "SourceConformance": "lockgate.testing._source_suite",
+    "SourceFixture": "lockgate.testing._files",
+    "StateStoreConformance": "lockgate.testing._state_suite",
+    "TargetConformance": "lockgate.testing._target_suite",
+    "at": "lockgate.testing._state_suite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a suite or twin when it is first asked for (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,81 @@
+"""The in-memory target: which revision each component has deployed, in a dict.
+
+The twin of the builtin ``directory`` target: the same two-step switch (``prepare`` does
+everything invisible, ``commit`` switches one entry at once), held in process memory. A
+release directory is not needed to deploy (``release`` may be None), so a kernel without
+local disk can deploy to it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lockgate.core.contracts import Prepared, Target
+from lockgate.core.refs import name_problem
+from lockgate.errors import InputError
+
+__all__ = ["MemoryTarget"]
+
+
+class MemoryTarget:
+    """Component id -> deployed revision, switched one entry at a time."""
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._deployed: dict[str, str] = {}
+        self._pending: dict[str, tuple[str, str | None]] = {}
+        """Prepared switches not yet committed or aborted, by token."""
+        self._issued: set[str] = set()
+
+    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
+        problem = name_problem(component_id)
+        if problem is not None:
+            raise InputError(f"component id {component_id!r} {problem}: refusing to deploy it")
+        token = uuid.uuid4().hex
+        with self._lock:
+            # Switches of one entry are serialized by the kernel: what an earlier one
+            # left prepared was abandoned by a crash, as the directory target sweeps it.
+            for stale in [t for t, (c, _) in self._pending.items() if c == component_id]:
+                del self._pending[stale]
+            self._pending[token] = (component_id, revision)
+            self._issued.add(token)
+        return Prepared(component_id, revision, token)
+
+    def commit(self, prepared: Prepared) -> None:
+        with self._lock:
+            if prepared.token not in self._issued:
+                raise InputError(f"{prepared.token!r} is not a switch this target prepared")
+            self._pending.pop(str(prepared.token), None)
+            if prepared.revision is None:
+                self._deployed.pop(prepared.component_id, None)
+            else:
+                self._deployed[prepared.component_id] = prepared.revision
+
+    def abort(self, prepared: Prepared) -> None:
+        with self._lock:
+            self._pending.pop(str(prepared.token), None)
+
+    def deployed(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._deployed)
+
+    def location(self, component_id: str) -> str:
+        return f"memory://{self.name}/{component_id}"
+
+    def check(self, component_id: str, revision: str) -> list[str]:
+        where = self.location(component_id)
+        with self._lock:
+            now = self._deployed.get(component_id)
+        if now is None:
+            return [f"{where} is missing (expected revision {revision[:12]})"]
+        if now != revision:
+            return [f"{where} is at {now[:12]}, not the current revision {revision[:12]}"]
+        return []
+
+
+if TYPE_CHECKING:  # mypy checks the twin against the role's protocol
+    _target: Target = MemoryTarget()

@@ -1,0 +1,255 @@
+"""The conformance suite every stage-target plugin must pass.
+
+A target (the ``Target`` protocol of :mod:`lockgate.core.contracts`) deploys a stage's
+current revisions in two steps: ``prepare`` does everything slow and invisible,
+``commit`` switches one entry atomically, ``abort`` drops a prepared switch. What the
+suite can observe of atomicity it checks: ``deployed()`` and ``check()`` show the old
+revision until the commit and the new one after it, never anything else, and an abort
+leaves the old one. Use it from a plugin's tests::
+
+    import pytest
+    from lockgate.testing import TargetConformance
+
+    class TestMyTarget(TargetConformance):
+        @pytest.fixture
+        def target(self, releases):
+            return MyTarget(...)
+
+The fixture returns a fresh target with nothing deployed. ``releases`` is the suite's
+own fixture: the directory where it lays out each revision it deploys, as
+``<releases>/<revision>/`` (the kernel's ``.lockgate/releases/``); a target that links to
+or copies from release directories is built on it, one that does not ignores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from lockgate.core.contracts import Prepared, Target
+from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
+
+__all__ = ["TargetConformance"]
+
+
+def _commit(target: Target, component_id: str, revision: str | None, release: Path | None) -> None:
+    target.commit(target.prepare(component_id, revision, release))
+
+
+class TargetConformance:
+    """The behaviours every :class:`~lockgate.core.contracts.Target` must show.
+
+    Subclass it as ``class TestMyTarget(TargetConformance)`` and define a ``target``
+    fixture returning a fresh target (it may use the suite's ``releases`` fixture).
+    """
+
+    @pytest.fixture
+    def releases(self, tmp_path: Path) -> Path:
+        """Where the suite materializes the revisions it deploys."""
+        path = tmp_path / "releases"
+        path.mkdir()
+        return path
+
+    @pytest.fixture
+    def revisions(self, releases: Path) -> Mapping[str, tuple[str, Path]]:
+        """Three revisions ``r1``, ``r2``, ``r3``: name -> (revision id, release)."""
+        made: dict[str, tuple[str, Path]] = {}
+        for n in (1, 2, 3):
+            files = {"run.py": f"print({n})\n".encode(), "lib/util.py": b"X = %d\n" % n}
+            manifest = Manifest(
+                [FileEntry(p, "file", len(d), digest_bytes(d)) for p, d in files.items()]
+            )
+            revision = manifest.revision_id()
+            release = releases / revision
+            for path, data in files.items():
+                (release / path).parent.mkdir(parents=True, exist_ok=True)
+                (release / path).write_bytes(data)
+            made[f"r{n}"] = (revision, release)
+        return made
+
+    # ------------------------------------------------------------------ nothing yet
+
+    def test_a_new_target_deploys_nothing(self, target: Target) -> None:
+        assert target.deployed() == {}
+
+    def test_check_reports_an_entry_never_deployed(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        problems = target.check("etl", revisions["r1"][0])
+        assert problems and all(isinstance(p, str) and p for p in problems)
+
+    def test_location_names_each_entry(self, target: Target) -> None:
+        where = target.location("etl")
+        assert isinstance(where, str) and where
+        assert target.location("etl") == where
+        assert target.location("report") != where
+
+    # ------------------------------------------------------------------ prepare, commit
+
+    def test_prepare_names_what_it_prepared(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        prepared = target.prepare("etl", revision, release)
+        assert isinstance(prepared, Prepared)
+        assert (prepared.component_id, prepared.revision) == ("etl", revision)
+        target.abort(prepared)
+
+    def test_commit_deploys_the_revision(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        _commit(target, "etl", revision, release)
+        assert target.deployed() == {"etl": revision}
+        assert target.check("etl", revision) == []
+
+    def test_a_prepared_switch_is_invisible_until_committed(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        _commit(target, "etl", r1, rel1)
+        prepared = target.prepare("etl", r2, rel2)
+        assert target.deployed() == {"etl": r1}
+        target.commit(prepared)
+        assert target.deployed() == {"etl": r2}
+        assert target.check("etl", r2) == []
+        assert target.check("etl", r1) != []
+
+    def test_a_first_deployment_is_invisible_until_committed(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        prepared = target.prepare("etl", revision, release)
+        assert target.deployed() == {}
+        target.commit(prepared)
+        assert target.deployed() == {"etl": revision}
+
+    def test_each_switch_shows_the_old_revision_or_the_new(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        steps = ["r1", "r2", "r3", None, "r2", "r1"]
+        now: str | None = None
+        for step in steps:
+            revision, release = revisions[step] if step else (None, None)
+            prepared = target.prepare("etl", revision, release)
+            assert target.deployed().get("etl") == now
+            target.commit(prepared)
+            assert target.deployed().get("etl") == revision
+            if revision is not None:
+                assert target.check("etl", revision) == []
+            now = revision
+
+    # ------------------------------------------------------------------ abort
+
+    def test_abort_leaves_the_old_revision(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        _commit(target, "etl", r1, rel1)
+        target.abort(target.prepare("etl", r2, rel2))
+        assert target.deployed() == {"etl": r1}
+        assert target.check("etl", r1) == []
+        _commit(target, "etl", r2, rel2)  # and the same switch can be made afterwards
+        assert target.deployed() == {"etl": r2}
+
+    def test_abort_of_a_first_deployment_leaves_nothing(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        target.abort(target.prepare("etl", revision, release))
+        assert target.deployed() == {}
+        assert target.check("etl", revision) != []
+
+    def test_abort_of_a_removal_keeps_the_entry(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        _commit(target, "etl", revision, release)
+        target.abort(target.prepare("etl", None, None))
+        assert target.deployed() == {"etl": revision}
+        assert target.check("etl", revision) == []
+
+    # ------------------------------------------------------------------ removal
+
+    def test_committing_a_removal_removes_the_entry(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        _commit(target, "etl", revision, release)
+        prepared = target.prepare("etl", None, None)
+        assert prepared.revision is None
+        assert target.deployed() == {"etl": revision}
+        target.commit(prepared)
+        assert target.deployed() == {}
+        assert target.check("etl", revision) != []
+
+    def test_removing_an_entry_never_deployed_is_no_error(self, target: Target) -> None:
+        _commit(target, "etl", None, None)
+        _commit(target, "etl", None, None)
+        assert target.deployed() == {}
+
+    # ------------------------------------------------------------------ repeated after a crash
+
+    def test_deploying_the_deployed_revision_again_changes_nothing(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        _commit(target, "etl", revision, release)
+        _commit(target, "etl", revision, release)
+        assert target.deployed() == {"etl": revision}
+        assert target.check("etl", revision) == []
+
+    def test_recovery_prepares_then_aborts_what_is_already_deployed(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        # What recovery does for every open intent: prepare the recorded revision, then
+        # commit it unless the target already shows it.
+        revision, release = revisions["r1"]
+        _commit(target, "etl", revision, release)
+        prepared = target.prepare("etl", revision, release)
+        assert target.deployed().get("etl") == revision
+        target.abort(prepared)
+        assert target.deployed() == {"etl": revision}
+        assert target.check("etl", revision) == []
+
+    def test_an_abandoned_prepare_does_not_stop_the_next_switch(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        (r1, rel1), (r2, rel2), (r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
+        _commit(target, "etl", r1, rel1)
+        target.prepare("etl", r2, rel2)  # a crash: neither committed nor aborted
+        assert target.deployed() == {"etl": r1}
+        _commit(target, "etl", r3, rel3)
+        assert target.deployed() == {"etl": r3}
+        assert target.check("etl", r3) == []
+
+    # ------------------------------------------------------------------ several entries
+
+    def test_entries_switch_independently(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        (r1, rel1), (r2, rel2), (r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
+        _commit(target, "etl", r1, rel1)
+        _commit(target, "report", r2, rel2)
+        assert target.deployed() == {"etl": r1, "report": r2}
+        one = target.prepare("etl", r3, rel3)
+        two = target.prepare("report", None, None)
+        target.commit(two)
+        assert target.deployed() == {"etl": r1}
+        target.abort(one)
+        assert target.deployed() == {"etl": r1}
+        assert target.check("etl", r1) == []
+        assert target.check("report", r2) != []
+
+    def test_the_same_revision_may_be_deployed_under_two_ids(
+        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+    ) -> None:
+        revision, release = revisions["r1"]
+        _commit(target, "etl", revision, release)
+        _commit(target, "etl-copy", revision, release)
+        assert target.deployed() == {"etl": revision, "etl-copy": revision}
+        _commit(target, "etl", None, None)
+        assert target.deployed() == {"etl-copy": revision}
+        assert target.check("etl-copy", revision) == []
