@@ -472,6 +472,11 @@ class Unwatchable(FlatSource):
 
 
 @hookimpl
+def on_stage(event, context):
+    context.warn(f"saw {event.component}")
+
+
+@hookimpl
 def register_sources(register):
     register("flat", lambda ctx: FlatSource((ctx.project_root / "flat").resolve()))
     register("unwatchable", lambda ctx: Unwatchable((ctx.project_root / "flat").resolve()))
@@ -499,6 +504,8 @@ def test_watch_works_with_any_source_that_offers_watch_paths(tmp_path: Path, sit
         second = watch.staged("alice:etl", mark)
         assert second["previous_revision"] == first["revision"]
         assert second["changes"]["modified"] == 1
+        # A plugin's warning about a revision comes with that revision's line.
+        assert second["warnings"] == ["flat: saw alice:etl"]
     finally:
         assert watch.stop(signal.SIGTERM) == 0, watch.stderr
 

@@ -8,8 +8,11 @@ and call, lazily: only for implementations that take a ``context`` argument.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from lockgate.core.models import PluginContext
 
@@ -26,7 +29,13 @@ Sink = Callable[[str | None, str], None]
 
 
 class ProjectOperations:
-    """:class:`~lockgate.core.models.Operations` over one opened project."""
+    """:class:`~lockgate.core.models.Operations` over one opened project.
+
+    ``stage`` returns the warnings plugins gave (``context.warn``) while announcing the
+    new revision in the result's ``warnings``, beside hook failures: the caller (a
+    long-running command such as ``watch``) reports them with the revision they are
+    about, instead of the command line holding them until it exits.
+    """
 
     def __init__(self, project: Project) -> None:
         self._project = project
@@ -44,9 +53,29 @@ class ProjectOperations:
     def stage(self, component: Component | str, *, to: str | None = None) -> StageResult:
         from lockgate.core.staging import Stager
 
-        if isinstance(component, str):
-            return Stager(self._project).stage(component, to=to)
-        return Stager(self._project).stage_component(component, to=to)
+        with self._collecting() as warnings:
+            if isinstance(component, str):
+                result = Stager(self._project).stage(component, to=to)
+            else:
+                result = Stager(self._project).stage_component(component, to=to)
+        if not warnings:
+            return result
+        return attrs.evolve(result, warnings=(*result.warnings, *warnings))
+
+    @contextlib.contextmanager
+    def _collecting(self) -> Iterator[list[str]]:
+        project = self._project
+        previous = project.warn_sink
+        collected: list[str] = []
+
+        def collect(plugin: str | None, message: str) -> None:
+            collected.append(f"{plugin}: {message}" if plugin else message)
+
+        project.warn_sink = collect
+        try:
+            yield collected
+        finally:
+            project.warn_sink = previous
 
     def sync(self, workspaces: Sequence[str] | None = None, *, to: str | None = None) -> SyncResult:
         from lockgate.core.staging import Stager
