@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import subprocess_env
-from lockgate.builtin_plugins.watcher.engine import PathMapper
+from lockgate.builtin_plugins.workspace import PathMapper
 from lockgate.core.scaffold import init_project
 from lockgate.testing import open_project
 

@@ -3,7 +3,7 @@
 A plugin is any importable object (usually a module) named by an entry point in the
 ``lockgate`` group, whose functions are marked with :data:`hookimpl`::
 
-    from lockgate import hookimpl
+    from lockgate.plugin import hookimpl
 
     @hookimpl
     def on_promote(event):
@@ -18,10 +18,18 @@ band, plugins run in a stable order by plugin name, which ``plugins.order`` in
 ``lockgate.yaml`` can override. Because calls are made one by one, ``wrapper=True`` and
 ``hookwrapper=True`` implementations are refused when the plugin loads.
 
-An implementation may accept any subset of a hook's arguments, by name. Every lifecycle
-hook also offers ``settings``: the calling plugin's own settings object, the instance of
-the class it returned from :func:`register_settings` built from its
-``plugins.<name>:`` section (None when it declares none).
+An implementation may accept any subset of a hook's arguments, by name, so a hook that
+gains an argument keeps every existing implementation working. Every lifecycle hook also
+offers ``settings``: the calling plugin's own settings object, the instance of the class
+it returned from :func:`register_settings` built from its ``plugins.<name>:`` section
+(None when it declares none).
+
+``on_stage``, ``on_promote``, ``on_rollback`` and ``on_metrics_collect`` also offer
+``context``, a :class:`lockgate.plugin.PluginContext` built for the receiving plugin: the
+project root, the actor, the plugin's settings, the stage an event is about and that
+stage's configuration, the output options, a warnings channel (``context.warn(msg)``)
+and the project's operations (``context.operations``). A plugin never needs a module
+global to know its project. Everything a plugin may import is in :mod:`lockgate.plugin`.
 
 There are two families:
 
@@ -42,6 +50,7 @@ from lockgate.core.models import (
     ChangeEvent,
     Issue,
     MetricsContext,
+    PluginContext,
     Register,
     ValidationSubject,
     ValidatorInfo,
@@ -109,13 +118,14 @@ def on_config_load(
 
 
 @hookspec
-def on_stage(event: ChangeEvent, settings: Any) -> None:
+def on_stage(event: ChangeEvent, settings: Any, context: PluginContext) -> None:
     """Announce that a component was staged as a new revision.
 
     When: after the revision is stored and the state change is committed.
 
     Receives: ``event`` with ``action="stage"``, the component ref, the new revision and
-    the previous one, the actor and time.
+    the previous one, the actor and time; ``context`` (:class:`lockgate.plugin.PluginContext`)
+    with ``stage`` and ``stage_config`` set to the stage the revision is meant for.
 
     Returns: nothing. A plugin that raises is named in the command's error and in the
     audit log; the staging stays committed.
@@ -168,13 +178,15 @@ def describe_validator(settings: Any) -> ValidatorInfo | None:
 
 
 @hookspec
-def on_promote(event: ChangeEvent, settings: Any) -> None:
+def on_promote(event: ChangeEvent, settings: Any, context: PluginContext) -> None:
     """Announce that a revision became current in a stage.
 
     When: after every target of the stage switched and the state change is committed.
 
     Receives: ``event`` with ``action="promote"``, the stage, the new and previous
-    revisions, the actor, the time and the reason (if any).
+    revisions, the actor, the time and the reason (if any); ``context`` with ``stage`` and
+    ``stage_config`` set to the stage entered. ``context.warn`` reports a warning that
+    does not fail the command (a failed delivery the plugin will retry, say).
 
     Returns: nothing. A plugin that raises is named in the error and the audit log; the
     promotion is never undone because of it.
@@ -184,13 +196,14 @@ def on_promote(event: ChangeEvent, settings: Any) -> None:
 
 
 @hookspec
-def on_rollback(event: ChangeEvent, settings: Any) -> None:
+def on_rollback(event: ChangeEvent, settings: Any, context: PluginContext) -> None:
     """Announce that a stage was switched back to an earlier revision (or cleared).
 
     When: after the switch is committed.
 
     Receives: ``event`` with ``action="rollback"``, the stage, the revision now current
-    (None when the component was removed from the stage) and the one rolled back.
+    (None when the component was removed from the stage) and the one rolled back;
+    ``context`` with ``stage`` and ``stage_config`` set to that stage.
 
     Returns: nothing; failures are reported as for :func:`on_promote`.
 
@@ -204,7 +217,9 @@ def on_metrics_collect(context: MetricsContext, settings: Any) -> Mapping[str, f
 
     When: by ``lockgate metrics`` and by anything that exports metrics.
 
-    Receives: ``context`` with the project root and the resolved configuration.
+    Receives: ``context``, a :class:`~lockgate.plugin.MetricsContext`: the plugin's
+    :class:`~lockgate.plugin.PluginContext` (project root, actor, settings, warnings)
+    plus ``config``, the resolved configuration as plain data.
 
     Returns: a flat mapping of metric name to number, or None. Names are attributed by
     the kernel: metric ``x`` of plugin ``p`` is reported as ``p.x``, so two plugins never
@@ -251,10 +266,14 @@ def register_targets(register: Register[Any]) -> None:
 
     Receives: ``register(kind, factory)``; each stage's ``targets`` list names a kind and
     its options, handed to the factory as ``context.options`` (plus ``stage``, the stage's
-    name). The factory returns an object with the :class:`~lockgate.core.contracts.Target`
-    methods: ``prepare`` (slow, invisible), ``commit`` (one atomic switch), ``abort``,
-    ``deployed``, ``location`` and ``check``. The builtin ``directory`` target swaps
-    symlinks; see docs/promotion.md.
+    name). The factory returns a :class:`lockgate.plugin.Target`:
+    ``prepare(component_id, revision, release)`` returns a :class:`lockgate.plugin.Prepared`
+    (slow, invisible); ``commit(prepared)`` makes it visible in one atomic switch;
+    ``abort(prepared)`` drops it; ``deployed()`` maps component id to the revision deployed
+    now; ``location(component_id)`` says where it is deployed (shown after a promote and by
+    ``ls``); ``check(component_id, revision)`` returns a list of problems (empty: the entry
+    is that revision). Every method in full: docs/hooks.md. The builtin ``directory``
+    target swaps symlinks; see docs/promotion.md.
 
     Returns: nothing; duplicate kinds are refused as for :func:`register_state_stores`.
     """
@@ -268,7 +287,9 @@ def register_sources(register: Register[Any]) -> None:
 
     Receives: ``register(name, factory)``; the factory receives the ``workspaces:``
     settings as ``context.options``. ``workspaces.source`` selects one by name (builtin:
-    ``workspace``, directories on disk).
+    ``workspace``, directories on disk). The factory returns a
+    :class:`lockgate.plugin.Source`; one that also has ``watch_paths()`` (see
+    :class:`lockgate.plugin.Watchable`) can be watched by ``lockgate watch``.
 
     Returns: nothing; duplicate names are refused as for :func:`register_state_stores`.
     """
@@ -282,6 +303,10 @@ def register_commands(register: Callable[[click.Command], None]) -> None:
     own (``lockgate --help`` and ``--version`` load no plugin).
 
     Receives: ``register(command)``, taking a ``click.Command`` or ``click.Group``.
+    A command reaches its project through :func:`lockgate.plugin.current_context` (or the
+    :func:`lockgate.plugin.pass_context` decorator): the project opened as the kernel's
+    own commands open it, honouring ``-C``, ``LOCKGATE_PROJECT``, ``--actor``,
+    ``--json``, ``-v``/``-q`` and ``--strict-plugins``.
 
     Returns: nothing. A name already taken by the kernel or another plugin is refused
     with an error naming both.

@@ -22,12 +22,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lockgate.core.contracts import Prepared
-from lockgate.core.durability import fsync_dir
-from lockgate.core.models import RoleContext
-from lockgate.core.refs import name_problem
-from lockgate.errors import ConfigError, InputError
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import (
+    ConfigError,
+    InputError,
+    Prepared,
+    RoleContext,
+    fsync_dir,
+    hookimpl,
+    name_problem,
+)
 
 _REVISION = re.compile(r"[0-9a-f]{64}")
 _TMP = ".tmp-"

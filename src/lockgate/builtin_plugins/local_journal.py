@@ -39,9 +39,7 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 
-from lockgate.core.durability import boot_id, fsync_dir, write_durably
-from lockgate.core.failpoints import failpoint
-from lockgate.core.records import record
+from lockgate.plugin import boot_id, failpoint, fsync_dir, record, write_durably
 
 __all__ = ["Journal", "Recovery", "boot_id"]
 

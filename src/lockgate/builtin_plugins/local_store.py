@@ -28,14 +28,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lockgate.builtin_plugins.local_journal import Journal
-from lockgate.core.contracts import FileStat, LinkMode, lost_object
-from lockgate.core.durability import boot_id, syncfs
-from lockgate.core.failpoints import failpoint
-from lockgate.core.manifest import Manifest, check_paths, digest_bytes, new_hasher
-from lockgate.core.models import RoleContext
-from lockgate.core.records import record
-from lockgate.errors import ConflictError, InputError, NotFoundError
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import (
+    ConflictError,
+    FileStat,
+    InputError,
+    LinkMode,
+    Manifest,
+    NotFoundError,
+    RoleContext,
+    boot_id,
+    check_paths,
+    digest_bytes,
+    failpoint,
+    hookimpl,
+    lost_object,
+    new_hasher,
+    record,
+    syncfs,
+)
 
 __all__ = ["LocalContentStore", "LocalSettings"]
 

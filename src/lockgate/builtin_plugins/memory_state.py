@@ -15,22 +15,24 @@ from typing import Any, Literal
 
 import attrs
 
-from lockgate.core.audit import GENESIS, event_hash, not_before
-from lockgate.core.contracts import (
+from lockgate.plugin import (
+    GENESIS,
     Approval,
     AuditEvent,
     ChainedEvent,
     ComponentRecord,
+    ComponentStatus,
+    ConflictError,
     EventFilter,
     Intent,
     Pointer,
     PointerChange,
     RevisionRecord,
     StateCounts,
+    event_hash,
+    hookimpl,
+    not_before,
 )
-from lockgate.core.models import ComponentStatus
-from lockgate.errors import ConflictError
-from lockgate.hookspecs import hookimpl
 
 __all__ = ["MemoryStateStore"]
 

@@ -25,23 +25,29 @@ from typing import Any, Literal
 
 import attrs
 
-from lockgate.core.audit import GENESIS, event_hash, not_before
-from lockgate.core.contracts import (
+from lockgate.plugin import (
+    GENESIS,
     Approval,
     AuditEvent,
     ChainedEvent,
     ComponentRecord,
+    ComponentStatus,
+    ConfigError,
+    ConflictError,
     EventFilter,
+    InputError,
     Intent,
+    LockedError,
     Pointer,
     PointerChange,
     RevisionRecord,
+    RoleContext,
     StateCounts,
+    event_hash,
+    hookimpl,
+    not_before,
+    record,
 )
-from lockgate.core.models import ComponentStatus, RoleContext
-from lockgate.core.records import record
-from lockgate.errors import ConfigError, ConflictError, InputError, LockedError
-from lockgate.hookspecs import hookimpl
 
 __all__ = ["MIGRATIONS", "SqliteSettings", "SqliteStateStore"]
 

@@ -34,26 +34,34 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
-from lockgate.core.contracts import (
+from lockgate.plugin import (
     Component,
+    ComponentRef,
     ComponentSpec,
+    ConfigError,
     Discovery,
     FileStat,
+    InputError,
+    Issue,
+    LockgateError,
+    NotFoundError,
+    RoleContext,
     ScannedFile,
     ScannedFiles,
     ScanResult,
+    Severity,
+    WatchHint,
+    check_name,
+    check_path_limits,
+    did_you_mean,
+    digest_bytes,
+    gc_paused,
+    hookimpl,
+    read_spec,
+    record,
 )
-from lockgate.core.gcpause import gc_paused
-from lockgate.core.manifest import check_path_limits, digest_bytes
-from lockgate.core.models import Issue, RoleContext, Severity
-from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, check_name
-from lockgate.core.specs import read_spec
-from lockgate.core.structure import did_you_mean
-from lockgate.errors import ConfigError, InputError, LockgateError, NotFoundError
-from lockgate.hookspecs import hookimpl
 
-__all__ = ["WorkspaceSource"]
+__all__ = ["PathMapper", "WorkspaceSource"]
 
 IGNORE_FILE = ".lockgateignore"
 CACHE_VERSION = 3
@@ -121,6 +129,71 @@ class Layout:
         return cls(segments)
 
 
+@record
+class PathMapper:
+    """The ``workspace`` source's :class:`~lockgate.plugin.WatchPaths`: turns an event's
+    path into a :class:`~lockgate.plugin.WatchHint`, or None for a path that cannot matter.
+
+    Which events matter is decided with the source's own rules (:func:`is_default_ignored`
+    by name; patterns from ``.lockgateignore`` are applied by the rescan itself, which
+    then finds nothing changed). Pure and immutable: called on watchdog's threads, once
+    per event, on the plain ``str`` paths watchdog hands over (a ``Path`` per event would
+    cost more than the mapping itself, hence the ``noqa: PTH`` below).
+    """
+
+    root: str
+    segments: tuple[str, ...]
+    wanted: frozenset[str] | None = None
+
+    def hint(self, path: str, *, is_dir: bool) -> WatchHint | None:
+        root = self.root
+        if path == root:
+            return WatchHint("workspace", None)
+        if not path.startswith(root) or path[len(root) : len(root) + 1] != os.sep:
+            return None
+        parts = path[len(root) + 1 :].split(os.sep)
+        ws_at = self.segments.index("{workspace}")
+        n = len(self.segments)
+        if len(parts) == 2 and parts[1] == IGNORE_FILE and not is_dir:
+            # ROOT/WS/.lockgateignore applies to every component of WS.
+            return WatchHint("rescan", parts[0]) if self._wanted(parts[0]) else None
+        for i, (part, segment) in enumerate(zip(parts, self.segments, strict=False)):
+            if "{" not in segment:
+                if part != segment:
+                    return None
+                continue
+            # Discovery skips hidden and ignored directories at every level of the layout.
+            if part.startswith(".") or is_default_ignored(part, is_dir=True):
+                return None
+            if i == ws_at and not self._wanted(part):
+                return None
+        workspace = parts[ws_at] if len(parts) > ws_at else None
+        if len(parts) < n:
+            return WatchHint("workspace", workspace) if is_dir else None
+        component_dir = os.sep.join((root, *parts[:n]))
+        if len(parts) == n:
+            return WatchHint("component", workspace, component_dir) if is_dir else None
+        inner = parts[n:]
+        for name in inner[:-1]:
+            if is_default_ignored(name, is_dir=True):
+                return None
+        name = inner[-1]
+        if name != IGNORE_FILE and is_default_ignored(name, is_dir=is_dir):
+            return None
+        return WatchHint("component", workspace, component_dir)
+
+    def workspace_of(self, path: str) -> str | None:
+        """The workspace a path under the root belongs to (None if it is not in one)."""
+        if not path.startswith(self.root + os.sep):
+            return None
+        parts = path[len(self.root) + 1 :].split(os.sep)
+        ws_at = self.segments.index("{workspace}")
+        return parts[ws_at] if len(parts) > ws_at else None
+
+    def _wanted(self, workspace: str) -> bool:
+        return self.wanted is None or workspace in self.wanted
+
+
 class WorkspaceSource:
     """Components as directories under ``workspaces.root``."""
 
@@ -144,6 +217,12 @@ class WorkspaceSource:
         self._walks: dict[ComponentRef, tuple[ScanResult, dict[str, _Listed], tuple[str, ...]]]
         self._walks = {}
         self._real_root = os.path.realpath(root)
+
+    def watch_paths(self, workspaces: Sequence[str] | None = None) -> PathMapper:
+        """The :class:`~lockgate.plugin.Watchable` capability: ``workspaces.root``,
+        mapped by the layout (only ``workspaces``, when given)."""
+        wanted = frozenset(workspaces) if workspaces else None
+        return PathMapper(str(self.root), self.layout.segments, wanted)
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> WorkspaceSource:

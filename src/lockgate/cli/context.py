@@ -9,6 +9,7 @@ import attrs
 import click
 
 if TYPE_CHECKING:
+    from lockgate.core.models import PluginContext
     from lockgate.core.project import Project
 
 __all__ = ["AppContext", "pass_app"]
@@ -24,6 +25,35 @@ class AppContext:
     strict_plugins: bool | None = None
     actor: str | None = None
     _projects: dict[bool, Project] = attrs.field(factory=dict)
+    command_owners: dict[str, str] = attrs.field(factory=dict)
+    """Plugin command name -> the plugin that added it."""
+    pending_warnings: list[str] = attrs.field(factory=list)
+    """Plugins' warnings held for the JSON output (``--json``)."""
+
+    def warn(self, plugin: str | None, message: str) -> None:
+        """The warnings channel of :class:`PluginContext`: stderr (not with ``-q``), or
+        the JSON output's ``warnings`` list with ``--json``."""
+        line = f"{plugin}: {message}" if plugin else message
+        if self.json:
+            self.pending_warnings.append(line)
+        elif self.verbosity >= 0:
+            click.echo(f"lockgate: warning: {line}", err=True)
+
+    def take_warnings(self) -> list[str]:
+        """The warnings held for the JSON output, handed over once."""
+        taken, self.pending_warnings = self.pending_warnings, []
+        return taken
+
+    def plugin_context(self, plugin: str | None = None) -> PluginContext:
+        """The context of the running plugin command: its project opened as every
+        command opens it (``-C``, ``LOCKGATE_PROJECT``, the global options)."""
+        if plugin is None:
+            ctx = click.get_current_context(silent=True)
+            while ctx is not None and ctx.parent is not None and ctx.parent.parent is not None:
+                ctx = ctx.parent
+            name = ctx.command.name if ctx is not None else None
+            plugin = self.command_owners.get(name or "")
+        return self.project().plugin_context(plugin)
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
         """The project (``require=False``: the defaults when there is none).
@@ -43,6 +73,9 @@ class AppContext:
             require=require,
         )
         project.actor_override = self.actor
+        project.warn_sink = self.warn
+        project.json_output = self.json
+        project.verbosity = self.verbosity
         self._projects[require] = project
         if project.root is not None:
             self._projects[True] = project

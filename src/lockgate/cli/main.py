@@ -95,8 +95,10 @@ class LockgateGroup(click.Group):
 
     def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         """Commands added by plugins (loads plugins; never used by --help)."""
-        project = _app(ctx).project(require=False)
+        app = _app(ctx)
+        project = app.project(require=False)
         added = project.hooks.register_commands(taken=self.kernel_names())
+        app.command_owners = {name: plugin for name, (plugin, _) in added.items()}
         return {name: command for name, (_, command) in added.items()}
 
     def resolve_command(
@@ -144,6 +146,24 @@ class LockgateGroup(click.Group):
         return code
 
     def _run(
+        self,
+        app: AppContext,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        extra: dict[str, Any],
+    ) -> int:
+
+        try:
+            return self._invoke(app, args, prog_name, complete_var, extra)
+        finally:
+            # Plugins' warnings no JSON output took (an error, a command that prints its
+            # own JSON) still reach the user, unless -q.
+            if app.verbosity >= 0:
+                for warning in app.take_warnings():
+                    click.echo(f"lockgate: warning: {warning}", err=True)
+
+    def _invoke(
         self,
         app: AppContext,
         args: Sequence[str] | None,

@@ -53,7 +53,17 @@ def wants_json(ctx: click.Context, json_flag: bool) -> bool:
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as indented JSON on stdout."""
+    """Print ``data`` as indented JSON on stdout.
+
+    Warnings plugins gave through ``context.warn`` are added to a mapping's ``warnings``
+    list (created if missing); they do not change the exit code.
+    """
+    from lockgate.cli.context import AppContext
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(AppContext) if ctx is not None else None
+    if app is not None and app.pending_warnings and isinstance(data, dict):
+        data = {**data, "warnings": [*data.get("warnings", ()), *app.take_warnings()]}
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 

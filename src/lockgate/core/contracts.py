@@ -48,6 +48,9 @@ __all__ = [
     "StateCounts",
     "StateStore",
     "Target",
+    "WatchHint",
+    "WatchPaths",
+    "Watchable",
     "corrupt_record",
     "lost_object",
     "store_forget_lost",
@@ -201,7 +204,10 @@ class ScanResult:
 
 
 class Source(Protocol):
-    """Where components come from (builtin: ``workspace``, directories on disk)."""
+    """Where components come from (builtin: ``workspace``, directories on disk).
+
+    Optional capability: ``watch_paths()`` (:class:`Watchable`), for ``lockgate watch``.
+    """
 
     def discover(self, workspaces: Sequence[str] | None = None) -> Discovery:
         """Every component (of the given workspaces), without reading file contents."""
@@ -217,6 +223,51 @@ class Source(Protocol):
     ) -> None:
         """Record digests learnt for ``scan`` (and the revision the files make up) so the
         next scan need not hash them."""
+
+
+class WatchHint(NamedTuple):
+    """What a file event asks the watcher for.
+
+    ``kind``: ``"component"`` (rescan the component whose directory is ``path``, exactly
+    ``str(Component.path)``), ``"workspace"`` (discover ``workspace`` again: components
+    may have appeared or gone) or ``"rescan"`` (discover, then rescan every component of
+    ``workspace``: an ignore rule changed). ``workspace`` None means every watched one.
+    """
+
+    kind: str
+    workspace: str | None
+    path: str = ""
+
+
+class WatchPaths(Protocol):
+    """Which directory a watcher watches, and what an event under it means.
+
+    ``root`` is watched recursively. :meth:`hint` and :meth:`workspace_of` are called on
+    the file-event threads, once per event: they must be pure, quick and thread-safe.
+    """
+
+    @property
+    def root(self) -> str:
+        """The directory to watch, recursively (an absolute path)."""
+
+    def hint(self, path: str, *, is_dir: bool) -> WatchHint | None:
+        """What an event on ``path`` (under :attr:`root`) asks for; None: nothing."""
+
+    def workspace_of(self, path: str) -> str | None:
+        """The workspace ``path`` belongs to (None when it is in none)."""
+
+
+@runtime_checkable
+class Watchable(Protocol):
+    """Optional capability of a :class:`Source`: its components live in files that
+    can be watched (``lockgate watch`` needs it; the builtin ``workspace`` source has it).
+
+    A source without it still stages, syncs and validates; ``lockgate watch`` then says
+    that it cannot watch that source and points to ``lockgate sync``.
+    """
+
+    def watch_paths(self, workspaces: Sequence[str] | None = None) -> WatchPaths:
+        """Where to watch for changes to the components of ``workspaces`` (None: all)."""
 
 
 # --------------------------------------------------------------------------- content

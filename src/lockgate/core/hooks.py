@@ -21,6 +21,7 @@ from lockgate.core.models import (
     ChangeEvent,
     Issue,
     MetricsContext,
+    PluginContext,
     Severity,
     ValidationSubject,
     ValidatorInfo,
@@ -60,6 +61,8 @@ class HookRunner:
         self._plugins = plugins
         self._settings: dict[str, Any] = dict(settings or {})
         self.trace: Callable[[str, str, float], None] | None = None
+        self.context_factory: Callable[[str, str | None], PluginContext] | None = None
+        """Builds the ``context`` a lifecycle hook receives: ``(plugin, stage)``."""
 
     def set_settings(self, settings: Mapping[str, Any]) -> None:
         """Install each plugin's structured settings (known only after config validation)."""
@@ -77,8 +80,17 @@ class HookRunner:
         except KeyError:
             return f"plugin '{plugin}'"
 
+    def context(self, plugin: str, stage: str | None = None) -> PluginContext:
+        """The :class:`PluginContext` of ``plugin`` (about ``stage``, if stage-bound)."""
+        if self.context_factory is not None:
+            return self.context_factory(plugin, stage)
+        return PluginContext(plugin=plugin, settings=self._settings.get(plugin), stage=stage)
+
     def _call(self, hook: str, impl: pluggy.HookImpl, **kwargs: Any) -> Any:
         kwargs.setdefault("settings", self._settings.get(impl.plugin_name))
+        if "context" not in kwargs and "context" in impl.argnames:
+            # Built only for implementations that take it (most take ``event`` alone).
+            kwargs["context"] = self.context(impl.plugin_name, kwargs.get("_stage"))
         args = [kwargs[name] for name in impl.argnames]
         started = time.perf_counter()
         try:
@@ -103,7 +115,7 @@ class HookRunner:
         failures: list[PluginHookError] = []
         for impl in self._impls(hook):
             try:
-                self._call(hook, impl, event=event)
+                self._call(hook, impl, event=event, _stage=event.stage)
             except PluginHookError as exc:
                 failures.append(exc)
         return failures
@@ -161,7 +173,14 @@ class HookRunner:
     def on_metrics_collect(self, context: MetricsContext) -> dict[str, float]:
         """Every plugin's metrics, keyed ``<plugin>.<metric>``."""
         merged: dict[str, float] = {}
-        for plugin, metrics in self._each("on_metrics_collect", context=context):
+        for impl in self._impls("on_metrics_collect"):
+            plugin = impl.plugin_name
+            own = self.context(plugin)
+            fields: dict[str, Any] = {
+                str(a.alias): getattr(own, a.name) for a in attrs.fields(PluginContext)
+            }
+            fields.update(project_root=context.project_root, config=context.config)
+            metrics = self._call("on_metrics_collect", impl, context=MetricsContext(**fields))
             if metrics is None:
                 continue
             if not isinstance(metrics, Mapping):

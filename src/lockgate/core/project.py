@@ -22,6 +22,7 @@ import attrs
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
 from lockgate.core.contracts import ContentStore, Source, StateStore
 from lockgate.core.hooks import HookRunner
+from lockgate.core.models import PluginContext
 from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
 from lockgate.core.roles import Roles
 from lockgate.errors import PluginHookError, ProjectNotFoundError
@@ -56,10 +57,21 @@ class Project:
     roles: Roles = attrs.field(init=False)
     actor_override: str | None = None
     recover_on_open: bool = True
+    warn_sink: Callable[[str | None, str], None] | None = None
+    """Where plugins' warnings go (:meth:`PluginContext.warn`); None: the log."""
+    json_output: bool = False
+    verbosity: int = 0
     _built: dict[str, Any] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.roles = Roles(self)
+        self.hooks.context_factory = self.plugin_context
+
+    def plugin_context(self, plugin: str | None, stage: str | None = None) -> PluginContext:
+        """The context hooks of ``plugin`` receive (about ``stage``, for a stage-bound event)."""
+        from lockgate.core.context import plugin_context
+
+        return plugin_context(self, plugin, stage=stage)
 
     @classmethod
     def open(

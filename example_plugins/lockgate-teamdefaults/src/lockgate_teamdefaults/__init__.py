@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from lockgate import MetricsContext, hookimpl
+from lockgate.plugin import MetricsContext, hookimpl
 
 
 @attrs.frozen

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from lockgate.core.models import ValidationSubject
+from lockgate.plugin import ValidationSubject
 
 __all__ = ["MISSING", "DigestMemo", "line_at", "located", "read_text", "text_files"]
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
-from lockgate.core.records import record
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import Issue, Severity, ValidationSubject, ValidatorInfo, hookimpl, record
 
 
 @record

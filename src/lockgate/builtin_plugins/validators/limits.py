@@ -15,9 +15,7 @@ import fnmatch
 
 import attrs
 
-from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
-from lockgate.core.records import record
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import Issue, Severity, ValidationSubject, ValidatorInfo, hookimpl, record
 
 MiB = 1024 * 1024
 DEFAULT_FORBIDDEN = [

@@ -16,14 +16,20 @@ from typing import Any
 import attrs
 
 from lockgate.builtin_plugins.validators._files import located, read_text
-from lockgate.core.contracts import ComponentSpec
-from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
-from lockgate.core.records import record
-from lockgate.core.specs import SPEC_FILE
-from lockgate.core.structure import structure
-from lockgate.core.yamlfile import MAX_YAML_BYTES, load_yaml_text
-from lockgate.errors import LockgateError
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import (
+    MAX_YAML_BYTES,
+    SPEC_FILE,
+    ComponentSpec,
+    Issue,
+    LockgateError,
+    Severity,
+    ValidationSubject,
+    ValidatorInfo,
+    hookimpl,
+    load_yaml_text,
+    record,
+    structure,
+)
 
 FIELDS = tuple(a.name for a in attrs.fields(ComponentSpec))
 

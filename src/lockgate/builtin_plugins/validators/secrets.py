@@ -22,9 +22,7 @@ from typing import cast
 import attrs
 
 from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo, line_at, read_text
-from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
-from lockgate.core.records import record
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import Issue, Severity, ValidationSubject, ValidatorInfo, hookimpl, record
 
 ALLOW_MARKER = "lockgate: allow-secret"
 

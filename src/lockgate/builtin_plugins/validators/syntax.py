@@ -17,9 +17,7 @@ from typing import cast
 import attrs
 
 from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo
-from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
-from lockgate.core.records import record
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import Issue, Severity, ValidationSubject, ValidatorInfo, hookimpl, record
 
 LANGUAGES: dict[str, tuple[str, ...]] = {
     "yaml": (".yaml", ".yml"),

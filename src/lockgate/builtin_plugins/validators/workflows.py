@@ -21,12 +21,19 @@ from typing import Any, cast
 import attrs
 
 from lockgate.builtin_plugins.validators._files import MISSING, DigestMemo, located, read_text
-from lockgate.core.models import Issue, Severity, ValidationSubject, ValidatorInfo
-from lockgate.core.records import record
-from lockgate.core.specs import SPEC_FILE
-from lockgate.core.yamlfile import MAX_YAML_BYTES, YamlDocument, load_yaml_text
-from lockgate.errors import LockgateError
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import (
+    MAX_YAML_BYTES,
+    SPEC_FILE,
+    Issue,
+    LockgateError,
+    Severity,
+    ValidationSubject,
+    ValidatorInfo,
+    YamlDocument,
+    hookimpl,
+    load_yaml_text,
+    record,
+)
 
 
 @record

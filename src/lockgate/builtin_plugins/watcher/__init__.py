@@ -18,8 +18,7 @@ from collections.abc import Callable
 import attrs
 import click
 
-from lockgate.core.records import record
-from lockgate.hookspecs import hookimpl
+from lockgate.plugin import hookimpl, record
 
 __all__ = ["WatchSettings", "watch"]
 
@@ -82,21 +81,18 @@ def watch(
     with --json) and stops cleanly on Ctrl-C or SIGTERM (exit 0).
     """
     from lockgate.builtin_plugins.watcher.engine import Output, Watcher
-    from lockgate.cli.context import AppContext
-    from lockgate.cli.output import wants_json
-    from lockgate.core.refs import check_name
+    from lockgate.plugin import check_name, current_context
 
     for ws in workspaces:
         check_name("workspace", ws)
-    app = ctx.ensure_object(AppContext)
-    project = app.project()
-    settings = project.settings.get("watch")
+    context = current_context()
+    settings = context.settings
     if not isinstance(settings, WatchSettings):
         settings = WatchSettings()
     if force_polling:
         settings = attrs.evolve(settings, force_polling=True)
-    output = Output(json=wants_json(ctx, json_flag), verbosity=app.verbosity)
+    output = Output(json=json_flag or context.json, verbosity=context.verbosity)
     watcher = Watcher(
-        project, workspaces=workspaces, stage=stage_name, settings=settings, output=output
+        context, workspaces=workspaces, stage=stage_name, settings=settings, output=output
     )
     watcher.run()

@@ -9,9 +9,11 @@ so a sync in flight always finishes.
 
 Debouncing is per hint: a component is synced once no event touched it for
 ``debounce_ms`` (or ``max_wait_ms`` after its first event, for files that never go
-quiet). Which events matter is decided with the workspace source's own rules
-(:func:`~lockgate.builtin_plugins.workspace.is_default_ignored` by name; patterns from
-``.lockgateignore`` are applied by the rescan itself, which then finds nothing changed).
+quiet). Which directory is watched and which events matter is the component source's
+to say, through its ``watch_paths()`` capability (:class:`~lockgate.plugin.Watchable`):
+any source that offers it can be watched. Staging, syncing and validating go through
+the plugin context's operations (:class:`~lockgate.plugin.Operations`), exactly as
+``lockgate stage``, ``sync`` and ``validate`` run them.
 
 Failpoints for tests (``LOCKGATE_FAILPOINTS``, comma-separated): ``watch.inotify`` makes
 the platform observer refuse its watch with ENOSPC; ``watch.overflow`` reports an event
@@ -51,21 +53,30 @@ from watchdog.events import (
 )
 
 from lockgate.builtin_plugins.watcher import WatchSettings
-from lockgate.builtin_plugins.workspace import IGNORE_FILE, WorkspaceSource, is_default_ignored
-from lockgate.core.contracts import Component
-from lockgate.core.lifecycle import now_iso
-from lockgate.core.models import Issue
-from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, short
-from lockgate.core.staging import Stager, StageResult
-from lockgate.errors import ConflictError, InputError, LockgateError, NotFoundError
+from lockgate.plugin import (
+    Component,
+    ComponentRef,
+    ConflictError,
+    InputError,
+    Issue,
+    LockgateError,
+    NotFoundError,
+    PluginContext,
+    StageResult,
+    Watchable,
+    WatchHint,
+    WatchPaths,
+    now_iso,
+    short,
+)
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
-    from lockgate.core.project import Project
+__all__ = ["FAILPOINTS_ENV", "Hint", "Output", "Watcher", "failpoints"]
 
-__all__ = ["FAILPOINTS_ENV", "Hint", "Output", "PathMapper", "Watcher", "failpoints"]
+Hint = WatchHint
+"""What an event asks for (:class:`~lockgate.plugin.WatchHint`)."""
 
 FAILPOINTS_ENV = "LOCKGATE_FAILPOINTS"
 TICK = 0.5
@@ -94,79 +105,6 @@ def failpoints(environ: Mapping[str, str]) -> frozenset[str]:
     """The failpoints ``LOCKGATE_FAILPOINTS`` turns on (test hooks; see the module doc)."""
     raw = environ.get(FAILPOINTS_ENV, "")
     return frozenset(p.strip() for p in raw.split(",") if p.strip())
-
-
-class Hint(NamedTuple):
-    """What an event asks for: ``component`` (rescan the component at ``path``),
-    ``workspace`` (rediscover: components may have appeared or gone) or ``rescan``
-    (rediscover, then rescan every component: an ignore file changed). ``workspace``
-    None means every watched workspace."""
-
-    kind: str
-    workspace: str | None
-    path: str = ""
-
-
-@record
-class PathMapper:
-    """Turns an event's path into a :class:`Hint`, or None for a path that cannot matter.
-
-    Pure and immutable: called on watchdog's threads, once per event, on the plain
-    ``str`` paths watchdog hands over (a ``Path`` per event would cost more than the
-    mapping itself, hence the ``noqa: PTH`` below).
-    """
-
-    root: str
-    segments: tuple[str, ...]
-    wanted: frozenset[str] | None = None
-
-    def hint(self, path: str, *, is_dir: bool) -> Hint | None:
-        root = self.root
-        if path == root:
-            return Hint("workspace", None)
-        if not path.startswith(root) or path[len(root) : len(root) + 1] != os.sep:
-            return None
-        parts = path[len(root) + 1 :].split(os.sep)  # noqa: PTH206
-        ws_at = self.segments.index("{workspace}")
-        n = len(self.segments)
-        if len(parts) == 2 and parts[1] == IGNORE_FILE and not is_dir:
-            # ROOT/WS/.lockgateignore applies to every component of WS.
-            return Hint("rescan", parts[0]) if self._wanted(parts[0]) else None
-        for i, (part, segment) in enumerate(zip(parts, self.segments, strict=False)):
-            if "{" not in segment:
-                if part != segment:
-                    return None
-                continue
-            # Discovery skips hidden and ignored directories at every level of the layout.
-            if part.startswith(".") or is_default_ignored(part, is_dir=True):
-                return None
-            if i == ws_at and not self._wanted(part):
-                return None
-        workspace = parts[ws_at] if len(parts) > ws_at else None
-        if len(parts) < n:
-            return Hint("workspace", workspace) if is_dir else None
-        component_dir = os.sep.join((root, *parts[:n]))  # noqa: PTH118
-        if len(parts) == n:
-            return Hint("component", workspace, component_dir) if is_dir else None
-        inner = parts[n:]
-        for name in inner[:-1]:
-            if is_default_ignored(name, is_dir=True):
-                return None
-        name = inner[-1]
-        if name != IGNORE_FILE and is_default_ignored(name, is_dir=is_dir):
-            return None
-        return Hint("component", workspace, component_dir)
-
-    def workspace_of(self, path: str) -> str | None:
-        """The workspace a path under the root belongs to (None if it is not in one)."""
-        if not path.startswith(self.root + os.sep):
-            return None
-        parts = path[len(self.root) + 1 :].split(os.sep)  # noqa: PTH206
-        ws_at = self.segments.index("{workspace}")
-        return parts[ws_at] if len(parts) > ws_at else None
-
-    def _wanted(self, workspace: str) -> bool:
-        return self.wanted is None or workspace in self.wanted
 
 
 @attrs.define
@@ -213,7 +151,7 @@ class _Pending:
 class _Handler(FileSystemEventHandler):
     """Runs on watchdog's thread: events in, hints out; never touches the project."""
 
-    def __init__(self, mapper: PathMapper, put: Callable[[_Item], None]) -> None:
+    def __init__(self, mapper: WatchPaths, put: Callable[[_Item], None]) -> None:
         super().__init__()
         self._mapper = mapper
         self._put = put
@@ -245,32 +183,30 @@ class Watcher:
 
     def __init__(
         self,
-        project: Project,
+        context: PluginContext,
         *,
         workspaces: Sequence[str] = (),
         stage: str | None = None,
         settings: WatchSettings | None = None,
         output: Output | None = None,
     ) -> None:
-        source = project.source()
-        if not isinstance(source, WorkspaceSource):
+        ops = context.operations
+        source = ops.source()
+        if not isinstance(source, Watchable):
             raise InputError(
-                "lockgate watch needs the 'workspace' component source (workspaces.source is "
-                f"'{project.config.workspaces.source}'); use 'lockgate sync' instead"
+                f"lockgate watch cannot watch the component source ({type(source).__name__} "
+                "has no watch_paths()); use a source that can be watched, or 'lockgate sync'"
             )
-        self.project = project
+        self.ops = ops
         self.source = source
-        self.stage = project.check_stage(stage)
+        self.stage = ops.check_stage(stage)
         self._validate_for = stage  # None: validation's own default (the next stage)
         self.settings = settings or WatchSettings()
         self.out = output or Output()
         self.workspaces = tuple(dict.fromkeys(workspaces))
-        self.root = str(source.root)
-        self.mapper = PathMapper(
-            self.root, source.layout.segments, frozenset(self.workspaces) or None
-        )
-        self.stager = Stager(project)
-        self.failpoints = failpoints(project.environ)
+        self.mapper: WatchPaths = source.watch_paths(list(self.workspaces) or None)
+        self.root = self.mapper.root
+        self.failpoints = failpoints(ops.environ)
         self.debounce = self.settings.debounce_ms / 1000
         self.max_wait = self.settings.max_wait_ms / 1000
         # SimpleQueue.put is reentrant: safe from watchdog's threads and signal handlers.
@@ -592,11 +528,10 @@ class Watcher:
         latest: str | None = None
         kept = "it was never staged"
         try:
-            record = self.project.state().component(ref)
+            latest = self.ops.latest_revision(ref)
         except LockgateError:  # the state store is busy: the line is still worth printing
             kept = "its revisions stay as they are (nothing is unstaged)"
         else:
-            latest = record.latest_revision if record is not None else None
             if latest:
                 kept = f"revision {short(latest)} and its status stay (nothing is unstaged)"
         self.out.emit(
@@ -619,7 +554,7 @@ class Watcher:
             time.sleep(1.0)
         started = time.monotonic()
         try:
-            result = self.stager.stage_component(component, to=self.stage)
+            result = self.ops.stage(component, to=self.stage)
         except NotFoundError:
             # Gone or renamed since the event: find out which.
             self._repend(Hint("workspace", component.ref.workspace), pending)
@@ -643,7 +578,7 @@ class Watcher:
 
     def _sync_all(self, workspace: str | None, pending: _Pending | None) -> None:
         """Stage every component that changed (one discovery, stat cache scans)."""
-        result = self.stager.sync(self._names(workspace), to=self.stage)
+        result = self.ops.sync(self._names(workspace), to=self.stage)
         for staged in result.results:
             if staged.created:
                 self._staged(staged, pending, None)
@@ -693,10 +628,8 @@ class Watcher:
 
     def _validate(self, ref: str) -> tuple[bool, str, Any]:
         """Validate the component's new revision: (ready, one-line summary, report data)."""
-        from lockgate.core.validation import Validation
-
         try:
-            report = Validation(self.project).run([ref], stage=self._validate_for, use_cache=True)
+            report = self.ops.validate([ref], stage=self._validate_for, use_cache=True)
         except LockgateError as exc:
             return False, f"not validated: {exc.message}", {"error": exc.message}
         return bool(report.ready), str(report.summary()), report.to_dict()

@@ -1,0 +1,449 @@
+"""The public plugin API: everything a lockgate plugin may import, and nothing else.
+
+A plugin (builtin or third party) imports only this module (and :mod:`lockgate.testing`
+in its tests); the kernel, the operations and the command line are private and change
+without notice. ``__all__`` is kept exact by a test, and a test walks the imports of every
+builtin and example plugin to hold them to it. Names are imported on first use (PEP 562),
+so importing this module costs nothing at start-up. The guide: ``docs/plugins.md``; every
+hook: :mod:`lockgate.hookspecs` and ``docs/hooks.md``.
+
+Hooks
+    :data:`hookimpl` marks an implementation; :data:`Register` is the callback provider
+    hooks receive (``register(name, factory)``), factories receive a :class:`RoleContext`.
+
+The context
+    :class:`PluginContext` — what ``on_stage``, ``on_promote``, ``on_rollback`` and
+    ``on_metrics_collect`` (as :class:`MetricsContext`) receive as ``context``, and what a
+    plugin command gets from :func:`current_context` / :func:`pass_context`: project root,
+    actor, the plugin's settings, the stage and its configuration, the output options,
+    ``warn()`` and :class:`Operations` (stage, sync, validate).
+
+Role contracts (Protocols) and their optional capabilities
+    :class:`StateStore`, :class:`ContentStore` (capabilities :class:`LocalObjectFiles`,
+    :class:`LostObjectsLedger`, :class:`CompletenessCheck`, :class:`DurabilitySwitch`),
+    :class:`Source` (capability :class:`Watchable`: :class:`WatchPaths`,
+    :class:`WatchHint`), :class:`Target` (returns :class:`Prepared`).
+
+Records that cross the boundary
+    validation: :class:`Issue`, :class:`Severity`, :class:`ValidatorInfo`,
+    :class:`ValidationSubject`, :class:`ValidationContext`, :class:`PeerComponent`,
+    :class:`Decision`, :class:`ReadinessReport`; events: :class:`ChangeEvent`; sources:
+    :class:`Component`, :class:`ComponentRef`, :class:`ComponentSpec`, :class:`Discovery`,
+    :class:`FileStat`, :class:`ScannedFile`, :class:`ScannedFiles`, :class:`ScanResult`,
+    :data:`LinkMode`; content: :class:`Manifest`, :class:`FileEntry`,
+    :class:`ManifestDiff`; state: :class:`AuditEvent`, :class:`ChainedEvent`,
+    :class:`EventFilter`, :class:`Pointer`, :class:`PointerChange`, :class:`Approval`,
+    :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
+    :class:`StateCounts`, :class:`ComponentStatus`; operations: :class:`StageResult`,
+    :class:`SyncResult`.
+
+Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
+    :class:`LockgateError` and every subclass: :class:`InputError`, :class:`ConfigError`,
+    :class:`NotFoundError`, :class:`CorruptStateError`, :class:`ConflictError`,
+    :class:`LockedError`, :class:`PluginError`, …; :func:`corrupt_record` builds the
+    error for a stored record that breaks the rules, :func:`lost_object` the message for
+    bytes a store lost.
+
+Helpers
+    the audit chain (:data:`GENESIS`, :func:`event_hash`, :func:`not_before`); names
+    (:func:`check_name`, :func:`name_problem`, :func:`short`); digests
+    (:func:`digest_bytes`, :func:`new_hasher`, :func:`check_paths`,
+    :func:`check_path_limits`); time (:func:`now_iso`); durable files on local disk
+    (:func:`fsync_dir`, :func:`syncfs`, :func:`write_durably`, :func:`boot_id`);
+    :func:`gc_paused`; component specs (:data:`SPEC_FILE`, :func:`read_spec`); safe YAML
+    (:func:`load_yaml_text`, :class:`YamlDocument`, :data:`MAX_YAML_BYTES`); settings
+    (:func:`structure`, :func:`did_you_mean`); :func:`record` (``attrs.frozen``, cheaper
+    to create); :func:`failpoint` (crash tests: ``LOCKGATE_FAILPOINTS``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from lockgate.core.audit import (
+        GENESIS,
+        event_hash,
+        not_before,
+    )
+    from lockgate.core.contracts import (
+        Approval,
+        AuditEvent,
+        ChainedEvent,
+        CompletenessCheck,
+        Component,
+        ComponentRecord,
+        ComponentSpec,
+        ContentStore,
+        Discovery,
+        DurabilitySwitch,
+        EventFilter,
+        FileStat,
+        Intent,
+        LinkMode,
+        LocalObjectFiles,
+        LostObjectsLedger,
+        Pointer,
+        PointerChange,
+        Prepared,
+        RevisionRecord,
+        ScannedFile,
+        ScannedFiles,
+        ScanResult,
+        Source,
+        StateCounts,
+        StateStore,
+        Target,
+        Watchable,
+        WatchHint,
+        WatchPaths,
+        corrupt_record,
+        lost_object,
+    )
+    from lockgate.core.durability import (
+        boot_id,
+        fsync_dir,
+        syncfs,
+        write_durably,
+    )
+    from lockgate.core.failpoints import (
+        failpoint,
+    )
+    from lockgate.core.gcpause import (
+        gc_paused,
+    )
+    from lockgate.core.lifecycle import (
+        now_iso,
+    )
+    from lockgate.core.manifest import (
+        FileEntry,
+        Manifest,
+        ManifestDiff,
+        check_path_limits,
+        check_paths,
+        digest_bytes,
+        new_hasher,
+    )
+    from lockgate.core.models import (
+        ChangeEvent,
+        ComponentStatus,
+        Decision,
+        Issue,
+        MetricsContext,
+        Operations,
+        PeerComponent,
+        PluginContext,
+        Register,
+        RoleContext,
+        Severity,
+        ValidationContext,
+        ValidationSubject,
+        ValidatorInfo,
+    )
+    from lockgate.core.records import (
+        record,
+    )
+    from lockgate.core.refs import (
+        ComponentRef,
+        check_name,
+        name_problem,
+        short,
+    )
+    from lockgate.core.specs import (
+        SPEC_FILE,
+        read_spec,
+    )
+    from lockgate.core.staging import (
+        StageResult,
+        SyncResult,
+    )
+    from lockgate.core.structure import (
+        did_you_mean,
+        structure,
+    )
+    from lockgate.core.validation import (
+        ReadinessReport,
+    )
+    from lockgate.core.yamlfile import (
+        MAX_YAML_BYTES,
+        YamlDocument,
+        load_yaml_text,
+    )
+    from lockgate.errors import (
+        ConfigError,
+        ConflictError,
+        CorruptStateError,
+        EnvironmentFault,
+        InputError,
+        LockedError,
+        LockgateError,
+        MissingCapabilityError,
+        NotFoundError,
+        NotReadyError,
+        PluginError,
+        PluginHookError,
+        PluginLoadError,
+        ProjectNotFoundError,
+        RefusedError,
+    )
+    from lockgate.hookspecs import (
+        hookimpl,
+    )
+
+__all__ = [
+    "GENESIS",
+    "MAX_YAML_BYTES",
+    "SPEC_FILE",
+    "Approval",
+    "AuditEvent",
+    "ChainedEvent",
+    "ChangeEvent",
+    "CompletenessCheck",
+    "Component",
+    "ComponentRecord",
+    "ComponentRef",
+    "ComponentSpec",
+    "ComponentStatus",
+    "ConfigError",
+    "ConflictError",
+    "ContentStore",
+    "CorruptStateError",
+    "Decision",
+    "Discovery",
+    "DurabilitySwitch",
+    "EnvironmentFault",
+    "EventFilter",
+    "FileEntry",
+    "FileStat",
+    "InputError",
+    "Intent",
+    "Issue",
+    "LinkMode",
+    "LocalObjectFiles",
+    "LockedError",
+    "LockgateError",
+    "LostObjectsLedger",
+    "Manifest",
+    "ManifestDiff",
+    "MetricsContext",
+    "MissingCapabilityError",
+    "NotFoundError",
+    "NotReadyError",
+    "Operations",
+    "PeerComponent",
+    "PluginContext",
+    "PluginError",
+    "PluginHookError",
+    "PluginLoadError",
+    "Pointer",
+    "PointerChange",
+    "Prepared",
+    "ProjectNotFoundError",
+    "ReadinessReport",
+    "RefusedError",
+    "Register",
+    "RevisionRecord",
+    "RoleContext",
+    "ScanResult",
+    "ScannedFile",
+    "ScannedFiles",
+    "Severity",
+    "Source",
+    "StageResult",
+    "StateCounts",
+    "StateStore",
+    "SyncResult",
+    "Target",
+    "ValidationContext",
+    "ValidationSubject",
+    "ValidatorInfo",
+    "WatchHint",
+    "WatchPaths",
+    "Watchable",
+    "YamlDocument",
+    "boot_id",
+    "check_name",
+    "check_path_limits",
+    "check_paths",
+    "corrupt_record",
+    "current_context",
+    "did_you_mean",
+    "digest_bytes",
+    "event_hash",
+    "failpoint",
+    "fsync_dir",
+    "gc_paused",
+    "hookimpl",
+    "load_yaml_text",
+    "lost_object",
+    "name_problem",
+    "new_hasher",
+    "not_before",
+    "now_iso",
+    "pass_context",
+    "read_spec",
+    "record",
+    "short",
+    "structure",
+    "syncfs",
+    "write_durably",
+]
+
+_EXPORTS: dict[str, str] = {
+    "hookimpl": "lockgate.hookspecs",
+    "ChangeEvent": "lockgate.core.models",
+    "ComponentStatus": "lockgate.core.models",
+    "Decision": "lockgate.core.models",
+    "Issue": "lockgate.core.models",
+    "MetricsContext": "lockgate.core.models",
+    "Operations": "lockgate.core.models",
+    "PeerComponent": "lockgate.core.models",
+    "PluginContext": "lockgate.core.models",
+    "Register": "lockgate.core.models",
+    "RoleContext": "lockgate.core.models",
+    "Severity": "lockgate.core.models",
+    "ValidationContext": "lockgate.core.models",
+    "ValidationSubject": "lockgate.core.models",
+    "ValidatorInfo": "lockgate.core.models",
+    "Approval": "lockgate.core.contracts",
+    "AuditEvent": "lockgate.core.contracts",
+    "ChainedEvent": "lockgate.core.contracts",
+    "CompletenessCheck": "lockgate.core.contracts",
+    "Component": "lockgate.core.contracts",
+    "ComponentRecord": "lockgate.core.contracts",
+    "ComponentSpec": "lockgate.core.contracts",
+    "ContentStore": "lockgate.core.contracts",
+    "Discovery": "lockgate.core.contracts",
+    "DurabilitySwitch": "lockgate.core.contracts",
+    "EventFilter": "lockgate.core.contracts",
+    "FileStat": "lockgate.core.contracts",
+    "Intent": "lockgate.core.contracts",
+    "LinkMode": "lockgate.core.contracts",
+    "LocalObjectFiles": "lockgate.core.contracts",
+    "LostObjectsLedger": "lockgate.core.contracts",
+    "Pointer": "lockgate.core.contracts",
+    "PointerChange": "lockgate.core.contracts",
+    "Prepared": "lockgate.core.contracts",
+    "RevisionRecord": "lockgate.core.contracts",
+    "ScanResult": "lockgate.core.contracts",
+    "ScannedFile": "lockgate.core.contracts",
+    "ScannedFiles": "lockgate.core.contracts",
+    "Source": "lockgate.core.contracts",
+    "StateCounts": "lockgate.core.contracts",
+    "StateStore": "lockgate.core.contracts",
+    "Target": "lockgate.core.contracts",
+    "WatchHint": "lockgate.core.contracts",
+    "WatchPaths": "lockgate.core.contracts",
+    "Watchable": "lockgate.core.contracts",
+    "corrupt_record": "lockgate.core.contracts",
+    "lost_object": "lockgate.core.contracts",
+    "FileEntry": "lockgate.core.manifest",
+    "Manifest": "lockgate.core.manifest",
+    "ManifestDiff": "lockgate.core.manifest",
+    "check_path_limits": "lockgate.core.manifest",
+    "check_paths": "lockgate.core.manifest",
+    "digest_bytes": "lockgate.core.manifest",
+    "new_hasher": "lockgate.core.manifest",
+    "GENESIS": "lockgate.core.audit",
+    "event_hash": "lockgate.core.audit",
+    "not_before": "lockgate.core.audit",
+    "ComponentRef": "lockgate.core.refs",
+    "check_name": "lockgate.core.refs",
+    "name_problem": "lockgate.core.refs",
+    "short": "lockgate.core.refs",
+    "now_iso": "lockgate.core.lifecycle",
+    "failpoint": "lockgate.core.failpoints",
+    "boot_id": "lockgate.core.durability",
+    "fsync_dir": "lockgate.core.durability",
+    "syncfs": "lockgate.core.durability",
+    "write_durably": "lockgate.core.durability",
+    "gc_paused": "lockgate.core.gcpause",
+    "record": "lockgate.core.records",
+    "SPEC_FILE": "lockgate.core.specs",
+    "read_spec": "lockgate.core.specs",
+    "did_you_mean": "lockgate.core.structure",
+    "structure": "lockgate.core.structure",
+    "MAX_YAML_BYTES": "lockgate.core.yamlfile",
+    "YamlDocument": "lockgate.core.yamlfile",
+    "load_yaml_text": "lockgate.core.yamlfile",
+    "StageResult": "lockgate.core.staging",
+    "SyncResult": "lockgate.core.staging",
+    "ReadinessReport": "lockgate.core.validation",
+    "ConfigError": "lockgate.errors",
+    "ConflictError": "lockgate.errors",
+    "CorruptStateError": "lockgate.errors",
+    "EnvironmentFault": "lockgate.errors",
+    "InputError": "lockgate.errors",
+    "LockedError": "lockgate.errors",
+    "LockgateError": "lockgate.errors",
+    "MissingCapabilityError": "lockgate.errors",
+    "NotFoundError": "lockgate.errors",
+    "NotReadyError": "lockgate.errors",
+    "PluginError": "lockgate.errors",
+    "PluginHookError": "lockgate.errors",
+    "PluginLoadError": "lockgate.errors",
+    "ProjectNotFoundError": "lockgate.errors",
+    "RefusedError": "lockgate.errors",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_context(plugin: str | None = None) -> PluginContext:
+    """The :class:`PluginContext` of the running plugin command.
+
+    The project is opened exactly as the kernel's own commands open it: ``-C DIR``, else
+    ``LOCKGATE_PROJECT``, else the nearest ``lockgate.yaml`` upwards, with ``--actor``,
+    ``--json``, ``-v``/``-q`` and ``--strict-plugins`` applied, and opened once per
+    command. ``plugin`` defaults to the plugin that registered the running command (its
+    settings are ``context.settings``). Outside a ``lockgate`` command it is a
+    :class:`PluginError`; with no project found, :class:`ProjectNotFoundError`.
+    """
+    import click
+
+    from lockgate.errors import PluginError
+
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        build = getattr(ctx.obj, "plugin_context", None)
+        if build is not None:
+            context: PluginContext = build(plugin)
+            return context
+        ctx = ctx.parent
+    raise PluginError(
+        "lockgate.plugin.current_context() was called outside a lockgate command; "
+        "call it from a command registered through register_commands"
+    )
+
+
+def pass_context(f: F) -> F:
+    """Decorate a plugin command so it receives :func:`current_context` as its first
+    argument::
+
+        @click.command("hello")
+        @pass_context
+        def hello(context: PluginContext) -> None:
+            click.echo(f"{context.actor} in {context.project_root}")
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return f(current_context(), *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lockgate.plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
