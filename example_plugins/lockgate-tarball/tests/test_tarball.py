@@ -7,6 +7,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from lockgate_tarball import TarballTarget
+
+from lockgate.testing import TargetConformance
 
 CONFIG = """\
 stages:
@@ -124,3 +127,11 @@ def test_a_path_outside_the_project_is_refused_in_one_line(project: Path, lockga
     assert result.exit_code == 2
     assert "is outside the project" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class TestTarballTargetConformance(TargetConformance):
+    """The target conformance suite of lockgate.testing, run against this target."""
+
+    @pytest.fixture
+    def target(self, tmp_path: Path) -> TarballTarget:
+        return TarballTarget(tmp_path / "archives")
