@@ -78,7 +78,7 @@ ACTORS = tuple(f"user{i:02d}" for i in range(50))
 # One production component's plan: four release cycles and two rollbacks (six moves).
 RELEASE = ("stage", "validate", "approve", "promote")
 PRODUCTION_PLAN = (*RELEASE, *RELEASE, "rollback", *RELEASE, *RELEASE, "rollback")
-# Where each action is allowed from (the status machine of lockgate.core.lifecycle).
+# Where each action is allowed from (the status machine of lockgate.operations.lifecycle).
 ALLOWED = {
     "approve": {"staged", "approved"},
     "reject": {"staged", "approved", "promoted"},

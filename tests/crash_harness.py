@@ -57,14 +57,15 @@ from typing import Any
 
 from lockgate.core import failpoints
 from lockgate.core.audit import verify_chain
-from lockgate.core.integrity import verify
 from lockgate.core.locking import OperationLock
 from lockgate.core.manifest import digest_bytes, hash_file
 from lockgate.core.project import Project
-from lockgate.core.promotion import Promoter, SwitchResult
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
 from lockgate.errors import ConflictError, LockedError, NotReadyError, RefusedError
+from lockgate.operations.promote import Promoter
+from lockgate.operations.stage import Stager
+from lockgate.operations.switch import SwitchResult
+from lockgate.operations.verify import verify
 
 __all__ = [
     "COMPONENTS",

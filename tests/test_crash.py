@@ -30,8 +30,8 @@ from crash_harness import (
     peek_intents,
     run_harness,
 )
-from lockgate.core.promotion import Promoter
-from lockgate.core.staging import Stager
+from lockgate.operations.promote import Promoter
+from lockgate.operations.stage import Stager
 
 # Read at import: the autouse fixture in conftest.py clears LOCKGATE_* before each test.
 KILLS = int(os.environ.get("LOCKGATE_CRASH_KILLS", "200"))
@@ -52,7 +52,7 @@ import sys
 from pathlib import Path
 
 from crash_harness import open_project
-from lockgate.core.promotion import Promoter
+from lockgate.operations.promote import Promoter
 
 root, action = Path(sys.argv[1]), sys.argv[2]
 project = open_project(root)

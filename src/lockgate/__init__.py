@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         ValidatorInfo,
     )
     from lockgate.core.project import Project
-    from lockgate.core.validation import ReadinessReport, Validation
+    from lockgate.core.session import Session
     from lockgate.errors import (
         ConfigError,
         ConflictError,
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         WorkspaceIntegrationManager,
         WorkspaceManager,
     )
+    from lockgate.operations.validate import ReadinessReport, Validation
 
 _EXPORTS: dict[str, str] = {
     "ChangeEvent": "lockgate.core.models",
@@ -68,8 +69,9 @@ _EXPORTS: dict[str, str] = {
     "ValidationContext": "lockgate.core.models",
     "ValidatorInfo": "lockgate.core.models",
     "Project": "lockgate.core.project",
-    "ReadinessReport": "lockgate.core.validation",
-    "Validation": "lockgate.core.validation",
+    "Session": "lockgate.core.session",
+    "ReadinessReport": "lockgate.operations.validate",
+    "Validation": "lockgate.operations.validate",
     "IntegrationPipeline": "lockgate.integration",
     "StagedComponent": "lockgate.integration",
     "WorkspaceIntegrationManager": "lockgate.integration",
@@ -119,6 +121,7 @@ __all__ = [
     "ReadinessReport",
     "RefusedError",
     "RoleContext",
+    "Session",
     "Severity",
     "StagedComponent",
     "Validation",

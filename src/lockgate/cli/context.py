@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from lockgate.core.project import Project
+    from lockgate.core.session import Session
 
 __all__ = ["AppContext", "pass_app"]
 
@@ -24,6 +25,7 @@ class AppContext:
     strict_plugins: bool | None = None
     actor: str | None = None
     _projects: dict[bool, Project] = attrs.field(factory=dict)
+    _session: Session | None = attrs.field(default=None, init=False)
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
         """The project (``require=False``: the defaults when there is none).
@@ -47,6 +49,14 @@ class AppContext:
         if project.root is not None:
             self._projects[True] = project
         return project
+
+    def session(self) -> Session:
+        """The command's unit of work over the project (opened on first use)."""
+        from lockgate.core.session import Session
+
+        if self._session is None:
+            self._session = Session(self.project())
+        return self._session
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -1,4 +1,4 @@
-"""Open a project: find ``lockgate.yaml``, load configuration and plugins, resolve roles.
+"""Open a project: find ``lockgate.yaml``, load configuration and plugins, build roles.
 
 :meth:`Project.open` is the kernel's front door; the CLI and the Python API both go
 through it. Opening runs, in this order: find the project; read the file and the
@@ -55,6 +55,8 @@ class Project:
     environ: Mapping[str, str]
     roles: Roles = attrs.field(init=False)
     actor_override: str | None = None
+    # False: operations on this project leave interrupted operations open instead of
+    # settling them first (``lockgate recover`` settles itself; crash tests look at them).
     recover_on_open: bool = True
     _built: dict[str, Any] = attrs.field(init=False, factory=dict)
 
@@ -166,16 +168,11 @@ class Project:
     def state(self) -> StateStore:
         """The state store (role ``state``, ``state.store``).
 
-        Opening it settles any operation a crash interrupted (see core/promotion.py), so
-        every command that touches the project finds it consistent.
+        Opening it has no side effect: settling the operations a crash interrupted is the
+        first step of every operation (``lockgate.operations.recover.settle``), not of
+        this accessor.
         """
-        fresh = "state" not in self._built
-        store = typing.cast(StateStore, self._role("state", self.config.state.store))
-        if fresh and self.recover_on_open and store.open_intents():
-            from lockgate.core.promotion import recover_pending
-
-            recover_pending(self)
-        return store
+        return typing.cast(StateStore, self._role("state", self.config.state.store))
 
     def _role(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         if role not in self._built:

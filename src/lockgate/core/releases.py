@@ -12,13 +12,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lockgate.core.manifest import check_paths
 from lockgate.core.refs import check_revision
 
 if TYPE_CHECKING:
-    from lockgate.core.project import Project
+    from lockgate.core.config import Config
+    from lockgate.core.contracts import ContentStore
 
 __all__ = [
     "RELEASES_DIRNAME",
@@ -32,7 +33,19 @@ __all__ = [
 RELEASES_DIRNAME = "releases"
 
 
-def release_path(project: Project, revision: str) -> Path:
+class ReleaseHost(Protocol):
+    """What releases need of a project or a session: where, which store, the settings."""
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    def content(self) -> ContentStore: ...
+
+
+def release_path(project: ReleaseHost, revision: str) -> Path:
     """Where the release of ``revision`` lives (whether or not it exists yet).
 
     ``revision`` must be a revision id (64 hex digits): ids come back from the state
@@ -41,7 +54,7 @@ def release_path(project: Project, revision: str) -> Path:
     return project.state_dir / RELEASES_DIRNAME / check_revision(revision)
 
 
-def ensure_release(project: Project, revision: str) -> Path:
+def ensure_release(project: ReleaseHost, revision: str) -> Path:
     """The release directory of ``revision``, materialized from the content store if needed."""
     final = release_path(project, revision)
     if final.is_dir():
@@ -71,7 +84,7 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def discard_release(project: Project, revision: str) -> None:
+def discard_release(project: ReleaseHost, revision: str) -> None:
     """Remove the release of ``revision`` and its verification stamp (it is rebuilt from
     the content store when next needed). Only for a release no stage has deployed."""
     release = release_path(project, revision)
@@ -84,7 +97,7 @@ def _stamp_path(release: Path) -> Path:
     return release.parent / f"{release.name}.verified"
 
 
-def make_durable(project: Project, revision: str) -> bool:
+def make_durable(project: ReleaseHost, revision: str) -> bool:
     """Make sure the release of ``revision`` is on the disk; True when this flushed.
 
     A release holds bytes the content store may never have flushed (executables are
@@ -125,7 +138,7 @@ def _write_stamp(stamp_file: Path, stamp: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def verify_release(project: Project, revision: str, *, full: bool = False) -> list[str]:
+def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -> list[str]:
     """Problems with the release of ``revision`` (empty: every byte matches its digest).
 
     Each file is hashed and compared with the manifest, and nothing else may be there.

@@ -20,10 +20,11 @@ import datetime as dt
 import os
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import (
     AuditEvent,
     Component,
@@ -34,7 +35,6 @@ from lockgate.core.contracts import (
     store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
-from lockgate.core.lifecycle import now_iso
 from lockgate.core.locking import StagingLock
 from lockgate.core.manifest import (
     FileEntry,
@@ -45,14 +45,14 @@ from lockgate.core.manifest import (
     new_hasher,
 )
 from lockgate.core.models import ChangeEvent, ComponentStatus
+from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_text, short
+from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, InputError, LockedError, LockgateError, NotFoundError
+from lockgate.operations.recover import settle
 
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
-
-__all__ = ["Progress", "StageResult", "Stager", "SyncResult", "now_iso"]
+__all__ = ["Progress", "StageResult", "Stager", "SyncResult"]
 
 LARGE_FILE = 256 << 10
 """Files from this size up are stored on a pool of threads (see ``_store_files``)."""
@@ -150,11 +150,11 @@ class SyncResult:
 
 
 class Stager:
-    """Runs stage and sync for one project."""
+    """Runs stage and sync in one session."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.settings = project.config.staging
+    def __init__(self, session: Session | Project) -> None:
+        self.session = as_session(session)
+        self.settings = self.session.config.staging
 
     # ------------------------------------------------------------------ public
 
@@ -169,10 +169,11 @@ class Stager:
     ) -> StageResult:
         """Stage one component for stage ``to`` (default: the first stage)."""
         check_text("--reason", reason)
+        settle(self.session)
         if isinstance(ref, str):
             ref = ComponentRef.parse(ref)
-        stage = self.project.check_stage(to)
-        component = self.project.source().find(ref)
+        stage = self.session.check_stage(to)
+        component = self.session.source().find(ref)
         try:
             return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
         except LockgateError as exc:
@@ -189,7 +190,8 @@ class Stager:
         directory that went away since is a :class:`~lockgate.errors.NotFoundError`.
         """
         check_text("--reason", reason)
-        stage = self.project.check_stage(to)
+        settle(self.session)
+        stage = self.session.check_stage(to)
         try:
             return self._stage(component, stage, dry_run=False, progress=None, reason=reason)
         except FileNotFoundError as exc:
@@ -209,8 +211,9 @@ class Stager:
     ) -> SyncResult:
         """Stage every component whose files changed; one failure never stops the others."""
         check_text("--reason", reason)
-        stage = self.project.check_stage(to)
-        discovery = self.project.source().discover(list(workspaces) if workspaces else None)
+        settle(self.session)
+        stage = self.session.check_stage(to)
+        discovery = self.session.source().discover(list(workspaces) if workspaces else None)
         results: list[StageResult] = []
         failures: list[tuple[str, str]] = [(p.path or "?", p.message) for p in discovery.problems]
         for component in discovery.components:
@@ -232,10 +235,10 @@ class Stager:
         if isinstance(error, LockedError):
             return  # the state store itself is unavailable
         with contextlib.suppress(LockgateError):
-            self.project.state().append_event(
+            self.session.state().append_event(
                 AuditEvent(
                     at=now_iso(),
-                    actor=self.project.actor,
+                    actor=self.session.actor,
                     action="stage",
                     component=ref,
                     stage=stage,
@@ -247,7 +250,7 @@ class Stager:
 
     def workspace_manifest(self, component: Component) -> tuple[ScanResult, Manifest]:
         """The manifest the component's files would have now (hashing, storing nothing)."""
-        scan = self.project.source().scan(component)
+        scan = self.session.source().scan(component)
         self._check_limits(scan)
         root = str(component.path)
         digests = {
@@ -268,28 +271,28 @@ class Stager:
         progress: Progress | None,
         reason: str | None = None,
     ) -> StageResult:
-        project = self.project
+        session = self.session
         # Opened (and recovered, under the operation lock) before the staging lock is
         # taken: gc takes the staging lock while it holds the operation lock.
-        project.state()
+        session.state()
         if dry_run:
             return self._stage_locked(component, stage, dry_run, progress, reason)[0]
-        project.state_dir.mkdir(parents=True, exist_ok=True)
+        session.state_dir.mkdir(parents=True, exist_ok=True)
         with StagingLock(
-            project.state_dir, exclusive=False, timeout=project.config.state.lock_timeout
+            session.state_dir, exclusive=False, timeout=session.config.state.lock_timeout
         ):
             result, at = self._stage_locked(component, stage, dry_run, progress, reason)
         if at is None:
             return result
         # Announced outside the lock: a plugin's on_stage may take its time (or run gc).
-        failures = project.hooks.on_stage(
+        failures = session.hooks.on_stage(
             ChangeEvent(
                 action="stage",
                 component=result.component,
                 stage=stage,
                 revision=result.revision,
                 previous_revision=result.previous,
-                actor=project.actor,
+                actor=session.actor,
                 at=dt.datetime.fromisoformat(at),
                 reason=reason,
             )
@@ -306,8 +309,8 @@ class Stager:
     ) -> tuple[StageResult, str | None]:
         """Plan, store and record (no announcement); returns the result and, when a
         revision was recorded, the time it was recorded at."""
-        project = self.project
-        source, state = project.source(), project.state()
+        session = self.session
+        source, state = session.source(), session.state()
         ref = str(component.ref)
         scan = source.scan(component)
         self._check_limits(scan)
@@ -327,7 +330,7 @@ class Stager:
                 result = self._result(component, stage, manifest, previous, None, {}, dry_run)
                 return result, None
         old = (
-            project.content().get_manifest(previous) if previous and previous not in lost else None
+            session.content().get_manifest(previous) if previous and previous not in lost else None
         )
         if dry_run:
             digests = self._hash_files(component.path, todo, progress)
@@ -341,15 +344,15 @@ class Stager:
             if digests or result.revision in lost:
                 # Files were stored (touched but equal, or lost and stored again): the
                 # manifest closes the store's batch like any other, and is kept if lost.
-                project.content().put_manifest(manifest)
+                session.content().put_manifest(manifest)
             source.remember(scan, digests, result.revision)
             repaired = sum(1 for d in set(digests.values()) if d in lost)
             repaired += result.revision in lost
             return attrs.evolve(result, repaired=repaired), None
         failpoint("stage.after_objects")
-        project.content().put_manifest(manifest)  # the objects are stored before the manifest
+        session.content().put_manifest(manifest)  # the objects are stored before the manifest
         failpoint("stage.after_manifest")
-        at, actor = now_iso(), project.actor
+        at, actor = now_iso(), session.actor
         revision = result.revision
         # A rejection belongs to the digest: the same files staged again are still rejected.
         rejected = any(a.decision == "reject" for a in state.approvals(ref, revision))
@@ -390,7 +393,7 @@ class Stager:
         when it is gone. A store with the ``CompletenessCheck`` capability answers without
         a ``stat`` per object; for others, that is what it costs.
         """
-        content = self.project.content()
+        content = self.session.content()
         lost = content.lost()
         if previous is None or previous in lost:
             return lost
@@ -447,7 +450,7 @@ class Stager:
         progress: Progress | None,
     ) -> dict[str, str]:
         """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt."""
-        content = self.project.content()
+        content = self.session.content()
         # A cached digest needs its object. Objects of the latest revision are kept (gc never
         # removes what a recorded revision needs), so only other cached digests are checked:
         # one edit in a large component costs no stat per unchanged file.

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import AuditEvent, ComponentSpec
-from lockgate.core.lifecycle import next_stage, now_iso
 from lockgate.core.models import (
     Decision,
     Issue,
@@ -48,13 +48,16 @@ from lockgate.core.models import (
     ValidationContext,
     ValidationSubject,
 )
+from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef
+from lockgate.core.session import Session, as_session
 from lockgate.errors import LockedError, LockgateError, PluginHookError
+from lockgate.operations.lifecycle import next_stage
+from lockgate.operations.recover import settle
 
 if TYPE_CHECKING:
     from lockgate.core.hooks import Validator
-    from lockgate.core.project import Project
 
 __all__ = ["ComponentReadiness", "ReadinessReport", "Validation"]
 
@@ -289,11 +292,11 @@ def _guard_process_exits() -> None:
 
 
 class Validation:
-    """Runs the validators of one project."""
+    """Runs the validators in one session (a project is accepted and opens one)."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.settings = project.config.validation  # timeout > 0: checked with the config
+    def __init__(self, session: Session | Project) -> None:
+        self.session = as_session(session)
+        self.settings = self.session.config.validation  # timeout > 0: checked with the config
         self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
         self._revisions: dict[str, str] = {}
 
@@ -319,10 +322,11 @@ class Validation:
         validates the revision it promotes); ``skip`` names validators not to run.
         """
         started = time.perf_counter()
+        settle(self.session)
         parsed = [r if isinstance(r, ComponentRef) else ComponentRef.parse(r) for r in refs]
         if stage is not None:
-            stage = self.project.check_stage(stage)
-        validators = [v for v in self.project.hooks.validators() if v.plugin not in skip]
+            stage = self.session.check_stage(stage)
+        validators = [v for v in self.session.hooks.validators() if v.plugin not in skip]
         self._revisions = dict(revisions or {})
         prepared = self._prepare(parsed, stage, validators, workspace)
         use_cache = use_cache and self.settings.cache and not workspace
@@ -341,9 +345,9 @@ class Validation:
         validators: Sequence[Validator],
         workspace: bool,
     ) -> list[_Prepared]:
-        from lockgate.core.approvals import authors as approval_authors
+        from lockgate.operations.approve import authors as approval_authors
 
-        state = self.project.state()
+        state = self.session.state()
         records = {r.component: r for r in state.components()}
         staged = tuple(
             PeerComponent(
@@ -363,9 +367,9 @@ class Validation:
             try:
                 if target is None:
                     target = (
-                        next_stage(self.project, str(ref))
+                        next_stage(self.session, str(ref))
                         if str(ref) in records
-                        else self.project.stage_names[0]
+                        else self.session.stage_names[0]
                     )
                 subject = (
                     self._workspace_subject(ref, target)
@@ -383,7 +387,7 @@ class Validation:
                     plugin="lockgate",
                     hint=_hint_for(exc, ref),
                 )
-                bases.append((ref, target or self.project.stage_names[0], None, (issue,)))
+                bases.append((ref, target or self.session.stage_names[0], None, (issue,)))
         batch = tuple(
             PeerComponent(
                 component=s.component,
@@ -438,7 +442,7 @@ class Validation:
                     subject.component,
                     subject.revision,
                     [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
-                    self.project.stage_names,
+                    self.session.stage_names,
                 )
             context = ValidationContext(
                 batch=batch,
@@ -465,8 +469,8 @@ class Validation:
         if record is None or record.latest_revision is None:
             raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
         revision = self._revisions.get(str(ref), record.latest_revision)
-        manifest = self.project.content().get_manifest(revision)
-        root = ensure_release(self.project, revision)
+        manifest = self.session.content().get_manifest(revision)
+        root = ensure_release(self.session, revision)
         return ValidationSubject(
             component=str(ref),
             workspace=ref.workspace,
@@ -482,8 +486,8 @@ class Validation:
         )
 
     def _workspace_subject(self, ref: ComponentRef, stage: str) -> ValidationSubject:
-        component = self.project.source().find(ref)
-        scan = self.project.source().scan(component)
+        component = self.session.source().find(ref)
+        scan = self.session.source().scan(component)
         files = sorted(f.path for f in scan.files)
         return ValidationSubject(
             component=str(ref),
@@ -504,7 +508,7 @@ class Validation:
         try:
             # Releases are immutable, so the stat-keyed YAML cache is always right here.
             return attrs.asdict(
-                read_spec(root, cache_dir=self.project.state_dir / "cache" / "yaml")
+                read_spec(root, cache_dir=self.session.state_dir / "cache" / "yaml")
             )
         except LockgateError:
             # A broken component.yaml is the manifest validator's to report, with its line.
@@ -531,7 +535,7 @@ class Validation:
         from lockgate.core.releases import ensure_release
 
         try:
-            spec = self._spec_data(ensure_release(self.project, revision))
+            spec = self._spec_data(ensure_release(self.session, revision))
         except LockgateError:
             return ()
         return tuple(_dep_id(d) for d in spec.get("depends_on", ()))
@@ -539,7 +543,7 @@ class Validation:
     # ------------------------------------------------------------------ running
 
     def _execute(self, prepared: Sequence[_Prepared], use_cache: bool) -> list[ComponentReadiness]:
-        cache = _Cache(self.project.state_dir / "cache" / "validation") if use_cache else None
+        cache = _Cache(self.session.state_dir / "cache" / "validation") if use_cache else None
         outcomes: dict[tuple[int, int], list[Issue]] = {}
         tasks: list[tuple[int, int]] = []
         cached_counts = [0] * len(prepared)
@@ -662,8 +666,8 @@ class Validation:
     # ------------------------------------------------------------------ recording
 
     def _record(self, report: ReadinessReport) -> None:
-        actor, at = self.project.actor, now_iso()
-        self.project.state().append_events(
+        actor, at = self.session.actor, now_iso()
+        self.session.state().append_events(
             [
                 AuditEvent(
                     at=at,

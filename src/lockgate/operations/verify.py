@@ -1,62 +1,28 @@
-"""``verify`` (is everything deployed and stored what was recorded?) and ``gc``.
+"""``verify``: is everything deployed and stored what was recorded?
 
-Garbage collection keeps, for every component: its latest revision (staging relies on
-it), and for every stage and component id every revision a rollback can select now: the
-current revision, the previous one (``--to previous``), the last-good one and the last
-``keep`` distinct revisions that were live there (the retention window, which ``--at``
-and ``--to REV`` select from), plus anything an open intent names. Everything those
-revisions need stays; other release directories go, and so do objects no kept revision
-needs, once they are older than the grace period. gc holds the staging lock exclusive
-throughout (see :mod:`lockgate.core.locking`), so no staging is between reusing an
-object it found stored and recording its revision: what a staging records is never
-taken. Manifests of every revision are kept: history is never pruned, and a revision
-whose objects were collected can still be listed and diffed.
-
-A rollback moves the pointer, and with it what "previous" and "last-good" mean, onto
-revisions gc may have collected before (the last-good of the revision rolled back to).
-gc therefore records, in its audit event, every revision that was live somewhere and
-that it made undeployable (``details.collected``): ``rollback`` skips such a revision for
-``last-good`` and refuses it for the others, saying so, and ``verify`` does not report
-the objects they lost as damage.
+Every stage's deployed entries are checked against their pointers, every release byte
+and every stored object against its digest, and the audit chain against its hashes.
+Objects that gc collected on purpose (``details.collected`` of its audit events, see
+``operations/gc.py``) are not reported as damage.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import Any
 
 from lockgate.core.audit import verify_chain, verify_state
 from lockgate.core.contracts import (
-    AuditEvent,
-    EventFilter,
     lost_object,
-    store_forget_lost,
-    store_object_path,
-    store_tmp,
 )
-from lockgate.core.lifecycle import now_iso
-from lockgate.core.locking import StagingLock
-from lockgate.core.promotion import Promoter, last_good, recover_pending
+from lockgate.core.project import Project
 from lockgate.core.records import record
-from lockgate.core.refs import check_text
-from lockgate.core.releases import RELEASES_DIRNAME, release_path, remove_tree, verify_release
+from lockgate.core.releases import release_path, verify_release
+from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
+from lockgate.operations.gc import collected_revisions, retained_revisions
+from lockgate.operations.recover import recover_pending
 
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
-
-__all__ = [
-    "GcResult",
-    "VerifyReport",
-    "collect_garbage",
-    "collected_revisions",
-    "retained_revisions",
-    "verify",
-]
+__all__ = ["VerifyReport", "verify"]
 
 
 @record
@@ -74,18 +40,18 @@ class VerifyReport:
         return {"ok": self.ok, "problems": list(self.problems), "checked": self.checked}
 
 
-def verify(project: Project, stage: str | None = None) -> VerifyReport:
+def verify(session: Session | Project, stage: str | None = None) -> VerifyReport:
     """Check deployed entries, release bytes, stored objects and the audit chain."""
-    recover_pending(project)
-    state, content = project.state(), project.content()
-    stages = [project.check_stage(stage)] if stage else project.stage_names
-    promoter = Promoter(project)
+    session = as_session(session)
+    recover_pending(session)
+    state, content = session.state(), session.content()
+    stages = [session.check_stage(stage)] if stage else session.stage_names
     problems: list[str] = []
     releases: set[str] = set()
     entries = 0
     for name in stages:
         pointers = {p.component_id: p for p in state.pointers(name)}
-        for target in promoter.targets(name):
+        for target in session.targets(name):
             deployed = target.deployed()
             for component_id, pointer in sorted(pointers.items()):
                 assert pointer.revision is not None
@@ -102,9 +68,9 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
     # Every check below reports what it finds and goes on: a damaged or missing manifest
     # or object is one more problem in the list, never the end of the report.
     for revision in sorted(releases):
-        if release_path(project, revision).is_dir():
+        if release_path(session, revision).is_dir():
             try:
-                problems.extend(verify_release(project, revision, full=True))
+                problems.extend(verify_release(session, revision, full=True))
             except LockgateError as exc:
                 problems.append(f"release {revision[:12]}: {exc.message}")
     # What must stay deployable whatever gc's --keep was: current, previous, last-good and
@@ -113,7 +79,7 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
     # objects are not damage). What is current or latest is never collected.
     must = {p.revision for p in state.pointers() if p.revision}
     must |= {r.latest_revision for r in state.components() if r.latest_revision}
-    needed = retained_revisions(project, keep=1) - (collected_revisions(project) - must)
+    needed = retained_revisions(session, keep=1) - (collected_revisions(session) - must)
     digests: dict[str, str] = {}
     for revision in sorted(needed):
         try:
@@ -138,7 +104,7 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
     chain = verify_chain(state.chain())
     if not chain.ok:
         problems.append(f"audit log: broken at event {chain.first_bad_seq}: {chain.problem}")
-    problems.extend(unexplained(project, stages, promoter, chain_ok=chain.ok))
+    problems.extend(unexplained(session, stages, chain_ok=chain.ok))
     return VerifyReport(
         tuple(problems),
         {
@@ -151,217 +117,14 @@ def verify(project: Project, stage: str | None = None) -> VerifyReport:
     )
 
 
-def unexplained(
-    project: Project, stages: list[str], promoter: Promoter, *, chain_ok: bool
-) -> list[str]:
+def unexplained(session: Session, stages: list[str], *, chain_ok: bool) -> list[str]:
     """What the audit log does not explain: records changed outside lockgate (checked
     against an intact chain only) and entries in a stage's targets no pointer explains
     (for targets that can list them: the optional ``strays()`` method)."""
-    problems = [f"state: {p}" for p in verify_state(project.state())] if chain_ok else []
+    problems = [f"state: {p}" for p in verify_state(session.state())] if chain_ok else []
     for name in stages:
-        for target in promoter.targets(name):
+        for target in session.targets(name):
             strays = getattr(target, "strays", None)
             if callable(strays):
                 problems.extend(f"{name}: {p}" for p in strays())
     return problems
-
-
-def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
-    """Revisions whose bytes garbage collection keeps (see the module docstring)."""
-    state = project.state()
-    keep = project.config.gc.keep if keep is None else keep
-    kept = {r.latest_revision for r in state.components() if r.latest_revision}
-    histories: dict[tuple[str, str], list[Any]] = {}
-    for change in state.pointer_history():
-        histories.setdefault((change.stage, change.component_id), []).append(change)
-    for history in histories.values():
-        current = history[-1].revision
-        if current:
-            kept.add(current)
-        if history[-1].previous_revision:
-            kept.add(history[-1].previous_revision)  # rollback --to previous
-        good = last_good(history, exclude=current)
-        if good:
-            kept.add(good)
-        window: list[str] = []
-        for change in reversed(history):
-            if change.revision and change.revision not in window:
-                window.append(change.revision)
-            if len(window) >= keep:
-                break
-        kept.update(window)
-    for intent in state.open_intents():
-        for key in ("revision", "previous_revision"):
-            value = intent.payload.get(key)
-            if isinstance(value, str):
-                kept.add(value)
-    return kept
-
-
-def collected_revisions(project: Project) -> set[str]:
-    """Revisions that were live in a stage and that a gc made undeployable (from the
-    ``collected`` detail of every ``gc`` audit event)."""
-    found: set[str] = set()
-    for event in project.state().events(EventFilter(action="gc")):
-        value = event.details.get("collected") if isinstance(event.details, dict) else None
-        if isinstance(value, list):
-            found.update(v for v in value if isinstance(v, str))
-    return found
-
-
-def _newly_collected(project: Project, kept: set[str], doomed: set[str], content: Any) -> list[str]:
-    """Revisions that were live in a stage, are not kept, and lose an object now (or
-    already miss one): rollback must not select them any more."""
-    state = project.state()
-    live = {c.revision for c in state.pointer_history() if c.revision}
-    found = []
-    for revision in sorted(live - kept - collected_revisions(project)):
-        try:
-            manifest = content.get_manifest(revision)
-        except LockgateError:
-            found.append(revision)
-            continue
-        digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
-        if any(d in doomed or not content.has(d) for d in digests):
-            found.append(revision)
-    return found
-
-
-@record
-class GcResult:
-    """What garbage collection removed (or, with ``dry_run``, would remove)."""
-
-    releases: tuple[str, ...]
-    objects: int
-    bytes: int
-    kept_revisions: int
-    dry_run: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self) | {"releases": list(self.releases)}
-
-    def summary(self) -> str:
-        verb = "would remove" if self.dry_run else "removed"
-        return (
-            f"{verb} {len(self.releases)} release(s) and {self.objects} object(s) "
-            f"({self.bytes} bytes); kept {self.kept_revisions} revision(s)"
-        )
-
-
-def collect_garbage(
-    project: Project,
-    *,
-    keep: int | None = None,
-    dry_run: bool = False,
-    grace: float | None = None,
-    reason: str | None = None,
-) -> GcResult:
-    """Remove releases and objects no kept revision needs (see the module docstring)."""
-    check_text("--reason", reason)
-    grace = project.config.gc.grace if grace is None else grace
-    promoter = Promoter(project)
-    # Opening the state store settles interrupted operations under the lock it takes
-    # itself: opened first under gc's lock, it would wait for gc.
-    project.state()
-    # Exclusive against staging: no staging is between reusing an existing object and
-    # recording its revision while gc decides what is unneeded and removes it.
-    staging = StagingLock(
-        project.state_dir, exclusive=True, timeout=project.config.state.lock_timeout
-    )
-    with promoter.lock("gc"), staging:
-        recover_pending(project, locked=True)
-        state, content = project.state(), project.content()
-        kept = retained_revisions(project, keep)
-        every_revision = {
-            r.revision for c in state.components() for r in state.revisions(c.component)
-        }
-        needed: set[str] = set(every_revision)  # manifests are kept for every revision
-        for revision in kept:
-            try:
-                manifest = content.get_manifest(revision)
-            except LockgateError:
-                continue
-            needed.update(e.digest for e in manifest.entries if e.digest and e.kind != "symlink")
-        releases_dir = project.state_dir / RELEASES_DIRNAME
-        doomed_releases = []
-        if releases_dir.is_dir():
-            for entry in sorted(releases_dir.iterdir()):
-                if len(entry.name) == 64 and entry.name not in kept:
-                    doomed_releases.append(entry.name)
-        cutoff = time.time() - grace
-        doomed_objects = []
-        size = 0
-        object_path = store_object_path(content)
-        for digest, mtime in content.objects():
-            if digest not in needed and mtime < cutoff:
-                doomed_objects.append(digest)
-                size += _size(object_path, digest)
-        if not dry_run:
-            collected = _newly_collected(project, kept, set(doomed_objects), content)
-            for revision in doomed_releases:
-                remove_tree(releases_dir / revision)
-                (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
-            for digest in doomed_objects:
-                content.remove(digest)
-            # A store that records objects lost in a restart (the local one) forgets those
-            # no kept revision needs: they would have been removed here anyway.
-            forget_lost = store_forget_lost(content)
-            forgotten = forget_lost(needed) if forget_lost is not None else 0
-            leftovers = _sweep_leftovers(project, cutoff)
-            state.append_event(
-                AuditEvent(
-                    at=now_iso(),
-                    actor=project.actor,
-                    action="gc",
-                    reason=reason,
-                    details={
-                        "releases": len(doomed_releases),
-                        "objects": len(doomed_objects),
-                        "bytes": size,
-                        "leftovers": leftovers,
-                        "lost_forgotten": forgotten,
-                        "collected": collected,
-                        "keep": project.config.gc.keep if keep is None else keep,
-                    },
-                )
-            )
-    return GcResult(tuple(doomed_releases), len(doomed_objects), size, len(kept), dry_run)
-
-
-def _sweep_leftovers(project: Project, cutoff: float) -> int:
-    """Remove what interrupted writers left behind (temporary releases, stamps, objects,
-    cache files), once older than the grace period. Returns how many were removed."""
-    state_dir = project.state_dir
-    patterns: list[tuple[Path, str]] = [
-        (state_dir / RELEASES_DIRNAME, ".tmp-*"),
-        (state_dir / RELEASES_DIRNAME, "*.verified.*"),
-        (state_dir / "cache", "**/*.tmp"),
-    ]
-    tmp = store_tmp(project.content())
-    if tmp is not None:
-        patterns.append((tmp, "*"))  # the store's temporary files
-    removed = 0
-    for base, pattern in patterns:
-        if not base.is_dir():
-            continue
-        for path in base.glob(pattern):
-            try:
-                if path.lstat().st_mtime >= cutoff:
-                    continue
-                if path.is_dir() and not path.is_symlink():
-                    remove_tree(path)
-                else:
-                    path.unlink()
-                removed += 1
-            except OSError:
-                continue
-    return removed
-
-
-def _size(object_path: Callable[[str], Path] | None, digest: str) -> int:
-    if object_path is None:
-        return 0
-    try:
-        return object_path(digest).stat().st_size
-    except OSError:
-        return 0

@@ -52,13 +52,13 @@ from watchdog.events import (
 
 from lockgate.builtin_plugins.watcher import WatchSettings
 from lockgate.builtin_plugins.workspace import IGNORE_FILE, WorkspaceSource, is_default_ignored
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import Component
-from lockgate.core.lifecycle import now_iso
 from lockgate.core.models import Issue
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
-from lockgate.core.staging import Stager, StageResult
 from lockgate.errors import ConflictError, InputError, LockgateError, NotFoundError
+from lockgate.operations.stage import Stager, StageResult
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -693,7 +693,7 @@ class Watcher:
 
     def _validate(self, ref: str) -> tuple[bool, str, Any]:
         """Validate the component's new revision: (ready, one-line summary, report data)."""
-        from lockgate.core.validation import Validation
+        from lockgate.operations.validate import Validation
 
         try:
             report = Validation(self.project).run([ref], stage=self._validate_for, use_cache=True)
