@@ -52,7 +52,9 @@ import sys
 from pathlib import Path
 
 from crash_harness import open_project
+from lockgate.core.session import Session
 from lockgate.operations.promote import Promoter
+from lockgate.operations.recover import settle
 
 root, action = Path(sys.argv[1]), sys.argv[2]
 project = open_project(root)
@@ -61,7 +63,7 @@ if action == "promote":
 elif action == "rollback":
     Promoter(project).rollback("prep", stage="staging", to="previous")
 else:
-    project.state()  # opening settles what a crash left open
+    settle(Session(project))  # the first step of every operation
 print("survived")
 """
 
