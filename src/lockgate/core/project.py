@@ -23,8 +23,10 @@ from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_lay
 from lockgate.core.contracts import ContentStore, Source, StateStore
 from lockgate.core.hooks import HookRunner
 from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
+from lockgate.core.refs import check_text
 from lockgate.core.roles import Roles
-from lockgate.errors import PluginHookError, ProjectNotFoundError
+from lockgate.core.structure import did_you_mean
+from lockgate.errors import NotFoundError, PluginHookError, ProjectNotFoundError
 
 __all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
 
@@ -123,7 +125,6 @@ class Project:
     @property
     def actor(self) -> str:
         """Who is acting: ``--actor``, else ``LOCKGATE_ACTOR``, else the OS user."""
-        from lockgate.core.refs import check_text
 
         if self.actor_override:
             return check_text("--actor", self.actor_override) or ""
@@ -144,8 +145,6 @@ class Project:
 
     def check_stage(self, name: str | None) -> str:
         """``name`` if it is a configured stage (None: the first stage), else an error."""
-        from lockgate.core.structure import did_you_mean
-        from lockgate.errors import NotFoundError
 
         ladder = self.stage_names
         if name is None:

@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lockgate.core.manifest import check_paths
+from lockgate.core.durability import boot_id, syncfs
+from lockgate.core.manifest import check_paths, hash_file
 from lockgate.core.refs import check_revision
 
 if TYPE_CHECKING:
@@ -109,8 +110,6 @@ def make_durable(project: ReleaseHost, revision: str) -> bool:
     """
     import json
 
-    from lockgate.core.durability import boot_id, syncfs
-
     release = release_path(project, revision)
     stamp_file = _stamp_path(release)
     try:
@@ -154,9 +153,6 @@ def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -
     every stat as it was.
     """
     import json
-
-    from lockgate.core.durability import boot_id
-    from lockgate.core.manifest import hash_file
 
     release = release_path(project, revision)
     base = str(release)

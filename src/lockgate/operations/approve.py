@@ -22,7 +22,9 @@ from lockgate.core.models import ComponentStatus
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_text, short
+from lockgate.core.releases import ensure_release
 from lockgate.core.session import Session, as_session
+from lockgate.core.specs import read_spec
 from lockgate.errors import InputError, LockgateError, NotFoundError, RefusedError
 from lockgate.operations.lifecycle import TRANSITIONS
 from lockgate.operations.recover import settle
@@ -150,8 +152,6 @@ def rejection(state: StateStore, component: str, revision: str) -> Approval | No
 
 def revision_owners(session: Session, revision: str) -> tuple[str, ...]:
     """The ``owners`` that ``component.yaml`` of ``revision`` declares (none without one)."""
-    from lockgate.core.releases import ensure_release
-    from lockgate.core.specs import read_spec
 
     try:
         return tuple(read_spec(ensure_release(session, revision)).owners)

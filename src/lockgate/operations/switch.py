@@ -44,12 +44,20 @@ from lockgate.core.contracts import (
 )
 from lockgate.core.failpoints import failpoint
 from lockgate.core.locking import OperationLock
+from lockgate.core.manifest import ManifestDiff
 from lockgate.core.models import ChangeEvent
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import (
     ComponentRef,
     short,
+)
+from lockgate.core.releases import (
+    discard_release,
+    ensure_release,
+    make_durable,
+    release_path,
+    verify_release,
 )
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
@@ -60,6 +68,7 @@ from lockgate.errors import (
     RefusedError,
     environment_fault,
 )
+from lockgate.operations.approve import rejection
 from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
 from lockgate.operations.recover import recover_pending
@@ -159,7 +168,6 @@ class Switcher:
         landed while the gates ran is seen here. No ``--force`` skips this: a rejection
         belongs to the revision's digest, whatever was staged since.
         """
-        from lockgate.operations.approve import rejection
 
         revision = base.revision
         if revision is None:
@@ -185,7 +193,6 @@ class Switcher:
             )
 
     def _diff(self, old: str | None, new: str | None) -> ManifestDiff:
-        from lockgate.core.manifest import ManifestDiff
 
         content = self.session.content()
         return ManifestDiff.between(
@@ -196,7 +203,6 @@ class Switcher:
     def _deployable(self, revision: str) -> bool:
         """Whether ``revision`` can still be deployed: its release exists (a switch
         verifies it), or its manifest and every object it needs are stored."""
-        from lockgate.core.releases import release_path
 
         if release_path(self.session, revision).is_dir():
             return True
@@ -220,12 +226,6 @@ class Switcher:
         action: str,
         details: dict[str, object],
     ) -> SwitchResult:
-        from lockgate.core.releases import (
-            discard_release,
-            ensure_release,
-            make_durable,
-            verify_release,
-        )
 
         session, state = self.session, self.session.state()
         stage, component_id, revision = base.stage, base.component_id, base.revision
@@ -387,7 +387,6 @@ class Switcher:
         Only when the state store cannot even be read to settle the switch: the pointer
         did not move (its write failed), so the revision before is the recorded one.
         """
-        from lockgate.core.releases import ensure_release
 
         previous = payload.get("previous_revision")
         revision = str(previous) if previous else None

@@ -51,8 +51,11 @@ from lockgate.core.models import (
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef
+from lockgate.core.releases import ensure_release
 from lockgate.core.session import Session, as_session
-from lockgate.errors import LockedError, LockgateError, PluginHookError
+from lockgate.core.specs import read_spec
+from lockgate.errors import LockedError, LockgateError, NotFoundError, PluginHookError
+from lockgate.operations.approve import authors as approval_authors
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.recover import settle
 
@@ -345,7 +348,6 @@ class Validation:
         validators: Sequence[Validator],
         workspace: bool,
     ) -> list[_Prepared]:
-        from lockgate.operations.approve import authors as approval_authors
 
         state = self.session.state()
         records = {r.component: r for r in state.components()}
@@ -462,8 +464,6 @@ class Validation:
     def _revision_subject(
         self, ref: ComponentRef, stage: str, records: Mapping[str, Any]
     ) -> ValidationSubject:
-        from lockgate.core.releases import ensure_release
-        from lockgate.errors import NotFoundError
 
         record = records.get(str(ref))
         if record is None or record.latest_revision is None:
@@ -503,7 +503,6 @@ class Validation:
         )
 
     def _spec_data(self, root: Path) -> dict[str, Any]:
-        from lockgate.core.specs import read_spec
 
         try:
             # Releases are immutable, so the stat-keyed YAML cache is always right here.
@@ -532,7 +531,6 @@ class Validation:
         return graph
 
     def _stage_deps(self, revision: str) -> tuple[str, ...]:
-        from lockgate.core.releases import ensure_release
 
         try:
             spec = self._spec_data(ensure_release(self.session, revision))
