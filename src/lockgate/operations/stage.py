@@ -11,6 +11,9 @@ staging lock shared (:class:`~lockgate.core.locking.StagingLock`) and ``gc`` tak
 exclusive: an object that staging reuses because it exists (de-duplication) is not
 refreshed, so without the lock gc could remove it, as unneeded and old, between the
 staging's check and its record.
+
+Over 600 lines until the store half (hashing, the thread crew) moves into the local
+content store with the stream-based content contract.
 """
 
 from __future__ import annotations
