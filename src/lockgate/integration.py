@@ -14,6 +14,9 @@ reference or name (:class:`~lockgate.InputError`), an invalid ``lockgate.yaml``
     manager.stage_for_integration("data_preprocessing", "alice")
     manager.validate_integration_readiness(["alice:data_preprocessing"])
     manager.promote_to_production("data_preprocessing")
+
+Each method imports the operation it runs, as the CLI's commands do: ``import lockgate``
+and ``WorkspaceManager`` load no operation module (there is no import circle to avoid).
 """
 
 from __future__ import annotations
