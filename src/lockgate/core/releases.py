@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lockgate.core.durability import boot_id, syncfs
+from lockgate.core import durability  # called through the module: tests replace syncfs
 from lockgate.core.manifest import check_paths, hash_file
 from lockgate.core.refs import check_revision
 
@@ -118,10 +118,10 @@ def make_durable(project: ReleaseHost, revision: str) -> bool:
         stamp = json.loads(stamp_file.read_bytes())
     except (OSError, ValueError):
         stamp = None
-    current = isinstance(stamp, dict) and stamp.get("boot") == boot_id()
+    current = isinstance(stamp, dict) and stamp.get("boot") == durability.boot_id()
     if current and stamp.get("durable") is True:
         return False
-    syncfs(release)
+    durability.syncfs(release)
     if current:
         _write_stamp(stamp_file, {**stamp, "durable": True})
     return True
@@ -166,7 +166,7 @@ def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -
         try:
             loaded = json.loads(stamp_file.read_bytes())
             trusted = isinstance(loaded, dict) and "files" in loaded
-            stamps = loaded if trusted and loaded.get("boot") == boot_id() else {}
+            stamps = loaded if trusted and loaded.get("boot") == durability.boot_id() else {}
         except (OSError, ValueError):
             stamps = {}
     old_files: dict[str, list[int]] = stamps.get("files", {})
@@ -222,5 +222,5 @@ def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -
         stamp_file.unlink(missing_ok=True)
     elif files != old_files or dirs != old_dirs or not stamps:
         # Anything new in the release is not known to be on the disk: not "durable".
-        _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
+        _write_stamp(stamp_file, {"boot": durability.boot_id(), "files": files, "dirs": dirs})
     return problems
