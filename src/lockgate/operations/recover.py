@@ -149,6 +149,9 @@ def settle(session: Session) -> list[Recovered]:
     project consistent; a project opened with ``recover_on_open=False`` skips it.
     """
     if session.settled is None:
-        recovered = recover_pending(session) if session.project.recover_on_open else []
-        session.settled = recovered
+        # Marked first: a recovery that fails (a damaged intent) is reported by the
+        # operation that tried it, and not tried again by every later step of the session.
+        session.settled = []
+        if session.project.recover_on_open:
+            session.settled = recover_pending(session)
     return list(session.settled)

@@ -172,12 +172,12 @@ class Stager:
     ) -> StageResult:
         """Stage one component for stage ``to`` (default: the first stage)."""
         check_text("--reason", reason)
-        settle(self.session)
         if isinstance(ref, str):
             ref = ComponentRef.parse(ref)
         stage = self.session.check_stage(to)
         component = self.session.source().find(ref)
         try:
+            settle(self.session)  # in the try: a failure is recorded as this staging's
             return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
         except LockgateError as exc:
             if not dry_run:
@@ -193,9 +193,9 @@ class Stager:
         directory that went away since is a :class:`~lockgate.errors.NotFoundError`.
         """
         check_text("--reason", reason)
-        settle(self.session)
         stage = self.session.check_stage(to)
         try:
+            settle(self.session)
             return self._stage(component, stage, dry_run=False, progress=None, reason=reason)
         except FileNotFoundError as exc:
             raise NotFoundError(f"{component.ref}: {component.path} is gone") from exc
@@ -214,13 +214,13 @@ class Stager:
     ) -> SyncResult:
         """Stage every component whose files changed; one failure never stops the others."""
         check_text("--reason", reason)
-        settle(self.session)
         stage = self.session.check_stage(to)
         discovery = self.session.source().discover(list(workspaces) if workspaces else None)
         results: list[StageResult] = []
         failures: list[tuple[str, str]] = [(p.path or "?", p.message) for p in discovery.problems]
         for component in discovery.components:
             try:
+                settle(self.session)  # a failure is this component's, as any other
                 results.append(
                     self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
                 )
