@@ -28,8 +28,9 @@ __all__ = ["Session", "as_session"]
 class Session:
     """One unit of work: the project, the roles it resolved, and its recovery step.
 
-    Roles are resolved on first use through the project's factory (so every session of
-    one project shares its state store connection), and kept for the session's life.
+    Roles are resolved on first use by the project's factory, which keeps them until the
+    project is closed (so every session of one project shares its state store
+    connection); each stage's targets are built once per session.
     ``settled`` is None until the session settled interrupted operations, then what was
     settled (see ``lockgate.operations.recover.settle``).
     """
@@ -37,30 +38,21 @@ class Session:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.settled: list[Any] | None = None
-        self._state: StateStore | None = None
-        self._content: ContentStore | None = None
-        self._source: Source | None = None
         self._targets: dict[str, list[Target]] = {}
 
     # ------------------------------------------------------------------ roles
 
     def state(self) -> StateStore:
         """The state store (role ``state``, ``state.store``)."""
-        if self._state is None:
-            self._state = self.project.state()
-        return self._state
+        return self.project.state()
 
     def content(self) -> ContentStore:
         """The content store (role ``content``, ``content.store``)."""
-        if self._content is None:
-            self._content = self.project.content()
-        return self._content
+        return self.project.content()
 
     def source(self) -> Source:
         """The component source (role ``source``, ``workspaces.source``)."""
-        if self._source is None:
-            self._source = self.project.source()
-        return self._source
+        return self.project.source()
 
     def targets(self, stage: str) -> list[Target]:
         """The targets of ``stage``, built once per session."""
@@ -82,34 +74,42 @@ class Session:
 
     @property
     def config(self) -> Config:
+        """The kernel configuration."""
         return self.project.config
 
     @property
     def layers(self) -> ConfigLayers:
+        """The configuration layers, with where each value came from."""
         return self.project.layers
 
     @property
     def hooks(self) -> HookRunner:
+        """The hook runner."""
         return self.project.hooks
 
     @property
     def plugins(self) -> PluginSet:
+        """The loaded plugins."""
         return self.project.plugins
 
     @property
     def roles(self) -> Roles:
+        """The role factory (provider hooks)."""
         return self.project.roles
 
     @property
     def settings(self) -> dict[str, Any]:
+        """Each plugin's settings, by plugin name."""
         return self.project.settings
 
     @property
     def environ(self) -> Mapping[str, str]:
+        """The environment the project was opened with."""
         return self.project.environ
 
     @property
     def root(self) -> Path | None:
+        """The project root (None outside a project)."""
         return self.project.root
 
     @property
