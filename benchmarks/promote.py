@@ -188,7 +188,7 @@ class Bench:
 
     def open(self) -> None:
         from lockgate.core.project import Project
-        from lockgate.core.promotion import Promoter
+        from lockgate.operations.promote import Promoter
 
         self.project = Project.open(self.root, environ=dict(self.env))
         self.promoter = Promoter(self.project)
@@ -208,8 +208,8 @@ class Bench:
 def build(root: Path, env: dict[str, str], res: Results) -> Bench:
     """The project, three revisions per component, and the first-promotion measurements."""
     from lockgate.core.releases import ensure_release, verify_release
-    from lockgate.core.staging import Stager
-    from lockgate.core.validation import Validation
+    from lockgate.operations.stage import Stager
+    from lockgate.operations.validate import Validation
 
     run([LOCKGATE, "init", str(root)], env)
     bench = Bench(root, env)

@@ -165,7 +165,7 @@ def in_process(
     """
     from lockgate.core.project import Project
     from lockgate.core.refs import ComponentRef
-    from lockgate.core.staging import Stager
+    from lockgate.operations.stage import Stager
 
     project = Project.open(project_dir, environ=dict(env))
     try:

@@ -60,12 +60,13 @@ from typing import Any
 from _common import inherited_environment
 
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
-from lockgate.core import reports
 from lockgate.core.audit import GENESIS, event_hash
 from lockgate.core.contracts import AuditEvent, EventFilter
 from lockgate.core.manifest import digest_bytes
 from lockgate.core.project import Project
 from lockgate.core.scaffold import init_project
+from lockgate.core.session import Session
+from lockgate.operations import reports
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
 LIMIT_MS = 100.0
@@ -78,7 +79,7 @@ ACTORS = tuple(f"user{i:02d}" for i in range(50))
 # One production component's plan: four release cycles and two rollbacks (six moves).
 RELEASE = ("stage", "validate", "approve", "promote")
 PRODUCTION_PLAN = (*RELEASE, *RELEASE, "rollback", *RELEASE, *RELEASE, "rollback")
-# Where each action is allowed from (the status machine of lockgate.core.lifecycle).
+# Where each action is allowed from (the status machine of lockgate.operations.lifecycle).
 ALLOWED = {
     "approve": {"staged", "approved"},
     "reject": {"staged", "approved", "promoted"},
@@ -481,7 +482,8 @@ def cli_ms(argv: list[str], runs: int) -> tuple[float, Any]:
 
 def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
     project = Project.open(root, environ=ENV)
-    state = project.state()
+    session = Session(project)  # one unit of work: settles once, as a command would
+    state = session.state()
     db: sqlite3.Connection = state._db  # type: ignore[attr-defined]
     n_components = db.execute("SELECT COUNT(*) FROM components").fetchone()[0]
     n_events = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
@@ -500,8 +502,8 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
         return "-"
 
     cases: list[tuple[str, Callable[[], Any], Callable[[Any], int | str]]] = [
-        ("reports.summary(project)", lambda: reports.summary(project), no_rows),
-        ("reports.statistics(project)", lambda: reports.statistics(project), no_rows),
+        ("reports.summary(project)", lambda: reports.summary(session), no_rows),
+        ("reports.statistics(project)", lambda: reports.statistics(session), no_rows),
         (
             f"state.events(EventFilter(component={ref!r}))",
             lambda: state.events(EventFilter(component=ref)),
@@ -583,7 +585,7 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
             print(f"      -> {indexes_used(plan)}")
     if verify:
         t0 = time.perf_counter()
-        report = reports.audit_verify(project)
+        report = reports.audit_verify(session)
         elapsed = time.perf_counter() - t0
         state_ok = "intact" if report.ok else f"BROKEN at {report.first_bad_seq}: {report.problem}"
         print(f"\naudit verify: {state_ok}, {report.events:,} events in {elapsed:.1f} s")

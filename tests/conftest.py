@@ -14,7 +14,7 @@ import pytest
 
 from lockgate.core.project import Project
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
+from lockgate.operations.stage import Stager
 from lockgate.testing import open_project
 
 REPO = Path(__file__).resolve().parents[1]

@@ -57,14 +57,17 @@ from typing import Any
 
 from lockgate.core import failpoints
 from lockgate.core.audit import verify_chain
-from lockgate.core.integrity import verify
 from lockgate.core.locking import OperationLock
 from lockgate.core.manifest import digest_bytes, hash_file
 from lockgate.core.project import Project
-from lockgate.core.promotion import Promoter, SwitchResult
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
+from lockgate.core.session import Session
 from lockgate.errors import ConflictError, LockedError, NotReadyError, RefusedError
+from lockgate.operations.promote import Promoter
+from lockgate.operations.recover import settle
+from lockgate.operations.stage import Stager
+from lockgate.operations.switch import SwitchResult
+from lockgate.operations.verify import verify
 
 __all__ = [
     "COMPONENTS",
@@ -194,14 +197,16 @@ class Runner:
         if self.ready_fd is not None:
             os.write(self.ready_fd, b"R")
         self.journal.write(e="begin", op="recover")
-        state = project.state()  # settles what an earlier crash left open
+        session = Session(project)
+        settle(session)  # what an earlier crash left open, as every operation does first
+        state = session.state()
         self.journal.write(e="end", op="recover", result="ok")
         if self.spec["mode"] == "recover-only":
             return 0
         self.project, self.state = project, state
         if self.ready_fd is not None:
             self.announce_intents(state)
-        self.stager, self.promoter = Stager(project), Promoter(project)
+        self.stager, self.promoter = Stager(session), Promoter(session)
         self.ladder = project.stage_names
         weights = WEIGHTS[self.spec.get("focus")]
         names, counts = list(weights), list(weights.values())
@@ -593,7 +598,8 @@ def inspect_project(root: Path, since_seq: int, *, thorough: bool = False) -> di
     problems: list[tuple[str, str]] = []
     project = open_project(root)
     try:
-        state = project.state()  # opening settles every open intent
+        settle(Session(project))  # every open intent, as an operation does first
+        state = project.state()
         for intent in state.open_intents():
             problems.append(("open-intent", f"{intent.operation} intent {intent.id} still open"))
         report = verify(project)

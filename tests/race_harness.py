@@ -84,15 +84,16 @@ from crash_harness import (
     peek_intents,
     read_journal,
 )
-from lockgate.core.approvals import decide
 from lockgate.core.contracts import ContentStore
-from lockgate.core.integrity import collect_garbage, verify
 from lockgate.core.manifest import Manifest, hash_file
 from lockgate.core.project import Project
-from lockgate.core.promotion import Promoter
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
 from lockgate.errors import LockgateError
+from lockgate.operations.approve import decide
+from lockgate.operations.gc import collect_garbage
+from lockgate.operations.promote import Promoter
+from lockgate.operations.stage import Stager
+from lockgate.operations.verify import verify
 
 __all__ = [
     "OPERATIONS",

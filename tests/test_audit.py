@@ -19,9 +19,9 @@ import pytest
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
 from lockgate.core.audit import GENESIS, ChainReport, event_hash, verify_chain
 from lockgate.core.contracts import AuditEvent, ChainedEvent
-from lockgate.core.lifecycle import move_pointer
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
+from lockgate.operations.lifecycle import move_pointer
+from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}

@@ -23,7 +23,7 @@ from pathlib import Path
 from conftest import finish_workers, start_python, subprocess_env
 from lockgate.core.contracts import EventFilter
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
+from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
@@ -35,7 +35,7 @@ WORKER = r"""
 import json, os, random, sys, time
 from pathlib import Path
 
-from lockgate.core.lifecycle import move_pointer
+from lockgate.operations.lifecycle import move_pointer
 from lockgate.core.project import Project
 from lockgate.errors import ConflictError
 

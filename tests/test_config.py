@@ -90,7 +90,7 @@ def test_plugin_settings_reach_the_plugins_hooks(tmp_path: Path) -> None:
     root = _project(tmp_path, "plugins:\n  gate:\n    threshold: 7\n")
     project = _open(root, gate=_gate_plugin())
     assert project.settings["gate"] == GateSettings(threshold=7)
-    from lockgate.core.models import MetricsContext
+    from lockgate.core.context import MetricsContext
 
     assert project.hooks.on_metrics_collect(MetricsContext(root, {})) == {"gate.threshold": 7}
 

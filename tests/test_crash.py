@@ -30,8 +30,10 @@ from crash_harness import (
     peek_intents,
     run_harness,
 )
-from lockgate.core.promotion import Promoter
-from lockgate.core.staging import Stager
+from lockgate.core.session import Session
+from lockgate.operations.promote import Promoter
+from lockgate.operations.recover import settle as recover_settle
+from lockgate.operations.stage import Stager
 
 # Read at import: the autouse fixture in conftest.py clears LOCKGATE_* before each test.
 KILLS = int(os.environ.get("LOCKGATE_CRASH_KILLS", "200"))
@@ -52,7 +54,9 @@ import sys
 from pathlib import Path
 
 from crash_harness import open_project
-from lockgate.core.promotion import Promoter
+from lockgate.core.session import Session
+from lockgate.operations.promote import Promoter
+from lockgate.operations.recover import settle
 
 root, action = Path(sys.argv[1]), sys.argv[2]
 project = open_project(root)
@@ -61,7 +65,7 @@ if action == "promote":
 elif action == "rollback":
     Promoter(project).rollback("prep", stage="staging", to="previous")
 else:
-    project.state()  # opening settles what a crash left open
+    settle(Session(project))  # the first step of every operation
 print("survived")
 """
 
@@ -207,6 +211,64 @@ def test_recovery_killed_after_its_event_leaves_one_event(tmp_path: Path, setup:
     assert peek_intents(root) == []
     shown = after if expected_outcome(setup) == "completed" else before
     assert staging_revision(root) == deployed(root) == shown
+
+
+# --------------------------------------------------------------------------- settling first
+
+
+def test_opening_the_state_store_settles_nothing(tmp_path: Path) -> None:
+    """Recovery is an explicit step of an operation, not a side effect of an accessor:
+    ``Project.state()`` leaves an interrupted switch open; a session settles it, once."""
+    root = tmp_path / "project"
+    prepare(root, "promote")
+    kill_at(root, "promote", "promote.after_switch")
+    (intent,) = peek_intents(root)
+    project = open_project(root)  # a project that settles (recover_on_open is True)
+    try:
+        assert [i.id for i in project.state().open_intents()] == [intent["id"]]
+        session = Session(project)
+        (settled,) = recover_settle(session)
+        assert (settled.intent, settled.outcome) == (intent["id"], "undone")
+        assert recover_settle(session) == [settled]  # once per session: not run again
+        assert project.state().open_intents() == []
+    finally:
+        project.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["diff", COMPONENT],
+        ["history", COMPONENT],
+        ["log"],
+        ["summary"],
+        ["stats"],
+        ["audit", "verify"],
+        ["validate", COMPONENT],
+        ["verify"],
+        ["gc", "--dry-run"],
+        ["sync", "--dry-run"],
+        ["promote", COMPONENT, "--dry-run"],
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_every_command_settles_an_interrupted_switch_first(
+    tmp_path: Path, command: list[str]
+) -> None:
+    root = tmp_path / "project"
+    before, _ = prepare(root, "promote")
+    kill_at(root, "promote", "promote.after_switch")
+    (intent,) = peek_intents(root)
+
+    proc = run_lockgate(*command, cwd=root, env=ENV)
+
+    assert proc.returncode in (0, 1, 3), (proc.returncode, proc.stderr)  # never an error
+    assert "Traceback" not in proc.stderr
+    assert peek_intents(root) == []
+    assert staging_revision(root) == deployed(root) == before  # undone
+    data = settle(root)
+    assert [e["intent"] for e in data["recovered"]] == [intent["id"]]
 
 
 # --------------------------------------------------------------------------- leftovers

@@ -421,7 +421,7 @@ def test_a_restage_that_stores_lost_objects_closes_its_batch(proj: Project) -> N
     proj.restart()
     project = proj.project()
     try:
-        from lockgate.core.staging import Stager
+        from lockgate.operations.stage import Stager
 
         result = Stager(project).stage(REF)
         assert not result.created and result.revision == revision

@@ -266,7 +266,7 @@ def test_a_trusted_completeness_stamp_still_notices_a_removed_object(
     (no stat per object); removing an object changes its directory, so even a stamp that
     trusts every directory notices, and the restage stores it again."""
     from lockgate.builtin_plugins import local_store
-    from lockgate.core.staging import Stager
+    from lockgate.operations.stage import Stager
     from lockgate.testing import open_project
 
     monkeypatch.setattr(local_store, "STAMP_MARGIN_NS", 0)  # trust every directory at once

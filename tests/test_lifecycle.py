@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from lockgate import ComponentStatus, ConflictError, RefusedError
-from lockgate.core.lifecycle import TRANSITIONS, allowed_actions, move_pointer, next_status
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager
+from lockgate.operations.lifecycle import TRANSITIONS, allowed_actions, move_pointer, next_status
+from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}

@@ -158,8 +158,8 @@ def test_call_order_is_by_name_within_a_band_and_plugins_order_overrides() -> No
             fake_distribution("d5", {"zz-first": plugin("zz-first", tryfirst=True)}),
         ]
         plugins = load_plugins(discover(dists), Selection.from_settings(order=order, environ={}))
+        from lockgate.core.context import MetricsContext
         from lockgate.core.hooks import HookRunner
-        from lockgate.core.models import MetricsContext
 
         HookRunner(plugins).on_metrics_collect(MetricsContext(None, {}))
         return list(calls)
@@ -182,7 +182,7 @@ def test_a_raising_hook_names_plugin_distribution_version_and_hook() -> None:
         version="4.2",
     )
     project = open_project(None, extra=[dist], installed=False)
-    from lockgate.core.models import MetricsContext
+    from lockgate.core.context import MetricsContext
 
     with pytest.raises(PluginHookError) as info:
         project.hooks.on_metrics_collect(MetricsContext(None, {}))

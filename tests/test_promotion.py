@@ -33,9 +33,9 @@ from conftest import (
     subprocess_env,
 )
 from lockgate.core.contracts import AuditEvent, EventFilter
-from lockgate.core.integrity import verify
 from lockgate.core.project import Project
-from lockgate.core.promotion import Promoter
+from lockgate.operations.promote import Promoter
+from lockgate.operations.verify import verify
 from lockgate.testing import CliResult, run_cli
 
 REF = "alice:app"
@@ -854,7 +854,7 @@ import json, os, sys, time
 from pathlib import Path
 
 from lockgate.core.project import Project
-from lockgate.core.promotion import Promoter
+from lockgate.operations.promote import Promoter
 from lockgate.errors import ConflictError
 
 root, number, revisions, go, ops = sys.argv[1:6]

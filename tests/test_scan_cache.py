@@ -28,8 +28,8 @@ from lockgate.core.manifest import digest_bytes
 from lockgate.core.project import Project
 from lockgate.core.refs import ComponentRef
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager, StageResult
 from lockgate.errors import InputError
+from lockgate.operations.stage import Stager, StageResult
 from lockgate.testing import open_project
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}

@@ -26,8 +26,8 @@ from lockgate.builtin_plugins import local_store
 from lockgate.core.contracts import FileStat
 from lockgate.core.manifest import digest_bytes
 from lockgate.core.scaffold import init_project
-from lockgate.core.staging import Stager, StageResult
 from lockgate.errors import ConflictError, InputError
+from lockgate.operations.stage import Stager, StageResult
 from lockgate.testing import open_project as _open_project
 from lockgate.testing import run_cli
 

@@ -18,10 +18,10 @@ from lockgate import (
     ValidatorInfo,
     hookimpl,
 )
-from lockgate.core.approvals import decide
-from lockgate.core.lifecycle import move_pointer
-from lockgate.core.staging import Stager
-from lockgate.core.validation import ReadinessReport, Validation
+from lockgate.operations.approve import decide
+from lockgate.operations.lifecycle import move_pointer
+from lockgate.operations.stage import Stager
+from lockgate.operations.validate import ReadinessReport, Validation
 from lockgate.testing import fake_distribution, run_cli
 
 

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 from lockgate._version import __version__
 
 if TYPE_CHECKING:
+    from lockgate.core.context import (
+        MetricsContext,
+    )
     from lockgate.core.models import (
         ChangeEvent,
         ComponentStatus,
         Decision,
         IntegrationStage,
         Issue,
-        MetricsContext,
         PeerComponent,
         RoleContext,
         Severity,
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
         ValidatorInfo,
     )
     from lockgate.core.project import Project
-    from lockgate.core.validation import ReadinessReport, Validation
+    from lockgate.core.session import Session
     from lockgate.errors import (
         ConfigError,
         ConflictError,
@@ -53,13 +55,14 @@ if TYPE_CHECKING:
         WorkspaceIntegrationManager,
         WorkspaceManager,
     )
+    from lockgate.operations.validate import ReadinessReport, Validation
 
 _EXPORTS: dict[str, str] = {
     "ChangeEvent": "lockgate.core.models",
     "ComponentStatus": "lockgate.core.models",
     "IntegrationStage": "lockgate.core.models",
     "Issue": "lockgate.core.models",
-    "MetricsContext": "lockgate.core.models",
+    "MetricsContext": "lockgate.core.context",
     "RoleContext": "lockgate.core.models",
     "Severity": "lockgate.core.models",
     "ValidationSubject": "lockgate.core.models",
@@ -68,8 +71,9 @@ _EXPORTS: dict[str, str] = {
     "ValidationContext": "lockgate.core.models",
     "ValidatorInfo": "lockgate.core.models",
     "Project": "lockgate.core.project",
-    "ReadinessReport": "lockgate.core.validation",
-    "Validation": "lockgate.core.validation",
+    "Session": "lockgate.core.session",
+    "ReadinessReport": "lockgate.operations.validate",
+    "Validation": "lockgate.operations.validate",
     "IntegrationPipeline": "lockgate.integration",
     "StagedComponent": "lockgate.integration",
     "WorkspaceIntegrationManager": "lockgate.integration",
@@ -119,6 +123,7 @@ __all__ = [
     "ReadinessReport",
     "RefusedError",
     "RoleContext",
+    "Session",
     "Severity",
     "StagedComponent",
     "Validation",

@@ -46,11 +46,13 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from lockgate.core.context import (
+    MetricsContext,
+    PluginContext,
+)
 from lockgate.core.models import (
     ChangeEvent,
     Issue,
-    MetricsContext,
-    PluginContext,
     Register,
     ValidationSubject,
     ValidatorInfo,

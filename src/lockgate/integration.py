@@ -1,6 +1,6 @@
 """The integration manager API: the Python interface existing users script against.
 
-A thin layer over the kernel — staging (``Stager``), validation (``Validation``),
+A thin layer over the operations — staging (``Stager``), validation (``Validation``),
 promotion (``Promoter``) and reports — that returns the plain dicts the integration
 manager documented. Expected failures (an unknown component, not ready, nothing to roll
 back) come back as ``success: False`` with readable ``issues``; programming errors raise:
@@ -14,6 +14,9 @@ reference or name (:class:`~lockgate.InputError`), an invalid ``lockgate.yaml``
     manager.stage_for_integration("data_preprocessing", "alice")
     manager.validate_integration_readiness(["alice:data_preprocessing"])
     manager.promote_to_production("data_preprocessing")
+
+Each method imports the operation it runs, as the CLI's commands do: ``import lockgate``
+and ``WorkspaceManager`` load no operation module (there is no import circle to avoid).
 """
 
 from __future__ import annotations
@@ -173,8 +176,11 @@ class WorkspaceIntegrationManager:
     """Staging, readiness, promotion to production and rollback, as plain dicts."""
 
     def __init__(self, workspace_manager: WorkspaceManager) -> None:
+        from lockgate.core.session import Session
+
         self.workspace_manager = workspace_manager
         self.project = workspace_manager.project
+        self.session = Session(self.project)  # the unit of work every method runs in
 
     # ------------------------------------------------------------------ staging
 
@@ -189,7 +195,7 @@ class WorkspaceIntegrationManager:
         ``issues``.
         """
         from lockgate.core.releases import ensure_release
-        from lockgate.core.staging import Stager
+        from lockgate.operations.stage import Stager
 
         result: dict[str, Any] = {
             "success": False,
@@ -200,14 +206,14 @@ class WorkspaceIntegrationManager:
         }
         try:
             ref = f"{source_workspace}:{component_id}"
-            staged = Stager(self.project).stage(ref, to=target_stage)
-            path = ensure_release(self.project, staged.revision)
+            staged = Stager(self.session).stage(ref, to=target_stage)
+            path = ensure_release(self.session, staged.revision)
         except _RAISE:
             raise
         except LockgateError as exc:
             result["issues"].append(_issue_text(exc))
             return result
-        record = self.project.state().component(ref)
+        record = self.session.state().component(ref)
         result.update(
             success=True,
             revision=staged.revision,
@@ -230,7 +236,7 @@ class WorkspaceIntegrationManager:
         Returns ``overall_ready``, ``component_results`` (per ref: ``ready``, ``issues``...),
         ``integration_issues``, ``recommendations`` and ``summary``.
         """
-        from lockgate.core.validation import Validation
+        from lockgate.operations.validate import Validation
 
         refs = list(staged_components)
         if not refs:
@@ -244,7 +250,7 @@ class WorkspaceIntegrationManager:
         for ref in refs:
             if ":" not in ref:
                 raise InputError(f"{ref!r}: name components as 'workspace:component_id'")
-        return Validation(self.project).run(refs).to_dict()
+        return Validation(self.session).run(refs).to_dict()
 
     # ------------------------------------------------------------------ promotion
 
@@ -255,16 +261,18 @@ class WorkspaceIntegrationManager:
         ``promoted_at``, ``production_path``, ``stages`` (what each rung did),
         ``issues`` and, when production already held it, ``note``.
         """
-        from lockgate.core.promotion import Promoter
+        from lockgate.operations.promote import Promoter
+        from lockgate.operations.recover import settle
 
-        ladder = self.project.stage_names
+        ladder = self.session.stage_names
         production = ladder[-1]
         result: dict[str, Any] = {"success": False, "component_id": component_id, "issues": []}
-        promoter = Promoter(self.project)
+        promoter = Promoter(self.session)
         steps: list[dict[str, Any]] = []
         try:
+            settle(self.session)
             ref = promoter.resolve(component_id)
-            latest = self.project.state().component(str(ref))
+            latest = self.session.state().component(str(ref))
             revision = latest.latest_revision if latest else None
             result["revision"] = revision
             for stage in ladder:
@@ -295,12 +303,12 @@ class WorkspaceIntegrationManager:
         ``component_id``, ``rolled_back_at``, ``revision`` (now current, None when
         removed), ``previous_revision``, ``removed`` and ``issues``.
         """
-        from lockgate.core.promotion import Promoter
+        from lockgate.operations.promote import Promoter
 
-        production = self.project.stage_names[-1]
+        production = self.session.stage_names[-1]
         result: dict[str, Any] = {"success": False, "component_id": component_id, "issues": []}
         try:
-            done = Promoter(self.project).rollback(
+            done = Promoter(self.session).rollback(
                 component_id, stage=production, remove_if_none=True
             )
         except _RAISE:
@@ -324,15 +332,15 @@ class WorkspaceIntegrationManager:
     def get_integration_summary(self) -> dict[str, Any]:
         """``staged_components``, ``integration_pipelines``, ``component_status_distribution``
         and ``recent_activities``."""
-        from lockgate.core.reports import summary
+        from lockgate.operations.reports import summary
 
-        return summary(self.project)
+        return summary(self.session)
 
     def get_statistics(self) -> dict[str, Any]:
         """``integration_operations`` and ``component_statistics``."""
-        from lockgate.core.reports import statistics
+        from lockgate.operations.reports import statistics
 
-        return statistics(self.project)
+        return statistics(self.session)
 
     # ------------------------------------------------------------------ objects
 
@@ -340,12 +348,15 @@ class WorkspaceIntegrationManager:
         """The component ``workspace:id`` as a :class:`StagedComponent` (with approvals)."""
         from lockgate.core.refs import ComponentRef
         from lockgate.errors import NotFoundError
+        from lockgate.operations.recover import settle
 
         parsed = ComponentRef.parse(ref)
-        record = self.project.state().component(str(parsed))
+        settle(self.session)
+        state = self.session.state()
+        record = state.component(str(parsed))
         if record is None:
             raise NotFoundError(f"{ref} has never been staged")
-        revisions = self.project.state().revisions(str(parsed))
+        revisions = state.revisions(str(parsed))
         staged = StagedComponent(
             parsed.component_id,
             parsed.workspace,
@@ -357,6 +368,6 @@ class WorkspaceIntegrationManager:
         staged.staged_at = revisions[-1].created_at if revisions else record.updated_at
         staged.approval_history = [
             {"actor": a.actor, "decision": a.decision, "at": a.at, "comment": a.comment}
-            for a in self.project.state().approvals(str(parsed), record.latest_revision)
+            for a in state.approvals(str(parsed), record.latest_revision)
         ]
         return staged

@@ -27,7 +27,8 @@ Role contracts (Protocols) and their optional capabilities
 Records that cross the boundary
     validation: :class:`Issue`, :class:`Severity`, :class:`ValidatorInfo`,
     :class:`ValidationSubject`, :class:`ValidationContext`, :class:`PeerComponent`,
-    :class:`Decision`, :class:`ReadinessReport`; events: :class:`ChangeEvent`; sources:
+    :class:`Decision`, :class:`ReadinessReport`, :class:`ComponentReadiness`; events:
+    :class:`ChangeEvent`; sources:
     :class:`Component`, :class:`ComponentRef`, :class:`ComponentSpec`, :class:`Discovery`,
     :class:`FileStat`, :class:`ScannedFile`, :class:`ScannedFiles`, :class:`ScanResult`,
     :data:`LinkMode`; content: :class:`Manifest`, :class:`FileEntry`,
@@ -68,6 +69,14 @@ if TYPE_CHECKING:
         GENESIS,
         event_hash,
         not_before,
+    )
+    from lockgate.core.clock import (
+        now_iso,
+    )
+    from lockgate.core.context import (
+        MetricsContext,
+        Operations,
+        PluginContext,
     )
     from lockgate.core.contracts import (
         Approval,
@@ -115,9 +124,6 @@ if TYPE_CHECKING:
     from lockgate.core.gcpause import (
         gc_paused,
     )
-    from lockgate.core.lifecycle import (
-        now_iso,
-    )
     from lockgate.core.manifest import (
         FileEntry,
         Manifest,
@@ -129,16 +135,17 @@ if TYPE_CHECKING:
     )
     from lockgate.core.models import (
         ChangeEvent,
+        ComponentReadiness,
         ComponentStatus,
         Decision,
         Issue,
-        MetricsContext,
-        Operations,
         PeerComponent,
-        PluginContext,
+        ReadinessReport,
         Register,
         RoleContext,
         Severity,
+        StageResult,
+        SyncResult,
         ValidationContext,
         ValidationSubject,
         ValidatorInfo,
@@ -156,16 +163,9 @@ if TYPE_CHECKING:
         SPEC_FILE,
         read_spec,
     )
-    from lockgate.core.staging import (
-        StageResult,
-        SyncResult,
-    )
     from lockgate.core.structure import (
         did_you_mean,
         structure,
-    )
-    from lockgate.core.validation import (
-        ReadinessReport,
     )
     from lockgate.core.yamlfile import (
         MAX_YAML_BYTES,
@@ -203,6 +203,7 @@ __all__ = [
     "ChangeEvent",
     "CompletenessCheck",
     "Component",
+    "ComponentReadiness",
     "ComponentRecord",
     "ComponentRef",
     "ComponentSpec",
@@ -298,10 +299,10 @@ _EXPORTS: dict[str, str] = {
     "ComponentStatus": "lockgate.core.models",
     "Decision": "lockgate.core.models",
     "Issue": "lockgate.core.models",
-    "MetricsContext": "lockgate.core.models",
-    "Operations": "lockgate.core.models",
+    "MetricsContext": "lockgate.core.context",
+    "Operations": "lockgate.core.context",
     "PeerComponent": "lockgate.core.models",
-    "PluginContext": "lockgate.core.models",
+    "PluginContext": "lockgate.core.context",
     "Register": "lockgate.core.models",
     "RoleContext": "lockgate.core.models",
     "Severity": "lockgate.core.models",
@@ -354,7 +355,7 @@ _EXPORTS: dict[str, str] = {
     "check_name": "lockgate.core.refs",
     "name_problem": "lockgate.core.refs",
     "short": "lockgate.core.refs",
-    "now_iso": "lockgate.core.lifecycle",
+    "now_iso": "lockgate.core.clock",
     "failpoint": "lockgate.core.failpoints",
     "boot_id": "lockgate.core.durability",
     "fsync_dir": "lockgate.core.durability",
@@ -369,9 +370,10 @@ _EXPORTS: dict[str, str] = {
     "MAX_YAML_BYTES": "lockgate.core.yamlfile",
     "YamlDocument": "lockgate.core.yamlfile",
     "load_yaml_text": "lockgate.core.yamlfile",
-    "StageResult": "lockgate.core.staging",
-    "SyncResult": "lockgate.core.staging",
-    "ReadinessReport": "lockgate.core.validation",
+    "StageResult": "lockgate.core.models",
+    "SyncResult": "lockgate.core.models",
+    "ComponentReadiness": "lockgate.core.models",
+    "ReadinessReport": "lockgate.core.models",
     "ConfigError": "lockgate.errors",
     "ConflictError": "lockgate.errors",
     "CorruptStateError": "lockgate.errors",

@@ -9,8 +9,9 @@ import attrs
 import click
 
 if TYPE_CHECKING:
-    from lockgate.core.models import PluginContext
+    from lockgate.core.context import PluginContext
     from lockgate.core.project import Project
+    from lockgate.core.session import Session
 
 __all__ = ["AppContext", "pass_app"]
 
@@ -53,7 +54,12 @@ class AppContext:
                 ctx = ctx.parent
             name = ctx.command.name if ctx is not None else None
             plugin = self.command_owners.get(name or "")
-        return self.project().plugin_context(plugin)
+        from lockgate.operations.facade import ProjectOperations
+
+        project = self.project()
+        return project.plugin_context(plugin, operations=ProjectOperations(project))
+
+    _session: Session | None = attrs.field(default=None, init=False)
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
         """The project (``require=False``: the defaults when there is none).
@@ -80,6 +86,14 @@ class AppContext:
         if project.root is not None:
             self._projects[True] = project
         return project
+
+    def session(self) -> Session:
+        """The command's unit of work over the project (opened on first use)."""
+        from lockgate.core.session import Session
+
+        if self._session is None:
+            self._session = Session(self.project())
+        return self._session
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -29,11 +29,11 @@ def command(
 
     Revisions are given by a unique prefix (4+ characters) or 'latest'.
     """
-    from lockgate.core.listing import diff_component
     from lockgate.core.refs import ComponentRef
+    from lockgate.operations.listing import diff_component
 
     ref = ComponentRef.parse(component)
-    result = diff_component(ctx.ensure_object(AppContext).project(), ref, rev_a, rev_b, patch=patch)
+    result = diff_component(ctx.ensure_object(AppContext).session(), ref, rev_a, rev_b, patch=patch)
     if wants_json(ctx, json_flag):
         emit_json(result.to_dict())
         return

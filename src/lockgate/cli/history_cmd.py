@@ -13,7 +13,7 @@ __all__ = ["history", "log"]
 
 
 def _action(event: dict[str, Any]) -> str:
-    from lockgate.core.gates import gates_note
+    from lockgate.operations.gates import gates_note
 
     text = (
         event["action"] if event["outcome"] == "ok" else f"{event['action']} ({event['outcome']})"
@@ -58,12 +58,13 @@ def history(
     lockgate history alice:etl
     lockgate history --stage production --at 2026-11-20T10:00
     """
+    from lockgate.core.clock import parse_time
     from lockgate.core.contracts import EventFilter
     from lockgate.core.refs import ComponentRef
-    from lockgate.core.reports import event_dict, live_at, parse_time
     from lockgate.errors import InputError
+    from lockgate.operations.reports import event_dict, history, live_at
 
-    project = ctx.ensure_object(AppContext).project()
+    session = ctx.ensure_object(AppContext).session()
     if at is not None or stage is not None:
         if at is None or stage is None:
             raise InputError(
@@ -71,7 +72,7 @@ def history(
             )
         when = parse_time(at)
         component_id = ComponentRef.parse(component).component_id if component else None
-        rows = live_at(project, stage, when, component_id)
+        rows = live_at(session, stage, when, component_id)
         if wants_json(ctx, json_flag):
             emit_json({"stage": stage, "at": when, "live": rows})
             return
@@ -97,7 +98,7 @@ def history(
     if component is None:
         raise InputError("give a component (lockgate history WS:ID) or --stage STAGE --at TIME")
     ref = ComponentRef.parse(component)
-    events = [event_dict(e) for e in project.state().events(EventFilter(component=str(ref)))]
+    events = [event_dict(e) for e in history(session, EventFilter(component=str(ref)))]
     if wants_json(ctx, json_flag):
         emit_json({"component": str(ref), "events": events})
         return
@@ -129,14 +130,15 @@ def log(
     json_flag: bool,
 ) -> None:
     """The audit log, newest first, filtered."""
+    from lockgate.core.clock import parse_time
     from lockgate.core.contracts import EventFilter
     from lockgate.core.refs import ComponentRef
-    from lockgate.core.reports import event_dict, parse_time
+    from lockgate.operations.reports import event_dict, history
 
-    project = ctx.ensure_object(AppContext).project()
+    session = ctx.ensure_object(AppContext).session()
     where = EventFilter(
         component=str(ComponentRef.parse(component)) if component else None,
-        stage=project.check_stage(stage) if stage else None,
+        stage=session.check_stage(stage) if stage else None,
         actor=actor,
         action=action,
         since=parse_time(since, option="--since") if since else None,
@@ -144,7 +146,7 @@ def log(
         limit=limit,
         newest_first=True,
     )
-    events = [event_dict(e) for e in project.state().events(where)]
+    events = [event_dict(e) for e in history(session, where)]
     if wants_json(ctx, json_flag):
         emit_json(events)
         return

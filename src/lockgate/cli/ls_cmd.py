@@ -16,12 +16,12 @@ __all__ = ["command"]
 @click.pass_context
 def command(ctx: click.Context, workspace: str | None, json_flag: bool) -> None:
     """List components: workspace, type, id, last revision, status, changed or not."""
-    from lockgate.core.listing import list_components
     from lockgate.core.refs import check_name
+    from lockgate.operations.listing import list_components
 
     if workspace is not None:
         check_name("workspace", workspace)
-    rows = list_components(ctx.ensure_object(AppContext).project(), workspace)
+    rows = list_components(ctx.ensure_object(AppContext).session(), workspace)
     if wants_json(ctx, json_flag):
         emit_json([r.to_dict() for r in rows])
         return

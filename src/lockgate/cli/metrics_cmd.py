@@ -15,7 +15,7 @@ __all__ = ["command"]
 @click.pass_context
 def command(ctx: click.Context, json_flag: bool) -> None:
     """Collect metrics from every plugin, named <plugin>.<metric>."""
-    from lockgate.core.models import MetricsContext
+    from lockgate.core.context import MetricsContext
 
     project = ctx.ensure_object(AppContext).project(require=False)
     metrics = project.hooks.on_metrics_collect(

@@ -11,7 +11,7 @@ __all__ = ["gc", "promote", "recover", "rollback", "unlock", "verify"]
 
 
 def _emit(ctx: click.Context, json_flag: bool, result: object) -> None:
-    from lockgate.core.promotion import SwitchResult
+    from lockgate.operations.switch import SwitchResult
 
     assert isinstance(result, SwitchResult)
     if wants_json(ctx, json_flag):
@@ -71,10 +71,10 @@ def promote(
     the component's latest revision), and the stage is the first rung that does not hold
     it yet. Exit 1 when a gate fails, 4 when another change won.
     """
-    from lockgate.core.promotion import Promoter
+    from lockgate.operations.promote import Promoter
 
     app = ctx.ensure_object(AppContext)
-    result = Promoter(app.project()).promote(
+    result = Promoter(app.session()).promote(
         component,
         to=to_stage,
         rev=rev,
@@ -115,12 +115,12 @@ def rollback(
     json_flag: bool,
 ) -> None:
     """Switch a stage back to a retained revision: instant, verified, audited."""
-    from lockgate.core.promotion import Promoter
+    from lockgate.operations.promote import Promoter
 
     if to is not None and at is not None:
         raise click.UsageError("give --to or --at, not both")
     app = ctx.ensure_object(AppContext)
-    result = Promoter(app.project()).rollback(
+    result = Promoter(app.session()).rollback(
         component, stage=stage, to=to, at=at, reason=reason, dry_run=dry_run
     )
     _emit(ctx, json_flag, result)
@@ -133,12 +133,10 @@ def rollback(
 @click.pass_context
 def recover(ctx: click.Context, json_flag: bool) -> None:
     """Finish or undo operations a crash interrupted (any command also does this)."""
-    from lockgate.core.promotion import recover_pending
+    from lockgate.operations.recover import recover_pending
 
     app = ctx.ensure_object(AppContext)
-    project = app.project()
-    project.recover_on_open = False
-    settled = recover_pending(project)
+    settled = recover_pending(app.session())
     if wants_json(ctx, json_flag):
         import attrs
 
@@ -160,10 +158,11 @@ def recover(ctx: click.Context, json_flag: bool) -> None:
 @click.pass_context
 def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
     """Show who holds the project's operation lock; with --force, break it (audited)."""
+    from lockgate.core.clock import now_iso
     from lockgate.core.contracts import AuditEvent
-    from lockgate.core.lifecycle import now_iso
     from lockgate.core.locking import LOCK_FILENAME, holder_within_lease, is_held, read_owner
     from lockgate.errors import RefusedError
+    from lockgate.operations.recover import settle
 
     app = ctx.ensure_object(AppContext)
     project = app.project()
@@ -195,7 +194,9 @@ def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
             "if you are sure it is hung, repeat --force (--force --force --reason TEXT)"
         )
     (project.state_dir / LOCK_FILENAME).unlink(missing_ok=True)
-    project.state().append_event(
+    session = app.session()
+    settle(session)
+    session.state().append_event(
         AuditEvent(
             at=now_iso(),
             actor=project.actor,
@@ -213,10 +214,10 @@ def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
 @click.pass_context
 def verify(ctx: click.Context, stage: str | None, json_flag: bool) -> None:
     """Check every deployed file, stored object and the audit chain; exit 1 on a problem."""
-    from lockgate.core.integrity import verify as run_verify
+    from lockgate.operations.verify import verify as run_verify
 
     app = ctx.ensure_object(AppContext)
-    report = run_verify(app.project(), stage)
+    report = run_verify(app.session(), stage)
     if wants_json(ctx, json_flag):
         emit_json(report.to_dict())
     else:
@@ -250,10 +251,10 @@ def gc(
     json_flag: bool,
 ) -> None:
     """Remove releases and objects no stage, last-good or retained revision needs."""
-    from lockgate.core.integrity import collect_garbage
+    from lockgate.operations.gc import collect_garbage
 
     app = ctx.ensure_object(AppContext)
-    result = collect_garbage(app.project(), keep=keep, dry_run=dry_run, grace=grace, reason=reason)
+    result = collect_garbage(app.session(), keep=keep, dry_run=dry_run, grace=grace, reason=reason)
     if wants_json(ctx, json_flag):
         emit_json(result.to_dict())
     else:

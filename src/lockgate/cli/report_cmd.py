@@ -16,9 +16,9 @@ __all__ = ["audit", "stats", "summary"]
 @click.pass_context
 def summary(ctx: click.Context, recent: int, json_flag: bool) -> None:
     """Staged components, pipelines, status distribution, recent activities."""
-    from lockgate.core.reports import summary as build
+    from lockgate.operations.reports import summary as build
 
-    data = build(ctx.ensure_object(AppContext).project(), recent=recent)
+    data = build(ctx.ensure_object(AppContext).session(), recent=recent)
     if wants_json(ctx, json_flag):
         emit_json(data)
         return
@@ -49,9 +49,9 @@ def summary(ctx: click.Context, recent: int, json_flag: bool) -> None:
 @click.pass_context
 def stats(ctx: click.Context, json_flag: bool) -> None:
     """Operation counts and success rates; components by type, status, workspace."""
-    from lockgate.core.reports import OPERATIONS, statistics
+    from lockgate.operations.reports import OPERATIONS, statistics
 
-    data = statistics(ctx.ensure_object(AppContext).project())
+    data = statistics(ctx.ensure_object(AppContext).session())
     if wants_json(ctx, json_flag):
         emit_json(data)
         return
@@ -96,13 +96,13 @@ def verify(ctx: click.Context, head: str | None, json_flag: bool) -> None:
     Exit 1 when anything is wrong.
     """
     from lockgate.core.audit import check_head, parse_head, verify_state
-    from lockgate.core.reports import audit_verify
+    from lockgate.operations.reports import audit_verify
 
     if head is not None:
         parse_head(head)  # a malformed head is a usage error before any work
-    project = ctx.ensure_object(AppContext).project()
-    report = audit_verify(project)
-    state = project.state()
+    session = ctx.ensure_object(AppContext).session()
+    report = audit_verify(session)
+    state = session.state()
     records = verify_state(state) if report.ok else []
     lost = check_head(state.chain(), head) if head is not None else None
     ok = report.ok and not records and lost is None
@@ -137,23 +137,23 @@ def head(ctx: click.Context, json_flag: bool) -> None:
     worth keeping (exit 1).
     """
     from lockgate.core.audit import chain_head, verify_state
-    from lockgate.core.reports import audit_verify
     from lockgate.errors import RefusedError
+    from lockgate.operations.reports import audit_verify
 
-    project = ctx.ensure_object(AppContext).project()
-    report = audit_verify(project)
+    session = ctx.ensure_object(AppContext).session()
+    report = audit_verify(session)
     if not report.ok:
         raise RefusedError(
             f"audit log broken at event {report.first_bad_seq}: {report.problem}; "
             "no head printed (see 'lockgate audit verify')"
         )
-    records = verify_state(project.state())
+    records = verify_state(session.state())
     if records:
         raise RefusedError(
             f"a record is not explained by the audit log ({records[0]}); no head printed "
             "(see 'lockgate audit verify')"
         )
-    value = chain_head(project.state())
+    value = chain_head(session.state())
     if wants_json(ctx, json_flag):
         seq, digest = value.split(":")
         emit_json({"head": value, "seq": int(seq), "hash": digest})

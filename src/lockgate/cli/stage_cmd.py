@@ -115,12 +115,12 @@ def stage(
 
     Staging an unchanged component creates no revision and says so.
     """
-    from lockgate.core.staging import Stager
+    from lockgate.operations.stage import Stager
 
     app = ctx.ensure_object(AppContext)
-    project = app.project()
+    session = app.session()
     with stopped_cleanly(), progress_bar(app, f"staging {component}") as progress:
-        result = Stager(project).stage(
+        result = Stager(session).stage(
             component, to=to_stage, dry_run=dry_run, progress=progress, reason=reason
         )
     if wants_json(ctx, json_flag):
@@ -153,14 +153,14 @@ def sync(
     One component's failure never stops the others; exits 1 if any failed.
     """
     from lockgate.core.refs import check_name
-    from lockgate.core.staging import Stager
+    from lockgate.operations.stage import Stager
 
     for ws in workspaces:
         check_name("workspace", ws)
     app = ctx.ensure_object(AppContext)
-    project = app.project()
+    session = app.session()
     with stopped_cleanly(), progress_bar(app, "sync") as progress:
-        result = Stager(project).sync(
+        result = Stager(session).sync(
             list(workspaces) or None,
             to=to_stage,
             dry_run=dry_run,

@@ -36,14 +36,16 @@ def validate(
     Without WS:ID, every staged component is validated. Components are validated
     together, so dependencies between them and conflicts are checked as a whole.
     """
-    from lockgate.core.validation import Validation
+    from lockgate.operations.recover import settle
+    from lockgate.operations.validate import Validation
 
     app = ctx.ensure_object(AppContext)
-    project = app.project()
-    refs = list(components) or [r.component for r in project.state().components()]
+    session = app.session()
+    settle(session)
+    refs = list(components) or [r.component for r in session.state().components()]
     if not refs:
         raise click.UsageError("nothing is staged yet; stage components first")
-    report = Validation(project).run(refs, stage, use_cache=not no_cache, workspace=workspace)
+    report = Validation(session).run(refs, stage, use_cache=not no_cache, workspace=workspace)
     if wants_json(ctx, json_flag):
         emit_json(report.to_dict())
     else:
@@ -123,11 +125,11 @@ def _decide(
     reason: str | None,
     json_flag: bool,
 ) -> None:
-    from lockgate.core.approvals import decide
+    from lockgate.operations.approve import decide
 
     app = ctx.ensure_object(AppContext)
     result = decide(
-        app.project(),
+        app.session(),
         component,
         "approve" if decision == "approve" else "reject",
         revision=revision,

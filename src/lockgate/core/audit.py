@@ -147,7 +147,7 @@ def verify_chain(chain: Iterable[ChainedEvent]) -> ChainReport:
 
 _MAX_PROBLEMS = 50
 # The actions whose events go with a record: staging (revisions), approve and reject
-# (approvals), and the two that move stage pointers (core/lifecycle.py move_pointer).
+# (approvals), and the two that move stage pointers (operations/lifecycle.py move_pointer).
 _RECORD_ACTIONS = ("stage", "approve", "reject", "promote", "rollback")
 
 

@@ -142,7 +142,7 @@ class StageSection:
 
     ``targets`` None means one ``directory`` target at ``stages/<name>/``; an empty list
     means the stage is only recorded, never deployed. ``protected`` keeps the stage's
-    gates file-only: the environment cannot weaken them (see core/gates.py).
+    gates file-only: the environment cannot weaken them (see operations/gates.py).
     """
 
     description: str | None = None

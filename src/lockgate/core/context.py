@@ -1,127 +1,121 @@
-"""Build the :class:`~lockgate.core.models.PluginContext` hooks and plugin commands receive.
+"""The context a plugin receives: :class:`PluginContext`, :class:`MetricsContext`, and
+:class:`Operations`, the operations a plugin command may run through it.
 
-The context is how a plugin reaches its project without importing the kernel: the root,
-the actor, its own settings, the stage an event is about, a warnings channel and a small
-facade over the operations (:class:`ProjectOperations`). The kernel builds one per plugin
-and call, lazily: only for implementations that take a ``context`` argument.
+Apart from :mod:`lockgate.core.models` because the context names role contracts
+(:mod:`lockgate.core.contracts`), which themselves use the models.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import attrs
 
-from lockgate.core.models import PluginContext
+from lockgate.core.contracts import Component, Source
+from lockgate.core.models import ReadinessReport, StageResult, SyncResult
+from lockgate.core.records import record
+from lockgate.errors import MissingCapabilityError
 
-if TYPE_CHECKING:
-    from lockgate.core.contracts import Component, Source
-    from lockgate.core.project import Project
-    from lockgate.core.staging import StageResult, SyncResult
-    from lockgate.core.validation import ReadinessReport
-
-__all__ = ["ProjectOperations", "Sink", "plugin_context"]
-
-Sink = Callable[[str | None, str], None]
-"""Where :meth:`PluginContext.warn` goes: ``sink(plugin, message)``."""
+__all__ = ["MetricsContext", "Operations", "PluginContext"]
 
 
-class ProjectOperations:
-    """:class:`~lockgate.core.models.Operations` over one opened project.
+class Operations(Protocol):
+    """The few project operations a plugin may run, through :attr:`PluginContext.operations`.
 
-    ``stage`` returns the warnings plugins gave (``context.warn``) while announcing the
-    new revision in the result's ``warnings``, beside hook failures: the caller (a
-    long-running command such as ``watch``) reports them with the revision they are
-    about, instead of the command line holding them until it exits.
+    Each runs exactly as the kernel command of the same name would (locks, recovery,
+    audit, hooks), on the project the context belongs to.
     """
-
-    def __init__(self, project: Project) -> None:
-        self._project = project
 
     @property
     def environ(self) -> Mapping[str, str]:
-        return self._project.environ
+        """The environment the project was opened with (``LOCKGATE_*`` variables)."""
 
     def source(self) -> Source:
-        return self._project.source()
+        """The configured component source (``workspaces.source``)."""
 
     def check_stage(self, name: str | None) -> str:
-        return self._project.check_stage(name)
+        """``name`` if it is a configured stage (None: the first), else NotFoundError."""
 
     def stage(self, component: Component | str, *, to: str | None = None) -> StageResult:
-        from lockgate.core.staging import Stager
-
-        with self._collecting() as warnings:
-            if isinstance(component, str):
-                result = Stager(self._project).stage(component, to=to)
-            else:
-                result = Stager(self._project).stage_component(component, to=to)
-        if not warnings:
-            return result
-        return attrs.evolve(result, warnings=(*result.warnings, *warnings))
-
-    @contextlib.contextmanager
-    def _collecting(self) -> Iterator[list[str]]:
-        project = self._project
-        previous = project.warn_sink
-        collected: list[str] = []
-
-        def collect(plugin: str | None, message: str) -> None:
-            collected.append(f"{plugin}: {message}" if plugin else message)
-
-        project.warn_sink = collect
-        try:
-            yield collected
-        finally:
-            project.warn_sink = previous
+        """Stage one component (a ref, or a :class:`Component` its source found) for
+        stage ``to``; an unchanged component creates no revision (``result.created``)."""
 
     def sync(self, workspaces: Sequence[str] | None = None, *, to: str | None = None) -> SyncResult:
-        from lockgate.core.staging import Stager
-
-        return Stager(self._project).sync(workspaces, to=to)
+        """Stage every changed component of ``workspaces`` (None: all), as ``lockgate sync``."""
 
     def validate(
         self, refs: Sequence[str], *, stage: str | None = None, use_cache: bool = True
     ) -> ReadinessReport:
-        from lockgate.core.validation import Validation
-
-        return Validation(self._project).run(list(refs), stage=stage, use_cache=use_cache)
+        """Validate the latest revision of each ref for ``stage``, as ``lockgate validate``."""
 
     def latest_revision(self, ref: str) -> str | None:
-        found = self._project.state().component(ref)
-        return found.latest_revision if found is not None else None
+        """The latest staged revision of component ``ref`` (None: never staged)."""
 
 
-def plugin_context(
-    project: Project,
-    plugin: str | None,
-    *,
-    stage: str | None = None,
-    sink: Sink | None = None,
-) -> PluginContext:
-    """The context of ``plugin`` in ``project`` (for an event about ``stage``, if any).
+def _no_sink(plugin: str | None, message: str) -> None:
+    import logging
 
-    The output options and the warnings channel are the project's (the command line sets
-    them from its global options when it opens the project).
+    logging.getLogger("lockgate.plugins").warning("%s: %s", plugin or "plugin", message)
+
+
+@record
+class PluginContext:
+    """What lifecycle hooks (argument ``context``) and plugin commands receive.
+
+    ``project_root``: the project directory (None outside a project). ``plugin``: the
+    name of the plugin receiving the context. ``actor``: who is acting (``--actor``,
+    ``LOCKGATE_ACTOR`` or the OS user). ``settings``: the plugin's own settings object
+    (see ``register_settings``). ``stage`` and ``stage_config``: for a stage-bound event
+    (``on_stage``, ``on_promote``, ``on_rollback``), the stage's name and its
+    configuration (``description``, ``targets``, ``gates``, ``protected``); None
+    otherwise. ``json`` and ``verbosity``: the global ``--json`` and ``-v``/``-q``
+    options of the running command (False and 0 outside the command line).
+
+    :meth:`warn` is the warnings channel; :attr:`operations` runs project operations.
     """
-    stage_config: Any = None
-    if stage is not None:
-        stage_config = project.config.stages.get(stage)
-    extra: dict[str, Any] = {}
-    chosen = sink or project.warn_sink
-    if chosen is not None:
-        extra["sink"] = chosen
-    return PluginContext(
-        project_root=project.root,
-        plugin=plugin,
-        actor=project.actor,
-        settings=project.settings.get(plugin) if plugin is not None else None,
-        stage=stage,
-        stage_config=stage_config,
-        json=project.json_output,
-        verbosity=project.verbosity,
-        operations=ProjectOperations(project) if project.root is not None else None,
-        **extra,
+
+    project_root: Path | None = None
+    plugin: str | None = None
+    actor: str | None = None
+    settings: Any = attrs.field(default=None, eq=False, repr=False)
+    stage: str | None = None
+    stage_config: Any = attrs.field(default=None, eq=False, repr=False)
+    json: bool = False
+    verbosity: int = 0
+    _sink: Callable[[str | None, str], None] = attrs.field(
+        default=_no_sink, eq=False, repr=False, alias="sink"
     )
+    _operations: Operations | None = attrs.field(
+        default=None, eq=False, repr=False, alias="operations"
+    )
+
+    def warn(self, message: str) -> None:
+        """Report a warning that does not fail the command.
+
+        On the command line it is printed on stderr as ``lockgate: warning: <plugin>:
+        <message>`` (not with ``-q``); with ``--json`` it is added to the output's
+        ``warnings`` list instead. From the Python API it is logged on logger
+        ``lockgate.plugins``.
+        """
+        self._sink(self.plugin, str(message))
+
+    @property
+    def operations(self) -> Operations:
+        """The project's operations (stage, sync, validate); a plugin error outside a
+        project."""
+        if self._operations is None:
+            raise MissingCapabilityError(
+                f"plugin '{self.plugin}' needs a project, but none is open; "
+                "run it inside a project, or pass -C DIR / set LOCKGATE_PROJECT"
+            )
+        return self._operations
+
+
+@record
+class MetricsContext(PluginContext):
+    """What ``on_metrics_collect`` receives: a :class:`PluginContext` plus ``config``, the
+    resolved configuration as plain data."""
+
+    config: Mapping[str, Any] = attrs.field(factory=dict)

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import pluggy
 
+from lockgate.core.context import (
+    MetricsContext,
+    PluginContext,
+)
 from lockgate.core.models import (
     ChangeEvent,
     Issue,
-    MetricsContext,
-    PluginContext,
     Severity,
     ValidationSubject,
     ValidatorInfo,

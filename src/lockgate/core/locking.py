@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lockgate.core.lifecycle import now_iso
+from lockgate.core.clock import now_iso
 from lockgate.errors import LockedError
 
 __all__ = [

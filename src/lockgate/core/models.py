@@ -8,32 +8,30 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
+from lockgate.core.manifest import ManifestDiff
 from lockgate.core.records import record
-
-if TYPE_CHECKING:
-    from lockgate.core.contracts import Component, Source
-    from lockgate.core.staging import StageResult, SyncResult
-    from lockgate.core.validation import ReadinessReport
+from lockgate.core.refs import short
 
 __all__ = [
     "ChangeEvent",
+    "ComponentReadiness",
     "ComponentStatus",
     "Decision",
     "IntegrationStage",
     "Issue",
-    "MetricsContext",
-    "Operations",
     "PeerComponent",
-    "PluginContext",
+    "ReadinessReport",
     "Register",
     "RoleContext",
     "Severity",
+    "StageResult",
+    "SyncResult",
     "ValidationContext",
     "ValidationSubject",
     "ValidatorInfo",
@@ -221,108 +219,6 @@ class ChangeEvent:
     details: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-class Operations(Protocol):
-    """The few project operations a plugin may run, through :attr:`PluginContext.operations`.
-
-    Each runs exactly as the kernel command of the same name would (locks, recovery,
-    audit, hooks), on the project the context belongs to.
-    """
-
-    @property
-    def environ(self) -> Mapping[str, str]:
-        """The environment the project was opened with (``LOCKGATE_*`` variables)."""
-
-    def source(self) -> Source:
-        """The configured component source (``workspaces.source``)."""
-
-    def check_stage(self, name: str | None) -> str:
-        """``name`` if it is a configured stage (None: the first), else NotFoundError."""
-
-    def stage(self, component: Component | str, *, to: str | None = None) -> StageResult:
-        """Stage one component (a ref, or a :class:`Component` its source found) for
-        stage ``to``; an unchanged component creates no revision (``result.created``)."""
-
-    def sync(self, workspaces: Sequence[str] | None = None, *, to: str | None = None) -> SyncResult:
-        """Stage every changed component of ``workspaces`` (None: all), as ``lockgate sync``."""
-
-    def validate(
-        self, refs: Sequence[str], *, stage: str | None = None, use_cache: bool = True
-    ) -> ReadinessReport:
-        """Validate the latest revision of each ref for ``stage``, as ``lockgate validate``."""
-
-    def latest_revision(self, ref: str) -> str | None:
-        """The latest staged revision of component ``ref`` (None: never staged)."""
-
-
-def _no_sink(plugin: str | None, message: str) -> None:
-    import logging
-
-    logging.getLogger("lockgate.plugins").warning("%s: %s", plugin or "plugin", message)
-
-
-@record
-class PluginContext:
-    """What lifecycle hooks (argument ``context``) and plugin commands receive.
-
-    ``project_root``: the project directory (None outside a project). ``plugin``: the
-    name of the plugin receiving the context. ``actor``: who is acting (``--actor``,
-    ``LOCKGATE_ACTOR`` or the OS user). ``settings``: the plugin's own settings object
-    (see ``register_settings``). ``stage`` and ``stage_config``: for a stage-bound event
-    (``on_stage``, ``on_promote``, ``on_rollback``), the stage's name and its
-    configuration (``description``, ``targets``, ``gates``, ``protected``); None
-    otherwise. ``json`` and ``verbosity``: the global ``--json`` and ``-v``/``-q``
-    options of the running command (False and 0 outside the command line).
-
-    :meth:`warn` is the warnings channel; :attr:`operations` runs project operations.
-    """
-
-    project_root: Path | None = None
-    plugin: str | None = None
-    actor: str | None = None
-    settings: Any = attrs.field(default=None, eq=False, repr=False)
-    stage: str | None = None
-    stage_config: Any = attrs.field(default=None, eq=False, repr=False)
-    json: bool = False
-    verbosity: int = 0
-    _sink: Callable[[str | None, str], None] = attrs.field(
-        default=_no_sink, eq=False, repr=False, alias="sink"
-    )
-    _operations: Operations | None = attrs.field(
-        default=None, eq=False, repr=False, alias="operations"
-    )
-
-    def warn(self, message: str) -> None:
-        """Report a warning that does not fail the command.
-
-        On the command line it is printed on stderr as ``lockgate: warning: <plugin>:
-        <message>`` (not with ``-q``); with ``--json`` it is added to the output's
-        ``warnings`` list instead. From the Python API it is logged on logger
-        ``lockgate.plugins``.
-        """
-        self._sink(self.plugin, str(message))
-
-    @property
-    def operations(self) -> Operations:
-        """The project's operations (stage, sync, validate); a plugin error outside a
-        project."""
-        if self._operations is None:
-            from lockgate.errors import MissingCapabilityError
-
-            raise MissingCapabilityError(
-                f"plugin '{self.plugin}' needs a project, but none is open; "
-                "run it inside a project, or pass -C DIR / set LOCKGATE_PROJECT"
-            )
-        return self._operations
-
-
-@record
-class MetricsContext(PluginContext):
-    """What ``on_metrics_collect`` receives: a :class:`PluginContext` plus ``config``, the
-    resolved configuration as plain data."""
-
-    config: Mapping[str, Any] = attrs.field(factory=dict)
-
-
 @record
 class RoleContext:
     """Handed to a role factory (state store, content store, target) when the kernel builds it.
@@ -340,3 +236,209 @@ class RoleContext:
 
 Register = Callable[[str, Callable[[RoleContext], T]], None]
 """The callback provider hooks receive: ``register(name, factory)``."""
+
+
+# ---------------------------------------------------------------- what operations return
+# Records plugins receive too (Operations, through PluginContext.operations): they live
+# here because the kernel may not import the operations that make them.
+
+
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+@record
+class StageResult:
+    """What staging one component did (or, with ``dry_run``, would do)."""
+
+    component: str
+    component_type: str
+    stage: str
+    revision: str
+    previous: str | None
+    created: bool
+    files: int
+    size: int
+    hashed: int
+    diff: ManifestDiff
+    dry_run: bool = False
+    warnings: tuple[str, ...] = ()
+    repaired: int = 0
+    """Objects the latest revision needed that were missing from the store, stored again."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "component": self.component,
+            "type": self.component_type,
+            "stage": self.stage,
+            "revision": self.revision,
+            "previous_revision": self.previous,
+            "created": self.created,
+            "dry_run": self.dry_run,
+            "files": self.files,
+            "size": self.size,
+            "hashed": self.hashed,
+            "repaired": self.repaired,
+            "changes": self.diff.counts(),
+            "warnings": list(self.warnings),
+        }
+
+    def summary(self) -> str:
+        """One human line."""
+        c = self.diff.counts()
+        changes = f"+{c['added']} ~{c['modified']} -{c['removed']}"
+        if not self.created:
+            if self.repaired:
+                return (
+                    f"{self.component}: unchanged at {short(self.revision)}; no new revision; "
+                    f"stored {plural(self.repaired, 'missing object')} again"
+                )
+            return f"{self.component}: unchanged at {short(self.revision)}; no new revision"
+        verb = "would stage" if self.dry_run else "staged"
+        return (
+            f"{self.component}: {verb} {short(self.revision)} for {self.stage} "
+            f"({changes}; {plural(self.files, 'file')}, {plural(self.size, 'byte')})"
+        )
+
+
+@record
+class SyncResult:
+    """What ``sync`` did: counts, and each failure's reason."""
+
+    found: int
+    results: tuple[StageResult, ...]
+    failures: tuple[tuple[str, str], ...]
+    dry_run: bool = False
+
+    @property
+    def staged(self) -> int:
+        """Components that got (or would get) a new revision."""
+        return sum(1 for r in self.results if r.created)
+
+    @property
+    def unchanged(self) -> int:
+        """Components whose files match their latest revision."""
+        return sum(1 for r in self.results if not r.created)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "found": self.found,
+            "staged": self.staged,
+            "unchanged": self.unchanged,
+            "failed": len(self.failures),
+            "dry_run": self.dry_run,
+            "results": [r.to_dict() for r in self.results],
+            "failures": [{"component": c, "reason": r} for c, r in self.failures],
+        }
+
+
+@record
+class ComponentReadiness:
+    """One component's verdict: ready when no validator reported an error."""
+
+    component: str
+    stage: str
+    revision: str | None
+    issues: tuple[Issue, ...]
+    validators: tuple[str, ...] = ()
+    cached: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """True when no issue blocks."""
+        return not any(issue.blocking for issue in self.issues)
+
+    def count(self, severity: Severity) -> int:
+        """How many issues of ``severity``."""
+        return sum(1 for issue in self.issues if issue.severity is severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "ready": self.ready,
+            "stage": self.stage,
+            "revision": self.revision,
+            "errors": self.count(Severity.ERROR),
+            "warnings": self.count(Severity.WARNING),
+            "issues": [issue_dict(i) for i in self.issues],
+            "validators": list(self.validators),
+            "cached": self.cached,
+        }
+
+
+@record
+class ReadinessReport:
+    """The readiness of a set of components, validated together."""
+
+    components: tuple[ComponentReadiness, ...]
+    elapsed: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        """Overall readiness: every component ready (and at least one validated)."""
+        return bool(self.components) and all(c.ready for c in self.components)
+
+    def component(self, ref: str) -> ComponentReadiness:
+        """The verdict for ``ref`` (KeyError when it was not validated)."""
+        for result in self.components:
+            if result.component == ref:
+                return result
+        raise KeyError(ref)
+
+    @property
+    def integration_issues(self) -> list[Issue]:
+        """Issues that involve several components, each once."""
+        seen: dict[tuple[Any, ...], Issue] = {}
+        for result in self.components:
+            for issue in result.issues:
+                if issue.components:
+                    key = (issue.code, issue.message, tuple(sorted(issue.components)))
+                    seen.setdefault(key, issue)
+        return list(seen.values())
+
+    @property
+    def recommendations(self) -> list[str]:
+        """What to do next, from the issues' hints, each once, blocking ones first."""
+        hints: dict[str, None] = {}
+        issues = [i for c in self.components for i in c.issues]
+        for issue in sorted(issues, key=lambda i: not i.blocking):
+            if issue.hint:
+                hints.setdefault(issue.hint)
+        return list(hints)
+
+    def summary(self) -> str:
+        """One line: ``ready`` or ``not ready: 2 errors, 1 warning``."""
+        errors = sum(c.count(Severity.ERROR) for c in self.components)
+        warnings = sum(c.count(Severity.WARNING) for c in self.components)
+        if not self.components:
+            return "nothing validated"
+        parts = [
+            f"{n} {word}{'s' if n != 1 else ''}"
+            for n, word in ((errors, "error"), (warnings, "warning"))
+            if n
+        ]
+        head = "ready" if self.ready else "not ready"
+        return f"{head}: {', '.join(parts)}" if parts else head
+
+    def to_dict(self) -> dict[str, Any]:
+        """The integration manager's keys: overall_ready, component_results, ..."""
+        return {
+            "overall_ready": self.ready,
+            "summary": self.summary(),
+            "component_results": {c.component: c.to_dict() for c in self.components},
+            "integration_issues": [issue_dict(i) for i in self.integration_issues],
+            "recommendations": self.recommendations,
+            "elapsed_seconds": round(self.elapsed, 4),
+        }
+
+
+def issue_dict(issue: Issue) -> dict[str, Any]:
+    """An issue as plain data (``location`` is ``path:line`` when there is a path)."""
+    data = attrs.asdict(issue)
+    data["severity"] = issue.severity.value
+    data["components"] = list(issue.components)
+    data["location"] = issue.location
+    return data

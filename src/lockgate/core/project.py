@@ -1,4 +1,4 @@
-"""Open a project: find ``lockgate.yaml``, load configuration and plugins, resolve roles.
+"""Open a project: find ``lockgate.yaml``, load configuration and plugins, build roles.
 
 :meth:`Project.open` is the kernel's front door; the CLI and the Python API both go
 through it. Opening runs, in this order: find the project; read the file and the
@@ -20,12 +20,14 @@ from typing import Any, TypeVar
 import attrs
 
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
+from lockgate.core.context import Operations, PluginContext
 from lockgate.core.contracts import ContentStore, Source, StateStore
 from lockgate.core.hooks import HookRunner
-from lockgate.core.models import PluginContext
 from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
+from lockgate.core.refs import check_text
 from lockgate.core.roles import Roles
-from lockgate.errors import PluginHookError, ProjectNotFoundError
+from lockgate.core.structure import did_you_mean
+from lockgate.errors import NotFoundError, PluginHookError, ProjectNotFoundError
 
 __all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
 
@@ -56,6 +58,8 @@ class Project:
     environ: Mapping[str, str]
     roles: Roles = attrs.field(init=False)
     actor_override: str | None = None
+    # False: operations on this project leave interrupted operations open instead of
+    # settling them first (``lockgate recover`` settles itself; crash tests look at them).
     recover_on_open: bool = True
     warn_sink: Callable[[str | None, str], None] | None = None
     """Where plugins' warnings go (:meth:`PluginContext.warn`); None: the log."""
@@ -67,11 +71,35 @@ class Project:
         self.roles = Roles(self)
         self.hooks.context_factory = self.plugin_context
 
-    def plugin_context(self, plugin: str | None, stage: str | None = None) -> PluginContext:
-        """The context hooks of ``plugin`` receive (about ``stage``, for a stage-bound event)."""
-        from lockgate.core.context import plugin_context
+    def plugin_context(
+        self,
+        plugin: str | None,
+        stage: str | None = None,
+        *,
+        operations: Operations | None = None,
+    ) -> PluginContext:
+        """The context ``plugin`` receives: in a hook (about ``stage``, for a stage-bound
+        event), or in a plugin command, which the command line gives ``operations``.
 
-        return plugin_context(self, plugin, stage=stage)
+        The output options and the warnings channel are the project's (the command line
+        sets them from its global options when it opens the project). The kernel builds
+        one per plugin and call, lazily: only for implementations that take ``context``.
+        """
+        extra: dict[str, Any] = {}
+        if self.warn_sink is not None:
+            extra["sink"] = self.warn_sink
+        return PluginContext(
+            project_root=self.root,
+            plugin=plugin,
+            actor=self.actor,
+            settings=self.settings.get(plugin) if plugin is not None else None,
+            stage=stage,
+            stage_config=self.config.stages.get(stage) if stage is not None else None,
+            json=self.json_output,
+            verbosity=self.verbosity,
+            operations=operations,
+            **extra,
+        )
 
     @classmethod
     def open(
@@ -133,7 +161,6 @@ class Project:
     @property
     def actor(self) -> str:
         """Who is acting: ``--actor``, else ``LOCKGATE_ACTOR``, else the OS user."""
-        from lockgate.core.refs import check_text
 
         if self.actor_override:
             return check_text("--actor", self.actor_override) or ""
@@ -154,8 +181,6 @@ class Project:
 
     def check_stage(self, name: str | None) -> str:
         """``name`` if it is a configured stage (None: the first stage), else an error."""
-        from lockgate.core.structure import did_you_mean
-        from lockgate.errors import NotFoundError
 
         ladder = self.stage_names
         if name is None:
@@ -178,16 +203,11 @@ class Project:
     def state(self) -> StateStore:
         """The state store (role ``state``, ``state.store``).
 
-        Opening it settles any operation a crash interrupted (see core/promotion.py), so
-        every command that touches the project finds it consistent.
+        Opening it has no side effect: settling the operations a crash interrupted is the
+        first step of every operation (``lockgate.operations.recover.settle``), not of
+        this accessor.
         """
-        fresh = "state" not in self._built
-        store = typing.cast(StateStore, self._role("state", self.config.state.store))
-        if fresh and self.recover_on_open and store.open_intents():
-            from lockgate.core.promotion import recover_pending
-
-            recover_pending(self)
-        return store
+        return typing.cast(StateStore, self._role("state", self.config.state.store))
 
     def _role(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         if role not in self._built:

@@ -9,16 +9,16 @@ deploys them, so a revision is materialized once whatever uses it.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from lockgate.core.manifest import check_paths
+from lockgate.core import durability  # called through the module: tests replace syncfs
+from lockgate.core.manifest import check_paths, hash_file
 from lockgate.core.refs import check_revision
 
 if TYPE_CHECKING:
-    from lockgate.core.project import Project
+    from lockgate.core.config import Config
+    from lockgate.core.contracts import ContentStore
 
 __all__ = [
     "RELEASES_DIRNAME",
@@ -32,7 +32,19 @@ __all__ = [
 RELEASES_DIRNAME = "releases"
 
 
-def release_path(project: Project, revision: str) -> Path:
+class ReleaseHost(Protocol):
+    """What releases need of a project or a session: where, which store, the settings."""
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    def content(self) -> ContentStore: ...
+
+
+def release_path(project: ReleaseHost, revision: str) -> Path:
     """Where the release of ``revision`` lives (whether or not it exists yet).
 
     ``revision`` must be a revision id (64 hex digits): ids come back from the state
@@ -41,12 +53,14 @@ def release_path(project: Project, revision: str) -> Path:
     return project.state_dir / RELEASES_DIRNAME / check_revision(revision)
 
 
-def ensure_release(project: Project, revision: str) -> Path:
+def ensure_release(project: ReleaseHost, revision: str) -> Path:
     """The release directory of ``revision``, materialized from the content store if needed."""
     final = release_path(project, revision)
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
+    import uuid  # only on this path (as shutil below): every operation imports this module
+
     tmp = final.parent / f".tmp-{revision[:16]}-{uuid.uuid4().hex[:8]}"
     content = project.content()
     manifest = content.get_manifest(revision)
@@ -68,10 +82,12 @@ def ensure_release(project: Project, revision: str) -> Path:
 
 def remove_tree(path: Path) -> None:
     """Remove a release (its files are read-only, but its directories are not)."""
+    import shutil  # with lzma and bz2: ~2 ms of every command's start-up at module level
+
     shutil.rmtree(path)
 
 
-def discard_release(project: Project, revision: str) -> None:
+def discard_release(project: ReleaseHost, revision: str) -> None:
     """Remove the release of ``revision`` and its verification stamp (it is rebuilt from
     the content store when next needed). Only for a release no stage has deployed."""
     release = release_path(project, revision)
@@ -84,7 +100,7 @@ def _stamp_path(release: Path) -> Path:
     return release.parent / f"{release.name}.verified"
 
 
-def make_durable(project: Project, revision: str) -> bool:
+def make_durable(project: ReleaseHost, revision: str) -> bool:
     """Make sure the release of ``revision`` is on the disk; True when this flushed.
 
     A release holds bytes the content store may never have flushed (executables are
@@ -96,18 +112,16 @@ def make_durable(project: Project, revision: str) -> bool:
     """
     import json
 
-    from lockgate.core.durability import boot_id, syncfs
-
     release = release_path(project, revision)
     stamp_file = _stamp_path(release)
     try:
         stamp = json.loads(stamp_file.read_bytes())
     except (OSError, ValueError):
         stamp = None
-    current = isinstance(stamp, dict) and stamp.get("boot") == boot_id()
+    current = isinstance(stamp, dict) and stamp.get("boot") == durability.boot_id()
     if current and stamp.get("durable") is True:
         return False
-    syncfs(release)
+    durability.syncfs(release)
     if current:
         _write_stamp(stamp_file, {**stamp, "durable": True})
     return True
@@ -116,6 +130,7 @@ def make_durable(project: Project, revision: str) -> bool:
 def _write_stamp(stamp_file: Path, stamp: dict[str, Any]) -> None:
     """Replace the stamp atomically (a stamp only saves time: failing to write is fine)."""
     import json
+    import uuid
 
     tmp = stamp_file.with_name(f"{stamp_file.name}.{uuid.uuid4().hex[:8]}")
     try:
@@ -125,7 +140,7 @@ def _write_stamp(stamp_file: Path, stamp: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def verify_release(project: Project, revision: str, *, full: bool = False) -> list[str]:
+def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -> list[str]:
     """Problems with the release of ``revision`` (empty: every byte matches its digest).
 
     Each file is hashed and compared with the manifest, and nothing else may be there.
@@ -142,9 +157,6 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
     """
     import json
 
-    from lockgate.core.durability import boot_id
-    from lockgate.core.manifest import hash_file
-
     release = release_path(project, revision)
     base = str(release)
     manifest = project.content().get_manifest(revision)
@@ -154,7 +166,7 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
         try:
             loaded = json.loads(stamp_file.read_bytes())
             trusted = isinstance(loaded, dict) and "files" in loaded
-            stamps = loaded if trusted and loaded.get("boot") == boot_id() else {}
+            stamps = loaded if trusted and loaded.get("boot") == durability.boot_id() else {}
         except (OSError, ValueError):
             stamps = {}
     old_files: dict[str, list[int]] = stamps.get("files", {})
@@ -210,5 +222,5 @@ def verify_release(project: Project, revision: str, *, full: bool = False) -> li
         stamp_file.unlink(missing_ok=True)
     elif files != old_files or dirs != old_dirs or not stamps:
         # Anything new in the release is not known to be on the disk: not "durable".
-        _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
+        _write_stamp(stamp_file, {"boot": durability.boot_id(), "files": files, "dirs": dirs})
     return problems

@@ -8,14 +8,16 @@ says in one line which capability is missing and how to get it back.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lockgate.core.models import RoleContext
 from lockgate.core.records import record
 from lockgate.errors import MissingCapabilityError
 
 if TYPE_CHECKING:
-    from lockgate.core.project import Project
+    from lockgate.core.hooks import HookRunner
+    from lockgate.core.plugins import PluginSet
 
 __all__ = ["ROLES", "Role", "Roles"]
 
@@ -37,10 +39,23 @@ ROLES: dict[str, Role] = {
 }
 
 
+class RoleHost(Protocol):
+    """What building a role needs of the project (which plugins, their settings, where)."""
+
+    plugins: PluginSet
+    hooks: HookRunner
+    settings: dict[str, Any]
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    def require_root(self) -> Path: ...
+
+
 class Roles:
     """Per-project cache of what each provider hook registered."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: RoleHost) -> None:
         self._project = project
         self._registered: dict[str, dict[str, tuple[str, Callable[..., Any]]]] = {}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockgate.core.config import CONFIG_FILENAME
+from lockgate.core.config import CONFIG_FILENAME, yaml_cache_dir
+from lockgate.core.project import Project
 from lockgate.core.records import record
+from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import InputError
 
 __all__ = ["InitResult", "init_project", "prepare_state"]
@@ -64,9 +66,6 @@ def init_project(root: Path, *, name: str | None = None) -> InitResult:
     if CONFIG_FILENAME in created:
         # Parse the starter config once now, so the project's first command finds it in
         # the YAML cache (keyed by content) instead of importing and running the parser.
-        from lockgate.core.config import yaml_cache_dir
-        from lockgate.core.yamlfile import load_yaml_file
-
         load_yaml_file(config, cache_dir=yaml_cache_dir(root / ".lockgate"))
     gitignore = root / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
@@ -90,7 +89,6 @@ def prepare_state(root: Path, *, strict_plugins: bool | None = None) -> str:
     error (an invalid ``lockgate.yaml``, a store that cannot be opened) as any command
     would.
     """
-    from lockgate.core.project import Project
 
     project = Project.open(root, strict_plugins=strict_plugins)
     try:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lockgate.core.manifest import digest_bytes
 from lockgate.core.records import record
 from lockgate.errors import ConfigError
 
@@ -71,7 +72,6 @@ def load_yaml_file(
     raw = _read(path, max_bytes)
     if cache_dir is None:
         return _parse(raw, path)
-    from lockgate.core.manifest import digest_bytes
 
     digest = digest_bytes(raw)
     # Named by content alone: the parse depends on nothing else, so a moved or copied

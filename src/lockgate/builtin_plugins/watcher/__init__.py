@@ -6,8 +6,9 @@ only *hints*: they are debounced and coalesced per component, then the component
 rescanned through the workspace source's stat cache, restaged only if its content
 changed, and validated. It never promotes. See ``docs/watcher.md``.
 
-This module is imported whenever plugins load, so it holds only the hooks, the settings
-and the command; the watch loop (and watchdog) is imported by the command itself, from
+This module is imported whenever plugins load, so it holds only the hooks and the
+command (the settings are in :mod:`~lockgate.builtin_plugins.watcher.settings`); the
+watch loop (and watchdog) is imported by the command itself, from
 :mod:`lockgate.builtin_plugins.watcher.engine`.
 """
 
@@ -18,28 +19,10 @@ from collections.abc import Callable
 import attrs
 import click
 
-from lockgate.plugin import hookimpl, record
+from lockgate.builtin_plugins.watcher.settings import WatchSettings
+from lockgate.plugin import hookimpl
 
 __all__ = ["WatchSettings", "watch"]
-
-
-def _ms(low: int) -> list[Callable[..., None]]:
-    """Milliseconds from ``low`` up to an hour: anything longer only looks like a hang."""
-    return [attrs.validators.ge(low), attrs.validators.le(3_600_000)]
-
-
-@record
-class WatchSettings:
-    """``plugins.watch:`` — how events are turned into syncs."""
-
-    debounce_ms: int = attrs.field(default=200, validator=_ms(0))
-    """Quiet time after a component's last event before it is rescanned."""
-    max_wait_ms: int = attrs.field(default=5000, validator=_ms(0))
-    """A component that never goes quiet (a file appended to non-stop) syncs this often."""
-    poll_interval_ms: int = attrs.field(default=1000, validator=_ms(10))
-    """Interval between two snapshots of the tree when polling."""
-    force_polling: bool = False
-    """Poll instead of using the platform's file events (network file systems)."""
 
 
 @hookimpl

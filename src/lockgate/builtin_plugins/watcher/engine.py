@@ -52,7 +52,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-from lockgate.builtin_plugins.watcher import WatchSettings
+from lockgate.builtin_plugins.watcher.settings import WatchSettings
 from lockgate.plugin import (
     Component,
     ComponentRef,

@@ -14,15 +14,12 @@ a promotion is *ready* (approvals, validators) is for the gates to say, not this
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import TYPE_CHECKING
-
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import AuditEvent, Pointer, PointerChange
 from lockgate.core.models import ComponentStatus
+from lockgate.core.project import Project
+from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, NotFoundError, RefusedError
-
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
 
 __all__ = [
     "TRANSITIONS",
@@ -30,7 +27,6 @@ __all__ = [
     "move_pointer",
     "next_stage",
     "next_status",
-    "now_iso",
 ]
 
 S = ComponentStatus
@@ -41,11 +37,6 @@ TRANSITIONS: dict[str, tuple[frozenset[ComponentStatus], ComponentStatus]] = {
     "promote": (frozenset({S.STAGED, S.APPROVED, S.PROMOTED, S.ROLLED_BACK}), S.PROMOTED),
     "rollback": (frozenset({S.PROMOTED, S.ROLLED_BACK}), S.ROLLED_BACK),
 }
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 with microseconds (the format every record uses)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def allowed_actions(status: ComponentStatus) -> list[str]:
@@ -66,7 +57,7 @@ def next_status(component: str, status: ComponentStatus, action: str) -> Compone
 
 
 def move_pointer(
-    project: Project,
+    session: Session | Project,
     *,
     stage: str,
     component: str,
@@ -89,7 +80,8 @@ def move_pointer(
     this read and the write is a conflict. Either way a lost update raises
     :class:`ConflictError` (exit 4), never a silent overwrite.
     """
-    state = project.state()
+    session = as_session(session)
+    state = session.state()
     record = state.component(component)
     if record is None:
         raise NotFoundError(f"{component} has never been staged; stage it first")
@@ -106,7 +98,7 @@ def move_pointer(
             f"{stage}/{component_id} is at generation {generation}, not {expected_generation}: "
             "another change won; look again and retry"
         )
-    at, actor = at or now_iso(), project.actor
+    at, actor = at or now_iso(), session.actor
     previous = current.revision if current else None
     event = AuditEvent(
         at=at,
@@ -134,7 +126,7 @@ def move_pointer(
     return state.move_pointer(change, expected_generation=generation, status=status, event=event)
 
 
-def next_stage(project: Project, component: str) -> str:
+def next_stage(session: Session, component: str) -> str:
     """The stage a promotion of ``component`` would enter next.
 
     Walking up the ladder, the candidate for the first stage is the component's latest
@@ -142,11 +134,11 @@ def next_stage(project: Project, component: str) -> str:
     answer is the first stage whose current revision is not its candidate (the last
     stage when every rung already holds it).
     """
-    state = project.state()
+    state = session.state()
     record = state.component(component)
     if record is None:
         raise NotFoundError(f"{component} has never been staged; stage it first")
-    ladder = project.stage_names
+    ladder = session.stage_names
     candidate = record.latest_revision
     for stage in ladder:
         pointer = state.pointer(stage, record.component_id)

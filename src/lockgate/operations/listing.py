@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.core.manifest import Manifest, ManifestDiff
+from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, short
-from lockgate.core.staging import Stager
-from lockgate.errors import InputError, LockgateError, NotFoundError
+from lockgate.core.session import Session, as_session
+from lockgate.errors import LockgateError
+from lockgate.operations.recover import settle
+from lockgate.operations.resolve import resolve_revision
+from lockgate.operations.stage import Stager
 
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
-
-__all__ = ["ComponentRow", "DiffResult", "diff_component", "list_components", "resolve_revision"]
+__all__ = ["ComponentRow", "DiffResult", "diff_component", "list_components"]
 
 
 @record
@@ -43,12 +44,14 @@ class ComponentRow:
         }
 
 
-def list_components(project: Project, workspace: str | None = None) -> list[ComponentRow]:
+def list_components(session: Session | Project, workspace: str | None = None) -> list[ComponentRow]:
     """Every component in the workspaces and the state store, with its local change."""
-    discovery = project.source().discover([workspace] if workspace else None)
-    state = project.state()
-    stager = Stager(project)
-    content = project.content()
+    session = as_session(session)
+    settle(session)
+    discovery = session.source().discover([workspace] if workspace else None)
+    state = session.state()
+    stager = Stager(session)
+    content = session.content()
     rows: list[ComponentRow] = []
     seen: set[str] = set()
     for comp in discovery.components:
@@ -100,25 +103,6 @@ def _describe(diff: ManifestDiff) -> str:
     return f"changed: +{c['added']} ~{c['modified']} -{c['removed']}"
 
 
-def resolve_revision(project: Project, ref: ComponentRef, text: str) -> str:
-    """A full revision id from a unique prefix (at least 4 characters) or ``latest``."""
-    revisions = [r.revision for r in project.state().revisions(str(ref))]
-    if text == "latest":
-        record = project.state().component(str(ref))
-        if record is None or record.latest_revision is None:
-            raise NotFoundError(f"{ref} has no revision yet; stage it first")
-        return record.latest_revision
-    if len(text) < 4:
-        raise InputError(f"revision {text!r} is too short; give at least 4 characters")
-    matches = sorted({r for r in revisions if r.startswith(text.lower())})
-    if not matches:
-        known = ", ".join(short(r) for r in revisions[-5:]) or "none"
-        raise NotFoundError(f"{ref} has no revision {text!r} (latest: {known})")
-    if len(matches) > 1:
-        raise InputError(f"revision {text!r} of {ref} is ambiguous; give more characters")
-    return matches[0]
-
-
 @record
 class DiffResult:
     """Files added, modified and removed between two trees, with optional text patches."""
@@ -140,23 +124,30 @@ class DiffResult:
 
 
 def diff_component(
-    project: Project, ref: ComponentRef, rev_a: str | None, rev_b: str | None, *, patch: bool
+    session: Session | Project,
+    ref: ComponentRef,
+    rev_a: str | None,
+    rev_b: str | None,
+    *,
+    patch: bool,
 ) -> DiffResult:
     """Workspace vs latest (no revisions), workspace vs REV_A, or REV_A vs REV_B."""
-    content = project.content()
+    session = as_session(session)
+    settle(session)
+    content = session.content()
     comp = None
     if rev_a is None:
-        old_id = resolve_revision(project, ref, "latest")
+        old_id = resolve_revision(session, ref, "latest")
     else:
-        old_id = resolve_revision(project, ref, rev_a)
+        old_id = resolve_revision(session, ref, rev_a)
     old = content.get_manifest(old_id)
     if rev_b is not None:
-        new_id = resolve_revision(project, ref, rev_b)
+        new_id = resolve_revision(session, ref, rev_b)
         new = content.get_manifest(new_id)
         new_label = short(new_id)
     else:
-        comp = project.source().find(ref)
-        _, new = Stager(project).workspace_manifest(comp)
+        comp = session.source().find(ref)
+        _, new = Stager(session).workspace_manifest(comp)
         new_label = "workspace"
     diff = ManifestDiff.between(old, new)
     patches: list[str] = []

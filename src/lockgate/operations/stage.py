@@ -11,6 +11,9 @@ staging lock shared (:class:`~lockgate.core.locking.StagingLock`) and ``gc`` tak
 exclusive: an object that staging reuses because it exists (de-duplication) is not
 refreshed, so without the lock gc could remove it, as unneeded and old, between the
 staging's check and its record.
+
+Over 600 lines until the store half (hashing, the thread crew) moves into the local
+content store with the stream-based content contract.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import datetime as dt
 import os
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import (
     AuditEvent,
     Component,
@@ -34,7 +37,6 @@ from lockgate.core.contracts import (
     store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
-from lockgate.core.lifecycle import now_iso
 from lockgate.core.locking import StagingLock
 from lockgate.core.manifest import (
     FileEntry,
@@ -44,15 +46,14 @@ from lockgate.core.manifest import (
     digest_bytes,
     new_hasher,
 )
-from lockgate.core.models import ChangeEvent, ComponentStatus
-from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, check_text, short
+from lockgate.core.models import ChangeEvent, ComponentStatus, StageResult, SyncResult
+from lockgate.core.project import Project
+from lockgate.core.refs import ComponentRef, check_text
+from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, InputError, LockedError, LockgateError, NotFoundError
+from lockgate.operations.recover import settle
 
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
-
-__all__ = ["Progress", "StageResult", "Stager", "SyncResult", "now_iso"]
+__all__ = ["Progress", "StageResult", "Stager", "SyncResult"]
 
 LARGE_FILE = 256 << 10
 """Files from this size up are stored on a pool of threads (see ``_store_files``)."""
@@ -62,99 +63,12 @@ Progress = Callable[[int, int, int, int], None]
 hashed and stored (about every 0.1 s while large files are stored on threads)."""
 
 
-@record
-class StageResult:
-    """What staging one component did (or, with ``dry_run``, would do)."""
-
-    component: str
-    component_type: str
-    stage: str
-    revision: str
-    previous: str | None
-    created: bool
-    files: int
-    size: int
-    hashed: int
-    diff: ManifestDiff
-    dry_run: bool = False
-    warnings: tuple[str, ...] = ()
-    repaired: int = 0
-    """Objects the latest revision needed that were missing from the store, stored again."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return {
-            "component": self.component,
-            "type": self.component_type,
-            "stage": self.stage,
-            "revision": self.revision,
-            "previous_revision": self.previous,
-            "created": self.created,
-            "dry_run": self.dry_run,
-            "files": self.files,
-            "size": self.size,
-            "hashed": self.hashed,
-            "repaired": self.repaired,
-            "changes": self.diff.counts(),
-            "warnings": list(self.warnings),
-        }
-
-    def summary(self) -> str:
-        """One human line."""
-        c = self.diff.counts()
-        changes = f"+{c['added']} ~{c['modified']} -{c['removed']}"
-        if not self.created:
-            if self.repaired:
-                return (
-                    f"{self.component}: unchanged at {short(self.revision)}; no new revision; "
-                    f"stored {_plural(self.repaired, 'missing object')} again"
-                )
-            return f"{self.component}: unchanged at {short(self.revision)}; no new revision"
-        verb = "would stage" if self.dry_run else "staged"
-        return (
-            f"{self.component}: {verb} {short(self.revision)} for {self.stage} "
-            f"({changes}; {_plural(self.files, 'file')}, {_plural(self.size, 'byte')})"
-        )
-
-
-@record
-class SyncResult:
-    """What ``sync`` did: counts, and each failure's reason."""
-
-    found: int
-    results: tuple[StageResult, ...]
-    failures: tuple[tuple[str, str], ...]
-    dry_run: bool = False
-
-    @property
-    def staged(self) -> int:
-        """Components that got (or would get) a new revision."""
-        return sum(1 for r in self.results if r.created)
-
-    @property
-    def unchanged(self) -> int:
-        """Components whose files match their latest revision."""
-        return sum(1 for r in self.results if not r.created)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for ``--json``."""
-        return {
-            "found": self.found,
-            "staged": self.staged,
-            "unchanged": self.unchanged,
-            "failed": len(self.failures),
-            "dry_run": self.dry_run,
-            "results": [r.to_dict() for r in self.results],
-            "failures": [{"component": c, "reason": r} for c, r in self.failures],
-        }
-
-
 class Stager:
-    """Runs stage and sync for one project."""
+    """Runs stage and sync in one session."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.settings = project.config.staging
+    def __init__(self, session: Session | Project) -> None:
+        self.session = as_session(session)
+        self.settings = self.session.config.staging
 
     # ------------------------------------------------------------------ public
 
@@ -171,9 +85,10 @@ class Stager:
         check_text("--reason", reason)
         if isinstance(ref, str):
             ref = ComponentRef.parse(ref)
-        stage = self.project.check_stage(to)
-        component = self.project.source().find(ref)
+        stage = self.session.check_stage(to)
+        component = self.session.source().find(ref)
         try:
+            settle(self.session)  # in the try: a failure is recorded as this staging's
             return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
         except LockgateError as exc:
             if not dry_run:
@@ -189,8 +104,9 @@ class Stager:
         directory that went away since is a :class:`~lockgate.errors.NotFoundError`.
         """
         check_text("--reason", reason)
-        stage = self.project.check_stage(to)
+        stage = self.session.check_stage(to)
         try:
+            settle(self.session)
             return self._stage(component, stage, dry_run=False, progress=None, reason=reason)
         except FileNotFoundError as exc:
             raise NotFoundError(f"{component.ref}: {component.path} is gone") from exc
@@ -209,12 +125,13 @@ class Stager:
     ) -> SyncResult:
         """Stage every component whose files changed; one failure never stops the others."""
         check_text("--reason", reason)
-        stage = self.project.check_stage(to)
-        discovery = self.project.source().discover(list(workspaces) if workspaces else None)
+        stage = self.session.check_stage(to)
+        discovery = self.session.source().discover(list(workspaces) if workspaces else None)
         results: list[StageResult] = []
         failures: list[tuple[str, str]] = [(p.path or "?", p.message) for p in discovery.problems]
         for component in discovery.components:
             try:
+                settle(self.session)  # a failure is this component's, as any other
                 results.append(
                     self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
                 )
@@ -232,10 +149,10 @@ class Stager:
         if isinstance(error, LockedError):
             return  # the state store itself is unavailable
         with contextlib.suppress(LockgateError):
-            self.project.state().append_event(
+            self.session.state().append_event(
                 AuditEvent(
                     at=now_iso(),
-                    actor=self.project.actor,
+                    actor=self.session.actor,
                     action="stage",
                     component=ref,
                     stage=stage,
@@ -247,7 +164,7 @@ class Stager:
 
     def workspace_manifest(self, component: Component) -> tuple[ScanResult, Manifest]:
         """The manifest the component's files would have now (hashing, storing nothing)."""
-        scan = self.project.source().scan(component)
+        scan = self.session.source().scan(component)
         self._check_limits(scan)
         root = str(component.path)
         digests = {
@@ -268,28 +185,28 @@ class Stager:
         progress: Progress | None,
         reason: str | None = None,
     ) -> StageResult:
-        project = self.project
+        session = self.session
         # Opened (and recovered, under the operation lock) before the staging lock is
         # taken: gc takes the staging lock while it holds the operation lock.
-        project.state()
+        session.state()
         if dry_run:
             return self._stage_locked(component, stage, dry_run, progress, reason)[0]
-        project.state_dir.mkdir(parents=True, exist_ok=True)
+        session.state_dir.mkdir(parents=True, exist_ok=True)
         with StagingLock(
-            project.state_dir, exclusive=False, timeout=project.config.state.lock_timeout
+            session.state_dir, exclusive=False, timeout=session.config.state.lock_timeout
         ):
             result, at = self._stage_locked(component, stage, dry_run, progress, reason)
         if at is None:
             return result
         # Announced outside the lock: a plugin's on_stage may take its time (or run gc).
-        failures = project.hooks.on_stage(
+        failures = session.hooks.on_stage(
             ChangeEvent(
                 action="stage",
                 component=result.component,
                 stage=stage,
                 revision=result.revision,
                 previous_revision=result.previous,
-                actor=project.actor,
+                actor=session.actor,
                 at=dt.datetime.fromisoformat(at),
                 reason=reason,
             )
@@ -306,8 +223,8 @@ class Stager:
     ) -> tuple[StageResult, str | None]:
         """Plan, store and record (no announcement); returns the result and, when a
         revision was recorded, the time it was recorded at."""
-        project = self.project
-        source, state = project.source(), project.state()
+        session = self.session
+        source, state = session.source(), session.state()
         ref = str(component.ref)
         scan = source.scan(component)
         self._check_limits(scan)
@@ -327,7 +244,7 @@ class Stager:
                 result = self._result(component, stage, manifest, previous, None, {}, dry_run)
                 return result, None
         old = (
-            project.content().get_manifest(previous) if previous and previous not in lost else None
+            session.content().get_manifest(previous) if previous and previous not in lost else None
         )
         if dry_run:
             digests = self._hash_files(component.path, todo, progress)
@@ -341,15 +258,15 @@ class Stager:
             if digests or result.revision in lost:
                 # Files were stored (touched but equal, or lost and stored again): the
                 # manifest closes the store's batch like any other, and is kept if lost.
-                project.content().put_manifest(manifest)
+                session.content().put_manifest(manifest)
             source.remember(scan, digests, result.revision)
             repaired = sum(1 for d in set(digests.values()) if d in lost)
             repaired += result.revision in lost
             return attrs.evolve(result, repaired=repaired), None
         failpoint("stage.after_objects")
-        project.content().put_manifest(manifest)  # the objects are stored before the manifest
+        session.content().put_manifest(manifest)  # the objects are stored before the manifest
         failpoint("stage.after_manifest")
-        at, actor = now_iso(), project.actor
+        at, actor = now_iso(), session.actor
         revision = result.revision
         # A rejection belongs to the digest: the same files staged again are still rejected.
         rejected = any(a.decision == "reject" for a in state.approvals(ref, revision))
@@ -390,7 +307,7 @@ class Stager:
         when it is gone. A store with the ``CompletenessCheck`` capability answers without
         a ``stat`` per object; for others, that is what it costs.
         """
-        content = self.project.content()
+        content = self.session.content()
         lost = content.lost()
         if previous is None or previous in lost:
             return lost
@@ -447,7 +364,7 @@ class Stager:
         progress: Progress | None,
     ) -> dict[str, str]:
         """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt."""
-        content = self.project.content()
+        content = self.session.content()
         # A cached digest needs its object. Objects of the latest revision are kept (gc never
         # removes what a recorded revision needs), so only other cached digests are checked:
         # one edit in a large component costs no stat per unchanged file.
@@ -569,10 +486,6 @@ def _stage_result(
         diff=diff or ManifestDiff((), (), ()),
         dry_run=dry_run,
     )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:

@@ -16,16 +16,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import Approval, AuditEvent, EventFilter
-from lockgate.core.lifecycle import TRANSITIONS, now_iso
 from lockgate.core.models import ComponentStatus
+from lockgate.core.project import Project
 from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, short
+from lockgate.core.refs import ComponentRef, check_text, short
+from lockgate.core.releases import ensure_release
+from lockgate.core.session import Session, as_session
+from lockgate.core.specs import read_spec
 from lockgate.errors import InputError, LockgateError, NotFoundError, RefusedError
+from lockgate.operations.lifecycle import TRANSITIONS
+from lockgate.operations.recover import settle
+from lockgate.operations.resolve import resolve_revision
 
 if TYPE_CHECKING:
     from lockgate.core.contracts import StateStore
-    from lockgate.core.project import Project
 
 __all__ = ["DecisionResult", "authors", "decide", "rejection", "revision_owners"]
 
@@ -57,7 +63,7 @@ class DecisionResult:
 
 
 def decide(
-    project: Project,
+    session: Session | Project,
     ref: ComponentRef | str,
     decision: Literal["approve", "reject"],
     *,
@@ -66,25 +72,23 @@ def decide(
     reason: str | None = None,
 ) -> DecisionResult:
     """Approve or reject ``revision`` of ``ref`` (default: its latest revision)."""
-    from lockgate.core.listing import resolve_revision
-    from lockgate.core.promotion import Promoter
-    from lockgate.core.refs import check_text
-
+    session = as_session(session)
     if isinstance(ref, str):
         ref = ComponentRef.parse(ref)
     if decision == "reject" and not (reason or comment):
         raise InputError(f"reject {ref}: give a reason with --reason TEXT")
     check_text("--reason", reason)
     check_text("--comment", comment)
-    actor = project.actor
-    state = project.state()
+    actor = session.actor
+    settle(session)
+    state = session.state()
     record = state.component(str(ref))
     if record is None or record.latest_revision is None:
         raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
-    chosen = resolve_revision(project, ref, revision or "latest")
+    chosen = resolve_revision(session, ref, revision or "latest")
     if decision == "approve":
-        owners = revision_owners(project, chosen)
-        who = authors(state, str(ref), chosen, owners, project.stage_names)
+        owners = revision_owners(session, chosen)
+        who = authors(state, str(ref), chosen, owners, session.stage_names)
         if actor in who:
             raise RefusedError(
                 f"{actor} is an author of {ref} {short(chosen)} (authors: {', '.join(who)}) "
@@ -93,12 +97,12 @@ def decide(
     # Decisions serialize with promotions and rollbacks: a switch re-checks rejections
     # under this lock before it touches a target, so a rejection either lands before that
     # check (and stops the switch) or after the switch is recorded.
-    with Promoter(project).lock(decision):
-        return _decide(project, ref, decision, chosen, actor, comment, reason)
+    with session.lock(decision):
+        return _decide(session, ref, decision, chosen, actor, comment, reason)
 
 
 def _decide(
-    project: Project,
+    session: Session,
     ref: ComponentRef,
     decision: Literal["approve", "reject"],
     chosen: str,
@@ -106,7 +110,7 @@ def _decide(
     comment: str | None,
     reason: str | None,
 ) -> DecisionResult:
-    state = project.state()
+    state = session.state()
     record = state.component(str(ref))
     assert record is not None  # checked by the caller; components are never deleted
     existing = state.approvals(str(ref), chosen)
@@ -146,13 +150,11 @@ def rejection(state: StateStore, component: str, revision: str) -> Approval | No
     return next((a for a in state.approvals(component, revision) if a.decision == "reject"), None)
 
 
-def revision_owners(project: Project, revision: str) -> tuple[str, ...]:
+def revision_owners(session: Session, revision: str) -> tuple[str, ...]:
     """The ``owners`` that ``component.yaml`` of ``revision`` declares (none without one)."""
-    from lockgate.core.releases import ensure_release
-    from lockgate.core.specs import read_spec
 
     try:
-        return tuple(read_spec(ensure_release(project, revision)).owners)
+        return tuple(read_spec(ensure_release(session, revision)).owners)
     except LockgateError:
         return ()  # a broken component.yaml is the manifest validator's to report
 

@@ -24,8 +24,8 @@ from lockgate.core.config import Config, ConfigLayers, StageSection
 from lockgate.errors import RefusedError
 
 if TYPE_CHECKING:
-    from lockgate.core.project import Project
-    from lockgate.core.validation import ReadinessReport
+    from lockgate.core.session import Session
+    from lockgate.operations.validate import ReadinessReport
 
 __all__ = ["check_protected", "gate_record", "gates_note", "is_protected"]
 
@@ -43,24 +43,24 @@ def _file_config(layers: ConfigLayers) -> Config:
     ).kernel_config()
 
 
-def is_protected(project: Project, stage: str) -> bool:
+def is_protected(session: Session, stage: str) -> bool:
     """True when ``lockgate.yaml`` (or the environment, which may only add it) protects it."""
-    if project.config.stages[stage].protected:
+    if session.config.stages[stage].protected:
         return True
-    base = _file_config(project.layers).stages.get(stage)
+    base = _file_config(session.layers).stages.get(stage)
     return base is not None and base.protected
 
 
-def _validator_plugins(project: Project) -> set[str]:
-    return {v.plugin for v in project.hooks.validators()}
+def _validator_plugins(session: Session) -> set[str]:
+    return {v.plugin for v in session.hooks.validators()}
 
 
-def _env_plugin_overrides(project: Project) -> dict[str, str]:
+def _env_plugin_overrides(session: Session) -> dict[str, str]:
     """``plugins.<validator>.…`` keys set from the environment, and the variable of each."""
-    validators = _validator_plugins(project)
+    validators = _validator_plugins(session)
     return {
         ".".join(path): var
-        for path, var in sorted(project.layers.env_names.items())
+        for path, var in sorted(session.layers.env_names.items())
         if path == ("plugins",)  # the whole section at once: every validator's settings
         or (len(path) >= 2 and path[0] == "plugins" and path[1] in validators)
     }
@@ -73,18 +73,18 @@ def _why(option: str, var: str, stage: str) -> str:
     )
 
 
-def check_protected(project: Project, stage: str) -> None:
+def check_protected(session: Session, stage: str) -> None:
     """Refuse (:class:`RefusedError`) when the environment weakens ``stage``'s gates.
 
     Does nothing for an unprotected stage. The first weakening found is named, with the
     variable that causes it.
     """
-    if not is_protected(project, stage):
+    if not is_protected(session, stage):
         return
-    layers = project.layers
+    layers = session.layers
     base_config = _file_config(layers)
     base = base_config.stages.get(stage, StageSection())
-    now = project.config.stages[stage]
+    now = session.config.stages[stage]
 
     def var(*key: str) -> str:
         source = layers.source(("stages", stage, *key))
@@ -100,7 +100,7 @@ def check_protected(project: Project, stage: str) -> None:
     if now.gates.allow_force and not base.gates.allow_force:
         raise RefusedError(_why("gates.allow_force: true", var("gates", "allow_force"), stage))
     disable, only = set(base_config.plugins.disable), base_config.plugins.only
-    for info in sorted(project.plugins.infos.values(), key=lambda i: i.name):
+    for info in sorted(session.plugins.infos.values(), key=lambda i: i.name):
         if info.status == "failed":
             raise RefusedError(
                 f"{info.label} failed to load ({info.error}); protected stage {stage} is "
@@ -117,16 +117,16 @@ def check_protected(project: Project, stage: str) -> None:
             key = "only" if "plugins.only" in reason else "disable"
             blocker = str(layers.source(("plugins", key)).detail or f"plugins.{key}")
         raise RefusedError(_why(f"blocks plugin '{info.name}'", blocker, stage))
-    for key, name in _env_plugin_overrides(project).items():
+    for key, name in _env_plugin_overrides(session).items():
         raise RefusedError(_why(f"sets {key}", name, stage))
 
 
 def gate_record(
-    project: Project, stage: str, report: ReadinessReport | None, *, forced: bool = False
+    session: Session, stage: str, report: ReadinessReport | None, *, forced: bool = False
 ) -> dict[str, Any]:
     """What decided this promotion's gate, for the audit event's ``details.gates``."""
-    layers = project.layers
-    section = project.config.stages[stage]
+    layers = session.layers
+    section = session.config.stages[stage]
     sources = {
         f"stages.{stage}.{'.'.join(key)}": str(layers.source(("stages", stage, *key)))
         for key in (
@@ -141,20 +141,20 @@ def gate_record(
         if source.kind != "default":
             sources[f"plugins.{key}"] = str(source)
     for name in _SELECTION_VARS:
-        if name in project.environ:
-            sources[name] = f"environment ({name}={project.environ[name]})"
-    for key, name in _env_plugin_overrides(project).items():
+        if name in session.environ:
+            sources[name] = f"environment ({name}={session.environ[name]})"
+    for key, name in _env_plugin_overrides(session).items():
         sources[key] = f"environment ({name})"
     ran: list[str] = []
     if report is not None:
         ran = sorted({v for c in report.components for v in c.validators})
     not_loaded = {
         i.name: (i.reason or "disabled") if i.status == "disabled" else f"failed: {i.error}"
-        for i in sorted(project.plugins.infos.values(), key=lambda i: i.name)
+        for i in sorted(session.plugins.infos.values(), key=lambda i: i.name)
         if i.status != "loaded"
     }
     return {
-        "protected": is_protected(project, stage),
+        "protected": is_protected(session, stage),
         "validate": section.gates.validate,
         "ran": ran,
         "skipped": sorted(section.gates.skip),

@@ -1,4 +1,4 @@
-"""``verify`` (is everything deployed and stored what was recorded?) and ``gc``.
+"""``gc``: remove releases and objects no stage, last-good or retained revision needs.
 
 Garbage collection keeps, for every component: its latest revision (staging relies on
 it), and for every stage and component id every revision a rollback can select now: the
@@ -25,151 +25,40 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from lockgate.core.audit import verify_chain, verify_state
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import (
     AuditEvent,
     EventFilter,
-    lost_object,
     store_forget_lost,
     store_object_path,
     store_tmp,
 )
-from lockgate.core.lifecycle import now_iso
 from lockgate.core.locking import StagingLock
-from lockgate.core.promotion import Promoter, last_good, recover_pending
+from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import check_text
-from lockgate.core.releases import RELEASES_DIRNAME, release_path, remove_tree, verify_release
+from lockgate.core.releases import RELEASES_DIRNAME, remove_tree
+from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
-
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
+from lockgate.operations.recover import recover_pending, settle
+from lockgate.operations.switch import last_good
 
 __all__ = [
     "GcResult",
-    "VerifyReport",
     "collect_garbage",
     "collected_revisions",
     "retained_revisions",
-    "verify",
 ]
 
 
-@record
-class VerifyReport:
-    """Every problem found; ``ok`` when there is none."""
-
-    problems: tuple[str, ...]
-    checked: dict[str, int]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "problems": list(self.problems), "checked": self.checked}
-
-
-def verify(project: Project, stage: str | None = None) -> VerifyReport:
-    """Check deployed entries, release bytes, stored objects and the audit chain."""
-    recover_pending(project)
-    state, content = project.state(), project.content()
-    stages = [project.check_stage(stage)] if stage else project.stage_names
-    promoter = Promoter(project)
-    problems: list[str] = []
-    releases: set[str] = set()
-    entries = 0
-    for name in stages:
-        pointers = {p.component_id: p for p in state.pointers(name)}
-        for target in promoter.targets(name):
-            deployed = target.deployed()
-            for component_id, pointer in sorted(pointers.items()):
-                assert pointer.revision is not None
-                entries += 1
-                problems.extend(
-                    f"{name}: {p}" for p in target.check(component_id, pointer.revision)
-                )
-                releases.add(pointer.revision)
-            for component_id in sorted(set(deployed) - set(pointers)):
-                problems.append(
-                    f"{name}: {target.location(component_id)} is deployed but {component_id} is "
-                    f"not current in {name}"
-                )
-    # Every check below reports what it finds and goes on: a damaged or missing manifest
-    # or object is one more problem in the list, never the end of the report.
-    for revision in sorted(releases):
-        if release_path(project, revision).is_dir():
-            try:
-                problems.extend(verify_release(project, revision, full=True))
-            except LockgateError as exc:
-                problems.append(f"release {revision[:12]}: {exc.message}")
-    # What must stay deployable whatever gc's --keep was: current, previous, last-good and
-    # latest, less what an earlier gc collected (after a rollback, "previous" or
-    # "last-good" can name such a revision; rollback skips or refuses it, so its missing
-    # objects are not damage). What is current or latest is never collected.
-    must = {p.revision for p in state.pointers() if p.revision}
-    must |= {r.latest_revision for r in state.components() if r.latest_revision}
-    needed = retained_revisions(project, keep=1) - (collected_revisions(project) - must)
-    digests: dict[str, str] = {}
-    for revision in sorted(needed):
-        try:
-            manifest = content.get_manifest(revision)
-        except LockgateError as exc:
-            problems.append(f"revision {revision[:12]}: {exc.message}")
-            continue
-        for entry in manifest.entries:
-            if entry.digest and entry.kind != "symlink":  # a link's text is in the manifest
-                digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
-    lost = content.lost()
-    for digest, where in sorted(digests.items()):
-        try:
-            if digest in lost:
-                problems.append(lost_object(digest, where))
-            elif not content.has(digest):
-                problems.append(f"object {digest[:12]} ({where}) is missing")
-            elif not content.verify(digest):
-                problems.append(f"object {digest[:12]} ({where}) does not match its digest")
-        except LockgateError as exc:  # a digest the store refuses (a damaged manifest)
-            problems.append(f"object {digest[:12]} ({where}): {exc.message}")
-    chain = verify_chain(state.chain())
-    if not chain.ok:
-        problems.append(f"audit log: broken at event {chain.first_bad_seq}: {chain.problem}")
-    problems.extend(unexplained(project, stages, promoter, chain_ok=chain.ok))
-    return VerifyReport(
-        tuple(problems),
-        {
-            "stages": len(stages),
-            "entries": entries,
-            "releases": len(releases),
-            "objects": len(digests),
-            "events": chain.events,
-        },
-    )
-
-
-def unexplained(
-    project: Project, stages: list[str], promoter: Promoter, *, chain_ok: bool
-) -> list[str]:
-    """What the audit log does not explain: records changed outside lockgate (checked
-    against an intact chain only) and entries in a stage's targets no pointer explains
-    (for targets that can list them: the optional ``strays()`` method)."""
-    problems = [f"state: {p}" for p in verify_state(project.state())] if chain_ok else []
-    for name in stages:
-        for target in promoter.targets(name):
-            strays = getattr(target, "strays", None)
-            if callable(strays):
-                problems.extend(f"{name}: {p}" for p in strays())
-    return problems
-
-
-def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
+def retained_revisions(session: Session, keep: int | None = None) -> set[str]:
     """Revisions whose bytes garbage collection keeps (see the module docstring)."""
-    state = project.state()
-    keep = project.config.gc.keep if keep is None else keep
+    state = session.state()
+    keep = session.config.gc.keep if keep is None else keep
     kept = {r.latest_revision for r in state.components() if r.latest_revision}
     histories: dict[tuple[str, str], list[Any]] = {}
     for change in state.pointer_history():
@@ -198,24 +87,24 @@ def retained_revisions(project: Project, keep: int | None = None) -> set[str]:
     return kept
 
 
-def collected_revisions(project: Project) -> set[str]:
+def collected_revisions(session: Session) -> set[str]:
     """Revisions that were live in a stage and that a gc made undeployable (from the
     ``collected`` detail of every ``gc`` audit event)."""
     found: set[str] = set()
-    for event in project.state().events(EventFilter(action="gc")):
+    for event in session.state().events(EventFilter(action="gc")):
         value = event.details.get("collected") if isinstance(event.details, dict) else None
         if isinstance(value, list):
             found.update(v for v in value if isinstance(v, str))
     return found
 
 
-def _newly_collected(project: Project, kept: set[str], doomed: set[str], content: Any) -> list[str]:
+def _newly_collected(session: Session, kept: set[str], doomed: set[str], content: Any) -> list[str]:
     """Revisions that were live in a stage, are not kept, and lose an object now (or
     already miss one): rollback must not select them any more."""
-    state = project.state()
+    state = session.state()
     live = {c.revision for c in state.pointer_history() if c.revision}
     found = []
-    for revision in sorted(live - kept - collected_revisions(project)):
+    for revision in sorted(live - kept - collected_revisions(session)):
         try:
             manifest = content.get_manifest(revision)
         except LockgateError:
@@ -249,7 +138,7 @@ class GcResult:
 
 
 def collect_garbage(
-    project: Project,
+    session: Session | Project,
     *,
     keep: int | None = None,
     dry_run: bool = False,
@@ -257,21 +146,21 @@ def collect_garbage(
     reason: str | None = None,
 ) -> GcResult:
     """Remove releases and objects no kept revision needs (see the module docstring)."""
+    session = as_session(session)
     check_text("--reason", reason)
-    grace = project.config.gc.grace if grace is None else grace
-    promoter = Promoter(project)
-    # Opening the state store settles interrupted operations under the lock it takes
-    # itself: opened first under gc's lock, it would wait for gc.
-    project.state()
+    grace = session.config.gc.grace if grace is None else grace
+    # Settled before gc takes its lock: recovery takes the operation lock itself, and
+    # under gc's lock it would wait for gc.
+    settle(session)
     # Exclusive against staging: no staging is between reusing an existing object and
     # recording its revision while gc decides what is unneeded and removes it.
     staging = StagingLock(
-        project.state_dir, exclusive=True, timeout=project.config.state.lock_timeout
+        session.state_dir, exclusive=True, timeout=session.config.state.lock_timeout
     )
-    with promoter.lock("gc"), staging:
-        recover_pending(project, locked=True)
-        state, content = project.state(), project.content()
-        kept = retained_revisions(project, keep)
+    with session.lock("gc"), staging:
+        recover_pending(session, locked=True)
+        state, content = session.state(), session.content()
+        kept = retained_revisions(session, keep)
         every_revision = {
             r.revision for c in state.components() for r in state.revisions(c.component)
         }
@@ -282,7 +171,7 @@ def collect_garbage(
             except LockgateError:
                 continue
             needed.update(e.digest for e in manifest.entries if e.digest and e.kind != "symlink")
-        releases_dir = project.state_dir / RELEASES_DIRNAME
+        releases_dir = session.state_dir / RELEASES_DIRNAME
         doomed_releases = []
         if releases_dir.is_dir():
             for entry in sorted(releases_dir.iterdir()):
@@ -297,7 +186,7 @@ def collect_garbage(
                 doomed_objects.append(digest)
                 size += _size(object_path, digest)
         if not dry_run:
-            collected = _newly_collected(project, kept, set(doomed_objects), content)
+            collected = _newly_collected(session, kept, set(doomed_objects), content)
             for revision in doomed_releases:
                 remove_tree(releases_dir / revision)
                 (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
@@ -307,11 +196,11 @@ def collect_garbage(
             # no kept revision needs: they would have been removed here anyway.
             forget_lost = store_forget_lost(content)
             forgotten = forget_lost(needed) if forget_lost is not None else 0
-            leftovers = _sweep_leftovers(project, cutoff)
+            leftovers = _sweep_leftovers(session, cutoff)
             state.append_event(
                 AuditEvent(
                     at=now_iso(),
-                    actor=project.actor,
+                    actor=session.actor,
                     action="gc",
                     reason=reason,
                     details={
@@ -321,23 +210,23 @@ def collect_garbage(
                         "leftovers": leftovers,
                         "lost_forgotten": forgotten,
                         "collected": collected,
-                        "keep": project.config.gc.keep if keep is None else keep,
+                        "keep": session.config.gc.keep if keep is None else keep,
                     },
                 )
             )
     return GcResult(tuple(doomed_releases), len(doomed_objects), size, len(kept), dry_run)
 
 
-def _sweep_leftovers(project: Project, cutoff: float) -> int:
+def _sweep_leftovers(session: Session, cutoff: float) -> int:
     """Remove what interrupted writers left behind (temporary releases, stamps, objects,
     cache files), once older than the grace period. Returns how many were removed."""
-    state_dir = project.state_dir
+    state_dir = session.state_dir
     patterns: list[tuple[Path, str]] = [
         (state_dir / RELEASES_DIRNAME, ".tmp-*"),
         (state_dir / RELEASES_DIRNAME, "*.verified.*"),
         (state_dir / "cache", "**/*.tmp"),
     ]
-    tmp = store_tmp(project.content())
+    tmp = store_tmp(session.content())
     if tmp is not None:
         patterns.append((tmp, "*"))  # the store's temporary files
     removed = 0

@@ -22,6 +22,9 @@ handles the component's type:
 
 Each validated component appends one ``validate`` audit event (outcome ``ok`` when ready,
 ``failed`` when not), which the statistics count.
+
+Over 600 lines: subjects, the worker pool with its deadlines and exit guard, and the
+result cache are one pipeline; the pool is the part to move out next.
 """
 
 from __future__ import annotations
@@ -38,137 +41,36 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockgate.core.clock import now_iso
 from lockgate.core.contracts import AuditEvent, ComponentSpec
-from lockgate.core.lifecycle import next_stage, now_iso
 from lockgate.core.models import (
+    ComponentReadiness,
     Decision,
     Issue,
     PeerComponent,
+    ReadinessReport,
     Severity,
     ValidationContext,
     ValidationSubject,
 )
+from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef
-from lockgate.errors import LockedError, LockgateError, PluginHookError
+from lockgate.core.releases import ensure_release
+from lockgate.core.session import Session, as_session
+from lockgate.core.specs import read_spec
+from lockgate.errors import LockedError, LockgateError, NotFoundError, PluginHookError
+from lockgate.operations.approve import authors as approval_authors
+from lockgate.operations.lifecycle import next_stage
+from lockgate.operations.recover import settle
 
 if TYPE_CHECKING:
     from lockgate.core.hooks import Validator
-    from lockgate.core.project import Project
 
 __all__ = ["ComponentReadiness", "ReadinessReport", "Validation"]
 
 CACHE_FORMAT = 1
 _ACTIVE_STATUSES = ("staged", "approved", "promoted")
-
-
-@record
-class ComponentReadiness:
-    """One component's verdict: ready when no validator reported an error."""
-
-    component: str
-    stage: str
-    revision: str | None
-    issues: tuple[Issue, ...]
-    validators: tuple[str, ...] = ()
-    cached: int = 0
-
-    @property
-    def ready(self) -> bool:
-        """True when no issue blocks."""
-        return not any(issue.blocking for issue in self.issues)
-
-    def count(self, severity: Severity) -> int:
-        """How many issues of ``severity``."""
-        return sum(1 for issue in self.issues if issue.severity is severity)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "component": self.component,
-            "ready": self.ready,
-            "stage": self.stage,
-            "revision": self.revision,
-            "errors": self.count(Severity.ERROR),
-            "warnings": self.count(Severity.WARNING),
-            "issues": [issue_dict(i) for i in self.issues],
-            "validators": list(self.validators),
-            "cached": self.cached,
-        }
-
-
-@record
-class ReadinessReport:
-    """The readiness of a set of components, validated together."""
-
-    components: tuple[ComponentReadiness, ...]
-    elapsed: float = 0.0
-
-    @property
-    def ready(self) -> bool:
-        """Overall readiness: every component ready (and at least one validated)."""
-        return bool(self.components) and all(c.ready for c in self.components)
-
-    def component(self, ref: str) -> ComponentReadiness:
-        """The verdict for ``ref`` (KeyError when it was not validated)."""
-        for result in self.components:
-            if result.component == ref:
-                return result
-        raise KeyError(ref)
-
-    @property
-    def integration_issues(self) -> list[Issue]:
-        """Issues that involve several components, each once."""
-        seen: dict[tuple[Any, ...], Issue] = {}
-        for result in self.components:
-            for issue in result.issues:
-                if issue.components:
-                    key = (issue.code, issue.message, tuple(sorted(issue.components)))
-                    seen.setdefault(key, issue)
-        return list(seen.values())
-
-    @property
-    def recommendations(self) -> list[str]:
-        """What to do next, from the issues' hints, each once, blocking ones first."""
-        hints: dict[str, None] = {}
-        issues = [i for c in self.components for i in c.issues]
-        for issue in sorted(issues, key=lambda i: not i.blocking):
-            if issue.hint:
-                hints.setdefault(issue.hint)
-        return list(hints)
-
-    def summary(self) -> str:
-        """One line: ``ready`` or ``not ready: 2 errors, 1 warning``."""
-        errors = sum(c.count(Severity.ERROR) for c in self.components)
-        warnings = sum(c.count(Severity.WARNING) for c in self.components)
-        if not self.components:
-            return "nothing validated"
-        parts = [
-            f"{n} {word}{'s' if n != 1 else ''}"
-            for n, word in ((errors, "error"), (warnings, "warning"))
-            if n
-        ]
-        head = "ready" if self.ready else "not ready"
-        return f"{head}: {', '.join(parts)}" if parts else head
-
-    def to_dict(self) -> dict[str, Any]:
-        """The integration manager's keys: overall_ready, component_results, ..."""
-        return {
-            "overall_ready": self.ready,
-            "summary": self.summary(),
-            "component_results": {c.component: c.to_dict() for c in self.components},
-            "integration_issues": [issue_dict(i) for i in self.integration_issues],
-            "recommendations": self.recommendations,
-            "elapsed_seconds": round(self.elapsed, 4),
-        }
-
-
-def issue_dict(issue: Issue) -> dict[str, Any]:
-    """An issue as plain data (``location`` is ``path:line`` when there is a path)."""
-    data = attrs.asdict(issue)
-    data["severity"] = issue.severity.value
-    data["components"] = list(issue.components)
-    data["location"] = issue.location
-    return data
 
 
 @record
@@ -289,11 +191,11 @@ def _guard_process_exits() -> None:
 
 
 class Validation:
-    """Runs the validators of one project."""
+    """Runs the validators in one session (a project is accepted and opens one)."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.settings = project.config.validation  # timeout > 0: checked with the config
+    def __init__(self, session: Session | Project) -> None:
+        self.session = as_session(session)
+        self.settings = self.session.config.validation  # timeout > 0: checked with the config
         self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
         self._revisions: dict[str, str] = {}
 
@@ -319,10 +221,11 @@ class Validation:
         validates the revision it promotes); ``skip`` names validators not to run.
         """
         started = time.perf_counter()
+        settle(self.session)
         parsed = [r if isinstance(r, ComponentRef) else ComponentRef.parse(r) for r in refs]
         if stage is not None:
-            stage = self.project.check_stage(stage)
-        validators = [v for v in self.project.hooks.validators() if v.plugin not in skip]
+            stage = self.session.check_stage(stage)
+        validators = [v for v in self.session.hooks.validators() if v.plugin not in skip]
         self._revisions = dict(revisions or {})
         prepared = self._prepare(parsed, stage, validators, workspace)
         use_cache = use_cache and self.settings.cache and not workspace
@@ -341,9 +244,8 @@ class Validation:
         validators: Sequence[Validator],
         workspace: bool,
     ) -> list[_Prepared]:
-        from lockgate.core.approvals import authors as approval_authors
 
-        state = self.project.state()
+        state = self.session.state()
         records = {r.component: r for r in state.components()}
         staged = tuple(
             PeerComponent(
@@ -363,9 +265,9 @@ class Validation:
             try:
                 if target is None:
                     target = (
-                        next_stage(self.project, str(ref))
+                        next_stage(self.session, str(ref))
                         if str(ref) in records
-                        else self.project.stage_names[0]
+                        else self.session.stage_names[0]
                     )
                 subject = (
                     self._workspace_subject(ref, target)
@@ -383,7 +285,7 @@ class Validation:
                     plugin="lockgate",
                     hint=_hint_for(exc, ref),
                 )
-                bases.append((ref, target or self.project.stage_names[0], None, (issue,)))
+                bases.append((ref, target or self.session.stage_names[0], None, (issue,)))
         batch = tuple(
             PeerComponent(
                 component=s.component,
@@ -438,7 +340,7 @@ class Validation:
                     subject.component,
                     subject.revision,
                     [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
-                    self.project.stage_names,
+                    self.session.stage_names,
                 )
             context = ValidationContext(
                 batch=batch,
@@ -458,15 +360,13 @@ class Validation:
     def _revision_subject(
         self, ref: ComponentRef, stage: str, records: Mapping[str, Any]
     ) -> ValidationSubject:
-        from lockgate.core.releases import ensure_release
-        from lockgate.errors import NotFoundError
 
         record = records.get(str(ref))
         if record is None or record.latest_revision is None:
             raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
         revision = self._revisions.get(str(ref), record.latest_revision)
-        manifest = self.project.content().get_manifest(revision)
-        root = ensure_release(self.project, revision)
+        manifest = self.session.content().get_manifest(revision)
+        root = ensure_release(self.session, revision)
         return ValidationSubject(
             component=str(ref),
             workspace=ref.workspace,
@@ -482,8 +382,8 @@ class Validation:
         )
 
     def _workspace_subject(self, ref: ComponentRef, stage: str) -> ValidationSubject:
-        component = self.project.source().find(ref)
-        scan = self.project.source().scan(component)
+        component = self.session.source().find(ref)
+        scan = self.session.source().scan(component)
         files = sorted(f.path for f in scan.files)
         return ValidationSubject(
             component=str(ref),
@@ -499,12 +399,11 @@ class Validation:
         )
 
     def _spec_data(self, root: Path) -> dict[str, Any]:
-        from lockgate.core.specs import read_spec
 
         try:
             # Releases are immutable, so the stat-keyed YAML cache is always right here.
             return attrs.asdict(
-                read_spec(root, cache_dir=self.project.state_dir / "cache" / "yaml")
+                read_spec(root, cache_dir=self.session.state_dir / "cache" / "yaml")
             )
         except LockgateError:
             # A broken component.yaml is the manifest validator's to report, with its line.
@@ -528,10 +427,9 @@ class Validation:
         return graph
 
     def _stage_deps(self, revision: str) -> tuple[str, ...]:
-        from lockgate.core.releases import ensure_release
 
         try:
-            spec = self._spec_data(ensure_release(self.project, revision))
+            spec = self._spec_data(ensure_release(self.session, revision))
         except LockgateError:
             return ()
         return tuple(_dep_id(d) for d in spec.get("depends_on", ()))
@@ -539,7 +437,7 @@ class Validation:
     # ------------------------------------------------------------------ running
 
     def _execute(self, prepared: Sequence[_Prepared], use_cache: bool) -> list[ComponentReadiness]:
-        cache = _Cache(self.project.state_dir / "cache" / "validation") if use_cache else None
+        cache = _Cache(self.session.state_dir / "cache" / "validation") if use_cache else None
         outcomes: dict[tuple[int, int], list[Issue]] = {}
         tasks: list[tuple[int, int]] = []
         cached_counts = [0] * len(prepared)
@@ -662,8 +560,8 @@ class Validation:
     # ------------------------------------------------------------------ recording
 
     def _record(self, report: ReadinessReport) -> None:
-        actor, at = self.project.actor, now_iso()
-        self.project.state().append_events(
+        actor, at = self.session.actor, now_iso()
+        self.session.state().append_events(
             [
                 AuditEvent(
                     at=at,

@@ -8,22 +8,20 @@ Python API describe the same facts the same way.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.core.audit import ChainReport, verify_chain
 from lockgate.core.contracts import AuditEvent, EventFilter, PointerChange
-from lockgate.errors import InputError
-
-if TYPE_CHECKING:
-    from lockgate.core.project import Project
+from lockgate.core.project import Project
+from lockgate.core.session import Session, as_session
+from lockgate.operations.recover import settle
 
 __all__ = [
     "OPERATIONS",
     "audit_verify",
     "event_dict",
+    "history",
     "live_at",
-    "parse_time",
     "statistics",
     "summary",
 ]
@@ -34,28 +32,6 @@ OPERATIONS = {
     "promotion": "promote",
     "rollback": "rollback",
 }
-
-
-def parse_time(text: str, *, option: str = "--at") -> str:
-    """An ISO 8601 time (``2026-11-20T10:00``, a date, or ``now``) as a UTC timestamp string.
-
-    A time without a zone is read in the machine's local time zone, as ``date`` would.
-    The result sorts correctly against every timestamp lockgate records.
-    """
-    raw = text.strip()
-    if raw == "now":
-        moment = dt.datetime.now(dt.timezone.utc)
-    else:
-        try:
-            moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise InputError(
-                f"{option} {text!r} is not a time; write e.g. 2026-11-20T10:00, "
-                "2026-11-20T10:00+01:00, 2026-11-20 or now"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # local time, as a person means it
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:
@@ -75,9 +51,11 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def summary(project: Project, *, recent: int = 10) -> dict[str, Any]:
+def summary(session: Session | Project, *, recent: int = 10) -> dict[str, Any]:
     """Staged components, pipelines, status distribution and recent activities."""
-    state = project.state()
+    session = as_session(session)
+    settle(session)
+    state = session.state()
     counts = state.counts()
     events = state.events(EventFilter(limit=recent, newest_first=True))
     return {
@@ -101,9 +79,11 @@ def summary(project: Project, *, recent: int = 10) -> dict[str, Any]:
     }
 
 
-def statistics(project: Project) -> dict[str, Any]:
+def statistics(session: Session | Project) -> dict[str, Any]:
     """Operation counts and success rates, and component statistics."""
-    counts = project.state().counts()
+    session = as_session(session)
+    settle(session)
+    counts = session.state().counts()
     operations: dict[str, Any] = {
         "total_staged_components": sum(counts.by_status.values()),
         "total_events": counts.events,
@@ -129,12 +109,21 @@ def statistics(project: Project) -> dict[str, Any]:
     }
 
 
+def history(session: Session | Project, where: EventFilter) -> list[AuditEvent]:
+    """The audit events ``where`` selects (``lockgate history WS:ID``, ``lockgate log``)."""
+    session = as_session(session)
+    settle(session)
+    return session.state().events(where)
+
+
 def live_at(
-    project: Project, stage: str, at: str, component_id: str | None = None
+    session: Session | Project, stage: str, at: str, component_id: str | None = None
 ) -> list[dict[str, Any]]:
     """What was current in ``stage`` at ``at``, and who put it there, when."""
-    stage = project.check_stage(stage)
-    rows: list[PointerChange] = project.state().live_at(stage, at, component_id)
+    session = as_session(session)
+    settle(session)
+    stage = session.check_stage(stage)
+    rows: list[PointerChange] = session.state().live_at(stage, at, component_id)
     return [
         {
             "stage": c.stage,
@@ -151,6 +140,8 @@ def live_at(
     ]
 
 
-def audit_verify(project: Project) -> ChainReport:
+def audit_verify(session: Session | Project) -> ChainReport:
     """Check the whole audit chain."""
-    return verify_chain(project.state().chain())
+    session = as_session(session)
+    settle(session)
+    return verify_chain(session.state().chain())

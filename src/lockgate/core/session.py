@@ -1,0 +1,146 @@
+"""A session: one unit of work over a project.
+
+:class:`~lockgate.core.project.Project` is the configured project (configuration,
+plugins, hooks, the factory that builds each role). A :class:`Session` is what an
+operation works with: the roles it resolved (state store, content store, source, each
+stage's targets), who is acting, and whether the operations a crash interrupted have been
+settled. Settling is an explicit step (``lockgate.operations.recover.settle``) that every
+operation takes first, once per session; opening a role never runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lockgate.core.config import Config, ConfigLayers
+from lockgate.core.contracts import ContentStore, Source, StateStore, Target
+from lockgate.core.hooks import HookRunner
+from lockgate.core.locking import OperationLock
+from lockgate.core.plugins import PluginSet
+from lockgate.core.project import Project
+from lockgate.core.roles import Roles
+
+__all__ = ["Session", "as_session"]
+
+
+class Session:
+    """One unit of work: the project, the roles it resolved, and its recovery step.
+
+    Roles are resolved on first use by the project's factory, which keeps them until the
+    project is closed (so every session of one project shares its state store
+    connection); each stage's targets are built once per session.
+    ``settled`` is None until the session settled interrupted operations, then what was
+    settled (see ``lockgate.operations.recover.settle``).
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.settled: list[Any] | None = None
+        self._targets: dict[str, list[Target]] = {}
+
+    # ------------------------------------------------------------------ roles
+
+    def state(self) -> StateStore:
+        """The state store (role ``state``, ``state.store``)."""
+        return self.project.state()
+
+    def content(self) -> ContentStore:
+        """The content store (role ``content``, ``content.store``)."""
+        return self.project.content()
+
+    def source(self) -> Source:
+        """The component source (role ``source``, ``workspaces.source``)."""
+        return self.project.source()
+
+    def targets(self, stage: str) -> list[Target]:
+        """The targets of ``stage``, built once per session."""
+        if stage not in self._targets:
+            section = self.project.config.stages[stage]
+            self._targets[stage] = [
+                self.project.roles.build("target", t.kind, {**t.options, "stage": stage})
+                for t in section.target_list()
+            ]
+        return self._targets[stage]
+
+    def lock(self, operation: str) -> OperationLock:
+        """The project's operation lock (waits up to ``state.lock_timeout``)."""
+        state_dir = self.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return OperationLock(state_dir, operation, self.config.state.lock_timeout)
+
+    # ------------------------------------------------------------------ the project
+
+    @property
+    def config(self) -> Config:
+        """The kernel configuration."""
+        return self.project.config
+
+    @property
+    def layers(self) -> ConfigLayers:
+        """The configuration layers, with where each value came from."""
+        return self.project.layers
+
+    @property
+    def hooks(self) -> HookRunner:
+        """The hook runner."""
+        return self.project.hooks
+
+    @property
+    def plugins(self) -> PluginSet:
+        """The loaded plugins."""
+        return self.project.plugins
+
+    @property
+    def roles(self) -> Roles:
+        """The role factory (provider hooks)."""
+        return self.project.roles
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Each plugin's settings, by plugin name."""
+        return self.project.settings
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment the project was opened with."""
+        return self.project.environ
+
+    @property
+    def root(self) -> Path | None:
+        """The project root (None outside a project)."""
+        return self.project.root
+
+    @property
+    def actor(self) -> str:
+        """Who is acting (see :attr:`Project.actor`)."""
+        return self.project.actor
+
+    @property
+    def stage_names(self) -> list[str]:
+        """The ladder, in order."""
+        return self.project.stage_names
+
+    def check_stage(self, name: str | None) -> str:
+        """``name`` if it is a configured stage (None: the first stage), else an error."""
+        return self.project.check_stage(name)
+
+    @property
+    def state_dir(self) -> Path:
+        """``.lockgate/`` beside ``lockgate.yaml``."""
+        return self.project.state_dir
+
+    def require_root(self) -> Path:
+        """The project root, or a clear error when there is no project."""
+        return self.project.require_root()
+
+
+def as_session(where: Session | Project) -> Session:
+    """``where`` itself, or a new session over the project ``where``.
+
+    Operations receive a session; taking a project too keeps the public Python API
+    (``Validation(project)``, ``lockgate.integration``) and scripts written against it
+    working.
+    """
+    return where if isinstance(where, Session) else Session(where)

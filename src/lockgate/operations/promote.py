@@ -1,0 +1,183 @@
+"""Promote: make a revision current in a stage (by default one rung up the ladder).
+
+Plan (the component, the stage, the candidate from the stage below or ``--rev``, the
+expected current revision), then the switch of ``operations/switch.py``: gate, intent,
+deploy, record, announce. :class:`Promoter` is promotion and rollback together, under the
+name the Python API has always used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from lockgate.core.clock import now_iso
+from lockgate.core.refs import (
+    ComponentRef,
+    check_text,
+    short,
+)
+from lockgate.errors import (
+    ConflictError,
+    InputError,
+    NotReadyError,
+    RefusedError,
+)
+from lockgate.operations.gates import gate_record
+from lockgate.operations.lifecycle import next_stage
+from lockgate.operations.recover import recover_pending, settle
+from lockgate.operations.resolve import resolve_revision
+from lockgate.operations.rollback import Rollback
+from lockgate.operations.switch import Switcher, SwitchResult
+from lockgate.operations.validate import Validation
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["Promoter", "Promotion"]
+
+
+class Promotion(Switcher):
+    """Promotion for one session."""
+
+    def promote(
+        self,
+        target: str,
+        *,
+        to: str | None = None,
+        rev: str | None = None,
+        expect_current: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> SwitchResult:
+        """Make a revision current in a stage (by default: one rung up the ladder)."""
+        session = self.session
+        if force and not reason:
+            raise InputError("--force needs --reason TEXT: skipping a gate is audited")
+        # Every input that ends up in the record is checked before anything is touched.
+        check_text("--reason", reason)
+        session.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
+        settle(session)
+        if not dry_run:  # even when the project does not settle: never switch over an intent
+            recover_pending(session)
+        state = session.state()
+        ref = self.resolve(target)
+        stage = session.check_stage(to) if to else next_stage(session, str(ref))
+        revision, ref = self._candidate(ref, stage, rev)
+        section = session.config.stages[stage]
+        pointer = state.pointer(stage, ref.component_id)
+        current = pointer.revision if pointer else None
+        generation = pointer.generation if pointer else 0
+        self._check_expected(stage, ref.component_id, current, expect_current)
+        base = SwitchResult(
+            action="promote",
+            component=str(ref),
+            component_id=ref.component_id,
+            stage=stage,
+            revision=revision,
+            previous_revision=current,
+            changed=current != revision,
+            at=now_iso(),
+            actor=session.actor,
+            dry_run=dry_run,
+            reason=reason,
+            locations=tuple(t.location(ref.component_id) for t in self.targets(stage)),
+        )
+        if current == revision:
+            return attrs.evolve(base, note="already current")
+        if not dry_run:
+            self._check_admissible(base, ref)
+        self._protect(base, dry_run=dry_run)
+        report = None
+        if section.gates.validate:
+            report = Validation(session).run(
+                [ref],
+                stage,
+                revisions={str(ref): revision},
+                skip=section.gates.skip,
+                record=not dry_run,
+                # A gate decision is re-derived: the cache under .lockgate/ is writable by
+                # whoever can write the project, so it never turns a failure into a pass.
+                use_cache=False,
+            )
+        if dry_run:
+            return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
+        forced = False
+        if report is not None and not report.ready:
+            if not force:
+                self._refused(base, f"not ready: {report.summary()}")
+                first = next(i for c in report.components for i in c.issues if i.blocking)
+                raise NotReadyError(
+                    f"{ref} {short(revision)} is not ready for {stage} "
+                    f"({report.summary().removeprefix('not ready: ')}) "
+                    f"(first: {first.describe()}); see 'lockgate validate {ref} --stage {stage}'"
+                )
+            if not section.gates.allow_force:
+                self._refused(base, f"--force is not allowed into {stage}")
+                raise RefusedError(f"stage {stage} does not allow --force (gates.allow_force)")
+            forced = True
+        details: dict[str, object] = {}
+        if forced and report is not None:
+            details = {
+                "forced": True,
+                "skipped_issues": [
+                    i.describe() for c in report.components for i in c.issues if i.blocking
+                ],
+            }
+        details["gates"] = gate_record(session, stage, report, forced=forced)
+        result = self._switch(
+            base,
+            ref=ref,
+            expected_generation=generation,
+            action="promote",
+            details=details,
+        )
+        return attrs.evolve(result, gate=report, forced=forced)
+
+    def _candidate(
+        self, ref: ComponentRef, stage: str, rev: str | None
+    ) -> tuple[str, ComponentRef]:
+        """The revision to promote into ``stage`` and the component that supplied it."""
+        session, state = self.session, self.session.state()
+        if rev is not None:
+            return resolve_revision(session, ref, rev), ref
+        ladder = session.stage_names
+        index = ladder.index(stage)
+        if index == 0:
+            return resolve_revision(session, ref, "latest"), ref
+        below = ladder[index - 1]
+        pointer = state.pointer(below, ref.component_id)
+        if pointer is None or pointer.revision is None:
+            raise RefusedError(
+                f"nothing is current for {ref.component_id} in {below}: promote it to {below} "
+                f"first, or name a revision with --rev"
+            )
+        return pointer.revision, ComponentRef.parse(pointer.component)
+
+    @staticmethod
+    def _check_expected(
+        stage: str, component_id: str, current: str | None, expected: str | None
+    ) -> None:
+        if expected is None:
+            return
+        if expected == "none":
+            ok = current is None
+        else:
+            if len(expected) < 4:
+                raise InputError(
+                    f"--expect-current {expected!r} is too short; give at least 4 characters "
+                    "of the revision, or 'none'"
+                )
+            ok = current is not None and current.startswith(expected.lower())
+        if not ok:
+            now = short(current) if current else "none"
+            raise ConflictError(
+                f"{stage}/{component_id} is at {now}, not {expected} as expected: another "
+                "change won; look again and retry"
+            )
+
+
+class Promoter(Promotion, Rollback):
+    """Promotion and rollback for one session (a project is accepted and opens one)."""

@@ -1,0 +1,470 @@
+"""The switch that promote and rollback share: plan → gate → deploy → record → announce.
+
+Every switch runs under the project's operation lock (core/locking.py) and follows the
+same steps:
+
+1. **plan** — resolve the component, the stage and the revision; read the stage pointer
+   (its generation is what the switch will compare-and-swap against);
+2. **gate** (promote only) — the validators, for this stage; ``--force`` with a reason
+   skips a failing gate and the audit log says so;
+3. **intent** — an intent record is written (durably) before any target is touched;
+4. **deploy** — the release is materialized and its bytes verified against their
+   digests, the content store makes them durable (``sync``), every target prepares,
+   then every target commits (one atomic rename each);
+5. **record** — one state transaction: the pointer (compare-and-swap on its generation),
+   the component's status, the pointer history and the audit event; the intent closes;
+6. **announce** — ``on_promote`` / ``on_rollback``; a failing plugin is reported, the
+   change stands.
+
+A process killed anywhere in steps 3 to 5 leaves an open intent. The next command that touches the
+project (or ``lockgate recover``) takes the lock — so the intent's owner is certainly
+dead — and settles it: when the pointer already moved, the targets are brought to it
+(completed); otherwise they are put back to what the pointer says (undone). The audit
+log records which.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.core.clock import now_iso
+from lockgate.core.contracts import (
+    AuditEvent,
+    Intent,
+    PointerChange,
+    Target,
+    store_is_durable,
+)
+from lockgate.core.failpoints import failpoint
+from lockgate.core.locking import OperationLock
+from lockgate.core.manifest import ManifestDiff
+from lockgate.core.models import ChangeEvent
+from lockgate.core.project import Project
+from lockgate.core.records import record
+from lockgate.core.refs import (
+    ComponentRef,
+    short,
+)
+from lockgate.core.releases import (
+    discard_release,
+    ensure_release,
+    make_durable,
+    release_path,
+    verify_release,
+)
+from lockgate.core.session import Session, as_session
+from lockgate.errors import (
+    ConflictError,
+    EnvironmentFault,
+    LockgateError,
+    PluginError,
+    RefusedError,
+    environment_fault,
+)
+from lockgate.operations.approve import rejection
+from lockgate.operations.gates import check_protected
+from lockgate.operations.lifecycle import move_pointer, next_status
+from lockgate.operations.recover import recover_pending
+from lockgate.operations.resolve import resolve_component
+
+if TYPE_CHECKING:
+    from lockgate.core.manifest import ManifestDiff
+    from lockgate.operations.validate import ReadinessReport
+
+__all__ = ["SwitchResult", "Switcher", "last_good"]
+
+
+@record
+class SwitchResult:
+    """What a promote or rollback did (or, with ``dry_run``, would do)."""
+
+    action: str
+    component: str
+    component_id: str
+    stage: str
+    revision: str | None
+    previous_revision: str | None
+    changed: bool
+    at: str
+    actor: str
+    dry_run: bool = False
+    forced: bool = False
+    reason: str | None = None
+    locations: tuple[str, ...] = ()
+    gate: ReadinessReport | None = None
+    diff: ManifestDiff | None = None
+    note: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "component": self.component,
+            "component_id": self.component_id,
+            "stage": self.stage,
+            "revision": self.revision,
+            "previous_revision": self.previous_revision,
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+            "forced": self.forced,
+            "reason": self.reason,
+            "at": self.at,
+            "actor": self.actor,
+            "locations": list(self.locations),
+            "note": self.note,
+            "warnings": list(self.warnings),
+        }
+        if self.gate is not None:
+            data["gate"] = self.gate.to_dict()
+        if self.diff is not None:
+            data["diff"] = self.diff.to_dict()
+        return data
+
+    def summary(self) -> str:
+        new = short(self.revision) if self.revision else "nothing"
+        old = short(self.previous_revision) if self.previous_revision else "nothing"
+        where = f"{self.component_id} in {self.stage}"
+        if not self.changed and not self.dry_run:
+            return f"{where}: {new} is already current; nothing to do"
+        verb = {"promote": "promoted", "rollback": "rolled back"}.get(self.action, self.action)
+        if self.dry_run:
+            return f"{where}: would switch {old} → {new} ({self.action}, dry run)"
+        forced = " (forced past failing gates)" if self.forced else ""
+        note = f" ({self.note})" if self.note else ""
+        return f"{where}: {verb} {old} → {new}{forced}{note}"
+
+
+class Switcher:
+    """The machinery promote and rollback share: targets, the lock, intent → deploy →
+    record, and undoing a switch that failed."""
+
+    def __init__(self, session: Session | Project) -> None:
+        self.session = as_session(session)
+
+    def targets(self, stage: str) -> list[Target]:
+        """The targets of ``stage``, built once per session."""
+        return self.session.targets(stage)
+
+    def lock(self, operation: str) -> OperationLock:
+        """The project's operation lock (waits up to ``state.lock_timeout``)."""
+        return self.session.lock(operation)
+
+    def resolve(self, target: str) -> ComponentRef:
+        """``WS:ID`` as given; a bare ID when exactly one workspace has that component."""
+        return resolve_component(self.session, target)
+
+    def _check_admissible(self, base: SwitchResult, ref: ComponentRef) -> None:
+        """Refuse (and audit) a switch to a rejected revision, or one the status forbids.
+
+        Called when the switch is planned and again under the operation lock just before
+        any target is touched: approve and reject take that lock too, so a rejection that
+        landed while the gates ran is seen here. No ``--force`` skips this: a rejection
+        belongs to the revision's digest, whatever was staged since.
+        """
+
+        revision = base.revision
+        if revision is None:
+            return  # removing a component from a stage puts nothing into it
+        state = self.session.state()
+        record = state.component(str(ref))
+        if base.action == "promote" and record is not None and record.latest_revision == revision:
+            try:
+                next_status(str(ref), record.status, "promote")
+            except RefusedError as exc:
+                self._refused(base, exc.message)
+                raise
+        rejected = rejection(state, str(ref), revision)
+        if rejected is not None:
+            why = f"{short(revision)} was rejected by {rejected.actor}" + (
+                f" ({rejected.comment})" if rejected.comment else ""
+            )
+            self._refused(base, why)
+            verb = "promoted" if base.action == "promote" else "rolled back to"
+            other = "" if base.action == "promote" else ", or pick another with --to"
+            raise RefusedError(
+                f"{ref} {why} and cannot be {verb} in {base.stage}; stage a new revision{other}"
+            )
+
+    def _diff(self, old: str | None, new: str | None) -> ManifestDiff:
+
+        content = self.session.content()
+        return ManifestDiff.between(
+            content.get_manifest(old) if old else None,
+            content.get_manifest(new) if new else None,
+        )
+
+    def _deployable(self, revision: str) -> bool:
+        """Whether ``revision`` can still be deployed: its release exists (a switch
+        verifies it), or its manifest and every object it needs are stored."""
+
+        if release_path(self.session, revision).is_dir():
+            return True
+        content = self.session.content()
+        try:
+            manifest = content.get_manifest(revision)
+        except LockgateError:
+            return False
+        lost = content.lost()
+        digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
+        return all(d not in lost and content.has(d) for d in digests)
+
+    # ------------------------------------------------------------------ the switch
+
+    def _switch(
+        self,
+        base: SwitchResult,
+        *,
+        ref: ComponentRef,
+        expected_generation: int,
+        action: str,
+        details: dict[str, object],
+    ) -> SwitchResult:
+
+        session, state = self.session, self.session.state()
+        stage, component_id, revision = base.stage, base.component_id, base.revision
+        with self.lock(action):
+            recover_pending(session, locked=True)
+            pointer = state.pointer(stage, component_id)
+            generation = pointer.generation if pointer else 0
+            if generation != expected_generation:
+                raise ConflictError(
+                    f"{stage}/{component_id} changed while this {action} was being planned "
+                    f"(generation {generation}, expected {expected_generation}): another "
+                    "change won; look again and retry"
+                )
+            # What the gates saw may be stale: a rejection can have landed while they ran.
+            self._check_admissible(base, ref)
+            # The switch happens now: its record's time follows every event before it.
+            base = attrs.evolve(base, at=now_iso())
+            release = None
+            if revision is not None:
+                release = ensure_release(session, revision)
+                problems = verify_release(session, revision)
+                if problems and not self._deployed(revision):
+                    # A release is a cache of the store. One no stage uses is rebuilt: it
+                    # may have been built (by a gate) from objects a restart then tore,
+                    # and which staging has since stored again.
+                    discard_release(session, revision)
+                    release = ensure_release(session, revision)
+                    problems = verify_release(session, revision)
+                if problems:
+                    self._refused(base, f"damaged: {problems[0]}")
+                    raise RefusedError(
+                        f"{short(revision)} is damaged and will not be deployed: {problems[0]}"
+                        f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
+                        "run 'lockgate verify'"
+                    )
+            # Staging may leave objects to the kernel's write-back, and a release may hold
+            # copies (executables) or be new: what is deployed is on the disk before the
+            # intent is written. A release already flushed in this boot is not flushed
+            # again, and none is when the store's durability is off (fsync: false).
+            content = session.content()
+            content.sync()
+            if revision is not None and store_is_durable(content):
+                make_durable(session, revision)
+            intent = Intent(
+                id=uuid.uuid4().hex,
+                operation=action,
+                owner=f"{os.getpid()}@{socket.gethostname()}",
+                created_at=now_iso(),
+                payload={
+                    "stage": stage,
+                    "component_id": component_id,
+                    "component": str(ref),
+                    "revision": revision,
+                    "previous_revision": base.previous_revision,
+                    "generation": generation + 1,
+                },
+            )
+            state.open_intent(intent)
+            failpoint(f"{action}.after_intent")
+            step = "record"
+            try:
+                targets = self.targets(stage)
+                step = "prepare"
+                prepared = [t.prepare(component_id, revision, release) for t in targets]
+                failpoint(f"{action}.after_prepare")
+                step = "commit"
+                for target, ready in zip(targets, prepared, strict=True):
+                    target.commit(ready)
+                    failpoint(f"{action}.after_switch")
+                step = "record"
+                # Promoting the latest revision moves its status by the status machine
+                # (checked before anything was touched); any other switch leaves it alone
+                # unless the machine allows the action.
+                move_pointer(
+                    session,
+                    stage=stage,
+                    component=str(ref),
+                    revision=revision,
+                    action=action,
+                    expected_generation=generation,
+                    reason=base.reason,
+                    details={"intent": intent.id, **details},
+                    strict=False,
+                    at=base.at,
+                )
+            except BaseException as exc:
+                error = self._undo(session, intent, step, exc)
+                if error is exc:
+                    raise
+                raise error from exc
+            failpoint(f"{action}.after_record")
+            state.close_intent(intent.id, "completed")
+        hooks = session.hooks.on_promote if action == "promote" else session.hooks.on_rollback
+        failures = hooks(
+            ChangeEvent(
+                action=action,
+                component=str(ref),
+                stage=stage,
+                revision=revision,
+                previous_revision=base.previous_revision,
+                actor=base.actor,
+                at=dt.datetime.fromisoformat(base.at),
+                reason=base.reason,
+                details=details,
+            )
+        )
+        return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
+
+    def _undo(
+        self, session: Session, intent: Intent, step: str, exc: BaseException
+    ) -> BaseException:
+        """Put the targets back after a switch failed, and say what failed in one line.
+
+        The targets are brought to what the pointer says, exactly as recovery would
+        (the pointer did not move unless the record was written): the stage never serves
+        an unrecorded revision. When the state store can still be written the intent is
+        settled too; otherwise it stays open and the next command settles it once the
+        fault is gone. Returns the error to raise.
+        """
+        payload = intent.payload
+        where = f"{payload.get('stage')}/{payload.get('component_id')}"
+        try:
+            # Under the lock, with every earlier intent settled on entry: this is ours.
+            settled = recover_pending(session, locked=True)
+            back = "; ".join(r.summary() for r in settled)
+        except Exception as second:  # the first failure is the one reported
+            try:
+                self._put_back(str(payload["stage"]), str(payload["component_id"]), payload)
+                why = _describe(second)
+                back = f"{where} is back at its recorded revision; the next lockgate command " + (
+                    "records that" if why == _describe(exc) else f"records that (not now: {why})"
+                )
+            except Exception as third:
+                back = (
+                    f"{where} could not be put back ({_describe(third)}); the next "
+                    "lockgate command settles it"
+                )
+        if isinstance(exc, LockgateError) and not isinstance(exc, PluginError):
+            if back:  # the same error (class, exit code, attributes), told what was done
+                exc.message = f"{exc.message} ({back})"
+                exc.args = (exc.message,)
+            return exc
+        fault = environment_fault(exc)
+        if fault is not None:
+            return EnvironmentFault(f"{fault.message}; {back}" if back else fault.message)
+        if step in ("prepare", "commit") and isinstance(exc, Exception):
+            kinds = ", ".join(
+                t.kind for t in session.config.stages[str(payload["stage"])].target_list()
+            )
+            return PluginError(
+                f"stage target ({kinds}) of {where} failed in {step}: "
+                f"{type(exc).__name__}: {exc}; {back}; fix the target and retry"
+            )
+        return exc
+
+    def _put_back(self, stage: str, component_id: str, payload: dict[str, Any]) -> None:
+        """Bring the targets back to the revision the pointer held before this switch.
+
+        Only when the state store cannot even be read to settle the switch: the pointer
+        did not move (its write failed), so the revision before is the recorded one.
+        """
+
+        previous = payload.get("previous_revision")
+        revision = str(previous) if previous else None
+        for target in self.targets(stage):
+            release = ensure_release(self.session, revision) if revision else None
+            prepared = target.prepare(component_id, revision, release)
+            if target.deployed().get(component_id) == revision:
+                target.abort(prepared)
+            else:
+                target.commit(prepared)
+
+    def _deployed(self, revision: str) -> bool:
+        """True when some stage's pointer holds ``revision`` (its release is in use)."""
+        state = self.session.state()
+        return any(
+            p.revision == revision
+            for stage in self.session.stage_names
+            for p in state.pointers(stage)
+        )
+
+    def _protect(self, base: SwitchResult, *, dry_run: bool) -> None:
+        """Refuse, and audit the refusal, when the environment weakens a protected stage."""
+        try:
+            check_protected(self.session, base.stage)
+        except RefusedError as exc:
+            if not dry_run:
+                self._refused(base, exc.message)
+            raise
+
+    def _refused(self, base: SwitchResult, why: str) -> None:
+        """Record an operation the gates or the integrity checks refused."""
+        self.session.state().append_event(
+            AuditEvent(
+                at=now_iso(),
+                actor=base.actor,
+                action=base.action,
+                component=base.component,
+                stage=base.stage,
+                revision=base.revision,
+                previous_revision=base.previous_revision,
+                reason=base.reason,
+                details={"refused": why},
+                outcome="refused",
+            )
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as a short phrase for a message about another one."""
+    fault = environment_fault(exc)
+    if fault is not None:
+        return fault.message
+    if isinstance(exc, LockgateError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def last_good(
+    history: Sequence[PointerChange], exclude: str | None, skip: Collection[str] = ()
+) -> str | None:
+    """The most recent revision that was live and not rolled back for cause (nor in
+    ``skip``).
+
+    A rollback condemns the revision it moved away from, unless it restores a condemned
+    revision (a roll forward: the restored one is rehabilitated and the one left is not
+    condemned); promoting a condemned revision again rehabilitates it too.
+    """
+    condemned: set[str] = set()
+    for change in history:
+        if change.action == "rollback":
+            if change.revision in condemned:
+                condemned.discard(change.revision)
+            elif change.previous_revision:
+                condemned.add(change.previous_revision)
+        elif change.revision:
+            condemned.discard(change.revision)
+    for change in reversed(history):
+        revision = change.revision
+        if revision and revision != exclude and revision not in condemned and revision not in skip:
+            return revision
+    return None
