@@ -780,9 +780,9 @@ class StateStore(Protocol):
         """Hold lock ``name`` (``operation`` or ``staging``) for the ``with`` block.
 
         Exclusive, or ``shared`` with other shared holders of the same name; locks of
-        different names are independent, and a lock is not re-entrant. Waits up to
-        ``timeout`` seconds, then raises ``LockedError`` naming the holder
-        (``locked_error``). Yields ``owner`` as granted: ``since`` now and
+        different names are independent (the kernel never asks again for a lock it
+        holds). Waits up to ``timeout`` seconds, then raises ``LockedError`` naming the
+        holder (``locked_error``). Yields ``owner`` as granted: ``since`` now and
         ``lease_until`` ``lease`` seconds from now. Released when the block exits, and
         when the holder dies however it dies: a dead holder never blocks."""
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from lockgate.core.contracts import StateStore
-from lockgate.core.locks import LockOwner
+from lockgate.core.locks import LOCK_NAMES, LockOwner
 from lockgate.errors import LockedError
 
 __all__ = ["StateStoreLockConformance"]
@@ -40,7 +40,7 @@ def _take(
 class StateStoreLockConformance:
     """The lock behaviours every state store must show (mixed into the suite)."""
 
-    @pytest.mark.parametrize("name", ["operation", "staging"])
+    @pytest.mark.parametrize("name", LOCK_NAMES)
     def test_a_free_lock_has_no_holder(self, store: StateStore, name: str) -> None:
         assert store.holder(name) is None
 
@@ -53,7 +53,7 @@ class StateStoreLockConformance:
             assert before + LEASE <= granted.lease_until <= after + LEASE
             assert granted.within_lease() and not granted.past_lease()
 
-    @pytest.mark.parametrize("name", ["operation", "staging"])
+    @pytest.mark.parametrize("name", LOCK_NAMES)
     def test_holder_reports_the_owner_while_held(self, store: StateStore, name: str) -> None:
         with _take(store, name) as granted:
             assert store.holder(name) == granted
@@ -62,7 +62,7 @@ class StateStoreLockConformance:
         with _take(store, "staging", shared=True):
             assert store.holder("staging") is not None
 
-    @pytest.mark.parametrize("name", ["operation", "staging"])
+    @pytest.mark.parametrize("name", LOCK_NAMES)
     def test_an_exclusive_lock_excludes_another(self, store: StateStore, name: str) -> None:
         with _take(store, name), pytest.raises(LockedError), _take(store, name, pid=4343):
             pass  # pragma: no cover - the second lock must not be granted
@@ -107,7 +107,7 @@ class StateStoreLockConformance:
         assert "pid 4242" in message and HOST in message, message
         assert "\n" not in message
 
-    @pytest.mark.parametrize("name", ["operation", "staging"])
+    @pytest.mark.parametrize("name", LOCK_NAMES)
     def test_a_lock_is_released_when_its_block_ends(self, store: StateStore, name: str) -> None:
         with _take(store, name):
             pass
