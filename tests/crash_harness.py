@@ -57,7 +57,7 @@ from typing import Any
 
 from lockgate.core import failpoints
 from lockgate.core.audit import verify_chain
-from lockgate.core.locking import OperationLock
+from lockgate.core.locks import LockOwner
 from lockgate.core.manifest import digest_bytes, hash_file
 from lockgate.core.project import Project
 from lockgate.core.scaffold import init_project
@@ -676,7 +676,8 @@ def inspect_project(root: Path, since_seq: int, *, thorough: bool = False) -> di
                 }
             )
         try:
-            with OperationLock(project.state_dir, "crash-harness-check", LOCK_WAIT):
+            owner = LockOwner.current("crash-harness-check")
+            with state.lock("operation", owner=owner, lease=300, timeout=LOCK_WAIT):
                 pass
         except LockedError as exc:
             problems.append(("lock-held", exc.message))

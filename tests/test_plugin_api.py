@@ -22,8 +22,12 @@ SRC = REPO / "src" / "lockgate"
 
 # A module of a builtin plugin may import, from lockgate, only these and its own package.
 ALLOWED = ("lockgate.plugin", "lockgate.testing")
-# The local content store keeps its journal in a module of its own: one plugin, two files.
-SAME_PLUGIN = {"lockgate.builtin_plugins.local_store": ("lockgate.builtin_plugins.local_journal",)}
+# Plugins with a module of their own beside them: the local content store's journal, the
+# sqlite state store's lock files.
+SAME_PLUGIN = {
+    "lockgate.builtin_plugins.local_store": ("lockgate.builtin_plugins.local_journal",),
+    "lockgate.builtin_plugins.sqlite_state": ("lockgate.builtin_plugins.file_locks",),
+}
 
 
 def _plugin_modules() -> list[tuple[Path, str, str]]:

@@ -610,9 +610,11 @@ def test_gc_with_nothing_to_collect_removes_nothing(ws: Workspace) -> None:
 HOLDER = r"""
 import sys, time
 from pathlib import Path
-from lockgate.core.locking import OperationLock
+from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
+from lockgate.plugin import LockOwner
 
-with OperationLock(Path(sys.argv[1]), "held-by-test", 30.0):
+store = SqliteStateStore(Path(sys.argv[1]) / "state.db")
+with store.lock("operation", owner=LockOwner.current("held-by-test"), lease=300, timeout=30):
     print("locked", flush=True)
     time.sleep(120)
 """

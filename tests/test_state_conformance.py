@@ -315,3 +315,40 @@ def test_the_suite_fails_a_store_that_does_not_compare_and_swap(tmp_path: Path) 
         "test_conflicting_move_appends_no_event_and_no_history",
     } <= failed(outcomes["TestLastWriterWins"])
     assert outcomes["TestLastWriterWins"]["test_empty_store_knows_nothing"] == "passed"
+
+
+def test_the_suite_fails_a_store_whose_lock_does_not_exclude(tmp_path: Path) -> None:
+    """A store that grants every lock as if it were asked for it shared: holders are
+    recorded and released, but nobody is ever kept out."""
+    outcomes = run_suite(
+        tmp_path,
+        """
+        import pytest
+        from lockgate.testing import MemoryStateStore, StateStoreConformance
+
+        class NeverExclusive(MemoryStateStore):
+            def lock(self, name, *, owner, lease, timeout, shared=False):
+                return super().lock(name, owner=owner, lease=lease, timeout=timeout, shared=True)
+
+        class TestNeverExclusive(StateStoreConformance):
+            @pytest.fixture
+            def store(self):
+                return NeverExclusive()
+
+        class TestControl(StateStoreConformance):
+            @pytest.fixture
+            def store(self):
+                return MemoryStateStore()
+        """,
+    )
+    assert failed(outcomes["TestControl"]) == set()
+    assert {
+        "test_an_exclusive_lock_excludes_another",
+        "test_a_shared_lock_excludes_an_exclusive_one",
+        "test_an_exclusive_lock_excludes_a_shared_one",
+        "test_the_timeout_error_names_the_holder",
+        "test_the_release_of_a_broken_lock_does_not_free_the_next_holder",
+    } <= failed(outcomes["TestNeverExclusive"])
+    broken = outcomes["TestNeverExclusive"]
+    assert broken["test_holder_reports_the_owner_while_held"] == "passed"
+    assert broken["test_shared_holders_share"] == "passed"

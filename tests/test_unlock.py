@@ -14,16 +14,16 @@ import pytest
 from conftest import ENV, run_lockgate, subprocess_env
 
 HOLDER = r"""
-import json, os, sys, time
+import sys
 from pathlib import Path
-from lockgate.core.locking import OperationLock
+from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
+from lockgate.plugin import LockOwner
 
 state_dir, past_lease = Path(sys.argv[1]), sys.argv[2] == "hung"
-with OperationLock(state_dir, "held-by-test", 30.0):
-    if past_lease:  # as if the holder had been stuck for longer than its lease
-        path = state_dir / "operation.lock"
-        owner = json.loads(path.read_text())
-        path.write_text(json.dumps({**owner, "lease_until": time.time() - 1}))
+store = SqliteStateStore(state_dir / "state.db")
+# A lease of 0 s: as if the holder had been stuck for longer than its lease.
+lease = 0.0 if past_lease else 300.0
+with store.lock("operation", owner=LockOwner.current("held-by-test"), lease=lease, timeout=30):
     print("locked", flush=True)
     sys.stdin.read()  # until the test closes our stdin
 """

@@ -241,7 +241,9 @@ def register_state_stores(register: Register[Any]) -> None:
     When: once, the first time a command needs the state store.
 
     Receives: ``register(name, factory)``; ``factory(context: RoleContext)`` returns the
-    store. ``state.store`` in ``lockgate.yaml`` selects one by name.
+    store (a :class:`lockgate.plugin.StateStore`, which also provides the project's
+    locks: ``lock``, ``holder``, ``break_lock``; see docs/hooks.md). ``state.store`` in
+    ``lockgate.yaml`` selects one by name.
 
     Returns: nothing. Registering a name another plugin already registered is a plugin
     error naming both plugins.

@@ -19,7 +19,8 @@ The context
     ``warn()`` and :class:`Operations` (stage, sync, validate).
 
 Role contracts (Protocols) and their optional capabilities
-    :class:`StateStore`, :class:`ContentStore` (capabilities :class:`LocalObjectFiles`,
+    :class:`StateStore` (with its locks: :class:`LockOwner`, :func:`locked_error`),
+    :class:`ContentStore` (capabilities :class:`LocalObjectFiles`,
     :class:`LostObjectsLedger`, :class:`CompletenessCheck`, :class:`DurabilitySwitch`),
     :class:`Source` (capability :class:`Watchable`: :class:`WatchPaths`,
     :class:`WatchHint`), :class:`Target` (returns :class:`Prepared`).
@@ -124,6 +125,10 @@ if TYPE_CHECKING:
     from lockgate.core.gcpause import (
         gc_paused,
     )
+    from lockgate.core.locks import (
+        LockOwner,
+        locked_error,
+    )
     from lockgate.core.manifest import (
         FileEntry,
         Manifest,
@@ -224,6 +229,7 @@ __all__ = [
     "Issue",
     "LinkMode",
     "LocalObjectFiles",
+    "LockOwner",
     "LockedError",
     "LockgateError",
     "LostObjectsLedger",
@@ -279,6 +285,7 @@ __all__ = [
     "gc_paused",
     "hookimpl",
     "load_yaml_text",
+    "locked_error",
     "lost_object",
     "name_problem",
     "new_hasher",
@@ -357,6 +364,8 @@ _EXPORTS: dict[str, str] = {
     "short": "lockgate.core.refs",
     "now_iso": "lockgate.core.clock",
     "failpoint": "lockgate.core.failpoints",
+    "LockOwner": "lockgate.core.locks",
+    "locked_error": "lockgate.core.locks",
     "boot_id": "lockgate.core.durability",
     "fsync_dir": "lockgate.core.durability",
     "syncfs": "lockgate.core.durability",

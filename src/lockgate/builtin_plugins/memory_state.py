@@ -3,12 +3,19 @@
 It keeps the same contract as ``sqlite`` — the conformance suite in
 ``lockgate.conformance`` runs against both — and serves tests and throwaway runs;
 nothing survives the process. One lock makes every write atomic.
+
+Its locks (``StateStore.lock``) exclude the threads of this process, with the same
+semantics as ``sqlite``'s across processes; they end with the process, so a dead holder
+never blocks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -25,12 +32,14 @@ from lockgate.plugin import (
     ConflictError,
     EventFilter,
     Intent,
+    LockOwner,
     Pointer,
     PointerChange,
     RevisionRecord,
     StateCounts,
     event_hash,
     hookimpl,
+    locked_error,
     not_before,
 )
 
@@ -55,6 +64,7 @@ class MemoryStateStore:
         self._approvals: list[Approval] = []
         self._intents: dict[str, Intent] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._locks = ThreadLocks()
 
     # ------------------------------------------------------------------ components
 
@@ -286,6 +296,78 @@ class MemoryStateStore:
 
     def close(self) -> None:
         pass
+
+    # ------------------------------------------------------------------ locks
+
+    def lock(
+        self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
+    ) -> contextlib.AbstractContextManager[LockOwner]:
+        return self._locks.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
+
+    def holder(self, name: str) -> LockOwner | None:
+        return self._locks.holder(name)
+
+    def break_lock(self, name: str) -> None:
+        self._locks.break_lock(name)
+
+
+class ThreadLocks:
+    """Named shared/exclusive locks between the threads of one process.
+
+    Each grant gets a ticket; releasing removes only its own ticket, so a holder whose
+    lock was broken (:meth:`break_lock`) does not free a lock granted since.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._tickets = itertools.count(1)
+        # name -> ticket -> (owner as granted, shared)
+        self._held: dict[str, dict[int, tuple[LockOwner, bool]]] = {}
+
+    @contextlib.contextmanager
+    def lock(
+        self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
+    ) -> Iterator[LockOwner]:
+        """See ``StateStore.lock``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._free(name, shared):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    holder = self._holder(name)
+                    raise locked_error(
+                        name, holder, shared=shared, waited=timeout, where=f"the {name} lock"
+                    )
+                self._changed.wait(left)
+            granted = owner.stamped(lease)
+            ticket = next(self._tickets)
+            self._held.setdefault(name, {})[ticket] = (granted, shared)
+        try:
+            yield granted
+        finally:
+            with self._changed:
+                self._held.get(name, {}).pop(ticket, None)
+                self._changed.notify_all()
+
+    def _free(self, name: str, shared: bool) -> bool:
+        held = self._held.get(name, {})
+        return not held or (shared and all(s for _, s in held.values()))
+
+    def _holder(self, name: str) -> LockOwner | None:
+        held = self._held.get(name, {})
+        exclusive = [o for o, s in held.values() if not s]
+        return exclusive[0] if exclusive else next((o for o, _ in held.values()), None)
+
+    def holder(self, name: str) -> LockOwner | None:
+        """See ``StateStore.holder``: the exclusive holder, else the first shared one."""
+        with self._changed:
+            return self._holder(name)
+
+    def break_lock(self, name: str) -> None:
+        """See ``StateStore.break_lock``."""
+        with self._changed:
+            self._held.pop(name, None)
+            self._changed.notify_all()
 
 
 def _copy(event: AuditEvent) -> AuditEvent:

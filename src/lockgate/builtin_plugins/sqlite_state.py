@@ -11,6 +11,11 @@ Indexes that keep the reports fast at scale (100,000 components, 1,000,000 event
 ``pointer_history (stage, component_id, seq)`` and ``(stage, at)``; and the
 ``event_counts`` table, kept in the same transaction as every append, so statistics never
 scan the log.
+
+The store's locks (``StateStore.lock``) are ``flock``-ed files in ``.lockgate/``
+(:mod:`lockgate.builtin_plugins.file_locks`), released by the kernel when their holder
+dies: they coordinate the processes of one machine, which is what an SQLite file can
+serve anyway.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Literal
 
 import attrs
 
+from lockgate.builtin_plugins.file_locks import FileLocks
 from lockgate.plugin import (
     GENESIS,
     Approval,
@@ -38,6 +44,7 @@ from lockgate.plugin import (
     InputError,
     Intent,
     LockedError,
+    LockOwner,
     Pointer,
     PointerChange,
     RevisionRecord,
@@ -223,9 +230,13 @@ def register_state_stores(register: Any) -> None:
 class SqliteStateStore:
     """The state store on SQLite."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 10.0, lock_dir: Path | None = None
+    ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
+        # The lock files stay in .lockgate/ wherever plugins.sqlite.path puts the database.
+        self._locks = FileLocks(lock_dir if lock_dir is not None else path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(
@@ -246,7 +257,11 @@ class SqliteStateStore:
     @classmethod
     def from_context(cls, ctx: RoleContext) -> SqliteStateStore:
         settings = ctx.settings or SqliteSettings()
-        return cls(settings.database(ctx.state_dir), busy_timeout=settings.busy_timeout)
+        return cls(
+            settings.database(ctx.state_dir),
+            busy_timeout=settings.busy_timeout,
+            lock_dir=ctx.state_dir,
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -292,6 +307,19 @@ class SqliteStateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # ------------------------------------------------------------------ locks
+
+    def lock(
+        self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
+    ) -> contextlib.AbstractContextManager[LockOwner]:
+        return self._locks.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
+
+    def holder(self, name: str) -> LockOwner | None:
+        return self._locks.holder(name)
+
+    def break_lock(self, name: str) -> None:
+        self._locks.break_lock(name)
 
     # ------------------------------------------------------------------ components
 

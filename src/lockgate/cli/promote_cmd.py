@@ -160,52 +160,41 @@ def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
     """Show who holds the project's operation lock; with --force, break it (audited)."""
     from lockgate.core.clock import now_iso
     from lockgate.core.contracts import AuditEvent
-    from lockgate.core.locking import LOCK_FILENAME, holder_within_lease, is_held, read_owner
     from lockgate.errors import RefusedError
     from lockgate.operations.recover import settle
 
     app = ctx.ensure_object(AppContext)
     project = app.project()
-    owner = read_owner(project.state_dir)
-    held = is_held(project.state_dir)
+    session = app.session()
+    state = session.locking_state()
+    owner = state.holder("operation")
     if not force:
-        if held and owner:
-            click.echo(
-                f"locked by pid {owner.get('pid')} on {owner.get('host')} "
-                f"({owner.get('operation')} since {owner.get('since')})"
-            )
-        elif held:
-            click.echo("locked by a process that has not written its owner yet")
-        elif owner:
-            click.echo(f"not locked (the last holder, pid {owner.get('pid')}, is gone)")
-        else:
-            click.echo("not locked")
+        click.echo(f"locked by {owner.describe()}" if owner else "not locked")
         return
     if not reason:
         raise click.UsageError("--force needs --reason TEXT (it is audited)")
     # A live holder within its lease is most likely working, not hung: breaking its lock
     # lets a second switch run beside it. One --force is for the hung; twice is "I know".
-    live = held and holder_within_lease(owner)
-    if live and force < 2:
-        who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "a live process"
-        what = f" ({owner.get('operation')} since {owner.get('since')})" if owner else ""
+    live = owner is not None and owner.within_lease()
+    if owner is not None and live and force < 2:
+        who = owner.describe() if owner.known else "a live process"
         raise RefusedError(
-            f"the lock is held by {who}{what}, alive and within its lease; wait for it, or "
+            f"the lock is held by {who}, alive and within its lease; wait for it, or "
             "if you are sure it is hung, repeat --force (--force --force --reason TEXT)"
         )
-    (project.state_dir / LOCK_FILENAME).unlink(missing_ok=True)
-    session = app.session()
+    state.break_lock("operation")
     settle(session)
-    session.state().append_event(
+    state.append_event(
         AuditEvent(
             at=now_iso(),
             actor=project.actor,
             action="unlock",
             reason=reason,
-            details={"owner": owner or {}, "holder_live": live},
+            details={"owner": owner.to_dict() if owner else {}, "holder_live": live},
         )
     )
-    click.echo("lock removed" + (f" (was held by pid {owner.get('pid')})" if owner else ""))
+    owner_pid = owner.pid if owner else None
+    click.echo("lock removed" + (f" (was held by pid {owner_pid})" if owner_pid else ""))
 
 
 @click.command("verify")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol, overload, runtime_checkable
 
 import attrs
 
+from lockgate.core.locks import LockOwner
 from lockgate.core.manifest import Manifest
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.records import record
@@ -770,6 +772,28 @@ class StateStore(Protocol):
 
     def counts(self) -> StateCounts:
         """Aggregates for reports, answered without scanning the log."""
+
+    # -- locks (the records and the names: lockgate.core.locks)
+    def lock(
+        self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
+    ) -> AbstractContextManager[LockOwner]:
+        """Hold lock ``name`` (``operation`` or ``staging``) for the ``with`` block.
+
+        Exclusive, or ``shared`` with other shared holders of the same name; locks of
+        different names are independent (the kernel never asks again for a lock it
+        holds). Waits up to ``timeout`` seconds, then raises ``LockedError`` naming the
+        holder (``locked_error``). Yields ``owner`` as granted: ``since`` now and
+        ``lease_until`` ``lease`` seconds from now. Released when the block exits, and
+        when the holder dies however it dies: a dead holder never blocks."""
+
+    def holder(self, name: str) -> LockOwner | None:
+        """Who holds lock ``name`` now (one of them when it is held shared; not
+        ``known`` when the store cannot tell who), or None when it is free."""
+
+    def break_lock(self, name: str) -> None:
+        """Free lock ``name`` whoever holds it (``lockgate unlock --force``): the next
+        ``lock`` takes it at once. A holder still running keeps running, no longer
+        excluding anyone, and its release does not free a lock taken since."""
 
     def close(self) -> None:
         """Release connections."""

@@ -11,18 +11,23 @@ operation takes first, once per session; opening a role never runs it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from lockgate.core.config import Config, ConfigLayers
 from lockgate.core.contracts import ContentStore, Source, StateStore, Target
 from lockgate.core.hooks import HookRunner
-from lockgate.core.locking import OperationLock
+from lockgate.core.locks import LockOwner
 from lockgate.core.plugins import PluginSet
 from lockgate.core.project import Project
 from lockgate.core.roles import Roles
+from lockgate.errors import MissingCapabilityError
 
-__all__ = ["Session", "as_session"]
+__all__ = ["LOCK_LEASE", "Session", "as_session"]
+
+LOCK_LEASE = 300.0
+"""Seconds a lock holder is presumed working (``lockgate unlock`` respects it)."""
 
 
 class Session:
@@ -64,11 +69,31 @@ class Session:
             ]
         return self._targets[stage]
 
-    def lock(self, operation: str) -> OperationLock:
-        """The project's operation lock (waits up to ``state.lock_timeout``)."""
-        state_dir = self.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return OperationLock(state_dir, operation, self.config.state.lock_timeout)
+    def lock(
+        self, operation: str, *, name: str = "operation", shared: bool = False
+    ) -> AbstractContextManager[LockOwner]:
+        """Lock ``name`` of the project (``operation``, or ``staging``: shared for a
+        staging, exclusive for gc) for ``operation``, from the state store; waits up to
+        ``state.lock_timeout`` (see ``lockgate.core.locks``)."""
+        return self.locking_state().lock(
+            name,
+            owner=LockOwner.current(operation),
+            lease=LOCK_LEASE,
+            timeout=self.config.state.lock_timeout,
+            shared=shared,
+        )
+
+    def locking_state(self) -> StateStore:
+        """The state store, checked to provide the locks (``lock``, ``holder``,
+        ``break_lock``): a store written before locks were its job is one clear error."""
+        state = self.state()
+        if not all(callable(getattr(state, m, None)) for m in ("lock", "holder", "break_lock")):
+            raise MissingCapabilityError(
+                f"the state store {self.config.state.store!r} provides no locks (lock, "
+                "holder and break_lock of lockgate.plugin.StateStore); upgrade the plugin "
+                "that provides it, or select another with state.store"
+            )
+        return state
 
     # ------------------------------------------------------------------ the project
 

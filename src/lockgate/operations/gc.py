@@ -7,7 +7,7 @@ current revision, the previous one (``--to previous``), the last-good one and th
 and ``--to REV`` select from), plus anything an open intent names. Everything those
 revisions need stays; other release directories go, and so do objects no kept revision
 needs, once they are older than the grace period. gc holds the staging lock exclusive
-throughout (see :mod:`lockgate.core.locking`), so no staging is between reusing an
+throughout (see :mod:`lockgate.core.locks`), so no staging is between reusing an
 object it found stored and recording its revision: what a staging records is never
 taken. Manifests of every revision are kept: history is never pruned, and a revision
 whose objects were collected can still be listed and diffed.
@@ -37,7 +37,6 @@ from lockgate.core.contracts import (
     store_object_path,
     store_tmp,
 )
-from lockgate.core.locking import StagingLock
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import check_text
@@ -154,10 +153,7 @@ def collect_garbage(
     settle(session)
     # Exclusive against staging: no staging is between reusing an existing object and
     # recording its revision while gc decides what is unneeded and removes it.
-    staging = StagingLock(
-        session.state_dir, exclusive=True, timeout=session.config.state.lock_timeout
-    )
-    with session.lock("gc"), staging:
+    with session.lock("gc"), session.lock("gc", name="staging"):
         recover_pending(session, locked=True)
         state, content = session.state(), session.content()
         kept = retained_revisions(session, keep)

@@ -7,7 +7,7 @@ any point before *record* leaves no revision behind; objects already stored are 
 and unreferenced, for ``gc`` to take.
 
 From the first look at what is stored to the recorded revision, a staging holds the
-staging lock shared (:class:`~lockgate.core.locking.StagingLock`) and ``gc`` takes it
+staging lock shared (:mod:`lockgate.core.locks`) and ``gc`` takes it
 exclusive: an object that staging reuses because it exists (de-duplication) is not
 refreshed, so without the lock gc could remove it, as unneeded and old, between the
 staging's check and its record.
@@ -37,7 +37,6 @@ from lockgate.core.contracts import (
     store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
-from lockgate.core.locking import StagingLock
 from lockgate.core.manifest import (
     FileEntry,
     Manifest,
@@ -191,10 +190,7 @@ class Stager:
         session.state()
         if dry_run:
             return self._stage_locked(component, stage, dry_run, progress, reason)[0]
-        session.state_dir.mkdir(parents=True, exist_ok=True)
-        with StagingLock(
-            session.state_dir, exclusive=False, timeout=session.config.state.lock_timeout
-        ):
+        with session.lock("stage", name="staging", shared=True):
             result, at = self._stage_locked(component, stage, dry_run, progress, reason)
         if at is None:
             return result

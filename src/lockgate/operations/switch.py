@@ -1,6 +1,6 @@
 """The switch that promote and rollback share: plan → gate → deploy → record → announce.
 
-Every switch runs under the project's operation lock (core/locking.py) and follows the
+Every switch runs under the project's operation lock (from the state store) and follows the
 same steps:
 
 1. **plan** — resolve the component, the stage and the revision; read the stage pointer
@@ -30,6 +30,7 @@ import os
 import socket
 import uuid
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,7 +44,7 @@ from lockgate.core.contracts import (
     store_is_durable,
 )
 from lockgate.core.failpoints import failpoint
-from lockgate.core.locking import OperationLock
+from lockgate.core.locks import LockOwner
 from lockgate.core.manifest import ManifestDiff
 from lockgate.core.models import ChangeEvent
 from lockgate.core.project import Project
@@ -152,7 +153,7 @@ class Switcher:
         """The targets of ``stage``, built once per session."""
         return self.session.targets(stage)
 
-    def lock(self, operation: str) -> OperationLock:
+    def lock(self, operation: str) -> AbstractContextManager[LockOwner]:
         """The project's operation lock (waits up to ``state.lock_timeout``)."""
         return self.session.lock(operation)
 

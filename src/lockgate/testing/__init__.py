@@ -68,7 +68,7 @@ __all__ = [
     "run_cli",
 ]
 
-_SUITES = ("_state_suite", "_content_suite", "_source_suite", "_target_suite")
+_SUITES = ("_state_suite", "_lock_suite", "_content_suite", "_source_suite", "_target_suite")
 # A suite's failures should read like a test's own: registered before any is imported.
 pytest.register_assert_rewrite(*(f"{__name__}.{m}" for m in _SUITES))
 

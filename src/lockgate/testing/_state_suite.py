@@ -2,9 +2,10 @@
 
 A state store (the ``StateStore`` protocol of :mod:`lockgate.core.contracts`) records
 components, revisions, stage pointers and their history, approvals, intents and the
-hash-chained audit log. This module holds one test per promised behaviour, in a base
-class that a plugin's own test suite inherits; the builtin ``sqlite`` and ``memory``
-stores run it too.
+hash-chained audit log, and provides the kernel's locks (``operation``, ``staging``).
+This module holds one test per promised behaviour, in a base class that a plugin's own
+test suite inherits (the lock tests are in :mod:`lockgate.testing._lock_suite`, and run
+as part of it); the builtin ``sqlite`` and ``memory`` stores run it too.
 
 Use it from a plugin's tests::
 
@@ -50,6 +51,7 @@ from lockgate.core.contracts import (
 )
 from lockgate.core.models import ComponentStatus
 from lockgate.errors import ConflictError, CorruptStateError
+from lockgate.testing._lock_suite import StateStoreLockConformance
 
 __all__ = ["StateStoreConformance", "at"]
 
@@ -236,8 +238,9 @@ def _mixed_writes(store: StateStore) -> None:
 # --------------------------------------------------------------------------- the suite
 
 
-class StateStoreConformance:
-    """The behaviours every :class:`~lockgate.core.contracts.StateStore` must show.
+class StateStoreConformance(StateStoreLockConformance):
+    """The behaviours every :class:`~lockgate.core.contracts.StateStore` must show (its
+    locks: :class:`~lockgate.testing._lock_suite.StateStoreLockConformance`).
 
     Subclass it as ``class TestMyStore(StateStoreConformance)`` and define a ``store``
     fixture returning a fresh, empty store.

@@ -1,0 +1,178 @@
+"""The lock tests of the state-store conformance suite (``StateStore.lock``).
+
+A part of :class:`~lockgate.testing.StateStoreConformance`, kept in a module of its own:
+every state store provides the kernel's two locks, ``operation`` (exclusive) and
+``staging`` (shared for stagings, exclusive for gc), with an owner and a lease. These
+tests run in one process, so they show exclusion between two holders of one store
+object (another file descriptor, another thread); that a dead process never blocks is
+the store's own promise, which its own tests prove with real processes (the ``sqlite``
+store's in ``tests/test_promotion.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+
+from lockgate.core.contracts import StateStore
+from lockgate.core.locks import LOCK_NAMES, LockOwner
+from lockgate.errors import LockedError
+
+__all__ = ["StateStoreLockConformance"]
+
+LEASE = 3600.0
+HOST = "conformance.invalid"  # no real host: nothing may look its pid up
+
+
+def _owner(pid: int = 4242, operation: str = "held-by-suite") -> LockOwner:
+    return LockOwner(pid=pid, host=HOST, operation=operation)
+
+
+def _take(
+    store: StateStore, name: str, *, shared: bool = False, pid: int = 4242, timeout: float = 0
+) -> contextlib.AbstractContextManager[LockOwner]:
+    return store.lock(name, owner=_owner(pid), lease=LEASE, timeout=timeout, shared=shared)
+
+
+class StateStoreLockConformance:
+    """The lock behaviours every state store must show (mixed into the suite)."""
+
+    @pytest.mark.parametrize("name", LOCK_NAMES)
+    def test_a_free_lock_has_no_holder(self, store: StateStore, name: str) -> None:
+        assert store.holder(name) is None
+
+    def test_lock_grants_the_owner_stamped_with_its_lease(self, store: StateStore) -> None:
+        before = time.time()
+        with _take(store, "operation") as granted:
+            after = time.time()
+            assert (granted.pid, granted.host, granted.operation) == (4242, HOST, "held-by-suite")
+            assert granted.since is not None and granted.lease_until is not None
+            assert before + LEASE <= granted.lease_until <= after + LEASE
+            assert granted.within_lease() and not granted.past_lease()
+
+    @pytest.mark.parametrize("name", LOCK_NAMES)
+    def test_holder_reports_the_owner_while_held(self, store: StateStore, name: str) -> None:
+        with _take(store, name) as granted:
+            assert store.holder(name) == granted
+
+    def test_a_shared_lock_has_a_holder(self, store: StateStore) -> None:
+        with _take(store, "staging", shared=True):
+            assert store.holder("staging") is not None
+
+    @pytest.mark.parametrize("name", LOCK_NAMES)
+    def test_an_exclusive_lock_excludes_another(self, store: StateStore, name: str) -> None:
+        with _take(store, name), pytest.raises(LockedError), _take(store, name, pid=4343):
+            pass  # pragma: no cover - the second lock must not be granted
+
+    def test_shared_holders_share(self, store: StateStore) -> None:
+        with _take(store, "staging", shared=True), _take(store, "staging", shared=True, pid=2):
+            assert store.holder("staging") is not None
+
+    def test_a_shared_lock_excludes_an_exclusive_one(self, store: StateStore) -> None:
+        with (
+            _take(store, "staging", shared=True),
+            pytest.raises(LockedError),
+            _take(store, "staging", pid=4343),
+        ):
+            pass  # pragma: no cover
+
+    def test_an_exclusive_lock_excludes_a_shared_one(self, store: StateStore) -> None:
+        with (
+            _take(store, "staging"),
+            pytest.raises(LockedError),
+            _take(store, "staging", shared=True, pid=4343),
+        ):
+            pass  # pragma: no cover
+
+    def test_locks_of_different_names_are_independent(self, store: StateStore) -> None:
+        with _take(store, "operation"), _take(store, "staging", pid=4343):
+            assert store.holder("operation") is not None and store.holder("staging") is not None
+
+    @pytest.mark.parametrize(("name", "shared"), [("operation", False), ("staging", True)])
+    def test_the_timeout_error_names_the_holder(
+        self, store: StateStore, name: str, shared: bool
+    ) -> None:
+        """What the kernel waits for: the operation lock exclusively, the staging lock
+        shared while gc holds it exclusively. The one-line error names who holds it."""
+        with (
+            _take(store, name),
+            pytest.raises(LockedError) as raised,
+            _take(store, name, shared=shared, pid=4343, timeout=0.05),
+        ):
+            pass  # pragma: no cover
+        message = raised.value.message
+        assert "pid 4242" in message and HOST in message, message
+        assert "\n" not in message
+
+    @pytest.mark.parametrize("name", LOCK_NAMES)
+    def test_a_lock_is_released_when_its_block_ends(self, store: StateStore, name: str) -> None:
+        with _take(store, name):
+            pass
+        assert store.holder(name) is None
+        with _take(store, name, pid=4343) as granted:
+            assert store.holder(name) == granted
+
+    def test_a_lock_is_released_when_its_block_raises(self, store: StateStore) -> None:
+        with pytest.raises(RuntimeError), _take(store, "operation"):
+            raise RuntimeError("the operation failed")
+        assert store.holder("operation") is None
+        with _take(store, "operation", pid=4343):
+            pass
+
+    def test_shared_locks_are_released_when_their_blocks_end(self, store: StateStore) -> None:
+        with _take(store, "staging", shared=True), _take(store, "staging", shared=True, pid=2):
+            pass
+        assert store.holder("staging") is None
+        with _take(store, "staging", pid=4343):
+            pass
+
+    def test_a_waiter_gets_the_lock_once_it_is_released(self, store: StateStore) -> None:
+        """Another thread waits (up to a minute) while this one holds the lock; it is
+        granted only after this one let go."""
+        holding = threading.Event()
+        seen: list[object] = []
+
+        def wait_for_it() -> None:
+            try:
+                with _take(store, "operation", pid=4343, timeout=60) as granted:
+                    seen.append(holding.is_set() or granted)
+            except BaseException as exc:  # reported by the assertion below
+                seen.append(exc)
+
+        with _take(store, "operation"):
+            holding.set()
+            waiter = threading.Thread(target=wait_for_it)
+            waiter.start()
+            holding.clear()  # from here on the lock is being released
+        waiter.join(120)
+        assert not waiter.is_alive()
+        [got] = seen
+        assert isinstance(got, LockOwner) and got.pid == 4343, got
+
+    def test_break_lock_frees_a_held_lock(self, store: StateStore) -> None:
+        with _take(store, "operation"):
+            store.break_lock("operation")
+            assert store.holder("operation") is None
+            with _take(store, "operation", pid=4343) as second:
+                assert store.holder("operation") == second
+
+    def test_the_release_of_a_broken_lock_does_not_free_the_next_holder(
+        self, store: StateStore
+    ) -> None:
+        broken = _take(store, "operation")
+        broken.__enter__()
+        store.break_lock("operation")
+        with _take(store, "operation", pid=4343) as second:
+            broken.__exit__(None, None, None)  # the old holder finishes now
+            assert store.holder("operation") == second
+            with pytest.raises(LockedError), _take(store, "operation", pid=5454):
+                pass  # pragma: no cover
+
+    def test_break_lock_of_a_free_lock_changes_nothing(self, store: StateStore) -> None:
+        store.break_lock("operation")
+        assert store.holder("operation") is None
+        with _take(store, "operation"):
+            pass
