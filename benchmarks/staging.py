@@ -611,6 +611,8 @@ def report(
     for lg in lockgates:
         print()
         against[lg.label] = print_against_peers(lg, peers, trees, res)
+    if len(lockgates) == 1:  # the JSON report's shape before --compare-sources existed
+        return {"ratios": computed[""], "against_peers": against[""]}
     return {"ratios": computed, "against_peers": against}
 
 
