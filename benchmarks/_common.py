@@ -456,7 +456,7 @@ class SourceCopy:
 
     label: str
     origin: str  # the directory it was copied from, as given
-    commit: str  # ``git describe`` of the origin, ``+changes`` if its sources are edited
+    commit: str  # ``git describe`` of the origin, ``+changes`` if its checkout has edits
     fingerprint: str  # of the copy (:func:`source_fingerprint`)
     site: Path
     command: Path

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from lockgate.core.project import Project
+from lockgate import Project  # the public name, wherever the class lives
 from lockgate.core.refs import ComponentRef
 
 try:

@@ -411,6 +411,7 @@ class Git(Peer):
 
 class Dvc(Peer):
     key, rows, copies = "dvc", (DVC_FIRST, DVC_NOOP, DVC_CHANGE), 2
+    last = ""  # the .dvc file after the unchanged add, which the change must alter
 
     def _add(self, r: Round, row: str) -> str:
         proj, t = r.work / "dvc", r.tree.name
