@@ -8,7 +8,10 @@ What is here: the subprocess environment every lockgate process runs with
 :func:`timed_process`), deterministic file trees (:class:`RandomTree`), the
 conditioning and bookkeeping of long runs (:func:`prefill`, :func:`pin_sources`,
 :class:`RunConditions`), timed runs with their medians and percentiles (:class:`Timings`),
-ratio targets (:class:`Target`) and plain-text tables (:func:`print_table`).
+ratio targets (:class:`Target`) and plain-text tables (:func:`print_table`); the peers'
+tools, installed by the benchmarks themselves into ``.bench-tools/`` or from Debian's
+packages (:func:`pip_tool`, :func:`debian_tool`), and copies of lockgate's sources to
+measure two of them side by side (:func:`copy_source`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import math
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import statistics
@@ -32,6 +36,9 @@ from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
 BIN = Path(sys.executable).parent  # the virtualenv's bin/, unresolved (keep the venv)
+REPOSITORY = Path(__file__).resolve().parent.parent
+# Peers' tools the benchmarks install themselves (git-ignored; never by `make test`).
+TOOLS_DIR = REPOSITORY / ".bench-tools"
 LOCKGATE = str(BIN / "lockgate")
 MiB = 1 << 20
 GiB = 1 << 30
@@ -72,13 +79,30 @@ def environment(pycache: Path, *, git: bool = False, drop: Collection[str] = ())
     The inherited one minus ``LOCKGATE*``, the bytecode settings and ``drop``; plus
     ``PYTHONPYCACHEPREFIX=pycache`` (bytecode is cached there, warm after a warm-up, even
     where PYTHONDONTWRITEBYTECODE was set, and nothing is written to the checkout) and
-    ``LOCKGATE_DISABLE_PLUGINS=teamdefaults``; with ``git``, :data:`GIT_ENVIRONMENT` too.
+    ``LOCKGATE_DISABLE_PLUGINS`` naming every example plugin of ``example_plugins/`` (see
+    :func:`example_plugins`); with ``git``, :data:`GIT_ENVIRONMENT` too.
     """
     env = inherited_environment({*BYTECODE_VARIABLES, *drop})
-    env |= {"PYTHONPYCACHEPREFIX": str(pycache), "LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
+    env |= {
+        "PYTHONPYCACHEPREFIX": str(pycache),
+        "LOCKGATE_DISABLE_PLUGINS": ",".join(example_plugins()),
+    }
     if git:
         env |= GIT_ENVIRONMENT
     return env
+
+
+def example_plugins() -> list[str]:
+    """The plugin names of the example distributions under ``example_plugins/``.
+
+    ``make`` installs them into the dev virtualenv, so every lockgate process would load
+    them; the benchmarks measure lockgate with its builtin plugins only (and sources from
+    before an example existed could not load it at all).
+    """
+    names = {"teamdefaults"}
+    for pyproject in REPOSITORY.glob("example_plugins/*/pyproject.toml"):
+        names.update(entry_points(pyproject).get("lockgate", {}))
+    return sorted(names)
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None, ok: int = 0) -> str:
@@ -261,10 +285,19 @@ class RunConditions:
     :func:`prefill`; :meth:`top_up` does them).
     """
 
-    def __init__(self, root: Path, env: dict[str, str], *, prefill: bool, pin: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str],
+        *,
+        prefill: bool,
+        pin: bool,
+        compared: Sequence[SourceCopy] = (),
+    ) -> None:
         self.root = root
         self.prefill = prefill
         self.pinned = pin
+        self.compared = compared  # copies measured instead of the checkout
         self.package = package_dir()
         self.start_load, self.start_sources = load_average(), source_fingerprint(self.package)
         self.end_load = self.end_sources = ""
@@ -292,7 +325,10 @@ class RunConditions:
             print("page cache not prefilled" + ("" if self.prefill else " (--no-prefill)"))
         print(load_line(self.start_load, self.end_load))
         start, end = self.start_sources, self.end_sources
-        if self.pinned:
+        if self.compared:
+            for copy in self.compared:
+                print(f"lockgate sources {copy.describe()}, copied at the start")
+        elif self.pinned:
             print(
                 f"lockgate sources {start}, pinned (a copy made at the start); "
                 f"the checkout's sources at the end: {end}"
@@ -311,7 +347,194 @@ class RunConditions:
             "load_average": {"start": self.start_load, "end": self.end_load},
             "sources": {"start": self.start_sources, "end": self.end_sources},
             "pinned": self.pinned,
+            "compared": [
+                {"label": c.label, "origin": c.origin, "commit": c.commit, "sources": c.fingerprint}
+                for c in self.compared
+            ],
         }
+
+
+# --------------------------------------------------------------------------- peers' tools
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A peer's command (``argv`` to start it with), or why it is missing (``argv`` empty)."""
+
+    argv: tuple[str, ...]
+    note: str  # its version, or the one-line reason it is skipped
+
+    @property
+    def present(self) -> bool:
+        return bool(self.argv)
+
+
+def _quiet(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str | None:
+    """Run ``argv``; None when it succeeded, else the last line of its error output."""
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        return str(exc)
+    if proc.returncode == 0:
+        return None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"
+
+
+def _first_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else "?"
+
+
+def pip_tool(name: str, requirement: str, command: str) -> Tool:
+    """``command`` from ``requirement``, installed with pip into its own virtualenv,
+    ``.bench-tools/<name>/`` (made on first use, kept for later runs).
+
+    Its own virtualenv, so that the peer's dependencies never mix with lockgate's.
+    """
+    venv = TOOLS_DIR / name
+    stamp = venv / ".installed"
+    exe = venv / "bin" / command
+    if not (exe.exists() and stamp.exists() and stamp.read_text() == requirement):
+        print(f"installing {requirement} into {venv} ...", file=sys.stderr)
+        TOOLS_DIR.mkdir(exist_ok=True)
+        (TOOLS_DIR / ".gitignore").write_text("*\n")
+        error = _quiet([sys.executable, "-m", "venv", "--clear", str(venv)]) or _quiet(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", requirement]
+        )
+        if error or not exe.exists():
+            return Tool((), f"pip install {requirement!r} failed ({error})")
+        stamp.write_text(requirement)
+    return Tool((str(exe),), _first_line([str(exe), "--version"]))
+
+
+def debian_tool(command: str, package: str, version_argv: Sequence[str]) -> Tool:
+    """``command`` from ``PATH``; when it is missing and this process runs as root,
+    ``apt-get install -y <package>`` first (with one ``apt-get update`` and a second try
+    if the first install fails); otherwise the reason it is skipped."""
+    found = shutil.which(command)
+    if found is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            return Tool((), f"{command} is not on PATH (install the Debian package {package})")
+        print(f"apt-get install -y {package} ...", file=sys.stderr)
+        apt = inherited_environment() | {"DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", package]
+        error = _quiet(install, apt)
+        if error is not None:  # perhaps a stale package list
+            error = _quiet(["apt-get", "update", "-q"], apt) or _quiet(install, apt)
+        found = shutil.which(command)
+        if found is None:
+            return Tool((), f"apt-get install {package} failed ({error})")
+    return Tool((found,), _first_line([found, *version_argv]))
+
+
+# --------------------------------------------------------------------------- lockgate sources
+
+
+def entry_points(pyproject: Path) -> dict[str, dict[str, str]]:
+    """The entry points a ``pyproject.toml`` declares, by group; its ``[project.scripts]``
+    as the group ``console_scripts``."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the dev extra installs the backport on 3.10
+        import tomli as tomllib
+    project = tomllib.loads(pyproject.read_text())["project"]
+    groups: dict[str, dict[str, str]] = dict(project.get("entry-points", {}))
+    if "scripts" in project:
+        groups["console_scripts"] = project["scripts"]
+    return groups
+
+
+@dataclass(frozen=True)
+class SourceCopy:
+    """A copy of lockgate's sources that the benchmark runs instead of the installed ones.
+
+    ``site`` holds the package and a ``lockgate-<version>.dist-info`` with that tree's own
+    entry points (its builtin plugins), and goes first on ``PYTHONPATH``; ``command`` is a
+    console script written as pip writes the virtualenv's own ``lockgate``.
+    """
+
+    label: str
+    origin: str  # the directory it was copied from, as given
+    commit: str  # ``git describe`` of the origin, ``+changes`` if its checkout has edits
+    fingerprint: str  # of the copy (:func:`source_fingerprint`)
+    site: Path
+    command: Path
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` with this copy first on ``PYTHONPATH``."""
+        path = os.pathsep.join(filter(None, [str(self.site), env.get("PYTHONPATH")]))
+        return dict(env) | {"PYTHONPATH": path}
+
+    def describe(self) -> str:
+        return f"{self.label} = {self.origin} ({self.commit}, sources {self.fingerprint})"
+
+
+def find_package(origin: Path) -> tuple[Path, Path | None]:
+    """The ``lockgate`` package in ``origin`` (a checkout, its ``src/``, or the package
+    itself) and the checkout's ``pyproject.toml`` (None if there is none)."""
+    for package in (origin / "src" / "lockgate", origin / "lockgate", origin):
+        if package.name == "lockgate" and (package / "__init__.py").is_file():
+            pyproject = package.parent.parent / "pyproject.toml"
+            return package, pyproject if pyproject.is_file() else None
+    sys.exit(f"{origin}: no lockgate package there (give a checkout, e.g. a git worktree)")
+
+
+def copy_source(origin: Path, dest: Path, label: str) -> SourceCopy:
+    """Copy the lockgate package of ``origin`` to ``dest`` and make it runnable there.
+
+    The copy uses this virtualenv's dependencies. Without a ``pyproject.toml`` beside the
+    package, the installed distribution's entry points are used.
+    """
+    package, pyproject = find_package(origin)
+    site = dest / "site"
+    shutil.copytree(package, site / "lockgate", ignore=shutil.ignore_patterns("__pycache__"))
+    if pyproject is not None:
+        groups = entry_points(pyproject)
+    else:
+        from importlib.metadata import distribution
+
+        groups = {}
+        for ep in distribution("lockgate").entry_points:
+            groups.setdefault(ep.group, {})[ep.name] = ep.value
+    found = re.search(r"""__version__\s*=\s*["']([^"']+)""", (package / "_version.py").read_text())
+    version = found.group(1) if found else "0"
+    info = site / f"lockgate-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: lockgate\nVersion: {version}\n")
+    (info / "RECORD").write_text("")
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in names.items()) + "\n"
+            for group, names in groups.items()
+        )
+    )
+    module, _, func = groups["console_scripts"]["lockgate"].partition(":")
+    command = dest / "bin" / "lockgate"
+    command.parent.mkdir()
+    command.write_text(
+        f"#!{BIN / 'python'}\nimport sys\nfrom {module} import {func}\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = sys.argv[0].removesuffix('.exe')\n"
+        f"    sys.exit({func}())\n"
+    )
+    command.chmod(0o755)
+    checkout = package.parent.parent if pyproject else package
+    commit = _first_line(["git", "-C", str(checkout), "describe", "--always", "--dirty=+changes"])
+    return SourceCopy(
+        label=label,
+        origin=str(origin),
+        commit=commit,
+        fingerprint=source_fingerprint(site / "lockgate"),
+        site=site,
+        command=command,
+    )
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf``, also through the directories a peer made read-only (git-annex does)."""
+    subprocess.run(["chmod", "-R", "u+w", str(path)], check=False)
+    shutil.rmtree(path)
 
 
 # --------------------------------------------------------------------------- results
@@ -421,6 +644,36 @@ def print_ratios(computed: Sequence[Mapping[str, object]]) -> None:
             verdict = "SKIP"
         rows.append([str(r["ratio"]), shown, limit, verdict])
     print_table(["ratio of medians", "ratio", "target", ""], rows)
+
+
+def print_ratios_side_by_side(
+    computed: Mapping[str, Sequence[Mapping[str, object]]], *, worse: float = 0.10
+) -> None:
+    """The ratios of :func:`ratios` of each measured variant (the same targets, in the
+    same order), side by side, and the change from the first variant to the last: a ratio
+    that grew by more than ``worse`` (lower is better) is marked WORSE."""
+    labels = list(computed)
+    rows = []
+    for i, target in enumerate(computed[labels[0]]):
+        bound = target["bound"]
+        cells = [str(target["ratio"]), "" if bound is None else f"<= {bound:.1f}"]
+        values: list[float | None] = []
+        for label in labels:
+            r = computed[label][i]
+            value = r["value"]
+            values.append(value if isinstance(value, float) else None)
+            verdict = {True: " PASS", False: " FAIL", None: ""}[r["pass"]]  # type: ignore[index]
+            cells.append("skipped" if value is None else f"{value:.2f}{verdict}")
+        before, after = values[0], values[-1]
+        if before and after is not None:
+            cells += [
+                f"{(after / before - 1) * 100:+.0f}%",
+                "WORSE" if after > before * (1 + worse) else "",
+            ]
+        else:
+            cells += ["", ""]
+        rows.append(cells)
+    print_table(["ratio of medians", "target", *labels, "change", ""], rows)
 
 
 def print_results(

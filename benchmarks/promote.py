@@ -52,7 +52,7 @@ the first touch of a free guest page costs about 3 s per GiB, which would land i
 peer's copies. The target: for every lockgate switch row, big / one at most 1.5 (the
 cost of a switch does not depend on the size of the tree). There are no assertions;
 ratios are printed with PASS/FAIL against their targets.
-Every lockgate run has ``LOCKGATE_DISABLE_PLUGINS=teamdefaults``.
+Every lockgate run has the example plugins disabled (``LOCKGATE_DISABLE_PLUGINS``).
 """
 
 from __future__ import annotations

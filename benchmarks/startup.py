@@ -10,7 +10,7 @@ Each command is a fresh process in an empty temporary directory (outside any pro
 ``lockgate`` runs with 0, 10 and 50 third-party plugin distributions (real ``*.dist-info``
 plus a module with one hookimpl each) on ``PYTHONPATH``; ``lockgate plugins --json`` must
 first report exactly N of them "loaded", or the benchmark stops.
-``LOCKGATE_DISABLE_PLUGINS=teamdefaults`` keeps the example plugin out of the count.
+``LOCKGATE_DISABLE_PLUGINS`` keeps the example plugins out of the count.
 Peers (``python -c "import click"``, ``pytest --version``; same interpreter) run in the
 same interleaved rounds; ratios are against the median of ``python -c "import click"``.
 Bytecode is cached in the temporary directory, warm after the warm-up runs.

@@ -40,7 +40,8 @@ its random pause instead). Start-up: ``lockgate watch`` until its "ready" line, 
 everything staged already (``--startups`` runs, 5 by default) beside ``lockgate sync``
 with nothing to do (the one-shot equivalent), and once on a copy never staged (it then
 stages and validates all 100 components) beside a first ``lockgate sync`` of the same
-tree. Every lockgate process runs with ``LOCKGATE_DISABLE_PLUGINS=teamdefaults``.
+tree. Every lockgate process runs with the example plugins disabled
+(``LOCKGATE_DISABLE_PLUGINS``).
 Median and p95 (nearest rank) are over the edits; ratios are peer / watcher.
 """
 
