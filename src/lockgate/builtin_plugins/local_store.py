@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from lockgate.builtin_plugins.local_journal import Journal
 from lockgate.plugin import (
@@ -35,6 +35,7 @@ from lockgate.plugin import (
     LinkMode,
     Manifest,
     NotFoundError,
+    Readable,
     RoleContext,
     boot_id,
     check_paths,
@@ -247,7 +248,31 @@ class LocalContentStore:
             _close_temp(tmp_fd, tmp_path, published)
         return digest, size
 
+    def put(self, source: Readable) -> str:
+        """Stream ``source`` into a temporary object, hashing as it goes, then publish
+        it under its digest (never the whole object in memory)."""
+        self._ensure_dirs()
+        tmp_fd, tmp_path = self._new_temp()
+        published = False
+        hasher = new_hasher()
+        try:
+            size = 0
+            while chunk := source.read(BUFFER):
+                hasher.update(chunk)
+                _write_all(tmp_fd, memoryview(chunk))
+                size += len(chunk)
+            digest = str(hasher.hexdigest())
+            if self.fsync and not self.deferred and size >= WRITEBACK_MIN:
+                _start_writeback(tmp_fd)
+            if not os.path.exists(self._object_str(digest)):
+                self._publish(tmp_path, digest)
+                published = True
+        finally:
+            _close_temp(tmp_fd, tmp_path, published)
+        return digest
+
     def put_bytes(self, data: bytes) -> str:
+        """:meth:`put` for bytes already in memory (one write, no chunking)."""
         digest = digest_bytes(data)
         if os.path.exists(self._object_str(digest)):
             return digest
@@ -393,9 +418,21 @@ class LocalContentStore:
                         st = entry.stat(follow_symlinks=False)
                         yield fan.name + entry.name, max(st.st_mtime_ns, st.st_ctime_ns)
 
-    def remove(self, digest: str) -> None:
+    def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.object_path(digest))
+
+    remove = delete  # the name before the streamed contract (0.x)
+
+    def open(self, digest: str) -> BinaryIO:
+        path = self._object_str(digest)
+        try:
+            return open(path, "rb")  # the caller closes the stream
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"object {digest[:12]} is missing from {self.root}") from exc
+
+    def close(self) -> None:
+        """Nothing is held open between calls."""
 
     def has(self, digest: str) -> bool:
         return os.path.isfile(self._object_str(digest))

@@ -7,18 +7,19 @@ in-memory or test double in the test suite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol, overload, runtime_checkable
+from typing import BinaryIO, Literal, NamedTuple, Protocol, overload, runtime_checkable
 
 import attrs
 
-from lockgate.core.manifest import Manifest
+from lockgate.core.manifest import Manifest, check_paths, digest_bytes, new_hasher
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, name_problem
-from lockgate.errors import CorruptStateError
+from lockgate.errors import ConflictError, CorruptStateError, NotFoundError
 
 __all__ = [
     "Approval",
@@ -32,14 +33,18 @@ __all__ = [
     "Discovery",
     "DurabilitySwitch",
     "EventFilter",
+    "FileIngest",
     "FileStat",
+    "Flushable",
     "Intent",
     "LinkMode",
     "LocalObjectFiles",
     "LostObjectsLedger",
+    "Materializer",
     "Pointer",
     "PointerChange",
     "Prepared",
+    "Readable",
     "RevisionRecord",
     "ScanResult",
     "ScannedFile",
@@ -52,11 +57,16 @@ __all__ = [
     "WatchPaths",
     "Watchable",
     "corrupt_record",
+    "ingest_file",
     "lost_object",
+    "materialize_files",
+    "read_object",
     "store_forget_lost",
     "store_is_durable",
+    "store_lost",
     "store_missing_objects",
     "store_object_path",
+    "store_sync",
     "store_tmp",
 ]
 
@@ -273,9 +283,85 @@ class Watchable(Protocol):
 # --------------------------------------------------------------------------- content
 
 
+class Readable(Protocol):
+    """Anything :meth:`ContentStore.put` can read from: a file opened ``"rb"``, a socket's
+    file, ``io.BytesIO``. Read in chunks until it returns ``b""``."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left when -1); ``b""`` at the end."""
+
+
+CHUNK = 1 << 20
+"""How much the kernel reads from a store or a file at once (1 MiB)."""
+
+
 @runtime_checkable
 class ContentStore(Protocol):
-    """Immutable, content-addressed bytes and the manifests that name them."""
+    """Immutable, content-addressed bytes and the manifests that name them.
+
+    Bytes stream in and out (:meth:`put` reads its source in chunks, :meth:`open` returns
+    a stream), so a store never needs a whole object in memory, nor a local disk. What a
+    store on this machine can do faster (take a file by path, lay a revision out as a
+    directory with hardlinks or reflinks, flush, keep a ledger of objects a restart took)
+    are optional capabilities below, looked up by attribute: the kernel uses them when
+    they are offered and does without otherwise.
+    """
+
+    def put(self, source: Readable) -> str:
+        """Store every byte ``source`` yields (read in chunks until ``b""``); return the
+        digest of exactly those bytes. A failure leaves no partial object behind."""
+
+    def open(self, digest: str) -> BinaryIO:
+        """The stored bytes of ``digest``, as a binary stream the caller closes.
+
+        :class:`~lockgate.errors.NotFoundError` when absent. The stream gives the bytes
+        as stored: a reader that must trust them checks the digest (:func:`read_object`
+        does) or calls :meth:`verify`."""
+
+    def has(self, digest: str) -> bool:
+        """True when the object is present."""
+
+    def delete(self, digest: str) -> None:
+        """Delete one object (garbage collection; a missing object is no error)."""
+
+    def put_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest (its objects are stored); return its revision id.
+
+        Called right before the revision is recorded. The store chooses when bytes reach
+        the disk, but a recorded revision must never point at objects a crash damaged
+        unnoticed: they are durable when this returns, or a crash before ``sync`` (the
+        :class:`Flushable` capability) is detected and what it took is reported by
+        ``lost`` (:class:`LostObjectsLedger`).
+        """
+
+    def get_manifest(self, revision: str) -> Manifest:
+        """A stored manifest; :class:`~lockgate.errors.NotFoundError` when absent."""
+
+    def verify(self, digest: str) -> bool:
+        """True when the object exists and its bytes hash to ``digest``."""
+
+    def objects(self) -> Iterator[tuple[str, float]]:
+        """Every stored object as (digest, modification time), manifests included."""
+
+    def close(self) -> None:
+        """Release what the store holds open (connections, descriptors); idempotent."""
+
+
+# Optional capabilities. A content store offers any of these by having the attributes
+# (the builtin ``local`` store has all of them); the kernel looks them up by plain
+# attribute access (so a store that forwards through ``__getattr__`` offers what it
+# forwards, on every Python version; ``isinstance`` against a runtime protocol does not
+# see those from 3.12 on) and does without for a store that lacks one.
+
+
+@runtime_checkable
+class FileIngest(Protocol):
+    """A store that takes a file of this machine by path, faster than :meth:`put`
+    (the ``local`` store copies in the kernel, reflinks, and hashes the stored copy).
+
+    Without it the kernel opens the file itself and streams it to :meth:`put`, with the
+    same checks (see :func:`ingest_file`).
+    """
 
     def ingest(self, path: str | Path, expected: FileStat) -> tuple[str, int]:
         """Store the file at ``path``; return (digest, size) of exactly the bytes stored.
@@ -284,54 +370,24 @@ class ContentStore(Protocol):
         ``expected`` or changes while it is read; no partial object is left behind.
         """
 
-    def put_bytes(self, data: bytes) -> str:
-        """Store ``data``; return its digest."""
 
-    def has(self, digest: str) -> bool:
-        """True when the object is present."""
-
-    def read_bytes(self, digest: str) -> bytes:
-        """An object's bytes, verified against its digest."""
-
-    def put_manifest(self, manifest: Manifest) -> str:
-        """Store a manifest (its objects are stored); return its revision id.
-
-        Called right before the revision is recorded. The store chooses when bytes reach
-        the disk, but a recorded revision must never point at objects a crash damaged
-        unnoticed: they are durable when this returns, or a crash before :meth:`sync` is
-        detected and what it took is reported by :meth:`lost`.
-        """
-
-    def get_manifest(self, revision: str) -> Manifest:
-        """A stored manifest; :class:`~lockgate.errors.NotFoundError` when absent."""
+@runtime_checkable
+class Materializer(Protocol):
+    """A store that lays a revision out as a directory of this machine, with hardlinks
+    or reflinks where it can (the ``local`` store). Without it the kernel writes each
+    file from :meth:`ContentStore.open` (see :func:`materialize_files`)."""
 
     def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
         """Write the revision's tree into the new directory ``dest``."""
 
-    def verify(self, digest: str) -> bool:
-        """True when the object exists and its bytes hash to ``digest``."""
 
-    def objects(self) -> Iterator[tuple[str, float]]:
-        """Every stored object as (digest, modification time), manifests included."""
-
-    def remove(self, digest: str) -> None:
-        """Delete one object (garbage collection; a missing object is no error)."""
+@runtime_checkable
+class Flushable(Protocol):
+    """A store that may hold bytes not yet durable (the ``local`` store defers its flush
+    to the first deployment). Without it every stored object is durable at once."""
 
     def sync(self) -> None:
         """Make every object stored so far durable (called before a revision is deployed)."""
-
-    def lost(self) -> frozenset[str]:
-        """Digests of objects a crash took before they were durable and not stored again.
-
-        Staging stores these again from the workspace instead of trusting cached digests.
-        """
-
-
-# Optional capabilities. A content store offers any of these by having the attributes
-# (the builtin ``local`` store has all four); the kernel looks them up by plain
-# attribute access (so a store that forwards through ``__getattr__`` offers what it
-# forwards, on every Python version; ``isinstance`` against a runtime protocol does not
-# see those from 3.12 on) and does without for a store that lacks one.
 
 
 @runtime_checkable
@@ -350,7 +406,15 @@ class LocalObjectFiles(Protocol):
 
 @runtime_checkable
 class LostObjectsLedger(Protocol):
-    """A store that records objects a restart took (see :meth:`ContentStore.lost`)."""
+    """A store that records objects a restart took before they were durable.
+
+    Staging stores those again from the workspace instead of trusting cached digests;
+    deploying a revision that needs one fails naming it. A store without the ledger
+    never loses an object it acknowledged.
+    """
+
+    def lost(self) -> frozenset[str]:
+        """Digests of objects a crash took before they were durable and not stored again."""
 
     def forget_lost(self, needed: Collection[str]) -> int:
         """``lockgate gc``: forget lost objects no kept revision needs (``needed`` holds
@@ -372,7 +436,7 @@ class DurabilitySwitch(Protocol):
     """A store whose durability can be turned off (scratch projects).
 
     With ``fsync`` false nothing is flushed before a switch: neither the store (its own
-    :meth:`ContentStore.sync`) nor the release directory the kernel deploys from.
+    ``sync``) nor the release directory deployed from.
     """
 
     fsync: bool
@@ -396,6 +460,19 @@ def store_forget_lost(store: object) -> Callable[[Collection[str]], int] | None:
     return found if callable(found) else None
 
 
+def store_lost(store: object) -> frozenset[str]:
+    """``LostObjectsLedger.lost()`` of ``store``; empty for a store without the ledger."""
+    found = getattr(store, "lost", None)
+    return frozenset(found()) if callable(found) else frozenset()
+
+
+def store_sync(store: object) -> None:
+    """``Flushable.sync()`` of ``store``; nothing for a store whose writes are durable."""
+    found = getattr(store, "sync", None)
+    if callable(found):
+        found()
+
+
 def store_missing_objects(store: object) -> Callable[[str], frozenset[str]] | None:
     """``CompletenessCheck.missing_objects`` of ``store``, or None."""
     found = getattr(store, "missing_objects", None)
@@ -405,6 +482,109 @@ def store_missing_objects(store: object) -> Callable[[str], frozenset[str]] | No
 def store_is_durable(store: object) -> bool:
     """False when ``store`` turned its durability off (``DurabilitySwitch.fsync``)."""
     return getattr(store, "fsync", True) is not False
+
+
+def read_object(store: ContentStore, digest: str) -> bytes:
+    """An object's whole bytes, checked against ``digest`` (for small objects: a
+    manifest, a ``component.yaml``; stream big ones with :meth:`ContentStore.open`).
+
+    :class:`~lockgate.errors.ConflictError` when the bytes no longer match.
+    """
+    with store.open(digest) as stream:
+        data = stream.read()
+    if digest_bytes(data) != digest:
+        raise ConflictError(
+            f"object {digest[:12]} is corrupt (its bytes no longer match their digest); "
+            "run 'lockgate verify'"
+        )
+    return data
+
+
+def ingest_file(store: ContentStore, path: str | Path, expected: FileStat) -> tuple[str, int]:
+    """Store the file at ``path`` as scanned (``expected``); return (digest, size).
+
+    Through the store's :class:`FileIngest` capability when it has one; otherwise the
+    file is opened here (never following a symlink) and streamed to :meth:`ContentStore.put`,
+    with the same promise: the file must be as ``expected`` before and after the read,
+    else :class:`~lockgate.errors.ConflictError`, and an object stored only for this
+    call is deleted again.
+    """
+    ingest = getattr(store, "ingest", None)
+    if callable(ingest):
+        found: tuple[str, int] = ingest(path, expected)
+        return found
+    import stat as stat_mod
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _changed(path, f"cannot be read ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        before = os.fstat(fd)
+        if not stat_mod.S_ISREG(before.st_mode) or FileStat.of(before) != expected:
+            raise _changed(path, "changed between scan and read")
+        counted = _Counting(fh)
+        digest = store.put(counted)
+        if FileStat.of(os.fstat(fd)) != expected or counted.size != expected.size:
+            with contextlib.suppress(Exception):
+                store.delete(digest)  # only this call's: a digest of bytes never scanned
+            raise _changed(path, "was modified while being staged")
+    return digest, counted.size
+
+
+class _Counting:
+    """A readable that counts the bytes read through it."""
+
+    def __init__(self, inner: Readable) -> None:
+        self._inner = inner
+        self.size = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(CHUNK if size < 0 else size)
+        self.size += len(data)
+        return data
+
+
+def _changed(path: str | Path, what: str) -> ConflictError:
+    return ConflictError(f"{path}: {what}; nothing was stored, stage again once edits settle")
+
+
+def materialize_files(
+    store: ContentStore, manifest: Manifest, dest: Path, link: LinkMode = "auto"
+) -> None:
+    """Write the revision ``manifest`` into the new directory ``dest``: through the
+    store's :class:`Materializer` capability when it has one, else file by file from
+    :meth:`ContentStore.open` (streamed, each file read-only, executables 0o555)."""
+    found = getattr(store, "materialize", None)
+    if callable(found):
+        found(manifest, dest, link)
+        return
+    check_paths(manifest)
+    dest.mkdir(parents=True, exist_ok=False)
+    for entry in manifest.entries:
+        target = dest / entry.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.kind == "symlink":
+            target.symlink_to(str(entry.target))
+            continue
+        hasher = new_hasher()
+        try:
+            stream = store.open(entry.digest)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"object {entry.digest[:12]} for {entry.path} is missing; run 'lockgate verify'"
+            ) from exc
+        with stream, open(target, "xb") as out:
+            while chunk := stream.read(CHUNK):
+                hasher.update(chunk)
+                out.write(chunk)
+        if hasher.hexdigest() != entry.digest:
+            raise ConflictError(
+                f"object {entry.digest[:12]} for {entry.path} is corrupt (its bytes no longer "
+                "match their digest); run 'lockgate verify'"
+            )
+        target.chmod(0o555 if entry.executable else 0o444)
 
 
 def lost_object(digest: str, where: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lockgate.core import durability  # called through the module: tests replace syncfs
+from lockgate.core.contracts import materialize_files
 from lockgate.core.manifest import check_paths, hash_file
 from lockgate.core.refs import check_revision
 
@@ -68,7 +69,7 @@ def ensure_release(project: ReleaseHost, revision: str) -> Path:
     # out of the release directory.
     check_paths(manifest, where=f"revision {revision[:12]}")
     try:
-        content.materialize(manifest, tmp, project.config.staging.link)
+        materialize_files(content, manifest, tmp, project.config.staging.link)
         try:
             tmp.rename(final)
         except OSError:

@@ -191,7 +191,7 @@ def collect_garbage(
                 remove_tree(releases_dir / revision)
                 (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
             for digest in doomed_objects:
-                content.remove(digest)
+                content.delete(digest)
             # A store that records objects lost in a restart (the local one) forgets those
             # no kept revision needs: they would have been removed here anyway.
             forget_lost = store_forget_lost(content)

@@ -34,6 +34,8 @@ from lockgate.core.contracts import (
     RevisionRecord,
     ScannedFile,
     ScanResult,
+    ingest_file,
+    store_lost,
     store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
@@ -308,7 +310,7 @@ class Stager:
         a ``stat`` per object; for others, that is what it costs.
         """
         content = self.session.content()
-        lost = content.lost()
+        lost = store_lost(content)
         if previous is None or previous in lost:
             return lost
         check = store_missing_objects(content)  # the local store's: no stat per object
@@ -369,7 +371,7 @@ class Stager:
         # removes what a recorded revision needs), so only other cached digests are checked:
         # one edit in a large component costs no stat per unchanged file.
         kept = {e.digest for e in previous.entries} if previous is not None else set()
-        kept |= content.lost()  # already in ``todo``
+        kept |= store_lost(content)  # already in ``todo``
         todo = todo + [
             f
             for f in scan.files
@@ -386,7 +388,7 @@ class Stager:
         total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
 
         def ingest(f: ScannedFile) -> str:
-            return content.ingest(prefix + f.path, f.stat)[0]
+            return ingest_file(content, prefix + f.path, f.stat)[0]
 
         # Threads pay by bytes, not by files. Measured on this project's benchmark machine:
         # for many small files a pool is slower than one thread (a hand-off between threads

@@ -41,6 +41,8 @@ from lockgate.core.contracts import (
     PointerChange,
     Target,
     store_is_durable,
+    store_lost,
+    store_sync,
 )
 from lockgate.core.failpoints import failpoint
 from lockgate.core.locking import OperationLock
@@ -211,7 +213,7 @@ class Switcher:
             manifest = content.get_manifest(revision)
         except LockgateError:
             return False
-        lost = content.lost()
+        lost = store_lost(content)
         digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
         return all(d not in lost and content.has(d) for d in digests)
 
@@ -266,7 +268,7 @@ class Switcher:
             # intent is written. A release already flushed in this boot is not flushed
             # again, and none is when the store's durability is off (fsync: false).
             content = session.content()
-            content.sync()
+            store_sync(content)
             if revision is not None and store_is_durable(content):
                 make_durable(session, revision)
             intent = Intent(

@@ -13,6 +13,7 @@ from typing import Any
 from lockgate.core.audit import verify_chain, verify_state
 from lockgate.core.contracts import (
     lost_object,
+    store_lost,
 )
 from lockgate.core.project import Project
 from lockgate.core.records import record
@@ -90,7 +91,7 @@ def verify(session: Session | Project, stage: str | None = None) -> VerifyReport
         for entry in manifest.entries:
             if entry.digest and entry.kind != "symlink":  # a link's text is in the manifest
                 digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
-    lost = content.lost()
+    lost = store_lost(content)
     for digest, where in sorted(digests.items()):
         try:
             if digest in lost:
