@@ -23,7 +23,15 @@ SRC = REPO / "src" / "lockgate"
 # A module of a builtin plugin may import, from lockgate, only these and its own package.
 ALLOWED = ("lockgate.plugin", "lockgate.testing")
 # The local content store keeps its journal in a module of its own: one plugin, two files.
-SAME_PLUGIN = {"lockgate.builtin_plugins.local_store": ("lockgate.builtin_plugins.local_journal",)}
+SAME_PLUGIN = {
+    "lockgate.builtin_plugins.local_store": (
+        "lockgate.builtin_plugins.local_journal",
+        "lockgate.builtin_plugins.local_releases",
+    ),
+    # The release layout is shared: the directory target lays releases out itself for a
+    # content store that keeps none.
+    "lockgate.builtin_plugins.directory_target": ("lockgate.builtin_plugins.local_releases",),
+}
 
 
 def _plugin_modules() -> list[tuple[Path, str, str]]:

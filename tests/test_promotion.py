@@ -1022,8 +1022,8 @@ from pathlib import Path
 from lockgate import hookimpl
 from lockgate.builtin_plugins.local_store import LocalContentStore
 
-METHODS = ("ingest", "put_bytes", "has", "read_bytes", "put_manifest", "get_manifest",
-           "materialize", "verify", "objects", "remove", "sync", "lost")
+METHODS = ("put", "open", "has", "delete", "close", "put_manifest", "get_manifest",
+           "verify", "objects")
 
 
 class BareStore:
@@ -1050,11 +1050,15 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
         CompletenessCheck,
         ContentStore,
         DurabilitySwitch,
+        FileIngest,
+        Flushable,
         LocalObjectFiles,
         LostObjectsLedger,
+        Materializer,
+        ReleaseCache,
     )
 
-    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all four
+    local = LocalContentStore(tmp_path / "probe")  # the builtin store has them all
     assert all(
         isinstance(local, c)
         for c in (
@@ -1063,6 +1067,10 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
             LocalObjectFiles,
             LostObjectsLedger,
             CompletenessCheck,
+            FileIngest,
+            Materializer,
+            Flushable,
+            ReleaseCache,
         )
     )
     write_distribution(site, "lockgate-bare", "1.0", {"bare": "lg_bare"}, {"lg_bare": BARE_STORE})

@@ -25,7 +25,8 @@ Role contracts (Protocols) and their optional capabilities
     :class:`DurabilitySwitch`; :func:`read_object` reads a small object checked,
     :func:`ingest_file` and :func:`materialize_files` use a capability or do without),
     :class:`Source` (capability :class:`Watchable`: :class:`WatchPaths`,
-    :class:`WatchHint`), :class:`Target` (returns :class:`Prepared`).
+    :class:`WatchHint`), :class:`Target` (receives a :class:`RevisionHandle`, returns
+    :class:`Prepared`); the content store's :class:`ReleaseCache` lays out directories.
 
 Records that cross the boundary
     validation: :class:`Issue`, :class:`Severity`, :class:`ValidatorInfo`,
@@ -105,6 +106,8 @@ if TYPE_CHECKING:
         PointerChange,
         Prepared,
         Readable,
+        ReleaseCache,
+        RevisionHandle,
         RevisionRecord,
         ScannedFile,
         ScannedFiles,
@@ -166,6 +169,7 @@ if TYPE_CHECKING:
     from lockgate.core.refs import (
         ComponentRef,
         check_name,
+        check_revision,
         name_problem,
         short,
     )
@@ -260,6 +264,8 @@ __all__ = [
     "ReadinessReport",
     "RefusedError",
     "Register",
+    "ReleaseCache",
+    "RevisionHandle",
     "RevisionRecord",
     "RoleContext",
     "ScanResult",
@@ -283,6 +289,7 @@ __all__ = [
     "check_name",
     "check_path_limits",
     "check_paths",
+    "check_revision",
     "corrupt_record",
     "current_context",
     "did_you_mean",
@@ -342,6 +349,8 @@ _EXPORTS: dict[str, str] = {
     "Flushable": "lockgate.core.contracts",
     "Materializer": "lockgate.core.contracts",
     "Readable": "lockgate.core.contracts",
+    "ReleaseCache": "lockgate.core.contracts",
+    "RevisionHandle": "lockgate.core.contracts",
     "read_object": "lockgate.core.contracts",
     "ingest_file": "lockgate.core.contracts",
     "materialize_files": "lockgate.core.contracts",
@@ -377,6 +386,7 @@ _EXPORTS: dict[str, str] = {
     "not_before": "lockgate.core.audit",
     "ComponentRef": "lockgate.core.refs",
     "check_name": "lockgate.core.refs",
+    "check_revision": "lockgate.core.refs",
     "name_problem": "lockgate.core.refs",
     "short": "lockgate.core.refs",
     "now_iso": "lockgate.core.clock",

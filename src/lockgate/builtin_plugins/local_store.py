@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from lockgate.builtin_plugins.local_journal import Journal
+from lockgate.builtin_plugins.local_releases import RELEASES_DIRNAME, LocalReleases
 from lockgate.plugin import (
     ConflictError,
     FileStat,
@@ -99,6 +100,7 @@ class LocalContentStore:
         fsync: bool = True,
         flush: Literal["promote", "stage"] = "promote",
         stamps: Path | None = None,
+        releases: Path | None = None,
     ) -> None:
         self.root = root
         self._stamps = str(stamps) if stamps is not None else None
@@ -117,6 +119,9 @@ class LocalContentStore:
         self._tmp_ready = False
         self._reflink_ok = True
         self._manifests: dict[str, Manifest] = {}
+        self._releases = LocalReleases(
+            releases if releases is not None else root.parent / RELEASES_DIRNAME, self
+        )
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> LocalContentStore:
@@ -131,6 +136,7 @@ class LocalContentStore:
             fsync=settings.fsync,
             flush=settings.flush,
             stamps=ctx.state_dir / "cache" / STAMPS_DIRNAME,
+            releases=ctx.state_dir / RELEASES_DIRNAME,
         )
         store.recover()
         return store
@@ -475,6 +481,37 @@ class LocalContentStore:
         except OSError:
             return False
         return bool(hasher.hexdigest() == digest)
+
+    # ------------------------------------------------------------------ releases
+
+    # The ReleaseCache capability: revisions laid out under .lockgate/releases/ (see
+    # local_releases.py), shared by validation, the directory target and verify.
+
+    @property
+    def releases_dir(self) -> Path:
+        """Where releases are laid out."""
+        return self._releases.directory
+
+    def release(self, revision: str, link: LinkMode = "auto") -> Path:
+        return self._releases.ensure(revision, link)
+
+    def has_release(self, revision: str) -> bool:
+        return self._releases.exists(revision)
+
+    def verify_release(self, revision: str, *, full: bool = False) -> list[str]:
+        return self._releases.verify(revision, full=full)
+
+    def make_release_durable(self, revision: str) -> bool:
+        return self._releases.make_durable(revision)
+
+    def releases(self) -> list[str]:
+        return self._releases.revisions()
+
+    def remove_release(self, revision: str) -> None:
+        self._releases.remove(revision)
+
+    def sweep_releases(self, cutoff: float) -> int:
+        return self._releases.sweep(cutoff)
 
     # ------------------------------------------------------------------ materializing
 

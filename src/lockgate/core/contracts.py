@@ -19,7 +19,12 @@ from lockgate.core.manifest import Manifest, check_paths, digest_bytes, new_hash
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, name_problem
-from lockgate.errors import ConflictError, CorruptStateError, NotFoundError
+from lockgate.errors import (
+    ConflictError,
+    CorruptStateError,
+    MissingCapabilityError,
+    NotFoundError,
+)
 
 __all__ = [
     "Approval",
@@ -45,6 +50,8 @@ __all__ = [
     "PointerChange",
     "Prepared",
     "Readable",
+    "ReleaseCache",
+    "RevisionHandle",
     "RevisionRecord",
     "ScanResult",
     "ScannedFile",
@@ -66,6 +73,7 @@ __all__ = [
     "store_lost",
     "store_missing_objects",
     "store_object_path",
+    "store_release_cache",
     "store_sync",
     "store_tmp",
 ]
@@ -382,6 +390,48 @@ class Materializer(Protocol):
 
 
 @runtime_checkable
+class ReleaseCache(Protocol):
+    """A store that keeps revisions laid out as directories of this machine ("releases",
+    the ``local`` store's ``.lockgate/releases/``), verified by stat-cached hashing.
+
+    The kernel verifies a revision's release before a switch when the store offers this
+    (and lays it out again when it is damaged and no stage deploys it), a target that
+    needs a directory gets it from :meth:`RevisionHandle.materialize`, validators read it,
+    ``gc`` removes the releases no kept revision needs and ``verify`` hashes those
+    deployed. Without it, a switch checks every object is present, targets read files
+    through the handle, and a target that needs a directory is refused in one line.
+    """
+
+    def release(self, revision: str, link: LinkMode = "auto") -> Path:
+        """The release directory of ``revision``, laid out if it is not yet."""
+
+    def has_release(self, revision: str) -> bool:
+        """Whether the release of ``revision`` is laid out."""
+
+    def verify_release(self, revision: str, *, full: bool = False) -> list[str]:
+        """Problems with the release (empty: every byte matches); ``full`` ignores the
+        stat cache and hashes everything."""
+
+    def make_release_durable(self, revision: str) -> bool:
+        """Flush the release to the disk unless it was in this boot; True when it flushed."""
+
+    def releases(self) -> list[str]:
+        """Every revision laid out, sorted."""
+
+    def remove_release(self, revision: str) -> None:
+        """Remove one release (laid out again when next needed)."""
+
+    def sweep_releases(self, cutoff: float) -> int:
+        """Remove unfinished releases older than ``cutoff`` (a time); return how many."""
+
+
+def store_release_cache(store: object) -> ReleaseCache | None:
+    """``store`` when it offers the :class:`ReleaseCache` capability, else None."""
+    found = getattr(store, "release", None)
+    return store if callable(found) else None  # type: ignore[return-value]
+
+
+@runtime_checkable
 class Flushable(Protocol):
     """A store that may hold bytes not yet durable (the ``local`` store defers its flush
     to the first deployment). Without it every stored object is durable at once."""
@@ -598,6 +648,90 @@ def lost_object(digest: str, where: str) -> str:
 # --------------------------------------------------------------------------- targets
 
 
+class RevisionHandle:
+    """The revision a target deploys: its files and their digests, readable.
+
+    Targets receive one in :meth:`Target.prepare`. ``manifest`` lists every file
+    (path, kind, size, digest, symlink target); :meth:`open` streams one file's bytes
+    from the content store, checked against its digest as they are read; a target that
+    needs the revision as a directory of this machine (the builtin ``directory``
+    target) calls :meth:`materialize`, which asks the content store's release cache.
+    """
+
+    __slots__ = ("_materialize", "manifest", "revision", "store")
+
+    def __init__(
+        self,
+        revision: str,
+        manifest: Manifest,
+        store: ContentStore,
+        materialize: Callable[[], Path] | None = None,
+    ) -> None:
+        self.revision = revision
+        self.manifest = manifest
+        self.store = store
+        self._materialize = materialize
+
+    def __repr__(self) -> str:
+        return f"RevisionHandle({self.revision[:12]}, {len(self.manifest.entries)} entries)"
+
+    def open(self, path: str) -> BinaryIO:
+        """The bytes of the regular file ``path`` of the revision, as a stream the caller
+        closes. Reading it to its end raises :class:`~lockgate.errors.ConflictError` when
+        the bytes do not match the recorded digest (so a target never ships damaged bytes
+        unnoticed); :class:`~lockgate.errors.NotFoundError` for a path not in the revision
+        or a symlink (its target is ``FileEntry.target``)."""
+        entry = next((e for e in self.manifest.entries if e.path == path), None)
+        if entry is None or entry.kind == "symlink":
+            what = "a symlink" if entry is not None else "not a file"
+            raise NotFoundError(f"{path} is {what} of revision {self.revision[:12]}")
+        return _Verified(self.store.open(entry.digest), entry.digest, path)  # type: ignore[return-value]
+
+    def materialize(self) -> Path:
+        """The revision as a read-only directory of this machine, laid out and verified by
+        the content store (:class:`ReleaseCache`); the same directory every time.
+
+        :class:`~lockgate.errors.MissingCapabilityError` when the content store keeps no
+        release directories: such a target needs the ``local`` store (or one like it)."""
+        if self._materialize is None:
+            raise MissingCapabilityError(
+                f"revision {self.revision[:12]} cannot be laid out as a directory: the "
+                "content store keeps no releases (ReleaseCache); use a target that reads "
+                "files through its revision handle, or the 'local' content store"
+            )
+        return self._materialize()
+
+
+class _Verified:
+    """A stream that hashes what it hands out and checks the digest at its end."""
+
+    def __init__(self, inner: BinaryIO, digest: str, path: str) -> None:
+        self._inner, self._digest, self._path = inner, digest, path
+        self._hasher = new_hasher()
+        self._checked = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        self._hasher.update(data)
+        if (not data or size < 0) and not self._checked:
+            self._checked = True
+            if self._hasher.hexdigest() != self._digest:
+                raise ConflictError(
+                    f"{self._path}: its bytes in the content store do not match digest "
+                    f"{self._digest[:12]} (damaged); run 'lockgate verify'"
+                )
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> _Verified:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @record
 class Prepared:
     """What a target prepared for one switch: ``revision`` None removes the entry.
@@ -614,14 +748,15 @@ class Prepared:
 class Target(Protocol):
     """Where a stage's current revisions are deployed (builtin: ``directory``).
 
-    The contract is two-step: :meth:`prepare` does everything slow and invisible (its
-    release is already materialized and verified by the kernel); :meth:`commit` makes the
-    switch visible atomically — a reader sees the old revision or the new one, never a mix
-    and never nothing. Both may be repeated after a crash: they must be idempotent.
+    The contract is two-step: :meth:`prepare` does everything slow and invisible (the
+    kernel has checked the revision's objects, and verified its release when the content
+    store keeps one); :meth:`commit` makes the switch visible atomically — a reader sees
+    the old revision or the new one, never a mix and never nothing. Both may be repeated
+    after a crash: they must be idempotent.
     """
 
-    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
-        """Stage the switch of ``component_id`` to ``revision`` (files in ``release``)."""
+    def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
+        """Stage the switch of ``component_id`` to ``revision`` (None: remove it)."""
 
     def commit(self, prepared: Prepared) -> None:
         """Make the prepared switch visible, atomically and durably."""
