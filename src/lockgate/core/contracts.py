@@ -43,6 +43,7 @@ __all__ = [
     "Flushable",
     "Intent",
     "LinkMode",
+    "LocalFiles",
     "LocalObjectFiles",
     "LostObjectsLedger",
     "Materializer",
@@ -68,6 +69,7 @@ __all__ = [
     "lost_object",
     "materialize_files",
     "read_object",
+    "source_is_local",
     "store_forget_lost",
     "store_is_durable",
     "store_lost",
@@ -224,7 +226,8 @@ class ScanResult:
 class Source(Protocol):
     """Where components come from (builtin: ``workspace``, directories on disk).
 
-    Optional capability: ``watch_paths()`` (:class:`Watchable`), for ``lockgate watch``.
+    Optional capabilities: ``watch_paths()`` (:class:`Watchable`), for ``lockgate watch``;
+    ``local_files`` (:class:`LocalFiles`): components are directories of this machine.
     """
 
     def discover(self, workspaces: Sequence[str] | None = None) -> Discovery:
@@ -241,6 +244,32 @@ class Source(Protocol):
     ) -> None:
         """Record digests learnt for ``scan`` (and the revision the files make up) so the
         next scan need not hash them."""
+
+    def open_file(self, component: Component, path: str) -> BinaryIO:
+        """The bytes of file ``path`` (as scanned) of ``component`` as a binary stream the
+        caller closes; :class:`~lockgate.errors.NotFoundError` when it is gone."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """Optional capability of a :class:`Source`: ``local_files`` is True when every
+    ``Component.path`` is a directory of this machine holding the component's files.
+
+    Staging then reads files by path, where the content store's ``FileIngest`` fast path
+    (copy in the kernel, reflink) and a stat check before and after the read apply;
+    otherwise it streams each file from :meth:`Source.open_file` to
+    :meth:`ContentStore.put`. A source without ``open_file`` (written for 0.x) is read
+    by path too.
+    """
+
+    local_files: bool
+
+
+def source_is_local(source: object) -> bool:
+    """Whether staging reads ``source``'s files by path (see :class:`LocalFiles`)."""
+    if getattr(source, "local_files", False) is True:
+        return True
+    return not callable(getattr(source, "open_file", None))
 
 
 class WatchHint(NamedTuple):

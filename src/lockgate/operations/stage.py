@@ -22,19 +22,24 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
 from lockgate.core.clock import now_iso
 from lockgate.core.contracts import (
+    CHUNK,
     AuditEvent,
     Component,
     ComponentRecord,
+    ContentStore,
+    Readable,
     RevisionRecord,
     ScannedFile,
     ScanResult,
+    Source,
     ingest_file,
+    source_is_local,
     store_lost,
     store_missing_objects,
 )
@@ -168,13 +173,8 @@ class Stager:
         """The manifest the component's files would have now (hashing, storing nothing)."""
         scan = self.session.source().scan(component)
         self._check_limits(scan)
-        root = str(component.path)
-        digests = {
-            f.path: _hash_file(f"{root}/{f.path}")
-            for f in scan.files
-            if f.digest is None and f.kind != "symlink"
-        }
-        return scan, _manifest(scan, digests)
+        todo = [f for f in scan.files if f.digest is None and f.kind != "symlink"]
+        return scan, _manifest(scan, self._hash_files(component, todo, None))
 
     # ------------------------------------------------------------------ the operation
 
@@ -249,9 +249,9 @@ class Stager:
             session.content().get_manifest(previous) if previous and previous not in lost else None
         )
         if dry_run:
-            digests = self._hash_files(component.path, todo, progress)
+            digests = self._hash_files(component, todo, progress)
         else:
-            digests = self._store_files(component.path, scan, todo, old, progress)
+            digests = self._store_files(component, scan, todo, old, progress)
         manifest = _manifest(scan, digests)
         result = self._result(component, stage, manifest, previous, old, digests, dry_run)
         if dry_run:
@@ -359,7 +359,7 @@ class Stager:
 
     def _store_files(
         self,
-        root: Path,
+        component: Component,
         scan: ScanResult,
         todo: list[ScannedFile],
         previous: Manifest | None,
@@ -383,12 +383,20 @@ class Stager:
         digests: dict[str, str] = {}
         if not todo:
             return digests
-        prefix = f"{root}/"
         total, done = len(todo), 0
         total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
+        source = self.session.source()
+        if source_is_local(source):
+            # Files by path: the store's FileIngest (or the kernel's stat-checked read).
+            prefix = f"{component.path}/"
 
-        def ingest(f: ScannedFile) -> str:
-            return ingest_file(content, prefix + f.path, f.stat)[0]
+            def ingest(f: ScannedFile) -> str:
+                return ingest_file(content, prefix + f.path, f.stat)[0]
+
+        else:
+
+            def ingest(f: ScannedFile) -> str:
+                return _put_scanned(content, source, component, f)
 
         # Threads pay by bytes, not by files. Measured on this project's benchmark machine:
         # for many small files a pool is slower than one thread (a hand-off between threads
@@ -428,15 +436,20 @@ class Stager:
             progress(total, total, total_bytes, total_bytes)
         return digests
 
-    @staticmethod
     def _hash_files(
-        root: Path, todo: list[ScannedFile], progress: Progress | None
+        self, component: Component, todo: list[ScannedFile], progress: Progress | None
     ) -> dict[str, str]:
-        """A dry run's digests: hashed in place, nothing stored."""
+        """A dry run's digests: hashed where they are, nothing stored."""
         digests: dict[str, str] = {}
         total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
+        source = self.session.source()
+        local = source_is_local(source)
         for f in todo:
-            digests[f.path] = _hash_file(f"{root}/{f.path}")
+            if local:
+                digests[f.path] = _hash_file(f"{component.path}/{f.path}")
+            else:
+                with _opened(source, component, f.path) as stream:
+                    digests[f.path] = _hash_stream(stream)
             done_bytes += f.stat.size
             if progress is not None:
                 progress(len(digests), len(todo), done_bytes, total_bytes)
@@ -511,14 +524,61 @@ def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
 
 
 def _hash_file(path: str) -> str:
-    hasher = new_hasher()
     try:
         with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                hasher.update(chunk)
+            return _hash_stream(fh)
     except OSError as exc:
         raise ConflictError(f"{path}: cannot be read ({exc.strerror}); try again") from exc
+
+
+def _hash_stream(stream: Readable) -> str:
+    hasher = new_hasher()
+    while chunk := stream.read(CHUNK):
+        hasher.update(chunk)
     return str(hasher.hexdigest())
+
+
+def _opened(source: Source, component: Component, path: str) -> BinaryIO:
+    """``source.open_file``, a file gone since the scan being a conflict to retry."""
+    try:
+        return source.open_file(component, path)
+    except NotFoundError as exc:
+        raise ConflictError(
+            f"{component.ref}: {path} changed between scan and read ({exc.message}); "
+            "stage again once edits settle"
+        ) from exc
+
+
+def _put_scanned(
+    content: ContentStore, source: Source, component: Component, f: ScannedFile
+) -> str:
+    """Store file ``f`` of a source whose files are not on this machine: streamed from
+    ``open_file`` to ``put``; a file whose size is not what the scan saw is a conflict
+    (its object, stored only for this call, is deleted again)."""
+    with _opened(source, component, f.path) as stream:
+        counted = _Counted(stream)
+        digest = content.put(counted)
+    if counted.size != f.stat.size:
+        with contextlib.suppress(Exception):
+            content.delete(digest)
+        raise ConflictError(
+            f"{component.ref}: {f.path} changed while being staged ({counted.size} bytes, "
+            f"{f.stat.size} scanned); nothing was stored, stage again once edits settle"
+        )
+    return digest
+
+
+class _Counted:
+    """A readable that counts the bytes read through it."""
+
+    def __init__(self, inner: Readable) -> None:
+        self._inner = inner
+        self.size = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(CHUNK if size < 0 else size)
+        self.size += len(data)
+        return data
 
 
 class _Crew:
