@@ -24,7 +24,7 @@ Role contracts (Protocols) and their optional capabilities
     :class:`LocalObjectFiles`, :class:`LostObjectsLedger`, :class:`CompletenessCheck`,
     :class:`DurabilitySwitch`; :func:`read_object` reads a small object checked,
     :func:`ingest_file` and :func:`materialize_files` use a capability or do without),
-    :class:`Source` (capability :class:`Watchable`: :class:`WatchPaths`,
+    :class:`Source` (capabilities :class:`LocalFiles`, :class:`Watchable`: :class:`WatchPaths`,
     :class:`WatchHint`), :class:`Target` (receives a :class:`RevisionHandle`, returns
     :class:`Prepared`); the content store's :class:`ReleaseCache` lays out directories.
 
@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         Flushable,
         Intent,
         LinkMode,
+        LocalFiles,
         LocalObjectFiles,
         LostObjectsLedger,
         Materializer,
@@ -124,6 +125,7 @@ if TYPE_CHECKING:
         lost_object,
         materialize_files,
         read_object,
+        source_is_local,
     )
     from lockgate.core.durability import (
         boot_id,
@@ -239,6 +241,7 @@ __all__ = [
     "Intent",
     "Issue",
     "LinkMode",
+    "LocalFiles",
     "LocalObjectFiles",
     "LockedError",
     "LockgateError",
@@ -312,6 +315,7 @@ __all__ = [
     "read_spec",
     "record",
     "short",
+    "source_is_local",
     "structure",
     "syncfs",
     "write_durably",
@@ -352,10 +356,12 @@ _EXPORTS: dict[str, str] = {
     "ReleaseCache": "lockgate.core.contracts",
     "RevisionHandle": "lockgate.core.contracts",
     "read_object": "lockgate.core.contracts",
+    "source_is_local": "lockgate.core.contracts",
     "ingest_file": "lockgate.core.contracts",
     "materialize_files": "lockgate.core.contracts",
     "Intent": "lockgate.core.contracts",
     "LinkMode": "lockgate.core.contracts",
+    "LocalFiles": "lockgate.core.contracts",
     "LocalObjectFiles": "lockgate.core.contracts",
     "LostObjectsLedger": "lockgate.core.contracts",
     "Pointer": "lockgate.core.contracts",

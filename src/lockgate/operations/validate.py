@@ -442,7 +442,14 @@ class Validation:
     # ------------------------------------------------------------------ running
 
     def _execute(self, prepared: Sequence[_Prepared], use_cache: bool) -> list[ComponentReadiness]:
-        cache = _Cache(self.session.state_dir / "cache" / "validation") if use_cache else None
+        # A kernel cache lives in .lockgate/ only when some role keeps its data there
+        # (sqlite, the local store, the workspace source's stat cache): a project whose
+        # roles keep nothing on this machine gets no local directory, only slower
+        # re-validation (as lockgate.yaml's parse cache, core/config.py).
+        state_dir = self.session.state_dir
+        cache = (
+            _Cache(state_dir / "cache" / "validation") if use_cache and state_dir.is_dir() else None
+        )
         outcomes: dict[tuple[int, int], list[Issue]] = {}
         tasks: list[tuple[int, int]] = []
         cached_counts = [0] * len(prepared)
