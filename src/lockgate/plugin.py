@@ -77,6 +77,11 @@ if TYPE_CHECKING:
     from lockgate.core.clock import (
         now_iso,
     )
+    from lockgate.core.content import (
+        ingest_file,
+        materialize_files,
+        read_object,
+    )
     from lockgate.core.context import (
         MetricsContext,
         Operations,
@@ -121,10 +126,7 @@ if TYPE_CHECKING:
         WatchHint,
         WatchPaths,
         corrupt_record,
-        ingest_file,
         lost_object,
-        materialize_files,
-        read_object,
         source_is_local,
     )
     from lockgate.core.durability import (
@@ -355,10 +357,10 @@ _EXPORTS: dict[str, str] = {
     "Readable": "lockgate.core.contracts",
     "ReleaseCache": "lockgate.core.contracts",
     "RevisionHandle": "lockgate.core.contracts",
-    "read_object": "lockgate.core.contracts",
+    "read_object": "lockgate.core.content",
     "source_is_local": "lockgate.core.contracts",
-    "ingest_file": "lockgate.core.contracts",
-    "materialize_files": "lockgate.core.contracts",
+    "ingest_file": "lockgate.core.content",
+    "materialize_files": "lockgate.core.content",
     "Intent": "lockgate.core.contracts",
     "LinkMode": "lockgate.core.contracts",
     "LocalFiles": "lockgate.core.contracts",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.core.contracts import read_object
+from lockgate.core.content import read_object
 from lockgate.core.manifest import Manifest, ManifestDiff
 from lockgate.core.project import Project
 from lockgate.core.records import record

@@ -14,12 +14,12 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lockgate.core.content import read_object
 from lockgate.core.contracts import (
     ComponentSpec,
     Prepared,
     RevisionHandle,
     Target,
-    read_object,
     store_release_cache,
 )
 from lockgate.core.specs import SPEC_FILE, parse_spec

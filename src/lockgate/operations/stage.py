@@ -27,6 +27,7 @@ from typing import BinaryIO
 import attrs
 
 from lockgate.core.clock import now_iso
+from lockgate.core.content import ingest_file, put_counted
 from lockgate.core.contracts import (
     CHUNK,
     AuditEvent,
@@ -38,7 +39,6 @@ from lockgate.core.contracts import (
     ScannedFile,
     ScanResult,
     Source,
-    ingest_file,
     source_is_local,
     store_lost,
     store_missing_objects,
@@ -556,29 +556,15 @@ def _put_scanned(
     ``open_file`` to ``put``; a file whose size is not what the scan saw is a conflict
     (its object, stored only for this call, is deleted again)."""
     with _opened(source, component, f.path) as stream:
-        counted = _Counted(stream)
-        digest = content.put(counted)
-    if counted.size != f.stat.size:
+        digest, size = put_counted(content, stream)
+    if size != f.stat.size:
         with contextlib.suppress(Exception):
             content.delete(digest)
         raise ConflictError(
-            f"{component.ref}: {f.path} changed while being staged ({counted.size} bytes, "
+            f"{component.ref}: {f.path} changed while being staged ({size} bytes, "
             f"{f.stat.size} scanned); nothing was stored, stage again once edits settle"
         )
     return digest
-
-
-class _Counted:
-    """A readable that counts the bytes read through it."""
-
-    def __init__(self, inner: Readable) -> None:
-        self._inner = inner
-        self.size = 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._inner.read(CHUNK if size < 0 else size)
-        self.size += len(data)
-        return data
 
 
 class _Crew:

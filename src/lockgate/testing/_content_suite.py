@@ -31,12 +31,10 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.core.content import ingest_file, materialize_files, read_object
 from lockgate.core.contracts import (
     ContentStore,
     FileStat,
-    ingest_file,
-    materialize_files,
-    read_object,
     store_forget_lost,
     store_lost,
     store_missing_objects,

@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from lockgate.core.contracts import CHUNK, ContentStore, Readable, read_object
+from lockgate.core.content import read_object
+from lockgate.core.contracts import CHUNK, ContentStore, Readable
 from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.errors import LockgateError, NotFoundError
 

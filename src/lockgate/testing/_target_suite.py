@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.core.contracts import Prepared, RevisionHandle, Target, materialize_files
+from lockgate.core.content import materialize_files
+from lockgate.core.contracts import Prepared, RevisionHandle, Target
 from lockgate.core.manifest import FileEntry, Manifest
 from lockgate.testing._memory_content import MemoryContentStore
 
