@@ -117,3 +117,27 @@ def test_a_target_with_the_0x_prepare_signature_still_gets_a_release_directory(
     ok("promote", "alice:app")
     calls = [json.loads(line) for line in (root / "old.log").read_text().splitlines()]
     assert calls == [["app", revision, ["run.py"]]]
+
+
+def test_the_directory_target_lays_out_and_verifies_a_release_for_a_store_without_any(
+    tmp_path: Path,
+) -> None:
+    from lockgate.builtin_plugins.directory_target import DirectoryTarget
+
+    handle, _ = _handle({"run.py": b"print(1)\n"})
+    stage = tmp_path / "stages" / "staging"
+    target = DirectoryTarget(stage, tmp_path / "releases")
+    target.commit(target.prepare("app", handle))
+    assert (stage / "app" / "run.py").read_bytes() == b"print(1)\n"
+    assert target.check("app", handle.revision) == []
+
+    damaged = tmp_path / "releases" / handle.revision / "run.py"
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"evil\n")
+    # Deployed here: refused, nothing switched.
+    with pytest.raises(ConflictError, match="is damaged"):
+        target.prepare("app", handle)
+    # Deployed nowhere: laid out again from the store.
+    target.commit(target.prepare("app", None))
+    target.commit(target.prepare("app", handle))
+    assert (stage / "app" / "run.py").read_bytes() == b"print(1)\n"

@@ -30,6 +30,7 @@ from typing import Any
 from lockgate.builtin_plugins.local_releases import LocalReleases
 from lockgate.plugin import (
     ConfigError,
+    ConflictError,
     InputError,
     MissingCapabilityError,
     Prepared,
@@ -101,10 +102,29 @@ class DirectoryTarget:
         try:
             release = revision.materialize()
         except MissingCapabilityError:  # the store keeps no releases: lay it out here
-            release = LocalReleases(self.releases, revision.store).ensure(revision.revision)
+            release = self._own_release(component_id, revision)
         tmp = self._entry(component_id, ".", f"{_TMP}{uuid.uuid4().hex[:12]}")
         os.symlink(os.path.relpath(release, self.directory), tmp)
         return Prepared(component_id, revision.revision, tmp)
+
+    def _own_release(self, component_id: str, revision: RevisionHandle) -> Path:
+        """The release of ``revision`` laid out and verified by this target, for a content
+        store that keeps none: as the kernel does with the ``local`` store's, one that
+        fails verification is laid out again unless this stage deploys it, else refused."""
+        releases = LocalReleases(self.releases, revision.store)
+        rev = revision.revision
+        release = releases.ensure(rev)
+        problems = releases.verify(rev)
+        if problems and rev not in self.deployed().values():
+            releases.remove(rev)
+            release = releases.ensure(rev)
+            problems = releases.verify(rev)
+        if problems:
+            raise ConflictError(
+                f"{component_id}: the release of {rev[:12]} is damaged ({problems[0]}); "
+                "run 'lockgate verify'"
+            )
+        return release
 
     def commit(self, prepared: Prepared) -> None:
         entry = self._entry(prepared.component_id)
