@@ -56,6 +56,6 @@ def test_the_suite_fails_a_store_whose_has_lies(tmp_path: Path) -> None:
     assert {
         "test_has_is_false_for_an_object_never_stored",
         "test_an_empty_store_holds_nothing",
-        "test_remove_deletes_one_object",
+        "test_delete_removes_one_object",
     } <= failed(outcomes["TestLying"])
     assert outcomes["TestLying"]["test_stored_bytes_read_back_exactly"] == "passed"

@@ -362,7 +362,7 @@ def test_a_promote_flushes_its_release_even_when_the_store_has_nothing_to_flush(
     proj.ok("stage", REF)
     proj.content().sync()  # the store is flushed: no marker, nothing of its own to flush
     assert not proj.marker.exists()
-    import lockgate.core.durability as durability
+    import lockgate.builtin_plugins.local_releases as durability
 
     flushed: list[str] = []
     real = durability.syncfs

@@ -1024,8 +1024,8 @@ from pathlib import Path
 from lockgate import hookimpl
 from lockgate.builtin_plugins.local_store import LocalContentStore
 
-METHODS = ("ingest", "put_bytes", "has", "read_bytes", "put_manifest", "get_manifest",
-           "materialize", "verify", "objects", "remove", "sync", "lost")
+METHODS = ("put", "open", "has", "delete", "close", "put_manifest", "get_manifest",
+           "verify", "objects")
 
 
 class BareStore:
@@ -1052,11 +1052,15 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
         CompletenessCheck,
         ContentStore,
         DurabilitySwitch,
+        FileIngest,
+        Flushable,
         LocalObjectFiles,
         LostObjectsLedger,
+        Materializer,
+        ReleaseCache,
     )
 
-    local = LocalContentStore(tmp_path / "probe")  # the builtin store has all four
+    local = LocalContentStore(tmp_path / "probe")  # the builtin store has them all
     assert all(
         isinstance(local, c)
         for c in (
@@ -1065,6 +1069,10 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
             LocalObjectFiles,
             LostObjectsLedger,
             CompletenessCheck,
+            FileIngest,
+            Materializer,
+            Flushable,
+            ReleaseCache,
         )
     )
     write_distribution(site, "lockgate-bare", "1.0", {"bare": "lg_bare"}, {"lg_bare": BARE_STORE})

@@ -193,7 +193,7 @@ def test_directory_target_keeps_entries_inside_its_directory(tmp_path: Path) -> 
     target = DirectoryTarget(stage, tmp_path / "releases")
     for component_id in ("x/../../../victim.txt", "..", "a\nb"):
         with pytest.raises(InputError, match="refusing to deploy it outside"):
-            target.prepare(component_id, None, None)
+            target.prepare(component_id, None)
         with pytest.raises(InputError, match="refusing to deploy it outside"):
             target.commit(Prepared(component_id, None, None))
     assert victim.read_text() == "precious\n"

@@ -92,8 +92,8 @@ def test_the_suite_fails_a_target_that_switches_on_prepare(tmp_path: Path) -> No
         from lockgate.testing import MemoryTarget, TargetConformance
 
         class EagerTarget(MemoryTarget):
-            def prepare(self, component_id, revision, release):
-                prepared = super().prepare(component_id, revision, release)
+            def prepare(self, component_id, revision):
+                prepared = super().prepare(component_id, revision)
                 self.commit(prepared)  # visible before the commit: not atomic
                 return prepared
 

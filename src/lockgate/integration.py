@@ -194,7 +194,7 @@ class WorkspaceIntegrationManager:
         ``staging_path`` (the revision's files, read-only), ``files``, ``size`` and
         ``issues``.
         """
-        from lockgate.core.releases import ensure_release
+        from lockgate.operations.revisions import release_dir
         from lockgate.operations.stage import Stager
 
         result: dict[str, Any] = {
@@ -207,7 +207,7 @@ class WorkspaceIntegrationManager:
         try:
             ref = f"{source_workspace}:{component_id}"
             staged = Stager(self.session).stage(ref, to=target_stage)
-            path = ensure_release(self.session, staged.revision)
+            path = release_dir(self.session, staged.revision)
         except _RAISE:
             raise
         except LockgateError as exc:
@@ -219,7 +219,7 @@ class WorkspaceIntegrationManager:
             revision=staged.revision,
             created=staged.created,
             staged_at=record.updated_at if record else _now(),
-            staging_path=str(path),
+            staging_path=str(path) if path is not None else None,
             files=staged.files,
             size=staged.size,
             status=record.status.value if record else None,

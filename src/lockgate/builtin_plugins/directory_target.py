@@ -1,7 +1,12 @@
 """Builtin plugin ``directory``: a stage is a directory of atomically swapped symlinks.
 
 Each deployed component is an entry ``<dir>/<component_id>``: a relative symlink to the
-immutable release directory of its revision (``.lockgate/releases/<revision>/``). A switch
+immutable release directory of its revision, which the revision handle's
+``materialize()`` asks of the content store (the ``local`` store's release cache,
+``.lockgate/releases/<revision>/``: the kernel verified it before the switch). With a
+content store that keeps no releases, the target lays the revision out itself in the
+same directory (``LocalReleases`` over the store's ``open``, every digest checked as
+it is written); ``gc`` collects only the releases of a store's cache. A switch
 writes a temporary symlink beside the entry, renames it over the entry (``rename(2)`` is
 atomic) and fsyncs the directory, so a reader sees the old tree or the new one, never a
 mix and never nothing.
@@ -22,10 +27,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lockgate.builtin_plugins.local_releases import LocalReleases
 from lockgate.plugin import (
     ConfigError,
+    ConflictError,
     InputError,
+    MissingCapabilityError,
     Prepared,
+    RevisionHandle,
     RoleContext,
     fsync_dir,
     hookimpl,
@@ -85,16 +94,37 @@ class DirectoryTarget:
             )
         return entry
 
-    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
+    def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
         os.makedirs(self.directory, exist_ok=True)
         self._sweep(component_id)
         if revision is None:
             return Prepared(component_id, None, None)
-        if release is None:
-            raise ValueError("a release directory is needed to deploy a revision")
+        try:
+            release = revision.materialize()
+        except MissingCapabilityError:  # the store keeps no releases: lay it out here
+            release = self._own_release(component_id, revision)
         tmp = self._entry(component_id, ".", f"{_TMP}{uuid.uuid4().hex[:12]}")
         os.symlink(os.path.relpath(release, self.directory), tmp)
-        return Prepared(component_id, revision, tmp)
+        return Prepared(component_id, revision.revision, tmp)
+
+    def _own_release(self, component_id: str, revision: RevisionHandle) -> Path:
+        """The release of ``revision`` laid out and verified by this target, for a content
+        store that keeps none: as the kernel does with the ``local`` store's, one that
+        fails verification is laid out again unless this stage deploys it, else refused."""
+        releases = LocalReleases(self.releases, revision.store)
+        rev = revision.revision
+        release = releases.ensure(rev)
+        problems = releases.verify(rev)
+        if problems and rev not in self.deployed().values():
+            releases.remove(rev)
+            release = releases.ensure(rev)
+            problems = releases.verify(rev)
+        if problems:
+            raise ConflictError(
+                f"{component_id}: the release of {rev[:12]} is damaged ({problems[0]}); "
+                "run 'lockgate verify'"
+            )
+        return release
 
     def commit(self, prepared: Prepared) -> None:
         entry = self._entry(prepared.component_id)

@@ -25,9 +25,10 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from lockgate.builtin_plugins.local_journal import Journal
+from lockgate.builtin_plugins.local_releases import RELEASES_DIRNAME, LocalReleases
 from lockgate.plugin import (
     ConflictError,
     FileStat,
@@ -35,6 +36,7 @@ from lockgate.plugin import (
     LinkMode,
     Manifest,
     NotFoundError,
+    Readable,
     RoleContext,
     boot_id,
     check_paths,
@@ -98,6 +100,7 @@ class LocalContentStore:
         fsync: bool = True,
         flush: Literal["promote", "stage"] = "promote",
         stamps: Path | None = None,
+        releases: Path | None = None,
     ) -> None:
         self.root = root
         self._stamps = str(stamps) if stamps is not None else None
@@ -116,6 +119,9 @@ class LocalContentStore:
         self._tmp_ready = False
         self._reflink_ok = True
         self._manifests: dict[str, Manifest] = {}
+        self._releases = LocalReleases(
+            releases if releases is not None else root.parent / RELEASES_DIRNAME, self
+        )
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> LocalContentStore:
@@ -130,6 +136,7 @@ class LocalContentStore:
             fsync=settings.fsync,
             flush=settings.flush,
             stamps=ctx.state_dir / "cache" / STAMPS_DIRNAME,
+            releases=ctx.state_dir / RELEASES_DIRNAME,
         )
         store.recover()
         return store
@@ -247,7 +254,31 @@ class LocalContentStore:
             _close_temp(tmp_fd, tmp_path, published)
         return digest, size
 
+    def put(self, source: Readable) -> str:
+        """Stream ``source`` into a temporary object, hashing as it goes, then publish
+        it under its digest (never the whole object in memory)."""
+        self._ensure_dirs()
+        tmp_fd, tmp_path = self._new_temp()
+        published = False
+        hasher = new_hasher()
+        try:
+            size = 0
+            while chunk := source.read(BUFFER):
+                hasher.update(chunk)
+                _write_all(tmp_fd, memoryview(chunk))
+                size += len(chunk)
+            digest = str(hasher.hexdigest())
+            if self.fsync and not self.deferred and size >= WRITEBACK_MIN:
+                _start_writeback(tmp_fd)
+            if not os.path.exists(self._object_str(digest)):
+                self._publish(tmp_path, digest)
+                published = True
+        finally:
+            _close_temp(tmp_fd, tmp_path, published)
+        return digest
+
     def put_bytes(self, data: bytes) -> str:
+        """:meth:`put` for bytes already in memory (one write, no chunking)."""
         digest = digest_bytes(data)
         if os.path.exists(self._object_str(digest)):
             return digest
@@ -393,9 +424,21 @@ class LocalContentStore:
                         st = entry.stat(follow_symlinks=False)
                         yield fan.name + entry.name, max(st.st_mtime_ns, st.st_ctime_ns)
 
-    def remove(self, digest: str) -> None:
+    def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.object_path(digest))
+
+    remove = delete  # the name before the streamed contract (0.x)
+
+    def open(self, digest: str) -> BinaryIO:
+        path = self._object_str(digest)
+        try:
+            return open(path, "rb")  # the caller closes the stream
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"object {digest[:12]} is missing from {self.root}") from exc
+
+    def close(self) -> None:
+        """Nothing is held open between calls."""
 
     def has(self, digest: str) -> bool:
         return os.path.isfile(self._object_str(digest))
@@ -438,6 +481,37 @@ class LocalContentStore:
         except OSError:
             return False
         return bool(hasher.hexdigest() == digest)
+
+    # ------------------------------------------------------------------ releases
+
+    # The ReleaseCache capability: revisions laid out under .lockgate/releases/ (see
+    # local_releases.py), shared by validation, the directory target and verify.
+
+    @property
+    def releases_dir(self) -> Path:
+        """Where releases are laid out."""
+        return self._releases.directory
+
+    def release(self, revision: str, link: LinkMode = "auto") -> Path:
+        return self._releases.ensure(revision, link)
+
+    def has_release(self, revision: str) -> bool:
+        return self._releases.exists(revision)
+
+    def verify_release(self, revision: str, *, full: bool = False) -> list[str]:
+        return self._releases.verify(revision, full=full)
+
+    def make_release_durable(self, revision: str) -> bool:
+        return self._releases.make_durable(revision)
+
+    def releases(self) -> list[str]:
+        return self._releases.revisions()
+
+    def remove_release(self, revision: str) -> None:
+        self._releases.remove(revision)
+
+    def sweep_releases(self, cutoff: float) -> int:
+        return self._releases.sweep(cutoff)
 
     # ------------------------------------------------------------------ materializing
 

@@ -32,7 +32,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple
 
 from lockgate.plugin import (
     Component,
@@ -196,6 +196,10 @@ class PathMapper:
 
 class WorkspaceSource:
     """Components as directories under ``workspaces.root``."""
+
+    local_files = True
+    """The ``LocalFiles`` capability: staging reads files by path (the content store's
+    fast paths apply)."""
 
     def __init__(
         self,
@@ -479,6 +483,18 @@ class WorkspaceSource:
             return _StatCache.EMPTY
         self._loaded[ref] = cache
         return cache
+
+    def open_file(self, component: Component, path: str) -> BinaryIO:
+        """File ``path`` of ``component``, opened without following a symlink."""
+        parts = path.split("/")
+        if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InputError(f"{path!r} is not a relative path inside {component.ref}")
+        full = os.path.join(component.path, path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise NotFoundError(f"{full}: cannot be read ({exc.strerror})") from exc
+        return os.fdopen(fd, "rb")
 
     def remember(
         self, scan: ScanResult, digests: dict[str, str], revision: str | None = None

@@ -11,16 +11,21 @@ import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol, overload, runtime_checkable
+from typing import BinaryIO, Literal, NamedTuple, Protocol, overload, runtime_checkable
 
 import attrs
 
 from lockgate.core.locks import LockOwner
-from lockgate.core.manifest import Manifest
+from lockgate.core.manifest import Manifest, new_hasher
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, name_problem
-from lockgate.errors import CorruptStateError
+from lockgate.errors import (
+    ConflictError,
+    CorruptStateError,
+    MissingCapabilityError,
+    NotFoundError,
+)
 
 __all__ = [
     "Approval",
@@ -34,14 +39,21 @@ __all__ = [
     "Discovery",
     "DurabilitySwitch",
     "EventFilter",
+    "FileIngest",
     "FileStat",
+    "Flushable",
     "Intent",
     "LinkMode",
+    "LocalFiles",
     "LocalObjectFiles",
     "LostObjectsLedger",
+    "Materializer",
     "Pointer",
     "PointerChange",
     "Prepared",
+    "Readable",
+    "ReleaseCache",
+    "RevisionHandle",
     "RevisionRecord",
     "ScanResult",
     "ScannedFile",
@@ -55,10 +67,14 @@ __all__ = [
     "Watchable",
     "corrupt_record",
     "lost_object",
+    "source_is_local",
     "store_forget_lost",
     "store_is_durable",
+    "store_lost",
     "store_missing_objects",
     "store_object_path",
+    "store_release_cache",
+    "store_sync",
     "store_tmp",
 ]
 
@@ -208,7 +224,8 @@ class ScanResult:
 class Source(Protocol):
     """Where components come from (builtin: ``workspace``, directories on disk).
 
-    Optional capability: ``watch_paths()`` (:class:`Watchable`), for ``lockgate watch``.
+    Optional capabilities: ``watch_paths()`` (:class:`Watchable`), for ``lockgate watch``;
+    ``local_files`` (:class:`LocalFiles`): components are directories of this machine.
     """
 
     def discover(self, workspaces: Sequence[str] | None = None) -> Discovery:
@@ -225,6 +242,32 @@ class Source(Protocol):
     ) -> None:
         """Record digests learnt for ``scan`` (and the revision the files make up) so the
         next scan need not hash them."""
+
+    def open_file(self, component: Component, path: str) -> BinaryIO:
+        """The bytes of file ``path`` (as scanned) of ``component`` as a binary stream the
+        caller closes; :class:`~lockgate.errors.NotFoundError` when it is gone."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """Optional capability of a :class:`Source`: ``local_files`` is True when every
+    ``Component.path`` is a directory of this machine holding the component's files.
+
+    Staging then reads files by path, where the content store's ``FileIngest`` fast path
+    (copy in the kernel, reflink) and a stat check before and after the read apply;
+    otherwise it streams each file from :meth:`Source.open_file` to
+    :meth:`ContentStore.put`. A source without ``open_file`` (written for 0.x) is read
+    by path too.
+    """
+
+    local_files: bool
+
+
+def source_is_local(source: object) -> bool:
+    """Whether staging reads ``source``'s files by path (see :class:`LocalFiles`)."""
+    if getattr(source, "local_files", False) is True:
+        return True
+    return not callable(getattr(source, "open_file", None))
 
 
 class WatchHint(NamedTuple):
@@ -275,9 +318,85 @@ class Watchable(Protocol):
 # --------------------------------------------------------------------------- content
 
 
+class Readable(Protocol):
+    """Anything :meth:`ContentStore.put` can read from: a file opened ``"rb"``, a socket's
+    file, ``io.BytesIO``. Read in chunks until it returns ``b""``."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left when -1); ``b""`` at the end."""
+
+
+CHUNK = 1 << 20
+"""How much the kernel reads from a store or a file at once (1 MiB)."""
+
+
 @runtime_checkable
 class ContentStore(Protocol):
-    """Immutable, content-addressed bytes and the manifests that name them."""
+    """Immutable, content-addressed bytes and the manifests that name them.
+
+    Bytes stream in and out (:meth:`put` reads its source in chunks, :meth:`open` returns
+    a stream), so a store never needs a whole object in memory, nor a local disk. What a
+    store on this machine can do faster (take a file by path, lay a revision out as a
+    directory with hardlinks or reflinks, flush, keep a ledger of objects a restart took)
+    are optional capabilities below, looked up by attribute: the kernel uses them when
+    they are offered and does without otherwise.
+    """
+
+    def put(self, source: Readable) -> str:
+        """Store every byte ``source`` yields (read in chunks until ``b""``); return the
+        digest of exactly those bytes. A failure leaves no partial object behind."""
+
+    def open(self, digest: str) -> BinaryIO:
+        """The stored bytes of ``digest``, as a binary stream the caller closes.
+
+        :class:`~lockgate.errors.NotFoundError` when absent. The stream gives the bytes
+        as stored: a reader that must trust them checks the digest (:func:`read_object`
+        does) or calls :meth:`verify`."""
+
+    def has(self, digest: str) -> bool:
+        """True when the object is present."""
+
+    def delete(self, digest: str) -> None:
+        """Delete one object (garbage collection; a missing object is no error)."""
+
+    def put_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest (its objects are stored); return its revision id.
+
+        Called right before the revision is recorded. The store chooses when bytes reach
+        the disk, but a recorded revision must never point at objects a crash damaged
+        unnoticed: they are durable when this returns, or a crash before ``sync`` (the
+        :class:`Flushable` capability) is detected and what it took is reported by
+        ``lost`` (:class:`LostObjectsLedger`).
+        """
+
+    def get_manifest(self, revision: str) -> Manifest:
+        """A stored manifest; :class:`~lockgate.errors.NotFoundError` when absent."""
+
+    def verify(self, digest: str) -> bool:
+        """True when the object exists and its bytes hash to ``digest``."""
+
+    def objects(self) -> Iterator[tuple[str, float]]:
+        """Every stored object as (digest, modification time), manifests included."""
+
+    def close(self) -> None:
+        """Release what the store holds open (connections, descriptors); idempotent."""
+
+
+# Optional capabilities. A content store offers any of these by having the attributes
+# (the builtin ``local`` store has all of them); the kernel looks them up by plain
+# attribute access (so a store that forwards through ``__getattr__`` offers what it
+# forwards, on every Python version; ``isinstance`` against a runtime protocol does not
+# see those from 3.12 on) and does without for a store that lacks one.
+
+
+@runtime_checkable
+class FileIngest(Protocol):
+    """A store that takes a file of this machine by path, faster than :meth:`put`
+    (the ``local`` store copies in the kernel, reflinks, and hashes the stored copy).
+
+    Without it the kernel opens the file itself and streams it to :meth:`put`, with the
+    same checks (see :func:`ingest_file`).
+    """
 
     def ingest(self, path: str | Path, expected: FileStat) -> tuple[str, int]:
         """Store the file at ``path``; return (digest, size) of exactly the bytes stored.
@@ -286,54 +405,66 @@ class ContentStore(Protocol):
         ``expected`` or changes while it is read; no partial object is left behind.
         """
 
-    def put_bytes(self, data: bytes) -> str:
-        """Store ``data``; return its digest."""
 
-    def has(self, digest: str) -> bool:
-        """True when the object is present."""
-
-    def read_bytes(self, digest: str) -> bytes:
-        """An object's bytes, verified against its digest."""
-
-    def put_manifest(self, manifest: Manifest) -> str:
-        """Store a manifest (its objects are stored); return its revision id.
-
-        Called right before the revision is recorded. The store chooses when bytes reach
-        the disk, but a recorded revision must never point at objects a crash damaged
-        unnoticed: they are durable when this returns, or a crash before :meth:`sync` is
-        detected and what it took is reported by :meth:`lost`.
-        """
-
-    def get_manifest(self, revision: str) -> Manifest:
-        """A stored manifest; :class:`~lockgate.errors.NotFoundError` when absent."""
+@runtime_checkable
+class Materializer(Protocol):
+    """A store that lays a revision out as a directory of this machine, with hardlinks
+    or reflinks where it can (the ``local`` store). Without it the kernel writes each
+    file from :meth:`ContentStore.open` (see :func:`materialize_files`)."""
 
     def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
         """Write the revision's tree into the new directory ``dest``."""
 
-    def verify(self, digest: str) -> bool:
-        """True when the object exists and its bytes hash to ``digest``."""
 
-    def objects(self) -> Iterator[tuple[str, float]]:
-        """Every stored object as (digest, modification time), manifests included."""
+@runtime_checkable
+class ReleaseCache(Protocol):
+    """A store that keeps revisions laid out as directories of this machine ("releases",
+    the ``local`` store's ``.lockgate/releases/``), verified by stat-cached hashing.
 
-    def remove(self, digest: str) -> None:
-        """Delete one object (garbage collection; a missing object is no error)."""
+    The kernel verifies a revision's release before a switch when the store offers this
+    (and lays it out again when it is damaged and no stage deploys it), a target that
+    needs a directory gets it from :meth:`RevisionHandle.materialize`, validators read it,
+    ``gc`` removes the releases no kept revision needs and ``verify`` hashes those
+    deployed. Without it, a switch checks every object is present, targets read files
+    through the handle, and a target that needs a directory is refused in one line.
+    """
+
+    def release(self, revision: str, link: LinkMode = "auto") -> Path:
+        """The release directory of ``revision``, laid out if it is not yet."""
+
+    def has_release(self, revision: str) -> bool:
+        """Whether the release of ``revision`` is laid out."""
+
+    def verify_release(self, revision: str, *, full: bool = False) -> list[str]:
+        """Problems with the release (empty: every byte matches); ``full`` ignores the
+        stat cache and hashes everything."""
+
+    def make_release_durable(self, revision: str) -> bool:
+        """Flush the release to the disk unless it was in this boot; True when it flushed."""
+
+    def releases(self) -> list[str]:
+        """Every revision laid out, sorted."""
+
+    def remove_release(self, revision: str) -> None:
+        """Remove one release (laid out again when next needed)."""
+
+    def sweep_releases(self, cutoff: float) -> int:
+        """Remove unfinished releases older than ``cutoff`` (a time); return how many."""
+
+
+def store_release_cache(store: object) -> ReleaseCache | None:
+    """``store`` when it offers the :class:`ReleaseCache` capability, else None."""
+    found = getattr(store, "release", None)
+    return store if callable(found) else None  # type: ignore[return-value]
+
+
+@runtime_checkable
+class Flushable(Protocol):
+    """A store that may hold bytes not yet durable (the ``local`` store defers its flush
+    to the first deployment). Without it every stored object is durable at once."""
 
     def sync(self) -> None:
         """Make every object stored so far durable (called before a revision is deployed)."""
-
-    def lost(self) -> frozenset[str]:
-        """Digests of objects a crash took before they were durable and not stored again.
-
-        Staging stores these again from the workspace instead of trusting cached digests.
-        """
-
-
-# Optional capabilities. A content store offers any of these by having the attributes
-# (the builtin ``local`` store has all four); the kernel looks them up by plain
-# attribute access (so a store that forwards through ``__getattr__`` offers what it
-# forwards, on every Python version; ``isinstance`` against a runtime protocol does not
-# see those from 3.12 on) and does without for a store that lacks one.
 
 
 @runtime_checkable
@@ -352,7 +483,15 @@ class LocalObjectFiles(Protocol):
 
 @runtime_checkable
 class LostObjectsLedger(Protocol):
-    """A store that records objects a restart took (see :meth:`ContentStore.lost`)."""
+    """A store that records objects a restart took before they were durable.
+
+    Staging stores those again from the workspace instead of trusting cached digests;
+    deploying a revision that needs one fails naming it. A store without the ledger
+    never loses an object it acknowledged.
+    """
+
+    def lost(self) -> frozenset[str]:
+        """Digests of objects a crash took before they were durable and not stored again."""
 
     def forget_lost(self, needed: Collection[str]) -> int:
         """``lockgate gc``: forget lost objects no kept revision needs (``needed`` holds
@@ -374,7 +513,7 @@ class DurabilitySwitch(Protocol):
     """A store whose durability can be turned off (scratch projects).
 
     With ``fsync`` false nothing is flushed before a switch: neither the store (its own
-    :meth:`ContentStore.sync`) nor the release directory the kernel deploys from.
+    ``sync``) nor the release directory deployed from.
     """
 
     fsync: bool
@@ -396,6 +535,19 @@ def store_forget_lost(store: object) -> Callable[[Collection[str]], int] | None:
     """``LostObjectsLedger.forget_lost`` of ``store``, or None."""
     found = getattr(store, "forget_lost", None)
     return found if callable(found) else None
+
+
+def store_lost(store: object) -> frozenset[str]:
+    """``LostObjectsLedger.lost()`` of ``store``; empty for a store without the ledger."""
+    found = getattr(store, "lost", None)
+    return frozenset(found()) if callable(found) else frozenset()
+
+
+def store_sync(store: object) -> None:
+    """``Flushable.sync()`` of ``store``; nothing for a store whose writes are durable."""
+    found = getattr(store, "sync", None)
+    if callable(found):
+        found()
 
 
 def store_missing_objects(store: object) -> Callable[[str], frozenset[str]] | None:
@@ -420,6 +572,90 @@ def lost_object(digest: str, where: str) -> str:
 # --------------------------------------------------------------------------- targets
 
 
+class RevisionHandle:
+    """The revision a target deploys: its files and their digests, readable.
+
+    Targets receive one in :meth:`Target.prepare`. ``manifest`` lists every file
+    (path, kind, size, digest, symlink target); :meth:`open` streams one file's bytes
+    from the content store, checked against its digest as they are read; a target that
+    needs the revision as a directory of this machine (the builtin ``directory``
+    target) calls :meth:`materialize`, which asks the content store's release cache.
+    """
+
+    __slots__ = ("_materialize", "manifest", "revision", "store")
+
+    def __init__(
+        self,
+        revision: str,
+        manifest: Manifest,
+        store: ContentStore,
+        materialize: Callable[[], Path] | None = None,
+    ) -> None:
+        self.revision = revision
+        self.manifest = manifest
+        self.store = store
+        self._materialize = materialize
+
+    def __repr__(self) -> str:
+        return f"RevisionHandle({self.revision[:12]}, {len(self.manifest.entries)} entries)"
+
+    def open(self, path: str) -> BinaryIO:
+        """The bytes of the regular file ``path`` of the revision, as a stream the caller
+        closes. Reading it to its end raises :class:`~lockgate.errors.ConflictError` when
+        the bytes do not match the recorded digest (so a target never ships damaged bytes
+        unnoticed); :class:`~lockgate.errors.NotFoundError` for a path not in the revision
+        or a symlink (its target is ``FileEntry.target``)."""
+        entry = next((e for e in self.manifest.entries if e.path == path), None)
+        if entry is None or entry.kind == "symlink":
+            what = "a symlink" if entry is not None else "not a file"
+            raise NotFoundError(f"{path} is {what} of revision {self.revision[:12]}")
+        return _Verified(self.store.open(entry.digest), entry.digest, path)  # type: ignore[return-value]
+
+    def materialize(self) -> Path:
+        """The revision as a read-only directory of this machine, laid out and verified by
+        the content store (:class:`ReleaseCache`); the same directory every time.
+
+        :class:`~lockgate.errors.MissingCapabilityError` when the content store keeps no
+        release directories: such a target needs the ``local`` store (or one like it)."""
+        if self._materialize is None:
+            raise MissingCapabilityError(
+                f"revision {self.revision[:12]} cannot be laid out as a directory: the "
+                "content store keeps no releases (ReleaseCache); use a target that reads "
+                "files through its revision handle, or the 'local' content store"
+            )
+        return self._materialize()
+
+
+class _Verified:
+    """A stream that hashes what it hands out and checks the digest at its end."""
+
+    def __init__(self, inner: BinaryIO, digest: str, path: str) -> None:
+        self._inner, self._digest, self._path = inner, digest, path
+        self._hasher = new_hasher()
+        self._checked = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        self._hasher.update(data)
+        if (not data or size < 0) and not self._checked:
+            self._checked = True
+            if self._hasher.hexdigest() != self._digest:
+                raise ConflictError(
+                    f"{self._path}: its bytes in the content store do not match digest "
+                    f"{self._digest[:12]} (damaged); run 'lockgate verify'"
+                )
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> _Verified:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @record
 class Prepared:
     """What a target prepared for one switch: ``revision`` None removes the entry.
@@ -436,14 +672,15 @@ class Prepared:
 class Target(Protocol):
     """Where a stage's current revisions are deployed (builtin: ``directory``).
 
-    The contract is two-step: :meth:`prepare` does everything slow and invisible (its
-    release is already materialized and verified by the kernel); :meth:`commit` makes the
-    switch visible atomically — a reader sees the old revision or the new one, never a mix
-    and never nothing. Both may be repeated after a crash: they must be idempotent.
+    The contract is two-step: :meth:`prepare` does everything slow and invisible (the
+    kernel has checked the revision's objects, and verified its release when the content
+    store keeps one); :meth:`commit` makes the switch visible atomically — a reader sees
+    the old revision or the new one, never a mix and never nothing. Both may be repeated
+    after a crash: they must be idempotent.
     """
 
-    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
-        """Stage the switch of ``component_id`` to ``revision`` (files in ``release``)."""
+    def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
+        """Stage the switch of ``component_id`` to ``revision`` (None: remove it)."""
 
     def commit(self, prepared: Prepared) -> None:
         """Make the prepared switch visible, atomically and durably."""

@@ -171,6 +171,10 @@ class ValidationSubject:
     ``digests`` gives each regular file's content digest where it is known (always for a
     revision): a validator may remember per-file results by digest, so that a new
     revision costs only its changed files.
+
+    Read a file with :meth:`read_bytes`: ``root`` is None when the content store keeps no
+    release directories (an object store, the memory twin), and the bytes then come
+    from the store through ``reader``.
     """
 
     component: str
@@ -178,13 +182,23 @@ class ValidationSubject:
     component_id: str
     component_type: str
     stage: str
-    root: Path
+    root: Path | None
     files: tuple[str, ...]
     revision: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     sizes: Mapping[str, int] = attrs.field(factory=dict)
     context: ValidationContext = attrs.field(factory=ValidationContext)
     digests: Mapping[str, str] = attrs.field(factory=dict)
+    reader: Callable[[str], bytes] | None = attrs.field(default=None, eq=False, repr=False)
+
+    def read_bytes(self, path: str) -> bytes:
+        """The bytes of file ``path`` (relative, as in ``files``); OSError when it
+        cannot be read."""
+        if self.reader is not None:
+            return self.reader(path)
+        if self.root is None:
+            raise FileNotFoundError(f"{path}: the subject has no files to read")
+        return (self.root / path).read_bytes()
 
 
 @record

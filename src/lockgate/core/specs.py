@@ -7,9 +7,10 @@ from pathlib import Path
 from lockgate.core.contracts import ComponentSpec
 from lockgate.core.refs import ComponentRef, check_name
 from lockgate.core.structure import structure
-from lockgate.core.yamlfile import load_yaml_file
+from lockgate.core.yamlfile import MAX_YAML_BYTES, YamlDocument, load_yaml_file, load_yaml_text
+from lockgate.errors import ConfigError
 
-__all__ = ["SPEC_FILE", "read_spec"]
+__all__ = ["SPEC_FILE", "parse_spec", "read_spec"]
 
 SPEC_FILE = "component.yaml"
 
@@ -22,7 +23,22 @@ def read_spec(directory: Path, *, cache_dir: Path | None = None) -> ComponentSpe
     spec_path = directory / SPEC_FILE
     if not spec_path.is_file():
         return ComponentSpec()
-    doc = load_yaml_file(spec_path, cache_dir=cache_dir)
+    return _structured(load_yaml_file(spec_path, cache_dir=cache_dir))
+
+
+def parse_spec(raw: bytes, where: Path) -> ComponentSpec:
+    """The spec in ``raw``, the bytes of a ``component.yaml`` (``where`` names it in
+    errors), as :func:`read_spec` reads it from a file."""
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{where}: larger than {MAX_YAML_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    return _structured(load_yaml_text(text, where))
+
+
+def _structured(doc: YamlDocument) -> ComponentSpec:
     spec = structure(ComponentSpec, doc.data, (), lambda p: doc.where(p))
     for dep in spec.depends_on:
         if ":" in dep:

@@ -22,13 +22,12 @@ from lockgate.core.models import ComponentStatus
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, check_text, short
-from lockgate.core.releases import ensure_release
 from lockgate.core.session import Session, as_session
-from lockgate.core.specs import read_spec
 from lockgate.errors import InputError, LockgateError, NotFoundError, RefusedError
 from lockgate.operations.lifecycle import TRANSITIONS
 from lockgate.operations.recover import settle
 from lockgate.operations.resolve import resolve_revision
+from lockgate.operations.revisions import revision_spec
 
 if TYPE_CHECKING:
     from lockgate.core.contracts import StateStore
@@ -154,7 +153,7 @@ def revision_owners(session: Session, revision: str) -> tuple[str, ...]:
     """The ``owners`` that ``component.yaml`` of ``revision`` declares (none without one)."""
 
     try:
-        return tuple(read_spec(ensure_release(session, revision)).owners)
+        return tuple(revision_spec(session, revision).owners)
     except LockgateError:
         return ()  # a broken component.yaml is the manifest validator's to report
 

@@ -35,12 +35,12 @@ from lockgate.core.contracts import (
     EventFilter,
     store_forget_lost,
     store_object_path,
+    store_release_cache,
     store_tmp,
 )
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import check_text
-from lockgate.core.releases import RELEASES_DIRNAME, remove_tree
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
 from lockgate.operations.recover import recover_pending, settle
@@ -167,12 +167,9 @@ def collect_garbage(
             except LockgateError:
                 continue
             needed.update(e.digest for e in manifest.entries if e.digest and e.kind != "symlink")
-        releases_dir = session.state_dir / RELEASES_DIRNAME
-        doomed_releases = []
-        if releases_dir.is_dir():
-            for entry in sorted(releases_dir.iterdir()):
-                if len(entry.name) == 64 and entry.name not in kept:
-                    doomed_releases.append(entry.name)
+        cache = store_release_cache(content)
+        laid_out = cache.releases() if cache is not None else []
+        doomed_releases = [revision for revision in laid_out if revision not in kept]
         cutoff = time.time() - grace
         doomed_objects = []
         size = 0
@@ -184,10 +181,9 @@ def collect_garbage(
         if not dry_run:
             collected = _newly_collected(session, kept, set(doomed_objects), content)
             for revision in doomed_releases:
-                remove_tree(releases_dir / revision)
-                (releases_dir / f"{revision}.verified").unlink(missing_ok=True)
+                cache.remove_release(revision)  # type: ignore[union-attr]  # listed by it
             for digest in doomed_objects:
-                content.remove(digest)
+                content.delete(digest)
             # A store that records objects lost in a restart (the local one) forgets those
             # no kept revision needs: they would have been removed here anyway.
             forget_lost = store_forget_lost(content)
@@ -217,15 +213,13 @@ def _sweep_leftovers(session: Session, cutoff: float) -> int:
     """Remove what interrupted writers left behind (temporary releases, stamps, objects,
     cache files), once older than the grace period. Returns how many were removed."""
     state_dir = session.state_dir
-    patterns: list[tuple[Path, str]] = [
-        (state_dir / RELEASES_DIRNAME, ".tmp-*"),
-        (state_dir / RELEASES_DIRNAME, "*.verified.*"),
-        (state_dir / "cache", "**/*.tmp"),
-    ]
-    tmp = store_tmp(session.content())
+    patterns: list[tuple[Path, str]] = [(state_dir / "cache", "**/*.tmp")]
+    content = session.content()
+    tmp = store_tmp(content)
     if tmp is not None:
         patterns.append((tmp, "*"))  # the store's temporary files
-    removed = 0
+    cache = store_release_cache(content)
+    removed = cache.sweep_releases(cutoff) if cache is not None else 0
     for base, pattern in patterns:
         if not base.is_dir():
             continue
@@ -234,7 +228,9 @@ def _sweep_leftovers(session: Session, cutoff: float) -> int:
                 if path.lstat().st_mtime >= cutoff:
                     continue
                 if path.is_dir() and not path.is_symlink():
-                    remove_tree(path)
+                    import shutil
+
+                    shutil.rmtree(path)
                 else:
                     path.unlink()
                 removed += 1

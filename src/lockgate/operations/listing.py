@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lockgate.core.content import read_object
 from lockgate.core.manifest import Manifest, ManifestDiff
 from lockgate.core.project import Project
 from lockgate.core.records import record
@@ -162,7 +163,7 @@ def diff_component(
                 return f"-> {entry.target}\n".encode()
             if from_workspace and root is not None:
                 return (root / path).read_bytes()
-            return content.read_bytes(entry.digest)
+            return read_object(content, entry.digest)
 
         for path in (*diff.added, *diff.modified, *diff.removed):
             before = read(old, path, False)

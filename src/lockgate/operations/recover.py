@@ -26,11 +26,11 @@ from lockgate.core.refs import (
     name_problem,
     short,
 )
-from lockgate.core.releases import ensure_release
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
     InputError,
 )
+from lockgate.operations.revisions import prepare, revision_handle
 
 __all__ = ["Recovered", "recover_pending", "settle"]
 
@@ -107,9 +107,9 @@ def _recover(session: Session) -> list[Recovered]:
         now = pointer.revision if pointer else None
         moved = pointer is not None and pointer.generation >= generation
         outcome = "completed" if moved and now == intended else "undone"
+        handle = revision_handle(session, now) if now else None
         for target in session.targets(stage):
-            release = ensure_release(session, now) if now else None
-            prepared = target.prepare(component_id, now, release)  # also sweeps leftovers
+            prepared = prepare(target, component_id, handle)  # also sweeps leftovers
             if target.deployed().get(component_id) == now:
                 target.abort(prepared)
             else:

@@ -22,18 +22,25 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
 from lockgate.core.clock import now_iso
+from lockgate.core.content import ingest_file, put_counted
 from lockgate.core.contracts import (
+    CHUNK,
     AuditEvent,
     Component,
     ComponentRecord,
+    ContentStore,
+    Readable,
     RevisionRecord,
     ScannedFile,
     ScanResult,
+    Source,
+    source_is_local,
+    store_lost,
     store_missing_objects,
 )
 from lockgate.core.failpoints import failpoint
@@ -165,13 +172,8 @@ class Stager:
         """The manifest the component's files would have now (hashing, storing nothing)."""
         scan = self.session.source().scan(component)
         self._check_limits(scan)
-        root = str(component.path)
-        digests = {
-            f.path: _hash_file(f"{root}/{f.path}")
-            for f in scan.files
-            if f.digest is None and f.kind != "symlink"
-        }
-        return scan, _manifest(scan, digests)
+        todo = [f for f in scan.files if f.digest is None and f.kind != "symlink"]
+        return scan, _manifest(scan, self._hash_files(component, todo, None))
 
     # ------------------------------------------------------------------ the operation
 
@@ -243,9 +245,9 @@ class Stager:
             session.content().get_manifest(previous) if previous and previous not in lost else None
         )
         if dry_run:
-            digests = self._hash_files(component.path, todo, progress)
+            digests = self._hash_files(component, todo, progress)
         else:
-            digests = self._store_files(component.path, scan, todo, old, progress)
+            digests = self._store_files(component, scan, todo, old, progress)
         manifest = _manifest(scan, digests)
         result = self._result(component, stage, manifest, previous, old, digests, dry_run)
         if dry_run:
@@ -304,7 +306,7 @@ class Stager:
         a ``stat`` per object; for others, that is what it costs.
         """
         content = self.session.content()
-        lost = content.lost()
+        lost = store_lost(content)
         if previous is None or previous in lost:
             return lost
         check = store_missing_objects(content)  # the local store's: no stat per object
@@ -353,7 +355,7 @@ class Stager:
 
     def _store_files(
         self,
-        root: Path,
+        component: Component,
         scan: ScanResult,
         todo: list[ScannedFile],
         previous: Manifest | None,
@@ -365,7 +367,7 @@ class Stager:
         # removes what a recorded revision needs), so only other cached digests are checked:
         # one edit in a large component costs no stat per unchanged file.
         kept = {e.digest for e in previous.entries} if previous is not None else set()
-        kept |= content.lost()  # already in ``todo``
+        kept |= store_lost(content)  # already in ``todo``
         todo = todo + [
             f
             for f in scan.files
@@ -377,12 +379,20 @@ class Stager:
         digests: dict[str, str] = {}
         if not todo:
             return digests
-        prefix = f"{root}/"
         total, done = len(todo), 0
         total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
+        source = self.session.source()
+        if source_is_local(source):
+            # Files by path: the store's FileIngest (or the kernel's stat-checked read).
+            prefix = f"{component.path}/"
 
-        def ingest(f: ScannedFile) -> str:
-            return content.ingest(prefix + f.path, f.stat)[0]
+            def ingest(f: ScannedFile) -> str:
+                return ingest_file(content, prefix + f.path, f.stat)[0]
+
+        else:
+
+            def ingest(f: ScannedFile) -> str:
+                return _put_scanned(content, source, component, f)
 
         # Threads pay by bytes, not by files. Measured on this project's benchmark machine:
         # for many small files a pool is slower than one thread (a hand-off between threads
@@ -422,15 +432,20 @@ class Stager:
             progress(total, total, total_bytes, total_bytes)
         return digests
 
-    @staticmethod
     def _hash_files(
-        root: Path, todo: list[ScannedFile], progress: Progress | None
+        self, component: Component, todo: list[ScannedFile], progress: Progress | None
     ) -> dict[str, str]:
-        """A dry run's digests: hashed in place, nothing stored."""
+        """A dry run's digests: hashed where they are, nothing stored."""
         digests: dict[str, str] = {}
         total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
+        source = self.session.source()
+        local = source_is_local(source)
         for f in todo:
-            digests[f.path] = _hash_file(f"{root}/{f.path}")
+            if local:
+                digests[f.path] = _hash_file(f"{component.path}/{f.path}")
+            else:
+                with _opened(source, component, f.path) as stream:
+                    digests[f.path] = _hash_stream(stream)
             done_bytes += f.stat.size
             if progress is not None:
                 progress(len(digests), len(todo), done_bytes, total_bytes)
@@ -505,14 +520,47 @@ def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
 
 
 def _hash_file(path: str) -> str:
-    hasher = new_hasher()
     try:
         with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                hasher.update(chunk)
+            return _hash_stream(fh)
     except OSError as exc:
         raise ConflictError(f"{path}: cannot be read ({exc.strerror}); try again") from exc
+
+
+def _hash_stream(stream: Readable) -> str:
+    hasher = new_hasher()
+    while chunk := stream.read(CHUNK):
+        hasher.update(chunk)
     return str(hasher.hexdigest())
+
+
+def _opened(source: Source, component: Component, path: str) -> BinaryIO:
+    """``source.open_file``, a file gone since the scan being a conflict to retry."""
+    try:
+        return source.open_file(component, path)
+    except NotFoundError as exc:
+        raise ConflictError(
+            f"{component.ref}: {path} changed between scan and read ({exc.message}); "
+            "stage again once edits settle"
+        ) from exc
+
+
+def _put_scanned(
+    content: ContentStore, source: Source, component: Component, f: ScannedFile
+) -> str:
+    """Store file ``f`` of a source whose files are not on this machine: streamed from
+    ``open_file`` to ``put``; a file whose size is not what the scan saw is a conflict
+    (its object, stored only for this call, is deleted again)."""
+    with _opened(source, component, f.path) as stream:
+        digest, size = put_counted(content, stream)
+    if size != f.stat.size:
+        with contextlib.suppress(Exception):
+            content.delete(digest)
+        raise ConflictError(
+            f"{component.ref}: {f.path} changed while being staged ({size} bytes, "
+            f"{f.stat.size} scanned); nothing was stored, stage again once edits settle"
+        )
+    return digest
 
 
 class _Crew:

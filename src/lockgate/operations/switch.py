@@ -41,7 +41,11 @@ from lockgate.core.contracts import (
     Intent,
     PointerChange,
     Target,
+    lost_object,
     store_is_durable,
+    store_lost,
+    store_release_cache,
+    store_sync,
 )
 from lockgate.core.failpoints import failpoint
 from lockgate.core.locks import LockOwner
@@ -52,13 +56,6 @@ from lockgate.core.records import record
 from lockgate.core.refs import (
     ComponentRef,
     short,
-)
-from lockgate.core.releases import (
-    discard_release,
-    ensure_release,
-    make_durable,
-    release_path,
-    verify_release,
 )
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
@@ -74,6 +71,7 @@ from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
 from lockgate.operations.recover import recover_pending
 from lockgate.operations.resolve import resolve_component
+from lockgate.operations.revisions import prepare, revision_handle
 
 if TYPE_CHECKING:
     from lockgate.core.manifest import ManifestDiff
@@ -205,14 +203,15 @@ class Switcher:
         """Whether ``revision`` can still be deployed: its release exists (a switch
         verifies it), or its manifest and every object it needs are stored."""
 
-        if release_path(self.session, revision).is_dir():
-            return True
         content = self.session.content()
+        cache = store_release_cache(content)
+        if cache is not None and cache.has_release(revision):
+            return True
         try:
             manifest = content.get_manifest(revision)
         except LockgateError:
             return False
-        lost = content.lost()
+        lost = store_lost(content)
         digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
         return all(d not in lost and content.has(d) for d in digests)
 
@@ -244,17 +243,16 @@ class Switcher:
             self._check_admissible(base, ref)
             # The switch happens now: its record's time follows every event before it.
             base = attrs.evolve(base, at=now_iso())
-            release = None
+            content = session.content()
+            cache = store_release_cache(content)
             if revision is not None:
-                release = ensure_release(session, revision)
-                problems = verify_release(session, revision)
-                if problems and not self._deployed(revision):
+                problems = self._problems(revision)
+                if problems and cache is not None and not self._deployed(revision):
                     # A release is a cache of the store. One no stage uses is rebuilt: it
                     # may have been built (by a gate) from objects a restart then tore,
                     # and which staging has since stored again.
-                    discard_release(session, revision)
-                    release = ensure_release(session, revision)
-                    problems = verify_release(session, revision)
+                    cache.remove_release(revision)
+                    problems = self._problems(revision)
                 if problems:
                     self._refused(base, f"damaged: {problems[0]}")
                     raise RefusedError(
@@ -266,10 +264,10 @@ class Switcher:
             # copies (executables) or be new: what is deployed is on the disk before the
             # intent is written. A release already flushed in this boot is not flushed
             # again, and none is when the store's durability is off (fsync: false).
-            content = session.content()
-            content.sync()
-            if revision is not None and store_is_durable(content):
-                make_durable(session, revision)
+            store_sync(content)
+            if revision is not None and cache is not None and store_is_durable(content):
+                cache.make_release_durable(revision)
+            handle = revision_handle(session, revision) if revision is not None else None
             intent = Intent(
                 id=uuid.uuid4().hex,
                 operation=action,
@@ -290,7 +288,7 @@ class Switcher:
             try:
                 targets = self.targets(stage)
                 step = "prepare"
-                prepared = [t.prepare(component_id, revision, release) for t in targets]
+                prepared = [prepare(t, component_id, handle) for t in targets]
                 failpoint(f"{action}.after_prepare")
                 step = "commit"
                 for target, ready in zip(targets, prepared, strict=True):
@@ -391,13 +389,36 @@ class Switcher:
 
         previous = payload.get("previous_revision")
         revision = str(previous) if previous else None
+        handle = revision_handle(self.session, revision) if revision else None
         for target in self.targets(stage):
-            release = ensure_release(self.session, revision) if revision else None
-            prepared = target.prepare(component_id, revision, release)
+            prepared = prepare(target, component_id, handle)
             if target.deployed().get(component_id) == revision:
                 target.abort(prepared)
             else:
                 target.commit(prepared)
+
+    def _problems(self, revision: str) -> list[str]:
+        """Why ``revision`` cannot be deployed as stored (empty: it can).
+
+        With a store that keeps releases, its release is laid out and verified (hashing
+        only files whose stat changed since they last verified); otherwise every object
+        the revision needs must be present and not lost (targets read them through a
+        handle that checks each digest as it reads)."""
+        content = self.session.content()
+        cache = store_release_cache(content)
+        if cache is not None:
+            cache.release(revision, self.session.config.staging.link)
+            return cache.verify_release(revision)
+        lost = store_lost(content)
+        problems = []
+        for entry in content.get_manifest(revision).entries:
+            if entry.kind == "symlink":
+                continue
+            if entry.digest in lost:
+                problems.append(lost_object(entry.digest, f"{short(revision)}:{entry.path}"))
+            elif not content.has(entry.digest):
+                problems.append(f"{short(revision)}: {entry.path} is missing from the store")
+        return problems
 
     def _deployed(self, revision: str) -> bool:
         """True when some stage's pointer holds ``revision`` (its release is in use)."""

@@ -29,6 +29,8 @@ result cache are one pipeline; the pool is the part to move out next.
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import os
@@ -56,13 +58,13 @@ from lockgate.core.models import (
 from lockgate.core.project import Project
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef
-from lockgate.core.releases import ensure_release
 from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
 from lockgate.errors import LockedError, LockgateError, NotFoundError, PluginHookError
 from lockgate.operations.approve import authors as approval_authors
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.recover import settle
+from lockgate.operations.revisions import release_dir, revision_handle, revision_spec
 
 if TYPE_CHECKING:
     from lockgate.core.hooks import Validator
@@ -366,7 +368,7 @@ class Validation:
             raise NotFoundError(f"{ref} has never been staged; run 'lockgate stage {ref}' first")
         revision = self._revisions.get(str(ref), record.latest_revision)
         manifest = self.session.content().get_manifest(revision)
-        root = ensure_release(self.session, revision)
+        root = release_dir(self.session, revision)
         return ValidationSubject(
             component=str(ref),
             workspace=ref.workspace,
@@ -376,7 +378,8 @@ class Validation:
             root=root,
             files=tuple(e.path for e in manifest.entries),
             revision=revision,
-            metadata=self._spec_data(root),
+            metadata=self._spec_data(revision, root),
+            reader=None if root else functools.partial(_read_file, self.session, revision),
             sizes={e.path: e.size for e in manifest.entries},
             digests={e.path: e.digest for e in manifest.entries if e.digest},
         )
@@ -398,10 +401,12 @@ class Validation:
             sizes={f.path: f.stat.size for f in scan.files},
         )
 
-    def _spec_data(self, root: Path) -> dict[str, Any]:
+    def _spec_data(self, revision: str, root: Path | None) -> dict[str, Any]:
 
         try:
-            # Releases are immutable, so the stat-keyed YAML cache is always right here.
+            if root is None:  # a store without releases: read it from the store
+                return attrs.asdict(revision_spec(self.session, revision))
+            # Releases are immutable, so the YAML cache keyed by content is right here.
             return attrs.asdict(
                 read_spec(root, cache_dir=self.session.state_dir / "cache" / "yaml")
             )
@@ -429,7 +434,7 @@ class Validation:
     def _stage_deps(self, revision: str) -> tuple[str, ...]:
 
         try:
-            spec = self._spec_data(ensure_release(self.session, revision))
+            spec = self._spec_data(revision, release_dir(self.session, revision))
         except LockgateError:
             return ()
         return tuple(_dep_id(d) for d in spec.get("depends_on", ()))
@@ -437,7 +442,14 @@ class Validation:
     # ------------------------------------------------------------------ running
 
     def _execute(self, prepared: Sequence[_Prepared], use_cache: bool) -> list[ComponentReadiness]:
-        cache = _Cache(self.session.state_dir / "cache" / "validation") if use_cache else None
+        # A kernel cache lives in .lockgate/ only when some role keeps its data there
+        # (sqlite, the local store, the workspace source's stat cache): a project whose
+        # roles keep nothing on this machine gets no local directory, only slower
+        # re-validation (as lockgate.yaml's parse cache, core/config.py).
+        state_dir = self.session.state_dir
+        cache = (
+            _Cache(state_dir / "cache" / "validation") if use_cache and state_dir.is_dir() else None
+        )
         outcomes: dict[tuple[int, int], list[Issue]] = {}
         tasks: list[tuple[int, int]] = []
         cached_counts = [0] * len(prepared)
@@ -604,6 +616,16 @@ def _hint_for(exc: LockgateError, ref: ComponentRef) -> str | None:
     if "never been staged" in exc.message:
         return f"stage it: lockgate stage {ref}"
     return None
+
+
+def _read_file(session: Session, revision: str, path: str) -> bytes:
+    """File ``path`` of ``revision`` read from the content store (checked against its
+    digest), for a subject without a release directory; OSError when it cannot be."""
+    try:
+        with revision_handle(session, revision).open(path) as stream:
+            return stream.read()
+    except LockgateError as exc:
+        raise OSError(errno.EIO, exc.message) from exc
 
 
 def _cache_key(validator: Validator, stage: str) -> str:

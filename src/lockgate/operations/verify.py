@@ -13,10 +13,11 @@ from typing import Any
 from lockgate.core.audit import verify_chain, verify_state
 from lockgate.core.contracts import (
     lost_object,
+    store_lost,
+    store_release_cache,
 )
 from lockgate.core.project import Project
 from lockgate.core.records import record
-from lockgate.core.releases import release_path, verify_release
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
 from lockgate.operations.gc import collected_revisions, retained_revisions
@@ -67,10 +68,11 @@ def verify(session: Session | Project, stage: str | None = None) -> VerifyReport
                 )
     # Every check below reports what it finds and goes on: a damaged or missing manifest
     # or object is one more problem in the list, never the end of the report.
+    cache = store_release_cache(content)
     for revision in sorted(releases):
-        if release_path(session, revision).is_dir():
+        if cache is not None and cache.has_release(revision):
             try:
-                problems.extend(verify_release(session, revision, full=True))
+                problems.extend(cache.verify_release(revision, full=True))
             except LockgateError as exc:
                 problems.append(f"release {revision[:12]}: {exc.message}")
     # What must stay deployable whatever gc's --keep was: current, previous, last-good and
@@ -90,7 +92,7 @@ def verify(session: Session | Project, stage: str | None = None) -> VerifyReport
         for entry in manifest.entries:
             if entry.digest and entry.kind != "symlink":  # a link's text is in the manifest
                 digests.setdefault(entry.digest, f"{revision[:12]}:{entry.path}")
-    lost = content.lost()
+    lost = store_lost(content)
     for digest, where in sorted(digests.items()):
         try:
             if digest in lost:

@@ -11,7 +11,8 @@ available without an import. Everything else is imported from here:
   and :class:`TargetConformance` (``target``);
 * the **in-memory twins** of the roles, each passing its suite:
   :class:`MemoryStateStore`, :class:`MemoryContentStore`, :class:`MemorySource`,
-  :class:`MemoryTarget`.
+  :class:`MemoryTarget`; :class:`MemoryRoles` registers the content store, source and
+  target twins as ``memory`` for a project to select in ``lockgate.yaml``.
 
 The suites and twins are imported on first use, so loading this pytest plugin costs a
 test session next to nothing; their asserts are rewritten by pytest like a test's own.
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from lockgate.testing._content_suite import ContentStoreConformance
     from lockgate.testing._files import ComponentFiles, DirectoryComponentFiles, SourceFixture
     from lockgate.testing._memory_content import MemoryContentStore
+    from lockgate.testing._memory_plugin import MemoryRoles
     from lockgate.testing._memory_source import MemorySource
     from lockgate.testing._memory_target import MemoryTarget
     from lockgate.testing._source_suite import SourceConformance
@@ -53,6 +55,7 @@ __all__ = [
     "DirectoryComponentFiles",
     "FakeDistribution",
     "MemoryContentStore",
+    "MemoryRoles",
     "MemorySource",
     "MemoryStateStore",
     "MemoryTarget",
@@ -77,6 +80,7 @@ _LAZY = {
     "ContentStoreConformance": "lockgate.testing._content_suite",
     "DirectoryComponentFiles": "lockgate.testing._files",
     "MemoryContentStore": "lockgate.testing._memory_content",
+    "MemoryRoles": "lockgate.testing._memory_plugin",
     "MemorySource": "lockgate.testing._memory_source",
     "MemoryStateStore": "lockgate.builtin_plugins.memory_state",
     "MemoryTarget": "lockgate.testing._memory_target",

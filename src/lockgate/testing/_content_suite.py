@@ -12,13 +12,18 @@ Use it from a plugin's tests::
         def content_store(self, tmp_path):
             return MyContentStore(tmp_path / "objects")
 
-The fixture returns a fresh, empty store. The optional capabilities (``LocalObjectFiles``,
-``LostObjectsLedger``, ``CompletenessCheck``, ``DurabilitySwitch``) are tested when the
-store offers them and skipped otherwise.
+The fixture returns a fresh, empty store. The contract streams: ``put`` reads a
+readable in chunks, ``open`` returns a stream. Storing a file and laying a revision out as
+a directory go through the kernel's ``ingest_file`` and ``materialize_files``, so they are
+tested through the store's ``FileIngest`` and ``Materializer`` capabilities when it offers
+them, through ``put`` and ``open`` otherwise. The other optional capabilities
+(``Flushable``, ``LocalObjectFiles``, ``LostObjectsLedger``, ``CompletenessCheck``,
+``DurabilitySwitch``) are tested when the store offers them and skipped otherwise.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -26,12 +31,15 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.core.content import ingest_file, materialize_files, read_object
 from lockgate.core.contracts import (
     ContentStore,
     FileStat,
     store_forget_lost,
+    store_lost,
     store_missing_objects,
     store_object_path,
+    store_sync,
     store_tmp,
 )
 from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
@@ -49,10 +57,27 @@ def _file(path: Path, data: bytes) -> FileStat:
     return FileStat.of(path.stat())
 
 
+def _put(store: ContentStore, data: bytes) -> str:
+    return store.put(io.BytesIO(data))
+
+
+class _Trickle:
+    """A readable that hands out at most ``step`` bytes per read, and counts its reads."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._step, self.reads = data, step, 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reads += 1
+        n = self._step if size < 0 else min(size, self._step)
+        chunk, self._data = self._data[:n], self._data[n:]
+        return chunk
+
+
 def _revision(store: ContentStore, files: dict[str, bytes]) -> Manifest:
     """Store ``files`` (plus an executable and a symlink) and return their manifest."""
-    entries = [FileEntry(p, "file", len(d), store.put_bytes(d)) for p, d in files.items()]
-    entries.append(FileEntry("bin/run", "exec", 9, store.put_bytes(b"#!/bin/sh")))
+    entries = [FileEntry(p, "file", len(d), _put(store, d)) for p, d in files.items()]
+    entries.append(FileEntry("bin/run", "exec", 9, _put(store, b"#!/bin/sh")))
     target = "../a.txt"
     entries.append(
         FileEntry("bin/link", "symlink", len(target), digest_bytes(target.encode()), target)
@@ -91,40 +116,64 @@ class ContentStoreConformance:
         assert list(content_store.objects()) == []
         assert content_store.has(_ABSENT) is False
         assert content_store.verify(_ABSENT) is False
-        assert content_store.lost() == frozenset()
+        assert store_lost(content_store) == frozenset()
 
-    # ------------------------------------------------------------------ put_bytes
+    # ------------------------------------------------------------------ put, open
 
-    def test_put_bytes_returns_the_digest_of_the_bytes(self, content_store: ContentStore) -> None:
+    def test_put_returns_the_digest_of_the_bytes(self, content_store: ContentStore) -> None:
         data = b"print('hello')\n"
-        digest = content_store.put_bytes(data)
+        digest = _put(content_store, data)
         assert digest == digest_bytes(data)
         assert len(digest) == 64 and set(digest) <= _HEX
 
     def test_stored_bytes_read_back_exactly(self, content_store: ContentStore) -> None:
         for data in (b"", b"\x00\xff" * 10, os.urandom(_BIG)):
-            digest = content_store.put_bytes(data)
+            digest = _put(content_store, data)
             assert content_store.has(digest) is True
-            assert content_store.read_bytes(digest) == data
+            assert read_object(content_store, digest) == data
             assert content_store.verify(digest) is True
 
-    def test_put_bytes_is_idempotent(self, content_store: ContentStore) -> None:
-        first = content_store.put_bytes(b"same")
-        second = content_store.put_bytes(b"same")
+    def test_put_is_idempotent(self, content_store: ContentStore) -> None:
+        first = _put(content_store, b"same")
+        second = _put(content_store, b"same")
         assert first == second
         assert [d for d, _ in content_store.objects()] == [first]
-        assert content_store.read_bytes(first) == b"same"
+        assert read_object(content_store, first) == b"same"
+
+    def test_put_reads_the_source_in_chunks_to_its_end(self, content_store: ContentStore) -> None:
+        data = os.urandom(_BIG)
+        source = _Trickle(data, 4096)
+        digest = content_store.put(source)
+        assert digest == digest_bytes(data)
+        assert source.reads > len(data) // 4096  # it read on until b"", not one read
+        assert read_object(content_store, digest) == data
+
+    def test_open_streams_the_stored_bytes(self, content_store: ContentStore) -> None:
+        data = os.urandom(_BIG)
+        digest = _put(content_store, data)
+        with content_store.open(digest) as stream:
+            first = stream.read(1000)
+            rest = stream.read()
+        assert first + rest == data and len(first) == 1000
+
+    def test_opening_a_missing_object_is_not_found(self, content_store: ContentStore) -> None:
+        with pytest.raises(NotFoundError):
+            content_store.open(_ABSENT)
+
+    def test_close_may_be_repeated(self, content_store: ContentStore) -> None:
+        content_store.close()
+        content_store.close()
 
     # ------------------------------------------------------------------ missing objects
 
     def test_has_is_false_for_an_object_never_stored(self, content_store: ContentStore) -> None:
-        content_store.put_bytes(b"something else")
+        _put(content_store, b"something else")
         assert content_store.has(_ABSENT) is False
 
     def test_reading_a_missing_object_is_not_found(self, content_store: ContentStore) -> None:
-        content_store.put_bytes(b"something else")
+        _put(content_store, b"something else")
         with pytest.raises(NotFoundError):
-            content_store.read_bytes(_ABSENT)
+            read_object(content_store, _ABSENT)
 
     def test_verify_is_false_for_a_missing_object(self, content_store: ContentStore) -> None:
         assert content_store.verify(_ABSENT) is False
@@ -136,7 +185,7 @@ class ContentStoreConformance:
     def test_an_object_that_is_not_a_manifest_is_a_lockgate_error(
         self, content_store: ContentStore
     ) -> None:
-        digest = content_store.put_bytes(b"not a manifest")
+        digest = _put(content_store, b"not a manifest")
         with pytest.raises(LockgateError):
             content_store.get_manifest(digest)
 
@@ -148,10 +197,10 @@ class ContentStoreConformance:
     ) -> None:
         data = os.urandom(size)
         expected = _file(tmp_path / "f.bin", data)
-        digest, stored = content_store.ingest(tmp_path / "f.bin", expected)
+        digest, stored = ingest_file(content_store, tmp_path / "f.bin", expected)
         assert (digest, stored) == (digest_bytes(data), size)
-        assert content_store.read_bytes(digest) == data
-        digest_again, _ = content_store.ingest(str(tmp_path / "f.bin"), expected)
+        assert read_object(content_store, digest) == data
+        digest_again, _ = ingest_file(content_store, str(tmp_path / "f.bin"), expected)
         assert digest_again == digest
 
     def test_ingest_refuses_a_file_not_as_expected(
@@ -161,7 +210,7 @@ class ContentStoreConformance:
         scanned = _file(path, b"as scanned")
         path.write_bytes(b"edited since the scan, longer")
         with pytest.raises(ConflictError):
-            content_store.ingest(path, scanned)
+            ingest_file(content_store, path, scanned)
         assert not content_store.has(digest_bytes(b"edited since the scan, longer"))
         assert list(content_store.objects()) == []
 
@@ -172,7 +221,7 @@ class ContentStoreConformance:
         scanned = _file(path, b"gone soon")
         path.unlink()
         with pytest.raises(ConflictError):
-            content_store.ingest(path, scanned)
+            ingest_file(content_store, path, scanned)
         assert list(content_store.objects()) == []
 
     def test_ingest_from_many_threads(self, content_store: ContentStore, tmp_path: Path) -> None:
@@ -187,7 +236,7 @@ class ContentStoreConformance:
 
         def work(i: int) -> None:
             try:
-                results[i] = content_store.ingest(files[i][0], files[i][1])
+                results[i] = ingest_file(content_store, files[i][0], files[i][1])
             except BaseException as exc:  # reported by the assert below
                 errors.append(exc)
 
@@ -199,7 +248,7 @@ class ContentStoreConformance:
         assert errors == []
         for i, (_, _, data) in enumerate(files):
             assert results[i] == (digest_bytes(data), len(data))
-            assert content_store.read_bytes(results[i][0]) == data
+            assert read_object(content_store, results[i][0]) == data
         assert {d for d, _ in content_store.objects()} == {r[0] for r in results.values()}
 
     # ------------------------------------------------------------------ manifests
@@ -231,7 +280,7 @@ class ContentStoreConformance:
         manifest = _revision(content_store, files)
         content_store.put_manifest(manifest)
         dest = tmp_path / "release"
-        content_store.materialize(manifest, dest, link)  # type: ignore[arg-type]
+        materialize_files(content_store, manifest, dest, link)  # type: ignore[arg-type]
         expected: dict[str, tuple[str, bytes | str]] = {p: ("file", d) for p, d in files.items()}
         expected["bin/run"] = ("exec", b"#!/bin/sh")
         expected["bin/link"] = ("symlink", "../a.txt")
@@ -240,7 +289,7 @@ class ContentStoreConformance:
     def test_materialize_an_empty_revision_makes_an_empty_directory(
         self, content_store: ContentStore, tmp_path: Path
     ) -> None:
-        content_store.materialize(Manifest(()), tmp_path / "release")
+        materialize_files(content_store, Manifest(()), tmp_path / "release")
         assert (tmp_path / "release").is_dir()
         assert _tree(tmp_path / "release") == {}
 
@@ -249,71 +298,71 @@ class ContentStoreConformance:
     ) -> None:
         manifest = Manifest([FileEntry("a.txt", "file", 3, _ABSENT)])
         with pytest.raises(NotFoundError):
-            content_store.materialize(manifest, tmp_path / "release")
+            materialize_files(content_store, manifest, tmp_path / "release")
 
     def test_two_materializations_are_independent(
         self, content_store: ContentStore, tmp_path: Path
     ) -> None:
         manifest = _revision(content_store, {"a.txt": b"shared bytes"})
-        content_store.materialize(manifest, tmp_path / "one")
-        content_store.materialize(manifest, tmp_path / "two")
+        materialize_files(content_store, manifest, tmp_path / "one")
+        materialize_files(content_store, manifest, tmp_path / "two")
         assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
         digest = digest_bytes(b"shared bytes")
-        assert content_store.read_bytes(digest) == b"shared bytes"
+        assert read_object(content_store, digest) == b"shared bytes"
 
-    # ------------------------------------------------------------------ objects, remove
+    # ------------------------------------------------------------------ objects, delete
 
     def test_objects_lists_every_object_with_a_time(self, content_store: ContentStore) -> None:
-        digests = {content_store.put_bytes(d) for d in (b"one", b"two", b"three")}
+        digests = {_put(content_store, d) for d in (b"one", b"two", b"three")}
         listed = list(content_store.objects())
         assert {d for d, _ in listed} == digests
         assert len(listed) == len(digests)
         assert all(isinstance(when, float) and when > 0 for _, when in listed)
 
-    def test_remove_deletes_one_object(self, content_store: ContentStore) -> None:
-        keep, drop = content_store.put_bytes(b"keep"), content_store.put_bytes(b"drop")
-        content_store.remove(drop)
+    def test_delete_removes_one_object(self, content_store: ContentStore) -> None:
+        keep, drop = _put(content_store, b"keep"), _put(content_store, b"drop")
+        content_store.delete(drop)
         assert content_store.has(drop) is False
         assert content_store.verify(drop) is False
         with pytest.raises(NotFoundError):
-            content_store.read_bytes(drop)
+            read_object(content_store, drop)
         assert [d for d, _ in content_store.objects()] == [keep]
-        assert content_store.read_bytes(keep) == b"keep"
+        assert read_object(content_store, keep) == b"keep"
 
-    def test_removing_a_missing_object_is_no_error(self, content_store: ContentStore) -> None:
-        content_store.remove(_ABSENT)
-        digest = content_store.put_bytes(b"x")
-        content_store.remove(digest)
-        content_store.remove(digest)
+    def test_deleting_a_missing_object_is_no_error(self, content_store: ContentStore) -> None:
+        content_store.delete(_ABSENT)
+        digest = _put(content_store, b"x")
+        content_store.delete(digest)
+        content_store.delete(digest)
         assert content_store.has(digest) is False
 
-    def test_a_removed_object_can_be_stored_again(self, content_store: ContentStore) -> None:
-        digest = content_store.put_bytes(b"again")
-        content_store.remove(digest)
-        assert content_store.put_bytes(b"again") == digest
-        assert content_store.read_bytes(digest) == b"again"
+    def test_a_deleted_object_can_be_stored_again(self, content_store: ContentStore) -> None:
+        digest = _put(content_store, b"again")
+        content_store.delete(digest)
+        assert _put(content_store, b"again") == digest
+        assert read_object(content_store, digest) == b"again"
 
-    def test_a_removed_manifest_is_not_found(self, content_store: ContentStore) -> None:
+    def test_a_deleted_manifest_is_not_found(self, content_store: ContentStore) -> None:
         revision = content_store.put_manifest(_revision(content_store, {"a.txt": b"a"}))
-        content_store.remove(revision)
+        content_store.delete(revision)
         with pytest.raises(NotFoundError):
             content_store.get_manifest(revision)
 
     # ------------------------------------------------------------------ sync, lost
 
     def test_sync_keeps_everything_and_may_be_repeated(self, content_store: ContentStore) -> None:
-        content_store.sync()
-        digest = content_store.put_bytes(b"durable")
-        content_store.sync()
-        content_store.sync()
-        assert content_store.read_bytes(digest) == b"durable"
-        assert content_store.lost() == frozenset()
+        store_sync(content_store)
+        digest = _put(content_store, b"durable")
+        store_sync(content_store)
+        store_sync(content_store)
+        assert read_object(content_store, digest) == b"durable"
+        assert store_lost(content_store) == frozenset()
 
     def test_nothing_is_lost_without_a_crash(self, content_store: ContentStore) -> None:
         manifest = _revision(content_store, {"a.txt": b"a"})
         content_store.put_manifest(manifest)
-        content_store.sync()
-        lost = content_store.lost()
+        store_sync(content_store)
+        lost = store_lost(content_store)
         assert isinstance(lost, frozenset) and lost == frozenset()
 
     # ------------------------------------------------------------------ capabilities
@@ -328,7 +377,7 @@ class ContentStoreConformance:
         revision = content_store.put_manifest(manifest)
         assert missing_objects(revision) == frozenset()
         gone = digest_bytes(b"b")
-        content_store.remove(gone)
+        content_store.delete(gone)
         assert missing_objects(revision) == frozenset({gone})
         assert missing_objects(_ABSENT) == frozenset({_ABSENT})
 
@@ -337,7 +386,7 @@ class ContentStoreConformance:
         if object_path is None:
             pytest.skip("the store offers no LocalObjectFiles")
         assert store_tmp(content_store) is not None
-        digest = content_store.put_bytes(b"on disk")
+        digest = _put(content_store, b"on disk")
         assert object_path(digest).read_bytes() == b"on disk"
         assert not object_path(_ABSENT).exists()
 
@@ -345,9 +394,9 @@ class ContentStoreConformance:
         forget_lost = store_forget_lost(content_store)
         if forget_lost is None:
             pytest.skip("the store offers no LostObjectsLedger")
-        digest = content_store.put_bytes(b"needed")
+        digest = _put(content_store, b"needed")
         assert forget_lost({digest}) == 0
-        assert content_store.lost() == frozenset()
+        assert store_lost(content_store) == frozenset()
 
     def test_durability_switch_is_a_bool(self, content_store: ContentStore) -> None:
         if not hasattr(content_store, "fsync"):

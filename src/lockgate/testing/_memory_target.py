@@ -1,19 +1,19 @@
 """The in-memory target: which revision each component has deployed, in a dict.
 
 The twin of the builtin ``directory`` target: the same two-step switch (``prepare`` does
-everything invisible, ``commit`` switches one entry at once), held in process memory. A
-release directory is not needed to deploy (``release`` may be None), so a kernel without
-local disk can deploy to it.
+everything invisible, ``commit`` switches one entry at once), held in process memory. It
+reads every file of the revision through its handle when preparing (so a damaged
+object fails the prepare, as it would an upload) and never asks for a directory, so a
+kernel without local disk can deploy to it.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockgate.core.contracts import Prepared, Target
+from lockgate.core.contracts import CHUNK, Prepared, RevisionHandle, Target
 from lockgate.core.refs import name_problem
 from lockgate.errors import InputError
 
@@ -31,19 +31,26 @@ class MemoryTarget:
         """Prepared switches not yet committed or aborted, by token."""
         self._issued: set[str] = set()
 
-    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
+    def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
         problem = name_problem(component_id)
         if problem is not None:
             raise InputError(f"component id {component_id!r} {problem}: refusing to deploy it")
+        if revision is not None:
+            for entry in revision.manifest.entries:
+                if entry.kind != "symlink":
+                    with revision.open(entry.path) as stream:
+                        while stream.read(CHUNK):
+                            pass  # read to the end: the handle checks the digest there
+        rev = revision.revision if revision is not None else None
         token = uuid.uuid4().hex
         with self._lock:
             # Switches of one entry are serialized by the kernel: what an earlier one
             # left prepared was abandoned by a crash, as the directory target sweeps it.
             for stale in [t for t, (c, _) in self._pending.items() if c == component_id]:
                 del self._pending[stale]
-            self._pending[token] = (component_id, revision)
+            self._pending[token] = (component_id, rev)
             self._issued.add(token)
-        return Prepared(component_id, revision, token)
+        return Prepared(component_id, rev, token)
 
     def commit(self, prepared: Prepared) -> None:
         with self._lock:

@@ -52,13 +52,11 @@ FILES = {
 
 
 def read_file(source: Source, component: Component, path: str) -> bytes:
-    """The bytes of file ``path`` of ``component`` as ``source`` serves them."""
-    opener = getattr(source, "open_file", None)
-    if callable(opener):
-        fh: BinaryIO = opener(component, path)
-        with fh:
-            return fh.read()
-    return (component.path / path).read_bytes()
+    """The bytes of file ``path`` of ``component`` as ``source`` serves them
+    (``open_file``, part of the contract; staging reads through it)."""
+    fh: BinaryIO = source.open_file(component, path)
+    with fh:
+        return fh.read()
 
 
 def _make(files: ComponentFiles, ref: str, content: Mapping[str, bytes], **kw: Any) -> None:
@@ -184,6 +182,23 @@ class SourceConformance:
         _make(source.files, "alice:etl", {"run.py": b"1"})
         with pytest.raises(NotFoundError):
             source.source.find(ComponentRef("nobody", "etl"))
+
+    # ------------------------------------------------------------------ open_file
+
+    def test_open_file_streams_the_bytes_as_they_are_now(self, source: SourceFixture) -> None:
+        _make(source.files, "alice:etl", FILES)
+        component = source.source.find(ComponentRef("alice", "etl"))
+        with source.source.open_file(component, "lib/util.py") as fh:
+            assert fh.read(2) + fh.read() == FILES["lib/util.py"]
+        source.files.write("alice:etl", "lib/util.py", b"X = 2\n")
+        assert read_file(source.source, component, "lib/util.py") == b"X = 2\n"
+
+    def test_open_file_of_a_file_that_is_gone_is_not_found(self, source: SourceFixture) -> None:
+        _make(source.files, "alice:etl", {"run.py": b"1", "old.py": b"2"})
+        component = source.source.find(ComponentRef("alice", "etl"))
+        source.files.delete("alice:etl", "old.py")
+        with pytest.raises(NotFoundError):
+            source.source.open_file(component, "old.py")
 
     # ------------------------------------------------------------------ scan
 

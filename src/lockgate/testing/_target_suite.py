@@ -15,10 +15,12 @@ leaves the old one. Use it from a plugin's tests::
         def target(self, releases):
             return MyTarget(...)
 
-The fixture returns a fresh target with nothing deployed. ``releases`` is the suite's
-own fixture: the directory where it lays out each revision it deploys, as
-``<releases>/<revision>/`` (the kernel's ``.lockgate/releases/``); a target that links to
-or copies from release directories is built on it, one that does not ignores it.
+The fixture returns a fresh target with nothing deployed. ``prepare`` receives a
+``RevisionHandle``: a target reads the files through ``open(path)``, or asks for a
+directory with ``materialize()``. ``releases`` is the suite's own fixture: the directory
+where ``materialize()`` lays out each revision, as ``<releases>/<revision>/`` (the
+``local`` store's ``.lockgate/releases/``); a target that links to or copies from release
+directories is built on it, one that does not ignores it.
 """
 
 from __future__ import annotations
@@ -28,14 +30,20 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.core.contracts import Prepared, Target
-from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
+from lockgate.core.content import materialize_files
+from lockgate.core.contracts import Prepared, RevisionHandle, Target
+from lockgate.core.manifest import FileEntry, Manifest
+from lockgate.testing._memory_content import MemoryContentStore
 
 __all__ = ["TargetConformance"]
 
 
-def _commit(target: Target, component_id: str, revision: str | None, release: Path | None) -> None:
-    target.commit(target.prepare(component_id, revision, release))
+def _commit(
+    target: Target, component_id: str, revision: str | None, handle: RevisionHandle | None
+) -> None:
+    """Deploy ``handle`` (``revision`` is its id, named for the reader of each test)."""
+    assert handle is None or handle.revision == revision
+    target.commit(target.prepare(component_id, handle))
 
 
 class TargetConformance:
@@ -53,20 +61,27 @@ class TargetConformance:
         return path
 
     @pytest.fixture
-    def revisions(self, releases: Path) -> Mapping[str, tuple[str, Path]]:
-        """Three revisions ``r1``, ``r2``, ``r3``: name -> (revision id, release)."""
-        made: dict[str, tuple[str, Path]] = {}
+    def revisions(self, releases: Path) -> Mapping[str, tuple[str, RevisionHandle]]:
+        """Three revisions ``r1``, ``r2``, ``r3``: name -> (revision id, handle).
+
+        Each handle reads its files from an in-memory content store, and its
+        ``materialize()`` returns ``<releases>/<revision>/``, laid out on first use."""
+        store = MemoryContentStore()
+        made: dict[str, tuple[str, RevisionHandle]] = {}
         for n in (1, 2, 3):
             files = {"run.py": f"print({n})\n".encode(), "lib/util.py": b"X = %d\n" % n}
             manifest = Manifest(
-                [FileEntry(p, "file", len(d), digest_bytes(d)) for p, d in files.items()]
+                [FileEntry(p, "file", len(d), store.put_bytes(d)) for p, d in files.items()]
             )
-            revision = manifest.revision_id()
+            revision = store.put_manifest(manifest)
             release = releases / revision
-            for path, data in files.items():
-                (release / path).parent.mkdir(parents=True, exist_ok=True)
-                (release / path).write_bytes(data)
-            made[f"r{n}"] = (revision, release)
+
+            def materialize(manifest: Manifest = manifest, release: Path = release) -> Path:
+                if not release.is_dir():
+                    materialize_files(store, manifest, release)
+                return release
+
+            made[f"r{n}"] = (revision, RevisionHandle(revision, manifest, store, materialize))
         return made
 
     # ------------------------------------------------------------------ nothing yet
@@ -75,7 +90,7 @@ class TargetConformance:
         assert target.deployed() == {}
 
     def test_check_reports_an_entry_never_deployed(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         problems = target.check("etl", revisions["r1"][0])
         assert problems and all(isinstance(p, str) and p for p in problems)
@@ -89,16 +104,16 @@ class TargetConformance:
     # ------------------------------------------------------------------ prepare, commit
 
     def test_prepare_names_what_it_prepared(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
-        prepared = target.prepare("etl", revision, release)
+        prepared = target.prepare("etl", release)
         assert isinstance(prepared, Prepared)
         assert (prepared.component_id, prepared.revision) == ("etl", revision)
         target.abort(prepared)
 
     def test_commit_deploys_the_revision(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
         _commit(target, "etl", revision, release)
@@ -106,11 +121,11 @@ class TargetConformance:
         assert target.check("etl", revision) == []
 
     def test_a_prepared_switch_is_invisible_until_committed(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
         _commit(target, "etl", r1, rel1)
-        prepared = target.prepare("etl", r2, rel2)
+        prepared = target.prepare("etl", rel2)
         assert target.deployed() == {"etl": r1}
         target.commit(prepared)
         assert target.deployed() == {"etl": r2}
@@ -118,22 +133,22 @@ class TargetConformance:
         assert target.check("etl", r1) != []
 
     def test_a_first_deployment_is_invisible_until_committed(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
-        prepared = target.prepare("etl", revision, release)
+        prepared = target.prepare("etl", release)
         assert target.deployed() == {}
         target.commit(prepared)
         assert target.deployed() == {"etl": revision}
 
     def test_each_switch_shows_the_old_revision_or_the_new(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         steps = ["r1", "r2", "r3", None, "r2", "r1"]
         now: str | None = None
         for step in steps:
             revision, release = revisions[step] if step else (None, None)
-            prepared = target.prepare("etl", revision, release)
+            prepared = target.prepare("etl", release)
             assert target.deployed().get("etl") == now
             target.commit(prepared)
             assert target.deployed().get("etl") == revision
@@ -144,41 +159,41 @@ class TargetConformance:
     # ------------------------------------------------------------------ abort
 
     def test_abort_leaves_the_old_revision(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
         _commit(target, "etl", r1, rel1)
-        target.abort(target.prepare("etl", r2, rel2))
+        target.abort(target.prepare("etl", rel2))
         assert target.deployed() == {"etl": r1}
         assert target.check("etl", r1) == []
         _commit(target, "etl", r2, rel2)  # and the same switch can be made afterwards
         assert target.deployed() == {"etl": r2}
 
     def test_abort_of_a_first_deployment_leaves_nothing(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
-        target.abort(target.prepare("etl", revision, release))
+        target.abort(target.prepare("etl", release))
         assert target.deployed() == {}
         assert target.check("etl", revision) != []
 
     def test_abort_of_a_removal_keeps_the_entry(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
         _commit(target, "etl", revision, release)
-        target.abort(target.prepare("etl", None, None))
+        target.abort(target.prepare("etl", None))
         assert target.deployed() == {"etl": revision}
         assert target.check("etl", revision) == []
 
     # ------------------------------------------------------------------ removal
 
     def test_committing_a_removal_removes_the_entry(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
         _commit(target, "etl", revision, release)
-        prepared = target.prepare("etl", None, None)
+        prepared = target.prepare("etl", None)
         assert prepared.revision is None
         assert target.deployed() == {"etl": revision}
         target.commit(prepared)
@@ -193,7 +208,7 @@ class TargetConformance:
     # ------------------------------------------------------------------ repeated after a crash
 
     def test_deploying_the_deployed_revision_again_changes_nothing(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
         _commit(target, "etl", revision, release)
@@ -202,24 +217,24 @@ class TargetConformance:
         assert target.check("etl", revision) == []
 
     def test_recovery_prepares_then_aborts_what_is_already_deployed(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         # What recovery does for every open intent: prepare the recorded revision, then
         # commit it unless the target already shows it.
         revision, release = revisions["r1"]
         _commit(target, "etl", revision, release)
-        prepared = target.prepare("etl", revision, release)
+        prepared = target.prepare("etl", release)
         assert target.deployed().get("etl") == revision
         target.abort(prepared)
         assert target.deployed() == {"etl": revision}
         assert target.check("etl", revision) == []
 
     def test_an_abandoned_prepare_does_not_stop_the_next_switch(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
-        (r1, rel1), (r2, rel2), (r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
+        (r1, rel1), (_r2, rel2), (r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
         _commit(target, "etl", r1, rel1)
-        target.prepare("etl", r2, rel2)  # a crash: neither committed nor aborted
+        target.prepare("etl", rel2)  # a crash: neither committed nor aborted
         assert target.deployed() == {"etl": r1}
         _commit(target, "etl", r3, rel3)
         assert target.deployed() == {"etl": r3}
@@ -228,14 +243,14 @@ class TargetConformance:
     # ------------------------------------------------------------------ several entries
 
     def test_entries_switch_independently(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
-        (r1, rel1), (r2, rel2), (r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
+        (r1, rel1), (r2, rel2), (_r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
         _commit(target, "etl", r1, rel1)
         _commit(target, "report", r2, rel2)
         assert target.deployed() == {"etl": r1, "report": r2}
-        one = target.prepare("etl", r3, rel3)
-        two = target.prepare("report", None, None)
+        one = target.prepare("etl", rel3)
+        two = target.prepare("report", None)
         target.commit(two)
         assert target.deployed() == {"etl": r1}
         target.abort(one)
@@ -244,7 +259,7 @@ class TargetConformance:
         assert target.check("report", r2) != []
 
     def test_the_same_revision_may_be_deployed_under_two_ids(
-        self, target: Target, revisions: Mapping[str, tuple[str, Path]]
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
     ) -> None:
         revision, release = revisions["r1"]
         _commit(target, "etl", revision, release)

@@ -18,7 +18,10 @@ the new one, never a mix and never nothing; the archive it names is complete bef
 pointer can name it.
 
 The archives are reproducible: members sorted, owners, groups and times zeroed, so the
-same revision always gives the same bytes.
+same revision always gives the same bytes. The files are read through the revision
+handle (``RevisionHandle.open``, each checked against its digest), straight from the
+content store: this target needs no release directory, so it works with any content
+store, local or not.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from lockgate.plugin import (
     ConfigError,
     InputError,
     Prepared,
+    RevisionHandle,
     RoleContext,
     fsync_dir,
     hookimpl,
@@ -106,7 +110,7 @@ class TarballTarget:
 
     # ------------------------------------------------------------------ the switch
 
-    def prepare(self, component_id: str, revision: str | None, release: Path | None) -> Prepared:
+    def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
         """Write the archive (unless it is already there) and a temporary pointer.
 
         Nothing a reader looks at changes: the pointer is still the old one. The token is
@@ -116,14 +120,12 @@ class TarballTarget:
         self._sweep(component_id)
         if revision is None:
             return Prepared(component_id, None, None)
-        if release is None:
-            raise InputError(f"{component_id}: no release to archive for {short(revision)}")
-        archive = self.archive(component_id, revision)
+        archive = self.archive(component_id, revision.revision)
         if not archive.exists():
-            self._write_archive(archive, release)
+            self._write_archive(archive, revision)
         tmp = self._path(component_id, f"{POINTER_SUFFIX}{_TMP}{uuid.uuid4().hex[:12]}")
-        _write_synced(tmp, f"{revision}\n".encode())
-        return Prepared(component_id, revision, str(tmp))
+        _write_synced(tmp, f"{revision.revision}\n".encode())
+        return Prepared(component_id, revision.revision, str(tmp))
 
     def commit(self, prepared: Prepared) -> None:
         """Rename the temporary pointer over the current one: one atomic switch."""
@@ -145,7 +147,7 @@ class TarballTarget:
             with contextlib.suppress(FileNotFoundError):
                 Path(str(prepared.token)).unlink()
 
-    def _write_archive(self, archive: Path, release: Path) -> None:
+    def _write_archive(self, archive: Path, revision: RevisionHandle) -> None:
         tmp = archive.with_name(f".{archive.name}{_TMP}{uuid.uuid4().hex[:12]}")
         try:
             with open(tmp, "wb") as raw:
@@ -154,9 +156,7 @@ class TarballTarget:
                     gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
                     tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
                 ):
-                    for path in sorted(release.rglob("*")):
-                        rel = path.relative_to(release).as_posix()
-                        tar.add(path, arcname=rel, recursive=False, filter=_normalise)
+                    _add_revision(tar, revision)
                 raw.flush()
                 os.fsync(raw.fileno())
             tmp.replace(archive)
@@ -215,11 +215,25 @@ class TarballTarget:
         return []
 
 
-def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    return info
+def _add_revision(tar: tarfile.TarFile, revision: RevisionHandle) -> None:
+    """Every directory, file and symlink of ``revision``, sorted by path, with the modes
+    of a release (directories 0755, files 0444, executables 0555), owners and times zeroed."""
+    entries = {e.path: e for e in revision.manifest.entries}
+    dirs = {str(p) for path in entries for p in Path(path).parents if str(p) != "."}
+    for name in sorted(dirs | set(entries)):
+        info = tarfile.TarInfo(name)
+        entry = entries.get(name)
+        if entry is None:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        elif entry.kind == "symlink":
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, str(entry.target), 0o777
+            tar.addfile(info)
+        else:
+            info.size, info.mode = entry.size, 0o555 if entry.executable else 0o444
+            with revision.open(name) as stream:
+                tar.addfile(info, stream)  # reads exactly entry.size bytes
+                stream.read()  # then to the end: there the handle checks the digest
 
 
 def _read_pointer(path: Path) -> str | None:

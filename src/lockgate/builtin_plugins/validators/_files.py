@@ -42,7 +42,7 @@ def read_text(subject: ValidationSubject, path: str, max_bytes: int) -> str | No
     if subject.sizes.get(path, 0) > max_bytes:
         return None
     try:
-        raw = (subject.root / path).read_bytes()
+        raw = subject.read_bytes(path)
     except OSError:
         return None
     if b"\0" in raw[:8192]:

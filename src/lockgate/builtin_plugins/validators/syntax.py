@@ -91,7 +91,7 @@ def on_validate(subject: ValidationSubject, settings: SyntaxSettings) -> list[Is
             )
             continue
         try:
-            raw = (subject.root / path).read_bytes()
+            raw = subject.read_bytes(path)
         except OSError as exc:
             issues.append(
                 Issue(

@@ -1,83 +1,142 @@
-"""Materialized revisions ("releases"): a revision's files laid out as a directory.
+"""The ``local`` store's release cache: revisions laid out as directories.
 
 A release lives at ``.lockgate/releases/<revision>/`` and is immutable once it exists: it
 is built in a temporary directory beside it and renamed into place, so a release
-directory is always complete. Validators read releases, and the builtin directory target
-deploys them, so a revision is materialized once whatever uses it.
+directory is always complete. It is made of hardlinks to (or reflinks and copies of) the
+store's objects, so laying a revision out costs one ``link`` per file, and validators,
+the builtin ``directory`` target and ``lockgate verify`` all use the same one.
+
+This is the ``ReleaseCache`` capability of the content store (see
+``lockgate.plugin.ReleaseCache``): the kernel asks the store for a verified directory
+only when the store offers one, and a target asks for it through its revision handle
+only when it needs a directory. A store without it (the memory twin, an object store)
+serves targets that read files through the handle instead.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from lockgate.core import durability  # called through the module: tests replace syncfs
-from lockgate.core.manifest import check_paths, hash_file
-from lockgate.core.refs import check_revision
+from lockgate.plugin import (
+    LinkMode,
+    boot_id,
+    check_paths,
+    check_revision,
+    materialize_files,
+    new_hasher,
+)
+from lockgate.plugin import syncfs as _syncfs
 
 if TYPE_CHECKING:
-    from lockgate.core.config import Config
-    from lockgate.core.contracts import ContentStore
+    from lockgate.plugin import ContentStore
 
-__all__ = [
-    "RELEASES_DIRNAME",
-    "ensure_release",
-    "make_durable",
-    "release_path",
-    "remove_tree",
-    "verify_release",
-]
+__all__ = ["RELEASES_DIRNAME", "LocalReleases", "remove_tree"]
 
 RELEASES_DIRNAME = "releases"
+_REVISION = re.compile(r"[0-9a-f]{64}")
 
 
-class ReleaseHost(Protocol):
-    """What releases need of a project or a session: where, which store, the settings."""
-
-    @property
-    def state_dir(self) -> Path: ...
-
-    @property
-    def config(self) -> Config: ...
-
-    def content(self) -> ContentStore: ...
+def syncfs(path: str | Path) -> None:
+    """Flush the file system holding ``path`` (a seam: tests watch which paths flush)."""
+    _syncfs(path)
 
 
-def release_path(project: ReleaseHost, revision: str) -> Path:
-    """Where the release of ``revision`` lives (whether or not it exists yet).
+def _hash_file(path: str, size: int) -> str:
+    """The digest of the file at ``path`` (mmap and BLAKE3's threads from 1 MiB up)."""
+    if size >= 1 << 20:
+        hasher = new_hasher(threads=True)
+        hasher.update_mmap(path)
+        return str(hasher.hexdigest())
+    hasher = new_hasher()
+    with open(path, "rb") as fh:
+        hasher.update(fh.read())
+    return str(hasher.hexdigest())
 
-    ``revision`` must be a revision id (64 hex digits): ids come back from the state
-    store, and nothing else may be joined to the releases directory.
-    """
-    return project.state_dir / RELEASES_DIRNAME / check_revision(revision)
 
+class LocalReleases:
+    """Release directories under ``directory``, laid out from ``store``."""
 
-def ensure_release(project: ReleaseHost, revision: str) -> Path:
-    """The release directory of ``revision``, materialized from the content store if needed."""
-    final = release_path(project, revision)
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    import uuid  # only on this path (as shutil below): every operation imports this module
+    def __init__(self, directory: Path, store: ContentStore) -> None:
+        self.directory = directory
+        self.store = store
 
-    tmp = final.parent / f".tmp-{revision[:16]}-{uuid.uuid4().hex[:8]}"
-    content = project.content()
-    manifest = content.get_manifest(revision)
-    # Whatever content store holds it, a crafted manifest must not lay files (or links)
-    # out of the release directory.
-    check_paths(manifest, where=f"revision {revision[:12]}")
-    try:
-        content.materialize(manifest, tmp, project.config.staging.link)
+    def path(self, revision: str) -> Path:
+        """Where the release of ``revision`` lives (whether or not it exists yet).
+
+        ``revision`` must be a revision id (64 hex digits): ids come back from the state
+        store, and nothing else may be joined to the releases directory.
+        """
+        return self.directory / check_revision(revision)
+
+    def exists(self, revision: str) -> bool:
+        """Whether the release of ``revision`` is laid out."""
+        return self.path(revision).is_dir()
+
+    def ensure(self, revision: str, link: LinkMode = "auto") -> Path:
+        """The release directory of ``revision``, laid out from the store if needed."""
+        final = self.path(revision)
+        if final.is_dir():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        import uuid  # only on this path (as shutil below)
+
+        tmp = final.parent / f".tmp-{revision[:16]}-{uuid.uuid4().hex[:8]}"
+        manifest = self.store.get_manifest(revision)
+        # Whatever the manifest says, it must not lay files (or links) out of the release.
+        check_paths(manifest, where=f"revision {revision[:12]}")
         try:
-            tmp.rename(final)
-        except OSError:
-            if not final.is_dir():  # not a concurrent builder that won the race
-                raise
-    finally:
-        if tmp.exists():
-            remove_tree(tmp)
-    return final
+            materialize_files(self.store, manifest, tmp, link)
+            try:
+                tmp.rename(final)
+            except OSError:
+                if not final.is_dir():  # not a concurrent builder that won the race
+                    raise
+        finally:
+            if tmp.exists():
+                remove_tree(tmp)
+        return final
+
+    def revisions(self) -> list[str]:
+        """Every revision laid out, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(e.name for e in self.directory.iterdir() if _REVISION.fullmatch(e.name))
+
+    def remove(self, revision: str) -> None:
+        """Remove the release of ``revision`` and its verification stamp (it is laid out
+        again from the store when next needed). Only for a release no stage deploys."""
+        release = self.path(revision)
+        if release.is_dir():
+            remove_tree(release)
+        _stamp_path(release).unlink(missing_ok=True)
+
+    def sweep(self, cutoff: float) -> int:
+        """Remove unfinished releases and stamps older than ``cutoff``; return how many."""
+        removed = 0
+        for pattern in (".tmp-*", "*.verified.*"):
+            if not self.directory.is_dir():
+                break
+            for path in self.directory.glob(pattern):
+                try:
+                    if path.lstat().st_mtime >= cutoff:
+                        continue
+                    if path.is_dir() and not path.is_symlink():
+                        remove_tree(path)
+                    else:
+                        path.unlink()
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
+
+    def make_durable(self, revision: str) -> bool:
+        return make_durable(self.path(revision))
+
+    def verify(self, revision: str, *, full: bool = False) -> list[str]:
+        return verify_release(self.path(revision), revision, self.store, full=full)
 
 
 def remove_tree(path: Path) -> None:
@@ -87,20 +146,11 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def discard_release(project: ReleaseHost, revision: str) -> None:
-    """Remove the release of ``revision`` and its verification stamp (it is rebuilt from
-    the content store when next needed). Only for a release no stage has deployed."""
-    release = release_path(project, revision)
-    if release.is_dir():
-        remove_tree(release)
-    _stamp_path(release).unlink(missing_ok=True)
-
-
 def _stamp_path(release: Path) -> Path:
     return release.parent / f"{release.name}.verified"
 
 
-def make_durable(project: ReleaseHost, revision: str) -> bool:
+def make_durable(release: Path) -> bool:
     """Make sure the release of ``revision`` is on the disk; True when this flushed.
 
     A release holds bytes the content store may never have flushed (executables are
@@ -112,16 +162,15 @@ def make_durable(project: ReleaseHost, revision: str) -> bool:
     """
     import json
 
-    release = release_path(project, revision)
     stamp_file = _stamp_path(release)
     try:
         stamp = json.loads(stamp_file.read_bytes())
     except (OSError, ValueError):
         stamp = None
-    current = isinstance(stamp, dict) and stamp.get("boot") == durability.boot_id()
+    current = isinstance(stamp, dict) and stamp.get("boot") == boot_id()
     if current and stamp.get("durable") is True:
         return False
-    durability.syncfs(release)
+    syncfs(release)
     if current:
         _write_stamp(stamp_file, {**stamp, "durable": True})
     return True
@@ -140,7 +189,9 @@ def _write_stamp(stamp_file: Path, stamp: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -> list[str]:
+def verify_release(
+    release: Path, revision: str, store: ContentStore, *, full: bool = False
+) -> list[str]:
     """Problems with the release of ``revision`` (empty: every byte matches its digest).
 
     Each file is hashed and compared with the manifest, and nothing else may be there.
@@ -157,16 +208,15 @@ def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -
     """
     import json
 
-    release = release_path(project, revision)
     base = str(release)
-    manifest = project.content().get_manifest(revision)
+    manifest = store.get_manifest(revision)
     stamp_file = _stamp_path(release)
     stamps: dict[str, Any] = {}
     if not full:
         try:
             loaded = json.loads(stamp_file.read_bytes())
             trusted = isinstance(loaded, dict) and "files" in loaded
-            stamps = loaded if trusted and loaded.get("boot") == durability.boot_id() else {}
+            stamps = loaded if trusted and loaded.get("boot") == boot_id() else {}
         except (OSError, ValueError):
             stamps = {}
     old_files: dict[str, list[int]] = stamps.get("files", {})
@@ -190,7 +240,7 @@ def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -
             files[entry.path] = key
             continue
         try:
-            digest = hash_file(path, st.st_size)
+            digest = _hash_file(path, st.st_size)
         except OSError as exc:
             problems.append(f"{revision[:12]}: {entry.path} cannot be read ({exc.strerror})")
             continue
@@ -222,5 +272,5 @@ def verify_release(project: ReleaseHost, revision: str, *, full: bool = False) -
         stamp_file.unlink(missing_ok=True)
     elif files != old_files or dirs != old_dirs or not stamps:
         # Anything new in the release is not known to be on the disk: not "durable".
-        _write_stamp(stamp_file, {"boot": durability.boot_id(), "files": files, "dirs": dirs})
+        _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
     return problems
