@@ -76,6 +76,8 @@ class LocalSettings:
     path: str = "objects"
     fsync: bool = True
     flush: Literal["promote", "stage"] = "promote"
+    link: LinkMode = "auto"
+    """How a release's files are made from objects (was ``staging.link``)."""
 
 
 @hookimpl
@@ -98,8 +100,10 @@ class LocalContentStore:
         fsync: bool = True,
         flush: Literal["promote", "stage"] = "promote",
         stamps: Path | None = None,
+        link: LinkMode = "auto",
     ) -> None:
         self.root = root
+        self.link: LinkMode = link
         self._stamps = str(stamps) if stamps is not None else None
         """Where completeness stamps are kept (a cache); None: no stamps, look each time."""
         self.tmp = root / "tmp"
@@ -130,6 +134,7 @@ class LocalContentStore:
             fsync=settings.fsync,
             flush=settings.flush,
             stamps=ctx.state_dir / "cache" / STAMPS_DIRNAME,
+            link=settings.link,
         )
         store.recover()
         return store
@@ -441,7 +446,8 @@ class LocalContentStore:
 
     # ------------------------------------------------------------------ materializing
 
-    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
+    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode | None = None) -> None:
+        link = self.link if link is None else link  # None: plugins.local.link
         check_paths(manifest)
         dest.mkdir(parents=True, exist_ok=False)
         for entry in manifest.entries:
@@ -478,7 +484,7 @@ class LocalContentStore:
                 return
             if link == "reflink":
                 raise InputError(
-                    f"{target.parent}: the file system cannot reflink; set staging.link to auto"
+                    f"{target.parent}: the file system cannot reflink; set plugins.local.link to auto"
                 )
             self._reflink_ok = False
         import shutil

@@ -1,7 +1,11 @@
 """Builtin plugin ``workspace``: components are directories in workspaces on disk.
 
-Layout (``workspaces.layout``, default ``{workspace}/{type}/{component}`` under
-``workspaces.root``): each segment is a placeholder or a literal directory name.
+Settings (``plugins.workspace:``; the old ``workspaces:`` keys are still read, as
+deprecated)::
+
+    root: workspaces                          # under the project root
+    layout: "{workspace}/{type}/{component}"  # each segment a placeholder or a name
+    ignore: []                                # gitignore-style patterns
 
 Scanning never follows a symlink and refuses, naming the path: a symlink whose target
 leaves the component (or is absolute), a symlink loop, a device, FIFO or socket, a name
@@ -9,7 +13,7 @@ that is not UTF-8 or holds control characters. A symlink that stays inside is st
 symlink. Ignored: VCS directories, ``__pycache__``, ``*.pyc``, editor swap and backup
 files, plus gitignore-style patterns from ``.lockgateignore`` files (project root,
 workspace root, component root; each matched against paths relative to the component)
-and ``workspaces.ignore``.
+and ``plugins.workspace.ignore``.
 
 A stat cache per component (``.lockgate/cache/stat/``) maps (size, mtime_ns, ctime_ns,
 inode) to the digest last stored, so restaging an unchanged component hashes nothing.
@@ -33,6 +37,8 @@ from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
+
+import attrs
 
 from lockgate.plugin import (
     Component,
@@ -61,7 +67,7 @@ from lockgate.plugin import (
     record,
 )
 
-__all__ = ["PathMapper", "WorkspaceSource"]
+__all__ = ["PathMapper", "WorkspaceSettings", "WorkspaceSource"]
 
 IGNORE_FILE = ".lockgateignore"
 CACHE_VERSION = 3
@@ -84,6 +90,20 @@ _UNUSUAL_NAME = re.compile(
     r"^[.#]|[^\x20-\x7e]|~$|\.(?:pyc|pyo|swp|swo|swx|swn|orig|rej|bak)$"
     r"|^(?:4913|Thumbs\.db|__pycache__|CVS)$"
 )
+
+
+@record
+class WorkspaceSettings:
+    """``plugins.workspace:`` — where components live and what is ignored."""
+
+    root: str = "workspaces"
+    layout: str = "{workspace}/{type}/{component}"
+    ignore: list[str] = attrs.field(factory=list)
+
+
+@hookimpl
+def register_settings() -> type:
+    return WorkspaceSettings
 
 
 @hookimpl
@@ -116,16 +136,16 @@ class Layout:
         for seg in segments:
             if "{" in seg and seg not in allowed:
                 raise ConfigError(
-                    f"workspaces.layout {text!r}: segment {seg!r} must be exactly one of "
+                    f"plugins.workspace.layout {text!r}: segment {seg!r} must be exactly one of "
                     "{workspace}, {type}, {component} or a plain directory name"
                 )
             if "{" not in seg:
                 check_name("layout directory", seg)
         for required in ("{workspace}", "{component}"):
             if segments.count(required) != 1:
-                raise ConfigError(f"workspaces.layout {text!r} must contain {required} once")
+                raise ConfigError(f"plugins.workspace.layout {text!r} must contain {required} once")
         if segments.count("{type}") > 1:
-            raise ConfigError(f"workspaces.layout {text!r} has {{type}} more than once")
+            raise ConfigError(f"plugins.workspace.layout {text!r} has {{type}} more than once")
         return cls(segments)
 
 
@@ -195,7 +215,7 @@ class PathMapper:
 
 
 class WorkspaceSource:
-    """Components as directories under ``workspaces.root``."""
+    """Components as directories under ``plugins.workspace.root``."""
 
     def __init__(
         self,
@@ -219,27 +239,27 @@ class WorkspaceSource:
         self._real_root = os.path.realpath(root)
 
     def watch_paths(self, workspaces: Sequence[str] | None = None) -> PathMapper:
-        """The :class:`~lockgate.plugin.Watchable` capability: ``workspaces.root``,
+        """The :class:`~lockgate.plugin.Watchable` capability: ``plugins.workspace.root``,
         mapped by the layout (only ``workspaces``, when given)."""
         wanted = frozenset(workspaces) if workspaces else None
         return PathMapper(str(self.root), self.layout.segments, wanted)
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> WorkspaceSource:
-        options = ctx.options
-        raw = str(options.get("root", "workspaces"))
-        root = (ctx.project_root / raw).resolve()
+        settings = ctx.settings if isinstance(ctx.settings, WorkspaceSettings) else None
+        settings = settings or WorkspaceSettings()
+        root = (ctx.project_root / settings.root).resolve()
         if not root.is_relative_to(ctx.project_root.resolve()):
             raise ConfigError(
-                f"workspaces.root {raw!r} leaves the project (through a symlink?); "
-                "give a directory inside it"
+                f"plugins.workspace.root {settings.root!r} leaves the project (through a "
+                "symlink?); give a directory inside it"
             )
         return cls(
             project_root=ctx.project_root,
             root=root,
-            layout=Layout.parse(str(options.get("layout", "{workspace}/{type}/{component}"))),
+            layout=Layout.parse(settings.layout),
             cache_dir=ctx.state_dir / "cache" / "stat",
-            extra_ignore=tuple(options.get("ignore", ())),
+            extra_ignore=tuple(settings.ignore),
         )
 
     # ------------------------------------------------------------------ discovery

@@ -68,7 +68,7 @@ def ensure_release(project: ReleaseHost, revision: str) -> Path:
     # out of the release directory.
     check_paths(manifest, where=f"revision {revision[:12]}")
     try:
-        content.materialize(manifest, tmp, project.config.staging.link)
+        content.materialize(manifest, tmp)
         try:
             tmp.rename(final)
         except OSError:

@@ -1,5 +1,9 @@
 """Validator ``limits``: file size, component size, file count and forbidden file types.
 
+The size and count limits are also the ones staging enforces before it stores anything
+(they used to be ``staging.max_*`` with larger defaults, still read as deprecated), so a
+component the gate would refuse is never stored; disabling this plugin lifts them.
+
 Settings (``plugins.limits:``)::
 
     max_file_size: 104857600        # bytes per file (100 MiB)
@@ -12,6 +16,7 @@ Settings (``plugins.limits:``)::
 from __future__ import annotations
 
 import fnmatch
+from typing import Any
 
 import attrs
 
@@ -32,13 +37,17 @@ DEFAULT_FORBIDDEN = [
 ]
 
 
+def _within(low: int, high: int) -> Any:
+    return [attrs.validators.ge(low), attrs.validators.le(high)]
+
+
 @record
 class LimitsSettings:
     """``plugins.limits:`` in lockgate.yaml."""
 
-    max_file_size: int = attrs.field(default=100 * MiB, validator=attrs.validators.ge(0))
-    max_component_size: int = attrs.field(default=1024 * MiB, validator=attrs.validators.ge(0))
-    max_files: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
+    max_file_size: int = attrs.field(default=100 * MiB, validator=_within(0, 2**62))
+    max_component_size: int = attrs.field(default=1024 * MiB, validator=_within(0, 2**62))
+    max_files: int = attrs.field(default=10_000, validator=_within(0, 2**40))
     forbidden: list[str] = attrs.field(factory=lambda: list(DEFAULT_FORBIDDEN))
 
 

@@ -239,7 +239,7 @@ class Watcher:
             if not Path(self.root).is_dir():
                 raise NotFoundError(
                     f"no workspaces directory {self.root}; create it ('lockgate init' does) "
-                    "or set workspaces.root"
+                    "or set plugins.workspace.root"
                 )
             self._start_observer()
             self._initial_sync()
