@@ -79,8 +79,9 @@ class WorkspaceManager:
         self.project.actor_override = actor
         # The builtin ``workspace`` source's root (``plugins.workspace.root``).
         settings = self.project.settings.get("workspace")
-        root = str(getattr(settings, "root", "workspaces"))
-        self.workspace_root = self.project.require_root() / root
+        self.workspace_root = self.project.require_root() / str(
+            getattr(settings, "root", "workspaces")
+        )
 
     @property
     def root(self) -> Path:

@@ -65,6 +65,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from lockgate._startup import (
+        gc_paused,
+    )
     from lockgate.core.audit import (
         GENESIS,
         event_hash,
@@ -120,9 +123,6 @@ if TYPE_CHECKING:
     )
     from lockgate.core.failpoints import (
         failpoint,
-    )
-    from lockgate.core.gcpause import (
-        gc_paused,
     )
     from lockgate.core.manifest import (
         FileEntry,
@@ -361,7 +361,7 @@ _EXPORTS: dict[str, str] = {
     "fsync_dir": "lockgate.core.durability",
     "syncfs": "lockgate.core.durability",
     "write_durably": "lockgate.core.durability",
-    "gc_paused": "lockgate.core.gcpause",
+    "gc_paused": "lockgate._startup",
     "record": "lockgate.core.records",
     "SPEC_FILE": "lockgate.core.specs",
     "read_spec": "lockgate.core.specs",

@@ -484,7 +484,8 @@ class LocalContentStore:
                 return
             if link == "reflink":
                 raise InputError(
-                    f"{target.parent}: the file system cannot reflink; set plugins.local.link to auto"
+                    f"{target.parent}: the file system cannot reflink; "
+                    "set plugins.local.link to auto"
                 )
             self._reflink_ok = False
         import shutil

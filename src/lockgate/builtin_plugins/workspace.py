@@ -61,7 +61,6 @@ from lockgate.plugin import (
     check_path_limits,
     did_you_mean,
     digest_bytes,
-    gc_paused,
     hookimpl,
     read_spec,
     record,
@@ -387,75 +386,73 @@ class WorkspaceSource:
         count = total = largest = 0
         stack = [("", str(root), os.open(root, _DIR_FLAGS))]
         try:
-            with gc_paused():
-                while stack:
-                    rel_dir, abs_dir, fd = stack.pop()
-                    try:
-                        names = os.listdir(fd)
-                        names.sort()
-                        stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
-                        stats = list(map(_STAT_KEY, map(stat_at, names)))
-                        listing = "\0".join(names)
-                        sig = _pack_stats(stats)
-                        start = count
-                        cached = cache.dirs.get(rel_dir)
-                        if (
-                            fast
-                            and cached is not None
-                            and cached[_D_SIGNED]
-                            and cached[_D_SIG] == sig
-                            and cached[_D_NAMES] == listing
-                            and cached[_D_NEWEST] < cache.trusted_before
-                        ):
-                            pieces.append(rel_dir)  # its files are built only if asked for
-                            count += len(cached[_D_KINDS])
-                            walk.clean += len(cached[_D_KINDS])
-                            total += cached[_D_SIZE]
-                            largest = max(largest, cached[_D_LARGEST])
-                            subdirs = _split(cached[_D_SUBDIRS])
-                            signed = True
-                        else:
-                            chunk, subdirs, signed = walk.directory(rel_dir, abs_dir, names, stats)
-                            pieces.append(chunk)
-                            count += len(chunk)
-                            sizes = [f.stat.size for f in chunk]
-                            total += sum(sizes)
-                            largest = max(largest, *sizes) if sizes else largest
-                        walk.dirs[rel_dir] = _Listed(
-                            listing, sig, "\0".join(subdirs), signed and sig is not None, start
-                        )
-                        for name in subdirs:
-                            # Per directory, not per file: a tree too deep (or a path too
-                            # long) to materialize is refused here, with its place.
-                            check_path_limits(f"{rel_dir}{name}/", f"{abs_dir}/{name}")
-                            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                            stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
-                    except OSError as exc:
-                        if isinstance(exc, FileNotFoundError):
-                            raise  # gone meanwhile: callers tell that apart
-                        name = exc.filename if isinstance(exc.filename, str) else ""
-                        where = os.path.join(abs_dir, name) if name else abs_dir
-                        raise InputError(
-                            f"{where}: cannot be read ({exc.strerror or exc}); fix its "
-                            f"permissions or list it in {IGNORE_FILE}"
-                        ) from exc
-                    finally:
-                        os.close(fd)
-                # Left in directory order: the manifest sorts its entries itself.
-                # Every entry clean and none added or removed: the tree is the cached
-                # revision.
-                same = walk.clean == count == cache.total and cache.revision is not None
+            while stack:
+                rel_dir, abs_dir, fd = stack.pop()
+                try:
+                    names = os.listdir(fd)
+                    names.sort()
+                    stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+                    stats = list(map(_STAT_KEY, map(stat_at, names)))
+                    listing = "\0".join(names)
+                    sig = _pack_stats(stats)
+                    start = count
+                    cached = cache.dirs.get(rel_dir)
+                    if (
+                        fast
+                        and cached is not None
+                        and cached[_D_SIGNED]
+                        and cached[_D_SIG] == sig
+                        and cached[_D_NAMES] == listing
+                        and cached[_D_NEWEST] < cache.trusted_before
+                    ):
+                        pieces.append(rel_dir)  # its files are built only if asked for
+                        count += len(cached[_D_KINDS])
+                        walk.clean += len(cached[_D_KINDS])
+                        total += cached[_D_SIZE]
+                        largest = max(largest, cached[_D_LARGEST])
+                        subdirs = _split(cached[_D_SUBDIRS])
+                        signed = True
+                    else:
+                        chunk, subdirs, signed = walk.directory(rel_dir, abs_dir, names, stats)
+                        pieces.append(chunk)
+                        count += len(chunk)
+                        sizes = [f.stat.size for f in chunk]
+                        total += sum(sizes)
+                        largest = max(largest, *sizes) if sizes else largest
+                    walk.dirs[rel_dir] = _Listed(
+                        listing, sig, "\0".join(subdirs), signed and sig is not None, start
+                    )
+                    for name in subdirs:
+                        # Per directory, not per file: a tree too deep (or a path too
+                        # long) to materialize is refused here, with its place.
+                        check_path_limits(f"{rel_dir}{name}/", f"{abs_dir}/{name}")
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                        stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
+                except OSError as exc:
+                    if isinstance(exc, FileNotFoundError):
+                        raise  # gone meanwhile: callers tell that apart
+                    name = exc.filename if isinstance(exc.filename, str) else ""
+                    where = os.path.join(abs_dir, name) if name else abs_dir
+                    raise InputError(
+                        f"{where}: cannot be read ({exc.strerror or exc}); fix its "
+                        f"permissions or list it in {IGNORE_FILE}"
+                    ) from exc
+                finally:
+                    os.close(fd)
+            # Left in directory order: the manifest sorts its entries itself.
+            # Every entry clean and none added or removed: the tree is the cached
+            # revision.
+            same = walk.clean == count == cache.total and cache.revision is not None
 
-                def build() -> tuple[ScannedFile, ...]:
-                    with gc_paused():
-                        return tuple(
-                            chain.from_iterable(
-                                cache.scanned(p) if isinstance(p, str) else p for p in pieces
-                            )
-                        )
+            def build() -> tuple[ScannedFile, ...]:
+                return tuple(
+                    chain.from_iterable(
+                        cache.scanned(p) if isinstance(p, str) else p for p in pieces
+                    )
+                )
 
-                files = ScannedFiles(build, count=count, total_size=total, largest=largest)
-                result = ScanResult(component, files, cache.revision if same else None)
+            files = ScannedFiles(build, count=count, total_size=total, largest=largest)
+            result = ScanResult(component, files, cache.revision if same else None)
         finally:
             for _, _, fd in stack:
                 os.close(fd)
@@ -486,15 +483,14 @@ class WorkspaceSource:
                 kept = self._loaded.get(ref)
                 if kept is not None and kept.key == key:
                     return kept
-                with gc_paused():
-                    # One read, then marshal.loads on the bytes (marshal.load(fh) reads
-                    # piecewise, 5x slower). The trailing checksum guards the digests
-                    # against a damaged file: a wrong cached digest would be recorded.
-                    raw = fh.read()
-                    body, check = raw[:-64], raw[-64:]
-                    if digest_bytes(body).encode() != check:
-                        return _StatCache.EMPTY
-                    cache = _StatCache.decode(marshal.loads(body), key)
+                # One read, then marshal.loads on the bytes (marshal.load(fh) reads
+                # piecewise, 5x slower). The trailing checksum guards the digests
+                # against a damaged file: a wrong cached digest would be recorded.
+                raw = fh.read()
+                body, check = raw[:-64], raw[-64:]
+                if digest_bytes(body).encode() != check:
+                    return _StatCache.EMPTY
+                cache = _StatCache.decode(marshal.loads(body), key)
         except (OSError, EOFError, ValueError, TypeError):
             return _StatCache.EMPTY
         self._loaded[ref] = cache

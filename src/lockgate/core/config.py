@@ -293,7 +293,11 @@ class ConfigLayers:
         warning line per key (:attr:`deprecations`). A new key set in the same layer
         wins over its old one."""
         file = str(self.file)
-        for data, places in ((self.file_data, self.file_lines), (self.env_data, self.env_names)):
+        layers: list[tuple[dict[str, Any], dict[KeyPath, Any]]] = [
+            (self.file_data, self.file_lines),
+            (self.env_data, self.env_names),
+        ]
+        for data, places in layers:
             for old, new in _renames(data):
                 if places is self.file_lines:
                     where = f"{file}:{self.file_lines.get(old, 1)}"
@@ -313,7 +317,8 @@ class ConfigLayers:
                 except ValueError as exc:
                     raise ConfigError(f"{where}: {exc}") from exc
                 for path in [p for p in places if p[: len(old)] == old]:
-                    places[(*new, *path[len(old) :])] = places.pop(path)  # type: ignore[assignment]
+                    moved: KeyPath = new + path[len(old) :]
+                    places[moved] = places.pop(path)
                 self.renamed[new] = old
                 self.deprecations.append(f"{where}: {'.'.join(old)} is deprecated; use {use}")
             for section in {old[0] for old in RENAMED}:
@@ -462,8 +467,8 @@ def _renames(data: Mapping[str, Any]) -> list[tuple[KeyPath, KeyPath]]:
         node = data.get(section)
         if isinstance(node, Mapping):
             for key in node:
-                old = (section, str(key))
-                pairs.append((old, RENAMED.get(old, (*moved_to, str(key)))))
+                moved: KeyPath = (section, str(key))
+                pairs.append((moved, RENAMED.get(moved, (*moved_to, str(key)))))
     for old, new in RENAMED.items():
         if old[0] not in _RENAMED_SECTIONS and _has_path(data, old):
             pairs.append((old, new))
