@@ -22,8 +22,12 @@ SRC = REPO / "src" / "lockgate"
 
 # A module of a builtin plugin may import, from lockgate, only these and its own package.
 ALLOWED = ("lockgate.plugin", "lockgate.testing")
-# The local content store keeps its journal in a module of its own: one plugin, two files.
-SAME_PLUGIN = {"lockgate.builtin_plugins.local_store": ("lockgate.builtin_plugins.local_journal",)}
+# The local content store keeps its journal in a module of its own, the workspace source
+# its scan: one plugin, two files.
+SAME_PLUGIN = {
+    "lockgate.builtin_plugins.local_store": ("lockgate.builtin_plugins.local_journal",),
+    "lockgate.builtin_plugins.workspace": ("lockgate.builtin_plugins._workspace_scan",),
+}
 
 
 def _plugin_modules() -> list[tuple[Path, str, str]]:
