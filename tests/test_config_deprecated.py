@@ -20,9 +20,9 @@ MOVED = [
     ("workspaces.ignore", "plugins.workspace.ignore", ["*.tmp"]),
     ("workspaces.source", "source.name", "workspace"),
     ("staging.link", "plugins.local.link", "copy"),
-    ("staging.max_file_size", "plugins.limits.max_file_size", 40),
-    ("staging.max_component_size", "plugins.limits.max_component_size", 60),
-    ("staging.max_files", "plugins.limits.max_files", 2),
+    ("staging.max_file_size", "plugins.limits.staging_max_file_size", 40),
+    ("staging.max_component_size", "plugins.limits.staging_max_component_size", 60),
+    ("staging.max_files", "plugins.limits.staging_max_files", 2),
 ]
 
 
@@ -116,13 +116,13 @@ def _component(root: Path, workspaces: str = "workspaces") -> Path:
     return comp
 
 
-@pytest.mark.parametrize("key", ["staging.max_files", "plugins.limits.max_files"])
-def test_the_one_set_of_limits_refuses_a_staging(root: Path, key: str) -> None:
+@pytest.mark.parametrize("key", ["staging.max_files", "plugins.limits.staging_max_files"])
+def test_the_staging_caps_refuse_a_staging_from_either_key(root: Path, key: str) -> None:
     _component(root)
     _set(root, key, 2)
     done = run_lockgate("stage", "alice:etl", cwd=root, env=ENV)
     assert done.returncode == 2, done.stderr
-    assert "more than plugins.limits.max_files (2)" in done.stderr
+    assert "more than plugins.limits.staging_max_files (2)" in done.stderr
 
 
 @pytest.mark.parametrize("key", ["workspaces.root", "plugins.workspace.root"])

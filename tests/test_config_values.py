@@ -39,7 +39,7 @@ CASES = [
     ("state:\n  lock_timeout: -1\n", "LOCKGATE__STATE__LOCK_TIMEOUT", "-1", "must be >= 0"),
     ("state:\n  lock_timeout: 100000\n", "LOCKGATE__STATE__LOCK_TIMEOUT", "1e12", "must be <="),
     ("validation:\n  timeout: .inf\n", "LOCKGATE__VALIDATION__TIMEOUT", "inf", "finite number"),
-    ("staging:\n  max_files: -5\n", "LOCKGATE__STAGING__MAX_FILES", "-5", "must be >= 0"),
+    ("staging:\n  max_files: -5\n", "LOCKGATE__STAGING__MAX_FILES", "-5", "must be >= 1"),
     ("staging:\n  workers: 99999999\n", "LOCKGATE__STAGING__WORKERS", "99999999", "must be <="),
     ("gc:\n  grace: .inf\n", "LOCKGATE__GC__GRACE", "inf", "finite number"),
     (

@@ -56,9 +56,9 @@ RENAMED: dict[KeyPath, KeyPath] = {
     ("workspaces", "layout"): ("plugins", "workspace", "layout"),
     ("workspaces", "ignore"): ("plugins", "workspace", "ignore"),
     ("staging", "link"): ("plugins", "local", "link"),
-    ("staging", "max_file_size"): ("plugins", "limits", "max_file_size"),
-    ("staging", "max_component_size"): ("plugins", "limits", "max_component_size"),
-    ("staging", "max_files"): ("plugins", "limits", "max_files"),
+    ("staging", "max_file_size"): ("plugins", "limits", "staging_max_file_size"),
+    ("staging", "max_component_size"): ("plugins", "limits", "staging_max_component_size"),
+    ("staging", "max_files"): ("plugins", "limits", "staging_max_files"),
 }
 """Deprecated keys (read still, with one warning each) and the keys that replaced them:
 settings that belong to a plugin live in that plugin's section."""
@@ -112,7 +112,7 @@ MiB = 1024 * 1024
 @record
 class StagingSection:
     """``staging:`` — speed and progress settings for turning workspaces into revisions
-    (the size limits are the ``limits`` plugin's, ``plugins.limits:``)."""
+    (the size caps are the ``limits`` plugin's, ``plugins.limits.staging_max_*``)."""
 
     workers: int = attrs.field(default=0, validator=_within(0, 1024))
     progress_min_files: int = attrs.field(default=2_000, validator=_within(0, 2**62))
