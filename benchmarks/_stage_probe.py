@@ -23,7 +23,7 @@ from lockgate.core.refs import ComponentRef
 
 try:
     from lockgate.operations.stage import Stager
-except ImportError:  # sources from before operations/ left core/ (issue 17)
+except ImportError:  # sources from before operations/ left core/
     from lockgate.core.staging import Stager  # type: ignore[no-redef]
 
 

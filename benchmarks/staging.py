@@ -199,7 +199,7 @@ QUICK_TREES = (
 TARGETS = (
     Target("first stage (a) / git add -A (a)", ("a", FIRST), ("a", GIT_ADD), 1.0),
     Target("unchanged restage (a) / rsync no-op (a)", ("a", RESTAGE), ("a", RSYNC_NOOP), 2.0),
-    # Restated by issue 17 (was 1.5x `cp -a`, which nothing that hashes what it copies
+    # Restated (was 1.5x `cp -a`, which nothing that hashes what it copies
     # meets on two cores: see docs/performance.md, "Why the (b) target ...").
     Target("first stage (b) / minimal store (b)", ("b", FIRST), ("b", MINIMAL), 1.2),
     Target("in-process rescan (a) / git status (a)", ("a", INPROC_SCAN), ("a", GIT_STATUS), 2.0),

@@ -1,4 +1,5 @@
-"""Gates and switches that hold under faults and races (issue 16, items 4, 6, 7 and 8).
+"""Gates and switches that hold under faults and races: failures after the switch,
+decisions racing the gates, approval rules, validators that try to end the process.
 
 Every test drives the real ``lockgate`` CLI in subprocesses against real files and the
 real SQLite state database; faults are real (a plugin that raises, a database file the
@@ -138,7 +139,7 @@ def assert_times_follow_chain(root: Path) -> None:
         previous = when
 
 
-# --------------------------------------------------------------------------- item 4
+# ------------------------------------------------------------ failures after the switch
 
 
 def test_a_non_utf8_reason_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
@@ -293,7 +294,7 @@ def test_a_database_fault_after_the_target_commit_is_undone(
     assert lockgate(ws.root, "verify", site=site).returncode == 0
 
 
-# --------------------------------------------------------------------------- item 6
+# --------------------------------------------------------------- decisions racing gates
 
 # A validator that holds the gate open until the test lets it go (files as signals).
 HOLD = """\
@@ -397,7 +398,7 @@ def test_audit_times_follow_the_chain_across_processes(tmp_path: Path, site: Pat
     assert_times_follow_chain(ws.root)
 
 
-# --------------------------------------------------------------------------- item 7
+# ------------------------------------------------------------------------ approval rules
 
 
 def test_a_rejection_survives_restaging_the_same_files(tmp_path: Path) -> None:
@@ -479,7 +480,7 @@ def test_a_later_automated_staging_keeps_earlier_stagers_as_authors(tmp_path: Pa
     assert "approval-missing" in validate.stdout
 
 
-# --------------------------------------------------------------------------- item 8
+# ----------------------------------------------------------- validators ending the process
 
 EXITER = """\
 import os

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -283,3 +284,41 @@ def test_installed_scan_reads_dist_info_name_version_and_first_wins(tmp_path: Pa
     assert (found["acme"].distribution, found["acme"].version) == ("acme-gates", "2.0.1")
     assert found["acme"].value == "acme_mod:plugin"
     assert "old" not in found  # the same distribution later on sys.path is shadowed
+
+
+PLUGIN_SOURCE = (
+    "from lockgate.plugin import hookimpl\n\n"
+    "@hookimpl\ndef on_metrics_collect():\n    return {'one': 1.0}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("dirname", "pkg_info_version", "version"),
+    [
+        ("eggy_gates.egg-info", "3.2.1", "3.2.1"),  # an in-place (develop) install
+        ("eggy_gates-0.9-py3.11.egg-info", None, "0.9"),  # an old setuptools install
+    ],
+)
+def test_an_egg_info_distribution_is_discovered_and_loaded(
+    tmp_path: Path, dirname: str, pkg_info_version: str | None, version: str
+) -> None:
+    """Plugins installed by setuptools as ``.egg-info`` are found as importlib.metadata
+    finds them (the entry-point scanner used to read ``.dist-info`` names only)."""
+    from conftest import run_lockgate
+
+    site = tmp_path / "site"
+    info = site / dirname
+    info.mkdir(parents=True)
+    (info / "entry_points.txt").write_text(
+        "[console_scripts]\nx = y:z\n\n[lockgate]\neggy = eggy_mod\n"
+    )
+    if pkg_info_version is not None:
+        (info / "PKG-INFO").write_text(
+            f"Metadata-Version: 2.1\nName: eggy-gates\nVersion: {pkg_info_version}\n\nbody\n"
+        )
+    (site / "eggy_mod.py").write_text(PLUGIN_SOURCE)
+    done = run_lockgate("--json", "plugins", cwd=tmp_path, site=site)
+    assert done.returncode == 0, done.stderr
+    plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
+    assert plugins["eggy"]["status"] == "loaded", plugins["eggy"]
+    assert (plugins["eggy"]["distribution"], plugins["eggy"]["version"]) == ("eggy-gates", version)

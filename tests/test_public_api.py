@@ -56,3 +56,17 @@ def test_declared_builtin_entry_points_equal_the_expected_set() -> None:
     assert set(declared.get("lockgate", {})) == EXPECTED_BUILTINS
     installed = {c.name for c in discover() if c.builtin}
     assert installed == EXPECTED_BUILTINS
+
+
+def test_each_public_name_is_written_once_in_the_package() -> None:
+    """``lockgate/__init__.py`` names each public name in one import line (``X as X``)
+    and nowhere else: no ``__all__`` literal, no table of names beside the imports."""
+    import re
+
+    source = (REPO / "src" / "lockgate" / "__init__.py").read_text(encoding="utf-8")
+    for name in lockgate.__all__:
+        if name == "__version__":
+            continue
+        written = re.findall(rf"\b{name}\b", source)
+        assert written == [name, name], f"{name} is written {len(written) // 2} times"
+        assert f"{name} as {name}" in source

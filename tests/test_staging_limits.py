@@ -113,13 +113,14 @@ def test_a_sparse_file_counts_with_its_logical_size(tmp_path: Path) -> None:
         fh.truncate(9 << 20)  # 9 MiB logical, no data written
     assert (comp / "hole.bin").stat().st_blocks * 512 < (1 << 20)
     one = lg(tmp_path, "stage", "alice:etl", env=limits)
-    assert one.returncode == 2 and "more than staging.max_file_size" in one.stderr
+    assert one.returncode == 2 and "more than plugins.limits.staging_max_file_size" in one.stderr
     (comp / "hole.bin").unlink()
     for i in range(3):
         with open(comp / f"hole{i}.bin", "wb") as fh:
             fh.truncate(7 << 20)
     many = lg(tmp_path, "stage", "alice:etl", env=limits)
-    assert many.returncode == 2 and "more than staging.max_component_size" in many.stderr
+    assert many.returncode == 2
+    assert "more than plugins.limits.staging_max_component_size" in many.stderr
     assert not list((tmp_path / ".lockgate" / "objects").glob("??/*"))
 
 

@@ -175,7 +175,11 @@ def assert_stage_refused(world: World, naming: str, *words: str) -> None:
 
 def set_staging_limit(root: Path, key: str, value: int) -> None:
     config = root / "lockgate.yaml"
-    config.write_text(config.read_text(encoding="utf-8") + f"staging:\n  {key}: {value}\n")
+    import yaml
+
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    data.setdefault("plugins", {}).setdefault("limits", {})[f"staging_{key}"] = value
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
 
 
 @pytest.fixture
@@ -430,20 +434,20 @@ def test_stage_refuses_file_over_max_file_size(world: World) -> None:
     set_staging_limit(world.root, "max_file_size", 40)
     big = world.comp / "big.txt"
     big.write_bytes(b"x" * 41)
-    assert_stage_refused(world, str(big), "staging.max_file_size", "41 bytes")
+    assert_stage_refused(world, str(big), "plugins.limits.staging_max_file_size", "41 bytes")
 
 
 def test_stage_refuses_component_over_max_component_size(world: World) -> None:
     set_staging_limit(world.root, "max_component_size", 60)
     (world.comp / "more.txt").write_bytes(b"y" * 40)  # each file small, the sum is not
-    assert_stage_refused(world, REF, "staging.max_component_size")
+    assert_stage_refused(world, REF, "plugins.limits.staging_max_component_size")
 
 
 def test_stage_refuses_component_over_max_files(world: World) -> None:
     set_staging_limit(world.root, "max_files", 2)
     (world.comp / "two.txt").write_bytes(b"2")
     (world.comp / "three.txt").write_bytes(b"3")
-    assert_stage_refused(world, REF, "staging.max_files", "3 files")
+    assert_stage_refused(world, REF, "plugins.limits.staging_max_files", "3 files")
 
 
 # ---------------------------------------------------------------------- 6. file names

@@ -1,150 +1,123 @@
 """lockgate: stage, validate, approve, promote and roll back workspace components.
 
-The public API, re-exported from private modules; ``__all__`` is kept exact by a test.
-Names are imported on first use (PEP 562), so ``lockgate --version`` and ``--help`` stay
-fast: importing this package imports nothing heavy.
+The public API, re-exported from private modules. Each public name is written once, in
+the ``if TYPE_CHECKING:`` block below: type checkers read it there, and
+:func:`lockgate._startup.lazy_exports` reads the same block for ``__getattr__``,
+``__dir__`` and ``__all__`` (kept exact by a test). Names are imported on first use
+(PEP 562), so ``lockgate --version`` and ``--help`` stay fast: importing this package
+imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lockgate._version import __version__
+from lockgate._startup import lazy_exports
+from lockgate._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from lockgate.core.context import (
-        MetricsContext,
+        MetricsContext as MetricsContext,
     )
     from lockgate.core.models import (
-        ChangeEvent,
-        ComponentStatus,
-        Decision,
-        IntegrationStage,
-        Issue,
-        PeerComponent,
-        RoleContext,
-        Severity,
-        ValidationContext,
-        ValidationSubject,
-        ValidatorInfo,
+        ChangeEvent as ChangeEvent,
     )
-    from lockgate.core.project import Project
-    from lockgate.core.session import Session
+    from lockgate.core.models import (
+        ComponentStatus as ComponentStatus,
+    )
+    from lockgate.core.models import (
+        Decision as Decision,
+    )
+    from lockgate.core.models import (
+        IntegrationStage as IntegrationStage,
+    )
+    from lockgate.core.models import (
+        Issue as Issue,
+    )
+    from lockgate.core.models import (
+        PeerComponent as PeerComponent,
+    )
+    from lockgate.core.models import (
+        RoleContext as RoleContext,
+    )
+    from lockgate.core.models import (
+        Severity as Severity,
+    )
+    from lockgate.core.models import (
+        ValidationContext as ValidationContext,
+    )
+    from lockgate.core.models import (
+        ValidationSubject as ValidationSubject,
+    )
+    from lockgate.core.models import (
+        ValidatorInfo as ValidatorInfo,
+    )
+    from lockgate.core.project import Project as Project
+    from lockgate.core.session import Session as Session
     from lockgate.errors import (
-        ConfigError,
-        ConflictError,
-        CorruptStateError,
-        EnvironmentFault,
-        InputError,
-        LockedError,
-        LockgateError,
-        MissingCapabilityError,
-        NotFoundError,
-        NotReadyError,
-        PluginError,
-        PluginHookError,
-        PluginLoadError,
-        ProjectNotFoundError,
-        RefusedError,
+        ConfigError as ConfigError,
     )
-    from lockgate.hookspecs import hookimpl
+    from lockgate.errors import (
+        ConflictError as ConflictError,
+    )
+    from lockgate.errors import (
+        CorruptStateError as CorruptStateError,
+    )
+    from lockgate.errors import (
+        EnvironmentFault as EnvironmentFault,
+    )
+    from lockgate.errors import (
+        InputError as InputError,
+    )
+    from lockgate.errors import (
+        LockedError as LockedError,
+    )
+    from lockgate.errors import (
+        LockgateError as LockgateError,
+    )
+    from lockgate.errors import (
+        MissingCapabilityError as MissingCapabilityError,
+    )
+    from lockgate.errors import (
+        NotFoundError as NotFoundError,
+    )
+    from lockgate.errors import (
+        NotReadyError as NotReadyError,
+    )
+    from lockgate.errors import (
+        PluginError as PluginError,
+    )
+    from lockgate.errors import (
+        PluginHookError as PluginHookError,
+    )
+    from lockgate.errors import (
+        PluginLoadError as PluginLoadError,
+    )
+    from lockgate.errors import (
+        ProjectNotFoundError as ProjectNotFoundError,
+    )
+    from lockgate.errors import (
+        RefusedError as RefusedError,
+    )
+    from lockgate.hookspecs import hookimpl as hookimpl
     from lockgate.integration import (
-        IntegrationPipeline,
-        StagedComponent,
-        WorkspaceIntegrationManager,
-        WorkspaceManager,
+        IntegrationPipeline as IntegrationPipeline,
     )
-    from lockgate.operations.validate import ReadinessReport, Validation
-
-_EXPORTS: dict[str, str] = {
-    "ChangeEvent": "lockgate.core.models",
-    "ComponentStatus": "lockgate.core.models",
-    "IntegrationStage": "lockgate.core.models",
-    "Issue": "lockgate.core.models",
-    "MetricsContext": "lockgate.core.context",
-    "RoleContext": "lockgate.core.models",
-    "Severity": "lockgate.core.models",
-    "ValidationSubject": "lockgate.core.models",
-    "Decision": "lockgate.core.models",
-    "PeerComponent": "lockgate.core.models",
-    "ValidationContext": "lockgate.core.models",
-    "ValidatorInfo": "lockgate.core.models",
-    "Project": "lockgate.core.project",
-    "Session": "lockgate.core.session",
-    "ReadinessReport": "lockgate.operations.validate",
-    "Validation": "lockgate.operations.validate",
-    "IntegrationPipeline": "lockgate.integration",
-    "StagedComponent": "lockgate.integration",
-    "WorkspaceIntegrationManager": "lockgate.integration",
-    "WorkspaceManager": "lockgate.integration",
-    "ConfigError": "lockgate.errors",
-    "ConflictError": "lockgate.errors",
-    "EnvironmentFault": "lockgate.errors",
-    "CorruptStateError": "lockgate.errors",
-    "InputError": "lockgate.errors",
-    "LockedError": "lockgate.errors",
-    "LockgateError": "lockgate.errors",
-    "MissingCapabilityError": "lockgate.errors",
-    "NotFoundError": "lockgate.errors",
-    "NotReadyError": "lockgate.errors",
-    "PluginError": "lockgate.errors",
-    "PluginHookError": "lockgate.errors",
-    "PluginLoadError": "lockgate.errors",
-    "ProjectNotFoundError": "lockgate.errors",
-    "RefusedError": "lockgate.errors",
-    "hookimpl": "lockgate.hookspecs",
-}
-
-__all__ = [
-    "ChangeEvent",
-    "ComponentStatus",
-    "ConfigError",
-    "ConflictError",
-    "CorruptStateError",
-    "Decision",
-    "EnvironmentFault",
-    "InputError",
-    "IntegrationPipeline",
-    "IntegrationStage",
-    "Issue",
-    "LockedError",
-    "LockgateError",
-    "MetricsContext",
-    "MissingCapabilityError",
-    "NotFoundError",
-    "NotReadyError",
-    "PeerComponent",
-    "PluginError",
-    "PluginHookError",
-    "PluginLoadError",
-    "Project",
-    "ProjectNotFoundError",
-    "ReadinessReport",
-    "RefusedError",
-    "RoleContext",
-    "Session",
-    "Severity",
-    "StagedComponent",
-    "Validation",
-    "ValidationContext",
-    "ValidationSubject",
-    "ValidatorInfo",
-    "WorkspaceIntegrationManager",
-    "WorkspaceManager",
-    "__version__",
-    "hookimpl",
-]
+    from lockgate.integration import (
+        StagedComponent as StagedComponent,
+    )
+    from lockgate.integration import (
+        WorkspaceIntegrationManager as WorkspaceIntegrationManager,
+    )
+    from lockgate.integration import (
+        WorkspaceManager as WorkspaceManager,
+    )
+    from lockgate.operations.validate import (
+        ReadinessReport as ReadinessReport,
+    )
+    from lockgate.operations.validate import (
+        Validation as Validation,
+    )
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lockgate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals())

@@ -289,8 +289,9 @@ def register_sources(register: Register[Any]) -> None:
 
     When: once, the first time a command looks for components.
 
-    Receives: ``register(name, factory)``; the factory receives the ``workspaces:``
-    settings as ``context.options``. ``workspaces.source`` selects one by name (builtin:
+    Receives: ``register(name, factory)``; the factory receives its plugin's own
+    settings as ``context.settings`` (``plugins.<name>:``). ``source.name`` selects one
+    by name (builtin:
     ``workspace``, directories on disk). The factory returns a
     :class:`lockgate.plugin.Source`; one that also has ``watch_paths()`` (see
     :class:`lockgate.plugin.Watchable`) can be watched by ``lockgate watch``.

@@ -77,7 +77,11 @@ class WorkspaceManager:
             init_project(root)
         self.project: Project = Project.open(root, environ=environ)
         self.project.actor_override = actor
-        self.workspace_root = self.project.require_root() / self.project.config.workspaces.root
+        # The builtin ``workspace`` source's root (``plugins.workspace.root``).
+        settings = self.project.settings.get("workspace")
+        self.workspace_root = self.project.require_root() / str(
+            getattr(settings, "root", "workspaces")
+        )
 
     @property
     def root(self) -> Path:

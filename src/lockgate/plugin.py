@@ -70,6 +70,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from lockgate._startup import (
+        gc_paused,
+    )
     from lockgate.core.audit import (
         GENESIS,
         event_hash,
@@ -138,9 +141,6 @@ if TYPE_CHECKING:
     )
     from lockgate.core.failpoints import (
         failpoint,
-    )
-    from lockgate.core.gcpause import (
-        gc_paused,
     )
     from lockgate.core.locks import (
         LockOwner,
@@ -412,7 +412,7 @@ _EXPORTS: dict[str, str] = {
     "fsync_dir": "lockgate.core.durability",
     "syncfs": "lockgate.core.durability",
     "write_durably": "lockgate.core.durability",
-    "gc_paused": "lockgate.core.gcpause",
+    "gc_paused": "lockgate._startup",
     "record": "lockgate.core.records",
     "SPEC_FILE": "lockgate.core.specs",
     "read_spec": "lockgate.core.specs",

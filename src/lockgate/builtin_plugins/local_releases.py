@@ -75,8 +75,9 @@ class LocalReleases:
         """Whether the release of ``revision`` is laid out."""
         return self.path(revision).is_dir()
 
-    def ensure(self, revision: str, link: LinkMode = "auto") -> Path:
-        """The release directory of ``revision``, laid out from the store if needed."""
+    def ensure(self, revision: str, link: LinkMode | None = None) -> Path:
+        """The release directory of ``revision``, laid out from the store if needed (``link``
+        None: the store's own setting, ``plugins.local.link``)."""
         final = self.path(revision)
         if final.is_dir():
             return final

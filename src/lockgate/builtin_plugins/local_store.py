@@ -78,6 +78,8 @@ class LocalSettings:
     path: str = "objects"
     fsync: bool = True
     flush: Literal["promote", "stage"] = "promote"
+    link: LinkMode = "auto"
+    """How a release's files are made from objects (was ``staging.link``)."""
 
 
 @hookimpl
@@ -101,8 +103,10 @@ class LocalContentStore:
         flush: Literal["promote", "stage"] = "promote",
         stamps: Path | None = None,
         releases: Path | None = None,
+        link: LinkMode = "auto",
     ) -> None:
         self.root = root
+        self.link: LinkMode = link
         self._stamps = str(stamps) if stamps is not None else None
         """Where completeness stamps are kept (a cache); None: no stamps, look each time."""
         self.tmp = root / "tmp"
@@ -137,6 +141,7 @@ class LocalContentStore:
             flush=settings.flush,
             stamps=ctx.state_dir / "cache" / STAMPS_DIRNAME,
             releases=ctx.state_dir / RELEASES_DIRNAME,
+            link=settings.link,
         )
         store.recover()
         return store
@@ -492,7 +497,7 @@ class LocalContentStore:
         """Where releases are laid out."""
         return self._releases.directory
 
-    def release(self, revision: str, link: LinkMode = "auto") -> Path:
+    def release(self, revision: str, link: LinkMode | None = None) -> Path:
         return self._releases.ensure(revision, link)
 
     def has_release(self, revision: str) -> bool:
@@ -515,7 +520,8 @@ class LocalContentStore:
 
     # ------------------------------------------------------------------ materializing
 
-    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
+    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode | None = None) -> None:
+        link = self.link if link is None else link  # None: plugins.local.link
         check_paths(manifest)
         dest.mkdir(parents=True, exist_ok=False)
         for entry in manifest.entries:
@@ -552,7 +558,8 @@ class LocalContentStore:
                 return
             if link == "reflink":
                 raise InputError(
-                    f"{target.parent}: the file system cannot reflink; set staging.link to auto"
+                    f"{target.parent}: the file system cannot reflink; "
+                    "set plugins.local.link to auto"
                 )
             self._reflink_ok = False
         import shutil

@@ -1,7 +1,11 @@
 """Builtin plugin ``workspace``: components are directories in workspaces on disk.
 
-Layout (``workspaces.layout``, default ``{workspace}/{type}/{component}`` under
-``workspaces.root``): each segment is a placeholder or a literal directory name.
+Settings (``plugins.workspace:``; the old ``workspaces:`` keys are still read, as
+deprecated)::
+
+    root: workspaces                          # under the project root
+    layout: "{workspace}/{type}/{component}"  # each segment a placeholder or a name
+    ignore: []                                # gitignore-style patterns
 
 Scanning never follows a symlink and refuses, naming the path: a symlink whose target
 leaves the component (or is absolute), a symlink loop, a device, FIFO or socket, a name
@@ -9,38 +13,59 @@ that is not UTF-8 or holds control characters. A symlink that stays inside is st
 symlink. Ignored: VCS directories, ``__pycache__``, ``*.pyc``, editor swap and backup
 files, plus gitignore-style patterns from ``.lockgateignore`` files (project root,
 workspace root, component root; each matched against paths relative to the component)
-and ``workspaces.ignore``.
+and ``plugins.workspace.ignore``.
 
 A stat cache per component (``.lockgate/cache/stat/``) maps (size, mtime_ns, ctime_ns,
 inode) to the digest last stored, so restaging an unchanged component hashes nothing.
 As in git, an entry whose mtime or ctime is not clearly older than the cache file
 itself (by :data:`RACY_WINDOW_NS`) is "racily clean" — it may have changed within the
-timestamp granularity after it was hashed — and is hashed again.
+timestamp granularity after it was hashed — and is hashed again. The stat cache, the
+walk and the ignore rules are in :mod:`lockgate.builtin_plugins._workspace_scan`.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import marshal
-import operator
 import os
-import posixpath
-import re
-import stat
-import struct
-from collections.abc import Iterable, Sequence
-from itertools import chain, repeat
+from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple
+from typing import Any, BinaryIO, TypeGuard
 
+import attrs
+
+from lockgate.builtin_plugins._workspace_scan import (
+    _D_KINDS,
+    _D_LARGEST,
+    _D_NAMES,
+    _D_NEWEST,
+    _D_SIG,
+    _D_SIGNED,
+    _D_SIZE,
+    _D_SUBDIRS,
+    _DIR_FLAGS,
+    _FILE_STATS,
+    _KIND_CODES,
+    _NO_DIGEST,
+    _STAT_KEY,
+    CACHE_VERSION,
+    IGNORE_FILE,
+    _inside,
+    _Listed,
+    _pack_stats,
+    _raise_not_found,
+    _split,
+    _StatCache,
+    _Walk,
+    is_default_ignored,
+)
 from lockgate.plugin import (
     Component,
     ComponentRef,
     ComponentSpec,
     ConfigError,
     Discovery,
-    FileStat,
     InputError,
     Issue,
     LockgateError,
@@ -55,52 +80,31 @@ from lockgate.plugin import (
     check_path_limits,
     did_you_mean,
     digest_bytes,
-    gc_paused,
     hookimpl,
     read_spec,
     record,
 )
 
-__all__ = ["PathMapper", "WorkspaceSource"]
+__all__ = ["PathMapper", "WorkspaceSettings", "WorkspaceSource"]
 
-IGNORE_FILE = ".lockgateignore"
-CACHE_VERSION = 3
-RACY_WINDOW_NS = 50_000_000
-"""Timestamp granularity assumed for the racy check (Linux file systems tick in 1-10 ms)."""
 
-IGNORED_DIRS = frozenset(
-    {".git", ".hg", ".svn", ".bzr", "CVS", "__pycache__", ".mypy_cache", ".pytest_cache",
-     ".ruff_cache", ".tox", ".nox", ".idea", ".vscode"}
-)  # fmt: skip
-IGNORED_NAMES = frozenset({".DS_Store", "Thumbs.db", "4913", ".lockgateignore"})
-IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swo", ".swx", ".swn", "~", ".orig", ".rej", ".bak")
-IGNORED_PREFIXES = (".#", ".~lock.")
-_DIR, _REG, _LNK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
-_STAT_KEY = operator.attrgetter("st_mode", "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-# Names that may be ignored by the builtin rules, or are not plain printable ASCII: only
-# these take the slow path through the name checks and ignore rules.
-_UNUSUAL_NAME = re.compile(
-    r"^[.#]|[^\x20-\x7e]|~$|\.(?:pyc|pyo|swp|swo|swx|swn|orig|rej|bak)$"
-    r"|^(?:4913|Thumbs\.db|__pycache__|CVS)$"
-)
+@record
+class WorkspaceSettings:
+    """``plugins.workspace:`` — where components live and what is ignored."""
+
+    root: str = "workspaces"
+    layout: str = "{workspace}/{type}/{component}"
+    ignore: list[str] = attrs.field(factory=list)
+
+
+@hookimpl
+def register_settings() -> type:
+    return WorkspaceSettings
 
 
 @hookimpl
 def register_sources(register: Any) -> None:
     register("workspace", lambda ctx: WorkspaceSource.from_context(ctx))
-
-
-def is_default_ignored(name: str, *, is_dir: bool) -> bool:
-    """The builtin ignore rules, checked by name alone (fast: no pattern matching)."""
-    if is_dir:
-        return name in IGNORED_DIRS
-    return (
-        name in IGNORED_NAMES
-        or name.endswith(IGNORED_SUFFIXES)
-        or name.startswith(IGNORED_PREFIXES)
-        or (name.startswith("#") and name.endswith("#"))
-    )
 
 
 @record
@@ -116,16 +120,16 @@ class Layout:
         for seg in segments:
             if "{" in seg and seg not in allowed:
                 raise ConfigError(
-                    f"workspaces.layout {text!r}: segment {seg!r} must be exactly one of "
+                    f"plugins.workspace.layout {text!r}: segment {seg!r} must be exactly one of "
                     "{workspace}, {type}, {component} or a plain directory name"
                 )
             if "{" not in seg:
                 check_name("layout directory", seg)
         for required in ("{workspace}", "{component}"):
             if segments.count(required) != 1:
-                raise ConfigError(f"workspaces.layout {text!r} must contain {required} once")
+                raise ConfigError(f"plugins.workspace.layout {text!r} must contain {required} once")
         if segments.count("{type}") > 1:
-            raise ConfigError(f"workspaces.layout {text!r} has {{type}} more than once")
+            raise ConfigError(f"plugins.workspace.layout {text!r} has {{type}} more than once")
         return cls(segments)
 
 
@@ -195,7 +199,7 @@ class PathMapper:
 
 
 class WorkspaceSource:
-    """Components as directories under ``workspaces.root``."""
+    """Components as directories under ``plugins.workspace.root``."""
 
     local_files = True
     """The ``LocalFiles`` capability: staging reads files by path (the content store's
@@ -223,27 +227,27 @@ class WorkspaceSource:
         self._real_root = os.path.realpath(root)
 
     def watch_paths(self, workspaces: Sequence[str] | None = None) -> PathMapper:
-        """The :class:`~lockgate.plugin.Watchable` capability: ``workspaces.root``,
+        """The :class:`~lockgate.plugin.Watchable` capability: ``plugins.workspace.root``,
         mapped by the layout (only ``workspaces``, when given)."""
         wanted = frozenset(workspaces) if workspaces else None
         return PathMapper(str(self.root), self.layout.segments, wanted)
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> WorkspaceSource:
-        options = ctx.options
-        raw = str(options.get("root", "workspaces"))
-        root = (ctx.project_root / raw).resolve()
+        settings = ctx.settings if isinstance(ctx.settings, WorkspaceSettings) else None
+        settings = settings or WorkspaceSettings()
+        root = (ctx.project_root / settings.root).resolve()
         if not root.is_relative_to(ctx.project_root.resolve()):
             raise ConfigError(
-                f"workspaces.root {raw!r} leaves the project (through a symlink?); "
-                "give a directory inside it"
+                f"plugins.workspace.root {settings.root!r} leaves the project (through a "
+                "symlink?); give a directory inside it"
             )
         return cls(
             project_root=ctx.project_root,
             root=root,
-            layout=Layout.parse(str(options.get("layout", "{workspace}/{type}/{component}"))),
+            layout=Layout.parse(settings.layout),
             cache_dir=ctx.state_dir / "cache" / "stat",
-            extra_ignore=tuple(options.get("ignore", ())),
+            extra_ignore=tuple(settings.ignore),
         )
 
     # ------------------------------------------------------------------ discovery
@@ -371,75 +375,61 @@ class WorkspaceSource:
         count = total = largest = 0
         stack = [("", str(root), os.open(root, _DIR_FLAGS))]
         try:
-            with gc_paused():
-                while stack:
-                    rel_dir, abs_dir, fd = stack.pop()
-                    try:
-                        names = os.listdir(fd)
-                        names.sort()
-                        stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
-                        stats = list(map(_STAT_KEY, map(stat_at, names)))
-                        listing = "\0".join(names)
-                        sig = _pack_stats(stats)
-                        start = count
-                        cached = cache.dirs.get(rel_dir)
-                        if (
-                            fast
-                            and cached is not None
-                            and cached[_D_SIGNED]
-                            and cached[_D_SIG] == sig
-                            and cached[_D_NAMES] == listing
-                            and cached[_D_NEWEST] < cache.trusted_before
-                        ):
-                            pieces.append(rel_dir)  # its files are built only if asked for
-                            count += len(cached[_D_KINDS])
-                            walk.clean += len(cached[_D_KINDS])
-                            total += cached[_D_SIZE]
-                            largest = max(largest, cached[_D_LARGEST])
-                            subdirs = _split(cached[_D_SUBDIRS])
-                            signed = True
-                        else:
-                            chunk, subdirs, signed = walk.directory(rel_dir, abs_dir, names, stats)
-                            pieces.append(chunk)
-                            count += len(chunk)
-                            sizes = [f.stat.size for f in chunk]
-                            total += sum(sizes)
-                            largest = max(largest, *sizes) if sizes else largest
-                        walk.dirs[rel_dir] = _Listed(
-                            listing, sig, "\0".join(subdirs), signed and sig is not None, start
-                        )
-                        for name in subdirs:
-                            # Per directory, not per file: a tree too deep (or a path too
-                            # long) to materialize is refused here, with its place.
-                            check_path_limits(f"{rel_dir}{name}/", f"{abs_dir}/{name}")
-                            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                            stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
-                    except OSError as exc:
-                        if isinstance(exc, FileNotFoundError):
-                            raise  # gone meanwhile: callers tell that apart
-                        name = exc.filename if isinstance(exc.filename, str) else ""
-                        where = os.path.join(abs_dir, name) if name else abs_dir
-                        raise InputError(
-                            f"{where}: cannot be read ({exc.strerror or exc}); fix its "
-                            f"permissions or list it in {IGNORE_FILE}"
-                        ) from exc
-                    finally:
-                        os.close(fd)
-                # Left in directory order: the manifest sorts its entries itself.
-                # Every entry clean and none added or removed: the tree is the cached
-                # revision.
-                same = walk.clean == count == cache.total and cache.revision is not None
+            while stack:
+                rel_dir, abs_dir, fd = stack.pop()
+                try:
+                    names = os.listdir(fd)
+                    names.sort()
+                    stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+                    stats = list(map(_STAT_KEY, map(stat_at, names)))
+                    listing = "\0".join(names)
+                    sig = _pack_stats(stats)
+                    start = count
+                    cached = cache.dirs.get(rel_dir)
+                    if fast and _unchanged(cached, sig, listing, cache.trusted_before):
+                        pieces.append(rel_dir)  # its files are built only if asked for
+                        count += len(cached[_D_KINDS])
+                        walk.clean += len(cached[_D_KINDS])
+                        total += cached[_D_SIZE]
+                        largest = max(largest, cached[_D_LARGEST])
+                        subdirs = _split(cached[_D_SUBDIRS])
+                        signed = True
+                    else:
+                        chunk, subdirs, signed = walk.directory(rel_dir, abs_dir, names, stats)
+                        pieces.append(chunk)
+                        count += len(chunk)
+                        sizes = [f.stat.size for f in chunk]
+                        total += sum(sizes)
+                        largest = max(largest, *sizes) if sizes else largest
+                    walk.dirs[rel_dir] = _Listed(
+                        listing, sig, "\0".join(subdirs), signed and sig is not None, start
+                    )
+                    for name in subdirs:
+                        # Per directory, not per file: a tree too deep (or a path too
+                        # long) to materialize is refused here, with its place.
+                        check_path_limits(f"{rel_dir}{name}/", f"{abs_dir}/{name}")
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                        stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
+                except FileNotFoundError:
+                    raise  # gone meanwhile: callers tell that apart
+                except OSError as exc:
+                    raise _unreadable(exc, abs_dir) from exc
+                finally:
+                    os.close(fd)
+            # Left in directory order: the manifest sorts its entries itself.
+            # Every entry clean and none added or removed: the tree is the cached
+            # revision.
+            same = walk.clean == count == cache.total and cache.revision is not None
 
-                def build() -> tuple[ScannedFile, ...]:
-                    with gc_paused():
-                        return tuple(
-                            chain.from_iterable(
-                                cache.scanned(p) if isinstance(p, str) else p for p in pieces
-                            )
-                        )
+            def build() -> tuple[ScannedFile, ...]:
+                return tuple(
+                    chain.from_iterable(
+                        cache.scanned(p) if isinstance(p, str) else p for p in pieces
+                    )
+                )
 
-                files = ScannedFiles(build, count=count, total_size=total, largest=largest)
-                result = ScanResult(component, files, cache.revision if same else None)
+            files = ScannedFiles(build, count=count, total_size=total, largest=largest)
+            result = ScanResult(component, files, cache.revision if same else None)
         finally:
             for _, _, fd in stack:
                 os.close(fd)
@@ -470,15 +460,14 @@ class WorkspaceSource:
                 kept = self._loaded.get(ref)
                 if kept is not None and kept.key == key:
                     return kept
-                with gc_paused():
-                    # One read, then marshal.loads on the bytes (marshal.load(fh) reads
-                    # piecewise, 5x slower). The trailing checksum guards the digests
-                    # against a damaged file: a wrong cached digest would be recorded.
-                    raw = fh.read()
-                    body, check = raw[:-64], raw[-64:]
-                    if digest_bytes(body).encode() != check:
-                        return _StatCache.EMPTY
-                    cache = _StatCache.decode(marshal.loads(body), key)
+                # One read, then marshal.loads on the bytes (marshal.load(fh) reads
+                # piecewise, 5x slower). The trailing checksum guards the digests
+                # against a damaged file: a wrong cached digest would be recorded.
+                raw = fh.read()
+                body, check = raw[:-64], raw[-64:]
+                if digest_bytes(body).encode() != check:
+                    return _StatCache.EMPTY
+                cache = _StatCache.decode(marshal.loads(body), key)
         except (OSError, EOFError, ValueError, TypeError):
             return _StatCache.EMPTY
         self._loaded[ref] = cache
@@ -548,297 +537,24 @@ class WorkspaceSource:
         os.replace(tmp, path)
 
 
-class _Listed(NamedTuple):
-    """A directory as one scan found it, for :meth:`WorkspaceSource.remember`."""
-
-    names: str
-    """Every entry's name, sorted, ignored ones included, joined by NUL."""
-    sig: bytes | None
-    """The stat fields of those entries, packed (None: a value that does not pack)."""
-    subdirs: str
-    """The subdirectories descended into, joined by NUL."""
-    signed: bool
-    """Whether the directory may be trusted whole next time (it holds no symlink)."""
-    start: int
-    """Where its files start in the scan's list (they are contiguous)."""
-
-
-# A directory's entry in the stat cache (one tuple of strings, bytes and ints, so that
-# decoding it creates a handful of objects, not several per file): _Listed's first three
-# fields, the newest mtime/ctime of its files (the racy check), whether it is signed, then
-# its files: names (NUL-joined), kinds (one letter each), stat fields (packed), digests
-# (64 hex characters each) and symlink targets (NUL-joined; empty when there are none),
-# and last their total size and the largest size (a scan's limits, without the files).
-_D_NAMES, _D_SIG, _D_SUBDIRS, _D_NEWEST, _D_SIGNED = range(5)
-_D_FILES, _D_KINDS, _D_FSTATS, _D_DIGESTS, _D_TARGETS = range(5, 10)
-_D_SIZE, _D_LARGEST = range(10, 12)
-_KIND_CODES = {"file": "f", "exec": "x", "symlink": "l"}
-_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
-_NO_DIGEST = "0" * 64
-
-
-class _Packer:
-    """Packs runs of fixed-layout records of 64-bit integers into bytes."""
-
-    def __init__(self, layout: str) -> None:
-        self.layout = layout
-        self._by_count: dict[int, struct.Struct] = {}
-
-    def pack_n(self, flat: Sequence[int]) -> bytes:
-        count = len(flat) // len(self.layout)
-        packer = self._by_count.get(count)
-        if packer is None:
-            packer = self._by_count[count] = struct.Struct("<" + self.layout * count)
-        return packer.pack(*flat)
-
-
-_ENTRY_STATS = _Packer("qqqqQ")  # mode, size, mtime_ns, ctime_ns, ino
-_FILE_STATS = _Packer("qqqQ")  # size, mtime_ns, ctime_ns, ino
-
-
-def _pack_stats(stats: list[tuple[int, ...]]) -> bytes | None:
-    try:
-        return _ENTRY_STATS.pack_n(list(chain.from_iterable(stats)))
-    except struct.error:
-        return None
-
-
-def _split(joined: str) -> list[str]:
-    return joined.split("\0") if joined else []
-
-
-class _StatCache:
-    """A component's stat cache as decoded: per directory, its listing and its files."""
-
-    EMPTY: ClassVar[_StatCache]
-
-    def __init__(
-        self,
-        key: tuple[int, int, int],
-        revision: str | None,
-        rules: tuple[str, ...] | None,
-        dirs: dict[str, tuple[Any, ...]],
-    ) -> None:
-        self.key = key
-        self.revision = revision
-        self.rules = rules
-        self.dirs = dirs
-        # As in git, an entry whose mtime or ctime is not clearly older than the cache
-        # file itself is "racily clean" and is hashed again.
-        self.trusted_before = key[0] - RACY_WINDOW_NS
-        self.total = sum(len(d[_D_KINDS]) for d in dirs.values())
-        self._scanned: dict[str, tuple[ScannedFile, ...]] = {}
-
-    @classmethod
-    def decode(cls, data: Any, key: tuple[int, int, int]) -> _StatCache:
-        if not isinstance(data, dict) or data.get("v") != CACHE_VERSION:
-            return cls.EMPTY
-        dirs, revision, rules = data.get("dirs"), data.get("revision"), data.get("rules")
-        if not isinstance(dirs, dict) or not all(map(_well_formed, dirs.values())):
-            return cls.EMPTY
-        return cls(
-            key,
-            revision if isinstance(revision, str) else None,
-            rules if isinstance(rules, tuple) else None,
-            dirs,
-        )
-
-    def _columns(self, rel_dir: str) -> tuple[Iterable[Any], ...]:
-        """The directory's files as columns: paths, kinds, stats, digests (no per-file
-        Python: each is a C iterator over the cached strings and bytes)."""
-        d = self.dirs[rel_dir]
-        names = _split(d[_D_FILES])
-        count = len(names)
-        paths = map(rel_dir.__add__, names) if rel_dir else names
-        kinds = map(_KINDS.__getitem__, d[_D_KINDS])
-        stats = map(tuple.__new__, repeat(FileStat), struct.iter_unpack("<qqqQ", d[_D_FSTATS]))
-        cuts = map(slice, range(0, 64 * count, 64), range(64, 64 * count + 1, 64))
-        digests = map(d[_D_DIGESTS].__getitem__, cuts)
-        return paths, kinds, stats, digests
-
-    def scanned(self, rel_dir: str) -> tuple[ScannedFile, ...]:
-        """A signed directory's files as scan entries (built once; no symlinks there)."""
-        got = self._scanned.get(rel_dir)
-        if got is None:
-            rows = zip(*self._columns(rel_dir), repeat(None))
-            got = self._scanned[rel_dir] = tuple(map(tuple.__new__, repeat(ScannedFile), rows))
-        return got
-
-    def files_in(self, rel_dir: str) -> dict[str, tuple[Any, ...]]:
-        """A directory's cached files by path: (stat, kind, digest, symlink target)."""
-        d = self.dirs.get(rel_dir)
-        if d is None:
-            return {}
-        paths, kinds, stats, digests = self._columns(rel_dir)
-        targets = _split(d[_D_TARGETS]) if d[_D_TARGETS] else repeat("")
-        rows = zip(stats, kinds, digests, targets, strict=False)  # targets may be endless
-        return dict(zip(paths, rows, strict=False))
-
-
-_StatCache.EMPTY = _StatCache((0, 0, 0), None, None, {})
-_TYPES = (str, bytes, str, int, bool, str, str, bytes, str, str, int, int)
-
-
-def _well_formed(d: object) -> bool:
-    """Whether a directory's cache entry has the shape :meth:`_StatCache.scanned` and
-    :meth:`_StatCache.files_in` rely on (a damaged cache is ignored, never trusted)."""
-    if not isinstance(d, tuple) or len(d) != len(_TYPES):
-        return False
-    if not all(map(isinstance, d, _TYPES)):
-        return False
-    kinds: str = d[_D_KINDS]
-    count = len(kinds)
+def _unchanged(
+    cached: tuple[Any, ...] | None, sig: bytes | None, listing: str, trusted_before: int
+) -> TypeGuard[tuple[Any, ...]]:
+    """Whether a directory may be taken whole from its cache entry: signed, the same
+    names and packed stat fields, and every file past the racy window."""
     return (
-        not kinds.strip("fxl")
-        and len(_split(d[_D_FILES])) == count
-        and len(d[_D_FSTATS]) == 32 * count
-        and len(d[_D_DIGESTS]) == 64 * count
-        and (not d[_D_TARGETS] or len(_split(d[_D_TARGETS])) == count)
+        cached is not None
+        and cached[_D_SIGNED]
+        and cached[_D_SIG] == sig
+        and cached[_D_NAMES] == listing
+        and cached[_D_NEWEST] < trusted_before
     )
 
 
-class _Walk:
-    """One scan's state, and the entry-by-entry check of a directory."""
-
-    def __init__(self, component: Component, rules: tuple[str, ...], cache: _StatCache) -> None:
-        self.component = component
-        self.rules = rules
-        self.cache = cache
-        self.clean = 0
-        self.dirs: dict[str, _Listed] = {}
-        self._matcher: Any = None
-        self._real_root: str | None = None
-
-    def ignored(self, rel: str) -> bool:
-        if not self.rules:
-            return False
-        if self._matcher is None:
-            import pathspec
-
-            self._matcher = pathspec.GitIgnoreSpec.from_lines(self.rules)
-        return bool(self._matcher.match_file(rel))
-
-    def directory(
-        self,
-        rel_dir: str,
-        abs_dir: str,
-        names: list[str],
-        stats: Sequence[tuple[int, ...]],
-    ) -> tuple[tuple[ScannedFile, ...], list[str], bool]:
-        """Check each entry; return the directory's files, the subdirectories to descend
-        into, and whether the directory may be trusted whole next time (it holds no
-        symlink)."""
-        cached = self.cache.files_in(rel_dir)
-        trusted_before = self.cache.trusted_before
-        files: list[ScannedFile] = []
-        append = files.append
-        unusual = _UNUSUAL_NAME.search
-        new = tuple.__new__
-        subdirs: list[str] = []
-        signed = True
-        for name, (mode, size, mtime, ctime, ino) in zip(names, stats, strict=True):
-            fmt = mode & 0o170000
-            if unusual(name) is not None:
-                _check_file_name(name, f"{abs_dir}/{name}")
-                if is_default_ignored(name, is_dir=fmt == _DIR):
-                    continue
-            rel = rel_dir + name
-            if fmt == _DIR:
-                if not self.ignored(rel + "/"):
-                    subdirs.append(name)
-                continue
-            if self.ignored(rel):
-                continue
-            if fmt == _REG:
-                kind: Literal["file", "exec"] = "exec" if mode & 0o111 else "file"
-                key = new(FileStat, (size, mtime, ctime, ino))
-                hit = cached.get(rel)
-                if (
-                    hit is not None
-                    and hit[0] == key
-                    and hit[1] == kind
-                    # Racily clean entries (changed within the timestamp granularity of
-                    # the cache write) are hashed again.
-                    and mtime < trusted_before
-                    and ctime < trusted_before
-                ):
-                    append(new(ScannedFile, (rel, kind, key, hit[2], None)))
-                    self.clean += 1
-                else:
-                    append(new(ScannedFile, (rel, kind, key, None, None)))
-            elif fmt == _LNK:
-                signed = False
-                if self._real_root is None:
-                    self._real_root = os.path.realpath(self.component.path)
-                target = _check_symlink(f"{abs_dir}/{name}", rel, self._real_root)
-                hit = cached.get(rel)
-                if hit is not None and hit[1] == "symlink" and hit[3] == target:
-                    self.clean += 1
-                size = len(target.encode())
-                append(ScannedFile(rel, "symlink", FileStat(size, 0, 0, 0), None, target))
-            else:
-                raise InputError(
-                    f"{abs_dir}/{name}: is a {_special_kind(mode)}; components may hold only "
-                    "regular files and symlinks — remove it or add it to .lockgateignore"
-                )
-        return tuple(files), subdirs, signed
-
-
-def _special_kind(mode: int) -> str:
-    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
-        return "device"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    return "socket" if stat.S_ISSOCK(mode) else "special file"
-
-
-def _raise_not_found(message: str) -> Component:
-    raise NotFoundError(message)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _check_file_name(rel: str, abs_path: str) -> None:
-    if rel.isascii() and _CONTROL.search(rel) is None:
-        return  # the common case, decided in C
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = os.fsencode(abs_path)
-        raise InputError(
-            f"{shown!r}: file name is not valid UTF-8; rename it (lockgate stores UTF-8 "
-            "names only, so every revision is portable)"
-        ) from None
-    if _CONTROL.search(rel):
-        raise InputError(f"{abs_path!r}: file name holds control characters; rename it")
-
-
-def _inside(real: str, real_root: str) -> bool:
-    return real == real_root or real.startswith(real_root + os.sep)
-
-
-def _check_symlink(abs_path: str, rel: str, real_root: str) -> str:
-    target = os.readlink(abs_path)
-    if os.path.isabs(target):
-        raise InputError(
-            f"{abs_path}: symlink to absolute path {target!r}; only relative links that stay "
-            "inside the component are allowed"
-        )
-    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-    if lexical == ".." or lexical.startswith("../"):
-        raise InputError(f"{abs_path}: symlink {target!r} points outside the component")
-    try:
-        os.stat(abs_path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputError(f"{abs_path}: symlink loop ({target!r}); break the loop") from exc
-        # Dangling: still resolved below, as far as it goes, so that a link through
-        # another link (``dot -> .``, ``esc -> dot/../gone``) cannot point outside.
-    real = os.path.realpath(abs_path)
-    if real != real_root and not real.startswith(real_root + os.sep):
-        raise InputError(
-            f"{abs_path}: symlink {target!r} resolves outside the component (through another "
-            "symlink); point it inside"
-        )
-    return target
+def _unreadable(exc: OSError, abs_dir: str) -> InputError:
+    name = exc.filename if isinstance(exc.filename, str) else ""
+    where = os.path.join(abs_dir, name) if name else abs_dir
+    return InputError(
+        f"{where}: cannot be read ({exc.strerror or exc}); fix its "
+        f"permissions or list it in {IGNORE_FILE}"
+    )

@@ -77,9 +77,9 @@ class AppContext:
             self.project_dir,
             strict_plugins=self.strict_plugins if strict is None else strict,
             require=require,
+            warn_sink=self.warn,
         )
         project.actor_override = self.actor
-        project.warn_sink = self.warn
         project.json_output = self.json
         project.verbosity = self.verbosity
         self._projects[require] = project

@@ -9,15 +9,14 @@ long (plugin commands such as ``watch``) and when it is used in-process.
 
 from __future__ import annotations
 
-import gc
+from lockgate._startup import collector_off
 
 __all__ = ["main"]
 
 
 def main() -> None:
     """Console-script entry point."""
-    collecting = gc.isenabled()
-    gc.disable()
+    collecting = collector_off()  # before the imports: see lockgate._startup
     from lockgate.cli.main import cli
 
     cli.collecting = collecting

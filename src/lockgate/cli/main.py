@@ -9,7 +9,6 @@ no plugin.
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import click
 
+from lockgate._startup import collector_back, collector_frozen, collector_off
 from lockgate._version import __version__
 from lockgate.cli.context import AppContext
 
@@ -112,8 +112,8 @@ class LockgateGroup(click.Group):
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see 'lockgate --help'"
             raise click.UsageError(f"no command '{name}'{hint}", ctx)
-        if name not in self.commands and self._collecting:
-            gc.enable()  # a plugin's command may run for hours (``watch`` does)
+        if name not in self.commands:
+            collector_back(self._collecting)  # a plugin's command may run for hours (watch)
         return super().resolve_command(ctx, args)
 
     def main(
@@ -125,22 +125,18 @@ class LockgateGroup(click.Group):
         **extra: Any,
     ) -> Any:
         app = extra.setdefault("obj", AppContext())
-        # Kernel commands are short-lived and create no reference cycles worth chasing:
-        # the cyclic collector stays off while they run (reference counting still frees
-        # everything), which spares them tens of milliseconds of collections over the
-        # objects of imports and scans. Plugin commands get it back (see resolve_command).
+        # Kernel commands run with the cyclic collector off, plugin commands get it back
+        # (see resolve_command); what it buys: lockgate._startup.
         owned = self.collecting is not None  # run by the console script: ends the process
-        self._collecting = gc.isenabled() if self.collecting is None else self.collecting
-        gc.disable()
+        was_on = collector_off()
+        self._collecting = was_on if self.collecting is None else self.collecting
         try:
             code = self._run(app, args, prog_name, complete_var, extra)
         finally:
             if owned and standalone_mode:
-                # The process ends here: spare the interpreter's last full collection a
-                # walk over every object still alive (tens of ms after a large scan).
-                gc.freeze()
-            elif self._collecting:
-                gc.enable()
+                collector_frozen()
+            else:
+                collector_back(self._collecting)
         if standalone_mode:
             sys.exit(code)
         return code

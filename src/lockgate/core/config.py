@@ -35,12 +35,12 @@ __all__ = [
     "PluginsSection",
     "ProjectSection",
     "Source",
+    "SourceSection",
     "StageSection",
     "StagingSection",
     "StateSection",
     "TargetSection",
     "ValidationSection",
-    "WorkspacesSection",
     "read_layers",
 ]
 
@@ -49,6 +49,22 @@ ENV_PREFIX = "LOCKGATE__"
 SELECTION_KEYS = ("disable", "only", "order")
 
 KeyPath = tuple[str, ...]
+
+RENAMED: dict[KeyPath, KeyPath] = {
+    ("workspaces", "source"): ("source", "name"),
+    ("workspaces", "root"): ("plugins", "workspace", "root"),
+    ("workspaces", "layout"): ("plugins", "workspace", "layout"),
+    ("workspaces", "ignore"): ("plugins", "workspace", "ignore"),
+    ("staging", "link"): ("plugins", "local", "link"),
+    ("staging", "max_file_size"): ("plugins", "limits", "staging_max_file_size"),
+    ("staging", "max_component_size"): ("plugins", "limits", "staging_max_component_size"),
+    ("staging", "max_files"): ("plugins", "limits", "staging_max_files"),
+}
+"""Deprecated keys (read still, with one warning each) and the keys that replaced them:
+settings that belong to a plugin live in that plugin's section."""
+_RENAMED_SECTIONS: dict[str, KeyPath] = {"workspaces": ("plugins", "workspace")}
+"""A deprecated section's other keys move with it (an unknown one is then reported at
+its new place, with its line)."""
 
 
 # --------------------------------------------------------------------------- schema
@@ -83,13 +99,11 @@ class ContentSection:
 
 
 @record
-class WorkspacesSection:
-    """``workspaces:`` — where components live and what is ignored."""
+class SourceSection:
+    """``source:`` — which component source plays the role (its own settings are
+    ``plugins.<name>:``, such as ``plugins.workspace.root``)."""
 
-    root: str = "workspaces"
-    layout: str = "{workspace}/{type}/{component}"
-    source: str = "workspace"
-    ignore: list[str] = attrs.field(factory=list)
+    name: str = "workspace"
 
 
 MiB = 1024 * 1024
@@ -97,12 +111,9 @@ MiB = 1024 * 1024
 
 @record
 class StagingSection:
-    """``staging:`` — limits and speed settings for turning workspaces into revisions."""
+    """``staging:`` — speed and progress settings for turning workspaces into revisions
+    (the size caps are the ``limits`` plugin's, ``plugins.limits.staging_max_*``)."""
 
-    max_file_size: int = attrs.field(default=256 * MiB, validator=_within(1, 2**62))
-    max_component_size: int = attrs.field(default=4096 * MiB, validator=_within(1, 2**62))
-    max_files: int = attrs.field(default=200_000, validator=_within(1, 2**40))
-    link: Literal["auto", "reflink", "hardlink", "copy"] = "auto"
     workers: int = attrs.field(default=0, validator=_within(0, 1024))
     progress_min_files: int = attrs.field(default=2_000, validator=_within(0, 2**62))
     progress_min_bytes: int = attrs.field(default=256 * MiB, validator=_within(0, 2**62))
@@ -181,7 +192,7 @@ class Config:
     """The kernel's own settings (plugin sections are held apart, see :class:`ConfigLayers`)."""
 
     project: ProjectSection = attrs.field(factory=ProjectSection)
-    workspaces: WorkspacesSection = attrs.field(factory=WorkspacesSection)
+    source: SourceSection = attrs.field(factory=SourceSection)
     staging: StagingSection = attrs.field(factory=StagingSection)
     stages: dict[str, StageSection] = attrs.field(factory=_default_stages)
     validation: ValidationSection = attrs.field(factory=ValidationSection)
@@ -200,9 +211,12 @@ class Source:
 
     kind: Literal["default", "file", "environment", "plugin"]
     detail: str | None = None
+    deprecated: str | None = None
+    """The deprecated key the value was set under, if any (``staging.link``)."""
 
     def __str__(self) -> str:
-        return self.kind if self.detail is None else f"{self.kind} ({self.detail})"
+        text = self.kind if self.detail is None else f"{self.kind} ({self.detail})"
+        return text if self.deprecated is None else f"{text}, as deprecated {self.deprecated}"
 
 
 @attrs.define
@@ -216,6 +230,10 @@ class ConfigLayers:
     env_names: dict[KeyPath, str] = attrs.field(factory=dict)
     plugin_data: dict[str, Any] = attrs.field(factory=dict)
     plugin_names: dict[KeyPath, str] = attrs.field(factory=dict)
+    renamed: dict[KeyPath, KeyPath] = attrs.field(factory=dict)
+    """New key -> the deprecated key its value was read from (see :data:`RENAMED`)."""
+    deprecations: list[str] = attrs.field(factory=list)
+    """One line per deprecated key read: where, the old key, the new key."""
 
     # -------------------------------------------------------------- queries
 
@@ -232,12 +250,15 @@ class ConfigLayers:
         An environment or plugin value set as a whole (a list, a mapping) is the source
         of everything inside it; the file records every key, so it must match exactly.
         """
+        old = self.renamed.get(key_path)
+        deprecated = ".".join(old) if old is not None else None
         if key_path in self.file_lines and not self._env_covers(key_path):
-            return Source("file", f"{self.file}:{self.file_lines[key_path]}")
+            line = self.file_lines[key_path]
+            return Source("file", f"{self.file}:{line}", deprecated)
         probe = key_path
         while probe:
             if probe in self.env_names:
-                return Source("environment", self.env_names[probe])
+                return Source("environment", self.env_names[probe], deprecated)
             if probe in self.plugin_names and probe not in self.file_lines:
                 return Source("plugin", self.plugin_names[probe])
             probe = probe[:-1]
@@ -263,6 +284,47 @@ class ConfigLayers:
                 return f"plugin '{src.detail}' (on_config_load)"
             probe = probe[:-1]
         return str(self.file) if self.file else "configuration"
+
+    # -------------------------------------------------------------- deprecated keys
+
+    def apply_renames(self) -> None:
+        """Move every deprecated key of the file and the environment to its new place,
+        keeping its line or variable for errors and ``config show``, and note one
+        warning line per key (:attr:`deprecations`). A new key set in the same layer
+        wins over its old one."""
+        file = str(self.file)
+        layers: list[tuple[dict[str, Any], dict[KeyPath, Any]]] = [
+            (self.file_data, self.file_lines),
+            (self.env_data, self.env_names),
+        ]
+        for data, places in layers:
+            for old, new in _renames(data):
+                if places is self.file_lines:
+                    where = f"{file}:{self.file_lines.get(old, 1)}"
+                    use = ".".join(new)
+                else:
+                    where = f"environment {self.env_names.get(old, ENV_PREFIX)}"
+                    use = f"{'.'.join(new)} ({ENV_PREFIX}{'__'.join(new).upper()})"
+                value = _pop_path(data, old)
+                if _has_path(data, new):
+                    self.deprecations.append(
+                        f"{where}: {'.'.join(old)} is deprecated and ignored, as "
+                        f"{'.'.join(new)} is also set; remove it"
+                    )
+                    continue
+                try:
+                    _set_path(data, new, value)
+                except ValueError as exc:
+                    raise ConfigError(f"{where}: {exc}") from exc
+                for path in [p for p in places if p[: len(old)] == old]:
+                    moved: KeyPath = new + path[len(old) :]
+                    places[moved] = places.pop(path)
+                self.renamed[new] = old
+                self.deprecations.append(f"{where}: {'.'.join(old)} is deprecated; use {use}")
+            for section in {old[0] for old in RENAMED}:
+                if data.get(section) == {}:
+                    del data[section]
+                    places.pop((section,), None)
 
     # -------------------------------------------------------------- structuring
 
@@ -394,7 +456,39 @@ def read_layers(file: Path | None, environ: Mapping[str, str]) -> ConfigLayers:
         except ValueError as exc:
             raise ConfigError(f"environment {var}: {exc}") from exc
         layers.env_names[parts] = var
+    layers.apply_renames()
     return layers
+
+
+def _renames(data: Mapping[str, Any]) -> list[tuple[KeyPath, KeyPath]]:
+    """The (deprecated key, new key) pairs set in one layer's ``data``."""
+    pairs: list[tuple[KeyPath, KeyPath]] = []
+    for section, moved_to in _RENAMED_SECTIONS.items():
+        node = data.get(section)
+        if isinstance(node, Mapping):
+            for key in node:
+                moved: KeyPath = (section, str(key))
+                pairs.append((moved, RENAMED.get(moved, (*moved_to, str(key)))))
+    for old, new in RENAMED.items():
+        if old[0] not in _RENAMED_SECTIONS and _has_path(data, old):
+            pairs.append((old, new))
+    return pairs
+
+
+def _has_path(tree: Mapping[str, Any], path: KeyPath) -> bool:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _pop_path(tree: dict[str, Any], path: KeyPath) -> Any:
+    node = tree
+    for part in path[:-1]:
+        node = node[part]
+    return node.pop(path[-1])
 
 
 def _deep_merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:

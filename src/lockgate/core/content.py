@@ -91,7 +91,7 @@ def _changed(path: str | Path, what: str) -> ConflictError:
 
 
 def materialize_files(
-    store: ContentStore, manifest: Manifest, dest: Path, link: LinkMode = "auto"
+    store: ContentStore, manifest: Manifest, dest: Path, link: LinkMode | None = None
 ) -> None:
     """Write the revision ``manifest`` into the new directory ``dest``: through the
     store's :class:`Materializer` capability when it has one, else file by file from

@@ -33,7 +33,7 @@ class Operations(Protocol):
         """The environment the project was opened with (``LOCKGATE_*`` variables)."""
 
     def source(self) -> Source:
-        """The configured component source (``workspaces.source``)."""
+        """The configured component source (``source.name``)."""
 
     def check_stage(self, name: str | None) -> str:
         """``name`` if it is a configured stage (None: the first), else NotFoundError."""

@@ -412,7 +412,7 @@ class Materializer(Protocol):
     or reflinks where it can (the ``local`` store). Without it the kernel writes each
     file from :meth:`ContentStore.open` (see :func:`materialize_files`)."""
 
-    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode = "auto") -> None:
+    def materialize(self, manifest: Manifest, dest: Path, link: LinkMode | None = None) -> None:
         """Write the revision's tree into the new directory ``dest``."""
 
 
@@ -429,7 +429,7 @@ class ReleaseCache(Protocol):
     through the handle, and a target that needs a directory is refused in one line.
     """
 
-    def release(self, revision: str, link: LinkMode = "auto") -> Path:
+    def release(self, revision: str, link: LinkMode | None = None) -> Path:
         """The release directory of ``revision``, laid out if it is not yet."""
 
     def has_release(self, revision: str) -> bool:

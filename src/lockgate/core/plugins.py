@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import re
 import sys
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +29,7 @@ import attrs
 import pluggy
 
 from lockgate import hookspecs
+from lockgate._startup import scan_entry_points
 from lockgate.core.records import record
 from lockgate.errors import PluginLoadError
 from lockgate.hookspecs import PROJECT_NAME
@@ -59,30 +57,9 @@ BUILTIN_DISTRIBUTION = "lockgate"
 Status = Literal["loaded", "disabled", "failed"]
 
 
-class _PluginManager(pluggy.PluginManager):
-    """pluggy's manager, quicker to register module plugins.
-
-    pluggy looks at every name a plugin has with :func:`inspect.getattr_static`, some
-    20 microseconds each; a plugin module has dozens of names (its imports, classes,
-    constants). A module attribute is never a descriptor, so anything in the module's
-    dict that is not a function or method can be skipped by a dict lookup; the rest
-    goes through pluggy's own parsing, unchanged.
-    """
-
-    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
-        if type(plugin) is types.ModuleType and not isinstance(
-            plugin.__dict__.get(name), _HOOKABLE
-        ):
-            return None
-        return super().parse_hookimpl_opts(plugin, name)
-
-
-_HOOKABLE = (types.FunctionType, types.MethodType, staticmethod, classmethod)
-
-
 def make_plugin_manager() -> pluggy.PluginManager:
     """A fresh plugin manager that knows lockgate's hook specifications (no plugins yet)."""
-    pm = _PluginManager(PROJECT_NAME)
+    pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     return pm
 
@@ -227,62 +204,13 @@ def discover(distributions: Iterable[metadata.Distribution] | None = None) -> li
     return found
 
 
-_DIST_DIR = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+?)\.(?:dist|egg)-info$")
-
-
 def _scan_sys_path() -> list[Candidate]:
-    """Read ``entry_points.txt`` of every installed distribution on ``sys.path``.
-
-    This is what ``importlib.metadata.entry_points(group=...)`` does for plain directory
-    installs, minus its cost: importing importlib.metadata (with email, zipfile and csv)
-    and parsing every METADATA file took ~35 ms of each command's start-up. The name and
-    version come from the ``NAME-VERSION.dist-info`` directory name (the wheel spec fixes
-    that format); as in importlib.metadata, the first distribution of a name on
-    ``sys.path`` wins.
-    """
-    found: list[Candidate] = []
-    seen_dists: set[str] = set()
-    for entry in sys.path:
-        directory = entry or "."
-        try:
-            names = os.listdir(directory)  # noqa: PTH208 - start-up path: str in, str out
-        except OSError:
-            continue  # a zip file or a missing directory: nothing installed there
-        for dirname in sorted(names):
-            match = _DIST_DIR.match(dirname)
-            if match is None:
-                continue
-            normalized = match["name"].lower().replace("_", "-").replace(".", "-")
-            if normalized in seen_dists:
-                continue
-            seen_dists.add(normalized)
-            try:
-                with open(f"{directory}/{dirname}/entry_points.txt", encoding="utf-8") as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            if "[lockgate]" not in text:
-                continue
-            version = match["version"]
-            for ep_name, value in _group_entries(text):
-                found.append(Candidate(ep_name, value, normalized, version, _EntryPoint(value)))
-    return found
-
-
-def _group_entries(text: str) -> list[tuple[str, str]]:
-    entries: list[tuple[str, str]] = []
-    in_group = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            in_group = line == f"[{ENTRY_POINT_GROUP}]"
-            continue
-        if in_group and "=" in line:
-            name, _, value = line.partition("=")
-            entries.append((name.strip(), value.strip()))
-    return entries
+    """Every entry point of the group on ``sys.path``, read directly (a start-up trick:
+    see :func:`lockgate._startup.scan_entry_points`, which also finds ``.egg-info``)."""
+    return [
+        Candidate(name, value, dist, version, _EntryPoint(value))
+        for name, value, dist, version in scan_entry_points(ENTRY_POINT_GROUP)
+    ]
 
 
 @record

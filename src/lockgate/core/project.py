@@ -111,12 +111,14 @@ class Project:
         strict_plugins: bool | None = None,
         distributions: Iterable[Any] | None = None,
         require: bool = True,
+        warn_sink: Callable[[str | None, str], None] | None = None,
     ) -> Project:
         """Open the project at ``project_dir`` (else ``LOCKGATE_PROJECT``, else walk up).
 
         ``require=False`` opens the defaults when no project is found (for ``plugins``
         and ``config`` outside a project). ``distributions`` replaces the installed
-        distributions, for tests.
+        distributions, for tests. ``warn_sink`` receives the warnings channel's lines
+        (deprecated configuration keys first; None: the ``lockgate`` log).
         """
         env = os.environ if environ is None else environ
         root = _locate(project_dir, env, cwd or Path.cwd(), require)
@@ -149,7 +151,10 @@ class Project:
             hooks=hooks,
             settings=settings,
             environ=env,
+            warn_sink=warn_sink,
         )
+        for line in layers.deprecations:  # one line per deprecated key: where, old, new
+            project.warn(line)
         if strict_plugins or (strict_plugins is None and project.strict_from_env()):
             plugins.check_strict()
         return project
@@ -157,6 +162,15 @@ class Project:
     def strict_from_env(self) -> bool:
         """True when ``LOCKGATE_STRICT_PLUGINS`` asks for strict plugin loading."""
         return self.environ.get("LOCKGATE_STRICT_PLUGINS", "").strip().lower() in _TRUTHY
+
+    def warn(self, message: str) -> None:
+        """A warning of the kernel's own on the warnings channel (see ``warn_sink``)."""
+        if self.warn_sink is not None:
+            self.warn_sink(None, message)
+        else:
+            import logging
+
+            logging.getLogger("lockgate").warning("%s", message)
 
     @property
     def actor(self) -> str:
@@ -192,9 +206,9 @@ class Project:
         return name
 
     def source(self) -> Source:
-        """The component source (role ``source``, ``workspaces.source``)."""
-        options = attrs.asdict(self.config.workspaces)
-        return typing.cast(Source, self._role("source", self.config.workspaces.source, options))
+        """The component source (role ``source``, ``source.name``); it reads its own
+        settings (``plugins.workspace:`` for the builtin one)."""
+        return typing.cast(Source, self._role("source", self.config.source.name))
 
     def content(self) -> ContentStore:
         """The content store (role ``content``, ``content.store``)."""

@@ -34,7 +34,7 @@ class Role:
 ROLES: dict[str, Role] = {
     "state": Role("state store", "register_state_stores", "state.store"),
     "content": Role("content store", "register_content_stores", "content.store"),
-    "source": Role("component source", "register_sources", "workspaces.source"),
+    "source": Role("component source", "register_sources", "source.name"),
     "target": Role("stage target", "register_targets", "stages.<stage>.targets[].kind"),
 }
 

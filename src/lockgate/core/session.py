@@ -56,7 +56,7 @@ class Session:
         return self.project.content()
 
     def source(self) -> Source:
-        """The component source (role ``source``, ``workspaces.source``)."""
+        """The component source (role ``source``, ``source.name``)."""
         return self.project.source()
 
     def targets(self, stage: str) -> list[Target]:

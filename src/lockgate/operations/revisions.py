@@ -36,15 +36,14 @@ def release_dir(session: Session, revision: str) -> Path | None:
     cache = store_release_cache(session.content())
     if cache is None:
         return None
-    return cache.release(revision, session.config.staging.link)
+    return cache.release(revision)
 
 
 def revision_handle(session: Session, revision: str) -> RevisionHandle:
     """What a target receives for ``revision``: manifest, files, and a directory on demand."""
     content = session.content()
     cache = store_release_cache(content)
-    link = session.config.staging.link
-    materialize = None if cache is None else functools.partial(cache.release, revision, link)
+    materialize = None if cache is None else functools.partial(cache.release, revision)
     return RevisionHandle(revision, content.get_manifest(revision), content, materialize)
 
 

@@ -64,6 +64,10 @@ __all__ = ["Progress", "StageResult", "Stager", "SyncResult"]
 LARGE_FILE = 256 << 10
 """Files from this size up are stored on a pool of threads (see ``_store_files``)."""
 
+LIMITS_PLUGIN = "limits"
+"""The plugin whose settings hold the caps staging enforces before storing
+(``staging_max_files``, ``staging_max_file_size``, ``staging_max_component_size``)."""
+
 Progress = Callable[[int, int, int, int], None]
 """``progress(files_done, files_total, bytes_done, bytes_total)``, called as files are
 hashed and stored (about every 0.1 s while large files are stored on threads)."""
@@ -452,23 +456,28 @@ class Stager:
         return digests
 
     def _check_limits(self, scan: ScanResult) -> None:
-        s = self.settings
+        # The caps are the ``limits`` plugin's ``staging_max_*`` settings (the gate's own
+        # limits are its validator's business); with that plugin disabled, none.
+        s = self.session.project.settings.get(LIMITS_PLUGIN)
+        if s is None:
+            return
         ref = scan.component.ref
-        if len(scan.files) > s.max_files:
+        key = f"plugins.{LIMITS_PLUGIN}.staging_max"
+        if len(scan.files) > s.staging_max_files:
             raise InputError(
-                f"{ref}: {len(scan.files)} files, more than staging.max_files ({s.max_files}); "
-                "ignore some in .lockgateignore or raise the limit"
+                f"{ref}: {len(scan.files)} files, more than {key}_files "
+                f"({s.staging_max_files}); ignore some in .lockgateignore or raise the limit"
             )
-        for f in scan.files if scan.largest > s.max_file_size else ():
-            if f.stat.size > s.max_file_size:
+        for f in scan.files if scan.largest > s.staging_max_file_size else ():
+            if f.stat.size > s.staging_max_file_size:
                 raise InputError(
                     f"{scan.component.path / f.path}: {f.stat.size} bytes, more than "
-                    f"staging.max_file_size ({s.max_file_size}); ignore it or raise the limit"
+                    f"{key}_file_size ({s.staging_max_file_size}); ignore it or raise the limit"
                 )
-        if scan.total_size > s.max_component_size:
+        if scan.total_size > s.staging_max_component_size:
             raise InputError(
-                f"{ref}: {scan.total_size} bytes, more than staging.max_component_size "
-                f"({s.max_component_size}); ignore large files or raise the limit"
+                f"{ref}: {scan.total_size} bytes, more than {key}_component_size "
+                f"({s.staging_max_component_size}); ignore large files or raise the limit"
             )
 
 

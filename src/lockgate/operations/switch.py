@@ -407,7 +407,7 @@ class Switcher:
         content = self.session.content()
         cache = store_release_cache(content)
         if cache is not None:
-            cache.release(revision, self.session.config.staging.link)
+            cache.release(revision)
             return cache.verify_release(revision)
         lost = store_lost(content)
         problems = []

@@ -1,10 +1,20 @@
 """Validator ``limits``: file size, component size, file count and forbidden file types.
 
+The ``staging_max_*`` settings are the hard caps staging enforces before it stores
+anything (they were the kernel's ``staging.max_*``, still read as deprecated): a cap is
+what the store may be asked to hold, refused with exit 2 and never forced past, while
+the limits above are the gate's policy, reported as issues that ``--force`` can pass.
+Both live here, beside each other, so one section says what a component may be.
+Disabling this plugin lifts both.
+
 Settings (``plugins.limits:``)::
 
     max_file_size: 104857600        # bytes per file (100 MiB)
     max_component_size: 1073741824  # bytes per component (1 GiB)
     max_files: 10000
+    staging_max_file_size: 268435456        # staging refuses past these (256 MiB)
+    staging_max_component_size: 4294967296  # (4 GiB)
+    staging_max_files: 200000
     forbidden: ["*.exe", "*.dll", ...]   # glob patterns, matched against the file name
                                          # and its path inside the component
 """
@@ -12,6 +22,7 @@ Settings (``plugins.limits:``)::
 from __future__ import annotations
 
 import fnmatch
+from typing import Any
 
 import attrs
 
@@ -32,13 +43,20 @@ DEFAULT_FORBIDDEN = [
 ]
 
 
+def _within(low: int, high: int) -> Any:
+    return [attrs.validators.ge(low), attrs.validators.le(high)]
+
+
 @record
 class LimitsSettings:
     """``plugins.limits:`` in lockgate.yaml."""
 
-    max_file_size: int = attrs.field(default=100 * MiB, validator=attrs.validators.ge(0))
-    max_component_size: int = attrs.field(default=1024 * MiB, validator=attrs.validators.ge(0))
-    max_files: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
+    max_file_size: int = attrs.field(default=100 * MiB, validator=_within(0, 2**62))
+    max_component_size: int = attrs.field(default=1024 * MiB, validator=_within(0, 2**62))
+    max_files: int = attrs.field(default=10_000, validator=_within(0, 2**40))
+    staging_max_file_size: int = attrs.field(default=256 * MiB, validator=_within(1, 2**62))
+    staging_max_component_size: int = attrs.field(default=4096 * MiB, validator=_within(1, 2**62))
+    staging_max_files: int = attrs.field(default=200_000, validator=_within(1, 2**40))
     forbidden: list[str] = attrs.field(factory=lambda: list(DEFAULT_FORBIDDEN))
 
 

@@ -15,6 +15,7 @@ Settings (``plugins.workflows:``)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
@@ -140,6 +141,15 @@ def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]
                     "workflow-undefined-action",
                 )
             )
+    issues.extend(_unknown_needs(doc, tasks, names, issue))
+    return issues
+
+
+def _unknown_needs(
+    doc: YamlDocument, tasks: list[Any], names: dict[str, int], issue: Callable[..., Issue]
+) -> list[Issue]:
+    """A task's ``needs`` must name tasks of the same file."""
+    issues = []
     for index, task in enumerate(tasks):
         if not isinstance(task, dict):
             continue

@@ -1,0 +1,298 @@
+"""Start-up tricks: each one kept because it measured worth its weight, all of them here.
+
+Every lockgate command is a new process, so what it spends before doing anything is part
+of every figure in docs/performance.md. Measured in one run, side by side, medians
+(2 cores, Python 3.11, bytecode caches warm; see docs/performance.md, "What each
+start-up trick buys"):
+
+- :func:`record` is ``attrs.frozen`` with shared ``__repr__``, ``__eq__`` and
+  ``__hash__``: attrs writes and compiles every method of every class it builds, and a
+  command imports some seventy. Building 70 frozen classes: 16 ms instead of 32.
+- :func:`scan_entry_points` reads ``entry_points.txt`` of every distribution on
+  ``sys.path`` itself: ``importlib.metadata`` imports email, zipfile and csv and parses
+  every METADATA file; a process that discovers the plugins took 72 ms instead of 94.
+- :func:`collector_off` / :func:`collector_back` / :func:`collector_frozen`: kernel
+  commands run with the cyclic garbage collector off (reference counting still frees
+  everything; they create no cycles worth chasing) and freeze what is alive at exit, so
+  the interpreter's last collection walks nothing. ``lockgate --version``: 53 ms instead
+  of 60; an unchanged restage of 3,000 files: 121 ms instead of 139.
+- :func:`lazy_exports`: ``import lockgate`` imports no module behind its public names
+  until one is used, so ``lockgate --version`` and ``--help`` import nothing heavy.
+
+Two more live where their data is, not here: each kernel command's module is imported
+only when it runs (``KERNEL_COMMANDS`` in :mod:`lockgate.cli.main`, the command table
+itself: a process importing one command module took 60.1 ms, all of them 62.8), and YAML
+files are parsed through a cache keyed by their content (:mod:`lockgate.core.yamlfile`:
+PyYAML is not even imported when nothing changed).
+
+Measured and dropped: pluggy's registration parser overridden to skip non-functions by a
+dict lookup (1.8 ms instead of 3.5 for 17 plugins: 0.1 ms a plugin, below the noise of a
+command); pausing the collector around a scan (:func:`gc_paused`, 13.6 ms with it and
+13.1 without for 3,000 files with the collector on), kept only as the public helper
+plugins may already call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import operator
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+# Nothing heavy at module level: the package's ``__init__`` and the console script import
+# this module first, the script before it turns the collector off; attrs is imported by
+# the first ``@record``.
+
+__all__ = [
+    "collector_back",
+    "collector_frozen",
+    "collector_off",
+    "gc_paused",
+    "lazy_exports",
+    "record",
+    "scan_entry_points",
+]
+
+_C = TypeVar("_C", bound=type)
+
+# --------------------------------------------------------------------------- record
+
+if TYPE_CHECKING:
+    from attrs import frozen as record
+else:
+
+    def record(maybe_cls: _C | None = None, /, **options: Any) -> Any:
+        """``attrs.frozen`` (same options), with shared repr, eq and hash that behave as
+        attrs' own: ``ClassName(field=value, ...)`` over the fields with ``repr=True``;
+        equality and hashing over the fields with ``eq=True``, only between instances of
+        the very same class. Type checkers see ``attrs.frozen`` itself."""
+        import attrs
+
+        if options.get("order") or "repr" in options or "eq" in options:
+            return attrs.frozen(maybe_cls, **options)  # pragma: no cover - not used so
+
+        def wrap(cls: _C) -> _C:
+            built: Any = attrs.frozen(cls, repr=False, eq=False, **options)
+            _share_methods(built)
+            return built  # type: ignore[no-any-return]
+
+        return wrap if maybe_cls is None else wrap(maybe_cls)
+
+
+def _share_methods(cls: Any) -> None:
+    import attrs
+
+    fields = attrs.fields(cls)
+    shown = tuple((f.name, f.repr) for f in fields if f.repr is not False)
+    compared = [f.name for f in fields if f.eq]
+    hashed = [f.name for f in fields if (f.hash if f.hash is not None else f.eq)]
+    name = cls.__qualname__.rsplit(">.", 1)[-1]
+    values = _getter(compared)
+    hash_values = _getter(hashed)
+
+    def __repr__(self: Any) -> str:
+        parts = []
+        for field, how in shown:
+            value = getattr(self, field, attrs.NOTHING)
+            parts.append(f"{field}={how(value) if callable(how) else repr(value)}")
+        return f"{name}({', '.join(parts)})"
+
+    def __eq__(self: Any, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return bool(values(self) == values(other))
+
+    def __hash__(self: Any) -> int:
+        return hash((cls, hash_values(self)))
+
+    for method in (__repr__, __eq__, __hash__):
+        method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
+        setattr(cls, method.__name__, method)
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    if not names:
+        return lambda _: ()
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return operator.attrgetter(*names)
+
+
+# --------------------------------------------------------------------------- entry points
+
+_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def scan_entry_points(group: str) -> list[tuple[str, str, str, str | None]]:
+    """``(name, value, distribution, version)`` of every entry point in ``group`` of the
+    distributions on ``sys.path``, as ``importlib.metadata.entry_points`` finds them in
+    directories: wheels' ``NAME-VERSION.dist-info`` and setuptools' ``.egg-info``
+    (``NAME.egg-info`` of an in-place install, whose version is read from its
+    ``PKG-INFO``, and ``NAME-VERSION[-pyX.Y].egg-info``). The first distribution of a
+    name on ``sys.path`` wins, as in importlib.metadata; distribution names are
+    normalized (lower case, ``-`` for ``_`` and ``.``)."""
+    found: list[tuple[str, str, str, str | None]] = []
+    seen: set[str] = set()
+    header = f"[{group}]"
+    for entry in sys.path:
+        directory = entry or "."
+        try:
+            names = os.listdir(directory)  # noqa: PTH208 - start-up path: str in, str out
+        except OSError:
+            continue  # a zip file or a missing directory: nothing installed there
+        for dirname in sorted(names):
+            if not dirname.endswith(_SUFFIXES):
+                continue
+            stem = dirname.rsplit(".", 1)[0]
+            raw_name, _, rest = stem.partition("-")
+            normalized = raw_name.lower().replace("_", "-").replace(".", "-")
+            if not normalized or normalized in seen:
+                continue
+            seen.add(normalized)
+            path = f"{directory}/{dirname}"
+            text = _read(f"{path}/entry_points.txt")
+            if text is None or header not in text:
+                continue
+            version = rest.partition("-")[0] or _version_of(path)
+            for name, value in _group_entries(text, header):
+                found.append((name, value, normalized, version))
+    return found
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _version_of(path: str) -> str | None:
+    """The ``Version:`` header of an ``.egg-info``'s ``PKG-INFO`` (or a ``METADATA``)."""
+    for name in ("PKG-INFO", "METADATA"):
+        text = _read(f"{path}/{name}")
+        if text is None:
+            continue
+        for line in text.splitlines():
+            if not line:
+                break  # the headers end at the first blank line
+            if line.startswith("Version:"):
+                return line[len("Version:") :].strip() or None
+    return None
+
+
+def _group_entries(text: str, header: str) -> list[tuple[str, str]]:
+    entries: list[tuple[str, str]] = []
+    in_group = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            in_group = line == header
+            continue
+        if in_group and "=" in line:
+            name, _, value = line.partition("=")
+            entries.append((name.strip(), value.strip()))
+    return entries
+
+
+# --------------------------------------------------------------------------- the collector
+
+
+def collector_off() -> bool:
+    """Turn the cyclic garbage collector off; whether it was on."""
+    was_on = gc.isenabled()
+    gc.disable()
+    return was_on
+
+
+def collector_back(was_on: bool) -> None:
+    """Turn the collector back on if it was on (a command that may run for hours, such as
+    a plugin's ``watch``, or lockgate used in-process)."""
+    if was_on:
+        gc.enable()
+
+
+def collector_frozen() -> None:
+    """The process ends now: spare the interpreter's last full collection a walk over
+    every object still alive (tens of ms after a large scan)."""
+    gc.freeze()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Disable the cyclic collector for the block. Nesting is fine: only the block that
+    found it enabled turns it back on (so with threads, a pause ends when the block that
+    began it ends)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+# --------------------------------------------------------------------------- lazy names
+
+
+def lazy_exports(
+    namespace: dict[str, Any],
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names are its
+    ``if TYPE_CHECKING:`` block of ``from module import Name as Name`` lines: that block
+    is the one list of them (type checkers read it; this reads it from the source on
+    first use), ``__all__`` included, so a name is written once.
+    """
+    table: dict[str, str] = {}
+
+    def exports() -> dict[str, str]:
+        if not table:
+            table.update(_type_checking_imports(namespace["__file__"]))
+        return table
+
+    def __getattr__(name: str) -> Any:
+        if name == "__all__":
+            value: Any = sorted([*exports(), *_dunder_exports(namespace)])
+        else:
+            module = exports().get(name)
+            if module is None:
+                raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+            import importlib
+
+            value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*exports(), *_dunder_exports(namespace), "__all__"})
+
+    return __getattr__, __dir__
+
+
+def _dunder_exports(namespace: dict[str, Any]) -> list[str]:
+    return [n for n in ("__version__",) if n in namespace]
+
+
+def _type_checking_imports(path: str) -> dict[str, str]:
+    """``{name: module}`` from the ``if TYPE_CHECKING:`` block's ``from module import
+    Name as Name`` lines. Read with a regular expression rather than :mod:`ast`, whose
+    import alone costs more than the rest of ``import lockgate``."""
+    import re
+
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    start = text.index("\nif TYPE_CHECKING:\n") + len("\nif TYPE_CHECKING:\n")
+    end = re.compile(r"^\S", re.MULTILINE).search(text, start)
+    block = text[start : end.start() if end else len(text)]
+    table: dict[str, str] = {}
+    for statement in re.split(r"^\s+from ", block, flags=re.MULTILINE)[1:]:
+        module, _, names = statement.partition(" import ")
+        table.update({alias: module for _, alias in re.findall(r"(\w+) as (\w+)", names)})
+    return table

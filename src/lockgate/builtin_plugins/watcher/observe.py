@@ -1,0 +1,171 @@
+"""What the watch loop asks of watchdog: events in, hints out, and the observer's health.
+
+Everything here runs on watchdog's threads (:class:`_Handler`, :class:`_WatchdogLog`) or
+inspects the observer for the loop (:func:`_unwatched_directories`); nothing touches
+the project. The loop itself is :mod:`lockgate.builtin_plugins.watcher.engine`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+from lockgate.plugin import (
+    WatchHint,
+    WatchPaths,
+)
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+__all__ = [
+    "EVENT_TYPES",
+    "LIMIT_ERRNOS",
+    "Hint",
+    "_Handler",
+    "_Item",
+    "_WatchdogLog",
+    "_describe",
+    "_mode_name",
+    "_readable",
+    "_shutdown",
+    "_unwatched_directories",
+]
+
+Hint = WatchHint
+
+LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+"""Errors that mean "the platform will not watch more": fall back to polling."""
+
+# Only events that can change what a scan sees: no open/close-without-write (staging reads
+# files, which would otherwise wake the watcher again), no directory "modified" echoes.
+EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+
+
+class _Item(NamedTuple):
+    """What crosses from other threads (and signal handlers) to the loop."""
+
+    kind: str  # "hint", "overflow", "log" or "signal"
+    at: float
+    hint: Hint | None = None
+    message: str = ""
+
+
+class _Handler(FileSystemEventHandler):
+    """Runs on watchdog's thread: events in, hints out; never touches the project."""
+
+    def __init__(self, mapper: WatchPaths, put: Callable[[_Item], None]) -> None:
+        super().__init__()
+        self._mapper = mapper
+        self._put = put
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        at = time.monotonic()
+        for raw in (event.src_path, event.dest_path):
+            if raw:
+                hint = self._mapper.hint(os.fsdecode(raw), is_dir=event.is_directory)
+                if hint is not None:
+                    self._put(_Item("hint", at, hint))
+
+
+class _WatchdogLog(logging.Handler):
+    """watchdog reports a kernel queue overflow only in its log: turn that into an item."""
+
+    def __init__(self, put: Callable[[_Item], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._put = put
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        kind = "overflow" if "overflow" in message.lower() else "log"
+        self._put(_Item(kind, time.monotonic(), message=message))
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "error")
+    return f"{name}: {exc.strerror or exc}"
+
+
+def _mode_name(observer: BaseObserver) -> str:
+    name = type(observer).__name__
+    return name.removesuffix("Observer").lower() or name
+
+
+def _shutdown(observer: BaseObserver) -> None:
+    with contextlib.suppress(Exception):
+        observer.stop()
+    with contextlib.suppress(RuntimeError):
+        observer.join(timeout=5)
+
+
+def _unwatched_directories(observer: BaseObserver, root: str) -> list[bytes]:
+    """Directories inotify silently failed to watch (it raises only for the top one).
+
+    watchdog registers one inotify watch per directory and skips, without a word, those
+    it could not add — which is what hitting ``fs.inotify.max_user_watches`` part-way
+    through a tree looks like. This compares its watches with the tree. It reads
+    watchdog's inotify internals, so on another platform or version it checks nothing.
+    """
+    watched: set[bytes] = set()
+    for emitter in observer.emitters:
+        group = getattr(emitter, "_inotify", None)
+        paths = getattr(group, "_active_callbacks_by_path", None)
+        if not isinstance(paths, dict):
+            return []
+        watched.update(paths)
+    expected = [os.fsencode(root)]
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            full = Path(dirpath, name)
+            if not full.is_symlink():
+                expected.append(os.fsencode(full))
+    missing = [p for p in expected if p not in watched]
+    if missing:
+        time.sleep(0.2)  # directories created meanwhile get their watch from their own event
+        for emitter in observer.emitters:
+            group = getattr(emitter, "_inotify", None)
+            watched.update(getattr(group, "_active_callbacks_by_path", {}))
+        missing = [p for p in missing if p not in watched and Path(os.fsdecode(p)).is_dir()]
+    # A directory that cannot be read cannot be watched either: not a limit (discovery
+    # and scans report it as that directory's problem).
+    return [p for p in missing if _readable(p)]
+
+
+def _readable(path: bytes) -> bool:
+    try:
+        os.scandir(path).close()
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
