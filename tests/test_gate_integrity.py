@@ -519,3 +519,34 @@ def test_a_validator_that_ends_the_process_fails_the_gate(
     assert pointer(ws.root, "staging", "app") is None
     outcomes = [(action, outcome) for _, _, action, outcome in events(ws.root)]
     assert outcomes[-3:] == [("validate", "failed"), ("validate", "failed"), ("promote", "refused")]
+
+
+HOST_EXIT = """\
+import os, sys, threading
+from lockgate.core.project import Project
+from lockgate.operations.validate import Validation
+
+report = Validation(Project.open(sys.argv[1])).run(["alice:app"])
+assert report.ready, report.summary()
+# The host application's own thread, after the run: the guard must not stop it.
+threading.Thread(target=os._exit, args=(7,)).start()
+threading.Event().wait(10)
+sys.exit(0)
+"""
+
+
+def test_the_exit_guard_leaves_the_host_applications_threads_alone_between_runs(
+    tmp_path: Path,
+) -> None:
+    """An application embedding lockgate keeps ``os._exit`` from its own threads once a
+    validation has run (it used to be turned into an exception, silently, for good)."""
+    ws = ProjectWorkspace(tmp_path / "p")
+    ws.stage_files("alice:app", {"a.py": "X = 1\n"})
+    proc = subprocess.run(
+        [sys.executable, "-c", HOST_EXIT, str(ws.root)],
+        env=subprocess_env(ENV),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 7, (proc.returncode, proc.stderr)

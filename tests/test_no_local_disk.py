@@ -26,7 +26,7 @@ from lockgate.testing import MemoryRoles, open_project
 CONFIG = """\
 state: {store: memory}
 content: {store: memory}
-workspaces: {source: memory}
+source: {name: memory}
 stages:
   staging: {targets: [{kind: memory}]}
   integration: {targets: [{kind: memory}]}

@@ -13,7 +13,7 @@ import pytest
 from conftest import ENV, run_lockgate, write_distribution
 from lockgate.core.contracts import RevisionHandle
 from lockgate.core.manifest import FileEntry, Manifest
-from lockgate.errors import ConflictError, MissingCapabilityError, NotFoundError
+from lockgate.errors import ConflictError, InputError, MissingCapabilityError, NotFoundError
 from lockgate.testing import MemoryContentStore
 
 
@@ -141,3 +141,20 @@ def test_the_directory_target_lays_out_and_verifies_a_release_for_a_store_withou
     target.commit(target.prepare("app", None))
     target.commit(target.prepare("app", handle))
     assert (stage / "app" / "run.py").read_bytes() == b"print(1)\n"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        FileEntry("../outside.py", "file", 1, "0" * 64),
+        FileEntry("/etc/passwd", "file", 1, "0" * 64),
+        FileEntry("up", "symlink", 2, "0" * 64, "../../etc"),
+    ],
+)
+def test_a_handle_refuses_a_crafted_manifest_that_leaves_the_revision(entry: FileEntry) -> None:
+    """A target writes the manifest's names into archives and trees: whatever store held
+    the manifest, one naming a path outside the revision never reaches a target."""
+    store = MemoryContentStore()
+    manifest = Manifest([entry])
+    with pytest.raises(InputError, match=r"outside the revision|not a safe relative path"):
+        RevisionHandle("f" * 64, manifest, store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -495,6 +496,28 @@ def test_a_hanging_validator_times_out_attributed_and_the_run_finishes(tmp_path:
         assert "syntax" in report.component(f"alice:c{n}").validators
 
 
+def test_hanging_validators_on_a_single_worker_time_out_one_after_another(
+    tmp_path: Path,
+) -> None:
+    """A worker written off at its deadline is replaced while calls are still queued: with
+    ``workers: 1`` every call of a validator that never returns times out in turn (the
+    run used to wait for ever on the first stuck worker)."""
+    dist = fake_distribution("lockgate-sleepy", {"sleepy": Sleeper()})
+    config = "validation:\n  timeout: 0.5\n  workers: 1\n"
+    ws = Workspace(tmp_path / "p", config, extra=(dist,))
+    for n in range(2):
+        ws.stage(f"alice:c{n}", {"a.py": f"x = {n}\n"})
+    done: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: done.append(ws.validate("alice:c0", "alice:c1")), daemon=True
+    )
+    runner.start()
+    runner.join(timeout=30)
+    assert done, "validate never returned"
+    for n in range(2):
+        assert only(done[0], f"alice:c{n}", "validator-timeout").plugin == "sleepy"
+
+
 def test_a_raising_validator_is_attributed_and_blocks_but_others_report(ws: Workspace) -> None:
     ws.extra = (fake_distribution("lockgate-raiser", {"raiser": Raiser()}),)
     ws.stage("alice:c", {"bad.py": "def (:\n"})
@@ -639,3 +662,22 @@ def test_per_file_results_are_remembered_by_digest_not_by_path(ws: Workspace) ->
     assert ws.validate("alice:c").ready
     ws.stage("alice:d", {"other.py": "def (:\n"})  # same bad bytes as m3.py had, another path
     assert only(ws.validate("alice:d"), "alice:d", "syntax-python").location == "other.py:1"
+
+
+class _Unreadable:
+    """A subject whose file went away after it was listed (a release gc removed)."""
+
+    sizes: Mapping[str, int] = {"a.py": 10}
+
+    def read_bytes(self, path: str) -> bytes:
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+
+def test_a_file_a_validator_cannot_read_fails_the_gate_instead_of_being_skipped() -> None:
+    """The builtin validators' reader raises on a file it cannot read (the call is then
+    a failed gate, naming the validator); it used to return None, as for a binary file,
+    so the secrets and syntax checks passed a revision they never read."""
+    from lockgate.builtin_plugins.validators._files import read_text
+
+    with pytest.raises(FileNotFoundError):
+        read_text(_Unreadable(), "a.py", 1 << 20)  # type: ignore[arg-type]

@@ -254,7 +254,7 @@ def lazy_exports(
 
     def exports() -> dict[str, str]:
         if not table:
-            table.update(_type_checking_imports(namespace["__file__"]))
+            table.update(_type_checking_imports(namespace))
         return table
 
     def __getattr__(name: str) -> Any:
@@ -280,14 +280,19 @@ def _dunder_exports(namespace: dict[str, Any]) -> list[str]:
     return [n for n in ("__version__",) if n in namespace]
 
 
-def _type_checking_imports(path: str) -> dict[str, str]:
+def _type_checking_imports(namespace: dict[str, Any]) -> dict[str, str]:
     """``{name: module}`` from the ``if TYPE_CHECKING:`` block's ``from module import
     Name as Name`` lines. Read with a regular expression rather than :mod:`ast`, whose
     import alone costs more than the rest of ``import lockgate``."""
     import re
 
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    try:
+        with open(namespace["__file__"], encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError, KeyError):
+        # No source file beside the module (a zip, a frozen application): its loader's.
+        loader = namespace["__spec__"].loader
+        text = loader.get_source(namespace["__name__"]) or ""
     start = text.index("\nif TYPE_CHECKING:\n") + len("\nif TYPE_CHECKING:\n")
     end = re.compile(r"^\S", re.MULTILINE).search(text, start)
     block = text[start : end.start() if end else len(text)]

@@ -160,6 +160,7 @@ def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
     """Show who holds the project's operation lock; with --force, break it (audited)."""
     from lockgate.core.clock import now_iso
     from lockgate.core.contracts import AuditEvent
+    from lockgate.core.refs import check_text
     from lockgate.errors import RefusedError
     from lockgate.operations.recover import settle
 
@@ -173,6 +174,7 @@ def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
         return
     if not reason:
         raise click.UsageError("--force needs --reason TEXT (it is audited)")
+    check_text("--reason", reason)
     # A live holder within its lease is most likely working, not hung: breaking its lock
     # lets a second switch run beside it. One --force is for the hung; twice is "I know".
     live = owner is not None and owner.within_lease()

@@ -16,7 +16,7 @@ from typing import BinaryIO, Literal, NamedTuple, Protocol, overload, runtime_ch
 import attrs
 
 from lockgate.core.locks import LockOwner
-from lockgate.core.manifest import Manifest, new_hasher
+from lockgate.core.manifest import Manifest, check_paths, new_hasher
 from lockgate.core.models import ComponentStatus, Issue
 from lockgate.core.records import record
 from lockgate.core.refs import ComponentRef, name_problem
@@ -591,6 +591,9 @@ class RevisionHandle:
         store: ContentStore,
         materialize: Callable[[], Path] | None = None,
     ) -> None:
+        # Whatever store held it, a crafted manifest must not name a path (or a link)
+        # that leaves the revision: targets write these names into archives and trees.
+        check_paths(manifest, where=f"revision {revision[:12]}")
         self.revision = revision
         self.manifest = manifest
         self.store = store

@@ -133,6 +133,8 @@ class _ExitAttempt(BaseException):
 # Only ever appended to.
 _EXIT_ATTEMPTS: list[str] = []
 _GUARDED: dict[str, Any] = {}
+# "pid": the process whose validations are guarded; "runs": validations running now.
+_GUARD: dict[str, int] = {"pid": 0, "runs": 0}
 _CALL = threading.local()  # .attempt: what the validator running in this worker tried
 _ENDERS = (
     "_exit",
@@ -153,22 +155,31 @@ def _guard_process_exits() -> None:
 
     Validators run in worker threads, and a call such as ``os._exit(0)`` there would end
     the command at once with status 0: nothing recorded, the caller told all is well. The
-    kernel never ends the process from another thread, so from one, in this process,
-    these calls raise instead (a forked child, whose pid differs, is left alone). Only
-    Python-level calls are covered; see docs/validation.md for what is not.
+    kernel never ends the process from another thread, so from a validator's worker, or
+    from any other thread while validators run, these calls raise instead. The host
+    application's own threads are left alone between runs, and so is a child forked to
+    exec or exit (its pid differs). Only Python-level calls are covered; see
+    docs/validation.md for what is not.
     """
+    _GUARD["pid"] = os.getpid()  # a forked child that validates guards its own threads
     if _GUARDED:
         return
     import posix
 
-    pid = os.getpid()
     for name in _ENDERS:
         original = getattr(os, name, None)
         if original is None:
             continue
 
         def guard(*args: Any, _name: str = name, _original: Any = original) -> Any:
-            if threading.current_thread() is threading.main_thread() or os.getpid() != pid:
+            thread = threading.current_thread()
+            if (
+                thread is threading.main_thread()
+                or os.getpid() != _GUARD["pid"]  # a child forked to exec or exit: its own
+                # Other threads of the host application are left alone between runs:
+                # only a validator's worker, or a thread started while validators run.
+                or (thread.name != _WORKER_NAME and not _GUARD["runs"])
+            ):
                 return _original(*args)
             shown = ", ".join(repr(a) for a in args[:2])
             what = f"os.{_name}({shown})"
@@ -200,6 +211,7 @@ class Validation:
         self.settings = self.session.config.validation  # timeout > 0: checked with the config
         self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
         self._revisions: dict[str, str] = {}
+        self._use_cache = True
 
     # ------------------------------------------------------------------ public
 
@@ -229,8 +241,11 @@ class Validation:
             stage = self.session.check_stage(stage)
         validators = [v for v in self.session.hooks.validators() if v.plugin not in skip]
         self._revisions = dict(revisions or {})
-        prepared = self._prepare(parsed, stage, validators, workspace)
         use_cache = use_cache and self.settings.cache and not workspace
+        # A gate decision reads nothing from caches under .lockgate/ (use_cache=False),
+        # component specs included: their owners decide who counts as an author.
+        self._use_cache = use_cache
+        prepared = self._prepare(parsed, stage, validators, workspace)
         results = self._execute(prepared, use_cache)
         report = ReadinessReport(tuple(results), time.perf_counter() - started)
         if record and not workspace:
@@ -407,9 +422,8 @@ class Validation:
             if root is None:  # a store without releases: read it from the store
                 return attrs.asdict(revision_spec(self.session, revision))
             # Releases are immutable, so the YAML cache keyed by content is right here.
-            return attrs.asdict(
-                read_spec(root, cache_dir=self.session.state_dir / "cache" / "yaml")
-            )
+            cache_dir = self.session.state_dir / "cache" / "yaml" if self._use_cache else None
+            return attrs.asdict(read_spec(root, cache_dir=cache_dir))
         except LockgateError:
             # A broken component.yaml is the manifest validator's to report, with its line.
             return attrs.asdict(ComponentSpec())
@@ -466,7 +480,11 @@ class Validation:
                         continue
                 tasks.append((ci, vi))
         attempts = len(_EXIT_ATTEMPTS)
-        fresh = self._run_parallel(prepared, tasks)
+        _GUARD["runs"] += 1
+        try:
+            fresh = self._run_parallel(prepared, tasks)
+        finally:
+            _GUARD["runs"] -= 1
         outcomes.update(fresh)
         strays = _EXIT_ATTEMPTS[attempts:]
         if cache is not None and not strays:  # whose result is trustworthy is unknown
@@ -522,6 +540,9 @@ class Validation:
                     del running[late]
                     results[late] = [self._timed_out(prepared[late[0]].validators[late[1]])]
                     _POOL.write_off()
+                # Replace the workers written off, or queued calls would wait for ever on
+                # workers that never come back (workers: 1 and a validator that hangs).
+                _POOL.ensure(min(self.workers, len(tasks) - len(results)))
                 continue
             if task in results:
                 continue  # finished after its deadline: the timeout stands

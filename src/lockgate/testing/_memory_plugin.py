@@ -14,7 +14,7 @@ with ``lockgate.yaml`` selecting them::
 
     state: {store: memory}
     content: {store: memory}
-    workspaces: {source: memory}
+    source: {name: memory}
     stages:
       staging: {targets: [{kind: memory}]}
 

@@ -38,13 +38,14 @@ MISSING = _MISSING
 
 
 def read_text(subject: ValidationSubject, path: str, max_bytes: int) -> str | None:
-    """The UTF-8 text of ``path``, or None when it is too large, binary or undecodable."""
+    """The UTF-8 text of ``path``, or None when it is too large, binary or undecodable.
+
+    A file that cannot be read raises (the gate fails, naming the validator): a check
+    that skipped it would pass a revision it never read.
+    """
     if subject.sizes.get(path, 0) > max_bytes:
         return None
-    try:
-        raw = subject.read_bytes(path)
-    except OSError:
-        return None
+    raw = subject.read_bytes(path)
     if b"\0" in raw[:8192]:
         return None
     try:
