@@ -65,9 +65,6 @@ DEAD_TEMP_AGE = 60.0
 """Seconds a dead writer's temporary object stays before the next writer removes it."""
 STAMPS_DIRNAME = "complete"
 """Under ``.lockgate/cache/``: one completeness stamp per revision (see ``missing_objects``)."""
-STAMP_MARGIN_NS = 2_000_000_000
-"""A fan-out directory changed less than this before a stamp was written is not trusted
-by it: a removal within the same timestamp tick would leave its ctime as it was."""
 STAMPS_KEPT = 512
 
 
@@ -367,22 +364,55 @@ class LocalContentStore:
             manifest = self.get_manifest(revision)
         except (NotFoundError, ConflictError, InputError):
             return frozenset({revision})
-        by_fan: dict[str, list[str]] = {}
-        for digest in {revision} | {e.digest for e in manifest.entries if e.kind != "symlink"}:
-            by_fan.setdefault(digest[:2], []).append(digest)
+        by_fan = _by_fan(revision, manifest)
         missing: set[str] = set()
         fresh: dict[str, list[int] | None] = {}
-        trusted_before = time.time_ns() - STAMP_MARGIN_NS
+        now = self._fs_now()
         for fan, digests in by_fan.items():
             key = _dir_key(self._root_s, fan)  # before looking: a later removal changes it
             if key is not None and stamp and stamp.get(fan) == key:
                 fresh[fan] = key
                 continue
             missing.update(d for d in digests if not os.path.isfile(self._object_str(d)))
-            fresh[fan] = key if key is not None and key[1] < trusted_before else None
+            fresh[fan] = _trusted(key, now)
         if not missing and fresh != stamp and stamp_file is not None:
             self._write_stamp(stamp_file, fresh)
         return frozenset(missing)
+
+    def mark_complete(self, revision: str, manifest: Manifest) -> None:
+        """Record that every object of ``revision`` is stored now (``CompletenessCheck``).
+
+        Staging calls it right after recording a revision whose objects it has just
+        stored or found, under the staging lock that keeps gc out: the next unchanged
+        restage then finds the stamp and costs no ``stat`` per object, not even once.
+        """
+        if self._stamps is None:
+            return
+        self._object_str(revision)
+        now = self._fs_now()
+        fans = {
+            fan: _trusted(_dir_key(self._root_s, fan), now) for fan in _by_fan(revision, manifest)
+        }
+        self._write_stamp(f"{self._stamps}/{revision}", fans)
+
+    def _fs_now(self) -> int:
+        """The file system's clock, as it stamps ctimes: the ctime of a probe file touched
+        now, beside the objects. A directory whose ctime is older changed in an earlier
+        tick than this look, so a removal from it from now on shows as a new ctime; one
+        changed in this very tick may change again unseen, and is not trusted (as git's
+        "racily clean" entries). The tick is the file system's own (nanoseconds to two
+        seconds), so no fixed margin is needed."""
+        probe = os.path.join(self._root_s, ".clock")
+        try:
+            os.utime(probe)
+        except FileNotFoundError:
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o644))
+            except OSError:
+                return 0
+        except OSError:
+            return 0  # no clock: nothing is trusted, every look stats the objects
+        return os.stat(probe).st_ctime_ns
 
     def _write_stamp(self, stamp_file: str, fans: dict[str, list[int] | None]) -> None:
         """Replace a completeness stamp (a cache: failing to write it costs time only)."""
@@ -608,6 +638,19 @@ def _copy_fd(src: int, dst: int, expected: int) -> int:
         _write_all(dst, view[: min(n, expected - copied)])
         copied += n
     return copied
+
+
+def _by_fan(revision: str, manifest: Manifest) -> dict[str, list[str]]:
+    """A revision's objects (its manifest's own among them) by fan-out directory."""
+    by_fan: dict[str, list[str]] = {}
+    for digest in {revision} | {e.digest for e in manifest.entries if e.kind != "symlink"}:
+        by_fan.setdefault(digest[:2], []).append(digest)
+    return by_fan
+
+
+def _trusted(key: list[int] | None, now: int) -> list[int] | None:
+    """``key`` when its directory changed before the file system's tick ``now``, else None."""
+    return key if key is not None and key[1] < now else None
 
 
 def _dir_key(root: str, fan: str) -> list[int] | None:

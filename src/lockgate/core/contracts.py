@@ -505,7 +505,11 @@ class CompletenessCheck(Protocol):
     def missing_objects(self, revision: str) -> frozenset[str]:
         """The digests ``revision`` needs (its manifest's own among them) that the store
         does not have. Every staging asks it about the component's latest revision, so
-        it should not cost a ``stat`` per object each time (the kernel's fallback does)."""
+        it should not cost a ``stat`` per object each time (the kernel's fallback does).
+
+        A store may also offer ``mark_complete(revision, manifest)``: staging calls it
+        right after recording a revision whose objects it has just stored or found, so
+        that the first ``missing_objects`` after it is as cheap as the later ones."""
 
 
 @runtime_checkable

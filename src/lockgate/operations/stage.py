@@ -296,6 +296,11 @@ class Stager:
             ),
         )
         failpoint("stage.after_record")
+        # Every object is stored (and gc is kept out by the staging lock): the store may
+        # note it, so the next unchanged restage looks at no object.
+        mark = getattr(session.content(), "mark_complete", None)
+        if callable(mark):
+            mark(revision, manifest)
         source.remember(scan, digests, revision)
         return result, at
 
