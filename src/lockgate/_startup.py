@@ -52,6 +52,7 @@ __all__ = [
     "collector_off",
     "gc_paused",
     "lazy_exports",
+    "lazy_names",
     "record",
     "scan_entry_points",
 ]
@@ -242,15 +243,40 @@ def gc_paused() -> Iterator[None]:
 # --------------------------------------------------------------------------- lazy names
 
 
+def lazy_names(
+    namespace: dict[str, Any], table: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` (PEP 562) for a module whose public names are
+    imported on first use: ``table`` maps each name to the module that defines it
+    (``lockgate.plugin``, ``lockgate.testing``). A name, once imported, is kept in the
+    module's namespace, so it is looked up once."""
+
+    def __getattr__(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(namespace.get("__all__", table))
+
+    return __getattr__, __dir__
+
+
 def lazy_exports(
     namespace: dict[str, Any],
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for a package whose public names are its
-    ``if TYPE_CHECKING:`` block of ``from module import Name as Name`` lines: that block
-    is the one list of them (type checkers read it; this reads it from the source on
-    first use), ``__all__`` included, so a name is written once.
+    """:func:`lazy_names` for a package whose public names are its ``if TYPE_CHECKING:``
+    block of ``from module import Name as Name`` lines: that block is the one list of
+    them (type checkers read it; this reads it from the source on first use),
+    ``__all__`` included, so a name is written once.
     """
     table: dict[str, str] = {}
+    lookup, _ = lazy_names(namespace, table)
 
     def exports() -> dict[str, str]:
         if not table:
@@ -259,16 +285,11 @@ def lazy_exports(
 
     def __getattr__(name: str) -> Any:
         if name == "__all__":
-            value: Any = sorted([*exports(), *_dunder_exports(namespace)])
-        else:
-            module = exports().get(name)
-            if module is None:
-                raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
-            import importlib
-
-            value = getattr(importlib.import_module(module), name)
-        namespace[name] = value
-        return value
+            value = sorted([*exports(), *_dunder_exports(namespace)])
+            namespace[name] = value
+            return value
+        exports()
+        return lookup(name)
 
     def __dir__() -> list[str]:
         return sorted({*exports(), *_dunder_exports(namespace), "__all__"})

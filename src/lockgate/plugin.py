@@ -65,9 +65,10 @@ Helpers
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from lockgate._startup import lazy_names
 
 if TYPE_CHECKING:
     from lockgate._startup import (
@@ -489,14 +490,4 @@ def pass_context(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lockgate.plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _EXPORTS)

@@ -21,11 +21,11 @@ See ``docs/conformance.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
+from lockgate._startup import lazy_names
 from lockgate.testing._project import (
     CliResult,
     FakeDistribution,
@@ -92,15 +92,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a suite or twin when it is first asked for (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+# A suite or twin is imported when it is first asked for (PEP 562).
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
