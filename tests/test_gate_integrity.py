@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -324,9 +324,11 @@ def wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.01)
 
 
-def test_a_rejection_that_lands_while_the_gates_run_stops_the_promotion(
-    tmp_path: Path, site: Path
-) -> None:
+def promote_held_at_the_gate(
+    tmp_path: Path, site: Path, while_held: Callable[[ProjectWorkspace], None]
+) -> tuple[ProjectWorkspace, subprocess.CompletedProcess[str]]:
+    """Run ``lockgate promote alice:app`` in a real process whose gate (the ``hold``
+    validator) waits until ``while_held`` has run in this one; the promotion's result."""
     write_distribution(
         site, "lockgate-hold", "1.0", {"hold": "lockgate_hold"}, {"lockgate_hold": HOLD}
     )
@@ -335,27 +337,33 @@ def test_a_rejection_that_lands_while_the_gates_run_stops_the_promotion(
     ws = ProjectWorkspace(tmp_path / "p", "validation:\n  timeout: 120\n")
     ws.stage_files("alice:app", {"a.py": "X = 1\n"})
     env = subprocess_env(ENV, {"PYTHONPATH": str(site), "HOLD_DIR": str(signals)})
+    args = [sys.executable, "-m", "lockgate", "promote", "alice:app"]
     promote = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "promote", "alice:app"],
-        cwd=ws.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        args, cwd=ws.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         wait_for(signals / "waiting", promote)
-        reject = lockgate(
-            ws.root, "reject", "alice:app", "--reason", "leaks secrets", actor="bob", site=site
-        )
-        assert reject.returncode == 0, reject.stderr
+        while_held(ws)
         (signals / "go").write_text("")
-        _, err = promote.communicate(timeout=120)
+        out, err = promote.communicate(timeout=120)
     finally:
         promote.kill()
         promote.wait()
-    assert promote.returncode == 1, err
-    assert "rejected" in err
+    return ws, subprocess.CompletedProcess(args, promote.returncode, out, err)
+
+
+def test_a_rejection_that_lands_while_the_gates_run_stops_the_promotion(
+    tmp_path: Path, site: Path
+) -> None:
+    def reject(ws: ProjectWorkspace) -> None:
+        done = lockgate(
+            ws.root, "reject", "alice:app", "--reason", "leaks secrets", actor="bob", site=site
+        )
+        assert done.returncode == 0, done.stderr
+
+    ws, promote = promote_held_at_the_gate(tmp_path, site, reject)
+    assert promote.returncode == 1, promote.stderr
+    assert "rejected" in promote.stderr
     assert pointer(ws.root, "staging", "app") is None
     assert serves(ws.root, "stages/staging", "app") is None
     actions = [(action, outcome) for _, _, action, outcome in events(ws.root)]
@@ -367,32 +375,12 @@ def test_a_rejection_that_lands_while_the_gates_run_stops_the_promotion(
 def test_audit_times_follow_the_chain_across_processes(tmp_path: Path, site: Path) -> None:
     # A promotion timed when it was planned, before a decision that was written first,
     # would precede it in time: the promote event is timed when the switch happens.
-    write_distribution(
-        site, "lockgate-hold", "1.0", {"hold": "lockgate_hold"}, {"lockgate_hold": HOLD}
-    )
-    signals = tmp_path / "signals"
-    signals.mkdir()
-    ws = ProjectWorkspace(tmp_path / "p", "validation:\n  timeout: 120\n")
-    ws.stage_files("alice:app", {"a.py": "X = 1\n"})
-    env = subprocess_env(ENV, {"PYTHONPATH": str(site), "HOLD_DIR": str(signals)})
-    promote = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "promote", "alice:app"],
-        cwd=ws.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(signals / "waiting", promote)
-        approve = lockgate(ws.root, "approve", "alice:app", actor="bob", site=site)
-        assert approve.returncode == 0, approve.stderr
-        (signals / "go").write_text("")
-        _, err = promote.communicate(timeout=120)
-    finally:
-        promote.kill()
-        promote.wait()
-    assert promote.returncode == 0, err
+    def approve(ws: ProjectWorkspace) -> None:
+        done = lockgate(ws.root, "approve", "alice:app", actor="bob", site=site)
+        assert done.returncode == 0, done.stderr
+
+    ws, promote = promote_held_at_the_gate(tmp_path, site, approve)
+    assert promote.returncode == 0, promote.stderr
     actions = [action for _, _, action, _ in events(ws.root)]
     assert actions.index("approve") < actions.index("promote")
     assert_times_follow_chain(ws.root)
