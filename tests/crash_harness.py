@@ -53,7 +53,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lockgate.core import failpoints
 from lockgate.core.audit import verify_chain
@@ -1210,22 +1210,46 @@ class Harness:
             )
 
 
-def run_harness(config: HarnessConfig) -> Summary:
-    """Run the harness (in ``config.workdir``, else a temporary directory)."""
-    if config.workdir is not None:
-        config.workdir.mkdir(parents=True, exist_ok=True)
-        return Harness(config, config.workdir).run()
-    workdir = Path(tempfile.mkdtemp(prefix="lockgate-crash-"))
+S = TypeVar("S")
+
+
+def in_workdir(
+    name: str,
+    workdir: Path | None,
+    run: Callable[[Path], S],
+    ok: Callable[[S], bool],
+    kept: Callable[[S, Path], None],
+) -> S:
+    """``run(workdir)`` in ``workdir``, else in a temporary directory that is removed when
+    the result is ``ok`` and kept (``kept`` says where) when it is not, or when ``run``
+    raises. Shared by the crash and the race harness (``name`` is which)."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return run(workdir)
+    workdir = Path(tempfile.mkdtemp(prefix=f"lockgate-{name}-"))
     try:
-        summary = Harness(config, workdir).run()
+        result = run(workdir)
     except BaseException:
-        print(f"crash harness: work directory kept: {workdir}", file=sys.stderr)
+        print(f"{name} harness: work directory kept: {workdir}", file=sys.stderr)
         raise
-    if summary.ok:
+    if ok(result):
         shutil.rmtree(workdir, ignore_errors=True)
     else:
-        summary.errors.append(f"work directory kept for inspection: {workdir}")
-    return summary
+        kept(result, workdir)
+    return result
+
+
+def run_harness(config: HarnessConfig) -> Summary:
+    """Run the harness (in ``config.workdir``, else a temporary directory)."""
+    return in_workdir(
+        "crash",
+        config.workdir,
+        lambda workdir: Harness(config, workdir).run(),
+        lambda summary: summary.ok,
+        lambda summary, workdir: summary.errors.append(
+            f"work directory kept for inspection: {workdir}"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- command line

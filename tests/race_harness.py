@@ -60,7 +60,6 @@ import datetime as dt
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,6 +78,7 @@ from crash_harness import (
     Journal,
     _clean_env,
     component_dir,
+    in_workdir,
     inspect_project,
     open_project,
     peek_intents,
@@ -819,20 +819,15 @@ class RaceHarness:
 
 def run_races(config: RaceConfig) -> RaceSummary:
     """Run the harness (in ``config.workdir``, else a temporary directory)."""
-    if config.workdir is not None:
-        config.workdir.mkdir(parents=True, exist_ok=True)
-        return RaceHarness(config, config.workdir).run()
-    workdir = Path(tempfile.mkdtemp(prefix="lockgate-race-"))
-    try:
-        summary = RaceHarness(config, workdir).run()
-    except BaseException:
-        print(f"race harness: work directory kept: {workdir}", file=sys.stderr)
-        raise
-    if summary.ok:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        print(f"race harness: work directory kept for inspection: {workdir}", file=sys.stderr)
-    return summary
+    return in_workdir(
+        "race",
+        config.workdir,
+        lambda workdir: RaceHarness(config, workdir).run(),
+        lambda summary: summary.ok,
+        lambda _, workdir: print(
+            f"race harness: work directory kept for inspection: {workdir}", file=sys.stderr
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- command line
