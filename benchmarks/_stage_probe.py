@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from lockgate import Project  # the public name, wherever the class lives
-from lockgate.core.refs import ComponentRef
+from lockgate.contracts.refs import ComponentRef
 
 try:
     from lockgate.operations.stage import Stager

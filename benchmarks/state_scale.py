@@ -12,7 +12,7 @@ indexes, then one transaction bulk-inserts (``executemany``) a synthetic but con
 history over one simulated year (2025-11-23 to 2026-11-23), deterministic (``--seed``):
 
 * ``--components`` components in 100 workspaces, six component types, ids unique;
-* ``--events`` audit events in one valid hash chain (``lockgate.core.audit.event_hash``,
+* ``--events`` audit events in one valid hash chain (``lockgate.contracts.audit.event_hash``,
   so ``lockgate audit verify`` passes; checked once unless ``--no-verify``), interleaved
   at random between components; ``event_counts`` counted from exactly those events;
 * every successful ``stage`` adds a revision; ``approve``/``reject`` add an approval;
@@ -60,13 +60,13 @@ from typing import Any
 from _common import inherited_environment
 
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
-from lockgate.core.audit import GENESIS, event_hash
-from lockgate.core.contracts import AuditEvent, EventFilter
-from lockgate.core.manifest import digest_bytes
+from lockgate.contracts.audit import GENESIS, event_hash
+from lockgate.contracts.manifest import digest_bytes
+from lockgate.contracts.state import AuditEvent, EventFilter
 from lockgate.core.project import Project
-from lockgate.core.scaffold import init_project
 from lockgate.core.session import Session
 from lockgate.operations import reports
+from lockgate.operations.init import init_project
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
 LIMIT_MS = 100.0

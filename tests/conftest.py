@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lockgate.core.project import Project
-from lockgate.core.scaffold import init_project
+from lockgate.operations.init import init_project
 from lockgate.operations.stage import Stager
 from lockgate.testing import open_project
 

@@ -55,14 +55,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lockgate.contracts.audit import verify_chain
+from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.manifest import digest_bytes, hash_file
 from lockgate.core import failpoints
-from lockgate.core.audit import verify_chain
-from lockgate.core.locks import LockOwner
-from lockgate.core.manifest import digest_bytes, hash_file
 from lockgate.core.project import Project
-from lockgate.core.scaffold import init_project
 from lockgate.core.session import Session
 from lockgate.errors import ConflictError, LockedError, NotReadyError, RefusedError
+from lockgate.operations.init import init_project
 from lockgate.operations.promote import Promoter
 from lockgate.operations.recover import settle
 from lockgate.operations.stage import Stager

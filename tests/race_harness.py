@@ -84,13 +84,13 @@ from crash_harness import (
     peek_intents,
     read_journal,
 )
-from lockgate.core.contracts import ContentStore
-from lockgate.core.manifest import Manifest, hash_file
+from lockgate.contracts.content import ContentStore
+from lockgate.contracts.manifest import Manifest, hash_file
 from lockgate.core.project import Project
-from lockgate.core.scaffold import init_project
 from lockgate.errors import LockgateError
 from lockgate.operations.approve import decide
 from lockgate.operations.gc import collect_garbage
+from lockgate.operations.init import init_project
 from lockgate.operations.promote import Promoter
 from lockgate.operations.stage import Stager
 from lockgate.operations.verify import verify

@@ -3,8 +3,9 @@
 The graph is read from the source with ``ast``: every ``import`` and ``from … import``
 anywhere in a module (at module level, under ``if TYPE_CHECKING:`` and inside functions),
 so a circle cannot hide behind a function-level import. The layers (docs/architecture.md):
-``cli`` → ``operations`` → the kernel (``core``) and the role contracts ←
-``builtin_plugins``; nothing imports upwards.
+``cli`` → ``operations`` → the kernel (``core``) → the role contracts
+(``contracts``) ← ``builtin_plugins`` (through ``lockgate.plugin``); nothing imports
+upwards.
 """
 
 from __future__ import annotations
@@ -124,11 +125,11 @@ def test_the_import_graph_is_read_from_every_kind_of_import(tmp_path: Path) -> N
     assert "lockgate.operations.promote" in edges["lockgate.cli.promote_cmd"]
     # ``from package import module`` (and a relative one), on a module written for it
     sample = tmp_path / "sample.py"
-    sample.write_text("from lockgate.core import failpoints\nfrom . import clock\n")
+    sample.write_text("from lockgate.core import failpoints\nfrom . import hooks\n")
     known = set(modules())
     assert [t for t, _ in imports_of("lockgate.core.sample", sample, known)] == [
         "lockgate.core.failpoints",
-        "lockgate.core.clock",
+        "lockgate.core.hooks",
     ]
 
 
@@ -154,6 +155,19 @@ def test_no_import_circle_in_lockgate() -> None:
 
 RULES = [
     # (layer, layers it must never import, why)
+    (
+        "lockgate.contracts",
+        (
+            "lockgate.core",
+            "lockgate.operations",
+            "lockgate.cli",
+            "lockgate.builtin_plugins",
+            "lockgate.testing",
+            "lockgate.plugin",
+            "lockgate.integration",
+        ),
+        "contracts",
+    ),
     (
         "lockgate.core",
         ("lockgate.operations", "lockgate.cli", "lockgate.builtin_plugins"),
@@ -189,7 +203,7 @@ def test_every_exemption_is_still_needed() -> None:
         )
 
 
-@pytest.mark.parametrize("layer", ["lockgate.core", "lockgate.operations"])
+@pytest.mark.parametrize("layer", ["lockgate.contracts", "lockgate.core", "lockgate.operations"])
 def test_kernel_and_operations_import_lockgate_modules_at_module_level(layer: str) -> None:
     """A function-level import of another lockgate module is how a circle hides; the
     kernel and the operations have none (the CLI and the Python API import each command's

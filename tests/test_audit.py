@@ -17,9 +17,9 @@ import attrs
 import pytest
 
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
-from lockgate.core.audit import GENESIS, ChainReport, event_hash, verify_chain
-from lockgate.core.contracts import AuditEvent, ChainedEvent
-from lockgate.core.scaffold import init_project
+from lockgate.contracts.audit import GENESIS, ChainReport, event_hash, verify_chain
+from lockgate.contracts.state import AuditEvent, ChainedEvent
+from lockgate.operations.init import init_project
 from lockgate.operations.lifecycle import move_pointer
 from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli

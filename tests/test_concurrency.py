@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from conftest import finish_workers, start_python, subprocess_env
-from lockgate.core.contracts import EventFilter
-from lockgate.core.scaffold import init_project
+from lockgate.contracts.state import EventFilter
+from lockgate.operations.init import init_project
 from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli
 

@@ -277,7 +277,7 @@ def test_unchanged_config_loads_without_importing_yaml(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from lockgate.core.scaffold import init_project
+    from lockgate.operations.init import init_project
 
     init_project(tmp_path)
     code = (

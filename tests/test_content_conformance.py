@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.builtin_plugins.local_store import LocalContentStore
-from lockgate.core.contracts import ContentStore
+from lockgate.contracts.content import ContentStore
 from lockgate.testing import ContentStoreConformance, MemoryContentStore
 from suite_runner import failed, run_suite
 

@@ -23,7 +23,7 @@ from conftest import ENV, ProjectWorkspace, run_lockgate
 from lockgate.builtin_plugins._workspace_scan import RACY_WINDOW_NS
 from lockgate.builtin_plugins.local_journal import CLOCK_MARGIN_NS, boot_id
 from lockgate.builtin_plugins.local_store import LocalContentStore
-from lockgate.core.manifest import FileEntry, Manifest
+from lockgate.contracts.manifest import FileEntry, Manifest
 from lockgate.testing import CliResult, run_cli
 
 REF = "alice:app"

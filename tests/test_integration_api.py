@@ -23,7 +23,7 @@ from lockgate import (
     WorkspaceIntegrationManager,
     WorkspaceManager,
 )
-from lockgate.core.scaffold import init_project
+from lockgate.operations.init import init_project
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "integration-api.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)

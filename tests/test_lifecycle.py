@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lockgate import ComponentStatus, ConflictError, RefusedError
-from lockgate.core.scaffold import init_project
+from lockgate.operations.init import init_project
 from lockgate.operations.lifecycle import TRANSITIONS, allowed_actions, move_pointer, next_status
 from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, run_lockgate, write_distribution
-from lockgate.core.scaffold import init_project
 from lockgate.errors import LockedError
 from lockgate.operations.gc import collect_garbage
+from lockgate.operations.init import init_project
 from lockgate.operations.promote import Promoter
 from lockgate.operations.stage import Stager
 from lockgate.plugin import LockOwner

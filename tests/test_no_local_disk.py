@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.core.contracts import EventFilter
+from lockgate.contracts.state import EventFilter
 from lockgate.core.session import Session
 from lockgate.errors import MissingCapabilityError
 from lockgate.operations.promote import Promoter

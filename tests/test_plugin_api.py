@@ -88,12 +88,12 @@ def test_plugins_import_only_the_public_plugin_api() -> None:
 def test_the_import_walk_catches_a_private_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "from lockgate.core.models import Issue\nfrom lockgate import Project\n"
+        "from lockgate.contracts.models import Issue\nfrom lockgate import Project\n"
         "import lockgate.cli.output\nfrom . import sibling\n"
     )
     found = [name for _, name in _lockgate_imports(bad, "lockgate.builtin_plugins.x.bad")]
     assert found == [
-        "lockgate.core.models",
+        "lockgate.contracts.models",
         "lockgate.Project",
         "lockgate.cli.output",
         "lockgate.builtin_plugins.x",
@@ -115,12 +115,13 @@ def test_all_is_exact_and_every_name_importable() -> None:
 
 def test_all_holds_every_boundary_record_contract_and_error() -> None:
     from lockgate import errors
-    from lockgate.core import contracts, models
+    from lockgate.contracts import content, models, source, state, target
 
-    # Kernel-only helpers of the contracts module: how the kernel probes capabilities.
-    kernel_only = {n for n in contracts.__all__ if n.startswith("store_")}
+    roles = {n for m in (source, content, target, state) for n in m.__all__}
+    # Kernel-only helpers of the content contract: how the kernel probes capabilities.
+    kernel_only = {n for n in roles if n.startswith("store_")}
     expected = (
-        (set(contracts.__all__) - kernel_only)
+        (roles - kernel_only)
         | (set(models.__all__) - {"IntegrationStage"})
         | (set(errors.__all__) - {"environment_fault"})
     )
@@ -544,3 +545,24 @@ def test_plugin_api_module_imports_nothing_heavy() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     importlib.import_module("lockgate.plugin")
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("lockgate.core.contracts", "StateStore", "lockgate.contracts.state"),
+        ("lockgate.core.contracts", "Target", "lockgate.contracts.target"),
+        ("lockgate.core.models", "Issue", "lockgate.contracts.models"),
+    ],
+)
+def test_the_old_contract_modules_still_answer_with_a_warning(
+    old: str, name: str, new: str
+) -> None:
+    """Plugins written against the earlier documented paths keep working, and are told
+    where the name lives now."""
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=f"{old}.{name} moved: import it from"):
+        found = getattr(module, name)
+    assert found is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError):
+        module.NoSuchName  # noqa: B018

@@ -256,8 +256,8 @@ def test_duplicate_role_registration_names_both_plugins() -> None:
 def test_missing_role_is_explained_in_one_line_when_every_plugin_is_disabled(
     tmp_path: Path,
 ) -> None:
-    from lockgate.core.scaffold import init_project
     from lockgate.errors import MissingCapabilityError
+    from lockgate.operations.init import init_project
 
     init_project(tmp_path)
     project = open_project(tmp_path, environ={"LOCKGATE_DISABLE_PLUGINS": ""}, installed=False)

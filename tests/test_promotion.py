@@ -32,7 +32,7 @@ from conftest import (
     start_python,
     subprocess_env,
 )
-from lockgate.core.contracts import AuditEvent, EventFilter
+from lockgate.contracts.state import AuditEvent, EventFilter
 from lockgate.core.project import Project
 from lockgate.operations.promote import Promoter
 from lockgate.operations.verify import verify
@@ -1048,7 +1048,7 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
 ) -> None:
     from conftest import write_distribution
     from lockgate.builtin_plugins.local_store import LocalContentStore
-    from lockgate.core.contracts import (
+    from lockgate.contracts.content import (
         CompletenessCheck,
         ContentStore,
         DurabilitySwitch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockgate.core.scaffold import init_project
+from lockgate.operations.init import init_project
 from lockgate.testing import open_project, run_cli
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults", "LOCKGATE_ACTOR": "alice"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from lockgate.core.records import record
+from lockgate.contracts.records import record
 
 
 @record

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, run_lockgate, write_distribution
-from lockgate.core.contracts import RevisionHandle
-from lockgate.core.manifest import FileEntry, Manifest
+from lockgate.contracts.manifest import FileEntry, Manifest
+from lockgate.contracts.target import RevisionHandle
 from lockgate.errors import ConflictError, InputError, MissingCapabilityError, NotFoundError
 from lockgate.testing import MemoryContentStore
 

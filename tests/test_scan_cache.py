@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from lockgate.core.contracts import ScannedFiles, ScanResult
-from lockgate.core.manifest import digest_bytes
+from lockgate.contracts.manifest import digest_bytes
+from lockgate.contracts.refs import ComponentRef
+from lockgate.contracts.source import ScannedFiles, ScanResult
 from lockgate.core.project import Project
-from lockgate.core.refs import ComponentRef
-from lockgate.core.scaffold import init_project
 from lockgate.errors import InputError
+from lockgate.operations.init import init_project
 from lockgate.operations.stage import Stager, StageResult
 from lockgate.testing import open_project
 

@@ -37,7 +37,7 @@ def test_the_suite_fails_a_source_that_loses_files(tmp_path: Path) -> None:
         tmp_path,
         """
         import pytest
-        from lockgate.core.contracts import ScanResult
+        from lockgate.contracts.source import ScanResult
         from lockgate.testing import MemorySource, SourceConformance, SourceFixture
 
         class LossySource(MemorySource):
@@ -72,7 +72,7 @@ def test_the_suite_fails_a_source_that_vouches_for_stale_digests(tmp_path: Path)
         tmp_path,
         """
         import pytest
-        from lockgate.core.contracts import ScanResult
+        from lockgate.contracts.source import ScanResult
         from lockgate.testing import MemorySource, SourceConformance, SourceFixture
 
         class TrustingSource(MemorySource):

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockgate import NotFoundError
-from lockgate.core.manifest import FileEntry, Manifest
-from lockgate.core.refs import ComponentRef
-from lockgate.core.scaffold import init_project
+from lockgate.contracts.manifest import FileEntry, Manifest
+from lockgate.contracts.refs import ComponentRef
+from lockgate.operations.init import init_project
 from lockgate.operations.stage import Stager
 from lockgate.testing import open_project, run_cli
 
@@ -126,7 +126,7 @@ def test_stage_records_audit_event_and_status(tmp_path: Path) -> None:
     Stager(project).stage("alice:etl", to="integration", reason="first cut")
     record = project.state().component("alice:etl")
     assert record is not None and record.status.value == "staged"
-    from lockgate.core.contracts import EventFilter
+    from lockgate.contracts.state import EventFilter
 
     (event,) = project.state().events(EventFilter(component="alice:etl"))
     assert (event.action, event.actor, event.stage, event.reason) == (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, run_lockgate, subprocess_env
-from lockgate.core.manifest import MAX_DEPTH
+from lockgate.contracts.manifest import MAX_DEPTH
 
 COMP = Path("workspaces/alice/scripts/etl")
 
@@ -196,7 +196,7 @@ def test_a_crafted_manifest_deeper_than_the_limit_is_refused_not_a_recursion_err
     be built (by the gate, then by the switch with --force), never an internal error."""
     import sqlite3
 
-    from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
+    from lockgate.contracts.manifest import FileEntry, Manifest, digest_bytes
 
     comp = project(tmp_path)
     (comp / "run.py").write_text("print(1)\n")

@@ -23,10 +23,10 @@ import attrs
 import pytest
 
 from lockgate.builtin_plugins import local_store
-from lockgate.core.contracts import FileStat
-from lockgate.core.manifest import digest_bytes
-from lockgate.core.scaffold import init_project
+from lockgate.contracts.manifest import digest_bytes
+from lockgate.contracts.source import FileStat
 from lockgate.errors import ConflictError, InputError
+from lockgate.operations.init import init_project
 from lockgate.operations.stage import Stager, StageResult
 from lockgate.testing import open_project as _open_project
 from lockgate.testing import run_cli

@@ -12,15 +12,15 @@ import pytest
 from lockgate.builtin_plugins.memory_state import MemoryStateStore
 from lockgate.builtin_plugins.sqlite_state import MIGRATIONS, SqliteStateStore
 from lockgate.conformance import StateStoreConformance, at
-from lockgate.core.audit import GENESIS, event_hash, verify_chain
-from lockgate.core.contracts import (
+from lockgate.contracts.audit import GENESIS, event_hash, verify_chain
+from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.state import (
     AuditEvent,
     ComponentRecord,
     PointerChange,
     RevisionRecord,
     StateStore,
 )
-from lockgate.core.models import ComponentStatus
 from lockgate.errors import ConflictError
 from suite_runner import failed, run_suite
 

@@ -183,7 +183,7 @@ def test_crafted_manifest_cannot_link_outside(project: Path) -> None:
 def test_directory_target_keeps_entries_inside_its_directory(tmp_path: Path) -> None:
     """Defence in depth: the target itself refuses an id that is not one path segment."""
     from lockgate.builtin_plugins.directory_target import DirectoryTarget
-    from lockgate.core.contracts import Prepared
+    from lockgate.contracts.target import Prepared
     from lockgate.errors import InputError
 
     victim = tmp_path / "victim.txt"

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ENV, run_lockgate
 from lockgate.builtin_plugins.directory_target import DirectoryTarget
-from lockgate.core.contracts import Target
+from lockgate.contracts.target import Target
 from lockgate.testing import MemoryTarget, TargetConformance
 from suite_runner import failed, run_suite
 

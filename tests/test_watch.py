@@ -24,7 +24,7 @@ import pytest
 
 from conftest import subprocess_env
 from lockgate.builtin_plugins.workspace import PathMapper
-from lockgate.core.scaffold import init_project
+from lockgate.operations.init import init_project
 from lockgate.testing import open_project
 
 DEBOUNCE_MS = 300  # above the default (200): more room for a stalled test process

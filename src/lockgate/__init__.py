@@ -16,41 +16,41 @@ from lockgate._startup import lazy_exports
 from lockgate._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from lockgate.core.context import (
-        MetricsContext as MetricsContext,
-    )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         ChangeEvent as ChangeEvent,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         ComponentStatus as ComponentStatus,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         Decision as Decision,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         IntegrationStage as IntegrationStage,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         Issue as Issue,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         PeerComponent as PeerComponent,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         RoleContext as RoleContext,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         Severity as Severity,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         ValidationContext as ValidationContext,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         ValidationSubject as ValidationSubject,
     )
-    from lockgate.core.models import (
+    from lockgate.contracts.models import (
         ValidatorInfo as ValidatorInfo,
+    )
+    from lockgate.core.context import (
+        MetricsContext as MetricsContext,
     )
     from lockgate.core.project import Project as Project
     from lockgate.core.session import Session as Session

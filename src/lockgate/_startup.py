@@ -267,6 +267,38 @@ def lazy_names(
     return __getattr__, __dir__
 
 
+def moved_names(
+    namespace: dict[str, Any], modules: tuple[str, ...], instead: str
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a module whose names moved to ``modules``: a
+    name is found in the first of them that has it, with a :class:`DeprecationWarning`
+    saying to import it from ``instead``."""
+
+    def __getattr__(name: str) -> Any:
+        import importlib
+        import warnings
+
+        for module in modules:
+            found = importlib.import_module(module)
+            if not name.startswith("_") and hasattr(found, name):
+                warnings.warn(
+                    f"{namespace['__name__']}.{name} moved: import it from {instead}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                return getattr(found, name)
+        raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        import importlib
+
+        return sorted(
+            {n for m in modules for n in dir(importlib.import_module(m)) if not n.startswith("_")}
+        )
+
+    return __getattr__, __dir__
+
+
 def lazy_exports(
     namespace: dict[str, Any],
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:

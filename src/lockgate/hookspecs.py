@@ -46,16 +46,16 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from lockgate.core.context import (
-    MetricsContext,
-    PluginContext,
-)
-from lockgate.core.models import (
+from lockgate.contracts.models import (
     ChangeEvent,
     Issue,
     Register,
     ValidationSubject,
     ValidatorInfo,
+)
+from lockgate.core.context import (
+    MetricsContext,
+    PluginContext,
 )
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockgate.core.models import ComponentStatus, IntegrationStage
+from lockgate.contracts.models import ComponentStatus, IntegrationStage
 from lockgate.errors import (
     ConfigError,
     InputError,
@@ -72,7 +72,7 @@ class WorkspaceManager:
 
         root = Path(path)
         if create and not (root / "lockgate.yaml").is_file():
-            from lockgate.core.scaffold import init_project
+            from lockgate.operations.init import init_project
 
             init_project(root)
         self.project: Project = Project.open(root, environ=environ)
@@ -350,7 +350,7 @@ class WorkspaceIntegrationManager:
 
     def staged_component(self, ref: str) -> StagedComponent:
         """The component ``workspace:id`` as a :class:`StagedComponent` (with approvals)."""
-        from lockgate.core.refs import ComponentRef
+        from lockgate.contracts.refs import ComponentRef
         from lockgate.errors import NotFoundError
         from lockgate.operations.recover import settle
 

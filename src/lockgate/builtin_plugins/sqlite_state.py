@@ -612,7 +612,7 @@ class SqliteStateStore:
 
 def _after_last(db: sqlite3.Connection, at: str) -> str:
     """``at``, or the time of the chain's last event when that is later: a record written
-    with its event is timed like it (see :func:`~lockgate.core.audit.not_before`), so the
+    with its event is timed like it (see :func:`~lockgate.contracts.audit.not_before`), so the
     records and the log they are checked against agree."""
     last = db.execute("SELECT at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     return not_before(at, last["at"] if last else None)

@@ -29,7 +29,7 @@ def command(
 
     Revisions are given by a unique prefix (4+ characters) or 'latest'.
     """
-    from lockgate.core.refs import ComponentRef
+    from lockgate.contracts.refs import ComponentRef
     from lockgate.operations.listing import diff_component
 
     ref = ComponentRef.parse(component)

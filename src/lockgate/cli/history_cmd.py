@@ -23,7 +23,7 @@ def _action(event: dict[str, Any]) -> str:
 
 
 def _event_rows(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    from lockgate.core.refs import short
+    from lockgate.contracts.refs import short
 
     return [
         (
@@ -58,9 +58,9 @@ def history(
     lockgate history alice:etl
     lockgate history --stage production --at 2026-11-20T10:00
     """
-    from lockgate.core.clock import parse_time
-    from lockgate.core.contracts import EventFilter
-    from lockgate.core.refs import ComponentRef
+    from lockgate.contracts.clock import parse_time
+    from lockgate.contracts.refs import ComponentRef
+    from lockgate.contracts.state import EventFilter
     from lockgate.errors import InputError
     from lockgate.operations.reports import event_dict, history, live_at
 
@@ -130,9 +130,9 @@ def log(
     json_flag: bool,
 ) -> None:
     """The audit log, newest first, filtered."""
-    from lockgate.core.clock import parse_time
-    from lockgate.core.contracts import EventFilter
-    from lockgate.core.refs import ComponentRef
+    from lockgate.contracts.clock import parse_time
+    from lockgate.contracts.refs import ComponentRef
+    from lockgate.contracts.state import EventFilter
     from lockgate.operations.reports import event_dict, history
 
     session = ctx.ensure_object(AppContext).session()

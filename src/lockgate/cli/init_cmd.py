@@ -24,8 +24,8 @@ def command(ctx: click.Context, directory: Path | None, name: str | None, json_f
     or (with --strict-plugins) a plugin that fails to load is a warning.
     """
     from lockgate.cli.context import AppContext
-    from lockgate.core.scaffold import init_project, prepare_state
     from lockgate.errors import LockgateError
+    from lockgate.operations.init import init_project, prepare_state
 
     app = ctx.find_object(AppContext)
     target = directory or (app.project_dir if app and app.project_dir else Path.cwd())

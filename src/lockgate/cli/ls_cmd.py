@@ -16,7 +16,7 @@ __all__ = ["command"]
 @click.pass_context
 def command(ctx: click.Context, workspace: str | None, json_flag: bool) -> None:
     """List components: workspace, type, id, last revision, status, changed or not."""
-    from lockgate.core.refs import check_name
+    from lockgate.contracts.refs import check_name
     from lockgate.operations.listing import list_components
 
     if workspace is not None:

@@ -158,9 +158,9 @@ def recover(ctx: click.Context, json_flag: bool) -> None:
 @click.pass_context
 def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
     """Show who holds the project's operation lock; with --force, break it (audited)."""
-    from lockgate.core.clock import now_iso
-    from lockgate.core.contracts import AuditEvent
-    from lockgate.core.refs import check_text
+    from lockgate.contracts.clock import now_iso
+    from lockgate.contracts.refs import check_text
+    from lockgate.contracts.state import AuditEvent
     from lockgate.errors import RefusedError
     from lockgate.operations.recover import settle
 

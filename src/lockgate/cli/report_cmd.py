@@ -95,7 +95,7 @@ def verify(ctx: click.Context, head: str | None, json_flag: bool) -> None:
     lockgate; with --head, deleting the newest events (or all of them) is found too.
     Exit 1 when anything is wrong.
     """
-    from lockgate.core.audit import check_head, parse_head, verify_state
+    from lockgate.contracts.audit import check_head, parse_head, verify_state
     from lockgate.operations.reports import audit_verify
 
     if head is not None:
@@ -136,7 +136,7 @@ def head(ctx: click.Context, json_flag: bool) -> None:
     all of them) were deleted since. The log is verified first: a broken log has no head
     worth keeping (exit 1).
     """
-    from lockgate.core.audit import chain_head, verify_state
+    from lockgate.contracts.audit import chain_head, verify_state
     from lockgate.errors import RefusedError
     from lockgate.operations.reports import audit_verify
 

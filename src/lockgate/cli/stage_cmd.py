@@ -152,7 +152,7 @@ def sync(
 
     One component's failure never stops the others; exits 1 if any failed.
     """
-    from lockgate.core.refs import check_name
+    from lockgate.contracts.refs import check_name
     from lockgate.operations.stage import Stager
 
     for ws in workspaces:

@@ -49,8 +49,8 @@ def validate(
     if wants_json(ctx, json_flag):
         emit_json(report.to_dict())
     else:
-        from lockgate.core.models import Severity
-        from lockgate.core.refs import short
+        from lockgate.contracts.models import Severity
+        from lockgate.contracts.refs import short
 
         table(
             None,

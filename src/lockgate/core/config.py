@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import attrs
 
-from lockgate.core.records import record
-from lockgate.core.refs import NAME_PATTERN, name_problem
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import NAME_PATTERN, name_problem
 from lockgate.core.structure import EnvValue, did_you_mean, structure
 from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import ConfigError, PluginHookError

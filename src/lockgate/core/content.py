@@ -1,7 +1,7 @@
 """What the kernel does with a content store whatever capabilities it has.
 
 Each helper uses the store's optional capability when it offers one (found by attribute,
-see :mod:`lockgate.core.contracts`) and does the same job through the streamed contract
+see :mod:`lockgate.contracts`) and does the same job through the streamed contract
 (``put``, ``open``) otherwise, so a store needs no local disk.
 """
 
@@ -11,8 +11,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from lockgate.core.contracts import CHUNK, ContentStore, FileStat, LinkMode, Readable
-from lockgate.core.manifest import Manifest, check_paths, digest_bytes, new_hasher
+from lockgate.contracts.content import CHUNK, ContentStore, LinkMode, Readable
+from lockgate.contracts.manifest import Manifest, check_paths, digest_bytes, new_hasher
+from lockgate.contracts.source import FileStat
 from lockgate.errors import ConflictError, NotFoundError
 
 __all__ = ["ingest_file", "materialize_files", "put_counted", "read_object"]

@@ -1,8 +1,8 @@
 """The context a plugin receives: :class:`PluginContext`, :class:`MetricsContext`, and
 :class:`Operations`, the operations a plugin command may run through it.
 
-Apart from :mod:`lockgate.core.models` because the context names role contracts
-(:mod:`lockgate.core.contracts`), which themselves use the models.
+Apart from :mod:`lockgate.contracts.models` because the context names role contracts
+(:mod:`lockgate.contracts`), which themselves use the models.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import attrs
 
-from lockgate.core.contracts import Component, Source
-from lockgate.core.models import ReadinessReport, StageResult, SyncResult
-from lockgate.core.records import record
+from lockgate.contracts.models import ReadinessReport, StageResult, SyncResult
+from lockgate.contracts.records import record
+from lockgate.contracts.source import Component, Source
 from lockgate.errors import MissingCapabilityError
 
 __all__ = ["MetricsContext", "Operations", "PluginContext"]

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import pluggy
 
-from lockgate.core.context import (
-    MetricsContext,
-    PluginContext,
-)
-from lockgate.core.models import (
+from lockgate.contracts.models import (
     ChangeEvent,
     Issue,
     Severity,
     ValidationSubject,
     ValidatorInfo,
 )
-from lockgate.core.records import record
+from lockgate.contracts.records import record
+from lockgate.core.context import (
+    MetricsContext,
+    PluginContext,
+)
 from lockgate.errors import PluginHookError
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ import pluggy
 
 from lockgate import hookspecs
 from lockgate._startup import scan_entry_points
-from lockgate.core.records import record
+from lockgate.contracts.records import record
 from lockgate.errors import PluginLoadError
 from lockgate.hookspecs import PROJECT_NAME
 

@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 
 import attrs
 
+from lockgate.contracts.content import ContentStore
+from lockgate.contracts.refs import check_text
+from lockgate.contracts.source import Source
+from lockgate.contracts.state import StateStore
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
 from lockgate.core.context import Operations, PluginContext
-from lockgate.core.contracts import ContentStore, Source, StateStore
 from lockgate.core.hooks import HookRunner
 from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
-from lockgate.core.refs import check_text
 from lockgate.core.roles import Roles
 from lockgate.core.structure import did_you_mean
 from lockgate.errors import NotFoundError, PluginHookError, ProjectNotFoundError

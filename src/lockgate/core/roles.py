@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lockgate.core.models import RoleContext
-from lockgate.core.records import record
+from lockgate.contracts.models import RoleContext
+from lockgate.contracts.records import record
 from lockgate.errors import MissingCapabilityError
 
 if TYPE_CHECKING:

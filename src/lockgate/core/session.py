@@ -15,10 +15,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from lockgate.contracts.content import ContentStore
+from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.source import Source
+from lockgate.contracts.state import StateStore
+from lockgate.contracts.target import Target
 from lockgate.core.config import Config, ConfigLayers
-from lockgate.core.contracts import ContentStore, Source, StateStore, Target
 from lockgate.core.hooks import HookRunner
-from lockgate.core.locks import LockOwner
 from lockgate.core.plugins import PluginSet
 from lockgate.core.project import Project
 from lockgate.core.roles import Roles
@@ -74,7 +77,7 @@ class Session:
     ) -> AbstractContextManager[LockOwner]:
         """Lock ``name`` of the project (``operation``, or ``staging``: shared for a
         staging, exclusive for gc) for ``operation``, from the state store; waits up to
-        ``state.lock_timeout`` (see ``lockgate.core.locks``)."""
+        ``state.lock_timeout`` (see ``lockgate.contracts.locks``)."""
         return self.locking_state().lock(
             name,
             owner=LockOwner.current(operation),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockgate.core.contracts import ComponentSpec
-from lockgate.core.refs import ComponentRef, check_name
+from lockgate.contracts.refs import ComponentRef, check_name
+from lockgate.contracts.source import ComponentSpec
 from lockgate.core.structure import structure
 from lockgate.core.yamlfile import MAX_YAML_BYTES, YamlDocument, load_yaml_file, load_yaml_text
 from lockgate.errors import ConfigError

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockgate.core.manifest import digest_bytes
-from lockgate.core.records import record
+from lockgate.contracts.manifest import digest_bytes
+from lockgate.contracts.records import record
 from lockgate.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from lockgate.core.clock import now_iso
-from lockgate.core.contracts import Approval, AuditEvent, EventFilter
-from lockgate.core.models import ComponentStatus
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import ComponentRef, check_text, short
+from lockgate.contracts.state import Approval, AuditEvent, EventFilter
 from lockgate.core.project import Project
-from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, check_text, short
 from lockgate.core.session import Session, as_session
 from lockgate.errors import InputError, LockgateError, NotFoundError, RefusedError
 from lockgate.operations.lifecycle import TRANSITIONS
@@ -30,7 +30,7 @@ from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.revisions import revision_spec
 
 if TYPE_CHECKING:
-    from lockgate.core.contracts import StateStore
+    from lockgate.contracts.state import StateStore
 
 __all__ = ["DecisionResult", "authors", "decide", "rejection", "revision_owners"]
 

@@ -1,6 +1,6 @@
 """The operations a plugin command may run, through ``PluginContext.operations``.
 
-:class:`ProjectOperations` implements :class:`~lockgate.core.models.Operations` over one
+:class:`ProjectOperations` implements :class:`~lockgate.contracts.models.Operations` over one
 opened project; the command line hands it to the context of a plugin command (``watch``
 stages and validates through it). Lifecycle hooks get no operations: a hook that staged
 or promoted from inside an announcement would re-enter the operation announcing it.
@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
 
-from lockgate.core.contracts import Component, Source
-from lockgate.core.models import ReadinessReport, StageResult, SyncResult
+from lockgate.contracts.models import ReadinessReport, StageResult, SyncResult
+from lockgate.contracts.source import Component, Source
 from lockgate.core.project import Project
 from lockgate.operations.stage import Stager
 from lockgate.operations.validate import Validation
@@ -23,7 +23,7 @@ __all__ = ["ProjectOperations"]
 
 
 class ProjectOperations:
-    """:class:`~lockgate.core.models.Operations` over one opened project.
+    """:class:`~lockgate.contracts.models.Operations` over one opened project.
 
     ``stage`` returns the warnings plugins gave (``context.warn``) while announcing the
     new revision in the result's ``warnings``, beside hook failures: the caller (a

@@ -7,7 +7,7 @@ current revision, the previous one (``--to previous``), the last-good one and th
 and ``--to REV`` select from), plus anything an open intent names. Everything those
 revisions need stays; other release directories go, and so do objects no kept revision
 needs, once they are older than the grace period. gc holds the staging lock exclusive
-throughout (see :mod:`lockgate.core.locks`), so no staging is between reusing an
+throughout (see :mod:`lockgate.contracts.locks`), so no staging is between reusing an
 object it found stored and recording its revision: what a staging records is never
 taken. Manifests of every revision are kept: history is never pruned, and a revision
 whose objects were collected can still be listed and diffed.
@@ -29,18 +29,17 @@ from typing import Any
 
 import attrs
 
-from lockgate.core.clock import now_iso
-from lockgate.core.contracts import (
-    AuditEvent,
-    EventFilter,
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.content import (
     store_forget_lost,
     store_object_path,
     store_release_cache,
     store_tmp,
 )
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import check_text
+from lockgate.contracts.state import AuditEvent, EventFilter
 from lockgate.core.project import Project
-from lockgate.core.records import record
-from lockgate.core.refs import check_text
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
 from lockgate.operations.recover import recover_pending, settle

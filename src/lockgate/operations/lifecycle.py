@@ -14,9 +14,9 @@ a promotion is *ready* (approvals, validators) is for the gates to say, not this
 
 from __future__ import annotations
 
-from lockgate.core.clock import now_iso
-from lockgate.core.contracts import AuditEvent, Pointer, PointerChange
-from lockgate.core.models import ComponentStatus
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.state import AuditEvent, Pointer, PointerChange
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, NotFoundError, RefusedError

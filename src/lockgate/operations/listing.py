@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from lockgate.contracts.manifest import Manifest, ManifestDiff
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import ComponentRef, short
 from lockgate.core.content import read_object
-from lockgate.core.manifest import Manifest, ManifestDiff
 from lockgate.core.project import Project
-from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef, short
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
 from lockgate.operations.recover import settle

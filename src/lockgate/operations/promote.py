@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from lockgate.core.clock import now_iso
-from lockgate.core.refs import (
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.refs import (
     ComponentRef,
     check_text,
     short,

@@ -10,22 +10,17 @@ per session; ``lockgate recover`` runs :func:`recover_pending` on its own.
 
 from __future__ import annotations
 
-from lockgate.core.clock import now_iso
-from lockgate.core.contracts import (
-    AuditEvent,
-    EventFilter,
-    Intent,
-    corrupt_record,
-)
-from lockgate.core.failpoints import failpoint
-from lockgate.core.project import Project
-from lockgate.core.records import record
-from lockgate.core.refs import (
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import (
     ComponentRef,
     check_revision,
     name_problem,
     short,
 )
+from lockgate.contracts.state import AuditEvent, EventFilter, Intent, corrupt_record
+from lockgate.core.failpoints import failpoint
+from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
     InputError,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.core.audit import ChainReport, verify_chain
-from lockgate.core.contracts import AuditEvent, EventFilter, PointerChange
+from lockgate.contracts.audit import ChainReport, verify_chain
+from lockgate.contracts.state import AuditEvent, EventFilter, PointerChange
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.operations.recover import settle

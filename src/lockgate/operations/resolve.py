@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from lockgate.core.refs import ComponentRef, check_name, short
+from lockgate.contracts.refs import ComponentRef, check_name, short
 from lockgate.core.session import Session
 from lockgate.errors import InputError, NotFoundError
 

@@ -4,7 +4,7 @@ them, and ``component.yaml`` read from the content store.
 The kernel never lays a revision out on disk itself. A content store that offers the
 ``ReleaseCache`` capability (the builtin ``local`` store: ``.lockgate/releases/``) lays
 out and verifies directories; every other store is read through ``open``. Targets get a
-:class:`~lockgate.core.contracts.RevisionHandle` either way.
+:class:`~lockgate.contracts.target.RevisionHandle` either way.
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lockgate.contracts.content import store_release_cache
+from lockgate.contracts.source import ComponentSpec
+from lockgate.contracts.target import Prepared, RevisionHandle, Target
 from lockgate.core.content import read_object
-from lockgate.core.contracts import (
-    ComponentSpec,
-    Prepared,
-    RevisionHandle,
-    Target,
-    store_release_cache,
-)
 from lockgate.core.specs import SPEC_FILE, parse_spec
 
 if TYPE_CHECKING:

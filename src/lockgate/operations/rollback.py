@@ -10,17 +10,14 @@ from collections.abc import Sequence
 
 import attrs
 
-from lockgate.core.clock import now_iso, parse_time
-from lockgate.core.contracts import (
-    Pointer,
-    PointerChange,
-)
-from lockgate.core.refs import (
+from lockgate.contracts.clock import now_iso, parse_time
+from lockgate.contracts.refs import (
     ComponentRef,
     check_name,
     check_text,
     short,
 )
+from lockgate.contracts.state import Pointer, PointerChange
 from lockgate.errors import (
     InputError,
     LockgateError,

@@ -7,7 +7,7 @@ any point before *record* leaves no revision behind; objects already stored are 
 and unreferenced, for ``gc`` to take.
 
 From the first look at what is stored to the recorded revision, a staging holds the
-staging lock shared (:mod:`lockgate.core.locks`) and ``gc`` takes it
+staging lock shared (:mod:`lockgate.contracts.locks`) and ``gc`` takes it
 exclusive: an object that staging reuses because it exists (de-duplication) is not
 refreshed, so without the lock gc could remove it, as unneeded and old, between the
 staging's check and its record.
@@ -26,25 +26,15 @@ from typing import BinaryIO
 
 import attrs
 
-from lockgate.core.clock import now_iso
-from lockgate.core.content import ingest_file, put_counted
-from lockgate.core.contracts import (
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.content import (
     CHUNK,
-    AuditEvent,
-    Component,
-    ComponentRecord,
     ContentStore,
     Readable,
-    RevisionRecord,
-    ScannedFile,
-    ScanResult,
-    Source,
-    source_is_local,
     store_lost,
     store_missing_objects,
 )
-from lockgate.core.failpoints import failpoint
-from lockgate.core.manifest import (
+from lockgate.contracts.manifest import (
     FileEntry,
     Manifest,
     ManifestDiff,
@@ -52,9 +42,13 @@ from lockgate.core.manifest import (
     digest_bytes,
     new_hasher,
 )
-from lockgate.core.models import ChangeEvent, ComponentStatus, StageResult, SyncResult
+from lockgate.contracts.models import ChangeEvent, ComponentStatus, StageResult, SyncResult
+from lockgate.contracts.refs import ComponentRef, check_text
+from lockgate.contracts.source import Component, ScannedFile, ScanResult, Source, source_is_local
+from lockgate.contracts.state import AuditEvent, ComponentRecord, RevisionRecord
+from lockgate.core.content import ingest_file, put_counted
+from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
-from lockgate.core.refs import ComponentRef, check_text
 from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, InputError, LockedError, LockgateError, NotFoundError
 from lockgate.operations.recover import settle

@@ -35,28 +35,26 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lockgate.core.clock import now_iso
-from lockgate.core.contracts import (
-    AuditEvent,
-    Intent,
-    PointerChange,
-    Target,
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.content import (
     lost_object,
     store_is_durable,
     store_lost,
     store_release_cache,
     store_sync,
 )
-from lockgate.core.failpoints import failpoint
-from lockgate.core.locks import LockOwner
-from lockgate.core.manifest import ManifestDiff
-from lockgate.core.models import ChangeEvent
-from lockgate.core.project import Project
-from lockgate.core.records import record
-from lockgate.core.refs import (
+from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.manifest import ManifestDiff
+from lockgate.contracts.models import ChangeEvent
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import (
     ComponentRef,
     short,
 )
+from lockgate.contracts.state import AuditEvent, Intent, PointerChange
+from lockgate.contracts.target import Target
+from lockgate.core.failpoints import failpoint
+from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
     ConflictError,
@@ -74,7 +72,7 @@ from lockgate.operations.resolve import resolve_component
 from lockgate.operations.revisions import prepare, revision_handle
 
 if TYPE_CHECKING:
-    from lockgate.core.manifest import ManifestDiff
+    from lockgate.contracts.manifest import ManifestDiff
     from lockgate.operations.validate import ReadinessReport
 
 __all__ = ["SwitchResult", "Switcher", "last_good"]

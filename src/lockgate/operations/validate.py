@@ -1,7 +1,7 @@
 """The validate operation: run every enabled validator over components, safely, and report.
 
 Validators are ``on_validate`` implementations (see hookspecs). For each component the
-kernel builds a :class:`~lockgate.core.models.ValidationSubject` (the revision as a
+kernel builds a :class:`~lockgate.contracts.models.ValidationSubject` (the revision as a
 read-only release directory, or the workspace itself), then calls every validator that
 handles the component's type:
 
@@ -43,9 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lockgate.core.clock import now_iso
-from lockgate.core.contracts import AuditEvent, ComponentSpec
-from lockgate.core.models import (
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.models import (
     ComponentReadiness,
     Decision,
     Issue,
@@ -55,9 +54,11 @@ from lockgate.core.models import (
     ValidationContext,
     ValidationSubject,
 )
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import ComponentRef
+from lockgate.contracts.source import ComponentSpec
+from lockgate.contracts.state import AuditEvent
 from lockgate.core.project import Project
-from lockgate.core.records import record
-from lockgate.core.refs import ComponentRef
 from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
 from lockgate.errors import LockedError, LockgateError, NotFoundError, PluginHookError

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.core.audit import verify_chain, verify_state
-from lockgate.core.contracts import (
-    lost_object,
-    store_lost,
-    store_release_cache,
-)
+from lockgate.contracts.audit import verify_chain, verify_state
+from lockgate.contracts.content import lost_object, store_lost, store_release_cache
+from lockgate.contracts.records import record
 from lockgate.core.project import Project
-from lockgate.core.records import record
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
 from lockgate.operations.gc import collected_revisions, retained_revisions

@@ -1,6 +1,6 @@
 """The conformance suite every content-store plugin must pass.
 
-A content store (the ``ContentStore`` protocol of :mod:`lockgate.core.contracts`) keeps
+A content store (the ``ContentStore`` protocol of :mod:`lockgate.contracts`) keeps
 immutable bytes named by their digest, and the manifests that name a revision's files.
 Use it from a plugin's tests::
 
@@ -31,10 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.core.content import ingest_file, materialize_files, read_object
-from lockgate.core.contracts import (
+from lockgate.contracts.content import (
     ContentStore,
-    FileStat,
     store_forget_lost,
     store_lost,
     store_missing_objects,
@@ -42,7 +40,9 @@ from lockgate.core.contracts import (
     store_sync,
     store_tmp,
 )
-from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
+from lockgate.contracts.manifest import FileEntry, Manifest, digest_bytes
+from lockgate.contracts.source import FileStat
+from lockgate.core.content import ingest_file, materialize_files, read_object
 from lockgate.errors import ConflictError, LockgateError, NotFoundError
 
 __all__ = ["ContentStoreConformance"]
@@ -101,7 +101,7 @@ def _tree(root: Path) -> dict[str, tuple[str, bytes | str]]:
 
 
 class ContentStoreConformance:
-    """The behaviours every :class:`~lockgate.core.contracts.ContentStore` must show.
+    """The behaviours every :class:`~lockgate.contracts.content.ContentStore` must show.
 
     Subclass it as ``class TestMyContentStore(ContentStoreConformance)`` and define a
     ``content_store`` fixture returning a fresh, empty store.

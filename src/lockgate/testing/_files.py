@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from lockgate.core.contracts import ComponentSpec, Source
-from lockgate.core.refs import ComponentRef
+from lockgate.contracts.refs import ComponentRef
+from lockgate.contracts.source import ComponentSpec, Source
 
 __all__ = ["ComponentFiles", "DirectoryComponentFiles", "SourceFixture"]
 

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from lockgate.core.contracts import StateStore
-from lockgate.core.locks import LOCK_NAMES, LockOwner
+from lockgate.contracts.locks import LOCK_NAMES, LockOwner
+from lockgate.contracts.state import StateStore
 from lockgate.errors import LockedError
 
 __all__ = ["StateStoreLockConformance"]

@@ -1,6 +1,6 @@
 """The in-memory content store: objects in a dict, the twin of the builtin ``local`` store.
 
-It keeps the whole :class:`~lockgate.core.contracts.ContentStore` contract (the suite in
+It keeps the whole :class:`~lockgate.contracts.content.ContentStore` contract (the suite in
 :class:`~lockgate.testing.ContentStoreConformance` runs against it) and offers the
 ``CompletenessCheck`` capability only: it takes files through :meth:`put` (the kernel
 opens them), has no directory to lay revisions out in, nothing to flush and nothing that
@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
+from lockgate.contracts.content import CHUNK, ContentStore, Readable
+from lockgate.contracts.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.core.content import read_object
-from lockgate.core.contracts import CHUNK, ContentStore, Readable
-from lockgate.core.manifest import Manifest, digest_bytes, new_hasher
 from lockgate.errors import LockgateError, NotFoundError
 
 __all__ = ["MemoryContentStore"]

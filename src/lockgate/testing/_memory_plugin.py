@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.core.models import RoleContext
+from lockgate.contracts.models import RoleContext
 from lockgate.hookspecs import hookimpl
 from lockgate.testing._memory_content import MemoryContentStore
 from lockgate.testing._memory_source import MemorySource

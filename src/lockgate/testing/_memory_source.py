@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import attrs
 
-from lockgate.core.contracts import (
+from lockgate.contracts.refs import ComponentRef, check_name
+from lockgate.contracts.source import (
     Component,
     ComponentSpec,
     Discovery,
@@ -28,7 +29,6 @@ from lockgate.core.contracts import (
     ScanResult,
     Source,
 )
-from lockgate.core.refs import ComponentRef, check_name
 from lockgate.errors import InputError, NotFoundError
 
 __all__ = ["MemorySource"]

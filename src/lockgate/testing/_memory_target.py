@@ -13,8 +13,9 @@ import threading
 import uuid
 from typing import TYPE_CHECKING
 
-from lockgate.core.contracts import CHUNK, Prepared, RevisionHandle, Target
-from lockgate.core.refs import name_problem
+from lockgate.contracts.content import CHUNK
+from lockgate.contracts.refs import name_problem
+from lockgate.contracts.target import Prepared, RevisionHandle, Target
 from lockgate.errors import InputError
 
 __all__ = ["MemoryTarget"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lockgate.core.records import record
+from lockgate.contracts.records import record
 
 if TYPE_CHECKING:
     from lockgate.core.project import Project
@@ -133,7 +133,7 @@ def run_cli(
 @pytest.fixture
 def lockgate_project(tmp_path: Path) -> Iterator[Path]:
     """A freshly initialised project directory."""
-    from lockgate.core.scaffold import init_project
+    from lockgate.operations.init import init_project
 
     root = tmp_path / "project"
     init_project(root)

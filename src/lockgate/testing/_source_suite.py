@@ -1,6 +1,6 @@
 """The conformance suite every component-source plugin must pass.
 
-A source (the ``Source`` protocol of :mod:`lockgate.core.contracts`) finds components
+A source (the ``Source`` protocol of :mod:`lockgate.contracts`) finds components
 (``discover``, ``find``), lists their files (``scan``) and may remember digests to vouch
 for unchanged files next time (``remember``). A source has no write methods, so the suite
 changes components through a second handle, a :class:`~lockgate.testing.ComponentFiles`.
@@ -34,9 +34,9 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from lockgate.core.contracts import Component, ComponentSpec, ScanResult, Source
-from lockgate.core.manifest import FileEntry, Manifest, digest_bytes
-from lockgate.core.refs import ComponentRef
+from lockgate.contracts.manifest import FileEntry, Manifest, digest_bytes
+from lockgate.contracts.refs import ComponentRef
+from lockgate.contracts.source import Component, ComponentSpec, ScanResult, Source
 from lockgate.errors import NotFoundError
 from lockgate.testing._files import ComponentFiles, SourceFixture
 
@@ -109,7 +109,7 @@ def _honest(source: Source, scan: ScanResult, tree: Mapping[str, tuple[str, byte
 
 
 class SourceConformance:
-    """The behaviours every :class:`~lockgate.core.contracts.Source` must show.
+    """The behaviours every :class:`~lockgate.contracts.source.Source` must show.
 
     Subclass it as ``class TestMySource(SourceConformance)`` and define a ``source``
     fixture returning a :class:`~lockgate.testing.SourceFixture`.

@@ -1,6 +1,6 @@
 """The conformance suite every state-store plugin must pass.
 
-A state store (the ``StateStore`` protocol of :mod:`lockgate.core.contracts`) records
+A state store (the ``StateStore`` protocol of :mod:`lockgate.contracts`) records
 components, revisions, stage pointers and their history, approvals, intents and the
 hash-chained audit log, and provides the kernel's locks (``operation``, ``staging``).
 This module holds one test per promised behaviour, in a base class that a plugin's own
@@ -37,8 +37,9 @@ import itertools
 import attrs
 import pytest
 
-from lockgate.core.audit import GENESIS, event_hash, verify_chain, verify_state
-from lockgate.core.contracts import (
+from lockgate.contracts.audit import GENESIS, event_hash, verify_chain, verify_state
+from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.state import (
     Approval,
     AuditEvent,
     ComponentRecord,
@@ -49,7 +50,6 @@ from lockgate.core.contracts import (
     RevisionRecord,
     StateStore,
 )
-from lockgate.core.models import ComponentStatus
 from lockgate.errors import ConflictError, CorruptStateError
 from lockgate.testing._lock_suite import StateStoreLockConformance
 
@@ -239,7 +239,7 @@ def _mixed_writes(store: StateStore) -> None:
 
 
 class StateStoreConformance(StateStoreLockConformance):
-    """The behaviours every :class:`~lockgate.core.contracts.StateStore` must show (its
+    """The behaviours every :class:`~lockgate.contracts.state.StateStore` must show (its
     locks: :class:`~lockgate.testing._lock_suite.StateStoreLockConformance`).
 
     Subclass it as ``class TestMyStore(StateStoreConformance)`` and define a ``store``

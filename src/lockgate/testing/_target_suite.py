@@ -1,6 +1,6 @@
 """The conformance suite every stage-target plugin must pass.
 
-A target (the ``Target`` protocol of :mod:`lockgate.core.contracts`) deploys a stage's
+A target (the ``Target`` protocol of :mod:`lockgate.contracts`) deploys a stage's
 current revisions in two steps: ``prepare`` does everything slow and invisible,
 ``commit`` switches one entry atomically, ``abort`` drops a prepared switch. What the
 suite can observe of atomicity it checks: ``deployed()`` and ``check()`` show the old
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.contracts.manifest import FileEntry, Manifest
+from lockgate.contracts.target import Prepared, RevisionHandle, Target
 from lockgate.core.content import materialize_files
-from lockgate.core.contracts import Prepared, RevisionHandle, Target
-from lockgate.core.manifest import FileEntry, Manifest
 from lockgate.testing._memory_content import MemoryContentStore
 
 __all__ = ["TargetConformance"]
@@ -47,7 +47,7 @@ def _commit(
 
 
 class TargetConformance:
-    """The behaviours every :class:`~lockgate.core.contracts.Target` must show.
+    """The behaviours every :class:`~lockgate.contracts.target.Target` must show.
 
     Subclass it as ``class TestMyTarget(TargetConformance)`` and define a ``target``
     fixture returning a fresh target (it may use the suite's ``releases`` fixture).

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lockgate.contracts.records import record
 from lockgate.core.config import CONFIG_FILENAME, yaml_cache_dir
 from lockgate.core.project import Project
-from lockgate.core.records import record
 from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import InputError
 

@@ -27,8 +27,8 @@ import socket
 import time
 from typing import Any
 
-from lockgate.core.clock import now_iso
-from lockgate.core.records import record
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.records import record
 from lockgate.errors import LockedError
 
 __all__ = ["LOCK_NAMES", "LockOwner", "locked_error"]

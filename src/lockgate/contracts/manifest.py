@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 import attrs
 import blake3
 
-from lockgate.core.records import record
+from lockgate.contracts.records import record
 from lockgate.errors import InputError
 
 __all__ = [

@@ -17,7 +17,9 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from lockgate.core.contracts import (
+from lockgate.contracts.manifest import digest_bytes
+from lockgate.contracts.records import record
+from lockgate.contracts.state import (
     Approval,
     AuditEvent,
     ChainedEvent,
@@ -25,8 +27,6 @@ from lockgate.core.contracts import (
     PointerChange,
     StateStore,
 )
-from lockgate.core.manifest import digest_bytes
-from lockgate.core.records import record
 from lockgate.errors import InputError
 
 __all__ = [

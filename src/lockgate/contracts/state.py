@@ -1,0 +1,368 @@
+"""The state store role: components, revisions, pointers, approvals, intents, the
+audit log and the operation lock, and the records it keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Literal, Protocol
+
+import attrs
+
+from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.records import record
+from lockgate.contracts.refs import name_problem
+from lockgate.errors import (
+    CorruptStateError,
+)
+
+__all__ = [
+    "Approval",
+    "AuditEvent",
+    "ChainedEvent",
+    "ComponentRecord",
+    "EventFilter",
+    "Intent",
+    "Pointer",
+    "PointerChange",
+    "RevisionRecord",
+    "StateCounts",
+    "StateStore",
+    "corrupt_record",
+]
+
+
+def _stored(
+    record: object, kind: str, names: str = "", refs: str = "", revisions: str = ""
+) -> None:
+    """Refuse a record whose names could not have come from lockgate.
+
+    Records are built by the state store from what it read back, and the kernel joins
+    their component ids, stage names and revision ids to paths. Checking them here, with
+    the rules user input follows, covers every store: a row edited to hold
+    ``x/../../outside`` is refused before any command touches a file with it.
+    """
+    checks = [(n, "name") for n in names.split()]
+    checks += [(n, "ref") for n in refs.split()]
+    checks += [(n, "revision") for n in revisions.split()]
+    for field, rule in checks:
+        value = getattr(record, field)
+        if value is None and (rule == "revision" or field == "stage"):
+            continue
+        problem = _ref_problem(value) if rule == "ref" else name_problem(value)
+        if problem is not None:
+            raise corrupt_record(kind, field, value, problem)
+
+
+def corrupt_record(kind: str, field: str, value: object, problem: str) -> CorruptStateError:
+    """The error for a record read back from the state store that breaks lockgate's rules."""
+    article = "an" if kind[:1] in "aeiou" else "a"
+    return CorruptStateError(
+        f"the state store holds {article} {kind} whose {field} {value!r} {problem}: lockgate never "
+        "writes that, so .lockgate/ was edited or damaged; restore it from a backup, or "
+        "correct or delete that record"
+    )
+
+
+def _ref_problem(value: object) -> str | None:
+    if not isinstance(value, str) or ":" not in value:
+        return "is not WORKSPACE:ID"
+    workspace, _, component_id = value.partition(":")
+    problem = name_problem(workspace) or name_problem(component_id)
+    return None if problem is None else f"is not WORKSPACE:ID of two names (one {problem})"
+
+
+@record
+class RevisionRecord:
+    """A revision as the state store knows it."""
+
+    component: str
+    revision: str
+    created_at: str
+    actor: str
+    stage: str
+    files: int
+    size: int
+    parent: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _stored(self, "revision", names="stage", refs="component", revisions="revision parent")
+
+
+@record
+class ComponentRecord:
+    """A component as the state store knows it: its latest revision and status."""
+
+    component: str
+    workspace: str
+    component_id: str
+    component_type: str
+    status: ComponentStatus
+    latest_revision: str | None
+    updated_at: str
+
+    def __attrs_post_init__(self) -> None:
+        _stored(
+            self,
+            "component",
+            names="workspace component_id component_type",
+            refs="component",
+            revisions="latest_revision",
+        )
+
+
+@record
+class AuditEvent:
+    """One audit-log entry (``seq`` is set by the store when it is appended).
+
+    ``outcome`` is ``ok`` for a change that happened, ``failed`` or ``refused`` for an
+    attempt that did not (recorded so that statistics can give success rates).
+    """
+
+    at: str
+    actor: str
+    action: str
+    component: str | None = None
+    stage: str | None = None
+    revision: str | None = None
+    previous_revision: str | None = None
+    reason: str | None = None
+    details: dict[str, object] = attrs.field(factory=dict)
+    outcome: str = "ok"
+    seq: int | None = None
+
+
+@record
+class ChainedEvent:
+    """An audit event as stored, with its place in the hash chain."""
+
+    event: AuditEvent
+    prev_hash: str
+    hash: str
+
+
+@record
+class EventFilter:
+    """Which audit events to return; every field narrows, None means any."""
+
+    component: str | None = None
+    stage: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int | None = None
+    newest_first: bool = False
+
+
+@record
+class Pointer:
+    """The revision current in a stage for one component id (None: removed).
+
+    ``generation`` counts the pointer's moves; a move must name the generation it
+    expects, so a caller that read a stale pointer gets a conflict.
+    """
+
+    stage: str
+    component_id: str
+    component: str
+    revision: str | None
+    generation: int
+    updated_at: str
+    actor: str
+
+    def __attrs_post_init__(self) -> None:
+        _stored(self, "pointer", names="stage component_id", refs="component", revisions="revision")
+
+
+@record
+class PointerChange:
+    """One move of a stage pointer: what became current, when, by whom, until when."""
+
+    stage: str
+    component_id: str
+    component: str
+    revision: str | None
+    previous_revision: str | None
+    generation: int
+    at: str
+    actor: str
+    action: str
+    reason: str | None = None
+    valid_until: str | None = None
+    event_seq: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _stored(
+            self,
+            "pointer change",
+            names="stage component_id",
+            refs="component",
+            revisions="revision previous_revision",
+        )
+
+
+@record
+class Approval:
+    """An approval or rejection of one revision (bound to its digest)."""
+
+    component: str
+    revision: str
+    actor: str
+    decision: Literal["approve", "reject"]
+    at: str
+    stage: str | None = None
+    comment: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _stored(self, "decision", names="stage", refs="component", revisions="revision")
+
+
+@record
+class Intent:
+    """An operation announced before it touches a target, closed when it is done or undone."""
+
+    id: str
+    operation: str
+    owner: str
+    created_at: str
+    payload: dict[str, object] = attrs.field(factory=dict)
+    state: Literal["open", "completed", "undone"] = "open"
+
+
+@record
+class StateCounts:
+    """Aggregates for ``summary`` and ``stats``."""
+
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+    by_workspace: dict[str, int]
+    operations: dict[str, dict[str, int]]
+    events: int
+
+
+class StateStore(Protocol):
+    """Everything lockgate records (builtin: ``sqlite``; also ``memory``).
+
+    Every write that changes state appends its audit event in the same transaction.
+    ``tests``/``lockgate.conformance`` hold the suite every implementation must pass.
+    """
+
+    # -- components and revisions
+    def component(self, ref: str) -> ComponentRecord | None:
+        """One component's record, or None."""
+
+    def components(self, workspace: str | None = None) -> list[ComponentRecord]:
+        """Every known component (of one workspace), sorted by ref."""
+
+    def revisions(self, ref: str) -> list[RevisionRecord]:
+        """A component's revisions, oldest first."""
+
+    def record_revision(
+        self, revision: RevisionRecord, component: ComponentRecord, event: AuditEvent
+    ) -> int:
+        """Upsert the component, add the revision, append the event; return its seq."""
+
+    def set_status(
+        self,
+        ref: str,
+        expected: ComponentStatus,
+        status: ComponentStatus,
+        event: AuditEvent,
+    ) -> int:
+        """Change a component's status if it is still ``expected`` (else ConflictError)."""
+
+    # -- stage pointers
+    def pointer(self, stage: str, component_id: str) -> Pointer | None:
+        """The pointer of ``component_id`` in ``stage`` (None if it never had one)."""
+
+    def pointers(self, stage: str | None = None) -> list[Pointer]:
+        """Every pointer (of one stage) that currently names a revision."""
+
+    def move_pointer(
+        self,
+        change: PointerChange,
+        *,
+        expected_generation: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+    ) -> Pointer:
+        """Compare-and-swap: move the pointer if its generation is ``expected_generation``
+        (0 for a pointer that does not exist yet), record the change in the pointer
+        history, set the component's status (when given) and append the event, in one
+        durable transaction. A stale generation raises ConflictError."""
+
+    def pointer_history(
+        self, stage: str | None = None, component_id: str | None = None
+    ) -> list[PointerChange]:
+        """Pointer moves, oldest first."""
+
+    def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
+        """The pointer changes that were current in ``stage`` at time ``at``."""
+
+    # -- approvals
+    def add_approval(
+        self,
+        approval: Approval,
+        event: AuditEvent,
+        status: tuple[ComponentStatus, ComponentStatus] | None = None,
+    ) -> int:
+        """Record an approval or rejection with its audit event, in one transaction.
+
+        ``status=(expected, new)`` also moves the component's status by compare-and-swap
+        (ConflictError, and nothing recorded, when it is no longer ``expected``)."""
+
+    def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
+        """Approvals and rejections of a component (of one revision), oldest first."""
+
+    # -- intents
+    def open_intent(self, intent: Intent) -> None:
+        """Record that an operation is about to touch a target."""
+
+    def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
+        """Mark an intent completed or undone."""
+
+    def open_intents(self) -> list[Intent]:
+        """Intents still open (left by an interrupted operation)."""
+
+    # -- audit log
+    def append_event(self, event: AuditEvent) -> int:
+        """Append an event that accompanies no other change (a failure, an unlock)."""
+
+    def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
+        """Append several such events in one transaction (all or none); return their seqs."""
+
+    def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
+        """Audit events matching ``where``, oldest first (unless ``newest_first``)."""
+
+    def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
+        """Every stored event with its hashes, in sequence order, for verification."""
+
+    def counts(self) -> StateCounts:
+        """Aggregates for reports, answered without scanning the log."""
+
+    # -- locks (the records and the names: lockgate.contracts.locks)
+    def lock(
+        self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
+    ) -> AbstractContextManager[LockOwner]:
+        """Hold lock ``name`` (``operation`` or ``staging``) for the ``with`` block.
+
+        Exclusive, or ``shared`` with other shared holders of the same name; locks of
+        different names are independent (the kernel never asks again for a lock it
+        holds). Waits up to ``timeout`` seconds, then raises ``LockedError`` naming the
+        holder (``locked_error``). Yields ``owner`` as granted: ``since`` now and
+        ``lease_until`` ``lease`` seconds from now. Released when the block exits, and
+        when the holder dies however it dies: a dead holder never blocks."""
+
+    def holder(self, name: str) -> LockOwner | None:
+        """Who holds lock ``name`` now (one of them when it is held shared; not
+        ``known`` when the store cannot tell who), or None when it is free."""
+
+    def break_lock(self, name: str) -> None:
+        """Free lock ``name`` whoever holds it (``lockgate unlock --force``): the next
+        ``lock`` takes it at once. A holder still running keeps running, no longer
+        excluding anyone, and its release does not free a lock taken since."""
+
+    def close(self) -> None:
+        """Release connections."""

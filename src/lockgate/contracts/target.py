@@ -1,0 +1,151 @@
+"""The target role: what a stage deploys to, and the revision handle it reads from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from lockgate.contracts.content import ContentStore
+from lockgate.contracts.manifest import Manifest, check_paths, new_hasher
+from lockgate.contracts.records import record
+from lockgate.errors import (
+    ConflictError,
+    MissingCapabilityError,
+    NotFoundError,
+)
+
+__all__ = [
+    "Prepared",
+    "RevisionHandle",
+    "Target",
+]
+
+
+class RevisionHandle:
+    """The revision a target deploys: its files and their digests, readable.
+
+    Targets receive one in :meth:`Target.prepare`. ``manifest`` lists every file
+    (path, kind, size, digest, symlink target); :meth:`open` streams one file's bytes
+    from the content store, checked against its digest as they are read; a target that
+    needs the revision as a directory of this machine (the builtin ``directory``
+    target) calls :meth:`materialize`, which asks the content store's release cache.
+    """
+
+    __slots__ = ("_materialize", "manifest", "revision", "store")
+
+    def __init__(
+        self,
+        revision: str,
+        manifest: Manifest,
+        store: ContentStore,
+        materialize: Callable[[], Path] | None = None,
+    ) -> None:
+        # Whatever store held it, a crafted manifest must not name a path (or a link)
+        # that leaves the revision: targets write these names into archives and trees.
+        check_paths(manifest, where=f"revision {revision[:12]}")
+        self.revision = revision
+        self.manifest = manifest
+        self.store = store
+        self._materialize = materialize
+
+    def __repr__(self) -> str:
+        return f"RevisionHandle({self.revision[:12]}, {len(self.manifest.entries)} entries)"
+
+    def open(self, path: str) -> BinaryIO:
+        """The bytes of the regular file ``path`` of the revision, as a stream the caller
+        closes. Reading it to its end raises :class:`~lockgate.errors.ConflictError` when
+        the bytes do not match the recorded digest (so a target never ships damaged bytes
+        unnoticed); :class:`~lockgate.errors.NotFoundError` for a path not in the revision
+        or a symlink (its target is ``FileEntry.target``)."""
+        entry = next((e for e in self.manifest.entries if e.path == path), None)
+        if entry is None or entry.kind == "symlink":
+            what = "a symlink" if entry is not None else "not a file"
+            raise NotFoundError(f"{path} is {what} of revision {self.revision[:12]}")
+        return _Verified(self.store.open(entry.digest), entry.digest, path)  # type: ignore[return-value]
+
+    def materialize(self) -> Path:
+        """The revision as a read-only directory of this machine, laid out and verified by
+        the content store (:class:`ReleaseCache`); the same directory every time.
+
+        :class:`~lockgate.errors.MissingCapabilityError` when the content store keeps no
+        release directories: such a target needs the ``local`` store (or one like it)."""
+        if self._materialize is None:
+            raise MissingCapabilityError(
+                f"revision {self.revision[:12]} cannot be laid out as a directory: the "
+                "content store keeps no releases (ReleaseCache); use a target that reads "
+                "files through its revision handle, or the 'local' content store"
+            )
+        return self._materialize()
+
+
+class _Verified:
+    """A stream that hashes what it hands out and checks the digest at its end."""
+
+    def __init__(self, inner: BinaryIO, digest: str, path: str) -> None:
+        self._inner, self._digest, self._path = inner, digest, path
+        self._hasher = new_hasher()
+        self._checked = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        self._hasher.update(data)
+        if (not data or size < 0) and not self._checked:
+            self._checked = True
+            if self._hasher.hexdigest() != self._digest:
+                raise ConflictError(
+                    f"{self._path}: its bytes in the content store do not match digest "
+                    f"{self._digest[:12]} (damaged); run 'lockgate verify'"
+                )
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> _Verified:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@record
+class Prepared:
+    """What a target prepared for one switch: ``revision`` None removes the entry.
+
+    ``token`` is the target's own (a temporary symlink's path, an upload id); the kernel
+    only hands it back to :meth:`Target.commit` or :meth:`Target.abort`.
+    """
+
+    component_id: str
+    revision: str | None
+    token: object = None
+
+
+class Target(Protocol):
+    """Where a stage's current revisions are deployed (builtin: ``directory``).
+
+    The contract is two-step: :meth:`prepare` does everything slow and invisible (the
+    kernel has checked the revision's objects, and verified its release when the content
+    store keeps one); :meth:`commit` makes the switch visible atomically — a reader sees
+    the old revision or the new one, never a mix and never nothing. Both may be repeated
+    after a crash: they must be idempotent.
+    """
+
+    def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
+        """Stage the switch of ``component_id`` to ``revision`` (None: remove it)."""
+
+    def commit(self, prepared: Prepared) -> None:
+        """Make the prepared switch visible, atomically and durably."""
+
+    def abort(self, prepared: Prepared) -> None:
+        """Drop a prepared switch that will not be committed."""
+
+    def deployed(self) -> dict[str, str]:
+        """Component id -> revision deployed now, for every entry."""
+
+    def location(self, component_id: str) -> str:
+        """Where ``component_id`` is deployed (a path, a URL)."""
+
+    def check(self, component_id: str, revision: str) -> list[str]:
+        """Problems with the deployed entry of ``component_id`` (empty: it is ``revision``)."""
