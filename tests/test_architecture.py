@@ -169,6 +169,19 @@ RULES = [
         "contracts",
     ),
     (
+        "lockgate.schema",
+        (
+            "lockgate.core",
+            "lockgate.operations",
+            "lockgate.cli",
+            "lockgate.builtin_plugins",
+            "lockgate.testing",
+            "lockgate.plugin",
+            "lockgate.integration",
+        ),
+        "schema",
+    ),
+    (
         "lockgate.core",
         ("lockgate.operations", "lockgate.cli", "lockgate.builtin_plugins"),
         "kernel",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from lockgate import ConfigError, hookimpl
 from lockgate.core.config import read_layers
-from lockgate.core.yamlfile import MAX_YAML_BYTES, load_yaml_text
+from lockgate.schema.yamlfile import MAX_YAML_BYTES, load_yaml_text
 from lockgate.testing import fake_distribution, open_project
 
 
@@ -230,7 +230,7 @@ def test_read_layers_without_a_file_uses_only_the_environment() -> None:
 def test_yaml_cache_serves_unchanged_files_and_notices_edits(tmp_path: Path) -> None:
     import os
 
-    from lockgate.core.yamlfile import load_yaml_file
+    from lockgate.schema.yamlfile import load_yaml_file
 
     cfg = tmp_path / "lockgate.yaml"
     cfg.write_text("project:\n  name: one\n")
@@ -261,7 +261,7 @@ def test_yaml_cache_serves_unchanged_files_and_notices_edits(tmp_path: Path) -> 
 
 
 def test_yaml_cache_keeps_a_bounded_number_of_entries(tmp_path: Path) -> None:
-    from lockgate.core import yamlfile
+    from lockgate.schema import yamlfile
 
     cfg = tmp_path / "c.yaml"
     cache = tmp_path / "cache"

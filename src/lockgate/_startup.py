@@ -22,7 +22,7 @@ start-up trick buys"):
 Two more live where their data is, not here: each kernel command's module is imported
 only when it runs (``KERNEL_COMMANDS`` in :mod:`lockgate.cli.main`, the command table
 itself: a process importing one command module took 60.1 ms, all of them 62.8), and YAML
-files are parsed through a cache keyed by their content (:mod:`lockgate.core.yamlfile`:
+files are parsed through a cache keyed by their content (:mod:`lockgate.schema.yamlfile`:
 PyYAML is not even imported when nothing changed).
 
 Measured and dropped: pluggy's registration parser overridden to skip non-functions by a

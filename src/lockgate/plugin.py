@@ -189,15 +189,6 @@ if TYPE_CHECKING:
         SPEC_FILE,
         read_spec,
     )
-    from lockgate.core.structure import (
-        did_you_mean,
-        structure,
-    )
-    from lockgate.core.yamlfile import (
-        MAX_YAML_BYTES,
-        YamlDocument,
-        load_yaml_text,
-    )
     from lockgate.errors import (
         ConfigError,
         ConflictError,
@@ -217,6 +208,15 @@ if TYPE_CHECKING:
     )
     from lockgate.hookspecs import (
         hookimpl,
+    )
+    from lockgate.schema.structure import (
+        did_you_mean,
+        structure,
+    )
+    from lockgate.schema.yamlfile import (
+        MAX_YAML_BYTES,
+        YamlDocument,
+        load_yaml_text,
     )
 
 __all__ = [
@@ -419,11 +419,11 @@ _EXPORTS: dict[str, str] = {
     "record": "lockgate.contracts.records",
     "SPEC_FILE": "lockgate.core.specs",
     "read_spec": "lockgate.core.specs",
-    "did_you_mean": "lockgate.core.structure",
-    "structure": "lockgate.core.structure",
-    "MAX_YAML_BYTES": "lockgate.core.yamlfile",
-    "YamlDocument": "lockgate.core.yamlfile",
-    "load_yaml_text": "lockgate.core.yamlfile",
+    "did_you_mean": "lockgate.schema.structure",
+    "structure": "lockgate.schema.structure",
+    "MAX_YAML_BYTES": "lockgate.schema.yamlfile",
+    "YamlDocument": "lockgate.schema.yamlfile",
+    "load_yaml_text": "lockgate.schema.yamlfile",
     "StageResult": "lockgate.contracts.models",
     "SyncResult": "lockgate.contracts.models",
     "ComponentReadiness": "lockgate.contracts.models",

@@ -49,22 +49,26 @@ def show(ctx: click.Context, json_flag: bool) -> None:
 def validate(ctx: click.Context, json_flag: bool) -> None:
     """Check lockgate.yaml, the LOCKGATE__* overrides and every plugin's settings.
 
-    Exits 0 when valid, 2 with the first problem's file, line and key when not.
+    Exits 0 when valid, 2 with the first problem's file, line and key when not, 3 when a
+    plugin ``plugins.require`` names is missing, failed, disabled or of the wrong version.
     """
     project = ctx.ensure_object(AppContext).project()
+    project.check_role_names(strict=True)
     failed = [i.label for i in project.plugins.failures]
+    unsatisfied = project.required_problems()
     result = {
-        "valid": True,
+        "valid": not unsatisfied,
         "file": str(project.layers.file),
         "plugins_with_settings": sorted(project.settings),
         "plugins_failed": failed,
+        "plugins_required_unsatisfied": unsatisfied,
     }
     if wants_json(ctx, json_flag):
         emit_json(result)
-        return
-    click.echo(f"{project.layers.file}: valid")
-    for label in failed:
-        click.echo(f"warning: {label} failed to load; its settings were not checked", err=True)
+    elif not unsatisfied:
+        click.echo(f"{project.layers.file}: valid")
+    if unsatisfied:
+        project.check_required()  # the one-line error, exit 3
 
 
 def _rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -82,10 +82,24 @@ class AppContext:
         project.actor_override = self.actor
         project.json_output = self.json
         project.verbosity = self.verbosity
+        if strict is not False:  # the diagnosing commands show the failures themselves
+            self._warn_untrusted(project)
         self._projects[require] = project
         if project.root is not None:
             self._projects[True] = project
         return project
+
+    def _warn_untrusted(self, project: Project) -> None:
+        """One line while the plugin set cannot be trusted: a plugin failed to load (its
+        gates fail closed) or a ``plugins.require`` entry is unsatisfied (commands that
+        change state are refused)."""
+        problems = [f"{i.label} failed to load: {i.error}" for i in project.plugins.failures]
+        ctx = click.get_current_context(silent=True)
+        if ctx is None or ctx.command.name not in CHANGES_STATE or _dry_run(ctx):
+            problems += project.required_problems()  # else the command's error says it
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            self.warn(None, f"{problems[0]}{more}; gates fail closed; see 'lockgate plugins'")
 
     def session(self) -> Session:
         """The command's unit of work over the project (opened on first use)."""
@@ -93,7 +107,22 @@ class AppContext:
 
         if self._session is None:
             self._session = Session(self.project())
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.command.name in CHANGES_STATE and not _dry_run(ctx):
+                # refused before anything runs; the state store's lock refuses it again
+                # for every other caller (lockgate.core.session.Session.lock)
+                self._session.project.check_required()
         return self._session
+
+
+CHANGES_STATE = frozenset(
+    {"stage", "sync", "approve", "reject", "promote", "rollback", "gc", "recover"}
+)
+"""The commands that change state: refused up front while ``plugins.require`` is not met."""
+
+
+def _dry_run(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("dry_run"))
 
 
 pass_app = click.make_pass_decorator(AppContext)

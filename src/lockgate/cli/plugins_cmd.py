@@ -18,6 +18,9 @@ __all__ = ["command"]
 def command(ctx: click.Context, json_flag: bool) -> None:
     """List plugins: distribution, version, hooks, status (loaded/disabled/failed).
 
+    With -v, also each third-party distribution's summary, author and home page (always
+    in --json).
+
     Works even when plugins fail to import, so a broken one can be found and disabled.
     Exits 3 in strict mode (--strict-plugins) if any plugin failed.
     """
@@ -29,10 +32,18 @@ def command(ctx: click.Context, json_flag: bool) -> None:
     commands = _commands_by_plugin(ctx, project)
     infos = sorted(plugins.infos.values(), key=lambda i: (not i.builtin, i.name))
     roles = _roles(project)
+    about = {d: _about(d) for d in {i.distribution for i in infos} if d}
     if wants_json(ctx, json_flag):
         emit_json(
             {
-                "plugins": [{**i.to_dict(), "commands": commands.get(i.name, [])} for i in infos],
+                "plugins": [
+                    {
+                        **i.to_dict(),
+                        "commands": commands.get(i.name, []),
+                        **about.get(i.distribution or "", _NO_ABOUT),
+                    }
+                    for i in infos
+                ],
                 "roles": roles,
             }
         )
@@ -54,11 +65,43 @@ def command(ctx: click.Context, json_flag: bool) -> None:
         )
         if not infos:
             click.echo("no plugins installed")
+        if app.verbosity > 0:  # -v: what each third-party distribution says of itself
+            for dist in sorted({i.distribution for i in infos if not i.builtin and i.distribution}):
+                facts = about[dist]
+                said = [facts["summary"], facts["author"], facts["home_page"]]
+                click.echo(f"{dist}: " + " | ".join(s or "?" for s in said))
         for role in roles:
             if role["provider"] is None:
                 click.echo(f"missing {ROLES[role['role']].title}: {role['problem']}")
     if app.strict_plugins or project.strict_from_env():
         plugins.check_strict()
+
+
+_NO_ABOUT: dict[str, str | None] = {"summary": None, "author": None, "home_page": None}
+
+
+def _about(distribution: str) -> dict[str, str | None]:
+    """The distribution's summary, author and home page, from its installed metadata."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.distribution(distribution).metadata
+    except metadata.PackageNotFoundError:
+        return dict(_NO_ABOUT)
+
+    def field(name: str) -> str | None:
+        return meta[name] if name in meta else None  # noqa: SIM401 (no .get in its type)
+
+    urls = [u.split(",", 1) for u in meta.get_all("Project-URL") or [] if "," in u]
+    home = field("Home-page") or next(
+        (url.strip() for label, url in urls if label.strip().lower() in {"homepage", "home"}),
+        urls[0][1].strip() if urls else None,
+    )
+    return {
+        "summary": field("Summary"),
+        "author": field("Author") or field("Author-email"),
+        "home_page": home,
+    }
 
 
 def _detail(info: Any, commands: list[str]) -> str:

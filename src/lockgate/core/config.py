@@ -4,7 +4,8 @@ Layers, lowest first: the schema's defaults, plugin contributions (``on_config_l
 ``lockgate.yaml``, and ``LOCKGATE__SECTION__KEY=value`` environment overrides. Command-line
 flags then override single values where a command offers them.
 
-The ``plugins:`` section holds the selection keys (``disable``, ``only``, ``order``) and
+The ``plugins:`` section holds the selection keys (``disable``, ``only``, ``order``,
+``require``) and
 one sub-section per plugin, ``plugins.<name>:``, validated against the settings class
 that plugin declares through ``register_settings``.
 """
@@ -20,9 +21,9 @@ import attrs
 
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import NAME_PATTERN, name_problem
-from lockgate.core.structure import EnvValue, did_you_mean, structure
-from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import ConfigError, PluginHookError
+from lockgate.schema.structure import EnvValue, did_you_mean, structure
+from lockgate.schema.yamlfile import load_yaml_file
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -46,7 +47,7 @@ __all__ = [
 
 CONFIG_FILENAME = "lockgate.yaml"
 ENV_PREFIX = "LOCKGATE__"
-SELECTION_KEYS = ("disable", "only", "order")
+SELECTION_KEYS = ("disable", "only", "order", "require")
 
 KeyPath = tuple[str, ...]
 
@@ -185,6 +186,9 @@ class PluginsSection:
     disable: list[str] = attrs.field(factory=list)
     only: list[str] | None = None
     order: list[str] = attrs.field(factory=list)
+    require: list[str] = attrs.field(factory=list)
+    """Plugins (``approvals``) or distributions with versions (``lockgate-x>=1.2,<2``)
+    that must be loaded for anything to change state (see docs/plugin-sets.md)."""
 
 
 @record
@@ -347,8 +351,10 @@ class ConfigLayers:
         plugins = self.merged().get("plugins") or {}
         return {k: v for k, v in plugins.items() if k not in SELECTION_KEYS}
 
-    def check_plugin_names(self, known: Collection[str]) -> None:
-        """Every ``plugins.<name>`` must name a discovered plugin (or a selection key)."""
+    def check_plugin_names(self, known: Collection[str], config: Config) -> None:
+        """Every plugin name the configuration holds must name a discovered plugin: the
+        ``plugins.<name>`` sections, the names listed in ``plugins.disable``, ``only`` and
+        ``order``, and each stage's ``gates.skip`` (``plugins.require`` says its own)."""
         self._alias_env_plugin_names(known)
         for name in self.plugin_sections():
             if name not in known:
@@ -358,6 +364,19 @@ class ConfigLayers:
                     f"{self.where(path)}: unknown key 'plugins.{name}': no installed plugin "
                     f"has that name{suggestion}"
                 )
+        listed: list[tuple[KeyPath, list[str]]] = [
+            (("plugins", "disable"), config.plugins.disable),
+            (("plugins", "only"), config.plugins.only or []),
+            (("plugins", "order"), config.plugins.order),
+        ]
+        listed += [(("stages", s, "gates", "skip"), c.gates.skip) for s, c in config.stages.items()]
+        for key, names in listed:
+            for name in names:
+                if name not in known:
+                    raise ConfigError(
+                        f"{self.where(key)}: {'.'.join(key)}: no installed plugin is named "
+                        f"{name!r}{did_you_mean(name, sorted(known), 'installed plugins')}"
+                    )
 
     def plugin_settings(self, name: str, cls: type) -> Any:
         """Structure ``plugins.<name>`` into the plugin's settings class."""
@@ -386,8 +405,9 @@ class ConfigLayers:
         selection = contribution.get("plugins")
         if isinstance(selection, Mapping) and any(k in selection for k in SELECTION_KEYS):
             raise PluginHookError(
-                f"plugin '{plugin}': on_config_load cannot set plugins.disable, plugins.only "
-                "or plugins.order (plugins are already selected); set them in lockgate.yaml",
+                f"plugin '{plugin}': on_config_load cannot set plugins.disable, plugins.only, "
+                "plugins.order or plugins.require (plugins are already selected); set them in "
+                "lockgate.yaml",
                 plugin=plugin,
                 hook="on_config_load",
             )
@@ -422,7 +442,7 @@ def _check_stage_names(config: Config, layers: ConfigLayers) -> None:
 
 
 def yaml_cache_dir(state_dir: Path) -> Path:
-    """Where parsed YAML files are cached (see :func:`~lockgate.core.yamlfile.load_yaml_file`)."""
+    """Where parsed YAML files are cached (see :func:`~lockgate.schema.yamlfile.load_yaml_file`)."""
     return state_dir / "cache" / "yaml"
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -31,8 +31,9 @@ import pluggy
 from lockgate import hookspecs
 from lockgate._startup import scan_entry_points
 from lockgate.contracts.records import record
-from lockgate.errors import PluginLoadError
+from lockgate.errors import ConfigError, PluginLoadError
 from lockgate.hookspecs import PROJECT_NAME
+from lockgate.schema.structure import did_you_mean
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 12):
@@ -154,6 +155,20 @@ class Selection:
             order=tuple(order),
         )
 
+    def check_names(self, known: Collection[str]) -> None:
+        """Refuse a name in ``LOCKGATE_DISABLE_PLUGINS``/``_LOAD_PLUGINS`` that no
+        installed plugin has: a typo there would load (or drop) a gate silently."""
+        lists: list[tuple[str, frozenset[str]]] = [("LOCKGATE_DISABLE_PLUGINS", self.env_disable)]
+        if self.load_third_party is not None:
+            lists.append(("LOCKGATE_LOAD_PLUGINS", self.load_third_party))
+        for variable, names in lists:
+            for name in sorted(names):
+                if name not in known:
+                    hint = did_you_mean(name, sorted(known), "installed plugins")
+                    raise ConfigError(
+                        f"environment {variable}: no installed plugin is named {name!r}{hint}"
+                    )
+
     def blocked_by(self, candidate: Candidate) -> str | None:
         """Why ``candidate`` must not load, or None when it may."""
         if candidate.name in self.disable:
@@ -260,6 +275,32 @@ class PluginSet:
             self.pm.unregister(plugin, name=name)
         self.infos[name] = attrs.evolve(self.infos[name], status="failed", error=error, hooks=())
 
+    def required_problems(self, require: Sequence[str]) -> list[str]:
+        """One line per ``plugins.require`` entry the loaded set does not satisfy: not
+        installed, disabled, failed, or of a version outside the specifier."""
+        problems = []
+        for text in require:
+            wanted = parse_requirement(text)
+            found = [i for i in self.infos.values() if i.name == wanted.name]
+            if not found:
+                found = [i for i in self.infos.values() if _same_dist(i.distribution, wanted.name)]
+            if not found:
+                names = sorted({i.name for i in self.infos.values()})
+                hint = did_you_mean(wanted.name, names, "installed plugins")
+                problems.append(f"required plugin {text!r} is not installed{hint}")
+            for info in found:
+                if info.status != "loaded":
+                    why = info.reason if info.status == "disabled" else info.error
+                    problems.append(f"required {info.label} is {info.status}: {why}")
+                elif wanted.specifier and not wanted.specifier.contains(
+                    info.version or "0", prereleases=True
+                ):
+                    problems.append(
+                        f"required {info.label} does not match {text!r}: install a version "
+                        f"{wanted.specifier}"
+                    )
+        return problems
+
     def check_strict(self) -> None:
         """Raise :class:`PluginLoadError` if any plugin failed (strict mode)."""
         failures = self.failures
@@ -270,6 +311,27 @@ class PluginSet:
                 f"{first.label} failed to load: {first.error}{more}; fix or disable it "
                 "(plugins.disable or LOCKGATE_DISABLE_PLUGINS), or drop --strict-plugins"
             )
+
+
+def parse_requirement(text: str) -> Any:
+    """A ``plugins.require`` entry as a :class:`packaging.requirements.Requirement`
+    (a plugin name, or a distribution with version specifiers); ConfigError when it is
+    neither."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        raise ConfigError(
+            f"plugins.require: {text!r} is not a plugin name or a requirement such as "
+            f"'lockgate-licence-header>=1.2,<2' ({str(exc).splitlines()[0]})"
+        ) from None
+
+
+def _same_dist(distribution: str | None, name: str) -> bool:
+    from packaging.utils import canonicalize_name
+
+    return distribution is not None and canonicalize_name(distribution) == canonicalize_name(name)
 
 
 _UNSUPPORTED_OPTS = ("wrapper", "hookwrapper")
@@ -330,12 +392,37 @@ def _register(pm: pluggy.PluginManager, name: str, plugin: object) -> str | None
     """Register ``plugin``; return an error message instead of raising."""
     try:
         pm.register(plugin, name=name)
-    except (pluggy.PluginValidationError, ValueError) as exc:
+    except pluggy.PluginValidationError as exc:
+        return _argument_problem(pm, plugin) or _one_line(exc)
+    except ValueError as exc:
         return _one_line(exc)
     problem = _check_registered(pm, name, plugin)
     if problem is not None:
         pm.unregister(plugin, name=name)
     return problem
+
+
+def _argument_problem(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """One line when a hook implementation names an argument its specification does not
+    have, with the closest real one (pluggy's own message is three lines, no hint)."""
+    import difflib
+
+    for attr in dir(plugin):
+        impl = getattr(plugin, attr, None)
+        opts = getattr(impl, "lockgate_impl", None)
+        if not callable(impl) or not isinstance(opts, dict):
+            continue
+        hook = opts.get("specname") or attr
+        spec = getattr(getattr(pm.hook, hook, None), "spec", None)
+        if spec is None:
+            continue
+        wanted = list(spec.argnames)
+        for arg in inspect.signature(impl).parameters:
+            if arg not in wanted:
+                close = difflib.get_close_matches(arg, wanted, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                return f"hook '{hook}' has no argument '{arg}' (it takes {', '.join(wanted)}){hint}"
+    return None
 
 
 def _check_registered(pm: pluggy.PluginManager, name: str, plugin: object) -> str | None:

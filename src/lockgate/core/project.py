@@ -26,10 +26,23 @@ from lockgate.contracts.state import StateStore
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
 from lockgate.core.context import Operations, PluginContext
 from lockgate.core.hooks import HookRunner
-from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
-from lockgate.core.roles import Roles
-from lockgate.core.structure import did_you_mean
-from lockgate.errors import NotFoundError, PluginHookError, ProjectNotFoundError
+from lockgate.core.plugins import (
+    PluginSet,
+    Selection,
+    discover,
+    load_plugins,
+    parse_requirement,
+)
+from lockgate.core.roles import ROLES, Roles
+from lockgate.errors import (
+    ConfigError,
+    MissingCapabilityError,
+    NotFoundError,
+    PluginHookError,
+    PluginLoadError,
+    ProjectNotFoundError,
+)
+from lockgate.schema.structure import did_you_mean
 
 __all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
 
@@ -133,8 +146,12 @@ class Project:
             order=config.plugins.order,
             environ=env,
         )
+        known = {c.name for c in candidates}
+        selection.check_names(known)
+        layers.check_plugin_names(known, config)
+        for entry in config.plugins.require:
+            _requirement(layers, entry)
         plugins = load_plugins(candidates, selection)
-        layers.check_plugin_names({c.name for c in candidates})
         hooks = HookRunner(plugins)
         settings = _plugin_settings(hooks, plugins, layers)
         hooks.set_settings(settings)
@@ -159,7 +176,58 @@ class Project:
             project.warn(line)
         if strict_plugins or (strict_plugins is None and project.strict_from_env()):
             plugins.check_strict()
+        if root is not None:
+            project.check_role_names()
         return project
+
+    def required_problems(self) -> list[str]:
+        """One line per ``plugins.require`` entry this plugin set does not satisfy."""
+        return self.plugins.required_problems(self.config.plugins.require)
+
+    def check_required(self) -> None:
+        """Refuse to change state while a required plugin is missing, failed, disabled or
+        of the wrong version (read-only commands only warn: see the CLI)."""
+        problems = self.required_problems()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            where = self.layers.where(("plugins", "require"))
+            raise PluginLoadError(
+                f"{problems[0]}{more}; nothing was changed: install or enable it, or remove "
+                f"it from plugins.require ({where})"
+            )
+
+    def check_role_names(self, *, strict: bool = False) -> None:
+        """Refuse a role name no installed plugin provides. When the project opens
+        (``strict=False``) only a likely typo is refused, one close to a name that is
+        available (``directroy``), so every command catches it, not a promotion whose
+        earlier rungs moved; a name provided by a plugin not installed on this machine
+        (a deploy target on a laptop that only stages) is left to the role's first use.
+        ``lockgate config validate`` is strict: every name must resolve here."""
+        config = self.config
+        wanted: list[tuple[str, str, tuple[str, ...]]] = [
+            ("state", config.state.store, ("state", "store")),
+            ("content", config.content.store, ("content", "store")),
+            ("source", config.source.name, ("source", "name")),
+        ]
+        for stage, section in config.stages.items():
+            kinds = {t.kind for t in section.target_list()}
+            wanted += [("target", kind, ("stages", stage, "targets")) for kind in sorted(kinds)]
+        for role, name, path in wanted:
+            available = sorted(self.roles.available(role))
+            if name in available:
+                continue
+            hint = did_you_mean(name, available, "available")
+            if not strict and not hint.startswith("; did you mean"):
+                continue
+            info = self.plugins.infos.get(name)
+            if info is not None and info.status != "loaded":
+                raise MissingCapabilityError(
+                    f"{self.layers.where(path)}: {self.roles.explain_missing(role, name)}"
+                )
+            raise ConfigError(
+                f"{self.layers.where(path)}: {ROLES[role].config_key}: no {ROLES[role].title} "
+                f"is named {name!r}{hint}"
+            )
 
     def strict_from_env(self) -> bool:
         """True when ``LOCKGATE_STRICT_PLUGINS`` asks for strict plugin loading."""
@@ -284,6 +352,14 @@ def _locate(
             "run 'lockgate init' there, or pass -C DIR / set LOCKGATE_PROJECT"
         )
     return root
+
+
+def _requirement(layers: ConfigLayers, entry: str) -> None:
+    """A ``plugins.require`` entry that cannot be read is an error at its line."""
+    try:
+        parse_requirement(entry)
+    except ConfigError as exc:
+        raise ConfigError(f"{layers.where(('plugins', 'require'))}: {exc.message}") from None
 
 
 def _plugin_settings(hooks: HookRunner, plugins: PluginSet, layers: ConfigLayers) -> dict[str, Any]:

@@ -77,7 +77,10 @@ class Session:
     ) -> AbstractContextManager[LockOwner]:
         """Lock ``name`` of the project (``operation``, or ``staging``: shared for a
         staging, exclusive for gc) for ``operation``, from the state store; waits up to
-        ``state.lock_timeout`` (see ``lockgate.contracts.locks``)."""
+        ``state.lock_timeout`` (see ``lockgate.contracts.locks``). Every operation that
+        changes state takes one, so this is where an unsatisfied ``plugins.require``
+        refuses it."""
+        self.project.check_required()
         return self.locking_state().lock(
             name,
             owner=LockOwner.current(operation),

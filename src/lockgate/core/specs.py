@@ -6,9 +6,9 @@ from pathlib import Path
 
 from lockgate.contracts.refs import ComponentRef, check_name
 from lockgate.contracts.source import ComponentSpec
-from lockgate.core.structure import structure
-from lockgate.core.yamlfile import MAX_YAML_BYTES, YamlDocument, load_yaml_file, load_yaml_text
 from lockgate.errors import ConfigError
+from lockgate.schema.structure import structure
+from lockgate.schema.yamlfile import MAX_YAML_BYTES, YamlDocument, load_yaml_file, load_yaml_text
 
 __all__ = ["SPEC_FILE", "parse_spec", "read_spec"]
 

@@ -18,16 +18,20 @@ where each setting that decides the gate came from, so a weakened gate shows in
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from lockgate.contracts.models import ComponentReadiness, Issue, Severity
 from lockgate.core.config import Config, ConfigLayers, StageSection
 from lockgate.errors import RefusedError
 
 if TYPE_CHECKING:
+    from lockgate.contracts.models import ReadinessReport
     from lockgate.core.session import Session
-    from lockgate.operations.validate import ReadinessReport
 
-__all__ = ["check_protected", "gate_record", "gates_note", "is_protected"]
+__all__ = ["check_protected", "closed_gates", "gate_record", "gates_note", "is_protected"]
 
 _SELECTION_VARS = ("LOCKGATE_DISABLE_PLUGINS", "LOCKGATE_LOAD_PLUGINS")
 
@@ -49,6 +53,35 @@ def is_protected(session: Session, stage: str) -> bool:
         return True
     base = _file_config(session.layers).stages.get(stage)
     return base is not None and base.protected
+
+
+def closed_gates(
+    session: Session, results: list[ComponentReadiness], skip: Collection[str]
+) -> list[ComponentReadiness]:
+    """Gates fail closed: while a plugin has failed to load (nothing can tell which checks
+    it would have made) or a ``plugins.require`` entry is unsatisfied, every component
+    gets a blocking issue saying so, and ``--force --reason`` is the only way past. A
+    plugin named in ``skip`` (``gates.skip``) is left out, as its checks would be."""
+    problems = [
+        f"{info.label} failed to load ({info.error}); the checks it may make cannot run"
+        for info in session.plugins.failures
+        if info.name not in skip
+    ]
+    problems += session.project.required_problems()
+    if not problems:
+        return results
+    issues = tuple(
+        Issue(
+            Severity.ERROR,
+            "plugin-unavailable",
+            problem,
+            plugin="lockgate",
+            hint="fix the plugin or disable it in plugins.disable (see 'lockgate plugins'), "
+            "or promote with --force --reason",
+        )
+        for problem in problems
+    )
+    return [attrs.evolve(r, issues=(*r.issues, *issues)) for r in results]
 
 
 def _validator_plugins(session: Session) -> set[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 from lockgate.contracts.records import record
 from lockgate.core.config import CONFIG_FILENAME, yaml_cache_dir
 from lockgate.core.project import Project
-from lockgate.core.yamlfile import load_yaml_file
 from lockgate.errors import InputError
+from lockgate.schema.yamlfile import load_yaml_file
 
 __all__ = ["InitResult", "init_project", "prepare_state"]
 

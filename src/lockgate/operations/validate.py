@@ -63,6 +63,7 @@ from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
 from lockgate.errors import LockedError, LockgateError, NotFoundError, PluginHookError
 from lockgate.operations.approve import authors as approval_authors
+from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.recover import settle
 from lockgate.operations.revisions import release_dir, revision_handle, revision_spec
@@ -247,7 +248,7 @@ class Validation:
         # component specs included: their owners decide who counts as an author.
         self._use_cache = use_cache
         prepared = self._prepare(parsed, stage, validators, workspace)
-        results = self._execute(prepared, use_cache)
+        results = closed_gates(self.session, self._execute(prepared, use_cache), skip)
         report = ReadinessReport(tuple(results), time.perf_counter() - started)
         if record and not workspace:
             self._record(report)

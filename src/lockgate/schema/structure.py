@@ -39,15 +39,15 @@ class EnvValue(str):
     __slots__ = ()
 
 
-def did_you_mean(word: str, candidates: Sequence[str]) -> str:
-    """`` — did you mean 'x'?`` for the closest candidate, or a list of valid choices."""
+def did_you_mean(word: str, candidates: Sequence[str], choices: str = "valid keys") -> str:
+    """``; did you mean 'x'?`` for the closest candidate, else ``; <choices>: a, b``."""
     import difflib  # only on this path: ~2 ms of every command's start-up otherwise
 
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     if close:
         return f"; did you mean '{close[0]}'?"
     if candidates:
-        return f"; valid keys: {', '.join(sorted(candidates))}"
+        return f"; {choices}: {', '.join(sorted(candidates))}"
     return "; this section takes no keys"
 
 
