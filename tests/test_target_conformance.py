@@ -1,7 +1,9 @@
-"""The target suite passes for the builtin ``directory`` target and the memory twin."""
+"""The target suite passes for the builtin ``directory`` target and the memory twin; the
+directory target's entries into the store's releases or its own."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +12,9 @@ import pytest
 
 from conftest import ENV, run_lockgate
 from lockgate.builtin_plugins.directory_target import DirectoryTarget
-from lockgate.contracts.target import Target
+from lockgate.builtin_plugins.local_store import LocalContentStore
+from lockgate.contracts.manifest import FileEntry, Manifest
+from lockgate.contracts.target import RevisionHandle, Target
 from lockgate.testing import MemoryTarget, TargetConformance
 from suite_runner import failed, run_suite
 
@@ -108,3 +112,50 @@ def test_the_suite_fails_a_target_that_switches_on_prepare(tmp_path: Path) -> No
         "test_abort_leaves_the_old_revision",
         "test_each_switch_shows_the_old_revision_or_the_new",
     } <= failed(outcomes["TestEager"])
+
+
+# --------------------------------------------------------------------------- its releases
+
+
+def _local_revision(store: LocalContentStore, files: dict[str, bytes]) -> RevisionHandle:
+    """A revision stored in ``store``, whose ``materialize()`` is the store's release."""
+    manifest = Manifest(
+        [FileEntry(p, "file", len(d), store.put(io.BytesIO(d))) for p, d in files.items()]
+    )
+    revision = store.put_manifest(manifest)
+    return RevisionHandle(revision, manifest, store, lambda: store.release(revision))
+
+
+def test_an_entry_into_the_stores_releases_checks_clean_wherever_they_are(
+    tmp_path: Path,
+) -> None:
+    """The store keeps its releases elsewhere than the target's own releases directory:
+    ``check`` and ``strays`` accept the store's release (they knew only the target's)."""
+    store = LocalContentStore(tmp_path / "objects", releases=tmp_path / "store-releases")
+    stage = tmp_path / "stages" / "production"
+    target = DirectoryTarget(stage, tmp_path / "own-releases", lambda: store)
+    one = _local_revision(store, {"run.py": b"print(1)\n"})
+    two = _local_revision(store, {"run.py": b"print(2)\n"})
+    target.commit(target.prepare("etl", one))
+    assert (stage / "etl" / "run.py").read_bytes() == b"print(1)\n"
+    assert target.check("etl", one.revision) == []
+    assert target.strays() == []
+    target.prepare("etl", two)  # an interrupted switch leaves its temporary link
+    assert target.strays() == []
+    assert "interrupted switch" in target.check("etl", one.revision)[0]
+
+
+def test_an_entry_into_a_copy_of_a_release_is_reported(tmp_path: Path) -> None:
+    store = LocalContentStore(tmp_path / "objects", releases=tmp_path / "store-releases")
+    stage = tmp_path / "stages" / "production"
+    target = DirectoryTarget(stage, tmp_path / "own-releases", lambda: store)
+    one = _local_revision(store, {"run.py": b"print(1)\n"})
+    target.commit(target.prepare("etl", one))
+    copy = tmp_path / "elsewhere" / one.revision
+    shutil.copytree(store.release(one.revision), copy)
+    (stage / "etl").unlink()
+    (stage / "etl").symlink_to(copy)
+    [problem] = target.check("etl", one.revision)
+    assert "not a release lockgate laid out" in problem
+    (stage / ".etl.tmp-0123456789ab").symlink_to(copy)
+    assert [".etl.tmp-0123456789ab" in p for p in target.strays()] == [True]
