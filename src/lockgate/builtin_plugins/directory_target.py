@@ -6,9 +6,9 @@ immutable release directory of its revision, which the revision handle's
 ``.lockgate/releases/<revision>/``: the kernel verified it before the switch). With a
 content store that keeps no releases, the target lays the revision out itself in its own
 releases directory (``.lockgate/releases/`` too: ``LocalReleases`` over the store's
-``open``, every digest checked as it is written); ``gc`` collects only the releases of a
-store's cache. ``check`` and ``strays`` accept an entry into either releases directory,
-the target's own or the one the store reports. A switch
+``open``, every digest checked as it is written), and removes those ``gc`` does not keep
+(``collect``, the ``Collectable`` capability). ``check`` and ``strays`` accept an entry
+into either releases directory, the target's own or the one the store reports. A switch
 writes a temporary symlink beside the entry, renames it over the entry (``rename(2)`` is
 atomic) and fsyncs the directory, so a reader sees the old tree or the new one, never a
 mix and never nothing.
@@ -45,7 +45,7 @@ from lockgate.plugin import (
 )
 
 if TYPE_CHECKING:
-    from lockgate.plugin import ReleaseCache
+    from lockgate.plugin import ContentStore, ReleaseCache
 
 _REVISION = re.compile(r"[0-9a-f]{64}")
 _TMP = ".tmp-"
@@ -187,6 +187,21 @@ class DirectoryTarget:
         if cache is not None and cache.has_release(revision):
             found.add(os.path.realpath(cache.release(revision)))
         return found
+
+    def collect(self, keep: frozenset[str], dry_run: bool) -> list[str]:
+        """``gc``: remove the releases this target laid out itself for revisions not in
+        ``keep`` (nor deployed here), and return them. Nothing when the content store keeps
+        releases: those are the store's, and ``gc`` removes them through its cache."""
+        if self._store_cache() is not None:
+            return []
+        store = self._content() if self._content is not None else None
+        releases = LocalReleases(self.releases, cast("ContentStore", store))
+        spared = keep | set(self.deployed().values())
+        doomed = [revision for revision in releases.revisions() if revision not in spared]
+        if not dry_run:
+            for revision in doomed:
+                releases.remove(revision)
+        return doomed
 
     # ------------------------------------------------------------------ inspecting
 
