@@ -118,8 +118,8 @@ def test_all_holds_every_boundary_record_contract_and_error() -> None:
     from lockgate.contracts import content, models, source, state, target
 
     roles = {n for m in (source, content, target, state) for n in m.__all__}
-    # Kernel-only helpers of the content contract: how the kernel probes capabilities.
-    kernel_only = {n for n in roles if n.startswith("store_")}
+    # Kernel-only helpers of the role contracts: how the kernel probes capabilities.
+    kernel_only = {n for n in roles if n.startswith(("store_", "target_"))}
     expected = (
         (roles - kernel_only)
         | (set(models.__all__) - {"IntegrationStage"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import os
 import select
 import shutil
@@ -1091,6 +1092,44 @@ def test_a_store_without_optional_capabilities_stages_promotes_and_collects(
     assert len(list((ws.root / ".lockgate" / "bare-objects").glob("??/*"))) > 0
     assert "removed 0 release(s)" in ok("gc", "--grace", "0", "--keep", "1")
     ok("verify")
+
+
+def test_gc_collects_the_releases_a_directory_target_laid_out_itself(
+    tmp_path: Path, site: Path
+) -> None:
+    """With a store that keeps no releases the ``directory`` target lays them out under
+    ``.lockgate/releases/`` itself; gc asks it to remove those no kept revision needs
+    (``target_releases``), and ``--dry-run`` removes nothing."""
+    from conftest import write_distribution
+
+    write_distribution(site, "lockgate-bare", "1.0", {"bare": "lg_bare"}, {"lg_bare": BARE_STORE})
+    ws = Workspace(tmp_path / "p")
+    (ws.root / "lockgate.yaml").write_text("content:\n  store: bare\n")
+    ok = _with_plugins(ws, site)
+    revisions = []
+    for tag in ("one", "two", "three"):
+        ws.write(REF, tree(tag))
+        revisions.append(json.loads(ok("stage", REF, "--json"))["revision"])
+        ok("promote", REF)
+    r1, r2, r3 = revisions
+    releases = ws.root / ".lockgate" / "releases"
+    assert {p.name for p in releases.iterdir() if p.is_dir()} == {r1, r2, r3}
+
+    dry = json.loads(ok("gc", "--grace", "0", "--keep", "1", "--dry-run", "--json"))
+    assert dry["target_releases"] == [r1] and dry["releases"] == [] and dry["dry_run"]
+    assert {p.name for p in releases.iterdir() if p.is_dir()} == {r1, r2, r3}
+
+    done = ok("gc", "--grace", "0", "--keep", "1")
+    assert "removed 0 release(s)" in done
+    assert "removed 1 release(s) targets laid out" in done
+    # r3 is live, r2 its previous revision (rollback --to previous): both stay.
+    assert {p.name for p in releases.iterdir() if p.is_dir()} == {r2, r3}
+    assert files_under(ws.entry("staging")) == tree("three")
+    again = json.loads(ok("gc", "--grace", "0", "--keep", "1", "--json"))
+    assert again["target_releases"] == []
+    ok("verify")
+    ok("rollback", CID, "--reason", "back to two")
+    assert files_under(ws.entry("staging")) == tree("two")
 
 
 FORWARDING_STORE = '''

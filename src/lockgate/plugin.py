@@ -27,7 +27,8 @@ Role contracts (Protocols) and their optional capabilities
     :func:`ingest_file` and :func:`materialize_files` use a capability or do without),
     :class:`Source` (capabilities :class:`LocalFiles`, :class:`Watchable`: :class:`WatchPaths`,
     :class:`WatchHint`), :class:`Target` (receives a :class:`RevisionHandle`, returns
-    :class:`Prepared`); the content store's :class:`ReleaseCache` lays out directories.
+    :class:`Prepared`; capability :class:`Collectable`, what ``gc`` asks it to remove);
+    the content store's :class:`ReleaseCache` lays out directories.
 
 Records that cross the boundary
     validation: :class:`Issue`, :class:`Severity`, :class:`ValidatorInfo`,
@@ -171,7 +172,7 @@ if TYPE_CHECKING:
         StateStore,
         corrupt_record,
     )
-    from lockgate.contracts.target import Prepared, RevisionHandle, Target
+    from lockgate.contracts.target import Collectable, Prepared, RevisionHandle, Target
     from lockgate.core.content import (
         ingest_file,
         materialize_files,
@@ -227,6 +228,7 @@ __all__ = [
     "AuditEvent",
     "ChainedEvent",
     "ChangeEvent",
+    "Collectable",
     "CompletenessCheck",
     "Component",
     "ComponentReadiness",
@@ -379,6 +381,7 @@ _EXPORTS: dict[str, str] = {
     "Pointer": "lockgate.contracts.state",
     "PointerChange": "lockgate.contracts.state",
     "Prepared": "lockgate.contracts.target",
+    "Collectable": "lockgate.contracts.target",
     "RevisionRecord": "lockgate.contracts.state",
     "ScanResult": "lockgate.contracts.source",
     "ScannedFile": "lockgate.contracts.source",

@@ -4,9 +4,11 @@ Each deployed component is an entry ``<dir>/<component_id>``: a relative symlink
 immutable release directory of its revision, which the revision handle's
 ``materialize()`` asks of the content store (the ``local`` store's release cache,
 ``.lockgate/releases/<revision>/``: the kernel verified it before the switch). With a
-content store that keeps no releases, the target lays the revision out itself in the
-same directory (``LocalReleases`` over the store's ``open``, every digest checked as
-it is written); ``gc`` collects only the releases of a store's cache. A switch
+content store that keeps no releases, the target lays the revision out itself in its own
+releases directory (``.lockgate/releases/`` too: ``LocalReleases`` over the store's
+``open``, every digest checked as it is written), and removes those ``gc`` does not keep
+(``collect``, the ``Collectable`` capability). ``check`` and ``strays`` accept an entry
+into either releases directory, the target's own or the one the store reports. A switch
 writes a temporary symlink beside the entry, renames it over the entry (``rename(2)`` is
 atomic) and fsyncs the directory, so a reader sees the old tree or the new one, never a
 mix and never nothing.
@@ -24,10 +26,11 @@ import contextlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from lockgate.builtin_plugins.local_releases import LocalReleases
+from lockgate.builtin_plugins.local_releases import RELEASES_DIRNAME, LocalReleases
 from lockgate.plugin import (
     ConfigError,
     ConflictError,
@@ -41,6 +44,9 @@ from lockgate.plugin import (
     name_problem,
 )
 
+if TYPE_CHECKING:
+    from lockgate.plugin import ContentStore, ReleaseCache
+
 _REVISION = re.compile(r"[0-9a-f]{64}")
 _TMP = ".tmp-"
 
@@ -51,11 +57,19 @@ def register_targets(register: Any) -> None:
 
 
 class DirectoryTarget:
-    """Entries ``<dir>/<component_id>`` pointing at release directories."""
+    """Entries ``<dir>/<component_id>`` pointing at release directories.
 
-    def __init__(self, directory: Path, releases: Path) -> None:
+    ``releases`` is where this target lays out the releases of a content store that keeps
+    none; ``content`` returns the project's content store (None: unknown, as in a target
+    built by hand), asked where its releases are when it keeps them.
+    """
+
+    def __init__(
+        self, directory: Path, releases: Path, content: Callable[[], Any] | None = None
+    ) -> None:
         self.directory = directory
         self.releases = releases
+        self._content = content
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> DirectoryTarget:
@@ -76,7 +90,7 @@ class DirectoryTarget:
             )
         if ctx.state_dir.resolve() in (directory, *directory.parents):
             raise ConfigError(f"stages.{stage}.targets: path '{raw}' is inside .lockgate/")
-        return cls(directory, ctx.state_dir / "releases")
+        return cls(directory, ctx.state_dir / RELEASES_DIRNAME, ctx.content)
 
     # ------------------------------------------------------------------ the switch
 
@@ -156,6 +170,39 @@ class DirectoryTarget:
                 if entry.name.startswith(prefix) and entry.is_symlink():
                     os.unlink(entry.path)
 
+    # ------------------------------------------------------------------ releases
+
+    def _store_cache(self) -> ReleaseCache | None:
+        """The content store when it keeps releases (``ReleaseCache``), else None (also
+        when the store is unknown)."""
+        store = self._content() if self._content is not None else None
+        offers = all(callable(getattr(store, m, None)) for m in ("release", "has_release"))
+        return cast("ReleaseCache", store) if offers else None
+
+    def _release_paths(self, revision: str) -> set[str]:
+        """Where an entry deploying ``revision`` may point, as real paths: this target's
+        own release of it, and the store's when the store keeps it laid out."""
+        found = {os.path.realpath(self.releases / revision)}
+        cache = self._store_cache()
+        if cache is not None and cache.has_release(revision):
+            found.add(os.path.realpath(cache.release(revision)))
+        return found
+
+    def collect(self, keep: frozenset[str], dry_run: bool) -> list[str]:
+        """``gc``: remove the releases this target laid out itself for revisions not in
+        ``keep`` (nor deployed here), and return them. Nothing when the content store keeps
+        releases: those are the store's, and ``gc`` removes them through its cache."""
+        if self._store_cache() is not None:
+            return []
+        store = self._content() if self._content is not None else None
+        releases = LocalReleases(self.releases, cast("ContentStore", store))
+        spared = keep | set(self.deployed().values())
+        doomed = [revision for revision in releases.revisions() if revision not in spared]
+        if not dry_run:
+            for revision in doomed:
+                releases.remove(revision)
+        return doomed
+
     # ------------------------------------------------------------------ inspecting
 
     def deployed(self) -> dict[str, str]:
@@ -183,7 +230,6 @@ class DirectoryTarget:
         is not one: the next switch sweeps it, and ``check`` reports it meanwhile.
         """
         deployed = self.deployed()
-        releases = os.path.realpath(self.releases)
         found: list[str] = []
         try:
             entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
@@ -194,7 +240,8 @@ class DirectoryTarget:
                 continue
             if entry.is_symlink() and _TMP in entry.name and entry.name.startswith("."):
                 target = os.path.realpath(entry.path)
-                if os.path.dirname(target) == releases:
+                name = os.path.basename(target)
+                if _REVISION.fullmatch(name) and target in self._release_paths(name):
                     continue
             kind = "symlink" if entry.is_symlink() else "directory" if entry.is_dir() else "file"
             found.append(
@@ -219,10 +266,14 @@ class DirectoryTarget:
         if not os.path.islink(entry):
             return [f"{where} is not a symlink to a release; something replaced it"]
         target = os.path.realpath(entry)
-        expected = os.path.realpath(self.releases / revision)
-        if target != expected:
-            got = os.path.basename(target)
+        got = os.path.basename(target)
+        if got != revision:
             return [f"{where} points at {got[:12]}, not the current revision {revision[:12]}"]
         if not os.path.isdir(target):
             return [f"{where} points at a missing release {revision[:12]}"]
+        if target not in self._release_paths(revision):
+            return [
+                f"{where} points at {target}, not a release lockgate laid out; something "
+                "replaced it"
+            ]
         return []

@@ -239,13 +239,16 @@ class RoleContext:
 
     ``settings`` is the providing plugin's own settings object (or None when it declares
     none); ``options`` are the options configured for this particular use of the role,
-    for example one stage target's options.
+    for example one stage target's options. A target also receives ``content``, which
+    returns the project's content store when called (built on first use): the builtin
+    ``directory`` target asks it where the store keeps releases, if it keeps any.
     """
 
     project_root: Path
     state_dir: Path
     settings: Any
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    content: Callable[[], Any] | None = None
 
 
 Register = Callable[[str, Callable[[RoleContext], T]], None]

@@ -1,10 +1,14 @@
-"""The target role: what a stage deploys to, and the revision handle it reads from."""
+"""The target role: what a stage deploys to, and the revision handle it reads from.
+
+The contract every target keeps, then its optional capability (collecting what it keeps
+per revision, :class:`Collectable`), found by attribute with :func:`target_collect`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.manifest import Manifest, check_paths, new_hasher
@@ -16,9 +20,11 @@ from lockgate.errors import (
 )
 
 __all__ = [
+    "Collectable",
     "Prepared",
     "RevisionHandle",
     "Target",
+    "target_collect",
 ]
 
 
@@ -149,3 +155,32 @@ class Target(Protocol):
 
     def check(self, component_id: str, revision: str) -> list[str]:
         """Problems with the deployed entry of ``component_id`` (empty: it is ``revision``)."""
+
+
+# Optional capability. A target offers it by having the attribute; ``gc`` looks it up by
+# plain attribute access (as the content store's capabilities are) and does without it.
+
+
+@runtime_checkable
+class Collectable(Protocol):
+    """A target that keeps something of its own for each revision it deployed (the
+    builtin ``directory`` target: the releases it lays out itself when the content store
+    keeps none) and lets ``gc`` remove what no kept revision needs.
+
+    Without it ``gc`` leaves the target alone: whatever it keeps per revision stays.
+    """
+
+    def collect(self, keep: frozenset[str], dry_run: bool) -> list[str]:
+        """Remove what this target keeps for revisions not in ``keep`` (every revision
+        ``gc`` keeps: those deployed, previous, last-good, in the retention window, named
+        by an open intent, or latest), never what it deploys now; return those
+        revisions, sorted. With ``dry_run`` remove nothing and return what would be
+        removed. Called by ``gc`` under its locks (no switch runs meanwhile), on every
+        target of every stage; targets that share what they keep may be asked more than
+        once. A collected revision deploys again when next promoted."""
+
+
+def target_collect(target: object) -> Collectable | None:
+    """``target`` when it offers the :class:`Collectable` capability, else None."""
+    found = getattr(target, "collect", None)
+    return target if callable(found) else None  # type: ignore[return-value]

@@ -51,6 +51,8 @@ class RoleHost(Protocol):
 
     def require_root(self) -> Path: ...
 
+    def content(self) -> Any: ...
+
 
 class Roles:
     """Per-project cache of what each provider hook registered."""
@@ -75,6 +77,7 @@ class Roles:
             state_dir=project.state_dir,
             settings=project.settings.get(plugin),
             options=dict(options or {}),
+            content=project.content if role == "target" else None,
         )
         return factory(context)
 

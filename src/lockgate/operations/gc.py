@@ -10,7 +10,10 @@ needs, once they are older than the grace period. gc holds the staging lock excl
 throughout (see :mod:`lockgate.contracts.locks`), so no staging is between reusing an
 object it found stored and recording its revision: what a staging records is never
 taken. Manifests of every revision are kept: history is never pruned, and a revision
-whose objects were collected can still be listed and diffed.
+whose objects were collected can still be listed and diffed. Every target of every stage
+that keeps something of its own per revision (the ``Collectable`` capability: the
+``directory`` target's releases when the content store keeps none) is asked to remove
+what the kept revisions do not need (``target_releases`` in the result).
 
 A rollback moves the pointer, and with it what "previous" and "last-good" mean, onto
 revisions gc may have collected before (the last-good of the revision rolled back to).
@@ -39,6 +42,7 @@ from lockgate.contracts.content import (
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import check_text
 from lockgate.contracts.state import AuditEvent, EventFilter
+from lockgate.contracts.target import target_collect
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
@@ -123,16 +127,25 @@ class GcResult:
     bytes: int
     kept_revisions: int
     dry_run: bool
+    target_releases: tuple[str, ...] = ()
+    """Revisions whose releases (or whatever a target keeps per revision) the stages'
+    targets removed (``Collectable.collect``), each once however many targets did."""
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self) | {"releases": list(self.releases)}
+        return attrs.asdict(self) | {
+            "releases": list(self.releases),
+            "target_releases": list(self.target_releases),
+        }
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
-        return (
+        text = (
             f"{verb} {len(self.releases)} release(s) and {self.objects} object(s) "
             f"({self.bytes} bytes); kept {self.kept_revisions} revision(s)"
         )
+        if self.target_releases:
+            text += f"; {verb} {len(self.target_releases)} release(s) targets laid out"
+        return text
 
 
 def collect_garbage(
@@ -177,6 +190,7 @@ def collect_garbage(
             if digest not in needed and mtime < cutoff:
                 doomed_objects.append(digest)
                 size += _size(object_path, digest)
+        by_targets = _collect_targets(session, frozenset(kept), dry_run=dry_run)
         if not dry_run:
             collected = _newly_collected(session, kept, set(doomed_objects), content)
             for revision in doomed_releases:
@@ -196,6 +210,7 @@ def collect_garbage(
                     reason=reason,
                     details={
                         "releases": len(doomed_releases),
+                        "target_releases": len(by_targets),
                         "objects": len(doomed_objects),
                         "bytes": size,
                         "leftovers": leftovers,
@@ -205,7 +220,21 @@ def collect_garbage(
                     },
                 )
             )
-    return GcResult(tuple(doomed_releases), len(doomed_objects), size, len(kept), dry_run)
+    return GcResult(
+        tuple(doomed_releases), len(doomed_objects), size, len(kept), dry_run, by_targets
+    )
+
+
+def _collect_targets(session: Session, keep: frozenset[str], *, dry_run: bool) -> tuple[str, ...]:
+    """Ask every target of every stage that offers ``collect`` to remove what it keeps
+    for revisions not in ``keep``; the revisions any of them named, sorted, each once."""
+    removed: set[str] = set()
+    for stage in session.project.stage_names:
+        for target in session.targets(stage):
+            collector = target_collect(target)
+            if collector is not None:
+                removed.update(collector.collect(keep, dry_run))
+    return tuple(sorted(removed))
 
 
 def _sweep_leftovers(session: Session, cutoff: float) -> int:

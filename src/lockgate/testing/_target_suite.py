@@ -21,6 +21,9 @@ directory with ``materialize()``. ``releases`` is the suite's own fixture: the d
 where ``materialize()`` lays out each revision, as ``<releases>/<revision>/`` (the
 ``local`` store's ``.lockgate/releases/``); a target that links to or copies from release
 directories is built on it, one that does not ignores it.
+
+The optional capability ``Collectable`` (``collect(keep, dry_run)``, what ``gc`` asks
+a target to remove) is tested when the target offers it and skipped otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.contracts.manifest import FileEntry, Manifest
-from lockgate.contracts.target import Prepared, RevisionHandle, Target
+from lockgate.contracts.target import Prepared, RevisionHandle, Target, target_collect
 from lockgate.core.content import materialize_files
 from lockgate.testing._memory_content import MemoryContentStore
 
@@ -268,3 +271,54 @@ class TargetConformance:
         _commit(target, "etl", None, None)
         assert target.deployed() == {"etl-copy": revision}
         assert target.check("etl-copy", revision) == []
+
+    # ------------------------------------------------------------------ Collectable
+
+    def test_collect_keeps_what_is_kept_and_a_dry_run_removes_nothing(
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
+    ) -> None:
+        collector = target_collect(target)
+        if collector is None:
+            pytest.skip("the target offers no Collectable")
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        _commit(target, "etl", r1, rel1)
+        _commit(target, "etl", r2, rel2)
+        everything = frozenset(r for r, _ in revisions.values())
+        assert collector.collect(everything, True) == []
+        assert collector.collect(everything, False) == []
+        would = collector.collect(frozenset({r2}), True)
+        assert isinstance(would, list) and set(would) <= {r1} and would == sorted(would)
+        assert collector.collect(frozenset({r2}), True) == would  # a dry run removed nothing
+        assert collector.collect(frozenset({r2}), False) == would
+        assert collector.collect(frozenset({r2}), False) == []  # nothing left to remove
+        assert target.deployed() == {"etl": r2}
+        assert target.check("etl", r2) == []
+
+    def test_collect_never_removes_what_is_deployed(
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
+    ) -> None:
+        collector = target_collect(target)
+        if collector is None:
+            pytest.skip("the target offers no Collectable")
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        _commit(target, "etl", r1, rel1)
+        _commit(target, "report", r2, rel2)
+        removed = collector.collect(frozenset({r2}), False)  # r1 deployed, yet not kept
+        assert r1 not in removed and r2 not in removed
+        assert target.deployed() == {"etl": r1, "report": r2}
+        assert target.check("etl", r1) == []
+        assert target.check("report", r2) == []
+
+    def test_a_collected_revision_can_be_deployed_again(
+        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
+    ) -> None:
+        collector = target_collect(target)
+        if collector is None:
+            pytest.skip("the target offers no Collectable")
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        _commit(target, "etl", r1, rel1)
+        _commit(target, "etl", r2, rel2)
+        collector.collect(frozenset({r2}), False)
+        _commit(target, "etl", r1, rel1)
+        assert target.deployed() == {"etl": r1}
+        assert target.check("etl", r1) == []
