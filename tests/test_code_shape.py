@@ -29,14 +29,7 @@ TEMPORARY_ALLOWED: dict[tuple[str, str], str] = {
     ("lockgate/builtin_plugins/local_releases.py", "verify_release"): "stat pass and hash pass",
     ("lockgate/builtin_plugins/local_store.py", "module"): "ingest and the crew to split out",
     ("lockgate/builtin_plugins/sqlite_state.py", "module"): "schema and migrations to split out",
-    ("lockgate/operations/stage.py", "module"): "the storing crew to split out",
-    ("lockgate/operations/stage.py", "Stager._stage_locked"): "repair and record steps",
-    ("lockgate/operations/switch.py", "Switcher._switch"): "deploy, record and undo steps",
-    ("lockgate/operations/validate.py", "module"): "the worker pool to split out",
-    ("lockgate/operations/validate.py", "Validation._prepare"): "subject building steps",
     ("lockgate/testing/_state_suite.py", "module"): "one module per part of the contract",
-    ("lockgate/operations/promote.py", "Promotion.promote"): "gate and refusal steps",
-    ("lockgate/operations/rollback.py", "Rollback.rollback"): "target selection steps",
 }
 
 

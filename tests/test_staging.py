@@ -350,7 +350,7 @@ def test_stage_component_skips_discovery_and_reports_a_vanished_directory(
 
 
 def test_large_files_are_stored_on_threads_beside_small_ones(tmp_path: Path) -> None:
-    from lockgate.operations.stage import LARGE_FILE
+    from lockgate.operations.stage_store import LARGE_FILE
 
     rng = random.Random(3)
     files = {f"big/{i}.bin": rng.randbytes(LARGE_FILE + i) for i in range(6)}
@@ -383,7 +383,7 @@ def test_a_large_file_changing_midway_stops_the_threads_and_stores_no_revision(
 ) -> None:
     from lockgate import ConflictError
     from lockgate.builtin_plugins.local_store import LocalContentStore
-    from lockgate.operations.stage import LARGE_FILE
+    from lockgate.operations.stage_store import LARGE_FILE
 
     rng = random.Random(5)
     files = {f"big/{i:02d}.bin": rng.randbytes(LARGE_FILE + i) for i in range(64)}
@@ -462,7 +462,7 @@ def test_ctrl_c_returns_only_once_every_thread_has_finished_its_file(
     import threading
 
     from lockgate.builtin_plugins.local_store import LocalContentStore
-    from lockgate.operations.stage import LARGE_FILE
+    from lockgate.operations.stage_store import LARGE_FILE
 
     files = {f"big/{i:02d}.bin": os.urandom(LARGE_FILE) for i in range(32)}
     make_project(tmp_path, files)
@@ -509,7 +509,7 @@ def test_a_staging_killed_at_each_step_leaves_the_project_consistent(
     import signal
 
     from conftest import run_lockgate
-    from lockgate.operations.stage import LARGE_FILE
+    from lockgate.operations.stage_store import LARGE_FILE
 
     files = {f"big/{i}.bin": os.urandom(LARGE_FILE + i) for i in range(4)}
     files |= {"run.py": b"print(1)\n", "lib/util.py": b"x = 1\n"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -573,6 +575,62 @@ def test_results_are_cached_per_revision_and_bypassed_with_no_cache(ws: Workspac
     ws.stage("alice:c", {"a.py": "x = 2\n"})  # a new revision
     ws.validate("alice:c")
     assert counter.calls == 4
+
+
+_VERDICT = (
+    "from lockgate import Issue, Severity, hookimpl\n\n"
+    "@hookimpl\n"
+    "def on_validate(subject):\n"
+    "    return {issues}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("install", "seen"),
+    [
+        ("editable", True),  # direct_url.json says so, though the module is beside it
+        ("develop", True),  # NAME.egg-info in the source directory (setup.py develop)
+        ("elsewhere", True),  # the module is not where its distribution was installed
+        ("released", False),  # named by its version: a new version is a new key
+    ],
+)
+def test_an_edit_to_a_plugin_that_its_version_does_not_name_is_validated_again(
+    tmp_path: Path, site: Path, install: str, seen: bool
+) -> None:
+    """A plugin module edited between two ``lockgate validate`` runs: an editable install,
+    or a module its distribution does not hold, is called again without ``--no-cache``."""
+    code = tmp_path / "code" if install == "elsewhere" else site
+    code.mkdir(exist_ok=True)
+    if install == "develop":
+        info = site / "lockgate_verdict.egg-info"
+        info.mkdir()
+        (info / "PKG-INFO").write_text(
+            "Metadata-Version: 2.1\nName: lockgate-verdict\nVersion: 1.0\n"
+        )
+        (info / "entry_points.txt").write_text("[lockgate]\nverdict = lockgate_verdict\n")
+    else:
+        write_distribution(site, "lockgate-verdict", "1.0", {"verdict": "lockgate_verdict"}, {})
+    if install == "editable":
+        direct = {"url": code.as_uri(), "dir_info": {"editable": True}}
+        (site / "lockgate_verdict-1.0.dist-info" / "direct_url.json").write_text(json.dumps(direct))
+    module = code / "lockgate_verdict.py"
+    module.write_text(_VERDICT.format(issues="[]"))
+    ws = Workspace(tmp_path / "p")
+    ws.stage("alice:c", {"a.py": "x = 1\n"})
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(site), str(code)]))}
+
+    def validate() -> tuple[int, list[str]]:
+        proc = run_lockgate("validate", "alice:c", "--json", cwd=ws.root, env=env)
+        assert proc.returncode in (0, 1), proc.stderr
+        report = json.loads(proc.stdout)
+        issues = report["component_results"]["alice:c"]["issues"]
+        return proc.returncode, [i["code"] for i in issues]
+
+    assert validate() == (0, [])
+    module.write_text(_VERDICT.format(issues='[Issue(Severity.ERROR, "verdict-no", "now no")]'))
+    assert validate() == ((1, ["verdict-no"]) if seen else (0, []))
+    code_after, _ = validate()
+    assert code_after == (1 if seen else 0)  # the new verdict is cached in turn
 
 
 def test_cache_key_includes_settings(tmp_path: Path) -> None:

@@ -128,15 +128,15 @@ def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
 _SUFFIXES = (".dist-info", ".egg-info")
 
 
-def scan_entry_points(group: str) -> list[tuple[str, str, str, str | None]]:
-    """``(name, value, distribution, version)`` of every entry point in ``group`` of the
-    distributions on ``sys.path``, as ``importlib.metadata.entry_points`` finds them in
-    directories: wheels' ``NAME-VERSION.dist-info`` and setuptools' ``.egg-info``
-    (``NAME.egg-info`` of an in-place install, whose version is read from its
+def scan_entry_points(group: str) -> list[tuple[str, str, str, str | None, str]]:
+    """``(name, value, distribution, version, metadata directory)`` of every entry point
+    in ``group`` of the distributions on ``sys.path``, as ``importlib.metadata.entry_points``
+    finds them in directories: wheels' ``NAME-VERSION.dist-info`` and setuptools'
+    ``.egg-info`` (``NAME.egg-info`` of an in-place install, whose version is read from its
     ``PKG-INFO``, and ``NAME-VERSION[-pyX.Y].egg-info``). The first distribution of a
     name on ``sys.path`` wins, as in importlib.metadata; distribution names are
     normalized (lower case, ``-`` for ``_`` and ``.``)."""
-    found: list[tuple[str, str, str, str | None]] = []
+    found: list[tuple[str, str, str, str | None, str]] = []
     seen: set[str] = set()
     header = f"[{group}]"
     for entry in sys.path:
@@ -160,7 +160,7 @@ def scan_entry_points(group: str) -> list[tuple[str, str, str, str | None]]:
                 continue
             version = rest.partition("-")[0] or _version_of(path)
             for name, value in _group_entries(text, header):
-                found.append((name, value, normalized, version))
+                found.append((name, value, normalized, version, path))
     return found
 
 

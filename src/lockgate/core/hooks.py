@@ -50,6 +50,8 @@ class Validator:
     call: Callable[[ValidationSubject], list[Issue]] = attrs.field(eq=False, repr=False)
     info: ValidatorInfo = attrs.field(factory=ValidatorInfo)
     settings: Any = attrs.field(default=None, eq=False, repr=False)
+    module: str | None = None  # the module that defines the implementation
+    location: str | None = None  # its distribution's metadata directory (PluginInfo)
 
     def applies_to(self, component_type: str) -> bool:
         """True when this validator handles components of ``component_type``."""
@@ -230,6 +232,8 @@ class HookRunner:
                     call=self._validator_call(impl),
                     info=info,
                     settings=self._settings.get(impl.plugin_name),
+                    module=getattr(impl.function, "__module__", None),
+                    location=loaded.location if loaded else None,
                 )
             )
         return found

@@ -74,6 +74,7 @@ class Candidate:
     distribution: str | None
     version: str | None
     entry_point: Any = attrs.field(eq=False, repr=False)
+    location: str | None = None  # the distribution's metadata directory (….dist-info)
 
     @property
     def builtin(self) -> bool:
@@ -102,6 +103,7 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()
     reason: str | None = None
     error: str | None = None
+    location: str | None = None  # the distribution's metadata directory, when known
 
     @property
     def label(self) -> str:
@@ -209,13 +211,13 @@ def discover(distributions: Iterable[metadata.Distribution] | None = None) -> li
     found: list[Candidate] = []
     for dist in distributions:
         dist_name = dist.metadata["Name"]
+        where = getattr(dist, "_path", None)  # a PathDistribution's metadata directory
         for ep in dist.entry_points:
             if ep.group != ENTRY_POINT_GROUP or (ep.name, dist_name) in seen:
                 continue
             seen.add((ep.name, dist_name))
-            found.append(
-                Candidate(ep.name, ep.value, dist_name, dist.version, _EntryPoint(ep.value))
-            )
+            loader, location = _EntryPoint(ep.value), str(where) if where else None
+            found.append(Candidate(ep.name, ep.value, dist_name, dist.version, loader, location))
     return found
 
 
@@ -223,8 +225,8 @@ def _scan_sys_path() -> list[Candidate]:
     """Every entry point of the group on ``sys.path``, read directly (a start-up trick:
     see :func:`lockgate._startup.scan_entry_points`, which also finds ``.egg-info``)."""
     return [
-        Candidate(name, value, dist, version, _EntryPoint(value))
-        for name, value, dist, version in scan_entry_points(ENTRY_POINT_GROUP)
+        Candidate(name, value, dist, version, _EntryPoint(value), location)
+        for name, value, dist, version, location in scan_entry_points(ENTRY_POINT_GROUP)
     ]
 
 
@@ -354,6 +356,7 @@ def load_plugins(
             version=cand.version,
             builtin=cand.builtin,
             status="loaded",
+            location=cand.location,
         )
         if cand.name in infos:
             other = infos[cand.name]

@@ -33,7 +33,8 @@ from lockgate.operations.switch import Switcher, SwitchResult
 from lockgate.operations.validate import Validation
 
 if TYPE_CHECKING:
-    pass
+    from lockgate.contracts.models import ReadinessReport
+    from lockgate.core.config import StageSection
 
 __all__ = ["Promoter", "Promotion"]
 
@@ -90,34 +91,10 @@ class Promotion(Switcher):
         if not dry_run:
             self._check_admissible(base, ref)
         self._protect(base, dry_run=dry_run)
-        report = None
-        if section.gates.validate:
-            report = Validation(session).run(
-                [ref],
-                stage,
-                revisions={str(ref): revision},
-                skip=section.gates.skip,
-                record=not dry_run,
-                # A gate decision is re-derived: the cache under .lockgate/ is writable by
-                # whoever can write the project, so it never turns a failure into a pass.
-                use_cache=False,
-            )
+        report = self._gate(ref, stage, revision, section, dry_run)
         if dry_run:
             return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
-        forced = False
-        if report is not None and not report.ready:
-            if not force:
-                self._refused(base, f"not ready: {report.summary()}")
-                first = next(i for c in report.components for i in c.issues if i.blocking)
-                raise NotReadyError(
-                    f"{ref} {short(revision)} is not ready for {stage} "
-                    f"({report.summary().removeprefix('not ready: ')}) "
-                    f"(first: {first.describe()}); see 'lockgate validate {ref} --stage {stage}'"
-                )
-            if not section.gates.allow_force:
-                self._refused(base, f"--force is not allowed into {stage}")
-                raise RefusedError(f"stage {stage} does not allow --force (gates.allow_force)")
-            forced = True
+        forced = self._forced(base, ref, report, section, force)
         details: dict[str, object] = {}
         if forced and report is not None:
             details = {
@@ -135,6 +112,54 @@ class Promotion(Switcher):
             details=details,
         )
         return attrs.evolve(result, gate=report, forced=forced)
+
+    def _gate(
+        self,
+        ref: ComponentRef,
+        stage: str,
+        revision: str,
+        section: StageSection,
+        dry_run: bool,
+    ) -> ReadinessReport | None:
+        """The validators for ``stage`` over ``revision`` (None: the stage has no gate)."""
+        if not section.gates.validate:
+            return None
+        return Validation(self.session).run(
+            [ref],
+            stage,
+            revisions={str(ref): revision},
+            skip=section.gates.skip,
+            record=not dry_run,
+            # A gate decision is re-derived: the cache under .lockgate/ is writable by
+            # whoever can write the project, so it never turns a failure into a pass.
+            use_cache=False,
+        )
+
+    def _forced(
+        self,
+        base: SwitchResult,
+        ref: ComponentRef,
+        report: ReadinessReport | None,
+        section: StageSection,
+        force: bool,
+    ) -> bool:
+        """Whether the switch goes past a failing gate; refuses (and audits) when the gate
+        failed without ``--force``, or the stage does not allow it."""
+        if report is None or report.ready:
+            return False
+        stage, revision = base.stage, str(base.revision)
+        if not force:
+            self._refused(base, report.summary())
+            first = next(i for c in report.components for i in c.issues if i.blocking)
+            raise NotReadyError(
+                f"{ref} {short(revision)} is not ready for {stage} "
+                f"({report.summary().removeprefix('not ready: ')}) "
+                f"(first: {first.describe()}); see 'lockgate validate {ref} --stage {stage}'"
+            )
+        if not section.gates.allow_force:
+            self._refused(base, f"--force is not allowed into {stage}")
+            raise RefusedError(f"stage {stage} does not allow --force (gates.allow_force)")
+        return True
 
     def _candidate(
         self, ref: ComponentRef, stage: str, rev: str | None

@@ -71,41 +71,7 @@ class Rollback(Switcher):
                 f"nothing is current for {component_id} in {stage}; nothing to roll back"
             )
         history = state.pointer_history(stage, component_id)
-        skipped: list[str] = []
-        if at is not None:
-            when = parse_time(at)
-            live = state.live_at(stage, when, component_id)
-            if not live:
-                raise NotFoundError(f"nothing was live for {component_id} in {stage} at {at}")
-            revision: str | None = live[0].revision
-        elif (to or "last-good") == "last-good":
-            # The most recent good revision gc has not collected: each collected one is
-            # skipped, and the result says which.
-            while True:
-                revision = last_good(history, exclude=pointer.revision, skip=skipped)
-                if revision is None or self._deployable(revision):
-                    break
-                skipped.append(revision)
-        else:
-            revision = self._rollback_target(history, pointer, to or "last-good", stage)
-        if at is None and revision is None and (to or "last-good") != "none" and not remove_if_none:
-            gone = f" (gc collected {', '.join(short(r) for r in skipped)})" if skipped else ""
-            raise RefusedError(
-                f"{component_id} has no earlier revision in {stage} to roll back to{gone}; "
-                f"use --to none to remove it from {stage}"
-            )
-        if revision is not None and not skipped and not self._deployable(revision):
-            if revision in collected_revisions(session):
-                raise RefusedError(
-                    f"revision {short(revision)} of {component_id} in {stage} was collected "
-                    "by gc (its stored files are gone); roll back to a retained revision "
-                    "(--to last-good skips collected ones) or stage and promote it again"
-                )
-            raise RefusedError(
-                f"revision {short(revision)} of {component_id} in {stage} misses stored "
-                "objects (see 'lockgate verify'); stage its files again to store them, or "
-                "roll back to another revision"
-            )
+        revision, skipped = self._choose(history, pointer, stage, to, at, remove_if_none)
         owner = pointer.component
         if revision is not None:
             owner = next(
@@ -146,6 +112,60 @@ class Rollback(Switcher):
             action="rollback",
             details={"to": to or ("at " + at if at else "last-good")}
             | ({"skipped": skipped} if skipped else {}),
+        )
+
+    def _choose(
+        self,
+        history: Sequence[PointerChange],
+        pointer: Pointer,
+        stage: str,
+        to: str | None,
+        at: str | None,
+        remove_if_none: bool,
+    ) -> tuple[str | None, list[str]]:
+        """The revision to go back to (None: remove the component from the stage), and the
+        good revisions skipped because gc collected them; refuses when there is none."""
+        component_id = pointer.component_id
+        skipped: list[str] = []
+        if at is not None:
+            when = parse_time(at)
+            live = self.session.state().live_at(stage, when, component_id)
+            if not live:
+                raise NotFoundError(f"nothing was live for {component_id} in {stage} at {at}")
+            revision: str | None = live[0].revision
+        elif (to or "last-good") == "last-good":
+            # The most recent good revision gc has not collected: each collected one is
+            # skipped, and the result says which.
+            while True:
+                revision = last_good(history, exclude=pointer.revision, skip=skipped)
+                if revision is None or self._deployable(revision):
+                    break
+                skipped.append(revision)
+        else:
+            revision = self._rollback_target(history, pointer, to or "last-good", stage)
+        if at is None and revision is None and (to or "last-good") != "none" and not remove_if_none:
+            gone = f" (gc collected {', '.join(short(r) for r in skipped)})" if skipped else ""
+            raise RefusedError(
+                f"{component_id} has no earlier revision in {stage} to roll back to{gone}; "
+                f"use --to none to remove it from {stage}"
+            )
+        if revision is not None and not skipped and not self._deployable(revision):
+            self._refuse_undeployable(revision, component_id, stage)
+        return revision, skipped
+
+    def _refuse_undeployable(self, revision: str, component_id: str, stage: str) -> None:
+        """Refuse a rollback to ``revision``, whose stored objects are gone: collected by
+        gc, or missing."""
+        if revision in collected_revisions(self.session):
+            raise RefusedError(
+                f"revision {short(revision)} of {component_id} in {stage} was collected "
+                "by gc (its stored files are gone); roll back to a retained revision "
+                "(--to last-good skips collected ones) or stage and promote it again"
+            )
+        raise RefusedError(
+            f"revision {short(revision)} of {component_id} in {stage} misses stored "
+            "objects (see 'lockgate verify'); stage its files again to store them, or "
+            "roll back to another revision"
         )
 
     def _live_stage(self, component_id: str) -> str:

@@ -12,59 +12,43 @@ exclusive: an object that staging reuses because it exists (de-duplication) is n
 refreshed, so without the lock gc could remove it, as unneeded and old, between the
 staging's check and its record.
 
-Over 600 lines until the store half (hashing, the thread crew) moves into the local
-content store with the stream-based content contract.
+The store half (hashing, the thread crew that ingests large files) is
+:mod:`lockgate.operations.stage_store`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-from collections.abc import Callable, Collection, Sequence
-from typing import BinaryIO
+from collections.abc import Collection, Sequence
 
 import attrs
 
 from lockgate.contracts.clock import now_iso
-from lockgate.contracts.content import (
-    CHUNK,
-    ContentStore,
-    Readable,
-    store_lost,
-    store_missing_objects,
-)
+from lockgate.contracts.content import store_lost, store_missing_objects
 from lockgate.contracts.manifest import (
     FileEntry,
     Manifest,
     ManifestDiff,
     check_path_limits,
     digest_bytes,
-    new_hasher,
 )
 from lockgate.contracts.models import ChangeEvent, ComponentStatus, StageResult, SyncResult
 from lockgate.contracts.refs import ComponentRef, check_text
-from lockgate.contracts.source import Component, ScannedFile, ScanResult, Source, source_is_local
+from lockgate.contracts.source import Component, ScanResult
 from lockgate.contracts.state import AuditEvent, ComponentRecord, RevisionRecord
-from lockgate.core.content import ingest_file, put_counted
 from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
-from lockgate.errors import ConflictError, InputError, LockedError, LockgateError, NotFoundError
+from lockgate.errors import InputError, LockedError, LockgateError, NotFoundError
 from lockgate.operations.recover import settle
+from lockgate.operations.stage_store import Progress, hash_files, store_files
 
 __all__ = ["Progress", "StageResult", "Stager", "SyncResult"]
-
-LARGE_FILE = 256 << 10
-"""Files from this size up are stored on a pool of threads (see ``_store_files``)."""
 
 LIMITS_PLUGIN = "limits"
 """The plugin whose settings hold the caps staging enforces before storing
 (``staging_max_files``, ``staging_max_file_size``, ``staging_max_component_size``)."""
-
-Progress = Callable[[int, int, int, int], None]
-"""``progress(files_done, files_total, bytes_done, bytes_total)``, called as files are
-hashed and stored (about every 0.1 s while large files are stored on threads)."""
 
 
 class Stager:
@@ -171,7 +155,7 @@ class Stager:
         scan = self.session.source().scan(component)
         self._check_limits(scan)
         todo = [f for f in scan.files if f.digest is None and f.kind != "symlink"]
-        return scan, _manifest(scan, self._hash_files(component, todo, None))
+        return scan, _manifest(scan, hash_files(self.session.source(), component, todo, None))
 
     # ------------------------------------------------------------------ the operation
 
@@ -221,10 +205,9 @@ class Stager:
         revision was recorded, the time it was recorded at."""
         session = self.session
         source, state = session.source(), session.state()
-        ref = str(component.ref)
         scan = source.scan(component)
         self._check_limits(scan)
-        record = state.component(ref)
+        record = state.component(str(component.ref))
         previous = record.latest_revision if record else None
         lost = self._missing_here(previous)
         if scan.revision is not None and scan.revision == previous and not lost:
@@ -243,22 +226,50 @@ class Stager:
             session.content().get_manifest(previous) if previous and previous not in lost else None
         )
         if dry_run:
-            digests = self._hash_files(component, todo, progress)
+            digests = hash_files(source, component, todo, progress)
         else:
-            digests = self._store_files(component, scan, todo, old, progress)
+            digests = store_files(session, component, scan, todo, old, progress)
         manifest = _manifest(scan, digests)
         result = self._result(component, stage, manifest, previous, old, digests, dry_run)
         if dry_run:
             return result, None
         if not result.created:
-            if digests or result.revision in lost:
-                # Files were stored (touched but equal, or lost and stored again): the
-                # manifest closes the store's batch like any other, and is kept if lost.
-                session.content().put_manifest(manifest)
-            source.remember(scan, digests, result.revision)
-            repaired = sum(1 for d in set(digests.values()) if d in lost)
-            repaired += result.revision in lost
-            return attrs.evolve(result, repaired=repaired), None
+            return self._repaired(scan, manifest, digests, result, lost), None
+        return result, self._record(component, stage, scan, manifest, digests, result, reason)
+
+    def _repaired(
+        self,
+        scan: ScanResult,
+        manifest: Manifest,
+        digests: dict[str, str],
+        result: StageResult,
+        lost: Collection[str],
+    ) -> StageResult:
+        """The latest revision staged again: what was stored closes the store's batch, and
+        the result counts the objects (and manifest) that were lost and are stored again."""
+        if digests or result.revision in lost:
+            # Files were stored (touched but equal, or lost and stored again): the
+            # manifest closes the store's batch like any other, and is kept if lost.
+            self.session.content().put_manifest(manifest)
+        self.session.source().remember(scan, digests, result.revision)
+        repaired = sum(1 for d in set(digests.values()) if d in lost)
+        repaired += result.revision in lost
+        return attrs.evolve(result, repaired=repaired)
+
+    def _record(
+        self,
+        component: Component,
+        stage: str,
+        scan: ScanResult,
+        manifest: Manifest,
+        digests: dict[str, str],
+        result: StageResult,
+        reason: str | None,
+    ) -> str:
+        """Store the manifest and record the new revision in one state transaction;
+        returns the time it was recorded at."""
+        session = self.session
+        state, ref, previous = session.state(), str(component.ref), result.previous
         failpoint("stage.after_objects")
         session.content().put_manifest(manifest)  # the objects are stored before the manifest
         failpoint("stage.after_manifest")
@@ -295,8 +306,8 @@ class Stager:
         mark = getattr(session.content(), "mark_complete", None)
         if callable(mark):
             mark(revision, manifest)
-        source.remember(scan, digests, revision)
-        return result, at
+        session.source().remember(scan, digests, revision)
+        return at
 
     def _missing_here(self, previous: str | None) -> frozenset[str]:
         """Objects the latest revision needs that the store does not have (usually none).
@@ -355,104 +366,6 @@ class Stager:
             diff,
             dry_run=dry_run,
         )
-
-    def _store_files(
-        self,
-        component: Component,
-        scan: ScanResult,
-        todo: list[ScannedFile],
-        previous: Manifest | None,
-        progress: Progress | None,
-    ) -> dict[str, str]:
-        """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt."""
-        content = self.session.content()
-        # A cached digest needs its object. Objects of the latest revision are kept (gc never
-        # removes what a recorded revision needs), so only other cached digests are checked:
-        # one edit in a large component costs no stat per unchanged file.
-        kept = {e.digest for e in previous.entries} if previous is not None else set()
-        kept |= store_lost(content)  # already in ``todo``
-        todo = todo + [
-            f
-            for f in scan.files
-            if f.digest is not None
-            and f.kind != "symlink"
-            and f.digest not in kept
-            and not content.has(f.digest)
-        ]
-        digests: dict[str, str] = {}
-        if not todo:
-            return digests
-        total, done = len(todo), 0
-        total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
-        source = self.session.source()
-        if source_is_local(source):
-            # Files by path: the store's FileIngest (or the kernel's stat-checked read).
-            prefix = f"{component.path}/"
-
-            def ingest(f: ScannedFile) -> str:
-                return ingest_file(content, prefix + f.path, f.stat)[0]
-
-        else:
-
-            def ingest(f: ScannedFile) -> str:
-                return _put_scanned(content, source, component, f)
-
-        # Threads pay by bytes, not by files. Measured on this project's benchmark machine:
-        # for many small files a pool is slower than one thread (a hand-off between threads
-        # costs more than the few system calls per file), while large files gain from
-        # threads overlapping their time in the kernel (reads, writes, write-back; BLAKE3
-        # releases the GIL) — 1 GiB of 1 MiB files: 1.34 s in one thread, 0.77 s in three.
-        # So by default (staging.workers 0) files from LARGE_FILE up go to one more thread
-        # than there are cores (at most 4) and the rest are stored in this thread
-        # meanwhile; staging.workers N > 1 puts every file on N threads, 1 none.
-        workers = self.settings.workers
-        if workers == 0:
-            pooled = [f for f in todo if f.stat.size >= LARGE_FILE]
-            inline = [f for f in todo if f.stat.size < LARGE_FILE] if pooled else todo
-            size = min(4, (os.cpu_count() or 1) + 1)
-        elif workers > 1 and total >= 64:
-            pooled, inline, size = todo, [], workers
-        else:
-            pooled, inline, size = [], todo, 1
-        if len(pooled) <= 1:
-            pooled, inline = [], pooled + inline
-        crew = _Crew(ingest, pooled)
-        try:
-            crew.start(min(size, len(pooled)))
-            for f in inline:
-                digests[f.path] = ingest(f)
-                done += 1
-                done_bytes += f.stat.size
-                if progress is not None:
-                    progress(done + crew.done, total, done_bytes + crew.done_bytes, total_bytes)
-            while not crew.wait(0.1 if progress is not None else None):
-                if progress is not None:
-                    progress(done + crew.done, total, done_bytes + crew.done_bytes, total_bytes)
-        finally:
-            crew.stop()
-        digests.update(crew.results)
-        if progress is not None:
-            progress(total, total, total_bytes, total_bytes)
-        return digests
-
-    def _hash_files(
-        self, component: Component, todo: list[ScannedFile], progress: Progress | None
-    ) -> dict[str, str]:
-        """A dry run's digests: hashed where they are, nothing stored."""
-        digests: dict[str, str] = {}
-        total_bytes, done_bytes = sum(f.stat.size for f in todo), 0
-        source = self.session.source()
-        local = source_is_local(source)
-        for f in todo:
-            if local:
-                digests[f.path] = _hash_file(f"{component.path}/{f.path}")
-            else:
-                with _opened(source, component, f.path) as stream:
-                    digests[f.path] = _hash_stream(stream)
-            done_bytes += f.stat.size
-            if progress is not None:
-                progress(len(digests), len(todo), done_bytes, total_bytes)
-        return digests
 
     def _check_limits(self, scan: ScanResult) -> None:
         # The caps are the ``limits`` plugin's ``staging_max_*`` settings (the gate's own
@@ -525,129 +438,3 @@ def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
         digest = f.digest or digests[f.path]
         entries.append(FileEntry(f.path, f.kind, f.stat.size, digest))
     return Manifest(tuple(entries))
-
-
-def _hash_file(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            return _hash_stream(fh)
-    except OSError as exc:
-        raise ConflictError(f"{path}: cannot be read ({exc.strerror}); try again") from exc
-
-
-def _hash_stream(stream: Readable) -> str:
-    hasher = new_hasher()
-    while chunk := stream.read(CHUNK):
-        hasher.update(chunk)
-    return str(hasher.hexdigest())
-
-
-def _opened(source: Source, component: Component, path: str) -> BinaryIO:
-    """``source.open_file``, a file gone since the scan being a conflict to retry."""
-    try:
-        return source.open_file(component, path)
-    except NotFoundError as exc:
-        raise ConflictError(
-            f"{component.ref}: {path} changed between scan and read ({exc.message}); "
-            "stage again once edits settle"
-        ) from exc
-
-
-def _put_scanned(
-    content: ContentStore, source: Source, component: Component, f: ScannedFile
-) -> str:
-    """Store file ``f`` of a source whose files are not on this machine: streamed from
-    ``open_file`` to ``put``; a file whose size is not what the scan saw is a conflict
-    (its object, stored only for this call, is deleted again)."""
-    with _opened(source, component, f.path) as stream:
-        digest, size = put_counted(content, stream)
-    if size != f.stat.size:
-        with contextlib.suppress(Exception):
-            content.delete(digest)
-        raise ConflictError(
-            f"{component.ref}: {f.path} changed while being staged ({size} bytes, "
-            f"{f.stat.size} scanned); nothing was stored, stage again once edits settle"
-        )
-    return digest
-
-
-class _Crew:
-    """Threads that store files from a shared list until it is empty (or one fails).
-
-    Each thread takes the next file under a lock and keeps its results to itself: no
-    per-file future, wake-up or hand-off, which measured 25 ms for 1,000 files of 1 MiB.
-    The first error stops the others after their current file and is raised by
-    :meth:`wait` in the calling thread. Waiting is on a condition, never on
-    ``Thread.join``: a join that Ctrl-C interrupts can mark a live thread as ended
-    (Python 3.11), and the process would then exit under a thread still writing. For
-    the same reason :meth:`stop` waits for every thread that has begun, even when an
-    interrupt came while :meth:`start` was still starting them.
-    """
-
-    def __init__(self, store: Callable[[ScannedFile], str], files: list[ScannedFile]) -> None:
-        import threading
-
-        self.results: dict[str, str] = {}
-        self.done = 0
-        self.done_bytes = 0
-        self._store = store
-        self._next = iter(files)
-        self._cond = threading.Condition()
-        self._error: BaseException | None = None
-        self._stopped = False
-        self._active = 0  # threads that began taking files and have not ended
-        self._unfinished = 0  # threads started and not ended
-
-    def start(self, n: int) -> None:
-        import threading
-
-        for _ in range(n):
-            with self._cond:
-                self._unfinished += 1
-            threading.Thread(target=self._run, name="lockgate-store").start()
-
-    def _run(self) -> None:
-        with self._cond:
-            if self._stopped:
-                self._unfinished -= 1
-                self._cond.notify_all()
-                return
-            self._active += 1
-        mine: dict[str, str] = {}
-        try:
-            while True:
-                with self._cond:
-                    f = None if self._stopped else next(self._next, None)
-                if f is None:
-                    return
-                mine[f.path] = self._store(f)
-                # Progress figures: an increment lost to a race between threads is harmless.
-                self.done += 1
-                self.done_bytes += f.stat.size
-        except BaseException as exc:
-            with self._cond:
-                if self._error is None:
-                    self._error = exc
-                self._stopped = True
-        finally:
-            with self._cond:
-                self.results.update(mine)
-                self._active -= 1
-                self._unfinished -= 1
-                self._cond.notify_all()
-
-    def wait(self, timeout: float | None) -> bool:
-        """Wait up to ``timeout`` s for every thread (None: as long as it takes); True when
-        all are done. Raises the first error a thread met."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
-                return False
-        if self._error is not None:
-            raise self._error
-        return True
-
-    def stop(self) -> None:
-        """Let every thread finish its current file and take no other; wait for them."""
-        with self._cond:
-            self._stopped = True
-            self._cond.wait_for(lambda: self._active == 0)

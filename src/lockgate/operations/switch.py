@@ -52,7 +52,7 @@ from lockgate.contracts.refs import (
     short,
 )
 from lockgate.contracts.state import AuditEvent, Intent, PointerChange
-from lockgate.contracts.target import Target
+from lockgate.contracts.target import RevisionHandle, Target
 from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
@@ -224,104 +224,137 @@ class Switcher:
         action: str,
         details: dict[str, object],
     ) -> SwitchResult:
-
+        """Under the operation lock: check nothing changed, deploy, record; then announce."""
         session, state = self.session, self.session.state()
-        stage, component_id, revision = base.stage, base.component_id, base.revision
         with self.lock(action):
             recover_pending(session, locked=True)
-            pointer = state.pointer(stage, component_id)
+            pointer = state.pointer(base.stage, base.component_id)
             generation = pointer.generation if pointer else 0
             if generation != expected_generation:
                 raise ConflictError(
-                    f"{stage}/{component_id} changed while this {action} was being planned "
-                    f"(generation {generation}, expected {expected_generation}): another "
-                    "change won; look again and retry"
+                    f"{base.stage}/{base.component_id} changed while this {action} was being "
+                    f"planned (generation {generation}, expected {expected_generation}): "
+                    "another change won; look again and retry"
                 )
             # What the gates saw may be stale: a rejection can have landed while they ran.
             self._check_admissible(base, ref)
             # The switch happens now: its record's time follows every event before it.
             base = attrs.evolve(base, at=now_iso())
-            content = session.content()
-            cache = store_release_cache(content)
-            if revision is not None:
-                problems = self._problems(revision)
-                if problems and cache is not None and not self._deployed(revision):
-                    # A release is a cache of the store. One no stage uses is rebuilt: it
-                    # may have been built (by a gate) from objects a restart then tore,
-                    # and which staging has since stored again.
-                    cache.remove_release(revision)
-                    problems = self._problems(revision)
-                if problems:
-                    self._refused(base, f"damaged: {problems[0]}")
-                    raise RefusedError(
-                        f"{short(revision)} is damaged and will not be deployed: {problems[0]}"
-                        f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
-                        "run 'lockgate verify'"
-                    )
-            # Staging may leave objects to the kernel's write-back, and a release may hold
-            # copies (executables) or be new: what is deployed is on the disk before the
-            # intent is written. A release already flushed in this boot is not flushed
-            # again, and none is when the store's durability is off (fsync: false).
-            store_sync(content)
-            if revision is not None and cache is not None and store_is_durable(content):
-                cache.make_release_durable(revision)
-            handle = revision_handle(session, revision) if revision is not None else None
-            intent = Intent(
-                id=uuid.uuid4().hex,
-                operation=action,
-                owner=f"{os.getpid()}@{socket.gethostname()}",
-                created_at=now_iso(),
-                payload={
-                    "stage": stage,
-                    "component_id": component_id,
-                    "component": str(ref),
-                    "revision": revision,
-                    "previous_revision": base.previous_revision,
-                    "generation": generation + 1,
-                },
-            )
-            state.open_intent(intent)
-            failpoint(f"{action}.after_intent")
-            step = "record"
-            try:
-                targets = self.targets(stage)
-                step = "prepare"
-                prepared = [prepare(t, component_id, handle) for t in targets]
-                failpoint(f"{action}.after_prepare")
-                step = "commit"
-                for target, ready in zip(targets, prepared, strict=True):
-                    target.commit(ready)
-                    failpoint(f"{action}.after_switch")
-                step = "record"
-                # Promoting the latest revision moves its status by the status machine
-                # (checked before anything was touched); any other switch leaves it alone
-                # unless the machine allows the action.
-                move_pointer(
-                    session,
-                    stage=stage,
-                    component=str(ref),
-                    revision=revision,
-                    action=action,
-                    expected_generation=generation,
-                    reason=base.reason,
-                    details={"intent": intent.id, **details},
-                    strict=False,
-                    at=base.at,
-                )
-            except BaseException as exc:
-                error = self._undo(session, intent, step, exc)
-                if error is exc:
-                    raise
-                raise error from exc
+            handle = self._ready_release(base)
+            intent = self._open_intent(base, ref, action, generation)
+            self._deploy_and_record(base, ref, action, intent, handle, generation, details)
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
-        hooks = session.hooks.on_promote if action == "promote" else session.hooks.on_rollback
-        failures = hooks(
+        return self._announce(base, ref, action, details)
+
+    def _ready_release(self, base: SwitchResult) -> RevisionHandle | None:
+        """Refuse (and audit) a damaged revision; make what will be deployed durable; the
+        handle targets read it through (None: the switch removes the component)."""
+        revision = base.revision
+        content = self.session.content()
+        cache = store_release_cache(content)
+        if revision is not None:
+            problems = self._problems(revision)
+            if problems and cache is not None and not self._deployed(revision):
+                # A release is a cache of the store. One no stage uses is rebuilt: it
+                # may have been built (by a gate) from objects a restart then tore,
+                # and which staging has since stored again.
+                cache.remove_release(revision)
+                problems = self._problems(revision)
+            if problems:
+                self._refused(base, f"damaged: {problems[0]}")
+                raise RefusedError(
+                    f"{short(revision)} is damaged and will not be deployed: {problems[0]}"
+                    f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
+                    "run 'lockgate verify'"
+                )
+        # Staging may leave objects to the kernel's write-back, and a release may hold
+        # copies (executables) or be new: what is deployed is on the disk before the
+        # intent is written. A release already flushed in this boot is not flushed
+        # again, and none is when the store's durability is off (fsync: false).
+        store_sync(content)
+        if revision is not None and cache is not None and store_is_durable(content):
+            cache.make_release_durable(revision)
+        return revision_handle(self.session, revision) if revision is not None else None
+
+    def _open_intent(
+        self, base: SwitchResult, ref: ComponentRef, action: str, generation: int
+    ) -> Intent:
+        """Write (durably) the intent recovery settles should this process die."""
+        intent = Intent(
+            id=uuid.uuid4().hex,
+            operation=action,
+            owner=f"{os.getpid()}@{socket.gethostname()}",
+            created_at=now_iso(),
+            payload={
+                "stage": base.stage,
+                "component_id": base.component_id,
+                "component": str(ref),
+                "revision": base.revision,
+                "previous_revision": base.previous_revision,
+                "generation": generation + 1,
+            },
+        )
+        self.session.state().open_intent(intent)
+        failpoint(f"{action}.after_intent")
+        return intent
+
+    def _deploy_and_record(
+        self,
+        base: SwitchResult,
+        ref: ComponentRef,
+        action: str,
+        intent: Intent,
+        handle: RevisionHandle | None,
+        generation: int,
+        details: dict[str, object],
+    ) -> None:
+        """Prepare every target, commit each, record the switch; undo it on any failure."""
+        session, stage = self.session, base.stage
+        step = "record"
+        try:
+            targets = self.targets(stage)
+            step = "prepare"
+            prepared = [prepare(t, base.component_id, handle) for t in targets]
+            failpoint(f"{action}.after_prepare")
+            step = "commit"
+            for target, ready in zip(targets, prepared, strict=True):
+                target.commit(ready)
+                failpoint(f"{action}.after_switch")
+            step = "record"
+            # Promoting the latest revision moves its status by the status machine
+            # (checked before anything was touched); any other switch leaves it alone
+            # unless the machine allows the action.
+            move_pointer(
+                session,
+                stage=stage,
+                component=str(ref),
+                revision=base.revision,
+                action=action,
+                expected_generation=generation,
+                reason=base.reason,
+                details={"intent": intent.id, **details},
+                strict=False,
+                at=base.at,
+            )
+        except BaseException as exc:
+            error = self._undo(session, intent, step, exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _announce(
+        self, base: SwitchResult, ref: ComponentRef, action: str, details: dict[str, object]
+    ) -> SwitchResult:
+        """``on_promote`` or ``on_rollback``; a failing plugin is a warning, the switch stands."""
+        hooks = self.session.hooks
+        announce = hooks.on_promote if action == "promote" else hooks.on_rollback
+        failures = announce(
             ChangeEvent(
                 action=action,
                 component=str(ref),
-                stage=stage,
-                revision=revision,
+                stage=base.stage,
+                revision=base.revision,
                 previous_revision=base.previous_revision,
                 actor=base.actor,
                 at=dt.datetime.fromisoformat(base.at),

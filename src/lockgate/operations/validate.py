@@ -23,21 +23,17 @@ handles the component's type:
 Each validated component appends one ``validate`` audit event (outcome ``ok`` when ready,
 ``failed`` when not), which the statistics count.
 
-Over 600 lines: subjects, the worker pool with its deadlines and exit guard, and the
-result cache are one pipeline; the pool is the part to move out next.
+The calls themselves run on the pool of :mod:`lockgate.operations.validate_pool`
+(deadlines, the exit guard) and the cache is :mod:`lockgate.operations.validate_cache`.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
-import hashlib
-import json
 import os
-import queue
-import threading
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,23 +53,24 @@ from lockgate.contracts.models import (
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef
 from lockgate.contracts.source import ComponentSpec
-from lockgate.contracts.state import AuditEvent
+from lockgate.contracts.state import AuditEvent, ComponentRecord, StateStore
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
-from lockgate.errors import LockedError, LockgateError, NotFoundError, PluginHookError
+from lockgate.errors import LockedError, LockgateError, NotFoundError
 from lockgate.operations.approve import authors as approval_authors
 from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.recover import settle
 from lockgate.operations.revisions import release_dir, revision_handle, revision_spec
+from lockgate.operations.validate_cache import ValidationCache, cache_key
+from lockgate.operations.validate_pool import Call, exit_issue, run_calls
 
 if TYPE_CHECKING:
     from lockgate.core.hooks import Validator
 
 __all__ = ["ComponentReadiness", "ReadinessReport", "Validation"]
 
-CACHE_FORMAT = 1
 _ACTIVE_STATUSES = ("staged", "approved", "promoted")
 
 
@@ -87,122 +84,55 @@ class _Prepared:
     problems: tuple[Issue, ...] = ()
 
 
-_WORKER_NAME = "lockgate-validate"
+_Base = tuple[ComponentRef, str, ValidationSubject | None, tuple[Issue, ...]]
+"""A component's first preparation: its ref, stage, subject (None: it has none) and the
+issues found meanwhile."""
 
 
-class _WorkerPool:
-    """Daemon threads that run validator calls for every run in this process.
-
-    Kept for the life of the process, so a long-running caller (``lockgate watch``)
-    does not start threads for every run. A worker stuck in a call past its deadline is
-    written off: the pool forgets it and starts another when more are needed.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: queue.SimpleQueue[tuple[Any, Any, Any]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._live = 0
-
-    def ensure(self, count: int) -> None:
-        _guard_process_exits()
-        with self._lock:
-            while self._live < count:
-                threading.Thread(target=self._work, name=_WORKER_NAME, daemon=True).start()
-                self._live += 1
-
-    def write_off(self) -> None:
-        with self._lock:
-            self._live -= 1
-
-    def submit(self, call: Any, task: tuple[int, int], events: Any) -> None:
-        self._tasks.put((call, task, events))
-
-    def _work(self) -> None:
-        while True:
-            call, task, events = self._tasks.get()
-            events.put(("start", task, []))
-            events.put(("done", task, call()))
+def _staged(records: Mapping[str, ComponentRecord]) -> tuple[PeerComponent, ...]:
+    """Every component with a staged revision, as a validator's context shows it."""
+    return tuple(
+        PeerComponent(
+            component=r.component,
+            component_id=r.component_id,
+            component_type=r.component_type,
+            revision=r.latest_revision,
+            status=r.status.value,
+        )
+        for r in records.values()
+        if r.latest_revision is not None
+    )
 
 
-_POOL = _WorkerPool()
+def _batch(
+    bases: Sequence[_Base], records: Mapping[str, ComponentRecord]
+) -> tuple[PeerComponent, ...]:
+    """The components validated together, as each one's context shows them."""
+    return tuple(
+        PeerComponent(
+            component=s.component,
+            component_id=s.component_id,
+            component_type=s.component_type,
+            revision=s.revision,
+            status=records[s.component].status.value if s.component in records else "pending",
+            depends_on=tuple(s.metadata.get("depends_on", ())),
+        )
+        for _, _, s, _ in bases
+        if s is not None
+    )
 
 
-class _ExitAttempt(BaseException):
-    """Raised in a validator's thread in place of ending the process."""
-
-
-# What threads that validators started (not the workers) tried: "os._exit(0)", ...
-# Only ever appended to.
-_EXIT_ATTEMPTS: list[str] = []
-_GUARDED: dict[str, Any] = {}
-# "pid": the process whose validations are guarded; "runs": validations running now.
-_GUARD: dict[str, int] = {"pid": 0, "runs": 0}
-_CALL = threading.local()  # .attempt: what the validator running in this worker tried
-_ENDERS = (
-    "_exit",
-    "abort",
-    "execv",
-    "execve",
-    "execl",
-    "execle",
-    "execlp",
-    "execlpe",
-    "execvp",
-    "execvpe",
-)
-
-
-def _guard_process_exits() -> None:
-    """Make the calls that end or replace the process refuse to from a non-main thread.
-
-    Validators run in worker threads, and a call such as ``os._exit(0)`` there would end
-    the command at once with status 0: nothing recorded, the caller told all is well. The
-    kernel never ends the process from another thread, so from a validator's worker, or
-    from any other thread while validators run, these calls raise instead. The host
-    application's own threads are left alone between runs, and so is a child forked to
-    exec or exit (its pid differs). Only Python-level calls are covered; see
-    docs/validation.md for what is not.
-    """
-    _GUARD["pid"] = os.getpid()  # a forked child that validates guards its own threads
-    if _GUARDED:
-        return
-    import posix
-
-    for name in _ENDERS:
-        original = getattr(os, name, None)
-        if original is None:
-            continue
-
-        def guard(*args: Any, _name: str = name, _original: Any = original) -> Any:
-            thread = threading.current_thread()
-            if (
-                thread is threading.main_thread()
-                or os.getpid() != _GUARD["pid"]  # a child forked to exec or exit: its own
-                # Other threads of the host application are left alone between runs:
-                # only a validator's worker, or a thread started while validators run.
-                or (thread.name != _WORKER_NAME and not _GUARD["runs"])
-            ):
-                return _original(*args)
-            shown = ", ".join(repr(a) for a in args[:2])
-            what = f"os.{_name}({shown})"
-            if threading.current_thread().name == _WORKER_NAME:
-                _CALL.attempt = what  # reported with the call, even if it is caught
-            else:
-                _EXIT_ATTEMPTS.append(what)
-            raise _ExitAttempt(what)
-
-        _GUARDED[name] = original
-        setattr(os, name, guard)
-        if getattr(posix, name, None) is original:
-            setattr(posix, name, guard)
-
-    previous_hook = threading.excepthook
-
-    def excepthook(args: Any) -> None:
-        if not isinstance(args.exc_value, _ExitAttempt):  # reported as a failed gate
-            previous_hook(args)
-
-    threading.excepthook = excepthook
+def _placeholder(ref: ComponentRef, stage: str) -> ValidationSubject:
+    """The subject reported for a component that could not be validated."""
+    return ValidationSubject(
+        component=str(ref),
+        workspace=ref.workspace,
+        component_id=ref.component_id,
+        component_type="unknown",
+        stage=stage,
+        root=Path(),
+        files=(),
+    )
 
 
 class Validation:
@@ -263,118 +193,109 @@ class Validation:
         validators: Sequence[Validator],
         workspace: bool,
     ) -> list[_Prepared]:
-
+        """Each component's subject, with its context, and the validators that handle it."""
         state = self.session.state()
         records = {r.component: r for r in state.components()}
-        staged = tuple(
-            PeerComponent(
-                component=r.component,
-                component_id=r.component_id,
-                component_type=r.component_type,
-                revision=r.latest_revision,
-                status=r.status.value,
-            )
-            for r in records.values()
-            if r.latest_revision is not None
-        )
+        staged = _staged(records)
         # First pass: each component's subject without context (specs are needed first).
-        bases: list[tuple[ComponentRef, str, ValidationSubject | None, tuple[Issue, ...]]] = []
-        for ref in dict.fromkeys(refs):
-            target = stage
-            try:
-                if target is None:
-                    target = (
-                        next_stage(self.session, str(ref))
-                        if str(ref) in records
-                        else self.session.stage_names[0]
-                    )
-                subject = (
-                    self._workspace_subject(ref, target)
-                    if workspace
-                    else self._revision_subject(ref, target, records)
-                )
-                bases.append((ref, target, subject, ()))
-            except LockgateError as exc:
-                if isinstance(exc, LockedError):
-                    raise
-                issue = Issue(
-                    Severity.ERROR,
-                    "cannot-validate",
-                    exc.message,
-                    plugin="lockgate",
-                    hint=_hint_for(exc, ref),
-                )
-                bases.append((ref, target or self.session.stage_names[0], None, (issue,)))
-        batch = tuple(
-            PeerComponent(
-                component=s.component,
-                component_id=s.component_id,
-                component_type=s.component_type,
-                revision=s.revision,
-                status=records[s.component].status.value if s.component in records else "pending",
-                depends_on=tuple(s.metadata.get("depends_on", ())),
-            )
-            for _, _, s, _ in bases
-            if s is not None
-        )
+        bases = [self._base(ref, stage, records, workspace) for ref in dict.fromkeys(refs)]
+        batch = _batch(bases, records)
         prepared = []
         contexts: dict[str, tuple[Mapping[str, str], Mapping[str, tuple[str, ...]]]] = {}
         for ref, target, maybe, problems in bases:
             if maybe is None:
-                placeholder = ValidationSubject(
-                    component=str(ref),
-                    workspace=ref.workspace,
-                    component_id=ref.component_id,
-                    component_type="unknown",
-                    stage=target,
-                    root=Path(),
-                    files=(),
-                )
-                prepared.append(_Prepared(placeholder, target, (), problems))
+                prepared.append(_Prepared(_placeholder(ref, target), target, (), problems))
                 continue
             subject = maybe
             if target not in contexts:
                 live = {p.component_id: p.revision for p in state.pointers(target) if p.revision}
                 contexts[target] = (live, self._graph(batch, live))
             current, graph = contexts[target]
-            decisions: tuple[Decision, ...] = ()
-            author = None
-            authors: tuple[str, ...] = ()
-            if subject.revision is not None:
-                decisions = tuple(
-                    Decision(a.actor, a.decision, a.at, a.comment)
-                    for a in state.approvals(subject.component, subject.revision)
-                )
-                author = next(
-                    (
-                        r.actor
-                        for r in state.revisions(subject.component)
-                        if r.revision == subject.revision
-                    ),
-                    None,
-                )
-                owners = subject.metadata.get("owners") or ()
-                authors = approval_authors(
-                    state,
-                    subject.component,
-                    subject.revision,
-                    [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
-                    self.session.stage_names,
-                )
-            context = ValidationContext(
-                batch=batch,
-                current=current,
-                staged=staged,
-                graph=graph,
-                author=author,
-                decisions=decisions,
-                authors=authors,
-            )
+            context = self._context(state, subject, batch, current, staged, graph)
             chosen = tuple(v for v in validators if v.applies_to(subject.component_type))
             prepared.append(
                 _Prepared(attrs.evolve(subject, context=context), target, chosen, problems)
             )
         return prepared
+
+    def _base(
+        self,
+        ref: ComponentRef,
+        stage: str | None,
+        records: Mapping[str, ComponentRecord],
+        workspace: bool,
+    ) -> _Base:
+        """``ref``'s stage and subject (without context), or the issue that it has none."""
+        target = stage
+        try:
+            if target is None:
+                target = (
+                    next_stage(self.session, str(ref))
+                    if str(ref) in records
+                    else self.session.stage_names[0]
+                )
+            subject = (
+                self._workspace_subject(ref, target)
+                if workspace
+                else self._revision_subject(ref, target, records)
+            )
+            return (ref, target, subject, ())
+        except LockgateError as exc:
+            if isinstance(exc, LockedError):
+                raise
+            issue = Issue(
+                Severity.ERROR,
+                "cannot-validate",
+                exc.message,
+                plugin="lockgate",
+                hint=_hint_for(exc, ref),
+            )
+            return (ref, target or self.session.stage_names[0], None, (issue,))
+
+    def _context(
+        self,
+        state: StateStore,
+        subject: ValidationSubject,
+        batch: tuple[PeerComponent, ...],
+        current: Mapping[str, str],
+        staged: tuple[PeerComponent, ...],
+        graph: Mapping[str, tuple[str, ...]],
+    ) -> ValidationContext:
+        """What a validator of ``subject`` sees beyond its files: the batch, the stage, the
+        revision's author and decisions, and who counts as its authors."""
+        decisions: tuple[Decision, ...] = ()
+        author = None
+        authors: tuple[str, ...] = ()
+        if subject.revision is not None:
+            decisions = tuple(
+                Decision(a.actor, a.decision, a.at, a.comment)
+                for a in state.approvals(subject.component, subject.revision)
+            )
+            author = next(
+                (
+                    r.actor
+                    for r in state.revisions(subject.component)
+                    if r.revision == subject.revision
+                ),
+                None,
+            )
+            owners = subject.metadata.get("owners") or ()
+            authors = approval_authors(
+                state,
+                subject.component,
+                subject.revision,
+                [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
+                self.session.stage_names,
+            )
+        return ValidationContext(
+            batch=batch,
+            current=current,
+            staged=staged,
+            graph=graph,
+            author=author,
+            decisions=decisions,
+            authors=authors,
+        )
 
     def _revision_subject(
         self, ref: ComponentRef, stage: str, records: Mapping[str, Any]
@@ -464,31 +385,27 @@ class Validation:
         # re-validation (as lockgate.yaml's parse cache, core/config.py).
         state_dir = self.session.state_dir
         cache = (
-            _Cache(state_dir / "cache" / "validation") if use_cache and state_dir.is_dir() else None
+            ValidationCache(state_dir / "cache" / "validation")
+            if use_cache and state_dir.is_dir()
+            else None
         )
         outcomes: dict[tuple[int, int], list[Issue]] = {}
-        tasks: list[tuple[int, int]] = []
+        tasks: dict[tuple[int, int], Call] = {}
         cached_counts = [0] * len(prepared)
         keys: dict[tuple[int, int], str] = {}
         for ci, item in enumerate(prepared):
             for vi, validator in enumerate(item.validators):
                 if cache is not None and validator.info.cache and item.subject.revision:
-                    key = _cache_key(validator, item.stage)
+                    key = cache_key(validator, item.stage)
                     keys[(ci, vi)] = key
                     hit = cache.get(item.subject.revision, key)
                     if hit is not None:
                         outcomes[(ci, vi)] = [attrs.evolve(i, plugin=validator.plugin) for i in hit]
                         cached_counts[ci] += 1
                         continue
-                tasks.append((ci, vi))
-        attempts = len(_EXIT_ATTEMPTS)
-        _GUARD["runs"] += 1
-        try:
-            fresh = self._run_parallel(prepared, tasks)
-        finally:
-            _GUARD["runs"] -= 1
+                tasks[(ci, vi)] = (validator, item.subject)
+        fresh, strays = run_calls(tasks, workers=self.workers, timeout=self.settings.timeout)
         outcomes.update(fresh)
-        strays = _EXIT_ATTEMPTS[attempts:]
         if cache is not None and not strays:  # whose result is trustworthy is unknown
             for (ci, vi), issues in fresh.items():
                 wanted = keys.get((ci, vi))
@@ -503,7 +420,7 @@ class Validation:
             if strays and not any(i.code == "validator-exit" for i in issues):
                 # A thread a validator started, not the call itself: which one is unknown,
                 # so every component validated meanwhile fails.
-                issues.append(_exit_issue(None, ", ".join(strays)))
+                issues.append(exit_issue(None, ", ".join(strays)))
             results.append(
                 ComponentReadiness(
                     component=item.subject.component,
@@ -515,82 +432,6 @@ class Validation:
                 )
             )
         return results
-
-    def _run_parallel(
-        self, prepared: Sequence[_Prepared], tasks: Sequence[tuple[int, int]]
-    ) -> dict[tuple[int, int], list[Issue]]:
-        """Run the tasks on the process's pool of daemon workers, with deadlines.
-
-        A worker reports when it starts a call and when it finishes; a call still running
-        at its deadline is recorded as timed out and its worker written off (the pool
-        starts a replacement). Nothing ever waits for a written-off worker.
-        """
-        timeout = self.settings.timeout
-        events: queue.SimpleQueue[tuple[str, tuple[int, int], list[Issue]]] = queue.SimpleQueue()
-        _POOL.ensure(min(self.workers, len(tasks)))
-        for task in tasks:
-            _POOL.submit(lambda t=task: self._call_one(prepared[t[0]], t[1]), task, events)
-        results: dict[tuple[int, int], list[Issue]] = {}
-        running: dict[tuple[int, int], float] = {}
-        while len(results) < len(tasks):
-            wait = max(0.0, min(running.values()) - time.monotonic()) if running else None
-            try:
-                kind, task, issues = events.get(timeout=wait)
-            except queue.Empty:
-                now = time.monotonic()
-                for late in [t for t, deadline in running.items() if deadline <= now]:
-                    del running[late]
-                    results[late] = [self._timed_out(prepared[late[0]].validators[late[1]])]
-                    _POOL.write_off()
-                # Replace the workers written off, or queued calls would wait for ever on
-                # workers that never come back (workers: 1 and a validator that hangs).
-                _POOL.ensure(min(self.workers, len(tasks) - len(results)))
-                continue
-            if task in results:
-                continue  # finished after its deadline: the timeout stands
-            if kind == "start":
-                running[task] = time.monotonic() + timeout
-            else:
-                running.pop(task, None)
-                results[task] = issues
-        return results
-
-    @staticmethod
-    def _call_one(item: _Prepared, index: int) -> list[Issue]:
-        validator = item.validators[index]
-        _CALL.attempt = None
-        try:
-            issues = validator.call(item.subject)
-        except PluginHookError as exc:
-            message = exc.message
-        except BaseException as exc:  # a validator must never take the run down
-            message = f"plugin '{validator.plugin}' failed: {type(exc).__name__}: {exc}"
-        else:
-            if _CALL.attempt is None:
-                return issues
-            message = ""
-        if _CALL.attempt is not None:
-            return [_exit_issue(validator.plugin, _CALL.attempt)]
-        return [
-            Issue(
-                Severity.ERROR,
-                "validator-failed",
-                message,
-                plugin=validator.plugin,
-                hint=f"fix or disable plugin '{validator.plugin}' "
-                "(plugins.disable in lockgate.yaml)",
-            )
-        ]
-
-    def _timed_out(self, validator: Validator) -> Issue:
-        timeout = self.settings.timeout
-        return Issue(
-            Severity.ERROR,
-            "validator-timeout",
-            f"plugin '{validator.plugin}' did not finish within {timeout:g} s (validation.timeout)",
-            plugin=validator.plugin,
-            hint=f"fix plugin '{validator.plugin}' or raise validation.timeout",
-        )
 
     # ------------------------------------------------------------------ recording
 
@@ -618,19 +459,6 @@ class Validation:
         )
 
 
-def _exit_issue(plugin: str | None, what: str) -> Issue:
-    """The issue of a validator that tried to end the process instead of returning."""
-    who = f"plugin '{plugin}'" if plugin else "a thread a validator started"
-    return Issue(
-        Severity.ERROR,
-        "validator-exit",
-        f"{who} tried to end the process ({what}) instead of returning its issues",
-        plugin=plugin or "lockgate",
-        hint=f"fix or disable {f'plugin {plugin!r}' if plugin else 'the validator'} "
-        "(plugins.disable in lockgate.yaml)",
-    )
-
-
 def _dep_id(dep: str) -> str:
     return dep.split(":", 1)[1] if ":" in dep else dep
 
@@ -649,75 +477,3 @@ def _read_file(session: Session, revision: str, path: str) -> bytes:
             return stream.read()
     except LockgateError as exc:
         raise OSError(errno.EIO, exc.message) from exc
-
-
-def _cache_key(validator: Validator, stage: str) -> str:
-    settings = validator.settings
-    if attrs.has(type(settings)):
-        settings = attrs.asdict(settings)
-    payload = json.dumps(
-        [CACHE_FORMAT, validator.plugin, validator.version, settings, stage],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-class _Cache:
-    """Cached issues per revision: one small JSON file per revision."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._loaded: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        self._dirty: set[str] = set()
-
-    def _path(self, revision: str) -> Path:
-        return self.root / revision[:2] / f"{revision}.json"
-
-    def _entries(self, revision: str) -> dict[str, list[dict[str, Any]]]:
-        if revision not in self._loaded:
-            try:
-                data = json.loads(self._path(revision).read_bytes())
-                self._loaded[revision] = data if isinstance(data, dict) else {}
-            except (OSError, ValueError):
-                self._loaded[revision] = {}
-        return self._loaded[revision]
-
-    def get(self, revision: str, key: str) -> list[Issue] | None:
-        raw = self._entries(revision).get(key)
-        if raw is None:
-            return None
-        try:
-            return [_issue_from(item) for item in raw]
-        except (TypeError, ValueError, KeyError):
-            return None  # a damaged entry is a miss, never an error
-
-    def put(self, revision: str, key: str, issues: Iterable[Issue]) -> None:
-        self._entries(revision)[key] = [
-            attrs.asdict(i) | {"severity": i.severity.value} for i in issues
-        ]
-        self._dirty.add(revision)
-
-    def flush(self) -> None:
-        for revision in self._dirty:
-            path = self._path(revision)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(self._loaded[revision]), encoding="utf-8")
-                tmp.replace(path)
-            except OSError:
-                pass  # a cache that cannot be written only costs time
-        self._dirty.clear()
-
-
-def _issue_from(data: Mapping[str, Any]) -> Issue:
-    return Issue(
-        severity=Severity(data["severity"]),
-        code=str(data["code"]),
-        message=str(data["message"]),
-        path=data.get("path"),
-        line=data.get("line"),
-        components=tuple(data.get("components") or ()),
-        hint=data.get("hint"),
-    )

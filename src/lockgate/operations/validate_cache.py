@@ -1,0 +1,142 @@
+"""The validation result cache: the issues of cacheable validators, per revision.
+
+A validator that declares ``cache=True`` has its issues kept per (revision, stage,
+validator, version, settings) under ``.lockgate/cache/validation/``, one small JSON file
+per revision, so re-validating an unchanged revision does not call it again. A damaged
+entry is a miss, and a cache that cannot be written only costs time.
+
+The version names the validator's code only when its distribution was installed from a
+release: for an editable install, or a module that its distribution's directory does not
+hold, the key also carries the module file's path, size and modification time
+(:func:`code_fingerprint`), so an edit is seen without ``--no-cache``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lockgate.contracts.models import Issue, Severity
+
+if TYPE_CHECKING:
+    from lockgate.core.hooks import Validator
+
+__all__ = ["CACHE_FORMAT", "ValidationCache", "cache_key", "code_fingerprint"]
+
+CACHE_FORMAT = 1
+
+
+def cache_key(validator: Validator, stage: str) -> str:
+    settings = validator.settings
+    if attrs.has(type(settings)):
+        settings = attrs.asdict(settings)
+    parts = [CACHE_FORMAT, validator.plugin, validator.version, settings, stage]
+    fingerprint = code_fingerprint(validator.module, validator.location)
+    if fingerprint is not None:  # else the key is what it always was
+        parts.append(fingerprint)
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@functools.cache
+def code_fingerprint(module: str | None, location: str | None) -> str | None:
+    """``path:size:mtime_ns`` of ``module``'s file when the distribution's version alone
+    does not name the code (None when it does, or the file is not known).
+
+    Once per process per module: the process runs the code it imported, so an edit made
+    while it runs (under ``lockgate watch``) is not what it would validate with.
+    """
+    path = getattr(sys.modules.get(module or ""), "__file__", None)
+    if not path or _version_names_code(path, location):
+        return None
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _version_names_code(path: str, location: str | None) -> bool:
+    """Whether the module file at ``path`` is the code of the distribution whose metadata
+    directory is ``location``, as released: installed beside its metadata, not editable."""
+    if location is None:
+        return False  # no distribution known: nothing names the code
+    metadata = Path(location)
+    if metadata.suffix == ".egg-info" and "-" not in metadata.stem:
+        return False  # NAME.egg-info: an in-place (development) install
+    if not Path(path).is_relative_to(metadata.parent):
+        return False  # not installed with its distribution (a path hook, PYTHONPATH)
+    try:
+        direct = json.loads((metadata / "direct_url.json").read_bytes())
+    except (OSError, ValueError):
+        return True  # no record of where it came from: an ordinary install
+    info = direct.get("dir_info") if isinstance(direct, dict) else None
+    return not (isinstance(info, dict) and info.get("editable") is True)
+
+
+class ValidationCache:
+    """Cached issues per revision: one small JSON file per revision."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._loaded: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self._dirty: set[str] = set()
+
+    def _path(self, revision: str) -> Path:
+        return self.root / revision[:2] / f"{revision}.json"
+
+    def _entries(self, revision: str) -> dict[str, list[dict[str, Any]]]:
+        if revision not in self._loaded:
+            try:
+                data = json.loads(self._path(revision).read_bytes())
+                self._loaded[revision] = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._loaded[revision] = {}
+        return self._loaded[revision]
+
+    def get(self, revision: str, key: str) -> list[Issue] | None:
+        raw = self._entries(revision).get(key)
+        if raw is None:
+            return None
+        try:
+            return [_issue_from(item) for item in raw]
+        except (TypeError, ValueError, KeyError):
+            return None  # a damaged entry is a miss, never an error
+
+    def put(self, revision: str, key: str, issues: Iterable[Issue]) -> None:
+        self._entries(revision)[key] = [
+            attrs.asdict(i) | {"severity": i.severity.value} for i in issues
+        ]
+        self._dirty.add(revision)
+
+    def flush(self) -> None:
+        for revision in self._dirty:
+            path = self._path(revision)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(self._loaded[revision]), encoding="utf-8")
+                tmp.replace(path)
+            except OSError:
+                pass  # a cache that cannot be written only costs time
+        self._dirty.clear()
+
+
+def _issue_from(data: Mapping[str, Any]) -> Issue:
+    return Issue(
+        severity=Severity(data["severity"]),
+        code=str(data["code"]),
+        message=str(data["message"]),
+        path=data.get("path"),
+        line=data.get("line"),
+        components=tuple(data.get("components") or ()),
+        hint=data.get("hint"),
+    )
