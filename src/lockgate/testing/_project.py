@@ -3,6 +3,10 @@
 * ``lockgate_project`` — a fresh initialised project directory (a ``Path``);
 * ``lockgate_cli`` — run the ``lockgate`` command line in-process: ``lockgate_cli("plugins",
   "--json", project=path)`` returns a :class:`CliResult`;
+* ``lockgate_kit`` — make an isolated project for testing one plugin (see
+  :mod:`lockgate.testing._kit`): only the builtins and the plugins under test load, and
+  no ambient ``LOCKGATE_*`` variable reaches it. ``lockgate_project`` and
+  ``lockgate_cli`` see the installed environment, as a user's shell would;
 * :func:`fake_distribution` — a distribution whose entry points name plugin objects held
   in memory, so discovery, selection and loading are exercised exactly as for a real one;
 * :func:`open_project` — open a project with extra (fake) distributions beside the
@@ -35,6 +39,7 @@ __all__ = [
     "FakeDistribution",
     "fake_distribution",
     "lockgate_cli",
+    "lockgate_kit",
     "lockgate_project",
     "open_project",
     "run_cli",
@@ -117,16 +122,25 @@ class CliResult:
 
 
 def run_cli(
-    *args: str, project: Path | None = None, env: Mapping[str, str] | None = None
+    *args: str,
+    project: Path | None = None,
+    env: Mapping[str, str | None] | None = None,
+    distributions: Sequence[metadata.Distribution] | None = None,
 ) -> CliResult:
-    """Run ``lockgate ARGS`` in-process with click's runner."""
+    """Run ``lockgate ARGS`` in-process with click's runner.
+
+    ``env`` is laid over this process's environment for the run (a None value removes a
+    variable); ``distributions`` replaces the installed ones plugins are discovered in.
+    """
     from click.testing import CliRunner
 
+    from lockgate.cli.context import AppContext
     from lockgate.cli.main import cli
 
     argv = [*(("-C", str(project)) if project is not None else ()), *args]
     runner = CliRunner()
-    result = runner.invoke(cli, argv, env=dict(env or {}), catch_exceptions=False)
+    app = AppContext(distributions=distributions)
+    result = runner.invoke(cli, argv, env=dict(env or {}), catch_exceptions=False, obj=app)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
@@ -144,3 +158,13 @@ def lockgate_project(tmp_path: Path) -> Iterator[Path]:
 def lockgate_cli() -> Any:
     """:func:`run_cli`, as a fixture."""
     return run_cli
+
+
+@pytest.fixture
+def lockgate_kit(tmp_path: Path) -> Iterator[Any]:
+    """Make isolated projects for testing a plugin: ``lockgate_kit(extra=[...],
+    only=[...], environ={...}, config="...")`` returns a :class:`~lockgate.testing.PluginKit`
+    (builtins and the plugins under test only, no ambient ``LOCKGATE_*`` variable)."""
+    from lockgate.testing._kit import kits
+
+    yield from kits(tmp_path)
