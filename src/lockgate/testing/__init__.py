@@ -24,7 +24,9 @@ See ``docs/conformance.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,7 +36,6 @@ from lockgate.testing._project import (
     FakeDistribution,
     fake_distribution,
     lockgate_cli,
-    lockgate_kit,
     lockgate_project,
     open_project,
     run_cli,
@@ -78,6 +79,18 @@ __all__ = [
     "open_project",
     "run_cli",
 ]
+
+
+@pytest.fixture
+def lockgate_kit(tmp_path: Path) -> Iterator[Any]:
+    """Make isolated projects for testing a plugin: ``lockgate_kit(extra=[...],
+    only=[...], environ={...}, config="...")`` returns a :class:`PluginKit` (builtins and
+    the plugins under test only, no ambient ``LOCKGATE_*`` variable). Its module is
+    imported when the fixture is first used."""
+    from lockgate.testing._kit import kits
+
+    yield from kits(tmp_path)
+
 
 _SUITES = ("_state_suite", "_lock_suite", "_content_suite", "_source_suite", "_target_suite")
 # A suite's failures should read like a test's own: registered before any is imported.

@@ -39,7 +39,6 @@ __all__ = [
     "FakeDistribution",
     "fake_distribution",
     "lockgate_cli",
-    "lockgate_kit",
     "lockgate_project",
     "open_project",
     "run_cli",
@@ -158,13 +157,3 @@ def lockgate_project(tmp_path: Path) -> Iterator[Path]:
 def lockgate_cli() -> Any:
     """:func:`run_cli`, as a fixture."""
     return run_cli
-
-
-@pytest.fixture
-def lockgate_kit(tmp_path: Path) -> Iterator[Any]:
-    """Make isolated projects for testing a plugin: ``lockgate_kit(extra=[...],
-    only=[...], environ={...}, config="...")`` returns a :class:`~lockgate.testing.PluginKit`
-    (builtins and the plugins under test only, no ambient ``LOCKGATE_*`` variable)."""
-    from lockgate.testing._kit import kits
-
-    yield from kits(tmp_path)
