@@ -3,10 +3,9 @@
 * ``lockgate_project`` — a fresh initialised project directory (a ``Path``);
 * ``lockgate_cli`` — run the ``lockgate`` command line in-process: ``lockgate_cli("plugins",
   "--json", project=path)`` returns a :class:`CliResult`;
-* ``lockgate_kit`` — make an isolated project for testing one plugin (see
-  :mod:`lockgate.testing._kit`): only the builtins and the plugins under test load, and
-  no ambient ``LOCKGATE_*`` variable reaches it. ``lockgate_project`` and
-  ``lockgate_cli`` see the installed environment, as a user's shell would;
+  both see the installed environment (every installed plugin, every ``LOCKGATE_*``
+  variable), as a user's shell would; ``lockgate_kit`` (``lockgate.testing._kit``) makes
+  an isolated project instead;
 * :func:`fake_distribution` — a distribution whose entry points name plugin objects held
   in memory, so discovery, selection and loading are exercised exactly as for a real one;
 * :func:`open_project` — open a project with extra (fake) distributions beside the
