@@ -7,6 +7,7 @@ left out with a warning (unless it is the same module).
 
 from __future__ import annotations
 
+import os
 import types
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def test_ambient_variables_do_not_reach_the_project(
     monkeypatch.setenv("LOCKGATE_DISABLE_PLUGINS", "sqlite")
     monkeypatch.setenv("LOCKGATE_ACTOR", "mallory")
     kit = lockgate_kit(environ={"LOCKGATE_ACTOR": "alice"})
+    assert not [k for k in os.environ if k.startswith("LOCKGATE")]
+    monkeypatch.setenv("LOCKGATE__STATE__STORE", "set-after-the-kit")
     project = kit.open()
     assert project.config.state.store == "sqlite"
     assert project.plugins.info("sqlite").status == "loaded"

@@ -82,14 +82,14 @@ __all__ = [
 
 
 @pytest.fixture
-def lockgate_kit(tmp_path: Path) -> Iterator[Any]:
+def lockgate_kit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Make isolated projects for testing a plugin: ``lockgate_kit(extra=[...],
     only=[...], environ={...}, config="...")`` returns a :class:`PluginKit` (builtins and
     the plugins under test only, no ambient ``LOCKGATE_*`` variable). Its module is
     imported when the fixture is first used."""
     from lockgate.testing._kit import kits
 
-    yield from kits(tmp_path)
+    yield from kits(tmp_path, monkeypatch)
 
 
 _SUITES = ("_state_suite", "_lock_suite", "_content_suite", "_source_suite", "_target_suite")

@@ -4,8 +4,9 @@ A plugin's tests should pass or fail on the plugin alone, whatever else the mach
 The kit's project therefore starts clean:
 
 * **no ambient variable**: the project is opened with an environment holding no
-  ``LOCKGATE_*`` variable but those the test hands in (``environ=``), and the kit's
-  in-process command line removes every ambient one for its run;
+  ``LOCKGATE_*`` variable but those the test hands in (``environ=``); making a kit
+  removes every ``LOCKGATE_*`` variable from the process's environment for the rest of
+  the test, and the kit's in-process command line removes any set since for its run;
 * **no installed third-party plugin**: plugins are discovered in lockgate's own
   distribution (the builtins) and in the plugins under test (``extra=``), never in the
   other distributions installed beside them; ``only=`` narrows that to exactly the
@@ -256,10 +257,15 @@ class PluginKit:
 MakeKit = Callable[..., PluginKit]
 
 
-def kits(tmp_path: Path) -> Iterator[MakeKit]:
+def kits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeKit]:
     """What the ``lockgate_kit`` fixture yields: make an isolated :class:`PluginKit`,
     ``make(extra=[...], only=[...], environ={...}, config="...")``, each in a fresh
-    project directory under ``tmp_path``; every kit is closed at the end."""
+    project directory under ``tmp_path``; every kit is closed at the end.
+
+    Making a kit also removes every ``LOCKGATE_*`` variable from this process's
+    environment for the rest of the test (``monkeypatch`` restores them), so what reads
+    it directly in-process (failpoints) starts clean too: hand variables in with
+    ``environ=``."""
     from lockgate.operations.init import init_project
 
     made: list[PluginKit] = []
@@ -271,6 +277,8 @@ def kits(tmp_path: Path) -> Iterator[MakeKit]:
         environ: Mapping[str, str] | None = None,
         config: str | None = None,
     ) -> PluginKit:
+        for name in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            monkeypatch.delenv(name)
         root = tmp_path / f"kit-{next(_counter)}"
         init_project(root)
         kit = PluginKit(root, extra=extra, only=only, environ=environ)
