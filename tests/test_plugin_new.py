@@ -109,6 +109,18 @@ def test_the_default_directory_is_the_distribution_name(tmp_path: Path) -> None:
     assert "next: pip install -e" in done.stdout
 
 
+def test_a_name_given_with_the_distribution_prefix_names_the_same_plugin(tmp_path: Path) -> None:
+    data = run_cli(
+        "--json", "plugin", "new", "lockgate-audit-mail", "--kind", "notifier",
+        "--dir", str(tmp_path / "p"),
+    ).json()  # fmt: skip
+    assert (data["plugin"], data["distribution"], data["module"]) == (
+        "audit-mail",
+        "lockgate-audit-mail",
+        "lockgate_audit_mail",
+    )
+
+
 def test_an_existing_directory_is_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine\n")
@@ -207,9 +219,11 @@ def test_every_kind_installs_and_passes_its_own_tests(venv: Path, tmp_path: Path
         check=True,
     ).stdout
     assert Path(where.strip()).is_relative_to(REPO / "src")
+    # Ambient variables a kit must keep out (and no options of this run's pytest).
     env = subprocess_env(
         {"LOCKGATE_DISABLE_PLUGINS": "my-validator", "LOCKGATE__STATE__STORE": "x"}
     )
+    env.pop("PYTEST_ADDOPTS", None)
     for kind, directory in dirs.items():
         done = subprocess.run(
             [
