@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
@@ -30,6 +31,9 @@ class AppContext:
     """Plugin command name -> the plugin that added it."""
     pending_warnings: list[str] = attrs.field(factory=list)
     """Plugins' warnings held for the JSON output (``--json``)."""
+    distributions: Sequence[Any] | None = None
+    """The distributions plugins are discovered in (None: the installed ones); the
+    test kit hands in builtins and the plugins under test only."""
 
     def warn(self, plugin: str | None, message: str) -> None:
         """The warnings channel of :class:`PluginContext`: stderr (not with ``-q``), or
@@ -78,6 +82,7 @@ class AppContext:
             strict_plugins=self.strict_plugins if strict is None else strict,
             require=require,
             warn_sink=self.warn,
+            distributions=self.distributions,
         )
         project.actor_override = self.actor
         project.json_output = self.json
