@@ -29,7 +29,7 @@ from lockgate.core.hooks import HookRunner
 from lockgate.core.plugins import PluginSet, Selection, discover, load_plugins
 from lockgate.core.roles import Roles
 from lockgate.core.structure import did_you_mean
-from lockgate.errors import NotFoundError, PluginHookError, ProjectNotFoundError
+from lockgate.errors import MissingKeyError, NotFoundError, PluginHookError, ProjectNotFoundError
 
 __all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
 
@@ -289,7 +289,10 @@ def _locate(
 def _plugin_settings(hooks: HookRunner, plugins: PluginSet, layers: ConfigLayers) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for plugin, cls in _isolated(plugins, lambda: hooks.register_settings()).items():
-        settings[plugin] = layers.plugin_settings(plugin, cls)
+        try:
+            settings[plugin] = layers.plugin_settings(plugin, cls)
+        except MissingKeyError as exc:  # that plugin fails, not every command
+            plugins.mark_failed(plugin, exc.message)
     return settings
 
 

@@ -64,6 +64,7 @@ from lockgate.errors import (
     RefusedError,
     environment_fault,
 )
+from lockgate.operations.announce import announce
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
@@ -316,7 +317,9 @@ class Switcher:
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
         hooks = session.hooks.on_promote if action == "promote" else session.hooks.on_rollback
-        failures = hooks(
+        failures = announce(  # recorded in the audit log when a plugin fails to hear it
+            session,
+            hooks,
             ChangeEvent(
                 action=action,
                 component=str(ref),
@@ -327,7 +330,7 @@ class Switcher:
                 at=dt.datetime.fromisoformat(base.at),
                 reason=base.reason,
                 details=details,
-            )
+            ),
         )
         return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
 
@@ -352,14 +355,11 @@ class Switcher:
             try:
                 self._put_back(str(payload["stage"]), str(payload["component_id"]), payload)
                 why = _describe(second)
-                back = f"{where} is back at its recorded revision; the next lockgate command " + (
+                back = f"{where} is back at its recorded revision; {_NEXT} " + (
                     "records that" if why == _describe(exc) else f"records that (not now: {why})"
                 )
             except Exception as third:
-                back = (
-                    f"{where} could not be put back ({_describe(third)}); the next "
-                    "lockgate command settles it"
-                )
+                back = f"{where} could not be put back ({_describe(third)}); {_NEXT} settles it"
         if isinstance(exc, LockgateError) and not isinstance(exc, PluginError):
             if back:  # the same error (class, exit code, attributes), told what was done
                 exc.message = f"{exc.message} ({back})"
@@ -374,7 +374,7 @@ class Switcher:
             )
             return PluginError(
                 f"stage target ({kinds}) of {where} failed in {step}: "
-                f"{type(exc).__name__}: {exc}; {back}; fix the target and retry"
+                f"{_describe(exc)}; {back}; fix the target and retry"
             )
         return exc
 
@@ -452,6 +452,10 @@ class Switcher:
                 outcome="refused",
             )
         )
+
+
+_NEXT = "the next lockgate command that changes something (or 'lockgate recover')"
+"""Who settles a switch left open: commands that only read never recover."""
 
 
 def _describe(exc: BaseException) -> str:
