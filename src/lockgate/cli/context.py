@@ -98,13 +98,16 @@ class AppContext:
         """One line while the plugin set cannot be trusted: a plugin failed to load (its
         gates fail closed) or a ``plugins.require`` entry is unsatisfied (commands that
         change state are refused)."""
-        problems = [f"{i.label} failed to load: {i.error}" for i in project.plugins.failures]
+        problems = [
+            f"{i.label} failed to load: {i.error}{'; gates fail closed' * i.may_validate}"
+            for i in project.plugins.failures
+        ]
         ctx = click.get_current_context(silent=True)
         if ctx is None or ctx.command.name not in CHANGES_STATE or _dry_run(ctx):
             problems += project.required_problems()  # else the command's error says it
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            self.warn(None, f"{problems[0]}{more}; gates fail closed; see 'lockgate plugins'")
+            self.warn(None, f"{problems[0]}{more}; see 'lockgate plugins'")
 
     def session(self) -> Session:
         """The command's unit of work over the project (opened on first use)."""
