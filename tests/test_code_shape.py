@@ -34,7 +34,6 @@ TEMPORARY_ALLOWED: dict[tuple[str, str], str] = {
     ("lockgate/operations/switch.py", "Switcher._switch"): "deploy, record and undo steps",
     ("lockgate/operations/validate.py", "module"): "the worker pool to split out",
     ("lockgate/operations/validate.py", "Validation._prepare"): "subject building steps",
-    ("lockgate/testing/_state_suite.py", "module"): "one module per part of the contract",
     ("lockgate/operations/promote.py", "Promotion.promote"): "gate and refusal steps",
     ("lockgate/operations/rollback.py", "Rollback.rollback"): "target selection steps",
 }
