@@ -28,7 +28,6 @@ _REASON = re.compile(r"^\s*Shape: (?P<what>[\w.]+): (?P<reason>\S.*)$", re.MULTI
 TEMPORARY_ALLOWED: dict[tuple[str, str], str] = {
     ("lockgate/builtin_plugins/local_releases.py", "verify_release"): "stat pass and hash pass",
     ("lockgate/builtin_plugins/local_store.py", "module"): "ingest and the crew to split out",
-    ("lockgate/builtin_plugins/sqlite_state.py", "module"): "schema and migrations to split out",
     ("lockgate/operations/stage.py", "module"): "the storing crew to split out",
     ("lockgate/operations/stage.py", "Stager._stage_locked"): "repair and record steps",
     ("lockgate/operations/switch.py", "Switcher._switch"): "deploy, record and undo steps",
