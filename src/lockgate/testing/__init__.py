@@ -92,7 +92,18 @@ def lockgate_kit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     yield from kits(tmp_path, monkeypatch)
 
 
-_SUITES = ("_state_suite", "_lock_suite", "_content_suite", "_source_suite", "_target_suite")
+_SUITES = (
+    "_state_suite",
+    "_state_builders",
+    "_state_records_suite",
+    "_state_pointer_suite",
+    "_state_approval_suite",
+    "_state_audit_suite",
+    "_lock_suite",
+    "_content_suite",
+    "_source_suite",
+    "_target_suite",
+)
 # A suite's failures should read like a test's own: registered before any is imported.
 pytest.register_assert_rewrite(*(f"{__name__}.{m}" for m in _SUITES))
 
