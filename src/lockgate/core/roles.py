@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lockgate.contracts.guard import Owner, build
 from lockgate.contracts.models import RoleContext
 from lockgate.contracts.records import record
+from lockgate.core.guard import Owner, build
 from lockgate.errors import MissingCapabilityError
 
 if TYPE_CHECKING:

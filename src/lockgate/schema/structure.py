@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from lockgate.contracts.settings import missing_key, refused_key
 from lockgate.errors import ConfigError, MissingKeyError
+from lockgate.schema.settings import missing_key, refused_key
 
 __all__ = ["EnvValue", "Locator", "did_you_mean", "structure"]
 
