@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 from lockgate import Project  # the public name, wherever the class lives
-from lockgate.contracts.refs import ComponentRef
+try:
+    from lockgate.contracts.refs import ComponentRef
+except ImportError:  # sources from before the contracts left core/
+    from lockgate.core.refs import ComponentRef  # type: ignore[no-redef]
 
 try:
     from lockgate.operations.stage import Stager

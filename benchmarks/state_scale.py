@@ -63,6 +63,7 @@ from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
 from lockgate.contracts.audit import GENESIS, event_hash
 from lockgate.contracts.manifest import digest_bytes
 from lockgate.contracts.state import AuditEvent, EventFilter
+from lockgate.core.guard import unguarded
 from lockgate.core.project import Project
 from lockgate.core.session import Session
 from lockgate.operations import reports
@@ -484,7 +485,7 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
     project = Project.open(root, environ=ENV)
     session = Session(project)  # one unit of work: settles once, as a command would
     state = session.state()
-    db: sqlite3.Connection = state._db  # type: ignore[attr-defined]
+    db: sqlite3.Connection = unguarded(state)._db  # the store itself, not the kernel's guard
     n_components = db.execute("SELECT COUNT(*) FROM components").fetchone()[0]
     n_events = db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
     n_moves = db.execute("SELECT COUNT(*) FROM pointer_history").fetchone()[0]

@@ -32,8 +32,11 @@ def command(ctx: click.Context, json_flag: bool) -> None:
     commands = _commands_by_plugin(ctx, project)
     infos = sorted(plugins.infos.values(), key=lambda i: (not i.builtin, i.name))
     roles = _roles(project)
-    about = {d: _about(d) for d in {i.distribution for i in infos} if d}
-    if wants_json(ctx, json_flag):
+    as_json = wants_json(ctx, json_flag)
+    # Reading installed metadata costs a scan of sys.path per distribution: only when shown.
+    shown = {i.distribution for i in infos if as_json or (app.verbosity > 0 and not i.builtin)}
+    about = {d: _about(d) for d in shown if d}
+    if as_json:
         emit_json(
             {
                 "plugins": [

@@ -23,7 +23,6 @@ advisory locks are released with the process or the session).
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
@@ -31,10 +30,16 @@ from lockgate.contracts.clock import now_iso
 from lockgate.contracts.records import record
 from lockgate.errors import LockedError
 
-__all__ = ["LOCK_NAMES", "LockOwner", "locked_error"]
+__all__ = ["LOCK_NAMES", "LockOwner", "hostname", "locked_error"]
 
 LOCK_NAMES = ("operation", "staging")
 """The locks the kernel asks a state store for."""
+
+
+def hostname() -> str:
+    """This host's name, as locks and intents record it (``uname -n``, what
+    ``socket.gethostname()`` returns, without importing ``socket`` at start-up)."""
+    return os.uname().nodename
 
 
 @record
@@ -55,7 +60,7 @@ class LockOwner:
     @classmethod
     def current(cls, operation: str) -> LockOwner:
         """This process, about to run ``operation`` (not stamped yet)."""
-        return cls(pid=os.getpid(), host=socket.gethostname(), operation=operation)
+        return cls(pid=os.getpid(), host=hostname(), operation=operation)
 
     def stamped(self, lease: float) -> LockOwner:
         """This owner as granted now: ``since`` now, ``lease_until`` ``lease`` s from now."""
@@ -87,7 +92,7 @@ class LockOwner:
         this host, its process exists. An unknown owner counts as within its lease."""
         if self.past_lease():
             return False
-        if self.host == socket.gethostname() and self.pid is not None:
+        if self.host == hostname() and self.pid is not None:
             try:
                 os.kill(self.pid, 0)
             except ProcessLookupError:

@@ -3,6 +3,8 @@ audit log and the operation lock, and the records it keeps."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
@@ -12,7 +14,7 @@ import attrs
 from lockgate.contracts.locks import LockOwner
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
-from lockgate.contracts.refs import name_problem
+from lockgate.contracts.refs import NAME_PATTERN, name_problem
 from lockgate.errors import (
     CorruptStateError,
 )
@@ -41,18 +43,42 @@ def _stored(
     Records are built by the state store from what it read back, and the kernel joins
     their component ids, stage names and revision ids to paths. Checking them here, with
     the rules user input follows, covers every store: a row edited to hold
-    ``x/../../outside`` is refused before any command touches a file with it.
+    ``x/../../outside`` is refused before any command touches a file with it. Every row
+    read pays for it, so the fields are joined by NUL (which no name holds) and matched by
+    one pattern; only a miss works out which field is wrong and why.
     """
-    checks = [(n, "name") for n in names.split()]
-    checks += [(n, "ref") for n in refs.split()]
-    checks += [(n, "revision") for n in revisions.split()]
-    for field, rule in checks:
+    plan, pattern = _plan(names, refs, revisions)
+    values = []
+    for field, rule in plan:
         value = getattr(record, field)
         if value is None and (rule == "revision" or field == "stage"):
-            continue
+            value = "0"  # absent is allowed here: any valid name stands in
+        values.append(value)
+    try:
+        joined = "\x00".join(values)
+    except TypeError:  # not a string: the slow path says which
+        joined = ""
+    if joined and pattern.fullmatch(joined) and ".." not in joined:
+        return
+    for (field, rule), value in zip(plan, values, strict=True):
         problem = _ref_problem(value) if rule == "ref" else name_problem(value)
         if problem is not None:
-            raise corrupt_record(kind, field, value, problem)
+            raise corrupt_record(kind, field, getattr(record, field), problem)
+
+
+@functools.cache
+def _plan(
+    names: str, refs: str, revisions: str
+) -> tuple[tuple[tuple[str, str], ...], re.Pattern[str]]:
+    """The (field, rule) pairs :func:`_stored` checks, and the one pattern all their values
+    joined by NUL must match, worked out once per record class."""
+    plan = (
+        *((n, "name") for n in names.split()),
+        *((n, "ref") for n in refs.split()),
+        *((n, "revision") for n in revisions.split()),
+    )
+    parts = [f"{NAME_PATTERN}:{NAME_PATTERN}" if r == "ref" else NAME_PATTERN for _, r in plan]
+    return plan, re.compile("\x00".join(f"(?:{p})" for p in parts))
 
 
 def corrupt_record(kind: str, field: str, value: object, problem: str) -> CorruptStateError:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import uuid
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
@@ -43,7 +42,7 @@ from lockgate.contracts.content import (
     store_release_cache,
     store_sync,
 )
-from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.locks import LockOwner, hostname
 from lockgate.contracts.manifest import ManifestDiff
 from lockgate.contracts.models import ChangeEvent
 from lockgate.contracts.records import record
@@ -285,7 +284,7 @@ class Switcher:
         intent = Intent(
             id=uuid.uuid4().hex,
             operation=action,
-            owner=f"{os.getpid()}@{socket.gethostname()}",
+            owner=f"{os.getpid()}@{hostname()}",
             created_at=now_iso(),
             payload={
                 "stage": base.stage,

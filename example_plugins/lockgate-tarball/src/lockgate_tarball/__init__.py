@@ -27,13 +27,11 @@ store, local or not.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import re
-import tarfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockgate.plugin import (
     ConfigError,
@@ -46,6 +44,9 @@ from lockgate.plugin import (
     name_problem,
     short,
 )
+
+if TYPE_CHECKING:  # tarfile and gzip are imported when an archive is written or read
+    import tarfile
 
 __all__ = ["TarballTarget"]
 
@@ -148,6 +149,9 @@ class TarballTarget:
                 Path(str(prepared.token)).unlink()
 
     def _write_archive(self, archive: Path, revision: RevisionHandle) -> None:
+        import gzip
+        import tarfile
+
         tmp = archive.with_name(f".{archive.name}{_TMP}{uuid.uuid4().hex[:12]}")
         try:
             with open(tmp, "wb") as raw:
@@ -196,6 +200,8 @@ class TarballTarget:
     def check(self, component_id: str, revision: str) -> list[str]:
         """Problems with what is deployed for ``component_id``; empty when its pointer
         names ``revision`` and that revision's archive is whole."""
+        import tarfile
+
         pointer = self.pointer(component_id)
         if not pointer.exists():
             return [f"{pointer} is missing (expected revision {short(revision)})"]
@@ -218,6 +224,8 @@ class TarballTarget:
 def _add_revision(tar: tarfile.TarFile, revision: RevisionHandle) -> None:
     """Every directory, file and symlink of ``revision``, sorted by path, with the modes
     of a release (directories 0755, files 0444, executables 0555), owners and times zeroed."""
+    import tarfile
+
     entries = {e.path: e for e in revision.manifest.entries}
     dirs = {str(p) for path in entries for p in Path(path).parents if str(p) != "."}
     for name in sorted(dirs | set(entries)):
