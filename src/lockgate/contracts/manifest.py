@@ -225,26 +225,42 @@ def check_paths(manifest: Manifest, where: str = "manifest") -> None:
     """Refuse a manifest that could write or point outside the directory it is laid out
     in: an absolute path, ``..``, an entry under a symlink, or a symlink whose target
     leaves the tree, directly or through another of its symlinks. Staging never records
-    one; a manifest read back from the content store may have been crafted.
+    one; a manifest read back from the content store may have been crafted. (Every switch
+    checks its revision's manifest, so a path is matched by one pattern first and taken
+    apart only when it misses or the manifest holds symlinks.)
     """
     links = {e.path: str(e.target) for e in manifest.entries if e.kind == "symlink"}
+    short = MAX_PATH_BYTES // 4  # no need to encode a path this short to measure it
     for entry in manifest.entries:
-        # No deeper than staging allows: laying a release out recurses once per level.
-        check_path_limits(entry.path, f"{where}: entry {entry.path!r}")
-        parts = entry.path.split("/")
-        if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise InputError(f"{where}: entry {entry.path!r} is not a safe relative path")
-        if any(_CONTROL.search(p) for p in parts):
-            raise InputError(f"{where}: entry {entry.path!r} holds control characters")
+        path = entry.path
+        if not (_SAFE.fullmatch(path) and path.count("/") <= MAX_DEPTH and len(path) <= short):
+            _check_path(path, where)
+        if not links:
+            continue
+        parts = path.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in links:
-                raise InputError(f"{where}: entry {entry.path!r} lies under a symlink")
+                raise InputError(f"{where}: entry {path!r} lies under a symlink")
         if entry.kind == "symlink" and _resolve(links, parts[:-1], str(entry.target)) is None:
             raise InputError(
-                f"{where}: symlink {entry.path!r} -> {entry.target!r} points outside the revision"
+                f"{where}: symlink {path!r} -> {entry.target!r} points outside the revision"
             )
 
 
+def _check_path(path: str, where: str) -> None:
+    """The checks :data:`_SAFE` stands for, one by one, to say which one fails."""
+    # No deeper than staging allows: laying a release out recurses once per level.
+    check_path_limits(path, f"{where}: entry {path!r}")
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InputError(f"{where}: entry {path!r} is not a safe relative path")
+    if any(_CONTROL.search(p) for p in parts):
+        raise InputError(f"{where}: entry {path!r} holds control characters")
+
+
+# A relative path of segments that are neither empty, "." nor "..", without control
+# characters: what _check_path accepts (but for the length and depth limits).
+_SAFE = re.compile(r"(?!\.\.?(?:/|$))[^/\x00-\x1f\x7f]+(?:/(?!\.\.?(?:/|$))[^/\x00-\x1f\x7f]+)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
