@@ -57,7 +57,9 @@ Helpers
     (:func:`digest_bytes`, :func:`new_hasher`, :func:`check_paths`,
     :func:`check_path_limits`); time (:func:`now_iso`); durable files on local disk
     (:func:`fsync_dir`, :func:`syncfs`, :func:`write_durably`, :func:`boot_id`);
-    :func:`gc_paused`; component specs (:data:`SPEC_FILE`, :func:`read_spec`); safe YAML
+    :func:`gc_paused`; settings fields that hold a secret (:func:`secret`, shown through
+    :func:`redacted`, never as they are); component specs (:data:`SPEC_FILE`,
+    :func:`read_spec`); safe YAML
     (:func:`load_yaml_text`, :class:`YamlDocument`, :data:`MAX_YAML_BYTES`); settings
     (:func:`structure`, :func:`did_you_mean`); :func:`record` (``attrs.frozen``, cheaper
     to create); :func:`failpoint` (crash tests: ``LOCKGATE_FAILPOINTS``).
@@ -142,6 +144,10 @@ if TYPE_CHECKING:
         check_revision,
         name_problem,
         short,
+    )
+    from lockgate.contracts.secrets import (
+        redacted,
+        secret,
     )
     from lockgate.contracts.source import (
         Component,
@@ -328,6 +334,8 @@ __all__ = [
     "read_object",
     "read_spec",
     "record",
+    "redacted",
+    "secret",
     "short",
     "source_is_local",
     "structure",
@@ -420,6 +428,8 @@ _EXPORTS: dict[str, str] = {
     "write_durably": "lockgate._durability",
     "gc_paused": "lockgate._startup",
     "record": "lockgate.contracts.records",
+    "redacted": "lockgate.contracts.secrets",
+    "secret": "lockgate.contracts.secrets",
     "SPEC_FILE": "lockgate.core.specs",
     "read_spec": "lockgate.core.specs",
     "did_you_mean": "lockgate.schema.structure",
