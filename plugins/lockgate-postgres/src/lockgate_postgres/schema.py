@@ -19,6 +19,7 @@ use, and a database at an older version is upgraded only when asked
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -285,8 +286,9 @@ def _create_role(conn: psycopg.Connection[Any], role: str) -> None:
         "WHERE rolname = current_user",
         (role,),
     )
-    if not member:
-        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(name))
+    if not member:  # so that this login may become the role; a DBA may have said so
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(name))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA lockgate TO {}").format(name))
     conn.execute(sql.SQL("GRANT SELECT ON lockgate.schema_version TO {}").format(name))
 
