@@ -41,8 +41,9 @@ Records that cross the boundary
     :class:`ManifestDiff`; state: :class:`AuditEvent`, :class:`ChainedEvent`,
     :class:`EventFilter`, :class:`Pointer`, :class:`PointerChange`, :class:`Approval`,
     :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
-    :class:`StateCounts`, :class:`ComponentStatus`; operations: :class:`StageResult`,
-    :class:`SyncResult`.
+    :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
+    optional :class:`StateImport` capability, what ``state migrate`` writes through);
+    operations: :class:`StageResult`, :class:`SyncResult`.
 
 Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
     :class:`LockgateError` and every subclass: :class:`InputError`, :class:`ConfigError`,
@@ -175,6 +176,8 @@ if TYPE_CHECKING:
         PointerChange,
         RevisionRecord,
         StateCounts,
+        StateImport,
+        StateSnapshot,
         StateStore,
         corrupt_record,
     )
@@ -297,6 +300,8 @@ __all__ = [
     "Source",
     "StageResult",
     "StateCounts",
+    "StateImport",
+    "StateSnapshot",
     "StateStore",
     "SyncResult",
     "Target",
@@ -396,6 +401,8 @@ _EXPORTS: dict[str, str] = {
     "ScannedFiles": "lockgate.contracts.source",
     "Source": "lockgate.contracts.source",
     "StateCounts": "lockgate.contracts.state",
+    "StateImport": "lockgate.contracts.state",
+    "StateSnapshot": "lockgate.contracts.state",
     "StateStore": "lockgate.contracts.state",
     "Target": "lockgate.contracts.target",
     "WatchHint": "lockgate.contracts.source",

@@ -40,6 +40,7 @@ from lockgate.plugin import (
     PointerChange,
     RevisionRecord,
     StateCounts,
+    StateSnapshot,
     event_hash,
     not_before,
 )
@@ -70,6 +71,13 @@ class PostgresStateStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def import_snapshot(self, snapshot: StateSnapshot) -> None:
+        """``StateImport``: a whole history into this empty project, all or nothing
+        (``lockgate state migrate --to postgres``; :mod:`lockgate_postgres.state_import`)."""
+        from lockgate_postgres.state_import import import_snapshot
+
+        import_snapshot(self.db, snapshot)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[tuple[Conn, _Head]]:
