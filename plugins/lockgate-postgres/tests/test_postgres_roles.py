@@ -3,6 +3,7 @@ runners that log in as a role that may only become ``lockgate_app``."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -63,3 +64,18 @@ def test_the_owner_sets_up_the_schema_and_runners_use_it(team: dict[str, str]) -
                 conn.execute("DROP TABLE events")
     finally:
         store.close()
+
+
+def test_a_login_that_may_not_become_the_role_is_told_so(
+    team: dict[str, str], pg_server: str
+) -> None:
+    with admin_connection(PostgresSettings(dsn=team["owner"])) as conn:
+        upgrade(conn, "lockgate_app")
+    runner = team["runner"].split("user=")[1].split()[0]
+    with psycopg.connect(f"{pg_server} dbname=postgres", autocommit=True) as su:
+        su.execute(sql.SQL("REVOKE lockgate_app FROM {}").format(sql.Identifier(runner)))
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as refused:
+        open_database(team["runner"], "payments")
+    assert "may not become plugins.postgres.role" in refused.value.message
+    assert time.monotonic() - started < 5  # said at once, not after the pool's retries

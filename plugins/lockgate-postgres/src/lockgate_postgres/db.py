@@ -14,6 +14,7 @@ a write is one transaction, so an interrupted one left nothing behind.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,8 +58,6 @@ def describe_server(dsn: str) -> str:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "PostgreSQL (plugins.postgres.dsn cannot be parsed)"
-    import os
-
     host = parts.get("host") or os.environ.get("PGHOST") or "localhost"
     port = parts.get("port") or os.environ.get("PGPORT") or "5432"
     database = parts.get("dbname") or os.environ.get("PGDATABASE") or ""
@@ -71,8 +70,6 @@ def _scrub(message: str, dsn: str) -> str:
         password = conninfo_to_dict(dsn).get("password")
     except psycopg.ProgrammingError:
         password = None
-    import os
-
     for secret in (password, os.environ.get("PGPASSWORD")):
         if secret:
             message = message.replace(str(secret), "***")
@@ -96,9 +93,9 @@ def unreachable_as_fault(where: str, dsn: str) -> Iterator[None]:
     except psycopg.errors.InsufficientPrivilege as exc:
         detail = _scrub(str(exc), dsn)
         raise ConfigError(
-            f"{where}: {detail}; the store's role lacks a privilege lockgate's schema set-up "
-            "grants: run 'lockgate postgres upgrade' as the schema's owner, or see "
-            "docs/team.md for the grants"
+            f"{where}: {detail}; the login role may not become plugins.postgres.role, or that "
+            "role lacks what the schema set-up grants: grant the login the role, or run "
+            "'lockgate postgres upgrade' as the schema's owner (docs/team.md)"
         ) from None
     except Exception as exc:
         if not _is_connection_error(exc):
@@ -148,7 +145,10 @@ class Database:
         with self.unreachable_as_fault():
             with self.connect(configure=False) as conn:
                 ensure_schema(conn, settings.role, self.where)
-            self._pool = ConnectionPool(
+                # The session every pooled connection gets, tried once here: a login that
+                # may not become the role is told so, not left to the pool's retries.
+                self._configure(conn)
+            pool = ConnectionPool(
                 self.dsn,
                 min_size=1,
                 max_size=settings.pool_size,
@@ -159,7 +159,12 @@ class Database:
                 open=False,
                 name=f"lockgate-{project}",
             )
-            self._pool.open(wait=True, timeout=settings.connect_timeout)
+            try:
+                pool.open(wait=True, timeout=settings.connect_timeout)
+            except BaseException:
+                pool.close()
+                raise
+            self._pool = pool
 
     def _kwargs(self) -> dict[str, Any]:
         return connection_options(self.settings)

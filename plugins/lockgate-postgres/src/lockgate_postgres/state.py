@@ -59,11 +59,15 @@ class PostgresStateStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._locks = AdvisoryLocks(db)
-        with db.conn() as conn:
-            conn.execute(
-                "INSERT INTO heads (hash) VALUES (%s) ON CONFLICT (project) DO NOTHING",
-                (GENESIS,),
-            )
+        try:
+            with db.conn() as conn:
+                conn.execute(
+                    "INSERT INTO heads (hash) VALUES (%s) ON CONFLICT (project) DO NOTHING",
+                    (GENESIS,),
+                )
+        except BaseException:
+            db.close()
+            raise
 
     @property
     def project(self) -> str:
