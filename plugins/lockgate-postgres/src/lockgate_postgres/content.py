@@ -34,6 +34,8 @@ from lockgate_postgres.db import Database
 
 __all__ = ["PostgresContentStore"]
 
+_PAGE = 10_000
+
 
 class PostgresContentStore:
     """Content-addressed bytes in PostgreSQL, for one project."""
@@ -124,10 +126,20 @@ class PostgresContentStore:
         return str(hasher.hexdigest()) == digest
 
     def objects(self) -> Iterator[tuple[str, float]]:
-        with self.db.conn() as conn:
-            rows = conn.execute("SELECT digest, stored_at FROM objects ORDER BY digest").fetchall()
-        for row in rows:
-            yield row["digest"], float(row["stored_at"])
+        """Page by page, in digest order (no connection is held between pages)."""
+        after = ""
+        while True:
+            with self.db.conn() as conn:
+                rows = conn.execute(
+                    "SELECT digest, stored_at FROM objects WHERE digest > %s ORDER BY digest "
+                    f"LIMIT {_PAGE}",
+                    (after,),
+                ).fetchall()
+            for row in rows:
+                yield row["digest"], float(row["stored_at"])
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1]["digest"]
 
     def missing_objects(self, revision: str) -> frozenset[str]:
         """``CompletenessCheck``: the objects ``revision`` needs that are not stored,
