@@ -11,11 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
 from postgres_testkit import open_database
 
-from lockgate.plugin import LockedError, LockOwner
+from lockgate.plugin import AuditEvent, LockedError, LockOwner
+
+AT = "2026-11-20T10:00:00.000000+00:00"
 
 HOLDER = r"""
 import sys, time
@@ -99,3 +102,21 @@ def test_a_holder_past_its_lease_is_reported_and_can_be_broken(
             assert store.holder("operation") == granted  # the old holder still runs
     finally:
         _stop(holder)
+
+
+def test_a_write_after_the_lock_was_lost_is_refused(store: PostgresStateStore, pg_dsn: str) -> None:
+    """The server ends the lock's session (a dropped network, an administrator): the
+    holder's next write is refused instead of going on without the exclusion."""
+    with _take(store, 5):  # type: ignore[attr-defined]
+        with store.db.conn() as conn:
+            pid = conn.execute("SELECT backend_pid FROM lock_owners").fetchone()["backend_pid"]  # type: ignore[index]
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        with pytest.raises(LockedError) as raised:
+            store.append_event(AuditEvent(AT, "ann", "note"))
+        assert "was lost" in raised.value.message
+    assert store.counts().events == 0

@@ -14,6 +14,11 @@ left is never reported.
 old holder, still running, keeps a lock nobody asks for; its release frees only that.
 A taker re-reads the epoch after its lock is granted and retries when it moved, so a
 lock is never granted on a key that a break made stale.
+
+A holder whose lock connection drops has lost its lock (the server released it with the
+session): every write of the store first checks the locks this process holds
+(:meth:`AdvisoryLocks.check_held`) and refuses with ``LockedError`` when one is gone, so
+nothing is written without the exclusion the command believes it has.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Iterator
 
 import psycopg
 
-from lockgate.plugin import LockOwner, locked_error
+from lockgate.plugin import LockedError, LockOwner, locked_error
 from lockgate_postgres.db import Database, Row
 
 __all__ = ["AdvisoryLocks", "advisory_key"]
@@ -63,6 +68,21 @@ class AdvisoryLocks:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The lock connections this process holds, by token: a write checks them first.
+        self._held: dict[str, tuple[str, psycopg.Connection[Row]]] = {}
+
+    def check_held(self) -> None:
+        """Refuse to go on when a lock this process holds was lost with its connection
+        (the server released it with the session): ``LockedError``, before the write."""
+        for name, conn in list(self._held.values()):
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error:
+                raise LockedError(
+                    f"the {name!r} lock of project {self.db.project!r} was lost with its "
+                    f"connection to {self.db.where}; nothing more was written: run the "
+                    "command again"
+                ) from None
 
     def _where(self, name: str) -> str:
         return f"lock {name!r} of project {self.db.project!r} ({self.db.where})"
@@ -86,8 +106,11 @@ class AdvisoryLocks:
                     (name, epoch, token, json.dumps(granted.to_dict())),
                 )
                 self._forget_dead(conn, name, epoch)
+            self._held[token] = (name, conn)
             yield granted
         finally:
+            if token is not None:
+                self._held.pop(token, None)
             _release(conn, token)
 
     def _acquire(

@@ -85,7 +85,9 @@ class PostgresStateStore:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[tuple[Conn, _Head]]:
-        """One transaction holding the project's chain head (writes queue on it)."""
+        """One transaction holding the project's chain head (writes queue on it), after
+        checking that no lock this process holds was lost with its connection."""
+        self._locks.check_held()
         with self.db.transaction() as conn:
             row = conn.execute("SELECT seq, hash, at FROM heads FOR UPDATE").fetchone()
             if row is None:  # the project's head was never written (a raw SQL reset)
@@ -351,6 +353,7 @@ class PostgresStateStore:
             return head.append(event)
 
     def open_intent(self, intent: Intent) -> None:
+        self._locks.check_held()
         with self.db.conn() as conn:
             conn.execute(
                 "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
