@@ -117,9 +117,16 @@ def test_no_project_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_unknown_command_suggests_the_closest(tmp_path: Path) -> None:
-    result = run_cli("plugin")
+    result = run_cli("promte")
     assert result.exit_code == 2
-    assert "did you mean 'plugins'?" in result.stderr
+    assert "did you mean 'promote'?" in result.stderr
+
+
+def test_plugin_alone_shows_its_commands_and_points_to_plugins() -> None:
+    result = run_cli("plugin")
+    assert result.exit_code in (0, 2)  # click: a group without a command shows its help
+    assert "new" in result.stdout + result.stderr
+    assert "'lockgate plugins'" in result.stdout + result.stderr
 
 
 def test_config_validate_accepts_a_fresh_project(tmp_path: Path) -> None:

@@ -23,15 +23,6 @@ MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 _REASON = re.compile(r"^\s*Shape: (?P<what>[\w.]+): (?P<reason>\S.*)$", re.MULTILINE)
 
-# Known offenders, each with what splitting it means: the list only shrinks (a test
-# fails when an entry is no longer needed), and nothing new may join it.
-TEMPORARY_ALLOWED: dict[tuple[str, str], str] = {
-    ("lockgate/builtin_plugins/local_releases.py", "verify_release"): "stat pass and hash pass",
-    ("lockgate/builtin_plugins/local_store.py", "module"): "ingest and the crew to split out",
-    ("lockgate/builtin_plugins/sqlite_state.py", "module"): "schema and migrations to split out",
-    ("lockgate/testing/_state_suite.py", "module"): "one module per part of the contract",
-}
-
 
 def _modules() -> list[Path]:
     return sorted(SRC.rglob("*.py"))
@@ -82,7 +73,7 @@ def test_no_module_or_function_is_too_long_without_a_reason() -> None:
         rel = path.relative_to(SRC).as_posix()
         explained = reasons(path)
         for what, lines in offenders(path):
-            if what in explained or (rel, what) in TEMPORARY_ALLOWED:
+            if what in explained:
                 continue
             limit = MAX_MODULE_LINES if what == "module" else MAX_FUNCTION_LINES
             unexplained.append(f"{rel}: {what} has {lines} lines (limit {limit})")
@@ -90,16 +81,6 @@ def test_no_module_or_function_is_too_long_without_a_reason() -> None:
         "split these, or add 'Shape: <what>: <reason>' to the module docstring:\n"
         + "\n".join(unexplained)
     )
-
-
-def test_temporary_allowances_are_still_needed() -> None:
-    """An entry whose offender was fixed must go, so the list only shrinks."""
-    stale = []
-    for (rel, what), _ in TEMPORARY_ALLOWED.items():
-        path = SRC / rel
-        if not path.exists() or what not in {w for w, _ in offenders(path)}:
-            stale.append(f"{rel}: {what}")
-    assert not stale, "remove from TEMPORARY_ALLOWED: " + ", ".join(stale)
 
 
 def test_reasons_name_a_real_offender() -> None:

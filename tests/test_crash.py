@@ -238,22 +238,14 @@ def test_opening_the_state_store_settles_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ["ls"],
-        ["diff", COMPONENT],
-        ["history", COMPONENT],
-        ["log"],
-        ["summary"],
-        ["stats"],
-        ["audit", "verify"],
         ["validate", COMPONENT],
-        ["verify"],
         ["gc", "--dry-run"],
         ["sync", "--dry-run"],
         ["promote", COMPONENT, "--dry-run"],
     ],
     ids=lambda c: " ".join(c),
 )
-def test_every_command_settles_an_interrupted_switch_first(
+def test_every_command_that_changes_something_settles_an_interrupted_switch_first(
     tmp_path: Path, command: list[str]
 ) -> None:
     root = tmp_path / "project"
@@ -269,6 +261,39 @@ def test_every_command_settles_an_interrupted_switch_first(
     assert staging_revision(root) == deployed(root) == before  # undone
     data = settle(root)
     assert [e["intent"] for e in data["recovered"]] == [intent["id"]]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["diff", COMPONENT],
+        ["history", COMPONENT],
+        ["log"],
+        ["summary"],
+        ["stats"],
+        ["audit", "verify"],
+        ["verify"],
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_a_command_that_only_reads_warns_and_leaves_an_interrupted_switch(
+    tmp_path: Path, command: list[str]
+) -> None:
+    root = tmp_path / "project"
+    before, _ = prepare(root, "promote")
+    kill_at(root, "promote", "promote.after_switch")
+    (intent,) = peek_intents(root)
+
+    proc = run_lockgate(*command, cwd=root, env=ENV)
+
+    assert proc.returncode in (0, 1), (proc.returncode, proc.stderr)  # verify: 1, mid-switch
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("recovery pending: 1 interrupted operation(s)") == 1
+    assert [i["id"] for i in peek_intents(root)] == [intent["id"]]  # left for a change
+    data = settle(root)
+    assert [e["intent"] for e in data["recovered"]] == [intent["id"]]
+    assert staging_revision(root) == deployed(root) == before  # undone
 
 
 # --------------------------------------------------------------------------- leftovers

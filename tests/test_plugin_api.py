@@ -22,15 +22,21 @@ SRC = REPO / "src" / "lockgate"
 
 # A module of a builtin plugin may import, from lockgate, only these and its own package.
 ALLOWED = ("lockgate.plugin", "lockgate.testing")
-# Plugins with modules of their own beside them: the local content store's journal and
-# releases, the workspace source its scan, the sqlite state store's lock files.
+# Plugins with modules of their own beside them: the local content store's writing (which
+# names the journal's type), journal and releases, the workspace source its scan, the sqlite
+# state store's lock files and schema.
 SAME_PLUGIN = {
     "lockgate.builtin_plugins.local_store": (
+        "lockgate.builtin_plugins.local_ingest",
         "lockgate.builtin_plugins.local_journal",
         "lockgate.builtin_plugins.local_releases",
     ),
+    "lockgate.builtin_plugins.local_ingest": ("lockgate.builtin_plugins.local_journal",),
     "lockgate.builtin_plugins.workspace": ("lockgate.builtin_plugins._workspace_scan",),
-    "lockgate.builtin_plugins.sqlite_state": ("lockgate.builtin_plugins.file_locks",),
+    "lockgate.builtin_plugins.sqlite_state": (
+        "lockgate.builtin_plugins.file_locks",
+        "lockgate.builtin_plugins.sqlite_schema",
+    ),
     # The release layout is shared: the directory target lays releases out itself for a
     # content store that keeps none.
     "lockgate.builtin_plugins.directory_target": ("lockgate.builtin_plugins.local_releases",),

@@ -731,9 +731,13 @@ def test_a_crash_mid_switch_is_settled_by_the_next_command(
     assert pointer is not None
     assert pointer.revision == (intended if outcome == "completed" else before)
 
-    # Any next command settles it; 'ls' for one case, 'recover' for the other.
+    # A command that only reads warns and leaves it; any next command that changes
+    # something settles it: 'sync' for one case, 'recover' for the other.
+    looked = ws.ok("ls")
+    assert "recovery pending: 1 interrupted operation(s)" in looked.stderr
+    assert ws.deployed("staging") == intended and not ws.events("recover")
     if outcome == "undone":
-        ws.ok("ls")
+        ws.ok("sync")
     else:
         settled = ws.ok("recover").stdout
         assert f"interrupted {command} of {CID} in staging: completed" in settled

@@ -11,12 +11,15 @@ Hierarchy::
     │   └── NotReadyError              exit 1  a gate (validator) blocks the operation
     ├── InputError (ValueError)        exit 2  bad input: usage, references, paths
     │   ├── ConfigError                exit 2  lockgate.yaml, environment overrides, settings
+    │   │   └── MissingKeyError        exit 2  a required setting is not set
     │   ├── NotFoundError (LookupError) exit 2 an unknown component, revision, stage, plugin
     │   ├── CorruptStateError          exit 2  a record in the state store breaks lockgate's rules
     │   └── ProjectNotFoundError       exit 2  no lockgate.yaml here or in any parent
     ├── PluginError                    exit 3  a plugin failed
     │   ├── PluginLoadError            exit 3  import or hook validation failed (strict mode)
     │   ├── PluginHookError            exit 3  a hook implementation raised
+    │   ├── PluginCallError            exit 3  an object a plugin supplies (store, source,
+    │   │                                      target) or its factory raised
     │   └── MissingCapabilityError     exit 3  no enabled plugin plays a role the command needs
     ├── ConflictError                  exit 4  a concurrent change won; re-read and retry
     │   └── LockedError                exit 4  another live process holds the project lock
@@ -42,8 +45,10 @@ __all__ = [
     "LockedError",
     "LockgateError",
     "MissingCapabilityError",
+    "MissingKeyError",
     "NotFoundError",
     "NotReadyError",
+    "PluginCallError",
     "PluginError",
     "PluginHookError",
     "PluginLoadError",
@@ -86,6 +91,11 @@ class ConfigError(InputError):
     """The configuration (file, environment override or plugin settings) is invalid."""
 
 
+class MissingKeyError(ConfigError):
+    """A required setting (a field of a settings class without a default) is not set; for
+    a plugin's settings, only that plugin fails (``lockgate plugins`` names the key)."""
+
+
 class NotFoundError(InputError, LookupError):
     """A named thing (component, revision, stage, plugin) does not exist."""
 
@@ -117,6 +127,17 @@ class PluginHookError(PluginError):
         super().__init__(message)
         self.plugin = plugin
         self.hook = hook
+
+
+class PluginCallError(PluginError):
+    """A method of an object a plugin supplies for a role (a state or content store, a
+    source, a target), or the factory that builds it, raised something other than a
+    lockgate error; the original exception is the ``__cause__``."""
+
+    def __init__(self, message: str, *, plugin: str, method: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.method = method
 
 
 class MissingCapabilityError(PluginError):

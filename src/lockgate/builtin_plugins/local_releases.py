@@ -31,7 +31,9 @@ from lockgate.plugin import (
 from lockgate.plugin import syncfs as _syncfs
 
 if TYPE_CHECKING:
-    from lockgate.plugin import ContentStore
+    from collections.abc import Collection
+
+    from lockgate.plugin import ContentStore, Manifest
 
 __all__ = ["RELEASES_DIRNAME", "LocalReleases", "remove_tree"]
 
@@ -207,21 +209,49 @@ def verify_release(
     machine that wrote it: a restart can take bytes that were never flushed while leaving
     every stat as it was.
     """
-    import json
-
     base = str(release)
     manifest = store.get_manifest(revision)
     stamp_file = _stamp_path(release)
-    stamps: dict[str, Any] = {}
-    if not full:
-        try:
-            loaded = json.loads(stamp_file.read_bytes())
-            trusted = isinstance(loaded, dict) and "files" in loaded
-            stamps = loaded if trusted and loaded.get("boot") == boot_id() else {}
-        except (OSError, ValueError):
-            stamps = {}
+    stamps = {} if full else _read_trusted_stamp(stamp_file)
     old_files: dict[str, list[int]] = stamps.get("files", {})
     problems: list[str] = []
+    files = _check_files(base, revision, manifest, old_files, problems)
+    old_dirs: dict[str, list[int]] | None = stamps.get("dirs")
+    names = old_dirs.keys() if old_dirs else {os.path.dirname(e.path) for e in manifest.entries}
+    dirs = _dir_keys(base, names)
+    if full or dirs != old_dirs:
+        problems.extend(_strays(release, revision, manifest))
+    if problems:
+        stamp_file.unlink(missing_ok=True)
+    elif files != old_files or dirs != old_dirs or not stamps:
+        # Anything new in the release is not known to be on the disk: not "durable".
+        _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
+    return problems
+
+
+def _read_trusted_stamp(stamp_file: Path) -> dict[str, Any]:
+    """The release's verification stamp, or ``{}`` when there is none to trust (absent,
+    unreadable, or written in another boot of the machine)."""
+    import json
+
+    try:
+        loaded = json.loads(stamp_file.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    trusted = isinstance(loaded, dict) and "files" in loaded
+    return loaded if trusted and loaded.get("boot") == boot_id() else {}
+
+
+def _check_files(
+    base: str,
+    revision: str,
+    manifest: Manifest,
+    old_files: dict[str, list[int]],
+    problems: list[str],
+) -> dict[str, list[int]]:
+    """The stat pass over the manifest's entries, hashing only the files whose stat is
+    not the one ``old_files`` recorded: append what is wrong to ``problems``, and return
+    the stat key of each file that verified (the stamp's ``files``)."""
     files: dict[str, list[int]] = {}
     lstat = os.lstat
     for entry in manifest.entries:
@@ -240,38 +270,45 @@ def verify_release(
         if old is not None and old[:3] == key[:3] and (old[3] == key[3] or old[4] != key[4]):
             files[entry.path] = key
             continue
-        try:
-            digest = _hash_file(path, st.st_size)
-        except OSError as exc:
-            problems.append(f"{revision[:12]}: {entry.path} cannot be read ({exc.strerror})")
-            continue
-        if digest != entry.digest:
-            problems.append(
-                f"{revision[:12]}: {entry.path} does not match its digest (damaged bytes)"
-            )
+        problem = _hash_problem(path, st.st_size, entry.digest)
+        if problem is not None:
+            problems.append(f"{revision[:12]}: {entry.path} {problem}")
             continue
         files[entry.path] = key
-    old_dirs: dict[str, list[int]] | None = stamps.get("dirs")
-    names = old_dirs.keys() if old_dirs else {os.path.dirname(e.path) for e in manifest.entries}
+    return files
+
+
+def _hash_problem(path: str, size: int, digest: str) -> str | None:
+    """The hash pass for one file: what is wrong with its bytes, or None when they match."""
+    try:
+        found = _hash_file(path, size)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if found != digest:
+        return "does not match its digest (damaged bytes)"
+    return None
+
+
+def _dir_keys(base: str, names: Collection[str]) -> dict[str, list[int]]:
+    """Inode, mtime and ctime of the release's directory and of each of ``names`` in it
+    (an entry added or removed changes its directory's): those that exist."""
     dirs: dict[str, list[int]] = {}
     for rel in {"", *names}:
         try:
-            st = lstat(f"{base}/{rel}" if rel else base)
+            st = os.lstat(f"{base}/{rel}" if rel else base)
         except OSError:
             continue
         dirs[rel] = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
-    if full or dirs != old_dirs:
-        expected = {e.path for e in manifest.entries}
-        for dirpath, _dirs, entries in os.walk(release):
-            for name in entries:
-                rel = os.path.relpath(os.path.join(dirpath, name), release).replace(os.sep, "/")
-                if rel not in expected:
-                    problems.append(
-                        f"{revision[:12]}: {rel} is in the release but not the revision"
-                    )
-    if problems:
-        stamp_file.unlink(missing_ok=True)
-    elif files != old_files or dirs != old_dirs or not stamps:
-        # Anything new in the release is not known to be on the disk: not "durable".
-        _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
+    return dirs
+
+
+def _strays(release: Path, revision: str, manifest: Manifest) -> list[str]:
+    """A problem for each file in the release that its revision does not have."""
+    expected = {e.path for e in manifest.entries}
+    problems = []
+    for dirpath, _dirs, entries in os.walk(release):
+        for name in entries:
+            rel = os.path.relpath(os.path.join(dirpath, name), release).replace(os.sep, "/")
+            if rel not in expected:
+                problems.append(f"{revision[:12]}: {rel} is in the release but not the revision")
     return problems

@@ -3,7 +3,8 @@
 WAL journal; every write in a ``BEGIN IMMEDIATE`` transaction with a busy timeout, so two
 writers queue instead of failing; ``synchronous=FULL`` for transactions that move a stage
 pointer (``NORMAL`` otherwise, which in WAL mode is still atomic and consistent). The
-schema is versioned by ``PRAGMA user_version`` with forward-only migrations.
+schema is versioned by ``PRAGMA user_version`` with forward-only migrations
+(:mod:`lockgate.builtin_plugins.sqlite_schema`).
 
 Indexes that keep the reports fast at scale (100,000 components, 1,000,000 events):
 ``components (status)``, ``(component_type)``, ``(workspace, component)``; events by
@@ -31,6 +32,14 @@ from typing import Any, Literal
 import attrs
 
 from lockgate.builtin_plugins.file_locks import FileLocks
+from lockgate.builtin_plugins.sqlite_schema import (
+    MIGRATIONS,
+    change_of,
+    component_of,
+    event_of,
+    migrate,
+    schema_version,
+)
 from lockgate.plugin import (
     GENESIS,
     Approval,
@@ -57,114 +66,6 @@ from lockgate.plugin import (
 )
 
 __all__ = ["MIGRATIONS", "SqliteSettings", "SqliteStateStore"]
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: components, revisions, audit events
-    """
-    CREATE TABLE components (
-        component TEXT PRIMARY KEY,
-        workspace TEXT NOT NULL,
-        component_id TEXT NOT NULL,
-        component_type TEXT NOT NULL,
-        status TEXT NOT NULL,
-        latest_revision TEXT,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX components_by_workspace ON components (workspace, component);
-    CREATE TABLE revisions (
-        component TEXT NOT NULL REFERENCES components (component),
-        revision TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        stage TEXT NOT NULL,
-        files INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        parent TEXT,
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        UNIQUE (component, revision)
-    );
-    CREATE INDEX revisions_by_component ON revisions (component, seq);
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        component TEXT,
-        stage TEXT,
-        revision TEXT,
-        previous_revision TEXT,
-        reason TEXT,
-        details TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );
-    CREATE INDEX events_by_component ON events (component, seq);
-    """,
-    # 2: outcomes, pointers and their history, approvals, intents, report indexes
-    """
-    ALTER TABLE events ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok';
-    CREATE INDEX events_by_stage ON events (stage, seq);
-    CREATE INDEX events_by_actor ON events (actor, seq);
-    CREATE INDEX events_by_action ON events (action, seq);
-    CREATE INDEX events_by_at ON events (at);
-    CREATE TABLE event_counts (
-        action TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        n INTEGER NOT NULL,
-        PRIMARY KEY (action, outcome)
-    );
-    INSERT INTO event_counts SELECT action, outcome, COUNT(*) FROM events GROUP BY 1, 2;
-    CREATE INDEX components_by_status ON components (status);
-    CREATE INDEX components_by_type ON components (component_type);
-    CREATE TABLE pointers (
-        stage TEXT NOT NULL,
-        component_id TEXT NOT NULL,
-        component TEXT NOT NULL,
-        revision TEXT,
-        generation INTEGER NOT NULL,
-        updated_at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        PRIMARY KEY (stage, component_id)
-    );
-    CREATE TABLE pointer_history (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        stage TEXT NOT NULL,
-        component_id TEXT NOT NULL,
-        component TEXT NOT NULL,
-        revision TEXT,
-        previous_revision TEXT,
-        generation INTEGER NOT NULL,
-        at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        reason TEXT,
-        valid_until TEXT,
-        event_seq INTEGER
-    );
-    CREATE INDEX pointer_history_by_component ON pointer_history (stage, component_id, seq);
-    CREATE INDEX pointer_history_by_time ON pointer_history (stage, at);
-    CREATE TABLE approvals (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        component TEXT NOT NULL,
-        revision TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        decision TEXT NOT NULL,
-        at TEXT NOT NULL,
-        stage TEXT,
-        comment TEXT
-    );
-    CREATE INDEX approvals_by_revision ON approvals (component, revision, id);
-    CREATE TABLE intents (
-        id TEXT PRIMARY KEY,
-        operation TEXT NOT NULL,
-        owner TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        state TEXT NOT NULL
-    );
-    CREATE INDEX intents_open ON intents (state);
-    """,
-)
 
 
 @record
@@ -289,21 +190,15 @@ class SqliteStateStore:
         self._locked(lambda: db.execute("COMMIT"))
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version >= len(MIGRATIONS):
+        if schema_version(self._db) >= len(MIGRATIONS):
             return
         with self._write(durable=True) as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+            migrate(db)
 
     @property
     def schema_version(self) -> int:
         """The migration number the database is at."""
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return schema_version(self._db)
 
     def close(self) -> None:
         self._db.close()
@@ -325,7 +220,7 @@ class SqliteStateStore:
 
     def component(self, ref: str) -> ComponentRecord | None:
         row = self._db.execute("SELECT * FROM components WHERE component = ?", (ref,)).fetchone()
-        return _component(row) if row else None
+        return component_of(row) if row else None
 
     def components(self, workspace: str | None = None) -> list[ComponentRecord]:
         if workspace is None:
@@ -334,7 +229,7 @@ class SqliteStateStore:
             rows = self._db.execute(
                 "SELECT * FROM components WHERE workspace = ? ORDER BY component", (workspace,)
             )
-        return [_component(r) for r in rows]
+        return [component_of(r) for r in rows]
 
     def revisions(self, ref: str) -> list[RevisionRecord]:
         rows = self._db.execute(
@@ -474,7 +369,7 @@ class SqliteStateStore:
             args.append(component_id)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(f"SELECT * FROM pointer_history{where} ORDER BY seq", args)
-        return [_change(r) for r in rows]
+        return [change_of(r) for r in rows]
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         sql = (
@@ -486,7 +381,7 @@ class SqliteStateStore:
             sql += " AND component_id = ?"
             args.append(component_id)
         rows = self._db.execute(sql + " ORDER BY component_id", args)
-        return [_change(r) for r in rows]
+        return [change_of(r) for r in rows]
 
     # ------------------------------------------------------------------ approvals
 
@@ -583,12 +478,12 @@ class SqliteStateStore:
         sql += " ORDER BY seq DESC" if where.newest_first else " ORDER BY seq"
         if where.limit is not None:
             sql += f" LIMIT {int(where.limit)}"
-        return [_event(r) for r in self._db.execute(sql, args)]
+        return [event_of(r) for r in self._db.execute(sql, args)]
 
     def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
         rows = self._db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (after,))
         for row in rows:
-            yield ChainedEvent(_event(row), row["prev_hash"], row["hash"])
+            yield ChainedEvent(event_of(row), row["prev_hash"], row["hash"])
 
     def counts(self) -> StateCounts:
         db = self._db
@@ -641,26 +536,6 @@ def _append(db: sqlite3.Connection, event: AuditEvent) -> int:
         (event.action, event.outcome),
     )
     return seq
-
-
-def _component(row: sqlite3.Row) -> ComponentRecord:
-    data = dict(row)
-    data["status"] = ComponentStatus(data["status"])
-    return ComponentRecord(**data)
-
-
-def _change(row: sqlite3.Row) -> PointerChange:
-    data = dict(row)
-    data.pop("seq")
-    return PointerChange(**data)
-
-
-def _event(row: sqlite3.Row) -> AuditEvent:
-    data = dict(row)
-    data["details"] = json.loads(data["details"])
-    data.pop("prev_hash")
-    data.pop("hash")
-    return AuditEvent(**data)
 
 
 def _swap_status(

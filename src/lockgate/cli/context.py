@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
@@ -30,6 +31,9 @@ class AppContext:
     """Plugin command name -> the plugin that added it."""
     pending_warnings: list[str] = attrs.field(factory=list)
     """Plugins' warnings held for the JSON output (``--json``)."""
+    distributions: Sequence[Any] | None = None
+    """The distributions plugins are discovered in (None: the installed ones); the
+    test kit hands in builtins and the plugins under test only."""
 
     def warn(self, plugin: str | None, message: str) -> None:
         """The warnings channel of :class:`PluginContext`: stderr (not with ``-q``), or
@@ -78,6 +82,7 @@ class AppContext:
             strict_plugins=self.strict_plugins if strict is None else strict,
             require=require,
             warn_sink=self.warn,
+            distributions=self.distributions,
         )
         project.actor_override = self.actor
         project.json_output = self.json
@@ -93,13 +98,16 @@ class AppContext:
         """One line while the plugin set cannot be trusted: a plugin failed to load (its
         gates fail closed) or a ``plugins.require`` entry is unsatisfied (commands that
         change state are refused)."""
-        problems = [f"{i.label} failed to load: {i.error}" for i in project.plugins.failures]
+        problems = [
+            f"{i.label} failed to load: {i.error}{'; gates fail closed' * i.may_validate}"
+            for i in project.plugins.failures
+        ]
         ctx = click.get_current_context(silent=True)
         if ctx is None or ctx.command.name not in CHANGES_STATE or _dry_run(ctx):
             problems += project.required_problems()  # else the command's error says it
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            self.warn(None, f"{problems[0]}{more}; gates fail closed; see 'lockgate plugins'")
+            self.warn(None, f"{problems[0]}{more}; see 'lockgate plugins'")
 
     def session(self) -> Session:
         """The command's unit of work over the project (opened on first use)."""

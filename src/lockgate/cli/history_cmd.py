@@ -19,6 +19,8 @@ def _action(event: dict[str, Any]) -> str:
         event["action"] if event["outcome"] == "ok" else f"{event['action']} ({event['outcome']})"
     )
     note = gates_note(event["details"])  # a weakened gate shows where people look
+    if event["action"] == "announce":  # which plugin failed to hear what
+        note = f"{event['details'].get('plugin')} in {event['details'].get('hook')}"
     return f"{text} ({note})" if note else text
 
 

@@ -244,6 +244,7 @@ def cli(ctx: click.Context, /, **_: Any) -> None:
 KERNEL_COMMANDS: dict[str, str] = {
     "init": "init_cmd:command",
     "plugins": "plugins_cmd:command",
+    "plugin": "plugin_cmd:group",
     "config": "config_cmd:command",
     "metrics": "metrics_cmd:command",
     "ls": "ls_cmd:command",

@@ -103,6 +103,9 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()
     reason: str | None = None
     error: str | None = None
+    may_validate: bool = True
+    """False only for a plugin known to make no checks: one that failed after it had
+    registered, with no ``on_validate``. Gates fail closed for every other failed one."""
     location: str | None = None  # the distribution's metadata directory, when known
 
     @property
@@ -275,7 +278,11 @@ class PluginSet:
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
-        self.infos[name] = attrs.evolve(self.infos[name], status="failed", error=error, hooks=())
+        info = self.infos[name]
+        may_validate = info.status != "loaded" or "on_validate" in info.hooks
+        self.infos[name] = attrs.evolve(
+            info, status="failed", error=error, hooks=(), may_validate=may_validate
+        )
 
     def required_problems(self, require: Sequence[str]) -> list[str]:
         """One line per ``plugins.require`` entry the loaded set does not satisfy: not

@@ -38,6 +38,7 @@ from lockgate.core.roles import ROLES, Roles
 from lockgate.errors import (
     ConfigError,
     MissingCapabilityError,
+    MissingKeyError,
     NotFoundError,
     PluginHookError,
     PluginLoadError,
@@ -371,7 +372,10 @@ def _requirement(layers: ConfigLayers, entry: str) -> None:
 def _plugin_settings(hooks: HookRunner, plugins: PluginSet, layers: ConfigLayers) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for plugin, cls in _isolated(plugins, lambda: hooks.register_settings()).items():
-        settings[plugin] = layers.plugin_settings(plugin, cls)
+        try:
+            settings[plugin] = layers.plugin_settings(plugin, cls)
+        except MissingKeyError as exc:  # that plugin fails, not every command
+            plugins.mark_failed(plugin, exc.message)
     return settings
 
 

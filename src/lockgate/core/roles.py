@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lockgate.contracts.models import RoleContext
 from lockgate.contracts.records import record
+from lockgate.core.guard import Owner, build
 from lockgate.errors import MissingCapabilityError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Roles:
         return {name: plugin for name, (plugin, _) in self._providers(role).items()}
 
     def build(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
-        """Build implementation ``name`` of ``role`` (a key of :data:`ROLES`)."""
+        """Build ``name`` of ``role`` (see :data:`ROLES`), guarded: a fault names its plugin."""
         providers = self._providers(role)
         if name not in providers:
             raise MissingCapabilityError(self.explain_missing(role, name))
@@ -83,7 +84,8 @@ class Roles:
             options=dict(options or {}),
             content=project.content if role == "target" else None,
         )
-        return factory(context)
+        owner = Owner(plugin, project.plugins.info(plugin).label, f"{ROLES[role].title} '{name}'")
+        return build(owner, factory, context)
 
     def explain_missing(self, role: str, name: str) -> str:
         """One line: which capability is missing, why, and how to get it back."""

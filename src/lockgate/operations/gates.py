@@ -59,13 +59,14 @@ def closed_gates(
     session: Session, results: list[ComponentReadiness], skip: Collection[str]
 ) -> list[ComponentReadiness]:
     """Gates fail closed: while a plugin has failed to load (nothing can tell which checks
-    it would have made) or a ``plugins.require`` entry is unsatisfied, every component
+    it would have made, unless it had registered no ``on_validate`` before it failed) or a
+    ``plugins.require`` entry is unsatisfied, every component
     gets a blocking issue saying so, and ``--force --reason`` is the only way past. A
     plugin named in ``skip`` (``gates.skip``) is left out, as its checks would be."""
     problems = [
         f"{info.label} failed to load ({info.error}); the checks it may make cannot run"
         for info in session.plugins.failures
-        if info.name not in skip
+        if info.may_validate and info.name not in skip
     ]
     problems += session.project.required_problems()
     if not problems:

@@ -11,7 +11,7 @@ from lockgate.core.content import read_object
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
-from lockgate.operations.recover import settle
+from lockgate.operations.recover import note_pending
 from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.stage import Stager
 
@@ -48,7 +48,7 @@ class ComponentRow:
 def list_components(session: Session | Project, workspace: str | None = None) -> list[ComponentRow]:
     """Every component in the workspaces and the state store, with its local change."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     discovery = session.source().discover([workspace] if workspace else None)
     state = session.state()
     stager = Stager(session)
@@ -134,7 +134,7 @@ def diff_component(
 ) -> DiffResult:
     """Workspace vs latest (no revisions), workspace vs REV_A, or REV_A vs REV_B."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     content = session.content()
     comp = None
     if rev_a is None:

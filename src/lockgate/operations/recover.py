@@ -4,8 +4,12 @@ A switch writes an intent before it touches a target and closes it after the rec
 open intent therefore means its process died in between. Recovery takes the operation
 lock — so the intent's owner is certainly gone — and settles each: when the pointer
 already moved, the targets are brought to it (completed); otherwise they are put back to
-what the pointer says (undone). :func:`settle` is the first step of every operation, once
-per session; ``lockgate recover`` runs :func:`recover_pending` on its own.
+what the pointer says (undone). :func:`settle` is the first step of every operation that
+changes something, once per session; ``lockgate recover`` runs :func:`recover_pending` on
+its own. Operations that only read (ls, log, history, summary, stats, verify, diff, the
+audit check) never recover: they call :func:`note_pending`, which warns when recovery is
+pending, so one failing target cannot stop anyone from looking at the project. A target
+that fails during recovery is named: "recovery pending: target X of STAGE failing: …".
 """
 
 from __future__ import annotations
@@ -19,15 +23,20 @@ from lockgate.contracts.refs import (
     short,
 )
 from lockgate.contracts.state import AuditEvent, EventFilter, Intent, corrupt_record
+from lockgate.contracts.target import RevisionHandle
 from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
+    EnvironmentFault,
     InputError,
+    LockgateError,
+    PluginError,
+    environment_fault,
 )
 from lockgate.operations.revisions import prepare, revision_handle
 
-__all__ = ["Recovered", "recover_pending", "settle"]
+__all__ = ["Recovered", "note_pending", "recover_pending", "settle"]
 
 
 @record
@@ -103,12 +112,7 @@ def _recover(session: Session) -> list[Recovered]:
         moved = pointer is not None and pointer.generation >= generation
         outcome = "completed" if moved and now == intended else "undone"
         handle = revision_handle(session, now) if now else None
-        for target in session.targets(stage):
-            prepared = prepare(target, component_id, handle)  # also sweeps leftovers
-            if target.deployed().get(component_id) == now:
-                target.abort(prepared)
-            else:
-                target.commit(prepared)
+        _bring_targets(session, stage, component_id, now, handle)
         failpoint("recover.after_switch")
         # One recover event per intent, even when a recovery died between writing it and
         # closing the intent (the next one decides the same from the same pointer).
@@ -135,6 +139,74 @@ def _recover(session: Session) -> list[Recovered]:
         state.close_intent(intent.id, "completed" if outcome == "completed" else "undone")
         settled.append(Recovered(intent.id, intent.operation, stage, component_id, outcome, now))
     return settled
+
+
+def _bring_targets(
+    session: Session, stage: str, component_id: str, now: str | None, handle: RevisionHandle | None
+) -> None:
+    """Bring every target of ``stage`` to ``now``; a target that fails is named."""
+    kinds = [t.kind for t in session.config.stages[stage].target_list()]
+    failing = ", ".join(kinds)
+    try:
+        targets = session.targets(stage)
+        for failing, target in zip(kinds, targets, strict=True):  # noqa: B007 - named below
+            prepared = prepare(target, component_id, handle)  # also sweeps leftovers
+            if target.deployed().get(component_id) == now:
+                target.abort(prepared)
+            else:
+                target.commit(prepared)
+    except Exception as exc:
+        error = _target_failing(stage, failing, exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _target_failing(stage: str, kind: str, exc: Exception) -> Exception:
+    """``exc``, a target's failure while recovering, as one line saying that recovery is
+    pending, which target fails, and what to do (a kernel bug is left as it is)."""
+    what = f"recovery pending: target {kind!r} of {stage} failing"
+    then = (
+        "then run 'lockgate recover' (commands that only read, such as ls, log and verify, "
+        "keep working meanwhile)"
+    )
+    fault = environment_fault(exc)
+    if fault is not None:
+        return EnvironmentFault(f"{what}: {fault.message.removesuffix(' and retry')}, {then}")
+    if isinstance(exc, PluginError):
+        return PluginError(f"{what}: {exc.message}; fix or disable the plugin, {then}")
+    if isinstance(exc, LockgateError):  # the same error, told what it stops
+        exc.message = f"{what}: {exc.message}; fix the target, {then}"
+        exc.args = (exc.message,)
+    return exc
+
+
+def note_pending(session: Session) -> None:
+    """What an operation that only reads does instead of :func:`settle`: nothing, but one
+    warning when interrupted operations wait for recovery and no live process holds the
+    operation lock (one that does is switching right now, not interrupted)."""
+    if session.settled is not None or not session.project.recover_on_open:
+        return
+    state = session.state()
+    intents = state.open_intents()
+    holder = getattr(state, "holder", None)
+    if not intents or (callable(holder) and holder("operation") is not None):
+        return
+    shown = ", ".join(_described(i) for i in intents[:3])
+    more = f" and {len(intents) - 3} more" if len(intents) > 3 else ""
+    session.project.warn(
+        f"recovery pending: {len(intents)} interrupted operation(s) ({shown}{more}) not "
+        "settled, so a stage may not show what the state says; run 'lockgate recover'"
+    )
+
+
+def _described(intent: Intent) -> str:
+    """``promote of etl in staging``, naming only what is a valid name (a damaged or
+    crafted intent is refused by recovery, not printed by a warning)."""
+    names = [intent.payload.get(key) for key in ("component_id", "stage")]
+    cid, stage = ("?" if name_problem(n) else str(n) for n in names)
+    operation = intent.operation if intent.operation in ("promote", "rollback") else "operation"
+    return f"{operation} of {cid} in {stage}"
 
 
 def settle(session: Session) -> list[Recovered]:

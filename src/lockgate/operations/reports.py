@@ -14,7 +14,7 @@ from lockgate.contracts.audit import ChainReport, verify_chain
 from lockgate.contracts.state import AuditEvent, EventFilter, PointerChange
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
-from lockgate.operations.recover import settle
+from lockgate.operations.recover import note_pending
 
 __all__ = [
     "OPERATIONS",
@@ -54,7 +54,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
 def summary(session: Session | Project, *, recent: int = 10) -> dict[str, Any]:
     """Staged components, pipelines, status distribution and recent activities."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     state = session.state()
     counts = state.counts()
     events = state.events(EventFilter(limit=recent, newest_first=True))
@@ -82,7 +82,7 @@ def summary(session: Session | Project, *, recent: int = 10) -> dict[str, Any]:
 def statistics(session: Session | Project) -> dict[str, Any]:
     """Operation counts and success rates, and component statistics."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     counts = session.state().counts()
     operations: dict[str, Any] = {
         "total_staged_components": sum(counts.by_status.values()),
@@ -112,7 +112,7 @@ def statistics(session: Session | Project) -> dict[str, Any]:
 def history(session: Session | Project, where: EventFilter) -> list[AuditEvent]:
     """The audit events ``where`` selects (``lockgate history WS:ID``, ``lockgate log``)."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     return session.state().events(where)
 
 
@@ -121,7 +121,7 @@ def live_at(
 ) -> list[dict[str, Any]]:
     """What was current in ``stage`` at ``at``, and who put it there, when."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     stage = session.check_stage(stage)
     rows: list[PointerChange] = session.state().live_at(stage, at, component_id)
     return [
@@ -143,5 +143,5 @@ def live_at(
 def audit_verify(session: Session | Project) -> ChainReport:
     """Check the whole audit chain."""
     session = as_session(session)
-    settle(session)
+    note_pending(session)  # reads only: never recovers
     return verify_chain(session.state().chain())

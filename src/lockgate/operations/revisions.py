@@ -58,7 +58,7 @@ def revision_spec(session: Session, revision: str) -> ComponentSpec:
 def prepare(target: Target, component_id: str, revision: RevisionHandle | None) -> Prepared:
     """``target.prepare`` with the v1 signature, or the 0.x one (``revision``, ``release``
     directory) for a target written before revision handles."""
-    if _takes_release(type(target)):
+    if _takes_release(target.__class__):  # the plugin's class, not the kernel's guard
         release = revision.materialize() if revision is not None else None
         rev = revision.revision if revision is not None else None
         return target.prepare(component_id, rev, release)  # type: ignore[call-arg,arg-type]

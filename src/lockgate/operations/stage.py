@@ -41,6 +41,7 @@ from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import InputError, LockedError, LockgateError, NotFoundError
+from lockgate.operations.announce import announce
 from lockgate.operations.recover import settle
 from lockgate.operations.stage_store import Progress, hash_files, store_files
 
@@ -179,7 +180,9 @@ class Stager:
         if at is None:
             return result
         # Announced outside the lock: a plugin's on_stage may take its time (or run gc).
-        failures = session.hooks.on_stage(
+        failures = announce(  # recorded in the audit log when a plugin fails to hear it
+            session,
+            session.hooks.on_stage,
             ChangeEvent(
                 action="stage",
                 component=result.component,
@@ -189,7 +192,7 @@ class Stager:
                 actor=session.actor,
                 at=dt.datetime.fromisoformat(at),
                 reason=reason,
-            )
+            ),
         )
         return attrs.evolve(result, warnings=tuple(str(f) for f in failures))
 

@@ -64,6 +64,7 @@ from lockgate.errors import (
     RefusedError,
     environment_fault,
 )
+from lockgate.operations.announce import announce
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
@@ -346,10 +347,12 @@ class Switcher:
     def _announce(
         self, base: SwitchResult, ref: ComponentRef, action: str, details: dict[str, object]
     ) -> SwitchResult:
-        """``on_promote`` or ``on_rollback``; a failing plugin is a warning, the switch stands."""
+        """``on_promote`` or ``on_rollback``; a failing plugin is a warning (and an audit
+        event naming it), the switch stands."""
         hooks = self.session.hooks
-        announce = hooks.on_promote if action == "promote" else hooks.on_rollback
-        failures = announce(
+        failures = announce(  # recorded in the audit log when a plugin fails to hear it
+            self.session,
+            hooks.on_promote if action == "promote" else hooks.on_rollback,
             ChangeEvent(
                 action=action,
                 component=str(ref),
@@ -360,7 +363,7 @@ class Switcher:
                 at=dt.datetime.fromisoformat(base.at),
                 reason=base.reason,
                 details=details,
-            )
+            ),
         )
         return attrs.evolve(base, warnings=tuple(str(f) for f in failures))
 
@@ -385,14 +388,11 @@ class Switcher:
             try:
                 self._put_back(str(payload["stage"]), str(payload["component_id"]), payload)
                 why = _describe(second)
-                back = f"{where} is back at its recorded revision; the next lockgate command " + (
+                back = f"{where} is back at its recorded revision; {_NEXT} " + (
                     "records that" if why == _describe(exc) else f"records that (not now: {why})"
                 )
             except Exception as third:
-                back = (
-                    f"{where} could not be put back ({_describe(third)}); the next "
-                    "lockgate command settles it"
-                )
+                back = f"{where} could not be put back ({_describe(third)}); {_NEXT} settles it"
         if isinstance(exc, LockgateError) and not isinstance(exc, PluginError):
             if back:  # the same error (class, exit code, attributes), told what was done
                 exc.message = f"{exc.message} ({back})"
@@ -407,7 +407,7 @@ class Switcher:
             )
             return PluginError(
                 f"stage target ({kinds}) of {where} failed in {step}: "
-                f"{type(exc).__name__}: {exc}; {back}; fix the target and retry"
+                f"{_describe(exc)}; {back}; fix the target and retry"
             )
         return exc
 
@@ -485,6 +485,10 @@ class Switcher:
                 outcome="refused",
             )
         )
+
+
+_NEXT = "the next lockgate command that changes something (or 'lockgate recover')"
+"""Who settles a switch left open: commands that only read never recover."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import LockgateError
 from lockgate.operations.gc import collected_revisions, retained_revisions
-from lockgate.operations.recover import recover_pending
+from lockgate.operations.recover import note_pending
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -40,7 +40,7 @@ class VerifyReport:
 def verify(session: Session | Project, stage: str | None = None) -> VerifyReport:
     """Check deployed entries, release bytes, stored objects and the audit chain."""
     session = as_session(session)
-    recover_pending(session)
+    note_pending(session)  # reads only: never recovers
     state, content = session.state(), session.content()
     stages = [session.check_stage(stage)] if stage else session.stage_names
     problems: list[str] = []

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from lockgate.errors import ConfigError
+from lockgate.errors import ConfigError, MissingKeyError
+from lockgate.schema.settings import missing_key, refused_key
 
 __all__ = ["EnvValue", "Locator", "did_you_mean", "structure"]
 
@@ -87,6 +88,9 @@ def _structure_attrs(cls: type, data: Any, path: KeyPath, where: Locator) -> Any
             suggestion = did_you_mean(str(key), list(fields))
             child = (*path, str(key))
             raise ConfigError(f"{where(child)}: unknown key '{_dotted(child)}'{suggestion}")
+    missing = missing_key(cls, data, path)  # a required key not set: say which, and how
+    if missing is not None:
+        raise MissingKeyError(f"{where(path)}: {missing}")
     kwargs = {
         name: _convert(f.type, data[name], (*path, name), where)
         for name, f in fields.items()
@@ -95,9 +99,8 @@ def _structure_attrs(cls: type, data: Any, path: KeyPath, where: Locator) -> Any
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        # attrs validators name the field ("'timeout' must be > 0"): point at its key.
-        named = [name for name in kwargs if str(exc).startswith(f"'{name}' ")]
-        _fail((*path, named[0]) if named else path, where, str(exc))
+        named = refused_key(exc, kwargs)  # point at the key a validator refused
+        _fail(path if named is None else (*path, named), where, str(exc))
 
 
 def _convert(tp: Any, value: Any, path: KeyPath, where: Locator) -> Any:

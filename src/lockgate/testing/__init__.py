@@ -2,7 +2,10 @@
 
 Installed as a pytest plugin (the ``pytest11`` entry point), so in any test suite that
 has lockgate installed the fixtures ``lockgate_project`` and ``lockgate_cli`` are
-available without an import. Everything else is imported from here:
+available without an import, and ``lockgate_kit``, which makes an isolated project for
+testing one plugin (a :class:`PluginKit`: only lockgate's builtins and the plugins under
+test load, no ambient ``LOCKGATE_*`` variable; one line each to make a component, stage,
+validate and promote it). Everything else is imported from here:
 
 * project helpers — :func:`fake_distribution`, :func:`open_project`, :func:`run_cli`;
 * one **conformance suite** per role, a class a plugin's tests subclass with one fixture:
@@ -24,7 +27,9 @@ See ``docs/conformance.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from lockgate.builtin_plugins.memory_state import MemoryStateStore
     from lockgate.testing._content_suite import ContentStoreConformance
     from lockgate.testing._files import ComponentFiles, DirectoryComponentFiles, SourceFixture
+    from lockgate.testing._kit import PluginKit, PluginShadowWarning
     from lockgate.testing._memory_content import MemoryContentStore
     from lockgate.testing._memory_plugin import MemoryRoles
     from lockgate.testing._memory_source import MemorySource
@@ -69,6 +75,8 @@ __all__ = [
     "MemorySource",
     "MemoryStateStore",
     "MemoryTarget",
+    "PluginKit",
+    "PluginShadowWarning",
     "SourceConformance",
     "SourceFixture",
     "StateStoreConformance",
@@ -76,6 +84,7 @@ __all__ = [
     "at",
     "fake_distribution",
     "lockgate_cli",
+    "lockgate_kit",
     "lockgate_project",
     "open_project",
     "require_tcp_service",
@@ -84,7 +93,30 @@ __all__ = [
     "services_required",
 ]
 
-_SUITES = ("_state_suite", "_lock_suite", "_content_suite", "_source_suite", "_target_suite")
+
+@pytest.fixture
+def lockgate_kit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Make isolated projects for testing a plugin: ``lockgate_kit(extra=[...],
+    only=[...], environ={...}, config="...")`` returns a :class:`PluginKit` (builtins and
+    the plugins under test only, no ambient ``LOCKGATE_*`` variable). Its module is
+    imported when the fixture is first used."""
+    from lockgate.testing._kit import kits
+
+    yield from kits(tmp_path, monkeypatch)
+
+
+_SUITES = (
+    "_state_suite",
+    "_state_builders",
+    "_state_records_suite",
+    "_state_pointer_suite",
+    "_state_approval_suite",
+    "_state_audit_suite",
+    "_lock_suite",
+    "_content_suite",
+    "_source_suite",
+    "_target_suite",
+)
 # A suite's failures should read like a test's own: registered before any is imported.
 pytest.register_assert_rewrite(*(f"{__name__}.{m}" for m in _SUITES))
 
@@ -97,6 +129,8 @@ _LAZY = {
     "MemorySource": "lockgate.testing._memory_source",
     "MemoryStateStore": "lockgate.builtin_plugins.memory_state",
     "MemoryTarget": "lockgate.testing._memory_target",
+    "PluginKit": "lockgate.testing._kit",
+    "PluginShadowWarning": "lockgate.testing._kit",
     "REQUIRE_SERVICES": "lockgate.testing._services",
     "require_tcp_service": "lockgate.testing._services",
     "service_missing": "lockgate.testing._services",

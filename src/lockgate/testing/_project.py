@@ -3,6 +3,9 @@
 * ``lockgate_project`` — a fresh initialised project directory (a ``Path``);
 * ``lockgate_cli`` — run the ``lockgate`` command line in-process: ``lockgate_cli("plugins",
   "--json", project=path)`` returns a :class:`CliResult`;
+  both see the installed environment (every installed plugin, every ``LOCKGATE_*``
+  variable), as a user's shell would; ``lockgate_kit`` (``lockgate.testing._kit``) makes
+  an isolated project instead;
 * :func:`fake_distribution` — a distribution whose entry points name plugin objects held
   in memory, so discovery, selection and loading are exercised exactly as for a real one;
 * :func:`open_project` — open a project with extra (fake) distributions beside the
@@ -117,16 +120,25 @@ class CliResult:
 
 
 def run_cli(
-    *args: str, project: Path | None = None, env: Mapping[str, str] | None = None
+    *args: str,
+    project: Path | None = None,
+    env: Mapping[str, str | None] | None = None,
+    distributions: Sequence[metadata.Distribution] | None = None,
 ) -> CliResult:
-    """Run ``lockgate ARGS`` in-process with click's runner."""
+    """Run ``lockgate ARGS`` in-process with click's runner.
+
+    ``env`` is laid over this process's environment for the run (a None value removes a
+    variable); ``distributions`` replaces the installed ones plugins are discovered in.
+    """
     from click.testing import CliRunner
 
+    from lockgate.cli.context import AppContext
     from lockgate.cli.main import cli
 
     argv = [*(("-C", str(project)) if project is not None else ()), *args]
     runner = CliRunner()
-    result = runner.invoke(cli, argv, env=dict(env or {}), catch_exceptions=False)
+    app = AppContext(distributions=distributions)
+    result = runner.invoke(cli, argv, env=dict(env or {}), catch_exceptions=False, obj=app)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 

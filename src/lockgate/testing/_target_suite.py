@@ -34,7 +34,13 @@ from pathlib import Path
 import pytest
 
 from lockgate.contracts.manifest import FileEntry, Manifest
-from lockgate.contracts.target import Prepared, RevisionHandle, Target, target_collect
+from lockgate.contracts.target import (
+    Collectable,
+    Prepared,
+    RevisionHandle,
+    Target,
+    target_collect,
+)
 from lockgate.core.content import materialize_files
 from lockgate.testing._memory_content import MemoryContentStore
 
@@ -274,12 +280,20 @@ class TargetConformance:
 
     # ------------------------------------------------------------------ Collectable
 
-    def test_collect_keeps_what_is_kept_and_a_dry_run_removes_nothing(
-        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
-    ) -> None:
-        collector = target_collect(target)
-        if collector is None:
+    @pytest.fixture
+    def collector(self, target: Target) -> Collectable:
+        """The target's ``collect`` capability; the tests using it skip without one."""
+        found = target_collect(target)
+        if found is None:
             pytest.skip("the target offers no Collectable")
+        return found
+
+    def test_collect_keeps_what_is_kept_and_a_dry_run_removes_nothing(
+        self,
+        target: Target,
+        collector: Collectable,
+        revisions: Mapping[str, tuple[str, RevisionHandle]],
+    ) -> None:
         (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
         _commit(target, "etl", r1, rel1)
         _commit(target, "etl", r2, rel2)
@@ -295,11 +309,11 @@ class TargetConformance:
         assert target.check("etl", r2) == []
 
     def test_collect_never_removes_what_is_deployed(
-        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
+        self,
+        target: Target,
+        collector: Collectable,
+        revisions: Mapping[str, tuple[str, RevisionHandle]],
     ) -> None:
-        collector = target_collect(target)
-        if collector is None:
-            pytest.skip("the target offers no Collectable")
         (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
         _commit(target, "etl", r1, rel1)
         _commit(target, "report", r2, rel2)
@@ -310,11 +324,11 @@ class TargetConformance:
         assert target.check("report", r2) == []
 
     def test_a_collected_revision_can_be_deployed_again(
-        self, target: Target, revisions: Mapping[str, tuple[str, RevisionHandle]]
+        self,
+        target: Target,
+        collector: Collectable,
+        revisions: Mapping[str, tuple[str, RevisionHandle]],
     ) -> None:
-        collector = target_collect(target)
-        if collector is None:
-            pytest.skip("the target offers no Collectable")
         (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
         _commit(target, "etl", r1, rel1)
         _commit(target, "etl", r2, rel2)

@@ -136,7 +136,7 @@ class Watcher:
         source = ops.source()
         if not isinstance(source, Watchable):
             raise InputError(
-                f"lockgate watch cannot watch the component source ({type(source).__name__} "
+                f"lockgate watch cannot watch the component source ({source.__class__.__name__} "
                 "has no watch_paths()); use a source that can be watched, or 'lockgate sync'"
             )
         self.ops = ops

@@ -1,0 +1,166 @@
+"""The ``sqlite`` state store's schema: its tables, their migrations, rows read back.
+
+The schema is versioned by ``PRAGMA user_version``: :data:`MIGRATIONS` holds one script
+per version, forward only, and :func:`migrate` runs those a database has not had, in the
+caller's transaction, stepping the version after each. A migration is never edited once
+released (a database at its version would not get the change): a change is a new one.
+
+A row read back becomes the record every state store returns (:func:`component_of`,
+:func:`change_of`, :func:`event_of`), so a row edited to hold a name no store may
+return is refused like user input.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from lockgate.plugin import AuditEvent, ComponentRecord, ComponentStatus, PointerChange
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["MIGRATIONS", "change_of", "component_of", "event_of", "migrate", "schema_version"]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: components, revisions, audit events
+    """
+    CREATE TABLE components (
+        component TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        component_id TEXT NOT NULL,
+        component_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        latest_revision TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX components_by_workspace ON components (workspace, component);
+    CREATE TABLE revisions (
+        component TEXT NOT NULL REFERENCES components (component),
+        revision TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        parent TEXT,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        UNIQUE (component, revision)
+    );
+    CREATE INDEX revisions_by_component ON revisions (component, seq);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        component TEXT,
+        stage TEXT,
+        revision TEXT,
+        previous_revision TEXT,
+        reason TEXT,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX events_by_component ON events (component, seq);
+    """,
+    # 2: outcomes, pointers and their history, approvals, intents, report indexes
+    """
+    ALTER TABLE events ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok';
+    CREATE INDEX events_by_stage ON events (stage, seq);
+    CREATE INDEX events_by_actor ON events (actor, seq);
+    CREATE INDEX events_by_action ON events (action, seq);
+    CREATE INDEX events_by_at ON events (at);
+    CREATE TABLE event_counts (
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (action, outcome)
+    );
+    INSERT INTO event_counts SELECT action, outcome, COUNT(*) FROM events GROUP BY 1, 2;
+    CREATE INDEX components_by_status ON components (status);
+    CREATE INDEX components_by_type ON components (component_type);
+    CREATE TABLE pointers (
+        stage TEXT NOT NULL,
+        component_id TEXT NOT NULL,
+        component TEXT NOT NULL,
+        revision TEXT,
+        generation INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        PRIMARY KEY (stage, component_id)
+    );
+    CREATE TABLE pointer_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stage TEXT NOT NULL,
+        component_id TEXT NOT NULL,
+        component TEXT NOT NULL,
+        revision TEXT,
+        previous_revision TEXT,
+        generation INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT,
+        valid_until TEXT,
+        event_seq INTEGER
+    );
+    CREATE INDEX pointer_history_by_component ON pointer_history (stage, component_id, seq);
+    CREATE INDEX pointer_history_by_time ON pointer_history (stage, at);
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        component TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        at TEXT NOT NULL,
+        stage TEXT,
+        comment TEXT
+    );
+    CREATE INDEX approvals_by_revision ON approvals (component, revision, id);
+    CREATE TABLE intents (
+        id TEXT PRIMARY KEY,
+        operation TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE INDEX intents_open ON intents (state);
+    """,
+)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The migration number the database is at."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Run the migrations the database has not had, inside the caller's transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+
+
+def component_of(row: sqlite3.Row) -> ComponentRecord:
+    data = dict(row)
+    data["status"] = ComponentStatus(data["status"])
+    return ComponentRecord(**data)
+
+
+def change_of(row: sqlite3.Row) -> PointerChange:
+    data = dict(row)
+    data.pop("seq")
+    return PointerChange(**data)
+
+
+def event_of(row: sqlite3.Row) -> AuditEvent:
+    data = dict(row)
+    data["details"] = json.loads(data["details"])
+    data.pop("prev_hash")
+    data.pop("hash")
+    return AuditEvent(**data)

@@ -1,0 +1,54 @@
+"""Announce a change to the plugins (``on_stage``, ``on_promote``, ``on_rollback``), and
+record in the audit log every plugin that raised while hearing it.
+
+An announcement comes after the change is committed: a plugin that raises never undoes
+it. The command reports the failure as a warning, and the audit log keeps it: one
+``announce`` event (outcome ``failed``) per failing plugin, right after the change's own
+event, with the hook, the action announced, the plugin and its error (which names the
+distribution and version) in its details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.models import ChangeEvent
+from lockgate.contracts.state import AuditEvent
+from lockgate.core.session import Session
+from lockgate.errors import LockgateError, PluginHookError, environment_fault
+
+__all__ = ["announce"]
+
+
+def announce(
+    session: Session,
+    hook: Callable[[ChangeEvent], list[PluginHookError]],
+    event: ChangeEvent,
+) -> list[PluginHookError]:
+    """Call announcing ``hook`` (a :class:`HookRunner` method) with ``event``; each
+    failure is recorded in the audit log and returned."""
+    failures = hook(event)
+    for failure in failures:
+        record = AuditEvent(
+            at=now_iso(),
+            actor=event.actor,
+            action="announce",
+            component=event.component,
+            stage=event.stage,
+            revision=event.revision,
+            details={
+                "hook": failure.hook,
+                "announced": event.action,
+                "plugin": failure.plugin,
+                "error": failure.message,
+            },
+            outcome="failed",
+        )
+        try:
+            session.state().append_event(record)
+        except Exception as exc:  # the change stands: a state store failing now is told
+            if not isinstance(exc, LockgateError) and environment_fault(exc) is None:
+                raise
+            session.project.warn(f"the audit log could not record that {failure}: {exc}")
+    return failures

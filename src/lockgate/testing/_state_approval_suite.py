@@ -1,0 +1,119 @@
+"""The approval and intent tests of the state-store conformance suite.
+
+A part of :class:`~lockgate.testing.StateStoreConformance` (see
+:mod:`lockgate.testing._state_suite`): approvals (bound to a revision, listed oldest
+first, written with their status change in one transaction) and the intents an
+interrupted operation is settled from.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.state import Approval, Intent, StateStore
+from lockgate.errors import ConflictError
+from lockgate.testing._state_builders import _event, _stage, at
+
+__all__ = ["StateStoreApprovalConformance"]
+
+
+class StateStoreApprovalConformance:
+    """The approval and intent behaviours every state store must show (mixed into the suite)."""
+
+    # ------------------------------------------------------------------ approvals
+
+    def test_approvals_are_listed_oldest_first(self, store: StateStore) -> None:
+        first = Approval("alice:etl", "r1", "carol", "approve", at(1), stage="staging")
+        second = Approval("alice:etl", "r1", "dave", "reject", at(2), comment="no tests")
+        third = Approval("alice:etl", "r2", "carol", "approve", at(3))
+        for approval in (first, second, third):
+            store.add_approval(approval, _event(approval.decision, approval.at))
+        assert store.approvals("alice:etl") == [first, second, third]
+
+    def test_approvals_filter_by_revision(self, store: StateStore) -> None:
+        first = Approval("alice:etl", "r1", "carol", "approve", at(1))
+        second = Approval("alice:etl", "r2", "dave", "approve", at(2))
+        third = Approval("alice:etl", "r1", "erin", "reject", at(3))
+        for approval in (first, second, third):
+            store.add_approval(approval, _event(approval.decision, approval.at))
+        assert store.approvals("alice:etl", "r1") == [first, third]
+        assert store.approvals("alice:etl", revision="r2") == [second]
+        assert store.approvals("alice:etl", "r3") == []
+
+    def test_add_approval_moves_the_status_in_the_same_transaction(self, store: StateStore) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        approval = Approval("alice:etl", "r1", "carol", "approve", at(2))
+        store.add_approval(
+            approval,
+            _event("approve", at(2)),
+            status=(ComponentStatus.STAGED, ComponentStatus.APPROVED),
+        )
+        record = store.component("alice:etl")
+        assert record is not None and record.status is ComponentStatus.APPROVED
+        assert store.approvals("alice:etl") == [approval]
+
+    def test_add_approval_with_a_stale_status_records_nothing(self, store: StateStore) -> None:
+        _stage(store, "alice:etl", "r1", at(1))
+        events = len(store.events())
+        with pytest.raises(ConflictError):
+            store.add_approval(
+                Approval("alice:etl", "r1", "carol", "reject", at(2)),
+                _event("reject", at(2)),
+                status=(ComponentStatus.APPROVED, ComponentStatus.REJECTED),
+            )
+        assert store.approvals("alice:etl") == []
+        assert len(store.events()) == events
+        record = store.component("alice:etl")
+        assert record is not None and record.status is ComponentStatus.STAGED
+
+    def test_approvals_are_per_component(self, store: StateStore) -> None:
+        mine = Approval("alice:etl", "r1", "carol", "approve", at(1))
+        other = Approval("bob:etl", "r1", "carol", "approve", at(2))
+        store.add_approval(mine, _event("approve", at(1)))
+        store.add_approval(other, _event("approve", at(2)))
+        assert store.approvals("alice:etl") == [mine]
+        assert store.approvals("bob:etl") == [other]
+        assert store.approvals("carol:etl") == []
+
+    def test_add_approval_appends_its_event(self, store: StateStore) -> None:
+        seq = store.add_approval(
+            Approval("alice:etl", "r1", "carol", "approve", at(1)),
+            _event("approve", at(1), actor="carol", component="alice:etl"),
+        )
+        (event,) = store.events()
+        assert seq == event.seq == 1
+        assert (event.action, event.actor) == ("approve", "carol")
+
+    # ------------------------------------------------------------------ intents
+
+    def test_open_intent_is_listed(self, store: StateStore) -> None:
+        intent = Intent("i1", "promote", "alice", at(1), {"stage": "staging", "n": 2})
+        store.open_intent(intent)
+        assert store.open_intents() == [intent]
+
+    def test_open_intents_lists_every_open_one(self, store: StateStore) -> None:
+        one = Intent("i1", "promote", "alice", at(1))
+        two = Intent("i2", "rollback", "bob", at(2), {"stage": "production"})
+        store.open_intent(one)
+        store.open_intent(two)
+        assert store.open_intents() == [one, two]
+
+    def test_completed_intent_is_no_longer_listed(self, store: StateStore) -> None:
+        one = Intent("i1", "promote", "alice", at(1))
+        two = Intent("i2", "promote", "bob", at(2))
+        store.open_intent(one)
+        store.open_intent(two)
+        store.close_intent("i1", "completed")
+        assert store.open_intents() == [two]
+
+    def test_undone_intent_is_no_longer_listed(self, store: StateStore) -> None:
+        store.open_intent(Intent("i1", "promote", "alice", at(1)))
+        store.close_intent("i1", "undone")
+        assert store.open_intents() == []
+
+    def test_intents_append_no_audit_event(self, store: StateStore) -> None:
+        store.open_intent(Intent("i1", "promote", "alice", at(1)))
+        store.close_intent("i1", "completed")
+        assert store.events() == []
+        assert store.counts().events == 0
