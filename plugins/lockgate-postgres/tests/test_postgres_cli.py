@@ -117,3 +117,22 @@ def test_an_older_schema_is_upgraded_only_when_asked(
     finally:
         with psycopg.connect(f"{pg_server} dbname=postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_an_empty_dsn_takes_libpqs_environment(
+    lockgate_project: Path, pg_dsn: str, project_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dsn`` left empty: PGHOST, PGPORT, PGUSER, PGDATABASE name the server."""
+    parts = dict(p.split("=", 1) for p in pg_dsn.split())
+    for key, variable in (
+        ("host", "PGHOST"),
+        ("port", "PGPORT"),
+        ("user", "PGUSER"),
+        ("dbname", "PGDATABASE"),
+    ):
+        monkeypatch.setenv(variable, parts[key])
+    write_config(lockgate_project, "", project_key)
+    write_component(lockgate_project, "print('v1')\n")
+    ok("stage", "alice:etl", project=lockgate_project)
+    shown = ok("config", "show", project=lockgate_project)["settings"]
+    assert [r["value"] for r in shown if r["key"] == "plugins.postgres.dsn"] == [""]
