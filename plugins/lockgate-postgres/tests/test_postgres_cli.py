@@ -9,9 +9,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_testkit import open_database
 
 from lockgate.testing import run_cli
+
+from .postgres_testkit import open_database
 
 SECRET = "s3cr3t-pw"
 

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from lockgate_postgres import PostgresContentStore, PostgresStateStore
-from postgres_testkit import open_database
 
 from lockgate.testing import ContentStoreConformance, StateStoreConformance
+
+from .postgres_testkit import open_database
 
 
 class TestPostgresStateStore(StateStoreConformance):

@@ -7,9 +7,10 @@ import hashlib
 import tracemalloc
 
 from lockgate_postgres import PostgresContentStore
-from postgres_testkit import open_database
 
 from lockgate.plugin import new_hasher
+
+from .postgres_testkit import open_database
 
 MIB = 1 << 20
 SIZE = 48 * MIB

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
-from postgres_testkit import open_database
-from test_postgres_cli import ok, write_component
 
 from lockgate.testing import run_cli
+
+from .postgres_testkit import open_database
+from .test_postgres_cli import ok, write_component
 
 WORKERS = 6
 ROUNDS = 6

@@ -11,7 +11,6 @@ import psycopg
 import pytest
 from lockgate_postgres import PostgresContentStore, PostgresStateStore
 from lockgate_postgres.schema import TABLES
-from postgres_testkit import open_database
 
 from lockgate.plugin import (
     Approval,
@@ -24,6 +23,8 @@ from lockgate.plugin import (
     PointerChange,
     RevisionRecord,
 )
+
+from .postgres_testkit import open_database
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 LATER = "2026-11-20T11:00:00.000000+00:00"

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
-from postgres_testkit import open_database
 
 from lockgate.plugin import AuditEvent, LockedError, LockOwner
+
+from .postgres_testkit import open_database
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 

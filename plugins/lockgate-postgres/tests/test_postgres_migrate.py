@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_postgres_cli import ok, write_component
-
 from lockgate.testing import run_cli
+
+from .test_postgres_cli import ok, write_component
 
 QUESTIONS = (
     ("history", "alice:etl"),

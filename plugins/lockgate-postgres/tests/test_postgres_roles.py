@@ -12,10 +12,11 @@ import pytest
 from lockgate_postgres import PostgresSettings, PostgresStateStore
 from lockgate_postgres.db import admin_connection
 from lockgate_postgres.schema import LATEST, upgrade
-from postgres_testkit import open_database
 from psycopg import sql
 
 from lockgate.plugin import AuditEvent, ConfigError
+
+from .postgres_testkit import open_database
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 

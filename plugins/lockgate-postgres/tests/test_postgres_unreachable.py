@@ -9,10 +9,11 @@ import socket
 from pathlib import Path
 
 import psycopg
-from postgres_testkit import open_database
-from test_postgres_cli import SECRET, ok, write_component, write_config
 
 from lockgate.testing import run_cli
+
+from .postgres_testkit import open_database
+from .test_postgres_cli import SECRET, ok, write_component, write_config
 
 
 def _free_port() -> int:
