@@ -4,14 +4,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXAMPLES := $(wildcard example_plugins/*/pyproject.toml)
+# First-party plugins shipped as their own distributions (lockgate-postgres: its tests
+# need a PostgreSQL server and skip without one, unless LOCKGATE_REQUIRE_SERVICES=1).
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml $(EXAMPLES)
+$(STAMP): pyproject.toml $(EXAMPLES) $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]" $(foreach p,$(EXAMPLES),-e $(dir $(p)))
+	$(PY) -m pip install --quiet -e ".[dev]" $(foreach p,$(EXAMPLES) $(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,14 +23,14 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks scripts example_plugins
-	$(PY) -m ruff format --check src tests benchmarks scripts example_plugins
+	$(PY) -m ruff check src tests benchmarks scripts example_plugins plugins
+	$(PY) -m ruff format --check src tests benchmarks scripts example_plugins plugins
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests $(foreach p,$(EXAMPLES),$(dir $(p))tests)
+	$(PY) -m pytest -q tests $(foreach p,$(EXAMPLES) $(PLUGINS),$(dir $(p))tests)
 
 # Performance runs beside real peers; results and how to read them: docs/performance.md
 bench: $(STAMP)

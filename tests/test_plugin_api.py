@@ -53,10 +53,11 @@ def _plugin_modules() -> list[tuple[Path, str, str]]:
         top = path.relative_to(builtins).parts[0].removesuffix(".py")
         own = f"lockgate.builtin_plugins.{top}" if top != "__init__" else "lockgate.builtin_plugins"
         found.append((path, module, own))
-    for path in sorted((REPO / "example_plugins").rglob("*.py")):
-        dist = path.relative_to(REPO / "example_plugins").parts[0]
-        package = dist.replace("-", "_")
-        found.append((path, package, package))
+    for folder in ("example_plugins", "plugins"):  # example and first-party distributions
+        for path in sorted((REPO / folder).rglob("*.py")):
+            dist = path.relative_to(REPO / folder).parts[0]
+            package = dist.replace("-", "_")
+            found.append((path, package, package))
     return found
 
 

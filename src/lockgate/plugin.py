@@ -41,8 +41,9 @@ Records that cross the boundary
     :class:`ManifestDiff`; state: :class:`AuditEvent`, :class:`ChainedEvent`,
     :class:`EventFilter`, :class:`Pointer`, :class:`PointerChange`, :class:`Approval`,
     :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
-    :class:`StateCounts`, :class:`ComponentStatus`; operations: :class:`StageResult`,
-    :class:`SyncResult`.
+    :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
+    optional :class:`StateImport` capability, what ``state migrate`` writes through);
+    operations: :class:`StageResult`, :class:`SyncResult`.
 
 Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
     :class:`LockgateError` and every subclass: :class:`InputError`, :class:`ConfigError`,
@@ -57,7 +58,9 @@ Helpers
     (:func:`digest_bytes`, :func:`new_hasher`, :func:`check_paths`,
     :func:`check_path_limits`); time (:func:`now_iso`); durable files on local disk
     (:func:`fsync_dir`, :func:`syncfs`, :func:`write_durably`, :func:`boot_id`);
-    :func:`gc_paused`; component specs (:data:`SPEC_FILE`, :func:`read_spec`); safe YAML
+    :func:`gc_paused`; settings fields that hold a secret (:func:`secret`, shown through
+    :func:`redacted`, never as they are); component specs (:data:`SPEC_FILE`,
+    :func:`read_spec`); safe YAML
     (:func:`load_yaml_text`, :class:`YamlDocument`, :data:`MAX_YAML_BYTES`); settings
     (:func:`structure`, :func:`did_you_mean`); :func:`record` (``attrs.frozen``, cheaper
     to create); :func:`failpoint` (crash tests: ``LOCKGATE_FAILPOINTS``).
@@ -143,6 +146,10 @@ if TYPE_CHECKING:
         name_problem,
         short,
     )
+    from lockgate.contracts.secrets import (
+        redacted,
+        secret,
+    )
     from lockgate.contracts.source import (
         Component,
         ComponentSpec,
@@ -169,6 +176,8 @@ if TYPE_CHECKING:
         PointerChange,
         RevisionRecord,
         StateCounts,
+        StateImport,
+        StateSnapshot,
         StateStore,
         corrupt_record,
     )
@@ -295,6 +304,8 @@ __all__ = [
     "Source",
     "StageResult",
     "StateCounts",
+    "StateImport",
+    "StateSnapshot",
     "StateStore",
     "SyncResult",
     "Target",
@@ -332,6 +343,8 @@ __all__ = [
     "read_object",
     "read_spec",
     "record",
+    "redacted",
+    "secret",
     "short",
     "source_is_local",
     "structure",
@@ -392,6 +405,8 @@ _EXPORTS: dict[str, str] = {
     "ScannedFiles": "lockgate.contracts.source",
     "Source": "lockgate.contracts.source",
     "StateCounts": "lockgate.contracts.state",
+    "StateImport": "lockgate.contracts.state",
+    "StateSnapshot": "lockgate.contracts.state",
     "StateStore": "lockgate.contracts.state",
     "Target": "lockgate.contracts.target",
     "WatchHint": "lockgate.contracts.source",
@@ -424,6 +439,8 @@ _EXPORTS: dict[str, str] = {
     "write_durably": "lockgate._durability",
     "gc_paused": "lockgate._startup",
     "record": "lockgate.contracts.records",
+    "redacted": "lockgate.contracts.secrets",
+    "secret": "lockgate.contracts.secrets",
     "SPEC_FILE": "lockgate.core.specs",
     "read_spec": "lockgate.core.specs",
     "did_you_mean": "lockgate.schema.structure",

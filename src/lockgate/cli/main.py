@@ -265,6 +265,7 @@ KERNEL_COMMANDS: dict[str, str] = {
     "summary": "report_cmd:summary",
     "stats": "report_cmd:stats",
     "audit": "report_cmd:audit",
+    "state": "state_cmd:command",
 }
 """The kernel's commands: name → ``module:attribute`` under ``lockgate.cli``."""
 

@@ -242,6 +242,8 @@ class RoleContext:
     for example one stage target's options. A target also receives ``content``, which
     returns the project's content store when called (built on first use): the builtin
     ``directory`` target asks it where the store keeps releases, if it keeps any.
+    ``project_name`` is ``project.name`` from the configuration, else the project
+    directory's name: what a store that many projects share keeps them apart by.
     """
 
     project_root: Path
@@ -249,6 +251,7 @@ class RoleContext:
     settings: Any
     options: Mapping[str, Any] = attrs.field(factory=dict)
     content: Callable[[], Any] | None = None
+    project_name: str | None = None
 
 
 Register = Callable[[str, Callable[[RoleContext], T]], None]

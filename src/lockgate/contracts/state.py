@@ -30,8 +30,11 @@ __all__ = [
     "PointerChange",
     "RevisionRecord",
     "StateCounts",
+    "StateImport",
+    "StateSnapshot",
     "StateStore",
     "corrupt_record",
+    "store_importer",
 ]
 
 
@@ -392,3 +395,37 @@ class StateStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@record
+class StateSnapshot:
+    """Everything a state store holds that another must hold to answer the same: what
+    ``lockgate state migrate`` copies. ``revisions`` and ``approvals`` are keyed by
+    component, oldest first; ``pointers`` holds every pointer ever moved (removed ones
+    too, with their generation); ``history`` is oldest first; ``chain`` is the audit log
+    as stored, hashes included, so the copy verifies as the original did."""
+
+    components: tuple[ComponentRecord, ...]
+    revisions: dict[str, tuple[RevisionRecord, ...]]
+    pointers: tuple[Pointer, ...]
+    history: tuple[PointerChange, ...]
+    approvals: dict[str, tuple[Approval, ...]]
+    intents: tuple[Intent, ...]
+    chain: tuple[ChainedEvent, ...]
+
+
+class StateImport(Protocol):
+    """Optional capability of a state store: take a whole history at once.
+
+    ``import_snapshot`` writes every record of ``snapshot`` as it is (times, generations,
+    sequence numbers and hashes unchanged) in one transaction, and refuses (``ConflictError``,
+    nothing written) when the store already holds any component or event.
+    """
+
+    def import_snapshot(self, snapshot: StateSnapshot) -> None:
+        """Write ``snapshot`` into this empty store, all or nothing."""
+
+
+def store_importer(store: object) -> StateImport | None:
+    """``store`` when it offers :class:`StateImport`, else None."""
+    return store if callable(getattr(store, "import_snapshot", None)) else None  # type: ignore[return-value]

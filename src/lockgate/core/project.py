@@ -21,6 +21,7 @@ import attrs
 
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.refs import check_text
+from lockgate.contracts.secrets import redacted
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
@@ -312,6 +313,11 @@ class Project:
         """``.lockgate/`` beside ``lockgate.yaml``, where the embedded state lives."""
         return self.require_root() / STATE_DIRNAME
 
+    @property
+    def name(self) -> str:
+        """``project.name`` from the configuration, else the project directory's name."""
+        return self.config.project.name or self.require_root().name
+
     def require_root(self) -> Path:
         """The project root, or a clear error when there is no project."""
         if self.root is None:
@@ -325,7 +331,7 @@ class Project:
         """The resolved configuration as plain data, plugin settings under ``plugins``."""
         data = attrs.asdict(self.config)
         for name, value in sorted(self.settings.items()):
-            data["plugins"][name] = attrs.asdict(value) if attrs.has(type(value)) else value
+            data["plugins"][name] = redacted(value)  # a secret field is never shown
         for name, raw in self.layers.plugin_sections().items():
             data["plugins"].setdefault(name, raw)
         return data

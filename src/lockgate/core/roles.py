@@ -50,6 +50,9 @@ class RoleHost(Protocol):
     @property
     def state_dir(self) -> Path: ...
 
+    @property
+    def name(self) -> str: ...
+
     def require_root(self) -> Path: ...
 
     def content(self) -> Any: ...
@@ -76,6 +79,7 @@ class Roles:
         context = RoleContext(
             project_root=project.require_root(),
             state_dir=project.state_dir,
+            project_name=project.name,
             settings=project.settings.get(plugin),
             options=dict(options or {}),
             content=project.content if role == "target" else None,

@@ -12,6 +12,9 @@ validate and promote it). Everything else is imported from here:
   :class:`StateStoreConformance` (fixture ``store``), :class:`ContentStoreConformance`
   (``content_store``), :class:`SourceConformance` (``source``, a :class:`SourceFixture`)
   and :class:`TargetConformance` (``target``);
+* tests that need a server: :func:`require_tcp_service` and :func:`service_missing`
+  skip with a one-line reason when it is not running, and fail instead when
+  ``LOCKGATE_REQUIRE_SERVICES=1`` is set (CI);
 * the **in-memory twins** of the roles, each passing its suite:
   :class:`MemoryStateStore`, :class:`MemoryContentStore`, :class:`MemorySource`,
   :class:`MemoryTarget`; :class:`MemoryRoles` registers the content store, source and
@@ -50,11 +53,18 @@ if TYPE_CHECKING:
     from lockgate.testing._memory_plugin import MemoryRoles
     from lockgate.testing._memory_source import MemorySource
     from lockgate.testing._memory_target import MemoryTarget
+    from lockgate.testing._services import (
+        REQUIRE_SERVICES,
+        require_tcp_service,
+        service_missing,
+        services_required,
+    )
     from lockgate.testing._source_suite import SourceConformance
     from lockgate.testing._state_suite import StateStoreConformance, at
     from lockgate.testing._target_suite import TargetConformance
 
 __all__ = [
+    "REQUIRE_SERVICES",
     "CliResult",
     "ComponentFiles",
     "ContentStoreConformance",
@@ -77,7 +87,10 @@ __all__ = [
     "lockgate_kit",
     "lockgate_project",
     "open_project",
+    "require_tcp_service",
     "run_cli",
+    "service_missing",
+    "services_required",
 ]
 
 
@@ -118,6 +131,10 @@ _LAZY = {
     "MemoryTarget": "lockgate.testing._memory_target",
     "PluginKit": "lockgate.testing._kit",
     "PluginShadowWarning": "lockgate.testing._kit",
+    "REQUIRE_SERVICES": "lockgate.testing._services",
+    "require_tcp_service": "lockgate.testing._services",
+    "service_missing": "lockgate.testing._services",
+    "services_required": "lockgate.testing._services",
     "SourceConformance": "lockgate.testing._source_suite",
     "SourceFixture": "lockgate.testing._files",
     "StateStoreConformance": "lockgate.testing._state_suite",

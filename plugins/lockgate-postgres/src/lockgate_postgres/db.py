@@ -1,0 +1,214 @@
+"""Connections to the database: the pool every query goes through, the session each
+connection is set to (the project, the role), and the one error a lost server gives.
+
+Each connection, as it joins the pool, becomes the store's role (``SET ROLE``) and is
+set to the project (``lockgate.project``), so every query it runs sees only that
+project's rows (see :mod:`lockgate_postgres.schema`). A held lock has a connection of
+its own, outside the pool (:mod:`lockgate_postgres.locks`).
+
+When the server cannot be reached, or the connection drops, the command stops with one
+line naming the server (never the password) and exit code 4 (``EnvironmentFault``):
+a write is one transaction, so an interrupted one left nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from lockgate.plugin import ConfigError, EnvironmentFault
+from lockgate_postgres.schema import ensure_schema
+from lockgate_postgres.settings import PostgresSettings
+
+__all__ = [
+    "Database",
+    "admin_connection",
+    "connection_options",
+    "describe_server",
+    "unreachable_as_fault",
+]
+
+Row = dict[str, Any]
+
+# Keepalives: a runner whose host vanishes (no FIN, no RST) is noticed by the server
+# within about a minute, which ends its session and so releases its locks.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+_SERVER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+)
+
+
+def describe_server(dsn: str) -> str:
+    """``PostgreSQL at HOST:PORT/DB`` from what the connection string and libpq's
+    environment say (never the password, never the user)."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (plugins.postgres.dsn cannot be parsed)"
+    host = parts.get("host") or os.environ.get("PGHOST") or "localhost"
+    port = parts.get("port") or os.environ.get("PGPORT") or "5432"
+    database = parts.get("dbname") or os.environ.get("PGDATABASE") or ""
+    return f"PostgreSQL at {host}:{port}" + (f"/{database}" if database else "")
+
+
+def _scrub(message: str, dsn: str) -> str:
+    """A driver message on one line, without the password should it quote it."""
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    for secret in (password, os.environ.get("PGPASSWORD")):
+        if secret:
+            message = message.replace(str(secret), "***")
+    return " ".join(message.split())
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, (PoolTimeout, psycopg.InterfaceError)):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        state = getattr(exc, "sqlstate", None)
+        return state is None or state.startswith(("08", "57P"))
+    return False
+
+
+@contextlib.contextmanager
+def unreachable_as_fault(where: str, dsn: str) -> Iterator[None]:
+    """A lost or refused connection as one line naming the server (exit code 4)."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        detail = _scrub(str(exc), dsn)
+        raise ConfigError(
+            f"{where}: {detail}; the login role may not become plugins.postgres.role, or that "
+            "role lacks what the schema set-up grants: grant the login the role, or run "
+            "'lockgate postgres upgrade' as the schema's owner (docs/team.md)"
+        ) from None
+    except Exception as exc:
+        if not _is_connection_error(exc):
+            raise
+        detail = _scrub(str(exc) or type(exc).__name__, dsn)
+        raise EnvironmentFault(
+            f"the lockgate database ({where}) cannot be reached: {detail}; start it or fix "
+            "plugins.postgres.dsn (or the PG* environment), then run the command again "
+            "(an interrupted write is not half-done: it was rolled back)"
+        ) from None
+
+
+def connection_options(settings: PostgresSettings) -> dict[str, Any]:
+    """What every connection is opened with: autocommit, rows as dicts, the timeout and
+    the keepalives."""
+    return {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "connect_timeout": max(1, round(settings.connect_timeout)),
+        **KEEPALIVES,
+    }
+
+
+@contextlib.contextmanager
+def admin_connection(settings: PostgresSettings) -> Iterator[psycopg.Connection[Row]]:
+    """A connection as the login role itself, for changing the schema."""
+    where = describe_server(settings.dsn)
+    with unreachable_as_fault(where, settings.dsn):
+        conn: psycopg.Connection[Row] = psycopg.connect(
+            settings.dsn, **connection_options(settings)
+        )
+        with conn:
+            yield conn
+
+
+class Database:
+    """One project's view of the database: a pool of connections set to it."""
+
+    def __init__(self, settings: PostgresSettings, project: str) -> None:
+        if not project:
+            raise ConfigError("plugins.postgres.project is empty; name the project")
+        self.settings = settings
+        self.project = project
+        self.dsn = settings.dsn
+        self.where = describe_server(self.dsn)
+        self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
+        with self.unreachable_as_fault():
+            with self.connect(configure=False) as conn:
+                ensure_schema(conn, settings.role, self.where)
+                # The session every pooled connection gets, tried once here: a login that
+                # may not become the role is told so, not left to the pool's retries.
+                self._configure(conn)
+            pool = ConnectionPool(
+                self.dsn,
+                min_size=1,
+                max_size=settings.pool_size,
+                kwargs=self._kwargs(),
+                configure=self._configure,
+                check=ConnectionPool.check_connection,  # a server restart costs no command
+                timeout=settings.connect_timeout,
+                open=False,
+                name=f"lockgate-{project}",
+            )
+            try:
+                pool.open(wait=True, timeout=settings.connect_timeout)
+            except BaseException:
+                pool.close()
+                raise
+            self._pool = pool
+
+    def _kwargs(self) -> dict[str, Any]:
+        return connection_options(self.settings)
+
+    def connect(self, *, configure: bool = True) -> psycopg.Connection[Row]:
+        """A new connection outside the pool (set to the project unless ``configure`` is
+        false: the schema set-up runs as the login role)."""
+        conn: psycopg.Connection[Row] = psycopg.connect(self.dsn, **self._kwargs())
+        if configure:
+            try:
+                self._configure(conn)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def _configure(self, conn: psycopg.Connection[Row]) -> None:
+        """Become the store's role and set the project: the session every query runs in."""
+        if self.settings.role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
+        conn.execute("SELECT set_config('lockgate.project', %s, false)", (self.project,))
+        conn.execute("SET search_path = lockgate")
+        if conn.info.host and not conn.info.host.startswith("/"):
+            conn.execute(_SERVER_KEEPALIVES)
+
+    def unreachable_as_fault(self) -> contextlib.AbstractContextManager[None]:
+        """A lost or refused connection as the one-line ``EnvironmentFault``."""
+        return unreachable_as_fault(self.where, self.dsn)
+
+    @contextlib.contextmanager
+    def conn(self) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection (autocommit: each statement is its own transaction)."""
+        if self._pool is None:
+            raise EnvironmentFault(f"the connection to {self.where} was closed")
+        with self.unreachable_as_fault(), self._pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection inside one transaction, committed when the block ends."""
+        with self.conn() as conn, conn.transaction():
+            yield conn
+
+    def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()

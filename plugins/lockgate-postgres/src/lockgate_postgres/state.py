@@ -1,0 +1,506 @@
+"""State store ``postgres``: what the ``sqlite`` store keeps, in tables many runners and
+many projects share.
+
+Every write is one transaction that first locks the project's row in ``heads`` (the
+audit chain's head: last seq, hash and time) with ``SELECT … FOR UPDATE``: the writes of
+one project are serialised like SQLite's ``BEGIN IMMEDIATE`` (the chain stays one line,
+seq contiguous from 1), while other projects' writes go on beside them. Stage pointers
+move by compare-and-swap on the pointer's own row: ``UPDATE … WHERE generation =
+expected`` (or an insert that must not conflict, for a first move), and a row count that
+is not 1 is a ``ConflictError`` that changes nothing. A transaction that fails, or whose
+connection is lost, commits nothing.
+
+Queries name no project: row-level security (:mod:`lockgate_postgres.schema`) keeps each
+session to the project it was set to, and the column's default fills it in on insert.
+The locks are advisory locks (:mod:`lockgate_postgres.locks`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import attrs
+import psycopg
+
+from lockgate.plugin import (
+    GENESIS,
+    Approval,
+    AuditEvent,
+    ChainedEvent,
+    ComponentRecord,
+    ComponentStatus,
+    ConflictError,
+    EventFilter,
+    Intent,
+    LockOwner,
+    Pointer,
+    PointerChange,
+    RevisionRecord,
+    StateCounts,
+    StateSnapshot,
+    event_hash,
+    not_before,
+)
+from lockgate_postgres.db import Database, Row
+from lockgate_postgres.locks import AdvisoryLocks
+
+__all__ = ["PostgresStateStore"]
+
+Conn = psycopg.Connection[Row]
+_CHAIN_PAGE = 1000
+
+
+class PostgresStateStore:
+    """The state store on PostgreSQL, for one project."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._locks = AdvisoryLocks(db)
+        try:
+            with db.conn() as conn:
+                conn.execute(
+                    "INSERT INTO heads (hash) VALUES (%s) ON CONFLICT (project) DO NOTHING",
+                    (GENESIS,),
+                )
+        except BaseException:
+            db.close()
+            raise
+
+    @property
+    def project(self) -> str:
+        return self.db.project
+
+    def close(self) -> None:
+        self.db.close()
+
+    def import_snapshot(self, snapshot: StateSnapshot) -> None:
+        """``StateImport``: a whole history into this empty project, all or nothing
+        (``lockgate state migrate --to postgres``; :mod:`lockgate_postgres.state_import`)."""
+        from lockgate_postgres.state_import import import_snapshot
+
+        import_snapshot(self.db, snapshot)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[tuple[Conn, _Head]]:
+        """One transaction holding the project's chain head (writes queue on it), after
+        checking that no lock this process holds was lost with its connection."""
+        self._locks.check_held()
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT seq, hash, at FROM heads FOR UPDATE").fetchone()
+            if row is None:  # the project's head was never written (a raw SQL reset)
+                conn.execute("INSERT INTO heads (hash) VALUES (%s)", (GENESIS,))
+                row = {"seq": 0, "hash": GENESIS, "at": None}
+            yield conn, _Head(conn, int(row["seq"]), row["hash"], row["at"])
+
+    # ------------------------------------------------------------------ locks
+
+    def lock(
+        self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
+    ) -> contextlib.AbstractContextManager[LockOwner]:
+        return self._locks.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
+
+    def holder(self, name: str) -> LockOwner | None:
+        return self._locks.holder(name)
+
+    def break_lock(self, name: str) -> None:
+        self._locks.break_lock(name)
+
+    # ------------------------------------------------------------------ reading
+
+    def _rows(self, query: str, args: Sequence[object] | dict[str, object] = ()) -> list[Row]:
+        with self.db.conn() as conn:
+            return conn.execute(query, args).fetchall()
+
+    def component(self, ref: str) -> ComponentRecord | None:
+        rows = self._rows(f"SELECT {_COMPONENT} FROM components WHERE component = %s", (ref,))
+        return _component(rows[0]) if rows else None
+
+    def components(self, workspace: str | None = None) -> list[ComponentRecord]:
+        if workspace is None:
+            rows = self._rows(f"SELECT {_COMPONENT} FROM components ORDER BY component")
+        else:
+            rows = self._rows(
+                f"SELECT {_COMPONENT} FROM components WHERE workspace = %s ORDER BY component",
+                (workspace,),
+            )
+        return [_component(r) for r in rows]
+
+    def revisions(self, ref: str) -> list[RevisionRecord]:
+        rows = self._rows(
+            "SELECT component, revision, created_at, actor, stage, files, size, parent "
+            "FROM revisions WHERE component = %s ORDER BY seq",
+            (ref,),
+        )
+        return [RevisionRecord(**r) for r in rows]
+
+    def pointer(self, stage: str, component_id: str) -> Pointer | None:
+        rows = self._rows(
+            f"SELECT {_POINTER} FROM pointers WHERE stage = %s AND component_id = %s",
+            (stage, component_id),
+        )
+        return Pointer(**rows[0]) if rows else None
+
+    def pointers(self, stage: str | None = None) -> list[Pointer]:
+        sql = f"SELECT {_POINTER} FROM pointers WHERE revision IS NOT NULL"
+        args: tuple[str, ...] = ()
+        if stage is not None:
+            sql += " AND stage = %s"
+            args = (stage,)
+        return [Pointer(**r) for r in self._rows(sql + " ORDER BY stage, component_id", args)]
+
+    def pointer_history(
+        self, stage: str | None = None, component_id: str | None = None
+    ) -> list[PointerChange]:
+        clauses, args = [], []
+        if stage is not None:
+            clauses.append("stage = %s")
+            args.append(stage)
+        if component_id is not None:
+            clauses.append("component_id = %s")
+            args.append(component_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(f"SELECT {_CHANGE} FROM pointer_history{where} ORDER BY seq", args)
+        return [PointerChange(**r) for r in rows]
+
+    def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
+        sql = (
+            f"SELECT {_CHANGE} FROM pointer_history WHERE stage = %s AND at <= %s "
+            "AND (valid_until IS NULL OR valid_until > %s) AND revision IS NOT NULL"
+        )
+        args: list[str] = [stage, at, at]
+        if component_id is not None:
+            sql += " AND component_id = %s"
+            args.append(component_id)
+        rows = self._rows(sql + " ORDER BY component_id", args)
+        return [PointerChange(**r) for r in rows]
+
+    def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
+        sql = f"SELECT {_APPROVAL} FROM approvals WHERE component = %s"
+        args = [component]
+        if revision is not None:
+            sql += " AND revision = %s"
+            args.append(revision)
+        return [Approval(**r) for r in self._rows(sql + " ORDER BY id", args)]
+
+    def open_intents(self) -> list[Intent]:
+        rows = self._rows(
+            "SELECT id, operation, owner, created_at, payload, state FROM intents "
+            "WHERE state = 'open' ORDER BY created_at"
+        )
+        return [Intent(**{**r, "payload": json.loads(r["payload"])}) for r in rows]
+
+    def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
+        where = where or EventFilter()
+        clauses, args = [], []
+        for column in ("component", "stage", "actor", "action"):
+            value = getattr(where, column)
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                args.append(value)
+        if where.since is not None:
+            clauses.append("at >= %s")
+            args.append(where.since)
+        if where.until is not None:
+            clauses.append("at <= %s")
+            args.append(where.until)
+        sql = f"SELECT {_EVENT} FROM events"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC" if where.newest_first else " ORDER BY seq"
+        if where.limit is not None:
+            sql += f" LIMIT {int(where.limit)}"
+        return [_event(r) for r in self._rows(sql, args)]
+
+    def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
+        """Page by page (the log may be long; no connection is held between pages)."""
+        while True:
+            rows = self._rows(
+                f"SELECT {_EVENT}, prev_hash, hash FROM events WHERE seq > %s ORDER BY seq "
+                f"LIMIT {_CHAIN_PAGE}",
+                (after,),
+            )
+            for row in rows:
+                prev_hash, digest = row.pop("prev_hash"), row.pop("hash")
+                yield ChainedEvent(_event(row), prev_hash, digest)
+            if len(rows) < _CHAIN_PAGE:
+                return
+            after = rows[-1]["seq"]
+
+    def counts(self) -> StateCounts:
+        with self.db.conn() as conn:
+
+            def grouped(column: str) -> dict[str, int]:
+                rows = conn.execute(
+                    f"SELECT {column} AS k, COUNT(*) AS n FROM components GROUP BY {column}"
+                )
+                return {r["k"]: int(r["n"]) for r in rows}
+
+            operations: dict[str, dict[str, int]] = {}
+            for row in conn.execute("SELECT action, outcome, n FROM event_counts"):
+                operations.setdefault(row["action"], {})[row["outcome"]] = int(row["n"])
+            head = conn.execute("SELECT seq FROM heads").fetchone()
+            return StateCounts(
+                by_status=grouped("status"),
+                by_type=grouped("component_type"),
+                by_workspace=grouped("workspace"),
+                operations=operations,
+                events=int(head["seq"]) if head else 0,
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def record_revision(
+        self, revision: RevisionRecord, component: ComponentRecord, event: AuditEvent
+    ) -> int:
+        with self._write() as (conn, head):
+            revision = attrs.evolve(revision, created_at=head.after(revision.created_at))
+            component = attrs.evolve(component, updated_at=head.after(component.updated_at))
+            conn.execute(
+                "INSERT INTO components (component, workspace, component_id, component_type, "
+                "status, latest_revision, updated_at) VALUES (%(component)s, %(workspace)s, "
+                "%(component_id)s, %(component_type)s, %(status)s, %(latest_revision)s, "
+                "%(updated_at)s) ON CONFLICT (project, component) DO UPDATE SET "
+                "component_type = excluded.component_type, status = excluded.status, "
+                "latest_revision = excluded.latest_revision, updated_at = excluded.updated_at",
+                {**attrs.asdict(component), "status": component.status.value},
+            )
+            conn.execute(
+                "INSERT INTO revisions (component, revision, created_at, actor, stage, files, "
+                "size, parent) VALUES (%(component)s, %(revision)s, %(created_at)s, %(actor)s, "
+                "%(stage)s, %(files)s, %(size)s, %(parent)s) ON CONFLICT DO NOTHING",
+                attrs.asdict(revision),
+            )
+            return head.append(event)
+
+    def set_status(
+        self, ref: str, expected: ComponentStatus, status: ComponentStatus, event: AuditEvent
+    ) -> int:
+        with self._write() as (conn, head):
+            _swap_status(conn, ref, expected, status, head.after(event.at))
+            return head.append(event)
+
+    def move_pointer(
+        self,
+        change: PointerChange,
+        *,
+        expected_generation: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+    ) -> Pointer:
+        with self._write() as (conn, head):
+            # The move is timed like its event (never before the chain's last event).
+            change = attrs.evolve(change, at=head.after(change.at))
+            previous = _swap_pointer(conn, change, expected_generation)
+            pointer = Pointer(
+                stage=change.stage,
+                component_id=change.component_id,
+                component=change.component,
+                revision=change.revision,
+                generation=expected_generation + 1,
+                updated_at=change.at,
+                actor=change.actor,
+            )
+            if status is not None:
+                conn.execute(
+                    "UPDATE components SET status = %s, updated_at = %s WHERE component = %s",
+                    (status.value, change.at, change.component),
+                )
+            seq = head.append(event)
+            conn.execute(
+                "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND "
+                "component_id = %s AND valid_until IS NULL",
+                (change.at, change.stage, change.component_id),
+            )
+            conn.execute(
+                "INSERT INTO pointer_history (stage, component_id, component, revision, "
+                "previous_revision, generation, at, actor, action, reason, event_seq) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    change.stage,
+                    change.component_id,
+                    change.component,
+                    change.revision,
+                    previous,
+                    pointer.generation,
+                    change.at,
+                    change.actor,
+                    change.action,
+                    change.reason,
+                    seq,
+                ),
+            )
+            return pointer
+
+    def add_approval(
+        self,
+        approval: Approval,
+        event: AuditEvent,
+        status: tuple[ComponentStatus, ComponentStatus] | None = None,
+    ) -> int:
+        with self._write() as (conn, head):
+            approval = attrs.evolve(approval, at=head.after(approval.at))
+            if status is not None:
+                _swap_status(conn, approval.component, status[0], status[1], approval.at)
+            conn.execute(
+                "INSERT INTO approvals (component, revision, actor, decision, at, stage, "
+                "comment) VALUES (%(component)s, %(revision)s, %(actor)s, %(decision)s, "
+                "%(at)s, %(stage)s, %(comment)s)",
+                attrs.asdict(approval),
+            )
+            return head.append(event)
+
+    def open_intent(self, intent: Intent) -> None:
+        self._locks.check_held()
+        with self.db.conn() as conn:
+            conn.execute(
+                "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    intent.id,
+                    intent.operation,
+                    intent.owner,
+                    intent.created_at,
+                    json.dumps(intent.payload, sort_keys=True, default=str),
+                    intent.state,
+                ),
+            )
+
+    def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
+        with self.db.conn() as conn:
+            conn.execute("UPDATE intents SET state = %s WHERE id = %s", (state, intent_id))
+
+    def append_event(self, event: AuditEvent) -> int:
+        with self._write() as (_, head):
+            return head.append(event)
+
+    def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
+        with self._write() as (_, head):
+            return [head.append(event) for event in events]
+
+
+class _Head:
+    """The project's chain head inside one write transaction (locked by it)."""
+
+    def __init__(self, conn: Conn, seq: int, digest: str, at: str | None) -> None:
+        self.conn, self.seq, self.hash, self.at = conn, seq, digest, at
+
+    def after(self, at: str) -> str:
+        """``at``, or the last event's time when that is later (records are timed like
+        their events, so the records and the log agree; see ``not_before``)."""
+        return not_before(at, self.at)
+
+    def append(self, event: AuditEvent) -> int:
+        """Chain ``event`` after the head; move the head and the counts."""
+        seq = self.seq + 1
+        event = attrs.evolve(event, seq=seq, at=self.after(event.at))
+        digest = event_hash(self.hash, event)
+        self.conn.execute(
+            "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
+            "previous_revision, reason, details, prev_hash, hash, outcome) VALUES (%(seq)s, "
+            "%(at)s, %(actor)s, %(action)s, %(component)s, %(stage)s, %(revision)s, "
+            "%(previous_revision)s, %(reason)s, %(details)s, %(prev_hash)s, %(hash)s, "
+            "%(outcome)s)",
+            {
+                **attrs.asdict(event),
+                "details": json.dumps(event.details, sort_keys=True, default=str),
+                "prev_hash": self.hash,
+                "hash": digest,
+            },
+        )
+        self.conn.execute(
+            "INSERT INTO event_counts (action, outcome, n) VALUES (%s, %s, 1) "
+            "ON CONFLICT (project, action, outcome) DO UPDATE SET n = event_counts.n + 1",
+            (event.action, event.outcome),
+        )
+        self.conn.execute("UPDATE heads SET seq = %s, hash = %s, at = %s", (seq, digest, event.at))
+        self.seq, self.hash, self.at = seq, digest, event.at
+        return seq
+
+
+_COMPONENT = (
+    "component, workspace, component_id, component_type, status, latest_revision, updated_at"
+)
+_POINTER = "stage, component_id, component, revision, generation, updated_at, actor"
+_CHANGE = (
+    "stage, component_id, component, revision, previous_revision, generation, at, actor, "
+    "action, reason, valid_until, event_seq"
+)
+_APPROVAL = "component, revision, actor, decision, at, stage, comment"
+_EVENT = (
+    "seq, at, actor, action, component, stage, revision, previous_revision, reason, "
+    "details, outcome"
+)
+
+
+def _component(row: Row) -> ComponentRecord:
+    return ComponentRecord(**{**row, "status": ComponentStatus(row["status"])})
+
+
+def _event(row: Row) -> AuditEvent:
+    return AuditEvent(**{**row, "details": json.loads(row["details"])})
+
+
+def _swap_pointer(conn: Conn, change: PointerChange, expected: int) -> str | None:
+    """Compare-and-swap the pointer's row: move it only from generation ``expected``
+    (0: it must not exist yet). Returns the revision it named before."""
+    values = (
+        change.component,
+        change.revision,
+        expected + 1,
+        change.at,
+        change.actor,
+        change.stage,
+        change.component_id,
+    )
+    if expected == 0:
+        cur = conn.execute(
+            "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
+            "component_id) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            values,
+        )
+        previous = None
+    else:
+        row = conn.execute(
+            "SELECT revision FROM pointers WHERE stage = %s AND component_id = %s "
+            "AND generation = %s FOR UPDATE",
+            (change.stage, change.component_id, expected),
+        ).fetchone()
+        previous = row["revision"] if row else None
+        cur = conn.execute(
+            "UPDATE pointers SET component = %s, revision = %s, generation = %s, "
+            "updated_at = %s, actor = %s WHERE stage = %s AND component_id = %s "
+            f"AND generation = {int(expected)}",
+            values,
+        )
+    if cur.rowcount != 1:
+        found = conn.execute(
+            "SELECT generation FROM pointers WHERE stage = %s AND component_id = %s",
+            (change.stage, change.component_id),
+        ).fetchone()
+        current = int(found["generation"]) if found else 0
+        raise ConflictError(
+            f"{change.stage}/{change.component_id} moved meanwhile (generation {current}, "
+            f"expected {expected}): another change won; look again and retry"
+        )
+    return previous
+
+
+def _swap_status(
+    conn: Conn, ref: str, expected: ComponentStatus, status: ComponentStatus, at: str
+) -> None:
+    """Compare-and-swap a component's status inside the caller's transaction."""
+    cur = conn.execute(
+        "UPDATE components SET status = %s, updated_at = %s WHERE component = %s AND status = %s",
+        (status.value, at, ref, expected.value),
+    )
+    if cur.rowcount != 1:
+        row = conn.execute("SELECT status FROM components WHERE component = %s", (ref,))
+        found = row.fetchone()
+        now = found["status"] if found else "unknown"
+        raise ConflictError(
+            f"{ref} is {now}, not {expected.value} as expected: another change won; "
+            "look again and retry"
+        )

@@ -1,0 +1,123 @@
+"""The advisory locks between real processes: a holder in another process excludes this
+one (naming its pid), a holder past its lease is reported as such and can be broken, and
+a holder that is killed frees the lock without anyone's help."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from lockgate_postgres import PostgresStateStore
+
+from lockgate.plugin import AuditEvent, LockedError, LockOwner
+
+from .postgres_testkit import open_database
+
+AT = "2026-11-20T10:00:00.000000+00:00"
+
+HOLDER = r"""
+import sys, time
+from lockgate.plugin import LockOwner
+from lockgate_postgres import Database, PostgresSettings, PostgresStateStore
+
+dsn, project, lease = sys.argv[1], sys.argv[2], float(sys.argv[3])
+store = PostgresStateStore(Database(PostgresSettings(dsn=dsn), project))
+with store.lock("operation", owner=LockOwner.current("promote"), lease=lease, timeout=10):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def store(pg_dsn: str, project_key: str) -> Iterator[PostgresStateStore]:
+    store = PostgresStateStore(open_database(pg_dsn, project_key))
+    yield store
+    store.close()
+
+
+def _hold(pg_dsn: str, project: str, lease: float) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, pg_dsn, project, str(lease)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    assert line == "held\n", holder.stderr.read() if holder.stderr else line
+    return holder
+
+
+def _stop(holder: subprocess.Popen[str]) -> None:
+    holder.kill()
+    holder.communicate()  # waits, and closes the pipes
+
+
+def _take(store: PostgresStateStore, timeout: float) -> object:
+    return store.lock("operation", owner=LockOwner.current("test"), lease=60, timeout=timeout)
+
+
+def test_a_holder_in_another_process_excludes_and_is_named(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    holder = _hold(pg_dsn, store.project, lease=3600)
+    try:
+        owner = store.holder("operation")
+        assert owner is not None and owner.pid == holder.pid and owner.operation == "promote"
+        with pytest.raises(LockedError) as raised, _take(store, 0.2):  # type: ignore[attr-defined]
+            pass  # pragma: no cover
+        assert f"pid {holder.pid}" in raised.value.message
+    finally:
+        _stop(holder)
+
+
+def test_a_killed_holder_frees_the_lock(store: PostgresStateStore, pg_dsn: str) -> None:
+    holder = _hold(pg_dsn, store.project, lease=3600)
+    os.kill(holder.pid, signal.SIGKILL)
+    _stop(holder)
+    started = time.monotonic()
+    with _take(store, 30) as granted:  # type: ignore[attr-defined]
+        assert store.holder("operation") == granted
+    assert time.monotonic() - started < 30
+
+
+def test_a_holder_past_its_lease_is_reported_and_can_be_broken(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    holder = _hold(pg_dsn, store.project, lease=0.2)
+    try:
+        time.sleep(0.5)
+        owner = store.holder("operation")
+        assert owner is not None and owner.past_lease()
+        with pytest.raises(LockedError) as raised, _take(store, 0.1):  # type: ignore[attr-defined]
+            pass  # pragma: no cover
+        assert "past its lease" in raised.value.message
+        store.break_lock("operation")  # lockgate unlock --force
+        with _take(store, 0) as granted:  # type: ignore[attr-defined]
+            assert store.holder("operation") == granted  # the old holder still runs
+    finally:
+        _stop(holder)
+
+
+def test_a_write_after_the_lock_was_lost_is_refused(store: PostgresStateStore, pg_dsn: str) -> None:
+    """The server ends the lock's session (a dropped network, an administrator): the
+    holder's next write is refused instead of going on without the exclusion."""
+    with _take(store, 5):  # type: ignore[attr-defined]
+        with store.db.conn() as conn:
+            pid = conn.execute("SELECT backend_pid FROM lock_owners").fetchone()["backend_pid"]  # type: ignore[index]
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        with pytest.raises(LockedError) as raised:
+            store.append_event(AuditEvent(AT, "ann", "note"))
+        assert "was lost" in raised.value.message
+    assert store.counts().events == 0
