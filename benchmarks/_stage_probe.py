@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from lockgate import Project  # the public name, wherever the class lives
+
 try:
     from lockgate.contracts.refs import ComponentRef
 except ImportError:  # sources from before the contracts left core/

@@ -75,3 +75,23 @@ def test_config_show_never_shows_a_secret(tmp_path: Path) -> None:
     assert shown["token"] == "***" and shown["dsn"] == "db.invalid/x"
     assert "s3cr3t" not in repr(project.resolved())
     assert project.settings["vault"].token == "s3cr3t"  # the plugin still gets the value
+
+
+def test_the_section_of_a_plugin_that_did_not_load_hides_secret_looking_keys(
+    tmp_path: Path,
+) -> None:
+    """No settings class says which fields are secret when the plugin is disabled or
+    failed: the keys decide, and config show (text and JSON) never prints the value."""
+    (tmp_path / "lockgate.yaml").write_text(
+        "plugins:\n  disable: [vault]\n  vault:\n    dsn: postgresql://u:s3cr3t@db/x\n"
+        "    nested:\n      api_key: s3cr3t\n      host: db.example\n    pool_size: 4\n"
+    )
+    dist = fake_distribution("vault-dist", {"vault": _plugin()})
+    project = open_project(tmp_path, extra=[dist], installed=False)
+    shown = project.resolved()["plugins"]["vault"]
+    assert shown == {
+        "dsn": "***",
+        "nested": {"api_key": "***", "host": "db.example"},
+        "pool_size": 4,
+    }
+    assert "s3cr3t" not in repr(project.resolved())

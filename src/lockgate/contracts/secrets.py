@@ -9,12 +9,13 @@ own ``redact`` function keeps of it (a connection string without its password, s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-__all__ = ["HIDDEN", "SECRET", "hide", "is_secret", "redacted", "secret"]
+__all__ = ["HIDDEN", "SECRET", "hide", "is_secret", "redacted", "redacted_raw", "secret"]
 
 SECRET = "lockgate.secret"
 """The attrs field metadata key under which a secret field keeps its redact function."""
@@ -66,3 +67,23 @@ def redacted(settings: object) -> object:
         elif attrs.has(type(value)):
             shown[field.name] = redacted(value)
     return shown
+
+
+_SECRET_KEY = re.compile(r"pass|secret|token|dsn|credential|private|api.?key|auth", re.IGNORECASE)
+
+
+def redacted_raw(section: object) -> object:
+    """A ``plugins.<name>`` section as written, for a plugin whose settings class did not
+    load (failed or disabled): no class says which fields are secret, so every value
+    under a key that names one (``password``, ``token``, ``dsn``, ``api_key`` …) is
+    hidden, at any depth."""
+    if isinstance(section, dict):
+        return {
+            key: hide(value)
+            if isinstance(key, str) and _SECRET_KEY.search(key) and not isinstance(value, dict)
+            else redacted_raw(value)
+            for key, value in section.items()
+        }
+    if isinstance(section, list):
+        return [redacted_raw(item) for item in section]
+    return section

@@ -21,7 +21,7 @@ import attrs
 
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.refs import check_text
-from lockgate.contracts.secrets import redacted
+from lockgate.contracts.secrets import redacted, redacted_raw
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
 from lockgate.core.config import CONFIG_FILENAME, Config, ConfigLayers, read_layers
@@ -333,7 +333,7 @@ class Project:
         for name, value in sorted(self.settings.items()):
             data["plugins"][name] = redacted(value)  # a secret field is never shown
         for name, raw in self.layers.plugin_sections().items():
-            data["plugins"].setdefault(name, raw)
+            data["plugins"].setdefault(name, redacted_raw(raw))  # no class: keys decide
         return data
 
 
