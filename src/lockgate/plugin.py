@@ -172,7 +172,13 @@ if TYPE_CHECKING:
         StateStore,
         corrupt_record,
     )
-    from lockgate.contracts.target import Collectable, Prepared, RevisionHandle, Target
+    from lockgate.contracts.target import (
+        Collectable,
+        Prepared,
+        RevisionHandle,
+        Target,
+        TransientError,
+    )
     from lockgate.core.content import (
         ingest_file,
         materialize_files,
@@ -298,6 +304,7 @@ __all__ = [
     "StateStore",
     "SyncResult",
     "Target",
+    "TransientError",
     "ValidationContext",
     "ValidationSubject",
     "ValidatorInfo",
@@ -385,6 +392,7 @@ _EXPORTS: dict[str, str] = {
     "Pointer": "lockgate.contracts.state",
     "PointerChange": "lockgate.contracts.state",
     "Prepared": "lockgate.contracts.target",
+    "TransientError": "lockgate.contracts.target",
     "Collectable": "lockgate.contracts.target",
     "RevisionRecord": "lockgate.contracts.state",
     "ScanResult": "lockgate.contracts.source",
