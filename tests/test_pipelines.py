@@ -408,3 +408,79 @@ def test_a_missing_member_and_a_refused_rollback_say_what_to_do(tmp_path: Path) 
     (ws.root / "pipelines" / "ml.yaml").write_text("components: [alice:prep, alice:nope]\n")
     result = ws.cli("pipeline", "plan", "ml", "--to", "staging")
     assert result.exit_code != 0 and "nope" in result.stderr
+
+
+def test_the_python_api_creates_validates_promotes_and_rolls_back_a_pipeline(
+    tmp_path: Path,
+) -> None:
+    from lockgate import (
+        IntegrationPipeline,
+        StagedComponent,
+        WorkspaceIntegrationManager,
+        WorkspaceManager,
+    )
+
+    ws = Project(tmp_path / "p")
+    manager = WorkspaceIntegrationManager(WorkspaceManager(ws.root, environ=ENV))
+    try:
+        pipeline = IntegrationPipeline(
+            "api",
+            [
+                StagedComponent("prep", "alice", "builders"),
+                StagedComponent("flow", "alice", "builders"),
+            ],
+            depends_on={"alice:flow": ["alice:prep"]},
+        )
+        assert pipeline.to_dict()["status"] == "pending"
+        created = manager.create_integration_pipeline(pipeline)
+        assert created["success"] and (ws.root / "pipelines" / "api.yaml").is_file()
+        bad = manager.create_integration_pipeline(
+            "bad", ["alice:prep"], depends_on={"x:y": ["alice:prep"]}
+        )
+        assert not bad["success"] and "not a member" in bad["issues"][0]
+        checked = manager.validate_integration_pipeline("api")
+        assert checked["success"] and checked["overall_ready"] and checked["stage"] == "staging"
+        assert ws.pointers("staging") == {}
+        done = manager.promote_integration_pipeline("api")
+        assert done["success"] and done["status"] == "completed" and done["stage"] == "production"
+        assert [r["stage"] for r in done["runs"]] == ["staging", "integration", "production"]
+        assert set(ws.pointers("production")) == {"prep", "flow"}
+        assert manager.integration_pipeline("api").to_dict()["status"] == "completed"
+        assert manager.get_integration_summary()["integration_pipelines"] == 2
+        back = manager.rollback_integration_pipeline("api")
+        assert back["success"] and back["kind"] == "rollback"
+        assert ws.pointers("production") == {}
+        missing = manager.promote_integration_pipeline("nope")
+        assert not missing["success"] and "no pipeline 'nope'" in missing["issues"][0]
+    finally:
+        manager.workspace_manager.close()
+
+
+def test_the_reference_pipeline_example_runs_as_written(tmp_path: Path) -> None:
+    from lockgate import WorkspaceIntegrationManager, WorkspaceManager
+
+    ws = Project(tmp_path / "p")
+    integration_manager = WorkspaceIntegrationManager(WorkspaceManager(ws.root, environ=ENV))
+
+    # --- as in the reference, "Integration Pipeline Management"
+    def manage_integration_pipeline(integration_manager: Any, components: Any) -> None:
+        staged_components = []
+        for comp_id, workspace in components:
+            result = integration_manager.stage_for_integration(comp_id, workspace)
+            if result["success"]:
+                staged_components.append(f"{workspace}:{comp_id}")
+        validation = integration_manager.validate_integration_readiness(staged_components)
+        if validation["overall_ready"]:
+            for comp_id, _workspace in components:
+                integration_manager.promote_to_production(comp_id)
+            print("Pipeline successfully integrated")
+        else:
+            print("Pipeline validation failed:", validation["integration_issues"])
+            for comp_id, _workspace in components:
+                integration_manager.rollback_integration(comp_id)
+
+    try:
+        manage_integration_pipeline(integration_manager, [("prep", "alice"), ("train", "alice")])
+        assert {"prep", "train"} <= set(ws.pointers("production"))
+    finally:
+        integration_manager.workspace_manager.close()

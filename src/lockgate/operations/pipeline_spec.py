@@ -39,7 +39,7 @@ from lockgate.operations.pipeline_report import PIPELINES_DIR, defined_pipelines
 from lockgate.operations.promote import Promotion
 from lockgate.operations.revisions import revision_spec
 from lockgate.schema.structure import did_you_mean, structure
-from lockgate.schema.yamlfile import load_yaml_file, load_yaml_text
+from lockgate.schema.yamlfile import YamlDocument, load_yaml_file, load_yaml_text
 
 __all__ = [
     "PIPELINES_DIR",
@@ -166,7 +166,11 @@ def load_pipeline(root: Path | None, name: str) -> tuple[PipelineSpec, str]:
         known = defined_pipelines(root)
         hint = did_you_mean(name, known, "defined pipelines") if known else ""
         raise NotFoundError(f"no pipeline '{name}' ({PIPELINES_DIR}/{name}.yaml){hint}")
-    doc = load_yaml_file(path)
+    return _checked(load_yaml_file(path)), digest_bytes(path.read_bytes())
+
+
+def _checked(doc: YamlDocument) -> PipelineSpec:
+    """The pipeline a parsed file defines, every member and edge checked."""
     spec = structure(PipelineSpec, doc.data, (), doc.where)
     if not spec.components:
         raise ConfigError(f"{doc.where(('components',))}: components: name at least one member")
@@ -190,7 +194,7 @@ def load_pipeline(root: Path | None, name: str) -> tuple[PipelineSpec, str]:
                 f"{doc.where(('steps', key))}: steps: '{key}' is not a member of the "
                 f"pipeline{did_you_mean(key, sorted(seen), 'members')}"
             )
-    return spec, digest_bytes(path.read_bytes())
+    return spec
 
 
 def _check_member(member: str, where: str) -> None:
@@ -221,16 +225,10 @@ def write_pipeline(
         data["options"] = dict(options)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(data, sort_keys=False)
+    _checked(load_yaml_text(text, path))  # refused before the file is touched
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
-    try:
-        doc = load_yaml_text(text, path)
-        structure(PipelineSpec, doc.data, (), doc.where)
-    except LockgateError:
-        temporary.unlink()
-        raise
     temporary.replace(path)
-    load_pipeline(root, name)
     return path
 
 
