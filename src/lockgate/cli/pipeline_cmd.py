@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -83,6 +84,20 @@ def plan(ctx: click.Context, name: str, to_stage: str, json_flag: bool) -> None:
             click.echo(f"  {step.describe()}{after}")
 
 
+def _progress(ctx: click.Context, json_flag: bool) -> Callable[[dict[str, Any]], None] | None:
+    """On a terminal (and not for --json), a line per member as its step settles."""
+    import sys
+
+    if wants_json(ctx, json_flag) or not sys.stderr.isatty():
+        return None
+
+    def show(step: dict[str, Any]) -> None:
+        tries = f" after {step['attempts']} attempts" if step["attempts"] > 1 else ""
+        click.echo(f"  {step['component']}: {step['status']}{tries}", err=True)
+
+    return show
+
+
 def _render(
     ctx: click.Context, json_flag: bool, report: dict[str, Any], *, exit_code: bool = True
 ) -> None:
@@ -142,9 +157,9 @@ def promote(
     from lockgate.operations.pipeline import PipelineRunner
 
     app = ctx.ensure_object(AppContext)
-    report = PipelineRunner(app.session()).promote(
-        name, to=to_stage, dry_run=dry_run, reason=reason
-    )
+    runner = PipelineRunner(app.session())
+    runner.on_step = _progress(ctx, json_flag)
+    report = runner.promote(name, to=to_stage, dry_run=dry_run, reason=reason)
     _render(ctx, json_flag, report)
 
 
@@ -169,9 +184,9 @@ def rollback(
     from lockgate.operations.pipeline import PipelineRunner
 
     app = ctx.ensure_object(AppContext)
-    report = PipelineRunner(app.session()).rollback(
-        name, stage=stage, dry_run=dry_run, reason=reason
-    )
+    runner = PipelineRunner(app.session())
+    runner.on_step = _progress(ctx, json_flag)
+    report = runner.rollback(name, stage=stage, dry_run=dry_run, reason=reason)
     _render(ctx, json_flag, report)
 
 

@@ -35,7 +35,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
@@ -44,7 +44,8 @@ from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_text, short
 from lockgate.contracts.state import AuditEvent, Intent
 from lockgate.core.failpoints import failpoint
-from lockgate.errors import ConflictError, LockgateError, RefusedError
+from lockgate.errors import ConflictError, LockgateError, PluginError, RefusedError
+from lockgate.operations.approve import rejection
 from lockgate.operations.gates import gate_record
 from lockgate.operations.pipeline_report import UNDO_ACTION, RunReport, record_run, run_events
 from lockgate.operations.pipeline_spec import PipelinePlan, plan_pipeline
@@ -99,10 +100,27 @@ def _describe(exc: BaseException) -> str:
     return exc.message if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
 
 
+def _undo_failed(pipeline: str, cause: str, exc: Exception) -> Exception:
+    """The error when switching a failed run's members back failed too: the run intent
+    stays open, and the next command that changes something finishes undoing it."""
+    then = (
+        f"pipeline {pipeline} failed ({cause}) and switching its members back failed too; "
+        "the next lockgate command that changes something (or 'lockgate recover') "
+        "finishes undoing the run"
+    )
+    if isinstance(exc, LockgateError):
+        exc.message = f"{then}: {exc.message}"
+        exc.args = (exc.message,)
+        return exc
+    return PluginError(f"{then}: {_describe(exc)}")
+
+
 class PipelineRunner(Switcher):
     """Pipeline runs for one session."""
 
     _owner: LockOwner | None = None
+    on_step: Callable[[dict[str, Any]], None] | None = None
+    """Called with a member's step result each time one settles (a progress display)."""
 
     def lock(self, operation: str) -> contextlib.AbstractContextManager[LockOwner]:
         """The operation lock; inside a run, the run's (held once for the whole run)."""
@@ -140,6 +158,7 @@ class PipelineRunner(Switcher):
         plan = plan_pipeline(session, name, to)
         report = RunReport(name, uuid.uuid4().hex, plan.stage, "promote", dry_run=dry_run)
         report.definition = plan.digest
+        report.levels = [[s.component for s in level] for level in plan.levels]
         for step in plan.steps:
             status = "current" if step.action == "current" else "pending"
             report.add_step(
@@ -267,7 +286,10 @@ class PipelineRunner(Switcher):
                 step.revision,
             )
             try:
-                self._check_admissible(base, ComponentRef.parse(step.component))
+                if dry_run:  # the same refusal, but a dry run writes nothing (not even it)
+                    self._rejected(step.component, step.revision)
+                else:
+                    self._check_admissible(base, ComponentRef.parse(step.component))
             except LockgateError as exc:
                 entry = report.step(step.component)
                 entry["status"] = "refused"
@@ -294,6 +316,20 @@ class PipelineRunner(Switcher):
                     entry["issues"].extend(blocking)
                     failing += 1
         return {"gates": gate_record(session, stage, gate)}
+
+    def _progress(self, entry: dict[str, Any]) -> None:
+        if self.on_step is not None:
+            self.on_step(dict(entry))
+
+    def _rejected(self, component: str, revision: str) -> None:
+        """Refuse (without recording it) a revision someone rejected."""
+        rejected = rejection(self.session.state(), component, revision)
+        if rejected is not None:
+            raise RefusedError(
+                f"{component} {short(revision)} was rejected by {rejected.actor}"
+                + (f" ({rejected.comment})" if rejected.comment else "")
+                + "; stage a new revision"
+            )
 
     def _base(
         self,
@@ -370,7 +406,10 @@ class PipelineRunner(Switcher):
                                 outcome="failed",
                             )
                         )
-                    self._compensate(done, report, cause, tied)
+                    try:
+                        self._compensate(done, report, cause, tied)
+                    except Exception as second:
+                        raise _undo_failed(report.pipeline, cause, second) from second
                     report.finish("rolled_back" if done else "failed", cause)
                     record_run(state, session.actor, report.to_dict(), reason=reason)
                     state.close_intent(intent.id, "undone")
@@ -442,10 +481,12 @@ class PipelineRunner(Switcher):
                     time.sleep(backoff(attempt))
                     continue
                 entry["status"] = "failed"
+                self._progress(entry)
                 raise
             entry["duration"] = round(entry["duration"] + time.perf_counter() - started, 4)
             entry["issues"].extend(result.warnings)
             entry["status"] = "completed"
+            self._progress(entry)
             done.append(move)
             took = time.perf_counter() - started
             if move.timeout and took > move.timeout:
@@ -481,4 +522,5 @@ class PipelineRunner(Switcher):
                 details={**details, "undo": True, "cause": cause},
             )
             report.step(move.component)["status"] = "rolled_back"
+            self._progress(report.step(move.component))
             failpoint("pipeline.after_undo_step")

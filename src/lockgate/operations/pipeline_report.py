@@ -60,6 +60,7 @@ class RunReport:
         self.issues: list[str] = []
         self.elapsed: float | None = None
         self.definition: str | None = None
+        self.levels: list[list[str]] = []
 
     def add_step(
         self, component: str, action: str, old: str | None, new: str | None, status: str
@@ -101,6 +102,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "started_at": self.started_at,
             "definition": self.definition,
+            "levels": [list(level) for level in self.levels],
             "total_steps": total,
             "completed_steps": done,
             "failed_steps": failed,
