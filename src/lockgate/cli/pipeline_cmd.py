@@ -23,29 +23,13 @@ def group() -> None:
 @click.pass_context
 def list_(ctx: click.Context, json_flag: bool) -> None:
     """The pipelines defined under pipelines/ and their recorded runs."""
-    from lockgate.operations.pipeline_report import defined_pipelines, run_events
+    from lockgate.operations.pipeline_report import list_pipelines
+    from lockgate.operations.recover import note_pending
 
     app = ctx.ensure_object(AppContext)
     session = app.session()
-    events = run_events(session.state())
-    names = sorted(
-        {
-            *defined_pipelines(session.project.root),
-            *(str(e.details.get("pipeline")) for e in events),
-        }
-    )
-    rows = []
-    for name in names:
-        mine = [e for e in events if e.details.get("pipeline") == name]
-        last = dict(mine[-1].details.get("report") or {}) if mine else {}  # type: ignore[call-overload]
-        rows.append(
-            {
-                "pipeline_id": name,
-                "runs": len(mine),
-                "last_status": last.get("status"),
-                "last_stage": last.get("stage"),
-            }
-        )
+    note_pending(session)
+    rows = list_pipelines(session.state(), session.project.root)
     if wants_json(ctx, json_flag):
         emit_json(rows)
         return

@@ -190,6 +190,10 @@ class PipelineRunner(Switcher):
             )
             for s in plan.changing
         ]
+        if not moves:  # every member already current: a run that moved nothing
+            report.finish("completed")
+            record_run(session.state(), session.actor, report.to_dict(), reason=reason)
+            return report.to_dict()
         expected = {s.component_id: s.generation for s in plan.changing}
         return self._execute(moves, report, reason, "promote", details, expected)
 

@@ -23,6 +23,7 @@ __all__ = [
     "RunReport",
     "defined_pipelines",
     "find_run",
+    "list_pipelines",
     "record_run",
     "run_events",
 ]
@@ -139,6 +140,26 @@ def record_run(
             outcome="ok" if report["status"] == "completed" else "failed",
         )
     )
+
+
+def list_pipelines(state: StateStore, root: Path | None) -> list[dict[str, Any]]:
+    """Every pipeline (defined under ``pipelines/``, or with a recorded run): its id, its
+    number of runs, and its last run's status and stage."""
+    events = run_events(state)
+    recorded = {str(e.details.get("pipeline")) for e in events}
+    rows = []
+    for name in sorted({*defined_pipelines(root), *recorded}):
+        mine = [e for e in events if e.details.get("pipeline") == name]
+        last: dict[str, Any] = dict(mine[-1].details.get("report") or {}) if mine else {}  # type: ignore[call-overload]
+        rows.append(
+            {
+                "pipeline_id": name,
+                "runs": len(mine),
+                "last_status": last.get("status"),
+                "last_stage": last.get("stage"),
+            }
+        )
+    return rows
 
 
 def run_events(state: StateStore, pipeline: str | None = None) -> list[AuditEvent]:

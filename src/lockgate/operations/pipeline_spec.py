@@ -241,7 +241,14 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
     stage = session.check_stage(stage)
     promotion = Promotion(session)
     refs = {member: promotion.resolve(member) for member in spec.components}
-    by_id = {ref.component_id: str(ref) for ref in refs.values()}
+    by_id: dict[str, str] = {}
+    for member, ref in refs.items():
+        if ref.component_id in by_id:  # a stage holds one entry per component id
+            raise RefusedError(
+                f"pipeline {name}: '{member}' names the stage entry "
+                f"{ref.component_id} that {by_id[ref.component_id]} names too; list it once"
+            )
+        by_id[ref.component_id] = str(ref)
     state = session.state()
     candidates: dict[str, tuple[str, ComponentRef]] = {}
     for member, ref in refs.items():

@@ -14,7 +14,7 @@ from lockgate.contracts.audit import ChainReport, verify_chain
 from lockgate.contracts.state import AuditEvent, EventFilter, PointerChange
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
-from lockgate.operations.pipeline_report import defined_pipelines, run_events
+from lockgate.operations.pipeline_report import list_pipelines
 from lockgate.operations.recover import note_pending
 
 __all__ = [
@@ -55,8 +55,7 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
 
 def pipeline_names(session: Session) -> list[str]:
     """Every pipeline: defined under ``pipelines/``, or with a run in the audit log."""
-    recorded = {str(e.details.get("pipeline")) for e in run_events(session.state())}
-    return sorted({*defined_pipelines(session.project.root), *recorded})
+    return [row["pipeline_id"] for row in list_pipelines(session.state(), session.project.root)]
 
 
 def summary(session: Session | Project, *, recent: int = 10) -> dict[str, Any]:
