@@ -170,6 +170,39 @@ def main() -> None:
         run("history", "--stage", "production", "--at", before, cwd=root)
         run("history", "alice:preprocess", cwd=root)
 
+        say("A pipeline: etl, train and nightly reach production together, or not at all")
+        (root / "pipelines").mkdir()
+        (root / "pipelines" / "release.yaml").write_text(
+            "components: [alice:etl, bob:train, bob:nightly]\noptions:\n  fail_fast: false\n"
+        )
+        print("$ cat pipelines/release.yaml")
+        text = (root / "pipelines" / "release.yaml").read_text()
+        print("\n".join("  " + line for line in text.splitlines()))
+        # nightly's component.yaml depends on train: it comes one level later
+        run("pipeline", "plan", "release", "--to", "production", cwd=root)
+
+        say("No member is approved for production: the whole run is refused (exit 1)")
+        run("pipeline", "promote", "release", "--to", "production", cwd=root, expect=1)
+
+        say("carol approves the three; the run goes through, in dependency order")
+        for ref in ("alice:etl", "bob:train", "bob:nightly"):
+            run("approve", ref, cwd=root, env={"LOCKGATE_ACTOR": "carol"})
+        run(
+            "pipeline",
+            "promote",
+            "release",
+            "--to",
+            "production",
+            "--reason",
+            "release 1",
+            cwd=root,
+        )
+        run("pipeline", "show", "release", cwd=root)
+
+        say("Roll the whole pipeline back in one step")
+        run("pipeline", "rollback", "release", "--reason", "not tonight", cwd=root)
+        show_tree(root / "stages" / "production")
+
         say("The same from Python: the integration manager API")
         api = (
             "from lockgate import WorkspaceManager, WorkspaceIntegrationManager\n"

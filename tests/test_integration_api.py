@@ -61,7 +61,7 @@ def run_block(index: int, namespace: dict[str, Any], root: Path) -> str:
 
 
 def test_the_page_has_every_example_of_the_reference() -> None:
-    assert len(BLOCKS) == 16
+    assert len(BLOCKS) == 17  # the reference's 16, and the pipelines section's
     for block in BLOCKS:
         for line in block.splitlines():
             if line.startswith(("from ", "import ")):
@@ -159,6 +159,11 @@ def test_every_example_runs_in_order_and_does_what_the_text_says(project: Path) 
     with contextlib.redirect_stdout(out):
         ns["safe_integration_workflow"](manager, "data_prep", "alice")
     assert out.getvalue() == ""  # promoted already: a no-op success, nothing to report
+
+    # The pipelines section (an addition to the reference): training climbs back.
+    assert run_block(16, ns, project) == "completed 1.0 []\n"
+    assert (project / "pipelines" / "ml_pipeline_v1.yaml").is_file()
+    assert (project / "stages" / "production" / "training").is_dir()
 
 
 def _manager(project: Path) -> WorkspaceIntegrationManager:

@@ -155,13 +155,36 @@ class StagedComponent:
 
 
 class IntegrationPipeline:
-    """A named group of staged components."""
+    """A named group of staged components that climb the ladder together.
 
-    def __init__(self, pipeline_id: str, components: Sequence[StagedComponent]) -> None:
+    ``depends_on`` maps a member (``WS:ID``) to the members it comes after; ``options``
+    are the pipeline file's (``fail_fast``, ``parallel_execution``, ``timeout``,
+    ``retry_count``). ``status`` is ``pending`` until a run: then the last run's
+    (``completed``, ``failed``, ``rolled_back``), with its report in ``last_run``.
+    :meth:`WorkspaceIntegrationManager.create_integration_pipeline` saves it as
+    ``pipelines/<pipeline_id>.yaml`` (docs/pipelines.md).
+    """
+
+    def __init__(
+        self,
+        pipeline_id: str,
+        components: Sequence[StagedComponent],
+        *,
+        depends_on: Mapping[str, Sequence[str]] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.pipeline_id = pipeline_id
         self.components = list(components)
+        self.depends_on = {k: list(v) for k, v in (depends_on or {}).items()}
+        self.options = dict(options or {})
         self.created_at = _now()
         self.status = "pending"
+        self.last_run: dict[str, Any] | None = None
+
+    @property
+    def refs(self) -> list[str]:
+        """The members as ``WS:ID``."""
+        return [c.ref for c in self.components]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +192,9 @@ class IntegrationPipeline:
             "status": self.status,
             "created_at": self.created_at,
             "components": [c.to_dict() for c in self.components],
+            "depends_on": dict(self.depends_on),
+            "options": dict(self.options),
+            "last_run": self.last_run,
         }
 
 
@@ -330,6 +356,163 @@ class WorkspaceIntegrationManager:
         )
         result["issues"].extend(done.warnings)
         return result
+
+    # ------------------------------------------------------------------ pipelines
+
+    def create_integration_pipeline(
+        self,
+        pipeline: IntegrationPipeline | str,
+        components: Sequence[str | StagedComponent] = (),
+        *,
+        depends_on: Mapping[str, Sequence[str]] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Save a pipeline as ``pipelines/<pipeline_id>.yaml`` (replacing one of that name).
+
+        Give an :class:`IntegrationPipeline`, or its id with its ``components``
+        (``WS:ID`` or :class:`StagedComponent`), ``depends_on`` and options. Returns
+        ``success``, ``pipeline_id``, ``path``, ``components`` and ``issues`` (a refused
+        definition: an unknown member in ``depends_on``, a member listed twice).
+        """
+        from lockgate.operations.pipeline_spec import write_pipeline
+
+        if isinstance(pipeline, IntegrationPipeline):
+            name, members = pipeline.pipeline_id, pipeline.refs
+            depends_on, options = depends_on or pipeline.depends_on, options or pipeline.options
+        else:
+            name = pipeline
+            members = [c.ref if isinstance(c, StagedComponent) else str(c) for c in components]
+        result: dict[str, Any] = {"success": False, "pipeline_id": name, "issues": []}
+        try:
+            path = write_pipeline(
+                self._root(),
+                name,
+                members,
+                {k: list(v) for k, v in (depends_on or {}).items()},
+                options,
+            )
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+            return result
+        result.update(success=True, path=str(path), components=members)
+        return result
+
+    def validate_integration_pipeline(
+        self, pipeline_id: str, stage: str | None = None
+    ) -> dict[str, Any]:
+        """Plan and gate a run of the pipeline into ``stage`` (default: the first stage
+        not every member holds), changing nothing: the run's report as a dry run, with
+        ``success`` and ``overall_ready`` (every gate passed) and ``issues``."""
+        from lockgate.operations.pipeline import PipelineRunner
+
+        result: dict[str, Any] = {"success": False, "pipeline_id": pipeline_id, "issues": []}
+        try:
+            runner = PipelineRunner(self.session)
+            report = runner.promote(
+                pipeline_id, to=stage or self._next_stage(pipeline_id), dry_run=True
+            )
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result.update(overall_ready=False)
+            result["issues"].append(_issue_text(exc))
+            return result
+        return self._from_report(report, result) | {"overall_ready": report["status"] == "planned"}
+
+    def promote_integration_pipeline(
+        self, pipeline_id: str, stage: str | None = None, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Promote every member into ``stage``, all or nothing; without a stage, up every
+        rung to the last, one run per rung, stopping at the first that does not complete.
+        Returns the last run's report with ``success``, ``issues`` and ``runs`` (each
+        rung's report)."""
+        from lockgate.operations.pipeline import PipelineRunner
+
+        result: dict[str, Any] = {"success": False, "pipeline_id": pipeline_id, "issues": []}
+        ladder = [self.session.check_stage(stage)] if stage else self.session.stage_names
+        runs: list[dict[str, Any]] = []
+        try:
+            runner = PipelineRunner(self.session)
+            for rung in ladder:
+                runs.append(runner.promote(pipeline_id, to=rung, reason=reason))
+                if runs[-1]["status"] != "completed":
+                    break
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+        result["runs"] = runs
+        return self._from_report(runs[-1], result) if runs and not result["issues"] else result
+
+    def rollback_integration_pipeline(
+        self, pipeline_id: str, stage: str | None = None, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Return every member to what it was before the pipeline's last completed run
+        (into ``stage``); the rollback run's report with ``success`` and ``issues``."""
+        from lockgate.operations.pipeline import PipelineRunner
+
+        result: dict[str, Any] = {"success": False, "pipeline_id": pipeline_id, "issues": []}
+        try:
+            report = PipelineRunner(self.session).rollback(pipeline_id, stage=stage, reason=reason)
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+            return result
+        return self._from_report(report, result)
+
+    def integration_pipeline(self, pipeline_id: str) -> IntegrationPipeline:
+        """The pipeline ``pipeline_id`` as defined, with its last run's status."""
+        from lockgate.operations.pipeline_report import find_run
+        from lockgate.operations.pipeline_spec import load_pipeline
+
+        spec, _ = load_pipeline(self._root(), pipeline_id)
+        members = [self.staged_component(m) if ":" in m else self._bare(m) for m in spec.components]
+        pipeline = IntegrationPipeline(
+            pipeline_id,
+            members,
+            depends_on=spec.depends_on,
+            options={
+                "fail_fast": spec.options.fail_fast,
+                "parallel_execution": spec.options.parallel_execution,
+                "timeout": spec.options.timeout,
+                "retry_count": spec.options.retry_count,
+            },
+        )
+        pipeline.last_run = find_run(self.session.state(), pipeline_id, missing_ok=True)
+        if pipeline.last_run is not None:
+            pipeline.status = str(pipeline.last_run["status"])
+        return pipeline
+
+    def _bare(self, component_id: str) -> StagedComponent:
+        from lockgate.operations.resolve import resolve_component
+
+        return self.staged_component(str(resolve_component(self.session, component_id)))
+
+    def _root(self) -> Path:
+        root = self.project.root
+        if root is None:
+            raise ConfigError("this project has no directory: pipelines are files in one")
+        return root
+
+    def _next_stage(self, pipeline_id: str) -> str:
+        """The first stage where some member does not hold its candidate yet."""
+        from lockgate.operations.pipeline import PipelineRunner
+
+        runner = PipelineRunner(self.session)
+        for stage in self.session.stage_names:
+            if runner.plan(pipeline_id, stage).changing:
+                return stage
+        return self.session.stage_names[-1]
+
+    @staticmethod
+    def _from_report(report: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        ok = report["status"] in ("completed", "planned")
+        issues = list(result["issues"]) + list(report.get("issues", ()))
+        issues += [f"{s['component']}: {i}" for s in report["step_results"] for i in s["issues"]]
+        if report.get("cause") and not ok:
+            issues.insert(0, str(report["cause"]))
+        return {**report, **result, "success": ok, "issues": issues}
 
     # ------------------------------------------------------------------ reports
 

@@ -181,7 +181,13 @@ if TYPE_CHECKING:
         StateStore,
         corrupt_record,
     )
-    from lockgate.contracts.target import Collectable, Prepared, RevisionHandle, Target
+    from lockgate.contracts.target import (
+        Collectable,
+        Prepared,
+        RevisionHandle,
+        Target,
+        TransientError,
+    )
     from lockgate.core.content import (
         ingest_file,
         materialize_files,
@@ -309,6 +315,7 @@ __all__ = [
     "StateStore",
     "SyncResult",
     "Target",
+    "TransientError",
     "ValidationContext",
     "ValidationSubject",
     "ValidatorInfo",
@@ -398,6 +405,7 @@ _EXPORTS: dict[str, str] = {
     "Pointer": "lockgate.contracts.state",
     "PointerChange": "lockgate.contracts.state",
     "Prepared": "lockgate.contracts.target",
+    "TransientError": "lockgate.contracts.target",
     "Collectable": "lockgate.contracts.target",
     "RevisionRecord": "lockgate.contracts.state",
     "ScanResult": "lockgate.contracts.source",

@@ -257,6 +257,7 @@ KERNEL_COMMANDS: dict[str, str] = {
     "promote": "promote_cmd:promote",
     "rollback": "promote_cmd:rollback",
     "recover": "promote_cmd:recover",
+    "pipeline": "pipeline_cmd:group",
     "unlock": "promote_cmd:unlock",
     "verify": "promote_cmd:verify",
     "gc": "promote_cmd:gc",

@@ -24,8 +24,18 @@ __all__ = [
     "Prepared",
     "RevisionHandle",
     "Target",
+    "TransientError",
     "target_collect",
 ]
+
+
+class TransientError(Exception):
+    """Raised by a target for a failure worth retrying (a busy remote, a timeout): a
+    pipeline run retries the member's switch ``retry_count`` times, with exponential
+    backoff and jitter. Any exception with a true ``transient`` attribute counts too;
+    every other failure is final at once."""
+
+    transient = True
 
 
 class RevisionHandle:

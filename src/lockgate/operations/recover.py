@@ -14,6 +14,10 @@ that fails during recovery is named: "recovery pending: target X of STAGE failin
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import (
@@ -34,9 +38,11 @@ from lockgate.errors import (
     PluginError,
     environment_fault,
 )
+from lockgate.operations.lifecycle import move_pointer
+from lockgate.operations.pipeline_report import UNDO_ACTION, RunReport, record_run
 from lockgate.operations.revisions import prepare, revision_handle
 
-__all__ = ["Recovered", "note_pending", "recover_pending", "settle"]
+__all__ = ["Recovered", "bring_targets", "holding", "note_pending", "recover_pending", "settle"]
 
 
 @record
@@ -51,6 +57,10 @@ class Recovered:
     revision: str | None
 
     def summary(self) -> str:
+        if self.operation == "pipeline":
+            return (
+                f"interrupted run of pipeline {self.component_id} in {self.stage}: {self.outcome}"
+            )
         rev = short(self.revision) if self.revision else "nothing"
         return (
             f"interrupted {self.operation} of {self.component_id} in {self.stage}: "
@@ -59,10 +69,13 @@ class Recovered:
 
 
 def recover_pending(session: Session | Project, *, locked: bool = False) -> list[Recovered]:
-    """Settle every open intent (an operation a crash interrupted); cheap when none is."""
+    """Settle every open intent (an operation a crash interrupted); cheap when none is.
+
+    The intents this process holds open (a pipeline run in progress, see
+    :func:`holding`) are not interrupted and are left alone."""
     session = as_session(session)
     state = session.state()
-    if not state.open_intents():
+    if not [i for i in state.open_intents() if i.id not in _HELD.get()]:
         return []
     if not locked:
         with session.lock("recover"):
@@ -99,10 +112,39 @@ def _intent_names(intent: Intent) -> tuple[str, str, str, str | None, int]:
     return str(names[0]), str(names[1]), str(component), revision, generation
 
 
+@contextlib.contextmanager
+def holding(intent_id: str) -> Iterator[None]:
+    """Mark ``intent_id`` as this process's own while the block runs: the switches a
+    pipeline run makes settle interrupted intents, never the run's."""
+    token = _HELD.set(_HELD.get() | {intent_id})
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+
+
+_HELD: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "lockgate_held_intents", default=frozenset()
+)
+
+
 def _recover(session: Session) -> list[Recovered]:
+    """Settle each switch's intent, then each pipeline run's (whose members' switches
+    are settled by then)."""
+    state = session.state()
+    held = _HELD.get()
+    intents = [i for i in state.open_intents() if i.id not in held]
+    settled = _recover_switches(session, [i for i in intents if i.operation != "pipeline"])
+    for intent in intents:
+        if intent.operation == "pipeline":
+            settled.extend(settle_run(session, intent))
+    return settled
+
+
+def _recover_switches(session: Session, intents: list[Intent]) -> list[Recovered]:
     state = session.state()
     settled = []
-    for intent in state.open_intents():
+    for intent in intents:
         stage, component_id, component, intended, generation = _intent_names(intent)
         if stage not in session.config.stages:
             state.close_intent(intent.id, "undone")
@@ -112,7 +154,7 @@ def _recover(session: Session) -> list[Recovered]:
         moved = pointer is not None and pointer.generation >= generation
         outcome = "completed" if moved and now == intended else "undone"
         handle = revision_handle(session, now) if now else None
-        _bring_targets(session, stage, component_id, now, handle)
+        bring_targets(session, stage, component_id, now, handle)
         failpoint("recover.after_switch")
         # One recover event per intent, even when a recovery died between writing it and
         # closing the intent (the next one decides the same from the same pointer).
@@ -141,7 +183,7 @@ def _recover(session: Session) -> list[Recovered]:
     return settled
 
 
-def _bring_targets(
+def bring_targets(
     session: Session, stage: str, component_id: str, now: str | None, handle: RevisionHandle | None
 ) -> None:
     """Bring every target of ``stage`` to ``now``; a target that fails is named."""
@@ -205,6 +247,9 @@ def _described(intent: Intent) -> str:
     crafted intent is refused by recovery, not printed by a warning)."""
     names = [intent.payload.get(key) for key in ("component_id", "stage")]
     cid, stage = ("?" if name_problem(n) else str(n) for n in names)
+    if intent.operation == "pipeline":
+        name = intent.payload.get("pipeline")
+        return f"pipeline run of {'?' if name_problem(name) else name}"
     operation = intent.operation if intent.operation in ("promote", "rollback") else "operation"
     return f"{operation} of {cid} in {stage}"
 
@@ -222,3 +267,92 @@ def settle(session: Session) -> list[Recovered]:
         if session.project.recover_on_open:
             session.settled = recover_pending(session)
     return list(session.settled)
+
+
+# --------------------------------------------------------------------------- pipeline runs
+
+
+def _run_members(intent: Intent) -> tuple[str, str, list[tuple[str, str, str | None, str | None]]]:
+    """Pipeline name, stage and members (component, id, from, to) of a run's intent,
+    checked like user input (the state store may have been edited)."""
+    payload = intent.payload
+    kind = f"intent {intent.id!r}"
+    for field in ("pipeline", "stage"):
+        problem = name_problem(payload.get(field))
+        if problem is not None:
+            raise corrupt_record(kind, f"payload {field}", payload.get(field), problem)
+    members = payload.get("members")
+    if not isinstance(members, list):
+        raise corrupt_record(kind, "payload members", members, "is not a list")
+    checked = []
+    for member in members:
+        if not isinstance(member, dict):
+            raise corrupt_record(kind, "payload members", member, "is not a mapping")
+        try:
+            ref = ComponentRef.parse(str(member.get("component")))
+            old, new = (
+                None if member.get(k) is None else check_revision(member.get(k))
+                for k in ("from", "to")
+            )
+        except InputError:
+            raise corrupt_record(kind, "payload members", member, "is not a member") from None
+        checked.append((str(ref), ref.component_id, old, new))
+    return str(payload["pipeline"]), str(payload["stage"]), checked
+
+
+def settle_run(session: Session, intent: Intent) -> list[Recovered]:
+    """Finish or undo a pipeline run a crash interrupted: all or nothing.
+
+    Its members' own switches are settled first, so each member's targets match its
+    pointer. When every member's pointer holds the run's revision the run completed
+    (only its record was missing); otherwise every member whose pointer moved is moved
+    back to the revision it had before the run, and every member's targets are brought to
+    its pointer. Each step can be repeated: a recovery killed midway is finished by the
+    next one.
+    """
+    state = session.state()
+    name, stage, members = _run_members(intent)
+    if stage not in session.config.stages:
+        state.close_intent(intent.id, "undone")
+        return []
+    run = str(intent.payload.get("run", intent.id))
+    now = {cid: _current(session, stage, cid) for _, cid, _, _ in members}
+    undoing = any(
+        e.details.get("run") == run
+        for e in state.events(EventFilter(action=UNDO_ACTION, stage=stage))
+    )
+    complete = not undoing and all(now[cid] == new for _, cid, _, new in members)
+    for component, cid, old, _new in reversed(members):
+        if complete or now[cid] == old:
+            continue
+        move_pointer(
+            session,
+            stage=stage,
+            component=component,
+            revision=old,
+            action="rollback",
+            reason=f"pipeline {name}: run interrupted, undone by recovery",
+            details={"pipeline": name, "run": run, "intent": intent.id, "recovered": True},
+            strict=False,
+        )
+        failpoint("recover.pipeline_after_pointer")
+    for _, cid, _, _ in members:
+        revision = _current(session, stage, cid)
+        handle = revision_handle(session, revision) if revision else None
+        bring_targets(session, stage, cid, revision, handle)
+    report = RunReport(name, run, stage, str(intent.payload.get("kind", "promote")))
+    for component, _cid, old, new in members:
+        status = ("completed" if complete else "rolled_back") if old != new else "current"
+        report.add_step(component, str(report.kind), old, new, status)
+    outcome = "completed" if complete else "rolled_back"
+    report.finish(outcome, None if complete else f"interrupted (owner {intent.owner}); undone")
+    record_run(state, session.actor, report.to_dict())
+    state.close_intent(intent.id, "completed" if complete else "undone")
+    return [
+        Recovered(intent.id, "pipeline", stage, name, "completed" if complete else "undone", None)
+    ]
+
+
+def _current(session: Session, stage: str, component_id: str) -> str | None:
+    pointer = session.state().pointer(stage, component_id)
+    return pointer.revision if pointer else None

@@ -14,6 +14,7 @@ from lockgate.contracts.audit import ChainReport, verify_chain
 from lockgate.contracts.state import AuditEvent, EventFilter, PointerChange
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
+from lockgate.operations.pipeline_report import list_pipelines
 from lockgate.operations.recover import note_pending
 
 __all__ = [
@@ -31,6 +32,7 @@ OPERATIONS = {
     "validation": "validate",
     "promotion": "promote",
     "rollback": "rollback",
+    "pipeline_runs": "pipeline",
 }
 
 
@@ -51,6 +53,11 @@ def event_dict(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def pipeline_names(session: Session) -> list[str]:
+    """Every pipeline: defined under ``pipelines/``, or with a run in the audit log."""
+    return [row["pipeline_id"] for row in list_pipelines(session.state(), session.project.root)]
+
+
 def summary(session: Session | Project, *, recent: int = 10) -> dict[str, Any]:
     """Staged components, pipelines, status distribution and recent activities."""
     session = as_session(session)
@@ -60,7 +67,7 @@ def summary(session: Session | Project, *, recent: int = 10) -> dict[str, Any]:
     events = state.events(EventFilter(limit=recent, newest_first=True))
     return {
         "staged_components": sum(counts.by_status.values()),
-        "integration_pipelines": 0,
+        "integration_pipelines": len(pipeline_names(session)),
         "component_status_distribution": dict(sorted(counts.by_status.items())),
         "recent_activities": [
             {
