@@ -93,14 +93,18 @@ def environment(pycache: Path, *, git: bool = False, drop: Collection[str] = ())
 
 
 def example_plugins() -> list[str]:
-    """The plugin names of the example distributions under ``example_plugins/``.
+    """The plugin names of the distributions under ``example_plugins/`` and ``plugins/``
+    (the examples and the first-party backends such as lockgate-postgres).
 
     ``make`` installs them into the dev virtualenv, so every lockgate process would load
     them; the benchmarks measure lockgate with its builtin plugins only (and sources from
-    before an example existed could not load it at all).
+    before a distribution existed could not load it at all).
     """
     names = {"teamdefaults"}
-    for pyproject in REPOSITORY.glob("example_plugins/*/pyproject.toml"):
+    for pyproject in [
+        *REPOSITORY.glob("example_plugins/*/pyproject.toml"),
+        *REPOSITORY.glob("plugins/*/pyproject.toml"),
+    ]:
         names.update(entry_points(pyproject).get("lockgate", {}))
     return sorted(names)
 

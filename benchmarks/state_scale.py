@@ -57,7 +57,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import inherited_environment
+from _common import example_plugins, inherited_environment
 
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
 from lockgate.contracts.audit import GENESIS, event_hash
@@ -69,7 +69,7 @@ from lockgate.core.session import Session
 from lockgate.operations import reports
 from lockgate.operations.init import init_project
 
-ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
+ENV = {"LOCKGATE_DISABLE_PLUGINS": ",".join(example_plugins())}
 LIMIT_MS = 100.0
 FIRST_STAGE, PRODUCTION = "staging", "production"
 START = dt.datetime(2025, 11, 23, tzinfo=dt.timezone.utc)
