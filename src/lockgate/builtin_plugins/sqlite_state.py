@@ -459,25 +459,7 @@ class SqliteStateStore:
             return [_append(db, event) for event in events]
 
     def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
-        where = where or EventFilter()
-        clauses, args = [], []
-        for column in ("component", "stage", "actor", "action"):
-            value = getattr(where, column)
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        if where.since is not None:
-            clauses.append("at >= ?")
-            args.append(where.since)
-        if where.until is not None:
-            clauses.append("at <= ?")
-            args.append(where.until)
-        sql = "SELECT * FROM events"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC" if where.newest_first else " ORDER BY seq"
-        if where.limit is not None:
-            sql += f" LIMIT {int(where.limit)}"
+        sql, args = (where or EventFilter()).sql("SELECT * FROM events", "?")
         return [event_of(r) for r in self._db.execute(sql, args)]
 
     def chain(self, after: int = 0) -> Iterator[ChainedEvent]:

@@ -184,6 +184,29 @@ class EventFilter:
     limit: int | None = None
     newest_first: bool = False
 
+    def sql(self, select: str, placeholder: str = "?") -> tuple[str, list[object]]:
+        """The query over an ``events`` table with these columns (``component``,
+        ``stage``, ``actor``, ``action``, ``at``, ``seq``) for a SQL store: ``select``
+        (``SELECT * FROM events``) narrowed by this filter, ordered and limited, and its
+        arguments, written with ``placeholder`` (``?`` for SQLite, ``%s`` for psycopg)."""
+        clauses, args = [], []
+        for column in ("component", "stage", "actor", "action"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f"{column} = {placeholder}")
+                args.append(value)
+        if self.since is not None:
+            clauses.append(f"at >= {placeholder}")
+            args.append(self.since)
+        if self.until is not None:
+            clauses.append(f"at <= {placeholder}")
+            args.append(self.until)
+        sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY seq DESC" if self.newest_first else " ORDER BY seq"
+        if self.limit is not None:
+            sql += f" LIMIT {int(self.limit)}"
+        return sql, args
+
 
 @record
 class Pointer:

@@ -193,25 +193,7 @@ class PostgresStateStore:
         return [Intent(**{**r, "payload": json.loads(r["payload"])}) for r in rows]
 
     def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
-        where = where or EventFilter()
-        clauses, args = [], []
-        for column in ("component", "stage", "actor", "action"):
-            value = getattr(where, column)
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                args.append(value)
-        if where.since is not None:
-            clauses.append("at >= %s")
-            args.append(where.since)
-        if where.until is not None:
-            clauses.append("at <= %s")
-            args.append(where.until)
-        sql = f"SELECT {_EVENT} FROM events"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC" if where.newest_first else " ORDER BY seq"
-        if where.limit is not None:
-            sql += f" LIMIT {int(where.limit)}"
+        sql, args = (where or EventFilter()).sql(f"SELECT {_EVENT} FROM events", "%s")
         return [_event(r) for r in self._rows(sql, args)]
 
     def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
