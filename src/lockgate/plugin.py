@@ -180,6 +180,8 @@ if TYPE_CHECKING:
         StateSnapshot,
         StateStore,
         corrupt_record,
+        generation_conflict,
+        status_conflict,
     )
     from lockgate.contracts.target import (
         Collectable,
@@ -336,6 +338,7 @@ __all__ = [
     "failpoint",
     "fsync_dir",
     "gc_paused",
+    "generation_conflict",
     "hookimpl",
     "ingest_file",
     "load_yaml_text",
@@ -354,6 +357,7 @@ __all__ = [
     "secret",
     "short",
     "source_is_local",
+    "status_conflict",
     "structure",
     "syncfs",
     "write_durably",
@@ -421,6 +425,8 @@ _EXPORTS: dict[str, str] = {
     "WatchPaths": "lockgate.contracts.source",
     "Watchable": "lockgate.contracts.source",
     "corrupt_record": "lockgate.contracts.state",
+    "generation_conflict": "lockgate.contracts.state",
+    "status_conflict": "lockgate.contracts.state",
     "lost_object": "lockgate.contracts.content",
     "FileEntry": "lockgate.contracts.manifest",
     "Manifest": "lockgate.contracts.manifest",

@@ -29,7 +29,6 @@ from lockgate.plugin import (
     ChainedEvent,
     ComponentRecord,
     ComponentStatus,
-    ConflictError,
     EventFilter,
     Intent,
     LockOwner,
@@ -38,9 +37,11 @@ from lockgate.plugin import (
     RevisionRecord,
     StateCounts,
     event_hash,
+    generation_conflict,
     hookimpl,
     locked_error,
     not_before,
+    status_conflict,
 )
 
 __all__ = ["MemoryStateStore"]
@@ -105,11 +106,7 @@ class MemoryStateStore:
     ) -> None:
         record = self._components.get(ref)
         if record is None or record.status is not expected:
-            now = record.status.value if record else "unknown"
-            raise ConflictError(
-                f"{ref} is {now}, not {expected.value} as expected: another change won; "
-                "look again and retry"
-            )
+            raise status_conflict(ref, record.status.value if record else None, expected)
         self._components[ref] = attrs.evolve(record, status=status, updated_at=at)
 
     # ------------------------------------------------------------------ pointers
@@ -139,11 +136,7 @@ class MemoryStateStore:
             # Timed like its event, so the pointer history and the audit log agree.
             change = attrs.evolve(change, at=self._after_last(change.at))
             if current != expected_generation:
-                raise ConflictError(
-                    f"{change.stage}/{change.component_id} moved meanwhile (generation "
-                    f"{current}, expected {expected_generation}): another change won; "
-                    "look again and retry"
-                )
+                raise generation_conflict(change, current, expected_generation)
             pointer = Pointer(
                 stage=change.stage,
                 component_id=change.component_id,

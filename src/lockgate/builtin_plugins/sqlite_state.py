@@ -48,7 +48,6 @@ from lockgate.plugin import (
     ComponentRecord,
     ComponentStatus,
     ConfigError,
-    ConflictError,
     EventFilter,
     InputError,
     Intent,
@@ -60,9 +59,11 @@ from lockgate.plugin import (
     RoleContext,
     StateCounts,
     event_hash,
+    generation_conflict,
     hookimpl,
     not_before,
     record,
+    status_conflict,
 )
 
 __all__ = ["MIGRATIONS", "SqliteSettings", "SqliteStateStore"]
@@ -300,11 +301,7 @@ class SqliteStateStore:
             ).fetchone()
             current = row["generation"] if row else 0
             if current != expected_generation:
-                raise ConflictError(
-                    f"{change.stage}/{change.component_id} moved meanwhile (generation "
-                    f"{current}, expected {expected_generation}): another change won; "
-                    "look again and retry"
-                )
+                raise generation_conflict(change, current, expected_generation)
             generation = current + 1
             # The move is timed like its event (never before the chain's last event), so
             # the pointer history and the audit log agree on when it happened.
@@ -531,8 +528,4 @@ def _swap_status(
     if cur.rowcount != 1:
         row = db.execute("SELECT status FROM components WHERE component = ?", (ref,))
         found = row.fetchone()
-        now = found["status"] if found else "unknown"
-        raise ConflictError(
-            f"{ref} is {now}, not {expected.value} as expected: another change won; "
-            "look again and retry"
-        )
+        raise status_conflict(ref, found["status"] if found else None, expected)

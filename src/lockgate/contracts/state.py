@@ -15,9 +15,7 @@ from lockgate.contracts.locks import LockOwner
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import NAME_PATTERN, name_problem
-from lockgate.errors import (
-    CorruptStateError,
-)
+from lockgate.errors import ConflictError, CorruptStateError
 
 __all__ = [
     "Approval",
@@ -34,6 +32,8 @@ __all__ = [
     "StateSnapshot",
     "StateStore",
     "corrupt_record",
+    "generation_conflict",
+    "status_conflict",
     "store_importer",
 ]
 
@@ -91,6 +91,24 @@ def corrupt_record(kind: str, field: str, value: object, problem: str) -> Corrup
         f"the state store holds {article} {kind} whose {field} {value!r} {problem}: lockgate never "
         "writes that, so .lockgate/ was edited or damaged; restore it from a backup, or "
         "correct or delete that record"
+    )
+
+
+def status_conflict(ref: str, found: str | None, expected: ComponentStatus) -> ConflictError:
+    """The error every store raises when ``set_status`` loses its compare-and-swap:
+    component ``ref`` is ``found`` (None: gone), not ``expected``."""
+    return ConflictError(
+        f"{ref} is {found or 'unknown'}, not {expected.value} as expected: another change "
+        "won; look again and retry"
+    )
+
+
+def generation_conflict(change: PointerChange, current: int, expected: int) -> ConflictError:
+    """The error every store raises when ``move_pointer`` loses its compare-and-swap: the
+    pointer is at generation ``current``, not ``expected``."""
+    return ConflictError(
+        f"{change.stage}/{change.component_id} moved meanwhile (generation {current}, "
+        f"expected {expected}): another change won; look again and retry"
     )
 
 

@@ -32,7 +32,6 @@ from lockgate.plugin import (
     ChainedEvent,
     ComponentRecord,
     ComponentStatus,
-    ConflictError,
     EventFilter,
     Intent,
     LockOwner,
@@ -42,7 +41,9 @@ from lockgate.plugin import (
     StateCounts,
     StateSnapshot,
     event_hash,
+    generation_conflict,
     not_before,
+    status_conflict,
 )
 from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import AdvisoryLocks
@@ -463,10 +464,7 @@ def _swap_pointer(conn: Conn, change: PointerChange, expected: int) -> str | Non
             (change.stage, change.component_id),
         ).fetchone()
         current = int(found["generation"]) if found else 0
-        raise ConflictError(
-            f"{change.stage}/{change.component_id} moved meanwhile (generation {current}, "
-            f"expected {expected}): another change won; look again and retry"
-        )
+        raise generation_conflict(change, current, expected)
     return previous
 
 
@@ -481,8 +479,4 @@ def _swap_status(
     if cur.rowcount != 1:
         row = conn.execute("SELECT status FROM components WHERE component = %s", (ref,))
         found = row.fetchone()
-        now = found["status"] if found else "unknown"
-        raise ConflictError(
-            f"{ref} is {now}, not {expected.value} as expected: another change won; "
-            "look again and retry"
-        )
+        raise status_conflict(ref, found["status"] if found else None, expected)
