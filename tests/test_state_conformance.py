@@ -352,3 +352,33 @@ def test_the_suite_fails_a_store_whose_lock_does_not_exclude(tmp_path: Path) -> 
     broken = outcomes["TestNeverExclusive"]
     assert broken["test_holder_reports_the_owner_while_held"] == "passed"
     assert broken["test_shared_holders_share"] == "passed"
+
+
+def test_the_suite_fails_a_store_whose_verdicts_forget_other_keys(tmp_path: Path) -> None:
+    """A store that replaces a revision's whole set of verdicts on each write: a gate would
+    lose the verdicts of the validators it did not just run."""
+    outcomes = run_suite(
+        tmp_path,
+        """
+        import pytest
+        from lockgate.testing import MemoryStateStore, StateStoreConformance
+
+        class Amnesiac(MemoryStateStore):
+            def record_validation_results(self, revision, values):
+                self._verdicts[revision] = dict(values)
+
+        class TestAmnesiac(StateStoreConformance):
+            @pytest.fixture
+            def store(self):
+                return Amnesiac()
+
+        class TestControl(StateStoreConformance):
+            @pytest.fixture
+            def store(self):
+                return MemoryStateStore()
+        """,
+    )
+    assert failed(outcomes["TestControl"]) == set()
+    assert failed(outcomes["TestAmnesiac"]) == {
+        "test_verdicts_are_kept_per_revision_and_replaced_by_key"
+    }

@@ -185,13 +185,31 @@ def test_a_tampered_validation_cache_does_not_pass_a_failing_gate(tmp_path: Path
     _ok(root, "init")
     _write(root, "def broken(:\n")
     _ok(root, "stage", REF)
-    assert _lg(root, "validate", REF).returncode == 1  # fills the cache with the failure
-    files = list((root / ".lockgate" / "cache" / "validation").rglob("*.json"))
-    assert files, "the syntax validator's result is cached"
-    for path in files:
-        entries = json.loads(path.read_text())
-        path.write_text(json.dumps({key: [] for key in entries}))  # "no issues"
+    assert _lg(root, "validate", REF).returncode == 1  # the state store keeps the failure
+    db = sqlite3.connect(root / ".lockgate" / "state.db")
+    kept = db.execute("SELECT revision, key FROM validation_results").fetchall()
+    db.close()
+    assert kept, "the syntax validator's verdict is kept"
+    for revision, key in kept:  # the same verdicts, as files saying "no issues"
+        path = root / ".lockgate" / "cache" / "validation" / revision[:2] / f"{revision}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps(entries | {key: []}))
     result = _lg(root, "promote", REF)
     assert result.returncode == 1, result.stdout
     assert "not ready" in result.stderr
     assert not (root / "stages" / "staging" / "etl").exists()
+
+
+def test_a_verdict_edited_in_the_state_store_shows(tmp_path: Path) -> None:
+    """The state store's verdicts are what a gate reuses; one turned into "no issues"
+    outside lockgate is not vouched for by any validate event."""
+    root = tmp_path / "p"
+    root.mkdir()
+    _ok(root, "init")
+    _write(root, "def broken(:\n")
+    _ok(root, "stage", REF)
+    assert _lg(root, "validate", REF).returncode == 1
+    assert "audit log intact" in _ok(root, "audit", "verify")  # honest verdicts verify
+    _sql(root, "UPDATE validation_results SET value = '[]'")
+    _broken(root, "has no validate event")

@@ -42,7 +42,8 @@ Records that cross the boundary
     :class:`EventFilter`, :class:`Pointer`, :class:`PointerChange`, :class:`Approval`,
     :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
     :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
-    optional :class:`StateImport` capability, what ``state migrate`` writes through);
+    optional :class:`StateImport` capability, what ``state migrate`` writes through, and
+    :class:`ValidationResults`, where gates keep validators' verdicts);
     operations: :class:`StageResult`, :class:`SyncResult`.
 
 Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
@@ -179,6 +180,7 @@ if TYPE_CHECKING:
         StateImport,
         StateSnapshot,
         StateStore,
+        ValidationResults,
         corrupt_record,
         generation_conflict,
         status_conflict,
@@ -319,6 +321,7 @@ __all__ = [
     "Target",
     "TransientError",
     "ValidationContext",
+    "ValidationResults",
     "ValidationSubject",
     "ValidatorInfo",
     "WatchHint",
@@ -420,6 +423,7 @@ _EXPORTS: dict[str, str] = {
     "StateImport": "lockgate.contracts.state",
     "StateSnapshot": "lockgate.contracts.state",
     "StateStore": "lockgate.contracts.state",
+    "ValidationResults": "lockgate.contracts.state",
     "Target": "lockgate.contracts.target",
     "WatchHint": "lockgate.contracts.source",
     "WatchPaths": "lockgate.contracts.source",

@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -64,6 +64,7 @@ class MemoryStateStore:
         self._history: list[PointerChange] = []
         self._approvals: list[Approval] = []
         self._intents: dict[str, Intent] = {}
+        self._verdicts: dict[str, dict[str, str]] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._locks = ThreadLocks()
 
@@ -222,6 +223,14 @@ class MemoryStateStore:
         return [i for i in self._intents.values() if i.state == "open"]
 
     # ------------------------------------------------------------------ audit log
+
+    def validation_results(self, revision: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._verdicts.get(revision, {}))
+
+    def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
+        with self._lock:
+            self._verdicts.setdefault(revision, {}).update(values)
 
     def append_event(self, event: AuditEvent) -> int:
         with self._lock:

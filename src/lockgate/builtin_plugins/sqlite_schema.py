@@ -128,6 +128,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX intents_open ON intents (state);
     """,
+    # 3: validators' verdicts per revision (the ValidationResults capability)
+    """
+    CREATE TABLE validation_results (
+        revision TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (revision, key)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -444,6 +444,21 @@ class SqliteStateStore:
             )
             for r in rows
         ]
+
+    # ------------------------------------------------------------------ verdicts
+
+    def validation_results(self, revision: str) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT key, value FROM validation_results WHERE revision = ?", (revision,)
+        )
+        return dict(rows.fetchall())
+
+    def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO validation_results VALUES (?, ?, ?)",
+                [(revision, key, value) for key, value in values.items()],
+            )
 
     # ------------------------------------------------------------------ audit log
 

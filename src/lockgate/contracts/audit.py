@@ -26,6 +26,7 @@ from lockgate.contracts.state import (
     EventFilter,
     PointerChange,
     StateStore,
+    store_results,
 )
 from lockgate.errors import InputError
 
@@ -37,6 +38,7 @@ __all__ = [
     "event_hash",
     "not_before",
     "parse_head",
+    "verdict_digest",
     "verify_chain",
     "verify_state",
 ]
@@ -247,7 +249,38 @@ def verify_state(state: StateStore) -> list[str]:
                 f"says {(expected or 'none')[:12]} (edited outside lockgate?)"
             )
     problems.extend(_verify_pointers(state, events))
+    problems.extend(_verify_verdicts(state, sorted(rows)))
     return problems[:_MAX_PROBLEMS]
+
+
+def verdict_digest(value: str) -> str:
+    """What a ``validate`` event records (``details.verdicts``) of a stored verdict."""
+    return digest_bytes(value.encode())[:32]
+
+
+def _verify_verdicts(state: StateStore, rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Validators' verdicts kept by the store (``ValidationResults``) against the
+    ``validate`` events that recorded their digests: a gate reuses them, so one written
+    outside lockgate must show."""
+    results = store_results(state)
+    if results is None:
+        return []
+    revisions = sorted({revision for _, revision in rows})
+    stored = {r: results.validation_results(r) for r in revisions}
+    if not any(stored.values()):
+        return []
+    vouched: set[tuple[str | None, str, str]] = set()
+    for e in state.events(EventFilter(action="validate")):
+        verdicts = e.details.get("verdicts")
+        if isinstance(verdicts, dict):
+            vouched.update((e.revision, str(k), str(v)) for k, v in verdicts.items())
+    return [
+        f"verdicts: validator result {key[:12]} of revision {revision[:12]} has no validate "
+        "event (inserted or edited outside lockgate?)"
+        for revision in revisions
+        for key, value in sorted(stored[revision].items())
+        if (revision, key, verdict_digest(value)) not in vouched
+    ]
 
 
 def _verify_pointers(state: StateStore, events: Sequence[AuditEvent]) -> list[str]:

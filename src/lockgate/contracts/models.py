@@ -208,14 +208,17 @@ class ValidatorInfo:
     ``types``: the component types it validates (empty: every type). ``cache``: its
     result depends only on the revision's files, the stage and its own settings, so it may
     be cached per (revision, validator, version, settings, stage); a validator that reads
-    ``subject.context`` or anything outside the revision must say False. ``version``:
-    part of the cache key (default: the plugin's distribution version); change it when
-    the validator's rules change.
+    ``subject.context`` or anything outside the revision must say False. ``per_stage``:
+    False when its result does not depend on ``subject.stage`` either, so one verdict
+    serves every stage (a revision climbing the ladder is read once, not at every rung).
+    ``version``: part of the cache key (default: the plugin's distribution version);
+    change it when the validator's rules change.
     """
 
     types: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     cache: bool = True
     version: str | None = None
+    per_stage: bool = True
 
 
 @record

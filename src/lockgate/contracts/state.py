@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
@@ -31,10 +31,12 @@ __all__ = [
     "StateImport",
     "StateSnapshot",
     "StateStore",
+    "ValidationResults",
     "corrupt_record",
     "generation_conflict",
     "status_conflict",
     "store_importer",
+    "store_results",
 ]
 
 
@@ -470,3 +472,33 @@ class StateImport(Protocol):
 def store_importer(store: object) -> StateImport | None:
     """``store`` when it offers :class:`StateImport`, else None."""
     return store if callable(getattr(store, "import_snapshot", None)) else None  # type: ignore[return-value]
+
+
+class ValidationResults(Protocol):
+    """Optional capability of a state store: keep validators' verdicts per revision.
+
+    The kernel stores, per revision, one opaque text value (its own JSON) under each key
+    it chooses (a key names a validator, its version and settings, and the stage unless
+    the validator declares its verdict the same for every stage), and reads them back in
+    later processes. A promotion's gate takes a verdict from here instead of calling the
+    validator again: the store is the record the gates already trust (approvals,
+    pointers), unlike files under the project's directory, which anyone who can write the
+    project could edit. A store without this capability costs only time: every gate then
+    calls its validators again.
+
+    ``validation_results(revision)`` returns every key and value stored for ``revision``
+    (empty when none); ``record_validation_results(revision, values)`` stores ``values``
+    in one write, replacing a value already stored under the same key.
+    """
+
+    def validation_results(self, revision: str) -> Mapping[str, str]:
+        """Every value stored for ``revision``, by key."""
+
+    def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
+        """Store ``values`` for ``revision`` (replacing those under the same keys)."""
+
+
+def store_results(store: object) -> ValidationResults | None:
+    """``store`` when it offers :class:`ValidationResults`, else None."""
+    offers = callable(getattr(store, "record_validation_results", None))
+    return store if offers else None  # type: ignore[return-value]

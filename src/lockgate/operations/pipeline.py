@@ -310,7 +310,7 @@ class PipelineRunner(Switcher):
                 revisions={s.component: s.revision for s in changing},
                 skip=section.gates.skip,
                 record=not dry_run,
-                use_cache=False,  # a gate decision is re-derived, as for a single promotion
+                gate=True,  # verdicts reused from the state store only, as for one promotion
             )
             for verdict in gate.components:
                 blocking = [i.describe() for i in verdict.issues if i.blocking]

@@ -130,9 +130,10 @@ class Promotion(Switcher):
             revisions={str(ref): revision},
             skip=section.gates.skip,
             record=not dry_run,
-            # A gate decision is re-derived: the cache under .lockgate/ is writable by
-            # whoever can write the project, so it never turns a failure into a pass.
-            use_cache=False,
+            # Verdicts are reused only from the state store: the cache under .lockgate/ is
+            # writable by whoever can write the project, so it never turns a failure
+            # into a pass.
+            gate=True,
         )
 
     def _forced(

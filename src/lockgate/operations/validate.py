@@ -17,8 +17,10 @@ handles the component's type:
   (``validator-exit``), reported and audited, never a command that "succeeds" having
   done nothing;
 * through a cache: the issues of a validator that declares ``cache=True`` are kept per
-  (revision, stage, validator, version, settings) under ``.lockgate/cache/validation/``,
-  so re-validating an unchanged revision does not call it again.
+  (revision, validator, version, settings, and the stage unless it declares
+  ``per_stage=False``), in the state store when it offers ``ValidationResults`` (a
+  promotion's gate reads those too), else under ``.lockgate/cache/validation/`` (which a
+  gate never reads), so re-validating an unchanged revision does not call it again.
 
 Each validated component appends one ``validate`` audit event (outcome ``ok`` when ready,
 ``failed`` when not), which the statistics count.
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lockgate.contracts.audit import verdict_digest
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.models import (
     ComponentReadiness,
@@ -53,7 +56,7 @@ from lockgate.contracts.models import (
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef
 from lockgate.contracts.source import ComponentSpec
-from lockgate.contracts.state import AuditEvent, ComponentRecord, StateStore
+from lockgate.contracts.state import AuditEvent, ComponentRecord, StateStore, store_results
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
@@ -63,7 +66,12 @@ from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.recover import settle
 from lockgate.operations.revisions import release_dir, revision_handle, revision_spec
-from lockgate.operations.validate_cache import ValidationCache, cache_key
+from lockgate.operations.validate_cache import (
+    FileResults,
+    StoreResults,
+    ValidationCache,
+    cache_key,
+)
 from lockgate.operations.validate_pool import Call, exit_issue, run_calls
 
 if TYPE_CHECKING:
@@ -144,6 +152,8 @@ class Validation:
         self.workers = self.settings.workers or min(16, 4 * (os.cpu_count() or 1))
         self._revisions: dict[str, str] = {}
         self._use_cache = True
+        self._gate = False
+        self._pending: ValidationCache | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -157,6 +167,7 @@ class Validation:
         record: bool = True,
         revisions: Mapping[str, str] | None = None,
         skip: Collection[str] = (),
+        gate: bool = False,
     ) -> ReadinessReport:
         """Validate ``refs`` together for ``stage`` (None: each component's next stage).
 
@@ -165,6 +176,9 @@ class Validation:
         cannot be validated (never staged, unknown) is reported not ready with an issue.
         ``revisions`` picks another revision than the latest for some refs (promotion
         validates the revision it promotes); ``skip`` names validators not to run.
+        ``gate=True`` is a promotion's gate: it reuses only verdicts the state store keeps
+        (never a file under ``.lockgate/``, which whoever can write the project could edit)
+        and reads component specs afresh.
         """
         started = time.perf_counter()
         settle(self.session)
@@ -174,14 +188,17 @@ class Validation:
         validators = [v for v in self.session.hooks.validators() if v.plugin not in skip]
         self._revisions = dict(revisions or {})
         use_cache = use_cache and self.settings.cache and not workspace
-        # A gate decision reads nothing from caches under .lockgate/ (use_cache=False),
-        # component specs included: their owners decide who counts as an author.
-        self._use_cache = use_cache
+        # A gate decision reads nothing from caches under .lockgate/, component specs
+        # included: their owners decide who counts as an author.
+        self._use_cache = use_cache and not gate
+        self._gate = gate
         prepared = self._prepare(parsed, stage, validators, workspace)
-        results = closed_gates(self.session, self._execute(prepared, use_cache), skip)
+        results = closed_gates(self.session, self._execute(prepared, use_cache, record), skip)
         report = ReadinessReport(tuple(results), time.perf_counter() - started)
         if record and not workspace:
             self._record(report)
+        if self._pending is not None:  # after the events that vouch for them
+            self._pending.flush()
         return report
 
     # ------------------------------------------------------------------ preparing
@@ -378,17 +395,26 @@ class Validation:
 
     # ------------------------------------------------------------------ running
 
-    def _execute(self, prepared: Sequence[_Prepared], use_cache: bool) -> list[ComponentReadiness]:
+    def _cache(self) -> ValidationCache | None:
+        """Where verdicts are kept: the state store when it can, else files under
+        ``.lockgate/`` (never for a gate)."""
+        results = store_results(self.session.state())
+        if results is not None:
+            return StoreResults(results)
         # A kernel cache lives in .lockgate/ only when some role keeps its data there
         # (sqlite, the local store, the workspace source's stat cache): a project whose
         # roles keep nothing on this machine gets no local directory, only slower
         # re-validation (as lockgate.yaml's parse cache, core/config.py).
         state_dir = self.session.state_dir
-        cache = (
-            ValidationCache(state_dir / "cache" / "validation")
-            if use_cache and state_dir.is_dir()
-            else None
-        )
+        if self._gate or not state_dir.is_dir():
+            return None
+        return FileResults(state_dir / "cache" / "validation")
+
+    def _execute(
+        self, prepared: Sequence[_Prepared], use_cache: bool, record: bool
+    ) -> list[ComponentReadiness]:
+        self._pending = None
+        cache = self._cache() if use_cache else None
         outcomes: dict[tuple[int, int], list[Issue]] = {}
         tasks: dict[tuple[int, int], Call] = {}
         cached_counts = [0] * len(prepared)
@@ -406,12 +432,14 @@ class Validation:
                 tasks[(ci, vi)] = (validator, item.subject)
         fresh, strays = run_calls(tasks, workers=self.workers, timeout=self.settings.timeout)
         outcomes.update(fresh)
-        if cache is not None and not strays:  # whose result is trustworthy is unknown
+        # With strays, whose result is trustworthy is unknown; a dry run writes nothing
+        # to the state store.
+        if cache is not None and not strays and (record or not cache.trusted):
             for (ci, vi), issues in fresh.items():
                 wanted = keys.get((ci, vi))
                 if wanted is not None and not any(i.code.startswith("validator-") for i in issues):
                     cache.put(prepared[ci].subject.revision or "", wanted, issues)
-            cache.flush()
+            self._pending = cache
         results = []
         for ci, item in enumerate(prepared):
             issues = list(item.problems)
@@ -435,6 +463,21 @@ class Validation:
 
     # ------------------------------------------------------------------ recording
 
+    def _details(self, result: ComponentReadiness) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "errors": result.count(Severity.ERROR),
+            "warnings": result.count(Severity.WARNING),
+            "cached": result.cached,
+        }
+        pending = self._pending
+        if pending is not None and pending.trusted and result.revision:
+            # The digest of each verdict the store is about to keep: `audit verify`
+            # shows one that no validate event vouches for.
+            written = pending.pending(result.revision)
+            if written:
+                details["verdicts"] = {k: verdict_digest(v) for k, v in sorted(written.items())}
+        return details
+
     def _record(self, report: ReadinessReport) -> None:
         actor, at = self.session.actor, now_iso()
         self.session.state().append_events(
@@ -446,11 +489,7 @@ class Validation:
                     component=result.component,
                     stage=result.stage,
                     revision=result.revision,
-                    details={
-                        "errors": result.count(Severity.ERROR),
-                        "warnings": result.count(Severity.WARNING),
-                        "cached": result.cached,
-                    },
+                    details=self._details(result),
                     outcome="ok" if result.ready else "failed",
                 )
                 for result in report.components

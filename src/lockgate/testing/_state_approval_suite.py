@@ -2,8 +2,9 @@
 
 A part of :class:`~lockgate.testing.StateStoreConformance` (see
 :mod:`lockgate.testing._state_suite`): approvals (bound to a revision, listed oldest
-first, written with their status change in one transaction) and the intents an
-interrupted operation is settled from.
+first, written with their status change in one transaction), the intents an
+interrupted operation is settled from, and the validators' verdicts of the optional
+``ValidationResults`` capability (skipped for a store that does not offer it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from __future__ import annotations
 import pytest
 
 from lockgate.contracts.models import ComponentStatus
-from lockgate.contracts.state import Approval, Intent, StateStore
+from lockgate.contracts.state import (
+    Approval,
+    Intent,
+    StateStore,
+    ValidationResults,
+    store_results,
+)
 from lockgate.errors import ConflictError
 from lockgate.testing._state_builders import _event, _stage, at
 
@@ -117,3 +124,27 @@ class StateStoreApprovalConformance:
         store.close_intent("i1", "completed")
         assert store.events() == []
         assert store.counts().events == 0
+
+    # ------------------------------------------------------------------ verdicts
+
+    def verdicts(self, store: StateStore) -> ValidationResults:
+        results = store_results(store)
+        if results is None:
+            pytest.skip("the store offers no ValidationResults (optional)")
+        return results
+
+    def test_verdicts_are_kept_per_revision_and_replaced_by_key(self, store: StateStore) -> None:
+        results = self.verdicts(store)
+        assert dict(results.validation_results("r1")) == {}
+        results.record_validation_results("r1", {"k1": "[]", "k2": '[{"code": "x"}]'})
+        results.record_validation_results("r2", {"k1": '["other"]'})
+        results.record_validation_results("r1", {"k2": "[]", "k3": "[1]"})
+        assert dict(results.validation_results("r1")) == {"k1": "[]", "k2": "[]", "k3": "[1]"}
+        assert dict(results.validation_results("r2")) == {"k1": '["other"]'}
+        assert dict(results.validation_results("r3")) == {}
+
+    def test_verdicts_keep_any_text(self, store: StateStore) -> None:
+        results = self.verdicts(store)
+        value = '[{"message": "naïve \\u00e9 \'quoted\' ; DROP TABLE x; --"}]' + "é" * 5000
+        results.record_validation_results("r1", {"k": value})
+        assert dict(results.validation_results("r1")) == {"k": value}

@@ -67,7 +67,7 @@ def register_settings() -> type:
 
 @hookimpl
 def describe_validator() -> ValidatorInfo:
-    return ValidatorInfo(cache=True)
+    return ValidatorInfo(cache=True, per_stage=False)
 
 
 def _mib(size: int) -> str:

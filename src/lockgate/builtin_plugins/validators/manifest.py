@@ -49,7 +49,7 @@ def register_settings() -> type:
 
 @hookimpl
 def describe_validator() -> ValidatorInfo:
-    return ValidatorInfo(cache=True)
+    return ValidatorInfo(cache=True, per_stage=False)
 
 
 @hookimpl

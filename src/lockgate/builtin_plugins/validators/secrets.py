@@ -81,7 +81,7 @@ def register_settings() -> type:
 
 @hookimpl
 def describe_validator() -> ValidatorInfo:
-    return ValidatorInfo(cache=True)
+    return ValidatorInfo(cache=True, per_stage=False)
 
 
 Scanner = tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...]
