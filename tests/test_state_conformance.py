@@ -382,3 +382,13 @@ def test_the_suite_fails_a_store_whose_verdicts_forget_other_keys(tmp_path: Path
     assert failed(outcomes["TestAmnesiac"]) == {
         "test_verdicts_are_kept_per_revision_and_replaced_by_key"
     }
+
+
+def test_sqlite_reads_pointer_changes_in_field_order() -> None:
+    """The sqlite store builds a PointerChange positionally from CHANGE_COLUMNS."""
+    import attrs
+
+    from lockgate.builtin_plugins.sqlite_schema import CHANGE_COLUMNS
+    from lockgate.contracts.state import PointerChange
+
+    assert CHANGE_COLUMNS.split(", ") == [f.name for f in attrs.fields(PointerChange)]

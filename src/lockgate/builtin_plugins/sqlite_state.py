@@ -33,8 +33,8 @@ import attrs
 
 from lockgate.builtin_plugins.file_locks import FileLocks
 from lockgate.builtin_plugins.sqlite_schema import (
+    CHANGE_COLUMNS,
     MIGRATIONS,
-    change_of,
     component_of,
     event_of,
     migrate,
@@ -365,12 +365,14 @@ class SqliteStateStore:
             clauses.append("component_id = ?")
             args.append(component_id)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(f"SELECT * FROM pointer_history{where} ORDER BY seq", args)
-        return [change_of(r) for r in rows]
+        rows = self._db.execute(
+            f"SELECT {CHANGE_COLUMNS} FROM pointer_history{where} ORDER BY seq", args
+        )
+        return [PointerChange(*r) for r in rows]
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         sql = (
-            "SELECT * FROM pointer_history WHERE stage = ? AND at <= ? "
+            f"SELECT {CHANGE_COLUMNS} FROM pointer_history WHERE stage = ? AND at <= ? "
             "AND (valid_until IS NULL OR valid_until > ?) AND revision IS NOT NULL"
         )
         args: list[str] = [stage, at, at]
@@ -378,7 +380,7 @@ class SqliteStateStore:
             sql += " AND component_id = ?"
             args.append(component_id)
         rows = self._db.execute(sql + " ORDER BY component_id", args)
-        return [change_of(r) for r in rows]
+        return [PointerChange(*r) for r in rows]
 
     # ------------------------------------------------------------------ approvals
 
