@@ -29,8 +29,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# One pytest worker per core (pytest-xdist): every test is independent of the others.
 unit: $(STAMP)
-	$(PY) -m pytest -q tests $(foreach p,$(EXAMPLES) $(PLUGINS),$(dir $(p))tests)
+	$(PY) -m pytest -q -n auto tests $(foreach p,$(EXAMPLES) $(PLUGINS),$(dir $(p))tests)
 
 # Performance runs beside real peers; results and how to read them: docs/performance.md
 bench: $(STAMP)
