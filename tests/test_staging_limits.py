@@ -228,3 +228,53 @@ def test_a_crafted_manifest_deeper_than_the_limit_is_refused_not_a_recursion_err
         assert f"more than {MAX_DEPTH} directory levels" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+
+
+# Runs lockgate in this interpreter and records its peak resident set (VmHWM, which a
+# new program starts afresh, unlike getrusage's ru_maxrss: that one keeps what the forked
+# test worker had) into the file named by argv[1] at exit.
+PEAK = """
+import atexit, sys
+out = sys.argv[1]
+def peak():
+    with open("/proc/self/status") as fh, open(out, "w") as dest:
+        dest.write(next(line for line in fh if line.startswith("VmHWM:")))
+atexit.register(peak)
+sys.argv = ["lockgate", *sys.argv[2:]]
+from lockgate.cli.launch import main
+main()
+"""
+
+
+def _peak_mib(root: Path, *args: str, env: dict[str, str]) -> float:
+    """Run ``lockgate -C root ARGS``; its peak resident memory in MiB (exit 0 asserted)."""
+    out = root / "peak.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(out), "-C", str(root), *args],
+        env=subprocess_env(ENV, env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, (args, done.stderr)
+    return int(out.read_text().split()[1]) / 1024  # "VmHWM:   92160 kB"
+
+
+def test_memory_stays_flat_as_a_file_grows(tmp_path: Path) -> None:
+    """Staging, promoting and verifying one 320 MiB file hash it a window at a time:
+    the peak resident memory of each command stays far below the file's size."""
+    comp = project(tmp_path)
+    block = bytes(range(256)) * 4096  # 1 MiB, not all zeros
+    with open(comp / "big.bin", "wb") as fh:
+        for n in range(320):
+            fh.write(block[n:] + block[:n])
+    limits = {
+        f"LOCKGATE__PLUGINS__LIMITS__{key}": str(1 << 30)
+        for key in ("MAX_FILE_SIZE", "STAGING_MAX_FILE_SIZE")
+    }
+    peaks = {
+        "stage": _peak_mib(tmp_path, "stage", "alice:etl", env=limits),
+        "promote": _peak_mib(tmp_path, "promote", "alice:etl", env=limits),
+        "verify": _peak_mib(tmp_path, "verify", env=limits),
+    }
+    assert all(peak < 200 for peak in peaks.values()), peaks

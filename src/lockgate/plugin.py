@@ -56,7 +56,8 @@ Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
 Helpers
     the audit chain (:data:`GENESIS`, :func:`event_hash`, :func:`not_before`); names
     (:func:`check_name`, :func:`name_problem`, :func:`short`); digests
-    (:func:`digest_bytes`, :func:`new_hasher`, :func:`check_paths`,
+    (:func:`digest_bytes`, :func:`new_hasher`, :func:`hash_file`, :func:`hash_into`
+    (bounded memory however large the file), :func:`check_paths`,
     :func:`check_path_limits`); time (:func:`now_iso`); durable files on local disk
     (:func:`fsync_dir`, :func:`syncfs`, :func:`write_durably`, :func:`boot_id`);
     :func:`gc_paused`; settings fields that hold a secret (:func:`secret`, shown through
@@ -118,6 +119,8 @@ if TYPE_CHECKING:
         check_path_limits,
         check_paths,
         digest_bytes,
+        hash_file,
+        hash_into,
         new_hasher,
     )
     from lockgate.contracts.models import (
@@ -342,6 +345,8 @@ __all__ = [
     "fsync_dir",
     "gc_paused",
     "generation_conflict",
+    "hash_file",
+    "hash_into",
     "hookimpl",
     "ingest_file",
     "load_yaml_text",
@@ -438,6 +443,8 @@ _EXPORTS: dict[str, str] = {
     "check_path_limits": "lockgate.contracts.manifest",
     "check_paths": "lockgate.contracts.manifest",
     "digest_bytes": "lockgate.contracts.manifest",
+    "hash_file": "lockgate.contracts.manifest",
+    "hash_into": "lockgate.contracts.manifest",
     "new_hasher": "lockgate.contracts.manifest",
     "GENESIS": "lockgate.contracts.audit",
     "event_hash": "lockgate.contracts.audit",

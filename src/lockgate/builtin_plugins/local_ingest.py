@@ -36,6 +36,7 @@ from lockgate.plugin import (
     Readable,
     digest_bytes,
     failpoint,
+    hash_into,
     new_hasher,
 )
 
@@ -140,9 +141,9 @@ class ObjectWriter:
     def _ingest_stream(self, fd: int, path: str | Path, before: os.stat_result) -> tuple[str, int]:
         # Large files: the kernel copies (copy_file_range: no trip through Python, and a
         # reflink where the file system can), then the *stored copy* is hashed through
-        # mmap by BLAKE3's own threads. So the digest describes exactly the bytes stored,
-        # and the stat check around the copy catches a writer (a file that grew or shrank
-        # changed its size).
+        # mmap (a window at a time: memory stays flat) by BLAKE3's own threads. So the
+        # digest describes exactly the bytes stored, and the stat check around the copy
+        # catches a writer (a file that grew or shrank changed its size).
         tmp_fd, tmp_path = self._new_temp()
         published = False
         try:
@@ -156,7 +157,7 @@ class ObjectWriter:
             # BLAKE3's own threads only for very large files: staging already stores
             # large files on several threads, and more threads per file measured slower.
             hasher = new_hasher(threads=size >= HASH_THREADS_FROM)
-            hasher.update_mmap(tmp_path)
+            hash_into(hasher, tmp_path, size)
             digest = str(hasher.hexdigest())
             if not os.path.exists(self._object_str(digest)):
                 self._publish(tmp_path, digest)

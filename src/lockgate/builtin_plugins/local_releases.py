@@ -25,8 +25,8 @@ from lockgate.plugin import (
     boot_id,
     check_paths,
     check_revision,
+    hash_file,
     materialize_files,
-    new_hasher,
 )
 from lockgate.plugin import syncfs as _syncfs
 
@@ -44,18 +44,6 @@ _REVISION = re.compile(r"[0-9a-f]{64}")
 def syncfs(path: str | Path) -> None:
     """Flush the file system holding ``path`` (a seam: tests watch which paths flush)."""
     _syncfs(path)
-
-
-def _hash_file(path: str, size: int) -> str:
-    """The digest of the file at ``path`` (mmap and BLAKE3's threads from 1 MiB up)."""
-    if size >= 1 << 20:
-        hasher = new_hasher(threads=True)
-        hasher.update_mmap(path)
-        return str(hasher.hexdigest())
-    hasher = new_hasher()
-    with open(path, "rb") as fh:
-        hasher.update(fh.read())
-    return str(hasher.hexdigest())
 
 
 class LocalReleases:
@@ -281,7 +269,7 @@ def _check_files(
 def _hash_problem(path: str, size: int, digest: str) -> str | None:
     """The hash pass for one file: what is wrong with its bytes, or None when they match."""
     try:
-        found = _hash_file(path, size)
+        found = hash_file(path, size)
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
     if found != digest:

@@ -31,6 +31,7 @@ __all__ = [
     "check_paths",
     "digest_bytes",
     "hash_file",
+    "hash_into",
     "new_hasher",
 ]
 
@@ -81,19 +82,44 @@ def digest_bytes(data: bytes) -> str:
     return str(blake3.blake3(data).hexdigest())
 
 
+HASH_WINDOW = 64 << 20
+"""The most of one file mapped at once while hashing it: resident memory stays flat
+however large the file (a 4 GiB file is hashed 64 MiB at a time)."""
+
+
+def hash_into(hasher: Any, path: str | os.PathLike[str], size: int) -> None:
+    """Feed the ``size`` bytes of the file at ``path`` to ``hasher`` (OSError when it
+    cannot be read): read whole under 1 MiB, else mapped, at most :data:`HASH_WINDOW`
+    at a time, each window unmapped before the next."""
+    if size < 1 << 20:
+        with open(path, "rb") as fh:
+            hasher.update(fh.read())
+        return
+    if size <= HASH_WINDOW:
+        hasher.update_mmap(os.fspath(path))
+        return
+    import mmap
+
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset < size:
+            length = min(HASH_WINDOW, size - offset)
+            with mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=offset) as view:
+                hasher.update(view)
+            offset += length
+
+
 def hash_file(path: str | os.PathLike[str], size: int | None = None) -> str:
     """The content digest of the file at ``path`` (OSError when it cannot be read).
 
-    Files of 1 MiB and more are hashed through mmap, with BLAKE3's threads.
+    Files of 1 MiB and more are hashed through mmap, with BLAKE3's threads, at most
+    :data:`HASH_WINDOW` mapped at once.
     """
     if size is None:
         size = os.stat(path).st_size
-    if size >= 1 << 20:
-        hasher = new_hasher(threads=True)
-        hasher.update_mmap(os.fspath(path))
-        return str(hasher.hexdigest())
-    with open(path, "rb") as fh:
-        return str(blake3.blake3(fh.read()).hexdigest())
+    hasher = new_hasher(threads=size >= 1 << 20)
+    hash_into(hasher, path, size)
+    return str(hasher.hexdigest())
 
 
 class FileEntry(NamedTuple):
