@@ -191,14 +191,19 @@ class ValidationSubject:
     digests: Mapping[str, str] = attrs.field(factory=dict)
     reader: Callable[[str], bytes] | None = attrs.field(default=None, eq=False, repr=False)
 
-    def read_bytes(self, path: str) -> bytes:
-        """The bytes of file ``path`` (relative, as in ``files``); OSError when it
-        cannot be read."""
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
+        """The bytes of file ``path`` (relative, as in ``files``), or only its first
+        ``limit`` bytes (a check that needs a prefix, such as telling binary from text,
+        reads no more); OSError when it cannot be read."""
         if self.reader is not None:
-            return self.reader(path)
+            data = self.reader(path)
+            return data if limit is None else data[:limit]
         if self.root is None:
             raise FileNotFoundError(f"{path}: the subject has no files to read")
-        return (self.root / path).read_bytes()
+        if limit is None:
+            return (self.root / path).read_bytes()
+        with (self.root / path).open("rb") as fh:
+            return fh.read(limit)
 
 
 @record

@@ -35,6 +35,7 @@ class DigestMemo:
 
 _MISSING = object()
 MISSING = _MISSING
+_SNIFF = 8192  # bytes read to tell a binary file (a NUL among them) from text
 
 
 def read_text(subject: ValidationSubject, path: str, max_bytes: int) -> str | None:
@@ -43,10 +44,14 @@ def read_text(subject: ValidationSubject, path: str, max_bytes: int) -> str | No
     A file that cannot be read raises (the gate fails, naming the validator): a check
     that skipped it would pass a revision it never read.
     """
-    if subject.sizes.get(path, 0) > max_bytes:
+    size = subject.sizes.get(path, 0)
+    if size > max_bytes:
+        return None
+    # A binary file is told by its first bytes: read no more of it.
+    if size > _SNIFF and b"\0" in subject.read_bytes(path, _SNIFF):
         return None
     raw = subject.read_bytes(path)
-    if b"\0" in raw[:8192]:
+    if b"\0" in raw[:_SNIFF]:
         return None
     try:
         return raw.decode("utf-8")
