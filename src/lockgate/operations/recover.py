@@ -250,7 +250,8 @@ def _described(intent: Intent) -> str:
     if intent.operation == "pipeline":
         name = intent.payload.get("pipeline")
         return f"pipeline run of {'?' if name_problem(name) else name}"
-    operation = intent.operation if intent.operation in ("promote", "rollback") else "operation"
+    known = ("promote", "rollback", "remove")
+    operation = intent.operation if intent.operation in known else "operation"
     return f"{operation} of {cid} in {stage}"
 
 
