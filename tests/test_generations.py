@@ -231,10 +231,14 @@ def test_generations_false_keeps_a_plain_directory_and_switches_one_by_one(
     assert "Traceback" not in refused.stderr
 
 
-def test_a_group_over_its_timeout_is_switched_back_whole(tmp_path: Path) -> None:
+def test_a_group_over_a_members_timeout_is_stopped_before_it_is_visible(
+    tmp_path: Path,
+) -> None:
     ws, refs = _project(tmp_path)
     ws.ok("pipeline", "promote", "many", "--to", "staging")
-    before = sorted(p.name for p in (ws.root / "stages" / "staging").iterdir())
+    stage = ws.root / "stages" / "staging"
+    before = {p.name: p.readlink().name for p in stage.iterdir()}
+    current = stage.readlink()
     for ref in refs:
         ws.stage_files(ref, {"VERSION": "v2\n", "main.py": f"print('{ref} 2')\n"})
     spec = ws.root / "pipelines" / "many.yaml"
@@ -245,12 +249,12 @@ def test_a_group_over_its_timeout_is_switched_back_whole(tmp_path: Path) -> None
         pointers = {p.component_id: p.revision for p in project.state().pointers("staging")}
     finally:
         project.close()
-    assert report["status"] == "rolled_back" and "timeout" in report["cause"], report["cause"]
-    assert "alice:m05" in report["cause"]
-    stage = ws.root / "stages" / "staging"
-    assert sorted(p.name for p in stage.iterdir()) == before
-    assert all((stage / cid / "VERSION").read_text() == "v1\n" for cid in pointers)
-    assert {p.readlink().name for p in stage.iterdir()} == set(pointers.values())
+    assert report["status"] == "failed", report["cause"]
+    assert "alice:m05 ran over its timeout" in report["cause"]
+    steps = {s["component"]: s["status"] for s in report["step_results"]}
+    assert steps["alice:m05"] == "failed"
+    assert stage.readlink() == current  # no generation was swapped in
+    assert {p.name: p.readlink().name for p in stage.iterdir()} == before == pointers
 
 
 class FlakyGroups:
@@ -260,6 +264,8 @@ class FlakyGroups:
     def __init__(self) -> None:
         self.transient = 0
         self.broken = False
+        self.slow = 0.0
+        """Seconds a group commit takes (a slow disk)."""
 
     @hookimpl
     def register_targets(self, register: Any) -> None:
@@ -279,6 +285,7 @@ class FlakyGroups:
                     raise TransientError("the disk is busy")
                 if plugin.broken:
                     raise OSError("the disk refused the switch")
+                time.sleep(plugin.slow)
                 inner.commit_group(prepared)
 
         return Target()
@@ -320,3 +327,28 @@ def test_a_transient_group_failure_is_retried_and_a_final_one_changes_nothing(
     assert report["status"] == "failed" and "refused the switch" in report["cause"]
     assert all((stage / c / "VERSION").read_text() == "v1\n" for c in ("m0", "m1", "m2"))
     assert {p.name: p.readlink().name for p in stage.iterdir()} == pointers
+
+
+def test_a_group_whose_commit_ran_over_a_timeout_is_switched_back_whole(
+    tmp_path: Path,
+) -> None:
+    plugin = FlakyGroups()
+    config = "stages:\n  staging:\n    targets:\n      - kind: flakygroups\n"
+    config += "  integration: {}\n  production: {}\n"
+    ws = Project(tmp_path / "p", config, (fake_distribution("lockgate-fg", {"fg": plugin}),))
+    refs = [f"alice:m{n}" for n in range(3)]
+    for ref in refs:
+        ws.stage_files(ref, {"VERSION": "v1\n", "main.py": "print(1)\n"})
+    (ws.root / "pipelines").mkdir()
+    spec = ws.root / "pipelines" / "three.yaml"
+    spec.write_text(f"components: [{', '.join(refs)}]\nsteps:\n  alice:m1: {{timeout: 0.5}}\n")
+    plugin.slow = 1.0
+    project = ws.project()
+    try:
+        report = PipelineRunner(project).promote("three", to="staging")
+        pointers = {p.component_id: p.revision for p in project.state().pointers("staging")}
+    finally:
+        project.close()
+    assert report["status"] == "rolled_back", report["cause"]
+    assert "alice:m1 took" in report["cause"] and "over its timeout of 0.5 s" in report["cause"]
+    assert pointers == {} and list((ws.root / "stages" / "staging").iterdir()) == []

@@ -64,6 +64,8 @@ class Flaky:
         self.fail: set[str] = set()
         self.transient: dict[str, int] = {}
         self.calls: list[str] = []
+        self.slow: dict[str, float] = {}
+        """Seconds ``prepare`` takes for a component id (a slow upload)."""
 
     @hookimpl
     def register_targets(self, register: Any) -> None:
@@ -80,6 +82,11 @@ class Flaky:
 
             def __getattr__(self, name: str) -> Any:
                 return getattr(inner, name)
+
+            def prepare(self, component_id: str, revision: Any) -> Any:
+                if revision is not None:
+                    time.sleep(plugin.slow.get(component_id, 0))
+                return inner.prepare(component_id, revision)
 
             def commit(self, prepared: Any) -> None:
                 cid = prepared.component_id
@@ -268,6 +275,24 @@ def test_a_step_over_its_timeout_fails_the_run(tmp_path: Path) -> None:
     )
     report = ws.runner_do("promote", "ml", to="production")
     assert report["status"] == "rolled_back" and "timeout" in report["cause"]
+    assert ws.pointers("production") == {} and ws.entries("production") == {}
+
+
+def test_a_timeout_stops_a_slow_switch_before_it_is_made_visible(tmp_path: Path) -> None:
+    """The timeout is honoured while a member switches: a prepare that runs past it is
+    not committed (never visible), and the members before it are switched back."""
+    flaky = Flaky()
+    ws = Project(tmp_path / "p", FLAKY_STAGES, flaky)
+    ws.climb("staging", "integration")
+    (ws.root / "pipelines" / "ml.yaml").write_text(
+        PIPELINE + "steps:\n  alice:train: {timeout: 0.2}\n"
+    )
+    flaky.slow = {"train": 0.6}
+    report = ws.runner_do("promote", "ml", to="production")
+    assert report["status"] == "rolled_back", report
+    assert "alice:train ran over its timeout of 0.2 s" in report["cause"]
+    assert "stopped before the switch was made visible" in report["cause"]
+    assert "train" not in flaky.calls  # never committed
     assert ws.pointers("production") == {} and ws.entries("production") == {}
 
 

@@ -459,6 +459,8 @@ class PipelineRunner(GroupSwitching):
             base = self._base(
                 move.component, move.component_id, stage, action, move.old, move.new, reason
             )
+            if move.timeout:
+                self.deadline = (time.monotonic() + move.timeout, move.timeout)
             try:
                 result = self._switch(
                     base,
@@ -476,6 +478,8 @@ class PipelineRunner(GroupSwitching):
                 entry["status"] = "failed"
                 self._progress(entry)
                 raise
+            finally:
+                self.deadline = None
             entry["duration"] = round(entry["duration"] + time.perf_counter() - started, 4)
             entry["issues"].extend(result.warnings)
             entry["status"] = "completed"

@@ -23,9 +23,10 @@ that moved back and the targets to what the pointers say, then raises.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -93,14 +94,20 @@ def _describe(exc: BaseException) -> str:
     return exc.message if isinstance(exc, LockgateError) else f"{type(exc).__name__}: {exc}"
 
 
-def _switch_group(groups: Sequence[GroupSwitch], changes: dict[str, RevisionHandle | None]) -> int:
-    """Prepare the group on every target, then commit it on each; the number of targets
-    committed when one failed (the exception is re-raised, the rest aborted)."""
+def _switch_group(
+    groups: Sequence[GroupSwitch],
+    changes: dict[str, RevisionHandle | None],
+    check: Callable[[], None],
+) -> int:
+    """Prepare the group on every target, ``check`` (the deadline), then commit it on
+    each; the number of targets committed when one failed (the exception is re-raised,
+    the rest aborted)."""
     prepared: list[PreparedGroup] = []
     committed = 0
     try:
         for group in groups:
             prepared.append(group.prepare_group(changes))
+            check()
         failpoint("pipeline.group_after_prepare")
         for group, ready in zip(groups, prepared, strict=True):
             group.commit_group(ready)
@@ -115,6 +122,20 @@ def _switch_group(groups: Sequence[GroupSwitch], changes: dict[str, RevisionHand
         exc.committed = committed  # type: ignore[attr-defined]
         raise
     return committed
+
+
+def _check_timeouts(moves: Sequence[Move], started: float) -> None:
+    """Refuse to commit a group once it ran over a member's timeout (nothing is visible
+    yet); the error names the member (``late``)."""
+    took = time.perf_counter() - started
+    late = next((m for m in moves if m.timeout and took > m.timeout), None)
+    if late is not None:
+        error = RefusedError(
+            f"{late.component} ran over its timeout of {late.timeout:g} s while its group "
+            "was prepared; stopped before the switch was made visible"
+        )
+        error.late = late  # type: ignore[attr-defined]
+        raise error
 
 
 class GroupSwitching(Switcher):
@@ -226,7 +247,7 @@ class GroupSwitching(Switcher):
                 report.step(move.component)["attempts"] = attempt
             started = time.perf_counter()
             try:
-                _switch_group(groups, changes)
+                _switch_group(groups, changes, functools.partial(_check_timeouts, moves, started))
             except Exception as exc:
                 for move in moves:
                     report.step(move.component)["issues"].append(_describe(exc))
@@ -235,7 +256,9 @@ class GroupSwitching(Switcher):
                 if attempt <= retries and is_transient(exc):
                     time.sleep(backoff(attempt))
                     continue
-                self._fail(report, moves, None, exc, switched=bool(getattr(exc, "committed", 0)))
+                late = getattr(exc, "late", None)
+                switched = bool(getattr(exc, "committed", 0))
+                self._fail(report, moves, late, exc, switched=switched)
                 raise
             return started
         raise AssertionError("unreachable: the last attempt returns or raises")
