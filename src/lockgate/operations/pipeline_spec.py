@@ -252,8 +252,10 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
             )
         by_id[ref.component_id] = str(ref)
     state = session.state()
+    retired = {r.component for r in state.components() if r.status is ComponentStatus.RETIRED}
     for ref in refs.values():
-        _refuse_retired(session, name, ref)
+        if str(ref) in retired:
+            _refuse_retired(session, name, ref)
     candidates: dict[str, tuple[str, ComponentRef]] = {}
     for member, ref in refs.items():
         try:
@@ -298,9 +300,6 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
 def _refuse_retired(session: Session, name: str, ref: ComponentRef) -> None:
     """Refuse a member ``lockgate remove`` retired, saying who retired it, when and why."""
     state = session.state()
-    record = state.component(str(ref))
-    if record is None or record.status is not ComponentStatus.RETIRED:
-        return
     events = state.events(
         EventFilter(component=str(ref), action="retire", newest_first=True, limit=1)
     )
