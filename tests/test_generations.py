@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import ENV, ProjectWorkspace
 from lockgate import hookimpl
 from lockgate.builtin_plugins.directory_target import KEEP_GENERATIONS, DirectoryTarget
@@ -352,3 +354,39 @@ def test_a_group_whose_commit_ran_over_a_timeout_is_switched_back_whole(
     assert report["status"] == "rolled_back", report["cause"]
     assert "alice:m1 took" in report["cause"] and "over its timeout of 0.5 s" in report["cause"]
     assert pointers == {} and list((ws.root / "stages" / "staging").iterdir()) == []
+
+
+def test_without_an_atomic_exchange_a_crash_mid_conversion_is_finished_by_the_next_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``renameat2(RENAME_EXCHANGE)`` is missing, the first group switch renames the
+    plain directory aside, then puts the symlink in place; killed between the two, the
+    stage directory is missing until the next switch puts the prepared symlink in place."""
+    from lockgate.builtin_plugins import directory_target
+
+    ids = ["a", "b"]
+    handles = _handles(tmp_path, ids)
+    stage = tmp_path / "stages" / "production"
+    target = DirectoryTarget(stage, tmp_path / "own-releases")
+    for cid in ids:
+        target.commit(target.prepare(cid, handles["v1"][cid]))
+    monkeypatch.setattr(directory_target, "_exchange", lambda a, b: False)
+    group = target_group_switch(target)
+    assert group is not None
+    group.commit_group(group.prepare_group(handles["v2"]))  # the fallback, uninterrupted
+    assert stage.is_symlink() and (stage / "a" / "VERSION").read_text() == "v2\n"
+    assert (stage.parent / ".production.gen-000000" / "a").is_symlink()
+    # a crash between the two renames: the plain directory aside, the symlink not in place
+    plain = tmp_path / "stages2" / "production"
+    second = DirectoryTarget(plain, tmp_path / "own-releases")
+    for cid in ids:
+        second.commit(second.prepare(cid, handles["v1"][cid]))
+    grouped = target_group_switch(second)
+    assert grouped is not None
+    grouped.prepare_group(handles["v2"])
+    plain.rename(plain.parent / ".production.gen-000000")
+    assert not plain.exists()
+    second.prepare("a", handles["v2"]["a"])  # the next switch finishes the swap first
+    assert plain.is_symlink() and second.deployed() == {
+        cid: h.revision for cid, h in handles["v2"].items()
+    }
