@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/staging.py
 	$(PY) benchmarks/state_scale.py
 	$(PY) benchmarks/promote.py
+	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/watch.py
 
 clean:

@@ -50,7 +50,7 @@ def test_refused_transition_names_status_and_allowed_actions() -> None:
     with pytest.raises(RefusedError) as info:
         next_status("alice:etl", S.REJECTED, "promote")
     assert str(info.value) == (
-        "alice:etl is rejected: cannot promote; allowed from rejected: stage"
+        "alice:etl is rejected: cannot promote; allowed from rejected: stage, retire"
     )
     assert info.value.exit_code == 1
 
@@ -58,7 +58,16 @@ def test_refused_transition_names_status_and_allowed_actions() -> None:
 def test_every_status_allows_at_least_staging() -> None:
     for status in ComponentStatus:
         assert "stage" in allowed_actions(status)
-    assert set(TRANSITIONS) == {"stage", "approve", "reject", "promote", "rollback"}
+    assert set(TRANSITIONS) == {"stage", "approve", "reject", "promote", "rollback", "retire"}
+
+
+def test_a_retired_component_only_comes_back_by_staging() -> None:
+    assert allowed_actions(S.RETIRED) == ["stage"]
+    with pytest.raises(RefusedError, match="is retired: cannot promote"):
+        next_status("alice:etl", S.RETIRED, "promote")
+    for status in ComponentStatus:
+        if status is not S.RETIRED:
+            assert next_status("alice:etl", status, "retire") is S.RETIRED
 
 
 def test_pointer_moves_by_generation_and_stale_callers_conflict(tmp_path: Path) -> None:

@@ -45,6 +45,17 @@ stages:
 """
 
 
+ONE_BY_ONE = """\
+stages:
+  staging:
+    targets:
+      - kind: directory
+        options: {generations: false}
+  integration: {}
+  production: {}
+"""
+
+
 class Flaky:
     """Plugin ``flaky``: a ``directory`` target whose commit fails for the component ids
     in ``fail``, and ``transient[id]`` times with a TransientError."""
@@ -53,6 +64,8 @@ class Flaky:
         self.fail: set[str] = set()
         self.transient: dict[str, int] = {}
         self.calls: list[str] = []
+        self.slow: dict[str, float] = {}
+        """Seconds ``prepare`` takes for a component id (a slow upload)."""
 
     @hookimpl
     def register_targets(self, register: Any) -> None:
@@ -63,8 +76,17 @@ class Flaky:
         plugin = self
 
         class Target:
+            # A target that switches member by member (no GroupSwitch), as most remote
+            # targets do: runs prepare, commit in order and switch back on a failure.
+            group_switch = False
+
             def __getattr__(self, name: str) -> Any:
                 return getattr(inner, name)
+
+            def prepare(self, component_id: str, revision: Any) -> Any:
+                if revision is not None:
+                    time.sleep(plugin.slow.get(component_id, 0))
+                return inner.prepare(component_id, revision)
 
             def commit(self, prepared: Any) -> None:
                 cid = prepared.component_id
@@ -256,6 +278,24 @@ def test_a_step_over_its_timeout_fails_the_run(tmp_path: Path) -> None:
     assert ws.pointers("production") == {} and ws.entries("production") == {}
 
 
+def test_a_timeout_stops_a_slow_switch_before_it_is_made_visible(tmp_path: Path) -> None:
+    """The timeout is honoured while a member switches: a prepare that runs past it is
+    not committed (never visible), and the members before it are switched back."""
+    flaky = Flaky()
+    ws = Project(tmp_path / "p", FLAKY_STAGES, flaky)
+    ws.climb("staging", "integration")
+    (ws.root / "pipelines" / "ml.yaml").write_text(
+        PIPELINE + "steps:\n  alice:train: {timeout: 0.2}\n"
+    )
+    flaky.slow = {"train": 0.6}
+    report = ws.runner_do("promote", "ml", to="production")
+    assert report["status"] == "rolled_back", report
+    assert "alice:train ran over its timeout of 0.2 s" in report["cause"]
+    assert "stopped before the switch was made visible" in report["cause"]
+    assert "train" not in flaky.calls  # never committed
+    assert ws.pointers("production") == {} and ws.entries("production") == {}
+
+
 def test_a_cycle_is_refused_naming_the_whole_cycle(tmp_path: Path) -> None:
     ws = Project(tmp_path / "p")
     (ws.root / "pipelines" / "ml.yaml").write_text(
@@ -320,7 +360,10 @@ def test_a_concurrent_single_promotion_of_a_member_is_refused_while_a_run_holds_
     pause.mkdir()
     env = subprocess_env(
         ENV,
-        {"LOCKGATE_FAILPOINTS": "pipeline.after_step:pause", "LOCKGATE_PAUSE_DIR": str(pause)},
+        {
+            "LOCKGATE_FAILPOINTS": "pipeline.group_after_switch:pause",
+            "LOCKGATE_PAUSE_DIR": str(pause),
+        },
     )
     run = subprocess.Popen(
         [sys.executable, "-m", "lockgate", "pipeline", "promote", "ml", "--to", "staging"],
@@ -332,7 +375,7 @@ def test_a_concurrent_single_promotion_of_a_member_is_refused_while_a_run_holds_
     )
     try:
         deadline = time.monotonic() + 30
-        while not (pause / "pipeline.after_step.paused").exists():
+        while not (pause / "pipeline.group_after_switch.paused").exists():
             assert run.poll() is None and time.monotonic() < deadline, run.communicate()
             time.sleep(0.02)
         single = subprocess.run(
@@ -345,7 +388,7 @@ def test_a_concurrent_single_promotion_of_a_member_is_refused_while_a_run_holds_
         )
         assert single.returncode == 4 and "lock" in single.stderr, single.stderr
     finally:
-        (pause / "pipeline.after_step.resume").touch()
+        (pause / "pipeline.group_after_switch.resume").touch()
         _, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert set(ws.pointers("staging")) == {"prep", "train", "flow"}
@@ -366,8 +409,9 @@ def test_a_concurrent_single_promotion_of_a_member_is_refused_while_a_run_holds_
 )
 def test_a_run_killed_at_each_failpoint_is_settled_whole(tmp_path: Path, failpoint: str) -> None:
     """kill -9 at a failpoint: the next command finishes or undoes the whole run."""
-    flaky = Flaky()
-    ws = Project(tmp_path / "p")
+    # the member-by-member failpoints on a directory target without generations
+    one_by_one = not failpoint.startswith("pipeline.group_")
+    ws = Project(tmp_path / "p", ONE_BY_ONE if one_by_one else "")
     ws.climb("staging")
     before = ws.pointers("staging")
     for ref in MEMBERS:
@@ -379,7 +423,6 @@ def test_a_run_killed_at_each_failpoint_is_settled_whole(tmp_path: Path, failpoi
         (ws.root / "pipelines" / "ml.yaml").write_text(
             PIPELINE + "steps:\n  alice:flow: {timeout: 0.000001}\n"
         )
-    del flaky
     crashed = subprocess.run(
         [sys.executable, "-m", "lockgate", *args],
         cwd=ws.root,
@@ -523,14 +566,14 @@ def test_the_next_command_that_changes_something_settles_an_interrupted_run(
     crashed = subprocess.run(
         [sys.executable, "-m", "lockgate", "pipeline", "promote", "ml", "--to", "staging"],
         cwd=ws.root,
-        env=subprocess_env(ENV, {"LOCKGATE_FAILPOINTS": "pipeline.after_step"}),
+        env=subprocess_env(ENV, {"LOCKGATE_FAILPOINTS": "pipeline.group_after_pointer"}),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert crashed.returncode == -9
     assert list(ws.pointers("staging").values()).count(None) == 0
-    assert len(ws.pointers("staging")) == 1  # one member switched, then the kill
+    assert len(ws.pointers("staging")) == 1  # the group switched, one pointer moved, killed
     # a command that only reads warns and leaves it
     looked = ws.cli("ls")
     assert "recovery pending" in looked.stderr and "pipeline run of ml" in looked.stderr

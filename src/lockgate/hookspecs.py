@@ -203,8 +203,9 @@ def on_rollback(event: ChangeEvent, settings: Any, context: PluginContext) -> No
 
     When: after the switch is committed.
 
-    Receives: ``event`` with ``action="rollback"``, the stage, the revision now current
-    (None when the component was removed from the stage) and the one rolled back;
+    Receives: ``event`` with ``action="rollback"`` (``"remove"`` when ``lockgate
+    remove`` took a retired component out of the stage), the stage, the revision now
+    current (None when the component was removed from the stage) and the one rolled back;
     ``context`` with ``stage`` and ``stage_config`` set to that stage.
 
     Returns: nothing; failures are reported as for :func:`on_promote`.

@@ -357,6 +357,26 @@ class WorkspaceIntegrationManager:
         result["issues"].extend(done.warnings)
         return result
 
+    def retire_component(self, component_id: str, reason: str) -> dict[str, Any]:
+        """Take a component out of every stage and mark it retired (``lockgate remove``).
+
+        Returns ``success``, ``component_id``, ``removed_from`` (each stage and the
+        revision it held), ``retired_at`` and ``issues``."""
+        from lockgate.operations.remove import Removal
+
+        result: dict[str, Any] = {"success": False, "component_id": component_id, "issues": []}
+        try:
+            done = Removal(self.session).remove(component_id, reason=reason)
+        except _RAISE:
+            raise
+        except LockgateError as exc:
+            result["issues"].append(_issue_text(exc))
+            return result
+        data = done.to_dict()
+        result.update(success=True, removed_from=data["removed_from"], retired_at=done.at)
+        result["issues"].extend(data["warnings"])
+        return result
+
     # ------------------------------------------------------------------ pipelines
 
     def create_integration_pipeline(

@@ -27,7 +27,8 @@ Role contracts (Protocols) and their optional capabilities
     :func:`ingest_file` and :func:`materialize_files` use a capability or do without),
     :class:`Source` (capabilities :class:`LocalFiles`, :class:`Watchable`: :class:`WatchPaths`,
     :class:`WatchHint`), :class:`Target` (receives a :class:`RevisionHandle`, returns
-    :class:`Prepared`; capability :class:`Collectable`, what ``gc`` asks it to remove);
+    :class:`Prepared`; capabilities :class:`Collectable`, what ``gc`` asks it to remove,
+    and :class:`GroupSwitch`, several entries switched at once, :class:`PreparedGroup`);
     the content store's :class:`ReleaseCache` lays out directories.
 
 Records that cross the boundary
@@ -190,7 +191,9 @@ if TYPE_CHECKING:
     )
     from lockgate.contracts.target import (
         Collectable,
+        GroupSwitch,
         Prepared,
+        PreparedGroup,
         RevisionHandle,
         Target,
         TransientError,
@@ -273,6 +276,7 @@ __all__ = [
     "FileIngest",
     "FileStat",
     "Flushable",
+    "GroupSwitch",
     "InputError",
     "Intent",
     "Issue",
@@ -301,6 +305,7 @@ __all__ = [
     "Pointer",
     "PointerChange",
     "Prepared",
+    "PreparedGroup",
     "ProjectNotFoundError",
     "Readable",
     "ReadinessReport",
@@ -419,6 +424,8 @@ _EXPORTS: dict[str, str] = {
     "Prepared": "lockgate.contracts.target",
     "TransientError": "lockgate.contracts.target",
     "Collectable": "lockgate.contracts.target",
+    "GroupSwitch": "lockgate.contracts.target",
+    "PreparedGroup": "lockgate.contracts.target",
     "RevisionRecord": "lockgate.contracts.state",
     "ScanResult": "lockgate.contracts.source",
     "ScannedFile": "lockgate.contracts.source",

@@ -13,20 +13,40 @@ writes a temporary symlink beside the entry, renames it over the entry (``rename
 atomic) and fsyncs the directory, so a reader sees the old tree or the new one, never a
 mix and never nothing.
 
+Several entries at once (the ``GroupSwitch`` capability, what a pipeline run uses): the
+stage directory becomes a *generation*, as a Nix profile is. ``<dir>`` is then a relative
+symlink to a sibling directory ``.<name>.gen-<n>`` holding the entries; a group switch
+writes the next generation beside it (the entries not switched copied, link for link),
+fsyncs it, and renames a new ``<dir>`` symlink over the old one: one ``rename(2)``, so a
+reader that resolves ``<dir>`` once (``realpath``, or a directory descriptor it reads
+relative to) sees every member as before or every member as switched. Paths through
+``<dir>`` (``<dir>/<id>/...``) resolve as before, and a single switch still swaps one
+entry inside the current generation. The first group switch of a stage that is still a
+plain directory exchanges it with the symlink atomically (``renameat2`` with
+``RENAME_EXCHANGE``, Linux); where that is not available the directory is renamed aside
+first (the one moment ``<dir>`` is missing; a switch after a crash there finishes the
+swap). The old directory is kept as generation 0. The current generation and the
+``KEEP_GENERATIONS - 1`` before it are kept, so a reader in the middle of reading one
+is not cut short by the next switch; older ones are removed (only the links lockgate
+put there; anything else stays).
+
 Options (``stages.<stage>.targets[]``)::
 
     - kind: directory
       options:
         path: production        # default: stages/<stage>; must stay inside the project
+        generations: true       # false: <dir> stays a plain directory, and a pipeline
+                                # run switches its members one by one
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,6 +57,7 @@ from lockgate.plugin import (
     InputError,
     MissingCapabilityError,
     Prepared,
+    PreparedGroup,
     RevisionHandle,
     RoleContext,
     fsync_dir,
@@ -49,6 +70,10 @@ if TYPE_CHECKING:
 
 _REVISION = re.compile(r"[0-9a-f]{64}")
 _TMP = ".tmp-"
+_GEN = ".gen-"
+_LINK = ".link-"
+KEEP_GENERATIONS = 3
+"""Generations kept: the current one and the two before it."""
 
 
 @hookimpl
@@ -65,24 +90,35 @@ class DirectoryTarget:
     """
 
     def __init__(
-        self, directory: Path, releases: Path, content: Callable[[], Any] | None = None
+        self,
+        directory: Path,
+        releases: Path,
+        content: Callable[[], Any] | None = None,
+        *,
+        generations: bool = True,
     ) -> None:
         self.directory = directory
         self.releases = releases
         self._content = content
+        self.group_switch = generations
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> DirectoryTarget:
         stage = str(ctx.options.get("stage", "stage"))
         raw = ctx.options.get("path") or f"stages/{stage}"
-        unknown = sorted(set(ctx.options) - {"stage", "path"})
+        unknown = sorted(set(ctx.options) - {"stage", "path", "generations"})
         if unknown:
             raise ConfigError(
                 f"stages.{stage}.targets: unknown option '{unknown[0]}' for a directory "
-                "target (options: path)"
+                "target (options: path, generations)"
+            )
+        generations = ctx.options.get("generations", True)
+        if not isinstance(generations, bool):
+            raise ConfigError(
+                f"stages.{stage}.targets: generations: {generations!r} is not true or false"
             )
         root = ctx.project_root.resolve()
-        directory = (root / str(raw)).resolve()
+        directory = _stage_path(root / str(raw))
         if directory == root or root not in directory.parents:
             raise ConfigError(
                 f"stages.{stage}.targets: path '{raw}' is outside the project (or is the "
@@ -90,7 +126,9 @@ class DirectoryTarget:
             )
         if ctx.state_dir.resolve() in (directory, *directory.parents):
             raise ConfigError(f"stages.{stage}.targets: path '{raw}' is inside .lockgate/")
-        return cls(directory, ctx.state_dir / RELEASES_DIRNAME, ctx.content)
+        return cls(
+            directory, ctx.state_dir / RELEASES_DIRNAME, ctx.content, generations=generations
+        )
 
     # ------------------------------------------------------------------ the switch
 
@@ -109,14 +147,12 @@ class DirectoryTarget:
         return entry
 
     def prepare(self, component_id: str, revision: RevisionHandle | None) -> Prepared:
+        self._finish_swap()
         os.makedirs(self.directory, exist_ok=True)
         self._sweep(component_id)
         if revision is None:
             return Prepared(component_id, None, None)
-        try:
-            release = revision.materialize()
-        except MissingCapabilityError:  # the store keeps no releases: lay it out here
-            release = self._own_release(component_id, revision)
+        release = self._release(component_id, revision)
         tmp = self._entry(component_id, ".", f"{_TMP}{uuid.uuid4().hex[:12]}")
         os.symlink(os.path.relpath(release, self.directory), tmp)
         return Prepared(component_id, revision.revision, tmp)
@@ -139,6 +175,12 @@ class DirectoryTarget:
                 "run 'lockgate verify'"
             )
         return release
+
+    def _release(self, component_id: str, revision: RevisionHandle) -> Path:
+        try:
+            return revision.materialize()
+        except MissingCapabilityError:  # the store keeps no releases: lay it out here
+            return self._own_release(component_id, revision)
 
     def commit(self, prepared: Prepared) -> None:
         entry = self._entry(prepared.component_id)
@@ -169,6 +211,139 @@ class DirectoryTarget:
             for entry in entries:
                 if entry.name.startswith(prefix) and entry.is_symlink():
                     os.unlink(entry.path)
+
+    # ------------------------------------------------------------------ generations
+
+    def _generation(self, number: int) -> Path:
+        return self.directory.parent / f".{self.directory.name}{_GEN}{number:06d}"
+
+    def _generations(self) -> dict[int, Path]:
+        """Every generation directory beside ``<dir>``, by number."""
+        prefix = f".{self.directory.name}{_GEN}"
+        found: dict[int, Path] = {}
+        try:
+            names = os.listdir(self.directory.parent)
+        except FileNotFoundError:
+            return found
+        for name in names:
+            number = name[len(prefix) :]
+            if name.startswith(prefix) and number.isdigit():
+                found[int(number)] = self.directory.parent / name
+        return found
+
+    def _current(self) -> int | None:
+        """The generation ``<dir>`` points at (None: a plain directory, or nothing)."""
+        try:
+            link = os.readlink(self.directory)
+        except OSError:
+            return None
+        prefix = f".{self.directory.name}{_GEN}"
+        number = link[len(prefix) :]
+        return int(number) if link.startswith(prefix) and number.isdigit() else None
+
+    def _finish_swap(self) -> None:
+        """A group switch killed between renaming a plain ``<dir>`` aside and putting its
+        symlink in place (only where an atomic exchange is not available) left ``<dir>``
+        missing: put the prepared symlink in place. Recovery then brings every entry to
+        what the pointers say."""
+        if os.path.lexists(self.directory):
+            return
+        parent = self.directory.parent
+        prefix = f".{self.directory.name}{_LINK}"
+        with contextlib.suppress(FileNotFoundError):
+            for name in sorted(os.listdir(parent)):
+                path = parent / name
+                if name.startswith(prefix) and (parent / os.readlink(path)).is_dir():
+                    os.rename(path, self.directory)
+                    fsync_dir(parent)
+                    return
+
+    def _sweep_group(self) -> None:
+        """Remove what an interrupted group switch left: its symlink, and generations
+        newer than the current one (prepared, never committed)."""
+        parent = self.directory.parent
+        prefix = f".{self.directory.name}{_LINK}"
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(parent):
+                if name.startswith(prefix) and os.path.islink(parent / name):
+                    os.unlink(parent / name)
+        current = self._current()
+        for number, path in self._generations().items():
+            if current is None or number > current:
+                _remove_generation(path)
+
+    def prepare_group(self, changes: Mapping[str, RevisionHandle | None]) -> PreparedGroup:
+        """The next generation: the current entries, with ``changes`` applied."""
+        self._finish_swap()
+        os.makedirs(self.directory.parent, exist_ok=True)
+        self._sweep_group()
+        for component_id in changes:
+            self._entry(component_id)  # refuses an id that is not one path segment
+        number = max(self._generations(), default=0) + 1
+        generation = self._generation(number)
+        os.mkdir(generation)
+        try:
+            kept: dict[str, str] = {}
+            with contextlib.suppress(FileNotFoundError), os.scandir(self.directory) as found:
+                for entry in found:
+                    if not entry.name.startswith(".") and entry.is_symlink():
+                        kept[entry.name] = os.readlink(entry.path)
+            for component_id, handle in changes.items():
+                kept.pop(component_id, None)
+                if handle is not None:
+                    release = self._release(component_id, handle)
+                    kept[component_id] = os.path.relpath(release, generation)
+            for name, link in kept.items():
+                os.symlink(link, generation / name)
+            fsync_dir(generation)
+            swap = self.directory.parent / f".{self.directory.name}{_LINK}{uuid.uuid4().hex[:12]}"
+            os.symlink(generation.name, swap)
+        except BaseException:
+            _remove_generation(generation)
+            raise
+        revisions = tuple(
+            sorted((cid, None if h is None else h.revision) for cid, h in changes.items())
+        )
+        return PreparedGroup(revisions, (str(generation), str(swap)))
+
+    def commit_group(self, prepared: PreparedGroup) -> None:
+        """Swap ``<dir>`` to the prepared generation: one rename."""
+        generation, swap = (str(t) for t in cast("tuple[str, str]", prepared.token))
+        parent = self.directory.parent
+        if os.path.dirname(swap) != str(parent) or os.path.dirname(generation) != str(parent):
+            raise InputError(f"{swap!r} is not a generation link this target prepared")
+        if not os.path.lexists(swap):
+            if self._current() == _number(generation):
+                return  # committed already: a repeat after a crash
+            raise ConflictError(
+                f"the prepared generation {os.path.basename(generation)} of {self.directory} "
+                "is gone (swept by a later switch); prepare the group again"
+            )
+        if os.path.isdir(self.directory) and not os.path.islink(self.directory):
+            # A plain directory (a stage deployed before generations): it becomes
+            # generation 0, exchanged with the symlink in one step where possible.
+            old = self._generation(0)
+            if not _exchange(swap, str(self.directory)):
+                os.rename(self.directory, old)
+                os.rename(swap, self.directory)
+            else:
+                os.rename(swap, old)
+        else:
+            os.rename(swap, self.directory)
+        fsync_dir(parent)
+        current = _number(generation)
+        for number, path in self._generations().items():
+            if number <= current - KEEP_GENERATIONS:
+                _remove_generation(path)
+
+    def abort_group(self, prepared: PreparedGroup) -> None:
+        generation, swap = (str(t) for t in cast("tuple[str, str]", prepared.token))
+        if self._current() == _number(generation):
+            return  # committed: nothing to drop
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(swap)
+        if os.path.dirname(generation) == str(self.directory.parent):
+            _remove_generation(Path(generation))
 
     # ------------------------------------------------------------------ releases
 
@@ -277,3 +452,56 @@ class DirectoryTarget:
                 "replaced it"
             ]
         return []
+
+
+def _stage_path(raw: Path) -> Path:
+    """The stage directory ``raw`` names, its parents resolved but not itself when it is
+    (or will be) a symlink to one of its own generations: a session must not pin the
+    generation it found. Any other symlink is followed, as before generations."""
+    if raw.name in ("", ".", ".."):
+        return raw.resolve()
+    path = raw.parent.resolve() / raw.name
+    try:
+        link = os.readlink(path)
+    except OSError:
+        return path
+    return path if link.startswith(f".{raw.name}{_GEN}") else path.resolve()
+
+
+def _number(generation: str) -> int:
+    tail = os.path.basename(generation).rpartition(_GEN)[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _remove_generation(path: Path) -> None:
+    """Remove a generation: the links in it (lockgate's), then the directory when that
+    leaves it empty (anything else put there stays, and so does the directory)."""
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Exchange paths ``a`` and ``b`` atomically (``renameat2`` with ``RENAME_EXCHANGE``);
+    False when this system or file system cannot."""
+    import ctypes  # only for the one switch that turns a plain directory into generations
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), b)

@@ -256,6 +256,7 @@ KERNEL_COMMANDS: dict[str, str] = {
     "reject": "validate_cmd:reject",
     "promote": "promote_cmd:promote",
     "rollback": "promote_cmd:rollback",
+    "remove": "promote_cmd:remove",
     "recover": "promote_cmd:recover",
     "pipeline": "pipeline_cmd:group",
     "unlock": "promote_cmd:unlock",

@@ -1,4 +1,5 @@
-"""``lockgate promote``, ``rollback``, ``recover``, ``unlock``, ``verify`` and ``gc``."""
+"""``lockgate promote``, ``rollback``, ``remove``, ``recover``, ``unlock``, ``verify`` and
+``gc``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import click
 from lockgate.cli.context import AppContext
 from lockgate.cli.output import emit_json, json_option, wants_json
 
-__all__ = ["gc", "promote", "recover", "rollback", "unlock", "verify"]
+__all__ = ["gc", "promote", "recover", "remove", "rollback", "unlock", "verify"]
 
 
 def _emit(ctx: click.Context, json_flag: bool, result: object) -> None:
@@ -125,6 +126,33 @@ def rollback(
     )
     _emit(ctx, json_flag, result)
     if result.warnings:
+        ctx.exit(3)
+
+
+@click.command("remove")
+@click.argument("component", metavar="ID|WS:ID")
+@click.option("--reason", metavar="TEXT", help="Why it is retired (required; audited).")
+@click.option("--dry-run", is_flag=True, help="Show the stages it would leave; change nothing.")
+@json_option
+@click.pass_context
+def remove(
+    ctx: click.Context, component: str, reason: str | None, dry_run: bool, json_flag: bool
+) -> None:
+    """Retire a component: take it out of every stage (each switch audited) and mark it
+    retired, so ls and sync stop reporting it; gc reclaims its revisions under the usual
+    retention. 'lockgate stage WS:ID' brings it back."""
+    from lockgate.operations.remove import Removal
+
+    app = ctx.ensure_object(AppContext)
+    result = Removal(app.session()).remove(component, reason=reason, dry_run=dry_run)
+    warnings = [w for s in result.switches for w in s.warnings]
+    if wants_json(ctx, json_flag):
+        emit_json(result.to_dict())
+    else:
+        click.echo(result.summary())
+        for warning in warnings:
+            click.echo(f"lockgate: warning: {warning}", err=True)
+    if warnings:
         ctx.exit(3)
 
 

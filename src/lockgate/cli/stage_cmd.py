@@ -175,6 +175,8 @@ def sync(
                 click.echo(r.summary())
         for comp, reason in result.failures:
             click.echo(f"{comp}: FAILED: {reason}")
+        for comp in result.retired:
+            click.echo(f"{comp}: retired, left alone ('lockgate stage {comp}' brings it back)")
         verb = "would stage" if dry_run else "staged"
         click.echo(
             f"found {result.found}, {verb} {result.staged}, unchanged {result.unchanged}, "

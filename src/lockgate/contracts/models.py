@@ -62,6 +62,7 @@ class ComponentStatus(str, enum.Enum):
     REJECTED = "rejected"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
+    RETIRED = "retired"
 
 
 class Severity(str, enum.Enum):
@@ -333,12 +334,14 @@ class StageResult:
 
 @record
 class SyncResult:
-    """What ``sync`` did: counts, and each failure's reason."""
+    """What ``sync`` did: counts, and each failure's reason; ``retired``: components
+    found in a workspace that ``lockgate remove`` retired, left alone."""
 
     found: int
     results: tuple[StageResult, ...]
     failures: tuple[tuple[str, str], ...]
     dry_run: bool = False
+    retired: tuple[str, ...] = ()
 
     @property
     def staged(self) -> int:
@@ -360,6 +363,7 @@ class SyncResult:
             "dry_run": self.dry_run,
             "results": [r.to_dict() for r in self.results],
             "failures": [{"component": c, "reason": r} for c, r in self.failures],
+            "retired": list(self.retired),
         }
 
 

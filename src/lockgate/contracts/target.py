@@ -1,12 +1,13 @@
 """The target role: what a stage deploys to, and the revision handle it reads from.
 
-The contract every target keeps, then its optional capability (collecting what it keeps
-per revision, :class:`Collectable`), found by attribute with :func:`target_collect`.
+The contract every target keeps, then its optional capabilities: collecting what it keeps
+per revision (:class:`Collectable`, found by attribute with :func:`target_collect`), and
+switching several entries at once (:class:`GroupSwitch`, :func:`target_group_switch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -21,11 +22,14 @@ from lockgate.errors import (
 
 __all__ = [
     "Collectable",
+    "GroupSwitch",
     "Prepared",
+    "PreparedGroup",
     "RevisionHandle",
     "Target",
     "TransientError",
     "target_collect",
+    "target_group_switch",
 ]
 
 
@@ -194,3 +198,51 @@ def target_collect(target: object) -> Collectable | None:
     """``target`` when it offers the :class:`Collectable` capability, else None."""
     found = getattr(target, "collect", None)
     return target if callable(found) else None  # type: ignore[return-value]
+
+
+@record
+class PreparedGroup:
+    """What a target prepared for switching several entries at once: ``revisions`` pairs
+    each component id with the revision it will hold (None: the entry is removed), every
+    other entry staying as it is. ``token`` is the target's own; the kernel only hands it
+    back to :meth:`GroupSwitch.commit_group` or :meth:`GroupSwitch.abort_group`."""
+
+    revisions: tuple[tuple[str, str | None], ...]
+    token: object = None
+
+
+@runtime_checkable
+class GroupSwitch(Protocol):
+    """A target that can switch several entries in one atomic step (the builtin
+    ``directory`` target: a new generation of the stage directory, swapped in by one
+    rename), so that a reader never sees some members of a pipeline run switched and
+    others not.
+
+    A pipeline run uses it when every target of the stage offers it: each member's
+    revision is checked, the group is prepared, committed once per target, and only then
+    are the pointers recorded (recovery of an interrupted run brings the members back
+    with one group switch too). Without it a run prepares and commits member by member,
+    and switches the ones already switched back when a later one fails.
+    """
+
+    def prepare_group(self, changes: Mapping[str, RevisionHandle | None]) -> PreparedGroup:
+        """Stage, invisibly, the switch of every component id in ``changes`` to its
+        revision (None: remove the entry); entries not named stay as they are."""
+
+    def commit_group(self, prepared: PreparedGroup) -> None:
+        """Make the prepared group visible in one atomic, durable step: a reader sees
+        every entry as before or every entry as prepared. May be repeated after a crash
+        (a group already committed is no error)."""
+
+    def abort_group(self, prepared: PreparedGroup) -> None:
+        """Drop a prepared group that will not be committed."""
+
+
+def target_group_switch(target: object) -> GroupSwitch | None:
+    """``target`` when it offers the :class:`GroupSwitch` capability (and has not turned
+    it off: a false ``group_switch`` attribute), else None."""
+    if getattr(target, "group_switch", True) is False:
+        return None
+    methods = ("prepare_group", "commit_group", "abort_group")
+    found = all(callable(getattr(target, m, None)) for m in methods)
+    return target if found else None  # type: ignore[return-value]

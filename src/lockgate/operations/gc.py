@@ -1,19 +1,20 @@
 """``gc``: remove releases and objects no stage, last-good or retained revision needs.
 
 Garbage collection keeps, for every component: its latest revision (staging relies on
-it), and for every stage and component id every revision a rollback can select now: the
-current revision, the previous one (``--to previous``), the last-good one and the last
-``keep`` distinct revisions that were live there (the retention window, which ``--at``
-and ``--to REV`` select from), plus anything an open intent names. Everything those
-revisions need stays; other release directories go, and so do objects no kept revision
-needs, once they are older than the grace period. gc holds the staging lock exclusive
-throughout (see :mod:`lockgate.contracts.locks`), so no staging is between reusing an
-object it found stored and recording its revision: what a staging records is never
-taken. Manifests of every revision are kept: history is never pruned, and a revision
-whose objects were collected can still be listed and diffed. Every target of every stage
-that keeps something of its own per revision (the ``Collectable`` capability: the
-``directory`` target's releases when the content store keeps none) is asked to remove
-what the kept revisions do not need (``target_releases`` in the result).
+it; not for a component ``lockgate remove`` retired), and for every stage and component
+id every revision a rollback can select now: the current revision, the previous one
+(``--to previous``), the last-good one and the last ``keep`` distinct revisions that
+were live there (the retention window, which ``--at`` and ``--to REV`` select from),
+plus anything an open intent names. Everything those revisions need stays; other release
+directories go, and so do objects no kept revision needs, once they are older than the
+grace period. gc holds the staging lock exclusive throughout (see
+:mod:`lockgate.contracts.locks`), so no staging is between reusing an object it found
+stored and recording its revision: what a staging records is never taken. Manifests of
+every revision are kept: history is never pruned, and a revision whose objects were
+collected can still be listed and diffed. Every target of every stage that keeps
+something of its own per revision (the ``Collectable`` capability: the ``directory``
+target's releases when the content store keeps none) is asked to remove what the kept
+revisions do not need (``target_releases`` in the result).
 
 A rollback moves the pointer, and with it what "previous" and "last-good" mean, onto
 revisions gc may have collected before (the last-good of the revision rolled back to).
@@ -39,6 +40,7 @@ from lockgate.contracts.content import (
     store_release_cache,
     store_tmp,
 )
+from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import check_text
 from lockgate.contracts.state import AuditEvent, EventFilter
@@ -61,7 +63,11 @@ def retained_revisions(session: Session, keep: int | None = None) -> set[str]:
     """Revisions whose bytes garbage collection keeps (see the module docstring)."""
     state = session.state()
     keep = session.config.gc.keep if keep is None else keep
-    kept = {r.latest_revision for r in state.components() if r.latest_revision}
+    kept = {
+        r.latest_revision
+        for r in state.components()
+        if r.latest_revision and r.status is not ComponentStatus.RETIRED
+    }
     histories: dict[tuple[str, str], list[Any]] = {}
     for change in state.pointer_history():
         histories.setdefault((change.stage, change.component_id), []).append(change)

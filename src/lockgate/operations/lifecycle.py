@@ -8,8 +8,12 @@ Statuses (``ComponentStatus``) and the actions that move between them::
 
 ``stage`` is allowed from every status (a new revision starts over); ``reject`` from
 staged, approved and promoted; ``promote`` from staged, approved, promoted (further up the
-ladder) and rolled_back (roll forward); ``rollback`` from promoted and rolled_back. Whether
-a promotion is *ready* (approvals, validators) is for the gates to say, not this table.
+ladder) and rolled_back (roll forward); ``rollback`` from promoted and rolled_back;
+``retire`` (``lockgate remove``, once the component is out of every stage) from every
+status but retired, and only ``stage`` leads out of retired again. Whether a promotion is
+*ready* (approvals, validators) is for the gates to say, not this table. A pointer move
+whose action is not in the table (``remove``: taking a component out of one stage) never
+moves the status.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ TRANSITIONS: dict[str, tuple[frozenset[ComponentStatus], ComponentStatus]] = {
     "reject": (frozenset({S.STAGED, S.APPROVED, S.PROMOTED}), S.REJECTED),
     "promote": (frozenset({S.STAGED, S.APPROVED, S.PROMOTED, S.ROLLED_BACK}), S.PROMOTED),
     "rollback": (frozenset({S.PROMOTED, S.ROLLED_BACK}), S.ROLLED_BACK),
+    "retire": (frozenset(S) - {S.RETIRED}, S.RETIRED),
 }
 
 
@@ -88,7 +93,7 @@ def move_pointer(
     if strict:
         status: ComponentStatus | None = next_status(component, record.status, action)
     else:
-        sources, target = TRANSITIONS[action]
+        sources, target = TRANSITIONS.get(action, (frozenset(), record.status))
         status = target if record.status in sources else None
     component_id = record.component_id
     current = state.pointer(stage, component_id)

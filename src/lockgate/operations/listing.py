@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lockgate.contracts.manifest import Manifest, ManifestDiff
+from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, short
 from lockgate.core.content import read_object
@@ -85,6 +86,7 @@ def list_components(session: Session | Project, workspace: str | None = None) ->
         rows.append(ComponentRow("?", "?", problem.path or "?", None, "invalid", problem.message))
     for record in state.components(workspace):
         if record.component not in seen:
+            retired = record.status is ComponentStatus.RETIRED
             rows.append(
                 ComponentRow(
                     record.workspace,
@@ -92,7 +94,7 @@ def list_components(session: Session | Project, workspace: str | None = None) ->
                     record.component_id,
                     record.latest_revision,
                     record.status.value,
-                    "missing from workspace",
+                    "retired" if retired else "missing from workspace",
                 )
             )
     rows.sort(key=lambda r: (r.workspace, r.component_id))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import socket
 import time
 import uuid
@@ -40,17 +39,23 @@ from typing import Any
 
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.locks import LockOwner
-from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_text, short
 from lockgate.contracts.state import AuditEvent, Intent
 from lockgate.core.failpoints import failpoint
 from lockgate.errors import ConflictError, LockgateError, PluginError, RefusedError
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import gate_record
+from lockgate.operations.pipeline_group import (
+    GROUP_FAILPOINTS,
+    GroupSwitching,
+    Move,
+    backoff,
+    is_transient,
+)
 from lockgate.operations.pipeline_report import UNDO_ACTION, RunReport, record_run, run_events
 from lockgate.operations.pipeline_spec import PipelinePlan, plan_pipeline
-from lockgate.operations.recover import holding, recover_pending, settle
-from lockgate.operations.switch import Switcher, SwitchResult
+from lockgate.operations.recover import group_targets, holding, recover_pending, settle
+from lockgate.operations.switch import SwitchResult
 from lockgate.operations.validate import Validation
 
 __all__ = ["FAILPOINTS", "PipelineRunner", "is_transient"]
@@ -60,40 +65,11 @@ FAILPOINTS = (
     "pipeline.after_step",
     "pipeline.after_undo_step",
     "pipeline.before_record",
+    *GROUP_FAILPOINTS,
 )
-"""Where the crash harness kills a run (besides every member switch's own failpoints)."""
-
-BACKOFF_BASE = 0.05
-BACKOFF_CAP = 2.0
-
-
-@record
-class Move:
-    """One member's switch in a run: ``old`` → ``new``."""
-
-    component: str
-    component_id: str
-    old: str | None
-    new: str | None
-    timeout: float = 0.0
-    retry_count: int = 0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a target marked ``exc`` (or an error it caused) as worth retrying."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if getattr(current, "transient", False) is True:
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (1-based): exponential, with full jitter."""
-    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+"""Where the crash harness kills a run (besides every member switch's own failpoints);
+``pipeline.after_step`` and ``after_undo_step`` on targets that switch member by member,
+``pipeline.group_*`` on targets that switch the members together."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -115,7 +91,7 @@ def _undo_failed(pipeline: str, cause: str, exc: Exception) -> Exception:
     return PluginError(f"{then}: {_describe(exc)}")
 
 
-class PipelineRunner(Switcher):
+class PipelineRunner(GroupSwitching):
     """Pipeline runs for one session."""
 
     _owner: LockOwner | None = None
@@ -388,11 +364,24 @@ class PipelineRunner(Switcher):
                 failpoint("pipeline.after_intent")
                 tied = {"pipeline": report.pipeline, "run": report.run_id, **details}
                 done: list[Move] = []
+                together = len(moves) > 1 and group_targets(session, stage) is not None
                 try:
-                    for move in moves:
+                    if together:  # one atomic step per target; put back on a failure
+                        self._switch_together(moves, report, reason, action, tied, intent.id)
+                    for move in [] if together else moves:
                         self._step(move, report, reason, action, tied, done)
                         failpoint("pipeline.after_step")
                 except Exception as exc:  # any failure undoes the whole run
+                    if together:
+                        if not hasattr(exc, "switched"):  # putting it back failed too
+                            raise _undo_failed(report.pipeline, _describe(exc), exc) from exc
+                        member = getattr(exc, "member", None) or "the group"
+                        cause = f"{member}: {_describe(exc)}"
+                        switched = bool(getattr(exc, "switched", False))
+                        report.finish("rolled_back" if switched else "failed", cause)
+                        record_run(state, session.actor, report.to_dict(), reason=reason)
+                        state.close_intent(intent.id, "undone")
+                        return report.to_dict()
                     cause = f"{move.component}: {_describe(exc)}"
                     if done:  # recovery undoes (never finishes) a run that decided so
                         state.append_event(
@@ -470,6 +459,8 @@ class PipelineRunner(Switcher):
             base = self._base(
                 move.component, move.component_id, stage, action, move.old, move.new, reason
             )
+            if move.timeout:
+                self.deadline = (time.monotonic() + move.timeout, move.timeout)
             try:
                 result = self._switch(
                     base,
@@ -487,6 +478,8 @@ class PipelineRunner(Switcher):
                 entry["status"] = "failed"
                 self._progress(entry)
                 raise
+            finally:
+                self.deadline = None
             entry["duration"] = round(entry["duration"] + time.perf_counter() - started, 4)
             entry["issues"].extend(result.warnings)
             entry["status"] = "completed"

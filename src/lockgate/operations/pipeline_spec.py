@@ -31,8 +31,10 @@ from typing import Any
 import attrs
 
 from lockgate.contracts.manifest import digest_bytes
+from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_name, short
+from lockgate.contracts.state import EventFilter
 from lockgate.core.session import Session
 from lockgate.errors import ConfigError, InputError, LockgateError, NotFoundError, RefusedError
 from lockgate.operations.pipeline_report import PIPELINES_DIR, defined_pipelines
@@ -250,6 +252,10 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
             )
         by_id[ref.component_id] = str(ref)
     state = session.state()
+    retired = {r.component for r in state.components() if r.status is ComponentStatus.RETIRED}
+    for ref in refs.values():
+        if str(ref) in retired:
+            _refuse_retired(session, name, ref)
     candidates: dict[str, tuple[str, ComponentRef]] = {}
     for member, ref in refs.items():
         try:
@@ -289,6 +295,23 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
         )
     steps.sort(key=lambda s: (s.level, s.component))
     return PipelinePlan(name, stage, digest, spec.options, tuple(steps))
+
+
+def _refuse_retired(session: Session, name: str, ref: ComponentRef) -> None:
+    """Refuse a member ``lockgate remove`` retired, saying who retired it, when and why."""
+    state = session.state()
+    events = state.events(
+        EventFilter(component=str(ref), action="retire", newest_first=True, limit=1)
+    )
+    how = ""
+    if events:
+        event = events[0]
+        why = f": {event.reason}" if event.reason else ""
+        how = f" (by {event.actor} at {event.at}{why})"
+    raise RefusedError(
+        f"pipeline {name}: member {ref} is retired{how}; take it out of "
+        f"{PIPELINES_DIR}/{name}.yaml, or bring it back with 'lockgate stage {ref}'"
+    )
 
 
 def _spec_edges(session: Session, revision: str, by_id: dict[str, str]) -> set[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.records import record
@@ -27,7 +27,7 @@ from lockgate.contracts.refs import (
     short,
 )
 from lockgate.contracts.state import AuditEvent, EventFilter, Intent, corrupt_record
-from lockgate.contracts.target import RevisionHandle
+from lockgate.contracts.target import GroupSwitch, RevisionHandle, target_group_switch
 from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
@@ -42,7 +42,16 @@ from lockgate.operations.lifecycle import move_pointer
 from lockgate.operations.pipeline_report import UNDO_ACTION, RunReport, record_run
 from lockgate.operations.revisions import prepare, revision_handle
 
-__all__ = ["Recovered", "bring_targets", "holding", "note_pending", "recover_pending", "settle"]
+__all__ = [
+    "Recovered",
+    "bring_group",
+    "bring_targets",
+    "group_targets",
+    "holding",
+    "note_pending",
+    "recover_pending",
+    "settle",
+]
 
 
 @record
@@ -204,6 +213,46 @@ def bring_targets(
         raise error from exc
 
 
+def group_targets(session: Session, stage: str) -> list[GroupSwitch] | None:
+    """The targets of ``stage`` as group switches (``GroupSwitch``), when every one of
+    them is one; else None."""
+    found = [target_group_switch(t) for t in session.targets(stage)]
+    if not found or any(g is None for g in found):
+        return None
+    return [g for g in found if g is not None]
+
+
+def bring_group(session: Session, stage: str, component_ids: Sequence[str]) -> bool:
+    """Bring the targets of ``stage`` to what the pointers of ``component_ids`` say, in
+    one group switch per target (a reader sees all of them move at once); False, with
+    nothing done, when a target cannot switch a group. A target that fails is named."""
+    groups = group_targets(session, stage)
+    if groups is None:
+        return False
+    state = session.state()
+    wanted: dict[str, str | None] = {}
+    for cid in component_ids:
+        pointer = state.pointer(stage, cid)
+        wanted[cid] = pointer.revision if pointer else None
+    kinds = [t.kind for t in session.config.stages[stage].target_list()]
+    for kind, target, group in zip(kinds, session.targets(stage), groups, strict=True):
+        try:
+            deployed = target.deployed()
+            changes = {
+                cid: revision_handle(session, rev) if rev else None
+                for cid, rev in wanted.items()
+                if deployed.get(cid) != rev
+            }
+            if changes:
+                group.commit_group(group.prepare_group(changes))
+        except Exception as exc:
+            error = _target_failing(stage, kind, exc)
+            if error is exc:
+                raise
+            raise error from exc
+    return True
+
+
 def _target_failing(stage: str, kind: str, exc: Exception) -> Exception:
     """``exc``, a target's failure while recovering, as one line saying that recovery is
     pending, which target fails, and what to do (a kernel bug is left as it is)."""
@@ -250,7 +299,8 @@ def _described(intent: Intent) -> str:
     if intent.operation == "pipeline":
         name = intent.payload.get("pipeline")
         return f"pipeline run of {'?' if name_problem(name) else name}"
-    operation = intent.operation if intent.operation in ("promote", "rollback") else "operation"
+    known = ("promote", "rollback", "remove")
+    operation = intent.operation if intent.operation in known else "operation"
     return f"{operation} of {cid} in {stage}"
 
 
@@ -336,10 +386,11 @@ def settle_run(session: Session, intent: Intent) -> list[Recovered]:
             strict=False,
         )
         failpoint("recover.pipeline_after_pointer")
-    for _, cid, _, _ in members:
-        revision = _current(session, stage, cid)
-        handle = revision_handle(session, revision) if revision else None
-        bring_targets(session, stage, cid, revision, handle)
+    if not bring_group(session, stage, [cid for _, cid, _, _ in members]):
+        for _, cid, _, _ in members:
+            revision = _current(session, stage, cid)
+            handle = revision_handle(session, revision) if revision else None
+            bring_targets(session, stage, cid, revision, handle)
     report = RunReport(name, run, stage, str(intent.payload.get("kind", "promote")))
     for component, _cid, old, new in members:
         status = ("completed" if complete else "rolled_back") if old != new else "current"

@@ -28,12 +28,12 @@ def resolve_component(session: Session, target: str) -> ComponentRef:
 
 def resolve_revision(session: Session, ref: ComponentRef, text: str) -> str:
     """A full revision id from a unique prefix (at least 4 characters) or ``latest``."""
-    revisions = [r.revision for r in session.state().revisions(str(ref))]
     if text == "latest":
         record = session.state().component(str(ref))
         if record is None or record.latest_revision is None:
             raise NotFoundError(f"{ref} has no revision yet; stage it first")
         return record.latest_revision
+    revisions = [r.revision for r in session.state().revisions(str(ref))]
     if len(text) < 4:
         raise InputError(f"revision {text!r} is too short; give at least 4 characters")
     matches = sorted({r for r in revisions if r.startswith(text.lower())})

@@ -78,7 +78,12 @@ class Stager:
         component = self.session.source().find(ref)
         try:
             settle(self.session)  # in the try: a failure is recorded as this staging's
-            return self._stage(component, stage, dry_run=dry_run, progress=progress, reason=reason)
+            result = self._stage(
+                component, stage, dry_run=dry_run, progress=progress, reason=reason
+            )
+            if not dry_run and not result.created:
+                self._bring_back(str(ref), stage, reason)
+            return result
         except LockgateError as exc:
             if not dry_run:
                 self._record_failure(str(ref), stage, exc, reason)
@@ -118,7 +123,11 @@ class Stager:
         discovery = self.session.source().discover(list(workspaces) if workspaces else None)
         results: list[StageResult] = []
         failures: list[tuple[str, str]] = [(p.path or "?", p.message) for p in discovery.problems]
+        retired: list[str] = []
         for component in discovery.components:
+            if self._retired(str(component.ref)):
+                retired.append(str(component.ref))  # 'lockgate stage' brings one back
+                continue
             try:
                 settle(self.session)  # a failure is this component's, as any other
                 results.append(
@@ -129,7 +138,32 @@ class Stager:
                 if not dry_run:
                     self._record_failure(str(component.ref), stage, exc, reason)
         found = len(discovery.components) + len(discovery.problems)
-        return SyncResult(found, tuple(results), tuple(failures), dry_run)
+        return SyncResult(found, tuple(results), tuple(failures), dry_run, tuple(retired))
+
+    def _retired(self, ref: str) -> bool:
+        """Whether ``ref`` was retired (``lockgate remove``): ``sync`` leaves it alone."""
+        record = self.session.state().component(ref)
+        return record is not None and record.status is ComponentStatus.RETIRED
+
+    def _bring_back(self, ref: str, stage: str, reason: str | None) -> None:
+        """Staging a retired component by name brings it back (status ``staged``) even
+        when its files are those of its latest revision: no new revision is needed."""
+        if not self._retired(ref):
+            return
+        self.session.state().set_status(
+            ref,
+            ComponentStatus.RETIRED,
+            ComponentStatus.STAGED,
+            AuditEvent(
+                at=now_iso(),
+                actor=self.session.actor,
+                action="stage",
+                component=ref,
+                stage=stage,
+                reason=reason,
+                details={"unretired": True},
+            ),
+        )
 
     def _record_failure(
         self, ref: str, stage: str, error: LockgateError, reason: str | None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
@@ -142,8 +143,21 @@ class Switcher:
     """The machinery promote and rollback share: targets, the lock, intent → deploy →
     record, and undoing a switch that failed."""
 
+    deadline: tuple[float, float] | None = None
+    """When set (``time.monotonic()`` at which it ends, and the timeout it came from), a
+    switch still running then stops before its change becomes visible (a pipeline step's
+    ``timeout``)."""
+
     def __init__(self, session: Session | Project) -> None:
         self.session = as_session(session)
+
+    def check_deadline(self, component: str, doing: str) -> None:
+        """Refuse to go on when the deadline passed: nothing is visible yet."""
+        if self.deadline is not None and time.monotonic() > self.deadline[0]:
+            raise RefusedError(
+                f"{component} ran over its timeout of {self.deadline[1]:g} s while {doing}; "
+                "stopped before the switch was made visible"
+            )
 
     def targets(self, stage: str) -> list[Target]:
         """The targets of ``stage``, built once per session."""
@@ -241,6 +255,7 @@ class Switcher:
             # The switch happens now: its record's time follows every event before it.
             base = attrs.evolve(base, at=now_iso())
             handle = self._ready_release(base)
+            self.check_deadline(base.component, "verifying its release")
             intent = self._open_intent(base, ref, action, generation)
             self._deploy_and_record(base, ref, action, intent, handle, generation, details)
             failpoint(f"{action}.after_record")
@@ -317,6 +332,7 @@ class Switcher:
             step = "prepare"
             prepared = [prepare(t, base.component_id, handle) for t in targets]
             failpoint(f"{action}.after_prepare")
+            self.check_deadline(base.component, "preparing the targets")
             step = "commit"
             for target, ready in zip(targets, prepared, strict=True):
                 target.commit(ready)

@@ -1,7 +1,8 @@
 """The in-memory target: which revision each component has deployed, in a dict.
 
 The twin of the builtin ``directory`` target: the same two-step switch (``prepare`` does
-everything invisible, ``commit`` switches one entry at once), held in process memory. It
+everything invisible, ``commit`` switches one entry at once), and the same switch of a
+group of entries at once (``GroupSwitch``), held in process memory. It
 reads every file of the revision through its handle when preparing (so a damaged
 object fails the prepare, as it would an upload) and never asks for a directory, so a
 kernel without local disk can deploy to it.
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from lockgate.contracts.content import CHUNK
 from lockgate.contracts.refs import name_problem
-from lockgate.contracts.target import Prepared, RevisionHandle, Target
+from lockgate.contracts.target import Prepared, PreparedGroup, RevisionHandle, Target
 from lockgate.errors import InputError
 
 __all__ = ["MemoryTarget"]
@@ -67,6 +69,33 @@ class MemoryTarget:
         with self._lock:
             self._pending.pop(str(prepared.token), None)
 
+    def prepare_group(self, changes: Mapping[str, RevisionHandle | None]) -> PreparedGroup:
+        """Every change prepared as one (the ``GroupSwitch`` capability)."""
+        prepared = [self.prepare(cid, handle) for cid, handle in changes.items()]
+        return PreparedGroup(
+            tuple(sorted((p.component_id, p.revision) for p in prepared)),
+            tuple(str(p.token) for p in prepared),
+        )
+
+    def commit_group(self, prepared: PreparedGroup) -> None:
+        """Every change of the group visible at once: one update under the lock."""
+        tokens = _tokens(prepared)
+        with self._lock:
+            if not all(t in self._issued for t in tokens):
+                raise InputError(f"{prepared.token!r} is not a group this target prepared")
+            for token in tokens:
+                self._pending.pop(token, None)
+            for cid, revision in prepared.revisions:
+                if revision is None:
+                    self._deployed.pop(cid, None)
+                else:
+                    self._deployed[cid] = revision
+
+    def abort_group(self, prepared: PreparedGroup) -> None:
+        with self._lock:
+            for token in _tokens(prepared):
+                self._pending.pop(token, None)
+
     def deployed(self) -> dict[str, str]:
         with self._lock:
             return dict(self._deployed)
@@ -83,6 +112,13 @@ class MemoryTarget:
         if now != revision:
             return [f"{where} is at {now[:12]}, not the current revision {revision[:12]}"]
         return []
+
+
+def _tokens(prepared: PreparedGroup) -> tuple[str, ...]:
+    token = prepared.token
+    if not isinstance(token, tuple):
+        raise InputError(f"{token!r} is not a group this target prepared")
+    return tuple(str(t) for t in token)
 
 
 if TYPE_CHECKING:  # mypy checks the twin against the role's protocol

@@ -22,8 +22,10 @@ where ``materialize()`` lays out each revision, as ``<releases>/<revision>/`` (t
 ``local`` store's ``.lockgate/releases/``); a target that links to or copies from release
 directories is built on it, one that does not ignores it.
 
-The optional capability ``Collectable`` (``collect(keep, dry_run)``, what ``gc`` asks
-a target to remove) is tested when the target offers it and skipped otherwise.
+The optional capabilities ``Collectable`` (``collect(keep, dry_run)``, what ``gc`` asks
+a target to remove) and ``GroupSwitch`` (``prepare_group``, ``commit_group``,
+``abort_group``: several entries switched in one atomic step) are tested when the target
+offers them and skipped otherwise.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ import pytest
 from lockgate.contracts.manifest import FileEntry, Manifest
 from lockgate.contracts.target import (
     Collectable,
+    GroupSwitch,
     Prepared,
+    PreparedGroup,
     RevisionHandle,
     Target,
     target_collect,
+    target_group_switch,
 )
 from lockgate.core.content import materialize_files
 from lockgate.testing._memory_content import MemoryContentStore
@@ -336,3 +341,65 @@ class TargetConformance:
         _commit(target, "etl", r1, rel1)
         assert target.deployed() == {"etl": r1}
         assert target.check("etl", r1) == []
+
+    # ------------------------------------------------------------------ GroupSwitch
+
+    @pytest.fixture
+    def grouper(self, target: Target) -> GroupSwitch:
+        """The target's ``GroupSwitch`` capability; the tests using it skip without one."""
+        found = target_group_switch(target)
+        if found is None:
+            pytest.skip("the target offers no GroupSwitch")
+        return found
+
+    def test_a_group_switch_shows_every_entry_old_or_every_entry_new(
+        self,
+        target: Target,
+        grouper: GroupSwitch,
+        revisions: Mapping[str, tuple[str, RevisionHandle]],
+    ) -> None:
+        (r1, rel1), (r2, rel2), (r3, rel3) = (revisions[n] for n in ("r1", "r2", "r3"))
+        _commit(target, "etl", r1, rel1)
+        _commit(target, "report", r1, rel1)
+        prepared = grouper.prepare_group({"etl": rel2, "report": rel2, "flow": rel3})
+        assert isinstance(prepared, PreparedGroup)
+        assert dict(prepared.revisions) == {"etl": r2, "report": r2, "flow": r3}
+        assert target.deployed() == {"etl": r1, "report": r1}  # invisible until committed
+        grouper.commit_group(prepared)
+        assert target.deployed() == {"etl": r2, "report": r2, "flow": r3}
+        for cid, rev in (("etl", r2), ("report", r2), ("flow", r3)):
+            assert target.check(cid, rev) == []
+        grouper.commit_group(prepared)  # a repeat after a crash is no error
+        assert target.deployed() == {"etl": r2, "report": r2, "flow": r3}
+
+    def test_a_group_removes_entries_and_leaves_those_it_does_not_name(
+        self,
+        target: Target,
+        grouper: GroupSwitch,
+        revisions: Mapping[str, tuple[str, RevisionHandle]],
+    ) -> None:
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        for cid in ("a", "b", "c"):
+            _commit(target, cid, r1, rel1)
+        grouper.commit_group(grouper.prepare_group({"a": None, "b": rel2}))
+        assert target.deployed() == {"b": r2, "c": r1}
+        # single switches go on working after a group switch, and groups after them
+        _commit(target, "c", r2, rel2)
+        grouper.commit_group(grouper.prepare_group({"b": rel1, "a": rel1}))
+        assert target.deployed() == {"a": r1, "b": r1, "c": r2}
+
+    def test_an_aborted_group_leaves_every_entry_as_it_was(
+        self,
+        target: Target,
+        grouper: GroupSwitch,
+        revisions: Mapping[str, tuple[str, RevisionHandle]],
+    ) -> None:
+        (r1, rel1), (r2, rel2) = revisions["r1"], revisions["r2"]
+        _commit(target, "etl", r1, rel1)
+        grouper.abort_group(grouper.prepare_group({"etl": rel2, "new": rel2}))
+        assert target.deployed() == {"etl": r1}
+        assert target.check("etl", r1) == []
+        # an abandoned prepare (a crash) does not stop the next group
+        grouper.prepare_group({"etl": None})
+        grouper.commit_group(grouper.prepare_group({"etl": rel2}))
+        assert target.deployed() == {"etl": r2}
