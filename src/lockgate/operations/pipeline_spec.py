@@ -35,6 +35,7 @@ from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_name, short
 from lockgate.contracts.state import EventFilter
+from lockgate.core.config import yaml_cache_dir
 from lockgate.core.session import Session
 from lockgate.errors import ConfigError, InputError, LockgateError, NotFoundError, RefusedError
 from lockgate.operations.pipeline_report import PIPELINES_DIR, defined_pipelines
@@ -161,14 +162,20 @@ def pipeline_path(root: Path, name: str) -> Path:
     return root / PIPELINES_DIR / f"{name}.yaml"
 
 
-def load_pipeline(root: Path | None, name: str) -> tuple[PipelineSpec, str]:
-    """The pipeline ``name`` and the digest of its file; ConfigError naming file:line."""
+def load_pipeline(
+    root: Path | None, name: str, cache_dir: Path | None = None
+) -> tuple[PipelineSpec, str]:
+    """The pipeline ``name`` and the digest of its file; ConfigError naming file:line.
+
+    ``cache_dir``: the YAML parse cache keyed by content (as for ``lockgate.yaml``), so a
+    large unchanged pipeline file is not parsed again."""
     path = pipeline_path(root or Path(), name)
     if root is None or not path.is_file():
         known = defined_pipelines(root)
         hint = did_you_mean(name, known, "defined pipelines") if known else ""
         raise NotFoundError(f"no pipeline '{name}' ({PIPELINES_DIR}/{name}.yaml){hint}")
-    return _checked(load_yaml_file(path)), digest_bytes(path.read_bytes())
+    spec = _checked(load_yaml_file(path, cache_dir=cache_dir))
+    return spec, digest_bytes(path.read_bytes())
 
 
 def _checked(doc: YamlDocument) -> PipelineSpec:
@@ -239,7 +246,9 @@ def write_pipeline(
 
 def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
     """What promoting pipeline ``name`` into ``stage`` will do; refuses a cycle."""
-    spec, digest = load_pipeline(session.project.root, name)
+    state_dir = session.state_dir
+    cache = yaml_cache_dir(state_dir) if state_dir.is_dir() else None
+    spec, digest = load_pipeline(session.project.root, name, cache)
     stage = session.check_stage(stage)
     promotion = Promotion(session)
     refs = {member: promotion.resolve(member) for member in spec.components}
