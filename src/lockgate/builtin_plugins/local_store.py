@@ -47,6 +47,9 @@ from lockgate.plugin import (
 __all__ = ["LocalContentStore", "LocalSettings"]
 
 _FICLONE = 0x40049409  # linux/fs.h: reflink one file onto another
+_MANIFEST_ENTRIES = 200_000
+"""Decoded manifests kept per store object, counted in file entries."""
+
 STAMPS_DIRNAME = "complete"
 """Under ``.lockgate/cache/``: one completeness stamp per revision (see ``missing_objects``)."""
 STAMPS_KEPT = 512
@@ -104,6 +107,7 @@ class LocalContentStore(ObjectWriter):
         self._tmp_ready = False
         self._reflink_ok = True
         self._manifests: dict[str, Manifest] = {}
+        self._manifest_entries = 0
         self._releases = LocalReleases(
             releases if releases is not None else root.parent / RELEASES_DIRNAME, self
         )
@@ -333,8 +337,12 @@ class LocalContentStore(ObjectWriter):
         except NotFoundError as exc:
             raise NotFoundError(f"revision {revision[:12]} is not in the content store") from exc
         manifest = Manifest.from_bytes(data, where=f"revision {revision[:12]}")
-        if len(self._manifests) >= 64:
+        # Bounded by the entries kept, not the manifests: a thousand small components
+        # (a pipeline's plan) stay, a few huge revisions do not pile up.
+        self._manifest_entries += len(manifest.entries)
+        if self._manifest_entries > _MANIFEST_ENTRIES:
             self._manifests.clear()
+            self._manifest_entries = len(manifest.entries)
         self._manifests[revision] = manifest
         return manifest
 

@@ -174,8 +174,19 @@ def load_pipeline(
         known = defined_pipelines(root)
         hint = did_you_mean(name, known, "defined pipelines") if known else ""
         raise NotFoundError(f"no pipeline '{name}' ({PIPELINES_DIR}/{name}.yaml){hint}")
-    spec = _checked(load_yaml_file(path, cache_dir=cache_dir))
-    return spec, digest_bytes(path.read_bytes())
+    digest = digest_bytes(path.read_bytes())
+    spec = _SPECS.get((str(path), digest))
+    if spec is None:
+        spec = _checked(load_yaml_file(path, cache_dir=cache_dir))
+        if len(_SPECS) >= 16:
+            _SPECS.clear()
+        _SPECS[(str(path), digest)] = spec
+    return spec, digest
+
+
+# Checked pipelines by file and content digest: a process that plans again (a server,
+# the Python API, a watcher) does not parse and check an unchanged file again.
+_SPECS: dict[tuple[str, str], PipelineSpec] = {}
 
 
 def _checked(doc: YamlDocument) -> PipelineSpec:
@@ -261,12 +272,18 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
             )
         by_id[ref.component_id] = str(ref)
     state = session.state()
-    retired = {r.component for r in state.components() if r.status is ComponentStatus.RETIRED}
+    records = {r.component: r for r in state.components()}
     for ref in refs.values():
-        if str(ref) in retired:
+        record = records.get(str(ref))
+        if record is not None and record.status is ComponentStatus.RETIRED:
             _refuse_retired(session, name, ref)
+    first = stage == session.stage_names[0]
     candidates: dict[str, tuple[str, ComponentRef]] = {}
     for member, ref in refs.items():
+        record = records.get(str(ref))
+        if first and record is not None and record.latest_revision is not None:
+            candidates[member] = (record.latest_revision, ref)  # read once, above
+            continue
         try:
             candidates[member] = promotion._candidate(ref, stage, None)
         except LockgateError as exc:
