@@ -42,7 +42,8 @@ Records that cross the boundary
     :class:`EventFilter`, :class:`Pointer`, :class:`PointerChange`, :class:`Approval`,
     :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
     :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
-    optional :class:`StateImport` capability, what ``state migrate`` writes through);
+    optional :class:`StateImport` capability, what ``state migrate`` writes through, and
+    :class:`IntentLog`, closed intents too, what it reads);
     operations: :class:`StageResult`, :class:`SyncResult`.
 
 Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
@@ -172,6 +173,7 @@ if TYPE_CHECKING:
         ComponentRecord,
         EventFilter,
         Intent,
+        IntentLog,
         Pointer,
         PointerChange,
         RevisionRecord,
@@ -270,6 +272,7 @@ __all__ = [
     "Flushable",
     "InputError",
     "Intent",
+    "IntentLog",
     "Issue",
     "LinkMode",
     "LocalFiles",
@@ -402,6 +405,7 @@ _EXPORTS: dict[str, str] = {
     "ingest_file": "lockgate.core.content",
     "materialize_files": "lockgate.core.content",
     "Intent": "lockgate.contracts.state",
+    "IntentLog": "lockgate.contracts.state",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",

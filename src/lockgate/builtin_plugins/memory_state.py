@@ -221,6 +221,10 @@ class MemoryStateStore:
     def open_intents(self) -> list[Intent]:
         return [i for i in self._intents.values() if i.state == "open"]
 
+    def intents(self) -> list[Intent]:
+        """``IntentLog``: every intent, closed ones too."""
+        return sorted(self._intents.values(), key=lambda i: (i.created_at, i.id))
+
     # ------------------------------------------------------------------ audit log
 
     def append_event(self, event: AuditEvent) -> int:

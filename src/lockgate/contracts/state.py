@@ -24,6 +24,7 @@ __all__ = [
     "ComponentRecord",
     "EventFilter",
     "Intent",
+    "IntentLog",
     "Pointer",
     "PointerChange",
     "RevisionRecord",
@@ -35,6 +36,7 @@ __all__ = [
     "generation_conflict",
     "status_conflict",
     "store_importer",
+    "store_intent_log",
 ]
 
 
@@ -470,3 +472,19 @@ class StateImport(Protocol):
 def store_importer(store: object) -> StateImport | None:
     """``store`` when it offers :class:`StateImport`, else None."""
     return store if callable(getattr(store, "import_snapshot", None)) else None  # type: ignore[return-value]
+
+
+class IntentLog(Protocol):
+    """Optional capability of a state store: every intent it recorded, open and closed.
+
+    ``open_intents`` is what recovery needs; a closed intent says which operations ran
+    to the end and which were undone, which ``lockgate state migrate`` copies with the rest.
+    """
+
+    def intents(self) -> list[Intent]:
+        """Every intent, closed ones with their state, by ``created_at`` then ``id``."""
+
+
+def store_intent_log(store: object) -> IntentLog | None:
+    """``store`` when it offers :class:`IntentLog`, else None."""
+    return store if callable(getattr(store, "intents", None)) else None  # type: ignore[return-value]
