@@ -14,6 +14,8 @@ a write is one transaction, so an interrupted one left nothing behind.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -131,6 +133,15 @@ def admin_connection(settings: PostgresSettings) -> Iterator[psycopg.Connection[
             yield conn
 
 
+@functools.cache
+def _quiet_pool_log() -> None:
+    """Give ``psycopg.pool``'s logger a handler of its own, as a library should: without
+    one, Python prints its warnings (a connection the pool retries, such as the server's
+    "too many clients") on stderr as raw lines beside lockgate's one-line errors. An
+    application that configures logging still receives them (they propagate)."""
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+
+
 class Database:
     """One project's view of the database: a pool of connections set to it."""
 
@@ -148,6 +159,7 @@ class Database:
                 # The session every pooled connection gets, tried once here: a login that
                 # may not become the role is told so, not left to the pool's retries.
                 self._configure(conn)
+            _quiet_pool_log()
             pool = ConnectionPool(
                 self.dsn,
                 min_size=1,
