@@ -75,6 +75,7 @@ class PostgresStateStore:
         return self.db.project
 
     def close(self) -> None:
+        self._locks.close()
         self.db.close()
 
     def import_snapshot(self, snapshot: StateSnapshot) -> None:
