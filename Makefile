@@ -9,7 +9,7 @@ EXAMPLES := $(wildcard example_plugins/*/pyproject.toml)
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo demo-team test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml $(EXAMPLES) $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml $(EXAMPLES) $(PLUGINS)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# The same story on the postgres stores, in a database of its own on the server PG names
+# (default host=127.0.0.1 port=5432 user=postgres), dropped at the end; exit 2, one line,
+# when no server is reachable. docs/team.md
+demo-team: $(STAMP)
+	$(PY) scripts/demo.py --postgres $(if $(PG),--pg-server "$(PG)")
 
 test: lint typecheck unit
 

@@ -5,6 +5,7 @@ Run from the repository root with the project's virtualenv::
     .venv/bin/python benchmarks/state_scale.py                      # 100k / 1M (about 1 min)
     .venv/bin/python benchmarks/state_scale.py --components 10000 --events 100000
     .venv/bin/python benchmarks/state_scale.py --project /tmp/big   # build once, keep, reuse
+    .venv/bin/python benchmarks/state_scale.py --store postgres     # and beside PostgreSQL
 
 What it builds, in a fresh project (``init_project``) in a temporary directory:
 ``SqliteStateStore(path)`` creates ``.lockgate/state.db`` with the real schema and
@@ -34,6 +35,14 @@ fetched as tuples; "x SQL" is the ratio. For context, the same through whole CLI
 processes (``python -m lockgate -C PROJ ...``, median of ``--cli-runs``, default 7; these
 include interpreter start-up and plugin loading). Every SELECT each in-process call
 issues is printed with its EXPLAIN QUERY PLAN and the indexes it uses.
+
+``--store postgres`` (a server at ``--pg-server``, a libpq string without ``dbname``;
+default 127.0.0.1:5432 as ``postgres``) also copies the same history into the
+``postgres`` state store, in a database of the run's own dropped at the end
+(benchmarks/_state_scale_pg.py), and times the same calls on it through a project that
+selects it, each beside the SELECTs it issued run as raw SQL on the same server (the
+floor), and beside the SQLite figures of the same run: median and p95 of each, PASS for a
+p95 under 100 ms, and the ratio PostgreSQL / SQLite.
 """
 
 from __future__ import annotations
@@ -70,6 +79,8 @@ from lockgate.operations import reports
 from lockgate.operations.init import init_project
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": ",".join(example_plugins())}
+# With --store postgres: the same, but the postgres plugin loads.
+PG_ENV = {"LOCKGATE_DISABLE_PLUGINS": ",".join(p for p in example_plugins() if p != "postgres")}
 LIMIT_MS = 100.0
 FIRST_STAGE, PRODUCTION = "staging", "production"
 START = dt.datetime(2025, 11, 23, tzinfo=dt.timezone.utc)
@@ -410,10 +421,15 @@ def ms(value: float) -> str:
     return f"{value:.2f}" if value < 1 else f"{value:.1f}"
 
 
+def p95(times: list[float]) -> float:
+    """The 95th percentile (interpolated; the largest of fewer than two)."""
+    return statistics.quantiles(times, n=20)[18] if len(times) > 1 else max(times)
+
+
 def paired_ms(
     call: Callable[[], object], peer: Callable[[], object], runs: int
-) -> tuple[float, float, float, float]:
-    """(first, median, min) of ``call`` and the median of ``peer``, in ms.
+) -> tuple[float, float, float, float, float, float]:
+    """(first, median, min, p95) of ``call`` and the median and p95 of ``peer``, in ms.
 
     The first call warms the caches and is not in the median; then each round times
     ``call`` and ``peer`` one after the other, so load on the machine hits both alike.
@@ -431,7 +447,14 @@ def paired_ms(
         t2 = time.perf_counter()
         times.append((t1 - t0) * 1000)
         peer_times.append((t2 - t1) * 1000)
-    return first, statistics.median(times), min(times), statistics.median(peer_times)
+    return (
+        first,
+        statistics.median(times),
+        min(times),
+        p95(times),
+        statistics.median(peer_times),
+        p95(peer_times),
+    )
 
 
 def traced(db: sqlite3.Connection, call: Callable[[], object]) -> list[str]:
@@ -481,7 +504,36 @@ def cli_ms(argv: list[str], runs: int) -> tuple[float, Any]:
     return statistics.median(times[1:]), out  # the first run warms the caches
 
 
-def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
+Case = tuple[str, Callable[[], Any], Callable[[Any], "int | str"]]
+
+
+def report_cases(session: Session, ref: str, mid: str, end: str) -> list[Case]:
+    """The calls timed on each store: summary, statistics, a history, live_at twice."""
+    state = session.state()
+
+    def no_rows(_: object) -> str:
+        return "-"
+
+    return [
+        ("reports.summary(project)", lambda: reports.summary(session), no_rows),
+        ("reports.statistics(project)", lambda: reports.statistics(session), no_rows),
+        (
+            f"state.events(EventFilter(component={ref!r}))",
+            lambda: state.events(EventFilter(component=ref)),
+            len,
+        ),
+        (f"state.live_at('production', {mid[:19]!r})", lambda: state.live_at(PRODUCTION, mid), len),
+        (
+            f"state.live_at('production', {end[:19]!r}) (end)",
+            lambda: state.live_at(PRODUCTION, end),
+            len,
+        ),
+    ]
+
+
+def measure(
+    root: Path, runs: int, cli_runs: int, verify: bool, postgres: str | None = None
+) -> None:
     project = Project.open(root, environ=ENV)
     session = Session(project)  # one unit of work: settles once, as a command would
     state = session.state()
@@ -499,24 +551,7 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
         f"pointer moves; history of {ref}; live_at {mid}\n"
     )
 
-    def no_rows(_: object) -> str:
-        return "-"
-
-    cases: list[tuple[str, Callable[[], Any], Callable[[Any], int | str]]] = [
-        ("reports.summary(project)", lambda: reports.summary(session), no_rows),
-        ("reports.statistics(project)", lambda: reports.statistics(session), no_rows),
-        (
-            f"state.events(EventFilter(component={ref!r}))",
-            lambda: state.events(EventFilter(component=ref)),
-            len,
-        ),
-        (f"state.live_at('production', {mid[:19]!r})", lambda: state.live_at(PRODUCTION, mid), len),
-        (
-            f"state.live_at('production', {end[:19]!r}) (end)",
-            lambda: state.live_at(PRODUCTION, end),
-            len,
-        ),
-    ]
+    cases = report_cases(session, ref, mid, end)
     # The peer: the very SELECTs each call issues (traced, values bound), run on a plain
     # read-only connection and fetched as tuples: the floor for the same answer.
     plain = sqlite3.connect(f"file:{root / '.lockgate' / 'state.db'}?mode=ro", uri=True)
@@ -529,8 +564,8 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
             for sql in sqls:
                 plain.execute(sql).fetchall()
 
-        first, median, fastest, floor = paired_ms(call, peer, runs)
-        results.append((label, count(call()), first, median, fastest, floor))
+        first, median, fastest, high, floor, _ = paired_ms(call, peer, runs)
+        results.append((label, count(call()), first, median, fastest, floor, high))
     plain.close()
     cli_cases = [
         ("lockgate summary --json", ["summary", "--json"]),
@@ -557,7 +592,7 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
         f"{'min ms':>7}  {'SQL ms':>6}  {'x SQL':>5}  result"
     )
     print(f"{'-' * width}  -----  --------  ---------  -------  ------  -----  ------")
-    for label, rows, first, median, fastest, floor in results:
+    for label, rows, first, median, fastest, floor, _ in results:
         verdict = "PASS" if median < LIMIT_MS else "FAIL"
         print(
             f"{label:<{width}}  {rows:>5}  {ms(first):>8}  {ms(median):>9}  {ms(fastest):>7}  "
@@ -593,6 +628,83 @@ def measure(root: Path, runs: int, cli_runs: int, verify: bool) -> None:
         if not report.ok:
             raise SystemExit(1)
     project.close()
+    if postgres is not None:
+        beside_postgres(root, postgres, runs, (ref, mid, end), results, verify)
+
+
+def beside_postgres(
+    root: Path,
+    server: str,
+    runs: int,
+    where: tuple[str, str, str],
+    sqlite: list[Any],
+    verify: bool,
+) -> None:
+    """The same calls on the ``postgres`` store, beside raw SQL and the SQLite figures."""
+    import _state_scale_pg as pg
+
+    with pg.scratch_database(server) as dsn:
+        pg.load(root / ".lockgate" / "state.db", dsn)
+        pg_root = pg.project_on(root.parent / "proj-pg", dsn)
+        project = Project.open(pg_root, environ=PG_ENV)
+        session = Session(project)
+        tracer = pg.Tracer(dsn, "lockgate_app")
+        try:
+            cases = report_cases(session, *where)
+            plans, rows_out = [], []
+            for (label, call, count), mine in zip(cases, sqlite, strict=True):
+                statements = tracer.statements(call)
+                _, median, _, high, floor, floor_high = paired_ms(
+                    call, tracer.peer(statements), runs
+                )
+                rows = count(call())
+                if rows != mine[1]:
+                    raise SystemExit(f"{label}: {rows} rows on PostgreSQL, {mine[1]} on SQLite")
+                verdict = "PASS" if high < LIMIT_MS else "FAIL"
+                rows_out.append(
+                    (label, rows, mine[3], mine[6], median, high, floor, floor_high, verdict)
+                )
+                plans.append((label, tracer.explain(statements)))
+            if verify:
+                t0 = time.perf_counter()
+                report = reports.audit_verify(session)
+                verified = f"{'intact' if report.ok else 'BROKEN'}, {report.events:,} events"
+                verified += f" in {time.perf_counter() - t0:.1f} s"
+            else:
+                verified = "skipped"
+        finally:
+            tracer.close()
+            project.close()
+    print(
+        f"\nPostgreSQL ({server}), the same state, the same calls: {runs} rounds after 1 "
+        "warm-up, in-process, warm cache; ms"
+    )
+    width = max(len(r[0]) for r in rows_out)
+    print(
+        f"{'in-process call':<{width}}  {'rows':>5}  {'sqlite med':>10}  {'sqlite p95':>10}  "
+        f"{'pg med':>7}  {'pg p95':>7}  {'pg SQL med':>10}  {'pg SQL p95':>10}  "
+        f"{'pg/sqlite':>9}  {'x SQL':>5}  result"
+    )
+    print(
+        f"{'-' * width}  -----  ----------  ----------  -------  -------  ----------  "
+        "----------  ---------  -----  ------"
+    )
+    for label, rows, s_med, s_high, median, high, floor, floor_high, verdict in rows_out:
+        print(
+            f"{label:<{width}}  {rows:>5}  {ms(s_med):>10}  {ms(s_high):>10}  {ms(median):>7}  "
+            f"{ms(high):>7}  {ms(floor):>10}  {ms(floor_high):>10}  {median / s_med:>9.1f}  "
+            f"{median / floor:>5.1f}  {verdict}"
+        )
+    print(
+        f"\n(PASS: p95 under {LIMIT_MS:g} ms on PostgreSQL. pg SQL: the SELECTs each call sent, "
+        "run on a plain\nconnection to the same server with the same session settings, timed "
+        "in the same rounds.)"
+    )
+    print(f"audit verify on PostgreSQL: {verified}")
+    print("\nPostgreSQL plans (EXPLAIN of every SELECT each call sends):")
+    for label, lines in plans[:-1]:
+        print(f"\n{label}")
+        print("\n".join(lines))
 
 
 def main() -> None:
@@ -609,6 +721,17 @@ def main() -> None:
         "--project", type=Path, help="build here and keep it (reused if it already has a state)"
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the full chain check")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: also on the postgres state store, beside raw SQL and SQLite",
+    )
+    parser.add_argument(
+        "--pg-server",
+        default="host=127.0.0.1 port=5432 user=postgres",
+        help="with --store postgres: the server (a libpq string without dbname)",
+    )
     args = parser.parse_args()
     if args.components < 20 or args.runs < 1 or args.cli_runs < 1:
         parser.error("--components must be at least 20, --runs and --cli-runs at least 1")
@@ -624,7 +747,8 @@ def main() -> None:
             print(f"reusing {root}")
         else:
             build_project(root, args.components, args.events, production, args.seed)
-        measure(root, args.runs, args.cli_runs, verify=not args.no_verify)
+        postgres = args.pg_server if args.store == "postgres" else None
+        measure(root, args.runs, args.cli_runs, verify=not args.no_verify, postgres=postgres)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

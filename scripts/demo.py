@@ -2,20 +2,32 @@
 
 Each step prints the command it runs and what lockgate answered; the demo stops with a
 non-zero exit at the first step whose exit code is not the one the story expects.
+
+`make demo-team` (``scripts/demo.py --postgres [--pg-server DSN]``) tells the same story
+with the project's state and objects in PostgreSQL (the ``postgres`` stores of
+plugins/lockgate-postgres), in a database of its own that it drops at the end, and ends
+with a second checkout of the project, as another runner's host, sharing the history.
+Without a reachable server it says so in one line and exits 2. `make demo` needs no server.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
+import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 BIN = Path(sys.executable).parent / "lockgate"
+PG_SERVER = "host=127.0.0.1 port=5432 user=postgres"
 
 
 def say(text: str) -> None:
@@ -57,13 +69,71 @@ def show_tree(directory: Path) -> None:
         print(f"      {', '.join(files)}")
 
 
+@contextlib.contextmanager
+def postgres_database(server: str) -> Iterator[str]:
+    """A database of the demo's own on ``server`` (libpq, no dbname), dropped at the end;
+    one line and exit 2 when there is no server to use."""
+    try:
+        import lockgate_postgres  # noqa: F401 - the stores the team demo selects
+        import psycopg
+        from psycopg import sql
+    except ImportError as exc:
+        sys.exit(f"demo-team: {exc.name} is not installed; run 'make .venv/.installed' first")
+    name = f"lockgate_demo_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(f"{server} dbname=postgres", autocommit=True, connect_timeout=5) as c:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        problem = " ".join(str(exc).split())
+        print(
+            f"demo-team: no PostgreSQL server to use at '{server}' ({problem}); start one "
+            "(docs/team.md, 'A development server') or name it: make demo-team PG='host=... "
+            "user=...'",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    try:
+        yield f"{server} dbname={name}"
+    finally:
+        with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def use_postgres(root: Path, dsn: str) -> None:
+    """Select the postgres state and content stores in the project's lockgate.yaml."""
+    config = root / "lockgate.yaml"
+    text = config.read_text()
+    stores = "state:\n  store: postgres\ncontent:\n  store: postgres\n\n"
+    settings = f"  postgres:\n    dsn: {json.dumps(dsn)}\n    project: demo\n"
+    text = text.replace("plugins:\n  disable: []\n", f"{stores}plugins:\n  disable: []\n{settings}")
+    if settings not in text:
+        sys.exit("demo-team: lockgate init's starter configuration changed; update the demo")
+    config.write_text(text)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres", action="store_true", help="the story on PostgreSQL")
+    parser.add_argument("--pg-server", default=PG_SERVER, help="libpq string, no dbname")
+    args = parser.parse_args()
+    if not args.postgres:
+        story(None)
+        return
+    with postgres_database(args.pg_server) as dsn:
+        story(dsn)
+
+
+def story(dsn: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="lockgate-demo-") as tmp:
         root = Path(tmp) / "demo"
         root.mkdir()
         say("Create a project: lockgate.yaml, workspaces/, .lockgate/")
         run("init", cwd=root)
         run("init", cwd=root)  # idempotent: keeps everything
+        if dsn is not None:
+            say("The team's set-up: state and objects in PostgreSQL (plugins.postgres)")
+            use_postgres(root, dsn)
+            run("config", "validate", cwd=root)
 
         say("Which plugins are there, and what do they do?")
         run("plugins", cwd=root)
@@ -226,7 +296,23 @@ def main() -> None:
 
         say("Metrics, contributed by plugins and attributed to each")
         run("metrics", cwd=root)
+        if dsn is not None:
+            another_host(root, Path(tmp) / "host-b")
     print("\ndemo: done")
+
+
+def another_host(root: Path, other: Path) -> None:
+    """A second checkout of the project, as another runner's host: same database, same
+    objects, its own stage directories."""
+    say("Another runner's host: a second checkout sharing the history, lock and objects")
+    other.mkdir()
+    (other / "lockgate.yaml").write_text((root / "lockgate.yaml").read_text())
+    run("history", "alice:preprocess", cwd=other)
+    run("promote", "etl", "--to", "staging", cwd=other)  # already current: nothing to do
+    run("rollback", "etl", "--stage", "staging", "--to", "none", "--reason", "demo", cwd=other)
+    run("unlock", cwd=other)
+    run("log", "-n", "3", cwd=root)
+    run("audit", "verify", cwd=root)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ Importable (tests/test_crash.py runs :func:`run_harness`) and runnable as a scri
 long run::
 
     .venv/bin/python tests/crash_harness.py --kills 2000 --seed 1
+    .venv/bin/python tests/crash_harness.py --kills 300 --store postgres   # a server at hand
 
 How it works (details and results: docs/reliability.md):
 
 * a temporary project with a few small components is prepared, promoted up the ladder
-  and given some history;
+  and given some history; its state store is ``sqlite``, or with ``--store postgres``
+  the ``postgres`` store, in a database the harness creates on the server
+  (``--pg-server``, a libpq string without ``dbname``) and drops afterwards;
 * a *zygote* process imports lockgate once and forks one *runner* per kill; the runner
   opens the project (which settles open intents), then performs a random sequence of
   operations in a loop — edit a file and stage it, promote (to a random stage, sometimes
@@ -123,9 +126,12 @@ def component_dir(root: Path, ref: str) -> Path:
     return root / "workspaces" / workspace / "builders" / component_id
 
 
-def create_project(root: Path) -> None:
-    """A small project: three components, each promoted some way up, with history."""
+def create_project(root: Path, postgres: PostgresPlace | None = None) -> None:
+    """A small project: three components, each promoted some way up, with history (its
+    state in ``postgres`` when given)."""
     init_project(root)
+    if postgres is not None:
+        use_postgres(root, postgres)
     for ref in COMPONENTS:
         directory = component_dir(root, ref)
         directory.mkdir(parents=True)
@@ -146,6 +152,45 @@ def create_project(root: Path) -> None:
             promoter.promote(ref, to=project.stage_names[0])
     finally:
         project.close()
+
+
+@dataclass(frozen=True)
+class PostgresPlace:
+    """Where the ``postgres`` state store keeps the harness's project."""
+
+    dsn: str  # with dbname
+    project: str
+
+
+def use_postgres(root: Path, place: PostgresPlace) -> None:
+    """Switch the project's state store to ``postgres`` (content stays ``local``)."""
+    config = root / "lockgate.yaml"
+    text = config.read_text(encoding="utf-8")
+    settings = (
+        f"  postgres:\n    dsn: {json.dumps(place.dsn)}\n    project: {place.project}\n"
+        "    pool_size: 2\n"
+    )
+    text = text.replace("plugins:\n  disable: []\n", "plugins:\n  disable: []\n" + settings)
+    assert settings in text, "lockgate init's starter configuration changed"
+    config.write_text(text + "state:\n  store: postgres\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def postgres_database(server: str) -> Iterator[PostgresPlace]:
+    """A database of the harness's own on ``server`` (libpq, no dbname), dropped after."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"lockgate_crash_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield PostgresPlace(f"{server} dbname={name}", "crash-harness")
+    finally:
+        with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --------------------------------------------------------------------------- the runner
@@ -450,6 +495,11 @@ def import_lockgate() -> None:
     for module in pkgutil.walk_packages(lockgate.__path__, "lockgate."):
         if module.name.startswith(("lockgate.core.", "lockgate.builtin_plugins.")):
             importlib.import_module(module.name)
+    with contextlib.suppress(ImportError):  # the postgres stores, when installed
+        import lockgate_postgres
+
+        for module in pkgutil.walk_packages(lockgate_postgres.__path__, "lockgate_postgres."):
+            importlib.import_module(module.name)
 
 
 def zygote_main(root: Path) -> int:
@@ -593,7 +643,7 @@ def inspect_project(root: Path, since_seq: int, *, thorough: bool = False) -> di
     """Open ``root`` with a NEW project object (settling intents); report what it finds.
 
     Plain data (JSON-able), so a fresh interpreter can run it: ``--check ROOT``.
-    ``thorough`` adds an SQLite integrity check of the state database.
+    ``thorough`` adds an SQLite integrity check of the state database (when it is one).
     """
     problems: list[tuple[str, str]] = []
     project = open_project(root)
@@ -681,7 +731,7 @@ def inspect_project(root: Path, since_seq: int, *, thorough: bool = False) -> di
                 pass
         except LockedError as exc:
             problems.append(("lock-held", exc.message))
-        if thorough:
+        if thorough and project.config.state.store == "sqlite":
             db = sqlite3.connect(project.state_dir / "state.db")
             try:
                 verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
@@ -751,6 +801,7 @@ class HarnessConfig:
     failpoint_timeout: float = 30.0
     tolerate: frozenset[str] = frozenset()  # violation kinds counted but not failing
     cli_checks: bool = True
+    postgres: PostgresPlace | None = None  # None: the sqlite state store
     progress: Callable[[str], None] | None = None
 
 
@@ -769,6 +820,7 @@ class Summary:
     """What a run did and found."""
 
     seed: int
+    store: str = "sqlite"
     kills: int = 0
     wall: float = 0.0
     kinds: Counter[str] = field(default_factory=Counter)
@@ -805,6 +857,7 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
+            "state_store": self.store,
             "kills": self.kills,
             "wall_seconds": round(self.wall, 1),
             "kinds": dict(sorted(self.kinds.items())),
@@ -835,7 +888,8 @@ class Summary:
     def report(self) -> str:
         """The human summary the script prints."""
         lines = [
-            f"crash harness: seed {self.seed}, {self.kills} kills in {self.wall:.1f} s "
+            f"crash harness ({self.store} state store): seed {self.seed}, "
+            f"{self.kills} kills in {self.wall:.1f} s "
             f"({1000 * self.wall / max(1, self.kills):.0f} ms per kill); "
             f"{self.spawned} runners were fresh interpreters",
             f"checks: {self.checks} ({self.fresh_checks} in a fresh interpreter); "
@@ -932,7 +986,11 @@ class Harness:
         self.errors = workdir / "errors.log"
         self.stderr = workdir / "runner-stderr.log"
         self.rng = random.Random(config.seed)
-        self.summary = Summary(seed=config.seed, tolerated=config.tolerate)
+        self.summary = Summary(
+            seed=config.seed,
+            store="sqlite" if config.postgres is None else "postgres",
+            tolerated=config.tolerate,
+        )
         self.pending: dict[str, Pending] = {}
         self.last_seq = 0
         self.errors_seen = 0
@@ -946,7 +1004,7 @@ class Harness:
 
     def run(self) -> Summary:
         start = time.monotonic()
-        create_project(self.root)
+        create_project(self.root, self.config.postgres)
         baseline = inspect_project(self.root, 0, thorough=True)
         for kind, detail in baseline["problems"]:
             self.summary.add_violation(kind, 0, detail)
@@ -1266,6 +1324,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerate", action="append", default=[], help="violation kind")
     parser.add_argument("--json", type=Path, help="write the summary here as JSON")
     parser.add_argument("--no-cli", action="store_true", help="skip the final CLI checks")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--pg-server",
+        default=os.environ.get(
+            "LOCKGATE_POSTGRES_TEST_DSN", "host=127.0.0.1 port=5432 user=postgres"
+        ),
+        help="with --store postgres: the server, a libpq string without dbname",
+    )
     # Internal modes, used by the harness itself.
     parser.add_argument("--zygote", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -1280,7 +1346,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check is not None:
         print(json.dumps(inspect_project(args.check, args.since, thorough=True)))
         return 0
+    if args.store == "postgres":
+        with postgres_database(args.pg_server) as place:
+            return _run_main(args, place)
+    return _run_main(args, None)
+
+
+def _run_main(args: argparse.Namespace, postgres: PostgresPlace | None) -> int:
     config = HarnessConfig(
+        postgres=postgres,
         kills=args.kills,
         seed=args.seed,
         workdir=args.workdir,

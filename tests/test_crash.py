@@ -1,8 +1,11 @@
 """Crash safety: SIGKILL lockgate at random moments and at every named failpoint.
 
 The harness (tests/crash_harness.py, docs/reliability.md) runs ``LOCKGATE_CRASH_KILLS``
-kills (default 200) with seed ``LOCKGATE_CRASH_SEED``; the small tests below pin the
-documented outcome of each failpoint.
+kills (default 200) with seed ``LOCKGATE_CRASH_SEED``, and ``LOCKGATE_CRASH_PG_KILLS``
+(default 30) against the ``postgres`` state store on the server at 127.0.0.1:5432 (or
+``LOCKGATE_POSTGRES_TEST_DSN``; skipped without one, failed when
+``LOCKGATE_REQUIRE_SERVICES=1``); the small tests below pin the documented outcome of each
+failpoint.
 """
 
 from __future__ import annotations
@@ -28,16 +31,22 @@ from crash_harness import (
     inspect_project,
     open_project,
     peek_intents,
+    postgres_database,
     run_harness,
 )
 from lockgate.core.session import Session
 from lockgate.operations.promote import Promoter
 from lockgate.operations.recover import settle as recover_settle
 from lockgate.operations.stage import Stager
+from lockgate.testing import REQUIRE_SERVICES, require_tcp_service, services_required
 
 # Read at import: the autouse fixture in conftest.py clears LOCKGATE_* before each test.
 KILLS = int(os.environ.get("LOCKGATE_CRASH_KILLS", "200"))
 SEED = int(os.environ.get("LOCKGATE_CRASH_SEED", "20240611"))
+PG_KILLS = int(os.environ.get("LOCKGATE_CRASH_PG_KILLS", "30"))
+PG_EXPLICIT = os.environ.get("LOCKGATE_POSTGRES_TEST_DSN")
+PG_SERVER = PG_EXPLICIT or "host=127.0.0.1 port=5432 user=postgres"
+SERVICES_REQUIRED = services_required()
 
 # Known source bugs (docs/reliability.md, "Findings"); each has a strict xfail test below,
 # which fails the day the bug is fixed: then drop it from this set.
@@ -87,6 +96,36 @@ def test_crash_harness_kills_and_recovers(tmp_path: Path) -> None:
     for failpoint in SWITCH_FAILPOINTS:
         outcomes = set(summary.outcomes.get(failpoint, {}))
         assert outcomes <= {expected_outcome(failpoint)}, report
+
+
+def test_crash_harness_on_the_postgres_state_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("lockgate_postgres", reason="lockgate-postgres is not installed")
+    if SERVICES_REQUIRED:  # the autouse fixture cleared it; the skip must still fail
+        monkeypatch.setenv(REQUIRE_SERVICES, "1")
+    if PG_EXPLICIT is None:
+        require_tcp_service("PostgreSQL", "127.0.0.1", 5432)
+    with postgres_database(PG_SERVER) as place:
+        summary = run_harness(
+            HarnessConfig(
+                kills=PG_KILLS,
+                seed=SEED,
+                workdir=tmp_path / "crash",
+                tolerate=KNOWN_BUGS,
+                postgres=place,
+                check_every=10,
+                spawn_every=15,
+            )
+        )
+    report = summary.report()
+    assert summary.ok, report
+    assert summary.store == "postgres" and summary.kills == PG_KILLS, report
+    assert summary.events > PG_KILLS, report
+    # the history was in PostgreSQL: no SQLite state was ever created
+    assert not (tmp_path / "crash" / "project" / ".lockgate" / "state.db").exists()
+    for failpoint in SWITCH_FAILPOINTS:
+        assert set(summary.outcomes.get(failpoint, {})) <= {expected_outcome(failpoint)}, report
 
 
 # --------------------------------------------------------------------------- one failpoint each

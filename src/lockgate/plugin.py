@@ -44,6 +44,7 @@ Records that cross the boundary
     :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
     :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
     optional :class:`StateImport` capability, what ``state migrate`` writes through, and
+    :class:`IntentLog`, closed intents too, what it reads, and
     :class:`ValidationResults`, where gates keep validators' verdicts);
     operations: :class:`StageResult`, :class:`SyncResult`.
 
@@ -177,6 +178,7 @@ if TYPE_CHECKING:
         ComponentRecord,
         EventFilter,
         Intent,
+        IntentLog,
         Pointer,
         PointerChange,
         RevisionRecord,
@@ -279,6 +281,7 @@ __all__ = [
     "GroupSwitch",
     "InputError",
     "Intent",
+    "IntentLog",
     "Issue",
     "LinkMode",
     "LocalFiles",
@@ -415,6 +418,7 @@ _EXPORTS: dict[str, str] = {
     "ingest_file": "lockgate.core.content",
     "materialize_files": "lockgate.core.content",
     "Intent": "lockgate.contracts.state",
+    "IntentLog": "lockgate.contracts.state",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",

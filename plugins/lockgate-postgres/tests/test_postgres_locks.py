@@ -121,3 +121,51 @@ def test_a_write_after_the_lock_was_lost_is_refused(store: PostgresStateStore, p
             store.append_event(AuditEvent(AT, "ann", "note"))
         assert "was lost" in raised.value.message
     assert store.counts().events == 0
+
+
+def _lock_pid(store: PostgresStateStore) -> int:
+    with store.db.conn() as conn:
+        row = conn.execute("SELECT backend_pid FROM lock_owners").fetchone()
+    assert row is not None
+    return int(row["backend_pid"])
+
+
+def _terminate(dsn: str, pids: list[int]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+        ).fetchone():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_the_next_lock_reuses_the_released_connection_and_replaces_a_dead_one(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    with _take(store, 5):  # type: ignore[attr-defined]
+        first = _lock_pid(store)
+    with _take(store, 5):  # type: ignore[attr-defined]
+        assert _lock_pid(store) == first  # the spare: no new connection
+    _terminate(pg_dsn, [first])  # the spare dies while idle (a restart, an administrator)
+    with _take(store, 5) as granted:  # type: ignore[attr-defined]
+        assert _lock_pid(store) != first
+        assert store.holder("operation") == granted
+        store.append_event(AuditEvent(AT, "ann", "note"))  # the lock is really held
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:  # the spare holds no lock
+        held = admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert held.fetchone() == (0,)
+
+
+def test_a_pooled_connection_idle_for_a_while_is_checked_before_use(
+    store: PostgresStateStore, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockgate_postgres import db
+
+    monkeypatch.setattr(db, "FRESH_SECONDS", 0.0)  # every connection counts as idle
+    with store.db.conn() as conn:
+        pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]  # type: ignore[index]
+    _terminate(pg_dsn, [pid])
+    assert store.counts().events == 0  # the pool's check replaced the dead connection

@@ -222,6 +222,10 @@ class MemoryStateStore:
     def open_intents(self) -> list[Intent]:
         return [i for i in self._intents.values() if i.state == "open"]
 
+    def intents(self) -> list[Intent]:
+        """``IntentLog``: every intent, closed ones too."""
+        return sorted(self._intents.values(), key=lambda i: (i.created_at, i.id))
+
     # ------------------------------------------------------------------ audit log
 
     def validation_results(self, revision: str) -> dict[str, str]:

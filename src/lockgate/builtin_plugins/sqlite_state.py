@@ -434,7 +434,14 @@ class SqliteStateStore:
             db.execute("UPDATE intents SET state = ? WHERE id = ?", (state, intent_id))
 
     def open_intents(self) -> list[Intent]:
-        rows = self._db.execute("SELECT * FROM intents WHERE state = 'open' ORDER BY created_at")
+        return self._intents("WHERE state = 'open' ORDER BY created_at")
+
+    def intents(self) -> list[Intent]:
+        """``IntentLog``: every intent, closed ones too (what ``state migrate`` copies)."""
+        return self._intents("ORDER BY created_at, id")
+
+    def _intents(self, where: str) -> list[Intent]:
+        rows = self._db.execute(f"SELECT * FROM intents {where}")
         return [
             Intent(
                 id=r["id"],

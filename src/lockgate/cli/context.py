@@ -109,6 +109,15 @@ class AppContext:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             self.warn(None, f"{problems[0]}{more}; see 'lockgate plugins'")
 
+    def close(self) -> None:
+        """Release what the opened project holds (database connections). A command-line
+        process simply exits; ``lockgate.testing.run_cli`` runs many commands in one
+        process and calls this after each."""
+        for project in {id(p): p for p in self._projects.values()}.values():
+            project.close()
+        self._projects.clear()
+        self._session = None
+
     def session(self) -> Session:
         """The command's unit of work over the project (opened on first use)."""
         from lockgate.core.session import Session

@@ -28,12 +28,13 @@ def command() -> None:
 def migrate(ctx: click.Context, to: str, content: str | None, json_flag: bool) -> None:
     """Copy the project's state (and objects) into another store, checked.
 
-    Every component, revision, pointer and its history, approval, open intent and the
-    audit chain (hashes unchanged) go into STORE in one transaction, while the project
-    is locked; STORE must be empty. The copy's chain is verified and every answer compared
-    with the original's. Nothing in the project's own store changes: switch state.store
-    (and content.store) in lockgate.yaml afterwards. Exit 3 when STORE cannot take a
-    history, 2 when it is the project's own store.
+    Every component, revision, pointer and its history, approval, intent (closed ones
+    too) and the audit chain (hashes unchanged) go into STORE in one transaction, while
+    the project is locked; STORE must be empty. The copy's chain is verified and every
+    answer compared with the original's, then a 'migrate' event is appended to the copy.
+    Nothing in the project's own store changes: switch state.store (and content.store) in
+    lockgate.yaml afterwards. Exit 3 when STORE cannot take a history, 2 when it is the
+    project's own store.
     """
     from lockgate.operations.migrate import migrate_state
 

@@ -24,6 +24,7 @@ __all__ = [
     "ComponentRecord",
     "EventFilter",
     "Intent",
+    "IntentLog",
     "Pointer",
     "PointerChange",
     "RevisionRecord",
@@ -36,6 +37,7 @@ __all__ = [
     "generation_conflict",
     "status_conflict",
     "store_importer",
+    "store_intent_log",
     "store_results",
 ]
 
@@ -502,3 +504,19 @@ def store_results(store: object) -> ValidationResults | None:
     """``store`` when it offers :class:`ValidationResults`, else None."""
     offers = callable(getattr(store, "record_validation_results", None))
     return store if offers else None  # type: ignore[return-value]
+
+
+class IntentLog(Protocol):
+    """Optional capability of a state store: every intent it recorded, open and closed.
+
+    ``open_intents`` is what recovery needs; a closed intent says which operations ran
+    to the end and which were undone, which ``lockgate state migrate`` copies with the rest.
+    """
+
+    def intents(self) -> list[Intent]:
+        """Every intent, closed ones with their state, by ``created_at`` then ``id``."""
+
+
+def store_intent_log(store: object) -> IntentLog | None:
+    """``store`` when it offers :class:`IntentLog`, else None."""
+    return store if callable(getattr(store, "intents", None)) else None  # type: ignore[return-value]

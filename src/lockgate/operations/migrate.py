@@ -2,14 +2,18 @@
 (and, with ``--content STORE``, every stored object into another content store).
 
 The project's own store is read through the contract (a :class:`StateSnapshot`: every
-component, revision, pointer, pointer move, approval, open intent and the audit chain as
-stored, hashes included) while the project is locked (the ``operation`` lock and the
-``staging`` lock, exclusively: nothing changes meanwhile), and written into the new store
-in one transaction through its :class:`StateImport` capability, which refuses a store
-that already holds anything. Then the copy is checked: its audit chain verifies, and every
-question the kernel asks a state store (components, revisions, approvals, pointers, the
-pointer history, open intents, events, counts) has the same answer from both. Objects are
-copied by digest, each checked as it is stored. The source is left as it was; switching
+component, revision, pointer, pointer move, approval, intent (closed ones too, when the
+store offers its :class:`IntentLog`) and the audit chain as stored, hashes included)
+while the project is locked (the ``operation`` lock and the ``staging`` lock,
+exclusively: nothing changes meanwhile), and written into the new store in one
+transaction through its :class:`StateImport` capability, which refuses a store that
+already holds anything. Objects are copied before the state, by digest, each checked as
+it is stored (a store keyed by digest takes one again harmlessly, so a failure there
+leaves the new state store empty). Then the copy is checked: its audit chain verifies,
+and every question the kernel asks a state store (components, revisions, approvals,
+pointers, the pointer history, intents, events, counts) has the same answer from both.
+Last, the copy records the move: one ``migrate`` audit event on the new store after the
+copied chain (from where, by whom, how much). The source is left as it was; switching
 ``state.store`` (and ``content.store``) in ``lockgate.yaml`` is the user's step.
 """
 
@@ -20,9 +24,17 @@ from typing import Any
 import attrs
 
 from lockgate.contracts.audit import verify_chain
+from lockgate.contracts.clock import now_iso
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.records import record
-from lockgate.contracts.state import StateSnapshot, StateStore, store_importer
+from lockgate.contracts.state import (
+    AuditEvent,
+    Intent,
+    StateSnapshot,
+    StateStore,
+    store_importer,
+    store_intent_log,
+)
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import CorruptStateError, InputError, MissingCapabilityError
@@ -39,6 +51,8 @@ class MigrateResult:
     components: int
     events: int
     pointer_moves: int
+    intents: int = 0
+    event_seq: int | None = None
     content_target: str | None = None
     objects_copied: int = 0
     objects_present: int = 0
@@ -50,6 +64,8 @@ class MigrateResult:
             "components": self.components,
             "events": self.events,
             "pointer_moves": self.pointer_moves,
+            "intents": self.intents,
+            "event_seq": self.event_seq,
             "content_target": self.content_target,
             "objects_copied": self.objects_copied,
             "objects_present": self.objects_present,
@@ -58,8 +74,8 @@ class MigrateResult:
     def summary(self) -> str:
         text = (
             f"copied the state from '{self.source}' to '{self.target}': {self.components} "
-            f"components, {self.pointer_moves} pointer moves, {self.events} audit events "
-            "(chain verified, every answer identical)"
+            f"components, {self.pointer_moves} pointer moves, {self.intents} intents, "
+            f"{self.events} audit events (chain verified, every answer identical)"
         )
         if self.content_target is not None:
             text += (
@@ -80,9 +96,14 @@ def snapshot(state: StateStore) -> StateSnapshot:
         pointers=tuple(p for p in (state.pointer(s, c) for s, c in keys) if p is not None),
         history=history,
         approvals={c.component: tuple(state.approvals(c.component)) for c in components},
-        intents=tuple(state.open_intents()),
+        intents=tuple(_intents(state)),
         chain=tuple(state.chain()),
     )
+
+
+def _intents(state: StateStore) -> list[Intent]:
+    log = store_intent_log(state)
+    return log.intents() if log is not None else state.open_intents()
 
 
 def differences(one: StateStore, other: StateStore) -> list[str]:
@@ -97,6 +118,7 @@ def differences(one: StateStore, other: StateStore) -> list[str]:
         "every pointer": lambda s: [s.pointer(stage, cid) for stage, cid in keys],
         "pointer history": lambda s: s.pointer_history(),
         "open intents": lambda s: s.open_intents(),
+        "intents": _intents,
         "events": lambda s: s.events(),
         "audit chain": lambda s: list(s.chain()),
         "counts": lambda s: s.counts(),
@@ -117,29 +139,49 @@ def migrate_state(
             f"the project's state is already in '{to}' (state.store); name another store"
         )
     with session.lock("state migrate"), session.lock("state migrate", name="staging"):
-        source = session.state()
+        copied_objects = (0, 0)
+        if content is not None:
+            # Objects first: a store keyed by digest takes them again harmlessly, so a
+            # failure here leaves the new state store empty and the migration repeatable.
+            store: ContentStore = project.roles.build("content", content)
+            try:
+                copied_objects = copy_objects(session.content(), store, content)
+            finally:
+                store.close()
         target: StateStore = project.roles.build("state", to)
         try:
-            copied = _copy_state(source, target, to)
+            copied = _copy_state(session.state(), target, to)
+            result = MigrateResult(
+                source=source_name,
+                target=to,
+                components=len(copied.components),
+                events=len(copied.chain),
+                pointer_moves=len(copied.history),
+                intents=len(copied.intents),
+                content_target=content,
+                objects_copied=copied_objects[0],
+                objects_present=copied_objects[1],
+            )
+            seq = target.append_event(_migrated(session, result))
         finally:
             target.close()
-        result = MigrateResult(
-            source=source_name,
-            target=to,
-            components=len(copied.components),
-            events=len(copied.chain),
-            pointer_moves=len(copied.history),
-        )
-        if content is None:
-            return result
-        store: ContentStore = project.roles.build("content", content)
-        try:
-            done, present = copy_objects(session.content(), store, content)
-        finally:
-            store.close()
-        return attrs.evolve(
-            result, content_target=content, objects_copied=done, objects_present=present
-        )
+    return attrs.evolve(result, event_seq=seq)
+
+
+def _migrated(session: Session, result: MigrateResult) -> AuditEvent:
+    """The event that closes the copied chain on the new store: the move itself."""
+    details: dict[str, object] = {
+        key: value
+        for key, value in result.to_dict().items()
+        if key not in ("target", "event_seq") and value is not None
+    }
+    return AuditEvent(
+        at=now_iso(),
+        actor=session.actor,
+        action="migrate",
+        reason=f"state copied from '{result.source}'",
+        details=details,
+    )
 
 
 def _copy_state(source: StateStore, target: StateStore, name: str) -> StateSnapshot:

@@ -138,7 +138,10 @@ def run_cli(
     argv = [*(("-C", str(project)) if project is not None else ()), *args]
     runner = CliRunner()
     app = AppContext(distributions=distributions)
-    result = runner.invoke(cli, argv, env=dict(env or {}), catch_exceptions=False, obj=app)
+    try:
+        result = runner.invoke(cli, argv, env=dict(env or {}), catch_exceptions=False, obj=app)
+    finally:
+        app.close()  # the command's connections, not left to the garbage collector
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 

@@ -9,6 +9,7 @@ interrupted operation is settled from, and the validators' verdicts of the optio
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from lockgate.contracts.models import ComponentStatus
@@ -17,6 +18,7 @@ from lockgate.contracts.state import (
     Intent,
     StateStore,
     ValidationResults,
+    store_intent_log,
     store_results,
 )
 from lockgate.errors import ConflictError
@@ -118,6 +120,24 @@ class StateStoreApprovalConformance:
         store.open_intent(Intent("i1", "promote", "alice", at(1)))
         store.close_intent("i1", "undone")
         assert store.open_intents() == []
+
+    def test_intent_log_keeps_closed_intents_with_their_state(self, store: StateStore) -> None:
+        log = store_intent_log(store)
+        if log is None:
+            pytest.skip("the store offers no IntentLog (optional: closed intents not kept)")
+        done = Intent("i1", "promote", "alice", at(1), {"stage": "staging"})
+        undone = Intent("i2", "rollback", "bob", at(2))
+        still = Intent("i3", "promote", "carol", at(3))
+        for intent in (still, undone, done):  # listed by time, whatever the write order
+            store.open_intent(intent)
+        store.close_intent("i1", "completed")
+        store.close_intent("i2", "undone")
+        assert log.intents() == [
+            attrs.evolve(done, state="completed"),
+            attrs.evolve(undone, state="undone"),
+            still,
+        ]
+        assert store.open_intents() == [still]
 
     def test_intents_append_no_audit_event(self, store: StateStore) -> None:
         store.open_intent(Intent("i1", "promote", "alice", at(1)))

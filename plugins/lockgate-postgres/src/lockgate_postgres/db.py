@@ -14,7 +14,11 @@ a write is one transaction, so an interrupted one left nothing behind.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
+import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,6 +135,20 @@ def admin_connection(settings: PostgresSettings) -> Iterator[psycopg.Connection[
             yield conn
 
 
+@functools.cache
+def _quiet_pool_log() -> None:
+    """Give ``psycopg.pool``'s logger a handler of its own, as a library should: without
+    one, Python prints its warnings (a connection the pool retries, such as the server's
+    "too many clients") on stderr as raw lines beside lockgate's one-line errors. An
+    application that configures logging still receives them (they propagate)."""
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+
+
+# A pooled connection handed back less than this many seconds ago is handed out again
+# without the pool's liveness check (one round trip per check-out, a dozen per promote).
+FRESH_SECONDS = 2.0
+
+
 class Database:
     """One project's view of the database: a pool of connections set to it."""
 
@@ -142,19 +160,24 @@ class Database:
         self.dsn = settings.dsn
         self.where = describe_server(self.dsn)
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Row], float] = (
+            weakref.WeakKeyDictionary()
+        )
         with self.unreachable_as_fault():
             with self.connect(configure=False) as conn:
                 ensure_schema(conn, settings.role, self.where)
                 # The session every pooled connection gets, tried once here: a login that
                 # may not become the role is told so, not left to the pool's retries.
                 self._configure(conn)
+            _quiet_pool_log()
             pool = ConnectionPool(
                 self.dsn,
                 min_size=1,
                 max_size=settings.pool_size,
                 kwargs=self._kwargs(),
                 configure=self._configure,
-                check=ConnectionPool.check_connection,  # a server restart costs no command
+                check=self._check,  # a server restart costs no command
+                reset=self._handed_back,
                 timeout=settings.connect_timeout,
                 open=False,
                 name=f"lockgate-{project}",
@@ -165,6 +188,18 @@ class Database:
                 pool.close()
                 raise
             self._pool = pool
+
+    def _handed_back(self, conn: psycopg.Connection[Row]) -> None:
+        """When a connection came back to the pool (for :meth:`_check`)."""
+        self._returned[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[Row]) -> None:
+        """The pool's liveness check, for a connection idle longer than
+        ``FRESH_SECONDS`` (one that just worked needs none: a server restart within
+        that moment fails one command, which says so in one line)."""
+        back = self._returned.get(conn)
+        if back is None or time.monotonic() - back >= FRESH_SECONDS:
+            ConnectionPool.check_connection(conn)
 
     def _kwargs(self) -> dict[str, Any]:
         return connection_options(self.settings)

@@ -19,6 +19,12 @@ A holder whose lock connection drops has lost its lock (the server released it w
 session): every write of the store first checks the locks this process holds
 (:meth:`AdvisoryLocks.check_held`) and refuses with ``LockedError`` when one is gone, so
 nothing is written without the exclusion the command believes it has.
+
+A lock's connection outlives its lock: released cleanly (its owner row deleted, every
+advisory lock of the session unlocked), it is kept as the process's one spare and the
+next lock starts on it, after a ``SELECT 1`` that proves it alive (a dead one is
+replaced), instead of opening a new connection, which costs more than the rest of
+taking the lock. A spare holds no lock, so keeping it changes nothing for the others.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,14 +60,18 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
     )
 
 
-def _release(conn: psycopg.Connection[Row], token: str | None) -> None:
-    """Unlock now (a closed session's locks go a moment later, when the server notices)
-    and close; a connection already lost has released them with its session."""
-    with contextlib.suppress(psycopg.Error):
+def _release(conn: psycopg.Connection[Row], token: str | None) -> bool:
+    """Unlock now (a closed session's locks go a moment later, when the server notices);
+    whether the connection came through clean (else it is closed: a connection already
+    lost has released them with its session)."""
+    try:
         if token is not None:
             conn.execute("DELETE FROM lock_owners WHERE token = %s", (token,))
         conn.execute("SELECT pg_advisory_unlock_all()")
-    conn.close()
+    except psycopg.Error:
+        conn.close()
+        return False
+    return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 class AdvisoryLocks:
@@ -70,6 +81,36 @@ class AdvisoryLocks:
         self.db = db
         # The lock connections this process holds, by token: a write checks them first.
         self._held: dict[str, tuple[str, psycopg.Connection[Row]]] = {}
+        self._spare: psycopg.Connection[Row] | None = None  # see the module docstring
+        self._spare_guard = threading.Lock()
+
+    def _connection(self) -> psycopg.Connection[Row]:
+        """The spare connection when it is still alive, else a new one."""
+        with self._spare_guard:
+            conn, self._spare = self._spare, None
+        if conn is not None:
+            try:
+                conn.execute("SELECT 1")
+                return conn
+            except psycopg.Error:
+                conn.close()
+        with self.db.unreachable_as_fault():
+            return self.db.connect()
+
+    def _keep(self, conn: psycopg.Connection[Row]) -> None:
+        """Keep a cleanly released connection as the spare (close it when there is one)."""
+        with self._spare_guard:
+            if self._spare is None:
+                self._spare, conn = conn, None  # type: ignore[assignment]
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Close the spare connection."""
+        with self._spare_guard:
+            conn, self._spare = self._spare, None
+        if conn is not None:
+            conn.close()
 
     def check_held(self) -> None:
         """Refuse to go on when a lock this process holds was lost with its connection
@@ -92,8 +133,7 @@ class AdvisoryLocks:
         self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
     ) -> Iterator[LockOwner]:
         """See ``StateStore.lock``."""
-        with self.db.unreachable_as_fault():
-            conn = self.db.connect()
+        conn = self._connection()
         token: str | None = None
         try:
             with self.db.unreachable_as_fault():
@@ -111,7 +151,10 @@ class AdvisoryLocks:
         finally:
             if token is not None:
                 self._held.pop(token, None)
-            _release(conn, token)
+            if _release(conn, token):
+                self._keep(conn)
+            else:
+                conn.close()
 
     def _acquire(
         self, conn: psycopg.Connection[Row], name: str, *, shared: bool, timeout: float

@@ -75,6 +75,7 @@ class PostgresStateStore:
         return self.db.project
 
     def close(self) -> None:
+        self._locks.close()
         self.db.close()
 
     def import_snapshot(self, snapshot: StateSnapshot) -> None:
@@ -187,9 +188,15 @@ class PostgresStateStore:
         return [Approval(**r) for r in self._rows(sql + " ORDER BY id", args)]
 
     def open_intents(self) -> list[Intent]:
+        return self._intents("WHERE state = 'open' ORDER BY created_at")
+
+    def intents(self) -> list[Intent]:
+        """``IntentLog``: every intent, closed ones too (what ``state migrate`` copies)."""
+        return self._intents("ORDER BY created_at, id")
+
+    def _intents(self, where: str) -> list[Intent]:
         rows = self._rows(
-            "SELECT id, operation, owner, created_at, payload, state FROM intents "
-            "WHERE state = 'open' ORDER BY created_at"
+            f"SELECT id, operation, owner, created_at, payload, state FROM intents {where}"
         )
         return [Intent(**{**r, "payload": json.loads(r["payload"])}) for r in rows]
 
