@@ -155,7 +155,10 @@ def test_the_next_lock_reuses_the_released_connection_and_replaces_a_dead_one(
         assert store.holder("operation") == granted
         store.append_event(AuditEvent(AT, "ann", "note"))  # the lock is really held
     with psycopg.connect(pg_dsn, autocommit=True) as admin:  # the spare holds no lock
-        held = admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        held = admin.execute(  # in this database: other tests may run beside this one
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         assert held.fetchone() == (0,)
 
 

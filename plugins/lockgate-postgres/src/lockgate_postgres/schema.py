@@ -189,6 +189,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE lockgate.chunks ALTER COLUMN data SET STORAGE EXTERNAL;
     """,
+    # 3: validators' verdicts per revision (the ValidationResults capability)
+    f"""
+    CREATE TABLE lockgate.validation_results (
+        {_PROJECT},
+        revision TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (project, revision, key)
+    );
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -207,6 +217,7 @@ TABLES: dict[int, tuple[str, ...]] = {
         "lock_owners",
     ),
     2: ("objects", "chunks"),
+    3: ("validation_results",),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 

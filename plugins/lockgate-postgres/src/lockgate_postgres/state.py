@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -199,6 +199,26 @@ class PostgresStateStore:
             f"SELECT id, operation, owner, created_at, payload, state FROM intents {where}"
         )
         return [Intent(**{**r, "payload": json.loads(r["payload"])}) for r in rows]
+
+    # ------------------------------------------------------------------ verdicts
+
+    def validation_results(self, revision: str) -> dict[str, str]:
+        """``ValidationResults``: the validators' verdicts kept for ``revision``."""
+        rows = self._rows(
+            "SELECT key, value FROM validation_results WHERE revision = %s", (revision,)
+        )
+        return {r["key"]: r["value"] for r in rows}
+
+    def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
+        """Keep ``values`` for ``revision`` in one transaction (no chain head: a verdict
+        is vouched for by the ``validate`` event the kernel appends before it)."""
+        self._locks.check_held()
+        with self.db.transaction() as conn:
+            conn.cursor().executemany(
+                "INSERT INTO validation_results (revision, key, value) VALUES (%s, %s, %s) "
+                "ON CONFLICT (project, revision, key) DO UPDATE SET value = EXCLUDED.value",
+                [(revision, key, value) for key, value in values.items()],
+            )
 
     def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
         sql, args = (where or EventFilter()).sql(f"SELECT {_EVENT} FROM events", "%s")
