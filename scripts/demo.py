@@ -80,8 +80,11 @@ def main() -> None:
         run("config", "validate", cwd=root)
 
         say("Production needs one approval from someone other than the author")
+        say("(this demo plays three people on one machine, so it allows LOCKGATE_ACTOR)")
         config.write_text(
-            original + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
+            "identity:\n  allow_override: true\n"
+            + original
+            + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
         )
         run("config", "validate", cwd=root)
 

@@ -228,7 +228,10 @@ class LockgateGroup(click.Group):
 @click.option(
     "--actor",
     metavar="NAME",
-    help="Who is acting, for the audit log (default: LOCKGATE_ACTOR, else the OS user).",
+    help=(
+        "Who is acting, for the audit log (default: LOCKGATE_ACTOR, else the OS user; "
+        "a claimed name needs identity.allow_override)."
+    ),
 )
 @click.option(
     "--strict-plugins",

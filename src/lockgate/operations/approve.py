@@ -137,7 +137,7 @@ def _decide(
         component=str(ref),
         revision=chosen,
         reason=reason,
-        details={"comment": comment} if comment else {},
+        details={**({"comment": comment} if comment else {}), **session.identity.details()},
     )
     state.add_approval(approval, event, status=status_move)
     status = status_move[1] if status_move else record.status

@@ -468,6 +468,7 @@ class Validation:
             "errors": result.count(Severity.ERROR),
             "warnings": result.count(Severity.WARNING),
             "cached": result.cached,
+            **self.session.identity.details(),
         }
         pending = self._pending
         if pending is not None and pending.trusted and result.revision:
