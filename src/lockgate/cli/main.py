@@ -270,6 +270,7 @@ KERNEL_COMMANDS: dict[str, str] = {
     "stats": "report_cmd:stats",
     "audit": "report_cmd:audit",
     "state": "state_cmd:command",
+    "token": "token_cmd:group",
 }
 """The kernel's commands: name → ``module:attribute`` under ``lockgate.cli``."""
 
