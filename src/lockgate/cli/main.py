@@ -271,6 +271,7 @@ KERNEL_COMMANDS: dict[str, str] = {
     "audit": "report_cmd:audit",
     "state": "state_cmd:command",
     "token": "token_cmd:group",
+    "serve": "serve_cmd:command",
 }
 """The kernel's commands: name → ``module:attribute`` under ``lockgate.cli``."""
 
