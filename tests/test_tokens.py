@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+
+if sys.version_info >= (3, 12):
+    from importlib import metadata
+else:
+    import importlib_metadata as metadata
 
 from lockgate.contracts.state import EventFilter
 from lockgate.core.session import Session
 from lockgate.errors import AuthenticationError, PermissionDeniedError
 from lockgate.operations.init import init_project
 from lockgate.operations.tokens import authenticate, authorize, parse_expiry
-from lockgate.testing import open_project, run_cli
+from lockgate.plugin import hookimpl
+from lockgate.testing import fake_distribution, open_project, run_cli
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults", "LOCKGATE_ACTOR": None}
 
@@ -134,3 +143,28 @@ def test_expiry_reads_durations_and_times() -> None:
     assert parse_expiry("90d", now=now) == "2026-04-01T00:00:00.000000+00:00"
     assert parse_expiry(None) is None
     assert parse_expiry("2030-01-01T00:00Z") == "2030-01-01T00:00:00.000000+00:00"
+
+
+class _NoTokens:
+    """A state store plugin whose store hides the AccessTokens capability."""
+
+    @staticmethod
+    @hookimpl
+    def register_state_stores(register: Any) -> None:
+        from lockgate.builtin_plugins.memory_state import MemoryStateStore
+
+        class Plain(MemoryStateStore):
+            token_by_digest = None  # type: ignore[assignment]
+
+        register("plain", lambda ctx: Plain())
+
+
+@pytest.mark.parametrize("args", [("token", "ls"), ("serve", "--port", "1")])
+def test_a_store_without_tokens_refuses_in_one_line(root: Path, args: tuple[str, ...]) -> None:
+    (root / "lockgate.yaml").write_text("state:\n  store: plain\n")
+    plain = fake_distribution("plain-store", {"plain": _NoTokens})
+    dists = [*cast("Iterable[metadata.Distribution]", metadata.distributions()), plain]
+    result = run_cli(*args, project=root, env=ENV, distributions=dists)
+    assert result.exit_code == 3, result.stderr
+    line = result.stderr.strip()
+    assert line.count("\n") == 0 and "'plain'" in line and "AccessTokens" in line
