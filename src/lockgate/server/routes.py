@@ -222,7 +222,7 @@ def validate(call: Call) -> tuple[int, Any]:
 def _decide(call: Call, decision: str) -> tuple[int, Any]:
     from lockgate.operations.approve import decide
 
-    data = call.json(["revision", "comment", "reason"])
+    data = call.json(["revision", "comment", "reason", "signature", "stage"])
     result = decide(
         call.session,
         _ref(call),
@@ -230,6 +230,8 @@ def _decide(call: Call, decision: str) -> tuple[int, Any]:
         revision=_text(data, "revision"),
         comment=_text(data, "comment"),
         reason=_text(data, "reason"),
+        signature=_text(data, "signature"),
+        signed_stage=_text(data, "stage"),
     )
     return 200, result.to_dict()
 
@@ -322,7 +324,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", C + "/validate", "Validate a component's latest revision", "validate",
           validate, body=("stage",)),
     Route("POST", C + "/approve", "Approve a revision", "approve",
-          lambda c: _decide(c, "approve"), next_stage, body=("revision", "comment")),
+          lambda c: _decide(c, "approve"), next_stage,
+          body=("revision", "comment", "signature", "stage")),
     Route("POST", C + "/reject", "Reject a revision", "reject",
           lambda c: _decide(c, "reject"), next_stage, body=("revision", "reason")),
     Route("POST", C + "/promote", "Promote into the next (or a named) stage", "promote",
