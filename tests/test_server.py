@@ -345,7 +345,7 @@ def test_reject_needs_a_reason_and_records_the_token_actor(api: Api) -> None:
 
 HOSTILE = [
     ("dotdot", [tarfile.TarInfo("../escape.py")], "climbs out with '..'"),
-    ("absolute", [tarfile.TarInfo("/tmp/escape.py")], "is an absolute path"),
+    ("absolute", [tarfile.TarInfo("/etc/escape.py")], "is an absolute path"),
     ("symlink-out", ["link:evil:../../../../etc/passwd"], "is a symlink out of the component"),
     ("symlink-abs", ["link:evil:/etc/passwd"], "symlink to an absolute path"),
     ("device", ["dev:null"], "is a device file"),
