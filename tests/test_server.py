@@ -468,3 +468,46 @@ def test_serve_without_the_server_extra_says_what_to_install(tmp_path: Path) -> 
     assert done.returncode == 3
     assert done.stderr.strip().count("\n") == 0
     assert "pip install 'lockgate[server]'" in done.stderr and "starlette" in done.stderr
+
+
+def test_ready_is_503_while_an_interrupted_operation_waits(api: Api) -> None:
+    from lockgate.contracts.clock import now_iso
+    from lockgate.contracts.state import Intent
+    from lockgate.testing import open_project
+
+    project = open_project(api.root, environ=ENV)
+    try:
+        state = project.state()
+        state.open_intent(Intent("ready-probe", "promote", "nobody", now_iso()))
+        try:
+            status, body = api.call("GET", "/ready")
+        finally:
+            state.close_intent("ready-probe", "undone")
+    finally:
+        project.close()
+    assert status == 503 and body["ready"] is False
+    assert body["problems"] == ["1 interrupted operation(s) wait for recovery"]
+    assert api.call("GET", "/ready")[0] == 200
+
+
+def test_a_stage_limited_approver_approves_only_for_its_next_stage(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    tokens = make_project(root)
+    for stage in ("staging", "production"):
+        made = run_lockgate(
+            "token", "create", "--actor", f"ap-{stage}", "--role", "approver",
+            "--stage", stage, "--json", cwd=root, env=ENV,
+        )  # fmt: skip
+        tokens[stage] = json.loads(made.stdout)["token"]
+    proc, port = start(root)
+    try:
+        api = Api(root, port, tokens)
+        path = "/api/v1/components/alice:etl/approve"
+        status, body = api.call("POST", path, role="production")
+        message = body["error"]["message"]
+        assert status == 403 and "approve in stage staging needs a token for stage" in message
+        assert "limited to stage production" in message
+        status, body = api.call("POST", path, role="staging")
+        assert status == 200 and body["actor"] == "ap-staging"
+    finally:
+        stop(proc)

@@ -152,3 +152,29 @@ def test_a_missing_key_file_is_one_line(signed: Signed, tmp_path: Path) -> None:
     result = signed.cli("approve", REF, "--sign", "--key", str(tmp_path / "nope"), actor="carol")
     assert result.exit_code == 2
     assert "no such key file" in result.stderr
+
+
+def test_the_server_accepts_a_signature_made_elsewhere(signed: Signed) -> None:
+    from test_server import Api, start, stop
+
+    made = signed.cli("token", "create", "--actor", "carol", "--role", "approver", "--json")
+    token = json.loads(made.stdout)["token"]
+    proc, port = start(signed.root)
+    try:
+        api = Api(signed.root, port, {"approver": token})
+        path = f"/api/v1/components/{REF}/approve"
+        other = sign_approval(
+            signed.carol, approval_message(REF, "e" * 64, "production", "approve")
+        )
+        status, body = api.call("POST", path, role="approver", body={"signature": other})
+        assert status == 409 and "the signature is not carol's" in body["error"]["message"]
+        good = approval_message(REF, signed.revision, "production", "approve")
+        body_in = {"signature": sign_approval(signed.carol, good), "stage": "production"}
+        status, body = api.call("POST", path, role="approver", body=body_in)
+        assert status == 200 and body["actor"] == "carol", body
+    finally:
+        stop(proc)
+    [event] = signed.events("approve")
+    assert event.details["actor_via"] == f"token:{token[3:15]}"
+    assert str(event.details["key"]).startswith("SHA256:")
+    assert signed.cli("promote", REF).exit_code == 0

@@ -194,6 +194,6 @@ def authorize(token: TokenRecord, action: str, stage: str | None = None) -> None
         )
     if token.stage is not None and stage is not None and stage != token.stage:
         raise PermissionDeniedError(
-            f"{action} in stage {stage} needs a {token.role} token for {stage}; "
+            f"{action} in stage {stage} needs a token for stage {stage} or every stage; "
             f"token {token.id} of {token.actor} is limited to stage {token.stage}"
         )

@@ -238,19 +238,16 @@ def _decide(call: Call, decision: str) -> tuple[int, Any]:
 
 def next_stage(call: Call) -> str | None:
     """The stage a stage-limited approver must hold: the first rung where the
-    component's latest revision is not live yet (None: not needed or not staged)."""
+    component's latest revision is not live yet (None: the token is not limited)."""
+    from lockgate.operations.signatures import next_stage as first_rung_without
+
     if call.token.stage is None:
         return None
     ref = str(_ref(call))
-    state = call.session.state()
-    record = state.component(ref)
+    record = call.session.state().component(ref)
     if record is None or record.latest_revision is None:
         raise NotFoundError(f"{ref} has never been staged")
-    for name in call.session.stage_names:
-        pointer = state.pointer(name, record.component_id)
-        if pointer is None or pointer.revision != record.latest_revision:
-            return name
-    return call.session.stage_names[-1]
+    return first_rung_without(call.session, ref, record.latest_revision)
 
 
 def _switch_stage(call: Call, key: str) -> str | None:
