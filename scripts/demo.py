@@ -150,8 +150,11 @@ def story(dsn: str | None) -> None:
         run("config", "validate", cwd=root)
 
         say("Production needs one approval from someone other than the author")
+        say("(this demo plays three people on one machine, so it allows LOCKGATE_ACTOR)")
         config.write_text(
-            original + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
+            "identity:\n  allow_override: true\n"
+            + original
+            + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
         )
         run("config", "validate", cwd=root)
 
@@ -298,6 +301,8 @@ def story(dsn: str | None) -> None:
         run("metrics", cwd=root)
         if dsn is not None:
             another_host(root, Path(tmp) / "host-b")
+        else:  # the postgres store keeps no tokens: the server needs the default
+            serve_for_a_moment(root)
     print("\ndemo: done")
 
 
@@ -313,6 +318,60 @@ def another_host(root: Path, other: Path) -> None:
     run("unlock", cwd=other)
     run("log", "-n", "3", cwd=root)
     run("audit", "verify", cwd=root)
+
+
+def serve_for_a_moment(root: Path) -> None:
+    """Start ``lockgate serve`` on 127.0.0.1, call it with a token, stop it."""
+    import http.client
+    import json
+    import socket
+
+    say("The HTTP API, for a moment on 127.0.0.1: a token for a release bot")
+    token = run("token", "create", "--actor", "release-bot", "--role", "releaser", cwd=root).strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    print(f"$ lockgate serve --port {port} &")
+    env = {**os.environ, "LOCKGATE_ACTOR": ""}
+    server = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def call(method: str, path: str, body: dict[str, str] | None = None) -> object:
+        print(f"$ curl -X {method} -H 'Authorization: Bearer lg_…' http://127.0.0.1:{port}{path}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        conn.request(method, path, json.dumps(body or {}), headers)
+        answer = conn.getresponse()
+        data = json.loads(answer.read())
+        conn.close()
+        print(f"  {answer.status} {json.dumps(data)[:300]}")
+        return data
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    print("demo: the server did not start", file=sys.stderr)
+                    sys.exit(1)
+                time.sleep(0.1)
+        call("GET", "/ready")
+        moved = call("POST", "/api/v1/components/alice:etl/promote", {"to": "production"})
+        if not isinstance(moved, dict) or moved.get("actor") != "release-bot":
+            print("demo: the promotion through the API did not happen", file=sys.stderr)
+            sys.exit(1)
+        run("log", "--action", "promote", "--limit", "1", cwd=root)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ from lockgate.testing import open_project
 REPO = Path(__file__).resolve().parents[1]
 # What a test project is opened with: no team defaults, and alice as the actor.
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults", "LOCKGATE_ACTOR": "alice"}
+# Tests play several people on one machine, so their projects allow claiming the actor
+# (a project that requires approvals refuses it unless it says so).
+PLAYS_PEOPLE = "\nidentity:\n  allow_override: true\n"
+
+
+def plays_people(config: str) -> str:
+    """``config`` (a lockgate.yaml text) allowing ``LOCKGATE_ACTOR``, unless it says
+    something of its own about identity."""
+    return config if "identity:" in config else config.rstrip("\n") + PLAYS_PEOPLE
 
 
 def write_distribution(
@@ -111,7 +120,7 @@ class ProjectWorkspace:
     def __init__(self, root: Path, config: str = "", extra: tuple[Any, ...] = ()) -> None:
         init_project(root)
         if config:
-            (root / "lockgate.yaml").write_text(config)
+            (root / "lockgate.yaml").write_text(plays_people(config))
         self.root = root
         self.extra = extra
 

@@ -108,6 +108,8 @@ HARNESS = Path(__file__).resolve()
 CONFIG = """\
 project:
   name: race
+identity:
+  allow_override: true
 plugins:
   approvals:
     stages:

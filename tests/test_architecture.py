@@ -165,6 +165,7 @@ RULES = [
             "lockgate.testing",
             "lockgate.plugin",
             "lockgate.integration",
+            "lockgate.server",
         ),
         "contracts",
     ),
@@ -178,16 +179,27 @@ RULES = [
             "lockgate.testing",
             "lockgate.plugin",
             "lockgate.integration",
+            "lockgate.server",
         ),
         "schema",
     ),
     (
         "lockgate.core",
-        ("lockgate.operations", "lockgate.cli", "lockgate.builtin_plugins"),
+        ("lockgate.operations", "lockgate.cli", "lockgate.builtin_plugins", "lockgate.server"),
         "kernel",
     ),
-    ("lockgate.operations", ("lockgate.cli", "lockgate.builtin_plugins"), "operations"),
-    ("lockgate.builtin_plugins", ("lockgate.operations", "lockgate.cli"), "plugins"),
+    (
+        "lockgate.operations",
+        ("lockgate.cli", "lockgate.builtin_plugins", "lockgate.server"),
+        "operations",
+    ),
+    (
+        "lockgate.builtin_plugins",
+        ("lockgate.operations", "lockgate.cli", "lockgate.server"),
+        "plugins",
+    ),
+    # the server renders the operations as the command line does; neither imports the other
+    ("lockgate.server", ("lockgate.cli", "lockgate.builtin_plugins"), "server"),
 ]
 
 

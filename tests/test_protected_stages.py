@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_lockgate
+from conftest import plays_people, run_lockgate
 
 REF = "alice:etl"
 CONFIG = """\
@@ -67,7 +67,7 @@ def _lg(root: Path, *args: str, env: dict[str, str] | None = None, actor: str = 
 def _project(tmp_path: Path, config: str = CONFIG) -> Path:
     root = tmp_path / "p"
     root.mkdir()
-    (root / "lockgate.yaml").write_text(config)
+    (root / "lockgate.yaml").write_text(plays_people(config))
     result = run_lockgate("init", cwd=root, env={"LOCKGATE_ACTOR": "alice"})
     assert result.returncode == 0, result.stderr
     comp = root / "workspaces" / "alice" / "scripts" / "etl"

@@ -8,7 +8,9 @@ Hierarchy::
 
     LockgateError                      exit 1  (refused)
     ├── RefusedError                   exit 1  an allowed request the project's state refuses
-    │   └── NotReadyError              exit 1  a gate (validator) blocks the operation
+    │   ├── NotReadyError              exit 1  a gate (validator) blocks the operation
+    │   ├── AuthenticationError        exit 1  no, an unknown, expired or revoked token (401)
+    │   └── PermissionDeniedError      exit 1  the token's role or stage does not allow it (403)
     ├── InputError (ValueError)        exit 2  bad input: usage, references, paths
     │   ├── ConfigError                exit 2  lockgate.yaml, environment overrides, settings
     │   │   └── MissingKeyError        exit 2  a required setting is not set
@@ -37,6 +39,7 @@ import errno
 from typing import ClassVar
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
     "ConflictError",
     "CorruptStateError",
@@ -48,6 +51,7 @@ __all__ = [
     "MissingKeyError",
     "NotFoundError",
     "NotReadyError",
+    "PermissionDeniedError",
     "PluginCallError",
     "PluginError",
     "PluginHookError",
@@ -79,6 +83,14 @@ class RefusedError(LockgateError):
 
 class NotReadyError(RefusedError):
     """A gate blocks the operation: a validator reported errors."""
+
+
+class AuthenticationError(RefusedError):
+    """No credential, or one lockgate does not accept: unknown, expired or revoked."""
+
+
+class PermissionDeniedError(RefusedError):
+    """An authenticated identity asked for what its role or stage does not allow."""
 
 
 class InputError(LockgateError, ValueError):

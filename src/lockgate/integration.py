@@ -57,7 +57,9 @@ class WorkspaceManager:
 
     ``path`` is the project root (the directory holding ``lockgate.yaml``) or any
     directory inside it. ``actor`` names who acts (default: ``LOCKGATE_ACTOR``, else the
-    OS user). With ``create=True`` a project is initialised there when there is none.
+    OS user); a name other than the OS user's needs a project that allows it
+    (``identity.allow_override``, see docs/validation.md). With ``create=True`` a project
+    is initialised there when there is none.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class WorkspaceManager:
             init_project(root)
         self.project: Project = Project.open(root, environ=environ)
         self.project.actor_override = actor
+        self.project.override_via = "python-api"
         # The builtin ``workspace`` source's root (``plugins.workspace.root``).
         settings = self.project.settings.get("workspace")
         self.workspace_root = self.project.require_root() / str(

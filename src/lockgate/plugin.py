@@ -44,8 +44,9 @@ Records that cross the boundary
     :class:`Intent`, :class:`RevisionRecord`, :class:`ComponentRecord`,
     :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
     optional :class:`StateImport` capability, what ``state migrate`` writes through, and
-    :class:`IntentLog`, closed intents too, what it reads, and
-    :class:`ValidationResults`, where gates keep validators' verdicts);
+    :class:`IntentLog`, closed intents too, what it reads,
+    :class:`ValidationResults`, where gates keep validators' verdicts, and
+    :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
     operations: :class:`StageResult`, :class:`SyncResult`.
 
 Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
@@ -172,6 +173,7 @@ if TYPE_CHECKING:
         source_is_local,
     )
     from lockgate.contracts.state import (
+        AccessTokens,
         Approval,
         AuditEvent,
         ChainedEvent,
@@ -186,6 +188,7 @@ if TYPE_CHECKING:
         StateImport,
         StateSnapshot,
         StateStore,
+        TokenRecord,
         ValidationResults,
         corrupt_record,
         generation_conflict,
@@ -218,6 +221,7 @@ if TYPE_CHECKING:
         read_spec,
     )
     from lockgate.errors import (
+        AuthenticationError,
         ConfigError,
         ConflictError,
         CorruptStateError,
@@ -229,6 +233,7 @@ if TYPE_CHECKING:
         MissingKeyError,
         NotFoundError,
         NotReadyError,
+        PermissionDeniedError,
         PluginCallError,
         PluginError,
         PluginHookError,
@@ -253,8 +258,10 @@ __all__ = [
     "GENESIS",
     "MAX_YAML_BYTES",
     "SPEC_FILE",
+    "AccessTokens",
     "Approval",
     "AuditEvent",
+    "AuthenticationError",
     "ChainedEvent",
     "ChangeEvent",
     "Collectable",
@@ -300,6 +307,7 @@ __all__ = [
     "NotReadyError",
     "Operations",
     "PeerComponent",
+    "PermissionDeniedError",
     "PluginCallError",
     "PluginContext",
     "PluginError",
@@ -330,6 +338,7 @@ __all__ = [
     "StateStore",
     "SyncResult",
     "Target",
+    "TokenRecord",
     "TransientError",
     "ValidationContext",
     "ValidationResults",
@@ -440,6 +449,8 @@ _EXPORTS: dict[str, str] = {
     "StateSnapshot": "lockgate.contracts.state",
     "StateStore": "lockgate.contracts.state",
     "ValidationResults": "lockgate.contracts.state",
+    "AccessTokens": "lockgate.contracts.state",
+    "TokenRecord": "lockgate.contracts.state",
     "Target": "lockgate.contracts.target",
     "WatchHint": "lockgate.contracts.source",
     "WatchPaths": "lockgate.contracts.source",
@@ -499,6 +510,8 @@ _EXPORTS: dict[str, str] = {
     "MissingKeyError": "lockgate.errors",
     "NotFoundError": "lockgate.errors",
     "NotReadyError": "lockgate.errors",
+    "PermissionDeniedError": "lockgate.errors",
+    "AuthenticationError": "lockgate.errors",
     "PluginCallError": "lockgate.errors",
     "PluginError": "lockgate.errors",
     "PluginHookError": "lockgate.errors",

@@ -29,6 +29,7 @@ from lockgate.plugin import (
     ChainedEvent,
     ComponentRecord,
     ComponentStatus,
+    ConflictError,
     EventFilter,
     Intent,
     LockOwner,
@@ -36,6 +37,7 @@ from lockgate.plugin import (
     PointerChange,
     RevisionRecord,
     StateCounts,
+    TokenRecord,
     event_hash,
     generation_conflict,
     hookimpl,
@@ -65,6 +67,7 @@ class MemoryStateStore:
         self._approvals: list[Approval] = []
         self._intents: dict[str, Intent] = {}
         self._verdicts: dict[str, dict[str, str]] = {}
+        self._tokens: dict[str, TokenRecord] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._locks = ThreadLocks()
 
@@ -235,6 +238,30 @@ class MemoryStateStore:
     def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
         with self._lock:
             self._verdicts.setdefault(revision, {}).update(values)
+
+    def add_token(self, token: TokenRecord, event: AuditEvent) -> None:
+        with self._lock:
+            if token.id in self._tokens:
+                raise ConflictError(f"a token with id {token.id} exists; retry")
+            self._tokens[token.id] = token
+            self._append(event)
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None:
+        with self._lock:
+            return next((t for t in self._tokens.values() if t.digest == digest), None)
+
+    def tokens(self) -> list[TokenRecord]:
+        with self._lock:
+            return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(self, token_id: str, at: str, event: AuditEvent) -> TokenRecord | None:
+        with self._lock:
+            token = self._tokens.get(token_id)
+            if token is None or token.revoked_at is not None:
+                return token
+            token = self._tokens[token_id] = attrs.evolve(token, revoked_at=at)
+            self._append(event)
+            return token
 
     def append_event(self, event: AuditEvent) -> int:
         with self._lock:

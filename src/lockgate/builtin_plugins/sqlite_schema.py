@@ -137,6 +137,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (revision, key)
     ) WITHOUT ROWID;
     """,
+    # 4: the server's bearer tokens, hashed (the AccessTokens capability)
+    """
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        stage TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    );
+    """,
 )
 
 

@@ -48,6 +48,7 @@ from lockgate.plugin import (
     ComponentRecord,
     ComponentStatus,
     ConfigError,
+    ConflictError,
     EventFilter,
     InputError,
     Intent,
@@ -58,6 +59,7 @@ from lockgate.plugin import (
     RevisionRecord,
     RoleContext,
     StateCounts,
+    TokenRecord,
     event_hash,
     generation_conflict,
     hookimpl,
@@ -468,6 +470,33 @@ class SqliteStateStore:
                 "INSERT OR REPLACE INTO validation_results VALUES (?, ?, ?)",
                 [(revision, key, value) for key, value in values.items()],
             )
+
+    # ------------------------------------------------------------------ tokens
+
+    def add_token(self, token: TokenRecord, event: AuditEvent) -> None:
+        with self._write() as db:
+            try:
+                db.execute("INSERT INTO tokens VALUES (?,?,?,?,?,?,?,?,?)", attrs.astuple(token))
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"a token with id {token.id} exists; retry") from None
+            _append(db, event)
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None:
+        row = self._db.execute("SELECT * FROM tokens WHERE digest = ?", (digest,)).fetchone()
+        return TokenRecord(*row) if row else None
+
+    def tokens(self) -> list[TokenRecord]:
+        rows = self._db.execute("SELECT * FROM tokens ORDER BY created_at, id")
+        return [TokenRecord(*r) for r in rows]
+
+    def revoke_token(self, token_id: str, at: str, event: AuditEvent) -> TokenRecord | None:
+        with self._write() as db:
+            row = db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+            if row is None or row["revoked_at"] is not None:
+                return TokenRecord(*row) if row else None
+            db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (at, token_id))
+            _append(db, event)
+            return attrs.evolve(TokenRecord(*row), revoked_at=at)
 
     # ------------------------------------------------------------------ audit log
 

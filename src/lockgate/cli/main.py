@@ -228,7 +228,10 @@ class LockgateGroup(click.Group):
 @click.option(
     "--actor",
     metavar="NAME",
-    help="Who is acting, for the audit log (default: LOCKGATE_ACTOR, else the OS user).",
+    help=(
+        "Who is acting, for the audit log (default: LOCKGATE_ACTOR, else the OS user; "
+        "a claimed name needs identity.allow_override)."
+    ),
 )
 @click.option(
     "--strict-plugins",
@@ -268,6 +271,8 @@ KERNEL_COMMANDS: dict[str, str] = {
     "stats": "report_cmd:stats",
     "audit": "report_cmd:audit",
     "state": "state_cmd:command",
+    "token": "token_cmd:group",
+    "serve": "serve_cmd:command",
 }
 """The kernel's commands: name → ``module:attribute`` under ``lockgate.cli``."""
 

@@ -220,7 +220,11 @@ def unlock(ctx: click.Context, force: int, reason: str | None) -> None:
             actor=project.actor,
             action="unlock",
             reason=reason,
-            details={"owner": owner.to_dict() if owner else {}, "holder_live": live},
+            details={
+                "owner": owner.to_dict() if owner else {},
+                "holder_live": live,
+                **project.identity.details(),
+            },
         )
     )
     owner_pid = owner.pid if owner else None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import click
 
 from lockgate.cli.context import AppContext
@@ -89,6 +93,13 @@ def validate(
 @click.option("--rev", "revision", metavar="REV", help="Revision to approve (default: latest).")
 @click.option("--comment", metavar="TEXT", help="Recorded with the approval.")
 @click.option("--reason", metavar="TEXT", help="Recorded in the audit log.")
+@click.option("--sign", is_flag=True, help="Sign the approval with an SSH key (ssh-keygen -Y).")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key to sign with (default: LOCKGATE_SIGNING_KEY, else ~/.ssh/id_ed25519).",
+)
+@click.option("--stage", metavar="STAGE", help="Stage the signature is for (default: the next).")
 @json_option
 @click.pass_context
 def approve(
@@ -97,10 +108,24 @@ def approve(
     revision: str | None,
     comment: str | None,
     reason: str | None,
+    sign: bool,
+    key: Path | None,
+    stage: str | None,
     json_flag: bool,
 ) -> None:
-    """Approve a revision (never your own); restaging voids approvals."""
-    _decide(ctx, component, "approve", revision, comment, reason, json_flag)
+    """Approve a revision (never your own); restaging voids approvals.
+
+    With --sign, the approval carries an SSH signature over the component, the revision's
+    digest, the stage and the decision, verified against allowed_signers (beside
+    lockgate.yaml) before it is recorded; stages may count only signed approvals.
+    """
+    if (key or stage) and not sign:
+        raise click.UsageError("--key and --stage go with --sign")
+    if sign and key is None:
+        default = os.environ.get("LOCKGATE_SIGNING_KEY") or "~/.ssh/id_ed25519"
+        key = Path(default).expanduser()
+    signing = {"sign_key": key, "signed_stage": stage} if sign else {}
+    _decide(ctx, component, "approve", revision, comment, reason, json_flag, **signing)
 
 
 @click.command("reject")
@@ -124,6 +149,7 @@ def _decide(
     comment: str | None,
     reason: str | None,
     json_flag: bool,
+    **signing: Any,
 ) -> None:
     from lockgate.operations.approve import decide
 
@@ -135,6 +161,7 @@ def _decide(
         revision=revision,
         comment=comment,
         reason=reason,
+        **signing,
     )
     if wants_json(ctx, json_flag):
         emit_json(result.to_dict())

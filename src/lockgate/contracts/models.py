@@ -126,12 +126,18 @@ class PeerComponent:
 
 @record
 class Decision:
-    """An approval or rejection recorded for the subject's revision."""
+    """An approval or rejection recorded for the subject's revision.
+
+    ``signed_key``: the fingerprint of the SSH key whose signature over this approval,
+    for the stage being entered, verified against the project's ``allowed_signers``
+    (None: unsigned, or see ``signature_problem`` for why it did not verify)."""
 
     actor: str
     decision: str  # "approve" or "reject"
     at: str
     comment: str | None = None
+    signed_key: str | None = None
+    signature_problem: str | None = None
 
 
 @record

@@ -18,6 +18,7 @@ from lockgate.contracts.refs import NAME_PATTERN, name_problem
 from lockgate.errors import ConflictError, CorruptStateError
 
 __all__ = [
+    "AccessTokens",
     "Approval",
     "AuditEvent",
     "ChainedEvent",
@@ -32,6 +33,7 @@ __all__ = [
     "StateImport",
     "StateSnapshot",
     "StateStore",
+    "TokenRecord",
     "ValidationResults",
     "corrupt_record",
     "generation_conflict",
@@ -39,6 +41,7 @@ __all__ = [
     "store_importer",
     "store_intent_log",
     "store_results",
+    "store_tokens",
 ]
 
 
@@ -520,3 +523,53 @@ class IntentLog(Protocol):
 def store_intent_log(store: object) -> IntentLog | None:
     """``store`` when it offers :class:`IntentLog`, else None."""
     return store if callable(getattr(store, "intents", None)) else None  # type: ignore[return-value]
+
+
+@record
+class TokenRecord:
+    """A bearer token lockgate issued, as stored: never the secret, only its SHA-256
+    (``digest``). ``role`` is ``viewer``, ``developer``, ``approver``, ``releaser`` or
+    ``admin``; ``stage`` limits an approver or releaser to one stage (None: every
+    stage). Times are :func:`~lockgate.contracts.clock.now_iso` strings."""
+
+    id: str
+    digest: str
+    actor: str
+    role: str
+    stage: str | None
+    created_at: str
+    created_by: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+class AccessTokens(Protocol):
+    """Optional capability of a state store: keep the bearer tokens ``lockgate serve``
+    accepts (see docs/server.md). A store without it cannot serve; ``lockgate token``
+    says so in one line.
+
+    ``add_token`` stores ``token`` and appends ``event`` in one transaction (a token id
+    already stored is a ``ConflictError``); ``token_by_digest`` finds a token by the
+    SHA-256 of its secret (revoked and expired ones too: the caller decides);
+    ``tokens`` lists every token, oldest first; ``revoke_token`` sets ``revoked_at`` and
+    appends ``event`` in one transaction, returning the record as it now is (None: no
+    token has that id; a token already revoked keeps its first time, and no event).
+    """
+
+    def add_token(self, token: TokenRecord, event: AuditEvent) -> None:
+        """Store ``token`` and append ``event``, all or nothing."""
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None:
+        """The token whose secret hashes to ``digest``, if any."""
+
+    def tokens(self) -> list[TokenRecord]:
+        """Every token, oldest first."""
+
+    def revoke_token(self, token_id: str, at: str, event: AuditEvent) -> TokenRecord | None:
+        """Mark token ``token_id`` revoked at ``at`` (with ``event``); None when unknown."""
+
+
+def store_tokens(store: object) -> AccessTokens | None:
+    """``store`` when it offers :class:`AccessTokens`, else None."""
+    offers = callable(getattr(store, "token_by_digest", None))
+    return store if offers else None  # type: ignore[return-value]

@@ -93,6 +93,15 @@ class StateSection:
 
 
 @record
+class IdentitySection:
+    """``identity:`` — who the actor is (see docs/validation.md, "Who is acting").
+    ``allow_override`` is read from ``lockgate.yaml`` only; None: allowed unless a
+    stage requires approvals."""
+
+    allow_override: bool | None = None
+
+
+@record
 class ContentSection:
     """``content:`` — which content store keeps revision bytes."""
 
@@ -203,6 +212,7 @@ class Config:
     gc: GcSection = attrs.field(factory=GcSection)
     state: StateSection = attrs.field(factory=StateSection)
     content: ContentSection = attrs.field(factory=ContentSection)
+    identity: IdentitySection = attrs.field(factory=IdentitySection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import attrs
 
 from lockgate.contracts.content import ContentStore
-from lockgate.contracts.refs import check_text
+from lockgate.contracts.identity import Identity, resolve_identity
 from lockgate.contracts.secrets import redacted, redacted_raw
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
@@ -75,6 +75,10 @@ class Project:
     environ: Mapping[str, str]
     roles: Roles = attrs.field(init=False)
     actor_override: str | None = None
+    override_via: str = "--actor"
+    """How ``actor_override`` was given (``--actor``, ``python-api``)."""
+    authenticated: Identity | None = None
+    """The identity a server authenticated (its token's): the actor, no override."""
     # False: operations on this project leave interrupted operations open instead of
     # settling them first (``lockgate recover`` settles itself; crash tests look at them).
     recover_on_open: bool = True
@@ -246,19 +250,39 @@ class Project:
 
     @property
     def actor(self) -> str:
-        """Who is acting: ``--actor``, else ``LOCKGATE_ACTOR``, else the OS user."""
+        """Who is acting: the name of :attr:`identity`."""
+        return self.identity.name
 
-        if self.actor_override:
-            return check_text("--actor", self.actor_override) or ""
-        env_actor = self.environ.get("LOCKGATE_ACTOR", "").strip()
-        if env_actor:
-            return check_text("LOCKGATE_ACTOR", env_actor) or ""
-        import getpass
+    @property
+    def identity(self) -> Identity:
+        """Who is acting and how that is known: the authenticated identity (the server),
+        else ``--actor``/``LOCKGATE_ACTOR`` when the project allows overrides, else the
+        OS user (see :mod:`lockgate.contracts.identity`)."""
+        if self.authenticated is not None:
+            return self.authenticated
+        claimed, via = self.actor_override, self.override_via
+        if not claimed:
+            claimed, via = self.environ.get("LOCKGATE_ACTOR", "").strip(), "LOCKGATE_ACTOR"
+        allowed, why_not = self.overrides_allowed() if claimed else (True, "")
+        return resolve_identity(claimed, via, allowed=allowed, why_not=why_not)
 
-        try:
-            return getpass.getuser()
-        except (KeyError, OSError):
-            return "unknown"
+    def overrides_allowed(self) -> tuple[bool, str]:
+        """Whether the actor may be claimed (``identity.allow_override``, from
+        ``lockgate.yaml`` only; unset: unless a stage requires approvals), and why not."""
+        key = ("identity", "allow_override")
+        if self.layers.source(key).kind == "environment":
+            raise ConfigError(
+                f"{self.layers.where(key)}: identity.allow_override is read from "
+                "lockgate.yaml only; unset the variable"
+            )
+        explicit = self.config.identity.allow_override
+        if explicit is not None:
+            return explicit, "identity.allow_override is false"
+        # The approvals plugin's settings say which stages need approvals; read by duck
+        # type, as the kernel imports no plugin (absent or disabled: none do).
+        for_stage = getattr(self.settings.get("approvals"), "for_stage", None)
+        needing = [s for s in self.stage_names if for_stage and for_stage(s)[0] > 0]
+        return not needing, f"stage {', '.join(needing)} requires approvals"
 
     @property
     def stage_names(self) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.contracts.content import ContentStore
+from lockgate.contracts.identity import Identity
 from lockgate.contracts.locks import LockOwner
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
@@ -147,6 +148,11 @@ class Session:
     def actor(self) -> str:
         """Who is acting (see :attr:`Project.actor`)."""
         return self.project.actor
+
+    @property
+    def identity(self) -> Identity:
+        """Who is acting and how that is known (see :attr:`Project.identity`)."""
+        return self.project.identity
 
     @property
     def stage_names(self) -> list[str]:

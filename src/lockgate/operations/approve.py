@@ -12,6 +12,7 @@ lock, so that a promotion which re-checks rejections under that lock cannot miss
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -28,6 +29,7 @@ from lockgate.operations.lifecycle import TRANSITIONS
 from lockgate.operations.recover import settle
 from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.revisions import revision_spec
+from lockgate.operations.signatures import signed_approval
 
 if TYPE_CHECKING:
     from lockgate.contracts.state import StateStore
@@ -69,8 +71,16 @@ def decide(
     revision: str | None = None,
     comment: str | None = None,
     reason: str | None = None,
+    sign_key: Path | None = None,
+    signature: str | None = None,
+    signed_stage: str | None = None,
 ) -> DecisionResult:
-    """Approve or reject ``revision`` of ``ref`` (default: its latest revision)."""
+    """Approve or reject ``revision`` of ``ref`` (default: its latest revision).
+
+    An approval is signed with ``sign_key`` (an SSH private key) or carries a
+    ``signature`` made elsewhere, for ``signed_stage`` (default: the next stage the
+    revision climbs to); it is verified against ``allowed_signers`` before it is
+    recorded (see :mod:`lockgate.operations.signatures`)."""
     session = as_session(session)
     if isinstance(ref, str):
         ref = ComponentRef.parse(ref)
@@ -93,11 +103,18 @@ def decide(
                 f"{actor} is an author of {ref} {short(chosen)} (authors: {', '.join(who)}) "
                 "and cannot approve it; ask another reviewer"
             )
+    signed: dict[str, object] = {}
+    if sign_key is not None or signature is not None:
+        if decision != "approve":
+            raise InputError(f"reject {ref}: only an approval is signed; drop --sign")
+        signed = signed_approval(
+            session, str(ref), chosen, key=sign_key, signature=signature, stage=signed_stage
+        )
     # Decisions serialize with promotions and rollbacks: a switch re-checks rejections
     # under this lock before it touches a target, so a rejection either lands before that
     # check (and stops the switch) or after the switch is recorded.
     with session.lock(decision):
-        return _decide(session, ref, decision, chosen, actor, comment, reason)
+        return _decide(session, ref, decision, chosen, actor, comment, reason, signed)
 
 
 def _decide(
@@ -108,13 +125,16 @@ def _decide(
     actor: str,
     comment: str | None,
     reason: str | None,
+    signed: dict[str, object],
 ) -> DecisionResult:
     state = session.state()
     record = state.component(str(ref))
     assert record is not None  # checked by the caller; components are never deleted
     existing = state.approvals(str(ref), chosen)
-    if decision == "approve" and any(
-        a.actor == actor and a.decision == "approve" for a in existing
+    if (
+        decision == "approve"
+        and not signed
+        and any(a.actor == actor and a.decision == "approve" for a in existing)
     ):
         return _result(
             ref, chosen, decision, actor, False, record.status, existing, "already approved by you"
@@ -137,7 +157,11 @@ def _decide(
         component=str(ref),
         revision=chosen,
         reason=reason,
-        details={"comment": comment} if comment else {},
+        details={
+            **({"comment": comment} if comment else {}),
+            **signed,
+            **session.identity.details(),
+        },
     )
     state.add_approval(approval, event, status=status_move)
     status = status_move[1] if status_move else record.status

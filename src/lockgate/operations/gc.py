@@ -216,6 +216,7 @@ def collect_garbage(
                     reason=reason,
                     details={
                         "releases": len(doomed_releases),
+                        **session.identity.details(),
                         "target_releases": len(by_targets),
                         "objects": len(doomed_objects),
                         "bytes": size,

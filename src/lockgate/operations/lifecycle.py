@@ -114,7 +114,11 @@ def move_pointer(
         revision=revision,
         previous_revision=previous,
         reason=reason,
-        details={"generation": generation + 1, **(details or {})},
+        details={
+            "generation": generation + 1,
+            **(details or {}),
+            **session.identity.details(),
+        },
     )
     change = PointerChange(
         stage=stage,

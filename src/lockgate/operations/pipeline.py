@@ -150,7 +150,13 @@ class PipelineRunner(GroupSwitching):
                 f"(first: {first})",
             )
             if not dry_run:
-                record_run(session.state(), session.actor, report.to_dict(), reason=reason)
+                record_run(
+                    session.state(),
+                    session.actor,
+                    report.to_dict(),
+                    reason=reason,
+                    identity=session.identity,
+                )
             return report.to_dict()
         if dry_run:
             report.finish("planned")
@@ -168,7 +174,13 @@ class PipelineRunner(GroupSwitching):
         ]
         if not moves:  # every member already current: a run that moved nothing
             report.finish("completed")
-            record_run(session.state(), session.actor, report.to_dict(), reason=reason)
+            record_run(
+                session.state(),
+                session.actor,
+                report.to_dict(),
+                reason=reason,
+                identity=session.identity,
+            )
             return report.to_dict()
         expected = {s.component_id: s.generation for s in plan.changing}
         return self._execute(moves, report, reason, "promote", details, expected)
@@ -395,6 +407,7 @@ class PipelineRunner(GroupSwitching):
                                     "pipeline": report.pipeline,
                                     "run": report.run_id,
                                     "cause": cause,
+                                    **session.identity.details(),
                                 },
                                 outcome="failed",
                             )
@@ -404,12 +417,20 @@ class PipelineRunner(GroupSwitching):
                     except Exception as second:
                         raise _undo_failed(report.pipeline, cause, second) from second
                     report.finish("rolled_back" if done else "failed", cause)
-                    record_run(state, session.actor, report.to_dict(), reason=reason)
+                    record_run(
+                        state,
+                        session.actor,
+                        report.to_dict(),
+                        reason=reason,
+                        identity=session.identity,
+                    )
                     state.close_intent(intent.id, "undone")
                     return report.to_dict()
                 failpoint("pipeline.before_record")
                 report.finish("completed")
-                record_run(state, session.actor, report.to_dict(), reason=reason)
+                record_run(
+                    state, session.actor, report.to_dict(), reason=reason, identity=session.identity
+                )
                 state.close_intent(intent.id, "completed")
         return report.to_dict()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
+from lockgate.contracts.identity import Identity
 from lockgate.contracts.state import AuditEvent, EventFilter, StateStore
 from lockgate.errors import NotFoundError
 
@@ -124,7 +125,12 @@ class RunReport:
 
 
 def record_run(
-    state: StateStore, actor: str, report: dict[str, Any], *, reason: str | None = None
+    state: StateStore,
+    actor: str,
+    report: dict[str, Any],
+    *,
+    reason: str | None = None,
+    identity: Identity | None = None,
 ) -> None:
     """Append the run's event (once: a recovery that finds it recorded adds none)."""
     if find_run(state, report["pipeline_id"], run_id=report["run_id"], missing_ok=True):
@@ -136,7 +142,12 @@ def record_run(
             action=ACTION,
             stage=report["stage"],
             reason=reason,
-            details={"pipeline": report["pipeline_id"], "run": report["run_id"], "report": report},
+            details={
+                "pipeline": report["pipeline_id"],
+                "run": report["run_id"],
+                "report": report,
+                **(identity.details() if identity else {}),
+            },
             outcome="ok" if report["status"] == "completed" else "failed",
         )
     )

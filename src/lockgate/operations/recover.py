@@ -179,6 +179,7 @@ def _recover_switches(session: Session, intents: list[Intent]) -> list[Recovered
                     revision=now,
                     details={
                         "intent": intent.id,
+                        **session.identity.details(),
                         "operation": intent.operation,
                         "interrupted_owner": intent.owner,
                         "outcome": outcome,
@@ -397,7 +398,7 @@ def settle_run(session: Session, intent: Intent) -> list[Recovered]:
         report.add_step(component, str(report.kind), old, new, status)
     outcome = "completed" if complete else "rolled_back"
     report.finish(outcome, None if complete else f"interrupted (owner {intent.owner}); undone")
-    record_run(state, session.actor, report.to_dict())
+    record_run(state, session.actor, report.to_dict(), identity=session.identity)
     state.close_intent(intent.id, "completed" if complete else "undone")
     return [
         Recovered(intent.id, "pipeline", stage, name, "completed" if complete else "undone", None)

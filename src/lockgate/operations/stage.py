@@ -180,7 +180,7 @@ class Stager:
                     component=ref,
                     stage=stage,
                     reason=reason,
-                    details={"error": error.message},
+                    details={"error": error.message, **self.session.identity.details()},
                     outcome="failed",
                 )
             )
@@ -334,7 +334,12 @@ class Stager:
                 revision=revision,
                 previous_revision=previous,
                 reason=reason,
-                details={"files": result.files, "size": result.size, **result.diff.counts()},
+                details={
+                    "files": result.files,
+                    "size": result.size,
+                    **result.diff.counts(),
+                    **self.session.identity.details(),
+                },
             ),
         )
         failpoint("stage.after_record")

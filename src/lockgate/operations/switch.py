@@ -496,7 +496,7 @@ class Switcher:
                 revision=base.revision,
                 previous_revision=base.previous_revision,
                 reason=base.reason,
-                details={"refused": why},
+                details={"refused": why, **self.session.identity.details()},
                 outcome="refused",
             )
         )

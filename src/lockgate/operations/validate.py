@@ -66,6 +66,7 @@ from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.recover import settle
 from lockgate.operations.revisions import release_dir, revision_handle, revision_spec
+from lockgate.operations.signatures import signed_decisions
 from lockgate.operations.validate_cache import (
     FileResults,
     StoreResults,
@@ -288,6 +289,9 @@ class Validation:
                 Decision(a.actor, a.decision, a.at, a.comment)
                 for a in state.approvals(subject.component, subject.revision)
             )
+            decisions = signed_decisions(
+                self.session, state, subject.component, subject.revision, subject.stage, decisions
+            )
             author = next(
                 (
                     r.actor
@@ -468,6 +472,7 @@ class Validation:
             "errors": result.count(Severity.ERROR),
             "warnings": result.count(Severity.WARNING),
             "cached": result.cached,
+            **self.session.identity.details(),
         }
         pending = self._pending
         if pending is not None and pending.trusted and result.revision:

@@ -3,8 +3,9 @@
 A part of :class:`~lockgate.testing.StateStoreConformance` (see
 :mod:`lockgate.testing._state_suite`): approvals (bound to a revision, listed oldest
 first, written with their status change in one transaction), the intents an
-interrupted operation is settled from, and the validators' verdicts of the optional
-``ValidationResults`` capability (skipped for a store that does not offer it).
+interrupted operation is settled from, the validators' verdicts of the optional
+``ValidationResults`` capability and the bearer tokens of the optional ``AccessTokens``
+capability (each skipped for a store that does not offer it).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import pytest
 
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.state import (
+    AccessTokens,
     Approval,
     Intent,
     StateStore,
+    TokenRecord,
     ValidationResults,
     store_intent_log,
     store_results,
+    store_tokens,
 )
 from lockgate.errors import ConflictError
 from lockgate.testing._state_builders import _event, _stage, at
@@ -168,3 +172,32 @@ class StateStoreApprovalConformance:
         value = '[{"message": "naïve \\u00e9 \'quoted\' ; DROP TABLE x; --"}]' + "é" * 5000
         results.record_validation_results("r1", {"k": value})
         assert dict(results.validation_results("r1")) == {"k": value}
+
+    # ------------------------------------------------------------------ tokens
+
+    def access_tokens(self, store: StateStore) -> AccessTokens:
+        tokens = store_tokens(store)
+        if tokens is None:
+            pytest.skip("the store offers no AccessTokens (optional)")
+        return tokens
+
+    def test_tokens_are_found_by_digest_listed_and_revoked_once(self, store: StateStore) -> None:
+        tokens = self.access_tokens(store)
+        first = TokenRecord("a1", "d" * 64, "carol", "approver", "production", at(1), "root")
+        second = TokenRecord("b2", "e" * 64, "ci", "releaser", None, at(2), "root", at(9))
+        tokens.add_token(first, _event("token.create", at(1)))
+        tokens.add_token(second, _event("token.create", at(2)))
+        assert tokens.token_by_digest("e" * 64) == second
+        assert tokens.token_by_digest("f" * 64) is None
+        assert tokens.tokens() == [first, second]
+        with pytest.raises(ConflictError):
+            tokens.add_token(first, _event("token.create", at(3)))
+
+        revoked = tokens.revoke_token("a1", at(4), _event("token.revoke", at(4)))
+        assert revoked is not None and revoked.revoked_at == at(4)
+        again = tokens.revoke_token("a1", at(5), _event("token.revoke", at(5)))
+        assert again is not None and again.revoked_at == at(4)  # the first time stays
+        assert tokens.revoke_token("zz", at(6), _event("token.revoke", at(6))) is None
+        assert tokens.token_by_digest("d" * 64) == revoked
+        # Each change carried its event; the refused ones none.
+        assert [e.action for e in store.events()] == ["token.create"] * 2 + ["token.revoke"]

@@ -11,6 +11,8 @@ Settings (``plugins.approvals:``)::
       production:
         required: 2
         approvers: [carol, dan] # optional allowlist for this stage
+        signed: true            # count only approvals signed for this stage with a key
+                                # allowed_signers (beside lockgate.yaml) lists for the approver
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class StageApprovals:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
     )
     approvers: list[str] | None = None
+    signed: bool = False
 
 
 @record
@@ -41,6 +44,10 @@ class ApprovalsSettings:
         """(approvals required, allowlist or None) for ``stage``."""
         own = self.stages.get(stage, StageApprovals())
         return (own.required if own.required is not None else self.required), own.approvers
+
+    def signed_for(self, stage: str) -> bool:
+        """Whether only signed approvals count in ``stage``."""
+        return self.stages.get(stage, StageApprovals()).signed
 
 
 @hookimpl
@@ -58,6 +65,7 @@ def on_validate(subject: ValidationSubject, settings: ApprovalsSettings) -> list
     if subject.revision is None:
         return []  # a workspace is not a revision: nothing can be approved yet
     required, approvers = settings.for_stage(subject.stage)
+    signed = settings.signed_for(subject.stage)
     context = subject.context
     issues = []
     for decision in context.decisions:
@@ -79,8 +87,11 @@ def on_validate(subject: ValidationSubject, settings: ApprovalsSettings) -> list
             and d.actor != context.author
             and d.actor not in context.authors
             and (approvers is None or d.actor in approvers)
+            and (d.signed_key is not None or not signed)
         }
     )
+    if signed:
+        issues += _unsigned(subject, counted)
     if len(counted) < required:
         who = f" from {', '.join(approvers)}" if approvers else ""
         have = f"has {len(counted)}" + (f" ({', '.join(counted)})" if counted else "")
@@ -98,3 +109,19 @@ def on_validate(subject: ValidationSubject, settings: ApprovalsSettings) -> list
     elif counted:
         issues.append(Issue(Severity.INFO, "approval-ok", f"approved by {', '.join(counted)}"))
     return issues
+
+
+def _unsigned(subject: ValidationSubject, counted: list[str]) -> list[Issue]:
+    """A warning for each approval not counted because its signature is missing or does
+    not verify for this stage."""
+    return [
+        Issue(
+            Severity.WARNING,
+            "approval-unsigned",
+            f"the approval of {d.actor} does not count in {subject.stage}: "
+            + (d.signature_problem or "it is not signed"),
+            hint=f"'lockgate approve {subject.component} --sign --stage {subject.stage}'",
+        )
+        for d in subject.context.decisions
+        if d.decision == "approve" and d.actor not in counted and d.signed_key is None
+    ]

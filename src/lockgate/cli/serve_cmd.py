@@ -1,0 +1,85 @@
+"""``lockgate serve``: the HTTP API, under uvicorn."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from lockgate.cli.context import AppContext
+
+__all__ = ["command"]
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--max-body",
+    default=64 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest request body, in bytes (uploads included).",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a request may take before it is answered 504.",
+)
+@click.option(
+    "--auth-failures",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Failed authentications a client may make per minute before it gets 429.",
+)
+@click.pass_context
+def command(
+    ctx: click.Context, host: str, port: int, max_body: int, timeout: float, auth_failures: int
+) -> None:
+    """Serve the project's HTTP API (see docs/server.md); Ctrl-C stops it.
+
+    Every request needs a bearer token from 'lockgate token create' but /health, /ready,
+    /openapi.json and /docs. Exit 3 when the server extra is not installed or the state
+    store keeps no tokens.
+    """
+    from lockgate.errors import MissingCapabilityError
+    from lockgate.server import missing_extra
+
+    missing = missing_extra()
+    if missing is not None:
+        raise MissingCapabilityError(missing)
+    from lockgate.contracts.state import store_tokens
+
+    app_ctx = ctx.ensure_object(AppContext)
+    project = app_ctx.project()
+    root = project.require_root()
+    if store_tokens(project.state()) is None:
+        raise MissingCapabilityError(
+            f"state store {project.config.state.store!r} keeps no access tokens (the "
+            "AccessTokens capability), so it cannot serve; use state.store: sqlite"
+        )
+    import uvicorn
+
+    from lockgate.server.app import ServerSettings
+    from lockgate.server.http import build_app
+
+    settings = ServerSettings(
+        root=root,
+        environ=dict(os.environ),
+        max_body=max_body,
+        timeout=timeout,
+        auth_failures=auth_failures,
+        distributions=app_ctx.distributions,
+    )
+    click.echo(f"lockgate: serving {root} on http://{host}:{port}", err=True)
+    uvicorn.run(
+        build_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_keep_alive=5,
+        limit_concurrency=200,
+    )
