@@ -1180,3 +1180,13 @@ def test_a_forwarding_store_offers_the_capabilities_it_forwards(tmp_path: Path, 
     assert f"and {len(gone)} object(s) ({sum(map(len, gone))} bytes)" in collected, collected
     assert not stale.exists()
     ok("verify")
+
+
+def test_gc_with_no_grace_leaves_a_release_being_laid_out_alone(ws: Workspace) -> None:
+    """A promotion may be laying out a release while ``gc --grace 0`` runs: its temporary
+    directory is not a leftover until it has been left alone for a while."""
+    busy = ws.root / ".lockgate" / "releases" / ".tmp-0123456789abcdef-cafef00d"
+    busy.mkdir(parents=True)
+    (busy / "being-written.txt").write_text("x")
+    ws.ok("gc", "--grace", "0")
+    assert busy.exists()

@@ -207,7 +207,9 @@ def collect_garbage(
             # no kept revision needs: they would have been removed here anyway.
             forget_lost = store_forget_lost(content)
             forgotten = forget_lost(needed) if forget_lost is not None else 0
-            leftovers = _sweep_leftovers(session, cutoff)
+            # A writer may be busy with a temporary this very moment (a promotion laying
+            # out a release): leftovers are only ever taken once old, whatever the grace.
+            leftovers = _sweep_leftovers(session, min(cutoff, time.time() - LEFTOVER_AGE))
             state.append_event(
                 AuditEvent(
                     at=now_iso(),
@@ -242,6 +244,11 @@ def _collect_targets(session: Session, keep: frozenset[str], *, dry_run: bool) -
             if collector is not None:
                 removed.update(collector.collect(keep, dry_run))
     return tuple(sorted(removed))
+
+
+LEFTOVER_AGE = 600.0
+"""Seconds a temporary must be left untouched before gc takes it as an interrupted
+writer's leftover (``gc --grace 0`` included: the grace applies to objects)."""
 
 
 def _sweep_leftovers(session: Session, cutoff: float) -> int:

@@ -360,79 +360,102 @@ class PipelineRunner(GroupSwitching):
     ) -> dict[str, Any]:
         """Under the operation lock: the run intent, each member switched, every switched
         member undone on a failure, the run recorded."""
-        session, state, stage = self.session, self.session.state(), report.stage
+        session, state = self.session, self.session.state()
         with self._run_lock():
             recover_pending(session, locked=True)
-            for move in moves:
-                pointer = state.pointer(stage, move.component_id)
-                generation = pointer.generation if pointer else 0
-                if generation != expected[move.component_id]:
-                    raise ConflictError(
-                        f"{stage}/{move.component_id} changed while pipeline {report.pipeline} "
-                        "was being planned: another change won; look again and retry"
-                    )
+            self._check_planned(moves, report, expected)
             intent = self._open_run(moves, report)
             with holding(intent.id):
                 failpoint("pipeline.after_intent")
                 tied = {"pipeline": report.pipeline, "run": report.run_id, **details}
                 done: list[Move] = []
-                together = len(moves) > 1 and group_targets(session, stage) is not None
+                current: Move | None = None
+                together = len(moves) > 1 and group_targets(session, report.stage) is not None
                 try:
                     if together:  # one atomic step per target; put back on a failure
                         self._switch_together(moves, report, reason, action, tied, intent.id)
-                    for move in [] if together else moves:
-                        self._step(move, report, reason, action, tied, done)
+                    for current in [] if together else moves:
+                        self._step(current, report, reason, action, tied, done)
                         failpoint("pipeline.after_step")
                 except Exception as exc:  # any failure undoes the whole run
-                    if together:
-                        if not hasattr(exc, "switched"):  # putting it back failed too
-                            raise _undo_failed(report.pipeline, _describe(exc), exc) from exc
-                        member = getattr(exc, "member", None) or "the group"
-                        cause = f"{member}: {_describe(exc)}"
-                        switched = bool(getattr(exc, "switched", False))
-                        report.finish("rolled_back" if switched else "failed", cause)
-                        record_run(state, session.actor, report.to_dict(), reason=reason)
-                        state.close_intent(intent.id, "undone")
-                        return report.to_dict()
-                    cause = f"{move.component}: {_describe(exc)}"
-                    if done:  # recovery undoes (never finishes) a run that decided so
-                        state.append_event(
-                            AuditEvent(
-                                at=now_iso(),
-                                actor=session.actor,
-                                action=UNDO_ACTION,
-                                stage=stage,
-                                reason=reason,
-                                details={
-                                    "pipeline": report.pipeline,
-                                    "run": report.run_id,
-                                    "cause": cause,
-                                    **session.identity.details(),
-                                },
-                                outcome="failed",
-                            )
-                        )
-                    try:
-                        self._compensate(done, report, cause, tied)
-                    except Exception as second:
-                        raise _undo_failed(report.pipeline, cause, second) from second
-                    report.finish("rolled_back" if done else "failed", cause)
-                    record_run(
-                        state,
-                        session.actor,
-                        report.to_dict(),
-                        reason=reason,
-                        identity=session.identity,
-                    )
+                    self._fail_run(exc, together, current, done, report, reason, tied)
                     state.close_intent(intent.id, "undone")
                     return report.to_dict()
                 failpoint("pipeline.before_record")
                 report.finish("completed")
-                record_run(
-                    state, session.actor, report.to_dict(), reason=reason, identity=session.identity
-                )
+                self._record(report, reason)
                 state.close_intent(intent.id, "completed")
         return report.to_dict()
+
+    def _check_planned(
+        self, moves: Sequence[Move], report: RunReport, expected: dict[str, int]
+    ) -> None:
+        """Refuse the run when a member's pointer moved since the plan read it."""
+        state, stage = self.session.state(), report.stage
+        for move in moves:
+            pointer = state.pointer(stage, move.component_id)
+            generation = pointer.generation if pointer else 0
+            if generation != expected[move.component_id]:
+                raise ConflictError(
+                    f"{stage}/{move.component_id} changed while pipeline {report.pipeline} "
+                    "was being planned: another change won; look again and retry"
+                )
+
+    def _record(self, report: RunReport, reason: str | None) -> None:
+        session = self.session
+        record_run(
+            session.state(),
+            session.actor,
+            report.to_dict(),
+            reason=reason,
+            identity=session.identity,
+        )
+
+    def _fail_run(
+        self,
+        exc: Exception,
+        together: bool,
+        current: Move | None,
+        done: list[Move],
+        report: RunReport,
+        reason: str | None,
+        tied: dict[str, Any],
+    ) -> None:
+        """A run that failed (``exc``): every member switched is put back, and the run is
+        recorded ``rolled_back`` (something had moved) or ``failed`` with its cause."""
+        session, state = self.session, self.session.state()
+        if together:
+            if not hasattr(exc, "switched"):  # putting it back failed too
+                raise _undo_failed(report.pipeline, _describe(exc), exc) from exc
+            member = getattr(exc, "member", None) or "the group"
+            switched = bool(getattr(exc, "switched", False))
+            report.finish("rolled_back" if switched else "failed", f"{member}: {_describe(exc)}")
+            self._record(report, reason)
+            return
+        cause = f"{current.component if current else report.pipeline}: {_describe(exc)}"
+        if done:  # recovery undoes (never finishes) a run that decided so
+            state.append_event(
+                AuditEvent(
+                    at=now_iso(),
+                    actor=session.actor,
+                    action=UNDO_ACTION,
+                    stage=report.stage,
+                    reason=reason,
+                    details={
+                        "pipeline": report.pipeline,
+                        "run": report.run_id,
+                        "cause": cause,
+                        **session.identity.details(),
+                    },
+                    outcome="failed",
+                )
+            )
+        try:
+            self._compensate(done, report, cause, tied)
+        except Exception as second:
+            raise _undo_failed(report.pipeline, cause, second) from second
+        report.finish("rolled_back" if done else "failed", cause)
+        self._record(report, reason)
 
     def _open_run(self, moves: Sequence[Move], report: RunReport) -> Intent:
         """Write (durably) the run's intent: what recovery finishes or undoes."""
