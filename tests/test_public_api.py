@@ -22,6 +22,8 @@ EXPECTED_BUILTINS = {
     "workspace",
     "directory",
     "watch",
+    "log",
+    "webhook",
     "approvals",
     "conflicts",
     "dependencies",
