@@ -24,6 +24,7 @@ EXPECTED_BUILTINS = {
     "watch",
     "log",
     "webhook",
+    "metrics",
     "approvals",
     "conflicts",
     "dependencies",

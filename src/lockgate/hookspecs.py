@@ -265,9 +265,11 @@ def on_metrics_collect(context: MetricsContext, settings: Any) -> Mapping[str, f
 
     Receives: ``context``, a :class:`~lockgate.plugin.MetricsContext`: the plugin's
     :class:`~lockgate.plugin.PluginContext` (project root, actor, settings, warnings)
-    plus ``config``, the resolved configuration as plain data.
+    plus ``config``, the resolved configuration as plain data, and ``state``, the
+    project's state store to read (None outside a project).
 
-    Returns: a flat mapping of metric name to number, or None. Names are attributed by
+    Returns: a flat mapping of metric name to number, or None. A name may carry labels,
+    Prometheus style (``components{status="staged"}``). Names are attributed by
     the kernel: metric ``x`` of plugin ``p`` is reported as ``p.x``, so two plugins never
     overwrite each other.
 

@@ -197,7 +197,9 @@ class HookRunner:
             fields: dict[str, Any] = {
                 str(a.alias): getattr(own, a.name) for a in attrs.fields(PluginContext)
             }
-            fields.update(project_root=context.project_root, config=context.config)
+            fields.update(
+                project_root=context.project_root, config=context.config, state=context.state
+            )
             metrics = self._call("on_metrics_collect", impl, context=MetricsContext(**fields))
             if metrics is None:
                 continue
