@@ -6,14 +6,21 @@ non-zero exit at the first step whose exit code is not the one the story expects
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from standardwebhooks import Webhook
 
 BIN = Path(sys.executable).parent / "lockgate"
 
@@ -57,6 +64,35 @@ def show_tree(directory: Path) -> None:
         print(f"      {', '.join(files)}")
 
 
+class Receiver:
+    """A local webhook receiver started by the demo: verifies every signature with the
+    standardwebhooks library and keeps the events it received."""
+
+    def __init__(self, secret: str) -> None:
+        verifier = Webhook(secret)
+        self.received: list[dict[str, object]] = []
+        self.rejected = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    owner.received.append(verifier.verify(body, dict(self.headers.items())))
+                    self.send_response(204)
+                except Exception:
+                    owner.rejected += 1
+                    self.send_response(401)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lockgate"
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lockgate-demo-") as tmp:
         root = Path(tmp) / "demo"
@@ -83,6 +119,19 @@ def main() -> None:
         config.write_text(
             original + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
         )
+        run("config", "validate", cwd=root)
+
+        say("Every event goes to a webhook (a local receiver this demo started), signed")
+        # The signing secret lives in the environment only; the config names the variable.
+        os.environ["DEMO_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        receiver = Receiver(os.environ["DEMO_WEBHOOK_SECRET"])
+        events = (
+            "events:\n  notifiers:\n    - kind: webhook\n"
+            f"      options: {{url: '{receiver.url}', secret_env: DEMO_WEBHOOK_SECRET}}\n"
+        )
+        config.write_text(config.read_text() + events)
+        print("$ cat >> lockgate.yaml")
+        print("\n".join("  " + line for line in events.splitlines()))
         run("config", "validate", cwd=root)
 
         say("Two developers' workspaces: alice and bob (builders, scripts, a workflows pack)")
@@ -224,8 +273,19 @@ def main() -> None:
         run("verify", cwd=root)
         run("audit", "verify", cwd=root)
 
+        say("What the webhook received: CloudEvents, every signature verified")
+        types = Counter(str(e["type"]) for e in receiver.received)
+        print(f"  {len(receiver.received)} events, {receiver.rejected} rejected signatures")
+        for name, n in sorted(types.items()):
+            print(f"  {n:3d}  {name}")
+        last = receiver.received[-1]
+        print("  the last one:", json.dumps({k: last.get(k) for k in ("id", "type", "subject")}))
+        run("events", "ls", "--dead", cwd=root)
+        receiver.server.shutdown()
+
         say("Metrics, contributed by plugins and attributed to each")
         run("metrics", cwd=root)
+        run("metrics", "--format", "prometheus", cwd=root)
     print("\ndemo: done")
 
 

@@ -1,4 +1,4 @@
-"""A real local webhook receiver for the events tests, the crash script and the demo.
+"""A real local webhook receiver for the events tests and the crash script.
 
 A stdlib ``ThreadingHTTPServer`` on 127.0.0.1 that verifies every request with the
 ``standardwebhooks`` library's own verifier and records what it received. What it

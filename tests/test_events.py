@@ -113,6 +113,8 @@ def test_an_audit_event_becomes_a_cloudevent_with_a_stable_id() -> None:
         ("validate", "failed", "dev.lockgate.component.validate_failed"),
         ("announce", "failed", "dev.lockgate.plugin.announce_failed"),
         ("gc", "ok", "dev.lockgate.project.collected"),
+        ("pipeline", "ok", "dev.lockgate.pipeline.completed"),
+        ("pipeline", "failed", "dev.lockgate.pipeline.failed"),
         ("custom", "ok", "dev.lockgate.custom"),
     ],
 )

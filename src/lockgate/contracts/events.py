@@ -118,14 +118,15 @@ def event_type(event: AuditEvent) -> str:
     """The CloudEvents ``type`` of an audit event: ``dev.lockgate.<noun>.<past tense>``
     for a change (``dev.lockgate.component.promoted``), ``dev.lockgate.<noun>.<action>_
     <outcome>`` for an attempt that did not happen (``dev.lockgate.component.promote_refused``,
-    ``dev.lockgate.plugin.announce_failed``); an action lockgate does not know keeps its
-    own name (``dev.lockgate.<action>``)."""
+    ``dev.lockgate.plugin.announce_failed``; a pipeline run: ``dev.lockgate.pipeline.
+    completed`` or ``.failed``); an action lockgate does not know keeps its own name
+    (``dev.lockgate.<action>``)."""
     noun, past = _NOUNS.get(event.action, (None, event.action))
     prefix = f"dev.lockgate.{noun}." if noun else "dev.lockgate."
-    if event.outcome != "ok":
-        return f"{prefix}{event.action}_{event.outcome}"
-    if event.action == "pipeline" and event.details.get("status") not in (None, "completed"):
-        return f"{prefix}{event.details.get('status')}"
+    if event.outcome != "ok":  # a pipeline run that failed: dev.lockgate.pipeline.failed
+        return prefix + (
+            event.outcome if noun == event.action else f"{event.action}_{event.outcome}"
+        )
     return prefix + past
 
 
