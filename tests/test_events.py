@@ -77,6 +77,11 @@ def outbox(ws: ProjectWorkspace, clock: Clock | None = None, **kw: Any) -> Outbo
     return Outbox(Session(project), clock=clock or time.time, jitter=lambda: 0.5)
 
 
+def close(box: Outbox) -> None:
+    box.close()
+    box.session.project.close()
+
+
 # --------------------------------------------------------------------------- CloudEvents
 
 
@@ -170,7 +175,7 @@ def test_a_change_that_did_not_commit_has_no_event(tmp_path: Path, receiver: Rec
     assert [e.seq for e in state.events()] == before
     box.deliver(1.0)
     assert "dev.lockgate.component.promoted" not in receiver.types()
-    box.session.project.close()
+    close(box)
 
 
 def _change(ref: str, revision: str) -> Any:
@@ -257,7 +262,7 @@ def test_failed_deliveries_back_off_exponentially_and_keep_order_per_component(
     received = [(e["subject"], e["data"]["seq"]) for e in receiver.received]
     app = [seq for subject, seq in received if subject == REF]
     assert app == sorted(app) and len(app) == 2
-    box.session.project.close()
+    close(box)
 
 
 def box_seconds(at: str) -> float:
@@ -280,7 +285,7 @@ def test_retry_after_is_honoured(tmp_path: Path, receiver: Receiver) -> None:
     assert box.deliver(None).delivered == {}
     clock.now += 2
     assert box.deliver(None).delivered == {"hook": 1}
-    box.session.project.close()
+    close(box)
 
 
 def test_a_poisoned_event_goes_to_the_dead_letters_and_retry_resends_it(
@@ -321,7 +326,7 @@ def test_an_event_is_dead_after_max_attempts(tmp_path: Path, receiver: Receiver)
         clock.now += 3600
     (row,) = box.store().deliveries("hook")
     assert (row.state, row.attempts) == ("dead", 4)
-    box.session.project.close()
+    close(box)
 
 
 def test_a_hanging_receiver_costs_a_command_no_more_than_the_budget(
@@ -358,7 +363,7 @@ def test_delivered_rows_are_forgotten_after_the_retention(
     box.deliver(None)
     assert box.rows() == []
     assert len(box.session.state().events(EventFilter(action="stage"))) == 1  # the log stays
-    box.session.project.close()
+    close(box)
 
 
 # --------------------------------------------------------------------------- notifiers
@@ -448,7 +453,7 @@ def test_a_store_without_the_outbox_is_one_clear_line(tmp_path: Path) -> None:
     box = outbox(ws, extra=[fake_distribution("lockgate-bare", {"bare": Plugin()})])
     with pytest.raises(MissingCapabilityError, match="keeps no outbox \\(EventDeliveries\\)"):
         box.deliver(1.0)
-    box.session.project.close()
+    close(box)
 
 
 def test_the_webhook_secret_never_appears_in_any_output(tmp_path: Path, receiver: Receiver) -> None:

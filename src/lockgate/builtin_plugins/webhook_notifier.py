@@ -15,7 +15,9 @@ de-duplicates by ``webhook-id``. Options (``events.notifiers[].options``):
 * ``allow_hosts``: when given, the only hosts ``url`` may name;
 * ``headers``: extra static headers.
 
-Redirects are never followed (a 3xx is a failed delivery, retried). A 2xx is delivered;
+One connection is kept alive between the events of a pass (HTTP/1.1), and a receiver
+that closed it meanwhile is answered by one more attempt on a new one. Redirects are
+never followed (a 3xx is a failed delivery, retried). A 2xx is delivered;
 408, 425, 429 and 5xx are retried (honouring ``Retry-After``, in seconds or as a date);
 any other status means the receiver refused this message: it goes to the dead letters
 at once.
@@ -75,6 +77,7 @@ class WebhookNotifier:
         self._signer = signer
         self.timeout = timeout
         self.headers = dict(headers or {})
+        self._open: http.client.HTTPConnection | None = None  # kept alive between events
 
     def __repr__(self) -> str:  # never the signer (it holds the secret)
         return f"WebhookNotifier({self._where()!r})"
@@ -123,16 +126,47 @@ class WebhookNotifier:
                 message.id, dt.datetime.fromtimestamp(int(now), dt.timezone.utc), message.body
             ),
         }
-        connection = self._connection(min(self.timeout, timeout))
+        timeout = min(self.timeout, timeout)
+        reused = self._open is not None
         try:
-            connection.request("POST", self._path(), body=message.body, headers=headers)
-            response = connection.getresponse()
-            response.read(65536)
+            response = self._post(message.body, headers, timeout)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            self._close()
+            if not reused:  # a kept-alive connection the receiver closed: once more, afresh
+                raise DeliveryError(f"POST {self._where()}: {type(exc).__name__}: {exc}") from exc
+            try:
+                response = self._post(message.body, headers, timeout)
+            except (OSError, http.client.HTTPException) as again:
+                self._close()
+                raise DeliveryError(
+                    f"POST {self._where()}: {type(again).__name__}: {again}"
+                ) from again
         except (OSError, http.client.HTTPException) as exc:
+            self._close()
             raise DeliveryError(f"POST {self._where()}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            connection.close()
         self._check(response)
+
+    def _post(
+        self, body: bytes, headers: dict[str, str], timeout: float
+    ) -> http.client.HTTPResponse:
+        """POST on the kept-alive connection (opened when there is none); it stays open
+        only when the receiver keeps it and the answer was read whole."""
+        connection = self._open or self._connection(timeout)
+        self._open = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        connection.request("POST", self._path(), body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(65536)
+        if response.will_close or not response.isclosed():
+            self._close()
+        return response
+
+    def _close(self) -> None:
+        connection, self._open = self._open, None
+        if connection is not None:
+            connection.close()
 
     def _check(self, response: http.client.HTTPResponse) -> None:
         status = response.status
@@ -161,7 +195,7 @@ class WebhookNotifier:
         return f"{self.url.scheme}://{self.url.hostname}{port}{self.url.path}"
 
     def close(self) -> None:
-        pass
+        self._close()
 
 
 def _signer(where: str, variable: object, environ: Mapping[str, str]) -> Any:

@@ -8,23 +8,25 @@ exactly when what it tells happened (``lockgate.contracts.events``). The state s
 A delivery pass (:meth:`Outbox.deliver`), under the state store's ``events`` lock (one
 dispatcher at a time; a command that finds it held leaves the work to its holder):
 
-1. **materialize** — per notifier, the events after its cursor become ``pending`` rows
-   (those its ``types`` and ``stages`` select) and the cursor moves past them, in one
-   write. A notifier seen for the first time starts at the newest event
-   (``backlog: new``) or at the first one (``backlog: all``): :meth:`Outbox.prime`;
-2. **send** — per notifier, its due ``pending`` rows in sequence order; a component
-   whose earlier event is still pending waits for it (in order per component; a dead
-   letter no longer holds the others back). Each result is written at once: delivered;
-   or failed, with the next attempt after an exponential backoff with jitter (never
-   sooner than the receiver's ``Retry-After``); or dead, after ``max_attempts`` attempts,
-   after ``max_age_hours``, or at once when the receiver refused the message itself. A
-   notifier whose receiver failed is left alone for the rest of the pass (it is down or
-   slow); a pass never outlives its budget;
-3. **retain** — delivered rows older than ``retention_hours`` are forgotten (the events
-   themselves stay in the audit log for ever).
+1. **pending first** — per notifier, its due ``pending`` rows in sequence order; a
+   component whose earlier event is still pending waits for it (in order per
+   component; a dead letter no longer holds the others back);
+2. **then the events after its cursor** — a batch at a time, each becomes a row (those
+   the notifier's ``types`` and ``stages`` select) and is sent when due; the batch's
+   rows are written with the cursor that passes them, in one write. A notifier seen for
+   the first time starts at the newest event (``backlog: new``) or at the first one
+   (``backlog: all``): :meth:`Outbox.prime`;
+3. **outcomes** — delivered; or failed, with the next attempt after an exponential
+   backoff with jitter (never sooner than the receiver's ``Retry-After``); or dead,
+   after ``max_attempts`` attempts, after ``max_age_hours``, or at once when the
+   receiver refused the message itself. A notifier whose receiver failed is left alone
+   for the rest of the pass (it is down or slow); a pass never outlives its budget;
+4. **retain** — a pass without a budget (``lockgate events deliver``) forgets delivered
+   rows older than ``retention_hours`` (the events themselves stay in the audit log).
 
-A process killed anywhere loses nothing: an event sent but not yet marked delivered is
-sent again (at least once; receivers de-duplicate by the event's ``id``).
+Rows are written ``BATCH`` at a time. A process killed anywhere loses nothing: an event
+sent but not yet marked delivered is sent again (at least once; receivers de-duplicate
+by the event's ``id``).
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ from lockgate.errors import (
 
 __all__ = ["DeliveryReport", "Outbox", "deliver_after_command", "shutdown"]
 
-BATCH = 500
-"""Events materialized per write."""
+BATCH = 100
+"""Events materialized, and delivery rows written, per write: fewer writes, against at
+most this many events sent again after a crash."""
 DEFAULT_TIMEOUT = 10.0
 """Seconds one delivery may take when the pass has no budget."""
 
@@ -184,15 +187,17 @@ class Outbox:
                 section.label, [], cursor=head if section.backlog == "new" else 0
             )
 
-    def _materialize(self, section: NotifierSection, deadline: float | None) -> None:
-        store = self.store()
-        cursor = store.delivery_cursor(section.label) or 0
+    def _batches(
+        self, section: NotifierSection, cursor: int, deadline: float | None
+    ) -> Iterator[tuple[list[Delivery], int]]:
+        """The events after ``cursor``, ``BATCH`` at a time, as new ``pending`` rows (those
+        the notifier selects) with the seq the cursor moves to once they are written."""
         chain: Iterator[ChainedEvent] = iter(self.session.state().chain(cursor))
         while deadline is None or self.clock() < deadline:
             batch = list(islice(chain, BATCH))
             if not batch:
                 return
-            rows, now = [], _at(self.clock())
+            now, rows = _at(self.clock()), []
             for item in batch:
                 message = Message.of(item.event, item.hash, self.source())
                 self._messages[message.seq] = message
@@ -201,7 +206,7 @@ class Outbox:
                         Delivery(section.label, message.seq, message.component, next_at=now,
                                  updated_at=now)
                     )  # fmt: skip
-            store.record_deliveries(section.label, rows, cursor=batch[-1].event.seq)
+            yield rows, batch[-1].event.seq or cursor
 
     # ------------------------------------------------------------------ delivering
 
@@ -221,46 +226,14 @@ class Outbox:
             with self.session.locking_state().lock("events", owner=owner, lease=300, timeout=wait):
                 self.prime()
                 for section in sections:
-                    self._materialize(section, deadline)
-                    self._send(section, store, deadline, report)
-                store.forget_deliveries(_at(self.clock() - self.settings.retention_hours * 3600))
+                    _Pass(self, section, store, deadline).run(report)
+                if budget is None:  # retention: by the dispatcher, not after every command
+                    store.forget_deliveries(
+                        _at(self.clock() - self.settings.retention_hours * 3600)
+                    )
         except LockedError:
             return attrs.evolve(report, busy=True)
         return report
-
-    def _send(
-        self,
-        section: NotifierSection,
-        store: EventDeliveries,
-        deadline: float | None,
-        report: DeliveryReport,
-    ) -> None:
-        name = section.label
-        waiting: set[str | None] = set()
-        counts = {"delivered": 0, "failed": 0, "dead": 0, "pending": 0}
-        for row in store.deliveries(name, "pending"):
-            now = self.clock()
-            if row.component in waiting or _seconds(row.next_at) > now + 0.001:
-                waiting.add(row.component)  # later events of this component wait for it
-                counts["pending"] += 1
-                continue
-            left = None if deadline is None else deadline - now
-            if left is not None and left <= 0.01:
-                counts["pending"] += 1
-                continue
-            done = self._attempt(section, row, left)
-            store.record_deliveries(name, [done])
-            if done.state == "delivered":
-                counts["delivered"] += 1
-                continue
-            counts["dead" if done.state == "dead" else "failed"] += 1
-            if done.state == "pending":
-                waiting.add(row.component)
-                if "(permanent)" not in (done.last_error or ""):
-                    deadline = now  # the receiver is down or slow: leave it for this pass
-        for key, value in counts.items():
-            if value:
-                getattr(report, key)[name] = value
 
     def _attempt(self, section: NotifierSection, row: Delivery, left: float | None) -> Delivery:
         """Deliver one row's message; the row as it stands after the attempt."""
@@ -338,15 +311,73 @@ class Outbox:
         return revived
 
 
+class _Pass:
+    """One notifier's part of a pass: its pending rows first (they are older than every
+    event after its cursor), then the events after the cursor, a batch at a time. What
+    changed is written ``BATCH`` rows at a time, a batch's new rows with the cursor that
+    passes them: a process killed before a write sends those events again (at least
+    once), and never skips one."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        section: NotifierSection,
+        store: EventDeliveries,
+        deadline: float | None,
+    ) -> None:
+        self.outbox, self.section, self.store, self.deadline = outbox, section, store, deadline
+        self.waiting: set[str | None] = set()  # components whose earlier event is pending
+        self.counts = {"delivered": 0, "failed": 0, "dead": 0, "pending": 0}
+
+    def run(self, report: DeliveryReport) -> None:
+        name, store = self.section.label, self.store
+        cursor = store.delivery_cursor(name) or 0
+        rows = store.deliveries(name, "pending")
+        for start in range(0, len(rows), BATCH):
+            changed = [r for r in map(self.consider, rows[start : start + BATCH]) if r]
+            if changed:
+                store.record_deliveries(name, changed)
+        for new, seq in self.outbox._batches(self.section, cursor, self.deadline):
+            store.record_deliveries(name, [self.consider(r) or r for r in new], cursor=seq)
+            if self.deadline is not None and self.outbox.clock() >= self.deadline:
+                break  # out of time, or the receiver failed: the next pass goes on
+        for key, value in self.counts.items():
+            if value:
+                getattr(report, key)[name] = value
+
+    def consider(self, row: Delivery) -> Delivery | None:
+        """Send ``row``'s message if it is due and its component is not waiting; the row
+        after the attempt, or None when it was not attempted."""
+        now = self.outbox.clock()
+        left = None if self.deadline is None else self.deadline - now
+        if (
+            row.component in self.waiting
+            or _seconds(row.next_at) > now + 0.001
+            or (left is not None and left <= 0.01)
+        ):
+            self.waiting.add(row.component)  # later events of this component wait for it
+            self.counts["pending"] += 1
+            return None
+        done = self.outbox._attempt(self.section, row, left)
+        kind = done.state if done.state != "pending" else "failed"
+        self.counts[kind] += 1
+        if done.state == "pending":
+            self.waiting.add(row.component)
+            if "(permanent)" not in (done.last_error or ""):
+                self.deadline = now  # the receiver is down or slow: leave it for this pass
+        return done
+
+
 def deliver_after_command(session: Session) -> DeliveryReport | None:
     """What a command does after its commit when notifiers are configured: deliver
     what it can within ``events.budget`` seconds, never failing the command (a problem
-    is a warning line) and never waiting for another dispatcher."""
+    is a warning line); waiting for another dispatcher's pass counts against the budget."""
     if not session.config.events.notifiers or session.root is None:
         return None
     outbox = Outbox(session)
-    try:
-        return outbox.deliver(session.config.events.budget)
+    budget = session.config.events.budget
+    try:  # a dispatcher's pass is short: wait for it (within the budget), then deliver
+        return outbox.deliver(budget, wait=budget)
     except Exception as exc:
         if not isinstance(exc, LockgateError) and environment_fault(exc) is None:
             raise

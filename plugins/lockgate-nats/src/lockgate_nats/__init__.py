@@ -137,4 +137,10 @@ class NatsNotifier:
 
     def close(self) -> None:
         self._drop()
+        # The client's own tasks (reading, flushing) end before the loop does.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.close()
