@@ -430,6 +430,15 @@ def test_an_unknown_webhook_option_and_a_host_outside_the_allowlist_are_refused(
     assert result.exit_code == 2 and "not in allow_hosts" in result.stderr
 
 
+def test_config_show_hides_a_notifier_option_that_looks_like_a_secret(tmp_path: Path) -> None:
+    text = config("http://127.0.0.1:9/x").replace("timeout: 2", "token: t0ps3cret")
+    ws = make(tmp_path, text)
+    for args in (("config", "show"), ("config", "show", "--json")):
+        result = cli(ws.root, *args)
+        assert result.exit_code == 0, result.stderr
+        assert "t0ps3cret" not in result.stdout and "HOOK_SECRET" in result.stdout
+
+
 def test_a_store_without_the_outbox_is_one_clear_line(tmp_path: Path) -> None:
     from lockgate.builtin_plugins.memory_state import MemoryStateStore
 
