@@ -13,6 +13,7 @@ Without a reachable server it says so in one line and exits 2. `make demo` needs
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -21,10 +22,15 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from standardwebhooks import Webhook
 
 BIN = Path(sys.executable).parent / "lockgate"
 PG_SERVER = "host=127.0.0.1 port=5432 user=postgres"
@@ -111,6 +117,35 @@ def use_postgres(root: Path, dsn: str) -> None:
     config.write_text(text)
 
 
+class Receiver:
+    """A local webhook receiver started by the demo: verifies every signature with the
+    standardwebhooks library and keeps the events it received."""
+
+    def __init__(self, secret: str) -> None:
+        verifier = Webhook(secret)
+        self.received: list[dict[str, object]] = []
+        self.rejected = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    owner.received.append(verifier.verify(body, dict(self.headers.items())))
+                    self.send_response(204)
+                except Exception:
+                    owner.rejected += 1
+                    self.send_response(401)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lockgate"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", action="store_true", help="the story on PostgreSQL")
@@ -157,6 +192,21 @@ def story(dsn: str | None) -> None:
             + "\n  approvals:\n    stages:\n      production:\n        required: 1\n"
         )
         run("config", "validate", cwd=root)
+
+        receiver = None
+        if dsn is None:  # the postgres store keeps no outbox yet (EventDeliveries)
+            say("Every event goes to a webhook (a local receiver this demo started), signed")
+            # The signing secret lives in the environment only; the config names the variable.
+            os.environ["DEMO_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+            receiver = Receiver(os.environ["DEMO_WEBHOOK_SECRET"])
+            events = (
+                "events:\n  notifiers:\n    - kind: webhook\n"
+                f"      options: {{url: '{receiver.url}', secret_env: DEMO_WEBHOOK_SECRET}}\n"
+            )
+            config.write_text(config.read_text() + events)
+            print("$ cat >> lockgate.yaml")
+            print("\n".join("  " + line for line in events.splitlines()))
+            run("config", "validate", cwd=root)
 
         say("Two developers' workspaces: alice and bob (builders, scripts, a workflows pack)")
         files = {
@@ -297,8 +347,21 @@ def story(dsn: str | None) -> None:
         run("verify", cwd=root)
         run("audit", "verify", cwd=root)
 
+        if receiver is not None:
+            say("What the webhook received: CloudEvents, every signature verified")
+            types = Counter(str(e["type"]) for e in receiver.received)
+            print(f"  {len(receiver.received)} events, {receiver.rejected} rejected signatures")
+            for name, n in sorted(types.items()):
+                print(f"  {n:3d}  {name}")
+            last = receiver.received[-1]
+            shown = {k: last.get(k) for k in ("id", "type", "subject")}
+            print("  the last one:", json.dumps(shown))
+            run("events", "ls", "--dead", cwd=root)
+            receiver.server.shutdown()
+
         say("Metrics, contributed by plugins and attributed to each")
         run("metrics", cwd=root)
+        run("metrics", "--format", "prometheus", cwd=root)
         if dsn is not None:
             another_host(root, Path(tmp) / "host-b")
         else:  # the postgres store keeps no tokens: the server needs the default

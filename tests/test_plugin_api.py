@@ -35,6 +35,7 @@ SAME_PLUGIN = {
     "lockgate.builtin_plugins.workspace": ("lockgate.builtin_plugins._workspace_scan",),
     "lockgate.builtin_plugins.sqlite_state": (
         "lockgate.builtin_plugins.file_locks",
+        "lockgate.builtin_plugins.sqlite_outbox",
         "lockgate.builtin_plugins.sqlite_schema",
     ),
     # The release layout is shared: the directory target lays releases out itself for a

@@ -151,7 +151,7 @@ def test_config_validate_catches_a_misspelled_plugin_name(
     if suggestion:
         assert f"did you mean '{suggestion}'?" in line
     else:  # nothing close: the installed plugins are listed
-        assert "installed plugins: approvals," in line
+        assert "; installed plugins: " in line and " approvals, conflicts, " in line
 
 
 def test_a_misspelled_gates_skip_name_is_caught(project: Path) -> None:

@@ -215,6 +215,50 @@ def on_rollback(event: ChangeEvent, settings: Any, context: PluginContext) -> No
 
 
 @hookspec
+def on_failure(event: ChangeEvent, settings: Any, context: PluginContext) -> None:
+    """Announce that an attempt failed or was refused, after its audit event is recorded.
+
+    When: after lockgate records an attempt that did not happen: a promotion or rollback
+    a gate or a protected stage refused (``outcome="refused"``), a stage target that
+    failed (the switch was undone; ``outcome="failed"``), a staging that failed, a
+    validation that did not pass (a validator failed, raised or timed out), a plugin
+    that raised while hearing an announcement.
+
+    Receives: ``event``: ``action`` is the attempted action (``promote``, ``rollback``,
+    ``stage``, ``validate``, ``announce``), the component, stage and revisions involved,
+    the actor and time, the reason given, and ``details`` with ``outcome`` and what went
+    wrong (``error``, ``refused``, ``step``, ``plugin``, ...); ``context`` as for
+    :func:`on_promote`. The same event reaches the configured notifiers through the
+    outbox as ``dev.lockgate.<noun>.<action>_<outcome>``.
+
+    Returns: nothing. A plugin that raises here is reported as a warning only (a
+    failure about a failure is not recorded again).
+
+    Combining: every implementation is called, in hook order.
+    """
+
+
+@hookspec
+def on_shutdown(settings: Any, context: PluginContext) -> None:
+    """Say that the command (or a long-running process such as ``lockgate events
+    deliver --follow`` or ``lockgate watch``) is ending: flush buffers, close
+    connections.
+
+    When: once, when a ``lockgate`` command that opened its project ends (after its
+    output, after the outbox delivered what it could within ``events.budget``),
+    whether it succeeded or failed. The Python API calls it when
+    ``lockgate.operations.events.shutdown(session)`` is called.
+
+    Receives: ``context`` (no stage).
+
+    Returns: nothing. A plugin that raises is reported as a warning; the command's exit
+    code does not change.
+
+    Combining: every implementation is called, in hook order.
+    """
+
+
+@hookspec
 def on_metrics_collect(context: MetricsContext, settings: Any) -> Mapping[str, float] | None:
     """Report metrics.
 
@@ -222,9 +266,11 @@ def on_metrics_collect(context: MetricsContext, settings: Any) -> Mapping[str, f
 
     Receives: ``context``, a :class:`~lockgate.plugin.MetricsContext`: the plugin's
     :class:`~lockgate.plugin.PluginContext` (project root, actor, settings, warnings)
-    plus ``config``, the resolved configuration as plain data.
+    plus ``config``, the resolved configuration as plain data, and ``state``, the
+    project's state store to read (None outside a project).
 
-    Returns: a flat mapping of metric name to number, or None. Names are attributed by
+    Returns: a flat mapping of metric name to number, or None. A name may carry labels,
+    Prometheus style (``components{status="staged"}``). Names are attributed by
     the kernel: metric ``x`` of plugin ``p`` is reported as ``p.x``, so two plugins never
     overwrite each other.
 
@@ -298,6 +344,24 @@ def register_sources(register: Register[Any]) -> None:
     :class:`lockgate.plugin.Watchable`) can be watched by ``lockgate watch``.
 
     Returns: nothing; duplicate names are refused as for :func:`register_state_stores`.
+    """
+
+
+@hookspec
+def register_notifiers(register: Register[Any]) -> None:
+    """Provide notifier kinds (what delivers events out of lockgate: the outbox).
+
+    When: once, the first time a command delivers or lists events.
+
+    Receives: ``register(kind, factory)``; each ``events.notifiers[]`` entry names a
+    kind and its ``options``, handed to the factory as ``context.options`` (plus
+    ``name``, the notifier's name). The factory returns a
+    :class:`lockgate.plugin.Notifier`: ``deliver(message, timeout)`` sends one
+    :class:`lockgate.plugin.Message` (a CloudEvent and its bytes) or raises
+    :class:`lockgate.plugin.DeliveryError` (``retry_after``, ``permanent``); ``close()``.
+    Builtin: ``log`` and ``webhook``; see docs/events.md.
+
+    Returns: nothing; duplicate kinds are refused as for :func:`register_state_stores`.
     """
 
 

@@ -30,6 +30,7 @@ from lockgate.plugin import (
     ComponentRecord,
     ComponentStatus,
     ConflictError,
+    Delivery,
     EventFilter,
     Intent,
     LockOwner,
@@ -69,6 +70,8 @@ class MemoryStateStore:
         self._verdicts: dict[str, dict[str, str]] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._deliveries: dict[tuple[str, int], Delivery] = {}
+        self._cursors: dict[str, int] = {}
         self._locks = ThreadLocks()
 
     # ------------------------------------------------------------------ components
@@ -262,6 +265,52 @@ class MemoryStateStore:
             token = self._tokens[token_id] = attrs.evolve(token, revoked_at=at)
             self._append(event)
             return token
+
+    # ------------------------------------------------------------------ outbox
+
+    def delivery_cursor(self, notifier: str) -> int | None:
+        return self._cursors.get(notifier)
+
+    def record_deliveries(
+        self, notifier: str, deliveries: Sequence[Delivery], cursor: int | None = None
+    ) -> None:
+        with self._lock:
+            for d in deliveries:
+                self._deliveries[(notifier, d.seq)] = attrs.evolve(d, notifier=notifier)
+            if cursor is not None:
+                self._cursors[notifier] = max(cursor, self._cursors.get(notifier, cursor))
+
+    def deliveries(
+        self,
+        notifier: str | None = None,
+        state: str | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[Delivery]:
+        with self._lock:
+            found = sorted(
+                (
+                    d
+                    for d in self._deliveries.values()
+                    if d.seq > after
+                    and (notifier is None or d.notifier == notifier)
+                    and (state is None or d.state == state)
+                ),
+                key=lambda d: (d.seq, d.notifier),
+            )
+        return found[:limit] if limit is not None else found
+
+    def forget_deliveries(self, before: str) -> int:
+        with self._lock:
+            old = [
+                k
+                for k, d in self._deliveries.items()
+                if d.state == "delivered" and d.updated_at < before
+            ]
+            for k in old:
+                del self._deliveries[k]
+            return len(old)
 
     def append_event(self, event: AuditEvent) -> int:
         with self._lock:

@@ -151,6 +151,25 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at TEXT
     );
     """,
+    # 5: the outbox's delivery state per notifier and event (the EventDeliveries capability)
+    """
+    CREATE TABLE deliveries (
+        notifier TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        component TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at TEXT NOT NULL,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (notifier, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_state ON deliveries (state, notifier, seq);
+    CREATE TABLE delivery_cursors (
+        notifier TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    """,
 )
 
 

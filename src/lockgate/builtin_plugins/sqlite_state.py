@@ -32,6 +32,7 @@ from typing import Any, Literal
 import attrs
 
 from lockgate.builtin_plugins.file_locks import FileLocks
+from lockgate.builtin_plugins.sqlite_outbox import SqliteDeliveries
 from lockgate.builtin_plugins.sqlite_schema import (
     CHANGE_COLUMNS,
     MIGRATIONS,
@@ -131,8 +132,8 @@ def register_state_stores(register: Any) -> None:
     register("sqlite", lambda ctx: SqliteStateStore.from_context(ctx))
 
 
-class SqliteStateStore:
-    """The state store on SQLite."""
+class SqliteStateStore(SqliteDeliveries):
+    """The state store on SQLite (with the outbox's delivery state: ``sqlite_outbox``)."""
 
     def __init__(
         self, path: Path, *, busy_timeout: float = 10.0, lock_dir: Path | None = None

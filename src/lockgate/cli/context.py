@@ -64,6 +64,22 @@ class AppContext:
         return project.plugin_context(plugin, operations=ProjectOperations(project))
 
     _session: Session | None = attrs.field(default=None, init=False)
+    command_name: str | None = None
+    """The kernel or plugin command being run (set when it is resolved)."""
+
+    def finish(self) -> None:
+        """What ends every command that opened its project: the outbox delivers what it
+        can after a command that may have recorded events (within ``events.budget``,
+        never failing the command), then ``on_shutdown``."""
+        project = self._projects.get(True)
+        if project is None:
+            return
+        from lockgate.operations.events import deliver_after_command, shutdown
+
+        session = self._session or self.session()
+        if self.command_name in DELIVERS:
+            deliver_after_command(session)
+        shutdown(session)
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
         """The project (``require=False``: the defaults when there is none).
@@ -129,6 +145,8 @@ class AppContext:
                 # refused before anything runs; the state store's lock refuses it again
                 # for every other caller (lockgate.core.session.Session.lock)
                 self._session.project.check_required()
+            if ctx is not None and ctx.command.name in DELIVERS:
+                _prime(self._session)
         return self._session
 
 
@@ -136,6 +154,24 @@ CHANGES_STATE = frozenset(
     {"stage", "sync", "approve", "reject", "promote", "rollback", "gc", "recover"}
 )
 """The commands that change state: refused up front while ``plugins.require`` is not met."""
+
+DELIVERS = CHANGES_STATE | {"validate", "pipeline", "unlock", "watch"}
+"""The commands after which the outbox delivers what their events (within a budget)."""
+
+
+def _prime(session: Session) -> None:
+    """Before a command that may record events: a notifier seen for the first time starts
+    here (its cursor: the newest event now), so this command's events reach it. A
+    problem is the warning line the delivery after the command gives again."""
+    if not session.config.events.notifiers:
+        return
+    from lockgate.errors import LockgateError
+    from lockgate.operations.events import Outbox
+
+    try:
+        Outbox(session).prime()
+    except LockgateError as exc:
+        session.project.warn(f"events: {exc.message}")
 
 
 def _dry_run(ctx: click.Context) -> bool:

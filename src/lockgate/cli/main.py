@@ -112,6 +112,7 @@ class LockgateGroup(click.Group):
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see 'lockgate --help'"
             raise click.UsageError(f"no command '{name}'{hint}", ctx)
+        _app(ctx).command_name = name
         if name not in self.commands:
             collector_back(self._collecting)  # a plugin's command may run for hours (watch)
         return super().resolve_command(ctx, args)
@@ -151,7 +152,9 @@ class LockgateGroup(click.Group):
     ) -> int:
 
         try:
-            return self._invoke(app, args, prog_name, complete_var, extra)
+            code = self._invoke(app, args, prog_name, complete_var, extra)
+            _finish(app)
+            return code
         finally:
             # Plugins' warnings no JSON output took (an error, a command that prints its
             # own JSON) still reach the user, unless -q.
@@ -205,6 +208,19 @@ class LockgateGroup(click.Group):
             if app.verbosity > 0:
                 _print_traceback()
             return EXIT_INTERNAL
+
+
+def _finish(app: AppContext) -> None:
+    """Deliver events and say ``on_shutdown`` (:meth:`AppContext.finish`): the command is
+    done, so a problem here is one warning line and never changes its exit code."""
+    from lockgate.errors import LockgateError
+
+    try:
+        app.finish()
+    except LockgateError as exc:
+        app.warn(None, f"after the command: {exc.message}")
+    except Exception as exc:
+        app.warn(None, f"after the command: internal error: {type(exc).__name__}: {exc}")
 
 
 @click.group(
@@ -273,6 +289,7 @@ KERNEL_COMMANDS: dict[str, str] = {
     "state": "state_cmd:command",
     "token": "token_cmd:group",
     "serve": "serve_cmd:command",
+    "events": "events_cmd:command",
 }
 """The kernel's commands: name → ``module:attribute`` under ``lockgate.cli``."""
 

@@ -259,6 +259,8 @@ class RoleContext:
     ``directory`` target asks it where the store keeps releases, if it keeps any.
     ``project_name`` is ``project.name`` from the configuration, else the project
     directory's name: what a store that many projects share keeps them apart by.
+    ``environ`` is the environment the project was opened with (a notifier reads the
+    secret an option names from it); it is never shown.
     """
 
     project_root: Path
@@ -267,6 +269,7 @@ class RoleContext:
     options: Mapping[str, Any] = attrs.field(factory=dict)
     content: Callable[[], Any] | None = None
     project_name: str | None = None
+    environ: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
 
 Register = Callable[[str, Callable[[RoleContext], T]], None]

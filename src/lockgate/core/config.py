@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
+from lockgate.contracts.events import EventsSection
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import NAME_PATTERN, name_problem
 from lockgate.errors import ConfigError, PluginHookError
@@ -214,6 +215,7 @@ class Config:
     content: ContentSection = attrs.field(factory=ContentSection)
     identity: IdentitySection = attrs.field(factory=IdentitySection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)
+    events: EventsSection = attrs.field(factory=EventsSection)
 
 
 # --------------------------------------------------------------------------- layers

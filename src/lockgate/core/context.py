@@ -116,6 +116,8 @@ class PluginContext:
 @record
 class MetricsContext(PluginContext):
     """What ``on_metrics_collect`` receives: a :class:`PluginContext` plus ``config``, the
-    resolved configuration as plain data."""
+    resolved configuration as plain data, and ``state``, the project's state store (to
+    read, never to write; None outside a project)."""
 
     config: Mapping[str, Any] = attrs.field(factory=dict)
+    state: Any = attrs.field(default=None, repr=False)

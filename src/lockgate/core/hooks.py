@@ -174,6 +174,20 @@ class HookRunner:
         """Announce a rollback; failures are returned, never raised."""
         return self._announce("on_rollback", event)
 
+    def on_failure(self, event: ChangeEvent) -> list[PluginHookError]:
+        """Announce a failed or refused attempt; failures are returned, never raised."""
+        return self._announce("on_failure", event)
+
+    def on_shutdown(self) -> list[PluginHookError]:
+        """Say the command ends; failures are returned, never raised."""
+        failures: list[PluginHookError] = []
+        for impl in self._impls("on_shutdown"):
+            try:
+                self._call("on_shutdown", impl)
+            except PluginHookError as exc:
+                failures.append(exc)
+        return failures
+
     def on_metrics_collect(self, context: MetricsContext) -> dict[str, float]:
         """Every plugin's metrics, keyed ``<plugin>.<metric>``."""
         merged: dict[str, float] = {}
@@ -183,7 +197,9 @@ class HookRunner:
             fields: dict[str, Any] = {
                 str(a.alias): getattr(own, a.name) for a in attrs.fields(PluginContext)
             }
-            fields.update(project_root=context.project_root, config=context.config)
+            fields.update(
+                project_root=context.project_root, config=context.config, state=context.state
+            )
             metrics = self._call("on_metrics_collect", impl, context=MetricsContext(**fields))
             if metrics is None:
                 continue

@@ -354,6 +354,9 @@ class Project:
     def resolved(self) -> dict[str, Any]:
         """The resolved configuration as plain data, plugin settings under ``plugins``."""
         data = attrs.asdict(self.config)
+        for notifier in data["events"]["notifiers"]:  # a *_env option names a variable
+            shown = redacted_raw({k: v for k, v in notifier["options"].items() if k[-4:] != "_env"})
+            notifier["options"].update(shown if isinstance(shown, dict) else {})
         for name, value in sorted(self.settings.items()):
             data["plugins"][name] = redacted(value)  # a secret field is never shown
         for name, raw in self.layers.plugin_sections().items():

@@ -37,6 +37,7 @@ ROLES: dict[str, Role] = {
     "content": Role("content store", "register_content_stores", "content.store"),
     "source": Role("component source", "register_sources", "source.name"),
     "target": Role("stage target", "register_targets", "stages.<stage>.targets[].kind"),
+    "notifier": Role("notifier", "register_notifiers", "events.notifiers[].kind"),
 }
 
 
@@ -46,6 +47,7 @@ class RoleHost(Protocol):
     plugins: PluginSet
     hooks: HookRunner
     settings: dict[str, Any]
+    environ: Mapping[str, str]
 
     @property
     def state_dir(self) -> Path: ...
@@ -83,6 +85,7 @@ class Roles:
             settings=project.settings.get(plugin),
             options=dict(options or {}),
             content=project.content if role == "target" else None,
+            environ=project.environ if role == "notifier" else {},
         )
         owner = Owner(plugin, project.plugins.info(plugin).label, f"{ROLES[role].title} '{name}'")
         return build(owner, factory, context)

@@ -18,7 +18,7 @@ from lockgate.contracts.state import AuditEvent
 from lockgate.core.session import Session
 from lockgate.errors import LockgateError, PluginHookError, environment_fault
 
-__all__ = ["announce"]
+__all__ = ["announce", "change_of", "failed"]
 
 
 def announce(
@@ -47,8 +47,37 @@ def announce(
         )
         try:
             session.state().append_event(record)
+            failed(session, record, recorded=True)
         except Exception as exc:  # the change stands: a state store failing now is told
             if not isinstance(exc, LockgateError) and environment_fault(exc) is None:
                 raise
             session.project.warn(f"the audit log could not record that {failure}: {exc}")
     return failures
+
+
+def change_of(event: AuditEvent) -> ChangeEvent:
+    """An audit event as the :class:`ChangeEvent` hooks receive (``details`` gains
+    ``outcome``)."""
+    import datetime as dt
+
+    return ChangeEvent(
+        action=event.action,
+        component=event.component or "",
+        stage=event.stage,
+        revision=event.revision,
+        previous_revision=event.previous_revision,
+        actor=event.actor,
+        at=dt.datetime.fromisoformat(event.at),
+        reason=event.reason,
+        details={**event.details, "outcome": event.outcome},
+    )
+
+
+def failed(session: Session, event: AuditEvent, *, recorded: bool = False) -> None:
+    """Record a failed or refused attempt in the audit log (unless ``recorded``: it is
+    already, written with others), then announce it through ``on_failure``. A plugin
+    failing to hear it is a warning."""
+    if not recorded:
+        session.state().append_event(event)
+    for failure in session.hooks.on_failure(change_of(event)):
+        session.project.warn(str(failure))

@@ -41,7 +41,7 @@ from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import InputError, LockedError, LockgateError, NotFoundError
-from lockgate.operations.announce import announce
+from lockgate.operations.announce import announce, failed
 from lockgate.operations.recover import settle
 from lockgate.operations.stage_store import Progress, hash_files, store_files
 
@@ -172,7 +172,8 @@ class Stager:
         if isinstance(error, LockedError):
             return  # the state store itself is unavailable
         with contextlib.suppress(LockgateError):
-            self.session.state().append_event(
+            failed(
+                self.session,
                 AuditEvent(
                     at=now_iso(),
                     actor=self.session.actor,
@@ -182,7 +183,7 @@ class Stager:
                     reason=reason,
                     details={"error": error.message, **self.session.identity.details()},
                     outcome="failed",
-                )
+                ),
             )
 
     def workspace_manifest(self, component: Component) -> tuple[ScanResult, Manifest]:

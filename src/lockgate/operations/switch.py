@@ -64,7 +64,7 @@ from lockgate.errors import (
     RefusedError,
     environment_fault,
 )
-from lockgate.operations.announce import announce
+from lockgate.operations.announce import announce, failed
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
@@ -355,6 +355,8 @@ class Switcher:
             )
         except BaseException as exc:
             error = self._undo(session, intent, step, exc)
+            if step in ("prepare", "commit") and isinstance(exc, Exception):
+                self._target_failed(base, step, error)
             if error is exc:
                 raise
             raise error from exc
@@ -485,8 +487,10 @@ class Switcher:
             raise
 
     def _refused(self, base: SwitchResult, why: str) -> None:
-        """Record an operation the gates or the integrity checks refused."""
-        self.session.state().append_event(
+        """Record an operation the gates or the integrity checks refused (and announce it
+        through ``on_failure``)."""
+        failed(
+            self.session,
             AuditEvent(
                 at=now_iso(),
                 actor=base.actor,
@@ -498,8 +502,29 @@ class Switcher:
                 reason=base.reason,
                 details={"refused": why, **self.session.identity.details()},
                 outcome="refused",
-            )
+            ),
         )
+
+    def _target_failed(self, base: SwitchResult, step: str, error: BaseException) -> None:
+        """Record a switch a stage target failed (it was undone), and announce it; a
+        state store that cannot record it now leaves the error as the command's."""
+        event = AuditEvent(
+            at=now_iso(),
+            actor=base.actor,
+            action=base.action,
+            component=base.component,
+            stage=base.stage,
+            revision=base.revision,
+            previous_revision=base.previous_revision,
+            reason=base.reason,
+            details={"step": step, "error": _describe(error)},
+            outcome="failed",
+        )
+        try:
+            failed(self.session, event)
+        except Exception as exc:
+            if not isinstance(exc, LockgateError) and environment_fault(exc) is None:
+                raise
 
 
 _NEXT = "the next lockgate command that changes something (or 'lockgate recover')"

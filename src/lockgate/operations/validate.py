@@ -61,6 +61,7 @@ from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
 from lockgate.errors import LockedError, LockgateError, NotFoundError
+from lockgate.operations.announce import failed
 from lockgate.operations.approve import authors as approval_authors
 from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
@@ -484,23 +485,27 @@ class Validation:
         return details
 
     def _record(self, report: ReadinessReport) -> None:
+        """One ``validate`` event per component in one write; each that did not pass is
+        announced through ``on_failure``."""
         actor, at = self.session.actor, now_iso()
-        self.session.state().append_events(
-            [
-                AuditEvent(
-                    at=at,
-                    actor=actor,
-                    action="validate",
-                    component=result.component,
-                    stage=result.stage,
-                    revision=result.revision,
-                    details=self._details(result),
-                    outcome="ok" if result.ready else "failed",
-                )
-                for result in report.components
-                if result.revision is not None
-            ]
-        )
+        events = [
+            AuditEvent(
+                at=at,
+                actor=actor,
+                action="validate",
+                component=result.component,
+                stage=result.stage,
+                revision=result.revision,
+                details=self._details(result),
+                outcome="ok" if result.ready else "failed",
+            )
+            for result in report.components
+            if result.revision is not None
+        ]
+        self.session.state().append_events(events)
+        for event in events:
+            if event.outcome != "ok":
+                failed(self.session, event, recorded=True)
 
 
 def _dep_id(dep: str) -> str:

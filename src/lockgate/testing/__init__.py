@@ -112,6 +112,7 @@ _SUITES = (
     "_state_pointer_suite",
     "_state_approval_suite",
     "_state_audit_suite",
+    "_state_outbox_suite",
     "_lock_suite",
     "_content_suite",
     "_source_suite",

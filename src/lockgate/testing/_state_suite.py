@@ -12,6 +12,8 @@ is composed of one part per part of the contract, each in a module of its own:
 * :mod:`lockgate.testing._state_approval_suite` — approvals and intents;
 * :mod:`lockgate.testing._state_audit_suite` — the audit log, its chain, the counts, and
   the records agreeing with the log;
+* :mod:`lockgate.testing._state_outbox_suite` — the outbox's delivery state (the
+  optional ``EventDeliveries`` capability);
 * :mod:`lockgate.testing._lock_suite` — the locks;
 
 with the records and writes they share in :mod:`lockgate.testing._state_builders`.
@@ -45,6 +47,7 @@ from lockgate.testing._lock_suite import StateStoreLockConformance
 from lockgate.testing._state_approval_suite import StateStoreApprovalConformance
 from lockgate.testing._state_audit_suite import StateStoreAuditConformance
 from lockgate.testing._state_builders import at
+from lockgate.testing._state_outbox_suite import StateStoreOutboxConformance
 from lockgate.testing._state_pointer_suite import StateStorePointerConformance
 from lockgate.testing._state_records_suite import StateStoreRecordConformance
 
@@ -56,6 +59,7 @@ class StateStoreConformance(
     StateStorePointerConformance,
     StateStoreApprovalConformance,
     StateStoreAuditConformance,
+    StateStoreOutboxConformance,
     StateStoreLockConformance,
 ):
     """The behaviours every :class:`~lockgate.contracts.state.StateStore` must show, one
