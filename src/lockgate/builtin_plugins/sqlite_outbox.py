@@ -1,6 +1,6 @@
 """The ``sqlite`` store's outbox: the ``EventDeliveries`` capability on its tables.
 
-The events are the audit log (``events``); migration 4 adds ``deliveries`` (one row per
+The events are the audit log (``events``); migration 5 adds ``deliveries`` (one row per
 notifier and event: pending with its attempts and next attempt, delivered or dead) and
 ``delivery_cursors`` (per notifier, the seq up to which every event has a row or was not
 for it). Mixed into :class:`~lockgate.builtin_plugins.sqlite_state.SqliteStateStore`.
