@@ -148,10 +148,10 @@ def _cache_attrs_code() -> None:
     The code objects are kept in one marshal file beside lockgate's own bytecode (where
     ``importlib`` puts this module's ``.pyc``, so ``PYTHONPYCACHEPREFIX`` and
     ``PYTHONDONTWRITEBYTECODE`` are honoured), keyed by the
-    file name attrs gives it (a script that differs from the one kept is compiled again;
-    one with the hash salt attrs draws anew in every process is not kept); a file of
-    another Python or attrs version, or a damaged one, is ignored. Where attrs no longer
-    has the function this wraps, nothing changes.
+    file name attrs gives it (a script that differs from the one kept is compiled again,
+    as after an upgrade of attrs; one with the hash salt attrs draws anew in every
+    process is not kept); a file of another Python, or a damaged one, is ignored. Where
+    attrs no longer has the function this wraps, nothing changes.
     """
     global _code
     if _code is not None:
@@ -187,20 +187,20 @@ def _cache_attrs_code() -> None:
 
 def _code_path() -> Path | None:
     """Where ``importlib`` keeps this package's bytecode (not importing ``importlib.util``
-    nor ``hashlib``: 4 ms each, more than the cache saves in a small command)."""
+    nor ``hashlib``, 4 ms each, nor asking attrs its version, which imports
+    ``importlib.metadata``, 15 ms: another attrs writes other scripts, which are checked
+    against the kept ones and compiled again)."""
     from pathlib import Path
-
-    import attr
 
     tag = getattr(sys.implementation, "cache_tag", None)  # None: no bytecode kept
     if tag is None:
         return None
-    package = Path(__file__).resolve().parent
+    package = Path(os.path.abspath(__file__)).parent  # noqa: PTH100 - as importlib does
     if sys.pycache_prefix:
         base = Path(sys.pycache_prefix, *package.parts[1:])
     else:
         base = package / "__pycache__"
-    return base / f"attrs-code.{tag}.{attr.__version__}.bin"
+    return base / f"attrs-code.{tag}.bin"
 
 
 def _header() -> bytes:
