@@ -74,10 +74,12 @@ class AppContext:
         project = self._projects.get(True)
         if project is None:
             return
-        from lockgate.operations.events import deliver_after_command, shutdown
+        from lockgate.operations.announce import shutdown
 
         session = self._session or self.session()
-        if self.command_name in DELIVERS:
+        if self.command_name in DELIVERS and session.config.events.notifiers:
+            from lockgate.operations.events import deliver_after_command  # only then
+
             deliver_after_command(session)
         shutdown(session)
 

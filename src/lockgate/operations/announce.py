@@ -18,7 +18,7 @@ from lockgate.contracts.state import AuditEvent
 from lockgate.core.session import Session
 from lockgate.errors import LockgateError, PluginHookError, environment_fault
 
-__all__ = ["announce", "change_of", "failed"]
+__all__ = ["announce", "change_of", "failed", "shutdown"]
 
 
 def announce(
@@ -80,4 +80,10 @@ def failed(session: Session, event: AuditEvent, *, recorded: bool = False) -> No
     if not recorded:
         session.state().append_event(event)
     for failure in session.hooks.on_failure(change_of(event)):
+        session.project.warn(str(failure))
+
+
+def shutdown(session: Session) -> None:
+    """Call ``on_shutdown``; a plugin that raises is a warning."""
+    for failure in session.hooks.on_shutdown():
         session.project.warn(str(failure))

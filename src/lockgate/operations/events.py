@@ -60,6 +60,7 @@ from lockgate.errors import (
     NotFoundError,
     environment_fault,
 )
+from lockgate.operations.announce import shutdown  # re-exported: it lives there now
 
 __all__ = ["DeliveryReport", "Outbox", "deliver_after_command", "shutdown"]
 
@@ -386,9 +387,3 @@ def deliver_after_command(session: Session) -> DeliveryReport | None:
         return None
     finally:
         outbox.close()
-
-
-def shutdown(session: Session) -> None:
-    """Call ``on_shutdown``; a plugin that raises is a warning."""
-    for failure in session.hooks.on_shutdown():
-        session.project.warn(str(failure))
