@@ -498,3 +498,17 @@ def test_the_webhook_secret_never_appears_in_any_output(tmp_path: Path, receiver
     for data in files:
         assert raw not in data and key.encode() not in data
     assert len(receiver.received) >= 3
+
+
+def test_notifier_options_names_the_place_and_what_a_notifier_takes() -> None:
+    from lockgate.plugin import ConfigError, notifier_options
+
+    where, options = notifier_options({"name": "ops", "url": "x"}, "webhook", {"url", "timeout"})
+    assert where == "events.notifiers[ops].options" and options == {"url": "x"}
+    assert notifier_options({}, "log", ("path",)) == ("events.notifiers[log].options", {})
+    with pytest.raises(ConfigError) as refused:
+        notifier_options({"pasword": "x"}, "redis", ("url", "stream"), "secrets go in env")
+    assert refused.value.message == (
+        "events.notifiers[redis].options: unknown option 'pasword' of the redis notifier; "
+        "it takes stream, url (secrets go in env)"
+    )

@@ -119,6 +119,7 @@ if TYPE_CHECKING:
         Notifier,
         cloud_event,
         event_type,
+        notifier_options,
         store_deliveries,
     )
     from lockgate.contracts.locks import (
@@ -390,6 +391,7 @@ __all__ = [
     "name_problem",
     "new_hasher",
     "not_before",
+    "notifier_options",
     "now_iso",
     "pass_context",
     "read_object",
@@ -544,6 +546,7 @@ _EXPORTS: dict[str, str] = {
     "cloud_event": "lockgate.contracts.events",
     "event_type": "lockgate.contracts.events",
     "store_deliveries": "lockgate.contracts.events",
+    "notifier_options": "lockgate.contracts.events",
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

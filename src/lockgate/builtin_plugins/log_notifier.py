@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lockgate.plugin import ConfigError, DeliveryError, Message, RoleContext, hookimpl
+from lockgate.plugin import (
+    ConfigError,
+    DeliveryError,
+    Message,
+    RoleContext,
+    hookimpl,
+    notifier_options,
+)
 
 __all__ = ["LogNotifier"]
 
@@ -33,18 +40,10 @@ class LogNotifier:
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> LogNotifier:
-        options = dict(ctx.options)
-        name = options.pop("name", "log")
-        path = options.pop("path", "-")
-        if options:
-            raise ConfigError(
-                f"events.notifiers[{name}].options: unknown option {sorted(options)[0]!r} of "
-                "the log notifier; it takes 'path' only"
-            )
+        where, options = notifier_options(ctx.options, "log", ("path",))
+        path = options.get("path", "-")
         if not isinstance(path, str) or not path.strip():
-            raise ConfigError(
-                f"events.notifiers[{name}].options.path: give a file name, or '-' for stderr"
-            )
+            raise ConfigError(f"{where}.path: give a file name, or '-' for stderr")
         return cls(None if path == "-" else ctx.project_root / path)
 
     def deliver(self, message: Message, timeout: float) -> None:

@@ -31,7 +31,14 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lockgate.plugin import ConfigError, DeliveryError, Message, RoleContext, hookimpl
+from lockgate.plugin import (
+    ConfigError,
+    DeliveryError,
+    Message,
+    RoleContext,
+    hookimpl,
+    notifier_options,
+)
 
 if TYPE_CHECKING:
     import http.client
@@ -90,16 +97,12 @@ class WebhookNotifier:
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> WebhookNotifier:
-        options = dict(ctx.options)
-        name = options.pop("name", "webhook")
-        where = f"events.notifiers[{name}].options"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown option {unknown[0]!r} of the webhook notifier; it takes "
-                f"{', '.join(sorted(_OPTIONS))} (the secret itself goes in the environment "
-                "variable secret_env names)"
-            )
+        where, options = notifier_options(
+            ctx.options,
+            "webhook",
+            _OPTIONS,
+            "the secret itself goes in the environment variable secret_env names",
+        )
         url = options.get("url")
         parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:

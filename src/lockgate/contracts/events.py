@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
 
 from lockgate.contracts.records import record
 from lockgate.contracts.state import AuditEvent
-from lockgate.errors import PluginError
+from lockgate.errors import ConfigError, PluginError
 
 __all__ = [
     "Delivery",
@@ -44,6 +44,7 @@ __all__ = [
     "NotifierSection",
     "cloud_event",
     "event_type",
+    "notifier_options",
     "store_deliveries",
 ]
 
@@ -216,6 +217,26 @@ class Notifier(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def notifier_options(
+    options: Mapping[str, Any], kind: str, known: Iterable[str], hint: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """A notifier factory's options, checked: ``(where, options)`` with ``where`` the
+    place to name in errors (``events.notifiers[NAME].options``) and ``options`` without
+    the notifier's ``name``; an option ``known`` does not list is a ConfigError naming
+    the place, the option, the notifier ``kind`` and what it takes (then ``hint``)."""
+    rest = dict(options)
+    name = rest.pop("name", kind)
+    where = f"events.notifiers[{name}].options"
+    allowed = sorted(known)
+    unknown = sorted(set(rest) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown option {unknown[0]!r} of the {kind} notifier; it takes "
+            f"{', '.join(allowed)}{f' ({hint})' if hint else ''}"
+        )
+    return where, rest
 
 
 # --------------------------------------------------------------------------- the outbox

@@ -20,7 +20,14 @@ import contextlib
 import urllib.parse
 from typing import Any
 
-from lockgate.plugin import ConfigError, DeliveryError, Message, RoleContext, hookimpl
+from lockgate.plugin import (
+    ConfigError,
+    DeliveryError,
+    Message,
+    RoleContext,
+    hookimpl,
+    notifier_options,
+)
 
 __all__ = ["AmqpNotifier"]
 
@@ -48,15 +55,7 @@ class AmqpNotifier:
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> AmqpNotifier:
-        options = dict(ctx.options)
-        name = options.pop("name", "amqp")
-        where = f"events.notifiers[{name}].options"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown option {unknown[0]!r} of the amqp notifier; it takes "
-                f"{', '.join(sorted(_OPTIONS))}"
-            )
+        where, options = notifier_options(ctx.options, "amqp", _OPTIONS)
         try:
             import pika
         except ImportError:

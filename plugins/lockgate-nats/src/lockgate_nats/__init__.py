@@ -16,7 +16,14 @@ import asyncio
 import contextlib
 from typing import Any
 
-from lockgate.plugin import ConfigError, DeliveryError, Message, RoleContext, hookimpl
+from lockgate.plugin import (
+    ConfigError,
+    DeliveryError,
+    Message,
+    RoleContext,
+    hookimpl,
+    notifier_options,
+)
 
 __all__ = ["NatsNotifier"]
 
@@ -51,15 +58,7 @@ class NatsNotifier:
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> NatsNotifier:
-        options = dict(ctx.options)
-        name = options.pop("name", "nats")
-        where = f"events.notifiers[{name}].options"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown option {unknown[0]!r} of the nats notifier; it takes "
-                f"{', '.join(sorted(_OPTIONS))}"
-            )
+        where, options = notifier_options(ctx.options, "nats", _OPTIONS)
         try:
             import nats  # noqa: F401
         except ImportError:

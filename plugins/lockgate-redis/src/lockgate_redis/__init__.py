@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.plugin import ConfigError, DeliveryError, Message, RoleContext, hookimpl
+from lockgate.plugin import (
+    ConfigError,
+    DeliveryError,
+    Message,
+    RoleContext,
+    hookimpl,
+    notifier_options,
+)
 
 __all__ = ["RedisNotifier"]
 
@@ -42,15 +49,7 @@ class RedisNotifier:
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> RedisNotifier:
-        options = dict(ctx.options)
-        name = options.pop("name", "redis")
-        where = f"events.notifiers[{name}].options"
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown option {unknown[0]!r} of the redis notifier; it takes "
-                f"{', '.join(sorted(_OPTIONS))}"
-            )
+        where, options = notifier_options(ctx.options, "redis", _OPTIONS)
         try:
             import redis
         except ImportError:
