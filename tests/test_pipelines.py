@@ -201,6 +201,23 @@ def test_a_failing_gate_refuses_the_whole_run_before_anything_moves(tmp_path: Pa
     assert ws.events(action="pipeline")[-1].outcome == "failed"
 
 
+def test_a_refused_run_reaches_on_failure_with_its_report(tmp_path: Path) -> None:
+    heard: list[tuple[str, str, str]] = []
+
+    class Listener:
+        @hookimpl
+        def on_failure(self, event: Any) -> None:
+            report = event.details.get("report") or {}
+            heard.append((event.action, event.details["outcome"], str(report.get("status"))))
+
+    ws = Project(tmp_path / "p")
+    ws.stage_files("alice:flow", {"main.py": "def broken(:\n"})
+    ws.extra = (fake_distribution("lockgate-listener", {"listener": Listener()}),)
+    report = ws.runner_do("promote", "ml", to="staging")
+    assert report["status"] == "failed"
+    assert ("pipeline", "failed", "failed") in heard
+
+
 def test_a_target_failing_on_the_third_member_switches_the_first_two_back(
     tmp_path: Path,
 ) -> None:

@@ -221,15 +221,16 @@ def on_failure(event: ChangeEvent, settings: Any, context: PluginContext) -> Non
     When: after lockgate records an attempt that did not happen: a promotion or rollback
     a gate or a protected stage refused (``outcome="refused"``), a stage target that
     failed (the switch was undone; ``outcome="failed"``), a staging that failed, a
-    validation that did not pass (a validator failed, raised or timed out), a plugin
-    that raised while hearing an announcement.
+    validation that did not pass (a validator failed, raised or timed out), a pipeline
+    run that did not complete (``action="pipeline"``, its report in
+    ``details["report"]``), a plugin that raised while hearing an announcement.
 
     Receives: ``event``: ``action`` is the attempted action (``promote``, ``rollback``,
-    ``stage``, ``validate``, ``announce``), the component, stage and revisions involved,
-    the actor and time, the reason given, and ``details`` with ``outcome`` and what went
-    wrong (``error``, ``refused``, ``step``, ``plugin``, ...); ``context`` as for
-    :func:`on_promote`. The same event reaches the configured notifiers through the
-    outbox as ``dev.lockgate.<noun>.<action>_<outcome>``.
+    ``stage``, ``validate``, ``pipeline``, ``announce``), the component, stage and
+    revisions involved, the actor and time, the reason given, and ``details`` with
+    ``outcome`` and what went wrong (``error``, ``refused``, ``step``, ``plugin``, ...);
+    ``context`` as for :func:`on_promote`. The same event reaches the configured
+    notifiers through the outbox as ``dev.lockgate.<noun>.<action>_<outcome>``.
 
     Returns: nothing. A plugin that raises here is reported as a warning only (a
     failure about a failure is not recorded again).

@@ -43,6 +43,7 @@ from lockgate.contracts.refs import ComponentRef, check_text, short
 from lockgate.contracts.state import AuditEvent, Intent
 from lockgate.core.failpoints import failpoint
 from lockgate.errors import ConflictError, LockgateError, PluginError, RefusedError
+from lockgate.operations.announce import failed
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import gate_record
 from lockgate.operations.pipeline_group import (
@@ -150,13 +151,7 @@ class PipelineRunner(GroupSwitching):
                 f"(first: {first})",
             )
             if not dry_run:
-                record_run(
-                    session.state(),
-                    session.actor,
-                    report.to_dict(),
-                    reason=reason,
-                    identity=session.identity,
-                )
+                self._record(report, reason)
             return report.to_dict()
         if dry_run:
             report.finish("planned")
@@ -174,13 +169,7 @@ class PipelineRunner(GroupSwitching):
         ]
         if not moves:  # every member already current: a run that moved nothing
             report.finish("completed")
-            record_run(
-                session.state(),
-                session.actor,
-                report.to_dict(),
-                reason=reason,
-                identity=session.identity,
-            )
+            self._record(report, reason)
             return report.to_dict()
         expected = {s.component_id: s.generation for s in plan.changing}
         return self._execute(moves, report, reason, "promote", details, expected)
@@ -402,14 +391,17 @@ class PipelineRunner(GroupSwitching):
                 )
 
     def _record(self, report: RunReport, reason: str | None) -> None:
+        """Record the run; one that did not complete is announced through ``on_failure``."""
         session = self.session
-        record_run(
+        event = record_run(
             session.state(),
             session.actor,
             report.to_dict(),
             reason=reason,
             identity=session.identity,
         )
+        if event is not None and event.outcome != "ok":
+            failed(session, event, recorded=True)
 
     def _fail_run(
         self,

@@ -131,26 +131,27 @@ def record_run(
     *,
     reason: str | None = None,
     identity: Identity | None = None,
-) -> None:
-    """Append the run's event (once: a recovery that finds it recorded adds none)."""
+) -> AuditEvent | None:
+    """Append the run's event and return it (once: a recovery that finds it recorded
+    adds none, and returns None)."""
     if find_run(state, report["pipeline_id"], run_id=report["run_id"], missing_ok=True):
-        return
-    state.append_event(
-        AuditEvent(
-            at=now_iso(),
-            actor=actor,
-            action=ACTION,
-            stage=report["stage"],
-            reason=reason,
-            details={
-                "pipeline": report["pipeline_id"],
-                "run": report["run_id"],
-                "report": report,
-                **(identity.details() if identity else {}),
-            },
-            outcome="ok" if report["status"] == "completed" else "failed",
-        )
+        return None
+    event = AuditEvent(
+        at=now_iso(),
+        actor=actor,
+        action=ACTION,
+        stage=report["stage"],
+        reason=reason,
+        details={
+            "pipeline": report["pipeline_id"],
+            "run": report["run_id"],
+            "report": report,
+            **(identity.details() if identity else {}),
+        },
+        outcome="ok" if report["status"] == "completed" else "failed",
     )
+    state.append_event(event)
+    return event
 
 
 def list_pipelines(state: StateStore, root: Path | None) -> list[dict[str, Any]]:
