@@ -66,15 +66,16 @@ TABLES: dict[str, tuple[str, str]] = {
 
 
 @contextlib.contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    """A database of this run's own on ``server``; its dsn. Dropped at the end."""
+def scratch_database(server: str, who: str = "state_scale") -> Iterator[str]:
+    """A database of this run's own on ``server``; its dsn. Dropped at the end (``who``:
+    the benchmark named in the one line said when there is no server)."""
     name = f"lockgate_bench_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
         raise SystemExit(
-            f"state_scale: no PostgreSQL server to use at '{server}' "
+            f"{who}: no PostgreSQL server to use at '{server}' "
             f"({' '.join(str(exc).split())}); start one (docs/team.md) or pass --pg-server"
         ) from None
     try:

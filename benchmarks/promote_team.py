@@ -37,7 +37,6 @@ the other backends are disabled (``LOCKGATE_DISABLE_PLUGINS``), as in every benc
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import statistics
@@ -45,12 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from _common import example_plugins, inherited_environment, load_average, python_and_cores
+from _state_scale_pg import scratch_database
 
 STORES = ("sqlite", "postgres")
 LATENCY_TARGET = 1.5
@@ -61,27 +59,6 @@ def plugin_env(store: str) -> dict[str, str]:
     keep = {"postgres"} if store == "postgres" else set()
     names = [p for p in example_plugins() if p not in keep]
     return {"LOCKGATE_DISABLE_PLUGINS": ",".join(names), "LOCKGATE_ACTOR": "bench"}
-
-
-@contextlib.contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    import psycopg
-    from psycopg import sql
-
-    name = f"lockgate_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        raise SystemExit(
-            f"promote_team: no PostgreSQL server to use at '{server}' "
-            f"({' '.join(str(exc).split())}); start one (docs/team.md) or pass --pg-server"
-        ) from None
-    try:
-        yield f"{server} dbname={name}"
-    finally:
-        with psycopg.connect(f"{server} dbname=postgres", autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def build(root: Path, store: str, dsn: str, components: int) -> dict[str, list[str]]:
@@ -276,7 +253,7 @@ def main() -> None:
     started_load = load_average()
     tmp = Path(tempfile.mkdtemp(prefix="lgteam-"))
     try:
-        with scratch_database(args.pg_server) as dsn:
+        with scratch_database(args.pg_server, "promote_team") as dsn:
             roots = {s: tmp / s for s in STORES}
             revisions = {s: build(roots[s], s, dsn, args.runners) for s in STORES}
             times = latency(roots, revisions, args.runs, args.warmup)

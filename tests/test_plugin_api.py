@@ -574,3 +574,16 @@ def test_the_old_contract_modules_still_answer_with_a_warning(
     assert found is getattr(importlib.import_module(new), name)
     with pytest.raises(AttributeError):
         module.NoSuchName  # noqa: B018
+
+
+def test_sql_filters_narrow_by_what_is_given_with_the_stores_placeholder() -> None:
+    from lockgate.plugin import EventFilter, equal_clauses, sql_where
+
+    assert equal_clauses("?", stage=None, component_id=None) == ([], [])
+    assert sql_where([]) == ""
+    clauses, args = equal_clauses("%s", stage="prod", component_id=None, actor="ann")
+    assert (clauses, args) == (["stage = %s", "actor = %s"], ["prod", "ann"])
+    assert sql_where(clauses) == " WHERE stage = %s AND actor = %s"
+    query, values = EventFilter(stage="prod", since="t0", limit=5).sql("SELECT * FROM events")
+    assert query == "SELECT * FROM events WHERE stage = ? AND at >= ? ORDER BY seq LIMIT 5"
+    assert values == ["prod", "t0"]

@@ -57,7 +57,8 @@ Errors a plugin may raise (the tree is drawn in :mod:`lockgate.errors`)
     bytes a store lost.
 
 Helpers
-    the audit chain (:data:`GENESIS`, :func:`event_hash`, :func:`not_before`); names
+    the audit chain (:data:`GENESIS`, :func:`event_hash`, :func:`not_before`); a SQL
+    store's filters (:func:`equal_clauses`, :func:`sql_where`, :meth:`EventFilter.sql`); names
     (:func:`check_name`, :func:`name_problem`, :func:`short`); digests
     (:func:`digest_bytes`, :func:`new_hasher`, :func:`hash_file`, :func:`hash_into`
     (bounded memory however large the file), :func:`check_paths`,
@@ -202,7 +203,9 @@ if TYPE_CHECKING:
         TokenRecord,
         ValidationResults,
         corrupt_record,
+        equal_clauses,
         generation_conflict,
+        sql_where,
         status_conflict,
     )
     from lockgate.contracts.target import (
@@ -374,6 +377,7 @@ __all__ = [
     "current_context",
     "did_you_mean",
     "digest_bytes",
+    "equal_clauses",
     "event_hash",
     "event_type",
     "failpoint",
@@ -401,6 +405,7 @@ __all__ = [
     "secret",
     "short",
     "source_is_local",
+    "sql_where",
     "status_conflict",
     "store_deliveries",
     "structure",
@@ -435,6 +440,8 @@ _EXPORTS: dict[str, str] = {
     "Discovery": "lockgate.contracts.source",
     "DurabilitySwitch": "lockgate.contracts.content",
     "EventFilter": "lockgate.contracts.state",
+    "equal_clauses": "lockgate.contracts.state",
+    "sql_where": "lockgate.contracts.state",
     "FileIngest": "lockgate.contracts.content",
     "FileStat": "lockgate.contracts.source",
     "Flushable": "lockgate.contracts.content",

@@ -61,11 +61,13 @@ from lockgate.plugin import (
     RoleContext,
     StateCounts,
     TokenRecord,
+    equal_clauses,
     event_hash,
     generation_conflict,
     hookimpl,
     not_before,
     record,
+    sql_where,
     status_conflict,
 )
 
@@ -360,16 +362,9 @@ class SqliteStateStore(SqliteDeliveries):
     def pointer_history(
         self, stage: str | None = None, component_id: str | None = None
     ) -> list[PointerChange]:
-        clauses, args = [], []
-        if stage is not None:
-            clauses.append("stage = ?")
-            args.append(stage)
-        if component_id is not None:
-            clauses.append("component_id = ?")
-            args.append(component_id)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        clauses, args = equal_clauses("?", stage=stage, component_id=component_id)
         rows = self._db.execute(
-            f"SELECT {CHANGE_COLUMNS} FROM pointer_history{where} ORDER BY seq", args
+            f"SELECT {CHANGE_COLUMNS} FROM pointer_history{sql_where(clauses)} ORDER BY seq", args
         )
         return [PointerChange(*r) for r in rows]
 

@@ -36,7 +36,9 @@ __all__ = [
     "TokenRecord",
     "ValidationResults",
     "corrupt_record",
+    "equal_clauses",
     "generation_conflict",
+    "sql_where",
     "status_conflict",
     "store_importer",
     "store_intent_log",
@@ -214,23 +216,32 @@ class EventFilter:
         ``stage``, ``actor``, ``action``, ``at``, ``seq``) for a SQL store: ``select``
         (``SELECT * FROM events``) narrowed by this filter, ordered and limited, and its
         arguments, written with ``placeholder`` (``?`` for SQLite, ``%s`` for psycopg)."""
-        clauses, args = [], []
-        for column in ("component", "stage", "actor", "action"):
-            value = getattr(self, column)
-            if value is not None:
-                clauses.append(f"{column} = {placeholder}")
-                args.append(value)
+        clauses, args = equal_clauses(
+            placeholder, **{c: getattr(self, c) for c in ("component", "stage", "actor", "action")}
+        )
         if self.since is not None:
             clauses.append(f"at >= {placeholder}")
             args.append(self.since)
         if self.until is not None:
             clauses.append(f"at <= {placeholder}")
             args.append(self.until)
-        sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql = select + sql_where(clauses)
         sql += " ORDER BY seq DESC" if self.newest_first else " ORDER BY seq"
         if self.limit is not None:
             sql += f" LIMIT {int(self.limit)}"
         return sql, args
+
+
+def equal_clauses(placeholder: str, **columns: object) -> tuple[list[str], list[object]]:
+    """``column = <placeholder>`` for each of ``columns`` whose value is not None, and the
+    values: what a SQL store's query narrows by (``?`` for SQLite, ``%s`` for psycopg)."""
+    given = [(column, value) for column, value in columns.items() if value is not None]
+    return [f"{column} = {placeholder}" for column, _ in given], [v for _, v in given]
+
+
+def sql_where(clauses: Sequence[str]) -> str:
+    """`` WHERE a AND b`` for ``clauses`` (nothing when there are none)."""
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""
 
 
 @record

@@ -40,9 +40,11 @@ from lockgate.plugin import (
     RevisionRecord,
     StateCounts,
     StateSnapshot,
+    equal_clauses,
     event_hash,
     generation_conflict,
     not_before,
+    sql_where,
     status_conflict,
 )
 from lockgate_postgres.db import Database, Row
@@ -156,15 +158,10 @@ class PostgresStateStore:
     def pointer_history(
         self, stage: str | None = None, component_id: str | None = None
     ) -> list[PointerChange]:
-        clauses, args = [], []
-        if stage is not None:
-            clauses.append("stage = %s")
-            args.append(stage)
-        if component_id is not None:
-            clauses.append("component_id = %s")
-            args.append(component_id)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._rows(f"SELECT {_CHANGE} FROM pointer_history{where} ORDER BY seq", args)
+        clauses, args = equal_clauses("%s", stage=stage, component_id=component_id)
+        rows = self._rows(
+            f"SELECT {_CHANGE} FROM pointer_history{sql_where(clauses)} ORDER BY seq", args
+        )
         return [PointerChange(**r) for r in rows]
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
