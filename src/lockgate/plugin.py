@@ -7,6 +7,10 @@ builtin and example plugin to hold them to it. Names are imported on first use (
 so importing this module costs nothing at start-up. The guide: ``docs/plugins.md``; every
 hook: :mod:`lockgate.hookspecs` and ``docs/hooks.md``.
 
+Shape: module: every public name is listed three times (the imports type checkers read,
+``__all__``, the table of where each name lives), one line each, and nothing else; its
+length is the size of the API, checked name by name by tests/test_plugin_api.py.
+
 Hooks
     :data:`hookimpl` marks an implementation; :data:`Register` is the callback provider
     hooks receive (``register(name, factory)``), factories receive a :class:`RoleContext`.
