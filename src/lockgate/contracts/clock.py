@@ -8,15 +8,27 @@ Every record (events, intents, approvals, pointer history) carries a timestamp m
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from lockgate.errors import InputError
 
-__all__ = ["now_iso", "parse_time"]
+__all__ = ["elapsed_ms", "now_iso", "parse_time"]
 
 
 def now_iso() -> str:
     """The current UTC time, ISO 8601 with microseconds (the format every record uses)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def elapsed_ms(started: float | None) -> dict[str, float]:
+    """``{"duration_ms": ...}``: the milliseconds since ``started`` (a
+    ``time.perf_counter()`` reading), for an audit event's details; ``{}`` when
+    ``started`` is None. Stage, validate, promote and rollback events carry it (from the
+    operation's start to its commit), so durations survive the process that measured
+    them: ``lockgate metrics`` reads them back from the audit log."""
+    if started is None:
+        return {}
+    return {"duration_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
 def parse_time(text: str, *, option: str = "--at") -> str:

@@ -8,6 +8,7 @@ name the Python API has always used.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import attrs
@@ -54,6 +55,7 @@ class Promotion(Switcher):
         reason: str | None = None,
     ) -> SwitchResult:
         """Make a revision current in a stage (by default: one rung up the ladder)."""
+        started = time.perf_counter()
         session = self.session
         if force and not reason:
             raise InputError("--force needs --reason TEXT: skipping a gate is audited")
@@ -110,6 +112,7 @@ class Promotion(Switcher):
             expected_generation=generation,
             action="promote",
             details=details,
+            started=started,
         )
         return attrs.evolve(result, gate=report, forced=forced)
 

@@ -6,6 +6,7 @@ a time), then the switch of ``operations/switch.py`` without a gate: a rollback 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import attrs
@@ -55,6 +56,7 @@ class Rollback(Switcher):
         ``remove_if_none``: with nothing earlier to go back to, remove the component
         (the integration manager's "production cleanup") instead of refusing.
         """
+        started = time.perf_counter()
         session = self.session
         check_text("--reason", reason)
         session.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
@@ -112,6 +114,7 @@ class Rollback(Switcher):
             action="rollback",
             details={"to": to or ("at " + at if at else "last-good")}
             | ({"skipped": skipped} if skipped else {}),
+            started=started,
         )
 
     def _choose(

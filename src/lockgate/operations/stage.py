@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Collection, Sequence
 
 import attrs
 
-from lockgate.contracts.clock import now_iso
+from lockgate.contracts.clock import elapsed_ms, now_iso
 from lockgate.contracts.content import store_lost, store_missing_objects
 from lockgate.contracts.manifest import (
     FileEntry,
@@ -58,6 +59,7 @@ class Stager:
     def __init__(self, session: Session | Project) -> None:
         self.session = as_session(session)
         self.settings = self.session.config.staging
+        self._started: float | None = None  # when the staging being recorded began
 
     # ------------------------------------------------------------------ public
 
@@ -205,6 +207,7 @@ class Stager:
         reason: str | None = None,
     ) -> StageResult:
         session = self.session
+        self._started = time.perf_counter()  # the event's duration_ms counts from here
         # Opened (and recovered, under the operation lock) before the staging lock is
         # taken: gc takes the staging lock while it holds the operation lock.
         session.state()
@@ -340,6 +343,7 @@ class Stager:
                     "size": result.size,
                     **result.diff.counts(),
                     **self.session.identity.details(),
+                    **elapsed_ms(self._started),
                 },
             ),
         )

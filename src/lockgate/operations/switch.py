@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lockgate.contracts.clock import now_iso
+from lockgate.contracts.clock import elapsed_ms, now_iso
 from lockgate.contracts.content import (
     lost_object,
     store_is_durable,
@@ -237,8 +237,12 @@ class Switcher:
         expected_generation: int,
         action: str,
         details: dict[str, object],
+        started: float | None = None,
     ) -> SwitchResult:
-        """Under the operation lock: check nothing changed, deploy, record; then announce."""
+        """Under the operation lock: check nothing changed, deploy, record; then announce.
+        ``started``: ``time.perf_counter()`` when the operation began; the record's event
+        then carries ``duration_ms``, the time from there to the commit (``lockgate
+        metrics`` reports them)."""
         session, state = self.session, self.session.state()
         with self.lock(action):
             recover_pending(session, locked=True)
@@ -257,7 +261,7 @@ class Switcher:
             handle = self._ready_release(base)
             self.check_deadline(base.component, "verifying its release")
             intent = self._open_intent(base, ref, action, generation)
-            self._deploy_and_record(base, ref, action, intent, handle, generation, details)
+            self._deploy_and_record(base, ref, action, intent, handle, generation, details, started)
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
         return self._announce(base, ref, action, details)
@@ -323,6 +327,7 @@ class Switcher:
         handle: RevisionHandle | None,
         generation: int,
         details: dict[str, object],
+        started: float | None = None,
     ) -> None:
         """Prepare every target, commit each, record the switch; undo it on any failure."""
         session, stage = self.session, base.stage
@@ -349,7 +354,7 @@ class Switcher:
                 action=action,
                 expected_generation=generation,
                 reason=base.reason,
-                details={"intent": intent.id, **details},
+                details={"intent": intent.id, **details, **elapsed_ms(started)},
                 strict=False,
                 at=base.at,
             )

@@ -468,11 +468,13 @@ class Validation:
 
     # ------------------------------------------------------------------ recording
 
-    def _details(self, result: ComponentReadiness) -> dict[str, Any]:
+    def _details(self, result: ComponentReadiness, elapsed: float) -> dict[str, Any]:
         details: dict[str, Any] = {
             "errors": result.count(Severity.ERROR),
             "warnings": result.count(Severity.WARNING),
             "cached": result.cached,
+            # the run that validated it (the components of one run share it)
+            "duration_ms": round(elapsed * 1000, 3),
             **self.session.identity.details(),
         }
         pending = self._pending
@@ -496,7 +498,7 @@ class Validation:
                 component=result.component,
                 stage=result.stage,
                 revision=result.revision,
-                details=self._details(result),
+                details=self._details(result, report.elapsed),
                 outcome="ok" if result.ready else "failed",
             )
             for result in report.components
