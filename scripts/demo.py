@@ -193,20 +193,19 @@ def story(dsn: str | None) -> None:
         )
         run("config", "validate", cwd=root)
 
-        receiver = None
-        if dsn is None:  # the postgres store keeps no outbox yet (EventDeliveries)
-            say("Every event goes to a webhook (a local receiver this demo started), signed")
-            # The signing secret lives in the environment only; the config names the variable.
-            os.environ["DEMO_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
-            receiver = Receiver(os.environ["DEMO_WEBHOOK_SECRET"])
-            events = (
-                "events:\n  notifiers:\n    - kind: webhook\n"
-                f"      options: {{url: '{receiver.url}', secret_env: DEMO_WEBHOOK_SECRET}}\n"
-            )
-            config.write_text(config.read_text() + events)
-            print("$ cat >> lockgate.yaml")
-            print("\n".join("  " + line for line in events.splitlines()))
-            run("config", "validate", cwd=root)
+        # Both the sqlite and the postgres state stores keep the outbox (EventDeliveries).
+        say("Every event goes to a webhook (a local receiver this demo started), signed")
+        # The signing secret lives in the environment only; the config names the variable.
+        os.environ["DEMO_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        receiver = Receiver(os.environ["DEMO_WEBHOOK_SECRET"])
+        events = (
+            "events:\n  notifiers:\n    - kind: webhook\n"
+            f"      options: {{url: '{receiver.url}', secret_env: DEMO_WEBHOOK_SECRET}}\n"
+        )
+        config.write_text(config.read_text() + events)
+        print("$ cat >> lockgate.yaml")
+        print("\n".join("  " + line for line in events.splitlines()))
+        run("config", "validate", cwd=root)
 
         say("Two developers' workspaces: alice and bob (builders, scripts, a workflows pack)")
         files = {
@@ -347,17 +346,16 @@ def story(dsn: str | None) -> None:
         run("verify", cwd=root)
         run("audit", "verify", cwd=root)
 
-        if receiver is not None:
-            say("What the webhook received: CloudEvents, every signature verified")
-            types = Counter(str(e["type"]) for e in receiver.received)
-            print(f"  {len(receiver.received)} events, {receiver.rejected} rejected signatures")
-            for name, n in sorted(types.items()):
-                print(f"  {n:3d}  {name}")
-            last = receiver.received[-1]
-            shown = {k: last.get(k) for k in ("id", "type", "subject")}
-            print("  the last one:", json.dumps(shown))
-            run("events", "ls", "--dead", cwd=root)
-            receiver.server.shutdown()
+        say("What the webhook received: CloudEvents, every signature verified")
+        types = Counter(str(e["type"]) for e in receiver.received)
+        print(f"  {len(receiver.received)} events, {receiver.rejected} rejected signatures")
+        for name, n in sorted(types.items()):
+            print(f"  {n:3d}  {name}")
+        last = receiver.received[-1]
+        shown = {k: last.get(k) for k in ("id", "type", "subject")}
+        print("  the last one:", json.dumps(shown))
+        run("events", "ls", "--dead", cwd=root)
+        receiver.server.shutdown()
 
         say("Metrics, contributed by plugins and attributed to each")
         run("metrics", cwd=root)

@@ -4,11 +4,15 @@ upgraded only when asked."""
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import psycopg
 import pytest
+from standardwebhooks import Webhook
 
 from lockgate.testing import run_cli
 
@@ -137,3 +141,59 @@ def test_an_empty_dsn_takes_libpqs_environment(
     ok("stage", "alice:etl", project=lockgate_project)
     shown = ok("config", "show", project=lockgate_project)["settings"]
     assert [r["value"] for r in shown if r["key"] == "plugins.postgres.dsn"] == [""]
+
+
+HOOK_SECRET = "whsec_" + base64.b64encode(b"postgres-outbox-signing-key-0123").decode()
+
+
+def test_a_webhook_receives_every_event_of_a_postgres_project(
+    project: Path, pg_dsn: str, project_key: str
+) -> None:
+    """The outbox's delivery state in PostgreSQL (``EventDeliveries``): each command
+    delivers after its commit to a real receiver verifying the signatures, ``events ls``
+    reads the delivery rows back, and a receiver that is down leaves them pending."""
+    verifier, received = Webhook(HOOK_SECRET), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(verifier.verify(body, dict(self.headers)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with (project / "lockgate.yaml").open("a") as config:
+        config.write(
+            "events:\n  notifiers:\n    - kind: webhook\n      options: {url: "
+            f"'http://127.0.0.1:{server.server_address[1]}/hook', secret_env: HOOK_SECRET}}\n"
+        )
+    env = {"HOOK_SECRET": HOOK_SECRET}
+    try:
+        for args in (("stage", "alice:etl"), ("promote", "alice:etl", "--to", "staging")):
+            result = run_cli("--json", *args, project=project, env=env)
+            assert result.exit_code == 0, result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    types = [e["type"] for e in received]
+    assert types[0] == "dev.lockgate.component.staged"
+    assert types[-1] == "dev.lockgate.component.promoted"
+    listed = run_cli("--json", "events", "ls", project=project, env=env)
+    rows = json.loads(listed.stdout)["deliveries"]
+    assert [r["id"] for r in rows] == [e["id"] for e in received]
+    assert len(rows) == len(received) and {r["state"] for r in rows} == {"delivered"}
+    # The receiver is gone now: the next change stays pending, in the database.
+    write_component(project, "print('v2')\n")
+    assert run_cli("stage", "alice:etl", project=project, env=env).exit_code == 0
+    db = open_database(pg_dsn, project_key)
+    try:
+        with db.conn() as conn:
+            found = conn.execute("SELECT state, attempts FROM deliveries ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    assert found[-1] == {"state": "pending", "attempts": 1}
+    assert HOOK_SECRET not in listed.stdout

@@ -17,6 +17,7 @@ from lockgate.plugin import (
     AuditEvent,
     ComponentRecord,
     ComponentStatus,
+    Delivery,
     EventFilter,
     Intent,
     LockOwner,
@@ -49,6 +50,9 @@ def _fill(store: PostgresStateStore, revision: str, actor: str) -> None:
         AuditEvent(AT, actor, "approve", component=ref, revision=revision),
     )
     store.open_intent(Intent(f"intent-{actor}", "promote", actor, AT, {"who": actor}))
+    store.record_deliveries(
+        "hook", [Delivery("hook", 2, ref, last_error=actor, next_at=AT, updated_at=AT)], cursor=3
+    )
 
 
 def _everything(store: PostgresStateStore) -> dict[str, object]:
@@ -71,6 +75,8 @@ def _everything(store: PostgresStateStore) -> dict[str, object]:
         "events_filtered": store.events(EventFilter(actor="ann", newest_first=True, limit=9)),
         "chain": list(store.chain()),
         "counts": store.counts(),
+        "deliveries": store.deliveries(),
+        "cursor": store.delivery_cursor("hook"),
     }
 
 
@@ -104,7 +110,7 @@ def test_raw_sql_on_the_stores_connection_sees_only_its_project(
     _fill(a, "a" * 64, "ann")
     _fill(b, "b" * 64, "bob")
     with a.db.conn() as conn:
-        for table in TABLES[1]:
+        for table in (*TABLES[1], *TABLES[4]):
             projects = {r["project"] for r in conn.execute(f"SELECT project FROM {table}")}
             assert projects <= {a.project}, table
         assert len(conn.execute("SELECT * FROM components").fetchall()) == 1

@@ -135,7 +135,7 @@ class Outbox:
             raise MissingCapabilityError(
                 f"the state store {store!r} keeps no outbox (EventDeliveries), so "
                 "events.notifiers cannot be delivered; select a store that does (sqlite, "
-                "memory) with state.store, or remove events.notifiers"
+                "memory, postgres) with state.store, or remove events.notifiers"
             )
         return found
 

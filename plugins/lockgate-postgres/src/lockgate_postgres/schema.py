@@ -199,6 +199,28 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (project, revision, key)
     );
     """,
+    # 4: the outbox's delivery state per notifier and event (the EventDeliveries capability)
+    f"""
+    CREATE TABLE lockgate.deliveries (
+        {_PROJECT},
+        notifier TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        component TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at TEXT NOT NULL,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project, notifier, seq)
+    );
+    CREATE INDEX deliveries_by_state ON lockgate.deliveries (project, state, notifier, seq);
+    CREATE TABLE lockgate.delivery_cursors (
+        {_PROJECT},
+        notifier TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (project, notifier)
+    );
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -218,6 +240,7 @@ TABLES: dict[int, tuple[str, ...]] = {
     ),
     2: ("objects", "chunks"),
     3: ("validation_results",),
+    4: ("deliveries", "delivery_cursors"),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 

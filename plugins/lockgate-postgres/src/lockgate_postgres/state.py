@@ -49,6 +49,7 @@ from lockgate.plugin import (
 )
 from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import AdvisoryLocks
+from lockgate_postgres.outbox import PostgresDeliveries
 
 __all__ = ["PostgresStateStore"]
 
@@ -56,8 +57,9 @@ Conn = psycopg.Connection[Row]
 _CHAIN_PAGE = 1000
 
 
-class PostgresStateStore:
-    """The state store on PostgreSQL, for one project."""
+class PostgresStateStore(PostgresDeliveries):
+    """The state store on PostgreSQL, for one project (with the outbox's delivery state,
+    ``EventDeliveries``: :mod:`lockgate_postgres.outbox`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
