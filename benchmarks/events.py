@@ -242,9 +242,11 @@ def bench_redis(base: Path, count: int) -> dict[str, Any] | None:
     stream = f"lockgate-bench-{uuid.uuid4().hex[:8]}"
     session = _events_project(base, "redis", f"{{stream: {stream}}}", count)
     bodies = [Message.of(c.event, c.hash, "lockgate://bench") for c in session.state().chain()]
+    box = Outbox(session)
     started = time.perf_counter()
-    Outbox(session).deliver(None)
+    box.deliver(None)
     ours = time.perf_counter() - started
+    box.close()
     client = redis.Redis(host="127.0.0.1", port=6379)
     started = time.perf_counter()
     for m in bodies:
@@ -273,9 +275,11 @@ def bench_nats(base: Path, count: int) -> dict[str, Any] | None:
     options = f"{{subject: {subject}, stream: {name}}}"
     session = _events_project(base, "nats", options, count)
     bodies = [Message.of(c.event, c.hash, "lockgate://bench") for c in session.state().chain()]
+    box = Outbox(session)
     started = time.perf_counter()
-    Outbox(session).deliver(None)
+    box.deliver(None)
     ours = time.perf_counter() - started
+    box.close()
 
     async def plain_loop() -> tuple[float, int]:
         nc = await nats.connect("nats://127.0.0.1:4222")

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ENV, ProjectWorkspace
 from events_receiver import SECRET, Receiver
-from lockgate.contracts.events import Message, cloud_event, event_type
+from lockgate.contracts.events import DeliveryError, Message, cloud_event, event_type
 from lockgate.contracts.state import AuditEvent, EventFilter
 from lockgate.core.session import Session
 from lockgate.errors import ConflictError, MissingCapabilityError, RefusedError
@@ -512,3 +512,64 @@ def test_notifier_options_names_the_place_and_what_a_notifier_takes() -> None:
         "events.notifiers[redis].options: unknown option 'pasword' of the redis notifier; "
         "it takes stream, url (secrets go in env)"
     )
+
+
+class Batches:
+    """A notifier with ``deliver_batch``: keeps the batches it was handed; ``refuse``
+    names seqs whose acknowledgement does not come (``"all"``: the batch raises)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.refuse: set[int] | str = set()
+
+    def deliver(self, message: Message, timeout: float) -> None:
+        raise AssertionError("a batch notifier is handed batches")
+
+    def deliver_batch(self, messages: Any, timeout: float) -> list[DeliveryError | None]:
+        self.batches.append([m.seq for m in messages])
+        if self.refuse == "all":
+            raise DeliveryError("connection reset")
+        return [DeliveryError("no ack") if m.seq in self.refuse else None for m in messages]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_notifier_is_handed_the_due_events_at_once_and_each_counts_by_its_ack(
+    tmp_path: Path,
+) -> None:
+    sink = Batches()
+
+    class Plugin:
+        @hookimpl
+        def register_notifiers(self, register: Any) -> None:
+            register("batches", lambda ctx: sink)
+
+    text = "events:\n  backoff: 1\n  notifiers:\n    - kind: batches\n"
+    ws = make(tmp_path, text)
+    clock = Clock()
+    box = outbox(ws, clock, extra=[fake_distribution("lockgate-batches", {"b": Plugin()})])
+    box.prime()
+    events = [
+        AuditEvent(at="2026-12-05T10:00:00+00:00", actor="a", action="validate", component=c)
+        for c in (REF, "alice:db", REF, "alice:db", REF)
+    ]
+    first = box.session.state().append_events(events)[0]
+    seqs = list(range(first, first + 5))
+    sink.refuse = {seqs[2]}  # REF's second event is not acknowledged
+    report = box.deliver(None)
+    assert sink.batches == [seqs]  # one batch, in sequence order
+    assert report.delivered == {"batches": 4} and report.failed == {"batches": 1}
+    rows = {d.seq: d.state for d in box.store().deliveries("batches")}
+    assert [rows[s] for s in seqs] == ["delivered", "delivered", "pending", "delivered",
+                                       "delivered"]  # fmt: skip
+    # The failed one is retried when due; a batch that raises fails every message in it.
+    sink.refuse = "all"
+    clock.now += 60
+    report = box.deliver(None)
+    assert sink.batches[-1] == [seqs[2]] and report.failed == {"batches": 1}
+    sink.refuse = set()
+    clock.now += 60
+    assert box.deliver(None).delivered == {"batches": 1}
+    assert {d.state for d in box.store().deliveries("batches")} == {"delivered"}
+    close(box)

@@ -104,3 +104,46 @@ def test_an_unreachable_server_is_a_failed_delivery(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="NATS publish to x"):
         notifier.deliver(Message.of(event, "ab" * 32, "s"), 1.0)
     notifier.close()
+
+
+def _notifier(tmp_path: Path, subject: str, stream: str | None) -> NatsNotifier:
+    options = {"url": f"nats://{HOST}:{PORT}", "subject": subject, "timeout": 2}
+    if stream:
+        options["stream"] = stream
+    context = RoleContext(project_root=tmp_path, state_dir=tmp_path, settings=None, options=options)
+    return NatsNotifier.from_context(context)
+
+
+def test_a_batch_is_stored_in_order_once_each_with_its_acks(
+    tmp_path: Path, stream: tuple[str, str]
+) -> None:
+    name, subject = stream
+    notifier = _notifier(tmp_path, subject, name)
+    messages = [
+        Message.of(
+            AuditEvent(at="2026-12-05T10:00:00+00:00", actor="a", action="validate",
+                       component=f"alice:c{n % 3}", seq=n),
+            f"{n:02d}" * 32,
+            "lockgate://t",
+        )
+        for n in range(1, 41)
+    ]  # fmt: skip
+    try:
+        assert notifier.deliver_batch(messages, 5.0) == [None] * 40
+        # Sent again (a crash before the outcomes were written): de-duplicated.
+        assert notifier.deliver_batch(messages[10:20], 5.0) == [None] * 10
+    finally:
+        notifier.close()
+    assert [s["msg_id"] for s in _stored(name)] == [m.id for m in messages]
+
+
+def test_a_batch_no_stream_acknowledges_fails_message_by_message(tmp_path: Path) -> None:
+    require_tcp_service("NATS", HOST, PORT)
+    notifier = _notifier(tmp_path, f"lockgate.nowhere.{uuid.uuid4().hex}", None)
+    event = AuditEvent(at="2026-12-05T10:00:00+00:00", actor="a", action="stage", seq=1)
+    try:
+        outcomes = notifier.deliver_batch([Message.of(event, "ab" * 32, "lockgate://t")] * 3, 1.0)
+    finally:
+        notifier.close()
+    assert len(outcomes) == 3 and all(isinstance(o, DeliveryError) for o in outcomes)
+    assert "NATS publish to" in str(outcomes[0])

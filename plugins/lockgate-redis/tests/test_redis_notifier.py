@@ -85,3 +85,37 @@ def test_an_unknown_option_is_one_line(tmp_path: Path) -> None:
     result = run_cli("events", "deliver", project=root)
     assert result.exit_code == 2
     assert "unknown option 'password' of the redis notifier" in result.stderr
+
+
+def test_a_batch_is_appended_in_order_in_one_transaction(
+    tmp_path: Path, stream: tuple[Any, str]
+) -> None:
+    from lockgate_redis import RedisNotifier
+
+    from lockgate.plugin import AuditEvent, DeliveryError, Message, RoleContext
+
+    client, name = stream
+    options = {"url": f"redis://{HOST}:{PORT}/0", "stream": name}
+    notifier = RedisNotifier.from_context(
+        RoleContext(project_root=tmp_path, state_dir=tmp_path, settings=None, options=options)
+    )
+    messages = [
+        Message.of(
+            AuditEvent(at="2026-12-05T10:00:00+00:00", actor="a", action="validate",
+                       component=f"alice:c{n % 3}", seq=n),
+            f"{n:02d}" * 32,
+            "lockgate://t",
+        )
+        for n in range(1, 31)
+    ]  # fmt: skip
+    client.set(name, "not a stream")  # Redis refuses every XADD to it
+    try:
+        refused = notifier.deliver_batch(messages, 5.0)
+        assert all(isinstance(r, DeliveryError) and "WRONGTYPE" in str(r) for r in refused)
+        assert len(refused) == 30
+        client.delete(name)
+        assert notifier.deliver_batch(messages, 5.0) == [None] * 30
+    finally:
+        notifier.close()
+    entries = client.xrange(name)
+    assert [f[b"id"].decode() for _, f in entries] == [m.id for m in messages]

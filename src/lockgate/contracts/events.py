@@ -13,6 +13,8 @@ this module adds is what crosses the boundary to the outside world:
 * :class:`Notifier` — the role a notifier plugin plays (``register_notifiers``): deliver
   one :class:`Message`, or raise :class:`DeliveryError` (with ``retry_after`` when the
   receiver said when to come back, ``permanent`` when retrying cannot help);
+  :class:`BatchNotifier` — one that can also send many at once, their acknowledgements
+  pipelined (``deliver_batch``);
 * :class:`EventDeliveries` — the optional state-store capability that keeps the
   delivery state per notifier and event (attempts, next attempt, delivered or dead, last
   error) and each notifier's cursor; :func:`store_deliveries` finds it;
@@ -34,6 +36,7 @@ from lockgate.contracts.state import AuditEvent
 from lockgate.errors import ConfigError, PluginError
 
 __all__ = [
+    "BatchNotifier",
     "Delivery",
     "DeliveryError",
     "DeliveryState",
@@ -42,6 +45,7 @@ __all__ = [
     "Message",
     "Notifier",
     "NotifierSection",
+    "batch_delivery",
     "cloud_event",
     "event_type",
     "notifier_options",
@@ -217,6 +221,35 @@ class Notifier(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class BatchNotifier(Notifier, Protocol):
+    """A notifier that can send many messages at once (an optional capability; the
+    dispatcher finds it with :func:`batch_delivery`): ``deliver_batch`` sends
+    ``messages`` in the order given, all within ``timeout`` seconds, waiting for the
+    receiver's acknowledgements together rather than one after the other (JetStream
+    ``publish_async``, a Redis pipeline), and returns one outcome per message, in the
+    same order: None when the receiver acknowledged it, else the :class:`DeliveryError`
+    (a timeout is an error for every message not acknowledged by then). A message is
+    counted delivered only when its own outcome is None. It may raise DeliveryError
+    instead, for the whole batch.
+
+    The dispatcher hands it the due events of one batch in sequence order, several of
+    one component among them: send them over one connection, in order, so a receiver
+    that stores what it receives in order (a stream) keeps each component's order. After
+    a failure the dispatcher sends nothing more to the notifier in that pass.
+    """
+
+    def deliver_batch(
+        self, messages: Sequence[Message], timeout: float
+    ) -> list[DeliveryError | None]:
+        """Send ``messages``; one outcome each (None: acknowledged)."""
+
+
+def batch_delivery(notifier: object) -> BatchNotifier | None:
+    """``notifier`` when it offers :class:`BatchNotifier`, else None."""
+    offers = callable(getattr(notifier, "deliver_batch", None))
+    return notifier if offers else None  # type: ignore[return-value]
 
 
 def notifier_options(

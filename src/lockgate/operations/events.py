@@ -24,9 +24,12 @@ dispatcher at a time; a command that finds it held leaves the work to its holder
 4. **retain** — a pass without a budget (``lockgate events deliver``) forgets delivered
    rows older than ``retention_hours`` (the events themselves stay in the audit log).
 
-Rows are written ``BATCH`` at a time. A process killed anywhere loses nothing: an event
-sent but not yet marked delivered is sent again (at least once; receivers de-duplicate
-by the event's ``id``).
+A notifier that offers ``deliver_batch`` (``BatchNotifier``: the broker notifiers) is
+handed the due rows of a batch at once, so their acknowledgements are awaited together
+instead of one round trip each; a row is still marked delivered only by its own
+acknowledgement. Rows are written ``BATCH`` at a time. A process killed anywhere loses
+nothing: an event sent but not yet marked delivered is sent again (at least once;
+receivers de-duplicate by the event's ``id``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from lockgate.contracts.events import (
     Message,
     Notifier,
     NotifierSection,
+    batch_delivery,
     store_deliveries,
 )
 from lockgate.contracts.locks import LockOwner
@@ -256,6 +260,37 @@ class Outbox:
             updated_at=_at(self.clock()),
         )
 
+    def _attempt_batch(
+        self, section: NotifierSection, rows: list[Delivery], left: float | None
+    ) -> list[Delivery]:
+        """Deliver ``rows``' messages through the notifier's ``deliver_batch`` (their
+        acknowledgements awaited together); each row as it stands after the attempt."""
+        messages = [self.message(row.seq) for row in rows]
+        timeout = DEFAULT_TIMEOUT if left is None else max(0.01, left)
+        batch = batch_delivery(self.notifier(section))
+        assert batch is not None
+        try:
+            outcomes = list(batch.deliver_batch(messages, timeout))
+            if len(outcomes) != len(messages):  # a notifier's bug: nothing counts as sent
+                raise DeliveryError(
+                    f"deliver_batch returned {len(outcomes)} outcomes for {len(messages)} messages"
+                )
+        except DeliveryError as exc:
+            outcomes = [exc] * len(messages)
+        except LockgateError as exc:  # the notifier refused
+            outcomes = [DeliveryError(exc.message)] * len(messages)
+        except Exception as exc:  # a notifier's bug: recorded, retried like a failure
+            outcomes = [DeliveryError(f"{type(exc).__name__}: {exc}")] * len(messages)
+        now = _at(self.clock())
+        return [
+            self._failed(row, message, error)
+            if error is not None
+            else attrs.evolve(
+                row, state="delivered", attempts=row.attempts + 1, last_error=None, updated_at=now
+            )
+            for row, message, error in zip(rows, messages, outcomes, strict=True)
+        ]
+
     def _failed(self, row: Delivery, message: Message, exc: DeliveryError) -> Delivery:
         attempts = row.attempts + 1
         now = self.clock()
@@ -335,22 +370,46 @@ class _Pass:
         cursor = store.delivery_cursor(name) or 0
         rows = store.deliveries(name, "pending")
         for start in range(0, len(rows), BATCH):
-            changed = [r for r in map(self.consider, rows[start : start + BATCH]) if r]
+            changed = [r for r in self.send(rows[start : start + BATCH]) if r]
             if changed:
                 store.record_deliveries(name, changed)
         for new, seq in self.outbox._batches(self.section, cursor, self.deadline):
-            store.record_deliveries(name, [self.consider(r) or r for r in new], cursor=seq)
+            sent = zip(self.send(new), new, strict=True)
+            store.record_deliveries(name, [done or row for done, row in sent], cursor=seq)
             if self.deadline is not None and self.outbox.clock() >= self.deadline:
                 break  # out of time, or the receiver failed: the next pass goes on
         for key, value in self.counts.items():
             if value:
                 getattr(report, key)[name] = value
 
+    def send(self, rows: list[Delivery]) -> list[Delivery | None]:
+        """Send what is due of ``rows`` (in sequence order): one at a time, or all at
+        once to a notifier that offers ``deliver_batch``. Each row after its attempt, or
+        None when it was not attempted."""
+        if batch_delivery(self.outbox.notifier(self.section)) is None:
+            return [self.consider(row) for row in rows]
+        now = self.outbox.clock()
+        left = None if self.deadline is None else self.deadline - now
+        due = [i for i, row in enumerate(rows) if not self.held(row, now, left)]
+        sent: list[Delivery | None] = [None] * len(rows)
+        if due:
+            done = self.outbox._attempt_batch(self.section, [rows[i] for i in due], left)
+            for i, row in zip(due, done, strict=True):
+                sent[i] = self.settle(row, now)
+        return sent
+
     def consider(self, row: Delivery) -> Delivery | None:
         """Send ``row``'s message if it is due and its component is not waiting; the row
         after the attempt, or None when it was not attempted."""
         now = self.outbox.clock()
         left = None if self.deadline is None else self.deadline - now
+        if self.held(row, now, left):
+            return None
+        return self.settle(self.outbox._attempt(self.section, row, left), now)
+
+    def held(self, row: Delivery, now: float, left: float | None) -> bool:
+        """Whether ``row`` waits: for an earlier event of its component, for its next
+        attempt, or for the next pass (out of time). Counted as pending."""
         if (
             row.component in self.waiting
             or _seconds(row.next_at) > now + 0.001
@@ -358,12 +417,16 @@ class _Pass:
         ):
             self.waiting.add(row.component)  # later events of this component wait for it
             self.counts["pending"] += 1
-            return None
-        done = self.outbox._attempt(self.section, row, left)
+            return True
+        return False
+
+    def settle(self, done: Delivery, now: float) -> Delivery:
+        """Count an attempt's outcome; after a failure, the component's later events
+        wait, and so does the notifier (down or slow) for the rest of the pass."""
         kind = done.state if done.state != "pending" else "failed"
         self.counts[kind] += 1
         if done.state == "pending":
-            self.waiting.add(row.component)
+            self.waiting.add(done.component)
             if "(permanent)" not in (done.last_error or ""):
                 self.deadline = now  # the receiver is down or slow: leave it for this pass
         return done

@@ -8,12 +8,20 @@ retry after a crash does not add the event twice. ``stream``, when given, is cre
 if it does not exist (capturing ``subject``); otherwise a stream capturing the subject
 must exist. ``timeout``: seconds for connecting and for each publish (default 5). A
 ``token_env`` option names an environment variable holding an auth token.
+
+A batch of events (``deliver_batch``: the dispatcher hands over the due events of a
+batch at once) is published with ``publish_async`` on the one connection, in sequence
+order, and its acknowledgements awaited together: one round trip for the batch instead
+of one per event. Each event counts as delivered only once its own acknowledgement
+came; one not acknowledged within the timeout is a failure (sent again later, and
+dropped by JetStream as a duplicate if it had been stored after all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from lockgate.plugin import (
@@ -115,6 +123,53 @@ class NatsNotifier:
         await js.publish(
             self.subject, message.body, timeout=timeout, headers={"Nats-Msg-Id": message.id}
         )
+
+    async def _publish_all(
+        self, messages: Sequence[Message], timeout: float
+    ) -> list[DeliveryError | None]:
+        js = await self._connect(timeout)
+        # No wait_stall: with it every publish waits through a task, which lets the
+        # client flush each message alone; without it the batch goes out in one write
+        # (a batch is far below the client's 4,000 pending acknowledgements, and those
+        # not acknowledged in time are cancelled below, which frees their places).
+        futures = [
+            await js.publish_async(self.subject, m.body, headers={"Nats-Msg-Id": m.id})
+            for m in messages
+        ]
+        done, late = await asyncio.wait(futures, timeout=timeout) if futures else ((), ())
+        for future in late:  # no acknowledgement in time: a failure (and no longer awaited)
+            future.cancel()
+        outcomes: list[DeliveryError | None] = []
+        for future in futures:
+            error = None if future in done else asyncio.TimeoutError("no acknowledgement")
+            if error is None and future.exception() is not None:
+                error = future.exception()
+            outcomes.append(
+                None
+                if error is None
+                else DeliveryError(
+                    f"NATS publish to {self.subject}: {type(error).__name__}: {error}"
+                )
+            )
+        return outcomes
+
+    def deliver_batch(
+        self, messages: Sequence[Message], timeout: float
+    ) -> list[DeliveryError | None]:
+        """Publish ``messages`` in order, their acknowledgements awaited together."""
+        timeout = min(self.timeout, timeout)
+        try:
+            outcomes = self._loop.run_until_complete(
+                asyncio.wait_for(self._publish_all(messages, timeout), timeout + 1)
+            )
+        except Exception as exc:
+            self._drop()
+            raise DeliveryError(
+                f"NATS publish to {self.subject}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if any(outcomes):
+            self._drop()  # a fresh connection for the next attempt
+        return outcomes
 
     def deliver(self, message: Message, timeout: float) -> None:
         timeout = min(self.timeout, timeout)
