@@ -573,3 +573,49 @@ def test_a_batch_notifier_is_handed_the_due_events_at_once_and_each_counts_by_it
     assert box.deliver(None).delivered == {"batches": 1}
     assert {d.state for d in box.store().deliveries("batches")} == {"delivered"}
     close(box)
+
+
+def test_the_project_keeps_its_notifiers_between_commands_until_idle_or_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lockgate.core.project as project_module
+    from lockgate.operations.events import deliver_after_command
+
+    built: list[Kept] = []
+
+    class Kept:
+        def __init__(self) -> None:
+            self.delivered: list[int] = []
+            self.closed = False
+            built.append(self)
+
+        def deliver(self, message: Message, timeout: float) -> None:
+            self.delivered.append(message.seq)
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Plugin:
+        @hookimpl
+        def register_notifiers(self, register: Any) -> None:
+            register("kept", lambda ctx: Kept())
+
+    ws = make(tmp_path, "events:\n  notifiers:\n    - kind: kept\n")
+    box = outbox(ws, extra=[fake_distribution("lockgate-kept", {"k": Plugin()})])
+    box.prime()
+    session, state = box.session, box.session.state()
+    event = AuditEvent(at="2026-12-05T10:00:00+00:00", actor="a", action="validate")
+    for _ in range(2):  # two commands of one process
+        state.append_event(event)
+        deliver_after_command(session)
+    assert len(built) == 1 and len(built[0].delivered) == 2 and not built[0].closed
+    session.project.close_notifiers()
+    assert built[0].closed
+    monkeypatch.setattr(project_module, "NOTIFIER_IDLE", -1.0)  # every use comes "idle"
+    for _ in range(2):
+        state.append_event(event)
+        deliver_after_command(session)
+    assert len(built) == 3 and built[1].closed and not built[2].closed
+    assert [len(k.delivered) for k in built] == [2, 1, 1]
+    close(box)
+    assert built[2].closed  # closed with the project

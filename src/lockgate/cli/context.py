@@ -77,11 +77,14 @@ class AppContext:
         from lockgate.operations.announce import shutdown
 
         session = self._session or self.session()
-        if self.command_name in DELIVERS and session.config.events.notifiers:
-            from lockgate.operations.events import deliver_after_command  # only then
+        try:
+            if self.command_name in DELIVERS and session.config.events.notifiers:
+                from lockgate.operations.events import deliver_after_command  # only then
 
-            deliver_after_command(session)
-        shutdown(session)
+                deliver_after_command(session)
+            shutdown(session)
+        finally:
+            project.close_notifiers()  # the command is over: its connections too
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
         """The project (``require=False``: the defaults when there is none).

@@ -144,11 +144,12 @@ class Outbox:
         return found
 
     def notifier(self, section: NotifierSection) -> Notifier:
-        """The notifier of ``section``, built once."""
+        """The notifier of ``section``: the project's, built once and kept (with its
+        connection) until the project closes."""
         if section.label not in self._notifiers:
             options = {**section.options, "name": section.label}
-            self._notifiers[section.label] = self.session.roles.build(
-                "notifier", section.kind, options
+            self._notifiers[section.label] = self.session.project.notifier(
+                section.label, section.kind, options
             )
         return self._notifiers[section.label]
 
@@ -171,10 +172,7 @@ class Outbox:
         return newest[0].seq or 0 if newest else 0
 
     def close(self) -> None:
-        for notifier in self._notifiers.values():
-            close = getattr(notifier, "close", None)
-            if callable(close):
-                close()
+        """Forget the notifiers (the project keeps them, and closes them with itself)."""
         self._notifiers.clear()
 
     # ------------------------------------------------------------------ cursors
