@@ -359,8 +359,11 @@ def register_notifiers(register: Register[Any]) -> None:
     ``name``, the notifier's name). The factory returns a
     :class:`lockgate.plugin.Notifier`: ``deliver(message, timeout)`` sends one
     :class:`lockgate.plugin.Message` (a CloudEvent and its bytes) or raises
-    :class:`lockgate.plugin.DeliveryError` (``retry_after``, ``permanent``); ``close()``.
-    Builtin: ``log`` and ``webhook``; see docs/events.md.
+    :class:`lockgate.plugin.DeliveryError` (``retry_after``, ``permanent``); ``close()``;
+    optionally ``deliver_batch(messages, timeout)`` (:class:`lockgate.plugin.
+    BatchNotifier`: several at once, one outcome each). The project keeps a notifier
+    between deliveries and closes it with itself. Builtin: ``log`` and ``webhook``;
+    see docs/events.md.
 
     Returns: nothing; duplicate kinds are refused as for :func:`register_state_stores`.
     """
