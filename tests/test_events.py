@@ -578,8 +578,8 @@ def test_a_batch_notifier_is_handed_the_due_events_at_once_and_each_counts_by_it
 def test_the_project_keeps_its_notifiers_between_commands_until_idle_or_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lockgate.core.project as project_module
-    from lockgate.operations.events import deliver_after_command
+    import lockgate.operations.events as events_module
+    from lockgate.operations.events import close_notifiers, deliver_after_command
 
     built: list[Kept] = []
 
@@ -609,9 +609,9 @@ def test_the_project_keeps_its_notifiers_between_commands_until_idle_or_closed(
         state.append_event(event)
         deliver_after_command(session)
     assert len(built) == 1 and len(built[0].delivered) == 2 and not built[0].closed
-    session.project.close_notifiers()
+    close_notifiers(session)
     assert built[0].closed
-    monkeypatch.setattr(project_module, "NOTIFIER_IDLE", -1.0)  # every use comes "idle"
+    monkeypatch.setattr(events_module, "NOTIFIER_IDLE", -1.0)  # every use comes "idle"
     for _ in range(2):
         state.append_event(event)
         deliver_after_command(session)

@@ -77,14 +77,17 @@ class AppContext:
         from lockgate.operations.announce import shutdown
 
         session = self._session or self.session()
-        try:
-            if self.command_name in DELIVERS and session.config.events.notifiers:
-                from lockgate.operations.events import deliver_after_command  # only then
+        if not session.config.events.notifiers:
+            shutdown(session)
+            return
+        from lockgate.operations.events import close_notifiers, deliver_after_command
 
+        try:
+            if self.command_name in DELIVERS:
                 deliver_after_command(session)
             shutdown(session)
         finally:
-            project.close_notifiers()  # the command is over: its connections too
+            close_notifiers(session)  # the command is over: its connections too
 
     def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
         """The project (``require=False``: the defaults when there is none).

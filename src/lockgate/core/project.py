@@ -12,7 +12,6 @@ and reported (fatal only in strict mode).
 from __future__ import annotations
 
 import os
-import time
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -51,9 +50,6 @@ __all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
 
 STATE_DIRNAME = ".lockgate"
 _TRUTHY = {"1", "true", "yes", "on"}
-NOTIFIER_IDLE = 30.0
-"""Seconds a kept notifier may stay unused before it is built afresh (see
-:meth:`Project.notifier`)."""
 T = TypeVar("T")
 
 
@@ -91,7 +87,6 @@ class Project:
     json_output: bool = False
     verbosity: int = 0
     _built: dict[str, Any] = attrs.field(init=False, factory=dict)
-    _notifier_used: dict[str, float] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.roles = Roles(self)
@@ -324,31 +319,18 @@ class Project:
         """
         return typing.cast(StateStore, self._role("state", self.config.state.store))
 
-    def notifier(self, name: str, kind: str, options: Mapping[str, Any]) -> Any:
-        """The notifier named ``name`` (role ``notifier``, ``kind``), built once per
-        project and closed with it: its connection to the receiver is kept from one
-        command (or one delivery pass) to the next in a process that runs many (the
-        Python API, the server), instead of being opened again for each. One left
-        unused for ``NOTIFIER_IDLE`` seconds is closed and built afresh (a broker drops a
-        connection that did not answer its heartbeats meanwhile)."""
-        key, now = f"notifier:{name}", time.monotonic()
-        if key in self._built and now - self._notifier_used.get(key, now) > NOTIFIER_IDLE:
-            self._close_built(key)
+    def kept(self, key: str, build: Callable[[], T]) -> T:
+        """``build()``, once per project: kept (``key``) and closed with the project."""
         if key not in self._built:
-            self._built[key] = self.roles.build("notifier", kind, options)
-        self._notifier_used[key] = now
-        return self._built[key]
+            self._built[key] = build()
+        return typing.cast(T, self._built[key])
 
-    def close_notifiers(self) -> None:
-        """Close the notifiers built so far (their connections); the next use builds them
-        again. The command line does this when a command ends."""
-        for key in [k for k in self._built if k.startswith("notifier:")]:
-            self._close_built(key)
-
-    def _close_built(self, key: str) -> None:
-        close = getattr(self._built.pop(key), "close", None)
-        if close is not None:
-            close()
+    def forget(self, prefix: str) -> None:
+        """Close and drop what :meth:`kept` holds under keys starting with ``prefix``."""
+        for key in [k for k in self._built if k.startswith(prefix)]:
+            close = getattr(self._built.pop(key), "close", None)
+            if close is not None:
+                close()
 
     def _role(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         if role not in self._built:

@@ -66,13 +66,33 @@ from lockgate.errors import (
 )
 from lockgate.operations.announce import shutdown  # re-exported: it lives there now
 
-__all__ = ["DeliveryReport", "Outbox", "deliver_after_command", "shutdown"]
+__all__ = ["DeliveryReport", "Outbox", "close_notifiers", "deliver_after_command", "shutdown"]
 
 BATCH = 100
 """Events materialized, and delivery rows written, per write: fewer writes, against at
 most this many events sent again after a crash."""
 DEFAULT_TIMEOUT = 10.0
 """Seconds one delivery may take when the pass has no budget."""
+NOTIFIER_IDLE = 30.0
+"""Seconds a notifier the project keeps may stay unused before it is built afresh."""
+
+
+class _Kept:
+    """A notifier the project keeps, and when it was last handed out."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier, self.used = notifier, time.monotonic()
+
+    def close(self) -> None:
+        close = getattr(self.notifier, "close", None)
+        if callable(close):
+            close()
+
+
+def close_notifiers(session: Session) -> None:
+    """Close the notifiers the project keeps (the command line does so when a command
+    ends); the next delivery builds them again."""
+    session.project.forget("notifier:")
 
 
 @record
@@ -145,12 +165,24 @@ class Outbox:
 
     def notifier(self, section: NotifierSection) -> Notifier:
         """The notifier of ``section``: the project's, built once and kept (with its
-        connection) until the project closes."""
+        connection) from one delivery to the next until the project closes; one left
+        unused for ``NOTIFIER_IDLE`` seconds is built afresh (a broker drops a
+        connection that did not answer its heartbeats meanwhile)."""
         if section.label not in self._notifiers:
+            project, key = self.session.project, f"notifier:{section.label}"
             options = {**section.options, "name": section.label}
-            self._notifiers[section.label] = self.session.project.notifier(
-                section.label, section.kind, options
-            )
+            built: list[_Kept] = []
+
+            def build() -> _Kept:
+                built.append(_Kept(self.session.roles.build("notifier", section.kind, options)))
+                return built[-1]
+
+            kept, now = project.kept(key, build), time.monotonic()
+            if not built and now - kept.used > NOTIFIER_IDLE:
+                project.forget(key)
+                kept = project.kept(key, build)
+            kept.used = now
+            self._notifiers[section.label] = kept.notifier
         return self._notifiers[section.label]
 
     def source(self) -> str:
