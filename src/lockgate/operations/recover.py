@@ -96,9 +96,10 @@ def recover_pending(
     only when the component lock of each of its components is held by this session or can
     be taken at once; an intent whose component lock is busy belongs to a live switch (or
     to one that will settle it itself) and is left alone. Unless ``thorough`` (``lockgate
-    recover``), an intent whose owner is another process of this host that still runs is
-    left alone without asking the store. ``locked``: the caller holds its locks in this
-    session (the operation lock is then not taken again).
+    recover``) or the operation lock is held exclusively, an intent whose owner is
+    another process of this host that still runs is left alone without asking the store.
+    ``locked``: the caller holds its locks in this session (the operation lock is then
+    not taken again).
 
     The intents this process holds open (a pipeline run in progress, see
     :func:`holding`) are not interrupted and are left alone."""
@@ -106,12 +107,12 @@ def recover_pending(
     state = session.state()
     held = _HELD.get()
     intents = [i for i in state.open_intents() if i.id not in held]
+    if intents and session.holds("operation", exclusive=True):
+        return _recover(session, intents)  # no switch runs: every intent is dead
     if not thorough:
         intents = [i for i in intents if not _running_elsewhere(i)]
     if not intents:
         return []
-    if session.holds("operation", exclusive=True):
-        return _recover(session, intents)
     if locked and session.holds("operation"):
         return _recover_dead(session, intents)
     with session.lock("recover", shared=True):
