@@ -392,7 +392,12 @@ class PostgresStateStore:
                 raise self._locks.lost_error()
 
     def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
-        with self.db.conn() as conn:
+        """Committed without waiting for the WAL flush: what it closes is recorded already
+        (a switch's record, durably, or a recovery's outcome), and a close lost to a
+        server crash leaves the intent open for recovery to settle again, to the same
+        outcome. One round trip, no disk flush."""
+        with self.db.conn() as conn, conn.pipeline(), conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("UPDATE intents SET state = %s WHERE id = %s", (state, intent_id))
 
     def append_event(self, event: AuditEvent) -> int:
