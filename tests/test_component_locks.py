@@ -120,6 +120,30 @@ def test_a_switch_of_another_component_runs_while_one_is_in_progress(tmp_path: P
     assert (root / "stages" / "staging" / "etl" / "run.py").exists()
 
 
+def test_lockgate_recover_leaves_the_intent_of_a_switch_in_progress_alone(
+    tmp_path: Path,
+) -> None:
+    """``lockgate recover`` asks the store about every open intent (no shortcut by pid):
+    the paused switch holds its component's lock, so its intent is not settled."""
+    root, pause = tmp_path / "p", tmp_path / "pause"
+    pause.mkdir()
+    make_project(root)
+    run = paused_promote(root, pause, "alice:etl")
+    try:
+        recover = lockgate(root, "recover", timeout="5")
+        assert recover.returncode == 0, recover.stderr
+        assert "0 interrupted operation(s) settled" in recover.stdout, recover.stdout
+    finally:
+        resume(pause, run)
+    assert recover_events(root) == []
+    project = open_project(root, environ=ENV)
+    try:
+        assert project.state().pointer("staging", "etl") is not None
+        assert project.state().open_intents() == []
+    finally:
+        project.close()
+
+
 def test_a_second_switch_of_the_same_component_waits_and_names_the_holder(
     tmp_path: Path,
 ) -> None:
