@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
@@ -48,6 +49,7 @@ __all__ = [
     "component_lock",
     "hostname",
     "locked_error",
+    "locks_for",
     "parent_lock",
 ]
 
@@ -61,6 +63,18 @@ COMPONENT_LOCK_PREFIX = "operation/"
 def component_lock(component_id: str) -> str:
     """The name of the component lock of ``component_id`` (a checked component id)."""
     return COMPONENT_LOCK_PREFIX + component_id
+
+
+def locks_for(
+    name: str, shared: bool, components: Collection[str] | None
+) -> list[tuple[str, bool]]:
+    """The locks to take, in order, as (name, shared): lock ``name`` alone; or, for a
+    switch of ``components`` (component ids), ``operation`` shared and then each
+    component lock, exclusive, in sorted order, so that two holders of several never wait
+    on each other in a circle."""
+    if components is None:
+        return [(name, shared)]
+    return [("operation", True)] + [(component_lock(c), False) for c in sorted(set(components))]
 
 
 def parent_lock(name: str) -> str:

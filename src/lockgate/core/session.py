@@ -17,7 +17,7 @@ from typing import Any
 
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.identity import Identity
-from lockgate.contracts.locks import LockOwner, component_lock
+from lockgate.contracts.locks import LockOwner, locks_for
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
 from lockgate.contracts.target import Target
@@ -48,8 +48,7 @@ class Session:
         self.project = project
         self.settled: list[Any] | None = None
         self._targets: dict[str, list[Target]] = {}
-        # The locks this session holds now: name -> shared (see ``holds``).
-        self._held: dict[str, bool] = {}
+        self._held: dict[str, bool] = {}  # the locks held now: name -> shared
 
     # ------------------------------------------------------------------ roles
 
@@ -85,41 +84,23 @@ class Session:
         components: Collection[str] | None = None,
         timeout: float | None = None,
     ) -> Iterator[LockOwner]:
-        """Lock ``name`` of the project (``operation``, or ``staging``: shared for a
-        staging, exclusive for gc) for ``operation``, from the state store; waits up to
-        ``state.lock_timeout`` (see ``lockgate.contracts.locks``). Every operation that
-        changes state takes one, so this is where an unsatisfied ``plugins.require``
-        refuses it.
-
-        With ``components`` (component ids), the operation lock is taken *shared* and
-        then the component lock of each component, exclusive, in sorted order (so that
-        two holders of several never wait on each other in a circle): a switch of those
-        components only. A lock this session holds already is not taken again.
-        ``timeout`` (seconds) replaces ``state.lock_timeout`` (0: do not wait). Yields
-        the owner as granted (of the last lock taken)."""
+        """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``),
+        but not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``);
+        the owner as granted. Every change takes one: an unmet ``plugins.require`` stops it."""
         self.project.check_required()
         state = self.locking_state()
-        wanted = [(name, shared)]
-        if components is not None:
-            wanted = [("operation", True)]
-            wanted += [(component_lock(c), False) for c in sorted(set(components))]
         wait = self.config.state.lock_timeout if timeout is None else timeout
         with contextlib.ExitStack() as stack:
             granted = LockOwner.current(operation)
-            for lock_name, lock_shared in wanted:
-                if self.holds(lock_name, exclusive=not lock_shared):
-                    continue
-                granted = stack.enter_context(
-                    state.lock(
-                        lock_name,
-                        owner=LockOwner.current(operation),
-                        lease=LOCK_LEASE,
-                        timeout=wait,
-                        shared=lock_shared,
+            for lock_name, lock_shared in locks_for(name, shared, components):
+                if not self.holds(lock_name, exclusive=not lock_shared):
+                    owner = LockOwner.current(operation)
+                    lock = state.lock(
+                        lock_name, owner=owner, lease=LOCK_LEASE, timeout=wait, shared=lock_shared
                     )
-                )
-                stack.callback(self._held.pop, lock_name, None)
-                self._held[lock_name] = lock_shared
+                    granted = stack.enter_context(lock)
+                    stack.callback(self._held.pop, lock_name, None)
+                    self._held[lock_name] = lock_shared
             yield granted
 
     def holds(self, name: str, *, exclusive: bool = False) -> bool:
