@@ -27,9 +27,10 @@ What is timed, each switch a ``promote --to staging --rev`` to the other revisio
   switch, as a CI job runs it). Target: N runners on PostgreSQL reach at least 3x one
   runner's throughput. The same for SQLite, beside it.
 
-Every promote and rollback takes the project's ``operation`` lock (one switch at a time
-per project, whatever the component), so N runners on one project overlap only what
-happens outside the lock: opening the project, planning, the gates. There are no
+A promote or rollback holds the project's ``operation`` lock shared and its component's
+lock (the ``directory`` target takes concurrent switches), so N runners on distinct
+components overlap their switches too; what they still share is the audit chain's head,
+which every state write holds for its transaction, and the machine's cores. There are no
 assertions; ratios are printed with PASS/FAIL against their targets. Example plugins and
 the other backends are disabled (``LOCKGATE_DISABLE_PLUGINS``), as in every benchmark.
 """

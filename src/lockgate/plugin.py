@@ -131,7 +131,9 @@ if TYPE_CHECKING:
     )
     from lockgate.contracts.locks import (
         LockOwner,
+        component_lock,
         locked_error,
+        parent_lock,
     )
     from lockgate.contracts.manifest import (
         FileEntry,
@@ -381,6 +383,7 @@ __all__ = [
     "check_paths",
     "check_revision",
     "cloud_event",
+    "component_lock",
     "corrupt_record",
     "current_context",
     "did_you_mean",
@@ -405,6 +408,7 @@ __all__ = [
     "not_before",
     "notifier_options",
     "now_iso",
+    "parent_lock",
     "pass_context",
     "read_object",
     "read_spec",
@@ -515,6 +519,8 @@ _EXPORTS: dict[str, str] = {
     "failpoint": "lockgate.core.failpoints",
     "LockOwner": "lockgate.contracts.locks",
     "locked_error": "lockgate.contracts.locks",
+    "component_lock": "lockgate.contracts.locks",
+    "parent_lock": "lockgate.contracts.locks",
     "boot_id": "lockgate._durability",
     "fsync_dir": "lockgate._durability",
     "syncfs": "lockgate._durability",

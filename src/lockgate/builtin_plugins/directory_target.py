@@ -89,6 +89,11 @@ class DirectoryTarget:
     built by hand), asked where its releases are when it keeps them.
     """
 
+    concurrent_switches = True
+    """Switches of different components touch different entries (each its own rename,
+    its own temporary link), so they may run at the same time
+    (``target_concurrent_switches``)."""
+
     def __init__(
         self,
         directory: Path,
@@ -204,7 +209,8 @@ class DirectoryTarget:
                 os.unlink(str(prepared.token))
 
     def _sweep(self, component_id: str) -> None:
-        """Remove temporary links a crashed switch left (switches are serialized)."""
+        """Remove temporary links a crashed switch of this component left (switches of one
+        component are serialized: another component's links are not touched)."""
         self._entry(component_id)
         prefix = f".{component_id}{_TMP}"
         with os.scandir(self.directory) as entries:

@@ -1,13 +1,16 @@
 """The locks of the ``sqlite`` state store: one ``flock``-ed file per lock in ``.lockgate/``.
 
 Lock ``operation`` is ``.lockgate/operation.lock``, lock ``staging`` is
-``.lockgate/staging.lock`` (see ``StateStore.lock`` for what each is for). The kernel
+``.lockgate/staging.lock``, and the component lock ``operation/<id>`` is
+``.lockgate/operation/<id>.lock`` (see ``lockgate.contracts.locks`` for what each is
+for). The kernel
 releases a ``flock`` when its holder dies, however it dies, so a crashed process never
 blocks anyone. An exclusive holder writes its owner (pid, host, operation, since, lease)
 into the file as JSON, so a waiter can say who holds the lock and since when; a shared
 holder cannot (several hold the file at once), so it clears what a dead exclusive holder
 left there. :meth:`FileLocks.break_lock` removes the file: a holder that is still running
-keeps a lock on a file no one else opens, and the next holder creates a new one.
+keeps a lock on a file no one else opens, and the next holder creates a new one;
+breaking ``operation`` removes every component lock's file too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lockgate.plugin import LockOwner, locked_error
+from lockgate.plugin import LockOwner, locked_error, parent_lock
 
 __all__ = ["FileLocks"]
 
@@ -103,8 +106,12 @@ class FileLocks:
             os.close(fd)  # closing also releases the probe's own lock
 
     def break_lock(self, name: str) -> None:
-        """See ``StateStore.break_lock``."""
+        """See ``StateStore.break_lock`` (``operation``: its component locks too)."""
         self.path(name).unlink(missing_ok=True)
+        if parent_lock(name) == name:
+            with contextlib.suppress(FileNotFoundError):
+                for path in (self.directory / name).glob("*.lock"):
+                    path.unlink(missing_ok=True)
 
 
 def _read_owner(fd: int) -> object:

@@ -44,6 +44,7 @@ from lockgate.plugin import (
     hookimpl,
     locked_error,
     not_before,
+    parent_lock,
     status_conflict,
 )
 
@@ -446,9 +447,11 @@ class ThreadLocks:
             return self._holder(name)
 
     def break_lock(self, name: str) -> None:
-        """See ``StateStore.break_lock``."""
+        """See ``StateStore.break_lock`` (``operation``: its component locks too)."""
         with self._changed:
-            self._held.pop(name, None)
+            for held in list(self._held):
+                if held == name or parent_lock(held) == name:
+                    self._held.pop(held, None)
             self._changed.notify_all()
 
 

@@ -164,7 +164,7 @@ def recover(ctx: click.Context, json_flag: bool) -> None:
     from lockgate.operations.recover import recover_pending
 
     app = ctx.ensure_object(AppContext)
-    settled = recover_pending(app.session())
+    settled = recover_pending(app.session(), thorough=True)
     if wants_json(ctx, json_flag):
         import attrs
 

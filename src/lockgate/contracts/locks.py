@@ -1,11 +1,22 @@
 """The records of the lock contract every state store provides (``StateStore.lock``).
 
-The kernel holds two named locks, and asks the state store for them, so a store that
-many hosts share (a database) can coordinate them with its own locks:
+The kernel holds named locks, and asks the state store for them, so a store that many
+hosts share (a database) can coordinate them with its own locks:
 
 ``operation``
-    exclusive; every operation that touches a stage target or decides on a revision
-    (promote, rollback, recover, approve, reject, gc) holds it for its whole duration.
+    the project-wide operation lock. Operations that change the project as a whole or
+    decide on a revision (recover, approve, reject, remove, gc, state migrate, unlock)
+    hold it *exclusive* for their whole duration. A promote or rollback holds it
+    *shared*, together with the component lock of the component it switches, so
+    switches of different components run side by side while a whole-project operation
+    still excludes them all.
+``operation/<component id>`` (:func:`component_lock`)
+    a component lock: exclusive, held (under ``operation`` shared) by the switch of that
+    component, and by a pipeline run for each of its members, taken in sorted order so
+    two runs never wait on each other in a circle. It is also how recovery tells a live
+    holder's open intent from a dead one's: an intent whose component lock can be taken
+    (without waiting) belongs to a process that died. :meth:`StateStore.break_lock` of
+    ``operation`` breaks every component lock too.
 ``staging``
     each staging holds it *shared* from its first look at the stored objects until its
     revision is recorded, and ``gc`` holds it *exclusive* while it decides what to remove
@@ -24,16 +35,52 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.records import record
 from lockgate.errors import LockedError
 
-__all__ = ["LOCK_NAMES", "LockOwner", "hostname", "locked_error"]
+__all__ = [
+    "COMPONENT_LOCK_PREFIX",
+    "LOCK_NAMES",
+    "LockOwner",
+    "component_lock",
+    "hostname",
+    "locked_error",
+    "locks_for",
+    "parent_lock",
+]
 
 LOCK_NAMES = ("operation", "staging")
-"""The locks the kernel asks a state store for."""
+"""The project-wide locks the kernel asks a state store for (besides component locks)."""
+
+COMPONENT_LOCK_PREFIX = "operation/"
+"""What every component lock's name starts with (see :func:`component_lock`)."""
+
+
+def component_lock(component_id: str) -> str:
+    """The name of the component lock of ``component_id`` (a checked component id)."""
+    return COMPONENT_LOCK_PREFIX + component_id
+
+
+def locks_for(
+    name: str, shared: bool, components: Collection[str] | None
+) -> list[tuple[str, bool]]:
+    """The locks to take, in order, as (name, shared): lock ``name`` alone; or, for a
+    switch of ``components`` (component ids), ``operation`` shared and then each
+    component lock, exclusive, in sorted order, so that two holders of several never wait
+    on each other in a circle."""
+    if components is None:
+        return [(name, shared)]
+    return [("operation", True)] + [(component_lock(c), False) for c in sorted(set(components))]
+
+
+def parent_lock(name: str) -> str:
+    """The project-wide lock ``name`` belongs to: ``operation`` for a component lock,
+    else ``name`` itself (breaking the parent breaks its component locks)."""
+    return name.split("/", 1)[0]
 
 
 def hostname() -> str:
@@ -157,6 +204,13 @@ def locked_error(
         return LockedError(
             f"another lockgate operation holds {where} (waited {waited:g} s); "
             "retry when it finishes"
+        )
+    if name.startswith(COMPONENT_LOCK_PREFIX):
+        component = name.removeprefix(COMPONENT_LOCK_PREFIX)
+        return LockedError(
+            f"component {component} is being switched by {holder.describe()}"
+            + (", past its lease" if holder.past_lease() else "")
+            + f" (waited {waited:g} s); retry when it finishes"
         )
     if holder.past_lease():
         return LockedError(

@@ -1,8 +1,10 @@
 """The target role: what a stage deploys to, and the revision handle it reads from.
 
 The contract every target keeps, then its optional capabilities: collecting what it keeps
-per revision (:class:`Collectable`, found by attribute with :func:`target_collect`), and
-switching several entries at once (:class:`GroupSwitch`, :func:`target_group_switch`).
+per revision (:class:`Collectable`, found by attribute with :func:`target_collect`),
+switching several entries at once (:class:`GroupSwitch`, :func:`target_group_switch`),
+and taking switches of different components at the same time
+(:func:`target_concurrent_switches`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "Target",
     "TransientError",
     "target_collect",
+    "target_concurrent_switches",
     "target_group_switch",
 ]
 
@@ -246,3 +249,18 @@ def target_group_switch(target: object) -> GroupSwitch | None:
     methods = ("prepare_group", "commit_group", "abort_group")
     found = all(callable(getattr(target, m, None)) for m in methods)
     return target if found else None  # type: ignore[return-value]
+
+
+def target_concurrent_switches(target: object) -> bool:
+    """Whether ``target`` takes switches of *different* components at the same time
+    (a true ``concurrent_switches`` attribute; the builtin ``directory`` target: one
+    entry per component, each swapped by its own rename).
+
+    When every target of a stage says so, a promote or rollback holds only its
+    component's lock (and the project's operation lock shared), so runners switching
+    different components run side by side; a target that does not say so (one archive
+    or manifest for the whole stage, say) gets every switch of the project one at a
+    time, under the operation lock held exclusively, as before. Switches of one
+    component are always one at a time, and a group switch (:class:`GroupSwitch`) always
+    runs alone."""
+    return getattr(target, "concurrent_switches", False) is True

@@ -10,14 +10,14 @@ operation takes first, once per session; opening a role never runs it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+import contextlib
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.identity import Identity
-from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.locks import LockOwner, locks_for
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
 from lockgate.contracts.target import Target
@@ -48,6 +48,7 @@ class Session:
         self.project = project
         self.settled: list[Any] | None = None
         self._targets: dict[str, list[Target]] = {}
+        self._held: dict[str, bool] = {}  # the locks held now: name -> shared
 
     # ------------------------------------------------------------------ roles
 
@@ -73,22 +74,38 @@ class Session:
             ]
         return self._targets[stage]
 
+    @contextlib.contextmanager
     def lock(
-        self, operation: str, *, name: str = "operation", shared: bool = False
-    ) -> AbstractContextManager[LockOwner]:
-        """Lock ``name`` of the project (``operation``, or ``staging``: shared for a
-        staging, exclusive for gc) for ``operation``, from the state store; waits up to
-        ``state.lock_timeout`` (see ``lockgate.contracts.locks``). Every operation that
-        changes state takes one, so this is where an unsatisfied ``plugins.require``
-        refuses it."""
+        self,
+        operation: str,
+        *,
+        name: str = "operation",
+        shared: bool = False,
+        components: Collection[str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[LockOwner]:
+        """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``),
+        but not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``);
+        the owner as granted. Every change takes one: an unmet ``plugins.require`` stops it."""
         self.project.check_required()
-        return self.locking_state().lock(
-            name,
-            owner=LockOwner.current(operation),
-            lease=LOCK_LEASE,
-            timeout=self.config.state.lock_timeout,
-            shared=shared,
-        )
+        state = self.locking_state()
+        wait = self.config.state.lock_timeout if timeout is None else timeout
+        with contextlib.ExitStack() as stack:
+            granted = LockOwner.current(operation)
+            for lock_name, lock_shared in locks_for(name, shared, components):
+                if not self.holds(lock_name, exclusive=not lock_shared):
+                    owner = LockOwner.current(operation)
+                    lock = state.lock(
+                        lock_name, owner=owner, lease=LOCK_LEASE, timeout=wait, shared=lock_shared
+                    )
+                    granted = stack.enter_context(lock)
+                    stack.callback(self._held.pop, lock_name, None)
+                    self._held[lock_name] = lock_shared
+            yield granted
+
+    def holds(self, name: str, *, exclusive: bool = False) -> bool:
+        """Whether this session holds lock ``name`` now (``exclusive``: not shared)."""
+        return name in self._held and not (exclusive and self._held[name])
 
     def locking_state(self) -> StateStore:
         """The state store, checked to provide the locks (``lock``, ``holder``,

@@ -34,7 +34,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
@@ -99,11 +99,13 @@ class PipelineRunner(GroupSwitching):
     on_step: Callable[[dict[str, Any]], None] | None = None
     """Called with a member's step result each time one settles (a progress display)."""
 
-    def lock(self, operation: str) -> contextlib.AbstractContextManager[LockOwner]:
+    def lock(
+        self, operation: str, *, components: Collection[str] | None = None
+    ) -> contextlib.AbstractContextManager[LockOwner]:
         """The operation lock; inside a run, the run's (held once for the whole run)."""
         if self._owner is not None:
             return contextlib.nullcontext(self._owner)
-        return super().lock(operation)
+        return super().lock(operation, components=components)
 
     @contextlib.contextmanager
     def _run_lock(self) -> Iterator[None]:

@@ -1,8 +1,10 @@
 """Recover: settle the operations a crash interrupted.
 
 A switch writes an intent before it touches a target and closes it after the record; an
-open intent therefore means its process died in between. Recovery takes the operation
-lock — so the intent's owner is certainly gone — and settles each: when the pointer
+open intent whose owner no longer holds its locks therefore means its process died in
+between. Recovery takes the locks the intent was written under — the operation lock, and
+the intent's component locks (see :func:`recover_pending`) — so the intent's owner is
+certainly gone, and settles each: when the pointer
 already moved, the targets are brought to it (completed); otherwise they are put back to
 what the pointer says (undone). :func:`settle` is the first step of every operation that
 changes something, once per session; ``lockgate recover`` runs :func:`recover_pending` on
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterator, Sequence
 
 from lockgate.contracts.clock import now_iso
+from lockgate.contracts.locks import LockOwner, component_lock, hostname
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import (
     ComponentRef,
@@ -34,6 +38,7 @@ from lockgate.core.session import Session, as_session
 from lockgate.errors import (
     EnvironmentFault,
     InputError,
+    LockedError,
     LockgateError,
     PluginError,
     environment_fault,
@@ -77,19 +82,72 @@ class Recovered:
         )
 
 
-def recover_pending(session: Session | Project, *, locked: bool = False) -> list[Recovered]:
-    """Settle every open intent (an operation a crash interrupted); cheap when none is.
+def recover_pending(
+    session: Session | Project, *, locked: bool = False, thorough: bool = False
+) -> list[Recovered]:
+    """Settle every open intent whose owner is gone (an operation a crash interrupted);
+    cheap when there is none.
+
+    An intent belongs to a live operation while its owner holds the locks it was written
+    under: the component lock of each component it names (a switch on a stage whose
+    targets switch components concurrently), or the operation lock exclusively (every
+    other switch, a pipeline run, a removal). So an intent is settled under the project's
+    operation lock (held exclusively: every intent is dead; or shared) and, when shared,
+    only when the component lock of each of its components is held by this session or can
+    be taken at once; an intent whose component lock is busy belongs to a live switch (or
+    to one that will settle it itself) and is left alone. Unless ``thorough`` (``lockgate
+    recover``) or the operation lock is held exclusively, an intent whose owner is
+    another process of this host that still runs is left alone without asking the store.
+    ``locked``: the caller holds its locks in this session (the operation lock is then
+    not taken again).
 
     The intents this process holds open (a pipeline run in progress, see
     :func:`holding`) are not interrupted and are left alone."""
     session = as_session(session)
     state = session.state()
-    if not [i for i in state.open_intents() if i.id not in _HELD.get()]:
+    held = _HELD.get()
+    intents = [i for i in state.open_intents() if i.id not in held]
+    if intents and session.holds("operation", exclusive=True):
+        return _recover(session, intents)  # no switch runs: every intent is dead
+    if not thorough:
+        intents = [i for i in intents if not _running_elsewhere(i)]
+    if not intents:
         return []
-    if not locked:
-        with session.lock("recover"):
-            return _recover(session)
-    return _recover(session)
+    if locked and session.holds("operation"):
+        return _recover_dead(session, intents)
+    with session.lock("recover", shared=True):
+        return _recover_dead(session, intents)
+
+
+def _running_elsewhere(intent: Intent) -> bool:
+    """Whether the intent's owner (``pid@host``) is another process of this host that
+    still runs (its switch is most likely in progress)."""
+    pid, _, host = intent.owner.partition("@")
+    if host != hostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    return LockOwner(pid=int(pid), host=host).within_lease()
+
+
+def _intent_components(intent: Intent) -> list[str]:
+    """The component ids an intent names (checked like user input)."""
+    if intent.operation == "pipeline":
+        return [cid for _, cid, _, _ in _run_members(intent)[2]]
+    return [_intent_names(intent)[1]]
+
+
+def _recover_dead(session: Session, intents: list[Intent]) -> list[Recovered]:
+    """Under the operation lock held shared: settle each intent whose components' locks
+    this session holds or can take at once (see :func:`recover_pending`)."""
+    dead = []
+    with contextlib.ExitStack() as stack:
+        for intent in intents:
+            wanted = [c for c in _intent_components(intent) if not session.holds(component_lock(c))]
+            try:
+                stack.enter_context(session.lock("recover", components=wanted, timeout=0))
+            except LockedError:
+                continue  # a live switch holds one of them
+            dead.append(intent)
+        return _recover(session, dead) if dead else []
 
 
 def _intent_names(intent: Intent) -> tuple[str, str, str, str | None, int]:
@@ -137,12 +195,9 @@ _HELD: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
 )
 
 
-def _recover(session: Session) -> list[Recovered]:
+def _recover(session: Session, intents: list[Intent]) -> list[Recovered]:
     """Settle each switch's intent, then each pipeline run's (whose members' switches
     are settled by then)."""
-    state = session.state()
-    held = _HELD.get()
-    intents = [i for i in state.open_intents() if i.id not in held]
     settled = _recover_switches(session, [i for i in intents if i.operation != "pipeline"])
     for intent in intents:
         if intent.operation == "pipeline":

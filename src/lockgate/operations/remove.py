@@ -16,7 +16,7 @@ did not reach yet and the status to running ``lockgate remove`` again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
@@ -78,11 +78,13 @@ class Removal(Switcher):
 
     _owner: LockOwner | None = None
 
-    def lock(self, operation: str) -> contextlib.AbstractContextManager[LockOwner]:
+    def lock(
+        self, operation: str, *, components: Collection[str] | None = None
+    ) -> contextlib.AbstractContextManager[LockOwner]:
         """The operation lock; inside a removal, the removal's (held throughout)."""
         if self._owner is not None:
             return contextlib.nullcontext(self._owner)
-        return super().lock(operation)
+        return super().lock(operation, components=components)
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[None]:

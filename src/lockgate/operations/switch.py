@@ -1,7 +1,8 @@
 """The switch that promote and rollback share: plan → gate → deploy → record → announce.
 
-Every switch runs under the project's operation lock (from the state store) and follows the
-same steps:
+Every switch runs under the lock of its component (the project's operation lock held
+shared, and the component lock; see ``lockgate.contracts.locks``), so switches of
+different components run side by side, and follows the same steps:
 
 1. **plan** — resolve the component, the stage and the revision; read the stage pointer
    (its generation is what the switch will compare-and-swap against);
@@ -16,11 +17,11 @@ same steps:
 6. **announce** — ``on_promote`` / ``on_rollback``; a failing plugin is reported, the
    change stands.
 
-A process killed anywhere in steps 3 to 5 leaves an open intent. The next command that touches the
-project (or ``lockgate recover``) takes the lock — so the intent's owner is certainly
-dead — and settles it: when the pointer already moved, the targets are brought to it
-(completed); otherwise they are put back to what the pointer says (undone). The audit
-log records which.
+A process killed anywhere in steps 3 to 5 leaves an open intent. The next command that
+touches the project (or ``lockgate recover``) takes the locks the intent was written
+under — so its owner is certainly dead — and settles it: when the pointer already
+moved, the targets are brought to it (completed); otherwise they are put back to what
+the pointer says (undone). The audit log records which.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from lockgate.contracts.refs import (
     short,
 )
 from lockgate.contracts.state import AuditEvent, Intent, PointerChange
-from lockgate.contracts.target import RevisionHandle, Target
+from lockgate.contracts.target import RevisionHandle, Target, target_concurrent_switches
 from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
@@ -163,9 +164,22 @@ class Switcher:
         """The targets of ``stage``, built once per session."""
         return self.session.targets(stage)
 
-    def lock(self, operation: str) -> AbstractContextManager[LockOwner]:
-        """The project's operation lock (waits up to ``state.lock_timeout``)."""
-        return self.session.lock(operation)
+    def lock(
+        self, operation: str, *, components: Collection[str] | None = None
+    ) -> AbstractContextManager[LockOwner]:
+        """The lock a switch of ``components`` holds: the project's operation lock
+        shared and their component locks; without components the operation lock
+        exclusive (waits up to ``state.lock_timeout``)."""
+        return self.session.lock(operation, components=components)
+
+    def lockable(self, stage: str, component_id: str) -> tuple[str, ...] | None:
+        """The components whose locks a switch in ``stage`` holds: ``component_id`` when
+        every target of the stage takes switches of different components at once
+        (``target_concurrent_switches``), else None (the operation lock, exclusive)."""
+        targets = self.targets(stage)
+        if targets and all(target_concurrent_switches(t) for t in targets):
+            return (component_id,)
+        return None
 
     def resolve(self, target: str) -> ComponentRef:
         """``WS:ID`` as given; a bare ID when exactly one workspace has that component."""
@@ -244,7 +258,7 @@ class Switcher:
         then carries ``duration_ms``, the time from there to the commit (``lockgate
         metrics`` reports them)."""
         session, state = self.session, self.session.state()
-        with self.lock(action):
+        with self.lock(action, components=self.lockable(base.stage, base.component_id)):
             recover_pending(session, locked=True)
             pointer = state.pointer(base.stage, base.component_id)
             generation = pointer.generation if pointer else 0

@@ -1,8 +1,10 @@
 """The lock tests of the state-store conformance suite (``StateStore.lock``).
 
 A part of :class:`~lockgate.testing.StateStoreConformance`, kept in a module of its own:
-every state store provides the kernel's two locks, ``operation`` (exclusive) and
-``staging`` (shared for stagings, exclusive for gc), with an owner and a lease. These
+every state store provides the kernel's two locks, ``operation`` (exclusive, or shared
+by the switches of single components) and ``staging`` (shared for stagings, exclusive
+for gc), and the component locks ``operation/<id>`` (``component_lock``), with an owner
+and a lease. These
 tests run in one process, so they show exclusion between two holders of one store
 object (another file descriptor, another thread); that a dead process never blocks is
 the store's own promise, which its own tests prove with real processes (the ``sqlite``
@@ -17,7 +19,7 @@ import time
 
 import pytest
 
-from lockgate.contracts.locks import LOCK_NAMES, LockOwner
+from lockgate.contracts.locks import LOCK_NAMES, LockOwner, component_lock
 from lockgate.contracts.state import StateStore
 from lockgate.errors import LockedError
 
@@ -176,3 +178,71 @@ class StateStoreLockConformance:
         assert store.holder("operation") is None
         with _take(store, "operation"):
             pass
+
+    # ------------------------------------------------------------------ component locks
+
+    def test_component_locks_of_different_components_are_independent(
+        self, store: StateStore
+    ) -> None:
+        """Two switches of different components, each holding the operation lock shared
+        and its component's lock, hold their locks at once."""
+        with (
+            _take(store, "operation", shared=True),
+            _take(store, component_lock("etl")) as etl,
+            _take(store, "operation", shared=True, pid=4343),
+            _take(store, component_lock("report"), pid=4343) as report,
+        ):
+            assert store.holder(component_lock("etl")) == etl
+            assert store.holder(component_lock("report")) == report
+            assert store.holder("operation") is not None
+
+    def test_a_component_lock_excludes_another_switch_of_that_component(
+        self, store: StateStore
+    ) -> None:
+        with (
+            _take(store, component_lock("etl")),
+            pytest.raises(LockedError) as raised,
+            _take(store, component_lock("etl"), pid=4343, timeout=0.05),
+        ):
+            pass  # pragma: no cover
+        message = raised.value.message
+        assert "etl" in message and "pid 4242" in message and "\n" not in message, message
+
+    def test_switches_exclude_a_whole_project_operation_and_back(self, store: StateStore) -> None:
+        """A switch holds the operation lock shared: gc, recover or approve (exclusive)
+        waits for every switch, and a switch waits for them."""
+        with (
+            _take(store, "operation", shared=True),
+            _take(store, component_lock("etl")),
+            pytest.raises(LockedError),
+            _take(store, "operation", pid=4343),
+        ):
+            pass  # pragma: no cover
+        with (
+            _take(store, "operation"),
+            pytest.raises(LockedError),
+            _take(store, "operation", shared=True, pid=4343),
+        ):
+            pass  # pragma: no cover
+
+    def test_a_component_lock_is_released_when_its_block_ends(self, store: StateStore) -> None:
+        with _take(store, component_lock("etl")):
+            pass
+        assert store.holder(component_lock("etl")) is None
+        with _take(store, component_lock("etl"), pid=4343) as granted:
+            assert store.holder(component_lock("etl")) == granted
+
+    def test_breaking_the_operation_lock_breaks_every_component_lock(
+        self, store: StateStore
+    ) -> None:
+        """``lockgate unlock --force`` frees the project: the component locks too, and
+        the release of a broken holder frees nothing taken since."""
+        broken = _take(store, component_lock("etl"))
+        broken.__enter__()
+        store.break_lock("operation")
+        assert store.holder(component_lock("etl")) is None
+        with _take(store, component_lock("etl"), pid=4343) as second:
+            broken.__exit__(None, None, None)
+            assert store.holder(component_lock("etl")) == second
+            with pytest.raises(LockedError), _take(store, component_lock("etl"), pid=5454):
+                pass  # pragma: no cover

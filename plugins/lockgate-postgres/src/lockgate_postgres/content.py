@@ -35,6 +35,7 @@ from lockgate_postgres.db import Database
 __all__ = ["PostgresContentStore"]
 
 _PAGE = 10_000
+_MANIFESTS = 256  # manifests kept in memory (the oldest goes first)
 
 
 class PostgresContentStore:
@@ -43,6 +44,7 @@ class PostgresContentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.chunk_size = db.settings.chunk_size
+        self._manifests: dict[str, Manifest] = {}  # see get_manifest
 
     # ------------------------------------------------------------------ writing
 
@@ -76,6 +78,7 @@ class PostgresContentStore:
         return self.put(io.BytesIO(manifest.canonical()))
 
     def delete(self, digest: str) -> None:
+        self._manifests.pop(digest, None)
         with self.db.transaction() as conn:
             row = conn.execute(
                 "DELETE FROM objects WHERE digest = %s RETURNING blob", (digest,)
@@ -94,9 +97,13 @@ class PostgresContentStore:
         return found is not None
 
     def open(self, digest: str) -> BinaryIO:
+        """The object's bytes as a stream; its first chunk comes with the object's row
+        (one round trip for an object of one chunk)."""
         with self.db.conn() as conn:
             row = conn.execute(
-                "SELECT blob, chunks FROM objects WHERE digest = %s", (digest,)
+                "SELECT o.blob, o.chunks, c.data FROM objects o LEFT JOIN chunks c "
+                "ON c.project = o.project AND c.blob = o.blob AND c.n = 0 WHERE o.digest = %s",
+                (digest,),
             ).fetchone()
         if row is None:
             raise NotFoundError(
@@ -104,14 +111,26 @@ class PostgresContentStore:
                 f"project {self.db.project!r})"
             )
         stream = _ChunkStream(self.db, row["blob"], int(row["chunks"]))
+        if row["data"] is not None:
+            stream.preload(bytes(row["data"]))
         return io.BufferedReader(stream, buffer_size=self.chunk_size)
 
     def get_manifest(self, revision: str) -> Manifest:
+        """The manifest of ``revision``, read once per process: it is named by the digest
+        of its bytes, so what was read and verified once cannot change (``delete``
+        forgets it)."""
+        cached = self._manifests.get(revision)
+        if cached is not None:
+            return cached
         try:
             data = read_object(self, revision)
         except NotFoundError as exc:
             raise NotFoundError(f"revision {revision[:12]} is not in the content store") from exc
-        return Manifest.from_bytes(data, where=f"revision {revision[:12]}")
+        manifest = Manifest.from_bytes(data, where=f"revision {revision[:12]}")
+        if len(self._manifests) >= _MANIFESTS:
+            self._manifests.pop(next(iter(self._manifests)))
+        self._manifests[revision] = manifest
+        return manifest
 
     def verify(self, digest: str) -> bool:
         """Hash the stored chunks, one at a time."""
@@ -181,6 +200,11 @@ class _ChunkStream(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def preload(self, first: bytes) -> None:
+        """The first chunk, read with the object's row."""
+        if self._next == 0 and self._chunks:
+            self._buffer, self._next = memoryview(first), 1
 
     def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
         if not self._buffer:

@@ -37,18 +37,25 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import attrs
 import psycopg
 
-from lockgate.plugin import LockedError, LockOwner, locked_error
-from lockgate_postgres.db import Database, Row
+from lockgate.plugin import LockedError, LockOwner, locked_error, parent_lock
+from lockgate_postgres.db import FRESH_SECONDS, Database, Row
 
-__all__ = ["AdvisoryLocks", "advisory_key"]
+__all__ = ["HELD_BY", "AdvisoryLocks", "advisory_key"]
 
 _HELD = (
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2"
 )
+HELD_BY = (
+    "SELECT count(DISTINCT pid) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = ANY(%s)"
+)
+"""How many of the sessions (server pids) given hold an advisory lock still."""
+_SPARES = 4
 
 
 def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
@@ -60,18 +67,41 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
     )
 
 
-def _release(conn: psycopg.Connection[Row], token: str | None) -> bool:
-    """Unlock now (a closed session's locks go a moment later, when the server notices);
-    whether the connection came through clean (else it is closed: a connection already
-    lost has released them with its session)."""
+def _release(conn: psycopg.Connection[Row], token: str | None, name: str, key: Key) -> bool:
+    """Unlock now (a closed session's locks go a moment later, when the server notices),
+    in one round trip that also removes this holder's owner row and the rows of holders
+    of ``name`` at its epoch whose sessions hold its key no more, or at an older epoch
+    (dead or broken holders'; a broken holder leaves the rows of the epoch after its
+    own alone); whether the
+    connection came through clean (else it is closed: a connection already lost has
+    released them with its session)."""
     try:
-        if token is not None:
-            conn.execute("DELETE FROM lock_owners WHERE token = %s", (token,))
-        conn.execute("SELECT pg_advisory_unlock_all()")
+        with conn.pipeline():
+            if token is not None:
+                conn.execute(
+                    f"DELETE FROM lock_owners WHERE token = %s OR (name = %s AND (epoch < %s "
+                    f"OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))",
+                    (token, name, key.epoch, key.epoch, key.high, key.low),
+                )
+            conn.execute("SELECT pg_advisory_unlock_all()")
     except psycopg.Error:
         conn.close()
         return False
     return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+@attrs.frozen
+class Key:
+    """Lock ``name``'s advisory key at ``epoch`` (the epoch of its parent lock)."""
+
+    name: str
+    epoch: int
+    high: int
+    low: int
+
+    @classmethod
+    def of(cls, project: str, name: str, epoch: int) -> Key:
+        return cls(name, epoch, *advisory_key(project, name, epoch))
 
 
 class AdvisoryLocks:
@@ -81,49 +111,86 @@ class AdvisoryLocks:
         self.db = db
         # The lock connections this process holds, by token: a write checks them first.
         self._held: dict[str, tuple[str, psycopg.Connection[Row]]] = {}
-        self._spare: psycopg.Connection[Row] | None = None  # see the module docstring
+        # Released connections kept for the next locks, with when they were released
+        # (see the module docstring); a switch holds two locks at once.
+        self._spares: list[tuple[psycopg.Connection[Row], float]] = []
         self._spare_guard = threading.Lock()
+        self._epochs: dict[str, int] = {}  # the last epoch seen of each parent lock
 
     def _connection(self) -> psycopg.Connection[Row]:
-        """The spare connection when it is still alive, else a new one."""
-        with self._spare_guard:
-            conn, self._spare = self._spare, None
-        if conn is not None:
+        """A spare connection when one is still alive, else a new one (one released a
+        moment ago needs no proof: a dead one fails the first statement, and the lock
+        is then taken again on a new connection)."""
+        while True:
+            with self._spare_guard:
+                if not self._spares:
+                    break
+                conn, since = self._spares.pop()
+            if time.monotonic() - since < FRESH_SECONDS:
+                return conn
             try:
                 conn.execute("SELECT 1")
                 return conn
             except psycopg.Error:
                 conn.close()
         with self.db.unreachable_as_fault():
-            return self.db.connect()
+            return self._new_connection()
+
+    def _new_connection(self) -> psycopg.Connection[Row]:
+        """A lock connection: its owner rows are committed without waiting for the WAL
+        flush (a row is only ever read together with ``pg_locks``, and a server that
+        crashes ends every session, and so every lock, anyway), so taking and releasing
+        a lock costs round trips, not disk flushes."""
+        conn = self.db.connect()
+        try:
+            conn.execute("SET synchronous_commit = off")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _keep(self, conn: psycopg.Connection[Row]) -> None:
-        """Keep a cleanly released connection as the spare (close it when there is one)."""
+        """Keep a cleanly released connection as a spare (close it when there are
+        enough)."""
         with self._spare_guard:
-            if self._spare is None:
-                self._spare, conn = conn, None  # type: ignore[assignment]
-        if conn is not None:
-            conn.close()
+            if len(self._spares) < _SPARES:
+                self._spares.append((conn, time.monotonic()))
+                return
+        conn.close()
 
     def close(self) -> None:
-        """Close the spare connection."""
+        """Close the spare connections."""
         with self._spare_guard:
-            conn, self._spare = self._spare, None
-        if conn is not None:
+            spares, self._spares = self._spares, []
+        for conn, _ in spares:
             conn.close()
+
+    def held_backends(self) -> list[int]:
+        """The server pids of the sessions holding this process's locks (a write checks
+        that each still holds one: :meth:`lost_error`)."""
+        return [conn.info.backend_pid for _, conn in self._held.values()]
+
+    def lost_error(self) -> LockedError:
+        """The error a write raises when a lock of this process was lost with its
+        connection (the server released it with the session)."""
+        names = ", ".join(sorted({repr(name) for name, _ in self._held.values()}))
+        return LockedError(
+            f"a lock ({names}) of project {self.db.project!r} was lost with its "
+            f"connection to {self.db.where}; nothing more was written: run the "
+            "command again"
+        )
 
     def check_held(self) -> None:
         """Refuse to go on when a lock this process holds was lost with its connection
-        (the server released it with the session): ``LockedError``, before the write."""
-        for name, conn in list(self._held.values()):
-            try:
-                conn.execute("SELECT 1")
-            except psycopg.Error:
-                raise LockedError(
-                    f"the {name!r} lock of project {self.db.project!r} was lost with its "
-                    f"connection to {self.db.where}; nothing more was written: run the "
-                    "command again"
-                ) from None
+        (the server released it with the session): ``LockedError``, before the write.
+        One query on a pooled connection, whatever the number of locks held."""
+        pids = self.held_backends()
+        if not pids:
+            return
+        with self.db.conn() as conn:
+            row = conn.execute(HELD_BY, (pids,)).fetchone()
+        if row is None or int(row["n"]) < len(set(pids)):
+            raise self.lost_error()
 
     def _where(self, name: str) -> str:
         return f"lock {name!r} of project {self.db.project!r} ({self.db.where})"
@@ -133,44 +200,73 @@ class AdvisoryLocks:
         self, name: str, *, owner: LockOwner, lease: float, timeout: float, shared: bool = False
     ) -> Iterator[LockOwner]:
         """See ``StateStore.lock``."""
+        granted = owner.stamped(lease)
+        token = uuid.uuid4().hex
         conn = self._connection()
-        token: str | None = None
+        key: Key | None = None
         try:
             with self.db.unreachable_as_fault():
-                epoch = self._acquire(conn, name, shared=shared, timeout=timeout)
-                granted = owner.stamped(lease)
-                token = uuid.uuid4().hex
-                conn.execute(
-                    "INSERT INTO lock_owners (name, epoch, backend_pid, token, owner) "
-                    "VALUES (%s, %s, pg_backend_pid(), %s, %s)",
-                    (name, epoch, token, json.dumps(granted.to_dict())),
-                )
-                self._forget_dead(conn, name, epoch)
+                try:
+                    key = self._acquire(conn, name, granted, token, shared=shared, timeout=timeout)
+                except psycopg.OperationalError:
+                    if conn.closed or conn.broken:  # a spare that died: once more, anew
+                        conn.close()
+                        conn = self._new_connection()
+                        key = self._acquire(
+                            conn, name, granted, token, shared=shared, timeout=timeout
+                        )
+                    else:
+                        raise
             self._held[token] = (name, conn)
             yield granted
         finally:
-            if token is not None:
-                self._held.pop(token, None)
-            if _release(conn, token):
+            self._held.pop(token, None)
+            if key is not None and _release(conn, token, name, key):
                 self._keep(conn)
             else:
                 conn.close()
 
     def _acquire(
-        self, conn: psycopg.Connection[Row], name: str, *, shared: bool, timeout: float
-    ) -> int:
+        self,
+        conn: psycopg.Connection[Row],
+        name: str,
+        granted: LockOwner,
+        token: str,
+        *,
+        shared: bool,
+        timeout: float,
+    ) -> Key:
+        """Take the key at the epoch last seen and, in the same round trip, record the
+        owner (only when granted) and read the epoch again; when a break moved it, give
+        the stale key back and take the new one."""
         take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         give = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        parent = parent_lock(name)
+        owner = json.dumps(granted.to_dict())
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
-            epoch = self._epoch(conn, name)
-            key = advisory_key(self.db.project, name, epoch)
-            row = conn.execute(f"SELECT {take}(%s::int4, %s::int4) AS ok", key).fetchone()
-            if row and row["ok"]:
-                if self._epoch(conn, name) == epoch:
-                    return epoch
-                conn.execute(f"SELECT {give}(%s::int4, %s::int4)", key)  # broken meanwhile: again
+            key = Key.of(self.db.project, name, self._epochs.get(parent, 0))
+            with conn.pipeline():
+                taken = conn.execute(
+                    "INSERT INTO lock_owners (name, epoch, backend_pid, token, owner) "
+                    f"SELECT %s, %s, pg_backend_pid(), %s, %s WHERE {take}(%s::int4, %s::int4) "
+                    "RETURNING token",
+                    (name, key.epoch, token, owner, key.high, key.low),
+                )
+                read = conn.execute("SELECT epoch FROM lock_epochs WHERE name = %s", (parent,))
+            ok = taken.fetchone() is not None
+            row = read.fetchone()
+            epoch = int(row["epoch"]) if row else 0
+            if ok and epoch == key.epoch:
+                return key
+            self._epochs[parent] = epoch
+            if ok:  # broken meanwhile: give the stale key back, take the new one
+                with conn.pipeline():
+                    conn.execute("DELETE FROM lock_owners WHERE token = %s", (token,))
+                    conn.execute(f"SELECT {give}(%s::int4, %s::int4)", (key.high, key.low))
+                continue
+            if epoch != key.epoch:
                 continue
             if time.monotonic() >= deadline:
                 holder = self.holder(name)
@@ -182,39 +278,35 @@ class AdvisoryLocks:
 
     @staticmethod
     def _epoch(conn: psycopg.Connection[Row], name: str) -> int:
-        row = conn.execute("SELECT epoch FROM lock_epochs WHERE name = %s", (name,)).fetchone()
+        row = conn.execute(
+            "SELECT epoch FROM lock_epochs WHERE name = %s", (parent_lock(name),)
+        ).fetchone()
         return int(row["epoch"]) if row else 0
-
-    def _forget_dead(self, conn: psycopg.Connection[Row], name: str, epoch: int) -> None:
-        """Remove the owners whose sessions hold this lock no more (dead holders')."""
-        key = advisory_key(self.db.project, name, epoch)
-        conn.execute(
-            f"DELETE FROM lock_owners WHERE name = %s AND (epoch <> %s OR backend_pid "
-            f"NOT IN ({_HELD}))",
-            (name, epoch, *key),
-        )
 
     def holder(self, name: str) -> LockOwner | None:
         """See ``StateStore.holder``: whose session holds the key now (``pg_locks``)."""
         with self.db.conn() as conn:
-            epoch = self._epoch(conn, name)
-            key = advisory_key(self.db.project, name, epoch)
-            pids = [r["pid"] for r in conn.execute(_HELD, key)]
+            key = Key.of(self.db.project, name, self._epoch(conn, name))
+            pids = [r["pid"] for r in conn.execute(_HELD, (key.high, key.low))]
             if not pids:
                 return None
             row = conn.execute(
                 "SELECT owner FROM lock_owners WHERE name = %s AND epoch = %s "
                 "AND backend_pid = ANY(%s) ORDER BY token LIMIT 1",
-                (name, epoch, pids),
+                (name, key.epoch, pids),
             ).fetchone()
         return LockOwner.from_dict(json.loads(row["owner"])) if row else LockOwner()
 
     def break_lock(self, name: str) -> None:
-        """See ``StateStore.break_lock``: the epoch moves on, the old owners go."""
+        """See ``StateStore.break_lock``: the epoch moves on, the old owners go (of
+        ``operation``: its component locks' owners too, whose keys follow its epoch)."""
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO lock_epochs (name, epoch) VALUES (%s, 1) ON CONFLICT (project, "
                 "name) DO UPDATE SET epoch = lock_epochs.epoch + 1",
                 (name,),
             )
-            conn.execute("DELETE FROM lock_owners WHERE name = %s", (name,))
+            conn.execute(
+                "DELETE FROM lock_owners WHERE name = %s OR starts_with(name, %s)",
+                (name, name + "/"),
+            )

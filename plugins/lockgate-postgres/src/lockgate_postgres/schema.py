@@ -221,6 +221,64 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (project, notifier)
     );
     """,
+    # 5: components counted by status, type and workspace, kept by triggers (``stats`` and
+    # ``summary`` read a few rows instead of grouping every component); the table is
+    # filled from the components already there
+    f"""
+    CREATE TABLE lockgate.component_counts (
+        {_PROJECT},
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (project, dimension, value)
+    );
+    CREATE FUNCTION lockgate.count_components() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        -- One statement per firing, over the statement's transition tables: the rows
+        -- an UPDATE leaves alone in a dimension count -1 and +1, which sum to nothing.
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO lockgate.component_counts AS c (project, dimension, value, n)
+            SELECT project, d.dimension, d.value, count(*)
+            FROM new_rows, LATERAL (VALUES ('status', status), ('type', component_type),
+                ('workspace', workspace)) AS d (dimension, value)
+            GROUP BY 1, 2, 3
+            ON CONFLICT (project, dimension, value) DO UPDATE SET n = c.n + excluded.n;
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO lockgate.component_counts AS c (project, dimension, value, n)
+            SELECT project, d.dimension, d.value, -count(*)
+            FROM old_rows, LATERAL (VALUES ('status', status), ('type', component_type),
+                ('workspace', workspace)) AS d (dimension, value)
+            GROUP BY 1, 2, 3
+            ON CONFLICT (project, dimension, value) DO UPDATE SET n = c.n + excluded.n;
+        ELSE
+            INSERT INTO lockgate.component_counts AS c (project, dimension, value, n)
+            SELECT project, d.dimension, d.value, sum(delta)
+            FROM (SELECT *, -1 AS delta FROM old_rows UNION ALL
+                  SELECT *, 1 AS delta FROM new_rows) AS rows,
+                LATERAL (VALUES ('status', status), ('type', component_type),
+                ('workspace', workspace)) AS d (dimension, value)
+            GROUP BY 1, 2, 3
+            HAVING sum(delta) <> 0
+            ON CONFLICT (project, dimension, value) DO UPDATE SET n = c.n + excluded.n;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER components_counted_insert AFTER INSERT ON lockgate.components
+        REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION lockgate.count_components();
+    CREATE TRIGGER components_counted_update AFTER UPDATE ON lockgate.components
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION lockgate.count_components();
+    CREATE TRIGGER components_counted_delete AFTER DELETE ON lockgate.components
+        REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION lockgate.count_components();
+    INSERT INTO lockgate.component_counts (project, dimension, value, n)
+    SELECT project, d.dimension, d.value, count(*)
+    FROM lockgate.components, LATERAL (VALUES ('status', status),
+        ('type', component_type), ('workspace', workspace)) AS d (dimension, value)
+    GROUP BY 1, 2, 3;
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -241,6 +299,7 @@ TABLES: dict[int, tuple[str, ...]] = {
     2: ("objects", "chunks"),
     3: ("validation_results",),
     4: ("deliveries", "delivery_cursors"),
+    5: ("component_counts",),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 

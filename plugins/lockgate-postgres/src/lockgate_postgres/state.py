@@ -48,7 +48,7 @@ from lockgate.plugin import (
     status_conflict,
 )
 from lockgate_postgres.db import Database, Row
-from lockgate_postgres.locks import AdvisoryLocks
+from lockgate_postgres.locks import HELD_BY, AdvisoryLocks
 from lockgate_postgres.outbox import PostgresDeliveries
 
 __all__ = ["PostgresStateStore"]
@@ -91,14 +91,22 @@ class PostgresStateStore(PostgresDeliveries):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[tuple[Conn, _Head]]:
-        """One transaction holding the project's chain head (writes queue on it), after
-        checking that no lock this process holds was lost with its connection."""
-        self._locks.check_held()
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT seq, hash, at FROM heads FOR UPDATE").fetchone()
+        """One transaction holding the project's chain head (writes queue on it), in
+        pipeline mode (statements whose results are not read go with the next ones and
+        the commit: a switch's record is three round trips), refused when a lock this
+        process holds was lost with its connection (asked in the head's own query)."""
+        pids = self._locks.held_backends()
+        with self.db.conn() as conn, conn.pipeline(), conn.transaction():
+            row = conn.execute(
+                f"SELECT seq, hash, at, ({HELD_BY}) AS held FROM heads FOR UPDATE OF heads",
+                (pids,),
+            ).fetchone()
             if row is None:  # the project's head was never written (a raw SQL reset)
+                self._locks.check_held()
                 conn.execute("INSERT INTO heads (hash) VALUES (%s)", (GENESIS,))
-                row = {"seq": 0, "hash": GENESIS, "at": None}
+                row = {"seq": 0, "hash": GENESIS, "at": None, "held": len(set(pids))}
+            if int(row["held"]) < len(set(pids)):
+                raise self._locks.lost_error()
             yield conn, _Head(conn, int(row["seq"]), row["hash"], row["at"])
 
     # ------------------------------------------------------------------ locks
@@ -239,25 +247,29 @@ class PostgresStateStore(PostgresDeliveries):
             after = rows[-1]["seq"]
 
     def counts(self) -> StateCounts:
-        with self.db.conn() as conn:
-
-            def grouped(column: str) -> dict[str, int]:
-                rows = conn.execute(
-                    f"SELECT {column} AS k, COUNT(*) AS n FROM components GROUP BY {column}"
-                )
-                return {r["k"]: int(r["n"]) for r in rows}
-
-            operations: dict[str, dict[str, int]] = {}
-            for row in conn.execute("SELECT action, outcome, n FROM event_counts"):
-                operations.setdefault(row["action"], {})[row["outcome"]] = int(row["n"])
-            head = conn.execute("SELECT seq FROM heads").fetchone()
-            return StateCounts(
-                by_status=grouped("status"),
-                by_type=grouped("component_type"),
-                by_workspace=grouped("workspace"),
-                operations=operations,
-                events=int(head["seq"]) if head else 0,
+        """Three short reads in one round trip: the components counted by status, type
+        and workspace (``component_counts``, kept by triggers on ``components``), the
+        events by action and outcome, and the head's seq."""
+        with self.db.conn() as conn, conn.pipeline():
+            components = conn.execute(
+                "SELECT dimension, value, n FROM component_counts WHERE n <> 0"
             )
+            events = conn.execute("SELECT action, outcome, n FROM event_counts")
+            head = conn.execute("SELECT seq FROM heads")
+            grouped: dict[str, dict[str, int]] = {"status": {}, "type": {}, "workspace": {}}
+            for row in components.fetchall():
+                grouped.setdefault(row["dimension"], {})[row["value"]] = int(row["n"])
+            operations: dict[str, dict[str, int]] = {}
+            for row in events.fetchall():
+                operations.setdefault(row["action"], {})[row["outcome"]] = int(row["n"])
+            seq = head.fetchone()
+        return StateCounts(
+            by_status=grouped["status"],
+            by_type=grouped["type"],
+            by_workspace=grouped["workspace"],
+            operations=operations,
+            events=int(seq["seq"]) if seq else 0,
+        )
 
     # ------------------------------------------------------------------ writing
 
@@ -362,11 +374,11 @@ class PostgresStateStore(PostgresDeliveries):
             return head.append(event)
 
     def open_intent(self, intent: Intent) -> None:
-        self._locks.check_held()
+        pids = self._locks.held_backends()  # refused when one was lost: asked in the insert
         with self.db.conn() as conn:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
+                f"SELECT %s, %s, %s, %s, %s, %s WHERE ({HELD_BY}) >= %s",
                 (
                     intent.id,
                     intent.operation,
@@ -374,11 +386,20 @@ class PostgresStateStore(PostgresDeliveries):
                     intent.created_at,
                     json.dumps(intent.payload, sort_keys=True, default=str),
                     intent.state,
+                    pids,
+                    len(set(pids)),
                 ),
             )
+            if cur.rowcount != 1:
+                raise self._locks.lost_error()
 
     def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
-        with self.db.conn() as conn:
+        """Committed without waiting for the WAL flush: what it closes is recorded already
+        (a switch's record, durably, or a recovery's outcome), and a close lost to a
+        server crash leaves the intent open for recovery to settle again, to the same
+        outcome. One round trip, no disk flush."""
+        with self.db.conn() as conn, conn.pipeline(), conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute("UPDATE intents SET state = %s WHERE id = %s", (state, intent_id))
 
     def append_event(self, event: AuditEvent) -> int:
@@ -454,7 +475,7 @@ def _event(row: Row) -> AuditEvent:
 
 def _swap_pointer(conn: Conn, change: PointerChange, expected: int) -> str | None:
     """Compare-and-swap the pointer's row: move it only from generation ``expected``
-    (0: it must not exist yet). Returns the revision it named before."""
+    (0: it must not exist yet), in one statement. Returns the revision it named before."""
     values = (
         change.component,
         change.revision,
@@ -465,32 +486,39 @@ def _swap_pointer(conn: Conn, change: PointerChange, expected: int) -> str | Non
         change.component_id,
     )
     if expected == 0:
-        cur = conn.execute(
+        row = conn.execute(
             "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
-            "component_id) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "component_id) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+            "RETURNING NULL AS previous",
             values,
-        )
-        previous = None
+        ).fetchone()
     else:
         row = conn.execute(
-            "SELECT revision FROM pointers WHERE stage = %s AND component_id = %s "
-            "AND generation = %s FOR UPDATE",
-            (change.stage, change.component_id, expected),
+            "WITH old AS (SELECT revision FROM pointers WHERE stage = %(stage)s AND "
+            "component_id = %(cid)s AND generation = %(expected)s FOR UPDATE) "
+            "UPDATE pointers SET component = %(component)s, revision = %(revision)s, "
+            "generation = %(generation)s, updated_at = %(at)s, actor = %(actor)s FROM old "
+            "WHERE stage = %(stage)s AND component_id = %(cid)s AND generation = %(expected)s "
+            "RETURNING old.revision AS previous",
+            {
+                "component": change.component,
+                "revision": change.revision,
+                "generation": expected + 1,
+                "at": change.at,
+                "actor": change.actor,
+                "stage": change.stage,
+                "cid": change.component_id,
+                "expected": expected,
+            },
         ).fetchone()
-        previous = row["revision"] if row else None
-        cur = conn.execute(
-            "UPDATE pointers SET component = %s, revision = %s, generation = %s, "
-            "updated_at = %s, actor = %s WHERE stage = %s AND component_id = %s "
-            f"AND generation = {int(expected)}",
-            values,
-        )
-    if cur.rowcount != 1:
+    if row is None:
         found = conn.execute(
             "SELECT generation FROM pointers WHERE stage = %s AND component_id = %s",
             (change.stage, change.component_id),
         ).fetchone()
         current = int(found["generation"]) if found else 0
         raise generation_conflict(change, current, expected)
+    previous: str | None = row["previous"]
     return previous
 
 
@@ -498,11 +526,12 @@ def _swap_status(
     conn: Conn, ref: str, expected: ComponentStatus, status: ComponentStatus, at: str
 ) -> None:
     """Compare-and-swap a component's status inside the caller's transaction."""
-    cur = conn.execute(
-        "UPDATE components SET status = %s, updated_at = %s WHERE component = %s AND status = %s",
+    swapped = conn.execute(
+        "UPDATE components SET status = %s, updated_at = %s WHERE component = %s AND status = %s "
+        "RETURNING 1",
         (status.value, at, ref, expected.value),
-    )
-    if cur.rowcount != 1:
+    ).fetchone()
+    if swapped is None:
         row = conn.execute("SELECT status FROM components WHERE component = %s", (ref,))
         found = row.fetchone()
         raise status_conflict(ref, found["status"] if found else None, expected)
