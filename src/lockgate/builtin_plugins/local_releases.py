@@ -49,9 +49,11 @@ def syncfs(path: str | Path) -> None:
 class LocalReleases:
     """Release directories under ``directory``, laid out from ``store``."""
 
-    def __init__(self, directory: Path, store: ContentStore) -> None:
+    def __init__(self, directory: Path, store: ContentStore, *, ledgers: str | None = None) -> None:
         self.directory = directory
         self.store = store
+        self.ledgers = ledgers
+        """Where the store keeps the stat of the objects each staging wrote (None: none)."""
 
     def path(self, revision: str) -> Path:
         """Where the release of ``revision`` lives (whether or not it exists yet).
@@ -78,6 +80,7 @@ class LocalReleases:
         manifest = self.store.get_manifest(revision)
         # Whatever the manifest says, it must not lay files (or links) out of the release.
         check_paths(manifest, where=f"revision {revision[:12]}")
+        vouched = self._vouched(revision, manifest)
         try:
             materialize_files(self.store, manifest, tmp, link)
             try:
@@ -85,10 +88,50 @@ class LocalReleases:
             except OSError:
                 if not final.is_dir():  # not a concurrent builder that won the race
                     raise
+                vouched = {}
         finally:
             if tmp.exists():
                 remove_tree(tmp)
+        if vouched:
+            _stamp_layout(final, manifest, vouched)
         return final
+
+    def _vouched(self, revision: str, manifest: Manifest) -> dict[str, tuple[list[int], int]]:
+        """The objects of ``revision`` that are, by their stat, the bytes staging hashed:
+        each one's recorded stat and its link count now (see :func:`_stamp_layout`).
+
+        Staging records each object it wrote as it was when published (the store's
+        ledger, one per revision, used once: it is removed here). An object is vouched
+        for when its inode, size, mtime and ctime are still those: any write changes the
+        mtime, and setting the mtime back (or a chmod, or a new link) changes the ctime,
+        which no one can set back. A ledger from another boot is not trusted.
+        """
+        if self.ledgers is None:
+            return {}
+        import json
+
+        ledger_file = f"{self.ledgers}/{revision}"
+        try:
+            ledger = json.loads(Path(ledger_file).read_bytes())
+            os.unlink(ledger_file)
+        except (OSError, ValueError):
+            return {}
+        objects = ledger.get("objects") if isinstance(ledger, dict) else None
+        if not isinstance(objects, dict) or ledger.get("boot") != boot_id() or boot_id() is None:
+            return {}
+        object_path = getattr(self.store, "object_path", None)
+        vouched: dict[str, tuple[list[int], int]] = {}
+        for entry in manifest.entries:
+            key = objects.get(entry.digest)
+            if entry.kind != "file" or key is None or entry.digest in vouched:
+                continue
+            try:
+                st = os.lstat(str(object_path(entry.digest)))  # type: ignore[misc]
+            except (OSError, TypeError):
+                continue
+            if key == [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]:
+                vouched[entry.digest] = (key, st.st_nlink)
+        return vouched
 
     def revisions(self) -> list[str]:
         """Every revision laid out, sorted."""
@@ -215,6 +258,41 @@ def verify_release(
         # Anything new in the release is not known to be on the disk: not "durable".
         _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
     return problems
+
+
+def _stamp_layout(
+    release: Path, manifest: Manifest, vouched: dict[str, tuple[list[int], int]]
+) -> None:
+    """Write the verification stamp of a release just laid out, for the files that are
+    hardlinks of objects :meth:`LocalReleases._vouched` vouched for, so that
+    :func:`verify_release` hashes only the others before its first deployment.
+
+    A file is stamped only when it is the vouched object itself (same inode, size and
+    mtime) and its link count grew by exactly the links this layout made: a link made by
+    anyone else meanwhile, or a copy (an executable, a reflink), is hashed as before.
+    Its stat is taken now, after the links (which moved its ctime), so from here on the
+    stamp's rules apply: any later write or mtime reset shows.
+    """
+    linked = [e for e in manifest.entries if e.kind == "file" and e.digest in vouched]
+    links: dict[str, int] = {}
+    for entry in linked:
+        links[entry.digest] = links.get(entry.digest, 0) + (not entry.executable)
+    base = str(release)
+    files: dict[str, list[int]] = {}
+    for entry in linked:
+        if entry.executable:
+            continue  # a copy (a hardlink would share the object's mode): hashed
+        (ino, size, mtime, _ctime), nlink = vouched[entry.digest]
+        try:
+            st = os.lstat(f"{base}/{entry.path}")
+        except OSError:
+            continue
+        same = (st.st_ino, st.st_size, st.st_mtime_ns) == (ino, size, mtime)
+        if same and st.st_nlink == nlink + links[entry.digest]:
+            files[entry.path] = [ino, size, mtime, st.st_ctime_ns, st.st_nlink]
+    if files:
+        dirs = _dir_keys(base, {os.path.dirname(e.path) for e in manifest.entries})
+        _write_stamp(_stamp_path(release), {"boot": boot_id(), "files": files, "dirs": dirs})
 
 
 def _read_trusted_stamp(stamp_file: Path) -> dict[str, Any]:
