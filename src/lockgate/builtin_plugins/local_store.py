@@ -251,6 +251,8 @@ class LocalContentStore(ObjectWriter):
         flushed while leaving every stat as it was.
         """
         written = self._ingested
+        if not written:
+            return  # this process stored nothing (a restage that found every object)
         objects = {
             e.digest: written[e.digest]
             for e in manifest.entries
