@@ -59,7 +59,7 @@ def test_a_diff_names_each_path_added_modified_or_removed(
     old: list[FileEntry], new: list[FileEntry]
 ) -> None:
     # Half the paths of ``new`` reuse paths of ``old``, so modified entries occur too.
-    new = [e._replace(path=o.path) if i % 2 else e for i, (e, o) in enumerate(zip(new, old))]
+    new = [e._replace(path=old[i].path) if i % 2 and i < len(old) else e for i, e in enumerate(new)]
     new = list({e.path: e for e in new}.values())
     before, after = {e.path: e for e in old}, {e.path: e for e in new}
     diff = ManifestDiff.between(Manifest(old), Manifest(new))

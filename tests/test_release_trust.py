@@ -215,3 +215,47 @@ def test_a_damaged_ledger_is_ignored(proj: Project, hashed: list[str]) -> None:
     proj.ledger(revision).write_text("{not json")
     assert promote(proj).exit_code == 0
     assert len(hashed) == 4
+
+
+def test_a_new_revision_sharing_objects_with_a_verified_release_is_not_hashed(
+    proj: Project, hashed: list[str]
+) -> None:
+    """The unchanged files of a new revision are the inodes the last release verified."""
+    proj.stage_files(REF, FILES)
+    assert promote(proj).exit_code == 0
+    proj.stage_files(REF, {"b.sql": "select 2;\n"})
+    assert promote(proj).exit_code == 0
+    assert hashed == []
+    assert (proj.root / "stages" / "staging" / "app" / "b.sql").read_text() == "select 2;\n"
+
+
+def test_a_shared_object_changed_after_its_release_verified_is_refused(
+    proj: Project, hashed: list[str]
+) -> None:
+    first = proj.stage_files(REF, FILES)
+    assert promote(proj).exit_code == 0
+    rewrite_keeping_mtime(proj.release(first) / "data" / "c.bin")  # the shared object
+    proj.stage_files(REF, {"b.sql": "select 2;\n"})
+    refused = promote(proj)
+    assert refused.exit_code != 0
+    assert "c.bin does not match its digest" in refused.stderr
+    assert hashed[:1] == ["c.bin"]
+
+
+def test_a_stamp_entry_carried_by_a_new_link_vouches_for_nothing_further(
+    proj: Project, hashed: list[str]
+) -> None:
+    """A switch trusts a file whose ctime moved with its link count (another release
+    linking the same object); a changed file given a new link passes that way. Such an
+    entry must not vouch for the object in a new release: it was never hashed there."""
+    first = proj.stage_files(REF, FILES)
+    assert promote(proj).exit_code == 0
+    changed = proj.release(first) / "data" / "c.bin"
+    rewrite_keeping_mtime(changed)
+    os.link(changed, proj.root / "extra-link")  # outside the release: no stray there
+    assert promote(proj, "--to", "integration").exit_code == 0  # the old rule, unchanged
+    assert hashed == []
+    proj.stage_files(REF, {"b.sql": "select 2;\n"})
+    refused = promote(proj)
+    assert refused.exit_code != 0
+    assert "c.bin does not match its digest" in refused.stderr
