@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockgate.contracts.manifest import FileEntry, Manifest, ManifestDiff
+from lockgate.contracts.manifest import CanonicalManifest, FileEntry, Manifest, ManifestDiff
 
 DIGEST = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 # Any text: quotes, backslashes, control characters, non-ASCII, lone surrogates excluded
@@ -69,3 +69,28 @@ def test_a_diff_names_each_path_added_modified_or_removed(
     assert diff.modified == tuple(sorted(p for p in both if before[p] != after[p]))
     assert ManifestDiff.between(None, Manifest(new)).added == tuple(sorted(after))
     assert ManifestDiff.between(Manifest(old), Manifest(old)).empty
+    # Compared as canonical bytes, entry by entry, without decoding: the same answer.
+    stored = CanonicalManifest(Manifest(old).canonical())
+    assert stored.diff(Manifest(new)) == diff
+    assert stored.digests() == {e.digest for e in old}
+    assert stored.manifest() == Manifest(old)
+
+
+def test_bytes_not_in_the_canonical_layout_are_decoded_whole() -> None:
+    """A manifest written by hand (spaces, another key order) still compares."""
+    old = Manifest([FileEntry("a.py", "file", 2, "1" * 64), FileEntry("b.py", "file", 2, "2" * 64)])
+    new = Manifest([FileEntry("a.py", "file", 3, "3" * 64), FileEntry("c.py", "file", 2, "2" * 64)])
+    doc = {"format": 1, "files": [e.to_json() for e in reversed(old.entries)]}
+    by_hand = CanonicalManifest(json.dumps(doc, indent=1).encode())
+    assert by_hand.diff(new) == ManifestDiff(("c.py",), ("a.py",), ("b.py",))
+    assert by_hand.digests() == {"1" * 64, "2" * 64}
+
+
+def test_a_path_holding_the_entry_separator_is_one_entry() -> None:
+    """``},{"digest":"`` inside a path is escaped, so it never splits an entry."""
+    tricky = 'x},{"digest":"' + "f" * 64 + '","kind":"file","path":"y'
+    old = Manifest([FileEntry(tricky, "file", 1, "1" * 64), FileEntry("z", "file", 1, "2" * 64)])
+    new = Manifest([FileEntry(tricky, "file", 1, "3" * 64), FileEntry("z", "file", 1, "2" * 64)])
+    stored = CanonicalManifest(old.canonical())
+    assert stored.diff(new) == ManifestDiff((), (tricky,), ())
+    assert stored.digests() == {"1" * 64, "2" * 64}

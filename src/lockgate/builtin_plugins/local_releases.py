@@ -291,7 +291,10 @@ def verify_release(
     everything regardless (``lockgate verify``), which also catches what no stat shows,
     such as bits rotting on the disk. A stamp is also only trusted in the boot of the
     machine that wrote it: a restart can take bytes that were never flushed while leaving
-    every stat as it was.
+    every stat as it was. Each stamp entry is ``[inode, size, mtime, ctime, links, how]``:
+    ``how`` is :data:`VOUCHED` when the file was hashed (or vouched for at layout) at
+    that stat, 0 when only the link-count exception carried it; a new release's layout
+    trusts only the former (see :meth:`LocalReleases._vouched`).
     """
     base = str(release)
     manifest = store.get_manifest(revision)

@@ -404,12 +404,7 @@ class WorkspaceSource:
                         total += sum(sizes)
                         largest = max(largest, *sizes) if sizes else largest
                     walk.dirs[rel_dir] = _Listed(
-                        listing,
-                        sig,
-                        "\0".join(subdirs),
-                        signed and sig is not None,
-                        start,
-                        whole,
+                        listing, sig, "\0".join(subdirs), signed and sig is not None, start, whole
                     )
                     for name in subdirs:
                         # Per directory, not per file: a tree too deep (or a path too
