@@ -481,3 +481,26 @@ def test_lazily_built_files_compare_like_the_tuple_they_stand_for(new_lab: NewLa
     assert lazy == plain and hash(lazy) == hash(plain)
     assert lazy == lab.scan().files
     assert lazy != plain[1:]
+
+
+def test_a_restage_writes_unchanged_directories_back_as_they_were(new_lab: NewLab) -> None:
+    """After a one-file edit, only its directory's cache entry is rebuilt; the others are
+    the entries the scan trusted, and still vouch for their files at the next edit."""
+    lab = new_lab(grid())
+    lab.stage()
+    lab.age_cache()
+    body = lab.cache.read_bytes()[:-64]
+    before = marshal.loads(body)["dirs"]
+    edit_keeping_size_and_mtime(lab.comp, "a")
+    second = lab.stage()
+    assert second.created and second.hashed == 1
+    assert second.diff is not None and second.diff.modified == ("a/f2.txt",)
+    after = marshal.loads(lab.cache.read_bytes()[:-64])["dirs"]
+    assert after["b/"] == before["b/"] and after["b/c/"] == before["b/c/"]
+    assert after["a/"] != before["a/"]
+    lab.age_cache()
+    edit_keeping_size_and_mtime(lab.comp, "b/c")
+    third = lab.stage()
+    assert third.hashed == 1 and third.diff is not None
+    assert third.diff.modified == ("b/c/f2.txt",)
+    assert lab.manifest(third.revision) == tree_on_disk(lab.comp)

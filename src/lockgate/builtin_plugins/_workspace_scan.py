@@ -104,6 +104,9 @@ class _Listed(NamedTuple):
     """Whether the directory may be trusted whole next time (it holds no symlink)."""
     start: int
     """Where its files start in the scan's list (they are contiguous)."""
+    cached: tuple[Any, ...] | None = None
+    """Its stat cache entry, when the scan took the directory whole from it: written back
+    as it is, so a restage's cache update costs per changed directory, not per file."""
 
 
 # A directory's entry in the stat cache (one tuple of strings, bytes and ints, so that

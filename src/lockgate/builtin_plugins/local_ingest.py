@@ -54,6 +54,8 @@ WRITEBACK_MIN = 256 << 10
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _serial = itertools.count()
+_INGESTED_KEPT = 1_000_000
+"""Objects whose stat at publication a store object remembers (see ``_ingested``)."""
 DEAD_TEMP_AGE = 60.0
 """Seconds a dead writer's temporary object stays before the next writer removes it."""
 
@@ -73,6 +75,10 @@ class ObjectWriter:
     _tmp_s: str
     _fanout: set[str]
     _tmp_ready: bool
+    _ingested: dict[str, list[int]]
+    """The stat (inode, size, mtime, ctime) of each object this process published, taken
+    right after it was renamed into place: the bytes it had then are those just hashed
+    (see :meth:`LocalContentStore.mark_complete`, which keeps them as a ledger)."""
 
     # ------------------------------------------------------------------ paths
 
@@ -160,7 +166,7 @@ class ObjectWriter:
             hash_into(hasher, tmp_path, size)
             digest = str(hasher.hexdigest())
             if not os.path.exists(self._object_str(digest)):
-                self._publish(tmp_path, digest)
+                self._publish(tmp_fd, tmp_path, digest)
                 published = True
         finally:
             _close_temp(tmp_fd, tmp_path, published)
@@ -183,7 +189,7 @@ class ObjectWriter:
             if self.fsync and not self.deferred and size >= WRITEBACK_MIN:
                 _start_writeback(tmp_fd)
             if not os.path.exists(self._object_str(digest)):
-                self._publish(tmp_path, digest)
+                self._publish(tmp_fd, tmp_path, digest)
                 published = True
         finally:
             _close_temp(tmp_fd, tmp_path, published)
@@ -201,7 +207,7 @@ class ObjectWriter:
             _write_all(tmp_fd, memoryview(data))
             if self.fsync and not self.deferred and len(data) >= WRITEBACK_MIN:
                 _start_writeback(tmp_fd)
-            self._publish(tmp_path, digest)
+            self._publish(tmp_fd, tmp_path, digest)
             published = True
         finally:
             _close_temp(tmp_fd, tmp_path, published)
@@ -219,7 +225,7 @@ class ObjectWriter:
         # Created read-only: the mode applies to later opens, this descriptor can write.
         return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o444), name
 
-    def _publish(self, tmp_path: str, digest: str) -> None:
+    def _publish(self, fd: int, tmp_path: str, digest: str) -> None:
         final = self._object_str(digest)
         fanout = digest[:2]
         if fanout not in self._fanout:
@@ -229,6 +235,11 @@ class ObjectWriter:
             self._journal.cover()
         os.replace(tmp_path, final)
         self._dirty = True
+        # After the rename (which moves the ctime): the stat the bytes just hashed have.
+        st = os.fstat(fd)
+        if len(self._ingested) >= _INGESTED_KEPT:
+            self._ingested.clear()  # only time is lost: those objects are hashed at layout
+        self._ingested[digest] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _copy_fd(src: int, dst: int, expected: int) -> int:

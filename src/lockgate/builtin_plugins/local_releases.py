@@ -39,6 +39,11 @@ __all__ = ["RELEASES_DIRNAME", "LocalReleases", "remove_tree"]
 
 RELEASES_DIRNAME = "releases"
 _REVISION = re.compile(r"[0-9a-f]{64}")
+RECENT_STAMPS = 4
+"""How many of the most recent verification stamps a new release's layout consults."""
+VOUCHED = 1
+"""A stamp entry's sixth field when the file was hashed (or vouched for) at that stat; 0
+when only the link-count exception carried it (which vouches for nothing further)."""
 
 
 def syncfs(path: str | Path) -> None:
@@ -49,9 +54,11 @@ def syncfs(path: str | Path) -> None:
 class LocalReleases:
     """Release directories under ``directory``, laid out from ``store``."""
 
-    def __init__(self, directory: Path, store: ContentStore) -> None:
+    def __init__(self, directory: Path, store: ContentStore, *, ledgers: str | None = None) -> None:
         self.directory = directory
         self.store = store
+        self.ledgers = ledgers
+        """Where the store keeps the stat of the objects each staging wrote (None: none)."""
 
     def path(self, revision: str) -> Path:
         """Where the release of ``revision`` lives (whether or not it exists yet).
@@ -78,6 +85,7 @@ class LocalReleases:
         manifest = self.store.get_manifest(revision)
         # Whatever the manifest says, it must not lay files (or links) out of the release.
         check_paths(manifest, where=f"revision {revision[:12]}")
+        vouched = self._vouched(revision, manifest)
         try:
             materialize_files(self.store, manifest, tmp, link)
             try:
@@ -85,10 +93,82 @@ class LocalReleases:
             except OSError:
                 if not final.is_dir():  # not a concurrent builder that won the race
                     raise
+                vouched = {}
         finally:
             if tmp.exists():
                 remove_tree(tmp)
+        if vouched:
+            _stamp_layout(final, manifest, vouched)
         return final
+
+    def _vouched(self, revision: str, manifest: Manifest) -> dict[str, tuple[list[int], int]]:
+        """The objects of ``revision`` whose bytes are, by their stat, known to match
+        their digest: each one's stat then and its link count now (see
+        :func:`_stamp_layout`). Without a boot id to tell a restart, none.
+
+        Two records vouch for an object. Staging's ledger (one per revision, read once and
+        removed here) holds the stat each object it wrote had when published, the bytes
+        it had just hashed. The verification stamps of the most recently verified
+        releases hold the stat each of their files had when it was hashed, or stamped at
+        layout (an entry carried only by the link-count exception of
+        :func:`verify_release` does not vouch): an object shared with them is the same
+        inode. Either way the object's stat must still be exactly the recorded one (with
+        the link count, for a stamp): any write changes the mtime, and setting the mtime
+        back, a chmod or a new link changes the ctime, which no one can set back. Records
+        from another boot are not trusted.
+        """
+        if self.ledgers is None or boot_id() is None:
+            return {}
+        objects = _read_ledger(f"{self.ledgers}/{revision}")
+        object_path = getattr(self.store, "object_path", None)
+        if object_path is None:
+            return {}
+        by_inode: dict[int, list[int]] | None = None
+        vouched: dict[str, tuple[list[int], int]] = {}
+        for entry in manifest.entries:
+            if entry.kind != "file" or entry.digest in vouched:
+                continue
+            try:
+                st = os.lstat(str(object_path(entry.digest)))
+            except OSError:
+                continue
+            now = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            if objects.get(entry.digest) == now:
+                vouched[entry.digest] = (now, st.st_nlink)
+                continue
+            if by_inode is None:
+                by_inode = self._stamped_inodes(revision)
+            if by_inode.get(st.st_ino) == [*now, st.st_nlink]:
+                vouched[entry.digest] = (now, st.st_nlink)
+        return vouched
+
+    def _stamped_inodes(self, revision: str) -> dict[int, list[int]]:
+        """Inode -> stat key (inode, size, mtime, ctime, links) of each file that the
+        :data:`RECENT_STAMPS` most recently written stamps (of this boot, other than
+        ``revision``'s) record as hashed or vouched for at that very stat."""
+        try:
+            names = [n for n in os.listdir(self.directory) if n.endswith(".verified")]
+        except OSError:
+            return {}
+        dated = []
+        for name in names:
+            path = self.directory / name
+            if name[: -len(".verified")] == revision:
+                continue
+            try:
+                dated.append((path.stat().st_mtime_ns, path))
+            except OSError:
+                continue
+        dated.sort(reverse=True)
+        by_inode: dict[int, list[int]] = {}
+        for _, path in dated[:RECENT_STAMPS]:
+            files = _read_trusted_stamp(path).get("files")
+            if not isinstance(files, dict):
+                continue
+            for key in files.values():
+                if isinstance(key, list) and len(key) == 6 and key[5] == VOUCHED:
+                    by_inode.setdefault(key[0], key[:5])
+        return by_inode
 
     def revisions(self) -> list[str]:
         """Every revision laid out, sorted."""
@@ -128,6 +208,22 @@ class LocalReleases:
 
     def verify(self, revision: str, *, full: bool = False) -> list[str]:
         return verify_release(self.path(revision), revision, self.store, full=full)
+
+
+def _read_ledger(ledger_file: str) -> dict[str, Any]:
+    """Staging's ledger of ``revision`` (digest -> stat key), removed once read; ``{}``
+    when there is none to trust (absent, unreadable, or written in another boot)."""
+    import json
+
+    try:
+        ledger = json.loads(Path(ledger_file).read_bytes())
+        os.unlink(ledger_file)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(ledger, dict) or ledger.get("boot") != boot_id():
+        return {}
+    objects = ledger.get("objects")
+    return objects if isinstance(objects, dict) else {}
 
 
 def remove_tree(path: Path) -> None:
@@ -195,7 +291,10 @@ def verify_release(
     everything regardless (``lockgate verify``), which also catches what no stat shows,
     such as bits rotting on the disk. A stamp is also only trusted in the boot of the
     machine that wrote it: a restart can take bytes that were never flushed while leaving
-    every stat as it was.
+    every stat as it was. Each stamp entry is ``[inode, size, mtime, ctime, links, how]``:
+    ``how`` is :data:`VOUCHED` when the file was hashed (or vouched for at layout) at
+    that stat, 0 when only the link-count exception carried it; a new release's layout
+    trusts only the former (see :meth:`LocalReleases._vouched`).
     """
     base = str(release)
     manifest = store.get_manifest(revision)
@@ -215,6 +314,41 @@ def verify_release(
         # Anything new in the release is not known to be on the disk: not "durable".
         _write_stamp(stamp_file, {"boot": boot_id(), "files": files, "dirs": dirs})
     return problems
+
+
+def _stamp_layout(
+    release: Path, manifest: Manifest, vouched: dict[str, tuple[list[int], int]]
+) -> None:
+    """Write the verification stamp of a release just laid out, for the files that are
+    hardlinks of objects :meth:`LocalReleases._vouched` vouched for, so that
+    :func:`verify_release` hashes only the others before its first deployment.
+
+    A file is stamped only when it is the vouched object itself (same inode, size and
+    mtime) and its link count grew by exactly the links this layout made: a link made by
+    anyone else meanwhile, or a copy (an executable, a reflink), is hashed as before.
+    Its stat is taken now, after the links (which moved its ctime), so from here on the
+    stamp's rules apply: any later write or mtime reset shows.
+    """
+    linked = [e for e in manifest.entries if e.kind == "file" and e.digest in vouched]
+    links: dict[str, int] = {}
+    for entry in linked:
+        links[entry.digest] = links.get(entry.digest, 0) + (not entry.executable)
+    base = str(release)
+    files: dict[str, list[int]] = {}
+    for entry in linked:
+        if entry.executable:
+            continue  # a copy (a hardlink would share the object's mode): hashed
+        (ino, size, mtime, _ctime), nlink = vouched[entry.digest]
+        try:
+            st = os.lstat(f"{base}/{entry.path}")
+        except OSError:
+            continue
+        same = (st.st_ino, st.st_size, st.st_mtime_ns) == (ino, size, mtime)
+        if same and st.st_nlink == nlink + links[entry.digest]:
+            files[entry.path] = [ino, size, mtime, st.st_ctime_ns, st.st_nlink, VOUCHED]
+    if files:
+        dirs = _dir_keys(base, {os.path.dirname(e.path) for e in manifest.entries})
+        _write_stamp(_stamp_path(release), {"boot": boot_id(), "files": files, "dirs": dirs})
 
 
 def _read_trusted_stamp(stamp_file: Path) -> dict[str, Any]:
@@ -255,14 +389,18 @@ def _check_files(
             continue
         key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink]
         old = old_files.get(entry.path)
-        if old is not None and old[:3] == key[:3] and (old[3] == key[3] or old[4] != key[4]):
-            files[entry.path] = key
-            continue
+        if old is not None and old[:3] == key[:3]:
+            if old[3] == key[3]:  # untouched: it vouches as much as it did
+                files[entry.path] = key + old[5:6]
+                continue
+            if old[4] != key[4]:  # relinked (see above); no longer "hashed at this stat"
+                files[entry.path] = [*key, 0]
+                continue
         problem = _hash_problem(path, st.st_size, entry.digest)
         if problem is not None:
             problems.append(f"{revision[:12]}: {entry.path} {problem}")
             continue
-        files[entry.path] = key
+        files[entry.path] = [*key, VOUCHED]
     return files
 
 

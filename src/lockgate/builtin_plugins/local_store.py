@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -53,6 +53,9 @@ _MANIFEST_ENTRIES = 200_000
 STAMPS_DIRNAME = "complete"
 """Under ``.lockgate/cache/``: one completeness stamp per revision (see ``missing_objects``)."""
 STAMPS_KEPT = 512
+INGESTED_DIRNAME = "ingested"
+"""Under ``.lockgate/cache/``: the stat of the objects each staging wrote, per revision
+(see ``mark_complete``), read once when the revision's release is laid out."""
 
 
 @record
@@ -105,11 +108,15 @@ class LocalContentStore(ObjectWriter):
         self._tmp_s = str(self.tmp)
         self._fanout: set[str] = set()
         self._tmp_ready = False
+        self._ingested: dict[str, list[int]] = {}
         self._reflink_ok = True
         self._manifests: dict[str, Manifest] = {}
         self._manifest_entries = 0
+        self._ledgers = str(stamps.parent / INGESTED_DIRNAME) if stamps is not None else None
         self._releases = LocalReleases(
-            releases if releases is not None else root.parent / RELEASES_DIRNAME, self
+            releases if releases is not None else root.parent / RELEASES_DIRNAME,
+            self,
+            ledgers=self._ledgers,
         )
 
     @classmethod
@@ -230,6 +237,32 @@ class LocalContentStore(ObjectWriter):
             fan: _trusted(_dir_key(self._root_s, fan), now) for fan in _by_fan(revision, manifest)
         }
         self._write_stamp(f"{self._stamps}/{revision}", fans)
+        self._write_ledger(revision, manifest, now)
+
+    def _write_ledger(self, revision: str, manifest: Manifest, now: int) -> None:
+        """Keep the stat of the objects of ``revision`` this process wrote (and hashed) as
+        it was when each was published, for the first layout of its release
+        (:meth:`LocalReleases.ensure`), which then needs not hash them again.
+
+        An object whose ctime is not older than the file system's clock ``now`` was
+        published in this very tick and could change again unseen (git's "racily clean"
+        entries): it is left out, and hashed when its release is laid out. The ledger also
+        names the boot it was written in: a restart can take bytes that were never
+        flushed while leaving every stat as it was.
+        """
+        written = self._ingested
+        if not written:
+            return  # this process stored nothing (a restage that found every object)
+        objects = {
+            e.digest: written[e.digest]
+            for e in manifest.entries
+            if e.kind == "file" and e.digest in written and written[e.digest][3] < now
+        }
+        for entry in manifest.entries:
+            written.pop(entry.digest, None)  # a long-lived process keeps no more than needed
+        if objects and self._ledgers is not None:
+            ledger = {"boot": boot_id(), "objects": objects}
+            self._write_stamp(f"{self._ledgers}/{revision}", ledger)
 
     def _fs_now(self) -> int:
         """The file system's clock, as it stamps ctimes: the ctime of a probe file touched
@@ -250,8 +283,9 @@ class LocalContentStore(ObjectWriter):
             return 0  # no clock: nothing is trusted, every look stats the objects
         return os.stat(probe).st_ctime_ns
 
-    def _write_stamp(self, stamp_file: str, fans: dict[str, list[int] | None]) -> None:
-        """Replace a completeness stamp (a cache: failing to write it costs time only)."""
+    def _write_stamp(self, stamp_file: str, fans: Mapping[str, Any]) -> None:
+        """Replace a completeness stamp or a ledger (a cache: failing to write it costs
+        time only), keeping at most ``STAMPS_KEPT`` in its directory."""
         import json
 
         stamps = os.path.dirname(stamp_file)

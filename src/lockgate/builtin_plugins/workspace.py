@@ -386,7 +386,9 @@ class WorkspaceSource:
                     sig = _pack_stats(stats)
                     start = count
                     cached = cache.dirs.get(rel_dir)
+                    whole = None
                     if fast and _unchanged(cached, sig, listing, cache.trusted_before):
+                        whole = cached
                         pieces.append(rel_dir)  # its files are built only if asked for
                         count += len(cached[_D_KINDS])
                         walk.clean += len(cached[_D_KINDS])
@@ -402,7 +404,7 @@ class WorkspaceSource:
                         total += sum(sizes)
                         largest = max(largest, *sizes) if sizes else largest
                     walk.dirs[rel_dir] = _Listed(
-                        listing, sig, "\0".join(subdirs), signed and sig is not None, start
+                        listing, sig, "\0".join(subdirs), signed and sig is not None, start, whole
                     )
                     for name in subdirs:
                         # Per directory, not per file: a tree too deep (or a path too
@@ -497,6 +499,9 @@ class WorkspaceSource:
         listed = sorted(walked[1].items(), key=lambda item: item[1].start)
         ends = [d.start for _, d in listed[1:]] + [len(files)]
         for (rel_dir, d), end in zip(listed, ends, strict=True):
+            if d.cached is not None:  # taken whole from the cache: nothing in it changed
+                dirs[rel_dir] = d.cached
+                continue
             names: list[str] = []
             kinds: list[str] = []
             fstats: list[int] = []

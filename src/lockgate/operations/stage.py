@@ -28,6 +28,7 @@ import attrs
 from lockgate.contracts.clock import elapsed_ms, now_iso
 from lockgate.contracts.content import store_lost, store_missing_objects
 from lockgate.contracts.manifest import (
+    CanonicalManifest,
     FileEntry,
     Manifest,
     ManifestDiff,
@@ -263,13 +264,12 @@ class Stager:
                 source.remember(scan, {}, previous)
                 result = self._result(component, stage, manifest, previous, None, {}, dry_run)
                 return result, None
-        old = (
-            session.content().get_manifest(previous) if previous and previous not in lost else None
-        )
+        old = _latest(session, previous) if previous and previous not in lost else None
         if dry_run:
             digests = hash_files(source, component, todo, progress)
         else:
-            digests = store_files(session, component, scan, todo, old, progress)
+            kept = old.digests() if old is not None else set()
+            digests = store_files(session, component, scan, todo, kept, progress)
         manifest = _manifest(scan, digests)
         result = self._result(component, stage, manifest, previous, old, digests, dry_run)
         if dry_run:
@@ -396,12 +396,14 @@ class Stager:
         stage: str,
         manifest: Manifest,
         previous: str | None,
-        old: Manifest | None,
+        old: CanonicalManifest | None,
         digests: dict[str, str],
         dry_run: bool,
     ) -> StageResult:
         revision = manifest.revision_id()
-        diff = ManifestDiff.between(old, manifest) if revision != previous else None
+        diff = None
+        if revision != previous:
+            diff = old.diff(manifest) if old is not None else ManifestDiff.between(None, manifest)
         return _stage_result(
             component,
             stage,
@@ -485,3 +487,19 @@ def _manifest(scan: ScanResult, digests: dict[str, str]) -> Manifest:
         digest = f.digest or digests[f.path]
         entries.append(FileEntry(f.path, f.kind, f.stat.size, digest))
     return Manifest(tuple(entries))
+
+
+def _latest(session: Session, revision: str) -> CanonicalManifest:
+    """The latest revision's manifest as its canonical bytes, cheap to compare with the
+    new one (see :class:`CanonicalManifest`): read as an object and checked against the
+    revision id, or, from a store that does not serve it so, decoded as usual."""
+    content = session.content()
+    where = f"revision {revision[:12]}"
+    try:
+        with content.open(revision) as stream:
+            data = stream.read()
+    except (NotFoundError, OSError):
+        data = None
+    if data is None or digest_bytes(data) != revision:
+        return CanonicalManifest(content.get_manifest(revision).canonical(), where=where)
+    return CanonicalManifest(data, where=where)

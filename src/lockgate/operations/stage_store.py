@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import BinaryIO
 
 from lockgate.contracts.content import CHUNK, ContentStore, Readable, store_lost
-from lockgate.contracts.manifest import Manifest, new_hasher
+from lockgate.contracts.manifest import new_hasher
 from lockgate.contracts.source import Component, ScannedFile, ScanResult, Source, source_is_local
 from lockgate.core.content import ingest_file, put_counted
 from lockgate.core.session import Session
@@ -36,12 +36,13 @@ def store_files(
     component: Component,
     scan: ScanResult,
     todo: list[ScannedFile],
-    previous: Manifest | None,
+    kept: Collection[str],
     progress: Progress | None,
 ) -> dict[str, str]:
-    """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt."""
+    """Ingest ``todo`` (and cached files whose objects are gone); return digests learnt.
+    ``kept``: the digests of the latest revision (their objects are known to be kept)."""
     content = session.content()
-    todo = todo + _objects_gone(content, scan, previous)
+    todo = todo + _objects_gone(content, scan, kept)
     digests: dict[str, str] = {}
     if not todo:
         return digests
@@ -82,14 +83,13 @@ def store_files(
 
 
 def _objects_gone(
-    content: ContentStore, scan: ScanResult, previous: Manifest | None
+    content: ContentStore, scan: ScanResult, latest: Collection[str]
 ) -> list[ScannedFile]:
     """Files with a cached digest whose object the store no longer has."""
     # A cached digest needs its object. Objects of the latest revision are kept (gc never
     # removes what a recorded revision needs), so only other cached digests are checked:
     # one edit in a large component costs no stat per unchanged file.
-    kept = {e.digest for e in previous.entries} if previous is not None else set()
-    kept |= store_lost(content)  # already in ``todo``
+    kept = set(latest) | store_lost(content)  # lost ones are already in ``todo``
     return [
         f
         for f in scan.files
