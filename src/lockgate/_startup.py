@@ -246,15 +246,19 @@ def _save_code() -> None:
 _SUFFIXES = (".dist-info", ".egg-info")
 
 
-def scan_entry_points(group: str) -> list[tuple[str, str, str, str | None, str]]:
-    """``(name, value, distribution, version, metadata directory)`` of every entry point
-    in ``group`` of the distributions on ``sys.path``, as ``importlib.metadata.entry_points``
-    finds them in directories: wheels' ``NAME-VERSION.dist-info`` and setuptools'
-    ``.egg-info`` (``NAME.egg-info`` of an in-place install, whose version is read from its
-    ``PKG-INFO``, and ``NAME-VERSION[-pyX.Y].egg-info``). The first distribution of a
-    name on ``sys.path`` wins, as in importlib.metadata; distribution names are
-    normalized (lower case, ``-`` for ``_`` and ``.``)."""
-    found: list[tuple[str, str, str, str | None, str]] = []
+def scan_entry_points(
+    group: str, declarations: str | None = None
+) -> list[tuple[str, str, str, str | None, str, str | None]]:
+    """``(name, value, distribution, version, metadata directory, declaration)`` of every
+    entry point in ``group`` of the distributions on ``sys.path``, as
+    ``importlib.metadata.entry_points`` finds them in directories: wheels'
+    ``NAME-VERSION.dist-info`` and setuptools' ``.egg-info`` (``NAME.egg-info`` of an
+    in-place install, whose version is read from its ``PKG-INFO``, and
+    ``NAME-VERSION[-pyX.Y].egg-info``). The first distribution of a name on ``sys.path``
+    wins, as in importlib.metadata; distribution names are normalized (lower case, ``-``
+    for ``_`` and ``.``). ``declaration`` is the value of the entry point of the same name
+    in group ``declarations`` of the same distribution (read from the same file), or None."""
+    found: list[tuple[str, str, str, str | None, str, str | None]] = []
     seen: set[str] = set()
     header = f"[{group}]"
     for entry in sys.path:
@@ -277,8 +281,11 @@ def scan_entry_points(group: str) -> list[tuple[str, str, str, str | None, str]]
             if text is None or header not in text:
                 continue
             version = rest.partition("-")[0] or _version_of(path)
+            declared: dict[str, str] = {}
+            if declarations is not None and f"[{declarations}]" in text:
+                declared = dict(_group_entries(text, f"[{declarations}]"))
             for name, value in _group_entries(text, header):
-                found.append((name, value, normalized, version, path))
+                found.append((name, value, normalized, version, path, declared.get(name)))
     return found
 
 
