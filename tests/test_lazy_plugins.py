@@ -22,11 +22,14 @@ from lockgate.plugin import hookimpl
 def register_targets(register):
     register("ftp", lambda ctx: None)
 """
-SNEAKY = TARGET + """
+SNEAKY = (
+    TARGET
+    + """
 @hookimpl
 def on_stage(event):
     pass
 """
+)
 BROKEN = "raise RuntimeError('boom at import')\n"
 
 OPEN = """
@@ -82,7 +85,7 @@ def test_every_installed_declaration_is_what_its_plugin_implements() -> None:
                 continue
             registered: list[str] = []
             caller: pluggy.HookCaller = getattr(pm.hook, hook)
-            caller(register=lambda name, factory: registered.append(name))
+            caller(register=lambda name, factory, found=registered: found.append(name))
             assert set(registered) == names, (cand.name, hook)
         checked += 1
     assert checked >= 17  # the builtins at least
