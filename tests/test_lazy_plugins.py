@@ -10,8 +10,10 @@ import pytest
 
 from conftest import run_lockgate, write_distribution
 from lockgate import hookspecs
-from lockgate.core.plugins import discover, make_plugin_manager
-from lockgate.core.selection import Declaration
+from lockgate.core.hooks import HookRunner
+from lockgate.core.plugins import Candidate, discover, load_plugins, make_plugin_manager
+from lockgate.core.selection import Declaration, Selection
+from lockgate.plugin import hookimpl
 
 KNOWN = {name for name in dir(hookspecs) if name.startswith(("on_", "register_", "describe_"))}
 
@@ -161,3 +163,44 @@ def test_a_declaration_that_cannot_be_read_fails_the_plugin_in_one_line(
     assert ftp["status"] == "failed"
     assert ftp["error"].startswith("its lockgate.hooks entry point 'register_targets(ftp'")
     assert "is not a list of hook names" in ftp["error"]
+
+
+class _Target:
+    """A plugin object registering one target name (``x-<plugin>``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @hookimpl
+    def register_targets(self, register: object) -> None:
+        register(f"x-{self.name}", lambda ctx: None)  # type: ignore[operator]
+
+
+class _Loader:
+    def __init__(self, plugin: object, loaded: list[str], name: str) -> None:
+        self.plugin, self.loaded, self.name = plugin, loaded, name
+
+    def load(self) -> object:
+        self.loaded.append(self.name)
+        return self.plugin
+
+
+def test_the_call_order_does_not_depend_on_when_a_plugin_was_imported() -> None:
+    loaded: list[str] = []
+    candidates = [
+        Candidate(
+            name,
+            name,
+            "lockgate-x",
+            "1",
+            _Loader(_Target(name), loaded, name),
+            declaration="register_targets" if name == "b" else None,
+        )
+        for name in ("c", "b", "a")
+    ]
+    plugins = load_plugins(candidates, Selection(), eager=())
+    assert loaded == ["a", "c"]  # b declared its hook: not imported yet
+    assert not plugins.info("b").imported
+    names = list(HookRunner(plugins).register_role("register_targets"))
+    assert loaded == ["a", "c", "b"]
+    assert names == ["x-a", "x-b", "x-c"]  # by name, as if all were imported at once

@@ -100,7 +100,6 @@ def table(
 
 
 _PLAIN_WIDTH = 160  # console()'s width when stdout is not a terminal
-_PLAIN = re.compile(r"[ -~]*")  # printable ASCII: one column per character
 
 
 def _plain_table(
@@ -114,7 +113,8 @@ def _plain_table(
     ms of a command that prints a table into a pipe (tests/test_output.py compares the
     two)."""
     texts = [*columns, *(v for row in cells for v in row), title or "", caption]
-    if any(_PLAIN.fullmatch(t) is None for t in texts) or any("[" in c for c in columns):
+    # Printable ASCII only: one column per character, nothing rich would measure.
+    if not all(t.isascii() and t.isprintable() for t in texts) or any("[" in c for c in columns):
         return None
     if any(len(row) != len(columns) for row in cells) or not columns:
         return None
