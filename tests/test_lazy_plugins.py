@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pluggy
@@ -204,3 +205,31 @@ def test_the_call_order_does_not_depend_on_when_a_plugin_was_imported() -> None:
     names = list(HookRunner(plugins).register_role("register_targets"))
     assert loaded == ["a", "c", "b"]
     assert names == ["x-a", "x-b", "x-c"]  # by name, as if all were imported at once
+
+
+class _SlowLoader(_Loader):
+    def __init__(self, plugin: object, loaded: list[str], name: str, gate: threading.Event):
+        super().__init__(plugin, loaded, name)
+        self.gate = gate
+
+    def load(self) -> object:
+        self.gate.wait(5)  # both threads are asking by now
+        return super().load()
+
+
+def test_threads_needing_the_same_plugin_import_it_once() -> None:
+    loaded: list[str] = []
+    gate = threading.Event()
+    loader = _SlowLoader(_Target("b"), loaded, "b", gate)
+    cand = Candidate("b", "b", "lockgate-x", "1", loader, declaration="register_targets(x-b)")
+    plugins = load_plugins([cand], Selection(), eager=())
+    threads = [
+        threading.Thread(target=plugins.need, args=("register_targets", "x-b")) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert loaded == ["b"]
+    assert plugins.info("b").status == "loaded"

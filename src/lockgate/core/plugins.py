@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 import types
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -257,30 +258,40 @@ class PluginSet:
         declaration = self.declarations.get(plugin)
         return declaration.names_for(hook) if declaration is not None else None
 
+    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
+    """Held while pending plugins are imported: threads of one process (the server)
+    share a plugin set, and a plugin is imported and registered once."""
+
     def need(self, hook: str, name: str | None = None, *, unnamed_only: bool = False) -> None:
         """Import every pending plugin that declares ``hook``; with ``name``, only those
         that register ``name`` through it or did not say which names they register; with
         ``unnamed_only``, only the latter."""
-        wanted = []
-        for cand, declaration in self.pending.values():
-            if hook not in declaration.hooks:
-                continue
-            names = declaration.names_for(hook)
-            if names is None or (not unnamed_only and (name is None or name in names)):
-                wanted.append((cand, declaration))
-        if wanted:
-            self._import(wanted)
+        if not self.pending:
+            return
+        with self._lock:
+            wanted = []
+            for cand, declaration in self.pending.values():
+                if hook not in declaration.hooks:
+                    continue
+                names = declaration.names_for(hook)
+                if names is None or (not unnamed_only and (name is None or name in names)):
+                    wanted.append((cand, declaration))
+            if wanted:
+                self._import(wanted)
 
     def load(self, names: Iterable[str]) -> None:
         """Import the pending plugins among ``names`` (the others are left as they are)."""
-        wanted = [self.pending[n] for n in self.pending if n in set(names)]
-        if wanted:
-            self._import(wanted)
+        wanted_names = set(names)
+        with self._lock:
+            wanted = [self.pending[n] for n in self.pending if n in wanted_names]
+            if wanted:
+                self._import(wanted)
 
     def load_all(self) -> None:
         """Import every pending plugin (``lockgate plugins``, strict mode)."""
-        if self.pending:
-            self._import(list(self.pending.values()))
+        with self._lock:
+            if self.pending:
+                self._import(list(self.pending.values()))
 
     def declares(self, plugin: str, hook: str) -> bool:
         """True when ``plugin`` is pending and declares ``hook``."""

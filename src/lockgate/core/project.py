@@ -423,8 +423,8 @@ class PluginSettings(Mapping[str, Any]):
         self._values.update(values)
 
     def __getitem__(self, name: str) -> Any:
-        if name not in self._values and self._plugins.declares(name, "register_settings"):
-            self._plugins.load([name])
+        if name not in self._values:
+            self._plugins.load([name])  # waits for another thread importing it
         return self._values[name]
 
     def __contains__(self, name: object) -> bool:
