@@ -253,14 +253,14 @@ class PluginSet:
     declarations: dict[str, Declaration] = attrs.field(factory=dict)
     """What each selected plugin that declares its hooks declares."""
 
+    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
+    """Held while pending plugins are imported: threads of one process (the server)
+    share a plugin set, and a plugin is imported and registered once."""
+
     def declaration_names(self, plugin: str, hook: str) -> frozenset[str] | None:
         """The names ``plugin`` declares it registers through ``hook`` (None: not said)."""
         declaration = self.declarations.get(plugin)
         return declaration.names_for(hook) if declaration is not None else None
-
-    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
-    """Held while pending plugins are imported: threads of one process (the server)
-    share a plugin set, and a plugin is imported and registered once."""
 
     def need(self, hook: str, name: str | None = None, *, unnamed_only: bool = False) -> None:
         """Import every pending plugin that declares ``hook``; with ``name``, only those
@@ -292,11 +292,6 @@ class PluginSet:
         with self._lock:
             if self.pending:
                 self._import(list(self.pending.values()))
-
-    def declares(self, plugin: str, hook: str) -> bool:
-        """True when ``plugin`` is pending and declares ``hook``."""
-        pending = self.pending.get(plugin)
-        return pending is not None and hook in pending[1].hooks
 
     def declared_names(self, hook: str) -> dict[str, str]:
         """Names that pending plugins declare they register through ``hook``: name ->
