@@ -1,5 +1,8 @@
 # The whole set-up on a fresh machine: `make demo` and `make test` create .venv when it
 # is missing, install lockgate with its dev extra and every example plugin, then run.
+# An editable install leaves bytecode to the first import, which PYTHONDONTWRITEBYTECODE
+# (set in many containers and CI images) forbids: every command would compile some
+# fifty modules again (45-50 ms), so the install step compiles them once.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,6 +18,7 @@ $(STAMP): pyproject.toml $(EXAMPLES) $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]" $(foreach p,$(EXAMPLES) $(PLUGINS),-e $(dir $(p)))
+	$(PY) -m compileall -q src $(foreach p,$(EXAMPLES) $(PLUGINS),$(dir $(p))src)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -14,6 +14,12 @@ first report exactly N of them "loaded", or the benchmark stops.
 Peers (``python -c "import click"``, ``pytest --version``; same interpreter) run in the
 same interleaved rounds; ratios are against the median of ``python -c "import click"``.
 Bytecode is cached in the temporary directory, warm after the warm-up runs.
+
+Two everyday commands in a small project (one component of one file, staged once) run
+in the same rounds with no third-party plugin: an unchanged restage (``lockgate stage``)
+and ``lockgate ls``. After the timing, each of them and ``lockgate --version`` runs once
+more under ``python -X importtime``: the table gives how many modules it imported and
+the sum of the top-level imports' cumulative microseconds (what importing cost it).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Case:
     argv: list[str]
     env: dict[str, str] = field(repr=False)
     times_ms: list[float] = field(default_factory=list)
+    cwd: Path | None = None  # None: the empty directory
 
     @property
     def median(self) -> float:
@@ -103,6 +110,39 @@ def verify(n: int, env: dict[str, str], cwd: Path) -> None:
     if len(bench) != n or len(loaded) != n:
         got = [(p["name"], p["status"], p["error"]) for p in third]
         sys.exit(f"verify N={n}: expected {n} bench plugins loaded and no others, got {got}")
+
+
+def small_project(root: Path, env: dict[str, str]) -> Path:
+    """A project holding one component of one file, staged once."""
+    project = root / "project"
+    project.mkdir()
+    lockgate = str(BIN / "lockgate")
+    subprocess.run([lockgate, "init"], cwd=project, env=env, capture_output=True, check=True)
+    component = project / "workspaces" / "alice" / "scripts" / "hello"
+    component.mkdir(parents=True)
+    (component / "run.py").write_text("print('hello')\n")
+    subprocess.run(
+        [lockgate, "stage", "alice:hello"], cwd=project, env=env, capture_output=True, check=True
+    )
+    return project
+
+
+def import_report(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float]:
+    """Modules ``lockgate args`` imports and what importing cost it (ms), from
+    ``python -X importtime``."""
+    argv = [sys.executable, "-X", "importtime", "-m", "lockgate", *args]
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{shlex.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    count, top = 0, 0
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        _, cumulative, name = line[len("import time:") :].split("|")
+        count += 1
+        if not name.startswith("  "):  # nested imports are in their parent's figure
+            top += int(cumulative)
+    return count, top / 1000
 
 
 def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -159,6 +199,13 @@ def main() -> None:
             Case('python -c "import click"', "-", [sys.executable, "-c", "import click"], peer_env),
             Case("pytest --version", "-", [str(BIN / "pytest"), "--version"], peer_env),
         ]
+        project = small_project(root, peer_env)
+        everyday = {
+            "lockgate stage (unchanged)": ["stage", "alice:hello"],
+            "lockgate ls": ["ls"],
+        }
+        for label, args_ in everyday.items():
+            cases.append(Case(label, "0", [lockgate, *args_], peer_env, cwd=project))
         for n in PLUGIN_COUNTS:
             env = plugin_environment(install_plugins(root, n) if n else empty, root / "pycache")
             verify(n, env, cwd)
@@ -166,7 +213,7 @@ def main() -> None:
             cases.append(Case("lockgate plugins", str(n), [lockgate, "plugins"], env))
         for round_no in range(args.warmup + args.runs):
             for c in cases:
-                elapsed = run_once(c.argv, c.env, cwd)
+                elapsed = run_once(c.argv, c.env, c.cwd or cwd)
                 if round_no >= args.warmup:
                     c.times_ms.append(elapsed)
         print(
@@ -174,6 +221,12 @@ def main() -> None:
             f"{python_and_cores()}\n"
         )
         print_times(cases, base=cases[0].median)
+        rows = []
+        for label, args_ in {"lockgate --version": ["--version"], **everyday}.items():
+            count, ms = import_report(args_, peer_env, project)
+            rows.append((label, str(count), f"{ms:.1f}"))
+        print()
+        print_table(("command (-X importtime)", "modules", "import ms"), rows)
         if args.json:
             raw = {
                 "runs": args.runs,

@@ -37,15 +37,19 @@ def write_distribution(
     version: str,
     entry_points: Mapping[str, str],
     modules: Mapping[str, str],
+    hooks: Mapping[str, str] | None = None,
 ) -> None:
-    """A real installed distribution (dist-info + modules) in directory ``site``."""
+    """A real installed distribution (dist-info + modules) in directory ``site``;
+    ``hooks`` are its ``lockgate.hooks`` entries (what each plugin declares)."""
     site.mkdir(parents=True, exist_ok=True)
     info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (info / "RECORD").write_text("")
     lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[lockgate]\n{lines}")
+    declared = "".join(f"{ep} = {what}\n" for ep, what in (hooks or {}).items())
+    declared = f"\n[lockgate.hooks]\n{declared}" if declared else ""
+    (info / "entry_points.txt").write_text(f"[lockgate]\n{lines}{declared}")
     for module, source in modules.items():
         (site / f"{module}.py").write_text(source)
 

@@ -115,7 +115,10 @@ def test_a_docstring_line_is_a_reason(tmp_path: Path) -> None:
 
 # The kernel orchestrates; what plugins implement or share lives in lockgate.contracts,
 # lockgate.operations and the plugins (docs/architecture.md, "Where things are").
-MAX_KERNEL_LINES = 2_600
+# Raised from 2,600 to 3,000 when plugins came to be imported on demand (declarations,
+# importing a plugin when its hook, name or settings are first needed): the plugin
+# manager's own job, which cannot live in a plugin.
+MAX_KERNEL_LINES = 3_000
 
 
 def test_the_kernel_stays_thin() -> None:

@@ -68,6 +68,31 @@ def test_each_kind_writes_a_distribution_on_the_public_api(kind: str, tmp_path: 
     readme = (directory / "README.md").read_text()
     assert "__" not in readme.replace("__init__", "")  # every placeholder filled in
     assert f"--kind {kind}" in readme
+    declared = meta["project"]["entry-points"]["lockgate.hooks"]["todo-check"]
+    assert declared_hooks(declared) == implemented_hooks(directory / "src" / module)
+    if "(" in declared:  # a provider hook: the name it registers is the plugin's
+        assert declared.endswith("(todo-check)")
+
+
+def declared_hooks(text: str) -> set[str]:
+    from lockgate.core.plugins import make_plugin_manager
+    from lockgate.core.selection import Declaration
+
+    pm = make_plugin_manager()
+    known = {n for n in vars(pm.hook) if getattr(pm.hook, n).spec is not None}
+    return set(Declaration.parse(text, known).hooks)
+
+
+def implemented_hooks(package: Path) -> set[str]:
+    """The hooks the generated module implements, read from its source (hookimpl-marked
+    functions), without importing it into this process."""
+    tree = ast.parse((package / "__init__.py").read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(ast.unparse(d).startswith("hookimpl") for d in node.decorator_list)
+    }
 
 
 def test_the_written_code_passes_the_linter_as_its_own_project(tmp_path: Path) -> None:

@@ -78,7 +78,14 @@ def console() -> Console:
 def table(
     title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str = ""
 ) -> None:
-    """Print a simple table."""
+    """Print a simple table (drawn by rich; into a pipe or a file, the same characters
+    without importing rich, when :func:`_plain_table` can write them)."""
+    cells = [["" if v is None else printable(str(v)) for v in row] for row in rows]
+    if not sys.stdout.isatty():
+        plain = _plain_table(title, columns, cells, caption)
+        if plain is not None:
+            click.echo(plain, nl=False)
+            return
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -86,7 +93,44 @@ def table(
     tbl = Table(title=title, box=box.SIMPLE_HEAD, caption=caption or None, title_justify="left")
     for column in columns:
         tbl.add_column(column, overflow="fold")
-    for row in rows:
+    for row in cells:
         # Text, not a string: rich would read "[bold]" in a reason as markup.
-        tbl.add_row(*(Text("" if v is None else printable(str(v))) for v in row))
+        tbl.add_row(*(Text(v) for v in row))
     console().print(tbl)
+
+
+_PLAIN_WIDTH = 160  # console()'s width when stdout is not a terminal
+
+
+def _plain_table(
+    title: str | None, columns: Sequence[str], cells: list[list[str]], caption: str
+) -> str | None:
+    """What rich prints for :func:`table` on a console that is not a terminal (no colour,
+    160 columns): one line per row, each cell padded by a space on each side, a space
+    between cells and at each edge, a rule under the header, a blank line above and below.
+    None when rich would do more than that (fold a cell, wrap the title, read markup in
+    a header, measure a wide character): rich draws those. Importing rich costs some 25
+    ms of a command that prints a table into a pipe (tests/test_output.py compares the
+    two)."""
+    texts = [*columns, *(v for row in cells for v in row), title or "", caption]
+    # Printable ASCII only: one column per character, nothing rich would measure.
+    if not all(t.isascii() and t.isprintable() for t in texts) or any("[" in c for c in columns):
+        return None
+    if any(len(row) != len(columns) for row in cells) or not columns:
+        return None
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    total = sum(widths) + 3 * len(widths) + 1
+    if total > _PLAIN_WIDTH or len(title or "") > total or len(caption) > total:
+        return None
+
+    def line(values: Sequence[str]) -> str:
+        padded = " ".join(f" {v.ljust(w)} " for v, w in zip(values, widths, strict=True))
+        return f" {padded} \n"
+
+    out = [f"{title}\n"] if title else []
+    out += [" " * total + "\n", line(columns), " " + "\u2500" * (total - 2) + " \n"]
+    out += [line(row) for row in cells]
+    out.append(" " * total + "\n")
+    if caption:
+        out.append(f"{caption}\n")
+    return "".join(out)

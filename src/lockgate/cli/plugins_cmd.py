@@ -29,6 +29,7 @@ def command(ctx: click.Context, json_flag: bool) -> None:
     app = ctx.ensure_object(AppContext)
     project = app.project(require=False, strict=False)
     plugins = project.plugins
+    plugins.load_all()  # a plugin no command needed yet is imported here, so it is checked
     commands = _commands_by_plugin(ctx, project)
     infos = sorted(plugins.infos.values(), key=lambda i: (not i.builtin, i.name))
     roles = _roles(project)

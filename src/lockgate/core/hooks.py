@@ -10,7 +10,7 @@ returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,20 +63,31 @@ class HookRunner:
 
     def __init__(self, plugins: PluginSet, settings: Mapping[str, Any] | None = None) -> None:
         self._plugins = plugins
-        self._settings: dict[str, Any] = dict(settings or {})
+        self._settings: Mapping[str, Any] = settings or {}
         self.trace: Callable[[str, str, float], None] | None = None
         self.context_factory: Callable[[str, str | None], PluginContext] | None = None
         """Builds the ``context`` a lifecycle hook receives: ``(plugin, stage)``."""
 
     def set_settings(self, settings: Mapping[str, Any]) -> None:
-        """Install each plugin's structured settings (known only after config validation)."""
-        self._settings = dict(settings)
+        """Install each plugin's structured settings (known only after config validation;
+        the project's mapping, which grows as plugins are imported)."""
+        self._settings = settings
 
     # ------------------------------------------------------------------ machinery
 
-    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
+    def _impls(self, hook: str, *, imported_only: bool = False) -> list[pluggy.HookImpl]:
+        """The implementations of ``hook`` in call order: ``tryfirst`` ones, then the
+        others, then ``trylast`` ones, each band in the plugins' order (``plugins.order``,
+        then by name), whenever each plugin was imported. The plugins that declare
+        ``hook`` and were not imported yet are imported first, unless ``imported_only``."""
+        if not imported_only:
+            self._plugins.need(hook)
         caller: pluggy.HookCaller = getattr(self._plugins.pm.hook, hook)
-        return list(reversed(caller.get_hookimpls()))
+        key = self._plugins.selection.sort_key
+        return sorted(
+            caller.get_hookimpls(),
+            key=lambda i: (0 if i.tryfirst else 2 if i.trylast else 1, key(i.plugin_name)),
+        )
 
     def _label(self, plugin: str) -> str:
         try:
@@ -126,10 +137,16 @@ class HookRunner:
 
     # ------------------------------------------------------------------ typed hooks
 
-    def register_settings(self) -> dict[str, type]:
-        """Each plugin's settings class (plugins that declare none are absent)."""
+    def register_settings(self, only: Collection[str] | None = None) -> dict[str, type]:
+        """The settings class of each imported plugin (of those in ``only``, if given;
+        plugins that declare none are absent). Imports nothing: a plugin's settings are
+        read when it is imported."""
         classes: dict[str, type] = {}
-        for plugin, cls in self._each("register_settings"):
+        for impl in self._impls("register_settings", imported_only=True):
+            plugin = impl.plugin_name
+            if only is not None and plugin not in only:
+                continue
+            cls = self._call("register_settings", impl)
             if cls is None:
                 continue
             if not (isinstance(cls, type) and attrs.has(cls)):
@@ -261,14 +278,27 @@ class HookRunner:
 
         return call
 
-    def register_role(self, hook: str) -> dict[str, tuple[str, Callable[..., Any]]]:
+    def register_role(
+        self, hook: str, *, imported_only: bool = False
+    ) -> dict[str, tuple[str, Callable[..., Any]]]:
         """Names registered through provider hook ``hook``: name -> (plugin, factory)."""
         registered: dict[str, tuple[str, Callable[..., Any]]] = {}
-        for impl in self._impls(hook):
+        for impl in self._impls(hook, imported_only=imported_only):
+            declared = self._plugins.declaration_names(impl.plugin_name, hook)
 
             def register(
-                name: str, factory: Callable[..., Any], _plugin: str = impl.plugin_name
+                name: str,
+                factory: Callable[..., Any],
+                _plugin: str = impl.plugin_name,
+                _declared: frozenset[str] | None = declared,
             ) -> None:
+                if _declared is not None and name not in _declared:
+                    raise PluginHookError(
+                        f"{self._label(_plugin)} registers '{name}' through {hook}, which "
+                        f"its lockgate.hooks entry point does not declare; add it there",
+                        plugin=_plugin,
+                        hook=hook,
+                    )
                 if name in registered:
                     raise PluginHookError(
                         f"{self._label(_plugin)} registers '{name}' through {hook}, but "

@@ -14,16 +14,28 @@ third-party plugin). Disable always wins.
 Order: pluggy calls ``tryfirst`` implementations, then normal ones, then ``trylast`` ones,
 and within a band the most recently registered first. Plugins are therefore registered in
 the reverse of the desired order: the names listed in ``plugins.order`` first, in that
-order, then all others sorted by name.
+order, then all others sorted by name. The kernel walks the implementations itself
+(:class:`~lockgate.core.hooks.HookRunner`), in that same order whenever each was imported.
+
+Lazy import: a plugin that declares, in the ``lockgate.hooks`` entry-point group of its
+distribution, which hooks it implements (and the names it registers through provider
+hooks) is discovered and selected as any other, but imported only when the kernel first
+needs one of those hooks (or one of those names): ``lockgate stage`` does not import the
+validators nor the watcher. A plugin that declares nothing is imported at once, as
+always. A declaration is read from the same ``entry_points.txt`` as the plugin's entry
+point, so it changes exactly when the installed distributions do, and needs no cache of
+its own. When a plugin is imported, the hooks it implements must be ones it declared
+(else it fails, with the hook named): a declaration that is not true is found the
+first time it matters. See docs/plugins.md, "Imported when needed".
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import sys
+import threading
 import types
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -32,6 +44,7 @@ import pluggy
 from lockgate import hookspecs
 from lockgate._startup import scan_entry_points
 from lockgate.contracts.records import record
+from lockgate.core.selection import Declaration, Selection
 from lockgate.errors import ConfigError, PluginLoadError
 from lockgate.hookspecs import PROJECT_NAME
 from lockgate.schema.structure import did_you_mean
@@ -44,7 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "HOOKS_GROUP",
     "Candidate",
+    "Declaration",
     "PluginInfo",
     "PluginSet",
     "Selection",
@@ -54,6 +69,9 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = PROJECT_NAME
+HOOKS_GROUP = f"{PROJECT_NAME}.hooks"
+"""Where a distribution declares what each of its plugins implements (see
+:class:`Declaration`), under the plugin's own name."""
 BUILTIN_DISTRIBUTION = "lockgate"
 
 Status = Literal["loaded", "disabled", "failed"]
@@ -97,6 +115,7 @@ class Candidate:
     version: str | None
     entry_point: Any = attrs.field(eq=False, repr=False)
     location: str | None = None  # the distribution's metadata directory (….dist-info)
+    declaration: str | None = None  # its entry in the lockgate.hooks group, if any
 
     @property
     def builtin(self) -> bool:
@@ -129,6 +148,9 @@ class PluginInfo:
     """False only for a plugin known to make no checks: one that failed after it had
     registered, with no ``on_validate``. Gates fail closed for every other failed one."""
     location: str | None = None  # the distribution's metadata directory, when known
+    imported: bool = True
+    """False for a plugin whose declared hooks no command needed yet (``hooks`` are then
+    the declared ones); it may still fail when it is imported."""
 
     @property
     def label(self) -> str:
@@ -153,77 +175,6 @@ class PluginInfo:
         }
 
 
-@record
-class Selection:
-    """Which plugins may load; see the module docstring for the one precedence rule."""
-
-    disable: frozenset[str] = frozenset()
-    env_disable: frozenset[str] = frozenset()
-    only: frozenset[str] | None = None
-    load_third_party: frozenset[str] | None = None
-    order: tuple[str, ...] = ()
-
-    @classmethod
-    def from_settings(
-        cls,
-        *,
-        disable: Iterable[str] = (),
-        only: Iterable[str] | None = None,
-        order: Iterable[str] = (),
-        environ: Mapping[str, str],
-    ) -> Selection:
-        """Combine the ``plugins:`` settings with ``LOCKGATE_DISABLE_PLUGINS``/``_LOAD_PLUGINS``."""
-        env_load = environ.get("LOCKGATE_LOAD_PLUGINS")
-        return cls(
-            disable=frozenset(disable),
-            env_disable=frozenset(_split(environ.get("LOCKGATE_DISABLE_PLUGINS", ""))),
-            only=frozenset(only) if only is not None else None,
-            load_third_party=frozenset(_split(env_load)) if env_load is not None else None,
-            order=tuple(order),
-        )
-
-    def check_names(self, known: Collection[str]) -> None:
-        """Refuse a name in ``LOCKGATE_DISABLE_PLUGINS``/``_LOAD_PLUGINS`` that no
-        installed plugin has: a typo there would load (or drop) a gate silently."""
-        lists: list[tuple[str, frozenset[str]]] = [("LOCKGATE_DISABLE_PLUGINS", self.env_disable)]
-        if self.load_third_party is not None:
-            lists.append(("LOCKGATE_LOAD_PLUGINS", self.load_third_party))
-        for variable, names in lists:
-            for name in sorted(names):
-                if name not in known:
-                    hint = did_you_mean(name, sorted(known), "installed plugins")
-                    raise ConfigError(
-                        f"environment {variable}: no installed plugin is named {name!r}{hint}"
-                    )
-
-    def blocked_by(self, candidate: Candidate) -> str | None:
-        """Why ``candidate`` must not load, or None when it may."""
-        if candidate.name in self.disable:
-            return "disabled by plugins.disable"
-        if candidate.name in self.env_disable:
-            return "disabled by LOCKGATE_DISABLE_PLUGINS"
-        if self.only is not None and candidate.name not in self.only:
-            return "not listed in plugins.only"
-        if (
-            not candidate.builtin
-            and self.load_third_party is not None
-            and candidate.name not in self.load_third_party
-        ):
-            return "not listed in LOCKGATE_LOAD_PLUGINS"
-        return None
-
-    def sort_key(self, name: str) -> tuple[int, str]:
-        """Position of ``name`` in the call order within a tryfirst/normal/trylast band."""
-        try:
-            return (self.order.index(name), "")
-        except ValueError:
-            return (len(self.order), name)
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def discover(distributions: Iterable[metadata.Distribution] | None = None) -> list[Candidate]:
     """Every entry point in the ``lockgate`` group, without importing any of them.
 
@@ -237,12 +188,23 @@ def discover(distributions: Iterable[metadata.Distribution] | None = None) -> li
     for dist in distributions:
         dist_name = dist.metadata["Name"]
         where = getattr(dist, "_path", None)  # a PathDistribution's metadata directory
+        declared = {ep.name: ep.value for ep in dist.entry_points if ep.group == HOOKS_GROUP}
         for ep in dist.entry_points:
             if ep.group != ENTRY_POINT_GROUP or (ep.name, dist_name) in seen:
                 continue
             seen.add((ep.name, dist_name))
             loader, location = _EntryPoint(ep.value), str(where) if where else None
-            found.append(Candidate(ep.name, ep.value, dist_name, dist.version, loader, location))
+            found.append(
+                Candidate(
+                    ep.name,
+                    ep.value,
+                    dist_name,
+                    dist.version,
+                    loader,
+                    location,
+                    declared.get(ep.name),
+                )
+            )
     return found
 
 
@@ -250,8 +212,10 @@ def _scan_sys_path() -> list[Candidate]:
     """Every entry point of the group on ``sys.path``, read directly (a start-up trick:
     see :func:`lockgate._startup.scan_entry_points`, which also finds ``.egg-info``)."""
     return [
-        Candidate(name, value, dist, version, _EntryPoint(value), location)
-        for name, value, dist, version, location in scan_entry_points(ENTRY_POINT_GROUP)
+        Candidate(name, value, dist, version, _EntryPoint(value), location, declared)
+        for name, value, dist, version, location, declared in scan_entry_points(
+            ENTRY_POINT_GROUP, HOOKS_GROUP
+        )
     ]
 
 
@@ -263,7 +227,10 @@ class _EntryPoint:
 
     def load(self) -> Any:
         module_name, _, attr_path = self.value.partition("[")[0].strip().partition(":")
-        obj: Any = importlib.import_module(module_name.strip())
+        # __import__, not importlib.import_module: only the former goes through the
+        # import statement's machinery, which ``python -X importtime`` reports.
+        __import__(module_name.strip())
+        obj: Any = sys.modules[module_name.strip()]
         for part in filter(None, attr_path.strip().split(".")):
             obj = getattr(obj, part)
         return obj
@@ -276,6 +243,106 @@ class PluginSet:
     pm: pluggy.PluginManager
     infos: dict[str, PluginInfo]
     selection: Selection
+    pending: dict[str, tuple[Candidate, Declaration]] = attrs.field(factory=dict)
+    """Selected plugins not imported yet, with what they declare, in call order."""
+    on_import: Callable[[list[str]], None] | None = None
+    """Called with the names of plugins just imported and registered (the project
+    settles their settings)."""
+    generation: int = 0
+    """Counts imports, so what was asked of the registered plugins can be cached."""
+    declarations: dict[str, Declaration] = attrs.field(factory=dict)
+    """What each selected plugin that declares its hooks declares."""
+
+    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
+    """Held while pending plugins are imported: threads of one process (the server)
+    share a plugin set, and a plugin is imported and registered once."""
+
+    def declaration_names(self, plugin: str, hook: str) -> frozenset[str] | None:
+        """The names ``plugin`` declares it registers through ``hook`` (None: not said)."""
+        declaration = self.declarations.get(plugin)
+        return declaration.names_for(hook) if declaration is not None else None
+
+    def need(self, hook: str, name: str | None = None, *, unnamed_only: bool = False) -> None:
+        """Import every pending plugin that declares ``hook``; with ``name``, only those
+        that register ``name`` through it or did not say which names they register; with
+        ``unnamed_only``, only the latter."""
+        if not self.pending:
+            return
+        with self._lock:
+            wanted = []
+            for cand, declaration in self.pending.values():
+                if hook not in declaration.hooks:
+                    continue
+                names = declaration.names_for(hook)
+                if names is None or (not unnamed_only and (name is None or name in names)):
+                    wanted.append((cand, declaration))
+            if wanted:
+                self._import(wanted)
+
+    def load(self, names: Iterable[str]) -> None:
+        """Import the pending plugins among ``names`` (the others are left as they are)."""
+        wanted_names = set(names)
+        with self._lock:
+            wanted = [self.pending[n] for n in self.pending if n in wanted_names]
+            if wanted:
+                self._import(wanted)
+
+    def load_all(self) -> None:
+        """Import every pending plugin (``lockgate plugins``, strict mode)."""
+        with self._lock:
+            if self.pending:
+                self._import(list(self.pending.values()))
+
+    def declared_names(self, hook: str) -> dict[str, str]:
+        """Names that pending plugins declare they register through ``hook``: name ->
+        plugin."""
+        found: dict[str, str] = {}
+        for plugin, (_, declaration) in self.pending.items():
+            for name in declaration.names_for(hook) or ():
+                found.setdefault(name, plugin)
+        return found
+
+    def _import(self, wanted: Sequence[tuple[Candidate, Declaration | None]]) -> list[str]:
+        """Import and register ``wanted`` (in call order), each in isolation."""
+        objects: dict[str, object] = {}
+        declared: dict[str, Declaration | None] = {}
+        for cand, declaration in wanted:
+            self.pending.pop(cand.name, None)
+            try:
+                objects[cand.name] = cand.entry_point.load()
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self._fail(cand.name, _one_line(exc))
+                continue
+            declared[cand.name] = declaration
+        # Register in reverse of the call order: pluggy calls the latest registered first.
+        for name in reversed(list(objects)):
+            error = _register(self.pm, name, objects[name])
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(objects[name]) or ()))
+            declaration = declared[name]
+            if error is None and declaration is not None:
+                undeclared = sorted(set(hooks) - declaration.hooks)
+                if undeclared:
+                    self.pm.unregister(objects[name], name=name)
+                    error = (
+                        f"implements {', '.join(undeclared)}, which its {HOOKS_GROUP} entry "
+                        "point does not declare; add them there (or remove that entry)"
+                    )
+            if error is not None:
+                self._fail(name, error)
+            else:
+                self.infos[name] = attrs.evolve(self.infos[name], hooks=hooks, imported=True)
+        self.generation += 1
+        imported = [n for n in objects if self.infos[n].status == "loaded"]
+        if imported and self.on_import is not None:
+            self.on_import(imported)
+        return imported
+
+    def _fail(self, name: str, error: str) -> None:
+        self.infos[name] = attrs.evolve(
+            self.infos[name], status="failed", error=error, hooks=(), imported=True
+        )
 
     @property
     def loaded(self) -> list[PluginInfo]:
@@ -372,11 +439,18 @@ def load_plugins(
     candidates: Sequence[Candidate],
     selection: Selection,
     pm: pluggy.PluginManager | None = None,
+    *,
+    eager: Collection[str] | None = None,
 ) -> PluginSet:
-    """Import and register every candidate ``selection`` allows, each in isolation."""
+    """Select every candidate; import and register, each in isolation, those that
+    ``selection`` allows and that declare nothing or are named in ``eager`` (None: all
+    of them). The others wait in :attr:`PluginSet.pending` until one of their declared
+    hooks is needed (see the module docstring)."""
     pm = pm or make_plugin_manager()
+    known = {name for name in vars(pm.hook) if getattr(pm.hook, name).spec is not None}
     infos: dict[str, PluginInfo] = {}
-    objects: dict[str, object] = {}
+    now: list[tuple[Candidate, Declaration | None]] = []
+    pending: dict[str, tuple[Candidate, Declaration]] = {}
     for cand in sorted(candidates, key=lambda c: selection.sort_key(c.name)):
         base = PluginInfo(
             name=cand.name,
@@ -400,24 +474,35 @@ def load_plugins(
         if reason is not None:
             infos[cand.name] = attrs.evolve(base, status="disabled", reason=reason)
             continue
-        try:
-            objects[cand.name] = cand.entry_point.load()
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            infos[cand.name] = attrs.evolve(base, status="failed", error=_one_line(exc))
+        declaration = None
+        if cand.declaration is not None:
+            try:
+                declaration = Declaration.parse(cand.declaration, known)
+            except ValueError as exc:
+                infos[cand.name] = attrs.evolve(
+                    base,
+                    status="failed",
+                    error=f"its {HOOKS_GROUP} entry point {exc}; fix it in the distribution's "
+                    "entry points (docs/plugins.md)",
+                )
+                continue
+        if declaration is not None and eager is not None and cand.name not in eager:
+            infos[cand.name] = attrs.evolve(
+                base, hooks=tuple(sorted(declaration.hooks)), imported=False
+            )
+            pending[cand.name] = (cand, declaration)
             continue
         infos[cand.name] = base
-    # Register in reverse of the call order: pluggy calls the latest registered first.
-    for name in reversed(list(objects)):
-        error = _register(pm, name, objects[name])
-        info = infos[name]
-        if error is not None:
-            infos[name] = attrs.evolve(info, status="failed", error=error)
-        else:
-            hooks = tuple(sorted(h.name for h in pm.get_hookcallers(objects[name]) or ()))
-            infos[name] = attrs.evolve(info, hooks=hooks)
-    return PluginSet(pm=pm, infos=infos, selection=selection)
+        now.append((cand, declaration))
+    plugins = PluginSet(
+        pm=pm,
+        infos=infos,
+        selection=selection,
+        pending=pending,
+        declarations={c.name: d for c, d in [*now, *pending.values()] if d is not None},
+    )
+    plugins._import(now)
+    return plugins
 
 
 def _register(pm: pluggy.PluginManager, name: str, plugin: object) -> str | None:

@@ -7,13 +7,19 @@ and load them; validate plugin names and settings; run ``on_config_load``; re-va
 with the plugins' contributions. A plugin whose ``register_settings`` or
 ``on_config_load`` raises is treated like one that failed to import: recorded, unloaded,
 and reported (fatal only in strict mode).
+
+A plugin that declares its hooks (``lockgate.hooks``) is imported when opening only if
+the configuration has a ``plugins.<name>:`` section for it (its settings are checked at
+once, as always), ``plugins.require`` names it, it implements ``on_config_load``, or
+plugin loading is strict; otherwise when a command first needs one of its hooks, its
+names or its settings (:class:`PluginSettings`).
 """
 
 from __future__ import annotations
 
 import os
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +56,7 @@ __all__ = ["STATE_DIRNAME", "Project", "find_project_root"]
 
 STATE_DIRNAME = ".lockgate"
 _TRUTHY = {"1", "true", "yes", "on"}
+_STRICT = "LOCKGATE_STRICT_PLUGINS"
 T = TypeVar("T")
 
 
@@ -71,7 +78,7 @@ class Project:
     config: Config
     plugins: PluginSet
     hooks: HookRunner
-    settings: dict[str, Any]
+    settings: Mapping[str, Any]
     environ: Mapping[str, str]
     roles: Roles = attrs.field(init=False)
     actor_override: str | None = None
@@ -157,17 +164,23 @@ class Project:
         layers.check_plugin_names(known, config)
         for entry in config.plugins.require:
             _requirement(layers, entry)
-        plugins = load_plugins(candidates, selection)
+        strict = strict_plugins or (strict_plugins is None and _truthy(env, _STRICT))
+        eager = None if strict else _needed_at_open(candidates, layers, config.plugins.require)
+        plugins = load_plugins(candidates, selection, eager=eager)
         hooks = HookRunner(plugins)
-        settings = _plugin_settings(hooks, plugins, layers)
+        settings = PluginSettings(plugins)
+        settings.update(_plugin_settings(hooks, plugins, layers))
         hooks.set_settings(settings)
+        # A plugin imported later (its hook or settings needed) gets its settings then.
+        plugins.on_import = lambda names: settings.update(
+            _plugin_settings(hooks, plugins, layers, names)
+        )
         contributions = _config_contributions(hooks, plugins, layers, root)
         for plugin, contribution in contributions:
             layers.add_plugin_contribution(plugin, contribution)
         if contributions:  # validate again with the plugins' defaults in place
             config = layers.kernel_config()
-            settings = _plugin_settings(hooks, plugins, layers)
-            hooks.set_settings(settings)
+            settings.update(_plugin_settings(hooks, plugins, layers))
         project = cls(
             root=root,
             layers=layers,
@@ -180,7 +193,7 @@ class Project:
         )
         for line in layers.deprecations:  # one line per deprecated key: where, old, new
             project.warn(line)
-        if strict_plugins or (strict_plugins is None and project.strict_from_env()):
+        if strict:
             plugins.check_strict()
         if root is not None:
             project.check_role_names()
@@ -237,7 +250,7 @@ class Project:
 
     def strict_from_env(self) -> bool:
         """True when ``LOCKGATE_STRICT_PLUGINS`` asks for strict plugin loading."""
-        return self.environ.get("LOCKGATE_STRICT_PLUGINS", "").strip().lower() in _TRUTHY
+        return _truthy(self.environ, _STRICT)
 
     def warn(self, message: str) -> None:
         """A warning of the kernel's own on the warnings channel (see ``warn_sink``)."""
@@ -409,9 +422,75 @@ def _requirement(layers: ConfigLayers, entry: str) -> None:
         raise ConfigError(f"{layers.where(('plugins', 'require'))}: {exc.message}") from None
 
 
-def _plugin_settings(hooks: HookRunner, plugins: PluginSet, layers: ConfigLayers) -> dict[str, Any]:
+class PluginSettings(Mapping[str, Any]):
+    """Each plugin's structured settings, by plugin name. The settings of a plugin that
+    was not imported yet (see :mod:`lockgate.core.plugins`) are read when it is: looking
+    one up imports it; iterating imports every plugin that declares settings."""
+
+    def __init__(self, plugins: PluginSet) -> None:
+        self._plugins = plugins
+        self._values: dict[str, Any] = {}
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        """Add or replace the settings of the plugins in ``values``."""
+        self._values.update(values)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            self._plugins.load([name])  # waits for another thread importing it
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[name]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        self._plugins.need("register_settings")
+        return iter(dict(self._values))
+
+    def __len__(self) -> int:
+        self._plugins.need("register_settings")
+        return len(self._values)
+
+
+def _truthy(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() in _TRUTHY
+
+
+def _needed_at_open(
+    candidates: Iterable[Any], layers: ConfigLayers, require: Iterable[str]
+) -> set[str]:
+    """The plugins imported when the project opens whatever they declare: those with a
+    ``plugins.<name>:`` section (their settings are checked now, as ever) and those
+    ``plugins.require`` names, by name or distribution."""
+    eager = set(layers.plugin_sections())
+    require = list(require)
+    if not require:
+        return eager
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(parse_requirement(text).name) for text in require}
+    for cand in candidates:
+        if canonicalize_name(cand.name) in wanted or (
+            cand.distribution and canonicalize_name(cand.distribution) in wanted
+        ):
+            eager.add(cand.name)
+    return eager
+
+
+def _plugin_settings(
+    hooks: HookRunner,
+    plugins: PluginSet,
+    layers: ConfigLayers,
+    only: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The settings of the imported plugins (of ``only``, if given)."""
+    names = set(only) if only is not None else None
     settings: dict[str, Any] = {}
-    for plugin, cls in _isolated(plugins, lambda: hooks.register_settings()).items():
+    for plugin, cls in _isolated(plugins, lambda: hooks.register_settings(names)).items():
         try:
             settings[plugin] = layers.plugin_settings(plugin, cls)
         except MissingKeyError as exc:  # that plugin fails, not every command

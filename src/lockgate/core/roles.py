@@ -46,7 +46,7 @@ class RoleHost(Protocol):
 
     plugins: PluginSet
     hooks: HookRunner
-    settings: dict[str, Any]
+    settings: Mapping[str, Any]
     environ: Mapping[str, str]
 
     @property
@@ -65,15 +65,22 @@ class Roles:
 
     def __init__(self, project: RoleHost) -> None:
         self._project = project
-        self._registered: dict[str, dict[str, tuple[str, Callable[..., Any]]]] = {}
+        self._registered: dict[str, tuple[int, dict[str, tuple[str, Callable[..., Any]]]]] = {}
 
     def available(self, role: str) -> dict[str, str]:
-        """Names registered for ``role``, each with the plugin that registered it."""
-        return {name: plugin for name, (plugin, _) in self._providers(role).items()}
+        """Names registered for ``role``, each with the plugin that registered it. A plugin
+        not imported yet that declares the names it registers is not imported for this."""
+        plugins = self._project.plugins
+        hook = ROLES[role].hook
+        plugins.need(hook, unnamed_only=True)
+        found = {name: plugin for name, (plugin, _) in self._registered_now(role).items()}
+        for name, plugin in plugins.declared_names(hook).items():
+            found.setdefault(name, plugin)
+        return found
 
     def build(self, role: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         """Build ``name`` of ``role`` (see :data:`ROLES`), guarded: a fault names its plugin."""
-        providers = self._providers(role)
+        providers = self._providers(role, name)
         if name not in providers:
             raise MissingCapabilityError(self.explain_missing(role, name))
         plugin, factory = providers[name]
@@ -94,7 +101,7 @@ class Roles:
         """One line: which capability is missing, why, and how to get it back."""
         spec = ROLES[role]
         infos = self._project.plugins.infos
-        others = sorted(self._providers(role))
+        others = sorted(self.available(role))
         choice = f"available: {', '.join(others)}" if others else "no enabled plugin provides one"
         info = infos.get(name)
         if info is not None and info.status == "disabled":
@@ -112,7 +119,18 @@ class Roles:
             "install a plugin that provides it or pick an available one"
         )
 
-    def _providers(self, role: str) -> dict[str, tuple[str, Callable[..., Any]]]:
-        if role not in self._registered:
-            self._registered[role] = self._project.hooks.register_role(ROLES[role].hook)
-        return self._registered[role]
+    def _providers(self, role: str, name: str) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """What the plugins that may register ``name`` for ``role`` registered (the
+        plugins that declare it, or say nothing of their names, imported first)."""
+        self._project.plugins.need(ROLES[role].hook, name)
+        return self._registered_now(role)
+
+    def _registered_now(self, role: str) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """What the imported plugins register for ``role``, asked again only when more
+        plugins were imported since."""
+        generation = self._project.plugins.generation
+        cached = self._registered.get(role)
+        if cached is None or cached[0] != generation:
+            found = self._project.hooks.register_role(ROLES[role].hook, imported_only=True)
+            cached = self._registered[role] = (generation, found)
+        return cached[1]

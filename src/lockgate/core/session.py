@@ -147,7 +147,7 @@ class Session:
         return self.project.roles
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> Mapping[str, Any]:
         """Each plugin's settings, by plugin name."""
         return self.project.settings
 

@@ -134,6 +134,7 @@ def check_protected(session: Session, stage: str) -> None:
     if now.gates.allow_force and not base.gates.allow_force:
         raise RefusedError(_why("gates.allow_force: true", var("gates", "allow_force"), stage))
     disable, only = set(base_config.plugins.disable), base_config.plugins.only
+    session.plugins.load_all()  # "every plugin loaded" includes those no hook needed yet
     for info in sorted(session.plugins.infos.values(), key=lambda i: i.name):
         if info.status == "failed":
             raise RefusedError(

@@ -10,8 +10,9 @@ fixtures (and, for a target or a store, the role's conformance suite), so that
 The templates are package data (``lockgate/templates/plugin/``): ``common/`` for every
 kind, one directory per kind for the module, its tests and the README's "Use" section.
 Placeholders are ``__PLUGIN__`` (the entry point's name), ``__DIST__``, ``__MODULE__``,
-``__KIND__``, ``__SUMMARY__``, ``__USAGE__``, ``__SUITE_NOTE__``, ``__DEPENDENCIES__`` and
-``__LOCKGATE_VERSION__``; nothing else in a template is touched.
+``__KIND__``, ``__SUMMARY__``, ``__USAGE__``, ``__SUITE_NOTE__``, ``__DEPENDENCIES__``,
+``__HOOKS__`` (what the plugin declares in ``lockgate.hooks``, so it is imported only when
+needed) and ``__LOCKGATE_VERSION__``; nothing else in a template is touched.
 
 A state store is not offered: it is a database with locks and a hash-chained audit
 log, which no template makes correct; start from ``StateStoreConformance``
@@ -134,6 +135,16 @@ def new_plugin(
     return ScaffoldResult(target, plugin, distribution, module, kind, tuple(written))
 
 
+# What each kind's module implements: its lockgate.hooks entry (docs/plugins.md).
+_HOOKS: Mapping[str, str] = {
+    "validator": "register_settings describe_validator on_validate",
+    "notifier": "register_settings on_promote on_rollback",
+    "target": "register_targets({plugin})",
+    "store": "register_content_stores({plugin})",
+    "command": "register_commands",
+}
+
+
 def _template(path: str) -> str:
     found = resources.files("lockgate") / "templates" / "plugin"
     for part in path.split("/"):
@@ -152,6 +163,7 @@ def _values(plugin: str, distribution: str, module: str, kind: str) -> dict[str,
         "__SUMMARY__": KINDS[kind],
         "__SUITE_NOTE__": note,
         "__DEPENDENCIES__": f', "{_DEPENDS[kind]}"' if kind in _DEPENDS else "",
+        "__HOOKS__": _HOOKS[kind].format(plugin=plugin),
         "__LOCKGATE_VERSION__": __version__,
     }
 

@@ -1,0 +1,175 @@
+"""The everyday commands import only what they use.
+
+Each hot command runs in a real subprocess under ``python -X importtime`` on a small real
+project, and fails when it imports a module of :data:`DENIED`: the one list of what a
+command must not pay for. Why each entry is there:
+
+- the watcher (``lockgate watch``) and watchdog: only ``watch`` observes a workspace;
+- the server package and its ASGI stack: only ``lockgate serve`` serves;
+- ``http.client`` and ``ssl``: only a webhook delivery or a remote store talks HTTP;
+- the events machinery (the dispatcher, the notifiers, the webhook signer): no notifier
+  is configured in the test project, so nothing is delivered;
+- the broker and PostgreSQL distributions: the project uses the embedded stores;
+- ``rich``: the subprocess's output is not a terminal, so a table is written plainly
+  (``lockgate.cli.output``; rich draws only what it would fold or measure);
+- the validators: ``stage``, ``sync``, ``ls`` and ``--version`` run no gate. ``limits``
+  is the exception for staging: its settings hold the staging caps (``staging_max_*``)
+  that ``stage`` and ``sync`` enforce, so its module is imported to read them; and
+  ``approvals`` is imported when an actor is claimed (``LOCKGATE_ACTOR``, ``--actor``),
+  to know whether a stage requires approvals (the commands here claim none).
+
+The modules are read twice: from ``-X importtime``'s report (the import statement's
+machinery) and from ``sys.modules`` when the process exits (which also holds what
+``importlib.import_module`` imported, which ``-X importtime`` does not report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_lockgate
+
+# Modules no hot command imports (a name covers its submodules).
+NEVER = (
+    "watchdog",
+    "lockgate.builtin_plugins.watcher",
+    "lockgate.server",
+    "starlette",
+    "uvicorn",
+    "http.client",
+    "ssl",
+    "lockgate.operations.events",
+    "lockgate.builtin_plugins.log_notifier",
+    "lockgate.builtin_plugins.webhook_notifier",
+    "standardwebhooks",
+    "lockgate_postgres",
+    "psycopg",
+    "lockgate_redis",
+    "lockgate_nats",
+    "lockgate_amqp",
+    "lockgate_tarball",
+    "rich",
+)
+VALIDATORS = tuple(
+    f"lockgate.builtin_plugins.validators.{name}"
+    for name in (
+        "approvals",
+        "conflicts",
+        "dependencies",
+        "manifest",
+        "secrets",
+        "syntax",
+        "workflows",
+    )
+)
+# Command -> what it must not import, beyond NEVER.
+DENIED: dict[str, tuple[str, ...]] = {
+    "--version": (
+        *VALIDATORS,
+        "lockgate.builtin_plugins",
+        "lockgate.core",
+        "yaml",
+        "pluggy",
+    ),
+    "stage": VALIDATORS,
+    "stage-unchanged": VALIDATORS,
+    "sync": VALIDATORS,
+    "ls": VALIDATORS,
+    "promote": (),
+    "rollback": (),
+}
+
+# What runs the command: records sys.modules at exit in the file named by argv[1].
+RUNNER = """
+import atexit, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+sys.argv[0] = "lockgate"
+from lockgate.cli.launch import main
+main()
+"""
+
+
+def imported(args: list[str], cwd: Path, out: Path) -> tuple[set[str], dict[str, int], str]:
+    """Modules the command ``lockgate args`` imported, each one's cumulative
+    microseconds (``-X importtime``), and its output."""
+    proc = run_lockgate(
+        str(out),
+        *args,
+        cwd=cwd,
+        python_code=RUNNER,
+        # No LOCKGATE_ACTOR: claiming an actor reads the approvals plugin's settings
+        # (whether a stage requires approvals), so it imports that validator.
+        env={"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"},
+    )
+    # run_lockgate runs `python -c`: -X importtime goes through the environment.
+    assert proc.returncode == 0, proc.stderr
+    modules = set(out.read_text().split())
+    cumulative: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            _, cum, name = (part.strip() for part in line[len("import time:") :].split("|"))
+            if cum.isdigit():
+                cumulative[name] = int(cum)
+                modules.add(name)
+    return modules, cumulative, proc.stdout
+
+
+def offenders(modules: set[str], denied: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == d or m.startswith(d + ".") for d in denied))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("budget")
+    assert run_lockgate("init", cwd=root).returncode == 0
+    component = root / "workspaces" / "alice" / "scripts" / "hello"
+    component.mkdir(parents=True)
+    (component / "run.py").write_text("print('hello')\n")
+    return root
+
+
+def test_the_deny_list_names_real_modules() -> None:
+    """A typo in the list would deny nothing: every lockgate entry must exist."""
+    import importlib.util
+
+    for name in {*NEVER, *VALIDATORS}:
+        if name.startswith("lockgate."):
+            assert importlib.util.find_spec(name) is not None, name
+
+
+@pytest.mark.slow
+def test_hot_commands_import_nothing_on_the_deny_list(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    component = project / "workspaces" / "alice" / "scripts" / "hello" / "run.py"
+    steps: list[tuple[str, list[str]]] = [
+        ("--version", ["--version"]),
+        ("stage", ["stage", "alice:hello"]),
+        ("stage-unchanged", ["stage", "alice:hello"]),
+        ("ls", ["ls"]),
+        ("promote", ["promote", "alice:hello"]),
+        ("sync", ["sync"]),  # after the edit below
+        ("promote", ["promote", "alice:hello"]),
+        ("rollback", ["rollback", "alice:hello", "--stage", "staging"]),
+    ]
+    problems = []
+    for i, (label, args) in enumerate(steps):
+        if label == "sync":
+            component.write_text("print('hello again')\n")
+        modules, cumulative, _ = imported(args, project, tmp_path / f"modules-{i}.txt")
+        assert cumulative, "no -X importtime report: the check would see too little"
+        bad = offenders(modules, NEVER + DENIED[label])
+        if bad:
+            problems.append(f"lockgate {' '.join(args)} imported {', '.join(bad)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_check_sees_a_denied_import(project: Path, tmp_path: Path) -> None:
+    """The same reading catches a command that does import a denied module."""
+    modules, _, _ = imported(["plugins"], project, tmp_path / "modules.txt")
+    assert offenders(modules, ("lockgate.builtin_plugins.watcher",))
+    assert offenders(modules, VALIDATORS)
