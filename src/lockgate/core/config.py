@@ -103,6 +103,32 @@ class IdentitySection:
 
 
 @record
+class JwtSection:
+    """``server.jwt:`` — JSON Web Tokens ``lockgate serve`` accepts besides its own
+    (docs/server.md): signed by one of the public keys in ``keys`` (PEM files, relative
+    to the project), with this ``issuer`` and ``audience``; ``claims`` names the claims
+    that carry the actor, the role and the stage."""
+
+    keys: list[str] = attrs.field(factory=list)
+    issuer: str = ""
+    audience: str = ""
+    algorithms: list[str] = attrs.field(factory=lambda: ["RS256", "ES256", "EdDSA"])
+    claims: dict[str, str] = attrs.field(
+        factory=lambda: {"actor": "sub", "role": "lockgate_role", "stage": "lockgate_stage"}
+    )
+    leeway: float = attrs.field(default=30.0, validator=_within(0, 3600))
+
+
+@record
+class ServerSection:
+    """``server:`` — ``lockgate serve``'s settings that belong to the project: how long
+    an ``Idempotency-Key``'s answer (and a job's) is kept, and JWTs it accepts."""
+
+    idempotency_hours: float = attrs.field(default=24.0, validator=_within(0.01, 24 * 365))
+    jwt: JwtSection | None = None
+
+
+@record
 class ContentSection:
     """``content:`` — which content store keeps revision bytes."""
 
@@ -216,6 +242,7 @@ class Config:
     identity: IdentitySection = attrs.field(factory=IdentitySection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)
     events: EventsSection = attrs.field(factory=EventsSection)
+    server: ServerSection = attrs.field(factory=ServerSection)
 
 
 # --------------------------------------------------------------------------- layers

@@ -10,8 +10,8 @@ operation takes first, once per session; opening a role never runs it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,15 @@ __all__ = ["LOCK_LEASE", "Session", "as_session"]
 
 LOCK_LEASE = 300.0
 """Seconds a lock holder is presumed working (``lockgate unlock`` respects it)."""
+
+
+@contextmanager
+def _guarded(
+    held: AbstractContextManager[LockOwner], guard: Callable[[str], None], operation: str
+) -> Iterator[LockOwner]:
+    with held as owner:
+        guard(operation)
+        yield owner
 
 
 class Session:
@@ -80,15 +89,18 @@ class Session:
         staging, exclusive for gc) for ``operation``, from the state store; waits up to
         ``state.lock_timeout`` (see ``lockgate.contracts.locks``). Every operation that
         changes state takes one, so this is where an unsatisfied ``plugins.require``
-        refuses it."""
+        refuses it, and where :attr:`Project.before_change` is called, once the lock is
+        held."""
         self.project.check_required()
-        return self.locking_state().lock(
+        held = self.locking_state().lock(
             name,
             owner=LockOwner.current(operation),
             lease=LOCK_LEASE,
             timeout=self.config.state.lock_timeout,
             shared=shared,
         )
+        guard = self.project.before_change
+        return held if guard is None else _guarded(held, guard, operation)
 
     def locking_state(self) -> StateStore:
         """The state store, checked to provide the locks (``lock``, ``holder``,
