@@ -92,7 +92,9 @@ class Api:
             assert time.monotonic() < deadline, f"job {job} never ended"
             time.sleep(0.05)
 
-    def stage(self, ref: str, files: Mapping[str, bytes], role: str = "developer") -> tuple[int, Any]:
+    def stage(
+        self, ref: str, files: Mapping[str, bytes], role: str = "developer"
+    ) -> tuple[int, Any]:
         """Upload ``files`` as ``ref`` and wait for the staging job."""
         answer = self.call(
             "POST", f"/api/v1/components/{ref}/stage", role=role, body=upload(files),
@@ -106,12 +108,14 @@ class Api:
         return [e for e in body if action is None or e["action"] == action]
 
 
-def start(root: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+def start(
+    root: Path, *extra: str, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lockgate", "serve", "--port", str(port), *extra],
         cwd=root,
-        env=subprocess_env(ENV),
+        env=subprocess_env(ENV, env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

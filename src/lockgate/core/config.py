@@ -22,6 +22,7 @@ import attrs
 from lockgate.contracts.events import EventsSection
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import NAME_PATTERN, name_problem
+from lockgate.contracts.serving import ServerSection
 from lockgate.errors import ConfigError, PluginHookError
 from lockgate.schema.structure import EnvValue, did_you_mean, structure
 from lockgate.schema.yamlfile import load_yaml_file
@@ -100,32 +101,6 @@ class IdentitySection:
     stage requires approvals."""
 
     allow_override: bool | None = None
-
-
-@record
-class JwtSection:
-    """``server.jwt:`` — JSON Web Tokens ``lockgate serve`` accepts besides its own
-    (docs/server.md): signed by one of the public keys in ``keys`` (PEM files, relative
-    to the project), with this ``issuer`` and ``audience``; ``claims`` names the claims
-    that carry the actor, the role and the stage."""
-
-    keys: list[str] = attrs.field(factory=list)
-    issuer: str = ""
-    audience: str = ""
-    algorithms: list[str] = attrs.field(factory=lambda: ["RS256", "ES256", "EdDSA"])
-    claims: dict[str, str] = attrs.field(
-        factory=lambda: {"actor": "sub", "role": "lockgate_role", "stage": "lockgate_stage"}
-    )
-    leeway: float = attrs.field(default=30.0, validator=_within(0, 3600))
-
-
-@record
-class ServerSection:
-    """``server:`` — ``lockgate serve``'s settings that belong to the project: how long
-    an ``Idempotency-Key``'s answer (and a job's) is kept, and JWTs it accepts."""
-
-    idempotency_hours: float = attrs.field(default=24.0, validator=_within(0.01, 24 * 365))
-    jwt: JwtSection | None = None
 
 
 @record

@@ -6,10 +6,12 @@ operations the command line runs do the work (:mod:`lockgate.server.routes`), so
 request is checked, locked, recorded and announced exactly as a command is.
 
 What every request goes through, in order: the client's failed-authentication budget
-(429 once spent), the body limit (413), the token (401, counted against the budget),
-the token's role and stage (403, audited as ``server.denied``), an ``Idempotency-Key``
-already answered (the same answer again; the key with another request: 422), the
-operation under the request timeout (504).
+(429 once spent), the body limit (413), the token (a lockgate token, or a JWT when
+``server.jwt`` is set: 401, counted against the budget), the token's role and stage
+(403, audited as ``server.denied``), the route's input check (a job's, before it is
+queued), an ``Idempotency-Key`` already answered (the same answer again; the key with
+another request: 422), then the operation: queued as a job (202), or run under the
+request timeout (504, and then nothing changed: :mod:`lockgate.server.timeouts`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lockgate.contracts.serving import JwtSection
 from lockgate.contracts.state import TokenRecord
-from lockgate.core.config import JwtSection
 from lockgate.errors import AuthenticationError, ConfigError, MissingCapabilityError
 
 __all__ = ["JwtVerifier", "looks_like_jwt"]
@@ -33,6 +33,19 @@ _CLAIMS = {"actor": "sub", "role": "lockgate_role", "stage": "lockgate_stage"}
 def looks_like_jwt(value: str) -> bool:
     """Three base64url parts joined by dots (a lockgate token has none)."""
     return value.count(".") == 2 and not value.startswith("lg_")
+
+
+def _family(key: Any) -> str | None:
+    """The algorithm a public key verifies (None: a kind lockgate does not accept)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        return "ES256"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    return None
 
 
 class JwtVerifier:
@@ -70,39 +83,53 @@ class JwtVerifier:
         for name in section.keys:
             path = root / name
             try:
-                self.keys.append(load_pem_public_key(path.read_bytes()))
+                key = load_pem_public_key(path.read_bytes())
             except (OSError, ValueError, TypeError) as exc:
                 raise ConfigError(
                     f"server.jwt.keys: {name} is not a readable PEM public key ({exc}); "
                     "give the path of one, relative to the project"
                 ) from None
+            if _family(key) is None:
+                raise ConfigError(
+                    f"server.jwt.keys: {name} is a {type(key).__name__}; give an RSA, "
+                    "P-256 or Ed25519 public key"
+                )
+            self.keys.append(key)
 
     def authenticate(self, value: str) -> TokenRecord:
         """The identity ``value`` carries, as a token record; else
         :class:`AuthenticationError` saying why."""
         jwt = self._jwt
-        claims: dict[str, Any] | None = None
-        last: Exception | None = None
-        for key in self.keys:
+        try:
+            alg = jwt.get_unverified_header(value).get("alg")
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(f"JWT refused: {exc}") from None
+        if alg not in self.section.algorithms:
+            raise AuthenticationError(
+                f"JWT refused: algorithm {alg!r} is not accepted "
+                f"({', '.join(self.section.algorithms)}); no configured key verifies its signature"
+            )
+        candidates = [k for k in self.keys if _family(k) == alg]
+        for key in candidates:
             try:
-                claims = jwt.decode(
+                claims: dict[str, Any] = jwt.decode(
                     value,
                     key,
-                    algorithms=list(self.section.algorithms),
+                    algorithms=[alg],
                     audience=self.section.audience,
                     issuer=self.section.issuer,
                     leeway=self.section.leeway,
                     options={"require": ["exp", "iss", "aud"]},
                 )
-                break
-            except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
-                last = exc  # another key may have signed it
+            except jwt.InvalidSignatureError:
+                continue  # another key of the same kind may have signed it
             except jwt.PyJWTError as exc:
                 raise AuthenticationError(f"JWT refused: {exc}") from None
-        if claims is None:
-            why = "no configured key verifies its signature"
-            raise AuthenticationError(f"JWT refused: {why} ({last})")
-        return self._record(value, claims)
+            return self._record(value, claims)
+        raise AuthenticationError(
+            f"JWT refused: no configured key verifies its signature ({alg}, "
+            f"{len(candidates)} key(s) of that kind)"
+        )
 
     def _record(self, value: str, claims: dict[str, Any]) -> TokenRecord:
         from lockgate.operations.tokens import ROLES, STAGED_ROLES
