@@ -211,12 +211,18 @@ def on_validate(subject):
 """
 
 
-def held_server(tmp_path: Path, *extra: str) -> tuple[Any, Api, Path]:
-    """A served project whose validator holds until ``signals/go`` exists."""
+# The same, holding the announcement of a promotion instead: the switch is made.
+HOLD_ANNOUNCE = HOLD.replace("def on_validate(subject):", "def on_promote(event):").replace(
+    "    return []\n", ""
+)
+
+
+def held_server(tmp_path: Path, *extra: str, hold: str = HOLD) -> tuple[Any, Api, Path]:
+    """A served project whose plugin holds until ``signals/go`` exists."""
     root, site, signals = tmp_path / "p", tmp_path / "site", tmp_path / "signals"
     signals.mkdir()
     write_distribution(site, "lockgate-hold", "1.0", {"hold": "lockgate_hold"},
-                       {"lockgate_hold": HOLD})  # fmt: skip
+                       {"lockgate_hold": hold})  # fmt: skip
     tokens = make_project(root)
     env = {"PYTHONPATH": str(site), "HOLD_DIR": str(signals)}
     proc, port = start(root, "--auth-failures", "1000", *extra, env=env)
@@ -260,6 +266,29 @@ def test_a_timeout_answers_504_and_the_operation_stops_before_changing_anything(
         # nothing holds the gate now: the same request succeeds
         status, moved = api.call("POST", path, role="releaser", headers={"Idempotency-Key": "k2"})
         assert status == 200 and moved["stage"] == "staging"
+    finally:
+        (signals / "go").write_text("")
+        stop(proc)
+
+
+def test_an_operation_past_its_lock_is_answered_when_it_ends_never_504(tmp_path: Path) -> None:
+    proc, api, signals = held_server(tmp_path, "--timeout", "0.2", hold=HOLD_ANNOUNCE)
+    try:
+        answer: list[Any] = []
+        caller = threading.Thread(
+            target=lambda: answer.append(
+                api.call("POST", "/api/v1/components/alice:etl/promote", role="releaser")
+            )
+        )
+        caller.start()
+        wait_until("the announcement", (signals / "waiting").exists)
+        time.sleep(1)  # well past the timeout: the request must still be waiting
+        assert answer == []
+        (signals / "go").write_text("")
+        caller.join()
+        status, moved = answer[0]
+        assert status == 200 and moved["stage"] == "staging", moved
+        assert api.events("server.timeout") == []
     finally:
         (signals / "go").write_text("")
         stop(proc)

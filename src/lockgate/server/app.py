@@ -228,7 +228,22 @@ class Server:
             self.spend(client)
             raise ApiError.of(exc) from None
 
-    def run(self, client: str, header: str | None, how: How, request: Call) -> tuple[int, Any]:
+    def run(
+        self,
+        client: str,
+        header: str | None,
+        action: str,
+        stage_of: Callable[[Call], str | None] | None,
+        work: Work,
+        request: Call,
+        idempotency_key: str | None,
+    ) -> tuple[int, Any]:
+        """Authenticate, authorize and answer at once, with no request timeout (see
+        :meth:`handle` for jobs and the timeout)."""
+        how = How(action, work, action, stage_of, idempotency_key=idempotency_key)
+        return self.handle(client, header, how, request)
+
+    def handle(self, client: str, header: str | None, how: How, request: Call) -> tuple[int, Any]:
         """Authenticate, authorize, answer (in a worker thread): at once, or as a job."""
         token = self.authenticate(client, header)
         project = self.open(Identity(token.actor, f"token:{token.id}"))
@@ -244,9 +259,7 @@ class Server:
             if how.check is not None:
                 self._answer(lambda c: (0, how.check(c) if how.check else None), call)
             if how.run_async:
-                answer: Callable[[], tuple[int, Any]] = lambda: self.jobs.submit(  # noqa: E731
-                    token.actor, how.label, lambda: self._job(token, how.work, request)
-                )
+                answer: Callable[[], tuple[int, Any]] = lambda: self._queue(token, how, request)  # noqa: E731
             else:
                 if how.ticket is not None:
                     project.before_change = how.ticket.commit
@@ -259,6 +272,12 @@ class Server:
             return self.keys.once(token.actor, how.idempotency_key, print_, answer)
         finally:
             project.close()
+
+    def _queue(self, token: TokenRecord, how: How, request: Call) -> tuple[int, Any]:
+        """Queue the work as a job, unless its request was answered 504 already."""
+        if how.ticket is not None:
+            how.ticket.commit(f"queueing {how.label}")
+        return self.jobs.submit(token.actor, how.label, lambda: self._job(token, how.work, request))
 
     def _timed(self, session: Session, token: TokenRecord, how: How, call: Call) -> tuple[int, Any]:
         from lockgate.server.timeouts import Abandoned

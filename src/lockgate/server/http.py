@@ -84,7 +84,7 @@ def _endpoint(server: Server, route: Route) -> Any:
             )
 
             def work() -> tuple[int, Any]:
-                return ticket.run(lambda: server.run(client, header, how, call))
+                return ticket.run(lambda: server.handle(client, header, how, call))
 
             with anyio.move_on_after(server.settings.timeout) as scope:
                 status, answer = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)

@@ -11,7 +11,9 @@ timeout passes, the server tries to :meth:`~Ticket.expire` the ticket:
 - the operation already holds a lock (it is changing the project): it is never
   abandoned halfway; the client gets its real answer when it ends.
 
-So a 504 always means: nothing was changed, and nothing will be. Retrying is safe.
+So a 504 always means: nothing was changed, and nothing will be (no file, pointer,
+status or approval; the audit log may still gain what the gates concluded, a
+validation's results or a refusal, which change nothing). Retrying is safe.
 """
 
 from __future__ import annotations
