@@ -78,18 +78,44 @@ class Api:
         kind = response.getheader("content-type", "")
         return response.status, json.loads(raw) if "json" in kind else raw.decode()
 
+    def finish(self, answer: tuple[int, Any], role: str) -> tuple[int, Any]:
+        """Follow a 202 to its job until it ends: the job's status and result (or
+        error), as the request would have been answered."""
+        status, body = answer
+        assert status == 202, body
+        deadline = time.monotonic() + 120
+        while True:
+            status, job = self.call("GET", body["location"], role=role)
+            assert status == 200, job
+            if job["status"] in ("succeeded", "failed"):
+                return job["http_status"], job.get("result", job.get("error"))
+            assert time.monotonic() < deadline, f"job {job} never ended"
+            time.sleep(0.05)
+
+    def stage(
+        self, ref: str, files: Mapping[str, bytes], role: str = "developer"
+    ) -> tuple[int, Any]:
+        """Upload ``files`` as ``ref`` and wait for the staging job."""
+        answer = self.call(
+            "POST", f"/api/v1/components/{ref}/stage", role=role, body=upload(files),
+            headers={"Content-Type": "application/x-tar"},
+        )  # fmt: skip
+        return self.finish(answer, role)
+
     def events(self, action: str | None = None) -> list[dict[str, Any]]:
         status, body = self.call("GET", "/api/v1/audit?limit=10000&order=oldest", role="admin")
         assert status == 200
         return [e for e in body if action is None or e["action"] == action]
 
 
-def start(root: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
+def start(
+    root: Path, *extra: str, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lockgate", "serve", "--port", str(port), *extra],
         cwd=root,
-        env=subprocess_env(ENV),
+        env=subprocess_env(ENV, env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -174,6 +200,8 @@ def concrete(path: str) -> str:
         path.replace("{ref}", "alice:etl")
         .replace("{revision}", "latest")
         .replace("{stage}", "staging")
+        .replace("{name}", "deploy")
+        .replace("{id}", "0" * 32)
     )
 
 
@@ -223,7 +251,8 @@ def test_every_endpoint_answers_401_without_a_token_and_changes_nothing(
 
 
 WRONG_ROLE = {"stage": "approver", "validate": "viewer", "approve": "releaser",
-              "reject": "developer", "promote": "developer", "rollback": "approver"}  # fmt: skip
+              "reject": "developer", "promote": "developer", "rollback": "approver",
+              "remove": "releaser"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -301,10 +330,7 @@ def test_bad_reads_are_one_line_json_errors(api: Api, path: str, message: str) -
 
 def test_the_ladder_through_the_api_with_the_token_as_actor(api: Api) -> None:
     ref = "/api/v1/components/alice:etl"
-    status, staged = api.call(
-        "POST", ref + "/stage", role="developer", body=upload({"run.py": b"print('v2')\n"}),
-        headers={"Content-Type": "application/x-tar"},
-    )  # fmt: skip
+    status, staged = api.stage("alice:etl", {"run.py": b"print('v2')\n"})
     assert status == 201, staged
     assert (api.root / "workspaces/alice/builders/etl/run.py").read_bytes() == b"print('v2')\n"
     status, report = api.call("POST", ref + "/validate", role="developer", body={})
@@ -422,10 +448,7 @@ def test_oversized_bodies_and_wrong_media_are_refused(api: Api) -> None:
 def test_an_idempotency_key_answers_a_retry_once(api: Api) -> None:
     path = "/api/v1/components/alice:report/promote"
     # report was rejected above in some orders: approve a fresh upload first
-    staged = api.call(
-        "POST", "/api/v1/components/alice:report/stage", role="developer",
-        body=upload({"run.py": b"print('r2')\n"}), headers={"Content-Type": "application/x-tar"},
-    )  # fmt: skip
+    staged = api.stage("alice:report", {"run.py": b"print('r2')\n"})
     assert staged[0] in (200, 201), staged
     before = len(api.events("promote"))
     first = api.call("POST", path, role="releaser", headers={"Idempotency-Key": "k-1"})

@@ -35,9 +35,22 @@ __all__ = ["command"]
     type=click.IntRange(1),
     help="Failed authentications a client may make per minute before it gets 429.",
 )
+@click.option(
+    "--workers",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Threads running jobs (uploads, pipeline runs, Prefer: respond-async).",
+)
 @click.pass_context
 def command(
-    ctx: click.Context, host: str, port: int, max_body: int, timeout: float, auth_failures: int
+    ctx: click.Context,
+    host: str,
+    port: int,
+    max_body: int,
+    timeout: float,
+    auth_failures: int,
+    workers: int,
 ) -> None:
     """Serve the project's HTTP API (see docs/server.md); Ctrl-C stops it.
 
@@ -72,11 +85,13 @@ def command(
         max_body=max_body,
         timeout=timeout,
         auth_failures=auth_failures,
+        workers=workers,
         distributions=app_ctx.distributions,
     )
+    app = build_app(settings)  # a broken server.jwt section is one line here, exit 2
     click.echo(f"lockgate: serving {root} on http://{host}:{port}", err=True)
     uvicorn.run(
-        build_app(settings),
+        app,
         host=host,
         port=port,
         log_level="warning",

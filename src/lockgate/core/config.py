@@ -22,6 +22,7 @@ import attrs
 from lockgate.contracts.events import EventsSection
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import NAME_PATTERN, name_problem
+from lockgate.contracts.serving import ServerSection
 from lockgate.errors import ConfigError, PluginHookError
 from lockgate.schema.structure import EnvValue, did_you_mean, structure
 from lockgate.schema.yamlfile import load_yaml_file
@@ -216,6 +217,7 @@ class Config:
     identity: IdentitySection = attrs.field(factory=IdentitySection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)
     events: EventsSection = attrs.field(factory=EventsSection)
+    server: ServerSection = attrs.field(factory=ServerSection)
 
 
 # --------------------------------------------------------------------------- layers

@@ -93,6 +93,10 @@ class Project:
     """Where plugins' warnings go (:meth:`PluginContext.warn`); None: the log."""
     json_output: bool = False
     verbosity: int = 0
+    before_change: Callable[[str], None] | None = None
+    """Called with the operation's name each time a lock of the project is taken, before
+    the operation changes anything (a server refuses there an operation whose request it
+    already answered 504, see ``lockgate.server.timeouts``); may raise to stop it."""
     _built: dict[str, Any] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:

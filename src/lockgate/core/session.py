@@ -86,7 +86,8 @@ class Session:
     ) -> Iterator[LockOwner]:
         """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``),
         but not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``);
-        the owner as granted. Every change takes one: an unmet ``plugins.require`` stops it."""
+        the owner as granted. Every change takes one: an unmet ``plugins.require`` stops it,
+        and :attr:`Project.before_change` is called once the locks are held."""
         self.project.check_required()
         state = self.locking_state()
         wait = self.config.state.lock_timeout if timeout is None else timeout
@@ -101,6 +102,8 @@ class Session:
                     granted = stack.enter_context(lock)
                     stack.callback(self._held.pop, lock_name, None)
                     self._held[lock_name] = lock_shared
+            if self.project.before_change is not None:
+                self.project.before_change(operation)
             yield granted
 
     def holds(self, name: str, *, exclusive: bool = False) -> bool:

@@ -14,7 +14,7 @@ viewer      every read
 developer   viewer + stage, validate
 approver    viewer + approve, reject (in its stage when it has one)
 releaser    viewer + promote, rollback (in its stage when it has one)
-admin       everything, every stage
+admin       everything, every stage (remove: only admin)
 ==========  ==================================================================
 """
 
@@ -61,6 +61,9 @@ ACTIONS: dict[str, frozenset[str]] = {
     "reject": frozenset({"approver", "admin"}),
     "promote": frozenset({"releaser", "admin"}),
     "rollback": frozenset({"releaser", "admin"}),
+    # Retiring a component takes it out of every stage at once and changes its status
+    # for good: beyond what any one stage's releaser is trusted with.
+    "remove": frozenset({"admin"}),
 }
 """What each role may do: action -> the roles that allow it."""
 

@@ -6,6 +6,11 @@
 - :mod:`lockgate.server.http`: the Starlette application; :mod:`~lockgate.server.openapi`
   its OpenAPI document; :mod:`~lockgate.server.metrics` ``/metrics``;
 - :mod:`lockgate.server.archive`: an uploaded component, checked entry by entry;
+- :mod:`lockgate.server.pipelines`: pipeline runs;
+- :mod:`lockgate.server.jobs`: operations answered 202 and run in a bounded pool;
+- :mod:`lockgate.server.idempotency`: answered keys and jobs, kept in ``.lockgate/server.db``;
+- :mod:`lockgate.server.timeouts`: the request timeout, never leaving an operation half-done;
+- :mod:`lockgate.server.jwt_auth`: JWTs verified against configured public keys;
 - :mod:`lockgate.server.errors`: the JSON errors and their codes.
 
 Importing this package imports nothing of Starlette: the command checks the extra is

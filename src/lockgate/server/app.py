@@ -6,15 +6,16 @@ operations the command line runs do the work (:mod:`lockgate.server.routes`), so
 request is checked, locked, recorded and announced exactly as a command is.
 
 What every request goes through, in order: the client's failed-authentication budget
-(429 once spent), the body limit (413), the token (401, counted against the budget),
-the token's role and stage (403, audited as ``server.denied``), an ``Idempotency-Key``
-already answered (the same answer again; the key with another request: 422), the
-operation under the request timeout (504).
+(429 once spent), the body limit (413), the token (a lockgate token, or a JWT when
+``server.jwt`` is set: 401, counted against the budget), the token's role and stage
+(403, audited as ``server.denied``), the route's input check (a job's, before it is
+queued), an ``Idempotency-Key`` already answered (the same answer again; the key with
+another request: 422), then the operation: queued as a job (202), or run under the
+request timeout (504, and then nothing changed: :mod:`lockgate.server.timeouts`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -30,12 +31,18 @@ from lockgate.contracts.identity import Identity
 from lockgate.contracts.state import AuditEvent, TokenRecord
 from lockgate.core.project import Project
 from lockgate.core.session import Session
-from lockgate.errors import LockgateError, PermissionDeniedError, environment_fault
+from lockgate.errors import (
+    AuthenticationError,
+    LockgateError,
+    PermissionDeniedError,
+    environment_fault,
+)
 from lockgate.operations.tokens import authenticate, authorize
 from lockgate.server.errors import ApiError
 from lockgate.server.metrics import ServerMetrics
+from lockgate.server.timeouts import Ticket
 
-__all__ = ["Call", "Server", "ServerSettings"]
+__all__ = ["Call", "How", "Server", "ServerSettings", "field_flag", "field_text"]
 
 MiB = 1024 * 1024
 
@@ -51,6 +58,10 @@ class ServerSettings:
     auth_failures: int = 10
     """Failed authentications a client may make per ``auth_window`` seconds."""
     auth_window: float = 60.0
+    workers: int = 4
+    """Threads running jobs."""
+    queue: int = 100
+    """Jobs that may wait or run at once (then 503)."""
     distributions: Sequence[Any] | None = None
 
 
@@ -64,6 +75,8 @@ class Call:
     query: Mapping[str, str]
     body: bytes
     content_type: str
+    jobs: Any = None
+    """The server's :class:`~lockgate.server.jobs.Jobs` (``GET /jobs/<id>``)."""
 
     def json(self, allowed: Sequence[str]) -> dict[str, Any]:
         """The body as a JSON object holding only ``allowed`` keys (empty body: ``{}``)."""
@@ -84,19 +97,73 @@ class Call:
         return data
 
 
+def field_text(data: dict[str, Any], key: str) -> str | None:
+    """Field ``key`` of a JSON body: a string, or absent."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError("bad_request", f"field {key!r} must be a string")
+    return value
+
+
+def field_flag(data: dict[str, Any], key: str) -> bool:
+    """Field ``key`` of a JSON body: true or false (absent: false)."""
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ApiError("bad_request", f"field {key!r} must be true or false")
+    return value
+
+
 Work = Callable[[Call], tuple[int, Any]]
+
+
+@attrs.frozen
+class How:
+    """How one request is answered: what its token must allow (``action``, in the stage
+    ``stage_of`` gives), the input ``check`` made before a job is queued, the ``work``,
+    whether it runs as a job, its ``Idempotency-Key`` and its timeout ``ticket``."""
+
+    action: str
+    work: Work
+    label: str
+    stage_of: Callable[[Call], str | None] | None = None
+    check: Callable[[Call], None] | None = None
+    run_async: bool = False
+    idempotency_key: str | None = None
+    ticket: Ticket | None = None
 
 
 class Server:
     """What the routes share: settings, the failed-authentication budget per client,
-    answered idempotency keys, and the server's own metrics."""
+    answered idempotency keys and jobs (:mod:`~lockgate.server.idempotency`,
+    :mod:`~lockgate.server.jobs`), accepted JWTs, and the server's own metrics."""
 
     def __init__(self, settings: ServerSettings) -> None:
+        from lockgate.server.idempotency import IdempotencyKeys, ServerDb
+        from lockgate.server.jobs import Jobs
+        from lockgate.server.jwt_auth import JwtVerifier
+
         self.settings = settings
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
-        self._answered: dict[tuple[str, str], tuple[str, int, Any]] = {}
         self.metrics = ServerMetrics(self.open)
+        project = self.open()
+        try:
+            config = project.config.server
+            self.jwt = (
+                JwtVerifier(config.jwt, settings.root, project.stage_names)
+                if config.jwt is not None
+                else None
+            )
+        finally:
+            project.close()
+        self.db = ServerDb(settings.root / ".lockgate" / "server.db", config.idempotency_hours)
+        self.keys = IdempotencyKeys(self.db)
+        self.jobs = Jobs(self.db, workers=settings.workers, queue=settings.queue)
+
+    def close(self) -> None:
+        """Stop: queued jobs are not started, running ones end first (see ``jobs``)."""
+        self.jobs.shutdown()
+        self.db.close()
 
     # ------------------------------------------------------------------ projects
 
@@ -138,6 +205,29 @@ class Server:
 
     # ------------------------------------------------------------------ one request
 
+    def authenticate(self, client: str, header: str | None) -> TokenRecord:
+        """The token ``header`` carries (a JWT when ``server.jwt`` is set); 401 else,
+        counted against ``client``'s budget."""
+        from lockgate.server.jwt_auth import looks_like_jwt
+
+        value = (header or "").strip().partition(" ")[2].strip()
+        try:
+            if looks_like_jwt(value) and (header or "").lower().startswith("bearer "):
+                if self.jwt is None:
+                    raise AuthenticationError(
+                        "a JWT is not accepted here: the project sets no server.jwt; "
+                        "send a token from 'lockgate token create'"
+                    )
+                return self.jwt.authenticate(value)
+            probe = self.open()
+            try:
+                return authenticate(Session(probe), header)
+            finally:
+                probe.close()
+        except LockgateError as exc:
+            self.spend(client)
+            raise ApiError.of(exc) from None
+
     def run(
         self,
         client: str,
@@ -148,51 +238,75 @@ class Server:
         request: Call,
         idempotency_key: str | None,
     ) -> tuple[int, Any]:
-        """Authenticate, authorize, answer (in a worker thread)."""
-        probe = self.open()
-        try:
-            try:
-                token = authenticate(Session(probe), header)
-            except LockgateError as exc:
-                self.spend(client)
-                raise ApiError.of(exc) from None
-        finally:
-            probe.close()
+        """Authenticate, authorize and answer at once, with no request timeout (see
+        :meth:`handle` for jobs and the timeout)."""
+        how = How(action, work, action, stage_of, idempotency_key=idempotency_key)
+        return self.handle(client, header, how, request)
+
+    def handle(self, client: str, header: str | None, how: How, request: Call) -> tuple[int, Any]:
+        """Authenticate, authorize, answer (in a worker thread): at once, or as a job."""
+        token = self.authenticate(client, header)
         project = self.open(Identity(token.actor, f"token:{token.id}"))
         try:
             session = Session(project)
-            call = attrs.evolve(request, session=session, token=token)
-            stage = self._answer(lambda c: (0, stage_of(c) if stage_of else None), call)[1]
+            call = attrs.evolve(request, session=session, token=token, jobs=self.jobs)
+            stage = self._answer(lambda c: (0, how.stage_of(c) if how.stage_of else None), call)[1]
             try:
-                authorize(token, action, stage)
+                authorize(token, how.action, stage)
             except PermissionDeniedError as exc:
-                self._audit_denial(session, token, action, stage, exc.message)
+                self._audit_denial(session, token, how.action, stage, exc.message)
                 raise ApiError.of(exc) from None
-            if idempotency_key is None:
-                return self._answer(work, call)
-            return self._once(token, idempotency_key, work, call)
+            if how.check is not None:
+                self._answer(lambda c: (0, how.check(c) if how.check else None), call)
+            if how.run_async:
+                answer: Callable[[], tuple[int, Any]] = lambda: self._queue(token, how, request)  # noqa: E731
+            else:
+                if how.ticket is not None:
+                    project.before_change = how.ticket.commit
+                answer = lambda: self._timed(session, token, how, call)  # noqa: E731
+            if how.idempotency_key is None:
+                return answer()
+            from lockgate.server.idempotency import fingerprint
+
+            print_ = fingerprint(how.action, call.params, call.query, call.body)
+            return self.keys.once(token.actor, how.idempotency_key, print_, answer)
         finally:
             project.close()
 
-    def _once(self, token: TokenRecord, key: str, work: Work, call: Call) -> tuple[int, Any]:
-        if not key or len(key) > 200:
-            raise ApiError("bad_request", "Idempotency-Key must be 1 to 200 characters")
-        fingerprint = hashlib.sha256(
-            json.dumps([dict(call.params), dict(call.query)], sort_keys=True).encode() + call.body
-        ).hexdigest()
-        with self._lock:
-            answered = self._answered.get((token.id, key))
-        if answered is not None:
-            if answered[0] != fingerprint:
-                raise ApiError(
-                    "idempotency_mismatch",
-                    f"Idempotency-Key {key!r} was used for another request; use a new key",
+    def _queue(self, token: TokenRecord, how: How, request: Call) -> tuple[int, Any]:
+        """Queue the work as a job, unless its request was answered 504 already."""
+        if how.ticket is not None:
+            how.ticket.commit(f"queueing {how.label}")
+        return self.jobs.submit(token.actor, how.label, lambda: self._job(token, how.work, request))
+
+    def _timed(self, session: Session, token: TokenRecord, how: How, call: Call) -> tuple[int, Any]:
+        from lockgate.server.timeouts import Abandoned
+
+        try:
+            return self._answer(how.work, call)
+        except ApiError:
+            raise
+        except Abandoned as exc:  # answered 504 already: say so in the audit log
+            details = {"token": token.id, "wanted": how.label, "why": exc.message}
+            session.state().append_event(
+                AuditEvent(
+                    at=now_iso(),
+                    actor=token.actor,
+                    action="server.timeout",
+                    details={**details, **session.identity.details()},
+                    outcome="refused",
                 )
-            return answered[1], answered[2]
-        status, body = self._answer(work, call)
-        with self._lock:
-            self._answered[(token.id, key)] = (fingerprint, status, body)
-        return status, body
+            )
+            raise
+
+    def _job(self, token: TokenRecord, work: Work, request: Call) -> tuple[int, Any]:
+        """A job's run: the request's work on a project opened for it."""
+        project = self.open(Identity(token.actor, f"token:{token.id}"))
+        try:
+            call = attrs.evolve(request, session=Session(project), token=token, jobs=self.jobs)
+            return self._answer(work, call)
+        finally:
+            project.close()
 
     @staticmethod
     def _answer(work: Work, call: Call) -> tuple[int, Any]:
@@ -201,6 +315,10 @@ class Server:
         except ApiError:
             raise
         except LockgateError as exc:
+            from lockgate.server.timeouts import Abandoned
+
+            if isinstance(exc, Abandoned):
+                raise
             raise ApiError.of(exc) from None
         except Exception as exc:
             fault = environment_fault(exc)

@@ -63,12 +63,20 @@ _BY_CLASS: tuple[tuple[type[LockgateError], str], ...] = (
 class ApiError(Exception):
     """An error the server answers with ``code`` and ``message``."""
 
-    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = CODES[code]
         self.headers = headers or {}
+        self.extra = extra or {}
+        """More about the error, beside code and message (a pipeline run's report)."""
 
     @classmethod
     def of(cls, exc: LockgateError) -> ApiError:
@@ -77,7 +85,7 @@ class ApiError(Exception):
         return cls(code, exc.message)
 
     def body(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
 def status_of(code: str) -> int:

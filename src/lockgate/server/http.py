@@ -4,8 +4,10 @@ limits, timeouts, and every error as JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -18,9 +20,10 @@ from starlette.routing import Route as StarletteRoute
 
 from lockgate.contracts.state import TokenRecord
 from lockgate.core.session import Session
-from lockgate.server.app import Call, Server, ServerSettings
+from lockgate.server.app import Call, How, Server, ServerSettings
 from lockgate.server.errors import ApiError
 from lockgate.server.routes import ROUTES, Route
+from lockgate.server.timeouts import Ticket
 
 __all__ = ["build_app"]
 
@@ -67,15 +70,31 @@ def _endpoint(server: Server, route: Route) -> Any:
             )
             key = request.headers.get("idempotency-key") if route.method == "POST" else None
             header = request.headers.get("authorization")
+            prefer = request.headers.get("prefer", "").lower()
+            ticket = Ticket(server.settings.timeout)
+            how = How(
+                route.action,
+                route.work,
+                f"{route.method} {route.path}",
+                route.stage_of,
+                route.check,
+                route.run_async or (route.method == "POST" and "respond-async" in prefer),
+                key,
+                ticket,
+            )
 
             def work() -> tuple[int, Any]:
-                return server.run(
-                    client, header, route.action, route.stage_of, route.work, call, key
-                )
+                return ticket.run(lambda: server.handle(client, header, how, call))
 
-            with anyio.fail_after(server.settings.timeout):
+            with anyio.move_on_after(server.settings.timeout) as scope:
                 status, answer = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-            return _json(status, answer)
+            if scope.cancelled_caught:
+                if ticket.expire():
+                    raise TimeoutError
+                # changing the project already: never abandoned, answered when it ends
+                status, answer = await anyio.to_thread.run_sync(ticket.wait)
+            location = {"Location": answer["location"]} if status == 202 else None
+            return _json(status, answer, location)
         except ApiError as exc:
             status = exc.status
             return _error(exc)
@@ -84,8 +103,8 @@ def _endpoint(server: Server, route: Route) -> Any:
             return _error(
                 ApiError(
                     "timeout",
-                    f"no answer within {server.settings.timeout:g} s; the operation may still "
-                    "finish: look at the audit log, or retry with the same Idempotency-Key",
+                    f"no answer within {server.settings.timeout:g} s; nothing was changed and "
+                    "nothing will be: retry, or ask for a job (Prefer: respond-async)",
                 )
             )
         finally:
@@ -173,8 +192,15 @@ def build_app(settings: ServerSettings) -> Starlette:
         message = f"internal error: {type(exc).__name__}: {exc} (a bug in lockgate; report it)"
         return _error(ApiError("internal", message))
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await anyio.to_thread.run_sync(server.close)  # jobs: see lockgate.server.jobs
+
     app = Starlette(
-        routes=routes, exception_handlers={HTTPException: http_error, Exception: internal}
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: internal},
+        lifespan=lifespan,
     )
     app.state.server = server
     return app

@@ -33,9 +33,27 @@ _POST_ERRORS = (
     ("413", "body too large"),
     ("422", "a gate blocks it, or the key was used for another request"),
     ("423", "the project is locked"),
-    ("504", "no answer in time"),
+    ("503", "too many jobs waiting; retry later"),
+    ("504", "no answer in time; nothing was changed"),
 )
 _ANY = {"description": "the result, as JSON", "content": {"application/json": {"schema": {}}}}
+_ACCEPTED = {
+    "description": "queued as a job: follow Location (GET /jobs/{id})",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["job", "status", "location"],
+                "properties": {
+                    "job": {"type": "string"},
+                    "status": {"type": "string", "enum": ["queued"]},
+                    "location": {"type": "string"},
+                },
+            }
+        }
+    },
+}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -66,10 +84,15 @@ def _operation(route: Route) -> dict[str, Any]:
         op["parameters"].append(
             {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
         )
+        if not route.run_async:
+            prefer = {"type": "string", "enum": ["respond-async"]}
+            op["parameters"].append({"name": "Prefer", "in": "header", "schema": prefer})
+        else:
+            del op["responses"]["200"]
+        op["responses"]["202"] = _ACCEPTED
         for code, why in _POST_ERRORS:
             op["responses"][code] = _error(why)
         if route.upload:
-            op["responses"]["201"] = _ANY
             op["responses"]["415"] = _error("not a tar archive")
             binary = {"schema": {"type": "string", "format": "binary"}}
             op["requestBody"] = {

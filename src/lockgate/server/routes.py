@@ -14,7 +14,17 @@ from lockgate.contracts.refs import ComponentRef, check_name
 from lockgate.contracts.state import EventFilter
 from lockgate.errors import InputError, NotFoundError
 from lockgate.server.app import Call
+from lockgate.server.app import field_flag as _flag
+from lockgate.server.app import field_text as _text
 from lockgate.server.errors import ApiError
+from lockgate.server.pipelines import (
+    PIPELINE_FIELDS,
+    check_pipeline,
+    check_promote_run,
+    pipeline_promote,
+    pipeline_rollback,
+    pipeline_stage,
+)
 
 __all__ = ["ROUTES", "Route"]
 
@@ -32,6 +42,10 @@ class Route:
     query: tuple[str, ...] = ()
     body: tuple[str, ...] = ()
     upload: bool = False
+    run_async: bool = False
+    """Always answered 202 with a job (others: when asked, ``Prefer: respond-async``)."""
+    check: Callable[[Call], None] | None = None
+    """Input checked before a job is queued (bad input: 400 at once, nothing queued)."""
 
 
 def _ref(call: Call) -> ComponentRef:
@@ -45,20 +59,6 @@ def _int(call: Call, name: str, default: int, top: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) <= top:
         raise ApiError("bad_request", f"query {name}={raw!r}: give a whole number 1 to {top}")
     return int(raw)
-
-
-def _text(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ApiError("bad_request", f"field {key!r} must be a string")
-    return value
-
-
-def _flag(data: dict[str, Any], key: str) -> bool:
-    value = data.get(key, False)
-    if not isinstance(value, bool):
-        raise ApiError("bad_request", f"field {key!r} must be true or false")
-    return value
 
 
 def _record(obj: Any) -> dict[str, Any]:
@@ -171,11 +171,11 @@ def stats(call: Call) -> tuple[int, Any]:
 # ---------------------------------------------------------------------- operations
 
 
-def stage(call: Call) -> tuple[int, Any]:
-    from lockgate.operations.stage import Stager
-    from lockgate.server.archive import check_archive, replace_directory
+def check_upload(call: Call) -> None:
+    """An upload's stage, media type and every archive entry, before anything is queued."""
+    from lockgate.server.archive import check_archive
 
-    ref = _ref(call)
+    _ref(call)
     to = call.query.get("to")
     if to is not None:
         call.session.project.check_stage(to)
@@ -185,6 +185,16 @@ def stage(call: Call) -> tuple[int, Any]:
             "send the component as a tar archive (Content-Type: application/x-tar "
             "or application/gzip)",
         )
+    check_archive(call.body)
+    _component_dir(call, _ref(call))
+
+
+def stage(call: Call) -> tuple[int, Any]:
+    from lockgate.operations.stage import Stager
+    from lockgate.server.archive import check_archive, replace_directory
+
+    check_upload(call)
+    ref, to = _ref(call), call.query.get("to")
     members = check_archive(call.body)
     replace_directory(call.body, members, _component_dir(call, ref))
     result = Stager(call.session).stage(ref, to=to, reason=call.query.get("reason"))
@@ -300,7 +310,31 @@ def rollback(call: Call) -> tuple[int, Any]:
     return 200, result.to_dict()
 
 
+def remove(call: Call) -> tuple[int, Any]:
+    from lockgate.operations.remove import Removal
+
+    data = call.json(["reason", "dry_run"])
+    result = Removal(call.session).remove(
+        call.params["ref"], reason=_text(data, "reason"), dry_run=_flag(data, "dry_run")
+    )
+    return 200, result.to_dict()
+
+
+def job(call: Call) -> tuple[int, Any]:
+    """A job, to the actor that asked for it (and to an admin)."""
+    found = call.jobs.get(
+        call.params["id"], None if call.token.role == "admin" else call.token.actor
+    )
+    if found is None:
+        raise NotFoundError(
+            f"no job {call.params['id']!r} of {call.token.actor}: it never existed, belongs "
+            "to another actor, or expired"
+        )
+    return 200, found
+
+
 C = "/api/v1/components/{ref}"
+P = "/api/v1/pipelines/{name}"
 AUDIT_QUERY = ("component", "stage", "actor", "action", "since", "until", "limit", "order")
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/components", "Components and their status", "read", components,
@@ -316,8 +350,9 @@ ROUTES: tuple[Route, ...] = (
           query=("recent",)),
     Route("GET", "/api/v1/stats", "Statistics", "read", stats),
     Route("GET", "/api/v1/audit", "The audit log, filtered", "read", audit, query=AUDIT_QUERY),
-    Route("POST", C + "/stage", "Stage a component from an uploaded tar archive", "stage",
-          stage, query=("type", "to", "reason"), upload=True),
+    Route("POST", C + "/stage", "Stage a component from an uploaded tar archive (a job)",
+          "stage", stage, query=("type", "to", "reason"), upload=True, run_async=True,
+          check=check_upload),
     Route("POST", C + "/validate", "Validate a component's latest revision", "validate",
           validate, body=("stage",)),
     Route("POST", C + "/approve", "Approve a revision", "approve",
@@ -329,5 +364,14 @@ ROUTES: tuple[Route, ...] = (
           promote, lambda c: _switch_stage(c, "to"), body=tuple(_SWITCH_FIELDS["to"])),
     Route("POST", C + "/rollback", "Roll a stage back", "rollback", rollback,
           lambda c: _switch_stage(c, "stage"), body=tuple(_SWITCH_FIELDS["stage"])),
+    Route("POST", C + "/remove", "Retire a component: out of every stage", "remove", remove,
+          body=("reason", "dry_run")),
+    Route("POST", P + "/promote", "Promote every member of a pipeline, all or nothing (a job)",
+          "promote", pipeline_promote, lambda c: pipeline_stage(c, "to"),
+          body=PIPELINE_FIELDS["to"], run_async=True, check=check_promote_run),
+    Route("POST", P + "/rollback", "Undo a pipeline's last completed run (a job)", "rollback",
+          pipeline_rollback, lambda c: pipeline_stage(c, "stage"),
+          body=PIPELINE_FIELDS["stage"], run_async=True, check=check_pipeline),
+    Route("GET", "/jobs/{id}", "A job: its status, then its result or error", "read", job),
 )  # fmt: skip
 """Every endpoint behind a token, in the order the OpenAPI document lists them."""
