@@ -6,7 +6,8 @@
 - :mod:`lockgate.server.http`: the Starlette application; :mod:`~lockgate.server.openapi`
   its OpenAPI document; :mod:`~lockgate.server.metrics` ``/metrics``;
 - :mod:`lockgate.server.archive`: an uploaded component, checked entry by entry;
-- :mod:`lockgate.server.errors`: the JSON errors and their codes.
+- :mod:`lockgate.server.errors`: the JSON errors and their codes;
+- :mod:`lockgate.server.dashboard`: the web dashboard (``/ui/``) and its sign-in.
 
 Importing this package imports nothing of Starlette: the command checks the extra is
 installed first, and says how to install it when it is not.
@@ -23,7 +24,7 @@ def missing_extra() -> str | None:
 
     absent = [
         m
-        for m in ("starlette", "uvicorn", "prometheus_client")
+        for m in ("starlette", "uvicorn", "prometheus_client", "jinja2")
         if importlib.util.find_spec(m) is None
     ]
     if not absent:
