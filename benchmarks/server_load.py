@@ -189,13 +189,25 @@ def serving(root: Path, store: str) -> Iterator[str]:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "-C", str(root), "serve", "--port", str(port),
-         "--auth-failures", "1000000", "--timeout", "600"],
+        [
+            sys.executable,
+            "-m",
+            "lockgate",
+            "-C",
+            str(root),
+            "serve",
+            "--port",
+            str(port),
+            "--auth-failures",
+            "1000000",
+            "--timeout",
+            "600",
+        ],
         env=inherited_environment() | plugin_env(store),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -235,9 +247,15 @@ class Tally:
 
 
 async def client(
-    n: int, base: str, token: str, refs: list[str], revisions: dict[str, list[str]],
-    reads: float, until: float, tally: Tally,
-) -> None:  # fmt: skip
+    n: int,
+    base: str,
+    token: str,
+    refs: list[str],
+    revisions: dict[str, list[str]],
+    reads: float,
+    until: float,
+    tally: Tally,
+) -> None:
     import httpx
 
     rng = random.Random(n)
@@ -247,8 +265,9 @@ async def client(
             ref = rng.choice(refs)
             if rng.random() < reads:
                 kind = "read"
-                path = rng.choice(["/api/v1/components", f"/api/v1/components/{ref}",
-                                   "/api/v1/stages"])  # fmt: skip
+                path = rng.choice(
+                    ["/api/v1/components", f"/api/v1/components/{ref}", "/api/v1/stages"]
+                )
                 request = http.build_request("GET", path)
             elif rng.random() < 0.5:
                 kind = "promote"
@@ -257,7 +276,9 @@ async def client(
             else:
                 kind = "rollback"
                 body = {"stage": STAGE, "to": rng.choice(revisions[ref])}
-                request = http.build_request("POST", f"/api/v1/components/{ref}/rollback", json=body)
+                request = http.build_request(
+                    "POST", f"/api/v1/components/{ref}/rollback", json=body
+                )
             start = time.perf_counter()
             response = await http.send(request)
             elapsed = (time.perf_counter() - start) * 1000
@@ -272,9 +293,13 @@ async def client(
 
 
 async def load(
-    base: str, token: str, revisions: dict[str, list[str]], clients: int, seconds: float,
+    base: str,
+    token: str,
+    revisions: dict[str, list[str]],
+    clients: int,
+    seconds: float,
     reads: float,
-) -> Tally:  # fmt: skip
+) -> Tally:
     tally = Tally()
     until = time.monotonic() + seconds
     refs = sorted(revisions)
@@ -288,9 +313,14 @@ async def load(
 
 
 def beside(
-    root: Path, store: str, base: str, token: str, revisions: dict[str, list[str]], runs: int,
+    root: Path,
+    store: str,
+    base: str,
+    token: str,
+    revisions: dict[str, list[str]],
+    runs: int,
     cli_runs: int,
-) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+) -> dict[str, dict[str, list[float]]]:
     """The component list and a promotion, one caller at a time: over HTTP (one client),
     through the CLI, in-process."""
     import httpx
@@ -304,32 +334,32 @@ def beside(
         path: {"read": [], "promote": []} for path in ("http", "cli", "in-process")
     }
 
-    def timed(path: str, kind: str, action: Any) -> None:
+    def timed(path: str, kind: str, action: Any, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
-        action()
+        action(*args, **kwargs)
         times[path][kind].append((time.perf_counter() - start) * 1000)
+
+    def http_promote(http: Any, rev: str) -> None:
+        body = {"to": STAGE, "rev": rev}
+        http.post(f"/api/v1/components/{ref}/promote", json=body).raise_for_status()
 
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
         for i in range(runs):
             timed("http", "read", lambda: http.get("/api/v1/components").raise_for_status())
-            body = {"to": STAGE, "rev": revisions[ref][i % 2]}
-            timed("http", "promote",
-                  lambda: http.post(f"/api/v1/components/{ref}/promote", json=body)
-                  .raise_for_status())  # fmt: skip
+            timed("http", "promote", http_promote, http, revisions[ref][i % 2])
     env = inherited_environment() | plugin_env(store)
     lockgate = [sys.executable, "-m", "lockgate", "-C", str(root)]
     for i in range(cli_runs):
-        timed("cli", "read", lambda: run([*lockgate, "--json", "ls"], env))
-        rev = revisions[ref][i % 2]
-        timed("cli", "promote", lambda: run([*lockgate, "promote", ref, "--to", STAGE,
-                                               "--rev", rev], env))  # fmt: skip
+        timed("cli", "read", run, [*lockgate, "--json", "ls"], env)
+        promote = [*lockgate, "promote", ref, "--to", STAGE, "--rev", revisions[ref][i % 2]]
+        timed("cli", "promote", run, promote, env)
     project = Project.open(root, environ=plugin_env(store))
     try:
         promoter = Promoter(project)
         for i in range(runs):
             timed("in-process", "read", lambda: list_components(project))
             rev = revisions[ref][i % 2]
-            timed("in-process", "promote", lambda: promoter.promote(ref, to=STAGE, rev=rev))
+            timed("in-process", "promote", promoter.promote, ref, to=STAGE, rev=rev)
     finally:
         project.close()
     return times
@@ -338,8 +368,9 @@ def beside(
 def run(argv: list[str], env: dict[str, str]) -> str:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"server_load: {' '.join(argv[3:])}: exit {proc.returncode}: "
-                         f"{proc.stderr.strip()}")  # fmt: skip
+        raise SystemExit(
+            f"server_load: {' '.join(argv[3:])}: exit {proc.returncode}: {proc.stderr.strip()}"
+        )
     return proc.stdout
 
 
@@ -356,8 +387,11 @@ def check(
     env = inherited_environment() | plugin_env(store)
     verify = subprocess.run(
         [sys.executable, "-m", "lockgate", "-C", str(root), "audit", "verify"],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if verify.returncode != 0:
         problems.append(f"audit verify failed: {verify.stdout.strip()} {verify.stderr.strip()}")
     after, _ = snapshot(root, store)
@@ -388,9 +422,7 @@ def measure(store: str, dsn: str | None, args: argparse.Namespace, tmp: Path) ->
     before, seq = snapshot(root, store)
     with serving(root, store) as base:
         started = time.monotonic()
-        tally = asyncio.run(
-            load(base, token, revisions, args.clients, args.duration, args.reads)
-        )
+        tally = asyncio.run(load(base, token, revisions, args.clients, args.duration, args.reads))
         wall = time.monotonic() - started
         problems = check(root, store, before, seq, tally)
         alone = beside(root, store, base, token, revisions, args.runs, args.cli_runs)
@@ -417,22 +449,28 @@ def measure_store(store: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: str) -> None:
     mode = "SMOKE run (figures not representative)" if args.smoke else "full run"
-    print(f"server_load: {mode}; {python_and_cores()}; {args.clients} clients, "
-          f"{args.duration:g} s, {args.components} components, reads {args.reads:.0%}")  # fmt: skip
+    print(
+        f"server_load: {mode}; {python_and_cores()}; {args.clients} clients, "
+        f"{args.duration:g} s, {args.components} components, reads {args.reads:.0%}"
+    )
     print(f"load average (1/5/15 min): {load_start} at the start, {load_average()} at the end")
     for r in results:
         tally: Tally = r["tally"]
         total = sum(len(v) for v in tally.ms.values())
         fivexx = sum(c for k, c in tally.statuses.items() if k.split()[1].startswith("5"))
-        print(f"\n[{r['store']}] {total} requests in {r['wall']:.1f} s "
-              f"({total / r['wall']:.0f}/s); 5xx: {fivexx}; statuses: "
-              + ", ".join(f"{k}: {c}" for k, c in sorted(tally.statuses.items())))  # fmt: skip
+        print(
+            f"\n[{r['store']}] {total} requests in {r['wall']:.1f} s "
+            f"({total / r['wall']:.0f}/s); 5xx: {fivexx}; statuses: "
+            + ", ".join(f"{k}: {c}" for k, c in sorted(tally.statuses.items()))
+        )
         for what, text in sorted(tally.refusals.items()):
             print(f"  {what}, e.g.: {text}")
         print(f"{'':<34}{'n':>7}{'median ms':>11}{'p95 ms':>9}")
         for kind in ("read", "promote", "rollback"):
             ms = tally.ms[kind]
-            print(f"{'under load, HTTP, ' + kind:<34}{len(ms):>7}{median(ms):>11.1f}{p95(ms):>9.1f}")
+            print(
+                f"{'under load, HTTP, ' + kind:<34}{len(ms):>7}{median(ms):>11.1f}{p95(ms):>9.1f}"
+            )
         for path in ("http", "cli", "in-process"):
             for kind in ("read", "promote"):
                 ms = r["alone"][path][kind]
@@ -440,13 +478,23 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: 
                 print(f"{label:<34}{len(ms):>7}{median(ms):>11.1f}{p95(ms):>9.1f}")
         read95 = p95(tally.ms["read"])
         verdict = "PASS" if read95 <= READ_P95_TARGET_MS else "FAIL"
-        print(f"target: read p95 under load at most {READ_P95_TARGET_MS:g} ms: "
-              f"{read95:.1f} ms {verdict}")  # fmt: skip
+        print(
+            f"target: read p95 under load at most {READ_P95_TARGET_MS:g} ms: "
+            f"{read95:.1f} ms {verdict}"
+        )
         inproc = median(r["alone"]["in-process"]["promote"])
-        print(f"promote p95 under load: {p95(tally.ms['promote']):.1f} ms "
-              f"({p95(tally.ms['promote']) / inproc:.1f}x the in-process median)")  # fmt: skip
-        print("checks: " + ("no 5xx, audit chain verified, no lost update"
-                            if not r["problems"] else "; ".join(r["problems"])))  # fmt: skip
+        print(
+            f"promote p95 under load: {p95(tally.ms['promote']):.1f} ms "
+            f"({p95(tally.ms['promote']) / inproc:.1f}x the in-process median)"
+        )
+        print(
+            "checks: "
+            + (
+                "no 5xx, audit chain verified, no lost update"
+                if not r["problems"]
+                else "; ".join(r["problems"])
+            )
+        )
 
 
 def to_json(results: list[dict[str, Any]], args: argparse.Namespace, load_start: str) -> Any:
@@ -481,21 +529,29 @@ def main() -> None:
     parser.add_argument("--reads", type=float, default=0.8, help="share of reads (0.8)")
     parser.add_argument("--runs", type=int, default=50, help="one-at-a-time HTTP/in-process")
     parser.add_argument("--cli-runs", type=int, default=10, help="one-at-a-time CLI processes")
-    parser.add_argument("--stores", default="sqlite,postgres",
-                        help="sqlite,postgres (postgres skipped when no server answers)")
+    parser.add_argument(
+        "--stores",
+        default="sqlite,postgres",
+        help="sqlite,postgres (postgres skipped when no server answers)",
+    )
     parser.add_argument("--pg-server", default="host=127.0.0.1 port=5432 user=postgres")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few seconds: 10 clients, 2 s, 4 components, few runs")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds: 10 clients, 2 s, 4 components, few runs",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()  # fmt: skip
+    args = parser.parse_args()
     if args.smoke:
         args.clients, args.duration, args.components = 10, 2.0, 4
         args.runs, args.cli_runs = 5, 2
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     unknown = sorted(set(stores) - {"sqlite", "postgres"})
     if unknown or not stores:
-        parser.error(f"--stores: unknown store {unknown[0] if unknown else '(none)'}; "
-                     "give sqlite, postgres or both")  # fmt: skip
+        parser.error(
+            f"--stores: unknown store {unknown[0] if unknown else '(none)'}; "
+            "give sqlite, postgres or both"
+        )
     load_start = load_average()
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="lgload-"))

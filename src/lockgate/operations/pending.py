@@ -68,9 +68,7 @@ def pending_approvals(session: Session | Project) -> list[PendingApproval]:
         required, allowed = for_stage(stage)
         if required <= 0:
             continue
-        who = authors(
-            state, comp.component, revision, revision_owners(session, revision), stages
-        )
+        who = authors(state, comp.component, revision, revision_owners(session, revision), stages)
         counted = sorted(
             {
                 a.actor
