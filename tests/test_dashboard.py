@@ -221,3 +221,33 @@ def test_sign_out_ends_the_session(board: Api) -> None:
     assert status == 303
     client.cookies = kept  # a copy of the old cookie opens nothing any more
     assert client.request("GET", "/ui/")[0] == 303
+
+
+def test_text_from_the_project_is_escaped(board: Api) -> None:
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    status, body = board.call(
+        "POST", "/api/v1/components/alice:report/promote", role="releaser",
+        body={"to": "staging", "reason": hostile},
+    )  # fmt: skip
+    assert status == 200, body
+    client = Browserless(board.port)
+    assert client.sign_in(board.tokens["viewer"]) == 303
+    for path in ("/ui/", "/ui/components/alice:report"):
+        _, _, page, _ = client.request("GET", path)
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img" in page, path
+        assert "<script" not in page and "<img" not in page, path
+
+
+def test_a_form_with_too_many_fields_or_for_an_unknown_component_changes_nothing(
+    board: Api,
+) -> None:
+    client = Browserless(board.port)
+    assert client.sign_in(board.tokens["approver"]) == 303
+    csrf = client.csrf()
+    many = {f"f{n}": "1" for n in range(20)} | {"csrf": csrf}
+    status, _, page, _ = client.request("POST", "/ui/components/alice:etl/approve", many)
+    assert status == 400 and "more than 16 fields" in page
+    before = approvals(board)
+    status, _, page, _ = client.request("POST", "/ui/components/alice:nope/approve", {"csrf": csrf})
+    assert status == 404 and "never been staged" in page
+    assert approvals(board) == before

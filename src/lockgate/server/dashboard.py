@@ -236,9 +236,13 @@ class Dashboard:
             if len(raw) > MAX_FORM:
                 raise ApiError("too_large", f"form over {MAX_FORM} bytes")
         try:
-            fields = {k: v[0] for k, v in parse_qs(raw.decode(), strict_parsing=False).items()}
+            text = raw.decode()
         except UnicodeDecodeError:
-            raise ApiError("bad_request", "the form is not UTF-8") from None
+            raise ApiError("bad_request", "the form is not UTF-8; send UTF-8") from None
+        try:
+            fields = {k: v[0] for k, v in parse_qs(text, max_num_fields=16).items()}
+        except ValueError:
+            raise ApiError("bad_request", "the form has more than 16 fields") from None
         if user is not None and not same(fields.get("csrf"), user.csrf):
             raise ApiError("forbidden", "the form's CSRF token is missing or stale; reload")
         return fields
@@ -318,7 +322,7 @@ class Dashboard:
             _, facts = await self.run(request, user.header, "read", overview)
         except ApiError as exc:
             return self.error(request, exc, user)
-        notice = request.query_params.get("approved")
+        notice, user.notice = user.notice, None
         return self.html(request, "overview.html", user=user, notice=notice, **facts)
 
     async def component(self, request: Request) -> Response:
@@ -353,9 +357,11 @@ class Dashboard:
             )
         except ApiError as exc:
             return self.error(request, exc, user)
-        target = f"/ui/?approved={quote(str(result['component']), safe=':')}"
+        user.notice = f"{result['component']} {short(result['revision'])}: {result['status']}"
+        if result.get("note"):
+            user.notice += f" ({result['note']})"
         self._count(request, 303)
-        return RedirectResponse(target, 303, headers=HEADERS)
+        return RedirectResponse("/ui/", 303, headers=HEADERS)
 
 
 def dashboard_routes(server: Server) -> list[StarletteRoute]:

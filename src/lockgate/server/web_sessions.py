@@ -47,6 +47,8 @@ class WebSession:
     token_id: str
     csrf: str
     expires: float
+    notice: str | None = None
+    """A line to show on the next page (what the last form did), shown once."""
 
 
 def same(given: str | None, expected: str) -> bool:
