@@ -34,6 +34,7 @@ from starlette.routing import Route as StarletteRoute
 from lockgate.contracts.refs import short
 from lockgate.contracts.state import EventFilter, TokenRecord
 from lockgate.errors import NotFoundError, PermissionDeniedError
+from lockgate.operations.tokens import authorize
 from lockgate.server.app import Call, Server
 from lockgate.server.errors import ApiError
 from lockgate.server.routes import ROUTES
@@ -78,8 +79,6 @@ def _environment() -> jinja2.Environment:
 
 
 def _can(token: TokenRecord, action: str, stage: str | None) -> bool:
-    from lockgate.operations.tokens import authorize
-
     try:
         authorize(token, action, stage)
     except PermissionDeniedError:
