@@ -199,6 +199,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (project, revision, key)
     );
     """,
+    # 4: the server's bearer tokens, hashed (the AccessTokens capability)
+    f"""
+    CREATE TABLE lockgate.tokens (
+        {_PROJECT},
+        id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        stage TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        PRIMARY KEY (project, id),
+        UNIQUE (project, digest)
+    );
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -218,6 +235,7 @@ TABLES: dict[int, tuple[str, ...]] = {
     ),
     2: ("objects", "chunks"),
     3: ("validation_results",),
+    4: ("tokens",),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 
