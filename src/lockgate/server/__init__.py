@@ -11,7 +11,8 @@
 - :mod:`lockgate.server.idempotency`: answered keys and jobs, kept in ``.lockgate/server.db``;
 - :mod:`lockgate.server.timeouts`: the request timeout, never leaving an operation half-done;
 - :mod:`lockgate.server.jwt_auth`: JWTs verified against configured public keys;
-- :mod:`lockgate.server.errors`: the JSON errors and their codes.
+- :mod:`lockgate.server.errors`: the JSON errors and their codes;
+- :mod:`lockgate.server.dashboard`: the web dashboard (``/ui/``) and its sign-in.
 
 Importing this package imports nothing of Starlette: the command checks the extra is
 installed first, and says how to install it when it is not.
@@ -28,7 +29,7 @@ def missing_extra() -> str | None:
 
     absent = [
         m
-        for m in ("starlette", "uvicorn", "prometheus_client")
+        for m in ("starlette", "uvicorn", "prometheus_client", "jinja2")
         if importlib.util.find_spec(m) is None
     ]
     if not absent:

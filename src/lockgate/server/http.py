@@ -174,10 +174,13 @@ def _public(server: Server) -> list[StarletteRoute]:
 
 def build_app(settings: ServerSettings) -> Starlette:
     """The ASGI application serving the project at ``settings.root``."""
+    from lockgate.server.dashboard import dashboard_routes
+
     server = Server(settings)
     routes = _public(server) + [
         StarletteRoute(r.path, _endpoint(server, r), methods=[r.method]) for r in ROUTES
     ]
+    routes += dashboard_routes(server)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -279,6 +279,23 @@ MIGRATIONS: tuple[str, ...] = (
         ('type', component_type), ('workspace', workspace)) AS d (dimension, value)
     GROUP BY 1, 2, 3;
     """,
+    # 6: the server's bearer tokens, hashed (the AccessTokens capability)
+    f"""
+    CREATE TABLE lockgate.tokens (
+        {_PROJECT},
+        id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        stage TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        PRIMARY KEY (project, id),
+        UNIQUE (project, digest)
+    );
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -300,6 +317,7 @@ TABLES: dict[int, tuple[str, ...]] = {
     3: ("validation_results",),
     4: ("deliveries", "delivery_cursors"),
     5: ("component_counts",),
+    6: ("tokens",),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 

@@ -32,6 +32,7 @@ from lockgate.plugin import (
     ChainedEvent,
     ComponentRecord,
     ComponentStatus,
+    ConflictError,
     EventFilter,
     Intent,
     LockOwner,
@@ -40,6 +41,7 @@ from lockgate.plugin import (
     RevisionRecord,
     StateCounts,
     StateSnapshot,
+    TokenRecord,
     equal_clauses,
     event_hash,
     generation_conflict,
@@ -55,6 +57,9 @@ __all__ = ["PostgresStateStore"]
 
 Conn = psycopg.Connection[Row]
 _CHAIN_PAGE = 1000
+_TOKEN_FIELDS = [f.name for f in attrs.fields(TokenRecord)]
+_TOKEN_COLUMNS = ", ".join(_TOKEN_FIELDS)
+_TOKEN_VALUES = ", ".join(f"%({name})s" for name in _TOKEN_FIELDS)
 
 
 class PostgresStateStore(PostgresDeliveries):
@@ -270,6 +275,38 @@ class PostgresStateStore(PostgresDeliveries):
             operations=operations,
             events=int(seq["seq"]) if seq else 0,
         )
+
+    # ------------------------------------------------------------------ tokens
+
+    def add_token(self, token: TokenRecord, event: AuditEvent) -> None:
+        try:
+            with self._write() as (conn, head):
+                conn.execute(
+                    f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES ({_TOKEN_VALUES})",
+                    attrs.asdict(token),
+                )
+                head.append(event)
+        except psycopg.errors.UniqueViolation:
+            raise ConflictError(f"a token with id {token.id} exists; retry") from None
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None:
+        rows = self._rows(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE digest = %s", (digest,))
+        return TokenRecord(**rows[0]) if rows else None
+
+    def tokens(self) -> list[TokenRecord]:
+        rows = self._rows(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id")
+        return [TokenRecord(**r) for r in rows]
+
+    def revoke_token(self, token_id: str, at: str, event: AuditEvent) -> TokenRecord | None:
+        with self._write() as (conn, head):
+            row = conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = %s FOR UPDATE", (token_id,)
+            ).fetchone()
+            if row is None or row["revoked_at"] is not None:
+                return TokenRecord(**row) if row else None
+            conn.execute("UPDATE tokens SET revoked_at = %s WHERE id = %s", (at, token_id))
+            head.append(event)
+            return attrs.evolve(TokenRecord(**row), revoked_at=at)
 
     # ------------------------------------------------------------------ writing
 
