@@ -39,8 +39,11 @@ from lockgate.errors import (
 )
 from lockgate.operations.tokens import authenticate, authorize
 from lockgate.server.errors import ApiError
+from lockgate.server.idempotency import IdempotencyKeys, ServerDb, fingerprint
+from lockgate.server.jobs import Jobs
+from lockgate.server.jwt_auth import JwtVerifier, looks_like_jwt
 from lockgate.server.metrics import ServerMetrics
-from lockgate.server.timeouts import Ticket
+from lockgate.server.timeouts import Abandoned, Ticket
 
 __all__ = ["Call", "How", "Server", "ServerSettings", "field_flag", "field_text"]
 
@@ -138,10 +141,6 @@ class Server:
     :mod:`~lockgate.server.jobs`), accepted JWTs, and the server's own metrics."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        from lockgate.server.idempotency import IdempotencyKeys, ServerDb
-        from lockgate.server.jobs import Jobs
-        from lockgate.server.jwt_auth import JwtVerifier
-
         self.settings = settings
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
@@ -208,8 +207,6 @@ class Server:
     def authenticate(self, client: str, header: str | None) -> TokenRecord:
         """The token ``header`` carries (a JWT when ``server.jwt`` is set); 401 else,
         counted against ``client``'s budget."""
-        from lockgate.server.jwt_auth import looks_like_jwt
-
         value = (header or "").strip().partition(" ")[2].strip()
         try:
             if looks_like_jwt(value) and (header or "").lower().startswith("bearer "):
@@ -266,8 +263,6 @@ class Server:
                 answer = lambda: self._timed(session, token, how, call)  # noqa: E731
             if how.idempotency_key is None:
                 return answer()
-            from lockgate.server.idempotency import fingerprint
-
             print_ = fingerprint(how.action, call.params, call.query, call.body)
             return self.keys.once(token.actor, how.idempotency_key, print_, answer)
         finally:
@@ -280,8 +275,6 @@ class Server:
         return self.jobs.submit(token.actor, how.label, lambda: self._job(token, how.work, request))
 
     def _timed(self, session: Session, token: TokenRecord, how: How, call: Call) -> tuple[int, Any]:
-        from lockgate.server.timeouts import Abandoned
-
         try:
             return self._answer(how.work, call)
         except ApiError:
@@ -314,11 +307,9 @@ class Server:
             return work(call)
         except ApiError:
             raise
+        except Abandoned:
+            raise
         except LockgateError as exc:
-            from lockgate.server.timeouts import Abandoned
-
-            if isinstance(exc, Abandoned):
-                raise
             raise ApiError.of(exc) from None
         except Exception as exc:
             fault = environment_fault(exc)
