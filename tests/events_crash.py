@@ -10,8 +10,9 @@ receiver (tests/events_receiver.py, which verifies every signature) is prepared.
 round starts two processes: an *operator* that runs ``lockgate`` commands in a loop
 (in-process through the command line: restage, promote, roll back; each command delivers
 within its budget after its commit) and a dispatcher (``lockgate events deliver
---follow``); the receiver answers 503 to one request in ten. After a random delay one
-of them, or both, is killed with SIGKILL. After the last round, ``events deliver`` runs
+--follow``); the receiver answers 503 to one request in ten. After a random delay
+(counted from when the operator has started) one of them, or both, is killed with
+SIGKILL. After the last round, ``events deliver`` runs
 until nothing is pending, and these must hold:
 
 * the audit chain verifies, and each pointer move recorded has exactly one event (its
@@ -51,6 +52,7 @@ from lockgate.cli.main import cli
 root, seed, refs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rng = random.Random(seed)
 n = 0
+print("ready", flush=True)  # started: the random delay before the kill counts from here
 while True:
     n += 1
     ref = rng.choice(refs)
@@ -113,8 +115,11 @@ def run(kills: int, seed: int, root: Path, *, log: Any = None) -> dict[str, Any]
         for n in range(kills):
             operator = subprocess.Popen(
                 [sys.executable, "-c", OPERATOR, str(root), str(seed * 1000 + n), *REFS],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
+            # Kill at a random moment of its work, not of its start (on a loaded machine
+            # starting Python and importing lockgate alone can take seconds).
+            assert operator.stdout is not None and operator.stdout.readline() == "ready\n"
             dispatcher = subprocess.Popen(
                 [sys.executable, "-m", "lockgate", "-q", "-C", str(root), "events", "deliver",
                  "--follow", "--interval", "0.05"],
