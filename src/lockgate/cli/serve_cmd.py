@@ -42,6 +42,13 @@ __all__ = ["command"]
     type=click.IntRange(1, 256),
     help="Threads running jobs (uploads, pipeline runs, Prefer: respond-async).",
 )
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Requests answered at once; more wait their turn (within --timeout).",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -51,6 +58,7 @@ def command(
     timeout: float,
     auth_failures: int,
     workers: int,
+    threads: int,
 ) -> None:
     """Serve the project's HTTP API (see docs/server.md); Ctrl-C stops it.
 
@@ -86,6 +94,7 @@ def command(
         timeout=timeout,
         auth_failures=auth_failures,
         workers=workers,
+        threads=threads,
         distributions=app_ctx.distributions,
     )
     app = build_app(settings)  # a broken server.jwt section is one line here, exit 2

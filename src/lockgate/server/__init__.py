@@ -11,6 +11,7 @@
 - :mod:`lockgate.server.idempotency`: answered keys and jobs, kept in ``.lockgate/server.db``;
 - :mod:`lockgate.server.timeouts`: the request timeout, never leaving an operation half-done;
 - :mod:`lockgate.server.jwt_auth`: JWTs verified against configured public keys;
+- :mod:`lockgate.server.projects`: open projects kept from one request to the next;
 - :mod:`lockgate.server.errors`: the JSON errors and their codes;
 - :mod:`lockgate.server.dashboard`: the web dashboard (``/ui/``) and its sign-in.
 

@@ -43,6 +43,7 @@ from lockgate.server.idempotency import IdempotencyKeys, ServerDb, fingerprint
 from lockgate.server.jobs import Jobs
 from lockgate.server.jwt_auth import JwtVerifier, looks_like_jwt
 from lockgate.server.metrics import ServerMetrics
+from lockgate.server.projects import ProjectPool
 from lockgate.server.timeouts import Abandoned, Ticket
 
 __all__ = ["Call", "How", "Server", "ServerSettings", "field_flag", "field_text"]
@@ -63,6 +64,9 @@ class ServerSettings:
     auth_window: float = 60.0
     workers: int = 4
     """Threads running jobs."""
+    threads: int = 8
+    """Requests answered at once (each in a thread, with a project of its own); more
+    wait their turn, within the request timeout."""
     queue: int = 100
     """Jobs that may wait or run at once (then 503)."""
     distributions: Sequence[Any] | None = None
@@ -144,6 +148,7 @@ class Server:
         self.settings = settings
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
+        self._limiter: Any = None
         self.metrics = ServerMetrics(self.open)
         project = self.open()
         try:
@@ -158,13 +163,24 @@ class Server:
         self.db = ServerDb(settings.root / ".lockgate" / "server.db", config.idempotency_hours)
         self.keys = IdempotencyKeys(self.db)
         self.jobs = Jobs(self.db, workers=settings.workers, queue=settings.queue)
+        self.projects = ProjectPool(settings.root, self.open, settings.threads + settings.workers)
 
     def close(self) -> None:
         """Stop: queued jobs are not started, running ones end first (see ``jobs``)."""
         self.jobs.shutdown()
+        self.projects.close()
         self.db.close()
 
     # ------------------------------------------------------------------ projects
+
+    def limiter(self) -> Any:
+        """The ``anyio.CapacityLimiter`` of requests answered at once (``threads``),
+        made in the event loop on first use."""
+        if self._limiter is None:
+            import anyio
+
+            self._limiter = anyio.CapacityLimiter(self.settings.threads)
+        return self._limiter
 
     def open(self, identity: Identity | None = None) -> Project:
         """The project, opened for one request (``identity``: its actor)."""
@@ -204,9 +220,12 @@ class Server:
 
     # ------------------------------------------------------------------ one request
 
-    def authenticate(self, client: str, header: str | None) -> TokenRecord:
-        """The token ``header`` carries (a JWT when ``server.jwt`` is set); 401 else,
-        counted against ``client``'s budget."""
+    def authenticate(
+        self, client: str, header: str | None, project: Project | None = None
+    ) -> TokenRecord:
+        """The token ``header`` carries (a JWT when ``server.jwt`` is set), looked up in
+        ``project`` (the request's, else one opened for the look-up); 401 else, counted
+        against ``client``'s budget."""
         value = (header or "").strip().partition(" ")[2].strip()
         try:
             if looks_like_jwt(value) and (header or "").lower().startswith("bearer "):
@@ -216,11 +235,10 @@ class Server:
                         "send a token from 'lockgate token create'"
                     )
                 return self.jwt.authenticate(value)
-            probe = self.open()
-            try:
+            if project is not None:
+                return authenticate(Session(project), header)
+            with self.projects.project() as probe:
                 return authenticate(Session(probe), header)
-            finally:
-                probe.close()
         except LockgateError as exc:
             self.spend(client)
             raise ApiError.of(exc) from None
@@ -242,9 +260,9 @@ class Server:
 
     def handle(self, client: str, header: str | None, how: How, request: Call) -> tuple[int, Any]:
         """Authenticate, authorize, answer (in a worker thread): at once, or as a job."""
-        token = self.authenticate(client, header)
-        project = self.open(Identity(token.actor, f"token:{token.id}"))
-        try:
+        with self.projects.project() as project:
+            token = self.authenticate(client, header, project)
+            project.authenticated = Identity(token.actor, f"token:{token.id}")
             session = Session(project)
             call = attrs.evolve(request, session=session, token=token, jobs=self.jobs)
             stage = self._answer(lambda c: (0, how.stage_of(c) if how.stage_of else None), call)[1]
@@ -265,8 +283,6 @@ class Server:
                 return answer()
             print_ = fingerprint(how.action, call.params, call.query, call.body)
             return self.keys.once(token.actor, how.idempotency_key, print_, answer)
-        finally:
-            project.close()
 
     def _queue(self, token: TokenRecord, how: How, request: Call) -> tuple[int, Any]:
         """Queue the work as a job, unless its request was answered 504 already."""
@@ -294,12 +310,10 @@ class Server:
 
     def _job(self, token: TokenRecord, work: Work, request: Call) -> tuple[int, Any]:
         """A job's run: the request's work on a project opened for it."""
-        project = self.open(Identity(token.actor, f"token:{token.id}"))
-        try:
+        with self.projects.project() as project:
+            project.authenticated = Identity(token.actor, f"token:{token.id}")
             call = attrs.evolve(request, session=Session(project), token=token, jobs=self.jobs)
             return self._answer(work, call)
-        finally:
-            project.close()
 
     @staticmethod
     def _answer(work: Work, call: Call) -> tuple[int, Any]:

@@ -87,7 +87,9 @@ def _endpoint(server: Server, route: Route) -> Any:
                 return ticket.run(lambda: server.handle(client, header, how, call))
 
             with anyio.move_on_after(server.settings.timeout) as scope:
-                status, answer = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+                status, answer = await anyio.to_thread.run_sync(
+                    work, abandon_on_cancel=True, limiter=server.limiter()
+                )
             if scope.cancelled_caught:
                 if ticket.expire():
                     raise TimeoutError
@@ -120,19 +122,19 @@ def _public(server: Server) -> list[StarletteRoute]:
 
     def readiness() -> tuple[int, dict[str, Any]]:
         problems: list[str] = []
-        project = server.open()
         try:
-            problems += project.required_problems()
-            problems += [f"{f.label} failed to load: {f.error}" for f in project.plugins.failures]
-            state = Session(project).state()
-            state.counts()
-            pending = state.open_intents()
-            if pending:
-                problems.append(f"{len(pending)} interrupted operation(s) wait for recovery")
+            with server.projects.project() as project:
+                problems += project.required_problems()
+                problems += [
+                    f"{f.label} failed to load: {f.error}" for f in project.plugins.failures
+                ]
+                state = Session(project).state()
+                state.counts()
+                pending = state.open_intents()
+                if pending:
+                    problems.append(f"{len(pending)} interrupted operation(s) wait for recovery")
         except Exception as exc:  # unreachable store, broken config: not ready, say why
             problems.append(str(exc) or type(exc).__name__)
-        finally:
-            project.close()
         return (200 if not problems else 503), {"ready": not problems, "problems": problems}
 
     async def ready(request: Request) -> Response:
