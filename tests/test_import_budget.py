@@ -12,6 +12,7 @@ command must not pay for. Why each entry is there:
 - the broker and PostgreSQL distributions: the project uses the embedded stores;
 - ``rich``: the subprocess's output is not a terminal, so a table is written plainly
   (``lockgate.cli.output``; rich draws only what it would fold or measure);
+- attrs during ``--version``: it defines no record (``AppContext`` is a plain class);
 - the validators: ``stage``, ``sync``, ``ls`` and ``--version`` run no gate. ``limits``
   is the exception for staging: its settings hold the staging caps (``staging_max_*``)
   that ``stage`` and ``sync`` enforce, so its module is imported to read them; and
@@ -72,6 +73,8 @@ DENIED: dict[str, tuple[str, ...]] = {
         "lockgate.core",
         "yaml",
         "pluggy",
+        "attr",
+        "attrs",
     ),
     "stage": VALIDATORS,
     "stage-unchanged": VALIDATORS,

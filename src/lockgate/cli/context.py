@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import click
 
 if TYPE_CHECKING:
@@ -17,23 +16,53 @@ if TYPE_CHECKING:
 __all__ = ["AppContext", "pass_app"]
 
 
-@attrs.define
 class AppContext:
-    """Global options, plus the project opened lazily so ``--help`` loads nothing."""
+    """Global options, plus the project opened lazily so ``--help`` loads nothing.
 
-    project_dir: Path | None = None
-    json: bool = False
-    verbosity: int = 0
-    strict_plugins: bool | None = None
-    actor: str | None = None
-    _projects: dict[bool, Project] = attrs.field(factory=dict)
-    command_owners: dict[str, str] = attrs.field(factory=dict)
-    """Plugin command name -> the plugin that added it."""
-    pending_warnings: list[str] = attrs.field(factory=list)
-    """Plugins' warnings held for the JSON output (``--json``)."""
-    distributions: Sequence[Any] | None = None
-    """The distributions plugins are discovered in (None: the installed ones); the
-    test kit hands in builtins and the plugins under test only."""
+    A plain class, not an attrs one: every command makes one before parsing its options,
+    and ``--version`` and ``--help`` would otherwise import attrs for it.
+    """
+
+    __slots__ = (
+        "_projects",
+        "_session",
+        "actor",
+        "command_name",
+        "command_owners",
+        "distributions",
+        "json",
+        "pending_warnings",
+        "project_dir",
+        "strict_plugins",
+        "verbosity",
+    )
+
+    def __init__(
+        self,
+        project_dir: Path | None = None,
+        json: bool = False,
+        verbosity: int = 0,
+        strict_plugins: bool | None = None,
+        actor: str | None = None,
+        distributions: Sequence[Any] | None = None,
+        command_name: str | None = None,
+    ) -> None:
+        self.project_dir = project_dir
+        self.json = json
+        self.verbosity = verbosity
+        self.strict_plugins = strict_plugins
+        self.actor = actor
+        self._projects: dict[bool, Project] = {}
+        self.command_owners: dict[str, str] = {}
+        """Plugin command name -> the plugin that added it."""
+        self.pending_warnings: list[str] = []
+        """Plugins' warnings held for the JSON output (``--json``)."""
+        self.distributions = distributions
+        """The distributions plugins are discovered in (None: the installed ones); the
+        test kit hands in builtins and the plugins under test only."""
+        self._session: Session | None = None
+        self.command_name = command_name
+        """The kernel or plugin command being run (set when it is resolved)."""
 
     def warn(self, plugin: str | None, message: str) -> None:
         """The warnings channel of :class:`PluginContext`: stderr (not with ``-q``), or
@@ -62,10 +91,6 @@ class AppContext:
 
         project = self.project()
         return project.plugin_context(plugin, operations=ProjectOperations(project))
-
-    _session: Session | None = attrs.field(default=None, init=False)
-    command_name: str | None = None
-    """The kernel or plugin command being run (set when it is resolved)."""
 
     def finish(self) -> None:
         """What ends every command that opened its project: the outbox delivers what it
