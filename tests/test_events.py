@@ -378,6 +378,24 @@ def test_the_log_notifier_writes_one_json_line_per_event(tmp_path: Path) -> None
     assert [json.loads(line)["subject"] for line in lines] == [REF, "alice:db"]
 
 
+def test_with_budget_zero_a_command_leaves_delivery_to_the_dispatcher(tmp_path: Path) -> None:
+    text = (
+        "events:\n  budget: 0\n  notifiers:\n    - kind: log\n"
+        "      options: {path: out/events.jsonl}\n"
+    )
+    ws = make(tmp_path, text)
+    cli(ws.root, "stage", REF)
+    cli(ws.root, "promote", REF)
+    assert not (ws.root / "out" / "events.jsonl").exists()
+    cli(ws.root, "events", "deliver")
+    lines = (ws.root / "out" / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == [
+        "dev.lockgate.component.staged",
+        "dev.lockgate.component.validated",
+        "dev.lockgate.component.promoted",
+    ]
+
+
 def test_notifiers_select_events_by_type_and_stage(tmp_path: Path, receiver: Receiver) -> None:
     hook = "      types: ['dev.lockgate.component.promote*']\n      stages: [staging]"
     ws = make(tmp_path, config(receiver.url, hook=hook))

@@ -102,8 +102,9 @@ class AppContext:
         from lockgate.operations.announce import shutdown
 
         session = self._session or self.session()
-        if not session.config.events.notifiers:
-            shutdown(session)
+        events = session.config.events
+        if not events.notifiers or (self.command_name in DELIVERS and events.budget == 0):
+            shutdown(session)  # budget 0: a dispatcher (events deliver --follow) delivers
             return
         from lockgate.operations.events import close_notifiers, deliver_after_command
 
