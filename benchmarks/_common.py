@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import json
 import math
 import os
 import platform
@@ -694,3 +695,52 @@ def print_results(
     computed = ratios(targets, timings)
     print_ratios(computed)
     return computed
+
+
+def plugin_env(store: str) -> dict[str, str]:
+    """The environment a benchmark project opens with: the example plugins disabled (but
+    lockgate-postgres on ``postgres``), a fixed actor."""
+    keep = {"postgres"} if store == "postgres" else set()
+    names = [p for p in example_plugins() if p not in keep]
+    return {"LOCKGATE_DISABLE_PLUGINS": ",".join(names), "LOCKGATE_ACTOR": "bench"}
+
+
+def build_switch_project(
+    root: Path, store: str, dsn: str | None, components: int
+) -> dict[str, list[str]]:
+    """A project of ``components`` one-file components (``bench:c<n>``), each staged twice
+    and promoted into ``staging`` (on ``store``: sqlite, or postgres at ``dsn``); the
+    revisions by ref. What the switch benchmarks (promote_team, server_load) start from."""
+    from lockgate.core.project import Project
+    from lockgate.operations.init import init_project
+    from lockgate.operations.promote import Promoter
+    from lockgate.operations.stage import Stager
+
+    init_project(root)
+    if store == "postgres":
+        config = root / "lockgate.yaml"
+        text = config.read_text(encoding="utf-8").replace(
+            "plugins:\n  disable: []\n",
+            "state:\n  store: postgres\n  lock_timeout: 600\ncontent:\n  store: postgres\n"
+            f"plugins:\n  disable: []\n  postgres:\n    dsn: {json.dumps(dsn)}\n"
+            "    project: bench\n",
+        )
+        config.write_text(text, encoding="utf-8")
+    else:
+        with (root / "lockgate.yaml").open("a", encoding="utf-8") as out:
+            out.write("state:\n  lock_timeout: 600\n")
+    revisions: dict[str, list[str]] = {}
+    project = Project.open(root, environ=plugin_env(store))
+    try:
+        stager, promoter = Stager(project), Promoter(project)
+        for n in range(components):
+            ref, folder = f"bench:c{n}", root / "workspaces" / "bench" / "scripts" / f"c{n}"
+            folder.mkdir(parents=True)
+            for version in ("A", "B"):
+                (folder / "main.py").write_text(f"VERSION = {version!r}\n", encoding="utf-8")
+                revision = stager.stage(ref).revision
+                revisions.setdefault(ref, []).append(revision)
+                promoter.promote(ref, to="staging", rev=revision)
+    finally:
+        project.close()
+    return revisions

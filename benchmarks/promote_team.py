@@ -48,55 +48,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import example_plugins, inherited_environment, load_average, python_and_cores
+from _common import build_switch_project as build
+from _common import inherited_environment, load_average, plugin_env, python_and_cores
 from _state_scale_pg import scratch_database
 
 STORES = ("sqlite", "postgres")
 LATENCY_TARGET = 1.5
 THROUGHPUT_TARGET = 3.0
-
-
-def plugin_env(store: str) -> dict[str, str]:
-    keep = {"postgres"} if store == "postgres" else set()
-    names = [p for p in example_plugins() if p not in keep]
-    return {"LOCKGATE_DISABLE_PLUGINS": ",".join(names), "LOCKGATE_ACTOR": "bench"}
-
-
-def build(root: Path, store: str, dsn: str, components: int) -> dict[str, list[str]]:
-    """The project, its components staged twice and promoted; revisions by ref."""
-    from lockgate.core.project import Project
-    from lockgate.operations.init import init_project
-    from lockgate.operations.promote import Promoter
-    from lockgate.operations.stage import Stager
-
-    init_project(root)
-    if store == "postgres":
-        config = root / "lockgate.yaml"
-        text = config.read_text(encoding="utf-8").replace(
-            "plugins:\n  disable: []\n",
-            "state:\n  store: postgres\n  lock_timeout: 600\ncontent:\n  store: postgres\n"
-            f"plugins:\n  disable: []\n  postgres:\n    dsn: {json.dumps(dsn)}\n"
-            "    project: bench\n",
-        )
-        config.write_text(text, encoding="utf-8")
-    else:
-        with (root / "lockgate.yaml").open("a", encoding="utf-8") as config:
-            config.write("state:\n  lock_timeout: 600\n")
-    revisions: dict[str, list[str]] = {}
-    project = Project.open(root, environ=plugin_env(store))
-    try:
-        stager, promoter = Stager(project), Promoter(project)
-        for n in range(components):
-            ref, folder = f"bench:c{n}", root / "workspaces" / "bench" / "scripts" / f"c{n}"
-            folder.mkdir(parents=True)
-            for version in ("A", "B"):
-                (folder / "main.py").write_text(f"VERSION = {version!r}\n", encoding="utf-8")
-                revision = stager.stage(ref).revision
-                revisions.setdefault(ref, []).append(revision)
-                promoter.promote(ref, to="staging", rev=revision)
-    finally:
-        project.close()
-    return revisions
 
 
 # --------------------------------------------------------------------------- one runner

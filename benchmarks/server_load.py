@@ -58,16 +58,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import example_plugins, inherited_environment, load_average, python_and_cores
+from _common import build_switch_project as build
+from _common import inherited_environment, load_average, plugin_env, python_and_cores
 
 STAGE = "staging"
 READ_P95_TARGET_MS = 50.0
-
-
-def plugin_env(store: str) -> dict[str, str]:
-    keep = {"postgres"} if store == "postgres" else set()
-    names = [p for p in example_plugins() if p not in keep]
-    return {"LOCKGATE_DISABLE_PLUGINS": ",".join(names), "LOCKGATE_ACTOR": "bench"}
 
 
 def p95(times: list[float]) -> float:
@@ -81,43 +76,6 @@ def median(times: list[float]) -> float:
 
 
 # --------------------------------------------------------------------------- the project
-
-
-def build(root: Path, store: str, dsn: str | None, components: int) -> dict[str, list[str]]:
-    """The project, its components staged twice and promoted; revisions by ref."""
-    from lockgate.core.project import Project
-    from lockgate.operations.init import init_project
-    from lockgate.operations.promote import Promoter
-    from lockgate.operations.stage import Stager
-
-    init_project(root)
-    config = root / "lockgate.yaml"
-    if store == "postgres":
-        text = config.read_text(encoding="utf-8").replace(
-            "plugins:\n  disable: []\n",
-            "state:\n  store: postgres\n  lock_timeout: 600\ncontent:\n  store: postgres\n"
-            f"plugins:\n  disable: []\n  postgres:\n    dsn: {json.dumps(dsn)}\n"
-            "    project: bench\n",
-        )
-        config.write_text(text, encoding="utf-8")
-    else:
-        with config.open("a", encoding="utf-8") as out:
-            out.write("state:\n  lock_timeout: 600\n")
-    revisions: dict[str, list[str]] = {}
-    project = Project.open(root, environ=plugin_env(store))
-    try:
-        stager, promoter = Stager(project), Promoter(project)
-        for n in range(components):
-            ref, folder = f"bench:c{n}", root / "workspaces" / "bench" / "scripts" / f"c{n}"
-            folder.mkdir(parents=True)
-            for version in ("A", "B"):
-                (folder / "main.py").write_text(f"VERSION = {version!r}\n", encoding="utf-8")
-                revision = stager.stage(ref).revision
-                revisions.setdefault(ref, []).append(revision)
-                promoter.promote(ref, to=STAGE, rev=revision)
-    finally:
-        project.close()
-    return revisions
 
 
 class Skipped(Exception):

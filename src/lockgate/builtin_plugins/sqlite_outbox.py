@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from lockgate.plugin import Delivery
+from lockgate.plugin import Delivery, equal_clauses, sql_where
 
 __all__ = ["SqliteDeliveries"]
 
@@ -59,17 +59,12 @@ class SqliteDeliveries:
         after: int = 0,
         limit: int | None = None,
     ) -> list[Delivery]:
-        clauses: list[str] = ["seq > ?"]
-        args_: list[object] = [after]
-        if notifier is not None:
-            clauses.append("notifier = ?")
-            args_.append(notifier)
-        if state is not None:
-            clauses.append("state = ?")
-            args_.append(state)
+        clauses, args_ = equal_clauses("?", notifier=notifier, state=state)
+        clauses.insert(0, "seq > ?")
+        args_.insert(0, after)
         sql = (
             "SELECT notifier, seq, component, state, attempts, next_at, last_error, updated_at "
-            f"FROM deliveries WHERE {' AND '.join(clauses)} ORDER BY seq, notifier"
+            f"FROM deliveries{sql_where(clauses)} ORDER BY seq, notifier"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
