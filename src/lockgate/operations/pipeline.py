@@ -29,16 +29,14 @@ too: every member back to what it was before the last completed run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
-from lockgate.contracts.locks import LockOwner
 from lockgate.contracts.refs import ComponentRef, check_text, short
 from lockgate.contracts.state import AuditEvent, Intent
 from lockgate.core.failpoints import failpoint
@@ -95,26 +93,8 @@ def _undo_failed(pipeline: str, cause: str, exc: Exception) -> Exception:
 class PipelineRunner(GroupSwitching):
     """Pipeline runs for one session."""
 
-    _owner: LockOwner | None = None
     on_step: Callable[[dict[str, Any]], None] | None = None
     """Called with a member's step result each time one settles (a progress display)."""
-
-    def lock(
-        self, operation: str, *, components: Collection[str] | None = None
-    ) -> contextlib.AbstractContextManager[LockOwner]:
-        """The operation lock; inside a run, the run's (held once for the whole run)."""
-        if self._owner is not None:
-            return contextlib.nullcontext(self._owner)
-        return super().lock(operation, components=components)
-
-    @contextlib.contextmanager
-    def _run_lock(self) -> Iterator[None]:
-        with self.session.lock("pipeline") as owner:
-            self._owner = owner
-            try:
-                yield
-            finally:
-                self._owner = None
 
     # ------------------------------------------------------------------ entry points
 
@@ -352,7 +332,7 @@ class PipelineRunner(GroupSwitching):
         """Under the operation lock: the run intent, each member switched, every switched
         member undone on a failure, the run recorded."""
         session, state = self.session, self.session.state()
-        with self._run_lock():
+        with self.holding("pipeline"):
             recover_pending(session, locked=True)
             self._check_planned(moves, report, expected)
             intent = self._open_run(moves, report)

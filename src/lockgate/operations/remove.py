@@ -15,12 +15,9 @@ did not reach yet and the status to running ``lockgate remove`` again.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Collection, Iterator
 from typing import Any
 
 from lockgate.contracts.clock import now_iso
-from lockgate.contracts.locks import LockOwner
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import check_text, short
@@ -76,25 +73,6 @@ class RemoveResult:
 class Removal(Switcher):
     """Retiring components for one session."""
 
-    _owner: LockOwner | None = None
-
-    def lock(
-        self, operation: str, *, components: Collection[str] | None = None
-    ) -> contextlib.AbstractContextManager[LockOwner]:
-        """The operation lock; inside a removal, the removal's (held throughout)."""
-        if self._owner is not None:
-            return contextlib.nullcontext(self._owner)
-        return super().lock(operation, components=components)
-
-    @contextlib.contextmanager
-    def _held(self) -> Iterator[None]:
-        with self.session.lock("remove") as owner:
-            self._owner = owner
-            try:
-                yield
-            finally:
-                self._owner = None
-
     def remove(self, target: str, *, reason: str | None, dry_run: bool = False) -> RemoveResult:
         """Take ``target`` (``WS:ID`` or a bare id) out of every stage and retire it."""
         session = self.session
@@ -119,7 +97,7 @@ class Removal(Switcher):
                 str(ref), reason, tuple(bases), False, already, now_iso(), session.actor, True
             )
         switches: list[SwitchResult] = []
-        with self._held():
+        with self.holding("remove"):
             recover_pending(session, locked=True)
             for stage in self._holding(ref):
                 base = self._base(str(ref), stage, reason)

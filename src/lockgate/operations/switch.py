@@ -30,8 +30,8 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -164,13 +164,27 @@ class Switcher:
         """The targets of ``stage``, built once per session."""
         return self.session.targets(stage)
 
+    _owner: LockOwner | None = None
+
     def lock(
         self, operation: str, *, components: Collection[str] | None = None
     ) -> AbstractContextManager[LockOwner]:
         """The lock a switch of ``components`` holds: the project's operation lock
         shared and their component locks; without components the operation lock
-        exclusive (waits up to ``state.lock_timeout``)."""
+        exclusive (waits up to ``state.lock_timeout``); inside :meth:`holding`, nothing."""
+        if self._owner is not None:
+            return nullcontext(self._owner)
         return self.session.lock(operation, components=components)
+
+    @contextmanager
+    def holding(self, operation: str) -> Iterator[None]:
+        """The operation lock, exclusive, across many switches (a pipeline run, a removal)."""
+        with self.session.lock(operation) as owner:
+            self._owner = owner
+            try:
+                yield
+            finally:
+                self._owner = None
 
     def lockable(self, stage: str, component_id: str) -> tuple[str, ...] | None:
         """The components whose locks a switch in ``stage`` holds: ``component_id`` when
