@@ -295,9 +295,9 @@ class FlakyGroups:
         return Target()
 
 
-def test_a_transient_group_failure_is_retried_and_a_final_one_changes_nothing(
-    tmp_path: Path,
-) -> None:
+def _three_on_flaky_groups(tmp_path: Path, spec: str) -> tuple[FlakyGroups, Project, list[str]]:
+    """A project whose staging target is :class:`FlakyGroups`, three components staged
+    at v1, and pipeline ``three`` over them (``spec``: the rest of its YAML)."""
     plugin = FlakyGroups()
     config = "stages:\n  staging:\n    targets:\n      - kind: flakygroups\n"
     config += "  integration: {}\n  production: {}\n"
@@ -306,8 +306,15 @@ def test_a_transient_group_failure_is_retried_and_a_final_one_changes_nothing(
     for ref in refs:
         ws.stage_files(ref, {"VERSION": "v1\n", "main.py": "print(1)\n"})
     (ws.root / "pipelines").mkdir()
-    spec = ws.root / "pipelines" / "three.yaml"
-    spec.write_text(f"components: [{', '.join(refs)}]\noptions: {{retry_count: 2}}\n")
+    text = f"components: [{', '.join(refs)}]\n{spec}"
+    (ws.root / "pipelines" / "three.yaml").write_text(text)
+    return plugin, ws, refs
+
+
+def test_a_transient_group_failure_is_retried_and_a_final_one_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    plugin, ws, refs = _three_on_flaky_groups(tmp_path, "options: {retry_count: 2}\n")
     plugin.transient = 2
     project = ws.project()
     try:
@@ -336,16 +343,7 @@ def test_a_transient_group_failure_is_retried_and_a_final_one_changes_nothing(
 def test_a_group_whose_commit_ran_over_a_timeout_is_switched_back_whole(
     tmp_path: Path,
 ) -> None:
-    plugin = FlakyGroups()
-    config = "stages:\n  staging:\n    targets:\n      - kind: flakygroups\n"
-    config += "  integration: {}\n  production: {}\n"
-    ws = Project(tmp_path / "p", config, (fake_distribution("lockgate-fg", {"fg": plugin}),))
-    refs = [f"alice:m{n}" for n in range(3)]
-    for ref in refs:
-        ws.stage_files(ref, {"VERSION": "v1\n", "main.py": "print(1)\n"})
-    (ws.root / "pipelines").mkdir()
-    spec = ws.root / "pipelines" / "three.yaml"
-    spec.write_text(f"components: [{', '.join(refs)}]\nsteps:\n  alice:m1: {{timeout: 0.5}}\n")
+    plugin, ws, _ = _three_on_flaky_groups(tmp_path, "steps:\n  alice:m1: {timeout: 0.5}\n")
     plugin.slow = 1.0
     project = ws.project()
     try:
