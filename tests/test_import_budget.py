@@ -176,3 +176,27 @@ def test_the_check_sees_a_denied_import(project: Path, tmp_path: Path) -> None:
     modules, _, _ = imported(["plugins"], project, tmp_path / "modules.txt")
     assert offenders(modules, ("lockgate.builtin_plugins.watcher",))
     assert offenders(modules, VALIDATORS)
+
+
+@pytest.mark.slow
+def test_with_events_budget_zero_a_command_builds_no_notifier(tmp_path: Path) -> None:
+    """``events.budget: 0`` leaves delivery to ``lockgate events deliver --follow``: the
+    command then builds no notifier (it still primes a new notifier's cursor, so its
+    events reach it); with a budget it does (so the reading would see it)."""
+    root = tmp_path / "p"
+    root.mkdir()
+    assert run_lockgate("init", cwd=root).returncode == 0
+    component = root / "workspaces" / "alice" / "scripts" / "hello"
+    component.mkdir(parents=True)
+    (component / "run.py").write_text("print('hello')\n")
+    config = root / "lockgate.yaml"
+    plain = config.read_text()
+    notifier = "  notifiers:\n    - kind: log\n      options: {path: events.jsonl}\n"
+    delivery = ("lockgate.builtin_plugins.log_notifier",)
+    for n, (budget, expect_loaded) in enumerate(((0, False), (1, True))):
+        config.write_text(plain + f"events:\n  budget: {budget}\n{notifier}")
+        (component / "run.py").write_text(f"print({n})\n")
+        assert run_lockgate("stage", "alice:hello", cwd=root).returncode == 0
+        modules, _, _ = imported(["promote", "alice:hello"], root, tmp_path / f"m{n}.txt")
+        assert bool(offenders(modules, delivery)) is expect_loaded, budget
+    assert (root / "events.jsonl").exists()  # the budgeted command delivered
