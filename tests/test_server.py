@@ -109,11 +109,14 @@ class Api:
 
 
 def start(
-    root: Path, *extra: str, env: Mapping[str, str] | None = None
+    root: Path, *extra: str, env: Mapping[str, str] | None = None, python_code: str | None = None
 ) -> tuple[subprocess.Popen[str], int]:
+    """``lockgate serve`` on a free port (``python_code``: ``python -c`` that instead of
+    ``python -m lockgate``), once it listens."""
     port = free_port()
+    launch = ["-c", python_code] if python_code is not None else ["-m", "lockgate"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "serve", "--port", str(port), *extra],
+        [sys.executable, *launch, "serve", "--port", str(port), *extra],
         cwd=root,
         env=subprocess_env(ENV, env),
         stdout=subprocess.DEVNULL,

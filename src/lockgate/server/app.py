@@ -65,8 +65,8 @@ class ServerSettings:
     workers: int = 4
     """Threads running jobs."""
     threads: int = 8
-    """Requests answered at once (each in a thread, with a project of its own); more
-    wait their turn, within the request timeout."""
+    """Reads answered at once, and as many changes (each in a thread, with a project of
+    its own); more wait their turn in their own queue, within the request timeout."""
     queue: int = 100
     """Jobs that may wait or run at once (then 503)."""
     distributions: Sequence[Any] | None = None
@@ -148,7 +148,7 @@ class Server:
         self.settings = settings
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
-        self._limiter: Any = None
+        self._limiters: tuple[Any, Any] | None = None
         self.metrics = ServerMetrics(self.open)
         project = self.open()
         try:
@@ -163,7 +163,9 @@ class Server:
         self.db = ServerDb(settings.root / ".lockgate" / "server.db", config.idempotency_hours)
         self.keys = IdempotencyKeys(self.db)
         self.jobs = Jobs(self.db, workers=settings.workers, queue=settings.queue)
-        self.projects = ProjectPool(settings.root, self.open, settings.threads + settings.workers)
+        self.projects = ProjectPool(
+            settings.root, self.open, 2 * settings.threads + settings.workers
+        )
 
     def close(self) -> None:
         """Stop: queued jobs are not started, running ones end first (see ``jobs``)."""
@@ -173,14 +175,19 @@ class Server:
 
     # ------------------------------------------------------------------ projects
 
-    def limiter(self) -> Any:
-        """The ``anyio.CapacityLimiter`` of requests answered at once (``threads``),
-        made in the event loop on first use."""
-        if self._limiter is None:
+    def limiter(self, change: bool = False) -> Any:
+        """The ``anyio.CapacityLimiter`` of reads answered at once (``threads``), or of
+        changes (as many again), made in the event loop on first use. Two queues, so a
+        read never waits for a thread behind changes that wait their turn for the
+        project's operation lock (switches are serial per project)."""
+        if self._limiters is None:
             import anyio
 
-            self._limiter = anyio.CapacityLimiter(self.settings.threads)
-        return self._limiter
+            self._limiters = (
+                anyio.CapacityLimiter(self.settings.threads),
+                anyio.CapacityLimiter(self.settings.threads),
+            )
+        return self._limiters[change]
 
     def open(self, identity: Identity | None = None) -> Project:
         """The project, opened for one request (``identity``: its actor)."""

@@ -88,7 +88,7 @@ def _endpoint(server: Server, route: Route) -> Any:
 
             with anyio.move_on_after(server.settings.timeout) as scope:
                 status, answer = await anyio.to_thread.run_sync(
-                    work, abandon_on_cancel=True, limiter=server.limiter()
+                    work, abandon_on_cancel=True, limiter=server.limiter(route.method != "GET")
                 )
             if scope.cancelled_caught:
                 if ticket.expire():
