@@ -15,11 +15,16 @@ into ``staging`` once, so every switch moves between retained revisions. A real
 ``lockgate serve`` on 127.0.0.1 (a free port) serves it, and:
 
 * **under load**: ``--clients`` concurrent HTTP clients (httpx, asynchronous, each with
-  its own connection), for ``--duration`` seconds. Each request is a read (a share
-  ``--reads`` of them: ``GET /api/v1/components``, ``GET /api/v1/components/{ref}`` or
-  ``GET /api/v1/stages``) or a switch of a random component in ``staging``: a promotion
-  to one of its two revisions (``POST .../promote``) or a rollback to one of them
-  (``POST .../rollback``, ``to``); a switch to the current revision changes nothing.
+  its own connection), for ``--duration`` seconds, spread over ``--client-procs``
+  processes (2: the clients' own CPU time is reported beside the server's, so a run can
+  tell whether the load generator was the bottleneck). By default a client sends its
+  next request the moment an answer arrives (the headline figure); ``--think-ms T``
+  makes each pause a random 0.5T to 1.5T between requests (a labelled, separate figure).
+  Each request is a read (a share ``--reads`` of them: ``GET /api/v1/components``,
+  ``GET /api/v1/components/{ref}`` or ``GET /api/v1/stages``) or a switch of a random
+  component in ``staging``: a promotion to one of its two revisions
+  (``POST .../promote``) or a rollback to one of them (``POST .../rollback``, ``to``);
+  a switch to the current revision changes nothing.
   Every status is counted; latencies are kept per kind.
 * **beside it, in the same run**, one caller at a time: the same read (the component
   list) and the same promotion through the server with one client, through the command
@@ -43,8 +48,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import multiprocessing
+import os
 import random
 import shutil
 import socket
@@ -140,9 +148,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used so far (None: not on Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def serving(root: Path, store: str) -> Iterator[str]:
-    """A real ``lockgate serve`` on the project; its base URL."""
+def serving(root: Path, store: str, http: str = "auto") -> Iterator[tuple[str, int]]:
+    """A real ``lockgate serve`` on the project; its base URL and process id."""
     import httpx
 
     port = free_port()
@@ -160,6 +177,8 @@ def serving(root: Path, store: str) -> Iterator[str]:
             "1000000",
             "--timeout",
             "600",
+            "--http",
+            http,
         ],
         env=inherited_environment() | plugin_env(store),
         stdout=subprocess.DEVNULL,
@@ -179,7 +198,7 @@ def serving(root: Path, store: str) -> Iterator[str]:
                 proc.kill()
                 raise SystemExit(f"server_load: lockgate serve did not start: {proc.stderr}")
             time.sleep(0.1)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         try:
@@ -202,6 +221,18 @@ class Tally:
         self.errors: list[str] = []
         self.refusals: dict[str, str] = {}
         """The first message of each refused kind of request (4xx): why it was refused."""
+        self.cpu = 0.0
+        """CPU seconds the client processes used."""
+
+    def merge(self, other: Tally) -> None:
+        for kind, ms in other.ms.items():
+            self.ms[kind] += ms
+        self.statuses.update(other.statuses)
+        self.changed.update(other.changed)
+        self.errors += other.errors
+        for what, text in other.refusals.items():
+            self.refusals.setdefault(what, text)
+        self.cpu += other.cpu
 
 
 async def client(
@@ -213,12 +244,10 @@ async def client(
     reads: float,
     until: float,
     tally: Tally,
+    think: float = 0.0,
 ) -> None:
-    import httpx
-
     rng = random.Random(n)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as http:
+    async with make_client(base, token) as http:
         while time.monotonic() < until:
             ref = rng.choice(refs)
             if rng.random() < reads:
@@ -248,22 +277,78 @@ async def client(
                 tally.refusals.setdefault(f"{kind} {response.status_code}", response.text[:300])
             elif kind != "read" and response.status_code == 200 and response.json()["changed"]:
                 tally.changed[ref] += 1
+            if think:
+                await asyncio.sleep(think * rng.uniform(0.5, 1.5))
+
+
+def make_client(base: str, token: str) -> Any:
+    """An asynchronous client of the server, one connection. Plain HTTP to 127.0.0.1:
+    no TLS context (building httpx's default one loads the CA bundle, tens of ms of CPU
+    per client, and it blocked every other client of the event loop while 100 were
+    made), no proxy or ``.netrc`` from the environment."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=600, verify=False, trust_env=False, limits=limits
+    )
 
 
 async def load(
     base: str,
     token: str,
     revisions: dict[str, list[str]],
-    clients: int,
-    seconds: float,
+    numbers: range,
+    until: float,
     reads: float,
+    think: float,
 ) -> Tally:
+    """Clients ``numbers`` (each its own random sequence) until ``until`` (monotonic)."""
     tally = Tally()
-    until = time.monotonic() + seconds
     refs = sorted(revisions)
     await asyncio.gather(
-        *(client(n, base, token, refs, revisions, reads, until, tally) for n in range(clients))
+        *(client(n, base, token, refs, revisions, reads, until, tally, think) for n in numbers)
     )
+    return tally
+
+
+def load_share(
+    base: str,
+    token: str,
+    revisions: dict[str, list[str]],
+    numbers: range,
+    until: float,
+    reads: float,
+    think: float,
+) -> Tally:
+    """One client process's share of the load, with the CPU time it took."""
+    started = time.process_time()
+    tally = asyncio.run(load(base, token, revisions, numbers, until, reads, think))
+    tally.cpu = time.process_time() - started
+    return tally
+
+
+def load_all(
+    base: str, token: str, revisions: dict[str, list[str]], args: argparse.Namespace
+) -> Tally:
+    """``--clients`` clients over ``--client-procs`` processes (1: this one)."""
+    procs = max(1, min(args.client_procs, args.clients))
+    # monotonic clocks agree between the processes of one machine (Linux: CLOCK_MONOTONIC)
+    until = time.monotonic() + args.duration
+    shares = [range(k, args.clients, procs) for k in range(procs)]
+    work = (base, token, revisions)
+    think = args.think_ms / 1000
+    if procs == 1:
+        return load_share(*work, shares[0], until, args.reads, think)
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=context) as pool:
+        futures = [
+            pool.submit(load_share, *work, numbers, until, args.reads, think) for numbers in shares
+        ]
+        tally = Tally()
+        for future in futures:
+            tally.merge(future.result())
     return tally
 
 
@@ -378,13 +463,25 @@ def measure(store: str, dsn: str | None, args: argparse.Namespace, tmp: Path) ->
     revisions = build(root, store, dsn, args.components)
     token = admin_token(root, store)
     before, seq = snapshot(root, store)
-    with serving(root, store) as base:
+    with serving(root, store, args.http) as (base, pid):
+        cpu_before = cpu_seconds(pid)
         started = time.monotonic()
-        tally = asyncio.run(load(base, token, revisions, args.clients, args.duration, args.reads))
+        tally = load_all(base, token, revisions, args)
         wall = time.monotonic() - started
+        cpu_after = cpu_seconds(pid)
+        server_cpu = (
+            cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        )
         problems = check(root, store, before, seq, tally)
         alone = beside(root, store, base, token, revisions, args.runs, args.cli_runs)
-    return {"store": store, "tally": tally, "wall": wall, "problems": problems, "alone": alone}
+    return {
+        "store": store,
+        "tally": tally,
+        "wall": wall,
+        "server_cpu": server_cpu,
+        "problems": problems,
+        "alone": alone,
+    }
 
 
 def measure_store(store: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -407,9 +504,15 @@ def measure_store(store: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: str) -> None:
     mode = "SMOKE run (figures not representative)" if args.smoke else "full run"
+    pauses = (
+        f"clients PAUSE {args.think_ms:g} ms on average between requests (not the headline)"
+        if args.think_ms
+        else "clients never pause between requests"
+    )
     print(
-        f"server_load: {mode}; {python_and_cores()}; {args.clients} clients, "
-        f"{args.duration:g} s, {args.components} components, reads {args.reads:.0%}"
+        f"server_load: {mode}; {python_and_cores()}; {args.clients} clients in "
+        f"{args.client_procs} process(es), {args.duration:g} s, {args.components} components, "
+        f"reads {args.reads:.0%}; serve --http {args.http}; {pauses}"
     )
     print(f"load average (1/5/15 min): {load_start} at the start, {load_average()} at the end")
     for r in results:
@@ -423,6 +526,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: 
         )
         for what, text in sorted(tally.refusals.items()):
             print(f"  {what}, e.g.: {text}")
+        print(f"CPU per answered request: {cpu_line(r, total)}")
         print(f"{'':<34}{'n':>7}{'median ms':>11}{'p95 ms':>9}")
         for kind in ("read", "promote", "rollback"):
             ms = tally.ms[kind]
@@ -455,16 +559,44 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: 
         )
 
 
+def cpu_per_request(r: dict[str, Any], total: int) -> dict[str, float | None]:
+    """Milliseconds of CPU per answered request: the server process's, the clients'."""
+    server = r["server_cpu"]
+    return {
+        "server_ms": server * 1000 / total if server is not None and total else None,
+        "clients_ms": r["tally"].cpu * 1000 / total if total else None,
+    }
+
+
+def cpu_line(r: dict[str, Any], total: int) -> str:
+    per = cpu_per_request(r, total)
+    wall = r["wall"]
+    server = r["server_cpu"]
+    text = (
+        f"server {per['server_ms']:.2f} ms ({server / wall:.0%} of one core)"
+        if server is not None and per["server_ms"] is not None
+        else "server n/a (no /proc)"
+    )
+    if per["clients_ms"] is not None:
+        text += f", clients {per['clients_ms']:.2f} ms ({r['tally'].cpu / wall:.0%} of one core)"
+    return text
+
+
 def to_json(results: list[dict[str, Any]], args: argparse.Namespace, load_start: str) -> Any:
     return {
         "smoke": args.smoke,
         "clients": args.clients,
         "duration": args.duration,
         "components": args.components,
+        "client_procs": args.client_procs,
+        "think_ms": args.think_ms,
+        "http": args.http,
         "load_average": {"start": load_start, "end": load_average()},
         "stores": {
             r["store"]: {
                 "requests": {k: len(v) for k, v in r["tally"].ms.items()},
+                "per_second": sum(len(v) for v in r["tally"].ms.values()) / r["wall"],
+                "cpu_per_request": cpu_per_request(r, sum(len(v) for v in r["tally"].ms.values())),
                 "statuses": dict(r["tally"].statuses),
                 "p95_ms": {k: p95(v) for k, v in r["tally"].ms.items()},
                 "alone_median_ms": {
@@ -485,6 +617,24 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (60)")
     parser.add_argument("--components", type=int, default=20)
     parser.add_argument("--reads", type=float, default=0.8, help="share of reads (0.8)")
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="processes the clients are spread over (2), each with its share of them",
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="clients pause a random 0.5x to 1.5x this between requests (0: never pause)",
+    )
+    parser.add_argument(
+        "--http",
+        default="auto",
+        choices=["auto", "httptools", "h11"],
+        help="the server's HTTP stack (lockgate serve --http): auto, httptools or h11",
+    )
     parser.add_argument("--runs", type=int, default=50, help="one-at-a-time HTTP/in-process")
     parser.add_argument("--cli-runs", type=int, default=10, help="one-at-a-time CLI processes")
     parser.add_argument(
@@ -503,6 +653,8 @@ def main() -> None:
     if args.smoke:
         args.clients, args.duration, args.components = 10, 2.0, 4
         args.runs, args.cli_runs = 5, 2
+    if args.client_procs < 1 or args.think_ms < 0:
+        parser.error("--client-procs takes 1 or more, --think-ms 0 or more")
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     unknown = sorted(set(stores) - {"sqlite", "postgres"})
     if unknown or not stores:
