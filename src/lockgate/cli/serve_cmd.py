@@ -47,7 +47,8 @@ __all__ = ["command"]
     default=8,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Reads answered at once, and as many changes; more wait their turn (within --timeout).",
+    help="Requests answered at once, a quarter of them (at least 1) for changes and the "
+    "rest for reads; more wait their turn (within --timeout).",
 )
 @click.option(
     "--http",

@@ -65,8 +65,16 @@ class ServerSettings:
     workers: int = 4
     """Threads running jobs."""
     threads: int = 8
-    """Reads answered at once, and as many changes (each in a thread, with a project of
-    its own); more wait their turn in their own queue, within the request timeout."""
+    """Requests answered at once (each in a thread, with a project of its own): a quarter
+    of them (at least one) for changes, the rest (at least one) for reads; more wait
+    their turn in their own queue, within the request timeout."""
+
+    def shares(self) -> tuple[int, int]:
+        """Threads for reads and for changes: changes that switch a stage run one at a
+        time per project anyway (the operation lock), so they need few."""
+        changes = max(1, self.threads // 4)
+        return max(1, self.threads - changes), changes
+
     queue: int = 100
     """Jobs that may wait or run at once (then 503)."""
     distributions: Sequence[Any] | None = None
@@ -164,7 +172,7 @@ class Server:
         self.keys = IdempotencyKeys(self.db)
         self.jobs = Jobs(self.db, workers=settings.workers, queue=settings.queue)
         self.projects = ProjectPool(
-            settings.root, self.open, 2 * settings.threads + settings.workers
+            settings.root, self.open, sum(settings.shares()) + settings.workers
         )
 
     def close(self) -> None:
@@ -176,17 +184,15 @@ class Server:
     # ------------------------------------------------------------------ projects
 
     def limiter(self, change: bool = False) -> Any:
-        """The ``anyio.CapacityLimiter`` of reads answered at once (``threads``), or of
-        changes (as many again), made in the event loop on first use. Two queues, so a
-        read never waits for a thread behind changes that wait their turn for the
+        """The ``anyio.CapacityLimiter`` of reads answered at once, or of changes
+        (``ServerSettings.shares``), made in the event loop on first use. Two queues, so
+        a read never waits for a thread behind changes that wait their turn for the
         project's operation lock (switches are serial per project)."""
         if self._limiters is None:
             import anyio
 
-            self._limiters = (
-                anyio.CapacityLimiter(self.settings.threads),
-                anyio.CapacityLimiter(self.settings.threads),
-            )
+            reads, changes = self.settings.shares()
+            self._limiters = (anyio.CapacityLimiter(reads), anyio.CapacityLimiter(changes))
         return self._limiters[change]
 
     def open(self, identity: Identity | None = None) -> Project:

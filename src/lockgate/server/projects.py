@@ -4,7 +4,7 @@ Opening a project reads ``lockgate.yaml``, loads the plugins and connects the st
 store: most of what a read costs, and, for a database, one more connection each time.
 The server therefore keeps the projects its requests used and hands an idle one to the
 next request, so a server holds at most as many projects (and state store connections)
-as it runs requests at once (``lockgate serve --threads`` reads and as many changes,
+as it runs requests at once (``lockgate serve --threads``, one more when it is under 4,
 plus the job workers).
 
 A kept project is handed out again only while ``lockgate.yaml`` is the file it was
