@@ -183,6 +183,11 @@ def test_another_environment_or_unread_arguments_run_cold(project: Path, watch: 
     run(project, "stage", "alice:etl")
     wait_answered(w, 1)
     assert answered(w) == 1  # only the last one
+    # lockgate.yaml edited since the watcher opened the project: a new process reads it.
+    config = project / "lockgate.yaml"
+    config.write_text(config.read_text() + "\n# edited\n")
+    same(run(project, "stage", "alice:etl"), run(project, "stage", "alice:etl", cold=True))
+    assert answered(w) == 1
 
 
 def exchange(path: str, payload: bytes) -> bytes:
@@ -236,7 +241,7 @@ def test_another_user_is_refused(
     code = (
         "import os, socket, sys\n"
         "os.setgid(65534); os.setuid(65534)\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'{}\\n')\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"  # refused at once
         "sys.stdout.write(s.recv(1000).decode())\n"
     )
     proc = subprocess.run(

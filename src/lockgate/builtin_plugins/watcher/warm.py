@@ -97,6 +97,8 @@ class WarmServer:
         self._lock = threading.Lock()
         self._cookies = itertools.count(1)
         self._deferred: list[_Request] = []
+        # lockgate.yaml as the project was opened (just before this): see _check.
+        self._config = None if project_root is None else _fingerprint(project_root)
         self.answered = 0
 
     # ------------------------------------------------------------------ the socket
@@ -203,6 +205,9 @@ class WarmServer:
         root = self.project_root
         if root is None or data.get("root") != os.path.realpath(root):
             return None, "another project"
+        if _fingerprint(root) != self._config:
+            # The watcher's project was opened with the old one: a new process reads it.
+            return None, "lockgate.yaml changed since the watcher started"
         terminal = data.get("terminal") is True
         if command == "ls" and terminal:
             return None, "a table for a terminal"
@@ -270,6 +275,15 @@ class WarmServer:
             with self._lock:
                 self._waiting.discard(request)
             request.done.set()
+
+
+def _fingerprint(root: Path) -> tuple[int, ...] | None:
+    """What says ``lockgate.yaml`` is the one the project was opened with."""
+    try:
+        st = (root / "lockgate.yaml").stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _alive(path: str) -> bool:
