@@ -126,6 +126,9 @@ def answer(argv: list[str]) -> int | None:
         reply = _exchange(path, command, argv, cwd, root)
     except (OSError, ValueError):
         return None
+    except KeyboardInterrupt:  # Ctrl-C: as the cold command says it
+        sys.stderr.write("lockgate: error: interrupted\n")
+        return 130
     if reply is None:
         return None
     out, err, code = reply
