@@ -64,6 +64,15 @@ For tree ``a`` the round also times, in a child process (``_stage_probe.py``), t
 file watcher would use: ``Project.open`` once (untimed), then ``source().scan(component)``
 and an unchanged ``Stager(project).stage("bench:a")``.
 
+For tree ``a`` the round also times the warm path (docs/watcher.md): a third fresh
+project, staged untimed, with ``lockgate -C PROJ -v watch`` started untimed on it (its
+debounce raised to a minute, so that its own sync of the change never comes first) and
+one untimed ``lockgate stage`` answered by it (the watcher imports the command's modules
+then); then ``lockgate -C PROJ stage bench:a`` unchanged and after the one-file change,
+each checked to be the watcher's answer (its ``-v`` note) and to have done its work. The
+watcher's CPU time during each command (utime + stime from ``/proc/<pid>/stat``, in
+10 ms clock ticks) is reported as a row beneath it.
+
 ``--compare-sources BEFORE [AFTER]`` measures two lockgate source trees in the same
 rounds (AFTER defaults to this checkout): each is copied at the start with its own entry
 points and console script (see :func:`_common.copy_source`), both use this virtualenv's

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -225,35 +226,42 @@ def test_garbage_on_the_socket_is_refused_and_the_watcher_goes_on(
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
-def test_another_user_is_refused(
-    project: Path, watch: Any, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    w = watch()
-    path = warm_socket_path(project)
-    # Past the file mode and the directories (made traversable, up to the test's base
-    # directory): SO_PEERCRED still refuses.
-    base = tmp_path_factory.getbasetemp()
-    for directory in Path(path).parents:
-        if not directory.is_relative_to(base.parent):
-            break
-        directory.chmod(directory.stat().st_mode | 0o011)
-    Path(path).chmod(0o666)
-    code = (
-        "import os, socket, sys\n"
-        "os.setgid(65534); os.setuid(65534)\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"  # refused at once
-        "sys.stdout.write(s.recv(1000).decode())\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, path], capture_output=True, text=True, timeout=30
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {
-        "accepted": False,
-        "reason": "uid 65534 is not the watcher's",
-    }
-    same(run(project, "stage", "alice:etl"), run(project, "stage", "alice:etl", cold=True))
-    wait_answered(w, 1)
+def test_another_user_is_refused() -> None:
+    # A project another user can reach (pytest's temporary directories are private),
+    # and a socket past its file mode: SO_PEERCRED still refuses.
+    holder = Path(tempfile.mkdtemp(prefix="lockgate-warm-"))
+    try:
+        holder.chmod(0o711)
+        if any(not parent.stat().st_mode & 0o001 for parent in holder.parents):
+            pytest.skip(f"{holder.parent} cannot be traversed by another user")
+        project = holder / "p"
+        init_project(project)
+        component(project, "alice:etl", {"main.py": "print('etl')\n"})
+        for directory in (project, project / ".lockgate"):
+            directory.chmod(0o711)
+        w = Watch(project, verbose=True)
+        try:
+            w.ready()
+            path = warm_socket_path(project)
+            Path(path).chmod(0o666)
+            code = (
+                "import os, socket, sys\n"
+                "os.setgid(65534); os.setuid(65534)\n"
+                "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"  # refused at once
+                "sys.stdout.write(s.recv(1000).decode())\n"
+            )
+            proc = subprocess.run(
+                [sys.executable, "-c", code, path], capture_output=True, text=True, timeout=30
+            )
+            assert proc.returncode == 0, proc.stderr
+            refused = {"accepted": False, "reason": "uid 65534 is not the watcher's"}
+            assert json.loads(proc.stdout) == refused
+            same(run(project, "stage", "alice:etl"), run(project, "stage", "alice:etl", cold=True))
+            wait_answered(w, 1)
+        finally:
+            w.stop(signal.SIGKILL)
+    finally:
+        shutil.rmtree(holder)
 
 
 def test_the_setting_turns_the_warm_path_off(project: Path, watch: Any) -> None:
