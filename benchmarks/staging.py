@@ -64,6 +64,15 @@ For tree ``a`` the round also times, in a child process (``_stage_probe.py``), t
 file watcher would use: ``Project.open`` once (untimed), then ``source().scan(component)``
 and an unchanged ``Stager(project).stage("bench:a")``.
 
+For tree ``a`` the round also times the warm path (docs/watcher.md): a third fresh
+project, staged untimed, with ``lockgate -C PROJ -v watch`` started untimed on it (its
+debounce raised to a minute, so that its own sync of the change never comes first) and
+one untimed ``lockgate stage`` answered by it (the watcher imports the command's modules
+then); then ``lockgate -C PROJ stage bench:a`` unchanged and after the one-file change,
+each checked to be the watcher's answer (its ``-v`` note) and to have done its work. The
+watcher's CPU time during each command (utime + stime from ``/proc/<pid>/stat``, in
+10 ms clock ticks) is reported as a row beneath it.
+
 ``--compare-sources BEFORE [AFTER]`` measures two lockgate source trees in the same
 rounds (AFTER defaults to this checkout): each is copied at the start with its own entry
 points and console script (see :func:`_common.copy_source`), both use this virtualenv's
@@ -93,10 +102,13 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +156,22 @@ RESTAGE = "lockgate stage (unchanged)"
 CHANGE = "lockgate stage (one file changed)"
 INPROC_SCAN = "in-process scan (unchanged)"
 INPROC_STAGE = "in-process Stager.stage (unchanged)"
-LOCKGATE_ROWS = (FIRST, FIRST_EAGER, RESTAGE, CHANGE, INPROC_SCAN, INPROC_STAGE)
+WARM_RESTAGE = "lockgate stage (unchanged), watcher running"
+WARM_CHANGE = "lockgate stage (one file changed), watcher running"
+WARM_RESTAGE_CPU = "  the watcher's CPU ms during it (unchanged)"
+WARM_CHANGE_CPU = "  the watcher's CPU ms during it (one file changed)"
+LOCKGATE_ROWS = (
+    FIRST,
+    FIRST_EAGER,
+    RESTAGE,
+    CHANGE,
+    INPROC_SCAN,
+    INPROC_STAGE,
+    WARM_RESTAGE,
+    WARM_RESTAGE_CPU,
+    WARM_CHANGE,
+    WARM_CHANGE_CPU,
+)
 CP = "cp -a"
 MINIMAL = "minimal store (copy, hash, rename)"
 CP_SYNC = "cp -a, then sync"
@@ -199,6 +226,21 @@ QUICK_TREES = (
 TARGETS = (
     Target("first stage (a) / git add -A (a)", ("a", FIRST), ("a", GIT_ADD), 1.0),
     Target("unchanged restage (a) / rsync no-op (a)", ("a", RESTAGE), ("a", RSYNC_NOOP), 2.0),
+    Target(
+        "unchanged restage (a), watcher running / git annex add no-op (a)",
+        ("a", WARM_RESTAGE),
+        ("a", ANNEX_NOOP),
+        1.0,
+    ),
+    Target(
+        "one file changed (a), watcher running / rsync (a)",
+        ("a", WARM_CHANGE),
+        ("a", RSYNC_CHANGE),
+        1.5,
+    ),
+    Target(
+        "unchanged restage (a) / git annex add no-op (a)", ("a", RESTAGE), ("a", ANNEX_NOOP), None
+    ),
     # Restated (was 1.5x `cp -a`, which nothing that hashes what it copies
     # meets on two cores: see docs/performance.md, "Why the (b) target ...").
     Target("first stage (b) / minimal store (b)", ("b", FIRST), ("b", MINIMAL), 1.2),
@@ -282,12 +324,85 @@ def lockgate_round(lg: Lockgate, tree: Tree, src: Path, work: Path, res: Results
     ms, out = timed_process(stage, lg.env)
     expect(CHANGE, "staged" in out and "~1 " in out, out)
     res.add((t, lg.row(CHANGE)), ms)
+    if t == "a":
+        watched_round(lg, tree, src, work, res)
 
     proj = new_project(lg, work / f"proj-eager-{lg.slug}", src, t)
     eager = lg.env | {"LOCKGATE__PLUGINS__LOCAL__FLUSH": "stage"}
     ms, out = timed_process([lg.command, "-C", str(proj), "stage", ref], eager)
     expect(FIRST_EAGER, "staged" in out, out)
     res.add((t, lg.row(FIRST_EAGER)), ms)
+
+
+WATCH_ENV = {
+    # The watcher's own sync of the change must not come first: it waits for a quiet
+    # minute (the command answered meanwhile is what is timed).
+    "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS": "60000",
+    "LOCKGATE__PLUGINS__WATCH__MAX_WAIT_MS": "600000",
+}
+WARM_NOTE = "warm path: answered"
+
+
+def cpu_ms(pid: int) -> float:
+    """utime + stime of process ``pid`` so far, in ms, from ``/proc/<pid>/stat`` (counted
+    in clock ticks: 10 ms steps, so one command's figure is coarse; its median over the
+    rounds less so)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def watched_round(lg: Lockgate, tree: Tree, src: Path, work: Path, res: Results) -> None:
+    """The restage rows again with ``lockgate watch`` running on the project (started,
+    and its first answer given, untimed): the command is answered by the watcher (the
+    warm path, docs/watcher.md). Checked: each timed command was the watcher's answer
+    (its ``-v`` note), and did its work. The watcher's CPU time during each is a row."""
+    t, ref = tree.name, f"bench:{tree.name}"
+    env = lg.env | WATCH_ENV
+    proj = new_project(lg, work / f"proj-watch-{lg.slug}", src, t)
+    stage = [lg.command, "-C", str(proj), "stage", ref]
+    run(stage, env)
+    log = work / f"watch-{lg.slug}.err"
+    with log.open("wb") as err:
+        watcher = subprocess.Popen(
+            [lg.command, "-C", str(proj), "-v", "watch"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            if line.startswith("watching "):
+                break
+        else:
+            sys.exit(f"lockgate watch did not start: {log.read_text()}")
+        threading.Thread(target=watcher.stdout.read, daemon=True).start()  # drain
+        answered = 0
+
+        def timed(row: str, cpu_row: str | None) -> str:
+            nonlocal answered
+            before = cpu_ms(watcher.pid)
+            ms, out = timed_process(stage, env)
+            spent = cpu_ms(watcher.pid) - before
+            answered += 1
+            expect(row, log.read_text().count(WARM_NOTE) == answered, log.read_text())
+            if cpu_row is not None:
+                res.add((t, lg.row(row)), ms)
+                res.add((t, lg.row(cpu_row)), spent)
+            return out
+
+        timed("first answer", None)  # untimed: the watcher imports the command's modules
+        out = timed(WARM_RESTAGE, WARM_RESTAGE_CPU)
+        expect(WARM_RESTAGE, "unchanged" in out, out)
+        tree.change(proj / "workspaces" / "bench" / "data" / t)
+        out = timed(WARM_CHANGE, WARM_CHANGE_CPU)
+        expect(WARM_CHANGE, "staged" in out and "~1 " in out, out)
+    finally:
+        watcher.kill()
+        watcher.wait()
+        if watcher.stdout is not None:
+            watcher.stdout.close()
 
 
 def warm_up(root: Path, lg: Lockgate) -> None:

@@ -200,3 +200,71 @@ def test_with_events_budget_zero_a_command_builds_no_notifier(tmp_path: Path) ->
         modules, _, _ = imported(["promote", "alice:hello"], root, tmp_path / f"m{n}.txt")
         assert bool(offenders(modules, delivery)) is expect_loaded, budget
     assert (root / "events.jsonl").exists()  # the budgeted command delivered
+
+
+WARM_DENIED = (
+    *NEVER,
+    "click",
+    "attr",
+    "attrs",
+    "pluggy",
+    "yaml",
+    "lockgate.core",
+    "lockgate.operations",
+    "lockgate.builtin_plugins",
+    "lockgate.cli.main",
+    "lockgate.cli.context",
+    "sqlite3",
+    "pathlib",
+)
+"""What a command answered by a running watcher (the warm path) does not import: the
+client imports ``os``, ``sys``, ``socket``, ``json`` and the protocol, and nothing else
+of lockgate's but the package itself."""
+
+
+@pytest.mark.slow
+def test_a_command_answered_by_the_watcher_imports_only_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    if not hasattr(socket, "SO_PEERCRED"):
+        pytest.skip("the warm path needs SO_PEERCRED (Linux)")
+    root = tmp_path / "p"
+    root.mkdir()
+    assert run_lockgate("init", cwd=root).returncode == 0
+    component = root / "workspaces" / "alice" / "scripts" / "hello"
+    component.mkdir(parents=True)
+    (component / "run.py").write_text("print('hello')\n")
+    env = subprocess_env({"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"})
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "watch"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            if line.startswith("watching "):
+                break
+        monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+        modules, cumulative, out = imported(["stage", "alice:hello"], root, tmp_path / "m.txt")
+    finally:
+        watcher.kill()
+        watcher.wait()
+        if watcher.stdout is not None:
+            watcher.stdout.close()
+    assert out == "alice:hello: unchanged at " + out.split(" at ")[1]
+    assert "lockgate.cli.warm_client" in cumulative
+    assert not offenders(modules, WARM_DENIED), offenders(modules, WARM_DENIED)
+    # ... and the same reading sees them when the command runs cold.
+    monkeypatch.setenv("LOCKGATE_NO_WARM", "1")
+    cold, _, _ = imported(["stage", "alice:hello"], root, tmp_path / "cold.txt")
+    assert offenders(cold, ("click", "pluggy", "lockgate.core"))

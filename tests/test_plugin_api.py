@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import lockgate
 import lockgate.plugin as plugin_api
 from conftest import ENV, REPO, ProjectWorkspace, run_lockgate, write_distribution
 
@@ -270,9 +271,18 @@ def probe(context):
     context.warn("said by the command")
 
 
+@click.command("probe-run")
+@click.argument("args", nargs=-1)
+@pass_context
+def probe_run(context, args):
+    out, err, code = context.operations.run_command(list(args))
+    click.echo(json.dumps({"out": out.decode(), "err": err.decode(), "code": code}))
+
+
 @hookimpl
 def register_commands(register):
     register(probe)
+    register(probe_run)
 """
 
 # A plugin written before the context existed: it takes only what it always took.
@@ -402,6 +412,37 @@ def test_a_plugin_command_opens_the_project_given_by_dash_c_or_the_environment(
     assert nowhere.returncode == 2
     assert "no lockgate.yaml" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr
+
+
+def test_run_command_runs_a_command_line_as_a_new_process_would(
+    probed: tuple[ProjectWorkspace, Path],
+) -> None:
+    work, site = probed
+    for args in (["--json", "ls"], ["stage", "nobody:etl"], ["ls", "nobody"]):
+        cold = run_lockgate(*args, cwd=work.root, site=site, env=ENV)
+        ran = run_lockgate("probe-run", "--", *args, cwd=work.root, site=site, env=ENV)
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout) == {
+            "out": cold.stdout,
+            "err": cold.stderr,
+            "code": cold.returncode,
+        }
+
+
+def test_run_command_outside_the_command_line_is_missing() -> None:
+    from lockgate.operations.facade import ProjectOperations
+
+    operations: plugin_api.Operations = ProjectOperations(project=None)  # type: ignore[arg-type]
+    with pytest.raises(plugin_api.MissingCapabilityError, match="runs no command lines"):
+        operations.run_command(["ls"])
+
+
+def test_the_warm_protocol_names_the_socket_and_the_environment(tmp_path: Path) -> None:
+    assert plugin_api.warm_socket_path(tmp_path) == str(tmp_path / ".lockgate" / "watch.sock")
+    env = {"LOCKGATE_ACTOR": "a", "LOCKGATE__X__Y": "1", "HOME": "/h", "PATH": "/b"}
+    assert plugin_api.warm_request_env(env) == {"LOCKGATE_ACTOR": "a", "LOCKGATE__X__Y": "1"}
+    assert lockgate.__version__ == plugin_api.WARM_VERSION
+    assert plugin_api.WARM_COOKIE_PREFIX.startswith(".")  # hidden: never a workspace
 
 
 def test_metrics_hook_gets_its_plugin_context_and_the_configuration(

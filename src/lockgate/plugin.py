@@ -225,6 +225,14 @@ if TYPE_CHECKING:
         Target,
         TransientError,
     )
+    from lockgate.contracts.warm import (
+        WARM_COOKIE_PREFIX,
+        WARM_PROTOCOL,
+        WARM_SOCKET_NAME,
+        WARM_VERSION,
+        warm_request_env,
+        warm_socket_path,
+    )
     from lockgate.core.content import (
         ingest_file,
         materialize_files,
@@ -280,6 +288,10 @@ __all__ = [
     "GENESIS",
     "MAX_YAML_BYTES",
     "SPEC_FILE",
+    "WARM_COOKIE_PREFIX",
+    "WARM_PROTOCOL",
+    "WARM_SOCKET_NAME",
+    "WARM_VERSION",
     "AccessTokens",
     "Approval",
     "AuditEvent",
@@ -422,6 +434,8 @@ __all__ = [
     "store_deliveries",
     "structure",
     "syncfs",
+    "warm_request_env",
+    "warm_socket_path",
     "write_durably",
 ]
 
@@ -570,6 +584,12 @@ _EXPORTS: dict[str, str] = {
     "event_type": "lockgate.contracts.events",
     "store_deliveries": "lockgate.contracts.events",
     "notifier_options": "lockgate.contracts.events",
+    "WARM_COOKIE_PREFIX": "lockgate.contracts.warm",
+    "WARM_PROTOCOL": "lockgate.contracts.warm",
+    "WARM_SOCKET_NAME": "lockgate.contracts.warm",
+    "WARM_VERSION": "lockgate.contracts.warm",
+    "warm_request_env": "lockgate.contracts.warm",
+    "warm_socket_path": "lockgate.contracts.warm",
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,8 +1,12 @@
-"""What every command shares: the global options and the project, opened on first use."""
+"""What every command shares: the global options and the project, opened on first use; and
+the command runner a long-running plugin command answers other command lines with
+(``context.operations.run_command``: the warm path of ``lockgate watch``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +94,10 @@ class AppContext:
         from lockgate.operations.facade import ProjectOperations
 
         project = self.project()
-        return project.plugin_context(plugin, operations=ProjectOperations(project))
+        ctx = click.get_current_context(silent=True)
+        group = ctx.find_root().command if ctx is not None else None
+        commands = _runner(project, group) if isinstance(group, click.Group) else None
+        return project.plugin_context(plugin, operations=ProjectOperations(project, commands))
 
     def finish(self) -> None:
         """What ends every command that opened its project: the outbox delivers what it
@@ -213,3 +220,86 @@ def _dry_run(ctx: click.Context) -> bool:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+CommandRunner = Callable[[Sequence[str], bool], tuple[bytes, bytes, int]]
+
+
+class _Capture(io.TextIOWrapper):
+    """A text stream into memory that says whether the caller's stream is a terminal."""
+
+    def __init__(self, terminal: bool) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", errors="surrogateescape", newline="")
+        self._terminal = terminal
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+    def value(self) -> bytes:
+        self.flush()
+        buffer = self.buffer
+        assert isinstance(buffer, io.BytesIO)
+        return buffer.getvalue()
+
+
+class _Borrowed(AppContext):
+    """An AppContext over a project opened already: the global options of this command
+    line (``--json``, ``-v``, ``-q``, ``--actor``) are set on it as an opening would."""
+
+    __slots__ = ("_borrowed",)
+
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self._borrowed = project
+
+    def project(self, *, require: bool = True, strict: bool | None = None) -> Project:
+        project = self._borrowed
+        if True not in self._projects:
+            project.warn_sink = self.warn
+            project.actor_override = self.actor
+            project.json_output = self.json
+            project.verbosity = self.verbosity
+            if strict is not False:
+                self._warn_untrusted(project)
+            self._projects[True] = self._projects[False] = project
+        return project
+
+    def close(self) -> None:
+        self._projects.clear()  # the project stays open: it is its owner's
+        self._session = None
+
+
+def _runner(project: Project, group: click.Group) -> CommandRunner:
+    """Run ``lockgate ARGV`` on ``project`` in this process, through ``group`` (the
+    command line's own): (stdout, stderr, exit code). What ``context.operations.run_command``
+    runs: the warm path of ``lockgate watch`` (docs/watcher.md) answers with it. The
+    command line runs on a fresh :class:`AppContext` that borrows the open project (its
+    plugins, roles and the workspace source's stat cache) instead of opening it again,
+    stdout and stderr captured: what it prints, its warnings, errors and exit code are the
+    cold command's."""
+
+    def run(argv: Sequence[str], terminal: bool) -> tuple[bytes, bytes, int]:
+        saved = (
+            project.warn_sink,
+            project.actor_override,
+            project.json_output,
+            project.verbosity,
+        )
+        app = _Borrowed(project)
+        out, err = _Capture(terminal), _Capture(False)
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            code = group.main(list(argv), prog_name="lockgate", standalone_mode=False, obj=app)
+        finally:
+            sys.stdout, sys.stderr = streams
+            app.close()
+            (
+                project.warn_sink,
+                project.actor_override,
+                project.json_output,
+                project.verbosity,
+            ) = saved
+        return out.value(), err.value(), int(code or 0)
+
+    return run

@@ -5,6 +5,11 @@ attrs, click and the plugins allocates some hundred thousand objects that live u
 process ends, and collections walking them cost tens of milliseconds per command.
 :class:`~lockgate.cli.main.LockgateGroup` turns it back on for commands that may run for
 long (plugin commands such as ``watch``) and when it is used in-process.
+
+Before even that, :func:`lockgate.cli.warm_client.answer` offers ``stage``, ``sync`` and
+``ls`` to a running ``lockgate watch`` (the warm path, ``docs/watcher.md``): it imports
+only ``os``, ``sys``, ``socket`` and ``json``, and when it cannot be answered there the
+command runs here as always.
 """
 
 from __future__ import annotations
@@ -16,6 +21,13 @@ __all__ = ["main"]
 
 def main() -> None:
     """Console-script entry point."""
+    import sys
+
+    from lockgate.cli.warm_client import answer
+
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     collecting = collector_off()  # before the imports: see lockgate._startup
     from lockgate.cli.main import cli
 

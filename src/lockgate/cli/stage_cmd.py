@@ -27,7 +27,11 @@ def stopped_cleanly() -> Iterator[None]:
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(
+        signal.SIGTERM
+    ) not in (signal.SIG_DFL, None):
+        # Not ours to handle: a process that runs commands for others (``lockgate watch``
+        # answering the warm path) stops on its own terms, after the command.
         yield
         return
 

@@ -53,6 +53,15 @@ class Operations(Protocol):
     def latest_revision(self, ref: str) -> str | None:
         """The latest staged revision of component ``ref`` (None: never staged)."""
 
+    def run_command(
+        self, argv: Sequence[str], *, terminal: bool = False
+    ) -> tuple[bytes, bytes, int]:
+        """Run the command line ``lockgate ARGV`` in this process on this project, as a new
+        process would run it: its stdout and stderr (bytes) and its exit code. ``terminal``:
+        whether stdout is a terminal. The warm path of ``lockgate watch`` answers ``stage``,
+        ``sync`` and ``ls`` with it; a context made outside the command line raises
+        :class:`~lockgate.errors.MissingCapabilityError`."""
+
 
 def _no_sink(plugin: str | None, message: str) -> None:
     import logging

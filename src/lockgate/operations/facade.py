@@ -9,13 +9,14 @@ or promoted from inside an announcement would re-enter the operation announcing 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import attrs
 
 from lockgate.contracts.models import ReadinessReport, StageResult, SyncResult
 from lockgate.contracts.source import Component, Source
 from lockgate.core.project import Project
+from lockgate.errors import MissingCapabilityError
 from lockgate.operations.stage import Stager
 from lockgate.operations.validate import Validation
 
@@ -31,8 +32,13 @@ class ProjectOperations:
     about, instead of the command line holding them until it exits.
     """
 
-    def __init__(self, project: Project) -> None:
+    def __init__(
+        self,
+        project: Project,
+        commands: Callable[[Sequence[str], bool], tuple[bytes, bytes, int]] | None = None,
+    ) -> None:
         self._project = project
+        self._commands = commands
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -80,3 +86,12 @@ class ProjectOperations:
     def latest_revision(self, ref: str) -> str | None:
         found = self._project.state().component(ref)
         return found.latest_revision if found is not None else None
+
+    def run_command(
+        self, argv: Sequence[str], *, terminal: bool = False
+    ) -> tuple[bytes, bytes, int]:
+        if self._commands is None:
+            raise MissingCapabilityError(
+                "this process runs no command lines (only a command started by 'lockgate' does)"
+            )
+        return self._commands(argv, terminal)

@@ -24,19 +24,18 @@ every sync.
 from __future__ import annotations
 
 import errno
-import json
+import functools
 import logging
 import os
 import queue
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import click
 
 from lockgate.builtin_plugins.watcher.observe import (
     EVENT_TYPES,
@@ -49,7 +48,9 @@ from lockgate.builtin_plugins.watcher.observe import (
     _unwatched_directories,
     _WatchdogLog,
 )
+from lockgate.builtin_plugins.watcher.output import FAILPOINTS_ENV, Output, failpoints
 from lockgate.builtin_plugins.watcher.settings import WatchSettings
+from lockgate.builtin_plugins.watcher.warm import WarmServer
 from lockgate.plugin import (
     Component,
     ComponentRef,
@@ -75,39 +76,10 @@ __all__ = ["FAILPOINTS_ENV", "Hint", "Output", "Watcher", "failpoints"]
 Hint = WatchHint
 """What an event asks for (:class:`~lockgate.plugin.WatchHint`)."""
 
-FAILPOINTS_ENV = "LOCKGATE_FAILPOINTS"
 TICK = 0.5
 """Longest the loop blocks on an empty queue (signals also wake it at once)."""
 CONFLICT_RETRIES = 3
 """A component whose files change while it is staged is retried this often, then failed."""
-
-
-def failpoints(environ: Mapping[str, str]) -> frozenset[str]:
-    """The failpoints ``LOCKGATE_FAILPOINTS`` turns on (test hooks; see the module doc)."""
-    raw = environ.get(FAILPOINTS_ENV, "")
-    return frozenset(p.strip() for p in raw.split(",") if p.strip())
-
-
-@attrs.define
-class Output:
-    """One line per sync on stdout (a JSON object each with ``--json``); warnings on stderr."""
-
-    json: bool = False
-    verbosity: int = 0
-
-    def emit(self, data: dict[str, Any], text: str) -> None:
-        if self.json:
-            click.echo(json.dumps(data, default=str))
-        else:
-            click.echo(text)
-
-    def warn(self, message: str) -> None:
-        click.echo(f"lockgate: warning: {message}", err=True)
-
-    def note(self, message: str) -> None:
-        """Detail shown with ``-v`` only."""
-        if self.verbosity > 0:
-            click.echo(f"lockgate: {message}", err=True)
 
 
 @attrs.define
@@ -164,6 +136,7 @@ class Watcher:
         self._logged: set[str] = set()
         self._stop_signal: int | None = None
         self._syncs = 0
+        self.warm = WarmServer(context.project_root, self.root, ops, self._queue.put, self.out)
         self._failed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -185,10 +158,13 @@ class Watcher:
                 )
             self._start_observer()
             self._initial_sync()
+            if self.settings.warm:  # after the observer (its cookies need its events)
+                self.warm.start()
             if self._stop_signal is None:
                 self._ready(started)
                 self._loop()
         finally:
+            self.warm.stop()
             self._stop_observer()
             watchdog_log.removeHandler(log_handler)
             for sig, handler in previous.items():
@@ -350,6 +326,9 @@ class Watcher:
                 self._queue.put(_Item("overflow", item.at, message="failpoint watch.overflow"))
         elif item.kind == "overflow":
             self._fallback("the file event queue overflowed and events were lost")
+        elif item.kind in ("request", "cookie"):
+            get = functools.partial(self._queue.get, True)  # get(timeout)
+            self.warm.answer(item, get, self._absorb, self._mode == "polling")
         elif item.kind == "log" and item.message not in self._logged:
             self._logged.add(item.message)
             self.out.note(f"watchdog: {item.message}")

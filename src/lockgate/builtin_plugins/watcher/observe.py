@@ -31,6 +31,7 @@ from watchdog.events import (
 )
 
 from lockgate.plugin import (
+    WARM_COOKIE_PREFIX,
     WatchHint,
     WatchPaths,
 )
@@ -75,10 +76,11 @@ EVENT_TYPES: list[type[FileSystemEvent]] = [
 class _Item(NamedTuple):
     """What crosses from other threads (and signal handlers) to the loop."""
 
-    kind: str  # "hint", "overflow", "log" or "signal"
+    kind: str  # "hint", "overflow", "log", "signal", "cookie" or "request"
     at: float
     hint: Hint | None = None
     message: str = ""
+    request: object = None  # a warm path request (lockgate.builtin_plugins.watcher.warm)
 
 
 class _Handler(FileSystemEventHandler):
@@ -93,7 +95,12 @@ class _Handler(FileSystemEventHandler):
         at = time.monotonic()
         for raw in (event.src_path, event.dest_path):
             if raw:
-                hint = self._mapper.hint(os.fsdecode(raw), is_dir=event.is_directory)
+                path = os.fsdecode(raw)
+                name = path.rpartition(os.sep)[2]
+                if name.startswith(WARM_COOKIE_PREFIX):  # the warm path's (watcher/warm.py)
+                    self._put(_Item("cookie", at, message=name))
+                    continue
+                hint = self._mapper.hint(path, is_dir=event.is_directory)
                 if hint is not None:
                     self._put(_Item("hint", at, hint))
 

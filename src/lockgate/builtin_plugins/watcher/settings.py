@@ -28,3 +28,5 @@ class WatchSettings:
     """Interval between two snapshots of the tree when polling."""
     force_polling: bool = False
     """Poll instead of using the platform's file events (network file systems)."""
+    warm: bool = True
+    """Answer ``stage``, ``sync`` and ``ls`` started meanwhile (the warm path)."""
