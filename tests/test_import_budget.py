@@ -200,3 +200,42 @@ def test_with_events_budget_zero_a_command_builds_no_notifier(tmp_path: Path) ->
         modules, _, _ = imported(["promote", "alice:hello"], root, tmp_path / f"m{n}.txt")
         assert bool(offenders(modules, delivery)) is expect_loaded, budget
     assert (root / "events.jsonl").exists()  # the budgeted command delivered
+
+
+# What a command delivering to an http:// webhook must still not import: its HTTP client
+# is the notifier's own (no http.client, so no email package), and TLS only for https://.
+WEBHOOK_DENIED = ("http.client", "email", "ssl", "standardwebhooks", "encodings.idna")
+
+
+@pytest.mark.slow
+def test_a_command_delivering_to_an_http_webhook_imports_no_http_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``promote`` with a ``webhook`` notifier delivers its events itself after the commit
+    (the default budget): its POSTs go out (the receiver verified both signatures) without
+    ``http.client``, the ``email`` package, ``ssl`` or the signing library."""
+    from events_receiver import SECRET, Receiver
+
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    receiver = Receiver()
+    try:
+        root = tmp_path / "p"
+        root.mkdir()
+        assert run_lockgate("init", cwd=root).returncode == 0
+        component = root / "workspaces" / "alice" / "scripts" / "hello"
+        component.mkdir(parents=True)
+        (component / "run.py").write_text("print('hello')\n")
+        config = root / "lockgate.yaml"
+        config.write_text(
+            config.read_text() + "events:\n  notifiers:\n    - kind: webhook\n"
+            f"      options: {{url: '{receiver.url}', secret_env: HOOK_SECRET}}\n"
+        )
+        assert run_lockgate("stage", "alice:hello", cwd=root).returncode == 0
+        modules, _, _ = imported(["promote", "alice:hello"], root, tmp_path / "m.txt")
+    finally:
+        receiver.close()
+    assert "lockgate.builtin_plugins.webhook_notifier" in modules  # it did deliver
+    assert receiver.types()[-1] == "dev.lockgate.component.promoted"
+    assert receiver.bad_signatures == 0
+    assert offenders(modules, WEBHOOK_DENIED) == []
