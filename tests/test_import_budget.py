@@ -203,8 +203,9 @@ def test_with_events_budget_zero_a_command_builds_no_notifier(tmp_path: Path) ->
 
 
 # What a command delivering to an http:// webhook must still not import: its HTTP client
-# is the notifier's own (no http.client, so no email package), and TLS only for https://.
-WEBHOOK_DENIED = ("http.client", "email", "ssl", "standardwebhooks", "encodings.idna")
+# is the notifier's own (no http.client, so no email package; the C _socket module, not
+# socket's enums), TLS only for https://, and it signs with hmac.
+WEBHOOK_DENIED = ("http.client", "email", "ssl", "socket", "standardwebhooks", "encodings.idna")
 
 
 @pytest.mark.slow
@@ -213,7 +214,7 @@ def test_a_command_delivering_to_an_http_webhook_imports_no_http_client(
 ) -> None:
     """``promote`` with a ``webhook`` notifier delivers its events itself after the commit
     (the default budget): its POSTs go out (the receiver verified both signatures) without
-    ``http.client``, the ``email`` package, ``ssl`` or the signing library."""
+    ``http.client``, the ``email`` package, ``ssl``, ``socket`` or the signing library."""
     from events_receiver import SECRET, Receiver
 
     monkeypatch.setenv("HOOK_SECRET", SECRET)

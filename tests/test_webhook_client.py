@@ -355,7 +355,12 @@ def test_statuses_redirects_and_retry_after(serve: Callable[[Script], RawServer]
             b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n",
         ]
     )
-    server = serve(lambda conn, request, n: conn.sendall(next(answers)) or True)
+
+    def in_turn(conn: socket.socket, request: bytes, n: int) -> bool:
+        conn.sendall(next(answers))
+        return True
+
+    server = serve(in_turn)
     hook = notifier(server)
     moved = failure(hook)
     assert "redirects are not followed" in moved.message and not moved.permanent
