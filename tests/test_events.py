@@ -453,11 +453,12 @@ def test_an_unknown_webhook_option_and_a_host_outside_the_allowlist_are_refused(
     [
         ("http://127.0.0.1:9/x", 'headers: {"X-A": "a\\r\\nX-Injected: 1"}', "line breaks"),
         ("http://127.0.0.1:9/x", 'headers: {"Bad Name": "v"}', "not a valid header name"),
+        ("http://127.0.0.1:9/x", 'headers: {"X-A": "\\u00e9t\\u00e9"}', "ASCII value"),
         ("http://127.0.0.1:9/x", "headers: {Content-Length: '0'}", "sets this header itself"),
         ("http://b\u00fccher.example/x", "timeout: 2", "xn-- form"),
         ("http://127.0.0.1:http/x", "timeout: 2", "give a port"),
     ],
-    ids=["crlf", "name", "own-header", "non-ascii", "port"],
+    ids=["crlf", "name", "value", "own-header", "non-ascii", "port"],
 )
 def test_webhook_headers_and_urls_that_http_cannot_carry_are_refused(
     tmp_path: Path, url: str, options: str, said: str

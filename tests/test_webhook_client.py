@@ -207,9 +207,10 @@ def test_a_kept_alive_connection_carries_the_next_event(
         (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", True),
         (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (MAX_BODY + 1, b"x" * (MAX_BODY + 1)),
          False),
+        (NO_CONTENT + b"HTTP/1.1 200 OK\r\n", False),
     ],
     ids=["length", "chunked", "trailers", "interim", "bare-lf", "close", "http1.0",
-         "http1.0-keep-alive", "long-body"],
+         "http1.0-keep-alive", "long-body", "bytes-after"],
 )  # fmt: skip
 def test_well_formed_answers_are_read_and_the_connection_kept_when_it_may_be(
     serve: Callable[[Script], RawServer], data: bytes, kept: bool

@@ -18,7 +18,8 @@ imported for an ``https://`` URL only):
   before any byte of an answer :class:`Closed`, a deadline passed ``TimeoutError``.
 
 The connection is kept when the receiver keeps it (HTTP/1.1 without ``Connection:
-close``, or HTTP/1.0 with ``keep-alive``) and the answer was read whole.
+close``, or HTTP/1.0 with ``keep-alive``), the answer was read whole and nothing came
+after it.
 """
 
 from __future__ import annotations
@@ -174,7 +175,9 @@ class Connection:
         for _ in range(MAX_INTERIM + 1):
             version, status, headers = self._head(deadline)
             if status >= 200:
-                return Response(status, headers, self._body(version, status, headers, deadline))
+                keep = self._body(version, status, headers, deadline)
+                # bytes after the answer were not asked for: never read them as the next one
+                return Response(status, headers, keep and not self._buffer)
             if status == 101:
                 raise ProtocolError("the receiver switched protocols (101)")
         raise ProtocolError(f"more than {MAX_INTERIM} interim (1xx) answers")

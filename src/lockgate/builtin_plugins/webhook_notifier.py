@@ -213,6 +213,8 @@ def _headers(where: str, given: object) -> dict[str, str]:
             raise ConfigError(f"{where}.headers: {name!r} is not a valid header name")
         if any(c in value for c in "\r\n\0"):
             raise ConfigError(f"{where}.headers.{name}: a value may not contain line breaks")
+        if not value.isascii():
+            raise ConfigError(f"{where}.headers.{name}: give an ASCII value")
         if name.lower() in _OWN_HEADERS:
             raise ConfigError(
                 f"{where}.headers.{name}: the notifier sets this header itself; remove it"
