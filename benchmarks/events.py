@@ -22,7 +22,9 @@ What is timed (in this process; projects in a temporary directory, removed at th
 * **promote, outbox off / on, as commands**: the same switches run as ``lockgate
   promote`` processes (``--cli-runs`` of each, alternating), which is what a CI job
   or a person waits for: process start, the switch, the output, and (on) the delivery
-  after the commit in a fresh process (its imports, a new connection).
+  after the commit in a fresh process (its imports, a new connection). Wall time and
+  the processes' CPU time (``RUSAGE_CHILDREN``, less sensitive to a shared machine's
+  load), median of each.
 * **commit-to-receipt**: in the "on" project, with ``lockgate events deliver --follow``
   running beside as a process of its own, the time from the switch's commit
   (``Promoter.promote`` returned) to the receiver's receipt of the ``promoted`` event.
@@ -45,6 +47,7 @@ import asyncio
 import base64
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -243,15 +246,18 @@ def bench_promote_cli(base: Path, runs: int) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
     )
     times: dict[str, list[float]] = {label: [] for label in labels}
+    cpu: dict[str, list[float]] = {label: [] for label in labels}
     for n in range(runs + 2):
         for label in labels:
             rev = revs[label][(n + 1) % 2]
             command = [sys.executable, "-m", "lockgate", "-q", "-C", str(base / f"cli-{label}"),
                        "promote", "bench:one", "--to", "staging", "--rev", rev]  # fmt: skip
+            used = _children_cpu()
             started = time.perf_counter()
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
             if n >= 2:  # warm-up
                 times[label].append((time.perf_counter() - started) * 1000)
+                cpu[label].append((_children_cpu() - used) * 1000)
     deadline = time.monotonic() + 10
     promoted = runs + 2 + 1  # the timed switches and the set-up one
     while time.monotonic() < deadline and _promoted(dispatched) < promoted:
@@ -263,15 +269,26 @@ def bench_promote_cli(base: Path, runs: int) -> dict[str, Any]:
     dispatched.close()
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
     by_dispatcher = statistics.median(times["dispatched"])
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     return {
         "cli_promote_off_ms": round(off, 1),
         "cli_promote_on_ms": round(on, 1),
         "cli_promote_on_over_off": round(on / off, 3),
+        "cli_promote_off_cpu_ms": round(cpu_off, 1),
+        "cli_promote_on_cpu_ms": round(cpu_on, 1),
+        "cli_promote_on_over_off_cpu": round(cpu_on / cpu_off, 3),
         "cli_promoted_received": delivered,
         "cli_promote_dispatched_ms": round(by_dispatcher, 1),
         "cli_promote_dispatched_over_off": round(by_dispatcher / off, 3),
         "cli_dispatched_received": _promoted(dispatched),
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user and system) of the ended child processes so far: less sensitive
+    to a shared machine's load than wall time."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _promoted(receiver: Receiver) -> int:

@@ -448,6 +448,27 @@ def test_an_unknown_webhook_option_and_a_host_outside_the_allowlist_are_refused(
     assert result.exit_code == 2 and "not in allow_hosts" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "options", "said"),
+    [
+        ("http://127.0.0.1:9/x", 'headers: {"X-A": "a\\r\\nX-Injected: 1"}', "line breaks"),
+        ("http://127.0.0.1:9/x", 'headers: {"Bad Name": "v"}', "not a valid header name"),
+        ("http://127.0.0.1:9/x", 'headers: {"X-A": "\\u00e9t\\u00e9"}', "ASCII value"),
+        ("http://127.0.0.1:9/x", "headers: {Content-Length: '0'}", "sets this header itself"),
+        ("http://b\u00fccher.example/x", "timeout: 2", "xn-- form"),
+        ("http://127.0.0.1:http/x", "timeout: 2", "give a port"),
+    ],
+    ids=["crlf", "name", "value", "own-header", "non-ascii", "port"],
+)
+def test_webhook_headers_and_urls_that_http_cannot_carry_are_refused(
+    tmp_path: Path, url: str, options: str, said: str
+) -> None:
+    ws = make(tmp_path, config(url).replace("timeout: 2", options))
+    result = cli(ws.root, "events", "deliver")
+    assert result.exit_code == 2, result.stderr
+    assert said in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+
+
 def test_config_show_hides_a_notifier_option_that_looks_like_a_secret(tmp_path: Path) -> None:
     text = config("http://127.0.0.1:9/x").replace("timeout: 2", "token: t0ps3cret")
     ws = make(tmp_path, text)

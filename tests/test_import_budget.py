@@ -268,3 +268,43 @@ def test_a_command_answered_by_the_watcher_imports_only_the_client(
     monkeypatch.setenv("LOCKGATE_NO_WARM", "1")
     cold, _, _ = imported(["stage", "alice:hello"], root, tmp_path / "cold.txt")
     assert offenders(cold, ("click", "pluggy", "lockgate.core"))
+
+
+# What a command delivering to an http:// webhook must still not import: its HTTP client
+# is the notifier's own (no http.client, so no email package; the C _socket module, not
+# socket's enums), TLS only for https://, and it signs with hmac.
+WEBHOOK_DENIED = ("http.client", "email", "ssl", "socket", "standardwebhooks", "encodings.idna")
+
+
+@pytest.mark.slow
+def test_a_command_delivering_to_an_http_webhook_imports_no_http_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``promote`` with a ``webhook`` notifier delivers its events itself after the commit
+    (the default budget): its POSTs go out (the receiver verified both signatures) without
+    ``http.client``, the ``email`` package, ``ssl``, ``socket`` or the signing library."""
+    from events_receiver import SECRET, Receiver
+
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    receiver = Receiver()
+    try:
+        root = tmp_path / "p"
+        root.mkdir()
+        assert run_lockgate("init", cwd=root).returncode == 0
+        component = root / "workspaces" / "alice" / "scripts" / "hello"
+        component.mkdir(parents=True)
+        (component / "run.py").write_text("print('hello')\n")
+        config = root / "lockgate.yaml"
+        config.write_text(
+            config.read_text() + "events:\n  notifiers:\n    - kind: webhook\n"
+            f"      options: {{url: '{receiver.url}', secret_env: HOOK_SECRET}}\n"
+        )
+        assert run_lockgate("stage", "alice:hello", cwd=root).returncode == 0
+        modules, _, _ = imported(["promote", "alice:hello"], root, tmp_path / "m.txt")
+    finally:
+        receiver.close()
+    assert "lockgate.builtin_plugins.webhook_notifier" in modules  # it did deliver
+    assert receiver.types()[-1] == "dev.lockgate.component.promoted"
+    assert receiver.bad_signatures == 0
+    assert offenders(modules, WEBHOOK_DENIED) == []

@@ -25,7 +25,7 @@ SRC = REPO / "src" / "lockgate"
 ALLOWED = ("lockgate.plugin", "lockgate.testing")
 # Plugins with modules of their own beside them: the local content store's writing (which
 # names the journal's type), journal and releases, the workspace source its scan, the sqlite
-# state store's lock files and schema.
+# state store's lock files and schema, the webhook notifier its HTTP client.
 SAME_PLUGIN = {
     "lockgate.builtin_plugins.local_store": (
         "lockgate.builtin_plugins.local_ingest",
@@ -34,6 +34,7 @@ SAME_PLUGIN = {
     ),
     "lockgate.builtin_plugins.local_ingest": ("lockgate.builtin_plugins.local_journal",),
     "lockgate.builtin_plugins.workspace": ("lockgate.builtin_plugins._workspace_scan",),
+    "lockgate.builtin_plugins.webhook_notifier": ("lockgate.builtin_plugins._webhook_http",),
     "lockgate.builtin_plugins.sqlite_state": (
         "lockgate.builtin_plugins.file_locks",
         "lockgate.builtin_plugins.sqlite_outbox",

@@ -2,9 +2,10 @@
 
 Each event is sent as its CloudEvent (``Content-Type: application/cloudevents+json``)
 with the Standard Webhooks headers (``webhook-id``: the event's id, the same on every
-retry; ``webhook-timestamp``; ``webhook-signature``, made by the ``standardwebhooks``
-library), so a receiver verifies it with any Standard Webhooks library and
-de-duplicates by ``webhook-id``. Options (``events.notifiers[].options``):
+retry; ``webhook-timestamp``; ``webhook-signature``: ``v1,`` and the base64 HMAC-SHA256
+of ``{id}.{timestamp}.{body}``, as the specification defines it; the tests verify it with
+the reference library, ``standardwebhooks``), so a receiver verifies it with any Standard
+Webhooks library and de-duplicates by ``webhook-id``. Options (``events.notifiers[].options``):
 
 * ``url`` (required): ``http://`` or ``https://``;
 * ``secret_env`` (required): the name of the environment variable holding the signing
@@ -16,7 +17,9 @@ de-duplicates by ``webhook-id``. Options (``events.notifiers[].options``):
 * ``headers``: extra static headers.
 
 One connection is kept alive between the events of a pass (HTTP/1.1), and a receiver
-that closed it meanwhile is answered by one more attempt on a new one. Redirects are
+that closed it meanwhile is answered by one more attempt on a new one, within the same
+timeout. The client is :mod:`lockgate.builtin_plugins._webhook_http` (every read of an
+answer bounded in size and time). Redirects are
 never followed (a 3xx is a failed delivery, retried). A 2xx is delivered;
 408, 425, 429 and 5xx are retried (honouring ``Retry-After``, in seconds or as a date);
 any other status means the receiver refused this message: it goes to the dead letters
@@ -26,12 +29,12 @@ at once.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lockgate.builtin_plugins._webhook_http import Closed, Connection, ProtocolError, Signer
 from lockgate.plugin import (
     ConfigError,
     DeliveryError,
@@ -41,16 +44,16 @@ from lockgate.plugin import (
     notifier_options,
 )
 
-if TYPE_CHECKING:
-    import http.client
-
-# http.client (with ssl) and email.utils are imported when an event is sent, not when the
-# plugin loads: together some 12 ms of every command, which mostly sends nothing.
+# The HTTP client is lockgate's own (_webhook_http: socket, and ssl only for https://),
+# not http.client, which imports ssl and the email package: some 11 ms of a command that
+# sends an event or two. email.utils is imported only to read a Retry-After date.
 
 __all__ = ["WebhookNotifier", "retry_after"]
 
 _RETRIED = {408, 425, 429}
 _OPTIONS = {"url", "secret_env", "timeout", "allow_hosts", "headers"}
+_OWN_HEADERS = {"content-length", "transfer-encoding", "connection", "accept-encoding"}
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @hookimpl
@@ -82,7 +85,7 @@ class WebhookNotifier:
     def __init__(
         self,
         url: str,
-        signer: Any,
+        signer: Signer,
         *,
         timeout: float = 5.0,
         headers: Mapping[str, str] | None = None,
@@ -91,7 +94,8 @@ class WebhookNotifier:
         self._signer = signer
         self.timeout = timeout
         self.headers = dict(headers or {})
-        self._open: http.client.HTTPConnection | None = None  # kept alive between events
+        # kept alive between events
+        self._connection = Connection(self.url.scheme, self.url.hostname or "", self.url.port)
 
     def __repr__(self) -> str:  # never the signer (it holds the secret)
         return f"WebhookNotifier({self._where()!r})"
@@ -108,6 +112,18 @@ class WebhookNotifier:
         parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{where}.url: give an http:// or https:// URL (got {url!r})")
+        assert isinstance(url, str)
+        if any(c in url for c in "\r\n\t ") or not url.isascii():
+            raise ConfigError(
+                f"{where}.url: give the URL without spaces or control characters, in ASCII "
+                "(percent-encode the path; an international host name in its xn-- form)"
+            )
+        try:
+            parts.port  # noqa: B018 -- raises on a port that is not a number
+        except ValueError:
+            raise ConfigError(
+                f"{where}.url: give a port between 0 and 65535 (got {url!r})"
+            ) from None
         allow = options.get("allow_hosts")
         if allow is not None and parts.hostname not in list(allow):
             raise ConfigError(
@@ -121,91 +137,55 @@ class WebhookNotifier:
             parts.geturl(),
             _signer(where, options.get("secret_env"), ctx.environ),
             timeout=float(timeout),
-            headers={str(k): str(v) for k, v in dict(options.get("headers") or {}).items()},
+            headers=_headers(where, options.get("headers")),
         )
 
     def deliver(self, message: Message, timeout: float) -> None:
-        import http.client
-
-        now = time.time()
+        now = int(time.time())
         headers = {
             **self.headers,
             "Content-Type": "application/cloudevents+json",
             "User-Agent": "lockgate-webhook",
             "webhook-id": message.id,
-            "webhook-timestamp": str(int(now)),
-            "webhook-signature": self._signer.sign(
-                message.id, dt.datetime.fromtimestamp(int(now), dt.timezone.utc), message.body
-            ),
+            "webhook-timestamp": str(now),
+            "webhook-signature": self._signer.sign(message.id, now, message.body),
         }
-        timeout = min(self.timeout, timeout)
-        reused = self._open is not None
+        fields = list(headers.items())
+        deadline = time.monotonic() + min(self.timeout, timeout)
+        connection = self._connection
+        reused = connection.open
         try:
-            response = self._post(message.body, headers, timeout)
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-            self._close()
+            response = connection.post(self._path(), fields, message.body, self._left(deadline))
+        except (Closed, BrokenPipeError, ConnectionResetError) as exc:
+            connection.close()
             if not reused:  # a kept-alive connection the receiver closed: once more, afresh
                 raise DeliveryError(f"POST {self._where()}: {type(exc).__name__}: {exc}") from exc
             try:
-                response = self._post(message.body, headers, timeout)
-            except (OSError, http.client.HTTPException) as again:
-                self._close()
+                response = connection.post(self._path(), fields, message.body, self._left(deadline))
+            except (OSError, ProtocolError) as again:
+                connection.close()
                 raise DeliveryError(
                     f"POST {self._where()}: {type(again).__name__}: {again}"
                 ) from again
-        except (OSError, http.client.HTTPException) as exc:
-            self._close()
-            raise DeliveryError(f"POST {self._where()}: {type(exc).__name__}: {exc}") from exc
-        self._check(response)
-
-    def _post(
-        self, body: bytes, headers: dict[str, str], timeout: float
-    ) -> http.client.HTTPResponse:
-        """POST on the kept-alive connection (opened when there is none); it stays open
-        only when the receiver keeps it and the answer was read whole."""
-        connection = self._open or self._connection(timeout)
-        self._open = connection
-        connection.timeout = timeout
-        sock = connection.sock
-        if sock is None:
-            connection.connect()
-            sock = connection.sock
-            # http.client writes the headers and the body apart: without this, Nagle's
-            # algorithm may hold the body back until the headers are acknowledged (a
-            # delayed acknowledgement then costs up to 40 ms on a real network).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(timeout)
-        connection.request("POST", self._path(), body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(65536)
-        if response.will_close or not response.isclosed():
-            self._close()
-        return response
-
-    def _close(self) -> None:
-        connection, self._open = self._open, None
-        if connection is not None:
+        except (OSError, ProtocolError) as exc:
             connection.close()
+            raise DeliveryError(f"POST {self._where()}: {type(exc).__name__}: {exc}") from exc
+        self._check(response.status, response.header("Retry-After"))
 
-    def _check(self, response: http.client.HTTPResponse) -> None:
-        status = response.status
+    @staticmethod
+    def _left(deadline: float) -> float:
+        return max(0.01, deadline - time.monotonic())
+
+    def _check(self, status: int, wait_header: str | None) -> None:
         if 200 <= status < 300:
             return
         said = f"POST {self._where()}: HTTP {status}"
         if 300 <= status < 400:
             raise DeliveryError(f"{said} (a redirect; redirects are not followed: fix the url)")
-        wait = retry_after(response.getheader("Retry-After"), time.time())
+        wait = retry_after(wait_header, time.time())
         if status in _RETRIED or status >= 500:
             raise DeliveryError(said, retry_after=wait)
         raise DeliveryError(f"{said}: the receiver refused this event", permanent=True)
-
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        import http.client
-
-        host, port = self.url.hostname or "", self.url.port
-        if self.url.scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=timeout)
-        return http.client.HTTPConnection(host, port, timeout=timeout)
 
     def _path(self) -> str:
         path = self.url.path or "/"
@@ -216,10 +196,34 @@ class WebhookNotifier:
         return f"{self.url.scheme}://{self.url.hostname}{port}{self.url.path}"
 
     def close(self) -> None:
-        self._close()
+        self._connection.close()
 
 
-def _signer(where: str, variable: object, environ: Mapping[str, str]) -> Any:
+def _headers(where: str, given: object) -> dict[str, str]:
+    """The ``headers`` option: names that are HTTP tokens, values without line breaks;
+    the ones the client writes itself are refused."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{where}.headers: give a mapping of header names to values")
+    headers = {}
+    for name, value in given.items():
+        name, value = str(name), str(value)
+        if not name or not set(name) <= _TOKEN:
+            raise ConfigError(f"{where}.headers: {name!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{where}.headers.{name}: a value may not contain line breaks")
+        if not value.isascii():
+            raise ConfigError(f"{where}.headers.{name}: give an ASCII value")
+        if name.lower() in _OWN_HEADERS:
+            raise ConfigError(
+                f"{where}.headers.{name}: the notifier sets this header itself; remove it"
+            )
+        headers[name] = value
+    return headers
+
+
+def _signer(where: str, variable: object, environ: Mapping[str, str]) -> Signer:
     """The Standard Webhooks signer of the secret in ``environ[variable]``; errors name
     the variable, never its value."""
     if not isinstance(variable, str) or not variable:
@@ -234,15 +238,8 @@ def _signer(where: str, variable: object, environ: Mapping[str, str]) -> Any:
             "the signing secret (whsec_ followed by base64)"
         )
     try:
-        from standardwebhooks import Webhook
-    except ImportError as exc:  # a dependency of lockgate: only a broken install lacks it
-        raise ConfigError(
-            f"{where}: the webhook notifier needs the standardwebhooks package; "
-            "pip install standardwebhooks"
-        ) from exc
-    try:
-        return Webhook(value)
-    except Exception:
+        return Signer(value)
+    except ValueError:
         raise ConfigError(  # from None: the cause could show the secret
             f"{where}.secret_env: {variable} does not hold a valid secret (whsec_ followed "
             "by base64)"
