@@ -7,8 +7,9 @@ the terminal, the ``LOCKGATE*`` environment) goes to the watcher, which runs the
 command through the same code in its warm process, and its stdout, stderr and exit code
 are written here as they are. Anything else — no socket, a stale one, a refusal, a
 timeout, an argument not read here, ``LOCKGATE_NO_WARM=1`` — returns None, and the
-command runs cold as always. Imports: ``os``, ``sys``, ``socket``, ``json`` and the
-protocol (:mod:`lockgate.contracts.warm`) only (``tests/test_import_budget.py``). See
+command runs cold as always. Imports: ``os``, ``sys``, ``json`` and the protocol
+(:mod:`lockgate.contracts.warm`), and ``socket`` only once a watcher's socket is there
+(``tests/test_import_budget.py``). See
 ``docs/watcher.md`` ("The warm path").
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 # (before any import: pathlib would cost the client its start-up)
 import json
 import os
-import socket
 import sys
 
 from lockgate.contracts.warm import (
@@ -164,6 +164,8 @@ def _exchange(
         "width": width,
         "env": warm_request_env(os.environ),
     }
+    import socket  # only when a watcher's socket exists: a cold command never pays for it
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(ACCEPT_TIMEOUT)
         sock.connect(path)  # a stale socket file: ConnectionRefusedError, then cold
