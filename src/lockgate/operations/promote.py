@@ -27,6 +27,7 @@ from lockgate.errors import (
 )
 from lockgate.operations.gates import gate_record
 from lockgate.operations.lifecycle import next_stage
+from lockgate.operations.read_memo import memo
 from lockgate.operations.recover import recover_pending, settle
 from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.rollback import Rollback
@@ -65,47 +66,49 @@ class Promotion(Switcher):
         settle(session)
         if not dry_run:  # even when the project does not settle: never switch over an intent
             recover_pending(session)
-        state = session.state()
-        ref = self.resolve(target)
-        stage = session.check_stage(to) if to else next_stage(session, str(ref))
-        revision, ref = self._candidate(ref, stage, rev)
-        section = session.config.stages[stage]
-        pointer = state.pointer(stage, ref.component_id)
-        current = pointer.revision if pointer else None
-        generation = pointer.generation if pointer else 0
-        self._check_expected(stage, ref.component_id, current, expect_current)
-        base = SwitchResult(
-            action="promote",
-            component=str(ref),
-            component_id=ref.component_id,
-            stage=stage,
-            revision=revision,
-            previous_revision=current,
-            changed=current != revision,
-            at=now_iso(),
-            actor=session.actor,
-            dry_run=dry_run,
-            reason=reason,
-            locations=tuple(t.location(ref.component_id) for t in self.targets(stage)),
-        )
-        if current == revision:
-            return attrs.evolve(base, note="already current")
-        if not dry_run:
-            self._check_admissible(base, ref)
-        self._protect(base, dry_run=dry_run)
-        report = self._gate(ref, stage, revision, section, dry_run)
-        if dry_run:
-            return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
-        forced = self._forced(base, ref, report, section, force)
-        details: dict[str, object] = {}
-        if forced and report is not None:
-            details = {
-                "forced": True,
-                "skipped_issues": [
-                    i.describe() for c in report.components for i in c.issues if i.blocking
-                ],
-            }
-        details["gates"] = gate_record(session, stage, report, forced=forced)
+        # Planning reads each answer once (read_memo); the switch reads again under its locks.
+        with memo(session):
+            state = session.state()
+            ref = self.resolve(target)
+            stage = session.check_stage(to) if to else next_stage(session, str(ref))
+            revision, ref = self._candidate(ref, stage, rev)
+            section = session.config.stages[stage]
+            pointer = state.pointer(stage, ref.component_id)
+            current = pointer.revision if pointer else None
+            generation = pointer.generation if pointer else 0
+            self._check_expected(stage, ref.component_id, current, expect_current)
+            base = SwitchResult(
+                action="promote",
+                component=str(ref),
+                component_id=ref.component_id,
+                stage=stage,
+                revision=revision,
+                previous_revision=current,
+                changed=current != revision,
+                at=now_iso(),
+                actor=session.actor,
+                dry_run=dry_run,
+                reason=reason,
+                locations=tuple(t.location(ref.component_id) for t in self.targets(stage)),
+            )
+            if current == revision:
+                return attrs.evolve(base, note="already current")
+            if not dry_run:
+                self._check_admissible(base, ref)
+            self._protect(base, dry_run=dry_run)
+            report = self._gate(ref, stage, revision, section, dry_run)
+            if dry_run:
+                return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
+            forced = self._forced(base, ref, report, section, force)
+            details: dict[str, object] = {}
+            if forced and report is not None:
+                details = {
+                    "forced": True,
+                    "skipped_issues": [
+                        i.describe() for c in report.components for i in c.issues if i.blocking
+                    ],
+                }
+            details["gates"] = gate_record(session, stage, report, forced=forced)
         result = self._switch(
             base,
             ref=ref,
