@@ -5,7 +5,8 @@ SQLite's is mostly their number (docs/performance.md, "Promotion on PostgreSQL, 
 runner and many"). Every statement psycopg sends is counted here (``Cursor.execute`` and
 ``executemany``, whether the connection is pooled, a lock's own, or in pipeline mode)
 over one ``promote --to staging --rev`` of a component between two retained revisions,
-in a project opened once, after two switches that warm it up. The ceiling is what a
+in a project opened once (each promotion a session of its own, as ``lockgate_kit``
+makes it), after two switches that warm it up. The ceiling is what a
 promotion sends now: a change that adds a statement to every switch fails here, and
 whoever lowers the count lowers the ceiling.
 """
@@ -17,20 +18,17 @@ import json
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from lockgate.core.project import Project
-from lockgate.operations.promote import Promoter
-from lockgate.operations.stage import Stager
-
 MAX_STATEMENTS = 41
-"""Statements one promotion sends (46 before planning read each answer once)."""
-
-_OTHERS = "amqp,jsonl,nats,redis,tarball,teamdefaults"  # only postgres and the builtins
+"""Statements one promotion sends in a session of its own (47 before planning read each
+answer once and the gate's event rode with the switch; a runner that keeps one
+``Promoter`` settles once, and sends one fewer)."""
 
 
 @contextmanager
@@ -44,9 +42,11 @@ def counting() -> Iterator[collections.Counter[str]]:
             frames = [
                 f"{Path(f.filename).name}:{f.name}"
                 for f in traceback.extract_stack()[:-1]
-                if ("lockgate" in f.filename) and "psycopg" not in Path(f.filename).name
+                if "lockgate" in f.filename and "psycopg" not in Path(f.filename).name
             ]
             sent[f"{name} from {' < '.join(reversed(frames[-3:]))}"] += 1
+            if "FOR UPDATE OF heads" in str(args[0] if args else kwargs.get("query")):
+                sent["(chain head locked)"] += 1
             return call(self, *args, **kwargs)
 
         return wrapper
@@ -61,45 +61,39 @@ def counting() -> Iterator[collections.Counter[str]]:
 
 
 @pytest.fixture
-def switching(lockgate_project: Path, pg_dsn: str, project_key: str) -> Iterator[Any]:
-    """A project on the postgres stores with one component staged twice, both revisions
-    promoted into staging once; a function promoting to the other revision."""
-    root = lockgate_project
-    config = root / "lockgate.yaml"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace(
-            "plugins:\n  disable: []\n",
-            "state:\n  store: postgres\ncontent:\n  store: postgres\nplugins:\n  disable: []\n"
-            f"  postgres:\n    dsn: {json.dumps(pg_dsn)}\n    project: {project_key}\n",
-        ),
-        encoding="utf-8",
+def switching(lockgate_kit: Any, pg_dsn: str, project_key: str) -> Callable[[], None]:
+    """A project on the postgres stores (builtins and lockgate-postgres only) with one
+    component staged twice and both revisions promoted into staging once; a function
+    promoting it to the other revision."""
+    kit = lockgate_kit(
+        extra=[metadata.distribution("lockgate-postgres")],
+        config="project:\n  name: counted\n"
+        "state:\n  store: postgres\ncontent:\n  store: postgres\n"
+        "stages:\n  development: {}\n  staging: {}\n  production: {}\n"
+        f"plugins:\n  postgres:\n    dsn: {json.dumps(pg_dsn)}\n    project: {project_key}\n",
     )
-    assert "store: postgres" in config.read_text(encoding="utf-8")
-    folder = root / "workspaces" / "team" / "scripts" / "etl"
-    folder.mkdir(parents=True)
-    project = Project.open(root, environ={"LOCKGATE_DISABLE_PLUGINS": _OTHERS})
-    try:
-        stager, promoter = Stager(project), Promoter(project)
-        revisions = []
-        for version in ("A", "B"):
-            (folder / "main.py").write_text(f"VERSION = {version!r}\n", encoding="utf-8")
-            revisions.append(stager.stage("team:etl").revision)
-        turn = iter(range(1_000))
+    revisions = []
+    for version in ("A", "B"):
+        kit.component("team:etl", {"main.py": f"VERSION = {version!r}\n"})
+        revisions.append(kit.stage("team:etl").revision)
+    turn = iter(range(1_000))
 
-        def promote() -> None:
-            result = promoter.promote("team:etl", to="staging", rev=revisions[next(turn) % 2])
-            assert result.changed and result.revision is not None
+    def promote() -> None:
+        result = kit.promote("team:etl", to="staging", rev=revisions[next(turn) % 2])
+        assert result.changed and result.revision is not None
 
-        promote()
-        promote()
-        yield promote
-    finally:
-        project.close()
+    promote()
+    promote()
+    return promote
 
 
-def test_a_promotion_sends_at_most_its_statements(switching: Any) -> None:
+def test_a_promotion_sends_at_most_its_statements(switching: Callable[[], None]) -> None:
     with counting() as sent:
         switching()
+    heads = sent.pop("(chain head locked)", 0)
     total = sum(sent.values())
     where = "\n".join(f"{n} {site}" for site, n in sent.most_common())
     assert 0 < total <= MAX_STATEMENTS, f"{total} statements (at most {MAX_STATEMENTS}):\n{where}"
+    # One write transaction holds the audit chain's head: the switch's record, with the
+    # gate's validate event in it (MoveWithEvents), not a transaction of its own.
+    assert heads == 1, where

@@ -8,6 +8,7 @@ name the Python API has always used.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ from lockgate.operations.validate import Validation
 
 if TYPE_CHECKING:
     from lockgate.contracts.models import ReadinessReport
+    from lockgate.contracts.state import AuditEvent
     from lockgate.core.config import StageSection
 
 __all__ = ["Promoter", "Promotion"]
@@ -96,7 +98,7 @@ class Promotion(Switcher):
             if not dry_run:
                 self._check_admissible(base, ref)
             self._protect(base, dry_run=dry_run)
-            report = self._gate(ref, stage, revision, section, dry_run)
+            report, gate_events = self._gate(ref, stage, revision, section, dry_run)
             if dry_run:
                 return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
             forced = self._forced(base, ref, report, section, force)
@@ -109,15 +111,36 @@ class Promotion(Switcher):
                     ],
                 }
             details["gates"] = gate_record(session, stage, report, forced=forced)
-        result = self._switch(
-            base,
-            ref=ref,
-            expected_generation=generation,
-            action="promote",
-            details=details,
-            started=started,
-        )
+        result = self._switch_after(base, ref, generation, details, started, gate_events)
         return attrs.evolve(result, gate=report, forced=forced)
+
+    def _switch_after(
+        self,
+        base: SwitchResult,
+        ref: ComponentRef,
+        generation: int,
+        details: dict[str, object],
+        started: float,
+        gate_events: list[AuditEvent],
+    ) -> SwitchResult:
+        """The switch, recording the gate's passing events in its own transaction (one
+        commit, one hold of the chain head); when it fails before its record, they are
+        appended on their own: the gate ran all the same."""
+        try:
+            return self._switch(
+                base,
+                ref=ref,
+                expected_generation=generation,
+                action="promote",
+                details=details,
+                started=started,
+                before=gate_events,
+            )
+        except BaseException:
+            if gate_events:  # still there: the switch did not record them
+                with contextlib.suppress(Exception):  # the switch's error is the one told
+                    self.session.state().append_events(gate_events)
+            raise
 
     def _gate(
         self,
@@ -126,11 +149,13 @@ class Promotion(Switcher):
         revision: str,
         section: StageSection,
         dry_run: bool,
-    ) -> ReadinessReport | None:
-        """The validators for ``stage`` over ``revision`` (None: the stage has no gate)."""
+    ) -> tuple[ReadinessReport | None, list[AuditEvent]]:
+        """The validators for ``stage`` over ``revision`` (None: the stage has no gate),
+        and the passing ``validate`` events left for the switch to record."""
         if not section.gates.validate:
-            return None
-        return Validation(self.session).run(
+            return None, []
+        validation = Validation(self.session)
+        report = validation.run(
             [ref],
             stage,
             revisions={str(ref): revision},
@@ -140,7 +165,9 @@ class Promotion(Switcher):
             # writable by whoever can write the project, so it never turns a failure
             # into a pass.
             gate=True,
+            defer=not dry_run,
         )
+        return report, validation.deferred
 
     def _forced(
         self,
