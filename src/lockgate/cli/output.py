@@ -109,12 +109,13 @@ def _plain_table(
     160 columns): one line per row, each cell padded by a space on each side, a space
     between cells and at each edge, a rule under the header, a blank line above and below.
     None when rich would do more than that (fold a cell, wrap the title, read markup in
-    a header, measure a wide character): rich draws those. Importing rich costs some 25
-    ms of a command that prints a table into a pipe (tests/test_output.py compares the
-    two)."""
+    a header, the title or the caption, measure a wide character): rich draws those.
+    Importing rich costs some 25 ms of a command that prints a table into a pipe
+    (tests/test_output.py compares the two)."""
     texts = [*columns, *(v for row in cells for v in row), title or "", caption]
     # Printable ASCII only: one column per character, nothing rich would measure.
-    if not all(t.isascii() and t.isprintable() for t in texts) or any("[" in c for c in columns):
+    markup = any("[" in c for c in (*columns, title or "", caption))
+    if markup or not all(t.isascii() and t.isprintable() for t in texts):
         return None
     if any(len(row) != len(columns) for row in cells) or not columns:
         return None
