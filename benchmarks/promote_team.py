@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -69,12 +70,15 @@ def runner_main(spec: dict[str, Any]) -> int:
         from lockgate.core.project import Project
         from lockgate.operations.promote import Promoter
 
+        os.environ["PGAPPNAME"] = app = f"lgbench-{os.getpid()}"  # its server sessions
         project = Project.open(root, environ=env)
         promoter = Promoter(project)
     go = Path(spec["go"])
     while not go.exists():
         time.sleep(0.002)
     start = time.time()
+    if mode == "api":
+        cpu = time.process_time(), server_cpu(spec.get("dsn"), app)
     for i in range(count):
         revision = revisions[(i + 1) % 2]
         if mode == "api":
@@ -82,10 +86,37 @@ def runner_main(spec: dict[str, Any]) -> int:
         else:
             cli(root, env, "promote", ref, "--to", "staging", "--rev", revision)
     end = time.time()
+    report: dict[str, Any] = {"start": start, "end": end, "count": count}
     if mode == "api":
+        report["client_cpu"] = time.process_time() - cpu[0]
+        report["server_cpu"] = server_cpu(spec.get("dsn"), app) - cpu[1]
         project.close()
-    print(json.dumps({"start": start, "end": end, "count": count}))
+    print(json.dumps(report))
     return 0
+
+
+def server_cpu(dsn: str | None, app: str) -> float:
+    """CPU seconds the server's sessions named ``app`` have used (0 without a server, or
+    when their processes cannot be read: a server on another host)."""
+    if dsn is None:
+        return 0.0
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
+            )
+        ]
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def cli(root: Path, env: dict[str, str], *args: str) -> None:
@@ -101,9 +132,17 @@ def cli(root: Path, env: dict[str, str], *args: str) -> None:
 
 
 def throughput(
-    root: Path, store: str, revisions: dict[str, list[str]], runners: int, count: int, mode: str
-) -> float:
-    """Switches per second of ``runners`` processes started together."""
+    root: Path,
+    store: str,
+    revisions: dict[str, list[str]],
+    runners: int,
+    count: int,
+    mode: str,
+    dsn: str | None = None,
+) -> tuple[float, float]:
+    """Switches per second of ``runners`` processes started together, and the cores their
+    switches kept busy on average (API runners: client and server CPU over the wall time;
+    0 for CLI runners)."""
     go = root.parent / f"go-{store}-{mode}-{runners}"
     procs = []
     for n in range(runners):
@@ -116,6 +155,7 @@ def throughput(
             "count": count,
             "mode": mode,
             "go": str(go),
+            "dsn": dsn if store == "postgres" else None,
         }
         procs.append(
             subprocess.Popen(
@@ -135,7 +175,8 @@ def throughput(
             raise SystemExit(f"a {store} {mode} runner failed: {err.strip()}")
         reports.append(json.loads(out))
     wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
-    return sum(r["count"] for r in reports) / wall
+    busy = sum(r.get("client_cpu", 0.0) + r.get("server_cpu", 0.0) for r in reports) / wall
+    return sum(r["count"] for r in reports) / wall, busy
 
 
 # --------------------------------------------------------------------------- latency
@@ -217,12 +258,12 @@ def main() -> None:
             revisions = {s: build(roots[s], s, dsn, args.runners) for s in STORES}
             times = latency(roots, revisions, args.runs, args.warmup)
             cli_times = cli_latency(roots, revisions, args.cli_runs)
-            rates: dict[tuple[str, str, int], float] = {}
+            rates: dict[tuple[str, str, int], tuple[float, float]] = {}
             for mode, count in (("api", args.per_runner), ("cli", args.cli_per_runner)):
                 for store in STORES:
                     for runners in (1, args.runners):
                         rates[store, mode, runners] = throughput(
-                            roots[store], store, revisions[store], runners, count, mode
+                            roots[store], store, revisions[store], runners, count, mode, dsn
                         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -233,7 +274,7 @@ def report(
     args: argparse.Namespace,
     times: dict[str, list[float]],
     cli_times: dict[str, list[float]],
-    rates: dict[tuple[str, str, int], float],
+    rates: dict[tuple[str, str, int], tuple[float, float]],
     started_load: str,
 ) -> None:
     print(f"promote_team: {python_and_cores()}; PostgreSQL at {args.pg_server}")
@@ -260,12 +301,26 @@ def report(
     print(f"{'':<34}{'1 runner':>10}{f'{n} runners':>12}{'ratio':>9}")
     for mode, what in (("api", "API runners (project open once)"), ("cli", "CLI runners")):
         for store in STORES:
-            one, many = rates[store, mode, 1], rates[store, mode, n]
+            one, many = rates[store, mode, 1][0], rates[store, mode, n][0]
             target = f"  target {THROUGHPUT_TARGET}x: {verdict(many / one >= THROUGHPUT_TARGET)}"
             print(
                 f"{store + ', ' + what:<34}{one:>10.1f}{many:>12.1f}{many / one:>8.2f}x"
                 + (target if store == "postgres" else "")
             )
+    cores = os.cpu_count() or 1
+    print(
+        f"\nCPU of the API runners (client process + its server sessions), {cores} cores: "
+        f"the ratio N runners can reach is at most {cores} / the cores one runner keeps busy"
+    )
+    print(
+        f"{'':<10}{'1 runner: cores busy':>22}{'CPU ms/switch':>15}{'bound':>8}"
+        f"{f'{n} runners: cores busy':>24}"
+    )
+    for store in STORES:
+        (rate1, busy1), (_, busy_n) = rates[store, "api", 1], rates[store, "api", n]
+        per_switch = busy1 / rate1 * 1000
+        bound = cores / busy1 if busy1 else float("inf")
+        print(f"{store:<10}{busy1:>22.2f}{per_switch:>15.1f}{bound:>7.2f}x{busy_n:>24.2f}")
 
 
 if __name__ == "__main__":

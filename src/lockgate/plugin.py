@@ -49,6 +49,7 @@ Records that cross the boundary
     :class:`StateCounts`, :class:`ComponentStatus`, :class:`StateSnapshot` (with the
     optional :class:`StateImport` capability, what ``state migrate`` writes through, and
     :class:`IntentLog`, closed intents too, what it reads,
+    :class:`MoveWithEvents`, a pointer move recorded with the events before it,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
     operations: :class:`StageResult`, :class:`SyncResult`.
@@ -163,6 +164,7 @@ if TYPE_CHECKING:
         ValidationSubject,
         ValidatorInfo,
     )
+    from lockgate.contracts.moves import MoveWithEvents
     from lockgate.contracts.records import (
         record,
     )
@@ -342,6 +344,7 @@ __all__ = [
     "MetricsContext",
     "MissingCapabilityError",
     "MissingKeyError",
+    "MoveWithEvents",
     "NotFoundError",
     "NotReadyError",
     "Notifier",
@@ -481,6 +484,7 @@ _EXPORTS: dict[str, str] = {
     "materialize_files": "lockgate.core.content",
     "Intent": "lockgate.contracts.state",
     "IntentLog": "lockgate.contracts.state",
+    "MoveWithEvents": "lockgate.contracts.moves",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",

@@ -299,6 +299,20 @@ class SqliteStateStore(SqliteDeliveries):
         status: ComponentStatus | None,
         event: AuditEvent,
     ) -> Pointer:
+        return self.move_pointer_after(
+            (), change, expected_generation=expected_generation, status=status, event=event
+        )
+
+    def move_pointer_after(
+        self,
+        before: Sequence[AuditEvent],
+        change: PointerChange,
+        *,
+        expected_generation: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+    ) -> Pointer:
+        """``MoveWithEvents``: ``before`` appended in the move's own transaction."""
         with self._write(durable=True) as db:
             row = db.execute(
                 "SELECT generation, revision FROM pointers WHERE stage = ? AND component_id = ?",
@@ -307,6 +321,8 @@ class SqliteStateStore(SqliteDeliveries):
             current = row["generation"] if row else 0
             if current != expected_generation:
                 raise generation_conflict(change, current, expected_generation)
+            for earlier in before:
+                _append(db, earlier)
             generation = current + 1
             # The move is timed like its event (never before the chain's last event), so
             # the pointer history and the audit log agree on when it happened.

@@ -49,12 +49,13 @@ class Session:
         self.settled: list[Any] | None = None
         self._targets: dict[str, list[Target]] = {}
         self._held: dict[str, bool] = {}  # the locks held now: name -> shared
+        self.memo: StateStore | None = None  # a planning pass's reads (operations.read_memo)
 
     # ------------------------------------------------------------------ roles
 
     def state(self) -> StateStore:
         """The state store (role ``state``, ``state.store``)."""
-        return self.project.state()
+        return self.memo if self.memo is not None else self.project.state()
 
     def content(self) -> ContentStore:
         """The content store (role ``content``, ``content.store``)."""

@@ -205,11 +205,10 @@ def authors(
             by_revision.setdefault(event.revision, set()).add(event.actor)
     records = {r.revision: r for r in state.revisions(component)}
     component_id = component.split(":", 1)[-1]
-    changes = (
-        [c for stage in stages for c in state.pointer_history(stage, component_id)]
-        if stages is not None
-        else state.pointer_history(component_id=component_id)
-    )
+    changes = state.pointer_history(component_id=component_id)  # one read, every stage
+    if stages is not None:
+        ladder = set(stages)
+        changes = [c for c in changes if c.stage in ladder]
     live = {c.revision for c in changes if c.revision and c.component == component}
     seen: set[str] = set()
     current: str | None = revision

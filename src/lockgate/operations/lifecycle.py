@@ -18,9 +18,12 @@ moves the status.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.models import ComponentStatus
-from lockgate.contracts.state import AuditEvent, Pointer, PointerChange
+from lockgate.contracts.moves import store_move_with_events
+from lockgate.contracts.state import AuditEvent, Pointer, PointerChange, StateStore
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, NotFoundError, RefusedError
@@ -73,6 +76,7 @@ def move_pointer(
     details: dict[str, object] | None = None,
     strict: bool = True,
     at: str | None = None,
+    before: Sequence[AuditEvent] = (),
 ) -> Pointer:
     """Make ``revision`` current for ``component`` in ``stage`` (None removes it).
 
@@ -83,7 +87,9 @@ def move_pointer(
     ``expected_generation`` is the pointer generation the caller based its decision on;
     when omitted, the generation read here is used, so only a change that lands between
     this read and the write is a conflict. Either way a lost update raises
-    :class:`ConflictError` (exit 4), never a silent overwrite.
+    :class:`ConflictError` (exit 4), never a silent overwrite. ``before``: audit events
+    to record first (a promotion's gate event), in the move's own transaction when the
+    store offers ``MoveWithEvents``, else appended just before it.
     """
     session = as_session(session)
     state = session.state()
@@ -132,6 +138,25 @@ def move_pointer(
         action=action,
         reason=reason,
     )
+    return _record_move(state, before, change, generation, status, event)
+
+
+def _record_move(
+    state: StateStore,
+    before: Sequence[AuditEvent],
+    change: PointerChange,
+    generation: int,
+    status: ComponentStatus | None,
+    event: AuditEvent,
+) -> Pointer:
+    """The move, with ``before`` in its transaction when the store can (else first)."""
+    moves = store_move_with_events(state) if before else None
+    if moves is not None:
+        return moves.move_pointer_after(
+            before, change, expected_generation=generation, status=status, event=event
+        )
+    if before:
+        state.append_events(before)
     return state.move_pointer(change, expected_generation=generation, status=status, event=event)
 
 

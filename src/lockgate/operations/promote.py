@@ -8,6 +8,7 @@ name the Python API has always used.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from lockgate.errors import (
 )
 from lockgate.operations.gates import gate_record
 from lockgate.operations.lifecycle import next_stage
+from lockgate.operations.read_memo import memo
 from lockgate.operations.recover import recover_pending, settle
 from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.rollback import Rollback
@@ -35,6 +37,7 @@ from lockgate.operations.validate import Validation
 
 if TYPE_CHECKING:
     from lockgate.contracts.models import ReadinessReport
+    from lockgate.contracts.state import AuditEvent
     from lockgate.core.config import StageSection
 
 __all__ = ["Promoter", "Promotion"]
@@ -65,56 +68,79 @@ class Promotion(Switcher):
         settle(session)
         if not dry_run:  # even when the project does not settle: never switch over an intent
             recover_pending(session)
-        state = session.state()
-        ref = self.resolve(target)
-        stage = session.check_stage(to) if to else next_stage(session, str(ref))
-        revision, ref = self._candidate(ref, stage, rev)
-        section = session.config.stages[stage]
-        pointer = state.pointer(stage, ref.component_id)
-        current = pointer.revision if pointer else None
-        generation = pointer.generation if pointer else 0
-        self._check_expected(stage, ref.component_id, current, expect_current)
-        base = SwitchResult(
-            action="promote",
-            component=str(ref),
-            component_id=ref.component_id,
-            stage=stage,
-            revision=revision,
-            previous_revision=current,
-            changed=current != revision,
-            at=now_iso(),
-            actor=session.actor,
-            dry_run=dry_run,
-            reason=reason,
-            locations=tuple(t.location(ref.component_id) for t in self.targets(stage)),
-        )
-        if current == revision:
-            return attrs.evolve(base, note="already current")
-        if not dry_run:
-            self._check_admissible(base, ref)
-        self._protect(base, dry_run=dry_run)
-        report = self._gate(ref, stage, revision, section, dry_run)
-        if dry_run:
-            return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
-        forced = self._forced(base, ref, report, section, force)
-        details: dict[str, object] = {}
-        if forced and report is not None:
-            details = {
-                "forced": True,
-                "skipped_issues": [
-                    i.describe() for c in report.components for i in c.issues if i.blocking
-                ],
-            }
-        details["gates"] = gate_record(session, stage, report, forced=forced)
-        result = self._switch(
-            base,
-            ref=ref,
-            expected_generation=generation,
-            action="promote",
-            details=details,
-            started=started,
-        )
+        # Planning reads each answer once (read_memo); the switch reads again under its locks.
+        with memo(session):
+            state = session.state()
+            ref = self.resolve(target)
+            stage = session.check_stage(to) if to else next_stage(session, str(ref))
+            revision, ref = self._candidate(ref, stage, rev)
+            section = session.config.stages[stage]
+            pointer = state.pointer(stage, ref.component_id)
+            current = pointer.revision if pointer else None
+            generation = pointer.generation if pointer else 0
+            self._check_expected(stage, ref.component_id, current, expect_current)
+            base = SwitchResult(
+                action="promote",
+                component=str(ref),
+                component_id=ref.component_id,
+                stage=stage,
+                revision=revision,
+                previous_revision=current,
+                changed=current != revision,
+                at=now_iso(),
+                actor=session.actor,
+                dry_run=dry_run,
+                reason=reason,
+                locations=tuple(t.location(ref.component_id) for t in self.targets(stage)),
+            )
+            if current == revision:
+                return attrs.evolve(base, note="already current")
+            if not dry_run:
+                self._check_admissible(base, ref)
+            self._protect(base, dry_run=dry_run)
+            report, gate_events = self._gate(ref, stage, revision, section, dry_run)
+            if dry_run:
+                return attrs.evolve(base, gate=report, diff=self._diff(current, revision))
+            forced = self._forced(base, ref, report, section, force)
+            details: dict[str, object] = {}
+            if forced and report is not None:
+                details = {
+                    "forced": True,
+                    "skipped_issues": [
+                        i.describe() for c in report.components for i in c.issues if i.blocking
+                    ],
+                }
+            details["gates"] = gate_record(session, stage, report, forced=forced)
+        result = self._switch_after(base, ref, generation, details, started, gate_events)
         return attrs.evolve(result, gate=report, forced=forced)
+
+    def _switch_after(
+        self,
+        base: SwitchResult,
+        ref: ComponentRef,
+        generation: int,
+        details: dict[str, object],
+        started: float,
+        gate_events: list[AuditEvent],
+    ) -> SwitchResult:
+        """The switch, recording the gate's passing events in its own transaction (one
+        commit, one hold of the chain head); when it fails before its record, they are
+        appended on their own: the gate ran all the same."""
+        try:
+            return self._switch(
+                base,
+                ref=ref,
+                expected_generation=generation,
+                action="promote",
+                details=details,
+                started=started,
+                before=gate_events,
+            )
+        except BaseException:
+            if gate_events:  # still there: the switch did not record them
+                with contextlib.suppress(Exception):  # the switch's error is the one told
+                    self.session.state().append_events(gate_events)
+            raise
 
     def _gate(
         self,
@@ -123,11 +149,13 @@ class Promotion(Switcher):
         revision: str,
         section: StageSection,
         dry_run: bool,
-    ) -> ReadinessReport | None:
-        """The validators for ``stage`` over ``revision`` (None: the stage has no gate)."""
+    ) -> tuple[ReadinessReport | None, list[AuditEvent]]:
+        """The validators for ``stage`` over ``revision`` (None: the stage has no gate),
+        and the passing ``validate`` events left for the switch to record."""
         if not section.gates.validate:
-            return None
-        return Validation(self.session).run(
+            return None, []
+        validation = Validation(self.session)
+        report = validation.run(
             [ref],
             stage,
             revisions={str(ref): revision},
@@ -137,7 +165,9 @@ class Promotion(Switcher):
             # writable by whoever can write the project, so it never turns a failure
             # into a pass.
             gate=True,
+            defer=not dry_run,
         )
+        return report, validation.deferred
 
     def _forced(
         self,

@@ -48,10 +48,7 @@ from lockgate.contracts.locks import LockOwner, hostname
 from lockgate.contracts.manifest import ManifestDiff
 from lockgate.contracts.models import ChangeEvent
 from lockgate.contracts.records import record
-from lockgate.contracts.refs import (
-    ComponentRef,
-    short,
-)
+from lockgate.contracts.refs import ComponentRef, short
 from lockgate.contracts.state import AuditEvent, Intent, PointerChange
 from lockgate.contracts.target import RevisionHandle, Target, target_concurrent_switches
 from lockgate.core.failpoints import failpoint
@@ -74,7 +71,6 @@ from lockgate.operations.resolve import resolve_component
 from lockgate.operations.revisions import prepare, revision_handle
 
 if TYPE_CHECKING:
-    from lockgate.contracts.manifest import ManifestDiff
     from lockgate.operations.validate import ReadinessReport
 
 __all__ = ["SwitchResult", "Switcher", "last_good"]
@@ -207,7 +203,6 @@ class Switcher:
         landed while the gates ran is seen here. No ``--force`` skips this: a rejection
         belongs to the revision's digest, whatever was staged since.
         """
-
         revision = base.revision
         if revision is None:
             return  # removing a component from a stage puts nothing into it
@@ -232,7 +227,6 @@ class Switcher:
             )
 
     def _diff(self, old: str | None, new: str | None) -> ManifestDiff:
-
         content = self.session.content()
         return ManifestDiff.between(
             content.get_manifest(old) if old else None,
@@ -242,7 +236,6 @@ class Switcher:
     def _deployable(self, revision: str) -> bool:
         """Whether ``revision`` can still be deployed: its release exists (a switch
         verifies it), or its manifest and every object it needs are stored."""
-
         content = self.session.content()
         cache = store_release_cache(content)
         if cache is not None and cache.has_release(revision):
@@ -266,11 +259,13 @@ class Switcher:
         action: str,
         details: dict[str, object],
         started: float | None = None,
+        before: list[AuditEvent] | None = None,
     ) -> SwitchResult:
         """Under the operation lock: check nothing changed, deploy, record; then announce.
         ``started``: ``time.perf_counter()`` when the operation began; the record's event
         then carries ``duration_ms``, the time from there to the commit (``lockgate
-        metrics`` reports them)."""
+        metrics`` reports them). ``before``: events recorded with the switch (emptied
+        once they are)."""
         session, state = self.session, self.session.state()
         with self.lock(action, components=self.lockable(base.stage, base.component_id)):
             recover_pending(session, locked=True)
@@ -289,7 +284,9 @@ class Switcher:
             handle = self._ready_release(base)
             self.check_deadline(base.component, "verifying its release")
             intent = self._open_intent(base, ref, action, generation)
-            self._deploy_and_record(base, ref, action, intent, handle, generation, details, started)
+            self._deploy_and_record(
+                base, ref, action, intent, handle, generation, details, started, before
+            )
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
         return self._announce(base, ref, action, details)
@@ -356,6 +353,7 @@ class Switcher:
         generation: int,
         details: dict[str, object],
         started: float | None = None,
+        before: list[AuditEvent] | None = None,
     ) -> None:
         """Prepare every target, commit each, record the switch; undo it on any failure."""
         session, stage = self.session, base.stage
@@ -385,7 +383,10 @@ class Switcher:
                 details={"intent": intent.id, **details, **elapsed_ms(started)},
                 strict=False,
                 at=base.at,
+                before=tuple(before or ()),
             )
+            if before:
+                before.clear()  # recorded
         except BaseException as exc:
             error = self._undo(session, intent, step, exc)
             if step in ("prepare", "commit") and isinstance(exc, Exception):
@@ -467,7 +468,6 @@ class Switcher:
         Only when the state store cannot even be read to settle the switch: the pointer
         did not move (its write failed), so the revision before is the recorded one.
         """
-
         previous = payload.get("previous_revision")
         revision = str(previous) if previous else None
         handle = revision_handle(self.session, revision) if revision else None

@@ -156,6 +156,8 @@ class Validation:
         self._use_cache = True
         self._gate = False
         self._pending: ValidationCache | None = None
+        self.deferred: list[AuditEvent] = []
+        """With ``run(defer=True)``: the passing ``validate`` events left to the caller."""
 
     # ------------------------------------------------------------------ public
 
@@ -170,6 +172,7 @@ class Validation:
         revisions: Mapping[str, str] | None = None,
         skip: Collection[str] = (),
         gate: bool = False,
+        defer: bool = False,
     ) -> ReadinessReport:
         """Validate ``refs`` together for ``stage`` (None: each component's next stage).
 
@@ -180,7 +183,10 @@ class Validation:
         validates the revision it promotes); ``skip`` names validators not to run.
         ``gate=True`` is a promotion's gate: it reuses only verdicts the state store keeps
         (never a file under ``.lockgate/``, which whoever can write the project could edit)
-        and reads component specs afresh.
+        and reads component specs afresh. ``defer=True``: when every component passed and
+        no new verdict awaits its event, the ``validate`` events are left in
+        :attr:`deferred` for the caller to record (a promotion records them with its
+        switch, in one transaction); otherwise they are recorded here, as without it.
         """
         started = time.perf_counter()
         settle(self.session)
@@ -198,7 +204,7 @@ class Validation:
         results = closed_gates(self.session, self._execute(prepared, use_cache, record), skip)
         report = ReadinessReport(tuple(results), time.perf_counter() - started)
         if record and not workspace:
-            self._record(report)
+            self._record(report, defer)
         if self._pending is not None:  # after the events that vouch for them
             self._pending.flush()
         return report
@@ -486,9 +492,9 @@ class Validation:
                 details["verdicts"] = {k: verdict_digest(v) for k, v in sorted(written.items())}
         return details
 
-    def _record(self, report: ReadinessReport) -> None:
+    def _record(self, report: ReadinessReport, defer: bool = False) -> None:
         """One ``validate`` event per component in one write; each that did not pass is
-        announced through ``on_failure``."""
+        announced through ``on_failure``. ``defer``: see :meth:`run`."""
         actor, at = self.session.actor, now_iso()
         events = [
             AuditEvent(
@@ -504,6 +510,13 @@ class Validation:
             for result in report.components
             if result.revision is not None
         ]
+        pending = self._pending
+        if defer and all(
+            e.outcome == "ok" and not (pending and e.revision and pending.pending(e.revision))
+            for e in events
+        ):
+            self.deferred = events
+            return
         self.session.state().append_events(events)
         for event in events:
             if event.outcome != "ok":

@@ -246,12 +246,18 @@ class PluginKit:
         return Validation(self.open()).run(list(refs), stage, use_cache=False)
 
     def promote(
-        self, ref: str, *, to: str | None = None, reason: str | None = None
+        self,
+        ref: str,
+        *,
+        to: str | None = None,
+        reason: str | None = None,
+        rev: str | None = None,
     ) -> SwitchResult:
-        """Promote ``ref`` (to ``to``; default: one rung up), as ``lockgate promote``."""
+        """Promote ``ref`` (to ``to``; default: one rung up; ``rev``: that revision), as
+        ``lockgate promote``."""
         from lockgate.operations.promote import Promoter
 
-        return Promoter(self.open()).promote(ref, to=to, reason=reason)
+        return Promoter(self.open()).promote(ref, to=to, reason=reason, rev=rev)
 
 
 MakeKit = Callable[..., PluginKit]

@@ -7,9 +7,12 @@ stage records a revision with its component and event, a move compares and swaps
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from lockgate.contracts.models import ComponentStatus
+from lockgate.contracts.moves import store_move_with_events
 from lockgate.contracts.state import (
     Approval,
     AuditEvent,
@@ -148,8 +151,10 @@ def _move(
     actor: str = "alice",
     reason: str | None = None,
     status: ComponentStatus | None = None,
+    before: Sequence[AuditEvent] | None = None,
 ) -> Pointer:
-    """Move ``ref``'s pointer in ``stage`` as the lifecycle does."""
+    """Move ``ref``'s pointer in ``stage`` as the lifecycle does (with ``before``: with
+    those events first, through ``MoveWithEvents``, which the store must offer)."""
     component_id = ref.split(":")[1]
     current = store.pointer(stage, component_id)
     previous = current.revision if current else None
@@ -176,6 +181,12 @@ def _move(
         reason=reason,
         details={"generation": expected + 1},
     )
+    if before is not None:
+        moves = store_move_with_events(store)
+        assert moves is not None, "the store offers no MoveWithEvents"
+        return moves.move_pointer_after(
+            before, change, expected_generation=expected, status=status, event=event
+        )
     return store.move_pointer(change, expected_generation=expected, status=status, event=event)
 
 

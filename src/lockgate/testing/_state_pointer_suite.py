@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lockgate.contracts.audit import verify_state
+from lockgate.contracts.moves import store_move_with_events
 from lockgate.contracts.state import Approval, EventFilter, Pointer, PointerChange, StateStore
 from lockgate.errors import ConflictError
 from lockgate.testing._state_builders import S, _event, _move, _stage, at
@@ -69,6 +70,40 @@ class StateStorePointerConformance:
         assert store.counts().events == 2
         record = store.component("alice:etl")
         assert record is not None and record.status is S.STAGED
+
+    def test_a_move_with_events_records_them_first_in_its_chain(self, store: StateStore) -> None:
+        if store_move_with_events(store) is None:
+            pytest.skip("the store offers no MoveWithEvents (optional)")
+        _stage(store, "alice:etl", "r1", at(1))
+        gate = _event("validate", at(2), component="alice:etl", stage="staging", revision="r1")
+        pointer = _move(store, "staging", "alice:etl", "r1", at(2), expected=0, before=[gate])
+        assert (pointer.revision, pointer.generation) == ("r1", 1)
+        events = store.events()
+        assert [(e.seq, e.action) for e in events] == [
+            (1, "stage"),
+            (2, "validate"),
+            (3, "promote"),
+        ]
+        assert events[1].details == gate.details and events[1].revision == "r1"
+        assert store.pointer_history()[-1].event_seq == 3
+        assert store.counts().events == 3
+        assert store.counts().operations["validate"] == {"ok": 1}
+        chain = list(store.chain())
+        assert [c.event.seq for c in chain] == [1, 2, 3]
+        assert [c.prev_hash for c in chain[1:]] == [c.hash for c in chain[:-1]]
+
+    def test_a_conflicting_move_with_events_records_none(self, store: StateStore) -> None:
+        if store_move_with_events(store) is None:
+            pytest.skip("the store offers no MoveWithEvents (optional)")
+        _stage(store, "alice:etl", "r1", at(1))
+        _move(store, "staging", "alice:etl", "r1", at(2), expected=0)
+        events, history = store.events(), store.pointer_history()
+        gate = _event("validate", at(3), component="alice:etl", stage="staging", revision="r2")
+        with pytest.raises(ConflictError):
+            _move(store, "staging", "alice:etl", "r2", at(3), expected=0, before=[gate])
+        assert store.events() == events
+        assert store.pointer_history() == history
+        assert store.counts().events == 2
 
     def test_move_pointer_appends_its_event(self, store: StateStore) -> None:
         _stage(store, "alice:etl", "r1", at(1))

@@ -348,7 +348,24 @@ class PostgresStateStore(PostgresDeliveries):
         status: ComponentStatus | None,
         event: AuditEvent,
     ) -> Pointer:
+        return self.move_pointer_after(
+            (), change, expected_generation=expected_generation, status=status, event=event
+        )
+
+    def move_pointer_after(
+        self,
+        before: Sequence[AuditEvent],
+        change: PointerChange,
+        *,
+        expected_generation: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+    ) -> Pointer:
+        """``MoveWithEvents``: ``before`` appended in the move's own transaction (a
+        promotion's gate event: one commit and one hold of the chain head, not two)."""
         with self._write() as (conn, head):
+            for earlier in before:
+                head.append(earlier)
             # The move is timed like its event (never before the chain's last event).
             change = attrs.evolve(change, at=head.after(change.at))
             previous = _swap_pointer(conn, change, expected_generation)
