@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lockgate.builtin_plugins.watcher.observe import _Item
+from lockgate.builtin_plugins.watcher.observe import _Item, _Journal
 from lockgate.builtin_plugins.watcher.output import Output
 from lockgate.plugin import (
     WARM_COOKIE_PREFIX,
@@ -83,8 +83,10 @@ class WarmServer:
         ops: Operations,
         put: Callable[[_Item], None],
         out: Output,
+        journal: _Journal | None = None,
     ) -> None:
         self.project_root = project_root
+        self.journal = journal or _Journal()
         self.watched = watched
         self.ops = ops
         self._put = put
@@ -228,10 +230,14 @@ class WarmServer:
         self._deferred.append(item.request)
         while self._deferred:
             batch, self._deferred = self._deferred, []
-            if not polling:
-                self._cookie(get, absorb)
-            for request in batch:
-                self._run(request)
+            # Every event from before the requests has been recorded once the cookie is
+            # back: only then may the source answer from them (TrustsEvents).
+            self.journal.trusted = not polling and self._cookie(get, absorb)
+            try:
+                for request in batch:
+                    self._run(request)
+            finally:
+                self.journal.trusted = False
 
     def _cookie(self, get: Callable[[float], _Item], absorb: Callable[[_Item], None]) -> bool:
         """Write a cookie into the watched tree and absorb events until its own arrives:
