@@ -21,6 +21,14 @@ As in git, an entry whose mtime or ctime is not clearly older than the cache fil
 itself (by :data:`RACY_WINDOW_NS`) is "racily clean" — it may have changed within the
 timestamp granularity after it was hashed — and is hashed again. The stat cache, the
 walk and the ignore rules are in :mod:`lockgate.builtin_plugins._workspace_scan`.
+
+Scanning, per directory: one listdir and one lstat per entry, both relative to the
+directory's descriptor (no path walk). A directory whose names and packed stat fields
+equal the cached ones (and whose files are all past the racy window) takes its files
+from the cache without any per-entry Python; any other directory is checked entry by
+entry. With a :class:`~lockgate.plugin.ChangeJournal` (``lockgate watch``'s, through
+``use_journal``), a directory the last scan took whole from the same cache and that had
+no event since that scan began is not even listed.
 """
 
 from __future__ import annotations
@@ -370,13 +378,8 @@ class WorkspaceSource:
         self._journal = journal
 
     def scan(self, component: Component) -> ScanResult:
-        # The hot path of staging and of the watcher. Per directory: one listdir and one
-        # lstat per entry, both relative to the directory's descriptor (no path walk).
-        # A directory whose names and packed stat fields equal the cached ones (and whose
-        # files are all past the racy window) takes its files from the cache without any
-        # per-entry Python; any other directory is checked entry by entry. A directory
-        # the journal vouches for (no event since this source's last scan took it whole
-        # from the same cache) is not even listed.
+        # The hot path of staging and of the watcher: see "Scanning" in the module's
+        # docstring.
         root = component.path
         rules = self._ignore_lines(component)
         cache = self._load_cache(component.ref)
@@ -397,12 +400,7 @@ class WorkspaceSource:
                         listing, sig = whole[_D_NAMES], whole[_D_SIG]
                     else:
                         fd = os.open(abs_dir, _DIR_FLAGS) if fd is None else fd
-                        names = os.listdir(fd)
-                        names.sort()
-                        stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
-                        stats = list(map(_STAT_KEY, map(stat_at, names)))
-                        listing = "\0".join(names)
-                        sig = _pack_stats(stats)
+                        names, stats, listing, sig = _list(fd)
                         cached = cache.dirs.get(rel_dir)
                         if fast and _unchanged(cached, sig, listing, cache.trusted_before):
                             whole = cached
@@ -568,6 +566,15 @@ class WorkspaceSource:
             cache = _StatCache.decode(data, (st.st_mtime_ns, st.st_size, st.st_ino))
             self._loaded[ref] = cache
             self._walks[ref] = (scan, _rewalked(walked[1], cache), walked[2], cache, walked[4])
+
+
+def _list(fd: int) -> tuple[list[str], list[tuple[int, ...]], str, bytes | None]:
+    """A directory's names (sorted), their stat fields, the names joined, the fields packed."""
+    names = os.listdir(fd)
+    names.sort()
+    stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+    stats = list(map(_STAT_KEY, map(stat_at, names)))
+    return names, stats, "\0".join(names), _pack_stats(stats)
 
 
 def _unchanged(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import watchdog.events
 from watchdog.events import (
     DirAttribEvent,
     DirCreatedEvent,
@@ -58,6 +59,10 @@ __all__ = [
 
 Hint = WatchHint
 
+# watchdog >= 7 reports lost events as an event too (only when the filter lists it); an
+# older one only in its log (_WatchdogLog).
+EventsLostEvent: type[FileSystemEvent] | None = getattr(watchdog.events, "EventsLostEvent", None)
+
 LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 """Errors that mean "the platform will not watch more": fall back to polling."""
 
@@ -74,6 +79,7 @@ EVENT_TYPES: list[type[FileSystemEvent]] = [
     DirDeletedEvent,
     DirMovedEvent,
     DirAttribEvent,  # a directory made unreadable: what a scan would find (the journal)
+    *([EventsLostEvent] if EventsLostEvent is not None else []),
 ]
 
 
@@ -156,6 +162,10 @@ class _Handler(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         at = time.monotonic()
+        if EventsLostEvent is not None and isinstance(event, EventsLostEvent):
+            self._journal.lose()
+            self._put(_Item("overflow", at, message="watchdog: events lost"))
+            return
         for raw in (event.src_path, event.dest_path):
             if raw:
                 path = os.fsdecode(raw)
