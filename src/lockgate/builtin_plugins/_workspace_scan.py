@@ -410,9 +410,9 @@ def _vouched(
     if seen_rules != rules or seen_cache is not cache or scan.component.path != component.path:
         return {}
     changed = journal.changed(generation)
-    if changed is None:
-        return {}
     top = str(component.path)
+    if changed is None or os.path.realpath(top) != top:
+        return {}  # events name real paths: a layout through a symlink reads everything
     return {
         rel: d.cached
         for rel, d in dirs.items()

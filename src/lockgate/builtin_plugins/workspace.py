@@ -232,8 +232,7 @@ class WorkspaceSource:
         # Loaded stat caches, kept while their file is unchanged: a long-lived process
         # (the watcher) rescans without decoding the cache every time.
         self._loaded: dict[ComponentRef, _StatCache] = {}
-        # Each component's latest scan with its directory listings, for remember().
-        # (and the rules, stat cache and journal generation it was made with).
+        # Each component's latest scan, its directory listings, rules, cache, generation.
         self._walks: dict[ComponentRef, tuple[ScanResult, dict[str, _Listed], Any, Any, int]]
         self._walks = {}
         self._journal: ChangeJournal | None = None
@@ -389,7 +388,8 @@ class WorkspaceSource:
         walk = _Walk(component, rules, cache)
         pieces: list[tuple[ScannedFile, ...] | str] = []  # a directory's files, or its name
         count = total = largest = 0
-        stack: list[tuple[str, str, int | None]] = [("", str(root), None)]
+        top = None if "" in clean else os.open(root, _DIR_FLAGS)
+        stack: list[tuple[str, str, int | None]] = [("", str(root), top)]
         try:
             while stack:
                 rel_dir, abs_dir, fd = stack.pop()
