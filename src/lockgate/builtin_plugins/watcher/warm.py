@@ -17,10 +17,11 @@ touches the project.
 Fresh, never stale: before it runs a request, the loop writes a cookie file into the
 watched directory and waits for its event (as watchman does), so every file event from
 before the request has reached the loop — the watcher's own view is as new as the
-request. The command then scans what it reads itself (through the workspace source's
-stat cache: one ``lstat`` per file), so its answer never comes from a view older than
-the request, cookie or not; without the cookie's event (polling, or late) it simply
-does not wait.
+request. Only then is the watcher's :class:`~lockgate.plugin.ChangeJournal` trusted
+(``journal.trusted``, for the requests of that batch): a source with the
+``TrustsEvents`` capability may then take what no event touched since its last scan
+from that scan instead of reading it again. Without the cookie's event (polling, or
+late) nothing is trusted and the command reads everything itself, as a cold one does.
 """
 
 from __future__ import annotations
