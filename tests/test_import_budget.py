@@ -216,10 +216,12 @@ WARM_DENIED = (
     "lockgate.cli.context",
     "sqlite3",
     "pathlib",
+    "typing",
 )
 """What a command answered by a running watcher (the warm path) does not import: the
 client imports ``os``, ``sys``, ``socket``, ``json`` and the protocol, and nothing else
-of lockgate's but the package itself."""
+of lockgate's but the package itself (not even ``typing``: ``lockgate/__init__`` and
+``_startup`` spell ``TYPE_CHECKING`` themselves)."""
 
 
 @pytest.mark.slow

@@ -629,3 +629,31 @@ def test_sql_filters_narrow_by_what_is_given_with_the_stores_placeholder() -> No
     query, values = EventFilter(stage="prod", since="t0", limit=5).sql("SELECT * FROM events")
     assert query == "SELECT * FROM events WHERE stage = ? AND at >= ? ORDER BY seq LIMIT 5"
     assert values == ["prod", "t0"]
+
+
+def test_the_change_journal_contract() -> None:
+    """``TrustsEvents`` / ``ChangeJournal``: the workspace source takes a journal; the
+    watcher's journal answers per directory, only while trusted, never across a loss."""
+    from lockgate.builtin_plugins.watcher.observe import _Journal
+    from lockgate.builtin_plugins.workspace import WorkspaceSource
+
+    assert issubclass(WorkspaceSource, plugin_api.TrustsEvents)
+    journal: plugin_api.ChangeJournal = _Journal()
+    start = journal.generation()
+    assert journal.changed(start) is None  # not trusted: no cookie yet
+    journal.trusted = True  # type: ignore[attr-defined]
+    test = journal.changed(start)
+    assert test is not None and not test("/w/c") and not test("/w/c/lib")
+    journal.record("/w/c/lib/a.py", False)  # type: ignore[attr-defined]
+    journal.record("/w/c/old", True)  # type: ignore[attr-defined]
+    assert journal.generation() == start + 2
+    test = journal.changed(start)
+    assert test is not None
+    assert test("/w/c/lib") and not test("/w/c/lib/sub")  # a file: its directory
+    assert test("/w/c") and test("/w/c/old") and test("/w/c/old/deep/er")  # a directory
+    assert not test("/w/other")
+    later = journal.changed(journal.generation())
+    assert later is not None and not later("/w/c/lib")  # nothing since then
+    journal.lose()  # type: ignore[attr-defined]
+    assert journal.changed(start) is None and journal.changed(journal.generation() - 1) is None
+    assert journal.changed(journal.generation()) is not None

@@ -53,7 +53,6 @@ import operator
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
 
 # Nothing heavy at module level: the package's ``__init__`` and the console script import
 # this module first, the script before it turns the collector off; attrs is imported by
@@ -70,7 +69,11 @@ __all__ = [
     "scan_entry_points",
 ]
 
-_C = TypeVar("_C", bound=type)
+TYPE_CHECKING = False  # not typing's: see lockgate/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _C = TypeVar("_C", bound=type)
 
 # --------------------------------------------------------------------------- record
 

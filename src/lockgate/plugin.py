@@ -30,9 +30,10 @@ Role contracts (Protocols) and their optional capabilities
     :class:`DurabilitySwitch`; :func:`read_object` reads a small object checked,
     :func:`ingest_file` and :func:`materialize_files` use a capability or do without),
     :class:`Source` (capabilities :class:`LocalFiles`, :class:`Watchable`: :class:`WatchPaths`,
-    :class:`WatchHint`), :class:`Target` (receives a :class:`RevisionHandle`, returns
-    :class:`Prepared`; capabilities :class:`Collectable`, what ``gc`` asks it to remove,
-    and :class:`GroupSwitch`, several entries switched at once, :class:`PreparedGroup`);
+    :class:`WatchHint`; :class:`TrustsEvents`: a :class:`ChangeJournal`), :class:`Target`
+    (receives a :class:`RevisionHandle`, returns :class:`Prepared`; capabilities
+    :class:`Collectable`, what ``gc`` asks it to remove, and :class:`GroupSwitch`,
+    several entries switched at once, :class:`PreparedGroup`);
     the content store's :class:`ReleaseCache` lays out directories.
 
 Records that cross the boundary
@@ -180,6 +181,7 @@ if TYPE_CHECKING:
         secret,
     )
     from lockgate.contracts.source import (
+        ChangeJournal,
         Component,
         ComponentSpec,
         Discovery,
@@ -189,6 +191,7 @@ if TYPE_CHECKING:
         ScannedFiles,
         ScanResult,
         Source,
+        TrustsEvents,
         Watchable,
         WatchHint,
         WatchPaths,
@@ -301,6 +304,7 @@ __all__ = [
     "BatchNotifier",
     "ChainedEvent",
     "ChangeEvent",
+    "ChangeJournal",
     "Collectable",
     "CompletenessCheck",
     "Component",
@@ -383,6 +387,7 @@ __all__ = [
     "Target",
     "TokenRecord",
     "TransientError",
+    "TrustsEvents",
     "ValidationContext",
     "ValidationResults",
     "ValidationSubject",
@@ -510,6 +515,8 @@ _EXPORTS: dict[str, str] = {
     "TokenRecord": "lockgate.contracts.state",
     "Target": "lockgate.contracts.target",
     "WatchHint": "lockgate.contracts.source",
+    "ChangeJournal": "lockgate.contracts.source",
+    "TrustsEvents": "lockgate.contracts.source",
     "WatchPaths": "lockgate.contracts.source",
     "Watchable": "lockgate.contracts.source",
     "corrupt_record": "lockgate.contracts.state",

@@ -22,11 +22,13 @@ from itertools import chain, repeat
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from lockgate.plugin import (
+    ChangeJournal,
     Component,
     FileStat,
     InputError,
     NotFoundError,
     ScannedFile,
+    ScanResult,
 )
 
 __all__ = [
@@ -52,7 +54,9 @@ __all__ = [
     "_inside",
     "_pack_stats",
     "_raise_not_found",
+    "_rewalked",
     "_split",
+    "_vouched",
     "is_default_ignored",
 ]
 
@@ -388,3 +392,48 @@ def _check_symlink(abs_path: str, rel: str, real_root: str) -> str:
             "symlink); point it inside"
         )
     return target
+
+
+def _vouched(
+    journal: ChangeJournal | None,
+    walked: tuple[ScanResult, dict[str, _Listed], Any, Any, int] | None,
+    component: Component,
+    rules: tuple[str, ...],
+    cache: _StatCache,
+) -> dict[str, tuple[Any, ...]]:
+    """The directories of ``component`` the journal vouches for: taken whole from
+    ``cache`` by the source's last scan of it (``walked``), with the same rules, and no
+    event in them since that scan began. Empty: read everything."""
+    if journal is None or walked is None:
+        return {}
+    scan, dirs, seen_rules, seen_cache, generation = walked
+    if seen_rules != rules or seen_cache is not cache or scan.component.path != component.path:
+        return {}
+    changed = journal.changed(generation)
+    top = str(component.path)
+    if changed is None or os.path.realpath(top) != top:
+        return {}  # events name real paths: a layout through a symlink reads everything
+    return {
+        rel: d.cached
+        for rel, d in dirs.items()
+        if d.cached is not None and not changed(f"{top}/{rel[:-1]}" if rel else top)
+    }
+
+
+def _rewalked(dirs: dict[str, _Listed], cache: _StatCache) -> dict[str, _Listed]:
+    """A walk's directories as the cache just written from it holds them: each one the
+    next scan would take whole (same names and stat fields, signed, past the racy
+    window) carries its new entry, the others none."""
+    out = {}
+    for rel, d in dirs.items():
+        entry = cache.dirs.get(rel)
+        whole = (
+            entry is not None
+            and d.sig is not None
+            and entry[_D_SIGNED]
+            and entry[_D_SIG] == d.sig
+            and entry[_D_NAMES] == d.names
+            and entry[_D_NEWEST] < cache.trusted_before
+        )
+        out[rel] = d._replace(cached=entry if whole else None)
+    return out

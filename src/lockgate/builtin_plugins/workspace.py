@@ -21,6 +21,14 @@ As in git, an entry whose mtime or ctime is not clearly older than the cache fil
 itself (by :data:`RACY_WINDOW_NS`) is "racily clean" — it may have changed within the
 timestamp granularity after it was hashed — and is hashed again. The stat cache, the
 walk and the ignore rules are in :mod:`lockgate.builtin_plugins._workspace_scan`.
+
+Scanning, per directory: one listdir and one lstat per entry, both relative to the
+directory's descriptor (no path walk). A directory whose names and packed stat fields
+equal the cached ones (and whose files are all past the racy window) takes its files
+from the cache without any per-entry Python; any other directory is checked entry by
+entry. With a :class:`~lockgate.plugin.ChangeJournal` (``lockgate watch``'s, through
+``use_journal``), a directory the last scan took whole from the same cache and that had
+no event since that scan began is not even listed.
 """
 
 from __future__ import annotations
@@ -55,12 +63,15 @@ from lockgate.builtin_plugins._workspace_scan import (
     _Listed,
     _pack_stats,
     _raise_not_found,
+    _rewalked,
     _split,
     _StatCache,
+    _vouched,
     _Walk,
     is_default_ignored,
 )
 from lockgate.plugin import (
+    ChangeJournal,
     Component,
     ComponentRef,
     ComponentSpec,
@@ -221,9 +232,10 @@ class WorkspaceSource:
         # Loaded stat caches, kept while their file is unchanged: a long-lived process
         # (the watcher) rescans without decoding the cache every time.
         self._loaded: dict[ComponentRef, _StatCache] = {}
-        # Each component's latest scan with its directory listings, for remember().
-        self._walks: dict[ComponentRef, tuple[ScanResult, dict[str, _Listed], tuple[str, ...]]]
+        # Each component's latest scan, its directory listings, rules, cache, generation.
+        self._walks: dict[ComponentRef, tuple[ScanResult, dict[str, _Listed], Any, Any, int]]
         self._walks = {}
+        self._journal: ChangeJournal | None = None
         self._real_root = os.path.realpath(root)
 
     def watch_paths(self, workspaces: Sequence[str] | None = None) -> PathMapper:
@@ -360,41 +372,45 @@ class WorkspaceSource:
 
     # ------------------------------------------------------------------ scanning
 
+    def use_journal(self, journal: ChangeJournal | None) -> None:
+        """The :class:`~lockgate.plugin.TrustsEvents` capability (``lockgate watch``)."""
+        self._journal = journal
+
     def scan(self, component: Component) -> ScanResult:
-        # The hot path of staging and of the watcher. Per directory: one listdir and one
-        # lstat per entry, both relative to the directory's descriptor (no path walk).
-        # A directory whose names and packed stat fields equal the cached ones (and whose
-        # files are all past the racy window) takes its files from the cache without any
-        # per-entry Python; any other directory is checked entry by entry.
+        # The hot path of staging and of the watcher: see "Scanning" in the module's
+        # docstring.
         root = component.path
         rules = self._ignore_lines(component)
         cache = self._load_cache(component.ref)
+        generation = self._journal.generation() if self._journal is not None else 0
+        clean = _vouched(self._journal, self._walks.get(component.ref), component, rules, cache)
         fast = cache.rules == rules
         walk = _Walk(component, rules, cache)
         pieces: list[tuple[ScannedFile, ...] | str] = []  # a directory's files, or its name
         count = total = largest = 0
-        stack = [("", str(root), os.open(root, _DIR_FLAGS))]
+        top = None if "" in clean else os.open(root, _DIR_FLAGS)
+        stack: list[tuple[str, str, int | None]] = [("", str(root), top)]
         try:
             while stack:
                 rel_dir, abs_dir, fd = stack.pop()
                 try:
-                    names = os.listdir(fd)
-                    names.sort()
-                    stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
-                    stats = list(map(_STAT_KEY, map(stat_at, names)))
-                    listing = "\0".join(names)
-                    sig = _pack_stats(stats)
                     start = count
-                    cached = cache.dirs.get(rel_dir)
-                    whole = None
-                    if fast and _unchanged(cached, sig, listing, cache.trusted_before):
-                        whole = cached
+                    whole = clean.get(rel_dir)
+                    if whole is not None:
+                        listing, sig = whole[_D_NAMES], whole[_D_SIG]
+                    else:
+                        fd = os.open(abs_dir, _DIR_FLAGS) if fd is None else fd
+                        names, stats, listing, sig = _list(fd)
+                        cached = cache.dirs.get(rel_dir)
+                        if fast and _unchanged(cached, sig, listing, cache.trusted_before):
+                            whole = cached
+                    if whole is not None:
                         pieces.append(rel_dir)  # its files are built only if asked for
-                        count += len(cached[_D_KINDS])
-                        walk.clean += len(cached[_D_KINDS])
-                        total += cached[_D_SIZE]
-                        largest = max(largest, cached[_D_LARGEST])
-                        subdirs = _split(cached[_D_SUBDIRS])
+                        count += len(whole[_D_KINDS])
+                        walk.clean += len(whole[_D_KINDS])
+                        total += whole[_D_SIZE]
+                        largest = max(largest, whole[_D_LARGEST])
+                        subdirs = _split(whole[_D_SUBDIRS])
                         signed = True
                     else:
                         chunk, subdirs, signed = walk.directory(rel_dir, abs_dir, names, stats)
@@ -410,14 +426,15 @@ class WorkspaceSource:
                         # Per directory, not per file: a tree too deep (or a path too
                         # long) to materialize is refused here, with its place.
                         check_path_limits(f"{rel_dir}{name}/", f"{abs_dir}/{name}")
-                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                        child = None if fd is None else os.open(name, _DIR_FLAGS, dir_fd=fd)
                         stack.append((f"{rel_dir}{name}/", f"{abs_dir}/{name}", child))
                 except FileNotFoundError:
                     raise  # gone meanwhile: callers tell that apart
                 except OSError as exc:
                     raise _unreadable(exc, abs_dir) from exc
                 finally:
-                    os.close(fd)
+                    if fd is not None:
+                        os.close(fd)
             # Left in directory order: the manifest sorts its entries itself.
             # Every entry clean and none added or removed: the tree is the cached
             # revision.
@@ -434,8 +451,9 @@ class WorkspaceSource:
             result = ScanResult(component, files, cache.revision if same else None)
         finally:
             for _, _, fd in stack:
-                os.close(fd)
-        self._walks[component.ref] = (result, walk.dirs, rules)
+                if fd is not None:
+                    os.close(fd)
+        self._walks[component.ref] = (result, walk.dirs, rules, cache, generation)
         return result
 
     def _ignore_lines(self, component: Component) -> tuple[str, ...]:
@@ -539,7 +557,24 @@ class WorkspaceSource:
         with open(tmp, "wb") as fh:
             body = marshal.dumps(data)
             fh.write(body + digest_bytes(body).encode())
+            fh.flush()
+            st = os.fstat(fh.fileno())
         os.replace(tmp, path)
+        if self._journal is not None:
+            # The next scan may then take from this cache what the walk saw and no event
+            # touched since (_vouched): the cache as _load_cache will find it.
+            cache = _StatCache.decode(data, (st.st_mtime_ns, st.st_size, st.st_ino))
+            self._loaded[ref] = cache
+            self._walks[ref] = (scan, _rewalked(walked[1], cache), walked[2], cache, walked[4])
+
+
+def _list(fd: int) -> tuple[list[str], list[tuple[int, ...]], str, bytes | None]:
+    """A directory's names (sorted), their stat fields, the names joined, the fields packed."""
+    names = os.listdir(fd)
+    names.sort()
+    stat_at = functools.partial(os.stat, dir_fd=fd, follow_symlinks=False)
+    stats = list(map(_STAT_KEY, map(stat_at, names)))
+    return names, stats, "\0".join(names), _pack_stats(stats)
 
 
 def _unchanged(

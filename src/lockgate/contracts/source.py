@@ -263,3 +263,33 @@ class Watchable(Protocol):
 
     def watch_paths(self, workspaces: Sequence[str] | None = None) -> WatchPaths:
         """Where to watch for changes to the components of ``workspaces`` (None: all)."""
+
+
+class ChangeJournal(Protocol):
+    """Which directories had file events, as ``lockgate watch`` saw them: what lets a
+    source skip rereading what did not change (git's fsmonitor, for a source).
+
+    Generations only grow: :meth:`generation` is "now"; a scan records it before it reads
+    anything, and its next scan asks :meth:`changed` about every event since.
+    """
+
+    def generation(self) -> int:
+        """The current generation (the count of events seen so far)."""
+
+    def changed(self, since: int) -> Callable[[str], bool] | None:
+        """A test for one absolute directory path: whether an event since generation
+        ``since`` touched it (an entry in it, or it or a directory it is in as a whole:
+        created, deleted, moved). None when that cannot be known now (events may have
+        been lost, or may not have arrived yet): then read everything."""
+
+
+@runtime_checkable
+class TrustsEvents(Protocol):
+    """Optional capability of a :class:`Source`: it can answer a scan from a
+    :class:`ChangeJournal` (``lockgate watch`` hands it one unless
+    ``plugins.watch.trust_events`` is false; None takes it back). The scan's result must
+    be exactly what reading everything would have given, for any change the journal
+    reports."""
+
+    def use_journal(self, journal: ChangeJournal | None) -> None:
+        """Answer scans from ``journal`` from now on (None: read everything again)."""

@@ -19,10 +19,10 @@ from __future__ import annotations
 # ruff: noqa: PTH118
 # (the client imports it before anything else: no pathlib)
 import os
-from typing import TYPE_CHECKING
 
 from lockgate._version import __version__
 
+TYPE_CHECKING = False  # not typing's: the client imports this (see lockgate/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -43,6 +43,7 @@ from lockgate.builtin_plugins.watcher.observe import (
     _describe,
     _Handler,
     _Item,
+    _Journal,
     _mode_name,
     _shutdown,
     _unwatched_directories,
@@ -61,6 +62,7 @@ from lockgate.plugin import (
     NotFoundError,
     PluginContext,
     StageResult,
+    TrustsEvents,
     Watchable,
     WatchHint,
     WatchPaths,
@@ -125,7 +127,8 @@ class Watcher:
         self.max_wait = self.settings.max_wait_ms / 1000
         # SimpleQueue.put is reentrant: safe from watchdog's threads and signal handlers.
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._handler = _Handler(self.mapper, self._queue.put)
+        self.journal = _Journal()
+        self._handler = _Handler(self.mapper, self._queue.put, self.journal)
         self._pending: dict[Hint, _Pending] = {}
         self._known: dict[ComponentRef, Component] = {}
         self._by_path: dict[str, Component] = {}
@@ -136,7 +139,9 @@ class Watcher:
         self._logged: set[str] = set()
         self._stop_signal: int | None = None
         self._syncs = 0
-        self.warm = WarmServer(context.project_root, self.root, ops, self._queue.put, self.out)
+        self.warm = WarmServer(
+            context.project_root, self.root, ops, self._queue.put, self.out, self.journal
+        )
         self._failed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -147,7 +152,7 @@ class Watcher:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        log_handler = _WatchdogLog(self._queue.put)
+        log_handler = _WatchdogLog(self._queue.put, self.journal)
         watchdog_log = logging.getLogger("watchdog")
         watchdog_log.addHandler(log_handler)
         try:
@@ -164,6 +169,7 @@ class Watcher:
                 self._ready(started)
                 self._loop()
         finally:
+            self._trust(False)
             self.warm.stop()
             self._stop_observer()
             watchdog_log.removeHandler(log_handler)
@@ -230,6 +236,13 @@ class Watcher:
             self._fallback(f"the platform refuses more file watches ({_describe(exc)})")
             return
         self._mode = _mode_name(self._observer)
+        self._trust(self.settings.trust_events)
+
+    def _trust(self, on: bool) -> None:
+        """Let the source answer scans from the events (only while they are platform
+        events: never under polling, and never again once some were lost)."""
+        if isinstance(self.source, TrustsEvents):
+            self.source.use_journal(self.journal if on else None)
 
     def _native_observer(self) -> BaseObserver:
         from watchdog.observers import Observer
@@ -270,6 +283,8 @@ class Watcher:
         if self._mode == "polling":
             return
         running = self._observer is not None
+        self.journal.lose()
+        self._trust(False)
         self._stop_observer()
         self._start_polling()
         self.out.warn(

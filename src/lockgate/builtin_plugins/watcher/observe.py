@@ -11,12 +11,15 @@ import contextlib
 import errno
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import watchdog.events
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
@@ -45,6 +48,7 @@ __all__ = [
     "Hint",
     "_Handler",
     "_Item",
+    "_Journal",
     "_WatchdogLog",
     "_describe",
     "_mode_name",
@@ -54,6 +58,10 @@ __all__ = [
 ]
 
 Hint = WatchHint
+
+# watchdog >= 7 reports lost events as an event too (only when the filter lists it); an
+# older one only in its log (_WatchdogLog).
+EventsLostEvent: type[FileSystemEvent] | None = getattr(watchdog.events, "EventsLostEvent", None)
 
 LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 """Errors that mean "the platform will not watch more": fall back to polling."""
@@ -70,6 +78,8 @@ EVENT_TYPES: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    DirAttribEvent,  # a directory made unreadable: what a scan would find (the journal)
+    *([EventsLostEvent] if EventsLostEvent is not None else []),
 ]
 
 
@@ -83,16 +93,79 @@ class _Item(NamedTuple):
     request: object = None  # a warm path request (lockgate.builtin_plugins.watcher.warm)
 
 
+class _Journal:
+    """The watcher's :class:`~lockgate.plugin.ChangeJournal`: which directories had
+    events, by generation (one per event), kept on watchdog's threads.
+
+    A file event marks its directory; a directory event marks the directory as a whole
+    (everything under it) and its parent. :meth:`changed` answers only while
+    :attr:`trusted` (set by the warm path once its cookie arrived: every event from
+    before the request has been recorded) and when no event was lost since the
+    generation asked about (a queue overflow, any watchdog warning, polling).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gen = 0
+        self._lost = 0
+        self._files: dict[str, int] = {}  # a directory an entry of which changed
+        self._trees: dict[str, int] = {}  # a directory changed as a whole
+        self.trusted = False
+
+    def record(self, path: str, is_dir: bool) -> None:
+        parent = path.rpartition(os.sep)[0] or os.sep
+        with self._lock:
+            self._gen += 1
+            self._files[parent] = self._gen
+            if is_dir:
+                self._trees[path] = self._gen
+
+    def lose(self) -> None:
+        """Events were (or may have been) lost: nothing recorded so far can be trusted."""
+        with self._lock:
+            self._gen += 1
+            self._lost = self._gen
+
+    def generation(self) -> int:
+        return self._gen
+
+    def changed(self, since: int) -> Callable[[str], bool] | None:
+        if not self.trusted or self._lost > since:
+            return None
+
+        def test(directory: str) -> bool:
+            with self._lock:
+                if self._files.get(directory, 0) > since:
+                    return True
+                trees, path = self._trees, directory
+                while True:
+                    if trees.get(path, 0) > since:
+                        return True
+                    up = path.rpartition(os.sep)[0] or os.sep
+                    if up == path:
+                        return False
+                    path = up
+
+        return test
+
+
 class _Handler(FileSystemEventHandler):
     """Runs on watchdog's thread: events in, hints out; never touches the project."""
 
-    def __init__(self, mapper: WatchPaths, put: Callable[[_Item], None]) -> None:
+    def __init__(
+        self, mapper: WatchPaths, put: Callable[[_Item], None], journal: _Journal | None = None
+    ) -> None:
         super().__init__()
         self._mapper = mapper
         self._put = put
+        self._journal = journal or _Journal()
 
     def dispatch(self, event: FileSystemEvent) -> None:
         at = time.monotonic()
+        if EventsLostEvent is not None and isinstance(event, EventsLostEvent):
+            self._journal.lose()
+            self._put(_Item("overflow", at, message="watchdog: events lost"))
+            return
         for raw in (event.src_path, event.dest_path):
             if raw:
                 path = os.fsdecode(raw)
@@ -100,6 +173,7 @@ class _Handler(FileSystemEventHandler):
                 if name.startswith(WARM_COOKIE_PREFIX):  # the warm path's (watcher/warm.py)
                     self._put(_Item("cookie", at, message=name))
                     continue
+                self._journal.record(path, event.is_directory)
                 hint = self._mapper.hint(path, is_dir=event.is_directory)
                 if hint is not None:
                     self._put(_Item("hint", at, hint))
@@ -108,11 +182,13 @@ class _Handler(FileSystemEventHandler):
 class _WatchdogLog(logging.Handler):
     """watchdog reports a kernel queue overflow only in its log: turn that into an item."""
 
-    def __init__(self, put: Callable[[_Item], None]) -> None:
+    def __init__(self, put: Callable[[_Item], None], journal: _Journal | None = None) -> None:
         super().__init__(logging.WARNING)
         self._put = put
+        self._journal = journal or _Journal()
 
     def emit(self, record: logging.LogRecord) -> None:
+        self._journal.lose()  # an overflow, an emitter error: events may be missing
         message = record.getMessage()
         kind = "overflow" if "overflow" in message.lower() else "log"
         self._put(_Item(kind, time.monotonic(), message=message))

@@ -30,3 +30,6 @@ class WatchSettings:
     """Poll instead of using the platform's file events (network file systems)."""
     warm: bool = True
     """Answer ``stage``, ``sync`` and ``ls`` started meanwhile (the warm path)."""
+    trust_events: bool = True
+    """Let the warm path answer an unchanged directory from the file events, without
+    rereading it (false: it reads every file's metadata, as a cold command does)."""

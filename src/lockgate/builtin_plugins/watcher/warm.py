@@ -17,10 +17,11 @@ touches the project.
 Fresh, never stale: before it runs a request, the loop writes a cookie file into the
 watched directory and waits for its event (as watchman does), so every file event from
 before the request has reached the loop — the watcher's own view is as new as the
-request. The command then scans what it reads itself (through the workspace source's
-stat cache: one ``lstat`` per file), so its answer never comes from a view older than
-the request, cookie or not; without the cookie's event (polling, or late) it simply
-does not wait.
+request. Only then is the watcher's :class:`~lockgate.plugin.ChangeJournal` trusted
+(``journal.trusted``, for the requests of that batch): a source with the
+``TrustsEvents`` capability may then take what no event touched since its last scan
+from that scan instead of reading it again. Without the cookie's event (polling, or
+late) nothing is trusted and the command reads everything itself, as a cold one does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lockgate.builtin_plugins.watcher.observe import _Item
+from lockgate.builtin_plugins.watcher.observe import _Item, _Journal
 from lockgate.builtin_plugins.watcher.output import Output
 from lockgate.plugin import (
     WARM_COOKIE_PREFIX,
@@ -83,8 +84,10 @@ class WarmServer:
         ops: Operations,
         put: Callable[[_Item], None],
         out: Output,
+        journal: _Journal | None = None,
     ) -> None:
         self.project_root = project_root
+        self.journal = journal or _Journal()
         self.watched = watched
         self.ops = ops
         self._put = put
@@ -228,10 +231,14 @@ class WarmServer:
         self._deferred.append(item.request)
         while self._deferred:
             batch, self._deferred = self._deferred, []
-            if not polling:
-                self._cookie(get, absorb)
-            for request in batch:
-                self._run(request)
+            # Every event from before the requests has been recorded once the cookie is
+            # back: only then may the source answer from them (TrustsEvents).
+            self.journal.trusted = not polling and self._cookie(get, absorb)
+            try:
+                for request in batch:
+                    self._run(request)
+            finally:
+                self.journal.trusted = False
 
     def _cookie(self, get: Callable[[float], _Item], absorb: Callable[[_Item], None]) -> bool:
         """Write a cookie into the watched tree and absorb events until its own arrives:
