@@ -124,13 +124,20 @@ def offenders(modules: set[str], denied: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == d or m.startswith(d + ".") for d in denied))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("budget")
+def hello_project(root: Path) -> Path:
+    """A new project at ``root`` with one component, ``alice:hello``; its directory."""
+    root.mkdir(exist_ok=True)
     assert run_lockgate("init", cwd=root).returncode == 0
     component = root / "workspaces" / "alice" / "scripts" / "hello"
     component.mkdir(parents=True)
     (component / "run.py").write_text("print('hello')\n")
+    return component
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("budget")
+    hello_project(root)
     return root
 
 
@@ -184,11 +191,7 @@ def test_with_events_budget_zero_a_command_builds_no_notifier(tmp_path: Path) ->
     command then builds no notifier (it still primes a new notifier's cursor, so its
     events reach it); with a budget it does (so the reading would see it)."""
     root = tmp_path / "p"
-    root.mkdir()
-    assert run_lockgate("init", cwd=root).returncode == 0
-    component = root / "workspaces" / "alice" / "scripts" / "hello"
-    component.mkdir(parents=True)
-    (component / "run.py").write_text("print('hello')\n")
+    component = hello_project(root)
     config = root / "lockgate.yaml"
     plain = config.read_text()
     notifier = "  notifiers:\n    - kind: log\n      options: {path: events.jsonl}\n"
@@ -237,11 +240,7 @@ def test_a_command_answered_by_the_watcher_imports_only_the_client(
     if not hasattr(socket, "SO_PEERCRED"):
         pytest.skip("the warm path needs SO_PEERCRED (Linux)")
     root = tmp_path / "p"
-    root.mkdir()
-    assert run_lockgate("init", cwd=root).returncode == 0
-    component = root / "workspaces" / "alice" / "scripts" / "hello"
-    component.mkdir(parents=True)
-    (component / "run.py").write_text("print('hello')\n")
+    hello_project(root)
     env = subprocess_env({"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"})
     watcher = subprocess.Popen(
         [sys.executable, "-m", "lockgate", "watch"],
@@ -292,11 +291,7 @@ def test_a_command_delivering_to_an_http_webhook_imports_no_http_client(
     receiver = Receiver()
     try:
         root = tmp_path / "p"
-        root.mkdir()
-        assert run_lockgate("init", cwd=root).returncode == 0
-        component = root / "workspaces" / "alice" / "scripts" / "hello"
-        component.mkdir(parents=True)
-        (component / "run.py").write_text("print('hello')\n")
+        hello_project(root)
         config = root / "lockgate.yaml"
         config.write_text(
             config.read_text() + "events:\n  notifiers:\n    - kind: webhook\n"
