@@ -8,8 +8,8 @@ long (plugin commands such as ``watch``) and when it is used in-process.
 
 Before even that, :func:`lockgate.cli.warm_client.answer` offers ``stage``, ``sync`` and
 ``ls`` to a running ``lockgate watch`` (the warm path, ``docs/watcher.md``): it imports
-only ``os``, ``sys``, ``socket`` and ``json``, and when it cannot be answered there the
-command runs here as always.
+only ``os``, ``sys`` and ``json`` (``socket`` once a watcher's socket is there), and
+when it cannot be answered there the command runs here as always.
 """
 
 from __future__ import annotations
