@@ -177,7 +177,6 @@ class Database:
                 kwargs=self._kwargs(),
                 configure=self._configure,
                 check=self._check,  # a server restart costs no command
-                reset=self._handed_back,
                 timeout=settings.connect_timeout,
                 open=False,
                 name=f"lockgate-{project}",
@@ -188,10 +187,6 @@ class Database:
                 pool.close()
                 raise
             self._pool = pool
-
-    def _handed_back(self, conn: psycopg.Connection[Row]) -> None:
-        """When a connection came back to the pool (for :meth:`_check`)."""
-        self._returned[conn] = time.monotonic()
 
     def _check(self, conn: psycopg.Connection[Row]) -> None:
         """The pool's liveness check, for a connection idle longer than
@@ -235,7 +230,12 @@ class Database:
         if self._pool is None:
             raise EnvironmentFault(f"the connection to {self.where} was closed")
         with self.unreachable_as_fault(), self._pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                # When it went back (for :meth:`_check`): noted here, not in the pool's
+                # ``reset`` callback, which would hand every return to a worker thread.
+                self._returned[conn] = time.monotonic()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Row]]:

@@ -69,21 +69,22 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
 
 def _release(conn: psycopg.Connection[Row], token: str | None, name: str, key: Key) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
-    in one round trip that also removes this holder's owner row and the rows of holders
+    in one statement that also removes this holder's owner row and the rows of holders
     of ``name`` at its epoch whose sessions hold its key no more, or at an older epoch
     (dead or broken holders'; a broken holder leaves the rows of the epoch after its
     own alone); whether the
     connection came through clean (else it is closed: a connection already lost has
     released them with its session)."""
     try:
-        with conn.pipeline():
-            if token is not None:
-                conn.execute(
-                    f"DELETE FROM lock_owners WHERE token = %s OR (name = %s AND (epoch < %s "
-                    f"OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))",
-                    (token, name, key.epoch, key.epoch, key.high, key.low),
-                )
+        if token is None:
             conn.execute("SELECT pg_advisory_unlock_all()")
+        else:
+            conn.execute(
+                f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s OR (name = %s AND "
+                f"(epoch < %s OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))) "
+                "SELECT pg_advisory_unlock_all()",
+                (token, name, key.epoch, key.epoch, key.high, key.low),
+            )
     except psycopg.Error:
         conn.close()
         return False

@@ -385,27 +385,20 @@ class PostgresStateStore(PostgresDeliveries):
                 )
             seq = head.append(event)
             conn.execute(
-                "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND "
-                "component_id = %s AND valid_until IS NULL",
-                (change.at, change.stage, change.component_id),
-            )
-            conn.execute(
-                "INSERT INTO pointer_history (stage, component_id, component, revision, "
-                "previous_revision, generation, at, actor, action, reason, event_seq) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    change.stage,
-                    change.component_id,
-                    change.component,
-                    change.revision,
-                    previous,
-                    pointer.generation,
-                    change.at,
-                    change.actor,
-                    change.action,
-                    change.reason,
-                    seq,
-                ),
+                _HISTORY,
+                {
+                    "stage": change.stage,
+                    "cid": change.component_id,
+                    "component": change.component,
+                    "revision": change.revision,
+                    "previous": previous,
+                    "generation": pointer.generation,
+                    "at": change.at,
+                    "actor": change.actor,
+                    "action": change.action,
+                    "reason": change.reason,
+                    "seq": seq,
+                },
             )
             return pointer
 
@@ -451,10 +444,10 @@ class PostgresStateStore(PostgresDeliveries):
         """Committed without waiting for the WAL flush: what it closes is recorded already
         (a switch's record, durably, or a recovery's outcome), and a close lost to a
         server crash leaves the intent open for recovery to settle again, to the same
-        outcome. One round trip, no disk flush."""
-        with self.db.conn() as conn, conn.pipeline(), conn.transaction():
-            conn.execute("SET LOCAL synchronous_commit = off")
-            conn.execute("UPDATE intents SET state = %s WHERE id = %s", (state, intent_id))
+        outcome. One statement, its own transaction, which sets ``synchronous_commit``
+        for itself (read at its commit): no disk flush, no ``BEGIN`` or ``COMMIT``."""
+        with self.db.conn() as conn:
+            conn.execute(_CLOSE_INTENT, (state, intent_id))
 
     def append_event(self, event: AuditEvent) -> int:
         with self._write() as (_, head):
@@ -477,16 +470,12 @@ class _Head:
         return not_before(at, self.at)
 
     def append(self, event: AuditEvent) -> int:
-        """Chain ``event`` after the head; move the head and the counts."""
+        """Chain ``event`` after the head; move the head and the counts (one statement)."""
         seq = self.seq + 1
         event = attrs.evolve(event, seq=seq, at=self.after(event.at))
         digest = event_hash(self.hash, event)
         self.conn.execute(
-            "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
-            "previous_revision, reason, details, prev_hash, hash, outcome) VALUES (%(seq)s, "
-            "%(at)s, %(actor)s, %(action)s, %(component)s, %(stage)s, %(revision)s, "
-            "%(previous_revision)s, %(reason)s, %(details)s, %(prev_hash)s, %(hash)s, "
-            "%(outcome)s)",
+            _APPEND,
             {
                 **attrs.asdict(event),
                 "details": json.dumps(event.details, sort_keys=True, default=str),
@@ -494,16 +483,34 @@ class _Head:
                 "hash": digest,
             },
         )
-        self.conn.execute(
-            "INSERT INTO event_counts (action, outcome, n) VALUES (%s, %s, 1) "
-            "ON CONFLICT (project, action, outcome) DO UPDATE SET n = event_counts.n + 1",
-            (event.action, event.outcome),
-        )
-        self.conn.execute("UPDATE heads SET seq = %s, hash = %s, at = %s", (seq, digest, event.at))
         self.seq, self.hash, self.at = seq, digest, event.at
         return seq
 
 
+# One statement each (a statement costs both sides more than its work here): the chain's
+# append (the event, its count, the head), a pointer's history (the open row closed, the
+# move's row added: the update's snapshot does not see the insert's row) and an intent's
+# close (``set_config(..., true)`` lasts for its own transaction).
+_APPEND = (
+    "WITH counted AS (INSERT INTO event_counts (action, outcome, n) VALUES (%(action)s, "
+    "%(outcome)s, 1) ON CONFLICT (project, action, outcome) DO UPDATE SET n = "
+    "event_counts.n + 1), added AS (INSERT INTO events (seq, at, actor, action, component, "
+    "stage, revision, previous_revision, reason, details, prev_hash, hash, outcome) VALUES "
+    "(%(seq)s, %(at)s, %(actor)s, %(action)s, %(component)s, %(stage)s, %(revision)s, "
+    "%(previous_revision)s, %(reason)s, %(details)s, %(prev_hash)s, %(hash)s, %(outcome)s)) "
+    "UPDATE heads SET seq = %(seq)s, hash = %(hash)s, at = %(at)s"
+)
+_HISTORY = (
+    "WITH closed AS (UPDATE pointer_history SET valid_until = %(at)s WHERE stage = %(stage)s "
+    "AND component_id = %(cid)s AND valid_until IS NULL) INSERT INTO pointer_history (stage, "
+    "component_id, component, revision, previous_revision, generation, at, actor, action, "
+    "reason, event_seq) VALUES (%(stage)s, %(cid)s, %(component)s, %(revision)s, "
+    "%(previous)s, %(generation)s, %(at)s, %(actor)s, %(action)s, %(reason)s, %(seq)s)"
+)
+_CLOSE_INTENT = (
+    "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    "UPDATE intents SET state = %s FROM quick WHERE id = %s"
+)
 _COMPONENT = (
     "component, workspace, component_id, component_type, status, latest_revision, updated_at"
 )
