@@ -10,9 +10,11 @@ from typing import Any
 import psycopg
 from lockgate_postgres import PostgresStateStore
 from lockgate_postgres.schema import LATEST, MIGRATIONS, TABLES, _create_role, _protect, upgrade
+from lockgate_postgres.state import _APPEND_BATCH
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from lockgate.contracts.audit import verify_chain
 from lockgate.plugin import AuditEvent, ComponentRecord, ComponentStatus, RevisionRecord
 
 from .postgres_testkit import open_database
@@ -135,3 +137,20 @@ def test_an_upgrade_counts_the_components_already_there(pg_server: str) -> None:
     finally:
         with psycopg.connect(f"{pg_server} dbname=postgres", autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_many_events_appended_at_once_chain_and_count(pg_dsn: str, project_key: str) -> None:
+    """``append_events`` writes its events a batch per statement (``_APPEND_BATCH``):
+    more than a batch still chains in order, and counts each event once."""
+    store = PostgresStateStore(open_database(pg_dsn, project_key))
+    try:
+        events = [
+            AuditEvent(at=AT, actor="bench", action="validate", outcome=("ok", "failed")[i % 2])
+            for i in range(_APPEND_BATCH + 3)
+        ]
+        assert store.append_events(events) == list(range(1, len(events) + 1))
+        assert store.counts().operations == {"validate": {"ok": 252, "failed": 251}}
+        assert store.counts().events == len(events) == len(store.events())
+        assert verify_chain(store.chain()).ok
+    finally:
+        store.close()

@@ -118,6 +118,7 @@ class StateStoreAuditConformance:
         assert seqs == [1, 2]
         assert [e.at for e in store.events()] == [at(1), at(2)]
         assert verify_chain(store.chain()).ok
+        assert store.counts().operations == {"validate": {"ok": 2}}
         assert store.append_events([]) == []
 
     # ------------------------------------------------------------------ chain

@@ -17,6 +17,7 @@ The locks are advisory locks (:mod:`lockgate_postgres.locks`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,6 +58,7 @@ __all__ = ["PostgresStateStore"]
 
 Conn = psycopg.Connection[Row]
 _CHAIN_PAGE = 1000
+_APPEND_BATCH = 500  # events per statement (13 arguments each; a statement takes 65535)
 _TOKEN_FIELDS = [f.name for f in attrs.fields(TokenRecord)]
 _TOKEN_COLUMNS = ", ".join(_TOKEN_FIELDS)
 _TOKEN_VALUES = ", ".join(f"%({name})s" for name in _TOKEN_FIELDS)
@@ -364,8 +366,8 @@ class PostgresStateStore(PostgresDeliveries):
         """``MoveWithEvents``: ``before`` appended in the move's own transaction (a
         promotion's gate event: one commit and one hold of the chain head, not two)."""
         with self._write() as (conn, head):
-            for earlier in before:
-                head.append(earlier)
+            # The events are chained here and written with the move's last statement.
+            rows = [head.chain(earlier) for earlier in before]
             # The move is timed like its event (never before the chain's last event).
             change = attrs.evolve(change, at=head.after(change.at))
             previous = _swap_pointer(conn, change, expected_generation)
@@ -378,28 +380,16 @@ class PostgresStateStore(PostgresDeliveries):
                 updated_at=change.at,
                 actor=change.actor,
             )
+            rows.append(head.chain(event))
+            history = (change.stage, change.component_id, change.component, change.revision)
+            history += (previous, pointer.generation, change.at, change.actor, change.action)
+            also = [
+                (_CLOSE_HISTORY, (change.at, change.stage, change.component_id)),
+                (_OPEN_HISTORY, (*history, change.reason, head.seq)),
+            ]
             if status is not None:
-                conn.execute(
-                    "UPDATE components SET status = %s, updated_at = %s WHERE component = %s",
-                    (status.value, change.at, change.component),
-                )
-            seq = head.append(event)
-            conn.execute(
-                _HISTORY,
-                {
-                    "stage": change.stage,
-                    "cid": change.component_id,
-                    "component": change.component,
-                    "revision": change.revision,
-                    "previous": previous,
-                    "generation": pointer.generation,
-                    "at": change.at,
-                    "actor": change.actor,
-                    "action": change.action,
-                    "reason": change.reason,
-                    "seq": seq,
-                },
-            )
+                also.append((_MARK, (status.value, change.at, change.component)))
+            head.write(rows, also)
             return pointer
 
     def add_approval(
@@ -455,7 +445,12 @@ class PostgresStateStore(PostgresDeliveries):
 
     def append_events(self, events: Sequence[AuditEvent]) -> list[int]:
         with self._write() as (_, head):
-            return [head.append(event) for event in events]
+            seqs: list[int] = []
+            for start in range(0, len(events), _APPEND_BATCH):
+                rows = [head.chain(event) for event in events[start : start + _APPEND_BATCH]]
+                head.write(rows)
+                seqs += range(head.seq - len(rows) + 1, head.seq + 1)
+            return seqs
 
 
 class _Head:
@@ -471,42 +466,66 @@ class _Head:
 
     def append(self, event: AuditEvent) -> int:
         """Chain ``event`` after the head; move the head and the counts (one statement)."""
+        self.write([self.chain(event)])
+        return self.seq
+
+    def chain(self, event: AuditEvent) -> list[object]:
+        """Chain ``event`` after the head, here only: its row for :meth:`write`."""
         seq = self.seq + 1
         event = attrs.evolve(event, seq=seq, at=self.after(event.at))
         digest = event_hash(self.hash, event)
-        self.conn.execute(
-            _APPEND,
-            {
-                **attrs.asdict(event),
-                "details": json.dumps(event.details, sort_keys=True, default=str),
-                "prev_hash": self.hash,
-                "hash": digest,
-            },
-        )
+        details = json.dumps(event.details, sort_keys=True, default=str)
+        row = [seq, event.at, event.actor, event.action, event.component, event.stage]
+        row += [event.revision, event.previous_revision, event.reason, details, self.hash]
+        row += [digest, event.outcome]
         self.seq, self.hash, self.at = seq, digest, event.at
-        return seq
+        return row
+
+    def write(
+        self, rows: Sequence[list[object]], also: Sequence[tuple[str, tuple[object, ...]]] = ()
+    ) -> None:
+        """The chained ``rows``, their counts and the head moved to the last, in one
+        statement; ``also``: more data-modifying ``WITH`` queries (and their arguments)
+        sent in it (a move's history and status)."""
+        counts = collections.Counter((row[3], row[12]) for row in rows)
+        queries = [f"q{n} AS ({query})" for n, (query, _) in enumerate(also)]
+        args: list[object] = [arg for _, values in also for arg in values]
+        queries.append(
+            "counted AS (INSERT INTO event_counts (action, outcome, n) VALUES "
+            + ", ".join(["(%s, %s, %s)"] * len(counts))
+            + " ON CONFLICT (project, action, outcome) DO UPDATE SET n = event_counts.n + "
+            "excluded.n)"
+        )
+        args += [value for (action, outcome), n in counts.items() for value in (action, outcome, n)]
+        queries.append(f"added AS ({_EVENTS} " + ", ".join([_EVENT_ROW] * len(rows)) + ")")
+        args += [value for row in rows for value in row]
+        self.conn.execute(
+            "WITH " + ", ".join(queries) + " UPDATE heads SET seq = %s, hash = %s, at = %s",
+            [*args, self.seq, self.hash, self.at],
+        )
 
 
-# One statement each (a statement costs both sides more than its work here): the chain's
-# append (the event, its count, the head), a pointer's history (the open row closed, the
-# move's row added: the update's snapshot does not see the insert's row) and an intent's
-# close (``set_config(..., true)`` lasts for its own transaction).
-_APPEND = (
-    "WITH counted AS (INSERT INTO event_counts (action, outcome, n) VALUES (%(action)s, "
-    "%(outcome)s, 1) ON CONFLICT (project, action, outcome) DO UPDATE SET n = "
-    "event_counts.n + 1), added AS (INSERT INTO events (seq, at, actor, action, component, "
-    "stage, revision, previous_revision, reason, details, prev_hash, hash, outcome) VALUES "
-    "(%(seq)s, %(at)s, %(actor)s, %(action)s, %(component)s, %(stage)s, %(revision)s, "
-    "%(previous_revision)s, %(reason)s, %(details)s, %(prev_hash)s, %(hash)s, %(outcome)s)) "
-    "UPDATE heads SET seq = %(seq)s, hash = %(hash)s, at = %(at)s"
+# A statement costs both sides more than its work here, so the writes of a transaction
+# go in as few as can be: the chain's append (the events, their counts, the head, and a
+# move's history and status with them, ``_Head.write``) and an intent's close
+# (``set_config(..., true)`` lasts for its own transaction). A pointer's history closes
+# the open row and adds the move's in that one statement: the update does not see the
+# insert's row (every part of a statement sees the rows as they were when it began).
+_EVENTS = (
+    "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
+    "previous_revision, reason, details, prev_hash, hash, outcome) VALUES"
 )
-_HISTORY = (
-    "WITH closed AS (UPDATE pointer_history SET valid_until = %(at)s WHERE stage = %(stage)s "
-    "AND component_id = %(cid)s AND valid_until IS NULL) INSERT INTO pointer_history (stage, "
-    "component_id, component, revision, previous_revision, generation, at, actor, action, "
-    "reason, event_seq) VALUES (%(stage)s, %(cid)s, %(component)s, %(revision)s, "
-    "%(previous)s, %(generation)s, %(at)s, %(actor)s, %(action)s, %(reason)s, %(seq)s)"
+_EVENT_ROW = "(" + ", ".join(["%s"] * 13) + ")"
+_CLOSE_HISTORY = (
+    "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND component_id = %s "
+    "AND valid_until IS NULL"
 )
+_OPEN_HISTORY = (
+    "INSERT INTO pointer_history (stage, component_id, component, revision, "
+    "previous_revision, generation, at, actor, action, reason, event_seq) VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_MARK = "UPDATE components SET status = %s, updated_at = %s WHERE component = %s"
 _CLOSE_INTENT = (
     "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE intents SET state = %s FROM quick WHERE id = %s"
