@@ -51,6 +51,7 @@ Records that cross the boundary
     optional :class:`StateImport` capability, what ``state migrate`` writes through, and
     :class:`IntentLog`, closed intents too, what it reads,
     :class:`MoveWithEvents`, a pointer move recorded with the events before it,
+    :class:`SwitchReads` with :class:`SwitchView`, a switch's reads under its locks at once,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
     operations: :class:`StageResult`, :class:`SyncResult`.
@@ -221,6 +222,7 @@ if TYPE_CHECKING:
         sql_where,
         status_conflict,
     )
+    from lockgate.contracts.switch_reads import SwitchReads, SwitchView
     from lockgate.contracts.target import (
         Collectable,
         GroupSwitch,
@@ -383,6 +385,8 @@ __all__ = [
     "StateImport",
     "StateSnapshot",
     "StateStore",
+    "SwitchReads",
+    "SwitchView",
     "SyncResult",
     "Target",
     "TokenRecord",
@@ -490,6 +494,8 @@ _EXPORTS: dict[str, str] = {
     "Intent": "lockgate.contracts.state",
     "IntentLog": "lockgate.contracts.state",
     "MoveWithEvents": "lockgate.contracts.moves",
+    "SwitchReads": "lockgate.contracts.switch_reads",
+    "SwitchView": "lockgate.contracts.switch_reads",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",

@@ -44,11 +44,16 @@ READS = frozenset(
 
 
 class ReadMemo:
-    """The state store, with the answers of :data:`READS` kept until the next other call."""
+    """The state store, with the answers of :data:`READS` (or of ``reads``) kept until the
+    next other call; ``answers``: some known already (lockgate.operations.locked_reads),
+    keyed as :func:`_answer` keys them."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(
+        self, store: Any, answers: dict[Any, Any] | None = None, reads: frozenset[str] = READS
+    ) -> None:
         object.__setattr__(self, "_store", store)
-        object.__setattr__(self, "_answers", {})
+        object.__setattr__(self, "_answers", {} if answers is None else answers)
+        object.__setattr__(self, "_reads", reads)
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance() sees the store's class
@@ -60,7 +65,7 @@ class ReadMemo:
         if name.startswith("_") or not callable(value) or isinstance(value, type):
             return value
         answers: dict[Any, Any] = object.__getattribute__(self, "_answers")
-        if name in READS:
+        if name in object.__getattribute__(self, "_reads"):
             return functools.partial(_answer, answers, name, value)
         return functools.partial(_cleared, answers, value)
 

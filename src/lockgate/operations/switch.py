@@ -55,7 +55,6 @@ from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import (
-    ConflictError,
     EnvironmentFault,
     LockgateError,
     PluginError,
@@ -66,6 +65,7 @@ from lockgate.operations.announce import announce, failed
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
+from lockgate.operations.locked_reads import recheck
 from lockgate.operations.recover import recover_pending
 from lockgate.operations.resolve import resolve_component
 from lockgate.operations.revisions import prepare, revision_handle
@@ -268,17 +268,14 @@ class Switcher:
         once they are)."""
         session, state = self.session, self.session.state()
         with self.lock(action, components=self.lockable(base.stage, base.component_id)):
-            recover_pending(session, locked=True)
-            pointer = state.pointer(base.stage, base.component_id)
-            generation = pointer.generation if pointer else 0
-            if generation != expected_generation:
-                raise ConflictError(
-                    f"{base.stage}/{base.component_id} changed while this {action} was being "
-                    f"planned (generation {generation}, expected {expected_generation}): "
-                    "another change won; look again and retry"
-                )
-            # What the gates saw may be stale: a rejection can have landed while they ran.
-            self._check_admissible(base, ref)
+            generation = recheck(
+                session,
+                base,
+                str(ref),
+                expected_generation,
+                action,
+                lambda: self._check_admissible(base, ref),
+            )
             # The switch happens now: its record's time follows every event before it.
             base = attrs.evolve(base, at=now_iso())
             handle = self._ready_release(base)

@@ -17,7 +17,6 @@ The locks are advisory locks (:mod:`lockgate_postgres.locks`).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,17 +41,18 @@ from lockgate.plugin import (
     RevisionRecord,
     StateCounts,
     StateSnapshot,
+    SwitchView,
     TokenRecord,
     equal_clauses,
-    event_hash,
     generation_conflict,
-    not_before,
     sql_where,
     status_conflict,
 )
+from lockgate_postgres.chain import CLOSE_HISTORY, MARK, OPEN_HISTORY, Head
 from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import HELD_BY, AdvisoryLocks
 from lockgate_postgres.outbox import PostgresDeliveries
+from lockgate_postgres.switch_reads import switch_reads
 
 __all__ = ["PostgresStateStore"]
 
@@ -97,7 +97,7 @@ class PostgresStateStore(PostgresDeliveries):
         import_snapshot(self.db, snapshot)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[tuple[Conn, _Head]]:
+    def _write(self) -> Iterator[tuple[Conn, Head]]:
         """One transaction holding the project's chain head (writes queue on it), in
         pipeline mode (statements whose results are not read go with the next ones and
         the commit: a switch's record is three round trips), refused when a lock this
@@ -114,7 +114,7 @@ class PostgresStateStore(PostgresDeliveries):
                 row = {"seq": 0, "hash": GENESIS, "at": None, "held": len(set(pids))}
             if int(row["held"]) < len(set(pids)):
                 raise self._locks.lost_error()
-            yield conn, _Head(conn, int(row["seq"]), row["hash"], row["at"])
+            yield conn, Head(conn, int(row["seq"]), row["hash"], row["at"])
 
     # ------------------------------------------------------------------ locks
 
@@ -192,6 +192,13 @@ class PostgresStateStore(PostgresDeliveries):
             args.append(component_id)
         rows = self._rows(sql + " ORDER BY component_id", args)
         return [PointerChange(**r) for r in rows]
+
+    def switch_reads(
+        self, stage: str, component_id: str, component: str, revision: str | None
+    ) -> SwitchView:
+        """``SwitchReads``: a switch's reads under its locks in one statement
+        (:mod:`lockgate_postgres.switch_reads`)."""
+        return switch_reads(self.db, stage, component_id, component, revision)
 
     def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
         sql = f"SELECT {_APPROVAL} FROM approvals WHERE component = %s"
@@ -381,14 +388,25 @@ class PostgresStateStore(PostgresDeliveries):
                 actor=change.actor,
             )
             rows.append(head.chain(event))
-            history = (change.stage, change.component_id, change.component, change.revision)
-            history += (previous, pointer.generation, change.at, change.actor, change.action)
+            opened: tuple[object, ...] = (
+                change.stage,
+                change.component_id,
+                change.component,
+                change.revision,
+                previous,
+                pointer.generation,
+                change.at,
+                change.actor,
+                change.action,
+                change.reason,
+                head.seq,  # the move's own event
+            )
             also = [
-                (_CLOSE_HISTORY, (change.at, change.stage, change.component_id)),
-                (_OPEN_HISTORY, (*history, change.reason, head.seq)),
+                (CLOSE_HISTORY, (change.at, change.stage, change.component_id)),
+                (OPEN_HISTORY, opened),
             ]
             if status is not None:
-                also.append((_MARK, (status.value, change.at, change.component)))
+                also.append((MARK, (status.value, change.at, change.component)))
             head.write(rows, also)
             return pointer
 
@@ -453,79 +471,8 @@ class PostgresStateStore(PostgresDeliveries):
             return seqs
 
 
-class _Head:
-    """The project's chain head inside one write transaction (locked by it)."""
-
-    def __init__(self, conn: Conn, seq: int, digest: str, at: str | None) -> None:
-        self.conn, self.seq, self.hash, self.at = conn, seq, digest, at
-
-    def after(self, at: str) -> str:
-        """``at``, or the last event's time when that is later (records are timed like
-        their events, so the records and the log agree; see ``not_before``)."""
-        return not_before(at, self.at)
-
-    def append(self, event: AuditEvent) -> int:
-        """Chain ``event`` after the head; move the head and the counts (one statement)."""
-        self.write([self.chain(event)])
-        return self.seq
-
-    def chain(self, event: AuditEvent) -> list[object]:
-        """Chain ``event`` after the head, here only: its row for :meth:`write`."""
-        seq = self.seq + 1
-        event = attrs.evolve(event, seq=seq, at=self.after(event.at))
-        digest = event_hash(self.hash, event)
-        details = json.dumps(event.details, sort_keys=True, default=str)
-        row = [seq, event.at, event.actor, event.action, event.component, event.stage]
-        row += [event.revision, event.previous_revision, event.reason, details, self.hash]
-        row += [digest, event.outcome]
-        self.seq, self.hash, self.at = seq, digest, event.at
-        return row
-
-    def write(
-        self, rows: Sequence[list[object]], also: Sequence[tuple[str, tuple[object, ...]]] = ()
-    ) -> None:
-        """The chained ``rows``, their counts and the head moved to the last, in one
-        statement; ``also``: more data-modifying ``WITH`` queries (and their arguments)
-        sent in it (a move's history and status)."""
-        counts = collections.Counter((row[3], row[12]) for row in rows)
-        queries = [f"q{n} AS ({query})" for n, (query, _) in enumerate(also)]
-        args: list[object] = [arg for _, values in also for arg in values]
-        queries.append(
-            "counted AS (INSERT INTO event_counts (action, outcome, n) VALUES "
-            + ", ".join(["(%s, %s, %s)"] * len(counts))
-            + " ON CONFLICT (project, action, outcome) DO UPDATE SET n = event_counts.n + "
-            "excluded.n)"
-        )
-        args += [value for (action, outcome), n in counts.items() for value in (action, outcome, n)]
-        queries.append(f"added AS ({_EVENTS} " + ", ".join([_EVENT_ROW] * len(rows)) + ")")
-        args += [value for row in rows for value in row]
-        self.conn.execute(
-            "WITH " + ", ".join(queries) + " UPDATE heads SET seq = %s, hash = %s, at = %s",
-            [*args, self.seq, self.hash, self.at],
-        )
-
-
-# A statement costs both sides more than its work here, so the writes of a transaction
-# go in as few as can be: the chain's append (the events, their counts, the head, and a
-# move's history and status with them, ``_Head.write``) and an intent's close
-# (``set_config(..., true)`` lasts for its own transaction). A pointer's history closes
-# the open row and adds the move's in that one statement: the update does not see the
-# insert's row (every part of a statement sees the rows as they were when it began).
-_EVENTS = (
-    "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
-    "previous_revision, reason, details, prev_hash, hash, outcome) VALUES"
-)
-_EVENT_ROW = "(" + ", ".join(["%s"] * 13) + ")"
-_CLOSE_HISTORY = (
-    "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND component_id = %s "
-    "AND valid_until IS NULL"
-)
-_OPEN_HISTORY = (
-    "INSERT INTO pointer_history (stage, component_id, component, revision, "
-    "previous_revision, generation, at, actor, action, reason, event_seq) VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_MARK = "UPDATE components SET status = %s, updated_at = %s WHERE component = %s"
+# An intent's close is one statement: ``set_config(..., true)`` lasts for its own
+# transaction (see ``close_intent``).
 _CLOSE_INTENT = (
     "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE intents SET state = %s FROM quick WHERE id = %s"
