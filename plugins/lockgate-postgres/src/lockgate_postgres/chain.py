@@ -10,7 +10,6 @@ it carries.
 
 from __future__ import annotations
 
-import collections
 import json
 from collections.abc import Sequence
 
@@ -41,52 +40,55 @@ class Head:
         self.write([self.chain(event)])
         return self.seq
 
-    def chain(self, event: AuditEvent) -> list[object]:
+    def chain(self, event: AuditEvent) -> dict[str, object]:
         """Chain ``event`` after the head, here only: its row for :meth:`write`."""
         seq = self.seq + 1
         event = attrs.evolve(event, seq=seq, at=self.after(event.at))
         digest = event_hash(self.hash, event)
-        details = json.dumps(event.details, sort_keys=True, default=str)
-        row = [seq, event.at, event.actor, event.action, event.component, event.stage]
-        row += [event.revision, event.previous_revision, event.reason, details, self.hash]
-        row += [digest, event.outcome]
+        row = attrs.asdict(event)
+        row.update(
+            details=json.dumps(event.details, sort_keys=True, default=str),
+            prev_hash=self.hash,
+            hash=digest,
+        )
         self.seq, self.hash, self.at = seq, digest, event.at
         return row
 
     def write(
-        self, rows: Sequence[list[object]], also: Sequence[tuple[str, tuple[object, ...]]] = ()
+        self, rows: Sequence[dict[str, object]], also: Sequence[tuple[str, tuple[object, ...]]] = ()
     ) -> None:
         """The chained ``rows``, their counts and the head moved to the last, in one
         statement; ``also``: more data-modifying ``WITH`` queries (and their arguments)
         sent in it (a move's history and status)."""
-        counts = collections.Counter((row[3], row[12]) for row in rows)
-        queries = [f"q{n} AS ({query})" for n, (query, _) in enumerate(also)]
-        args: list[object] = [arg for _, values in also for arg in values]
-        queries.append(
-            "counted AS (INSERT INTO event_counts (action, outcome, n) VALUES "
-            + ", ".join(["(%s, %s, %s)"] * len(counts))
-            + " ON CONFLICT (project, action, outcome) DO UPDATE SET n = event_counts.n + "
-            "excluded.n)"
-        )
-        args += [value for (action, outcome), n in counts.items() for value in (action, outcome, n)]
-        queries.append(f"added AS ({EVENTS_INSERT} " + ", ".join([EVENT_ROW] * len(rows)) + ")")
-        args += [value for row in rows for value in row]
+        queries = [f"q{n} AS ({query}), " for n, (query, _) in enumerate(also)]
+        args = [arg for _, values in also for arg in values]
         self.conn.execute(
-            "WITH " + ", ".join(queries) + " UPDATE heads SET seq = %s, hash = %s, at = %s",
-            [*args, self.seq, self.hash, self.at],
+            "WITH " + "".join(queries) + _WRITE,
+            [*args, json.dumps(rows), self.seq, self.hash, self.at],
         )
 
 
 # A statement costs both sides more than its work here, so a transaction's writes go in
 # as few as can be: the events, their counts, the head, and a move's history and status
-# with them (``Head.write``). A pointer's history closes the open row and adds the
-# move's in that one statement: the update does not see the insert's row (every part of
-# a statement sees the rows as they were when it began).
-EVENTS_INSERT = (
-    "INSERT INTO events (seq, at, actor, action, component, stage, revision, "
-    "previous_revision, reason, details, prev_hash, hash, outcome) VALUES"
+# with them (``Head.write``). The events go as one JSON argument, whatever their number:
+# one statement text, which the server prepares once, and few arguments (psycopg parses
+# a statement of more than 50 anew each time). A pointer's history closes the open row
+# and adds the move's in that one statement: the update does not see the insert's row
+# (every part of a statement sees the rows as they were when it began).
+_COLUMNS = (
+    "seq, at, actor, action, component, stage, revision, previous_revision, reason, "
+    "details, prev_hash, hash, outcome"
 )
-EVENT_ROW = "(" + ", ".join(["%s"] * 13) + ")"
+_WRITE = (
+    "chained AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS e (seq BIGINT, at TEXT, "
+    "actor TEXT, action TEXT, component TEXT, stage TEXT, revision TEXT, "
+    "previous_revision TEXT, reason TEXT, details TEXT, prev_hash TEXT, hash TEXT, "
+    "outcome TEXT)), counted AS (INSERT INTO event_counts (action, outcome, n) SELECT "
+    "action, outcome, count(*) FROM chained GROUP BY action, outcome ON CONFLICT (project, "
+    "action, outcome) DO UPDATE SET n = event_counts.n + excluded.n), added AS (INSERT "
+    f"INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM chained) "
+    "UPDATE heads SET seq = %s, hash = %s, at = %s"
+)
 CLOSE_HISTORY = (
     "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND component_id = %s "
     "AND valid_until IS NULL"
