@@ -58,7 +58,7 @@ __all__ = ["PostgresStateStore"]
 
 Conn = psycopg.Connection[Row]
 _CHAIN_PAGE = 1000
-_APPEND_BATCH = 500  # events per statement (13 arguments each; a statement takes 65535)
+_APPEND_BATCH = 500  # events per statement (one JSON argument, kept to a bounded size)
 _TOKEN_FIELDS = [f.name for f in attrs.fields(TokenRecord)]
 _TOKEN_COLUMNS = ", ".join(_TOKEN_FIELDS)
 _TOKEN_VALUES = ", ".join(f"%({name})s" for name in _TOKEN_FIELDS)
