@@ -51,6 +51,7 @@ Records that cross the boundary
     optional :class:`StateImport` capability, what ``state migrate`` writes through, and
     :class:`IntentLog`, closed intents too, what it reads,
     :class:`MoveWithEvents`, a pointer move recorded with the events before it,
+    :class:`LiveRevisions`, the revisions of a component ever live, in one query,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
     operations: :class:`StageResult`, :class:`SyncResult`.
@@ -131,6 +132,7 @@ if TYPE_CHECKING:
         notifier_options,
         store_deliveries,
     )
+    from lockgate.contracts.history import LiveRevisions
     from lockgate.contracts.locks import (
         LockOwner,
         component_lock,
@@ -335,6 +337,7 @@ __all__ = [
     "IntentLog",
     "Issue",
     "LinkMode",
+    "LiveRevisions",
     "LocalFiles",
     "LocalObjectFiles",
     "LockOwner",
@@ -490,6 +493,7 @@ _EXPORTS: dict[str, str] = {
     "Intent": "lockgate.contracts.state",
     "IntentLog": "lockgate.contracts.state",
     "MoveWithEvents": "lockgate.contracts.moves",
+    "LiveRevisions": "lockgate.contracts.history",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",
