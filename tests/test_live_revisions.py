@@ -5,12 +5,13 @@ several stages, one of them no longer on the ladder."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
 from conftest import PLAYS_PEOPLE, ProjectWorkspace
 from lockgate.contracts.history import store_live_revisions
-from lockgate.contracts.state import StateStore
+from lockgate.contracts.state import EventFilter, StateStore
 from lockgate.core.session import Session
 from lockgate.operations.approve import authors, live_revisions
 from lockgate.operations.promote import Promoter
@@ -111,3 +112,23 @@ def test_authors_are_the_same_with_and_without_live_revisions(tmp_path: Path) ->
         assert len({s[3] for s in seen}) > 3
     finally:
         project.close()
+
+
+def test_a_switch_s_authorship_reads_are_index_searches_on_sqlite(tmp_path: Path) -> None:
+    # Who staged a component's revisions: one component's stagings, not every
+    # component's (the planner took events_by_action before migration 6); which revisions
+    # were live: the pointer history's index by stage and component id.
+    ws = ProjectWorkspace(tmp_path / "p", LADDER)
+    stage(ws, "alice", "x = 1\n")
+    stagings, args = EventFilter(component=REF, action="stage").sql("SELECT * FROM events")
+    live = (
+        "SELECT DISTINCT revision FROM pointer_history WHERE component_id = ? "
+        "AND component = ? AND revision IS NOT NULL AND stage IN (?, ?)"
+    )
+    with sqlite3.connect(ws.root / ".lockgate" / "state.db") as db:
+        plans = {
+            sql: " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in ((stagings, args), (live, ["etl", REF, "staging", "qa"]))
+        }
+    assert "USING INDEX events_by_component_action (component=? AND action=?)" in plans[stagings]
+    assert "USING INDEX pointer_history_by_component (stage=? AND component_id=?)" in plans[live]

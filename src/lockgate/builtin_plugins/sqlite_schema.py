@@ -181,6 +181,11 @@ MIGRATIONS: tuple[str, ...] = (
         seq INTEGER NOT NULL
     );
     """,
+    # 6: one component's events of one action (who staged each revision, which a switch's
+    # gates ask): without it the planner took events_by_action, every component's stagings
+    """
+    CREATE INDEX events_by_component_action ON events (component, action, seq);
+    """,
 )
 
 

@@ -8,11 +8,11 @@ schema is versioned by ``PRAGMA user_version`` with forward-only migrations
 
 Indexes that keep the reports fast at scale (100,000 components, 1,000,000 events):
 ``components (status)``, ``(component_type)``, ``(workspace, component)``; events by
-``(component, seq)``, ``(stage, seq)``, ``(actor, seq)``, ``(action, seq)``, ``(at)``;
-``pointer_history (stage, component_id, seq)`` (also what ``live_revisions`` reads) and
-``(stage, at)``; and the
-``event_counts`` table, kept in the same transaction as every append, so statistics never
-scan the log.
+``(component, seq)``, ``(component, action, seq)`` (who staged a component's revisions,
+which every switch's gates ask), ``(stage, seq)``, ``(actor, seq)``, ``(action, seq)``,
+``(at)``; ``pointer_history (stage, component_id, seq)`` (also what ``live_revisions``
+reads) and ``(stage, at)``; and the ``event_counts`` table, kept in the same transaction
+as every append, so statistics never scan the log.
 
 The store's locks (``StateStore.lock``) are ``flock``-ed files in ``.lockgate/``
 (:mod:`lockgate.builtin_plugins.file_locks`), released by the kernel when their holder
