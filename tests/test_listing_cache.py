@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import ProjectWorkspace
 from lockgate.contracts.refs import ComponentRef
 from lockgate.core.session import Session
-from lockgate.operations.listing import list_components
+from lockgate.operations.listing import diff_component, list_components
 
 REF = "alice:etl"
 
@@ -54,4 +54,18 @@ def test_a_listing_remembers_what_it_hashed(tmp_path: Path) -> None:
     (ws.component_dir(REF) / "run.py").write_text("x = 1\n")
     time.sleep(0.1)
     assert changes(ws) == {REF: "unchanged"}
+    assert vouched(ws) == revision
+
+
+def test_a_diff_against_the_workspace_remembers_too(tmp_path: Path) -> None:
+    ws = ProjectWorkspace(tmp_path / "p")
+    revision = ws.stage_files(REF, {"run.py": "x = 1\n"})
+    os.utime(ws.component_dir(REF) / "run.py")
+    time.sleep(0.1)
+    assert vouched(ws) is None
+    project = ws.project()
+    try:
+        assert diff_component(project, ComponentRef.parse(REF), None, None, patch=False).diff.empty
+    finally:
+        project.close()
     assert vouched(ws) == revision

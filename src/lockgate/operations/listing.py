@@ -155,7 +155,8 @@ def diff_component(
         new_label = short(new_id)
     else:
         comp = session.source().find(ref)
-        _, new = Stager(session).workspace_manifest(comp)
+        latest = old_id if rev_a is None else None  # what the stat cache may learn
+        _, new = Stager(session).workspace_manifest(comp, latest=latest)
         new_label = "workspace"
     diff = ManifestDiff.between(old, new)
     patches: list[str] = []
