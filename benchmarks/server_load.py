@@ -31,6 +31,9 @@ into ``staging`` once, so every switch moves between retained revisions. A real
   line (``lockgate ls --json``, ``lockgate promote``: a process each, start-up included)
   and in-process through the operations layer (``list_components``,
   ``Promoter.promote``, the project opened once).
+* **one kind at a time** (``--each N``, 300): the server's CPU time per request of each
+  kind (the component list, one component, the stages, a promotion), N requests of one
+  kind after another from one client, after the load (with the histories it grew).
 
 Then the checks, which make the exit status non-zero when they fail: no answer was a 5xx;
 ``lockgate audit verify`` passes; and no update was lost — for every component, the
@@ -408,6 +411,42 @@ def beside(
     return times
 
 
+def cpu_each(
+    base: str, token: str, revisions: dict[str, list[str]], pid: int, n: int
+) -> dict[str, float]:
+    """The server's CPU time per request of each kind, one kind at a time (``n`` requests
+    each, one client, after the load: the histories it grew included), in ms."""
+    import httpx
+
+    refs = sorted(revisions)
+    per: dict[str, float] = {}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
+
+        def promote(i: int) -> None:
+            ref = refs[i % len(refs)]
+            body = {"to": STAGE, "rev": revisions[ref][(i // len(refs)) % 2]}
+            http.post(f"/api/v1/components/{ref}/promote", json=body).raise_for_status()
+
+        kinds = {
+            "GET /api/v1/components": lambda i: http.get("/api/v1/components"),
+            "GET /api/v1/components/{ref}": lambda i: http.get(
+                f"/api/v1/components/{refs[i % len(refs)]}"
+            ),
+            "GET /api/v1/stages": lambda i: http.get("/api/v1/stages"),
+            "POST .../promote": promote,
+        }
+        for kind, send in kinds.items():
+            for i in range(10):  # warm: the server's idle projects, its caches
+                send(i)
+            before = cpu_seconds(pid)
+            for i in range(n):
+                send(i)
+            after = cpu_seconds(pid)
+            if before is not None and after is not None:
+                per[kind] = (after - before) * 1000 / n
+    return per
+
+
 def run(argv: list[str], env: dict[str, str]) -> str:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -474,7 +513,9 @@ def measure(store: str, dsn: str | None, args: argparse.Namespace, tmp: Path) ->
         )
         problems = check(root, store, before, seq, tally)
         alone = beside(root, store, base, token, revisions, args.runs, args.cli_runs)
+        each = cpu_each(base, token, revisions, pid, args.each) if args.each else {}
     return {
+        "each": each,
         "store": store,
         "tally": tally,
         "wall": wall,
@@ -527,6 +568,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: 
         for what, text in sorted(tally.refusals.items()):
             print(f"  {what}, e.g.: {text}")
         print(f"CPU per answered request: {cpu_line(r, total)}")
+        if r["each"]:
+            print(
+                f"server CPU per request, one kind at a time ({args.each} each, after the "
+                "load): " + ", ".join(f"{k} {ms:.2f} ms" for k, ms in r["each"].items())
+            )
         print(f"{'':<34}{'n':>7}{'median ms':>11}{'p95 ms':>9}")
         for kind in ("read", "promote", "rollback"):
             ms = tally.ms[kind]
@@ -598,6 +644,7 @@ def to_json(results: list[dict[str, Any]], args: argparse.Namespace, load_start:
                 "per_second": sum(len(v) for v in r["tally"].ms.values()) / r["wall"],
                 "cpu_per_request": cpu_per_request(r, sum(len(v) for v in r["tally"].ms.values())),
                 "statuses": dict(r["tally"].statuses),
+                "server_cpu_ms_each": r["each"],
                 "p95_ms": {k: p95(v) for k, v in r["tally"].ms.items()},
                 "alone_median_ms": {
                     f"{path} {kind}": median(ms)
@@ -638,6 +685,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="one-at-a-time HTTP/in-process")
     parser.add_argument("--cli-runs", type=int, default=10, help="one-at-a-time CLI processes")
     parser.add_argument(
+        "--each",
+        type=int,
+        default=300,
+        help="server CPU per request of each kind, this many one at a time (0: skip)",
+    )
+    parser.add_argument(
         "--stores",
         default="sqlite,postgres",
         help="sqlite,postgres (postgres skipped when no server answers)",
@@ -652,7 +705,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.clients, args.duration, args.components = 10, 2.0, 4
-        args.runs, args.cli_runs = 5, 2
+        args.runs, args.cli_runs, args.each = 5, 2, min(args.each, 20)
     if args.client_procs < 1 or args.think_ms < 0:
         parser.error("--client-procs takes 1 or more, --think-ms 0 or more")
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]

@@ -52,6 +52,7 @@ Records that cross the boundary
     :class:`IntentLog`, closed intents too, what it reads,
     :class:`MoveWithEvents`, a pointer move recorded with the events before it,
     :class:`SwitchReads` with :class:`SwitchView`, a switch's reads under its locks at once,
+    :class:`LiveRevisions`, the revisions of a component ever live, in one query,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
     operations: :class:`StageResult`, :class:`SyncResult`.
@@ -132,6 +133,7 @@ if TYPE_CHECKING:
         notifier_options,
         store_deliveries,
     )
+    from lockgate.contracts.history import LiveRevisions
     from lockgate.contracts.locks import (
         LockOwner,
         component_lock,
@@ -337,6 +339,7 @@ __all__ = [
     "IntentLog",
     "Issue",
     "LinkMode",
+    "LiveRevisions",
     "LocalFiles",
     "LocalObjectFiles",
     "LockOwner",
@@ -496,6 +499,7 @@ _EXPORTS: dict[str, str] = {
     "MoveWithEvents": "lockgate.contracts.moves",
     "SwitchReads": "lockgate.contracts.switch_reads",
     "SwitchView": "lockgate.contracts.switch_reads",
+    "LiveRevisions": "lockgate.contracts.history",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",

@@ -57,6 +57,7 @@ __all__ = [
     "_rewalked",
     "_split",
     "_vouched",
+    "ignore_lines",
     "is_default_ignored",
 ]
 
@@ -81,6 +82,21 @@ _UNUSUAL_NAME = re.compile(
     r"^[.#]|[^\x20-\x7e]|~$|\.(?:pyc|pyo|swp|swo|swx|swn|orig|rej|bak)$"
     r"|^(?:4913|Thumbs\.db|__pycache__|CVS)$"
 )
+
+
+def ignore_lines(extra: Iterable[str], directories: Iterable[object]) -> tuple[str, ...]:
+    """The ignore rules of a component: ``extra`` (``plugins.workspace.ignore``), then the
+    lines of the ``.lockgateignore`` in each of ``directories`` that has one (project root,
+    workspace root, component root), blank lines and comments left out. Read by plain
+    paths (every scan asks, and most of these files do not exist)."""
+    lines = list(extra)
+    for directory in directories:
+        try:
+            with open(f"{directory}/{IGNORE_FILE}", encoding="utf-8", errors="replace") as fh:
+                lines.extend(fh.read().splitlines())
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+    return tuple(ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
 
 
 def is_default_ignored(name: str, *, is_dir: bool) -> bool:

@@ -185,6 +185,15 @@ class MemoryStateStore:
             and (component_id is None or c.component_id == component_id)
         ]
 
+    def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
+        """``LiveRevisions``: the history's revisions, no records copied."""
+        ladder = None if stages is None else set(stages)
+        return frozenset(
+            c.revision
+            for c in self._history
+            if c.component == component and c.revision and (ladder is None or c.stage in ladder)
+        )
+
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         live = [
             c

@@ -15,12 +15,23 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from lockgate.plugin import AuditEvent, ComponentRecord, ComponentStatus
+from lockgate.plugin import AuditEvent, ComponentRecord, ComponentStatus, InputError
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Sequence
+    from pathlib import Path
 
-__all__ = ["CHANGE_COLUMNS", "MIGRATIONS", "component_of", "event_of", "migrate", "schema_version"]
+__all__ = [
+    "CHANGE_COLUMNS",
+    "MIGRATIONS",
+    "component_of",
+    "event_of",
+    "live_revisions",
+    "migrate",
+    "schema_version",
+    "unopenable",
+]
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: components, revisions, audit events
@@ -170,6 +181,11 @@ MIGRATIONS: tuple[str, ...] = (
         seq INTEGER NOT NULL
     );
     """,
+    # 6: one component's events of one action (who staged each revision, which a switch's
+    # gates ask): without it the planner took events_by_action, every component's stagings
+    """
+    CREATE INDEX events_by_component_action ON events (component, action, seq);
+    """,
 )
 
 
@@ -209,3 +225,30 @@ def event_of(row: sqlite3.Row) -> AuditEvent:
     data.pop("prev_hash")
     data.pop("hash")
     return AuditEvent(**data)
+
+
+def live_revisions(
+    db: sqlite3.Connection, component: str, stages: Sequence[str] | None
+) -> frozenset[str]:
+    """The distinct revisions the pointer history of ``component`` (its ref) ever named in
+    ``stages`` (None: any stage): the ``LiveRevisions`` capability. With stages, the
+    index ``pointer_history (stage, component_id, seq)`` finds the component's moves in
+    each, and only the distinct revisions leave the database."""
+    sql = (
+        "SELECT DISTINCT revision FROM pointer_history WHERE component_id = ? "
+        "AND component = ? AND revision IS NOT NULL"
+    )
+    args = [component.split(":", 1)[-1], component]
+    if stages is not None:
+        sql += f" AND stage IN ({', '.join('?' * len(stages))})"
+        args += stages
+    return frozenset(row[0] for row in db.execute(sql, args))
+
+
+def unopenable(path: Path, exc: sqlite3.DatabaseError) -> InputError:
+    """Not a database (damaged, or another file), a directory in its place, no
+    permission: a clear error instead of an internal one."""
+    return InputError(
+        f"{path}: cannot open the state database ({exc}); restore it from a backup, or "
+        "fix what is in its place (plugins.sqlite.path names it)"
+    )

@@ -8,10 +8,11 @@ schema is versioned by ``PRAGMA user_version`` with forward-only migrations
 
 Indexes that keep the reports fast at scale (100,000 components, 1,000,000 events):
 ``components (status)``, ``(component_type)``, ``(workspace, component)``; events by
-``(component, seq)``, ``(stage, seq)``, ``(actor, seq)``, ``(action, seq)``, ``(at)``;
-``pointer_history (stage, component_id, seq)`` and ``(stage, at)``; and the
-``event_counts`` table, kept in the same transaction as every append, so statistics never
-scan the log.
+``(component, seq)``, ``(component, action, seq)`` (who staged a component's revisions,
+which every switch's gates ask), ``(stage, seq)``, ``(actor, seq)``, ``(action, seq)``,
+``(at)``; ``pointer_history (stage, component_id, seq)`` (also what ``live_revisions``
+reads) and ``(stage, at)``; and the ``event_counts`` table, kept in the same transaction
+as every append, so statistics never scan the log.
 
 The store's locks (``StateStore.lock``) are ``flock``-ed files in ``.lockgate/``
 (:mod:`lockgate.builtin_plugins.file_locks`), released by the kernel when their holder
@@ -38,8 +39,10 @@ from lockgate.builtin_plugins.sqlite_schema import (
     MIGRATIONS,
     component_of,
     event_of,
+    live_revisions,
     migrate,
     schema_version,
+    unopenable,
 )
 from lockgate.plugin import (
     GENESIS,
@@ -51,7 +54,6 @@ from lockgate.plugin import (
     ConfigError,
     ConflictError,
     EventFilter,
-    InputError,
     Intent,
     LockedError,
     LockOwner,
@@ -120,15 +122,6 @@ def register_settings() -> type:
     return SqliteSettings
 
 
-def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> InputError:
-    """Not a database (damaged, or another file), a directory in its place, no
-    permission: a clear error instead of an internal one."""
-    return InputError(
-        f"{path}: cannot open the state database ({exc}); restore it from a backup, or "
-        "fix what is in its place (plugins.sqlite.path names it)"
-    )
-
-
 @hookimpl
 def register_state_stores(register: Any) -> None:
     register("sqlite", lambda ctx: SqliteStateStore.from_context(ctx))
@@ -150,7 +143,7 @@ class SqliteStateStore(SqliteDeliveries):
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.DatabaseError as exc:
-            raise _unopenable(path, exc) from exc
+            raise unopenable(path, exc) from exc
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -159,7 +152,7 @@ class SqliteStateStore(SqliteDeliveries):
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise _unopenable(path, exc) from exc
+            raise unopenable(path, exc) from exc
 
     @classmethod
     def from_context(cls, ctx: RoleContext) -> SqliteStateStore:
@@ -383,6 +376,10 @@ class SqliteStateStore(SqliteDeliveries):
             f"SELECT {CHANGE_COLUMNS} FROM pointer_history{sql_where(clauses)} ORDER BY seq", args
         )
         return [PointerChange(*r) for r in rows]
+
+    def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
+        """``LiveRevisions``: one query (:func:`.sqlite_schema.live_revisions`)."""
+        return live_revisions(self._db, component, stages)
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         sql = (

@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import marshal
 import os
+import threading
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
@@ -68,6 +69,7 @@ from lockgate.builtin_plugins._workspace_scan import (
     _StatCache,
     _vouched,
     _Walk,
+    ignore_lines,
     is_default_ignored,
 )
 from lockgate.plugin import (
@@ -226,6 +228,7 @@ class WorkspaceSource:
     ) -> None:
         self.project_root = project_root
         self.root = root
+        self._root_str, self._ws_str = str(project_root), str(root)
         self.layout = layout
         self.cache_dir = cache_dir
         self.extra_ignore = tuple(extra_ignore)
@@ -457,14 +460,8 @@ class WorkspaceSource:
         return result
 
     def _ignore_lines(self, component: Component) -> tuple[str, ...]:
-        lines = list(self.extra_ignore)
-        for directory in (self.project_root, self.root / component.ref.workspace, component.path):
-            try:
-                text = (directory / IGNORE_FILE).read_text(encoding="utf-8", errors="replace")
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                continue
-            lines.extend(text.splitlines())
-        return tuple(ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+        places = (self._root_str, f"{self._ws_str}/{component.ref.workspace}", component.path)
+        return ignore_lines(self.extra_ignore, places)
 
     # ------------------------------------------------------------------ stat cache
 
@@ -474,12 +471,14 @@ class WorkspaceSource:
     def _load_cache(self, ref: ComponentRef) -> _StatCache:
         path = self._cache_path(ref)
         try:
+            kept = self._loaded.get(ref)
+            if kept is not None:  # one stat: the file replaced, or not (the usual case)
+                st = os.stat(path)
+                if kept.key == (st.st_mtime_ns, st.st_size, st.st_ino):
+                    return kept
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
                 key = (st.st_mtime_ns, st.st_size, st.st_ino)
-                kept = self._loaded.get(ref)
-                if kept is not None and kept.key == key:
-                    return kept
                 # One read, then marshal.loads on the bytes (marshal.load(fh) reads
                 # piecewise, 5x slower). The trailing checksum guards the digests
                 # against a damaged file: a wrong cached digest would be recorded.
@@ -553,7 +552,7 @@ class WorkspaceSource:
         data = {"v": CACHE_VERSION, "revision": revision, "rules": walked[2], "dirs": dirs}
         path = self._cache_path(ref)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as fh:
             body = marshal.dumps(data)
             fh.write(body + digest_bytes(body).encode())

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from lockgate.contracts.clock import now_iso
+from lockgate.contracts.history import store_live_revisions
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_text, short
@@ -34,7 +35,14 @@ from lockgate.operations.signatures import signed_approval
 if TYPE_CHECKING:
     from lockgate.contracts.state import StateStore
 
-__all__ = ["DecisionResult", "authors", "decide", "rejection", "revision_owners"]
+__all__ = [
+    "DecisionResult",
+    "authors",
+    "decide",
+    "live_revisions",
+    "rejection",
+    "revision_owners",
+]
 
 
 @record
@@ -204,12 +212,7 @@ def authors(
         if event.revision:
             by_revision.setdefault(event.revision, set()).add(event.actor)
     records = {r.revision: r for r in state.revisions(component)}
-    component_id = component.split(":", 1)[-1]
-    changes = state.pointer_history(component_id=component_id)  # one read, every stage
-    if stages is not None:
-        ladder = set(stages)
-        changes = [c for c in changes if c.stage in ladder]
-    live = {c.revision for c in changes if c.revision and c.component == component}
+    live = live_revisions(state, component, None if stages is None else tuple(stages))
     seen: set[str] = set()
     current: str | None = revision
     while current is not None and current not in seen:
@@ -224,6 +227,25 @@ def authors(
             break
         current = parent
     return tuple(sorted(found))
+
+
+def live_revisions(
+    state: StateStore, component: str, stages: tuple[str, ...] | None
+) -> frozenset[str]:
+    """The revisions of ``component`` ever live in one of ``stages`` (None: any): one
+    bounded query where the store offers ``LiveRevisions``, else its whole pointer
+    history read and filtered here (the same answer)."""
+    reads = store_live_revisions(state)
+    if reads is not None:
+        return reads.live_revisions(component, stages)
+    component_id = component.split(":", 1)[-1]
+    changes = state.pointer_history(component_id=component_id)  # one read, every stage
+    ladder = None if stages is None else set(stages)
+    return frozenset(
+        c.revision
+        for c in changes
+        if c.revision and c.component == component and (ladder is None or c.stage in ladder)
+    )
 
 
 def _result(

@@ -54,22 +54,27 @@ def list_components(session: Session | Project, workspace: str | None = None) ->
     state = session.state()
     stager = Stager(session)
     content = session.content()
+    records = {r.component: r for r in state.components(workspace)}  # one read
     rows: list[ComponentRow] = []
     seen: set[str] = set()
     for comp in discovery.components:
         ref = str(comp.ref)
         seen.add(ref)
-        record = state.component(ref)
+        record = records.get(ref)
         revision = record.latest_revision if record else None
         status = record.status.value if record else "new"
         try:
-            _, manifest = stager.workspace_manifest(comp)
-            if revision is None:
-                n = len(manifest.entries)
-                change = f"not staged ({n} file{'' if n == 1 else 's'})"
+            scan = stager.workspace_scan(comp)
+            if revision is not None and scan.revision == revision:
+                change = "unchanged"  # the source vouches for it (its stat cache)
             else:
-                diff = ManifestDiff.between(content.get_manifest(revision), manifest)
-                change = "unchanged" if diff.empty else _describe(diff)
+                _, manifest = stager.workspace_manifest(comp, scan, latest=revision)
+                if revision is None:
+                    n = len(manifest.entries)
+                    change = f"not staged ({n} file{'' if n == 1 else 's'})"
+                else:
+                    diff = ManifestDiff.between(content.get_manifest(revision), manifest)
+                    change = "unchanged" if diff.empty else _describe(diff)
         except LockgateError as exc:
             change = f"cannot scan: {exc.message}"
         rows.append(
@@ -84,7 +89,7 @@ def list_components(session: Session | Project, workspace: str | None = None) ->
         )
     for problem in discovery.problems:
         rows.append(ComponentRow("?", "?", problem.path or "?", None, "invalid", problem.message))
-    for record in state.components(workspace):
+    for record in records.values():
         if record.component not in seen:
             retired = record.status is ComponentStatus.RETIRED
             rows.append(
@@ -150,7 +155,8 @@ def diff_component(
         new_label = short(new_id)
     else:
         comp = session.source().find(ref)
-        _, new = Stager(session).workspace_manifest(comp)
+        latest = old_id if rev_a is None else None  # what the stat cache may learn
+        _, new = Stager(session).workspace_manifest(comp, latest=latest)
         new_label = "workspace"
     diff = ManifestDiff.between(old, new)
     patches: list[str] = []

@@ -33,6 +33,7 @@ READS = frozenset(
         "components",
         "events",
         "live_at",
+        "live_revisions",
         "pointer",
         "pointer_history",
         "pointers",

@@ -189,12 +189,31 @@ class Stager:
                 ),
             )
 
-    def workspace_manifest(self, component: Component) -> tuple[ScanResult, Manifest]:
-        """The manifest the component's files would have now (hashing, storing nothing)."""
+    def workspace_scan(self, component: Component) -> ScanResult:
+        """The component's files now, within the staging limits (with the revision they
+        make up when the source vouches for it: ``ScanResult.revision``)."""
         scan = self.session.source().scan(component)
         self._check_limits(scan)
+        return scan
+
+    def workspace_manifest(
+        self, component: Component, scan: ScanResult | None = None, latest: str | None = None
+    ) -> tuple[ScanResult, Manifest]:
+        """The manifest the component's files would have now (hashing, storing nothing).
+
+        The digests it learns are handed to the source (its stat cache), with ``latest``
+        when the files make up that revision, so that the next scan of an unchanged tree
+        hashes nothing; a cache that cannot be written (read-only) costs only that."""
+        scan = self.workspace_scan(component) if scan is None else scan
+        source = self.session.source()
         todo = [f for f in scan.files if f.digest is None and f.kind != "symlink"]
-        return scan, _manifest(scan, hash_files(self.session.source(), component, todo, None))
+        digests = hash_files(source, component, todo, None)
+        manifest = _manifest(scan, digests)
+        if todo:
+            same = latest is not None and manifest.revision_id() == latest
+            with contextlib.suppress(OSError):
+                source.remember(scan, digests, latest if same else None)
+        return scan, manifest
 
     # ------------------------------------------------------------------ the operation
 

@@ -4,7 +4,8 @@ A part of :class:`~lockgate.testing.StateStoreConformance` (see
 :mod:`lockgate.testing._state_suite`): compare-and-swap of a stage pointer (a stale
 generation is a ``ConflictError`` that changes nothing), the pointer history with its
 ``valid_until``, ``live_at`` (what was live in a stage at a time), and the optional
-capabilities around a move (``MoveWithEvents``, ``SwitchReads``).
+capabilities around a move (``MoveWithEvents``, ``SwitchReads``) and
+``LiveRevisions`` (every revision ever live, the history's own answer).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from lockgate.contracts.audit import verify_state
+from lockgate.contracts.history import store_live_revisions
 from lockgate.contracts.moves import store_move_with_events
 from lockgate.contracts.state import (
     Approval,
@@ -418,3 +420,27 @@ class StateStorePointerConformance:
         assert [c.revision for c in store.live_at("staging", at(15), "report")] == ["q1"]
         assert [c.revision for c in store.live_at("staging", at(25), component_id="etl")] == ["r2"]
         assert store.live_at("staging", at(15), "nothing") == []
+
+    # ------------------------------------------------------------------ live_revisions
+
+    def test_live_revisions_are_the_history_s_revisions(self, store: StateStore) -> None:
+        reads = store_live_revisions(store)
+        if reads is None:
+            pytest.skip("the store offers no LiveRevisions (optional)")
+        self._two_components(store)
+        _move(store, "staging", "alice:etl", "r1", at(21), expected=2, action="rollback")
+        _move(store, "staging", "alice:etl", None, at(22), expected=3, action="rollback")
+        _move(store, "production", "alice:etl", "r3", at(23), expected=0)
+        _move(store, "production", "bob:etl", "b1", at(24), expected=1)  # the same id
+        history = store.pointer_history()
+        for ref in ("alice:etl", "bob:etl", "alice:report", "alice:nothing"):
+            for stages in (None, ("staging",), ("production", "staging"), ("integration",), ()):
+                expected = {
+                    c.revision
+                    for c in history
+                    if c.component == ref and c.revision and (stages is None or c.stage in stages)
+                }
+                assert reads.live_revisions(ref, stages) == expected, (ref, stages)
+        assert reads.live_revisions("alice:etl", None) == {"r1", "r2", "r3"}
+        assert reads.live_revisions("alice:etl", ("staging",)) == {"r1", "r2"}
+        assert reads.live_revisions("bob:etl", None) == {"b1"}

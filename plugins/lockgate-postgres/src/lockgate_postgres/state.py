@@ -181,6 +181,15 @@ class PostgresStateStore(PostgresDeliveries):
         )
         return [PointerChange(**r) for r in rows]
 
+    def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
+        """``LiveRevisions``: the distinct revisions, through ``pointer_history_by_component``."""
+        where = "component_id = %s AND component = %s AND revision IS NOT NULL"
+        args: list[object] = [component.split(":", 1)[-1], component]
+        if stages is not None:
+            where, args = where + " AND stage = ANY(%s)", [*args, list(stages)]
+        rows = self._rows(f"SELECT DISTINCT revision FROM pointer_history WHERE {where}", args)
+        return frozenset(r["revision"] for r in rows)
+
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         sql = (
             f"SELECT {_CHANGE} FROM pointer_history WHERE stage = %s AND at <= %s "

@@ -1,0 +1,134 @@
+"""Who counts as an author of a revision, read through the ``LiveRevisions`` capability
+(one bounded query) and through the whole pointer history (a store without it): the
+same answer, for every revision of a history with restages, rollbacks and moves in
+several stages, one of them no longer on the ladder."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, cast
+
+from conftest import PLAYS_PEOPLE, ProjectWorkspace
+from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.state import EventFilter, StateStore
+from lockgate.core.session import Session
+from lockgate.operations.approve import authors, live_revisions
+from lockgate.operations.promote import Promoter
+from lockgate.operations.rollback import Rollback
+from lockgate.operations.stage import Stager
+
+LADDER = "stages:\n  staging: {}\n  qa: {}\n  production: {}\n"
+REF = "alice:etl"
+
+
+class WithoutLiveRevisions:
+    """A state store that hides ``live_revisions``: the kernel's fallback reads."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "live_revisions":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def stage(ws: ProjectWorkspace, actor: str, text: str, ref: str = REF) -> str:
+    ws.write(ref, {"run.py": text})
+    project = ws.project(actor)
+    try:
+        return Stager(project).stage(ref).revision
+    finally:
+        project.close()
+
+
+def switch(ws: ProjectWorkspace, what: str, stage_name: str, rev: str, ref: str = REF) -> None:
+    project = ws.project("ops")
+    try:
+        if what == "promote":
+            Promoter(project).promote(ref, to=stage_name, rev=rev, force=True, reason="test")
+        else:
+            Rollback(project).rollback(ref, stage=stage_name, to=rev)
+    finally:
+        project.close()
+
+
+def test_authors_are_the_same_with_and_without_live_revisions(tmp_path: Path) -> None:
+    ws = ProjectWorkspace(tmp_path / "p", LADDER)
+    r1 = stage(ws, "alice", "x = 1\n")
+    switch(ws, "promote", "staging", r1)
+    r2 = stage(ws, "bob", "x = 2\n")
+    r3 = stage(ws, "carol", "x = 3\n")
+    switch(ws, "promote", "staging", r3)
+    switch(ws, "promote", "qa", r3)
+    r4 = stage(ws, "dave", "x = 4\n")
+    assert stage(ws, "eve", "x = 1\n") == r1  # a restage: the first revision again
+    switch(ws, "rollback", "staging", r1)
+    r5 = stage(ws, "frank", "x = 5\n")
+    switch(ws, "promote", "staging", r5)
+    switch(ws, "rollback", "staging", r3)
+    r6 = stage(ws, "grace", "x = 6\n")
+    r7 = stage(ws, "heidi", "x = 7\n")
+    switch(ws, "promote", "qa", r7)  # live in qa only
+    r8 = stage(ws, "ivan", "x = 8\n")
+    other = stage(ws, "bob", "y = 1\n", ref="alice:report")
+    switch(ws, "promote", "staging", other, ref="alice:report")
+    # qa leaves the ladder: its moves no longer make a revision live
+    (ws.root / "lockgate.yaml").write_text(
+        "stages:\n  staging: {}\n  production: {}\n" + PLAYS_PEOPLE
+    )
+    project = ws.project()
+    try:
+        session = Session(project)
+        state = session.state()
+        assert store_live_revisions(state) is not None  # sqlite offers it
+        plain = cast(StateStore, WithoutLiveRevisions(state))
+        assert store_live_revisions(plain) is None
+        ladder = tuple(session.stage_names)
+        stage_sets = [None, ladder, ("staging",), ("qa",), ("production",), ()]
+        seen = set()
+        for ref, revisions in ((REF, [r1, r2, r3, r4, r5, r6, r7, r8]), ("alice:report", [other])):
+            for stages in stage_sets:
+                assert live_revisions(state, ref, stages) == live_revisions(plain, ref, stages)
+                for revision in revisions:
+                    new = authors(state, ref, revision, ("owner",), stages)
+                    assert new == authors(plain, ref, revision, ("owner",), stages)
+                    seen.add((ref, revision, stages, new))
+        live = live_revisions(state, REF, ladder)
+        assert live == {r1, r3, r5}
+        assert live_revisions(state, REF, ("qa",)) == {r3, r7}
+        assert live_revisions(state, REF, None) == {r1, r3, r5, r7}
+        # r8 descends from r7, live in qa only: which stages count decides
+        assert authors(state, REF, r8, (), ("qa",)) == ("ivan",)
+        assert authors(state, REF, r8, (), ladder) == ("grace", "heidi", "ivan")
+        # r4 descends from r3, live in staging: dave alone (and the owner)
+        assert authors(state, REF, r4, ("owner",), ladder) == ("dave", "owner")
+        # r6 descends from r5 (live), r2 from r1 (live)
+        assert authors(state, REF, r6, (), ladder) == ("grace",)
+        assert authors(state, REF, r2, (), ladder) == ("bob",)
+        # r1 was staged twice: both stagers count
+        assert authors(state, REF, r1, (), ladder) == ("alice", "eve")
+        assert len({s[3] for s in seen}) > 3
+    finally:
+        project.close()
+
+
+def test_a_switch_s_authorship_reads_are_index_searches_on_sqlite(tmp_path: Path) -> None:
+    # Who staged a component's revisions: one component's stagings, not every
+    # component's (the planner took events_by_action before migration 6); which revisions
+    # were live: the pointer history's index by stage and component id.
+    ws = ProjectWorkspace(tmp_path / "p", LADDER)
+    stage(ws, "alice", "x = 1\n")
+    stagings, args = EventFilter(component=REF, action="stage").sql("SELECT * FROM events")
+    live = (
+        "SELECT DISTINCT revision FROM pointer_history WHERE component_id = ? "
+        "AND component = ? AND revision IS NOT NULL AND stage IN (?, ?)"
+    )
+    with sqlite3.connect(ws.root / ".lockgate" / "state.db") as db:
+        plans = {
+            sql: " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in ((stagings, args), (live, ["etl", REF, "staging", "qa"]))
+        }
+    assert "USING INDEX events_by_component_action (component=? AND action=?)" in plans[stagings]
+    assert "USING INDEX pointer_history_by_component (stage=? AND component_id=?)" in plans[live]
