@@ -398,7 +398,7 @@ def test_a_concurrent_single_promotion_of_a_member_is_refused_while_a_run_holds_
         single = subprocess.run(
             [sys.executable, "-m", "lockgate", "promote", "alice:flow", "--to", "staging"],
             cwd=ws.root,
-            env=subprocess_env(ENV, {"LOCKGATE_STATE__LOCK_TIMEOUT": "0.3"}),
+            env=subprocess_env(ENV, {"LOCKGATE__STATE__LOCK_TIMEOUT": "0.3"}),
             capture_output=True,
             text=True,
             timeout=60,
