@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,12 @@ import pytest
 from conftest import subprocess_env
 from lockgate.contracts.warm import warm_socket_path
 from lockgate.operations.init import init_project
-from test_watch import DEBOUNCE_MS, Watch, component
+from watch_helpers import WATCH_ENV, Watch, Watchers, component, watched_project
 
 pytestmark = pytest.mark.skipif(
     not hasattr(socket, "SO_PEERCRED"), reason="the warm path needs SO_PEERCRED (Linux)"
 )
 
-# The watcher's LOCKGATE* environment (test_watch.Watch): a request must carry the same.
-WATCH_ENV = {
-    "LOCKGATE_DISABLE_PLUGINS": "teamdefaults",
-    "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS": str(DEBOUNCE_MS),
-}
 NOTE = "warm path: answered"
 
 
@@ -62,37 +57,22 @@ def same(warm: Any, cold: Any) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
-    init_project(root)
-    component(root, "alice:etl", {"main.py": "print('etl')\n", "lib/util.py": "X = 1\n"})
-    component(root, "alice:load", {"load.py": "print('load')\n"})
-    return root
+    return watched_project(tmp_path / "p")
 
 
 @pytest.fixture
-def watch(project: Path) -> Iterator[Callable[..., Watch]]:
-    started: list[Watch] = []
-
-    def start(*args: str, env: Mapping[str, str] | None = None) -> Watch:
-        w = Watch(project, *args, env=env, verbose=True)
-        started.append(w)
-        w.ready()
-        return w
-
-    yield start
-    for w in started:
-        w.stop(signal.SIGKILL)
+def watch(project: Path) -> Iterator[Any]:
+    """Starts a ``-v`` watcher (``env`` added to its environment) and waits until ready."""
+    with Watchers(project, verbose=True, ready=True) as watchers:
+        yield watchers.start
 
 
 def answered(w: Watch) -> int:
-    with w._cond:
-        return sum(NOTE in line for line in w.stderr)
+    return w.stderr_count(NOTE)
 
 
 def wait_answered(w: Watch, n: int) -> None:
-    with w._cond:
-        w._cond.wait_for(lambda: sum(NOTE in line for line in w.stderr) >= n, timeout=30)
-    assert answered(w) >= n, w.stderr
+    w.wait_for_lines(NOTE, n)
 
 
 def test_stage_answers_exactly_as_the_cold_command(project: Path, watch: Any) -> None:

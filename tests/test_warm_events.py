@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lockgate.operations.init import init_project
 from test_warm import pytestmark, run, wait_answered
-from test_watch import Watch, component
+from watch_helpers import Watch, Watchers, component, watched_project
 
 __all__ = ["pytestmark"]
 
@@ -36,30 +35,20 @@ ETL = "workspaces/alice/scripts/etl"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
-    init_project(root)
-    component(
-        root,
-        "alice:etl",
-        {"main.py": "print('etl')\n", "lib/util.py": "X = 1\n", "lib/sub/deep.py": "D = 1\n"},
-    )
-    component(root, "alice:load", {"load.py": "print('load')\n"})
+    root = watched_project(tmp_path / "p")
+    component(root, "alice:etl", {"lib/sub/deep.py": "D = 1\n"})
     return root
 
 
 @pytest.fixture
-def watch(project: Path) -> Iterator[Callable[..., Watch]]:
-    started: list[Watch] = []
+def watch(project: Path) -> Iterator[Any]:
+    """``watch(env)``: a ``-v`` watcher with ``env``, once it is ready."""
+    with Watchers(project, verbose=True, ready=True) as watchers:
 
-    def start(env: Mapping[str, str]) -> Watch:
-        w = Watch(project, env=env, verbose=True)
-        started.append(w)
-        w.ready()
-        return w
+        def start(env: Mapping[str, str]) -> Watch:
+            return watchers.start(env=env)
 
-    yield start
-    for w in started:
-        w.stop()
+        yield start
 
 
 def settle(project: Path, w: Watch, env: Mapping[str, str], answered: int) -> int:
