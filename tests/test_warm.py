@@ -17,42 +17,27 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import subprocess_env
 from lockgate.contracts.warm import warm_socket_path
 from lockgate.operations.init import init_project
-from watch_helpers import WATCH_ENV, Watch, Watchers, component, watched_project
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(socket, "SO_PEERCRED"), reason="the warm path needs SO_PEERCRED (Linux)"
+from watch_helpers import (
+    NEEDS_PEERCRED,
+    Watch,
+    Watchers,
+    answered,
+    component,
+    run,
+    same,
+    wait_answered,
+    watched_project,
 )
 
-NOTE = "warm path: answered"
-
-
-def run(project: Path, *args: str, cold: bool = False, env: Mapping[str, str] | None = None) -> Any:
-    """``lockgate ARGS`` as a new process in ``project`` (bytes out)."""
-    extra = {"LOCKGATE_NO_WARM": "1"} if cold else {}
-    return subprocess.run(
-        [sys.executable, "-m", "lockgate", *args],
-        cwd=project,
-        env=subprocess_env(WATCH_ENV, extra, env),
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def same(warm: Any, cold: Any) -> None:
-    assert (warm.stdout, warm.stderr, warm.returncode) == (
-        cold.stdout,
-        cold.stderr,
-        cold.returncode,
-    )
+pytestmark = NEEDS_PEERCRED
 
 
 @pytest.fixture
@@ -65,14 +50,6 @@ def watch(project: Path) -> Iterator[Any]:
     """Starts a ``-v`` watcher (``env`` added to its environment) and waits until ready."""
     with Watchers(project, verbose=True, ready=True) as watchers:
         yield watchers.start
-
-
-def answered(w: Watch) -> int:
-    return w.stderr_count(NOTE)
-
-
-def wait_answered(w: Watch, n: int) -> None:
-    w.wait_for_lines(NOTE, n)
 
 
 def test_stage_answers_exactly_as_the_cold_command(project: Path, watch: Any) -> None:

@@ -20,10 +20,17 @@ from typing import Any
 
 import pytest
 
-from test_warm import pytestmark, run, wait_answered
-from watch_helpers import Watch, Watchers, component, watched_project
+from watch_helpers import (
+    NEEDS_PEERCRED,
+    Watch,
+    Watchers,
+    component,
+    run,
+    wait_answered,
+    watched_project,
+)
 
-__all__ = ["pytestmark"]
+pytestmark = NEEDS_PEERCRED
 
 # The watcher's own syncs wait (the warm answer is what is compared).
 SLOW = {

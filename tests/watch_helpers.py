@@ -3,19 +3,23 @@
 :class:`Watch` reads a watcher's JSON lines and stderr as they come; :class:`Watchers`
 starts them on one project and kills every one it started at the end (the fixtures of
 tests/test_watch.py, tests/test_warm.py and tests/test_warm_events.py);
-:func:`watched_project` writes the two-component project they watch.
+:func:`watched_project` writes the two-component project they watch; :func:`run` runs a
+command as a user would, warm or cold, to compare the answers.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conftest import subprocess_env
 from lockgate.operations.init import init_project
@@ -196,3 +200,41 @@ def watched_project(root: Path) -> Path:
     component(root, "alice:etl", {"main.py": "print('etl')\n", "lib/util.py": "X = 1\n"})
     component(root, "alice:load", {"load.py": "print('load')\n"})
     return root
+
+
+# --------------------------------------------------------------------------- the warm path
+
+NEEDS_PEERCRED = pytest.mark.skipif(
+    not hasattr(socket, "SO_PEERCRED"), reason="the warm path needs SO_PEERCRED (Linux)"
+)
+NOTE = "warm path: answered"  # the -v note of a command the watcher answered
+
+
+def run(project: Path, *args: str, cold: bool = False, env: Mapping[str, str] | None = None) -> Any:
+    """``lockgate ARGS`` as a new process in ``project`` (bytes out), with the watcher's
+    environment; ``cold``: with ``LOCKGATE_NO_WARM=1``."""
+    extra = {"LOCKGATE_NO_WARM": "1"} if cold else {}
+    return subprocess.run(
+        [sys.executable, "-m", "lockgate", *args],
+        cwd=project,
+        env=subprocess_env(WATCH_ENV, extra, env),
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def same(warm: Any, cold: Any) -> None:
+    assert (warm.stdout, warm.stderr, warm.returncode) == (
+        cold.stdout,
+        cold.stderr,
+        cold.returncode,
+    )
+
+
+def answered(w: Watch) -> int:
+    """How many commands watcher ``w`` (started with ``-v``) has answered."""
+    return w.stderr_count(NOTE)
+
+
+def wait_answered(w: Watch, n: int) -> None:
+    w.wait_for_lines(NOTE, n)
