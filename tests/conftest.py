@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,19 @@ def write_distribution(
     (info / "entry_points.txt").write_text(f"[lockgate]\n{lines}{declared}")
     for module, source in modules.items():
         (site / f"{module}.py").write_text(source)
+
+
+def copy_project(template: Path, root: Path) -> Path:
+    """A copy at ``root`` of the project at ``template`` (made once by a module- or
+    session-scoped fixture, never changed by a test); returns ``root``.
+
+    A project refers to its own files by relative paths (its stage links too), so the
+    copy works at ``root`` as the template does where it was made. ``root`` must have the
+    template's directory name: ``lockgate init`` names the project after it.
+    """
+    assert root.name == template.name, (root, template)
+    shutil.copytree(template, root, symlinks=True)
+    return root
 
 
 def run_lockgate(
