@@ -188,3 +188,14 @@ def _clean_lockgate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
         if var.startswith("LOCKGATE"):
             monkeypatch.delenv(var)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first (in their collected order; the rest keep theirs).
+
+    ``make test`` spreads tests over one pytest-xdist worker per core as workers free up:
+    a test of half a minute that starts near the end keeps one worker busy while the
+    others have nothing left to do. Started first, the long tests overlap with the short
+    ones. (Every test is independent of the others, so the order changes nothing else.)
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

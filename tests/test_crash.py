@@ -81,6 +81,7 @@ print("survived")
 """
 
 
+@pytest.mark.slow
 def test_crash_harness_kills_and_recovers(tmp_path: Path) -> None:
     summary = run_harness(
         HarnessConfig(kills=KILLS, seed=SEED, workdir=tmp_path / "crash", tolerate=KNOWN_BUGS)
@@ -100,6 +101,7 @@ def test_crash_harness_kills_and_recovers(tmp_path: Path) -> None:
         assert outcomes <= {expected_outcome(failpoint)}, report
 
 
+@pytest.mark.slow
 def test_crash_harness_on_the_postgres_state_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -609,6 +609,7 @@ def test_the_next_command_that_changes_something_settles_an_interrupted_run(
     ]
 
 
+@pytest.mark.slow
 def test_random_kills_never_leave_a_mixed_stage_or_an_unfinished_run(tmp_path: Path) -> None:
     """kill -9 a run at a random moment or a random failpoint, again and again (some runs
     are made to fail on their last member, so kills land while they switch back too): after

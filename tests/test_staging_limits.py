@@ -268,6 +268,7 @@ def _peak_mib(root: Path, *args: str, env: dict[str, str]) -> float:
     return int(out.read_text().split()[1]) / 1024  # "VmHWM:   92160 kB"
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_as_a_file_grows(tmp_path: Path) -> None:
     """Staging, promoting and verifying one 320 MiB file hash it a window at a time:
     the peak resident memory of each command stays far below the file's size."""

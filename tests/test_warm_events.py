@@ -121,6 +121,7 @@ def answer(stdout: bytes) -> Any:
     return data
 
 
+@pytest.mark.slow
 def test_changes_are_answered_as_the_cold_command_answers_them(
     project: Path, tmp_path: Path, watch: Any
 ) -> None:
