@@ -170,7 +170,11 @@ def test_changes_are_answered_as_the_cold_command_answers_them(
             wait_answered(w, n)
             cold = run(twin, *args, cold=True, env=SLOW)
             assert (step.__name__, warm.returncode) == (step.__name__, cold.returncode)
-            assert (warm.stderr, answer(warm.stdout)) == (cold.stderr, answer(cold.stdout))
+            assert (step.__name__, warm.stderr, answer(warm.stdout)) == (
+                step.__name__,
+                cold.stderr,
+                answer(cold.stdout),
+            )
     # After all that, an edit in one directory re-reads that directory only: keep/
     # is taken from the stat cache (its edit through the link is not seen), while the
     # cold command sees it.
