@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,19 @@ def write_distribution(
     (info / "entry_points.txt").write_text(f"[lockgate]\n{lines}{declared}")
     for module, source in modules.items():
         (site / f"{module}.py").write_text(source)
+
+
+def copy_project(template: Path, root: Path) -> Path:
+    """A copy at ``root`` of the project at ``template`` (made once by a module- or
+    session-scoped fixture, never changed by a test); returns ``root``.
+
+    A project refers to its own files by relative paths (its stage links too), so the
+    copy works at ``root`` as the template does where it was made. ``root`` must have the
+    template's directory name: ``lockgate init`` names the project after it.
+    """
+    assert root.name == template.name, (root, template)
+    shutil.copytree(template, root, symlinks=True)
+    return root
 
 
 def run_lockgate(
@@ -174,3 +188,14 @@ def _clean_lockgate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
         if var.startswith("LOCKGATE"):
             monkeypatch.delenv(var)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first (in their collected order; the rest keep theirs).
+
+    ``make test`` spreads tests over one pytest-xdist worker per core as workers free up:
+    a test of half a minute that starts near the end keeps one worker busy while the
+    others have nothing left to do. Started first, the long tests overlap with the short
+    ones. (Every test is independent of the others, so the order changes nothing else.)
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -1,8 +1,10 @@
 """Run a conformance suite in a real ``pytest`` subprocess and report each test's outcome.
 
-Used to show that a suite fails on a deliberately broken implementation: the generated
-test module subclasses the suite twice, once for the broken implementation and once for
-a sound one (the control), so a failure can only come from the breakage.
+Used to show that a suite fails on deliberately broken implementations: the generated
+test module subclasses the suite once for each broken implementation and once for a
+sound one (the control), so a failure can only come from the breakage. One module holds
+every broken implementation of a kind (a module-scoped fixture runs it once): each run
+costs a Python start-up and a pass of the suite on the control.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_lockgate
+from conftest import copy_project, run_lockgate
 
 ENV = {"LOCKGATE_DISABLE_PLUGINS": "teamdefaults"}
 
@@ -26,11 +26,16 @@ MOVED = [
 ]
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    assert run_lockgate("init", str(project), cwd=tmp_path, env=ENV).returncode == 0
+@pytest.fixture(scope="module")
+def initialized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("template") / "project"
+    assert run_lockgate("init", str(project), cwd=project.parent, env=ENV).returncode == 0
     return project
+
+
+@pytest.fixture
+def root(tmp_path: Path, initialized: Path) -> Path:
+    return copy_project(initialized, tmp_path / "project")
 
 
 def _set(root: Path, dotted: str, value: object) -> int:

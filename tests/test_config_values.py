@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, run_lockgate
+from conftest import ENV, copy_project, run_lockgate
 
 # (YAML, environment variable, value for it, what the one-line error says)
 CASES = [
@@ -69,11 +69,16 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    assert run_lockgate("init", str(root), cwd=tmp_path, env=ENV).returncode == 0
+@pytest.fixture(scope="module")
+def initialized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "project"
+    assert run_lockgate("init", str(root), cwd=root.parent, env=ENV).returncode == 0
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, initialized: Path) -> Path:
+    return copy_project(initialized, tmp_path / "project")
 
 
 def _refused(root: Path, env: dict[str, str], where: str, says: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from suite_runner import failed, run_suite
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
@@ -48,6 +50,7 @@ def bucket():
 """
 
 
+@pytest.mark.slow
 def test_every_suite_example_runs_and_passes(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     examples = [b for b in blocks if "Conformance)" in b]

@@ -11,8 +11,10 @@ failpoint.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,7 @@ print("survived")
 """
 
 
+@pytest.mark.slow
 def test_crash_harness_kills_and_recovers(tmp_path: Path) -> None:
     summary = run_harness(
         HarnessConfig(kills=KILLS, seed=SEED, workdir=tmp_path / "crash", tolerate=KNOWN_BUGS)
@@ -98,6 +101,7 @@ def test_crash_harness_kills_and_recovers(tmp_path: Path) -> None:
         assert outcomes <= {expected_outcome(failpoint)}, report
 
 
+@pytest.mark.slow
 def test_crash_harness_on_the_postgres_state_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +175,31 @@ def prepare(root: Path, action: str) -> tuple[str | None, str | None]:
         project.close()
 
 
+Interrupted = Callable[[Path, str, str], tuple[str | None, str | None]]
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Interrupted:
+    """``interrupted(root, action, failpoint)``: a copy at ``root`` of a project prepared
+    for ``action`` (:func:`prepare`) whose ``action`` was killed at ``failpoint``; returns
+    (before, after) revisions. Each kind is made once per module (a subprocess that dies
+    at the failpoint, as :func:`kill_at` checks), then copied: the project's links are
+    relative and its state names no path of its own that recovery would act on."""
+    made: dict[tuple[str, str], tuple[Path, str | None, str | None]] = {}
+
+    def copy(root: Path, action: str, failpoint: str) -> tuple[str | None, str | None]:
+        if (action, failpoint) not in made:
+            where = tmp_path_factory.mktemp("interrupted") / "project"
+            before, after = prepare(where, action)
+            kill_at(where, action, failpoint)
+            made[action, failpoint] = (where, before, after)
+        where, before, after = made[action, failpoint]
+        shutil.copytree(where, root, symlinks=True)
+        return before, after
+
+    return copy
+
+
 def settle(root: Path) -> dict[str, Any]:
     """Open the project afresh (which settles intents) and check everything."""
     data = inspect_project(root, 0, thorough=True)
@@ -189,11 +218,12 @@ def deployed(root: Path) -> str | None:
 
 
 @pytest.mark.parametrize("failpoint", SWITCH_FAILPOINTS)
-def test_each_switch_failpoint_recovers_as_documented(tmp_path: Path, failpoint: str) -> None:
+def test_each_switch_failpoint_recovers_as_documented(
+    tmp_path: Path, interrupted: Interrupted, failpoint: str
+) -> None:
     root = tmp_path / "project"
     action = failpoint.split(".")[0]
-    before, after = prepare(root, action)
-    kill_at(root, action, failpoint)
+    before, after = interrupted(root, action, failpoint)
     (intent,) = peek_intents(root)
     assert intent["operation"] == action
     assert intent["payload"]["revision"] == after
@@ -213,11 +243,10 @@ def test_each_switch_failpoint_recovers_as_documented(tmp_path: Path, failpoint:
 
 @pytest.mark.parametrize("setup", ["promote.after_switch", "promote.after_record"])
 def test_recovery_killed_after_its_switch_is_settled_by_the_next_one(
-    tmp_path: Path, setup: str
+    tmp_path: Path, interrupted: Interrupted, setup: str
 ) -> None:
     root = tmp_path / "project"
-    before, after = prepare(root, "promote")
-    kill_at(root, "promote", setup)
+    before, after = interrupted(root, "promote", setup)
     (intent,) = peek_intents(root)
     kill_at(root, "recover", RECOVER_FAILPOINT)
     assert [i["id"] for i in peek_intents(root)] == [intent["id"]]  # still open
@@ -233,12 +262,13 @@ def test_recovery_killed_after_its_switch_is_settled_by_the_next_one(
 
 
 @pytest.mark.parametrize("setup", ["promote.after_switch", "promote.after_record"])
-def test_recovery_killed_after_its_event_leaves_one_event(tmp_path: Path, setup: str) -> None:
+def test_recovery_killed_after_its_event_leaves_one_event(
+    tmp_path: Path, interrupted: Interrupted, setup: str
+) -> None:
     """Killed between writing its recover event and closing the intent, a recovery is
     done again by the next one, which writes no second event for the same intent."""
     root = tmp_path / "project"
-    before, after = prepare(root, "promote")
-    kill_at(root, "promote", setup)
+    before, after = interrupted(root, "promote", setup)
     (intent,) = peek_intents(root)
     kill_at(root, "recover", "recover.after_event")
     assert [i["id"] for i in peek_intents(root)] == [intent["id"]]  # still open
@@ -255,12 +285,11 @@ def test_recovery_killed_after_its_event_leaves_one_event(tmp_path: Path, setup:
 # --------------------------------------------------------------------------- settling first
 
 
-def test_opening_the_state_store_settles_nothing(tmp_path: Path) -> None:
+def test_opening_the_state_store_settles_nothing(tmp_path: Path, interrupted: Interrupted) -> None:
     """Recovery is an explicit step of an operation, not a side effect of an accessor:
     ``Project.state()`` leaves an interrupted switch open; a session settles it, once."""
     root = tmp_path / "project"
-    prepare(root, "promote")
-    kill_at(root, "promote", "promote.after_switch")
+    interrupted(root, "promote", "promote.after_switch")
     (intent,) = peek_intents(root)
     project = open_project(root)  # a project that settles (recover_on_open is True)
     try:
@@ -285,11 +314,10 @@ def test_opening_the_state_store_settles_nothing(tmp_path: Path) -> None:
     ids=lambda c: " ".join(c),
 )
 def test_every_command_that_changes_something_settles_an_interrupted_switch_first(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, interrupted: Interrupted, command: list[str]
 ) -> None:
     root = tmp_path / "project"
-    before, _ = prepare(root, "promote")
-    kill_at(root, "promote", "promote.after_switch")
+    before, _ = interrupted(root, "promote", "promote.after_switch")
     (intent,) = peek_intents(root)
 
     proc = run_lockgate(*command, cwd=root, env=ENV)
@@ -317,11 +345,10 @@ def test_every_command_that_changes_something_settles_an_interrupted_switch_firs
     ids=lambda c: " ".join(c),
 )
 def test_a_command_that_only_reads_warns_and_leaves_an_interrupted_switch(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, interrupted: Interrupted, command: list[str]
 ) -> None:
     root = tmp_path / "project"
-    before, _ = prepare(root, "promote")
-    kill_at(root, "promote", "promote.after_switch")
+    before, _ = interrupted(root, "promote", "promote.after_switch")
     (intent,) = peek_intents(root)
 
     proc = run_lockgate(*command, cwd=root, env=ENV)
@@ -340,12 +367,11 @@ def test_a_command_that_only_reads_warns_and_leaves_an_interrupted_switch(
 
 @pytest.mark.parametrize("failpoint", ["promote.after_prepare", "rollback.after_prepare"])
 def test_recovery_removes_the_temporary_symlink_of_the_interrupted_switch(
-    tmp_path: Path, failpoint: str
+    tmp_path: Path, interrupted: Interrupted, failpoint: str
 ) -> None:
     root = tmp_path / "project"
     action = failpoint.split(".")[0]
-    prepare(root, action)
-    kill_at(root, action, failpoint)
+    interrupted(root, action, failpoint)
     stage_dir = root / "stages" / STAGE
     assert [p.name for p in stage_dir.iterdir() if ".tmp-" in p.name] != []
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from events_crash import run
 
 
+@pytest.mark.slow
 def test_events_survive_kills_of_promotions_and_of_the_dispatcher(tmp_path: Path) -> None:
     figures = run(12, 7, tmp_path / "p")
     assert figures["killed"]["operator"] == 12

@@ -91,6 +91,7 @@ def _handles(tmp_path: Path, ids: list[str]) -> dict[str, dict[str, RevisionHand
     return made
 
 
+@pytest.mark.slow
 def test_a_reader_never_sees_a_mix_while_20_members_switch_400_times(tmp_path: Path) -> None:
     """200 promotions and 200 rollbacks of 20 members through the target's group switch,
     the stage starting as a plain directory deployed member by member."""
@@ -169,6 +170,7 @@ def _project(tmp_path: Path, config: str = "") -> tuple[Project, list[str]]:
     return ws, refs
 
 
+@pytest.mark.slow
 def test_pipeline_runs_switch_their_members_together_for_a_reader(tmp_path: Path) -> None:
     """Pipeline runs end to end (gates, intents, pointers, audit): promoted and rolled
     back again and again while a reader reads the stage (``LOCKGATE_PIPELINE_CYCLES``

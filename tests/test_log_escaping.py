@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, run_lockgate
+from conftest import ENV, copy_project, run_lockgate
 
 ACTOR = "mallory\x1b[31m\r\nseq 99 forged"
 REASON = "[bold]fix[/] \x1b]0;owned\x07 done\u202e"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    assert run_lockgate("init", str(root), cwd=tmp_path, env=ENV).returncode == 0
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "project"
+    assert run_lockgate("init", str(root), cwd=root.parent, env=ENV).returncode == 0
     comp = root / "workspaces" / "alice" / "scripts" / "etl"
     comp.mkdir(parents=True)
     (comp / "run.py").write_text("print(1)\n")
@@ -28,6 +28,11 @@ def project(tmp_path: Path) -> Path:
     )
     assert done.returncode == 0, done.stderr
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, staged: Path) -> Path:
+    return copy_project(staged, tmp_path / "project")
 
 
 @pytest.mark.parametrize("command", [("log",), ("history", "alice:etl")])

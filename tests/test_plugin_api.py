@@ -547,7 +547,7 @@ def register_sources(register):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="signals")
 def test_watch_works_with_any_source_that_offers_watch_paths(tmp_path: Path, site: Path) -> None:
-    from test_watch import Watch
+    from watch_helpers import Watch
 
     write_distribution(
         site, "flat-source", "1.0", {"flat": "flatsource"}, {"flatsource": FLAT_SOURCE}

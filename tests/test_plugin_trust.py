@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV, run_lockgate, write_distribution
+from conftest import ENV, copy_project, run_lockgate, write_distribution
 
 BROKEN = 'raise ImportError("no module named licence_db")\n'
 ARGUMENT_TYPO = """\
@@ -38,15 +38,20 @@ def write_egg_info(
     (site / f"{module}.py").write_text(source)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    assert run_lockgate("init", str(root), cwd=tmp_path, env=ENV).returncode == 0
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "project"
+    assert run_lockgate("init", str(root), cwd=root.parent, env=ENV).returncode == 0
     files = root / "workspaces" / "alice" / "builders" / "prep"
     files.mkdir(parents=True)
     (files / "builder.py").write_text("def build(step):\n    return step\n")
     assert run_lockgate("sync", cwd=root, env=ENV).returncode == 0
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, synced: Path) -> Path:
+    return copy_project(synced, tmp_path / "project")
 
 
 def lockgate(

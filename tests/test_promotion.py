@@ -773,6 +773,7 @@ def test_recovery_after_a_crash_before_the_switch_leaves_no_temporary_link(
 # --------------------------------------------------------------------------- readers
 
 
+@pytest.mark.slow
 def test_readers_never_see_a_missing_entry_or_a_mixed_tree(ws: Workspace) -> None:
     """A reader thread walks the deployed tree during 500 switches between two revisions.
 

@@ -12,6 +12,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from race_harness import (
     OPERATIONS,
     ChainCursor,
@@ -29,6 +31,7 @@ SEED = int(os.environ.get("LOCKGATE_RACE_SEED", "20261204"))
 ROUND = 4.0
 
 
+@pytest.mark.slow
 def test_race_harness_finds_no_violation(tmp_path: Path) -> None:
     summary = run_races(
         RaceConfig(

@@ -411,6 +411,7 @@ def test_a_large_file_changing_midway_stops_the_threads_and_stores_no_revision(
     assert comp.is_dir()
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_threads_store_large_files_leaves_nothing_half_written(
     tmp_path: Path,
 ) -> None:

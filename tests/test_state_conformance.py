@@ -282,33 +282,64 @@ def test_data_survives_close_and_reopen(db_path: Path) -> None:
         again.close()
 
 
-def test_the_suite_fails_a_store_that_does_not_compare_and_swap(tmp_path: Path) -> None:
-    outcomes = run_suite(
-        tmp_path,
-        """
-        import pytest
-        from lockgate.testing import MemoryStateStore, StateStoreConformance
+# Stores each broken in one way, run through the suite in one pytest subprocess with a
+# sound store as the control (a failure can then only come from the breakage).
+BROKEN_STORES = """
+import pytest
+from lockgate.testing import MemoryStateStore, StateStoreConformance
 
-        class LastWriterWins(MemoryStateStore):
-            def move_pointer(self, change, *, expected_generation, status, event):
-                current = self.pointer(change.stage, change.component_id)
-                generation = current.generation if current is not None else 0
-                return super().move_pointer(
-                    change, expected_generation=generation, status=status, event=event
-                )  # whatever the caller expected: a lost update
+class TestControl(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return MemoryStateStore()
 
-        class TestLastWriterWins(StateStoreConformance):
-            @pytest.fixture
-            def store(self):
-                return LastWriterWins()
+class LastWriterWins(MemoryStateStore):
+    def move_pointer(self, change, *, expected_generation, status, event):
+        current = self.pointer(change.stage, change.component_id)
+        generation = current.generation if current is not None else 0
+        return super().move_pointer(
+            change, expected_generation=generation, status=status, event=event
+        )  # whatever the caller expected: a lost update
 
-        class TestControl(StateStoreConformance):
-            @pytest.fixture
-            def store(self):
-                return MemoryStateStore()
-        """,
-    )
+class TestLastWriterWins(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return LastWriterWins()
+
+# grants every lock as if it were asked for it shared: holders are recorded and
+# released, but nobody is ever kept out
+class NeverExclusive(MemoryStateStore):
+    def lock(self, name, *, owner, lease, timeout, shared=False):
+        return super().lock(name, owner=owner, lease=lease, timeout=timeout, shared=True)
+
+class TestNeverExclusive(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return NeverExclusive()
+
+# replaces a revision's whole set of verdicts on each write: a gate would lose the
+# verdicts of the validators it did not just run
+class Amnesiac(MemoryStateStore):
+    def record_validation_results(self, revision, values):
+        self._verdicts[revision] = dict(values)
+
+class TestAmnesiac(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return Amnesiac()
+"""
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    outcomes = run_suite(tmp_path_factory.mktemp("suite"), BROKEN_STORES)
     assert failed(outcomes["TestControl"]) == set()
+    return outcomes
+
+
+def test_the_suite_fails_a_store_that_does_not_compare_and_swap(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
     assert {
         "test_move_with_stale_generation_raises_conflict",
         "test_move_of_new_pointer_with_nonzero_generation_conflicts",
@@ -317,31 +348,9 @@ def test_the_suite_fails_a_store_that_does_not_compare_and_swap(tmp_path: Path) 
     assert outcomes["TestLastWriterWins"]["test_empty_store_knows_nothing"] == "passed"
 
 
-def test_the_suite_fails_a_store_whose_lock_does_not_exclude(tmp_path: Path) -> None:
-    """A store that grants every lock as if it were asked for it shared: holders are
-    recorded and released, but nobody is ever kept out."""
-    outcomes = run_suite(
-        tmp_path,
-        """
-        import pytest
-        from lockgate.testing import MemoryStateStore, StateStoreConformance
-
-        class NeverExclusive(MemoryStateStore):
-            def lock(self, name, *, owner, lease, timeout, shared=False):
-                return super().lock(name, owner=owner, lease=lease, timeout=timeout, shared=True)
-
-        class TestNeverExclusive(StateStoreConformance):
-            @pytest.fixture
-            def store(self):
-                return NeverExclusive()
-
-        class TestControl(StateStoreConformance):
-            @pytest.fixture
-            def store(self):
-                return MemoryStateStore()
-        """,
-    )
-    assert failed(outcomes["TestControl"]) == set()
+def test_the_suite_fails_a_store_whose_lock_does_not_exclude(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
     assert {
         "test_an_exclusive_lock_excludes_another",
         "test_a_shared_lock_excludes_an_exclusive_one",
@@ -354,31 +363,9 @@ def test_the_suite_fails_a_store_whose_lock_does_not_exclude(tmp_path: Path) -> 
     assert broken["test_shared_holders_share"] == "passed"
 
 
-def test_the_suite_fails_a_store_whose_verdicts_forget_other_keys(tmp_path: Path) -> None:
-    """A store that replaces a revision's whole set of verdicts on each write: a gate would
-    lose the verdicts of the validators it did not just run."""
-    outcomes = run_suite(
-        tmp_path,
-        """
-        import pytest
-        from lockgate.testing import MemoryStateStore, StateStoreConformance
-
-        class Amnesiac(MemoryStateStore):
-            def record_validation_results(self, revision, values):
-                self._verdicts[revision] = dict(values)
-
-        class TestAmnesiac(StateStoreConformance):
-            @pytest.fixture
-            def store(self):
-                return Amnesiac()
-
-        class TestControl(StateStoreConformance):
-            @pytest.fixture
-            def store(self):
-                return MemoryStateStore()
-        """,
-    )
-    assert failed(outcomes["TestControl"]) == set()
+def test_the_suite_fails_a_store_whose_verdicts_forget_other_keys(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
     assert failed(outcomes["TestAmnesiac"]) == {
         "test_verdicts_are_kept_per_revision_and_replaced_by_key"
     }

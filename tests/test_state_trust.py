@@ -14,7 +14,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from conftest import ENV, run_lockgate
+from conftest import ENV, copy_project, run_lockgate
 
 ESCAPE = "x/../../../../outside/victim.txt"
 """From ``project/stages/staging``: ``x/..`` is the stage directory, four ``..`` lead to
@@ -32,10 +32,10 @@ COMMANDS = [
 ]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    assert run_lockgate("init", str(root), cwd=tmp_path, env=ENV).returncode == 0
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "project"
+    assert run_lockgate("init", str(root), cwd=root.parent, env=ENV).returncode == 0
     comp = root / "workspaces" / "alice" / "scripts" / "etl"
     comp.mkdir(parents=True)
     (comp / "run.py").write_text("print(1)\n")
@@ -45,6 +45,12 @@ def project(tmp_path: Path) -> Path:
     # What an attacker needs for the paths to resolve: directories beside the entries.
     (root / "stages" / "staging" / "x").mkdir()
     (root / "stages" / "staging" / ".x").mkdir()
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, promoted: Path) -> Path:
+    root = copy_project(promoted, tmp_path / "project")
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "victim.txt").write_text("precious\n")
     return root

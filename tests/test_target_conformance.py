@@ -63,29 +63,67 @@ def test_verify_reports_a_deleted_stage_directory_as_a_problem(tmp_path: Path) -
     assert "stages/staging/etl is missing" in done.stdout
 
 
-def test_the_suite_fails_a_target_whose_commit_does_not_switch(tmp_path: Path) -> None:
-    outcomes = run_suite(
-        tmp_path,
-        """
-        import pytest
-        from lockgate.testing import MemoryTarget, TargetConformance
+# Targets each broken in one way, run through the suite in one pytest subprocess with a
+# sound target as the control (a failure can then only come from the breakage).
+BROKEN_TARGETS = """
+import pytest
+from lockgate.testing import MemoryTarget, TargetConformance
 
-        class StuckTarget(MemoryTarget):
-            def commit(self, prepared):
-                pass  # says nothing, switches nothing
+class TestControl(TargetConformance):
+    @pytest.fixture
+    def target(self):
+        return MemoryTarget()
 
-        class TestStuck(TargetConformance):
-            @pytest.fixture
-            def target(self):
-                return StuckTarget()
+class StuckTarget(MemoryTarget):
+    def commit(self, prepared):
+        pass  # says nothing, switches nothing
 
-        class TestControl(TargetConformance):
-            @pytest.fixture
-            def target(self):
-                return MemoryTarget()
-        """,
-    )
+class TestStuck(TargetConformance):
+    @pytest.fixture
+    def target(self):
+        return StuckTarget()
+
+class EagerTarget(MemoryTarget):
+    def prepare(self, component_id, revision):
+        prepared = super().prepare(component_id, revision)
+        self.commit(prepared)  # visible before the commit: not atomic
+        return prepared
+
+class TestEager(TargetConformance):
+    @pytest.fixture
+    def target(self):
+        return EagerTarget()
+
+class KeepsNothing(MemoryTarget):
+    def collect(self, keep, dry_run):
+        return []
+
+class Greedy(MemoryTarget):
+    def collect(self, keep, dry_run):  # names what it deploys now
+        return sorted(set(self.deployed().values()) - keep)
+
+class TestKeepsNothing(TargetConformance):
+    @pytest.fixture
+    def target(self):
+        return KeepsNothing()
+
+class TestGreedy(TargetConformance):
+    @pytest.fixture
+    def target(self):
+        return Greedy()
+"""
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    outcomes = run_suite(tmp_path_factory.mktemp("suite"), BROKEN_TARGETS)
     assert failed(outcomes["TestControl"]) == set()
+    return outcomes
+
+
+def test_the_suite_fails_a_target_whose_commit_does_not_switch(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
     assert {
         "test_commit_deploys_the_revision",
         "test_a_prepared_switch_is_invisible_until_committed",
@@ -94,25 +132,9 @@ def test_the_suite_fails_a_target_whose_commit_does_not_switch(tmp_path: Path) -
     assert outcomes["TestStuck"]["test_a_new_target_deploys_nothing"] == "passed"
 
 
-def test_the_suite_fails_a_target_that_switches_on_prepare(tmp_path: Path) -> None:
-    outcomes = run_suite(
-        tmp_path,
-        """
-        import pytest
-        from lockgate.testing import MemoryTarget, TargetConformance
-
-        class EagerTarget(MemoryTarget):
-            def prepare(self, component_id, revision):
-                prepared = super().prepare(component_id, revision)
-                self.commit(prepared)  # visible before the commit: not atomic
-                return prepared
-
-        class TestEager(TargetConformance):
-            @pytest.fixture
-            def target(self):
-                return EagerTarget()
-        """,
-    )
+def test_the_suite_fails_a_target_that_switches_on_prepare(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
     assert {
         "test_a_prepared_switch_is_invisible_until_committed",
         "test_abort_leaves_the_old_revision",
@@ -120,40 +142,13 @@ def test_the_suite_fails_a_target_that_switches_on_prepare(tmp_path: Path) -> No
     } <= failed(outcomes["TestEager"])
 
 
-def test_the_suite_tests_collect_only_for_a_target_that_offers_it(tmp_path: Path) -> None:
-    outcomes = run_suite(
-        tmp_path,
-        """
-        import pytest
-        from lockgate.testing import MemoryTarget, TargetConformance
-
-        class KeepsNothing(MemoryTarget):
-            def collect(self, keep, dry_run):
-                return []
-
-        class Greedy(MemoryTarget):
-            def collect(self, keep, dry_run):  # names what it deploys now
-                return sorted(set(self.deployed().values()) - keep)
-
-        class TestKeepsNothing(TargetConformance):
-            @pytest.fixture
-            def target(self):
-                return KeepsNothing()
-
-        class TestGreedy(TargetConformance):
-            @pytest.fixture
-            def target(self):
-                return Greedy()
-
-        class TestWithout(TargetConformance):
-            @pytest.fixture
-            def target(self):
-                return MemoryTarget()
-        """,
-    )
-    collect = {n for n in outcomes["TestWithout"] if "collect" in n}
+def test_the_suite_tests_collect_only_for_a_target_that_offers_it(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
+    # The control is a MemoryTarget, which offers no collect.
+    collect = {n for n in outcomes["TestControl"] if "collect" in n}
     assert len(collect) == 3
-    assert {outcomes["TestWithout"][n] for n in collect} == {"skipped"}
+    assert {outcomes["TestControl"][n] for n in collect} == {"skipped"}
     assert {outcomes["TestKeepsNothing"][n] for n in collect} == {"passed"}
     assert "test_collect_never_removes_what_is_deployed" in failed(outcomes["TestGreedy"])
 

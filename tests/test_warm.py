@@ -17,82 +17,39 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import subprocess_env
 from lockgate.contracts.warm import warm_socket_path
 from lockgate.operations.init import init_project
-from test_watch import DEBOUNCE_MS, Watch, component
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(socket, "SO_PEERCRED"), reason="the warm path needs SO_PEERCRED (Linux)"
+from watch_helpers import (
+    NEEDS_PEERCRED,
+    Watch,
+    Watchers,
+    answered,
+    component,
+    run,
+    same,
+    wait_answered,
+    watched_project,
 )
 
-# The watcher's LOCKGATE* environment (test_watch.Watch): a request must carry the same.
-WATCH_ENV = {
-    "LOCKGATE_DISABLE_PLUGINS": "teamdefaults",
-    "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS": str(DEBOUNCE_MS),
-}
-NOTE = "warm path: answered"
-
-
-def run(project: Path, *args: str, cold: bool = False, env: Mapping[str, str] | None = None) -> Any:
-    """``lockgate ARGS`` as a new process in ``project`` (bytes out)."""
-    extra = {"LOCKGATE_NO_WARM": "1"} if cold else {}
-    return subprocess.run(
-        [sys.executable, "-m", "lockgate", *args],
-        cwd=project,
-        env=subprocess_env(WATCH_ENV, extra, env),
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def same(warm: Any, cold: Any) -> None:
-    assert (warm.stdout, warm.stderr, warm.returncode) == (
-        cold.stdout,
-        cold.stderr,
-        cold.returncode,
-    )
+pytestmark = NEEDS_PEERCRED
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
-    init_project(root)
-    component(root, "alice:etl", {"main.py": "print('etl')\n", "lib/util.py": "X = 1\n"})
-    component(root, "alice:load", {"load.py": "print('load')\n"})
-    return root
+    return watched_project(tmp_path / "p")
 
 
 @pytest.fixture
-def watch(project: Path) -> Iterator[Callable[..., Watch]]:
-    started: list[Watch] = []
-
-    def start(*args: str, env: Mapping[str, str] | None = None) -> Watch:
-        w = Watch(project, *args, env=env, verbose=True)
-        started.append(w)
-        w.ready()
-        return w
-
-    yield start
-    for w in started:
-        w.stop(signal.SIGKILL)
-
-
-def answered(w: Watch) -> int:
-    with w._cond:
-        return sum(NOTE in line for line in w.stderr)
-
-
-def wait_answered(w: Watch, n: int) -> None:
-    with w._cond:
-        w._cond.wait_for(lambda: sum(NOTE in line for line in w.stderr) >= n, timeout=30)
-    assert answered(w) >= n, w.stderr
+def watch(project: Path) -> Iterator[Any]:
+    """Starts a ``-v`` watcher (``env`` added to its environment) and waits until ready."""
+    with Watchers(project, verbose=True, ready=True) as watchers:
+        yield watchers.start
 
 
 def test_stage_answers_exactly_as_the_cold_command(project: Path, watch: Any) -> None:

@@ -14,17 +14,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lockgate.operations.init import init_project
-from test_warm import pytestmark, run, wait_answered
-from test_watch import Watch, component
+from watch_helpers import (
+    NEEDS_PEERCRED,
+    Watch,
+    Watchers,
+    component,
+    run,
+    wait_answered,
+    watched_project,
+)
 
-__all__ = ["pytestmark"]
+pytestmark = NEEDS_PEERCRED
 
 # The watcher's own syncs wait (the warm answer is what is compared).
 SLOW = {
@@ -36,30 +42,20 @@ ETL = "workspaces/alice/scripts/etl"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
-    init_project(root)
-    component(
-        root,
-        "alice:etl",
-        {"main.py": "print('etl')\n", "lib/util.py": "X = 1\n", "lib/sub/deep.py": "D = 1\n"},
-    )
-    component(root, "alice:load", {"load.py": "print('load')\n"})
+    root = watched_project(tmp_path / "p")
+    component(root, "alice:etl", {"lib/sub/deep.py": "D = 1\n"})
     return root
 
 
 @pytest.fixture
-def watch(project: Path) -> Iterator[Callable[..., Watch]]:
-    started: list[Watch] = []
+def watch(project: Path) -> Iterator[Any]:
+    """``watch(env)``: a ``-v`` watcher with ``env``, once it is ready."""
+    with Watchers(project, verbose=True, ready=True) as watchers:
 
-    def start(env: Mapping[str, str]) -> Watch:
-        w = Watch(project, env=env, verbose=True)
-        started.append(w)
-        w.ready()
-        return w
+        def start(env: Mapping[str, str]) -> Watch:
+            return watchers.start(env=env)
 
-    yield start
-    for w in started:
-        w.stop()
+        yield start
 
 
 def settle(project: Path, w: Watch, env: Mapping[str, str], answered: int) -> int:
@@ -125,6 +121,7 @@ def answer(stdout: bytes) -> Any:
     return data
 
 
+@pytest.mark.slow
 def test_changes_are_answered_as_the_cold_command_answers_them(
     project: Path, tmp_path: Path, watch: Any
 ) -> None:
@@ -173,7 +170,11 @@ def test_changes_are_answered_as_the_cold_command_answers_them(
             wait_answered(w, n)
             cold = run(twin, *args, cold=True, env=SLOW)
             assert (step.__name__, warm.returncode) == (step.__name__, cold.returncode)
-            assert (warm.stderr, answer(warm.stdout)) == (cold.stderr, answer(cold.stdout))
+            assert (step.__name__, warm.stderr, answer(warm.stdout)) == (
+                step.__name__,
+                cold.stderr,
+                answer(cold.stdout),
+            )
     # After all that, an edit in one directory re-reads that directory only: keep/
     # is taken from the stat cache (its edit through the link is not seen), while the
     # cold command sees it.

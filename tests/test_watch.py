@@ -8,172 +8,31 @@ of twice the debounce plus half a second.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import subprocess_env
 from lockgate.builtin_plugins.workspace import PathMapper
-from lockgate.operations.init import init_project
 from lockgate.testing import open_project
-
-DEBOUNCE_MS = 300  # above the default (200): more room for a stalled test process
-QUIET = 2 * DEBOUNCE_MS / 1000 + 0.5
-TIMEOUT = 30.0  # for anything we wait for: a slow, busy VM must not fail a test
-
-Event = dict[str, Any]
-
-
-class Watch:
-    """A running ``lockgate --json watch``: its events and stderr, read as they come."""
-
-    def __init__(
-        self,
-        project: Path,
-        *args: str,
-        env: Mapping[str, str] | None = None,
-        verbose: bool = False,
-    ) -> None:
-        defaults = {
-            "LOCKGATE_DISABLE_PLUGINS": "teamdefaults",
-            "LOCKGATE__PLUGINS__WATCH__DEBOUNCE_MS": str(DEBOUNCE_MS),
-        }
-        full_env = subprocess_env(defaults, env)
-        cmd = [sys.executable, "-m", "lockgate", "-C", str(project), "--json"]
-        cmd += ["-v", "watch", *args] if verbose else ["watch", *args]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
-        )
-        self.events: list[Event] = []
-        self.stderr: list[str] = []
-        self._cond = threading.Condition()
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream: Any, is_stdout: bool) -> None:
-        for line in stream:
-            with self._cond:
-                if is_stdout:
-                    self.events.append(json.loads(line))
-                else:
-                    self.stderr.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[Event], bool], *, since: int = 0) -> Event:
-        """The first event from index ``since`` on that matches; fails after TIMEOUT."""
-
-        def found() -> Event | None:
-            return next((e for e in self.events[since:] if predicate(e)), None)
-
-        with self._cond:
-            self._cond.wait_for(
-                lambda: found() is not None or self.proc.poll() is not None, timeout=TIMEOUT
-            )
-            event = found()
-        assert event is not None, (
-            f"no matching event within {TIMEOUT} s; events: {self.events}; "
-            f"stderr: {self.stderr}; exit code: {self.proc.poll()}"
-        )
-        return event
-
-    def wait_for_stderr(self, text: str) -> None:
-        with self._cond:
-            self._cond.wait_for(
-                lambda: any(text in line for line in self.stderr) or self.proc.poll() is not None,
-                timeout=TIMEOUT,
-            )
-            assert any(text in line for line in self.stderr), (text, self.stderr, self.events)
-
-    def ready(self) -> Event:
-        return self.wait_for(lambda e: e["event"] == "ready")
-
-    def mark(self) -> int:
-        with self._cond:
-            return len(self.events)
-
-    def since(self, mark: int) -> list[Event]:
-        with self._cond:
-            return list(self.events[mark:])
-
-    def staged(self, component: str, mark: int) -> Event:
-        return self.wait_for(is_staged(component), since=mark)
-
-    def count(self, component: str, mark: int, kind: str = "staged") -> int:
-        return sum(
-            1 for e in self.since(mark) if e["event"] == kind and e.get("component") == component
-        )
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=TIMEOUT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        for reader in self._readers:
-            reader.join(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return code
-
-
-def is_staged(component: str) -> Callable[[Event], bool]:
-    return lambda e: e["event"] == "staged" and e["component"] == component
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def component(project: Path, ref: str, files: Mapping[str, str], kind: str = "scripts") -> Path:
-    ws, cid = ref.split(":")
-    root = project / "workspaces" / ws / kind / cid
-    for rel, text in files.items():
-        write(root / rel, text)
-    return root
+from watch_helpers import QUIET, Watchers, component, is_staged, watched_project, write
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    init_project(root)
-    component(root, "alice:etl", {"main.py": "print('etl')\n", "lib/util.py": "X = 1\n"})
-    component(root, "alice:load", {"load.py": "print('load')\n"})
-    return root
+    return watched_project(tmp_path / "project")
 
 
 @pytest.fixture
-def watch(project: Path) -> Iterator[Callable[..., Watch]]:
-    started: list[Watch] = []
-
-    def start(*args: str, env: Mapping[str, str] | None = None, verbose: bool = False) -> Watch:
-        w = Watch(project, *args, env=env, verbose=verbose)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop(signal.SIGKILL)
+def watch(project: Path) -> Iterator[Any]:
+    with Watchers(project) as watchers:
+        yield watchers.start
 
 
 # --------------------------------------------------------------------------- start-up
