@@ -265,6 +265,55 @@ def test_a_killed_worker_is_replaced_and_its_job_recorded_failed(tmp_path: Path)
         stop(proc)
 
 
+def test_workers_end_by_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    make_project(root)
+    proc, _ = start(root, "--workers", "2")
+    try:
+        wait_until("two workers", lambda: len(children(proc.pid)) == 2)
+        workers = children(proc.pid)
+        proc.kill()
+        proc.communicate(timeout=30)
+        wait_until("the workers' end", lambda: all(_ended(pid) for pid in workers))
+    finally:
+        stop(proc)
+
+
+def test_a_server_db_of_an_older_server_gains_owners_and_its_jobs_are_settled(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from lockgate.server.idempotency import ServerDb
+    from lockgate.server.jobs import Jobs
+    from lockgate.server.owners import Owner
+
+    path = tmp_path / "server.db"
+    with sqlite3.connect(path) as conn:  # the tables as a server before owners made them
+        conn.executescript(
+            "CREATE TABLE idempotency (scope TEXT NOT NULL, key TEXT NOT NULL, "
+            "fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, "
+            "at REAL NOT NULL, PRIMARY KEY (scope, key));"
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, scope TEXT NOT NULL, operation TEXT NOT "
+            "NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, started_at TEXT, "
+            "finished_at TEXT, http_status INTEGER, body TEXT, at REAL NOT NULL);"
+            "INSERT INTO jobs VALUES ('old', 'ann', 'op', 'running', '', NULL, NULL, NULL, "
+            "NULL, 0);"
+        )
+    conn.close()
+    db, owner = ServerDb(path, keep_hours=1), Owner(tmp_path / "serve")
+    jobs = Jobs(db, owner, workers=1, queue=1)
+    try:
+        job = jobs.get("old", None)
+        assert job is not None and job["status"] == "failed" and job["http_status"] == 503
+        keys = [r[1] for r in db.read("PRAGMA table_info(idempotency)")]
+        assert keys[-1] == "owner"
+    finally:
+        jobs.shutdown()
+        db.close()
+        owner.close()
+
+
 def test_an_address_in_use_is_one_line_before_any_worker_starts(served: tuple[Api, int]) -> None:
     api, _ = served
     done = run_lockgate("serve", "--port", str(api.port), "--workers", "2", cwd=api.root, env=ENV)

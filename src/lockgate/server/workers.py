@@ -12,7 +12,8 @@ connection to a worker waiting in ``accept``. The supervisor answers no request;
   :mod:`lockgate.server.jobs`), and the supervisor exits 0 once all have, else 1;
 - starts a new worker when one ends unexpectedly (killed, crashed), saying so in one
   line; a worker that keeps dying as soon as it starts (5 times in a row within 10 s of
-  starting) stops the server, exit 1.
+  starting) stops the server, exit 1. A worker whose supervisor was killed outright
+  drains and ends by itself within a second.
 
 What the workers must share (jobs, ``Idempotency-Key`` answers, dashboard sign-ins, the
 failed-authentication budget) is in ``.lockgate/server.db``; metrics are counted in
@@ -29,6 +30,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -81,6 +83,18 @@ def _describe(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
+def _follow(supervisor: int) -> None:
+    """Drain and end this worker, as SIGTERM does, once its supervisor is gone (killed
+    outright): a worker never serves on alone, unsupervised."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lockgate-supervisor", daemon=True).start()
+
+
 def _worker(
     make_app: Callable[[str], Any],
     metrics_dir: str,
@@ -90,6 +104,7 @@ def _worker(
 ) -> None:
     """A forked worker's life: serve until stopped, then exit (never return)."""
     code = 1
+    _follow(os.getppid())
     try:  # the supervisor's stop() exits a worker: before uvicorn serves, or once drained
         serve_one(make_app(metrics_dir), sock, options)
         code = 0
