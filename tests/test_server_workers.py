@@ -68,14 +68,20 @@ class Pinned:
 
 
 def two_workers(port: int) -> tuple[Pinned, Pinned]:
-    """A connection to each of two different workers."""
-    first = Pinned(port)
-    for _ in range(400):
-        other = Pinned(port)
-        if other.worker != first.worker:
-            return first, other
-        other.close()
-    raise AssertionError("400 connections all went to one worker")
+    """A connection to each of two different workers (the second may still be starting:
+    the supervisor listens before it forks)."""
+    pins: dict[int, Pinned] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pinned = Pinned(port)
+        older = pins.pop(pinned.worker, None)
+        if older is not None:  # keep the newest: an idle connection is closed after 5 s
+            older.close()
+        pins[pinned.worker] = pinned
+        if len(pins) == 2:
+            first, second = pins.values()
+            return first, second
+    raise AssertionError("for 60 s every connection went to one worker")
 
 
 def children(pid: int) -> set[int]:
@@ -355,7 +361,7 @@ def test_auto_and_the_config_choose_the_number_of_workers(tmp_path: Path) -> Non
         f.write("server:\n  workers: 2\n")
     proc, port = start(root)
     try:
-        assert len(_workers_seen(port, want=2)) == 2
+        wait_until("two workers answering", lambda: len(_workers_seen(port, want=2)) == 2)
         api = Api(root, port, tokens)
         assert api.call("GET", "/api/v1/stages", role="viewer")[0] == 200
         proc.terminate()
