@@ -278,9 +278,17 @@ def test_workers_end_by_themselves_when_the_supervisor_is_killed(tmp_path: Path)
     try:
         wait_until("two workers", lambda: len(children(proc.pid)) == 2)
         workers = children(proc.pid)
+        metrics = list((root / ".lockgate" / "serve").glob("*.metrics"))
+        assert len(metrics) == 1
         proc.kill()
         proc.communicate(timeout=30)
         wait_until("the workers' end", lambda: all(_ended(pid) for pid in workers))
+        assert metrics[0].exists()  # left behind; the next supervisor removes it
+        proc, _ = start(root, "--workers", "2")
+        wait_until("the stale metrics' removal", lambda: not metrics[0].exists())
+        proc.terminate()
+        proc.communicate(timeout=60)
+        assert list((root / ".lockgate" / "serve").iterdir()) == []
     finally:
         stop(proc)
 

@@ -145,7 +145,8 @@ def command(
 
         return build_app(attrs.evolve(settings, metrics_dir=Path(metrics_dir)))
 
-    code = supervise(processes, sock, make_app, options, lambda line: click.echo(line, err=True))
+    say = lambda line: click.echo(line, err=True)  # noqa: E731
+    code = supervise(processes, root / ".lockgate" / "serve", sock, make_app, options, say)
     if code:
         ctx.exit(code)
 

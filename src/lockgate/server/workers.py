@@ -17,7 +17,8 @@ connection to a worker waiting in ``accept``. The supervisor answers no request;
 
 What the workers must share (jobs, ``Idempotency-Key`` answers, dashboard sign-ins, the
 failed-authentication budget) is in ``.lockgate/server.db``; metrics are counted in
-files in a directory the supervisor makes and removes (:mod:`lockgate.server.metrics`).
+files in a directory the supervisor makes under ``.lockgate/serve/`` and removes
+(:mod:`lockgate.server.metrics`).
 Workers are forked, so this needs ``os.fork`` (Linux, macOS, the BSDs).
 """
 
@@ -29,13 +30,14 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from lockgate.errors import EnvironmentFault, InputError
+from lockgate.server.owners import Owner
 
 __all__ = ["bind", "serve_one", "supervise"]
 
@@ -122,16 +124,26 @@ def _worker(
 
 def supervise(
     workers: int,
+    directory: Path,
     sock: socket.socket,
     make_app: Callable[[str], Any],
     options: Mapping[str, Any],
     say: Callable[[str], None],
 ) -> int:
     """Run ``workers`` forked processes serving ``make_app(metrics_dir)`` on ``sock``;
-    the exit status once all have stopped (0: each drained and stopped cleanly)."""
+    the exit status once all have stopped (0: each drained and stopped cleanly).
+
+    The metrics directory is ``directory/<owner>.metrics``, owned as a job is
+    (:class:`~lockgate.server.owners.Owner`; the workers inherit the lock): removed at the
+    end, and by the next supervisor when this one was killed outright."""
     if not hasattr(os, "fork"):
         raise InputError("--workers above 1 needs os.fork, which this system lacks; use 1")
-    metrics_dir = tempfile.mkdtemp(prefix="lockgate-metrics-")
+    owner = Owner(directory)
+    for stale in directory.glob("*.metrics"):
+        if not owner.alive(stale.name.removesuffix(".metrics")):
+            shutil.rmtree(stale, ignore_errors=True)
+    (directory / f"{owner.id}.metrics").mkdir(0o700)
+    metrics_dir = str(directory / f"{owner.id}.metrics")
     children: dict[int, float] = {}
     stopping = False
     failed = False
@@ -189,4 +201,5 @@ def supervise(
             signal.signal(number, handler)
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        owner.close()
     return 1 if failed else 0
