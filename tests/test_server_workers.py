@@ -202,8 +202,9 @@ def test_one_idempotency_key_sent_to_two_workers_runs_once(tmp_path: Path) -> No
             target=lambda: first.append(a.call("POST", path, token=token, body=body, headers=key))
         )
         caller.start()
-        wait_until("the gate", (signals / "waiting").exists)
-        assert int((signals / "waiting").read_text()) == a.worker
+        waiting = signals / "waiting"
+        wait_until("the gate", lambda: waiting.exists() and waiting.read_text().isdigit())
+        assert int(waiting.read_text()) == a.worker
         status, refused, _ = b.call("POST", path, token=token, body=body, headers=key)
         assert status == 409 and "still running" in refused["error"]["message"]
         (signals / "go").write_text("")

@@ -145,10 +145,13 @@ def command(
 
         return build_app(attrs.evolve(settings, metrics_dir=Path(metrics_dir)))
 
-    say = lambda line: click.echo(line, err=True)  # noqa: E731
-    code = supervise(processes, root / ".lockgate" / "serve", sock, make_app, options, say)
+    code = supervise(processes, root / ".lockgate" / "serve", sock, make_app, options, _say)
     if code:
         ctx.exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _address(sock: object) -> str:

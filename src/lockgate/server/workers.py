@@ -122,6 +122,17 @@ def _worker(
         os._exit(code)
 
 
+def _metrics_dir(owner: Owner, directory: Path) -> str:
+    """This supervisor's metrics directory, made once those of supervisors that are gone
+    (killed outright) are removed."""
+    for stale in directory.glob("*.metrics"):
+        if not owner.alive(stale.name.removesuffix(".metrics")):
+            shutil.rmtree(stale, ignore_errors=True)
+    made = directory / f"{owner.id}.metrics"
+    made.mkdir(0o700)
+    return str(made)
+
+
 def supervise(
     workers: int,
     directory: Path,
@@ -139,11 +150,7 @@ def supervise(
     if not hasattr(os, "fork"):
         raise InputError("--workers above 1 needs os.fork, which this system lacks; use 1")
     owner = Owner(directory)
-    for stale in directory.glob("*.metrics"):
-        if not owner.alive(stale.name.removesuffix(".metrics")):
-            shutil.rmtree(stale, ignore_errors=True)
-    (directory / f"{owner.id}.metrics").mkdir(0o700)
-    metrics_dir = str(directory / f"{owner.id}.metrics")
+    metrics_dir = _metrics_dir(owner, directory)
     children: dict[int, float] = {}
     stopping = False
     failed = False
