@@ -152,16 +152,25 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) process ``pid`` has used so far (None: not on Linux)."""
+    """CPU time (user + system) process ``pid`` and its live children (the workers of
+    ``serve --workers N``) have used so far (None: not on Linux)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = [
+            int(k)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for k in (task / "children").read_text().split()
+        ]
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(k) or 0.0 for k in kids)
 
 
 @contextlib.contextmanager
-def serving(root: Path, store: str, http: str = "auto") -> Iterator[tuple[str, int]]:
+def serving(
+    root: Path, store: str, http: str = "auto", workers: int = 1
+) -> Iterator[tuple[str, int]]:
     """A real ``lockgate serve`` on the project; its base URL and process id."""
     import httpx
 
@@ -182,6 +191,8 @@ def serving(root: Path, store: str, http: str = "auto") -> Iterator[tuple[str, i
             "600",
             "--http",
             http,
+            "--workers",
+            str(workers),
         ],
         env=inherited_environment() | plugin_env(store),
         stdout=subprocess.DEVNULL,
@@ -502,7 +513,7 @@ def measure(store: str, dsn: str | None, args: argparse.Namespace, tmp: Path) ->
     revisions = build(root, store, dsn, args.components)
     token = admin_token(root, store)
     before, seq = snapshot(root, store)
-    with serving(root, store, args.http) as (base, pid):
+    with serving(root, store, args.http, args.workers) as (base, pid):
         cpu_before = cpu_seconds(pid)
         started = time.monotonic()
         tally = load_all(base, token, revisions, args)
@@ -553,7 +564,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load_start: 
     print(
         f"server_load: {mode}; {python_and_cores()}; {args.clients} clients in "
         f"{args.client_procs} process(es), {args.duration:g} s, {args.components} components, "
-        f"reads {args.reads:.0%}; serve --http {args.http}; {pauses}"
+        f"reads {args.reads:.0%}; serve --http {args.http} --workers {args.workers}; {pauses}"
     )
     print(f"load average (1/5/15 min): {load_start} at the start, {load_average()} at the end")
     for r in results:
@@ -637,6 +648,7 @@ def to_json(results: list[dict[str, Any]], args: argparse.Namespace, load_start:
         "client_procs": args.client_procs,
         "think_ms": args.think_ms,
         "http": args.http,
+        "workers": args.workers,
         "load_average": {"start": load_start, "end": load_average()},
         "stores": {
             r["store"]: {
@@ -681,6 +693,12 @@ def main() -> None:
         default="auto",
         choices=["auto", "httptools", "h11"],
         help="the server's HTTP stack (lockgate serve --http): auto, httptools or h11",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (lockgate serve --workers); server CPU adds them all up",
     )
     parser.add_argument("--runs", type=int, default=50, help="one-at-a-time HTTP/in-process")
     parser.add_argument("--cli-runs", type=int, default=10, help="one-at-a-time CLI processes")

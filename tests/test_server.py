@@ -212,7 +212,8 @@ def concrete(path: str) -> str:
 
 
 def test_health_ready_openapi_and_docs_need_no_token(api: Api) -> None:
-    assert api.call("GET", "/health") == (200, {"status": "ok"})
+    status, health = api.call("GET", "/health")
+    assert status == 200 and health["status"] == "ok" and isinstance(health["worker"], int)
     assert api.call("GET", "/ready") == (200, {"ready": True, "problems": []})
     status, doc = api.call("GET", "/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")

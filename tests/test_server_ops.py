@@ -302,7 +302,7 @@ def test_an_operation_past_its_lock_is_answered_when_it_ends_never_504(tmp_path:
 
 
 def test_a_stop_finishes_running_jobs_and_fails_queued_ones_for_good(tmp_path: Path) -> None:
-    proc, api, signals = held_server(tmp_path, "--workers", "1")
+    proc, api, signals = held_server(tmp_path, "--job-threads", "1")
     try:
         running = api.call(
             "POST", "/api/v1/components/alice:etl/promote", role="releaser", headers=ASYNC
@@ -386,9 +386,10 @@ def test_an_idempotency_key_is_answered_the_same_after_a_restart(tmp_path: Path)
 
 def test_expired_keys_and_jobs_are_dropped(tmp_path: Path) -> None:
     from lockgate.server.idempotency import IdempotencyKeys, ServerDb
+    from lockgate.server.owners import Owner
 
     db = ServerDb(tmp_path / "server.db", keep_hours=1)
-    keys = IdempotencyKeys(db)
+    keys = IdempotencyKeys(db, Owner(tmp_path / "serve"))
     runs: list[int] = []
 
     def work() -> tuple[int, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import attrs
 import click
 
 from lockgate.cli.context import AppContext
@@ -37,10 +38,17 @@ __all__ = ["command"]
 )
 @click.option(
     "--workers",
+    default=None,
+    help="Server processes answering on the one address (a number, or auto: one per "
+    "CPU); default: server.workers in lockgate.yaml, else 1.",
+)
+@click.option(
+    "--job-threads",
     default=4,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Threads running jobs (uploads, pipeline runs, Prefer: respond-async).",
+    help="Threads running jobs (uploads, pipeline runs, Prefer: respond-async), in each "
+    "worker process.",
 )
 @click.option(
     "--threads",
@@ -67,7 +75,8 @@ def command(
     max_body: int,
     timeout: float,
     auth_failures: int,
-    workers: int,
+    workers: str | None,
+    job_threads: int,
     threads: int,
     http_impl: str,
 ) -> None:
@@ -75,7 +84,7 @@ def command(
 
     Every request needs a bearer token from 'lockgate token create' but /health, /ready,
     /openapi.json and /docs. Exit 3 when the server extra is not installed or the state
-    store keeps no tokens.
+    store keeps no tokens; exit 4 when the address is in use.
     """
     from lockgate.errors import MissingCapabilityError
     from lockgate.server import missing_extra
@@ -93,35 +102,81 @@ def command(
             f"state store {project.config.state.store!r} keeps no access tokens (the "
             "AccessTokens capability), so it cannot serve; use state.store: sqlite"
         )
-    import uvicorn
-
-    from lockgate.server.app import ServerSettings
+    from lockgate.server.app import Server, ServerSettings
     from lockgate.server.http import build_app
+    from lockgate.server.workers import bind, serve_one, supervise
 
+    processes = worker_count(workers, project.config.server.workers)
     settings = ServerSettings(
         root=root,
         environ=dict(os.environ),
         max_body=max_body,
         timeout=timeout,
         auth_failures=auth_failures,
-        workers=workers,
+        job_threads=job_threads,
         threads=threads,
         distributions=app_ctx.distributions,
     )
     http, loop = http_stack(http_impl)
-    app = build_app(settings)  # a broken server.jwt section is one line here, exit 2
-    click.echo(f"lockgate: serving {root} on http://{host}:{port} ({http}, {loop})", err=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        http=http,
-        loop=loop,
-        timeout_keep_alive=5,
-        limit_concurrency=200,
+    options = {
+        "log_level": "warning",
+        "access_log": False,
+        "http": http,
+        "loop": loop,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 200,
+    }
+    if processes == 1:
+        app = build_app(settings)  # a broken server.jwt section is one line here, exit 2
+        sock = bind(host, port)
+        click.echo(f"lockgate: serving {root} on {_address(sock)} ({http}, {loop})", err=True)
+        serve_one(app, sock, options)
+        return
+    Server(settings).close()  # the same checks, once, before any worker starts
+    sock = bind(host, port)
+    click.echo(
+        f"lockgate: serving {root} on {_address(sock)} ({http}, {loop}, "
+        f"{processes} worker processes)",
+        err=True,
     )
+
+    def make_app(metrics_dir: str) -> object:
+        from pathlib import Path
+
+        return build_app(attrs.evolve(settings, metrics_dir=Path(metrics_dir)))
+
+    code = supervise(processes, root / ".lockgate" / "serve", sock, make_app, options, _say)
+    if code:
+        ctx.exit(code)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _address(sock: object) -> str:
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def worker_count(option: str | None, configured: int | str | None) -> int:
+    """Worker processes for ``--workers`` (``option``), else ``server.workers``: a number
+    from 1 to 256, or ``auto`` (one per CPU this process may run on)."""
+    from lockgate.errors import InputError
+
+    given, where = (option, "--workers") if option is not None else (configured, "server.workers")
+    if given is None:
+        return 1
+    text = str(given).strip().lower()
+    if text == "auto":
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        return max(1, len(cpus) if cpus else (os.cpu_count() or 1))
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise InputError(f"{where} {given!r}: give a number from 1 to 256, or auto")
+    return int(text)
 
 
 def _installed(module: str) -> bool:

@@ -4,11 +4,18 @@ a misspelt key is one line naming its file and line like any other."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from lockgate.contracts.records import record
 
 __all__ = ["JwtSection", "ServerSection"]
+
+
+def _workers(instance: object, attribute: object, value: object) -> None:
+    if isinstance(value, int) and not 1 <= value <= 256:
+        raise ValueError(f"workers must be from 1 to 256 or auto, not {value}")
 
 
 @record
@@ -33,9 +40,11 @@ class JwtSection:
 @record
 class ServerSection:
     """``server:`` — ``lockgate serve``'s settings that belong to the project: how long
-    an ``Idempotency-Key``'s answer (and a job's) is kept, and JWTs it accepts."""
+    an ``Idempotency-Key``'s answer (and a job's) is kept, JWTs it accepts, and how many
+    worker processes it runs when ``--workers`` does not say (``auto``: one per CPU)."""
 
     idempotency_hours: float = attrs.field(
         default=24.0, validator=[attrs.validators.ge(0.01), attrs.validators.le(24 * 365)]
     )
     jwt: JwtSection | None = None
+    workers: int | Literal["auto"] | None = attrs.field(default=None, validator=_workers)

@@ -42,6 +42,7 @@ __all__ = [
     "ACTIONS",
     "ROLES",
     "authenticate",
+    "authenticate_digest",
     "authorize",
     "create_token",
     "list_tokens",
@@ -175,7 +176,13 @@ def authenticate(session: Session, header: str | None) -> TokenRecord:
             "malformed Authorization header: send 'Bearer lg_<id>_<secret>', "
             "as 'lockgate token create' printed it"
         )
-    record = _tokens(session).token_by_digest(digest_of(value.strip()))
+    return authenticate_digest(session, digest_of(value.strip()))
+
+
+def authenticate_digest(session: Session, digest: str) -> TokenRecord:
+    """The token whose SHA-256 is ``digest``, if lockgate accepts it now (the dashboard
+    checks a sign-in again by this, keeping no token); else :class:`AuthenticationError`."""
+    record = _tokens(session).token_by_digest(digest)
     if record is None:
         raise AuthenticationError("unknown token: it was never issued here")
     if record.revoked_at is not None:

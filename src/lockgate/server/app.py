@@ -17,9 +17,7 @@ request timeout (504, and then nothing changed: :mod:`lockgate.server.timeouts`)
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from lockgate.server.idempotency import IdempotencyKeys, ServerDb, fingerprint
 from lockgate.server.jobs import Jobs
 from lockgate.server.jwt_auth import JwtVerifier, looks_like_jwt
 from lockgate.server.metrics import ServerMetrics
+from lockgate.server.owners import Owner
 from lockgate.server.projects import ProjectPool
 from lockgate.server.timeouts import Abandoned, Ticket
 
@@ -62,8 +61,8 @@ class ServerSettings:
     auth_failures: int = 10
     """Failed authentications a client may make per ``auth_window`` seconds."""
     auth_window: float = 60.0
-    workers: int = 4
-    """Threads running jobs."""
+    job_threads: int = 4
+    """Threads running jobs (in each server process)."""
     threads: int = 8
     """Requests answered at once (each in a thread, with a project of its own): a quarter
     of them (at least one) for changes, the rest (at least one) for reads; more wait
@@ -76,8 +75,11 @@ class ServerSettings:
         return max(1, self.threads - changes), changes
 
     queue: int = 100
-    """Jobs that may wait or run at once (then 503)."""
+    """Jobs that may wait or run at once (then 503), in each server process."""
     distributions: Sequence[Any] | None = None
+    metrics_dir: Path | None = None
+    """Where the processes of one ``lockgate serve --workers N`` count their metrics
+    together (None: one process, counting in memory)."""
 
 
 @attrs.define
@@ -129,6 +131,9 @@ def field_flag(data: dict[str, Any], key: str) -> bool:
 
 
 Work = Callable[[Call], tuple[int, Any]]
+Credential = str | Callable[[Session], TokenRecord] | None
+"""An ``Authorization`` header, or a dashboard sign-in's check of its token
+(:meth:`lockgate.server.web_sessions.WebSession.authenticate`)."""
 
 
 @attrs.frozen
@@ -150,14 +155,18 @@ class How:
 class Server:
     """What the routes share: settings, the failed-authentication budget per client,
     answered idempotency keys and jobs (:mod:`~lockgate.server.idempotency`,
-    :mod:`~lockgate.server.jobs`), accepted JWTs, and the server's own metrics."""
+    :mod:`~lockgate.server.jobs`), accepted JWTs, and the server's own metrics.
+
+    Everything another server process on the project must see is in ``server.db``
+    (keys, jobs, dashboard sign-ins, failed authentications); what stays in this process
+    is its open projects, its job threads and its metrics (shared through files when
+    ``lockgate serve --workers`` runs several processes: :mod:`~lockgate.server.metrics`).
+    """
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
         self._limiters: tuple[Any, Any] | None = None
-        self.metrics = ServerMetrics(self.open)
+        self.metrics = ServerMetrics(self.open, settings.metrics_dir)
         project = self.open()
         try:
             config = project.config.server
@@ -168,11 +177,12 @@ class Server:
             )
         finally:
             project.close()
+        self.owner = Owner(settings.root / ".lockgate" / "serve")
         self.db = ServerDb(settings.root / ".lockgate" / "server.db", config.idempotency_hours)
-        self.keys = IdempotencyKeys(self.db)
-        self.jobs = Jobs(self.db, workers=settings.workers, queue=settings.queue)
+        self.keys = IdempotencyKeys(self.db, self.owner)
+        self.jobs = Jobs(self.db, self.owner, workers=settings.job_threads, queue=settings.queue)
         self.projects = ProjectPool(
-            settings.root, self.open, sum(settings.shares()) + settings.workers
+            settings.root, self.open, sum(settings.shares()) + settings.job_threads
         )
 
     def close(self) -> None:
@@ -180,6 +190,7 @@ class Server:
         self.jobs.shutdown()
         self.projects.close()
         self.db.close()
+        self.owner.close()
 
     # ------------------------------------------------------------------ projects
 
@@ -208,37 +219,47 @@ class Server:
     # ------------------------------------------------------------------ budget
 
     def check_budget(self, client: str) -> None:
-        """429 while ``client`` has spent its failed authentications for the window."""
-        with self._lock:
-            spent = self._recent(client)
-            if len(spent) >= self.settings.auth_failures:
-                wait = max(1, int(self.settings.auth_window - (time.monotonic() - spent[0])) + 1)
-                raise ApiError(
-                    "rate_limited",
-                    f"too many failed authentications from {client}; retry in {wait} s",
-                    {"Retry-After": str(wait)},
-                )
+        """429 while ``client`` has spent its failed authentications for the window
+        (counted in ``server.db``, so across every process serving the project)."""
+        now = time.time()
+        ((spent, first),) = self.db.read(
+            "SELECT count(*), min(at) FROM auth_failures WHERE client=? AND at>=?",
+            (client, now - self.settings.auth_window),
+        )
+        if spent >= self.settings.auth_failures:
+            wait = max(1, int(self.settings.auth_window - (now - first)) + 1)
+            raise ApiError(
+                "rate_limited",
+                f"too many failed authentications from {client}; retry in {wait} s",
+                {"Retry-After": str(wait)},
+            )
 
     def spend(self, client: str) -> None:
-        with self._lock:
-            self._recent(client).append(time.monotonic())
+        now = time.time()
+        with self.db.cursor() as cur:
+            cur.execute(
+                "DELETE FROM auth_failures WHERE at < ?", (now - self.settings.auth_window,)
+            )
+            cur.execute("INSERT INTO auth_failures VALUES (?, ?)", (client, now))
         self.metrics.auth_failures.inc()
-
-    def _recent(self, client: str) -> deque[float]:
-        spent = self._failures.setdefault(client, deque())
-        horizon = time.monotonic() - self.settings.auth_window
-        while spent and spent[0] < horizon:
-            spent.popleft()
-        return spent
 
     # ------------------------------------------------------------------ one request
 
     def authenticate(
-        self, client: str, header: str | None, project: Project | None = None
+        self, client: str, header: Credential, project: Project | None = None
     ) -> TokenRecord:
-        """The token ``header`` carries (a JWT when ``server.jwt`` is set), looked up in
-        ``project`` (the request's, else one opened for the look-up); 401 else, counted
-        against ``client``'s budget."""
+        """The token ``header`` carries (a JWT when ``server.jwt`` is set), or a
+        dashboard sign-in checks again, looked up in ``project`` (the request's, else one
+        opened for the look-up); 401 else, counted against ``client``'s budget."""
+        if callable(header):
+            try:
+                if project is not None:
+                    return header(Session(project))
+                with self.projects.project() as probe:
+                    return header(Session(probe))
+            except LockgateError as exc:
+                self.spend(client)
+                raise ApiError.of(exc) from None
         value = (header or "").strip().partition(" ")[2].strip()
         try:
             if looks_like_jwt(value) and (header or "").lower().startswith("bearer "):
@@ -259,7 +280,7 @@ class Server:
     def run(
         self,
         client: str,
-        header: str | None,
+        header: Credential,
         action: str,
         stage_of: Callable[[Call], str | None] | None,
         work: Work,
@@ -271,7 +292,7 @@ class Server:
         how = How(action, work, action, stage_of, idempotency_key=idempotency_key)
         return self.handle(client, header, how, request)
 
-    def handle(self, client: str, header: str | None, how: How, request: Call) -> tuple[int, Any]:
+    def handle(self, client: str, header: Credential, how: How, request: Call) -> tuple[int, Any]:
         """Authenticate, authorize, answer (in a worker thread): at once, or as a job."""
         with self.projects.project() as project:
             token = self.authenticate(client, header, project)

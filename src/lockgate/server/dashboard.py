@@ -35,7 +35,7 @@ from lockgate.contracts.refs import short
 from lockgate.contracts.state import EventFilter, TokenRecord
 from lockgate.errors import NotFoundError, PermissionDeniedError
 from lockgate.operations.tokens import authorize
-from lockgate.server.app import Call, Server
+from lockgate.server.app import Call, Credential, Server
 from lockgate.server.errors import ApiError
 from lockgate.server.routes import ROUTES
 from lockgate.server.web_sessions import Sessions, WebSession, same
@@ -150,7 +150,7 @@ class Dashboard:
 
     def __init__(self, server: Server, sessions: Sessions | None = None) -> None:
         self.server = server
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or Sessions(server.db)
         self.env = _environment()
 
     # -------------------------------------------------------------- rendering
@@ -188,7 +188,7 @@ class Dashboard:
     async def run(
         self,
         request: Request,
-        header: str,
+        header: Credential,
         action: str,
         work: Page,
         *,
@@ -286,9 +286,7 @@ class Dashboard:
             if exc.code == "unauthenticated":
                 return self._login_form(request, exc.message, 401)
             return self.error(request, exc, None)
-        session_id, _ = self.sessions.create(
-            header, record.actor, record.role, record.stage, record.id
-        )
+        session_id, _ = await anyio.to_thread.run_sync(self.sessions.create, record)
         response = RedirectResponse("/ui/", 303, headers=HEADERS)
         response.set_cookie(
             COOKIE,
@@ -318,10 +316,10 @@ class Dashboard:
         if user is None:
             return self._to_login(request)
         try:
-            _, facts = await self.run(request, user.header, "read", overview)
+            _, facts = await self.run(request, user.authenticate, "read", overview)
         except ApiError as exc:
             return self.error(request, exc, user)
-        notice, user.notice = user.notice, None
+        notice = await anyio.to_thread.run_sync(self.sessions.take_notice, user)
         return self.html(request, "overview.html", user=user, notice=notice, **facts)
 
     async def component(self, request: Request) -> Response:
@@ -330,7 +328,9 @@ class Dashboard:
             return self._to_login(request)
         ref = str(request.path_params["ref"])
         try:
-            _, facts = await self.run(request, user.header, "read", component, params={"ref": ref})
+            _, facts = await self.run(
+                request, user.authenticate, "read", component, params={"ref": ref}
+            )
         except ApiError as exc:
             return self.error(request, exc, user)
         return self.html(request, "component.html", user=user, **facts)
@@ -347,7 +347,7 @@ class Dashboard:
                 body["comment"] = fields["comment"]
             _, result = await self.run(
                 request,
-                user.header,
+                user.authenticate,
                 APPROVE.action,
                 APPROVE.work,
                 params={"ref": ref},
@@ -356,9 +356,10 @@ class Dashboard:
             )
         except ApiError as exc:
             return self.error(request, exc, user)
-        user.notice = f"{result['component']} {short(result['revision'])}: {result['status']}"
+        notice = f"{result['component']} {short(result['revision'])}: {result['status']}"
         if result.get("note"):
-            user.notice += f" ({result['note']})"
+            notice += f" ({result['note']})"
+        await anyio.to_thread.run_sync(self.sessions.tell, user, notice)
         self._count(request, 303)
         return RedirectResponse("/ui/", 303, headers=HEADERS)
 

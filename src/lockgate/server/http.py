@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -118,7 +119,7 @@ def _endpoint(server: Server, route: Route) -> Any:
 
 def _public(server: Server) -> list[StarletteRoute]:
     async def health(request: Request) -> Response:
-        return _json(200, {"status": "ok"})
+        return _json(200, {"status": "ok", "worker": os.getpid()})
 
     def readiness() -> tuple[int, dict[str, Any]]:
         problems: list[str] = []

@@ -1,7 +1,9 @@
-"""What the server keeps across restarts: answered ``Idempotency-Key`` requests and jobs.
+"""What the server keeps across restarts and shares between its processes: answered
+``Idempotency-Key`` requests, jobs, dashboard sign-ins and failed authentications.
 
-Both live in one SQLite file, ``.lockgate/server.db`` beside the project's state (the
-server's own bookkeeping, whichever state store the project uses), and expire after
+All live in one SQLite file, ``.lockgate/server.db`` beside the project's state (the
+server's own bookkeeping, whichever state store the project uses; WAL, so the processes
+of ``lockgate serve --workers N`` read it at once). Keys and jobs expire after
 ``server.idempotency_hours`` (24 by default): expired rows are dropped as new ones are
 written.
 
@@ -11,10 +13,17 @@ request (the action, path parameters, query and body); the same key again with t
 request gets that answer without running anything, with another request 422
 ``idempotency_mismatch``, and while the first is still running 409 ``conflict``. An
 error is not kept: errors change nothing, so a retry after one runs again.
+
+"Still running" holds across processes: the first request claims its key in the file
+(a row with status 0 and the :class:`~lockgate.server.owners.Owner` answering it) in the
+same transaction that found no answer, so of two requests with one key sent to two
+workers at once, one runs and the other gets 409. A claim whose process has died since
+is taken over by the next request with that key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -26,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.server.errors import ApiError
+from lockgate.server.owners import Owner
 
 __all__ = ["Answer", "IdempotencyKeys", "ServerDb"]
 
@@ -42,7 +52,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
     http_status INTEGER, body TEXT, at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS web_sessions (
+    key TEXT PRIMARY KEY, credential TEXT NOT NULL, csrf TEXT NOT NULL,
+    expires REAL NOT NULL, notice TEXT
+);
+CREATE TABLE IF NOT EXISTS auth_failures (client TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS auth_failures_client ON auth_failures (client, at);
 """
+_OWNED = ("idempotency", "jobs")
+"""Tables that name the process answering a row (column ``owner``, added to a file an
+older server made)."""
 
 
 class ServerDb:
@@ -53,9 +72,17 @@ class ServerDb:
         self.keep = keep_hours * 3600
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        for table in _OWNED:
+            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if "owner" not in columns:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN owner TEXT")
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._reader.execute("PRAGMA busy_timeout=10000")
 
     @contextmanager
     def cursor(self) -> Iterator[sqlite3.Cursor]:
@@ -70,6 +97,12 @@ class ServerDb:
                 raise
             cur.execute("COMMIT")
 
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of one query, on a connection of its own outside any transaction
+        (WAL: it never waits for a writer, in this process or another)."""
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
+
     def purge(self, cur: sqlite3.Cursor) -> None:
         """Drop what expired."""
         horizon = time.time() - self.keep
@@ -77,8 +110,9 @@ class ServerDb:
         cur.execute("DELETE FROM jobs WHERE at < ? AND finished_at IS NOT NULL", (horizon,))
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
 
 def fingerprint(action: str, params: Any, query: Any, body: bytes) -> str:
@@ -88,12 +122,10 @@ def fingerprint(action: str, params: Any, query: Any, body: bytes) -> str:
 
 
 class IdempotencyKeys:
-    """Answered keys, kept in :class:`ServerDb`; keys being answered, in memory."""
+    """Answered keys, and keys being answered, kept in :class:`ServerDb`."""
 
-    def __init__(self, db: ServerDb) -> None:
-        self.db = db
-        self._lock = threading.Lock()
-        self._running: set[tuple[str, str]] = set()
+    def __init__(self, db: ServerDb, owner: Owner) -> None:
+        self.db, self.owner = db, owner
 
     def once(self, scope: str, key: str, print_: str, work: Callable[[], Answer]) -> Answer:
         """The kept answer to ``key`` when there is one, else ``work()``'s (kept when it
@@ -102,33 +134,44 @@ class IdempotencyKeys:
             raise ApiError("bad_request", "Idempotency-Key must be 1 to 200 printable characters")
         with self.db.cursor() as cur:
             row = cur.execute(
-                "SELECT fingerprint, status, body, at FROM idempotency WHERE scope=? AND key=?",
+                "SELECT fingerprint, status, body, at, owner FROM idempotency "
+                "WHERE scope=? AND key=?",
                 (scope, key),
             ).fetchone()
-        if row is not None and row[3] >= time.time() - self.db.keep:
-            if row[0] != print_:
-                raise ApiError(
-                    "idempotency_mismatch",
-                    f"Idempotency-Key {key!r} was used for another request; use a new key",
-                )
-            return int(row[1]), json.loads(row[2])
-        with self._lock:
-            if (scope, key) in self._running:
-                raise ApiError(
-                    "conflict",
-                    f"a request with Idempotency-Key {key!r} is still running; retry when "
-                    "it has been answered",
-                )
-            self._running.add((scope, key))
+            if row is not None and (row[1] == 0 or row[3] >= time.time() - self.db.keep):
+                if row[0] != print_:
+                    raise ApiError(
+                        "idempotency_mismatch",
+                        f"Idempotency-Key {key!r} was used for another request; use a new key",
+                    )
+                if row[1] != 0:
+                    return int(row[1]), json.loads(row[2])
+                if self.owner.alive(row[4]):
+                    raise ApiError(
+                        "conflict",
+                        f"a request with Idempotency-Key {key!r} is still running; retry "
+                        "when it has been answered",
+                    )
+            cur.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, 0, '', ?, ?)",
+                (scope, key, print_, time.time(), self.owner.id),
+            )
+        kept = False
         try:
             status, body = work()
             with self.db.cursor() as cur:
                 self.db.purge(cur)
                 cur.execute(
-                    "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?)",
-                    (scope, key, print_, status, json.dumps(body, default=str), time.time()),
+                    "UPDATE idempotency SET status=?, body=?, at=? "
+                    "WHERE scope=? AND key=? AND owner=?",
+                    (status, json.dumps(body, default=str), time.time(), scope, key, self.owner.id),
                 )
+            kept = True
             return status, body
         finally:
-            with self._lock:
-                self._running.discard((scope, key))
+            if not kept:
+                with self.db.cursor() as cur:
+                    cur.execute(
+                        "DELETE FROM idempotency WHERE scope=? AND key=? AND owner=? AND status=0",
+                        (scope, key, self.owner.id),
+                    )

@@ -14,9 +14,12 @@ with ``Retry-After``). A job's record lives in ``.lockgate/server.db``
 When the server stops (SIGTERM, Ctrl-C), jobs still queued are not started and are
 recorded ``failed`` (code ``unavailable``: nothing was done), and the server waits for
 running ones to end: an operation is never cut off halfway. A server killed outright
-leaves its running jobs ``running`` in the file; the next server to start records them
-``failed`` (the operation itself was finished or undone by recovery, as after any
-crash: the audit log says which).
+leaves its running jobs ``running`` in the file; each job names the process that runs
+it (:class:`~lockgate.server.owners.Owner`), and once that process is gone the next
+server process to start, or to be asked for the job, records it ``failed`` (the
+operation itself was finished or undone by recovery, as after any crash: the audit log
+says which). The jobs of a process that still runs (another worker of ``lockgate serve
+--workers N``) are left alone, and any worker answers ``GET /jobs/<id>`` for them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 from lockgate.contracts.clock import now_iso
 from lockgate.server.errors import ApiError
 from lockgate.server.idempotency import Answer, ServerDb
+from lockgate.server.owners import Owner
 
 __all__ = ["Jobs"]
 
@@ -45,21 +49,24 @@ _STOPPED = {
 class Jobs:
     """The server's job pool and the jobs' records."""
 
-    def __init__(self, db: ServerDb, *, workers: int, queue: int) -> None:
-        self.db, self.queue = db, queue
+    def __init__(self, db: ServerDb, owner: Owner, *, workers: int, queue: int) -> None:
+        self.db, self.owner, self.queue = db, owner, queue
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lockgate-job")
         self._lock = threading.Lock()
         self._waiting: dict[str, Future[None]] = {}
         self._settle_previous()
 
-    def _settle_previous(self) -> None:
-        """Jobs a previous server left queued or running: failed, saying why."""
+    def _settle_previous(self, job_id: str | None = None) -> None:
+        """Jobs (``job_id``, else every one) left queued or running by a server process
+        that is gone: failed, saying why."""
+        where = "status IN ('queued', 'running')" + (" AND id=?" if job_id else "")
         with self.db.cursor() as cur:
             rows = cur.execute(
-                "SELECT id, status FROM jobs WHERE status IN ('queued', 'running')"
+                f"SELECT id, status, owner FROM jobs WHERE {where}", (job_id,) if job_id else ()
             ).fetchall()
-            for job_id, status in rows:
-                self._finish(cur, job_id, ApiError("unavailable", _STOPPED[status]))
+            for found, status, owner in rows:
+                if not self.owner.alive(owner):
+                    self._finish(cur, found, ApiError("unavailable", _STOPPED[status]))
 
     def submit(self, scope: str, operation: str, run: Callable[[], Answer]) -> Answer:
         """Queue ``run``; the 202 answer naming the job."""
@@ -74,9 +81,9 @@ class Jobs:
             with self.db.cursor() as cur:
                 self.db.purge(cur)
                 cur.execute(
-                    "INSERT INTO jobs (id, scope, operation, status, created_at, at) "
-                    "VALUES (?, ?, ?, 'queued', ?, ?)",
-                    (job_id, scope, operation, now_iso(), time.time()),
+                    "INSERT INTO jobs (id, scope, operation, status, created_at, at, owner) "
+                    "VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                    (job_id, scope, operation, now_iso(), time.time(), self.owner.id),
                 )
             self._waiting[job_id] = self._pool.submit(self._run, job_id, run)
         location = f"/jobs/{job_id}"
@@ -113,12 +120,10 @@ class Jobs:
     def get(self, job_id: str, scope: str | None) -> dict[str, Any] | None:
         """Job ``job_id`` as ``GET /jobs/<id>`` shows it (None: no such job, or not
         ``scope``'s; ``scope`` None: anyone's)."""
-        with self.db.cursor() as cur:
-            row = cur.execute(
-                "SELECT id, scope, operation, status, created_at, started_at, finished_at, "
-                "http_status, body FROM jobs WHERE id=?",
-                (job_id,),
-            ).fetchone()
+        row = self._row(job_id)
+        if row is not None and row[3] in _STOPPED and not self.owner.alive(row[9]):
+            self._settle_previous(job_id)
+            row = self._row(job_id)
         if row is None or (scope is not None and row[1] != scope):
             return None
         keys = ("job", "actor", "operation", "status", "created_at", "started_at",
@@ -126,6 +131,14 @@ class Jobs:
         job = dict(zip(keys, row[:8], strict=True))
         job.update(json.loads(row[8]) if row[8] else {})
         return job
+
+    def _row(self, job_id: str) -> Any:
+        rows = self.db.read(
+            "SELECT id, scope, operation, status, created_at, started_at, finished_at, "
+            "http_status, body, owner FROM jobs WHERE id=?",
+            (job_id,),
+        )
+        return rows[0] if rows else None
 
     def shutdown(self) -> None:
         """Start no queued job (each recorded failed), wait for running ones to end."""
