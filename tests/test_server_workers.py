@@ -223,11 +223,8 @@ def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     try:
         a, _ = two_workers(api.port)
         token = api.tokens["releaser"]
-        running = a.call("POST", "/api/v1/components/alice:etl/promote", token=token,
-                         headers=ASYNC)[1]  # fmt: skip
-        wait_until("the gate", (signals / "waiting").exists)
-        queued = a.call("POST", "/api/v1/components/alice:report/promote", token=token,
-                        headers=ASYNC)[1]  # fmt: skip
+        running = _promote_async(a, token, "alice:etl", signals)
+        queued = _promote_async(a, token, "alice:report")
         workers = children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         db = api.root / ".lockgate" / "server.db"
@@ -250,9 +247,7 @@ def test_a_killed_worker_is_replaced_and_its_job_recorded_failed(tmp_path: Path)
     try:
         a, b = two_workers(api.port)
         token = api.tokens["releaser"]
-        job = a.call("POST", "/api/v1/components/alice:etl/promote", token=token,
-                     headers=ASYNC)[1]  # fmt: skip
-        wait_until("the gate", (signals / "waiting").exists)
+        job = _promote_async(a, token, "alice:etl", signals)
         assert b.call("GET", job["location"], token=token)[1]["status"] == "running"
         os.kill(a.worker, signal.SIGKILL)
         wait_until("the worker's end", lambda: _ended(a.worker))
@@ -378,6 +373,19 @@ def test_auto_and_the_config_choose_the_number_of_workers(tmp_path: Path) -> Non
     finally:
         stop(proc)
     assert proc.returncode == 0 and ", 2 worker processes)" in err
+
+
+def _promote_async(
+    worker: Pinned, token: str, ref: str, signals: Path | None = None
+) -> dict[str, Any]:
+    """Start a promote of ``ref`` as a job on ``worker``; with ``signals``, wait until
+    its gate holds (the held server's validator waits there for ``go``)."""
+    job: dict[str, Any] = worker.call(
+        "POST", f"/api/v1/components/{ref}/promote", token=token, headers=ASYNC
+    )[1]
+    if signals is not None:
+        wait_until("the gate", (signals / "waiting").exists)
+    return job
 
 
 def _workers_seen(port: int, want: int = 0) -> set[int]:
