@@ -28,11 +28,11 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *args: str) -> None:
         self.root, self.port = root, free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lockgate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "lockgate", "serve", "--port", str(self.port), *args],
             cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -69,14 +69,33 @@ class Served:
 
 
 @pytest.fixture
-def served(lockgate_project: Path, pg_dsn: str, project_key: str) -> Iterator[Served]:
+def promoted(lockgate_project: Path, pg_dsn: str, project_key: str) -> Path:
     write_config(lockgate_project, pg_dsn, project_key)
     write_component(lockgate_project, "print('v1')\n")
     ok("stage", "alice:etl", project=lockgate_project)
     ok("promote", "alice:etl", "--to", "staging", project=lockgate_project)
-    server = Served(lockgate_project)
+    return lockgate_project
+
+
+@pytest.fixture
+def served(promoted: Path) -> Iterator[Served]:
+    server = Served(promoted)
     try:
         yield server
+    finally:
+        server.stop()
+
+
+def test_the_supervisor_of_workers_forks_holding_no_connection(promoted: Path) -> None:
+    """The command's own project is closed before the workers are forked: no pool (and
+    none of its threads) is copied into them or kept idle for the server's life."""
+    server = Served(promoted, "--workers", "2")
+    try:
+        made = ok("token", "create", "--actor", "vic", "--role", "viewer", project=promoted)
+        status, body = server.get("/api/v1/stages", made["token"])
+        assert status == 200, body
+        threads = len(os.listdir(f"/proc/{server.proc.pid}/task"))
+        assert threads == 1, f"the supervisor runs {threads} threads"
     finally:
         server.stop()
 

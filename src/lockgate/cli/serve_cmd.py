@@ -107,6 +107,10 @@ def command(
     from lockgate.server.workers import bind, serve_one, supervise
 
     processes = worker_count(workers, project.config.server.workers)
+    # The server opens projects of its own; this one's connections (a PostgreSQL pool
+    # and its threads) would otherwise sit idle for the server's life, and be copied
+    # into every forked worker.
+    project.close()
     settings = ServerSettings(
         root=root,
         environ=dict(os.environ),
