@@ -94,7 +94,7 @@ def test_the_supervisor_of_workers_forks_holding_no_connection(promoted: Path) -
         made = ok("token", "create", "--actor", "vic", "--role", "viewer", project=promoted)
         status, body = server.get("/api/v1/stages", made["token"])
         assert status == 200, body
-        threads = len(os.listdir(f"/proc/{server.proc.pid}/task"))
+        threads = len(list(Path(f"/proc/{server.proc.pid}/task").iterdir()))
         assert threads == 1, f"the supervisor runs {threads} threads"
     finally:
         server.stop()
