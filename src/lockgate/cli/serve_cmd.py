@@ -107,10 +107,7 @@ def command(
     from lockgate.server.workers import bind, serve_one, supervise
 
     processes = worker_count(workers, project.config.server.workers)
-    # The server opens projects of its own; this one's connections (a PostgreSQL pool
-    # and its threads) would otherwise sit idle for the server's life, and be copied
-    # into every forked worker.
-    project.close()
+    project.close()  # the server opens its own: no idle pool, none copied into a worker
     settings = ServerSettings(
         root=root,
         environ=dict(os.environ),
@@ -122,14 +119,7 @@ def command(
         distributions=app_ctx.distributions,
     )
     http, loop = http_stack(http_impl)
-    options = {
-        "log_level": "warning",
-        "access_log": False,
-        "http": http,
-        "loop": loop,
-        "timeout_keep_alive": 5,
-        "limit_concurrency": 200,
-    }
+    options = _uvicorn_options(http, loop)
     if processes == 1:
         app = build_app(settings)  # a broken server.jwt section is one line here, exit 2
         sock = bind(host, port)
@@ -152,6 +142,19 @@ def command(
     code = supervise(processes, root / ".lockgate" / "serve", sock, make_app, options, _say)
     if code:
         ctx.exit(code)
+
+
+def _uvicorn_options(http: str, loop: str) -> dict[str, object]:
+    """uvicorn's settings for every server process: no access log (``/metrics`` counts
+    requests), idle connections closed after 5 s, at most 200 connections at once."""
+    return {
+        "log_level": "warning",
+        "access_log": False,
+        "http": http,
+        "loop": loop,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 200,
+    }
 
 
 def _say(line: str) -> None:
