@@ -219,7 +219,7 @@ def test_deleted_component_is_reported_once_and_stays_staged(project: Path, watc
     [("watch.inotify", "refuses more file watches"), ("watch.overflow", "overflowed")],
 )
 def test_polling_fallback_warns_once_and_keeps_syncing(
-    project: Path, watch: Any, failpoint: str, expected: str
+    project: Path, tmp_path: Path, watch: Any, failpoint: str, expected: str
 ) -> None:
     env = {"LOCKGATE_FAILPOINTS": failpoint, "LOCKGATE__PLUGINS__WATCH__POLL_INTERVAL_MS": "100"}
     etl = project / "workspaces/alice/scripts/etl"
@@ -231,7 +231,10 @@ def test_polling_fallback_warns_once_and_keeps_syncing(
     write(etl / "main.py", "print('etl v2')\n")
     assert w.staged("alice:etl", mark)["changes"]["modified"] == 1
     mark = w.mark()
-    component(project, "alice:new", {"new.py": "N = 1\n"})
+    # Made elsewhere and moved in: a poll between its mkdir and its write would see an
+    # empty file first, and rightly stage twice (a busy machine stretches that gap).
+    made = component(tmp_path / "elsewhere", "alice:new", {"new.py": "N = 1\n"})
+    made.rename(project / "workspaces/alice/scripts/new")
     w.staged("alice:new", mark)
     time.sleep(QUIET)
     assert w.count("alice:new", mark) == 1
