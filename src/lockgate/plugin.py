@@ -51,7 +51,7 @@ Records that cross the boundary
     optional :class:`StateImport` capability, what ``state migrate`` writes through, and
     :class:`IntentLog`, closed intents too, what it reads,
     :class:`MoveWithEvents`, a pointer move recorded with the events before it,
-    :class:`SwitchReads` with :class:`SwitchView`, a switch's reads under its locks at once,
+    :class:`ReadBatch` with :class:`Ask` and :data:`BATCHABLE`, several reads in one call,
     :class:`LiveRevisions`, the revisions of a component ever live, in one query,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
@@ -169,6 +169,7 @@ if TYPE_CHECKING:
         ValidatorInfo,
     )
     from lockgate.contracts.moves import MoveWithEvents
+    from lockgate.contracts.read_batch import BATCHABLE, Ask, ReadBatch
     from lockgate.contracts.records import (
         record,
     )
@@ -224,7 +225,6 @@ if TYPE_CHECKING:
         sql_where,
         status_conflict,
     )
-    from lockgate.contracts.switch_reads import SwitchReads, SwitchView
     from lockgate.contracts.target import (
         Collectable,
         GroupSwitch,
@@ -294,6 +294,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "BATCHABLE",
     "GENESIS",
     "MAX_YAML_BYTES",
     "SPEC_FILE",
@@ -303,6 +304,7 @@ __all__ = [
     "WARM_VERSION",
     "AccessTokens",
     "Approval",
+    "Ask",
     "AuditEvent",
     "AuthenticationError",
     "BatchNotifier",
@@ -370,6 +372,7 @@ __all__ = [
     "Prepared",
     "PreparedGroup",
     "ProjectNotFoundError",
+    "ReadBatch",
     "Readable",
     "ReadinessReport",
     "RefusedError",
@@ -388,8 +391,6 @@ __all__ = [
     "StateImport",
     "StateSnapshot",
     "StateStore",
-    "SwitchReads",
-    "SwitchView",
     "SyncResult",
     "Target",
     "TokenRecord",
@@ -497,8 +498,9 @@ _EXPORTS: dict[str, str] = {
     "Intent": "lockgate.contracts.state",
     "IntentLog": "lockgate.contracts.state",
     "MoveWithEvents": "lockgate.contracts.moves",
-    "SwitchReads": "lockgate.contracts.switch_reads",
-    "SwitchView": "lockgate.contracts.switch_reads",
+    "Ask": "lockgate.contracts.read_batch",
+    "BATCHABLE": "lockgate.contracts.read_batch",
+    "ReadBatch": "lockgate.contracts.read_batch",
     "LiveRevisions": "lockgate.contracts.history",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",

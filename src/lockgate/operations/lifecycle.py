@@ -23,10 +23,12 @@ from collections.abc import Sequence
 from lockgate.contracts.clock import now_iso
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.moves import store_move_with_events
+from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.state import AuditEvent, Pointer, PointerChange, StateStore
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, NotFoundError, RefusedError
+from lockgate.operations.read_memo import read_together
 
 __all__ = [
     "TRANSITIONS",
@@ -92,17 +94,19 @@ def move_pointer(
     store offers ``MoveWithEvents``, else appended just before it.
     """
     session = as_session(session)
-    state = session.state()
-    record = state.component(component)
-    if record is None:
-        raise NotFoundError(f"{component} has never been staged; stage it first")
+    # Read afresh (the status moved from is the one at the record), both in one call.
+    reads = [Ask("component", (component,)), Ask("pointer", (stage, component.split(":")[-1]))]
+    with read_together(session, reads):
+        record = session.state().component(component)
+        if record is None:
+            raise NotFoundError(f"{component} has never been staged; stage it first")
+        current = session.state().pointer(stage, record.component_id)
     if strict:
         status: ComponentStatus | None = next_status(component, record.status, action)
     else:
         sources, target = TRANSITIONS.get(action, (frozenset(), record.status))
         status = target if record.status in sources else None
-    component_id = record.component_id
-    current = state.pointer(stage, component_id)
+    component_id, state = record.component_id, session.state()
     generation = current.generation if current else 0
     if expected_generation is not None and expected_generation != generation:
         raise ConflictError(

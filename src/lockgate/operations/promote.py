@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from lockgate.contracts.clock import now_iso
+from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.refs import (
     ComponentRef,
     check_text,
@@ -23,17 +24,18 @@ from lockgate.contracts.refs import (
 from lockgate.errors import (
     ConflictError,
     InputError,
+    LockgateError,
     NotReadyError,
     RefusedError,
 )
 from lockgate.operations.gates import gate_record
 from lockgate.operations.lifecycle import next_stage
-from lockgate.operations.read_memo import memo
+from lockgate.operations.read_memo import ask_together, memo
 from lockgate.operations.recover import recover_pending, settle
 from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.rollback import Rollback
 from lockgate.operations.switch import Switcher, SwitchResult
-from lockgate.operations.validate import Validation
+from lockgate.operations.validate import Validation, gate_asks
 
 if TYPE_CHECKING:
     from lockgate.contracts.models import ReadinessReport
@@ -66,16 +68,18 @@ class Promotion(Switcher):
         check_text("--reason", reason)
         session.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
         settle(session)
-        if not dry_run:  # even when the project does not settle: never switch over an intent
-            recover_pending(session)
-        # Planning reads each answer once (read_memo); the switch reads again under its locks.
+        # Planning reads each answer once (read_memo), what it can foresee in one call
+        # (two: before and after the revision is known); the switch reads again under
+        # its locks.
         with memo(session):
-            state = session.state()
+            ask_together(session, self._first_asks(target, to, rev, dry_run))
+            if not dry_run:  # even when the project does not settle: never over an intent
+                recover_pending(session)
             ref = self.resolve(target)
             stage = session.check_stage(to) if to else next_stage(session, str(ref))
             revision, ref = self._candidate(ref, stage, rev)
             section = session.config.stages[stage]
-            pointer = state.pointer(stage, ref.component_id)
+            pointer = session.state().pointer(stage, ref.component_id)
             current = pointer.revision if pointer else None
             generation = pointer.generation if pointer else 0
             self._check_expected(stage, ref.component_id, current, expect_current)
@@ -95,6 +99,7 @@ class Promotion(Switcher):
             )
             if current == revision:
                 return attrs.evolve(base, note="already current")
+            ask_together(session, self._then_asks(str(ref), revision, stage, section, dry_run))
             if not dry_run:
                 self._check_admissible(base, ref)
             self._protect(base, dry_run=dry_run)
@@ -141,6 +146,42 @@ class Promotion(Switcher):
                 with contextlib.suppress(Exception):  # the switch's error is the one told
                     self.session.state().append_events(gate_events)
             raise
+
+    def _first_asks(
+        self, target: str, to: str | None, rev: str | None, dry_run: bool
+    ) -> list[Ask]:
+        """What planning reads before the revision is known, as it asks it, when the
+        target names its workspace and ``--to`` a stage (else what it can't foresee is
+        read when asked): the open intents, the component, its revisions for ``--rev``
+        and its pointers in the stage and the one below. With ``--rev``, what it reads
+        once the revision is known too (:meth:`_then_asks`), taking ``--rev`` for the
+        whole id: a prefix costs those of them that name the revision, asked again."""
+        asks = [Ask("open_intents")]
+        ladder = self.session.stage_names
+        if ":" not in target or to is None or to not in ladder:
+            return asks
+        try:
+            ref = ComponentRef.parse(target)
+        except LockgateError:
+            return asks  # resolve() says why
+        asks += [Ask("component", (str(ref),)), Ask("pointer", (to, ref.component_id))]
+        if rev is not None:
+            asks.append(Ask("revisions", (str(ref),)))
+            section = self.session.config.stages[to]
+            asks += self._then_asks(str(ref), rev.lower(), to, section, dry_run)
+        elif ladder.index(to) > 0:
+            asks.append(Ask("pointer", (ladder[ladder.index(to) - 1], ref.component_id)))
+        return asks
+
+    def _then_asks(
+        self, component: str, revision: str, stage: str, section: StageSection, dry_run: bool
+    ) -> list[Ask]:
+        """What planning reads once the revision is known: its approvals (whether it is
+        admissible) and what its gate reads (``validate.gate_asks``)."""
+        asks = [] if dry_run else [Ask("approvals", (component, revision))]
+        if section.gates.validate:
+            asks += gate_asks(self.session, component, revision, stage)
+        return asks
 
     def _gate(
         self,

@@ -43,6 +43,7 @@ import attrs
 
 from lockgate.contracts.audit import verdict_digest
 from lockgate.contracts.clock import now_iso
+from lockgate.contracts.history import store_live_revisions
 from lockgate.contracts.models import (
     ComponentReadiness,
     Decision,
@@ -53,10 +54,17 @@ from lockgate.contracts.models import (
     ValidationContext,
     ValidationSubject,
 )
+from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef
 from lockgate.contracts.source import ComponentSpec
-from lockgate.contracts.state import AuditEvent, ComponentRecord, StateStore, store_results
+from lockgate.contracts.state import (
+    AuditEvent,
+    ComponentRecord,
+    EventFilter,
+    StateStore,
+    store_results,
+)
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
@@ -79,7 +87,7 @@ from lockgate.operations.validate_pool import Call, exit_issue, run_calls
 if TYPE_CHECKING:
     from lockgate.core.hooks import Validator
 
-__all__ = ["ComponentReadiness", "ReadinessReport", "Validation"]
+__all__ = ["ComponentReadiness", "ReadinessReport", "Validation", "gate_asks"]
 
 _ACTIVE_STATUSES = ("staged", "approved", "promoted")
 
@@ -97,6 +105,30 @@ class _Prepared:
 _Base = tuple[ComponentRef, str, ValidationSubject | None, tuple[Issue, ...]]
 """A component's first preparation: its ref, stage, subject (None: it has none) and the
 issues found meanwhile."""
+
+
+def gate_asks(session: Session, component: str, revision: str, stage: str) -> list[Ask]:
+    """The state reads of a gate over stored ``revision`` of ``component`` into ``stage``
+    (:meth:`Validation.run` with ``gate=True``), as it asks them: the components and the
+    stage's pointers (:meth:`Validation._prepare`), the revision's approvals, their
+    signatures' events, its authors' stagings, revisions and live revisions
+    (:meth:`Validation._context`), and the verdicts kept for it. A promotion reads them in
+    one call beforehand (``read_memo.ask_together``); one missing here is read on its own
+    when asked (``tests/test_read_batch.py`` counts them)."""
+    state = session.state()
+    asks = [
+        Ask("components"),
+        Ask("pointers", (stage,)),
+        Ask("approvals", (component, revision)),
+        Ask("events", (EventFilter(component=component, action="approve"),)),
+        Ask("events", (EventFilter(component=component, action="stage"),)),
+        Ask("revisions", (component,)),
+    ]
+    if store_live_revisions(state) is not None:
+        asks.append(Ask("live_revisions", (component, tuple(session.stage_names))))
+    if store_results(state) is not None:
+        asks.append(Ask("validation_results", (revision,)))
+    return asks
 
 
 def _staged(records: Mapping[str, ComponentRecord]) -> tuple[PeerComponent, ...]:

@@ -4,7 +4,7 @@ A part of :class:`~lockgate.testing.StateStoreConformance` (see
 :mod:`lockgate.testing._state_suite`): compare-and-swap of a stage pointer (a stale
 generation is a ``ConflictError`` that changes nothing), the pointer history with its
 ``valid_until``, ``live_at`` (what was live in a stage at a time), and the optional
-capabilities around a move (``MoveWithEvents``, ``SwitchReads``) and
+capability around a move (``MoveWithEvents``) and
 ``LiveRevisions`` (every revision ever live, the history's own answer).
 """
 
@@ -18,12 +18,10 @@ from lockgate.contracts.moves import store_move_with_events
 from lockgate.contracts.state import (
     Approval,
     EventFilter,
-    Intent,
     Pointer,
     PointerChange,
     StateStore,
 )
-from lockgate.contracts.switch_reads import SwitchView, store_switch_reads
 from lockgate.errors import ConflictError
 from lockgate.testing._state_builders import S, _event, _move, _stage, at
 
@@ -102,38 +100,6 @@ class StateStorePointerConformance:
         chain = list(store.chain())
         assert [c.event.seq for c in chain] == [1, 2, 3]
         assert [c.prev_hash for c in chain[1:]] == [c.hash for c in chain[:-1]]
-
-    def test_switch_reads_answer_as_the_reads_they_stand_for(self, store: StateStore) -> None:
-        reads = store_switch_reads(store)
-        if reads is None:
-            pytest.skip("the store offers no SwitchReads (optional)")
-        assert reads.switch_reads("staging", "etl", "alice:etl", "r1") == SwitchView(
-            open_intents=[], pointer=None, component=None, approvals=[]
-        )
-        _stage(store, "alice:etl", "r1", at(1))
-        _move(store, "staging", "alice:etl", "r1", at(2), expected=0)
-        for approval in (
-            Approval("alice:etl", "r1", "carol", "approve", at(3), stage="staging"),
-            Approval("alice:etl", "r2", "dave", "approve", at(4)),
-            Approval("alice:etl", "r1", "erin", "reject", at(5), comment="no tests"),
-        ):
-            store.add_approval(approval, _event(approval.decision, approval.at))
-        store.open_intent(Intent("i2", "promote", "bob", at(7), {"stage": "staging", "n": 2}))
-        store.open_intent(Intent("i1", "rollback", "alice", at(6)))
-        store.open_intent(Intent("i0", "promote", "alice", at(5)))
-        store.close_intent("i0", "completed")
-        record = store.component("alice:etl")
-        assert record is not None
-        view = reads.switch_reads("staging", record.component_id, "alice:etl", "r1")
-        assert view.open_intents == store.open_intents()
-        assert [i.id for i in view.open_intents] == ["i1", "i2"]
-        assert view.pointer == store.pointer("staging", record.component_id)
-        assert view.pointer is not None and view.pointer.revision == "r1"
-        assert view.component == record
-        assert view.approvals == store.approvals("alice:etl", "r1")
-        assert [a.actor for a in view.approvals] == ["carol", "erin"]
-        elsewhere = reads.switch_reads("production", record.component_id, "alice:etl", None)
-        assert (elsewhere.pointer, elsewhere.approvals) == (None, [])
 
     def test_a_conflicting_move_with_events_records_none(self, store: StateStore) -> None:
         if store_move_with_events(store) is None:

@@ -14,6 +14,8 @@ is composed of one part per part of the contract, each in a module of its own:
   the records agreeing with the log;
 * :mod:`lockgate.testing._state_outbox_suite` — the outbox's delivery state (the
   optional ``EventDeliveries`` capability);
+* :mod:`lockgate.testing._state_batch_suite` — several reads in one call (the optional
+  ``ReadBatch`` capability);
 * :mod:`lockgate.testing._lock_suite` — the locks;
 
 with the records and writes they share in :mod:`lockgate.testing._state_builders`.
@@ -46,6 +48,7 @@ from __future__ import annotations
 from lockgate.testing._lock_suite import StateStoreLockConformance
 from lockgate.testing._state_approval_suite import StateStoreApprovalConformance
 from lockgate.testing._state_audit_suite import StateStoreAuditConformance
+from lockgate.testing._state_batch_suite import StateStoreBatchConformance
 from lockgate.testing._state_builders import at
 from lockgate.testing._state_outbox_suite import StateStoreOutboxConformance
 from lockgate.testing._state_pointer_suite import StateStorePointerConformance
@@ -60,6 +63,7 @@ class StateStoreConformance(
     StateStoreApprovalConformance,
     StateStoreAuditConformance,
     StateStoreOutboxConformance,
+    StateStoreBatchConformance,
     StateStoreLockConformance,
 ):
     """The behaviours every :class:`~lockgate.contracts.state.StateStore` must show, one

@@ -4,8 +4,8 @@ locked, the events chained after it and the statement that writes them.
 An event's hash covers the previous one's (``event_hash``), so the events of a write are
 chained here, in Python, from the head the transaction locked, and written with their
 counts and the moved head in one statement, with whatever else the write adds to it
-(a pointer move's history and status): a statement costs both sides more than the work
-it carries.
+(a pointer move's swap, history and status, :mod:`lockgate_postgres.moves`): a statement
+costs both sides more than the work it carries.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psycopg
 from lockgate.plugin import AuditEvent, event_hash, not_before
 from lockgate_postgres.db import Row
 
-__all__ = ["CLOSE_HISTORY", "MARK", "OPEN_HISTORY", "Head"]
+__all__ = ["Head"]
 
 Conn = psycopg.Connection[Row]
 
@@ -55,15 +55,21 @@ class Head:
         return row
 
     def write(
-        self, rows: Sequence[dict[str, object]], also: Sequence[tuple[str, tuple[object, ...]]] = ()
-    ) -> None:
+        self,
+        rows: Sequence[dict[str, object]],
+        also: Sequence[tuple[str, str, tuple[object, ...]]] = (),
+        only_if: str | None = None,
+    ) -> psycopg.Cursor[Row]:
         """The chained ``rows``, their counts and the head moved to the last, in one
-        statement; ``also``: more data-modifying ``WITH`` queries (and their arguments)
-        sent in it (a move's history and status)."""
-        queries = [f"q{n} AS ({query}), " for n, (query, _) in enumerate(also)]
-        args = [arg for _, values in also for arg in values]
-        self.conn.execute(
-            "WITH " + "".join(queries) + _WRITE,
+        statement; ``also``: more ``WITH`` queries (name, query, arguments) sent in it (a
+        move's swap, history and status); ``only_if``: a condition on them without which
+        the events and the head are not written (the statement's cursor then yields no
+        row; it yields one when they were)."""
+        queries = [f"{name} AS ({query}), " for name, query, _ in also]
+        args = [arg for _, _, values in also for arg in values]
+        condition = f" WHERE {only_if}" if only_if else ""
+        return self.conn.execute(
+            "WITH " + "".join(queries) + _WRITE.format(only_if=condition),
             [*args, json.dumps(rows), self.seq, self.hash, self.at],
         )
 
@@ -83,19 +89,9 @@ _WRITE = (
     "chained AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS e (seq BIGINT, at TEXT, "
     "actor TEXT, action TEXT, component TEXT, stage TEXT, revision TEXT, "
     "previous_revision TEXT, reason TEXT, details TEXT, prev_hash TEXT, hash TEXT, "
-    "outcome TEXT)), counted AS (INSERT INTO event_counts (action, outcome, n) SELECT "
+    "outcome TEXT){only_if}), counted AS (INSERT INTO event_counts (action, outcome, n) SELECT "
     "action, outcome, count(*) FROM chained GROUP BY action, outcome ON CONFLICT (project, "
     "action, outcome) DO UPDATE SET n = event_counts.n + excluded.n), added AS (INSERT "
     f"INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM chained) "
-    "UPDATE heads SET seq = %s, hash = %s, at = %s"
+    "UPDATE heads SET seq = %s, hash = %s, at = %s{only_if} RETURNING 1 AS written"
 )
-CLOSE_HISTORY = (
-    "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND component_id = %s "
-    "AND valid_until IS NULL"
-)
-OPEN_HISTORY = (
-    "INSERT INTO pointer_history (stage, component_id, component, revision, "
-    "previous_revision, generation, at, actor, action, reason, event_seq) VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-MARK = "UPDATE components SET status = %s, updated_at = %s WHERE component = %s"

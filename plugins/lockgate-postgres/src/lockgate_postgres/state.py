@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import psycopg
@@ -28,6 +28,7 @@ import psycopg
 from lockgate.plugin import (
     GENESIS,
     Approval,
+    Ask,
     AuditEvent,
     ChainedEvent,
     ComponentRecord,
@@ -41,18 +42,16 @@ from lockgate.plugin import (
     RevisionRecord,
     StateCounts,
     StateSnapshot,
-    SwitchView,
     TokenRecord,
-    equal_clauses,
     generation_conflict,
-    sql_where,
     status_conflict,
 )
-from lockgate_postgres.chain import CLOSE_HISTORY, MARK, OPEN_HISTORY, Head
+from lockgate_postgres import reads
+from lockgate_postgres.chain import Head
 from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import HELD_BY, AdvisoryLocks
+from lockgate_postgres.moves import move
 from lockgate_postgres.outbox import PostgresDeliveries
-from lockgate_postgres.switch_reads import switch_reads
 
 __all__ = ["PostgresStateStore"]
 
@@ -135,109 +134,62 @@ class PostgresStateStore(PostgresDeliveries):
         with self.db.conn() as conn:
             return conn.execute(query, args).fetchall()
 
+    def _read(self, query: reads.Query) -> Any:
+        return query.answer(self._rows(query.sql, query.args))
+
+    def read_batch(self, asks: Sequence[Ask]) -> list[Any]:
+        """``ReadBatch``: every ask in one statement, one snapshot
+        (:func:`lockgate_postgres.reads.batch`)."""
+        if not asks:
+            return []
+        sql, args, queries = reads.batch(asks)
+        with self.db.conn() as conn:
+            row = conn.execute(sql, args).fetchone()
+        assert row is not None  # a SELECT without FROM returns its one row
+        return [q.answer(row[f"a{i}"]) for i, q in enumerate(queries)]
+
     def component(self, ref: str) -> ComponentRecord | None:
-        rows = self._rows(f"SELECT {_COMPONENT} FROM components WHERE component = %s", (ref,))
-        return _component(rows[0]) if rows else None
+        return self._read(reads.component(ref))  # type: ignore[no-any-return]
 
     def components(self, workspace: str | None = None) -> list[ComponentRecord]:
-        if workspace is None:
-            rows = self._rows(f"SELECT {_COMPONENT} FROM components ORDER BY component")
-        else:
-            rows = self._rows(
-                f"SELECT {_COMPONENT} FROM components WHERE workspace = %s ORDER BY component",
-                (workspace,),
-            )
-        return [_component(r) for r in rows]
+        return self._read(reads.components(workspace))  # type: ignore[no-any-return]
 
     def revisions(self, ref: str) -> list[RevisionRecord]:
-        rows = self._rows(
-            "SELECT component, revision, created_at, actor, stage, files, size, parent "
-            "FROM revisions WHERE component = %s ORDER BY seq",
-            (ref,),
-        )
-        return [RevisionRecord(**r) for r in rows]
+        return self._read(reads.revisions(ref))  # type: ignore[no-any-return]
 
     def pointer(self, stage: str, component_id: str) -> Pointer | None:
-        rows = self._rows(
-            f"SELECT {_POINTER} FROM pointers WHERE stage = %s AND component_id = %s",
-            (stage, component_id),
-        )
-        return Pointer(**rows[0]) if rows else None
+        return self._read(reads.pointer(stage, component_id))  # type: ignore[no-any-return]
 
     def pointers(self, stage: str | None = None) -> list[Pointer]:
-        sql = f"SELECT {_POINTER} FROM pointers WHERE revision IS NOT NULL"
-        args: tuple[str, ...] = ()
-        if stage is not None:
-            sql += " AND stage = %s"
-            args = (stage,)
-        return [Pointer(**r) for r in self._rows(sql + " ORDER BY stage, component_id", args)]
+        return self._read(reads.pointers(stage))  # type: ignore[no-any-return]
 
     def pointer_history(
         self, stage: str | None = None, component_id: str | None = None
     ) -> list[PointerChange]:
-        clauses, args = equal_clauses("%s", stage=stage, component_id=component_id)
-        rows = self._rows(
-            f"SELECT {_CHANGE} FROM pointer_history{sql_where(clauses)} ORDER BY seq", args
-        )
-        return [PointerChange(**r) for r in rows]
+        return self._read(reads.pointer_history(stage, component_id))  # type: ignore[no-any-return]
 
     def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
         """``LiveRevisions``: the distinct revisions, through ``pointer_history_by_component``."""
-        where = "component_id = %s AND component = %s AND revision IS NOT NULL"
-        args: list[object] = [component.split(":", 1)[-1], component]
-        if stages is not None:
-            where, args = where + " AND stage = ANY(%s)", [*args, list(stages)]
-        rows = self._rows(f"SELECT DISTINCT revision FROM pointer_history WHERE {where}", args)
-        return frozenset(r["revision"] for r in rows)
+        return self._read(reads.live_revisions(component, stages))  # type: ignore[no-any-return]
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
-        sql = (
-            f"SELECT {_CHANGE} FROM pointer_history WHERE stage = %s AND at <= %s "
-            "AND (valid_until IS NULL OR valid_until > %s) AND revision IS NOT NULL"
-        )
-        args: list[str] = [stage, at, at]
-        if component_id is not None:
-            sql += " AND component_id = %s"
-            args.append(component_id)
-        rows = self._rows(sql + " ORDER BY component_id", args)
-        return [PointerChange(**r) for r in rows]
-
-    def switch_reads(
-        self, stage: str, component_id: str, component: str, revision: str | None
-    ) -> SwitchView:
-        """``SwitchReads``: a switch's reads under its locks in one statement
-        (:mod:`lockgate_postgres.switch_reads`)."""
-        return switch_reads(self.db, stage, component_id, component, revision)
+        return self._read(reads.live_at(stage, at, component_id))  # type: ignore[no-any-return]
 
     def approvals(self, component: str, revision: str | None = None) -> list[Approval]:
-        sql = f"SELECT {_APPROVAL} FROM approvals WHERE component = %s"
-        args = [component]
-        if revision is not None:
-            sql += " AND revision = %s"
-            args.append(revision)
-        return [Approval(**r) for r in self._rows(sql + " ORDER BY id", args)]
+        return self._read(reads.approvals(component, revision))  # type: ignore[no-any-return]
 
     def open_intents(self) -> list[Intent]:
-        return self._intents("WHERE state = 'open' ORDER BY created_at")
+        return self._read(reads.open_intents())  # type: ignore[no-any-return]
 
     def intents(self) -> list[Intent]:
         """``IntentLog``: every intent, closed ones too (what ``state migrate`` copies)."""
-        return self._intents("ORDER BY created_at, id")
-
-    def _intents(self, where: str) -> list[Intent]:
-        rows = self._rows(
-            f"SELECT id, operation, owner, created_at, payload, state FROM intents {where}"
-        )
-        return [Intent(**{**r, "payload": json.loads(r["payload"])}) for r in rows]
+        return self._read(reads.intents("ORDER BY created_at, id"))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ verdicts
 
     def validation_results(self, revision: str) -> dict[str, str]:
         """``ValidationResults``: the validators' verdicts kept for ``revision``."""
-        rows = self._rows(
-            "SELECT key, value FROM validation_results WHERE revision = %s", (revision,)
-        )
-        return {r["key"]: r["value"] for r in rows}
+        return self._read(reads.validation_results(revision))  # type: ignore[no-any-return]
 
     def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
         """Keep ``values`` for ``revision`` in one transaction (no chain head: a verdict
@@ -251,20 +203,19 @@ class PostgresStateStore(PostgresDeliveries):
             )
 
     def events(self, where: EventFilter | None = None) -> list[AuditEvent]:
-        sql, args = (where or EventFilter()).sql(f"SELECT {_EVENT} FROM events", "%s")
-        return [_event(r) for r in self._rows(sql, args)]
+        return self._read(reads.events(where))  # type: ignore[no-any-return]
 
     def chain(self, after: int = 0) -> Iterator[ChainedEvent]:
         """Page by page (the log may be long; no connection is held between pages)."""
         while True:
             rows = self._rows(
-                f"SELECT {_EVENT}, prev_hash, hash FROM events WHERE seq > %s ORDER BY seq "
+                f"SELECT {reads.EVENT}, prev_hash, hash FROM events WHERE seq > %s ORDER BY seq "
                 f"LIMIT {_CHAIN_PAGE}",
                 (after,),
             )
             for row in rows:
                 prev_hash, digest = row.pop("prev_hash"), row.pop("hash")
-                yield ChainedEvent(_event(row), prev_hash, digest)
+                yield ChainedEvent(reads.event(row), prev_hash, digest)
             if len(rows) < _CHAIN_PAGE:
                 return
             after = rows[-1]["seq"]
@@ -381,43 +332,28 @@ class PostgresStateStore(PostgresDeliveries):
     ) -> Pointer:
         """``MoveWithEvents``: ``before`` appended in the move's own transaction (a
         promotion's gate event: one commit and one hold of the chain head, not two)."""
-        with self._write() as (conn, head):
-            # The events are chained here and written with the move's last statement.
+        with self._write() as (_, head):
+            # The events are chained here and written with the move, in one statement.
             rows = [head.chain(earlier) for earlier in before]
             # The move is timed like its event (never before the chain's last event).
             change = attrs.evolve(change, at=head.after(change.at))
-            previous = _swap_pointer(conn, change, expected_generation)
-            pointer = Pointer(
-                stage=change.stage,
-                component_id=change.component_id,
-                component=change.component,
-                revision=change.revision,
-                generation=expected_generation + 1,
-                updated_at=change.at,
-                actor=change.actor,
-            )
             rows.append(head.chain(event))
-            opened: tuple[object, ...] = (
-                change.stage,
-                change.component_id,
-                change.component,
-                change.revision,
-                previous,
-                pointer.generation,
-                change.at,
-                change.actor,
-                change.action,
-                change.reason,
-                head.seq,  # the move's own event
+            moved = move(head, rows, change, expected_generation, status)
+        # Sent with the commit: a move that lost the race wrote nothing, and says so.
+        if moved.fetchone() is None:
+            current = self.pointer(change.stage, change.component_id)
+            raise generation_conflict(
+                change, current.generation if current else 0, expected_generation
             )
-            also = [
-                (CLOSE_HISTORY, (change.at, change.stage, change.component_id)),
-                (OPEN_HISTORY, opened),
-            ]
-            if status is not None:
-                also.append((MARK, (status.value, change.at, change.component)))
-            head.write(rows, also)
-            return pointer
+        return Pointer(
+            stage=change.stage,
+            component_id=change.component_id,
+            component=change.component,
+            revision=change.revision,
+            generation=expected_generation + 1,
+            updated_at=change.at,
+            actor=change.actor,
+        )
 
     def add_approval(
         self,
@@ -486,76 +422,6 @@ _CLOSE_INTENT = (
     "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE intents SET state = %s FROM quick WHERE id = %s"
 )
-_COMPONENT = (
-    "component, workspace, component_id, component_type, status, latest_revision, updated_at"
-)
-_POINTER = "stage, component_id, component, revision, generation, updated_at, actor"
-_CHANGE = (
-    "stage, component_id, component, revision, previous_revision, generation, at, actor, "
-    "action, reason, valid_until, event_seq"
-)
-_APPROVAL = "component, revision, actor, decision, at, stage, comment"
-_EVENT = (
-    "seq, at, actor, action, component, stage, revision, previous_revision, reason, "
-    "details, outcome"
-)
-
-
-def _component(row: Row) -> ComponentRecord:
-    return ComponentRecord(**{**row, "status": ComponentStatus(row["status"])})
-
-
-def _event(row: Row) -> AuditEvent:
-    return AuditEvent(**{**row, "details": json.loads(row["details"])})
-
-
-def _swap_pointer(conn: Conn, change: PointerChange, expected: int) -> str | None:
-    """Compare-and-swap the pointer's row: move it only from generation ``expected``
-    (0: it must not exist yet), in one statement. Returns the revision it named before."""
-    values = (
-        change.component,
-        change.revision,
-        expected + 1,
-        change.at,
-        change.actor,
-        change.stage,
-        change.component_id,
-    )
-    if expected == 0:
-        row = conn.execute(
-            "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
-            "component_id) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
-            "RETURNING NULL AS previous",
-            values,
-        ).fetchone()
-    else:
-        row = conn.execute(
-            "WITH old AS (SELECT revision FROM pointers WHERE stage = %(stage)s AND "
-            "component_id = %(cid)s AND generation = %(expected)s FOR UPDATE) "
-            "UPDATE pointers SET component = %(component)s, revision = %(revision)s, "
-            "generation = %(generation)s, updated_at = %(at)s, actor = %(actor)s FROM old "
-            "WHERE stage = %(stage)s AND component_id = %(cid)s AND generation = %(expected)s "
-            "RETURNING old.revision AS previous",
-            {
-                "component": change.component,
-                "revision": change.revision,
-                "generation": expected + 1,
-                "at": change.at,
-                "actor": change.actor,
-                "stage": change.stage,
-                "cid": change.component_id,
-                "expected": expected,
-            },
-        ).fetchone()
-    if row is None:
-        found = conn.execute(
-            "SELECT generation FROM pointers WHERE stage = %s AND component_id = %s",
-            (change.stage, change.component_id),
-        ).fetchone()
-        current = int(found["generation"]) if found else 0
-        raise generation_conflict(change, current, expected)
-    previous: str | None = row["previous"]
-    return previous
 
 
 def _swap_status(

@@ -1,0 +1,90 @@
+"""A stage pointer's move on PostgreSQL, in one statement with everything it writes.
+
+The compare-and-swap on the pointer's row (``UPDATE … WHERE generation = expected``, or
+an insert that must not conflict for a first move) is the statement's first
+data-modifying ``WITH`` query, ``swapped``, and every other part of the statement (the
+pointer's history closed and opened, the component's status, the events, their counts,
+the chain's head) writes only when ``swapped`` has its row: a move that lost the race
+writes nothing at all, and the statement's result says so. So a move is sent with its
+transaction's ``COMMIT`` in one round trip (after the one that locked the chain head),
+and a conflict is told after a commit that committed nothing. The history's
+``previous_revision`` is what the swapped row held, read by the swap itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from lockgate.plugin import ComponentStatus, PointerChange
+from lockgate_postgres.chain import Head
+from lockgate_postgres.db import Row
+
+__all__ = ["move"]
+
+_SWAPPED = "EXISTS (SELECT FROM swapped)"
+_FIRST = (
+    "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
+    "component_id) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+    "RETURNING NULL::text AS previous"
+)
+_OLD = (
+    "SELECT revision FROM pointers WHERE stage = %s AND component_id = %s AND generation = %s "
+    "FOR UPDATE"
+)
+_SWAP = (
+    "UPDATE pointers SET component = %s, revision = %s, generation = %s, updated_at = %s, "
+    "actor = %s FROM old WHERE stage = %s AND component_id = %s AND generation = %s "
+    "RETURNING old.revision AS previous"
+)
+_CLOSE_HISTORY = (
+    "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND component_id = %s "
+    f"AND valid_until IS NULL AND {_SWAPPED}"
+)
+_OPEN_HISTORY = (
+    "INSERT INTO pointer_history (stage, component_id, component, revision, "
+    "previous_revision, generation, at, actor, action, reason, event_seq) SELECT %s, %s, "
+    "%s, %s, previous, %s, %s, %s, %s, %s, %s FROM swapped"
+)
+_MARK = f"UPDATE components SET status = %s, updated_at = %s WHERE component = %s AND {_SWAPPED}"
+
+
+def move(
+    head: Head,
+    rows: list[dict[str, object]],
+    change: PointerChange,
+    expected: int,
+    status: ComponentStatus | None,
+) -> psycopg.Cursor[Row]:
+    """Send the move of ``change`` from generation ``expected`` (0: the pointer must not
+    exist yet) with the chained ``rows`` (its events, the move's own last: its seq goes
+    into the history) as one statement in ``head``'s transaction; its cursor yields a row
+    when the move was made, none when the pointer was not at ``expected``."""
+    where: tuple[Any, ...] = (change.stage, change.component_id)
+    moved = (change.component, change.revision, expected + 1, change.at, change.actor)
+    if expected == 0:
+        queries = [("swapped", _FIRST, (*moved, *where))]
+    else:
+        queries = [
+            ("old", _OLD, (*where, expected)),
+            ("swapped", _SWAP, (*moved, *where, expected)),
+        ]
+    opened = (
+        *where,
+        change.component,
+        change.revision,
+        expected + 1,
+        change.at,
+        change.actor,
+        change.action,
+        change.reason,
+        head.seq,  # the move's own event
+    )
+    queries += [
+        ("closed", _CLOSE_HISTORY, (change.at, *where)),
+        ("opened", _OPEN_HISTORY, opened),
+    ]
+    if status is not None:
+        queries.append(("marked", _MARK, (status.value, change.at, change.component)))
+    return head.write(rows, queries, only_if=_SWAPPED)

@@ -1,0 +1,198 @@
+"""The ``postgres`` state store's reads, each a :class:`Query` (its SQL, its arguments and
+how its rows become the answer), so that one read runs alone and several run as one
+statement (``ReadBatch``, :func:`batch`).
+
+Together, each read is a scalar subquery aggregating its rows into JSON in the order it
+returns them (``json_agg`` over a subquery, which keeps the subquery's order when the
+outer query only aggregates), one column per read; every column the reads return is text
+or an integer, so a row comes back from JSON as it comes back alone. One statement is
+one snapshot: the answers are as they all stood at one moment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from lockgate.plugin import (
+    Approval,
+    Ask,
+    AuditEvent,
+    ComponentRecord,
+    ComponentStatus,
+    EventFilter,
+    Intent,
+    Pointer,
+    PointerChange,
+    RevisionRecord,
+    equal_clauses,
+    sql_where,
+)
+from lockgate_postgres.db import Row
+
+__all__ = ["COMPONENT", "EVENT", "QUERIES", "Query", "batch", "event"]
+
+COMPONENT = (
+    "component, workspace, component_id, component_type, status, latest_revision, updated_at"
+)
+_POINTER = "stage, component_id, component, revision, generation, updated_at, actor"
+_CHANGE = (
+    "stage, component_id, component, revision, previous_revision, generation, at, actor, "
+    "action, reason, valid_until, event_seq"
+)
+_APPROVAL = "component, revision, actor, decision, at, stage, comment"
+EVENT = (
+    "seq, at, actor, action, component, stage, revision, previous_revision, reason, "
+    "details, outcome"
+)
+
+
+@attrs.frozen
+class Query:
+    """A read: ``sql`` with ``args`` (``%s`` placeholders), and ``answer``, its rows to
+    what the store's method returns."""
+
+    sql: str
+    args: tuple[object, ...]
+    answer: Callable[[list[Row]], Any]
+
+
+def _component(row: Row) -> ComponentRecord:
+    return ComponentRecord(**{**row, "status": ComponentStatus(row["status"])})
+
+
+def event(row: Row) -> AuditEvent:
+    """An audit event from its row (``details`` kept as JSON text)."""
+    return AuditEvent(**{**row, "details": json.loads(row["details"])})
+
+
+def _each(make: Callable[[Row], Any]) -> Callable[[list[Row]], list[Any]]:
+    return lambda rows: [make(r) for r in rows]
+
+
+def _first(make: Callable[[Row], Any]) -> Callable[[list[Row]], Any]:
+    return lambda rows: make(rows[0]) if rows else None
+
+
+def _intent(row: Row) -> Intent:
+    return Intent(**{**row, "payload": json.loads(row["payload"])})
+
+
+def component(ref: str) -> Query:
+    sql = f"SELECT {COMPONENT} FROM components WHERE component = %s"
+    return Query(sql, (ref,), _first(_component))
+
+
+def components(workspace: str | None = None) -> Query:
+    if workspace is None:
+        return Query(
+            f"SELECT {COMPONENT} FROM components ORDER BY component", (), _each(_component)
+        )
+    sql = f"SELECT {COMPONENT} FROM components WHERE workspace = %s ORDER BY component"
+    return Query(sql, (workspace,), _each(_component))
+
+
+def revisions(ref: str) -> Query:
+    sql = (
+        "SELECT component, revision, created_at, actor, stage, files, size, parent "
+        "FROM revisions WHERE component = %s ORDER BY seq"
+    )
+    return Query(sql, (ref,), _each(lambda r: RevisionRecord(**r)))
+
+
+def pointer(stage: str, component_id: str) -> Query:
+    sql = f"SELECT {_POINTER} FROM pointers WHERE stage = %s AND component_id = %s"
+    return Query(sql, (stage, component_id), _first(lambda r: Pointer(**r)))
+
+
+def pointers(stage: str | None = None) -> Query:
+    sql = f"SELECT {_POINTER} FROM pointers WHERE revision IS NOT NULL"
+    args: tuple[object, ...] = ()
+    if stage is not None:
+        sql, args = sql + " AND stage = %s", (stage,)
+    return Query(sql + " ORDER BY stage, component_id", args, _each(lambda r: Pointer(**r)))
+
+
+def pointer_history(stage: str | None = None, component_id: str | None = None) -> Query:
+    clauses, args = equal_clauses("%s", stage=stage, component_id=component_id)
+    sql = f"SELECT {_CHANGE} FROM pointer_history{sql_where(clauses)} ORDER BY seq"
+    return Query(sql, tuple(args), _each(lambda r: PointerChange(**r)))
+
+
+def live_revisions(ref: str, stages: Sequence[str] | None = None) -> Query:
+    """``LiveRevisions``, through ``pointer_history_by_component``."""
+    where = "component_id = %s AND component = %s AND revision IS NOT NULL"
+    args: tuple[object, ...] = (ref.split(":", 1)[-1], ref)
+    if stages is not None:
+        where, args = where + " AND stage = ANY(%s)", (*args, list(stages))
+    sql = f"SELECT DISTINCT revision FROM pointer_history WHERE {where}"
+    return Query(sql, args, lambda rows: frozenset(r["revision"] for r in rows))
+
+
+def live_at(stage: str, at: str, component_id: str | None = None) -> Query:
+    sql = (
+        f"SELECT {_CHANGE} FROM pointer_history WHERE stage = %s AND at <= %s "
+        "AND (valid_until IS NULL OR valid_until > %s) AND revision IS NOT NULL"
+    )
+    args: tuple[object, ...] = (stage, at, at)
+    if component_id is not None:
+        sql, args = sql + " AND component_id = %s", (*args, component_id)
+    return Query(sql + " ORDER BY component_id", args, _each(lambda r: PointerChange(**r)))
+
+
+def approvals(ref: str, revision: str | None = None) -> Query:
+    sql = f"SELECT {_APPROVAL} FROM approvals WHERE component = %s"
+    args: tuple[object, ...] = (ref,)
+    if revision is not None:
+        sql, args = sql + " AND revision = %s", (ref, revision)
+    return Query(sql + " ORDER BY id", args, _each(lambda r: Approval(**r)))
+
+
+def intents(where: str) -> Query:
+    sql = f"SELECT id, operation, owner, created_at, payload, state FROM intents {where}"
+    return Query(sql, (), _each(_intent))
+
+
+def open_intents() -> Query:
+    return intents("WHERE state = 'open' ORDER BY created_at")
+
+
+def validation_results(revision: str) -> Query:
+    sql = "SELECT key, value FROM validation_results WHERE revision = %s"
+    return Query(sql, (revision,), lambda rows: {r["key"]: r["value"] for r in rows})
+
+
+def events(where: EventFilter | None = None) -> Query:
+    sql, args = (where or EventFilter()).sql(f"SELECT {EVENT} FROM events", "%s")
+    return Query(sql, tuple(args), _each(event))
+
+
+QUERIES: dict[str, Callable[..., Query]] = {
+    "approvals": approvals,
+    "component": component,
+    "components": components,
+    "events": events,
+    "live_at": live_at,
+    "live_revisions": live_revisions,
+    "open_intents": open_intents,
+    "pointer": pointer,
+    "pointer_history": pointer_history,
+    "pointers": pointers,
+    "revisions": revisions,
+    "validation_results": validation_results,
+}
+"""Each read a batch may ask for (``lockgate.plugin.BATCHABLE``), by name."""
+
+
+def batch(asks: Sequence[Ask]) -> tuple[str, list[object], list[Query]]:
+    """One statement reading every ask (a column each, ``a0``, ``a1``, …), its arguments
+    and the queries whose ``answer`` turns each column's rows into its answer."""
+    queries = [QUERIES[ask.name](*ask.args) for ask in asks]
+    columns = ", ".join(
+        f"(SELECT coalesce(json_agg(t), '[]'::json) FROM ({q.sql}) AS t) AS a{i}"
+        for i, q in enumerate(queries)
+    )
+    return f"SELECT {columns}", [arg for q in queries for arg in q.args], queries
