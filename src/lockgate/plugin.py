@@ -169,7 +169,7 @@ if TYPE_CHECKING:
         ValidatorInfo,
     )
     from lockgate.contracts.moves import MoveWithEvents
-    from lockgate.contracts.read_batch import BATCHABLE, Ask, ReadBatch
+    from lockgate.contracts.read_batch import BATCHABLE, Ask, ReadBatch, answer_each
     from lockgate.contracts.records import (
         record,
     )
@@ -404,6 +404,7 @@ __all__ = [
     "WatchPaths",
     "Watchable",
     "YamlDocument",
+    "answer_each",
     "batch_delivery",
     "boot_id",
     "check_name",
@@ -501,6 +502,7 @@ _EXPORTS: dict[str, str] = {
     "Ask": "lockgate.contracts.read_batch",
     "BATCHABLE": "lockgate.contracts.read_batch",
     "ReadBatch": "lockgate.contracts.read_batch",
+    "answer_each": "lockgate.contracts.read_batch",
     "LiveRevisions": "lockgate.contracts.history",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",

@@ -25,6 +25,7 @@ import attrs
 from lockgate.plugin import (
     GENESIS,
     Approval,
+    Ask,
     AuditEvent,
     ChainedEvent,
     ComponentRecord,
@@ -39,6 +40,7 @@ from lockgate.plugin import (
     RevisionRecord,
     StateCounts,
     TokenRecord,
+    answer_each,
     event_hash,
     generation_conflict,
     hookimpl,
@@ -193,6 +195,13 @@ class MemoryStateStore:
             for c in self._history
             if c.component == component and c.revision and (ladder is None or c.stage in ladder)
         )
+
+    def read_batch(self, asks: Sequence[Ask]) -> list[Any]:
+        """``ReadBatch``: each read answered alone, under the store's lock (one moment);
+        the reference for a store whose reads are round trips, and the kernel's batched
+        path exercised wherever this store runs."""
+        with self._lock:
+            return answer_each(self, asks)
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         live = [

@@ -147,9 +147,7 @@ class Promotion(Switcher):
                     self.session.state().append_events(gate_events)
             raise
 
-    def _first_asks(
-        self, target: str, to: str | None, rev: str | None, dry_run: bool
-    ) -> list[Ask]:
+    def _first_asks(self, target: str, to: str | None, rev: str | None, dry_run: bool) -> list[Ask]:
         """What planning reads before the revision is known, as it asks it, when the
         target names its workspace and ``--to`` a stage (else what it can't foresee is
         read when asked): the open intents, the component, its revisions for ``--rev``

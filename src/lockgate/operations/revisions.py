@@ -14,16 +14,32 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockgate.contracts.content import store_release_cache
+from lockgate.contracts.content import (
+    lost_object,
+    store_lost,
+    store_missing_objects,
+    store_release_cache,
+)
+from lockgate.contracts.manifest import Manifest
+from lockgate.contracts.refs import short
 from lockgate.contracts.source import ComponentSpec
 from lockgate.contracts.target import Prepared, RevisionHandle, Target
 from lockgate.core.content import read_object
 from lockgate.core.specs import SPEC_FILE, parse_spec
+from lockgate.errors import LockgateError
 
 if TYPE_CHECKING:
     from lockgate.core.session import Session
 
-__all__ = ["prepare", "release_dir", "revision_handle", "revision_spec"]
+__all__ = [
+    "deployable",
+    "deployed_anywhere",
+    "prepare",
+    "release_dir",
+    "release_problems",
+    "revision_handle",
+    "revision_spec",
+]
 
 
 def release_dir(session: Session, revision: str) -> Path | None:
@@ -73,3 +89,62 @@ def _takes_release(kind: type) -> bool:
     except (TypeError, ValueError, AttributeError):
         return False
     return len(params) == 4  # self, component_id, revision, release
+
+
+def deployable(session: Session, revision: str) -> bool:
+    """Whether ``revision`` can still be deployed: its release exists (a switch
+    verifies it), or its manifest and every object it needs are stored."""
+    content = session.content()
+    cache = store_release_cache(content)
+    if cache is not None and cache.has_release(revision):
+        return True
+    try:
+        manifest = content.get_manifest(revision)
+    except LockgateError:
+        return False
+    return not _unstored(session, revision, manifest)
+
+
+def release_problems(session: Session, revision: str) -> list[str]:
+    """Why ``revision`` cannot be deployed as stored (empty: it can).
+
+    With a store that keeps releases, its release is laid out and verified (hashing only
+    files whose stat changed since they last verified); otherwise every object the
+    revision needs must be present and not lost (targets read them through a handle that
+    checks each digest as it reads)."""
+    content = session.content()
+    cache = store_release_cache(content)
+    if cache is not None:
+        cache.release(revision)
+        return cache.verify_release(revision)
+    manifest = content.get_manifest(revision)
+    lost, unstored = store_lost(content), _unstored(session, revision, manifest)
+    problems = []
+    for entry in manifest.entries:
+        if entry.kind == "symlink":
+            continue
+        if entry.digest in lost:
+            problems.append(lost_object(entry.digest, f"{short(revision)}:{entry.path}"))
+        elif entry.digest in unstored:
+            problems.append(f"{short(revision)}: {entry.path} is missing from the store")
+    return problems
+
+
+def _unstored(session: Session, revision: str, manifest: Manifest) -> frozenset[str]:
+    """The objects ``revision`` needs that are lost or not stored: asked at once when the
+    store offers ``CompletenessCheck`` (one query on a database), else one by one."""
+    content = session.content()
+    needed = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
+    lost = store_lost(content) & needed
+    missing = store_missing_objects(content)
+    if missing is not None:
+        return lost | (missing(revision) & needed)
+    return lost | {d for d in needed if not content.has(d)}
+
+
+def deployed_anywhere(session: Session, revision: str) -> bool:
+    """True when some stage's pointer holds ``revision`` (its release is in use)."""
+    state = session.state()
+    return any(
+        p.revision == revision for stage in session.stage_names for p in state.pointers(stage)
+    )

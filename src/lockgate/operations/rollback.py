@@ -28,6 +28,7 @@ from lockgate.errors import (
 from lockgate.operations.gc import collected_revisions
 from lockgate.operations.recover import recover_pending, settle
 from lockgate.operations.resolve import resolve_revision
+from lockgate.operations.revisions import deployable
 from lockgate.operations.switch import Switcher, SwitchResult, last_good
 
 __all__ = ["Rollback"]
@@ -141,7 +142,7 @@ class Rollback(Switcher):
             # skipped, and the result says which.
             while True:
                 revision = last_good(history, exclude=pointer.revision, skip=skipped)
-                if revision is None or self._deployable(revision):
+                if revision is None or deployable(self.session, revision):
                     break
                 skipped.append(revision)
         else:
@@ -152,7 +153,7 @@ class Rollback(Switcher):
                 f"{component_id} has no earlier revision in {stage} to roll back to{gone}; "
                 f"use --to none to remove it from {stage}"
             )
-        if revision is not None and not skipped and not self._deployable(revision):
+        if revision is not None and not skipped and not deployable(self.session, revision):
             self._refuse_undeployable(revision, component_id, stage)
         return revision, skipped
 

@@ -38,9 +38,7 @@ import attrs
 
 from lockgate.contracts.clock import elapsed_ms, now_iso
 from lockgate.contracts.content import (
-    lost_object,
     store_is_durable,
-    store_lost,
     store_release_cache,
     store_sync,
 )
@@ -68,7 +66,12 @@ from lockgate.operations.lifecycle import move_pointer, next_status
 from lockgate.operations.locked_reads import recheck
 from lockgate.operations.recover import recover_pending
 from lockgate.operations.resolve import resolve_component
-from lockgate.operations.revisions import prepare, revision_handle
+from lockgate.operations.revisions import (
+    deployed_anywhere,
+    prepare,
+    release_problems,
+    revision_handle,
+)
 
 if TYPE_CHECKING:
     from lockgate.operations.validate import ReadinessReport
@@ -233,21 +236,6 @@ class Switcher:
             content.get_manifest(new) if new else None,
         )
 
-    def _deployable(self, revision: str) -> bool:
-        """Whether ``revision`` can still be deployed: its release exists (a switch
-        verifies it), or its manifest and every object it needs are stored."""
-        content = self.session.content()
-        cache = store_release_cache(content)
-        if cache is not None and cache.has_release(revision):
-            return True
-        try:
-            manifest = content.get_manifest(revision)
-        except LockgateError:
-            return False
-        lost = store_lost(content)
-        digests = {e.digest for e in manifest.entries if e.digest and e.kind != "symlink"}
-        return all(d not in lost and content.has(d) for d in digests)
-
     # ------------------------------------------------------------------ the switch
 
     def _switch(
@@ -295,13 +283,13 @@ class Switcher:
         content = self.session.content()
         cache = store_release_cache(content)
         if revision is not None:
-            problems = self._problems(revision)
-            if problems and cache is not None and not self._deployed(revision):
+            problems = release_problems(self.session, revision)
+            if problems and cache is not None and not deployed_anywhere(self.session, revision):
                 # A release is a cache of the store. One no stage uses is rebuilt: it
                 # may have been built (by a gate) from objects a restart then tore,
                 # and which staging has since stored again.
                 cache.remove_release(revision)
-                problems = self._problems(revision)
+                problems = release_problems(self.session, revision)
             if problems:
                 self._refused(base, f"damaged: {problems[0]}")
                 raise RefusedError(
@@ -474,38 +462,6 @@ class Switcher:
                 target.abort(prepared)
             else:
                 target.commit(prepared)
-
-    def _problems(self, revision: str) -> list[str]:
-        """Why ``revision`` cannot be deployed as stored (empty: it can).
-
-        With a store that keeps releases, its release is laid out and verified (hashing
-        only files whose stat changed since they last verified); otherwise every object
-        the revision needs must be present and not lost (targets read them through a
-        handle that checks each digest as it reads)."""
-        content = self.session.content()
-        cache = store_release_cache(content)
-        if cache is not None:
-            cache.release(revision)
-            return cache.verify_release(revision)
-        lost = store_lost(content)
-        problems = []
-        for entry in content.get_manifest(revision).entries:
-            if entry.kind == "symlink":
-                continue
-            if entry.digest in lost:
-                problems.append(lost_object(entry.digest, f"{short(revision)}:{entry.path}"))
-            elif not content.has(entry.digest):
-                problems.append(f"{short(revision)}: {entry.path} is missing from the store")
-        return problems
-
-    def _deployed(self, revision: str) -> bool:
-        """True when some stage's pointer holds ``revision`` (its release is in use)."""
-        state = self.session.state()
-        return any(
-            p.revision == revision
-            for stage in self.session.stage_names
-            for p in state.pointers(stage)
-        )
 
     def _protect(self, base: SwitchResult, *, dry_run: bool) -> None:
         """Refuse, and audit the refusal, when the environment weakens a protected stage."""
