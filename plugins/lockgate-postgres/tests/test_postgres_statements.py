@@ -26,13 +26,14 @@ from typing import Any
 import psycopg
 import pytest
 
-MAX_STATEMENTS = 27
+MAX_STATEMENTS = 15
 """Statements one promotion sends in a session of its own (47 before planning read each
 answer once and the gate's event rode with the switch; 41 before an append, a pointer's
 history, an intent's close and a lock's release became one statement each; 33 before a
 switch's record wrote its events, history and status in one; 30 before the reads under
-the locks became one, ``SwitchReads``). A runner that keeps one ``Promoter`` settles
-once, and sends one fewer."""
+the locks became one; 27 before planning's reads and the record's re-reads became one
+batch each, ``ReadBatch``, and the pointer's swap went into the record's statement). A
+runner that keeps one ``Promoter`` settles once, and sends one fewer."""
 
 
 _TIMING = frozenset(
