@@ -225,3 +225,26 @@ def test_without_the_capability_reads_go_one_by_one(lockgate_kit: Any) -> None:
 def test_an_ask_names_a_read() -> None:
     with pytest.raises(ValueError, match="not a read"):
         Ask("move_pointer", ())
+
+
+def test_a_rollback_reads_in_batches_and_nothing_alone(lockgate_kit: Any) -> None:
+    kit, _, (first, second) = _kit(lockgate_kit)
+    project = kit.open()
+    promoter = Promoter(project)
+    promoter.promote("team:etl", to="staging", rev=first)
+    promoter.promote("team:etl", to="staging", rev=second)
+    counted = offering(project)
+    result = promoter.rollback("team:etl", stage="staging", reason="bad")
+    assert result.changed and result.revision == first
+    assert counted.alone == []
+    assert [sorted({a.name for a in b}) for b in counted.batches] == [
+        ["component", "open_intents", "pointer", "pointer_history"],
+        ["approvals"],  # the revision's, once chosen (its component: read already)
+        ["approvals", "component", "open_intents", "pointer"],
+        ["component", "pointer"],
+    ]
+    counted.reset()
+    promoter.promote("team:etl", to="staging", rev=second)
+    counted.reset()
+    assert promoter.rollback("etl").revision == first  # no stage named: every stage's pointer
+    assert counted.alone == [("pointer_history", ("staging", "etl"))]

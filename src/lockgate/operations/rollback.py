@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import attrs
 
 from lockgate.contracts.clock import now_iso, parse_time
+from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.refs import (
     ComponentRef,
     check_name,
@@ -26,6 +27,7 @@ from lockgate.errors import (
     RefusedError,
 )
 from lockgate.operations.gc import collected_revisions
+from lockgate.operations.read_memo import ask_together, memo
 from lockgate.operations.recover import recover_pending, settle
 from lockgate.operations.resolve import resolve_revision
 from lockgate.operations.revisions import deployable
@@ -62,11 +64,53 @@ class Rollback(Switcher):
         check_text("--reason", reason)
         session.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
         settle(session)
+        # Planning reads each answer once (read_memo), what it can foresee in one call
+        # (two: before and after the revision is known); the switch reads again under
+        # its locks.
+        with memo(session):
+            base, generation, skipped = self._plan(
+                target, stage, to, at, reason, dry_run=dry_run, remove_if_none=remove_if_none
+            )
+            if not base.changed:
+                return attrs.evolve(base, note="already current")
+            if not dry_run:
+                if base.revision is not None:  # what the admissibility check reads
+                    asks = [Ask("component", (base.component,))]
+                    asks.append(Ask("approvals", (base.component, base.revision)))
+                    ask_together(session, asks)
+                self._check_admissible(base, ComponentRef.parse(base.component))
+            if dry_run:
+                return attrs.evolve(base, diff=self._diff(base.previous_revision, base.revision))
+        return self._switch(
+            base,
+            ref=ComponentRef.parse(base.component),
+            expected_generation=generation,
+            action="rollback",
+            details={"to": to or ("at " + at if at else "last-good")}
+            | ({"skipped": skipped} if skipped else {}),
+            started=started,
+        )
+
+    def _plan(
+        self,
+        target: str,
+        stage: str | None,
+        to: str | None,
+        at: str | None,
+        reason: str | None,
+        *,
+        dry_run: bool,
+        remove_if_none: bool,
+    ) -> tuple[SwitchResult, int, list[str]]:
+        """The rollback planned (its revision chosen), the pointer's generation it moves
+        from, and the good revisions skipped because gc collected them."""
+        session = self.session
+        component_id = target.split(":", 1)[-1]
+        check_name("component id", component_id)
+        ask_together(session, self._rollback_asks(target, component_id, stage))
         if not dry_run:  # even when the project does not settle: never switch over an intent
             recover_pending(session)
         state = session.state()
-        component_id = target.split(":", 1)[-1]
-        check_name("component id", component_id)
         stage = session.check_stage(stage) if stage else self._live_stage(component_id)
         pointer = state.pointer(stage, component_id)
         if pointer is None or pointer.revision is None:
@@ -102,21 +146,20 @@ class Rollback(Switcher):
                 + ", ".join(short(r) for r in skipped)
                 + ": collected by gc, no longer deployable",
             )
-        if not base.changed:
-            return attrs.evolve(base, note="already current")
-        if not dry_run:
-            self._check_admissible(base, ComponentRef.parse(owner))
-        if dry_run:
-            return attrs.evolve(base, diff=self._diff(pointer.revision, revision))
-        return self._switch(
-            base,
-            ref=ComponentRef.parse(owner),
-            expected_generation=pointer.generation,
-            action="rollback",
-            details={"to": to or ("at " + at if at else "last-good")}
-            | ({"skipped": skipped} if skipped else {}),
-            started=started,
-        )
+        return base, pointer.generation, skipped
+
+    def _rollback_asks(self, target: str, component_id: str, stage: str | None) -> list[Ask]:
+        """What planning reads first, as it asks it: the open intents, the pointer of the
+        stage (of every stage when none is named: the highest where it is current), its
+        history, and the component named."""
+        ladder = self.session.stage_names
+        stages = ladder if stage is None else [stage] if stage in ladder else []
+        asks = [Ask("open_intents"), *(Ask("pointer", (s, component_id)) for s in stages)]
+        if stage in ladder:
+            asks.append(Ask("pointer_history", (stage, component_id)))
+        if ":" in target:
+            asks.append(Ask("component", (target,)))
+        return asks
 
     def _choose(
         self,
