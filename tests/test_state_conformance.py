@@ -285,6 +285,9 @@ def test_data_survives_close_and_reopen(db_path: Path) -> None:
 # Stores each broken in one way, run through the suite in one pytest subprocess with a
 # sound store as the control (a failure can then only come from the breakage).
 BROKEN_STORES = """
+import contextlib
+import time
+
 import pytest
 from lockgate.testing import MemoryStateStore, StateStoreConformance
 
@@ -327,6 +330,55 @@ class TestAmnesiac(StateStoreConformance):
     @pytest.fixture
     def store(self):
         return Amnesiac()
+
+# a sound LockSet: the locks taken one by one, nested, as the kernel takes them without
+# the capability (the control for the two below)
+class NestedSet(MemoryStateStore):
+    @contextlib.contextmanager
+    def lock_set(self, locks, *, owner, lease, timeout):
+        deadline = time.monotonic() + timeout
+        with contextlib.ExitStack() as stack:
+            granted = owner
+            for name, shared in locks:
+                left = max(0.0, deadline - time.monotonic())
+                lock = self.lock(name, owner=owner, lease=lease, timeout=left, shared=shared)
+                granted = stack.enter_context(lock)
+            yield granted
+
+class TestNestedSet(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return NestedSet()
+
+# takes a set's locks last first: waits for `operation` holding the component lock
+class BackwardsSet(NestedSet):
+    def lock_set(self, locks, **given):
+        return super().lock_set(list(reversed(locks)), **given)
+
+class TestBackwardsSet(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return BackwardsSet()
+
+# keeps the locks it took when a later one stays busy
+class LeakySet(MemoryStateStore):
+    @contextlib.contextmanager
+    def lock_set(self, locks, *, owner, lease, timeout):
+        taken = []
+        for name, shared in locks:
+            lock = self.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
+            granted = lock.__enter__()
+            taken.append(lock)
+        try:
+            yield granted
+        finally:
+            for lock in reversed(taken):
+                lock.__exit__(None, None, None)
+
+class TestLeakySet(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return LeakySet()
 """
 
 
@@ -334,6 +386,7 @@ class TestAmnesiac(StateStoreConformance):
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     outcomes = run_suite(tmp_path_factory.mktemp("suite"), BROKEN_STORES)
     assert failed(outcomes["TestControl"]) == set()
+    assert failed(outcomes["TestNestedSet"]) == set()
     return outcomes
 
 
@@ -368,6 +421,36 @@ def test_the_suite_fails_a_store_whose_verdicts_forget_other_keys(
 ) -> None:
     assert failed(outcomes["TestAmnesiac"]) == {
         "test_verdicts_are_kept_per_revision_and_replaced_by_key"
+    }
+
+
+def test_the_suite_runs_the_lock_set_tests_only_where_a_store_offers_lock_set(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
+    ran = {name for name in outcomes["TestNestedSet"] if "lock_set" in name}
+    assert len(ran) == 8, sorted(ran)
+    assert {outcomes["TestNestedSet"][name] for name in ran} == {"passed"}
+    assert {outcomes["TestControl"][name] for name in ran} == {"skipped"}
+
+
+def test_the_suite_fails_a_lock_set_that_waits_out_of_order(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
+    assert {
+        "test_a_lock_set_never_holds_a_later_lock_while_waiting_for_an_earlier",
+        "test_holder_reports_the_owner_of_each_lock_of_a_lock_set",
+    } <= failed(outcomes["TestBackwardsSet"])
+    assert (
+        outcomes["TestBackwardsSet"]["test_a_lock_set_is_released_when_its_block_ends_or_raises"]
+        == "passed"
+    )
+
+
+def test_the_suite_fails_a_lock_set_that_keeps_what_it_took_when_refused(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
+    assert failed(outcomes["TestLeakySet"]) == {
+        "test_a_lock_set_refused_names_the_holder_and_holds_nothing"
     }
 
 

@@ -23,7 +23,8 @@ The context
     ``warn()`` and :class:`Operations` (stage, sync, validate).
 
 Role contracts (Protocols) and their optional capabilities
-    :class:`StateStore` (with its locks: :class:`LockOwner`, :func:`locked_error`),
+    :class:`StateStore` (with its locks: :class:`LockOwner`, :func:`locked_error`; and the
+    optional :class:`LockSet`, several locks taken in one call),
     :class:`ContentStore` (reads a :class:`Readable`; capabilities
     :class:`FileIngest`, :class:`Materializer`, :class:`Flushable`,
     :class:`LocalObjectFiles`, :class:`LostObjectsLedger`, :class:`CompletenessCheck`,
@@ -134,6 +135,7 @@ if TYPE_CHECKING:
         store_deliveries,
     )
     from lockgate.contracts.history import LiveRevisions
+    from lockgate.contracts.lock_set import LockSet
     from lockgate.contracts.locks import (
         LockOwner,
         component_lock,
@@ -345,6 +347,7 @@ __all__ = [
     "LocalFiles",
     "LocalObjectFiles",
     "LockOwner",
+    "LockSet",
     "LockedError",
     "LockgateError",
     "LostObjectsLedger",
@@ -557,6 +560,7 @@ _EXPORTS: dict[str, str] = {
     "now_iso": "lockgate.contracts.clock",
     "failpoint": "lockgate.core.failpoints",
     "LockOwner": "lockgate.contracts.locks",
+    "LockSet": "lockgate.contracts.lock_set",
     "locked_error": "lockgate.contracts.locks",
     "component_lock": "lockgate.contracts.locks",
     "parent_lock": "lockgate.contracts.locks",

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -172,3 +174,109 @@ def test_a_pooled_connection_idle_for_a_while_is_checked_before_use(
         pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]  # type: ignore[index]
     _terminate(pg_dsn, [pid])
     assert store.counts().events == 0  # the pool's check replaced the dead connection
+
+
+# ---------------------------------------------------------------------- lock sets
+
+SWITCH = [("operation", True), ("operation/etl", False)]
+
+
+def _take_set(store: PostgresStateStore, timeout: float = 5) -> Any:
+    return store.lock_set(SWITCH, owner=LockOwner.current("test"), lease=60, timeout=timeout)
+
+
+def _owner_rows(store: PostgresStateStore) -> list[tuple[str, int]]:
+    with store.db.conn() as conn:
+        rows = conn.execute("SELECT name, backend_pid FROM lock_owners ORDER BY name")
+        return [(row["name"], row["backend_pid"]) for row in rows]
+
+
+def _advisory_locks(dsn: str, pid: int) -> int:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s",
+            (pid,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_lock_set_holds_its_locks_on_one_connection_kept_after(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    with _take_set(store) as granted:
+        rows = _owner_rows(store)
+        assert [name for name, _ in rows] == ["operation", "operation/etl"]
+        [pid] = {pid for _, pid in rows}  # one session holds both
+        assert _advisory_locks(pg_dsn, pid) == 2
+        assert store.holder("operation/etl") == granted
+    assert _owner_rows(store) == [] and _advisory_locks(pg_dsn, pid) == 0
+    with _take_set(store):
+        assert {p for _, p in _owner_rows(store)} == {pid}  # the spare, holding nothing before
+
+
+def test_a_lock_set_takes_the_new_keys_after_a_break_it_had_not_seen(
+    store: PostgresStateStore, pg_dsn: str, project_key: str
+) -> None:
+    """Another runner broke ``operation`` since this store last looked: the keys it
+    tried first are stale, and it gives them back and takes the new ones."""
+    with _take_set(store):
+        pass  # the epoch seen: 0
+    other = PostgresStateStore(open_database(pg_dsn, project_key))
+    try:
+        other.break_lock("operation")
+        with _take_set(store) as granted:
+            assert other.holder("operation/etl") == granted
+            [pid] = {pid for _, pid in _owner_rows(store)}
+            assert _advisory_locks(pg_dsn, pid) == 2  # the stale keys given back
+    finally:
+        other.close()
+
+
+def test_a_lock_set_waiting_for_a_hung_holder_gets_its_locks_once_it_is_broken(
+    store: PostgresStateStore, pg_dsn: str, project_key: str
+) -> None:
+    """The set holds ``operation`` shared while it waits for the component lock; an
+    ``unlock --force`` meanwhile moves the epoch, so it gives back its stale key and
+    takes both anew, while the hung holder keeps its stale one."""
+    hung = PostgresStateStore(open_database(pg_dsn, project_key))
+    seen: list[object] = []
+
+    def switch() -> None:
+        try:
+            with _take_set(store, timeout=60) as granted:
+                seen.append(granted)
+                seen.append(hung.holder("operation/etl"))
+                seen.append(hung.holder("operation"))  # at the new epoch too
+        except BaseException as exc:  # reported by the assertion below
+            seen.append(exc)
+
+    try:
+        with hung.lock("operation/etl", owner=LockOwner(pid=1, host="hung"), lease=1, timeout=0):
+            waiter = threading.Thread(target=switch)
+            waiter.start()
+            deadline = time.monotonic() + 60
+            while hung.holder("operation") is None:  # the set holds its first lock: waiting
+                assert waiter.is_alive() and time.monotonic() < deadline, seen
+                time.sleep(0.01)
+            hung.break_lock("operation")
+            waiter.join(120)
+            assert not waiter.is_alive()
+        granted, holder, shared_holder = seen
+        assert isinstance(granted, LockOwner) and holder == granted, seen
+        assert shared_holder is not None and shared_holder.pid == granted.pid, seen
+    finally:
+        hung.close()
+
+
+def test_a_write_after_a_lock_set_lost_its_connection_is_refused(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    with _take_set(store):
+        [pid] = {pid for _, pid in _owner_rows(store)}
+        _terminate(pg_dsn, [pid])
+        with pytest.raises(LockedError) as raised:
+            store.append_event(AuditEvent(AT, "ann", "note"))
+        message = raised.value.message
+        assert "'operation', 'operation/etl'" in message and "was lost" in message, message
+    assert store.counts().events == 0

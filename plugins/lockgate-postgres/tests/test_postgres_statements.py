@@ -26,14 +26,21 @@ from typing import Any
 import psycopg
 import pytest
 
-MAX_STATEMENTS = 15
+MAX_STATEMENTS = 12
 """Statements one promotion sends in a session of its own (47 before planning read each
 answer once and the gate's event rode with the switch; 41 before an append, a pointer's
 history, an intent's close and a lock's release became one statement each; 33 before a
 switch's record wrote its events, history and status in one; 30 before the reads under
 the locks became one; 27 before planning's reads and the record's re-reads became one
-batch each, ``ReadBatch``, and the pointer's swap went into the record's statement). A
+batch each, ``ReadBatch``, and the pointer's swap went into the record's statement; 15
+before the switch's two locks were taken together on one connection, ``LockSet``). A
 runner that keeps one ``Promoter`` settles once, and sends one fewer."""
+
+LOCK_STATEMENTS = 3
+"""Of those, the switch's locks: ``operation`` shared and the component's lock taken in
+one round trip of two statements (the try-locks with the owner rows, then the epochs
+read again) and released in one (6 statements, 4 round trips and 2 server sessions when
+each lock was taken on its own)."""
 
 
 _TIMING = frozenset(
@@ -112,3 +119,6 @@ def test_a_promotion_sends_at_most_its_statements(switching: Callable[[], None])
     # One write transaction holds the audit chain's head: the switch's record, with the
     # gate's validate event in it (MoveWithEvents), not a transaction of its own.
     assert heads == 1, where
+    locks = {site: n for site, n in sent.items() if " from locks.py:" in site}
+    assert sum(locks.values()) == LOCK_STATEMENTS, where
+    assert all("locks.py:lock_set" in site for site in locks), where  # one call, one set

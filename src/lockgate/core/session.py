@@ -17,6 +17,7 @@ from typing import Any
 
 from lockgate.contracts.content import ContentStore
 from lockgate.contracts.identity import Identity
+from lockgate.contracts.lock_set import store_lock_set
 from lockgate.contracts.locks import LockOwner, locks_for
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
@@ -87,22 +88,34 @@ class Session:
     ) -> Iterator[LockOwner]:
         """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``),
         but not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``);
-        the owner as granted. Every change takes one: an unmet ``plugins.require`` stops it,
-        and :attr:`Project.before_change` is called once the locks are held."""
+        the owner as granted. Several locks still to take are one ``lock_set`` call when
+        the store offers it (``LockSet``), else nested ``lock`` calls in order. Every
+        change takes one: an unmet ``plugins.require`` stops it, and
+        :attr:`Project.before_change` is called once the locks are held."""
         self.project.check_required()
         state = self.locking_state()
         wait = self.config.state.lock_timeout if timeout is None else timeout
+        wanted = [
+            (lock_name, lock_shared)
+            for lock_name, lock_shared in locks_for(name, shared, components)
+            if not self.holds(lock_name, exclusive=not lock_shared)
+        ]
+        together = store_lock_set(state) if len(wanted) > 1 else None
         with contextlib.ExitStack() as stack:
             granted = LockOwner.current(operation)
-            for lock_name, lock_shared in locks_for(name, shared, components):
-                if not self.holds(lock_name, exclusive=not lock_shared):
+            if together is not None:  # one call (on a server: one round trip) for them all
+                owner = LockOwner.current(operation)
+                locks = together.lock_set(wanted, owner=owner, lease=LOCK_LEASE, timeout=wait)
+                granted = stack.enter_context(locks)
+            for lock_name, lock_shared in wanted:
+                if together is None:
                     owner = LockOwner.current(operation)
                     lock = state.lock(
                         lock_name, owner=owner, lease=LOCK_LEASE, timeout=wait, shared=lock_shared
                     )
                     granted = stack.enter_context(lock)
-                    stack.callback(self._held.pop, lock_name, None)
-                    self._held[lock_name] = lock_shared
+                stack.callback(self._held.pop, lock_name, None)
+                self._held[lock_name] = lock_shared
             if self.project.before_change is not None:
                 self.project.before_change(operation)
             yield granted

@@ -9,6 +9,10 @@ tests run in one process, so they show exclusion between two holders of one stor
 object (another file descriptor, another thread); that a dead process never blocks is
 the store's own promise, which its own tests prove with real processes (the ``sqlite``
 store's in ``tests/test_promotion.py``).
+
+The optional ``LockSet`` capability (``lock_set``: several locks in one call, as a switch
+takes them) is tested where a store offers it, and skipped otherwise: a set must behave
+as its locks taken one by one, nested, would.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 
+from lockgate.contracts.lock_set import LockSet, store_lock_set
 from lockgate.contracts.locks import LOCK_NAMES, LockOwner, component_lock
 from lockgate.contracts.state import StateStore
 from lockgate.errors import LockedError
@@ -37,6 +43,38 @@ def _take(
     store: StateStore, name: str, *, shared: bool = False, pid: int = 4242, timeout: float = 0
 ) -> contextlib.AbstractContextManager[LockOwner]:
     return store.lock(name, owner=_owner(pid), lease=LEASE, timeout=timeout, shared=shared)
+
+
+def _take_set(
+    store: StateStore,
+    locks: Sequence[tuple[str, bool]],
+    *,
+    pid: int = 4242,
+    timeout: float = 0,
+) -> contextlib.AbstractContextManager[LockOwner]:
+    """``store.lock_set(locks, …)``, or the test skipped when the store offers none."""
+    return _lock_set(store).lock_set(locks, owner=_owner(pid), lease=LEASE, timeout=timeout)
+
+
+def _lock_set(store: StateStore) -> LockSet:
+    """The store's ``LockSet``, or the test skipped (in the test's own thread)."""
+    offered = store_lock_set(store)
+    if offered is None:
+        pytest.skip("the store offers no LockSet (optional)")
+    return offered
+
+
+ETL = component_lock("etl")
+SWITCH = [("operation", True), (ETL, False)]
+"""What a switch of component ``etl`` takes: ``operation`` shared, then its lock."""
+
+
+def _free(store: StateStore, *names: str) -> None:
+    """Every lock of ``names`` is free: no holder, and taken exclusively at once."""
+    for name in names:
+        assert store.holder(name) is None, name
+        with _take(store, name, pid=5454):
+            pass
 
 
 class StateStoreLockConformance:
@@ -245,4 +283,125 @@ class StateStoreLockConformance:
             broken.__exit__(None, None, None)
             assert store.holder(component_lock("etl")) == second
             with pytest.raises(LockedError), _take(store, component_lock("etl"), pid=5454):
+                pass  # pragma: no cover
+
+    # ------------------------------------------------------------------ lock sets
+
+    def test_a_lock_set_excludes_single_holders_of_its_locks_and_back(
+        self, store: StateStore
+    ) -> None:
+        with _take_set(store, SWITCH):
+            for name, shared in ((ETL, False), ("operation", False)):
+                with pytest.raises(LockedError), _take(store, name, shared=shared, pid=4343):
+                    pass  # pragma: no cover
+        for name in (ETL, "operation"):  # exclusive single holders exclude the set
+            with (
+                _take(store, name),
+                pytest.raises(LockedError),
+                _take_set(store, SWITCH, pid=4343),
+            ):
+                pass  # pragma: no cover
+
+    def test_a_lock_set_shares_its_shared_locks(self, store: StateStore) -> None:
+        """Switches of different components hold ``operation`` shared together, with a
+        single shared holder too; a set naming a component held already is refused."""
+        report = [("operation", True), (component_lock("report"), False)]
+        with (
+            _take_set(store, SWITCH),
+            _take_set(store, report, pid=4343) as second,
+            _take(store, "operation", shared=True, pid=5454),
+        ):
+            assert store.holder(component_lock("report")) == second
+            with pytest.raises(LockedError), _take_set(store, SWITCH, pid=6565):
+                pass  # pragma: no cover
+
+    def test_holder_reports_the_owner_of_each_lock_of_a_lock_set(self, store: StateStore) -> None:
+        """Each lock names the set's owner (stamped once for all, or once for each, as
+        nested ``lock`` calls would: the set yields its last lock's)."""
+        with _take_set(store, [("operation", False), ("staging", False)]) as granted:
+            assert (granted.pid, granted.host, granted.operation) == (4242, HOST, "held-by-suite")
+            assert granted.lease_until is not None and granted.within_lease()
+            assert store.holder("staging") == granted
+            first = store.holder("operation")
+            assert first is not None and first.to_dict().keys() == granted.to_dict().keys()
+            assert (first.pid, first.host, first.operation) == (4242, HOST, "held-by-suite")
+        with _take_set(store, SWITCH) as granted:
+            assert store.holder(ETL) == granted
+            assert store.holder("operation") is not None
+
+    def test_a_lock_set_refused_names_the_holder_and_holds_nothing(self, store: StateStore) -> None:
+        """Its second lock busy: after the timeout the error names who holds that one,
+        and the first, taken meanwhile, is free again."""
+        with _take(store, ETL):
+            with (
+                pytest.raises(LockedError) as raised,
+                _take_set(store, [("operation", False), (ETL, False)], pid=4343, timeout=0.05),
+            ):
+                pass  # pragma: no cover
+            message = raised.value.message
+            assert "etl" in message and "pid 4242" in message and "\n" not in message, message
+            _free(store, "operation")
+            with pytest.raises(LockedError), _take_set(store, SWITCH, pid=4343, timeout=0.05):
+                pass  # pragma: no cover
+            _free(store, "operation")  # the shared one too
+        _free(store, "operation", ETL)
+
+    def test_a_lock_set_refused_at_its_first_lock_names_its_holder(self, store: StateStore) -> None:
+        with _take(store, "operation"):
+            with (
+                pytest.raises(LockedError) as raised,
+                _take_set(store, SWITCH, pid=4343, timeout=0.05),
+            ):
+                pass  # pragma: no cover
+            assert "pid 4242" in raised.value.message, raised.value.message
+            _free(store, ETL)
+        _free(store, "operation", ETL)
+
+    def test_a_lock_set_is_released_when_its_block_ends_or_raises(self, store: StateStore) -> None:
+        with _take_set(store, SWITCH):
+            pass
+        _free(store, "operation", ETL)
+        with pytest.raises(RuntimeError), _take_set(store, SWITCH):
+            raise RuntimeError("the switch failed")
+        _free(store, "operation", ETL)
+
+    def test_a_lock_set_never_holds_a_later_lock_while_waiting_for_an_earlier(
+        self, store: StateStore
+    ) -> None:
+        """A holder of ``operation`` exclusive may wait for a component lock while a set
+        waits for ``operation``: the set holds nothing while it waits, so neither waits
+        on the other in a circle, and the set is granted once both are released."""
+        _lock_set(store)
+        seen: list[object] = []
+
+        def switch() -> None:
+            try:
+                with _take_set(store, SWITCH, pid=4343, timeout=60) as granted:
+                    seen.append(granted)
+            except BaseException as exc:  # reported by the assertion below
+                seen.append(exc)
+
+        with _take(store, "operation"):
+            waiter = threading.Thread(target=switch)
+            waiter.start()
+            time.sleep(0.1)  # a chance for the set to be waiting (no assertion on time)
+            with _take(store, ETL, timeout=5):
+                pass
+        waiter.join(120)
+        assert not waiter.is_alive()
+        [got] = seen
+        assert isinstance(got, LockOwner) and got.pid == 4343, got
+
+    def test_breaking_the_operation_lock_frees_a_held_lock_set(self, store: StateStore) -> None:
+        """``unlock --force`` frees both locks of a switch's set, and the set's late
+        release frees nothing taken since."""
+        broken = _take_set(store, SWITCH)
+        broken.__enter__()
+        store.break_lock("operation")
+        assert store.holder("operation") is None and store.holder(ETL) is None
+        _free(store, "operation")
+        with _take(store, ETL, pid=4343) as second:
+            broken.__exit__(None, None, None)
+            assert store.holder(ETL) == second
+            with pytest.raises(LockedError), _take(store, ETL, pid=5454):
                 pass  # pragma: no cover

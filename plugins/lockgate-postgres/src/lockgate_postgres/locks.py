@@ -20,6 +20,14 @@ session): every write of the store first checks the locks this process holds
 (:meth:`AdvisoryLocks.check_held`) and refuses with ``LockedError`` when one is gone, so
 nothing is written without the exclusion the command believes it has.
 
+A switch's locks (``operation`` shared, then its component's) are one *lock set*
+(:meth:`AdvisoryLocks.lock_set`, the ``LockSet`` capability) on one connection: one
+statement tries every key in order, stopping at the first busy one, and records the
+owner rows of those granted; a second, in the same round trip, reads the epochs again;
+one statement releases them all. Only the locks before a busy one are held while it is
+waited for, as nested ``lock`` calls would hold them: two sets never wait on each other
+in a circle.
+
 A lock's connection outlives its lock: released cleanly (its owner row deleted, every
 advisory lock of the session unlocked), it is kept as the process's one spare and the
 next lock starts on it, after a ``SELECT 1`` that proves it alive (a dead one is
@@ -35,7 +43,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import attrs
 import psycopg
@@ -67,28 +75,44 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
     )
 
 
-def _release(conn: psycopg.Connection[Row], token: str | None, name: str, key: Key) -> bool:
+def _release(conn: psycopg.Connection[Row], token: str, keys: Sequence[Key]) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
-    in one statement that also removes this holder's owner row and the rows of holders
-    of ``name`` at its epoch whose sessions hold its key no more, or at an older epoch
-    (dead or broken holders'; a broken holder leaves the rows of the epoch after its
-    own alone); whether the
-    connection came through clean (else it is closed: a connection already lost has
-    released them with its session)."""
+    in one statement that also removes this holder's owner rows and, for each of
+    ``keys``, the rows of holders of its name at its epoch whose sessions hold its key
+    no more, or at an older epoch (dead or broken holders'; a broken holder leaves the
+    rows of the epoch after its own alone); whether the connection came through clean
+    (else it is closed: a connection already lost has released them with its session)."""
+    stale = "".join(
+        f" OR (name = %s AND (epoch < %s OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))"
+        for _ in keys
+    )
+    args: list[object] = [token]
+    for key in keys:
+        args += [key.name, key.epoch, key.epoch, key.high, key.low]
     try:
-        if token is None:
-            conn.execute("SELECT pg_advisory_unlock_all()")
-        else:
-            conn.execute(
-                f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s OR (name = %s AND "
-                f"(epoch < %s OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))) "
-                "SELECT pg_advisory_unlock_all()",
-                (token, name, key.epoch, key.epoch, key.high, key.low),
-            )
+        conn.execute(
+            f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s{stale}) "
+            "SELECT pg_advisory_unlock_all()",
+            args,
+        )
     except psycopg.Error:
         conn.close()
         return False
     return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def _in_order(wanted: Sequence[tuple[Key, bool]]) -> tuple[str, list[int]]:
+    """An expression trying the keys of ``wanted`` (each with whether it is shared) in
+    order, stopping at the first refused: how many were granted; and its arguments.
+    Nested ``CASE``s, whose order of evaluation PostgreSQL guarantees: a key after a
+    refused one is never tried, so no holder ever has a later lock without the earlier
+    ones, not even for a moment (a recovery's probe of a component lock would take
+    such a moment for a live switch)."""
+    expression = str(len(wanted))
+    for i in reversed(range(len(wanted))):
+        take = "pg_try_advisory_lock_shared" if wanted[i][1] else "pg_try_advisory_lock"
+        expression = f"CASE WHEN {take}(%s::int4, %s::int4) THEN {expression} ELSE {i} END"
+    return expression, [half for key, _ in wanted for half in (key.high, key.low)]
 
 
 @attrs.frozen
@@ -110,8 +134,9 @@ class AdvisoryLocks:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # The lock connections this process holds, by token: a write checks them first.
-        self._held: dict[str, tuple[str, psycopg.Connection[Row]]] = {}
+        # The lock connections this process holds, with the names of the locks each
+        # holds, by token: a write checks them first.
+        self._held: dict[str, tuple[tuple[str, ...], psycopg.Connection[Row]]] = {}
         # Released connections kept for the next locks, with when they were released
         # (see the module docstring); a switch holds two locks at once.
         self._spares: list[tuple[psycopg.Connection[Row], float]] = []
@@ -174,7 +199,7 @@ class AdvisoryLocks:
     def lost_error(self) -> LockedError:
         """The error a write raises when a lock of this process was lost with its
         connection (the server released it with the session)."""
-        names = ", ".join(sorted({repr(name) for name, _ in self._held.values()}))
+        names = ", ".join(sorted({repr(n) for held, _ in self._held.values() for n in held}))
         return LockedError(
             f"a lock ({names}) of project {self.db.project!r} was lost with its "
             f"connection to {self.db.where}; nothing more was written: run the "
@@ -218,11 +243,11 @@ class AdvisoryLocks:
                         )
                     else:
                         raise
-            self._held[token] = (name, conn)
+            self._held[token] = ((name,), conn)
             yield granted
         finally:
             self._held.pop(token, None)
-            if key is not None and _release(conn, token, name, key):
+            if key is not None and _release(conn, token, [key]):
                 self._keep(conn)
             else:
                 conn.close()
@@ -276,6 +301,144 @@ class AdvisoryLocks:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    @contextlib.contextmanager
+    def lock_set(
+        self,
+        locks: Sequence[tuple[str, bool]],
+        *,
+        owner: LockOwner,
+        lease: float,
+        timeout: float,
+    ) -> Iterator[LockOwner]:
+        """See ``LockSet.lock_set``: every lock on one connection, taken in one round
+        trip when none is busy (:meth:`_acquire_set`) and released in one statement."""
+        granted = owner.stamped(lease)
+        if not locks:  # nothing to hold, nothing to ask the server
+            yield granted
+            return
+        token = uuid.uuid4().hex
+        conn = self._connection()
+        held: list[tuple[Key, bool]] = []  # the keys the connection holds, in order
+        try:
+            with self.db.unreachable_as_fault():
+                try:
+                    self._acquire_set(conn, locks, granted, token, held, timeout=timeout)
+                except psycopg.OperationalError:
+                    if conn.closed or conn.broken:  # a spare that died: once more, anew
+                        conn.close()
+                        held.clear()
+                        conn = self._new_connection()
+                        self._acquire_set(conn, locks, granted, token, held, timeout=timeout)
+                    else:
+                        raise
+            self._held[token] = (tuple(name for name, _ in locks), conn)
+            yield granted
+        finally:
+            self._held.pop(token, None)
+            # Also after a refusal: the locks taken before the busy one are given back.
+            if not conn.closed and _release(conn, token, [key for key, _ in held]):
+                self._keep(conn)
+            else:
+                conn.close()
+
+    def _acquire_set(
+        self,
+        conn: psycopg.Connection[Row],
+        locks: Sequence[tuple[str, bool]],
+        granted: LockOwner,
+        token: str,
+        held: list[tuple[Key, bool]],
+        *,
+        timeout: float,
+    ) -> None:
+        """Take ``locks`` in order, each key granted appended to ``held``. Each round
+        trip tries those not held yet in order, up to the first busy one, recording the
+        owner of each granted, then reads the epochs again: keys a break made stale are
+        given back, with every key after them, and taken anew; a busy lock is waited for
+        (the backoff of :meth:`_acquire`) holding only the locks before it, as nested
+        ``lock`` calls would."""
+        owner = json.dumps(granted.to_dict())
+        parents = sorted({parent_lock(name) for name, _ in locks})
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            wanted = [
+                (Key.of(self.db.project, name, self._epochs.get(parent_lock(name), 0)), shared)
+                for name, shared in locks[len(held) :]
+            ]
+            taken, epochs = self._try_in_order(conn, wanted, token, owner, parents)
+            self._epochs.update(epochs)
+            held += wanted[:taken]
+            stale = [
+                i for i, (key, _) in enumerate(held) if key.epoch != epochs[parent_lock(key.name)]
+            ]
+            if stale:  # broken meanwhile: give those keys back, and take the new ones
+                self._give_back(conn, token, held[stale[0] :])
+                del held[stale[0] :]
+                continue
+            if taken == len(wanted):
+                return
+            busy, shared = wanted[taken]
+            if busy.epoch != epochs[parent_lock(busy.name)]:
+                continue
+            if time.monotonic() >= deadline:
+                where = self._where(busy.name)
+                holder = self.holder(busy.name)
+                raise locked_error(busy.name, holder, shared=shared, waited=timeout, where=where)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    @staticmethod
+    def _try_in_order(
+        conn: psycopg.Connection[Row],
+        wanted: Sequence[tuple[Key, bool]],
+        token: str,
+        owner: str,
+        parents: Sequence[str],
+    ) -> tuple[int, dict[str, int]]:
+        """One round trip: try the keys of ``wanted`` in order up to the first busy one
+        (:func:`_in_order`) and record an owner row for each granted, in one statement;
+        then, in a statement of its own after it, read the epochs of ``parents``. How
+        many were granted, and each parent's epoch now."""
+        tries, halves = _in_order(wanted)
+        rows = ", ".join("(%s::int4, %s::text, %s::bigint)" for _ in wanted)
+        values = [v for i, (key, _) in enumerate(wanted, 1) for v in (i, key.name, key.epoch)]
+        with conn.pipeline():
+            taken = conn.execute(
+                f"WITH granted AS MATERIALIZED (SELECT {tries} AS n) "
+                "INSERT INTO lock_owners (name, epoch, backend_pid, token, owner) "
+                "SELECT v.name, v.epoch, pg_backend_pid(), %s, %s "
+                f"FROM (VALUES {rows}) AS v (ord, name, epoch), granted "
+                "WHERE v.ord <= granted.n RETURNING name",
+                [*halves, token, owner, *values],
+            )
+            read = conn.execute(
+                "SELECT name, epoch FROM lock_epochs WHERE name = ANY(%s)", (list(parents),)
+            )
+        epochs = dict.fromkeys(parents, 0)
+        epochs.update((row["name"], int(row["epoch"])) for row in read.fetchall())
+        return len(taken.fetchall()), epochs
+
+    @staticmethod
+    def _give_back(
+        conn: psycopg.Connection[Row], token: str, keys: Sequence[tuple[Key, bool]]
+    ) -> None:
+        """Unlock ``keys`` (each with whether it is shared) and delete their owner rows,
+        in one statement."""
+        unlocks = ", ".join(
+            f"pg_advisory_unlock{'_shared' if shared else ''}(%s::int4, %s::int4)"
+            for _, shared in keys
+        )
+        conn.execute(
+            "WITH gone AS (DELETE FROM lock_owners WHERE token = %s AND name = ANY(%s)) "
+            f"SELECT {unlocks}",
+            [
+                token,
+                [key.name for key, _ in keys],
+                *(h for key, _ in keys for h in (key.high, key.low)),
+            ],
+        )
 
     @staticmethod
     def _epoch(conn: psycopg.Connection[Row], name: str) -> int:

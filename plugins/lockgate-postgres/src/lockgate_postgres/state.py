@@ -122,6 +122,12 @@ class PostgresStateStore(PostgresDeliveries):
     ) -> contextlib.AbstractContextManager[LockOwner]:
         return self._locks.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
 
+    def lock_set(
+        self, locks: Sequence[tuple[str, bool]], *, owner: LockOwner, lease: float, timeout: float
+    ) -> contextlib.AbstractContextManager[LockOwner]:
+        """``LockSet``: a switch's locks on one connection, one round trip to take them."""
+        return self._locks.lock_set(locks, owner=owner, lease=lease, timeout=timeout)
+
     def holder(self, name: str) -> LockOwner | None:
         return self._locks.holder(name)
 
