@@ -188,11 +188,15 @@ QUERIES: dict[str, Callable[..., Query]] = {
 
 
 def batch(asks: Sequence[Ask]) -> tuple[str, list[object], list[Query]]:
-    """One statement reading every ask (a column each, ``a0``, ``a1``, …), its arguments
+    """One statement reading every ask (a column each, ``a0``, ``a1``, …), and the chain's
+    head (``head``: its seq, hash and time, what a move is chained after), its arguments
     and the queries whose ``answer`` turns each column's rows into its answer."""
     queries = [QUERIES[ask.name](*ask.args) for ask in asks]
-    columns = ", ".join(
-        f"(SELECT coalesce(json_agg(t), '[]'::json) FROM ({q.sql}) AS t) AS a{i}"
+    columns = "".join(
+        f", (SELECT coalesce(json_agg(t), '[]'::json) FROM ({q.sql}) AS t) AS a{i}"
         for i, q in enumerate(queries)
     )
-    return f"SELECT {columns}", [arg for q in queries for arg in q.args], queries
+    return f"SELECT {_HEAD}{columns}", [arg for q in queries for arg in q.args], queries
+
+
+_HEAD = "(SELECT row_to_json(h) FROM (SELECT seq, hash, at FROM heads) AS h) AS head"

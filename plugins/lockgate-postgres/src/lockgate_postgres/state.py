@@ -70,6 +70,10 @@ class PostgresStateStore(PostgresDeliveries):
     def __init__(self, db: Database) -> None:
         self.db = db
         self._locks = AdvisoryLocks(db)
+        # The chain's head (seq, hash, at) as this store last saw it: by its last batch of
+        # reads or its last write. A move is chained after it unlocked and checked in the
+        # move's own statement (lockgate_postgres.moves); a wrong one costs a round trip.
+        self._head: tuple[int, str, str | None] | None = None
         try:
             with db.conn() as conn:
                 conn.execute(
@@ -99,21 +103,25 @@ class PostgresStateStore(PostgresDeliveries):
     def _write(self) -> Iterator[tuple[Conn, Head]]:
         """One transaction holding the project's chain head (writes queue on it), in
         pipeline mode (statements whose results are not read go with the next ones and
-        the commit: a switch's record is three round trips), refused when a lock this
+        the commit: two round trips, the head's and the rest's), refused when a lock this
         process holds was lost with its connection (asked in the head's own query)."""
         pids = self._locks.held_backends()
-        with self.db.conn() as conn, conn.pipeline(), conn.transaction():
-            row = conn.execute(
-                f"SELECT seq, hash, at, ({HELD_BY}) AS held FROM heads FOR UPDATE OF heads",
-                (pids,),
-            ).fetchone()
-            if row is None:  # the project's head was never written (a raw SQL reset)
-                self._locks.check_held()
-                conn.execute("INSERT INTO heads (hash) VALUES (%s)", (GENESIS,))
-                row = {"seq": 0, "hash": GENESIS, "at": None, "held": len(set(pids))}
-            if int(row["held"]) < len(set(pids)):
-                raise self._locks.lost_error()
-            yield conn, Head(conn, int(row["seq"]), row["hash"], row["at"])
+        self._head = None
+        with self.db.conn() as conn, conn.pipeline():
+            with conn.transaction():
+                row = conn.execute(
+                    f"SELECT seq, hash, at, ({HELD_BY}) AS held FROM heads FOR UPDATE OF heads",
+                    (pids,),
+                ).fetchone()
+                if row is None:  # the project's head was never written (a raw SQL reset)
+                    self._locks.check_held()
+                    conn.execute("INSERT INTO heads (hash) VALUES (%s)", (GENESIS,))
+                    row = {"seq": 0, "hash": GENESIS, "at": None, "held": len(set(pids))}
+                if int(row["held"]) < len(set(pids)):
+                    raise self._locks.lost_error()
+                head = Head(conn, int(row["seq"]), row["hash"], row["at"])
+                yield conn, head
+            self._head = (head.seq, head.hash, head.at)
 
     # ------------------------------------------------------------------ locks
 
@@ -152,6 +160,8 @@ class PostgresStateStore(PostgresDeliveries):
         with self.db.conn() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None  # a SELECT without FROM returns its one row
+        head = row["head"]
+        self._head = (int(head["seq"]), head["hash"], head["at"]) if head else None
         return [q.answer(row[f"a{i}"]) for i, q in enumerate(queries)]
 
     def component(self, ref: str) -> ComponentRecord | None:
@@ -337,29 +347,67 @@ class PostgresStateStore(PostgresDeliveries):
         event: AuditEvent,
     ) -> Pointer:
         """``MoveWithEvents``: ``before`` appended in the move's own transaction (a
-        promotion's gate event: one commit and one hold of the chain head, not two)."""
+        promotion's gate event: one commit and one hold of the chain head, not two).
+        Chained after the head last seen, in one statement that checks it is still the
+        head (lockgate_postgres.moves); when it is not, after the head locked and read."""
+        known = self._head
+        if known is not None:
+            moved = self._move(before, change, expected_generation, status, event, known)
+            if moved is not None:
+                return moved
         with self._write() as (_, head):
-            # The events are chained here and written with the move, in one statement.
-            rows = [head.chain(earlier) for earlier in before]
-            # The move is timed like its event (never before the chain's last event).
-            change = attrs.evolve(change, at=head.after(change.at))
-            rows.append(head.chain(event))
-            moved = move(head, rows, change, expected_generation, status)
-        # Sent with the commit: a move that lost the race wrote nothing, and says so.
-        if moved.fetchone() is None:
-            current = self.pointer(change.stage, change.component_id)
-            raise generation_conflict(
-                change, current.generation if current else 0, expected_generation
+            cursor, change = self._chain_move(
+                head, before, change, expected_generation, status, event
             )
-        return Pointer(
-            stage=change.stage,
-            component_id=change.component_id,
-            component=change.component,
-            revision=change.revision,
-            generation=expected_generation + 1,
-            updated_at=change.at,
-            actor=change.actor,
-        )
+        # Sent with the commit: a move that lost the race wrote nothing, and says so.
+        if cursor.fetchone() is None:
+            self._head = None
+            current = self.pointer(change.stage, change.component_id)
+            generation = current.generation if current else 0
+            raise generation_conflict(change, generation, expected_generation)
+        return _moved(change, expected_generation)
+
+    def _move(
+        self,
+        before: Sequence[AuditEvent],
+        change: PointerChange,
+        expected: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+        known: tuple[int, str, str | None],
+    ) -> Pointer | None:
+        """The move chained after the ``known`` head, one statement (autocommit: a
+        transaction by itself); None when it wrote nothing (the head moved on, a lock
+        was lost, or the pointer was not at ``expected``: the locked path tells which)."""
+        self._head, pids = None, self._locks.held_backends()
+        with self.db.conn() as conn:
+            head = Head(conn, *known)
+            cursor, change = self._chain_move(head, before, change, expected, status, event, pids)
+            if cursor.fetchone() is None:
+                return None
+        self._head = (head.seq, head.hash, head.at)
+        return _moved(change, expected)
+
+    @staticmethod
+    def _chain_move(
+        head: Head,
+        before: Sequence[AuditEvent],
+        change: PointerChange,
+        expected: int,
+        status: ComponentStatus | None,
+        event: AuditEvent,
+        pids: list[int] | None = None,
+    ) -> tuple[psycopg.Cursor[Row], PointerChange]:
+        """The events chained after ``head`` and the move sent with them (``pids``: the
+        head is only believed, see :func:`~lockgate_postgres.moves.move`); the change as
+        timed."""
+        known = None if pids is None else (head.seq, head.hash, pids)
+        # The events are chained here and written with the move, in one statement.
+        rows = [head.chain(earlier) for earlier in before]
+        # The move is timed like its event (never before the chain's last event).
+        change = attrs.evolve(change, at=head.after(change.at))
+        rows.append(head.chain(event))
+        return move(head, rows, change, expected, status, known), change
 
     def add_approval(
         self,
@@ -443,3 +491,16 @@ def _swap_status(
         row = conn.execute("SELECT status FROM components WHERE component = %s", (ref,))
         found = row.fetchone()
         raise status_conflict(ref, found["status"] if found else None, expected)
+
+
+def _moved(change: PointerChange, expected: int) -> Pointer:
+    """The pointer ``change`` made, from generation ``expected``."""
+    return Pointer(
+        stage=change.stage,
+        component_id=change.component_id,
+        component=change.component,
+        revision=change.revision,
+        generation=expected + 1,
+        updated_at=change.at,
+        actor=change.actor,
+    )
