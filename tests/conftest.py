@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from lockgate.core.project import Project
 from lockgate.operations.init import init_project
 from lockgate.operations.stage import Stager
 from lockgate.testing import open_project
+
+# Property tests check what holds, never how fast: no per-example deadline, and no failure
+# because examples came slowly on a loaded machine (hypothesis's own timing checks).
+settings.register_profile("lockgate", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("lockgate")
 
 REPO = Path(__file__).resolve().parents[1]
 # What a test project is opened with: no team defaults, and alice as the actor.
