@@ -67,12 +67,12 @@ class Promotion(Switcher):
         # Every input that ends up in the record is checked before anything is touched.
         check_text("--reason", reason)
         session.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
-        settle(session)
         # Planning reads each answer once (read_memo), what it can foresee in one call
         # (two: before and after the revision is known); the switch reads again under
         # its locks.
         with memo(session):
             ask_together(session, self._first_asks(target, to, rev, dry_run))
+            settle(session)
             if not dry_run:  # even when the project does not settle: never over an intent
                 recover_pending(session)
             ref = self.resolve(target)

@@ -63,7 +63,6 @@ class Rollback(Switcher):
         session = self.session
         check_text("--reason", reason)
         session.actor  # noqa: B018 - checked (UTF-8) here, not after the targets switched
-        settle(session)
         # Planning reads each answer once (read_memo), what it can foresee in one call
         # (two: before and after the revision is known); the switch reads again under
         # its locks.
@@ -108,6 +107,7 @@ class Rollback(Switcher):
         component_id = target.split(":", 1)[-1]
         check_name("component id", component_id)
         ask_together(session, self._rollback_asks(target, component_id, stage))
+        settle(session)
         if not dry_run:  # even when the project does not settle: never switch over an intent
             recover_pending(session)
         state = session.state()
