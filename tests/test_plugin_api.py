@@ -642,8 +642,11 @@ def test_the_change_journal_contract() -> None:
     start = journal.generation()
     assert journal.changed(start) is None  # not trusted: no cookie yet
     journal.trusted = True  # type: ignore[attr-defined]
+    assert journal.changed(start) is None  # which directories have a watch is unknown
+    journal.watched = lambda d: not d.startswith("/w/c/lost")  # type: ignore[attr-defined]
     test = journal.changed(start)
     assert test is not None and not test("/w/c") and not test("/w/c/lib")
+    assert test("/w/c/lost")  # no watch: no event proves nothing, read it again
     journal.record("/w/c/lib/a.py", False)  # type: ignore[attr-defined]
     journal.record("/w/c/old", True)  # type: ignore[attr-defined]
     assert journal.generation() == start + 2

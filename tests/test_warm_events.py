@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -156,11 +157,27 @@ def test_changes_are_answered_as_the_cold_command_answers_them(
     def edited_deep(root: Path) -> None:
         (root / ETL / "lib/moved/deep.py").write_text("D = 8\n")
 
+    def made_while_moved(root: Path) -> None:
+        # A directory made in a new one renamed before the watcher handled the making:
+        # watchdog then never watches it (made certain in tests/test_watch_journal.py;
+        # here the pause lets the watcher watch the new one first, as a busy machine
+        # did once). Its edit below must still be seen.
+        (root / ETL / "fresh2").mkdir()
+        if root == project:
+            time.sleep(0.3)
+        (root / ETL / "fresh2/sub").mkdir()
+        (root / ETL / "fresh2/sub/s.py").write_text("S = 1\n")
+        (root / ETL / "fresh2").rename(root / ETL / "made")
+
+    def edited_unwatched(root: Path) -> None:
+        (root / ETL / "made/sub/s.py").write_text("S = 2\n")
+
     def nothing(root: Path) -> None:
         pass
 
     steps = [new_file, nothing, removed_file, nothing, renamed_directory, nothing]
     steps += [replaced_directory, nothing, edited_deep, nothing]
+    steps += [made_while_moved, edited_unwatched, nothing]
     for step in steps:
         step(project)
         step(twin)

@@ -47,6 +47,7 @@ from lockgate.builtin_plugins.watcher.observe import (
     _mode_name,
     _shutdown,
     _unwatched_directories,
+    _watch_coverage,
     _WatchdogLog,
 )
 from lockgate.builtin_plugins.watcher.output import FAILPOINTS_ENV, Output, failpoints
@@ -236,6 +237,7 @@ class Watcher:
             self._fallback(f"the platform refuses more file watches ({_describe(exc)})")
             return
         self._mode = _mode_name(self._observer)
+        self.journal.watched = _watch_coverage(self._observer)
         self._trust(self.settings.trust_events)
 
     def _trust(self, on: bool) -> None:
@@ -284,6 +286,7 @@ class Watcher:
             return
         running = self._observer is not None
         self.journal.lose()
+        self.journal.watched = None
         self._trust(False)
         self._stop_observer()
         self._start_polling()

@@ -20,8 +20,10 @@ before the request has reached the loop — the watcher's own view is as new as 
 request. Only then is the watcher's :class:`~lockgate.plugin.ChangeJournal` trusted
 (``journal.trusted``, for the requests of that batch): a source with the
 ``TrustsEvents`` capability may then take what no event touched since its last scan
-from that scan instead of reading it again. Without the cookie's event (polling, or
-late) nothing is trusted and the command reads everything itself, as a cold one does.
+from that scan instead of reading it again — but only a directory watchdog holds a
+watch on: one without (watchdog can lose one, see ``observe._Journal``) is read again,
+and ``-v`` says so once. Without the cookie's event (polling, or late) nothing is
+trusted and the command reads everything itself, as a cold one does.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class WarmServer:
         self._lock = threading.Lock()
         self._cookies = itertools.count(1)
         self._deferred: list[_Request] = []
+        self._noted: set[str] = set()
         # lockgate.yaml as the project was opened (just before this): see _check.
         self._config = None if project_root is None else _fingerprint(project_root)
         self.answered = 0
@@ -239,6 +242,16 @@ class WarmServer:
                     self._run(request)
             finally:
                 self.journal.trusted = False
+                self._note_unwatched()
+
+    def _note_unwatched(self) -> None:
+        """Say once (``-v``) each directory the answers read because it has no watch."""
+        for directory in sorted(self.journal.unwatched - self._noted):
+            self._noted.add(directory)
+            self.out.note(
+                f"warm path: {directory} has no file watch (watchdog lost it), so commands "
+                "read it and the watcher misses its edits; restart the watcher to watch it"
+            )
 
     def _cookie(self, get: Callable[[float], _Item], absorb: Callable[[_Item], None]) -> bool:
         """Write a cookie into the watched tree and absorb events until its own arrives:

@@ -1,0 +1,128 @@
+"""The watcher's change journal against watchdog's real inotify observer.
+
+The warm path may skip a directory only when no event touched it since the last scan.
+That silence proves nothing when watchdog holds no watch on the directory, and watchdog
+can lose one without a word: a directory created inside a new directory is watched by
+path when watchdog handles its creation; if its parent was renamed meanwhile, that
+fails (ENOENT, skipped), and the rename is then taken as the move of a watched tree, so
+the directory is never watched and nothing written in it is reported. Under load the
+watcher's threads lag behind the writes and this happens by itself; here it is made
+certain by holding watchdog's own lock while the directory is created and its parent
+renamed, so watchdog handles both afterwards. Nothing here asserts a duration.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate.builtin_plugins.watcher.observe import (
+    EVENT_TYPES,
+    _Handler,
+    _Item,
+    _Journal,
+    _watch_coverage,
+)
+from lockgate.plugin import WARM_COOKIE_PREFIX, WatchHint
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="inotify (Linux) only")
+TIMEOUT = 30.0  # for anything waited for: a slow, busy machine must not fail the test
+
+
+class _NoHints:
+    """A mapper that asks for nothing: only the journal is under test."""
+
+    root = ""
+
+    def hint(self, path: str, *, is_dir: bool) -> WatchHint | None:
+        return None
+
+    def workspace_of(self, path: str) -> str | None:
+        return None
+
+
+class _Observed:
+    """watchdog's inotify observer on ``root``, feeding a journal through the handler."""
+
+    def __init__(self, root: Path) -> None:
+        from watchdog.observers.inotify import InotifyObserver
+
+        self.root = root
+        self.items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self.journal = _Journal()
+        self.observer = InotifyObserver()
+        handler = _Handler(_NoHints(), self.items.put, self.journal)  # type: ignore[arg-type]
+        self.observer.schedule(handler, str(root), recursive=True, event_filter=EVENT_TYPES)
+        self.observer.start()
+        self.journal.watched = _watch_coverage(self.observer)
+        self._cookies = 0
+
+    def group(self) -> Any:
+        """watchdog's watch group (its lock is held while it handles an event)."""
+        (emitter,) = self.observer.emitters
+        return emitter._inotify  # type: ignore[attr-defined]
+
+    def barrier(self) -> None:
+        """Write a cookie and wait for its event, as the warm path does: every event
+        from before it has then reached the journal."""
+        self._cookies += 1
+        name = f"{WARM_COOKIE_PREFIX}test-{self._cookies}"
+        (self.root / name).touch()
+        while True:
+            item = self.items.get(timeout=TIMEOUT)
+            if item.kind == "cookie" and item.message == name:
+                return
+
+    def wait_until(self, predicate: Callable[[], bool]) -> None:
+        for _ in range(int(TIMEOUT / 0.01)):
+            if predicate():
+                return
+            time.sleep(0.01)
+        raise AssertionError("watchdog never got there")
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)
+
+
+@pytest.fixture
+def observed(tmp_path: Path) -> Any:
+    root = tmp_path / "w"
+    (root / "c" / "keep").mkdir(parents=True)
+    (root / "c" / "keep" / "k.py").write_text("K = 1\n")
+    watched = _Observed(root)
+    yield watched
+    watched.stop()
+
+
+def test_a_directory_watchdog_never_watched_is_never_vouched_for(observed: _Observed) -> None:
+    c = observed.root / "c"
+    watched = observed.journal.watched
+    if watched is None:  # another watchdog: the journal is then never trusted at all
+        observed.journal.trusted = True
+        assert observed.journal.changed(observed.journal.generation()) is None
+        return
+    (c / "fresh").mkdir()
+    observed.wait_until(lambda: watched(str(c / "fresh")))
+    with observed.group()._lock:  # watchdog handles what follows only after the rename
+        (c / "fresh" / "moved").mkdir()
+        (c / "fresh" / "moved" / "deep.py").write_text("D = 9\n")
+        (c / "fresh").rename(c / "lib")
+    observed.barrier()
+    assert watched(str(c / "lib")) and not watched(str(c / "lib" / "moved"))  # lost
+    since = observed.journal.generation()  # a scan that read everything after the move
+    (c / "lib" / "moved" / "deep.py").write_text("D = 8\n")  # no event: no watch there
+    observed.barrier()
+    assert observed.journal.generation() == since  # not one event (cookies are not recorded)
+    observed.journal.trusted = True
+    changed = observed.journal.changed(since)
+    assert changed is not None
+    assert changed(str(c / "lib" / "moved"))  # no watch: read again, never vouched for
+    assert str(c / "lib" / "moved") in observed.journal.unwatched
+    assert not changed(str(c / "lib")) and not changed(str(c / "keep"))  # watched, quiet
