@@ -411,3 +411,19 @@ def _job(db: Path, job: str) -> tuple[str, int | None]:
     with sqlite3.connect(db) as conn:
         row = conn.execute("SELECT status, http_status FROM jobs WHERE id=?", (job,)).fetchone()
     return row[0], row[1]
+
+
+def test_a_sweep_removes_only_the_lock_files_of_processes_that_ended(tmp_path: Path) -> None:
+    """What a supervisor does as it ends: a worker stopped while it started (its
+    inherited signal handler exits at once) leaves its lock file behind."""
+    from lockgate.server.owners import Owner
+
+    serve = tmp_path / "serve"
+    one, two = Owner(serve), Owner(serve)
+    left = serve / "4242-0123456789ab.lock"
+    left.write_text("")  # a process that ended without removing it: nobody holds it
+    one.sweep()
+    assert sorted(p.name for p in serve.iterdir()) == sorted([f"{one.id}.lock", f"{two.id}.lock"])
+    two.close()
+    one.close()
+    assert list(serve.iterdir()) == []

@@ -31,7 +31,12 @@ class Owner:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self._gone: set[str] = set()
         self._lock = threading.Lock()
-        for stale in directory.glob("*.lock"):  # what processes that ended left
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Remove the lock files that processes which ended left (one killed, or a worker
+        stopped while it started, before it could remove its own)."""
+        for stale in self.directory.glob("*.lock"):
             if stale != self._path:
                 self.alive(stale.stem)
 

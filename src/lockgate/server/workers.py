@@ -208,5 +208,6 @@ def supervise(
             signal.signal(number, handler)
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        owner.sweep()  # a worker stopped as it started leaves its lock file
         owner.close()
     return 1 if failed else 0
