@@ -248,3 +248,12 @@ def test_a_rollback_reads_in_batches_and_nothing_alone(lockgate_kit: Any) -> Non
     counted.reset()
     assert promoter.rollback("etl").revision == first  # no stage named: every stage's pointer
     assert counted.alone == [("pointer_history", ("staging", "etl"))]
+
+
+def test_rev_latest_is_not_taken_for_a_revision_id(lockgate_kit: Any) -> None:
+    kit, _, (_first, second) = _kit(lockgate_kit)
+    project = kit.open()
+    counted = offering(project)
+    assert Promoter(project).promote("team:etl", to="staging", rev="latest").revision == second
+    assert all(a.args[-1:] != ("latest",) for b in counted.batches for a in b), counted.batches
+    assert counted.alone == []

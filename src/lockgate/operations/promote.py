@@ -163,6 +163,8 @@ class Promotion(Switcher):
         except LockgateError:
             return asks  # resolve() says why
         asks += [Ask("component", (str(ref),)), Ask("pointer", (to, ref.component_id))]
+        if rev == "latest":
+            return asks  # the component's record names it
         if rev is not None:
             asks.append(Ask("revisions", (str(ref),)))
             section = self.session.config.stages[to]
