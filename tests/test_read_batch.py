@@ -1,6 +1,7 @@
 """Reads in one call (``ReadBatch``, lockgate.contracts.read_batch): with a state store
-that offers it, a promotion reads what planning foresees in two calls, what its checks
-read again under its locks in one and its record's re-reads in one, and no read alone;
+that offers it, a promotion reads what planning foresees in one call and what its checks
+read again under its locks in one; its record reads nothing again (the store checks the
+status it is decided from, ``MoveWithEvents``), and no read is alone;
 the answers are what the reads themselves answer, and what landed while the gates ran
 still refuses the switch (a rejection, another runner's move)."""
 
@@ -11,12 +12,15 @@ from typing import Any
 
 import pytest
 
+from lockgate.contracts.clock import now_iso
+from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.read_batch import BATCHABLE, Ask, answer_each, store_read_batch
-from lockgate.contracts.state import Approval
+from lockgate.contracts.state import Approval, AuditEvent
 from lockgate.errors import ConflictError, RefusedError
 from lockgate.operations.approve import decide
 from lockgate.operations.promote import Promoter
 from lockgate.operations.read_memo import ask_together, memo, read_together
+from lockgate.operations.stage import Stager
 from lockgate.plugin import hookimpl
 from lockgate.testing import open_project
 
@@ -100,7 +104,7 @@ def _kit(lockgate_kit: Any) -> tuple[Any, Meanwhile, list[str]]:
     return kit, meanwhile, revisions
 
 
-def test_a_promotion_reads_in_three_calls_and_nothing_alone(lockgate_kit: Any) -> None:
+def test_a_promotion_reads_in_two_calls_and_nothing_alone(lockgate_kit: Any) -> None:
     kit, _, (first, second) = _kit(lockgate_kit)
     project = kit.open()
     counted = offering(project)
@@ -109,8 +113,8 @@ def test_a_promotion_reads_in_three_calls_and_nothing_alone(lockgate_kit: Any) -
     counted.reset()
     assert promoter.promote("team:etl", to="staging", rev=second).changed
     # Planning (``--rev`` names the revision: all it reads at once); the checks under the
-    # locks; the record's re-reads. A read missing from what planning foresees (``gate_asks``,
-    # ``Promotion._first_asks``) shows up alone here.
+    # locks, whose answers the record is made from. A read missing from what planning
+    # foresees (``gate_asks``, ``Promotion._first_asks``) shows up alone here.
     assert counted.alone == []
     assert [sorted({a.name for a in b}) for b in counted.batches] == [
         [
@@ -118,7 +122,6 @@ def test_a_promotion_reads_in_three_calls_and_nothing_alone(lockgate_kit: Any) -
             *("open_intents", "pointer", "pointers", "revisions", "validation_results"),
         ],
         ["approvals", "component", "open_intents", "pointer"],
-        ["component", "pointer"],
     ]
     assert promoter.session.memo is None
     pointer = project.state().pointer("staging", "etl")
@@ -241,7 +244,6 @@ def test_a_rollback_reads_in_batches_and_nothing_alone(lockgate_kit: Any) -> Non
         ["component", "open_intents", "pointer", "pointer_history"],
         ["approvals"],  # the revision's, once chosen (its component: read already)
         ["approvals", "component", "open_intents", "pointer"],
-        ["component", "pointer"],
     ]
     counted.reset()
     promoter.promote("team:etl", to="staging", rev=second)
@@ -257,3 +259,53 @@ def test_rev_latest_is_not_taken_for_a_revision_id(lockgate_kit: Any) -> None:
     assert Promoter(project).promote("team:etl", to="staging", rev="latest").revision == second
     assert all(a.args[-1:] != ("latest",) for b in counted.batches for a in b), counted.batches
     assert counted.alone == []
+
+
+def _reject(other: Any) -> None:
+    """A status write no lock orders (the store's own: lockgate's decisions wait for
+    the switch's lock)."""
+    state = other.state()
+    record = state.component("team:etl")
+    event = AuditEvent(at=now_iso(), actor="x", action="reject", component="team:etl")
+    state.set_status("team:etl", record.status, ComponentStatus.REJECTED, event)
+
+
+def _stage_again(other: Any) -> None:
+    """Staging, which takes no lock a switch holds."""
+    component = next((other.root / "workspaces").glob("*/*/etl"))
+    (component / "main.py").write_text("C = 1\n", encoding="utf-8")
+    Stager(other).stage("team:etl")
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "status"), [(_reject, "rejected"), (_stage_again, "promoted")]
+)
+def test_the_record_moves_the_status_the_store_finds(
+    lockgate_kit: Any, meanwhile: Any, status: str
+) -> None:
+    """The record is made from what the checks read under the locks, not read again: a
+    status changed while the targets deploy is what the status moves from (a rejection
+    stays; a new revision staged is promoted, as the status machine says), and the
+    switch stands either way."""
+    kit, _, (_first, second) = _kit(lockgate_kit)
+    project = kit.open()
+    counted = offering(project)
+    state = project.state()
+    opened = state.open_intent
+
+    def open_then_change(intent: Any) -> None:
+        opened(intent)
+        other = open_project(kit.root, installed=False, extra=kit.distributions)
+        try:
+            meanwhile(other)
+        finally:
+            other.close()
+
+    state.open_intent = open_then_change
+    result = Promoter(project).promote("team:etl", to="staging", rev=second)
+    assert result.changed and result.revision == second
+    assert len(counted.batches) == 2 and counted.alone == []
+    record = project.state().component("team:etl")
+    assert record is not None and record.status.value == status
+    pointer = project.state().pointer("staging", "etl")
+    assert pointer is not None and pointer.revision == second

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 
-MAX_STATEMENTS = 10
+MAX_STATEMENTS = 9
 """Statements one promotion sends in a session of its own (47 before planning read each
 answer once and the gate's event rode with the switch; 41 before an append, a pointer's
 history, an intent's close and a lock's release became one statement each; 33 before a
@@ -36,7 +36,8 @@ batch each, ``ReadBatch``, and the pointer's swap went into the record's stateme
 before the switch's two locks were taken together on one connection, ``LockSet``; 12
 before a move was chained after the head its last reads saw, checked in the move's own
 statement; 11 before a session's first settling read the open intents with planning's
-batch)."""
+batch; 10 before the record was made from what the checks read under the locks, its
+status decided by the store from the one it finds, ``MoveWithEvents``)."""
 
 LOCK_STATEMENTS = 3
 """Of those, the switch's locks: ``operation`` shared and the component's lock taken in

@@ -147,15 +147,7 @@ class MemoryStateStore:
             change = attrs.evolve(change, at=self._after_last(change.at))
             if current != expected_generation:
                 raise generation_conflict(change, current, expected_generation)
-            pointer = Pointer(
-                stage=change.stage,
-                component_id=change.component_id,
-                component=change.component,
-                revision=change.revision,
-                generation=current + 1,
-                updated_at=change.at,
-                actor=change.actor,
-            )
+            pointer = Pointer.moved(change, current + 1)
             self._pointers[key] = pointer
             record = self._components.get(change.component)
             if status is not None and record is not None:

@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -304,8 +304,10 @@ class SqliteStateStore(SqliteDeliveries):
         expected_generation: int,
         status: ComponentStatus | None,
         event: AuditEvent,
+        status_from: Collection[ComponentStatus] | None = None,
     ) -> Pointer:
-        """``MoveWithEvents``: ``before`` appended in the move's own transaction."""
+        """``MoveWithEvents``: ``before`` appended in the move's own transaction (and the
+        status set only from one of ``status_from``, when given)."""
         with self._write(durable=True) as db:
             row = db.execute(
                 "SELECT generation, revision FROM pointers WHERE stage = ? AND component_id = ?",
@@ -320,15 +322,7 @@ class SqliteStateStore(SqliteDeliveries):
             # The move is timed like its event (never before the chain's last event), so
             # the pointer history and the audit log agree on when it happened.
             change = attrs.evolve(change, at=_after_last(db, change.at))
-            pointer = Pointer(
-                stage=change.stage,
-                component_id=change.component_id,
-                component=change.component,
-                revision=change.revision,
-                generation=generation,
-                updated_at=change.at,
-                actor=change.actor,
-            )
+            pointer = Pointer.moved(change, generation)
             db.execute(
                 "INSERT INTO pointers VALUES (:stage, :component_id, :component, :revision, "
                 ":generation, :updated_at, :actor) ON CONFLICT (stage, component_id) DO UPDATE "
@@ -338,10 +332,7 @@ class SqliteStateStore(SqliteDeliveries):
                 attrs.asdict(pointer),
             )
             if status is not None:
-                db.execute(
-                    "UPDATE components SET status = ?, updated_at = ? WHERE component = ?",
-                    (status.value, change.at, change.component),
-                )
+                db.execute(*_mark(change, status, status_from))
             seq = _append(db, event)
             db.execute(
                 "UPDATE pointer_history SET valid_until = ? WHERE stage = ? AND component_id = ? "
@@ -577,6 +568,18 @@ def _append(db: sqlite3.Connection, event: AuditEvent) -> int:
         (event.action, event.outcome),
     )
     return seq
+
+
+def _mark(
+    change: PointerChange, status: ComponentStatus, status_from: Collection[ComponentStatus] | None
+) -> tuple[str, tuple[str, ...]]:
+    """The statement setting a move's status (only from one of ``status_from``, if given)."""
+    sql = "UPDATE components SET status = ?, updated_at = ? WHERE component = ?"
+    args = (status.value, change.at, change.component)
+    if status_from is None:
+        return sql, args
+    sources = sorted(s.value for s in status_from)
+    return f"{sql} AND status IN ({', '.join('?' * len(sources)) or 'NULL'})", (*args, *sources)
 
 
 def _swap_status(

@@ -7,11 +7,18 @@ pointer, the status, the history and its own event). A store that offers
 audit chain's head instead of two, which on a server shared by many runners is the row
 they all queue on. A store without it costs only that: the kernel appends the events
 first, then moves the pointer, as before.
+
+The move can also carry the statuses its status may be set from (``status_from``, the
+sources of its action in the status machine): the store then sets the component's status
+only if it is one of those at the move, in the move's transaction. So a caller that read
+the component under its locks need not read it again just before the move to decide the
+status: the store decides it from the status it finds (a rejection that landed meanwhile
+stays; the move stands).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from lockgate.contracts.models import ComponentStatus
@@ -34,8 +41,12 @@ class MoveWithEvents(Protocol):
         expected_generation: int,
         status: ComponentStatus | None,
         event: AuditEvent,
+        status_from: Collection[ComponentStatus] | None = None,
     ) -> Pointer:
-        """Append ``before``, then move the pointer as ``move_pointer`` does."""
+        """Append ``before``, then move the pointer as ``move_pointer`` does. With
+        ``status_from``, ``status`` is set only if the component's status is one of
+        ``status_from`` at the move (else it is left as it is, and the rest is recorded
+        all the same)."""
 
 
 def store_move_with_events(store: object) -> MoveWithEvents | None:

@@ -263,6 +263,19 @@ class Pointer:
     def __attrs_post_init__(self) -> None:
         _stored(self, "pointer", names="stage component_id", refs="component", revisions="revision")
 
+    @classmethod
+    def moved(cls, change: PointerChange, generation: int) -> Pointer:
+        """The pointer ``change`` made, at ``generation`` (what a store's move returns)."""
+        return cls(
+            stage=change.stage,
+            component_id=change.component_id,
+            component=change.component,
+            revision=change.revision,
+            generation=generation,
+            updated_at=change.at,
+            actor=change.actor,
+        )
+
 
 @record
 class PointerChange:

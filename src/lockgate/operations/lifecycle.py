@@ -24,7 +24,13 @@ from lockgate.contracts.clock import now_iso
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.moves import store_move_with_events
 from lockgate.contracts.read_batch import Ask
-from lockgate.contracts.state import AuditEvent, Pointer, PointerChange, StateStore
+from lockgate.contracts.state import (
+    AuditEvent,
+    ComponentRecord,
+    Pointer,
+    PointerChange,
+    StateStore,
+)
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import ConflictError, NotFoundError, RefusedError
@@ -79,6 +85,7 @@ def move_pointer(
     strict: bool = True,
     at: str | None = None,
     before: Sequence[AuditEvent] = (),
+    seen: tuple[ComponentRecord, Pointer | None] | None = None,
 ) -> Pointer:
     """Make ``revision`` current for ``component`` in ``stage`` (None removes it).
 
@@ -91,22 +98,34 @@ def move_pointer(
     this read and the write is a conflict. Either way a lost update raises
     :class:`ConflictError` (exit 4), never a silent overwrite. ``before``: audit events
     to record first (a promotion's gate event), in the move's own transaction when the
-    store offers ``MoveWithEvents``, else appended just before it.
+    store offers ``MoveWithEvents``, else appended just before it. ``seen``: the
+    component's record and the pointer as the caller read them under its locks; with a
+    store that offers ``MoveWithEvents`` they are not read again, and the store moves the
+    status by the status machine from the status it finds at the move (``status_from``).
     """
     session = as_session(session)
-    # Read afresh (the status moved from is the one at the record), both in one call.
-    reads = [Ask("component", (component,)), Ask("pointer", (stage, component.split(":")[-1]))]
-    with read_together(session, reads):
-        record = session.state().component(component)
-        if record is None:
-            raise NotFoundError(f"{component} has never been staged; stage it first")
-        current = session.state().pointer(stage, record.component_id)
+    checked = seen if store_move_with_events(session.state()) is not None else None
+    if checked is not None:
+        record, current = checked
+    else:
+        # Read afresh (the status moved from is the one at the record), in one call.
+        reads = [Ask("component", (component,)), Ask("pointer", (stage, component.split(":")[-1]))]
+        with read_together(session, reads):
+            found = session.state().component(component)
+            if found is None:
+                raise NotFoundError(f"{component} has never been staged; stage it first")
+            record, current = found, session.state().pointer(stage, found.component_id)
+    state = session.state()
     if strict:
         status: ComponentStatus | None = next_status(component, record.status, action)
     else:
         sources, target = TRANSITIONS.get(action, (frozenset(), record.status))
         status = target if record.status in sources else None
-    component_id, state = record.component_id, session.state()
+    # Decided by the store, from the status at the move, when it was not read just now.
+    status_from = TRANSITIONS[action][0] if checked is not None and action in TRANSITIONS else None
+    if status_from is not None:
+        status = TRANSITIONS[action][1]
+    component_id = record.component_id
     generation = current.generation if current else 0
     if expected_generation is not None and expected_generation != generation:
         raise ConflictError(
@@ -142,7 +161,7 @@ def move_pointer(
         action=action,
         reason=reason,
     )
-    return _record_move(state, before, change, generation, status, event)
+    return _record_move(state, before, change, generation, (status, status_from), event)
 
 
 def _record_move(
@@ -150,14 +169,21 @@ def _record_move(
     before: Sequence[AuditEvent],
     change: PointerChange,
     generation: int,
-    status: ComponentStatus | None,
+    statuses: tuple[ComponentStatus | None, frozenset[ComponentStatus] | None],
     event: AuditEvent,
 ) -> Pointer:
-    """The move, with ``before`` in its transaction when the store can (else first)."""
-    moves = store_move_with_events(state) if before else None
+    """The move, with ``before`` in its transaction when the store can (else first);
+    ``statuses``: the status to set and those it may be set from (None: any)."""
+    status, status_from = statuses
+    moves = store_move_with_events(state) if before or status_from is not None else None
     if moves is not None:
         return moves.move_pointer_after(
-            before, change, expected_generation=generation, status=status, event=event
+            before,
+            change,
+            expected_generation=generation,
+            status=status,
+            event=event,
+            status_from=status_from,
         )
     if before:
         state.append_events(before)

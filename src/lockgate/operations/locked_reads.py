@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from lockgate.contracts.read_batch import Ask
+from lockgate.contracts.state import ComponentRecord, Pointer
 from lockgate.core.session import Session
 from lockgate.errors import ConflictError
 from lockgate.operations.read_memo import read_together
@@ -43,13 +44,15 @@ def recheck(
     expected_generation: int,
     action: str,
     admissible: Callable[[], None],
-) -> int:
+) -> tuple[ComponentRecord, Pointer | None] | None:
     """Under the switch's locks: settle interrupted switches, refuse when the pointer
     moved since planning (``ConflictError``) or when ``admissible`` refuses; the
-    generation the switch moves the pointer from."""
+    component's record and its pointer as read here, under the locks (what the switch's
+    record is decided from; None when the component has no record)."""
     asks = switch_asks(base.stage, base.component_id, component, base.revision)
     with read_together(session, asks):
         recover_pending(session, locked=True)
+        record = session.state().component(component)
         pointer = session.state().pointer(base.stage, base.component_id)
         generation = pointer.generation if pointer else 0
         if generation != expected_generation:
@@ -60,7 +63,7 @@ def recheck(
             )
         # What the gates saw may be stale: a rejection can have landed while they ran.
         admissible()
-    return generation
+    return None if record is None else (record, pointer)
 
 
 def switch_asks(stage: str, component_id: str, component: str, revision: str | None) -> list[Ask]:

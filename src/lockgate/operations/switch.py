@@ -47,7 +47,7 @@ from lockgate.contracts.manifest import ManifestDiff
 from lockgate.contracts.models import ChangeEvent
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, short
-from lockgate.contracts.state import AuditEvent, Intent, PointerChange
+from lockgate.contracts.state import AuditEvent, ComponentRecord, Intent, Pointer, PointerChange
 from lockgate.contracts.target import RevisionHandle, Target, target_concurrent_switches
 from lockgate.core.failpoints import failpoint
 from lockgate.core.project import Project
@@ -256,7 +256,7 @@ class Switcher:
         once they are)."""
         session, state = self.session, self.session.state()
         with self.lock(action, components=self.lockable(base.stage, base.component_id)):
-            generation = recheck(
+            seen = recheck(
                 session,
                 base,
                 str(ref),
@@ -264,13 +264,14 @@ class Switcher:
                 action,
                 lambda: self._check_admissible(base, ref),
             )
+            generation = expected_generation  # recheck refused any other
             # The switch happens now: its record's time follows every event before it.
             base = attrs.evolve(base, at=now_iso())
             handle = self._ready_release(base)
             self.check_deadline(base.component, "verifying its release")
             intent = self._open_intent(base, ref, action, generation)
             self._deploy_and_record(
-                base, ref, action, intent, handle, generation, details, started, before
+                base, ref, action, intent, handle, generation, details, started, before, seen
             )
             failpoint(f"{action}.after_record")
             state.close_intent(intent.id, "completed")
@@ -339,8 +340,10 @@ class Switcher:
         details: dict[str, object],
         started: float | None = None,
         before: list[AuditEvent] | None = None,
+        seen: tuple[ComponentRecord, Pointer | None] | None = None,
     ) -> None:
-        """Prepare every target, commit each, record the switch; undo it on any failure."""
+        """Prepare every target, commit each, record the switch (from ``seen``: the
+        component and its pointer as read under the locks); undo it on any failure."""
         session, stage = self.session, base.stage
         step = "record"
         try:
@@ -369,6 +372,7 @@ class Switcher:
                 strict=False,
                 at=base.at,
                 before=tuple(before or ()),
+                seen=seen,
             )
             if before:
                 before.clear()  # recorded

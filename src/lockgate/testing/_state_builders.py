@@ -7,7 +7,7 @@ stage records a revision with its component and event, a move compares and swaps
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import pytest
 
@@ -152,9 +152,11 @@ def _move(
     reason: str | None = None,
     status: ComponentStatus | None = None,
     before: Sequence[AuditEvent] | None = None,
+    status_from: Collection[ComponentStatus] | None = None,
 ) -> Pointer:
-    """Move ``ref``'s pointer in ``stage`` as the lifecycle does (with ``before``: with
-    those events first, through ``MoveWithEvents``, which the store must offer)."""
+    """Move ``ref``'s pointer in ``stage`` as the lifecycle does (with ``before`` or
+    ``status_from``: with those events first, setting the status only from one of
+    ``status_from``, through ``MoveWithEvents``, which the store must offer)."""
     component_id = ref.split(":")[1]
     current = store.pointer(stage, component_id)
     previous = current.revision if current else None
@@ -181,11 +183,16 @@ def _move(
         reason=reason,
         details={"generation": expected + 1},
     )
-    if before is not None:
+    if before is not None or status_from is not None:
         moves = store_move_with_events(store)
         assert moves is not None, "the store offers no MoveWithEvents"
         return moves.move_pointer_after(
-            before, change, expected_generation=expected, status=status, event=event
+            before or (),
+            change,
+            expected_generation=expected,
+            status=status,
+            event=event,
+            status_from=status_from,
         )
     return store.move_pointer(change, expected_generation=expected, status=status, event=event)
 

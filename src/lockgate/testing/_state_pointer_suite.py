@@ -14,6 +14,7 @@ import pytest
 
 from lockgate.contracts.audit import verify_state
 from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.moves import store_move_with_events
 from lockgate.contracts.state import (
     Approval,
@@ -113,6 +114,51 @@ class StateStorePointerConformance:
         assert store.events() == events
         assert store.pointer_history() == history
         assert store.counts().events == 2
+
+    def test_a_move_sets_its_status_from_one_it_may_be_set_from(self, store: StateStore) -> None:
+        if store_move_with_events(store) is None:
+            pytest.skip("the store offers no MoveWithEvents (optional)")
+        _stage(store, "alice:etl", "r1", at(1))
+        sources = {S.STAGED, S.APPROVED}
+        _move(
+            store,
+            "staging",
+            "alice:etl",
+            "r1",
+            at(2),
+            expected=0,
+            status=S.PROMOTED,
+            status_from=sources,
+        )
+        record = store.component("alice:etl")
+        assert record is not None and record.status is S.PROMOTED
+        assert record.updated_at == at(2)
+
+    @pytest.mark.parametrize("sources", [{S.STAGED, S.APPROVED}, set()])
+    def test_a_move_leaves_a_status_it_may_not_be_set_from(
+        self, store: StateStore, sources: set[ComponentStatus]
+    ) -> None:
+        """The status was decided from ``staged``; a rejection landed before the move:
+        the move is recorded, the rejection's status stays (and no source: none moves)."""
+        if store_move_with_events(store) is None:
+            pytest.skip("the store offers no MoveWithEvents (optional)")
+        _stage(store, "alice:etl", "r1", at(1))
+        store.set_status("alice:etl", S.STAGED, S.REJECTED, _event("reject", at(2)))
+        pointer = _move(
+            store,
+            "staging",
+            "alice:etl",
+            "r1",
+            at(3),
+            expected=0,
+            status=S.PROMOTED,
+            status_from=sources,
+        )
+        assert (pointer.revision, pointer.generation) == ("r1", 1)
+        record = store.component("alice:etl")
+        assert record is not None and record.status is S.REJECTED
+        assert [e.action for e in store.events()] == ["stage", "reject", "promote"]
+        assert store.pointer_history()[-1].revision == "r1"
 
     def test_move_pointer_appends_its_event(self, store: StateStore) -> None:
         _stage(store, "alice:etl", "r1", at(1))

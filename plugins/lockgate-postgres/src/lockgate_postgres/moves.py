@@ -21,7 +21,8 @@ as without one): one round trip for a move instead of two, where nobody else wro
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -30,7 +31,7 @@ from lockgate_postgres.chain import Head
 from lockgate_postgres.db import Row
 from lockgate_postgres.locks import HELD_BY
 
-__all__ = ["move"]
+__all__ = ["Mark", "move"]
 
 _SWAPPED = "EXISTS (SELECT FROM swapped)"
 _FRESH = f"SELECT 1 FROM heads WHERE seq = %s AND hash = %s AND ({HELD_BY}) >= %s FOR UPDATE"
@@ -58,6 +59,15 @@ _OPEN_HISTORY = (
     "%s, %s, previous, %s, %s, %s, %s, %s, %s FROM swapped"
 )
 _MARK = f"UPDATE components SET status = %s, updated_at = %s WHERE component = %s AND {_SWAPPED}"
+_MARK_IF = " AND status = ANY(%s)"
+
+
+class Mark(NamedTuple):
+    """The status a move sets, and those it may be set from (``MoveWithEvents``'s
+    ``status_from``; None: whatever it is)."""
+
+    status: ComponentStatus
+    status_from: Collection[ComponentStatus] | None = None
 
 
 def move(
@@ -65,12 +75,13 @@ def move(
     rows: list[dict[str, object]],
     change: PointerChange,
     expected: int,
-    status: ComponentStatus | None,
+    mark: Mark | None,
     known: tuple[int, str, list[int]] | None = None,
 ) -> psycopg.Cursor[Row]:
     """Send the move of ``change`` from generation ``expected`` (0: the pointer must not
     exist yet) with the chained ``rows`` (its events, the move's own last: its seq goes
-    into the history) as one statement in ``head``'s transaction; its cursor yields a row
+    into the history) as one statement in ``head``'s transaction, setting the status of
+    ``mark`` (when it is one of ``mark.status_from``, if given); its cursor yields a row
     when the move was made, none when the pointer was not at ``expected``. ``known``:
     the head's seq and hash ``rows`` were chained after, unlocked, and the server pids of
     this process's lock connections: the move is made only if the head is still that one
@@ -109,6 +120,11 @@ def move(
         ("closed", _CLOSE_HISTORY, (change.at, *where)),
         ("opened", _OPEN_HISTORY, opened),
     ]
-    if status is not None:
-        queries.append(("marked", _MARK, (status.value, change.at, change.component)))
+    if mark is not None:
+        marked = (mark.status.value, change.at, change.component)
+        if mark.status_from is None:
+            queries.append(("marked", _MARK, marked))
+        else:
+            sources = sorted(s.value for s in mark.status_from)
+            queries.append(("marked", _MARK + _MARK_IF, (*marked, sources)))
     return head.write(rows, queries, only_if=_SWAPPED)

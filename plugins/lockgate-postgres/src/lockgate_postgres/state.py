@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -50,7 +50,7 @@ from lockgate_postgres import reads
 from lockgate_postgres.chain import Head
 from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import HELD_BY, AdvisoryLocks
-from lockgate_postgres.moves import move
+from lockgate_postgres.moves import Mark, move
 from lockgate_postgres.outbox import PostgresDeliveries
 
 __all__ = ["PostgresStateStore"]
@@ -345,19 +345,21 @@ class PostgresStateStore(PostgresDeliveries):
         expected_generation: int,
         status: ComponentStatus | None,
         event: AuditEvent,
+        status_from: Collection[ComponentStatus] | None = None,
     ) -> Pointer:
         """``MoveWithEvents``: ``before`` appended in the move's own transaction (a
-        promotion's gate event: one commit and one hold of the chain head, not two).
+        promotion's gate event: one commit and one hold of the chain head, not two), the
+        status set only from one of ``status_from`` (when given).
         Chained after the head last seen, in one statement that checks it is still the
         head (lockgate_postgres.moves); when it is not, after the head locked and read."""
-        known = self._head
+        known, mark = self._head, Mark(status, status_from) if status is not None else None
         if known is not None:
-            moved = self._move(before, change, expected_generation, status, event, known)
+            moved = self._move(before, change, expected_generation, mark, event, known)
             if moved is not None:
                 return moved
         with self._write() as (_, head):
             cursor, change = self._chain_move(
-                head, before, change, expected_generation, status, event
+                head, before, change, expected_generation, mark, event
             )
         # Sent with the commit: a move that lost the race wrote nothing, and says so.
         if cursor.fetchone() is None:
@@ -365,14 +367,14 @@ class PostgresStateStore(PostgresDeliveries):
             current = self.pointer(change.stage, change.component_id)
             generation = current.generation if current else 0
             raise generation_conflict(change, generation, expected_generation)
-        return _moved(change, expected_generation)
+        return Pointer.moved(change, expected_generation + 1)
 
     def _move(
         self,
         before: Sequence[AuditEvent],
         change: PointerChange,
         expected: int,
-        status: ComponentStatus | None,
+        mark: Mark | None,
         event: AuditEvent,
         known: tuple[int, str, str | None],
     ) -> Pointer | None:
@@ -382,11 +384,11 @@ class PostgresStateStore(PostgresDeliveries):
         self._head, pids = None, self._locks.held_backends()
         with self.db.conn() as conn:
             head = Head(conn, *known)
-            cursor, change = self._chain_move(head, before, change, expected, status, event, pids)
+            cursor, change = self._chain_move(head, before, change, expected, mark, event, pids)
             if cursor.fetchone() is None:
                 return None
         self._head = (head.seq, head.hash, head.at)
-        return _moved(change, expected)
+        return Pointer.moved(change, expected + 1)
 
     @staticmethod
     def _chain_move(
@@ -394,7 +396,7 @@ class PostgresStateStore(PostgresDeliveries):
         before: Sequence[AuditEvent],
         change: PointerChange,
         expected: int,
-        status: ComponentStatus | None,
+        mark: Mark | None,
         event: AuditEvent,
         pids: list[int] | None = None,
     ) -> tuple[psycopg.Cursor[Row], PointerChange]:
@@ -407,7 +409,7 @@ class PostgresStateStore(PostgresDeliveries):
         # The move is timed like its event (never before the chain's last event).
         change = attrs.evolve(change, at=head.after(change.at))
         rows.append(head.chain(event))
-        return move(head, rows, change, expected, status, known), change
+        return move(head, rows, change, expected, mark, known), change
 
     def add_approval(
         self,
@@ -491,16 +493,3 @@ def _swap_status(
         row = conn.execute("SELECT status FROM components WHERE component = %s", (ref,))
         found = row.fetchone()
         raise status_conflict(ref, found["status"] if found else None, expected)
-
-
-def _moved(change: PointerChange, expected: int) -> Pointer:
-    """The pointer ``change`` made, from generation ``expected``."""
-    return Pointer(
-        stage=change.stage,
-        component_id=change.component_id,
-        component=change.component,
-        revision=change.revision,
-        generation=expected + 1,
-        updated_at=change.at,
-        actor=change.actor,
-    )
