@@ -43,7 +43,13 @@ class Counted:
 
     @contextlib.contextmanager
     def lock_set(
-        self, locks: Sequence[tuple[str, bool]], *, owner: LockOwner, lease: float, timeout: float
+        self,
+        locks: Sequence[tuple[str, bool]],
+        *,
+        owner: LockOwner,
+        lease: float,
+        timeout: float,
+        reads: Sequence[Any] = (),
     ) -> Iterator[LockOwner]:
         self.sets.append(list(locks))
         with contextlib.ExitStack() as stack:

@@ -335,7 +335,7 @@ class TestAmnesiac(StateStoreConformance):
 # the capability (the control for the two below)
 class NestedSet(MemoryStateStore):
     @contextlib.contextmanager
-    def lock_set(self, locks, *, owner, lease, timeout):
+    def lock_set(self, locks, *, owner, lease, timeout, reads=()):
         deadline = time.monotonic() + timeout
         with contextlib.ExitStack() as stack:
             granted = owner
@@ -363,7 +363,7 @@ class TestBackwardsSet(StateStoreConformance):
 # keeps the locks it took when a later one stays busy
 class LeakySet(MemoryStateStore):
     @contextlib.contextmanager
-    def lock_set(self, locks, *, owner, lease, timeout):
+    def lock_set(self, locks, *, owner, lease, timeout, reads=()):
         taken = []
         for name, shared in locks:
             lock = self.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
@@ -379,6 +379,26 @@ class TestLeakySet(StateStoreConformance):
     @pytest.fixture
     def store(self):
         return LeakySet()
+
+# reads its reads with the locks and answers the first batch of them from that, even
+# after a write of the holder's own
+class StaleAheadSet(NestedSet):
+    @contextlib.contextmanager
+    def lock_set(self, locks, *, owner, lease, timeout, reads=()):
+        with super().lock_set(locks, owner=owner, lease=lease, timeout=timeout) as granted:
+            self.ahead = (list(reads), self.read_batch(reads)) if reads else None
+            yield granted
+
+    def read_batch(self, asks):
+        ahead, self.ahead = getattr(self, "ahead", None), None
+        if ahead is not None and ahead[0] == list(asks):
+            return ahead[1]
+        return super().read_batch(asks)
+
+class TestStaleAheadSet(StateStoreConformance):
+    @pytest.fixture
+    def store(self):
+        return StaleAheadSet()
 """
 
 
@@ -428,7 +448,7 @@ def test_the_suite_runs_the_lock_set_tests_only_where_a_store_offers_lock_set(
     outcomes: dict[str, dict[str, str]],
 ) -> None:
     ran = {name for name in outcomes["TestNestedSet"] if "lock_set" in name}
-    assert len(ran) == 8, sorted(ran)
+    assert len(ran) == 9, sorted(ran)
     assert {outcomes["TestNestedSet"][name] for name in ran} == {"passed"}
     assert {outcomes["TestControl"][name] for name in ran} == {"skipped"}
 
@@ -451,6 +471,14 @@ def test_the_suite_fails_a_lock_set_that_keeps_what_it_took_when_refused(
 ) -> None:
     assert failed(outcomes["TestLeakySet"]) == {
         "test_a_lock_set_refused_names_the_holder_and_holds_nothing"
+    }
+
+
+def test_the_suite_fails_a_lock_set_whose_reads_go_stale(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
+    assert failed(outcomes["TestStaleAheadSet"]) == {
+        "test_a_lock_set_given_reads_answers_them_as_read_under_it"
     }
 
 

@@ -1,4 +1,5 @@
-"""How many statements one promotion sends to PostgreSQL: a count, not a time.
+"""How many statements and round trips one promotion sends to PostgreSQL: counts, not
+times.
 
 A promote on the ``postgres`` stores is a series of round trips, and its latency beside
 SQLite's is mostly their number (docs/performance.md, "Promotion on PostgreSQL, one
@@ -6,10 +7,12 @@ runner and many"). Every statement psycopg sends is counted here (``Cursor.execu
 ``executemany``, whether the connection is pooled, a lock's own, or in pipeline mode)
 over one ``promote --to staging --rev`` of a component between two retained revisions,
 in a project opened once (each promotion a session of its own, as ``lockgate_kit``
-makes it), after two switches that warm it up. Opening a connection and checking an idle
-one are left out (:data:`_TIMING`): how often they happen depends on the machine's load.
-The ceiling is what a promotion sends now: a change that adds a statement to every
-switch fails here, and whoever lowers the count lowers the ceiling.
+makes it), after two switches that warm it up; and the round trips: a statement sent on
+its own is one, a pipeline (``Connection.pipeline``, its statements sent together) one
+more, its statements none. Opening a connection and checking an idle one are left out
+(:data:`_TIMING`): how often they happen depends on the machine's load. The ceilings are
+what a promotion sends now: a change that adds a statement or a round trip to every
+switch fails here, and whoever lowers a count lowers its ceiling.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 
-MAX_STATEMENTS = 9
+MAX_STATEMENTS = 11
 """Statements one promotion sends in a session of its own (47 before planning read each
 answer once and the gate's event rode with the switch; 41 before an append, a pointer's
 history, an intent's close and a lock's release became one statement each; 33 before a
@@ -37,13 +40,22 @@ before the switch's two locks were taken together on one connection, ``LockSet``
 before a move was chained after the head its last reads saw, checked in the move's own
 statement; 11 before a session's first settling read the open intents with planning's
 batch; 10 before the record was made from what the checks read under the locks, its
-status decided by the store from the one it finds, ``MoveWithEvents``)."""
+status decided by the store from the one it finds, ``MoveWithEvents``; 9 before the
+checks' reads went with the locks and the intent's close with their release, which adds
+its ``BEGIN`` and ``COMMIT`` to the release's pipeline)."""
 
-LOCK_STATEMENTS = 3
-"""Of those, the switch's locks: ``operation`` shared and the component's lock taken in
-one round trip of two statements (the try-locks with the owner rows, then the epochs
-read again) and released in one (6 statements, 4 round trips and 2 server sessions when
-each lock was taken on its own)."""
+ROUND_TRIPS = 6
+"""Round trips of one promotion: planning's reads, the locks with the checks' reads,
+the release's objects (the content store), the intent, the record, and the locks'
+release with the intent's close (9 when the checks' reads, the record's re-reads and the
+intent's close were each one of their own)."""
+
+LOCK_STATEMENTS = 7
+"""Of the statements, the switch's locks: ``operation`` shared and the component's lock
+taken in one round trip of three statements (the try-locks with the owner rows, the
+epochs read again, the checks' reads once every lock is held) and released in one of
+four (the intent's close in a transaction of its own, then the release: 6 statements, 4
+round trips and 2 server sessions when each lock was taken on its own)."""
 
 
 _TIMING = frozenset(
@@ -55,21 +67,35 @@ connection idle for 2 s or more (which a loaded machine makes happen)."""
 
 
 @contextmanager
-def counting() -> Iterator[collections.Counter[str]]:
-    """Every statement psycopg sends meanwhile, by where in lockgate it was sent from."""
+def counting() -> Iterator[tuple[collections.Counter[str], collections.Counter[str]]]:
+    """Every statement psycopg sends meanwhile, and every round trip, by where in
+    lockgate each was sent from."""
     sent: collections.Counter[str] = collections.Counter()
+    trips: collections.Counter[str] = collections.Counter()
     originals = {name: getattr(psycopg.Cursor, name) for name in ("execute", "executemany")}
+    pipeline = psycopg.Connection.pipeline
+
+    def site() -> str | None:
+        frames = [
+            f"{Path(f.filename).name}:{f.name}"
+            for f in traceback.extract_stack()[:-2]
+            if "lockgate" in f.filename and "psycopg" not in Path(f.filename).name
+        ]
+        if not frames or frames[-1] in _TIMING:
+            return None
+        return " < ".join(reversed(frames[-3:]))
+
+    def piped(conn: psycopg.Connection[Any]) -> bool:
+        return conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
 
     def counted(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(self: psycopg.Cursor[Any], *args: Any, **kwargs: Any) -> Any:
-            frames = [
-                f"{Path(f.filename).name}:{f.name}"
-                for f in traceback.extract_stack()[:-1]
-                if "lockgate" in f.filename and "psycopg" not in Path(f.filename).name
-            ]
-            if frames and frames[-1] in _TIMING:
+            where = site()
+            if where is None:
                 return call(self, *args, **kwargs)
-            sent[f"{name} from {' < '.join(reversed(frames[-3:]))}"] += 1
+            sent[f"{name} from {where}"] += 1
+            if not piped(self.connection):
+                trips[where] += 1
             query = str(args[0] if args else kwargs.get("query"))
             if "FROM heads" in query and "FOR UPDATE" in query:
                 sent["(chain head locked)"] += 1
@@ -77,13 +103,21 @@ def counting() -> Iterator[collections.Counter[str]]:
 
         return wrapper
 
+    def counted_pipeline(self: psycopg.Connection[Any]) -> Any:
+        where = site()
+        if where is not None and not piped(self):
+            trips[f"pipeline from {where}"] += 1
+        return pipeline(self)
+
     for name, call in originals.items():
         setattr(psycopg.Cursor, name, counted(name, call))
+    psycopg.Connection.pipeline = counted_pipeline  # type: ignore[method-assign]
     try:
-        yield sent
+        yield sent, trips
     finally:
         for name, call in originals.items():
             setattr(psycopg.Cursor, name, call)
+        psycopg.Connection.pipeline = pipeline  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -114,12 +148,18 @@ def switching(lockgate_kit: Any, pg_dsn: str, project_key: str) -> Callable[[], 
 
 
 def test_a_promotion_sends_at_most_its_statements(switching: Callable[[], None]) -> None:
-    with counting() as sent:
+    with counting() as (sent, trips):
         switching()
     heads = sent.pop("(chain head locked)", 0)
     total = sum(sent.values())
     where = "\n".join(f"{n} {site}" for site, n in sent.most_common())
     assert 0 < total <= MAX_STATEMENTS, f"{total} statements (at most {MAX_STATEMENTS}):\n{where}"
+    round_trips = "\n".join(f"{n} {site}" for site, n in trips.most_common())
+    assert sum(trips.values()) <= ROUND_TRIPS, f"round trips:\n{round_trips}"
+    # The checks under the locks read with the locks, and the intent is closed with
+    # their release: the state store's only batch of reads on its own is planning's.
+    assert sum(n for s, n in trips.items() if "state.py:read_batch" in s) == 1, round_trips
+    assert not any("close_intent" in s for s in trips), round_trips
     # One write transaction holds the audit chain's head: the switch's record, with the
     # gate's validate event in it (MoveWithEvents), not a transaction of its own.
     assert heads == 1, where

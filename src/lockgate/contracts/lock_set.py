@@ -14,6 +14,12 @@ answers, one ``timeout`` for the whole set, the ``LockedError`` of
 :func:`~lockgate.contracts.locks.locked_error` naming the holder of the lock it could
 not get, and the order: a later lock is never held while an earlier one is waited for,
 so two holders of overlapping sets never wait on each other in a circle.
+
+A switch's first reads under its locks (``reads``, the asks of one ``ReadBatch`` call)
+can go with the locks: a store that offers ``ReadBatch`` too may read them in the round
+trip that takes the locks, once they are granted, and answer the holder's next
+``read_batch`` of exactly those asks from what it read. They are then as fresh as a read
+made after the locks were granted, which is what they are.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from lockgate.contracts.locks import LockOwner
+from lockgate.contracts.read_batch import Ask
 
 __all__ = ["LockSet", "store_lock_set"]
 
@@ -37,6 +44,7 @@ class LockSet(Protocol):
         owner: LockOwner,
         lease: float,
         timeout: float,
+        reads: Sequence[Ask] = (),
     ) -> AbstractContextManager[LockOwner]:
         """Hold every lock of ``locks``, each ``(name, shared)``, as if each were taken
         with ``lock(name, owner=…, lease=…, timeout=…, shared=shared)`` in the order
@@ -45,7 +53,10 @@ class LockSet(Protocol):
         the holder of the lock it could not get, holding none of them; never holding a
         later lock while waiting for an earlier one. All are released when the block
         ends or raises, and when the holder dies. Yields ``owner`` as granted (``since``
-        now, ``lease_until`` ``lease`` seconds from now)."""
+        now, ``lease_until`` ``lease`` seconds from now). ``reads``: the asks of the
+        holder's first ``read_batch`` under the locks (given only to a store that offers
+        ``ReadBatch``; a store may ignore them, or read them once the locks are granted
+        and answer that call from it)."""
 
 
 def store_lock_set(store: object) -> LockSet | None:

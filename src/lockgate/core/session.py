@@ -11,7 +11,7 @@ operation takes first, once per session; opening a role never runs it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from lockgate.contracts.content import ContentStore
 from lockgate.contracts.identity import Identity
 from lockgate.contracts.lock_set import store_lock_set
 from lockgate.contracts.locks import LockOwner, locks_for
+from lockgate.contracts.read_batch import Ask, store_read_batch
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
 from lockgate.contracts.target import Target
@@ -85,11 +86,14 @@ class Session:
         shared: bool = False,
         components: Collection[str] | None = None,
         timeout: float | None = None,
+        reads: Sequence[Ask] = (),
     ) -> Iterator[LockOwner]:
         """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``),
         but not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``);
         the owner as granted. Several locks still to take are one ``lock_set`` call when
-        the store offers it (``LockSet``), else nested ``lock`` calls in order. Every
+        the store offers it (``LockSet``), else nested ``lock`` calls in order; ``reads``
+        (the asks of the first ``read_batch`` under the locks) go with that call when the
+        store offers ``ReadBatch`` too (it may read them with the locks). Every
         change takes one: an unmet ``plugins.require`` stops it, and
         :attr:`Project.before_change` is called once the locks are held."""
         self.project.check_required()
@@ -105,7 +109,10 @@ class Session:
             granted = LockOwner.current(operation)
             if together is not None:  # one call (on a server: one round trip) for them all
                 owner = LockOwner.current(operation)
-                locks = together.lock_set(wanted, owner=owner, lease=LOCK_LEASE, timeout=wait)
+                ahead = reads if store_read_batch(state) is not None else ()
+                locks = together.lock_set(
+                    wanted, owner=owner, lease=LOCK_LEASE, timeout=wait, reads=ahead
+                )
                 granted = stack.enter_context(locks)
             for lock_name, lock_shared in wanted:
                 if together is None:

@@ -45,6 +45,7 @@ from lockgate.contracts.content import (
 from lockgate.contracts.locks import LockOwner, hostname
 from lockgate.contracts.manifest import ManifestDiff
 from lockgate.contracts.models import ChangeEvent
+from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, short
 from lockgate.contracts.state import AuditEvent, ComponentRecord, Intent, Pointer, PointerChange
@@ -63,7 +64,7 @@ from lockgate.operations.announce import announce, failed
 from lockgate.operations.approve import rejection
 from lockgate.operations.gates import check_protected
 from lockgate.operations.lifecycle import move_pointer, next_status
-from lockgate.operations.locked_reads import recheck
+from lockgate.operations.locked_reads import recheck, switch_asks
 from lockgate.operations.recover import recover_pending
 from lockgate.operations.resolve import resolve_component
 from lockgate.operations.revisions import (
@@ -166,14 +167,19 @@ class Switcher:
     _owner: LockOwner | None = None
 
     def lock(
-        self, operation: str, *, components: Collection[str] | None = None
+        self,
+        operation: str,
+        *,
+        components: Collection[str] | None = None,
+        reads: Sequence[Ask] = (),
     ) -> AbstractContextManager[LockOwner]:
         """The lock a switch of ``components`` holds: the project's operation lock
         shared and their component locks; without components the operation lock
-        exclusive (waits up to ``state.lock_timeout``); inside :meth:`holding`, nothing."""
+        exclusive (waits up to ``state.lock_timeout``); inside :meth:`holding`, nothing.
+        ``reads``: what the switch reads first under it (``Session.lock``)."""
         if self._owner is not None:
             return nullcontext(self._owner)
-        return self.session.lock(operation, components=components)
+        return self.session.lock(operation, components=components, reads=reads)
 
     @contextmanager
     def holding(self, operation: str) -> Iterator[None]:
@@ -255,7 +261,9 @@ class Switcher:
         metrics`` reports them). ``before``: events recorded with the switch (emptied
         once they are)."""
         session, state = self.session, self.session.state()
-        with self.lock(action, components=self.lockable(base.stage, base.component_id)):
+        components = self.lockable(base.stage, base.component_id)
+        asks = switch_asks(base.stage, base.component_id, str(ref), base.revision)
+        with self.lock(action, components=components, reads=asks):
             seen = recheck(
                 session,
                 base,

@@ -12,7 +12,8 @@ store's in ``tests/test_promotion.py``).
 
 The optional ``LockSet`` capability (``lock_set``: several locks in one call, as a switch
 takes them) is tested where a store offers it, and skipped otherwise: a set must behave
-as its locks taken one by one, nested, would.
+as its locks taken one by one, nested, would; the reads given to it (``reads``, where the
+store offers ``ReadBatch`` too) must be answered as if read under it.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ import pytest
 
 from lockgate.contracts.lock_set import LockSet, store_lock_set
 from lockgate.contracts.locks import LOCK_NAMES, LockOwner, component_lock
-from lockgate.contracts.state import StateStore
+from lockgate.contracts.read_batch import Ask, answer_each, store_read_batch
+from lockgate.contracts.state import Intent, StateStore
 from lockgate.errors import LockedError
 
 __all__ = ["StateStoreLockConformance"]
 
 LEASE = 3600.0
 HOST = "conformance.invalid"  # no real host: nothing may look its pid up
+AT = "2026-11-20T10:00:00.000000+00:00"
 
 
 def _owner(pid: int = 4242, operation: str = "held-by-suite") -> LockOwner:
@@ -405,3 +408,23 @@ class StateStoreLockConformance:
             assert store.holder(ETL) == second
             with pytest.raises(LockedError), _take(store, ETL, pid=5454):
                 pass  # pragma: no cover
+
+    def test_a_lock_set_given_reads_answers_them_as_read_under_it(self, store: StateStore) -> None:
+        """``reads``: the holder's first batch of reads under the set is answered as the
+        reads alone would be then, also after a write of the holder's own (a store that
+        read them with its locks must read them again)."""
+        offered = _lock_set(store)
+        batch = store_read_batch(store)
+        if batch is None:
+            pytest.skip("the store offers no ReadBatch (optional)")
+        reads = [Ask("open_intents"), Ask("pointer", ("staging", "etl"))]
+        intent = Intent(id="i-suite", operation="promote", owner="1@host", created_at=AT)
+        owner = _owner()
+        with offered.lock_set(SWITCH, owner=owner, lease=LEASE, timeout=0, reads=reads):
+            assert batch.read_batch(reads) == answer_each(store, reads)
+        with offered.lock_set(SWITCH, owner=owner, lease=LEASE, timeout=0, reads=reads):
+            store.open_intent(intent)
+            answered = batch.read_batch(reads)
+            assert answered == answer_each(store, reads)
+            assert [i.id for i in answered[0]] == ["i-suite"]
+        _free(store, "operation", ETL)

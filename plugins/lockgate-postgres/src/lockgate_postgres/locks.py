@@ -51,7 +51,7 @@ import psycopg
 from lockgate.plugin import LockedError, LockOwner, locked_error, parent_lock
 from lockgate_postgres.db import FRESH_SECONDS, Database, Row
 
-__all__ = ["HELD_BY", "AdvisoryLocks", "advisory_key"]
+__all__ = ["HELD_BY", "AdvisoryLocks", "Write", "advisory_key"]
 
 _HELD = (
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -75,13 +75,22 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
     )
 
 
-def _release(conn: psycopg.Connection[Row], token: str, keys: Sequence[Key]) -> bool:
+Write = tuple[str, Sequence[object]]
+"""A statement and its arguments."""
+
+
+def _release(
+    conn: psycopg.Connection[Row], token: str, keys: Sequence[Key], kept: Sequence[Write] = ()
+) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
     in one statement that also removes this holder's owner rows and, for each of
     ``keys``, the rows of holders of its name at its epoch whose sessions hold its key
     no more, or at an older epoch (dead or broken holders'; a broken holder leaves the
     rows of the epoch after its own alone); whether the connection came through clean
-    (else it is closed: a connection already lost has released them with its session)."""
+    (else it is closed: a connection already lost has released them with its session).
+    ``kept``: writes sent first, in the same round trip (a pipeline), committed in a
+    transaction of their own before the locks go (an explicit ``BEGIN``/``COMMIT``
+    ends their part of the pipeline's implicit transaction)."""
     stale = "".join(
         f" OR (name = %s AND (epoch < %s OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))"
         for _ in keys
@@ -89,12 +98,20 @@ def _release(conn: psycopg.Connection[Row], token: str, keys: Sequence[Key]) -> 
     args: list[object] = [token]
     for key in keys:
         args += [key.name, key.epoch, key.epoch, key.high, key.low]
+    release = (
+        f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s{stale}) "
+        "SELECT pg_advisory_unlock_all()"
+    )
     try:
-        conn.execute(
-            f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s{stale}) "
-            "SELECT pg_advisory_unlock_all()",
-            args,
-        )
+        if kept:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                for sql, values in kept:
+                    conn.execute(sql, values)
+                conn.execute("COMMIT")
+                conn.execute(release, args)
+        else:
+            conn.execute(release, args)
     except psycopg.Error:
         conn.close()
         return False
@@ -142,6 +159,11 @@ class AdvisoryLocks:
         self._spares: list[tuple[psycopg.Connection[Row], float]] = []
         self._spare_guard = threading.Lock()
         self._epochs: dict[str, int] = {}  # the last epoch seen of each parent lock
+        # By thread: the statement and arguments of the reads a lock set made once granted,
+        # and their row, for the holder's first batch of reads (:meth:`read_ahead`).
+        self._ahead: dict[int, tuple[str, Sequence[object], Row]] = {}
+        # By thread holding a lock set: the writes kept for its release (:meth:`keep`).
+        self._kept: dict[int, list[Write]] = {}
 
     def _connection(self) -> psycopg.Connection[Row]:
         """A spare connection when one is still alive, else a new one (one released a
@@ -310,37 +332,49 @@ class AdvisoryLocks:
         owner: LockOwner,
         lease: float,
         timeout: float,
+        then: tuple[str, Sequence[object]] | None = None,
     ) -> Iterator[LockOwner]:
         """See ``LockSet.lock_set``: every lock on one connection, taken in one round
-        trip when none is busy (:meth:`_acquire_set`) and released in one statement."""
+        trip when none is busy (:meth:`_acquire_set`) and released in one statement.
+        ``then``: a statement (and its arguments) of reads made in the round trip that
+        grants the last lock, once granted; its row answers :meth:`read_ahead`."""
         granted = owner.stamped(lease)
         if not locks:  # nothing to hold, nothing to ask the server
             yield granted
             return
-        token = uuid.uuid4().hex
+        token, thread = uuid.uuid4().hex, threading.get_ident()
         conn = self._connection()
         held: list[tuple[Key, bool]] = []  # the keys the connection holds, in order
         try:
             with self.db.unreachable_as_fault():
                 try:
-                    self._acquire_set(conn, locks, granted, token, held, timeout=timeout)
+                    row = self._acquire_set(conn, locks, granted, token, held, then, timeout)
                 except psycopg.OperationalError:
                     if conn.closed or conn.broken:  # a spare that died: once more, anew
                         conn.close()
                         held.clear()
                         conn = self._new_connection()
-                        self._acquire_set(conn, locks, granted, token, held, timeout=timeout)
+                        row = self._acquire_set(conn, locks, granted, token, held, then, timeout)
                     else:
                         raise
             self._held[token] = (tuple(name for name, _ in locks), conn)
+            if then is not None and row is not None:
+                self._ahead[thread] = (*then, row)
+            self._kept[thread] = []
             yield granted
         finally:
             self._held.pop(token, None)
+            self._ahead.pop(thread, None)
+            kept = self._kept.pop(thread, [])
             # Also after a refusal: the locks taken before the busy one are given back.
-            if not conn.closed and _release(conn, token, [key for key, _ in held]):
+            if not conn.closed and _release(conn, token, [key for key, _ in held], kept):
                 self._keep(conn)
             else:
                 conn.close()
+                # The locks went with the connection; the writes are sent all the same
+                # (not sent, an intent's close is left to recovery, to the same outcome).
+                with contextlib.suppress(Exception):
+                    self._send(kept)
 
     def _acquire_set(
         self,
@@ -349,15 +383,16 @@ class AdvisoryLocks:
         granted: LockOwner,
         token: str,
         held: list[tuple[Key, bool]],
-        *,
+        then: tuple[str, Sequence[object]] | None,
         timeout: float,
-    ) -> None:
+    ) -> Row | None:
         """Take ``locks`` in order, each key granted appended to ``held``. Each round
         trip tries those not held yet in order, up to the first busy one, recording the
         owner of each granted, then reads the epochs again: keys a break made stale are
         given back, with every key after them, and taken anew; a busy lock is waited for
         (the backoff of :meth:`_acquire`) holding only the locks before it, as nested
-        ``lock`` calls would."""
+        ``lock`` calls would. The row of ``then``, read in the round trip that granted
+        the last lock (None without it)."""
         owner = json.dumps(granted.to_dict())
         parents = sorted({parent_lock(name) for name, _ in locks})
         deadline = time.monotonic() + timeout
@@ -367,7 +402,9 @@ class AdvisoryLocks:
                 (Key.of(self.db.project, name, self._epochs.get(parent_lock(name), 0)), shared)
                 for name, shared in locks[len(held) :]
             ]
-            taken, epochs = self._try_in_order(conn, wanted, token, owner, parents)
+            # ``then`` is read only if every lock of the set is held by then.
+            last = None if then is None else (*then, token, len(locks))
+            taken, epochs, row = self._try_in_order(conn, wanted, token, owner, parents, last)
             self._epochs.update(epochs)
             held += wanted[:taken]
             stale = [
@@ -378,7 +415,7 @@ class AdvisoryLocks:
                 del held[stale[0] :]
                 continue
             if taken == len(wanted):
-                return
+                return row
             busy, shared = wanted[taken]
             if busy.epoch != epochs[parent_lock(busy.name)]:
                 continue
@@ -396,11 +433,15 @@ class AdvisoryLocks:
         token: str,
         owner: str,
         parents: Sequence[str],
-    ) -> tuple[int, dict[str, int]]:
+        then: tuple[str, Sequence[object], str, int] | None = None,
+    ) -> tuple[int, dict[str, int], Row | None]:
         """One round trip: try the keys of ``wanted`` in order up to the first busy one
         (:func:`_in_order`) and record an owner row for each granted, in one statement;
-        then, in a statement of its own after it, read the epochs of ``parents``. How
-        many were granted, and each parent's epoch now."""
+        then, in a statement of its own after it, read the epochs of ``parents``; then
+        ``then``'s reads (a ``SELECT`` without ``FROM``, its arguments, the token and how
+        many locks it must hold: read only when it holds them all, its owner rows seen in
+        the round trip's own transaction). How many were granted, each parent's epoch
+        now, and the row of ``then`` (None when not read)."""
         tries, halves = _in_order(wanted)
         rows = ", ".join("(%s::int4, %s::text, %s::bigint)" for _ in wanted)
         values = [v for i, (key, _) in enumerate(wanted, 1) for v in (i, key.name, key.epoch)]
@@ -416,9 +457,59 @@ class AdvisoryLocks:
             read = conn.execute(
                 "SELECT name, epoch FROM lock_epochs WHERE name = ANY(%s)", (list(parents),)
             )
+            ahead = None
+            if then is not None:
+                sql, args, holder, count = then
+                ahead = conn.execute(
+                    f"{sql} WHERE (SELECT count(*) FROM lock_owners WHERE token = %s) = %s",
+                    [*args, holder, count],
+                )
         epochs = dict.fromkeys(parents, 0)
         epochs.update((row["name"], int(row["epoch"])) for row in read.fetchall())
-        return len(taken.fetchall()), epochs
+        return len(taken.fetchall()), epochs, ahead.fetchone() if ahead is not None else None
+
+    def keep(self, sql: str, args: Sequence[object]) -> bool:
+        """Keep a write for the release of the lock set this thread holds: sent in the
+        release's round trip and committed before its locks go (a process that dies
+        first never sends it); False, and nothing kept, when the thread holds none."""
+        thread = threading.get_ident()
+        self._ahead.pop(thread, None)
+        kept = self._kept.get(thread)
+        if kept is None:
+            return False
+        kept.append((sql, args))
+        return True
+
+    def send_kept(self) -> bool:
+        """Before any other call of this thread to the store: the reads its lock set made
+        ahead stand no more (they answer only its first call, :meth:`read_ahead`), and
+        the writes it kept for its release are sent now (a read or a write of its own
+        comes after them); whether there were any."""
+        thread = threading.get_ident()
+        self._ahead.pop(thread, None)
+        kept = self._kept.get(thread)
+        if not kept:
+            return False
+        writes = kept[:]
+        kept.clear()
+        self._send(writes)
+        return True
+
+    def _send(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        with self.db.conn() as conn, conn.transaction():
+            for sql, args in writes:
+                conn.execute(sql, args)
+
+    def read_ahead(self, sql: str, args: Sequence[object]) -> Row | None:
+        """The row of ``sql`` with ``args`` when this thread's lock set read exactly that
+        once its locks were granted (the reads given to ``lock_set``) and this is the
+        thread's first call to the store since, else None; given once."""
+        ahead = self._ahead.pop(threading.get_ident(), None)
+        if ahead is None or ahead[0] != sql or list(ahead[1]) != list(args):
+            return None
+        return ahead[2]
 
     @staticmethod
     def _give_back(

@@ -52,6 +52,7 @@ from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import HELD_BY, AdvisoryLocks
 from lockgate_postgres.moves import Mark, move
 from lockgate_postgres.outbox import PostgresDeliveries
+from lockgate_postgres.reads import batch as batch_query
 
 __all__ = ["PostgresStateStore"]
 
@@ -105,6 +106,7 @@ class PostgresStateStore(PostgresDeliveries):
         pipeline mode (statements whose results are not read go with the next ones and
         the commit: two round trips, the head's and the rest's), refused when a lock this
         process holds was lost with its connection (asked in the head's own query)."""
+        self._locks.send_kept()
         pids = self._locks.held_backends()
         self._head = None
         with self.db.conn() as conn, conn.pipeline():
@@ -131,10 +133,19 @@ class PostgresStateStore(PostgresDeliveries):
         return self._locks.lock(name, owner=owner, lease=lease, timeout=timeout, shared=shared)
 
     def lock_set(
-        self, locks: Sequence[tuple[str, bool]], *, owner: LockOwner, lease: float, timeout: float
+        self,
+        locks: Sequence[tuple[str, bool]],
+        *,
+        owner: LockOwner,
+        lease: float,
+        timeout: float,
+        reads: Sequence[Ask] = (),
     ) -> contextlib.AbstractContextManager[LockOwner]:
-        """``LockSet``: a switch's locks on one connection, one round trip to take them."""
-        return self._locks.lock_set(locks, owner=owner, lease=lease, timeout=timeout)
+        """``LockSet``: a switch's locks on one connection, one round trip to take them,
+        which also reads ``reads`` once they are granted (this thread's next
+        ``read_batch`` of them is answered from it: :meth:`read_batch`)."""
+        then = batch_query(reads)[:2] if reads else None
+        return self._locks.lock_set(locks, owner=owner, lease=lease, timeout=timeout, then=then)
 
     def holder(self, name: str) -> LockOwner | None:
         return self._locks.holder(name)
@@ -145,6 +156,7 @@ class PostgresStateStore(PostgresDeliveries):
     # ------------------------------------------------------------------ reading
 
     def _rows(self, query: str, args: Sequence[object] | dict[str, object] = ()) -> list[Row]:
+        self._locks.send_kept()  # this thread's reads see its own writes
         with self.db.conn() as conn:
             return conn.execute(query, args).fetchall()
 
@@ -153,12 +165,16 @@ class PostgresStateStore(PostgresDeliveries):
 
     def read_batch(self, asks: Sequence[Ask]) -> list[Any]:
         """``ReadBatch``: every ask in one statement, one snapshot
-        (:func:`lockgate_postgres.reads.batch`)."""
+        (:func:`lockgate_postgres.reads.batch`); read already when these are the reads
+        given to the lock set this thread holds and this is its first call since."""
         if not asks:
             return []
-        sql, args, queries = reads.batch(asks)
-        with self.db.conn() as conn:
-            row = conn.execute(sql, args).fetchone()
+        sql, args, queries = batch_query(asks)
+        row = self._locks.read_ahead(sql, args)
+        if row is None:
+            self._locks.send_kept()
+            with self.db.conn() as conn:
+                row = conn.execute(sql, args).fetchone()
         assert row is not None  # a SELECT without FROM returns its one row
         head = row["head"]
         self._head = (int(head["seq"]), head["hash"], head["at"]) if head else None
@@ -210,6 +226,7 @@ class PostgresStateStore(PostgresDeliveries):
     def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
         """Keep ``values`` for ``revision`` in one transaction (no chain head: a verdict
         is vouched for by the ``validate`` event the kernel appends before it)."""
+        self._locks.send_kept()
         self._locks.check_held()
         with self.db.transaction() as conn:
             conn.cursor().executemany(
@@ -240,6 +257,7 @@ class PostgresStateStore(PostgresDeliveries):
         """Three short reads in one round trip: the components counted by status, type
         and workspace (``component_counts``, kept by triggers on ``components``), the
         events by action and outcome, and the head's seq."""
+        self._locks.send_kept()
         with self.db.conn() as conn, conn.pipeline():
             components = conn.execute(
                 "SELECT dimension, value, n FROM component_counts WHERE n <> 0"
@@ -381,6 +399,7 @@ class PostgresStateStore(PostgresDeliveries):
         """The move chained after the ``known`` head, one statement (autocommit: a
         transaction by itself); None when it wrote nothing (the head moved on, a lock
         was lost, or the pointer was not at ``expected``: the locked path tells which)."""
+        self._locks.send_kept()
         self._head, pids = None, self._locks.held_backends()
         with self.db.conn() as conn:
             head = Head(conn, *known)
@@ -430,6 +449,7 @@ class PostgresStateStore(PostgresDeliveries):
             return head.append(event)
 
     def open_intent(self, intent: Intent) -> None:
+        self._locks.send_kept()
         pids = self._locks.held_backends()  # refused when one was lost: asked in the insert
         with self.db.conn() as conn:
             cur = conn.execute(
@@ -454,7 +474,12 @@ class PostgresStateStore(PostgresDeliveries):
         (a switch's record, durably, or a recovery's outcome), and a close lost to a
         server crash leaves the intent open for recovery to settle again, to the same
         outcome. One statement, its own transaction, which sets ``synchronous_commit``
-        for itself (read at its commit): no disk flush, no ``BEGIN`` or ``COMMIT``."""
+        for itself (read at its commit): no disk flush, no ``BEGIN`` or ``COMMIT``. While
+        this thread holds a lock set (a switch's), it is sent with the set's release,
+        committed before the locks go, in the same round trip; a process that dies
+        first leaves the intent open, for recovery to settle to the same outcome."""
+        if self._locks.keep(_CLOSE_INTENT, (state, intent_id)):
+            return
         with self.db.conn() as conn:
             conn.execute(_CLOSE_INTENT, (state, intent_id))
 
