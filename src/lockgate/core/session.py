@@ -19,7 +19,7 @@ from lockgate.contracts.content import ContentStore
 from lockgate.contracts.identity import Identity
 from lockgate.contracts.lock_set import store_lock_set
 from lockgate.contracts.locks import LockOwner, locks_for
-from lockgate.contracts.read_batch import Ask, store_read_batch
+from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.source import Source
 from lockgate.contracts.state import StateStore
 from lockgate.contracts.target import Target
@@ -88,14 +88,11 @@ class Session:
         timeout: float | None = None,
         reads: Sequence[Ask] = (),
     ) -> Iterator[LockOwner]:
-        """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``),
-        but not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``);
-        the owner as granted. Several locks still to take are one ``lock_set`` call when
-        the store offers it (``LockSet``), else nested ``lock`` calls in order; ``reads``
-        (the asks of the first ``read_batch`` under the locks) go with that call when the
-        store offers ``ReadBatch`` too (it may read them with the locks). Every
-        change takes one: an unmet ``plugins.require`` stops it, and
-        :attr:`Project.before_change` is called once the locks are held."""
+        """Lock ``name`` for ``operation`` (or a switch of ``components``: ``locks_for``), but
+        not what this session holds, waiting up to ``timeout`` (``state.lock_timeout``); the
+        owner as granted. Locks still to take are one ``lock_set`` call (``LockSet``; with
+        ``reads``, the asks of the first batch of reads under them), else nested ``lock``
+        calls in order. An unmet ``plugins.require`` stops it; once held, ``before_change``."""
         self.project.check_required()
         state = self.locking_state()
         wait = self.config.state.lock_timeout if timeout is None else timeout
@@ -106,17 +103,14 @@ class Session:
         ]
         together = store_lock_set(state) if len(wanted) > 1 else None
         with contextlib.ExitStack() as stack:
-            granted = LockOwner.current(operation)
+            granted = owner = LockOwner.current(operation)
             if together is not None:  # one call (on a server: one round trip) for them all
-                owner = LockOwner.current(operation)
-                ahead = reads if store_read_batch(state) is not None else ()
                 locks = together.lock_set(
-                    wanted, owner=owner, lease=LOCK_LEASE, timeout=wait, reads=ahead
+                    wanted, owner=owner, lease=LOCK_LEASE, timeout=wait, reads=reads
                 )
                 granted = stack.enter_context(locks)
             for lock_name, lock_shared in wanted:
                 if together is None:
-                    owner = LockOwner.current(operation)
                     lock = state.lock(
                         lock_name, owner=owner, lease=LOCK_LEASE, timeout=wait, shared=lock_shared
                     )

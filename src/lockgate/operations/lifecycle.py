@@ -98,23 +98,12 @@ def move_pointer(
     this read and the write is a conflict. Either way a lost update raises
     :class:`ConflictError` (exit 4), never a silent overwrite. ``before``: audit events
     to record first (a promotion's gate event), in the move's own transaction when the
-    store offers ``MoveWithEvents``, else appended just before it. ``seen``: the
-    component's record and the pointer as the caller read them under its locks; with a
-    store that offers ``MoveWithEvents`` they are not read again, and the store moves the
-    status by the status machine from the status it finds at the move (``status_from``).
-    """
+    store offers ``MoveWithEvents``, else appended just before it. ``seen``: the record
+    and the pointer as the caller read them under its locks, not read again when the
+    store offers ``MoveWithEvents``, which moves the status from the one it finds."""
     session = as_session(session)
     checked = seen if store_move_with_events(session.state()) is not None else None
-    if checked is not None:
-        record, current = checked
-    else:
-        # Read afresh (the status moved from is the one at the record), in one call.
-        reads = [Ask("component", (component,)), Ask("pointer", (stage, component.split(":")[-1]))]
-        with read_together(session, reads):
-            found = session.state().component(component)
-            if found is None:
-                raise NotFoundError(f"{component} has never been staged; stage it first")
-            record, current = found, session.state().pointer(stage, found.component_id)
+    record, current = checked if checked is not None else _read_afresh(session, stage, component)
     state = session.state()
     if strict:
         status: ComponentStatus | None = next_status(component, record.status, action)
@@ -122,9 +111,9 @@ def move_pointer(
         sources, target = TRANSITIONS.get(action, (frozenset(), record.status))
         status = target if record.status in sources else None
     # Decided by the store, from the status at the move, when it was not read just now.
-    status_from = TRANSITIONS[action][0] if checked is not None and action in TRANSITIONS else None
-    if status_from is not None:
-        status = TRANSITIONS[action][1]
+    status_from, status = (
+        TRANSITIONS[action] if checked is not None and action in TRANSITIONS else (None, status)
+    )
     component_id = record.component_id
     generation = current.generation if current else 0
     if expected_generation is not None and expected_generation != generation:
@@ -162,6 +151,19 @@ def move_pointer(
         reason=reason,
     )
     return _record_move(state, before, change, generation, (status, status_from), event)
+
+
+def _read_afresh(
+    session: Session, stage: str, component: str
+) -> tuple[ComponentRecord, Pointer | None]:
+    """The component's record and its pointer in ``stage``, read now, in one call (the
+    status moved from is the one at the record)."""
+    reads = [Ask("component", (component,)), Ask("pointer", (stage, component.split(":")[-1]))]
+    with read_together(session, reads):
+        record = session.state().component(component)
+        if record is None:
+            raise NotFoundError(f"{component} has never been staged; stage it first")
+        return record, session.state().pointer(stage, record.component_id)
 
 
 def _record_move(

@@ -45,7 +45,7 @@ from lockgate.contracts.content import (
 from lockgate.contracts.locks import LockOwner, hostname
 from lockgate.contracts.manifest import ManifestDiff
 from lockgate.contracts.models import ChangeEvent
-from lockgate.contracts.read_batch import Ask
+from lockgate.contracts.read_batch import Ask, store_read_batch
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, short
 from lockgate.contracts.state import AuditEvent, ComponentRecord, Intent, Pointer, PointerChange
@@ -262,8 +262,10 @@ class Switcher:
         once they are)."""
         session, state = self.session, self.session.state()
         components = self.lockable(base.stage, base.component_id)
+        # What its checks read first under the locks may go with them (ReadBatch's asks).
+        batched = store_read_batch(state) is not None
         asks = switch_asks(base.stage, base.component_id, str(ref), base.revision)
-        with self.lock(action, components=components, reads=asks):
+        with self.lock(action, components=components, reads=asks if batched else ()):
             seen = recheck(
                 session,
                 base,
