@@ -167,3 +167,37 @@ def test_a_close_kept_when_the_lock_connection_dies_is_still_written(
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (row["backend_pid"],))
     assert _open_ids(other) == []
+
+
+def _no_pool() -> Any:
+    raise AssertionError("a pooled connection was taken")
+
+
+def test_writes_under_a_lock_set_go_on_its_connection(
+    store: PostgresStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intent = _intent()
+    with _locked(store):
+        with monkeypatch.context() as patched:
+            patched.setattr(store.db, "conn", _no_pool)
+            store.open_intent(intent)
+            store.close_intent(intent.id, "completed")
+        assert _open_ids(store) == []
+    assert [i.state for i in store.intents() if i.id == intent.id] == ["completed"]
+
+
+def test_a_write_on_a_lock_connection_waits_for_the_flush(store: PostgresStateStore) -> None:
+    """A lock connection commits its owner rows without waiting for the WAL flush; an
+    intent (or a move) written on it turns the wait on for its own transaction."""
+    from lockgate_postgres.state import _open_intent
+
+    intent = _intent()
+    values = (intent.id, "promote", "1@host", AT, "{}", "open")
+    with _locked(store):
+        held = store._locks.holding()
+        assert held is not None
+        conn, _ = held
+        assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}
+        sql = _open_intent([], durable=True) + " RETURNING current_setting('synchronous_commit')"
+        assert conn.execute(sql, values).fetchone() == {"current_setting": "on"}
+        assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}

@@ -97,6 +97,8 @@ def counting() -> Iterator[tuple[collections.Counter[str], collections.Counter[s
             if not piped(self.connection):
                 trips[where] += 1
             query = str(args[0] if args else kwargs.get("query"))
+            if "set_config('synchronous_commit', 'on', true)" in query:
+                sent["(flushed on a lock connection)"] += 1
             if "FROM heads" in query and "FOR UPDATE" in query:
                 sent["(chain head locked)"] += 1
             return call(self, *args, **kwargs)
@@ -151,6 +153,9 @@ def test_a_promotion_sends_at_most_its_statements(switching: Callable[[], None])
     with counting() as (sent, trips):
         switching()
     heads = sent.pop("(chain head locked)", 0)
+    # The intent and the record go on the lock set's connection, each committed waiting
+    # for the WAL flush (its session does not: its owner rows need not).
+    assert sent.pop("(flushed on a lock connection)", 0) == 2, sent
     total = sum(sent.values())
     where = "\n".join(f"{n} {site}" for site, n in sent.most_common())
     assert 0 < total <= MAX_STATEMENTS, f"{total} statements (at most {MAX_STATEMENTS}):\n{where}"

@@ -162,8 +162,10 @@ class AdvisoryLocks:
         # By thread: the statement and arguments of the reads a lock set made once granted,
         # and their row, for the holder's first batch of reads (:meth:`read_ahead`).
         self._ahead: dict[int, tuple[str, Sequence[object], Row]] = {}
-        # By thread holding a lock set: the writes kept for its release (:meth:`keep`).
+        # By thread holding a lock set: the writes kept for its release (:meth:`keep`),
+        # and the set's connection (:meth:`holding`).
         self._kept: dict[int, list[Write]] = {}
+        self._sets: dict[int, psycopg.Connection[Row]] = {}
 
     def _connection(self) -> psycopg.Connection[Row]:
         """A spare connection when one is still alive, else a new one (one released a
@@ -360,11 +362,12 @@ class AdvisoryLocks:
             self._held[token] = (tuple(name for name, _ in locks), conn)
             if then is not None and row is not None:
                 self._ahead[thread] = (*then, row)
-            self._kept[thread] = []
+            self._kept[thread], self._sets[thread] = [], conn
             yield granted
         finally:
             self._held.pop(token, None)
             self._ahead.pop(thread, None)
+            self._sets.pop(thread, None)
             kept = self._kept.pop(thread, [])
             # Also after a refusal: the locks taken before the busy one are given back.
             if not conn.closed and _release(conn, token, [key for key, _ in held], kept):
@@ -467,6 +470,28 @@ class AdvisoryLocks:
         epochs = dict.fromkeys(parents, 0)
         epochs.update((row["name"], int(row["epoch"])) for row in read.fetchall())
         return len(taken.fetchall()), epochs, ahead.fetchone() if ahead is not None else None
+
+    def holding(self) -> tuple[psycopg.Connection[Row], list[int]] | None:
+        """The connection of the lock set this thread holds (a statement that runs on it
+        runs while its locks are held: the server releases them only with the session),
+        and the server pids of this process's other lock connections, whose locks a
+        write made on it must still check (:data:`HELD_BY`); None when it holds none."""
+        conn = self._sets.get(threading.get_ident())
+        if conn is None:
+            return None
+        own = conn.info.backend_pid
+        return conn, [pid for pid in self.held_backends() if pid != own]
+
+    @contextlib.contextmanager
+    def on_set(self, conn: psycopg.Connection[Row]) -> Iterator[psycopg.Connection[Row]]:
+        """``conn``, the set's connection, for a write: a connection lost meanwhile is
+        the lost lock's ``LockedError`` (its locks went with it), not a fault."""
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            if conn.closed or conn.broken:
+                raise self.lost_error() from None
+            raise
 
     def keep(self, sql: str, args: Sequence[object]) -> bool:
         """Keep a write for the release of the lock set this thread holds: sent in the

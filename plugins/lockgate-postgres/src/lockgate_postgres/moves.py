@@ -34,7 +34,7 @@ from lockgate_postgres.locks import HELD_BY
 __all__ = ["Mark", "move"]
 
 _SWAPPED = "EXISTS (SELECT FROM swapped)"
-_FRESH = f"SELECT 1 FROM heads WHERE seq = %s AND hash = %s AND ({HELD_BY}) >= %s FOR UPDATE"
+_DURABLE = ", (SELECT set_config('synchronous_commit', 'on', true)) AS durable"
 _FIRST = (
     "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
     "component_id) SELECT %s, %s, %s, %s, %s, %s, %s{fresh} ON CONFLICT DO NOTHING "
@@ -77,6 +77,7 @@ def move(
     expected: int,
     mark: Mark | None,
     known: tuple[int, str, list[int]] | None = None,
+    durable: bool = False,
 ) -> psycopg.Cursor[Row]:
     """Send the move of ``change`` from generation ``expected`` (0: the pointer must not
     exist yet) with the chained ``rows`` (its events, the move's own last: its seq goes
@@ -85,14 +86,21 @@ def move(
     when the move was made, none when the pointer was not at ``expected``. ``known``:
     the head's seq and hash ``rows`` were chained after, unlocked, and the server pids of
     this process's lock connections: the move is made only if the head is still that one
-    and every one of them still holds its locks (else nothing is written)."""
+    and every one of them still holds its locks (else nothing is written). ``durable``:
+    its commit waits for the WAL flush on a connection whose session does not (a lock
+    connection's, whose own locks need no such check: its pid is not in ``known``)."""
     where: tuple[Any, ...] = (change.stage, change.component_id)
     moved = (change.component, change.revision, expected + 1, change.at, change.actor)
     queries: list[tuple[str, str, tuple[object, ...]]] = []
     fresh = ""
     if known is not None:
         seq, digest, pids = known
-        queries.append(("fresh", _FRESH, (seq, digest, pids, len(set(pids)))))
+        held = (f" AND ({HELD_BY}) >= %s", (pids, len(set(pids)))) if pids else ("", ())
+        fresh_sql = (
+            f"SELECT 1 FROM heads{_DURABLE if durable else ''} WHERE seq = %s AND hash = %s"
+            f"{held[0]} FOR UPDATE OF heads"
+        )
+        queries.append(("fresh", fresh_sql, (seq, digest, *held[1])))
         fresh = (
             " WHERE EXISTS (SELECT FROM fresh)"
             if expected == 0

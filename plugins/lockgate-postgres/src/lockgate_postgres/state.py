@@ -400,10 +400,14 @@ class PostgresStateStore(PostgresDeliveries):
         transaction by itself); None when it wrote nothing (the head moved on, a lock
         was lost, or the pointer was not at ``expected``: the locked path tells which)."""
         self._locks.send_kept()
-        self._head, pids = None, self._locks.held_backends()
-        with self.db.conn() as conn:
+        self._head, own = None, self._locks.holding()
+        # Under a lock set, on its connection (see ``open_intent``); else a pooled one.
+        with self._locks.on_set(own[0]) if own else self.db.conn() as conn:
+            pids = own[1] if own else self._locks.held_backends()
             head = Head(conn, *known)
-            cursor, change = self._chain_move(head, before, change, expected, mark, event, pids)
+            cursor, change = self._chain_move(
+                head, before, change, expected, mark, event, pids, durable=own is not None
+            )
             if cursor.fetchone() is None:
                 return None
         self._head = (head.seq, head.hash, head.at)
@@ -418,17 +422,18 @@ class PostgresStateStore(PostgresDeliveries):
         mark: Mark | None,
         event: AuditEvent,
         pids: list[int] | None = None,
+        durable: bool = False,
     ) -> tuple[psycopg.Cursor[Row], PointerChange]:
         """The events chained after ``head`` and the move sent with them (``pids``: the
-        head is only believed, see :func:`~lockgate_postgres.moves.move`); the change as
-        timed."""
+        head is only believed, see :func:`~lockgate_postgres.moves.move`, which takes
+        ``durable`` too); the change as timed."""
         known = None if pids is None else (head.seq, head.hash, pids)
         # The events are chained here and written with the move, in one statement.
         rows = [head.chain(earlier) for earlier in before]
         # The move is timed like its event (never before the chain's last event).
         change = attrs.evolve(change, at=head.after(change.at))
         rows.append(head.chain(event))
-        return move(head, rows, change, expected, mark, known), change
+        return move(head, rows, change, expected, mark, known, durable), change
 
     def add_approval(
         self,
@@ -449,25 +454,30 @@ class PostgresStateStore(PostgresDeliveries):
             return head.append(event)
 
     def open_intent(self, intent: Intent) -> None:
+        """Durably, refused when a lock this process holds was lost with its connection.
+        Under a lock set, on the set's connection: its locks are held while the insert
+        runs, so only the process's other lock connections are asked after (often none:
+        no look at ``pg_locks``), and no pooled connection is taken."""
         self._locks.send_kept()
-        pids = self._locks.held_backends()  # refused when one was lost: asked in the insert
-        with self.db.conn() as conn:
-            cur = conn.execute(
-                "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
-                f"SELECT %s, %s, %s, %s, %s, %s WHERE ({HELD_BY}) >= %s",
-                (
-                    intent.id,
-                    intent.operation,
-                    intent.owner,
-                    intent.created_at,
-                    json.dumps(intent.payload, sort_keys=True, default=str),
-                    intent.state,
-                    pids,
-                    len(set(pids)),
-                ),
-            )
-            if cur.rowcount != 1:
-                raise self._locks.lost_error()
+        values = (
+            intent.id,
+            intent.operation,
+            intent.owner,
+            intent.created_at,
+            json.dumps(intent.payload, sort_keys=True, default=str),
+            intent.state,
+        )
+        own = self._locks.holding()
+        if own is not None:
+            conn, pids = own
+            with self._locks.on_set(conn):
+                cur = conn.execute(_open_intent(pids, durable=True), (*values, *_held(pids)))
+        else:
+            pids = self._locks.held_backends()  # refused when one was lost: asked in the insert
+            with self.db.conn() as conn:
+                cur = conn.execute(_open_intent(pids), (*values, *_held(pids)))
+        if cur.rowcount != 1:
+            raise self._locks.lost_error()
 
     def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
         """Committed without waiting for the WAL flush: what it closes is recorded already
@@ -503,6 +513,23 @@ _CLOSE_INTENT = (
     "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE intents SET state = %s FROM quick WHERE id = %s"
 )
+
+
+def _open_intent(pids: Sequence[int], *, durable: bool = False) -> str:
+    """An intent's insert, made only while the sessions ``pids`` hold their locks (none:
+    unconditionally); ``durable``: its commit waits for the WAL flush on a connection
+    whose session does not (a lock connection's)."""
+    held = f"({HELD_BY}) >= %s" if pids else "true"
+    flush = ", (SELECT set_config('synchronous_commit', 'on', true)) AS durable" if durable else ""
+    return (
+        "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
+        f"SELECT %s, %s, %s, %s, %s, %s FROM (SELECT) AS one{flush} WHERE {held}"
+    )
+
+
+def _held(pids: Sequence[int]) -> tuple[object, ...]:
+    """The arguments of the condition on ``pids`` (:func:`_open_intent`)."""
+    return (list(pids), len(set(pids))) if pids else ()
 
 
 def _swap_status(
