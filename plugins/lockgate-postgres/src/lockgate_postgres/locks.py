@@ -23,8 +23,11 @@ nothing is written without the exclusion the command believes it has.
 A switch's locks (``operation`` shared, then its component's) are one *lock set*
 (:meth:`AdvisoryLocks.lock_set`, the ``LockSet`` capability) on one connection: one
 statement tries every key in order, stopping at the first busy one, and records the
-owner rows of those granted; a second, in the same round trip, reads the epochs again;
-one statement releases them all. Only the locks before a busy one are held while it is
+owner rows of those granted; a second, in the same round trip, reads the epochs again,
+and a third the holder's first reads, once every lock is held (:meth:`read_ahead`). The
+holder's intent and record are written on that connection (:meth:`holding`), and its
+intent's close is kept for the release (:meth:`keep`), one round trip that commits it
+before it releases them all. Only the locks before a busy one are held while it is
 waited for, as nested ``lock`` calls would hold them: two sets never wait on each other
 in a circle.
 
@@ -218,12 +221,13 @@ class AdvisoryLocks:
     def held_backends(self) -> list[int]:
         """The server pids of the sessions holding this process's locks (a write checks
         that each still holds one: :meth:`lost_error`)."""
-        return [conn.info.backend_pid for _, conn in self._held.values()]
+        # Over a copy: other threads add and remove theirs meanwhile.
+        return [conn.info.backend_pid for _, conn in list(self._held.values())]
 
     def lost_error(self) -> LockedError:
         """The error a write raises when a lock of this process was lost with its
         connection (the server released it with the session)."""
-        names = ", ".join(sorted({repr(n) for held, _ in self._held.values() for n in held}))
+        names = ", ".join(sorted({repr(n) for held, _ in list(self._held.values()) for n in held}))
         return LockedError(
             f"a lock ({names}) of project {self.db.project!r} was lost with its "
             f"connection to {self.db.where}; nothing more was written: run the "
