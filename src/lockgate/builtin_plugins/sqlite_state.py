@@ -419,17 +419,7 @@ class SqliteStateStore(SqliteDeliveries):
 
     def open_intent(self, intent: Intent) -> None:
         with self._write(durable=True) as db:
-            db.execute(
-                "INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    intent.id,
-                    intent.operation,
-                    intent.owner,
-                    intent.created_at,
-                    json.dumps(intent.payload, sort_keys=True, default=str),
-                    intent.state,
-                ),
-            )
+            db.execute("INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?)", intent.row())
 
     def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
         with self._write(durable=True) as db:

@@ -4,6 +4,7 @@ audit log and the operation lock, and the records it keeps."""
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -330,6 +331,12 @@ class Intent:
     created_at: str
     payload: dict[str, object] = attrs.field(factory=dict)
     state: Literal["open", "completed", "undone"] = "open"
+
+    def row(self) -> tuple[str, str, str, str, str, str]:
+        """The intent as a store's row keeps it: id, operation, owner, created_at, the
+        payload as canonical JSON (keys sorted), state."""
+        payload = json.dumps(self.payload, sort_keys=True, default=str)
+        return (self.id, self.operation, self.owner, self.created_at, payload, self.state)
 
 
 @record

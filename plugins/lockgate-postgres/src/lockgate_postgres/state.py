@@ -18,7 +18,6 @@ The locks are advisory locks (:mod:`lockgate_postgres.locks`).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -459,15 +458,7 @@ class PostgresStateStore(PostgresDeliveries):
         runs, so only the process's other lock connections are asked after (often none:
         no look at ``pg_locks``), and no pooled connection is taken."""
         self._locks.send_kept()
-        values = (
-            intent.id,
-            intent.operation,
-            intent.owner,
-            intent.created_at,
-            json.dumps(intent.payload, sort_keys=True, default=str),
-            intent.state,
-        )
-        own = self._locks.holding()
+        values, own = intent.row(), self._locks.holding()
         if own is not None:
             conn, pids = own
             with self._locks.on_set(conn):

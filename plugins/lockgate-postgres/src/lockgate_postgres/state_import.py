@@ -68,17 +68,7 @@ def import_snapshot(db: Database, snapshot: StateSnapshot) -> None:
         cur.executemany(
             "INSERT INTO intents (id, operation, owner, created_at, payload, state) VALUES "
             "(%s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    i.id,
-                    i.operation,
-                    i.owner,
-                    i.created_at,
-                    json.dumps(i.payload, sort_keys=True, default=str),
-                    i.state,
-                )
-                for i in snapshot.intents
-            ],
+            [i.row() for i in snapshot.intents],
         )
         _import_chain(conn, snapshot)
 
