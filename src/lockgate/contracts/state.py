@@ -267,15 +267,8 @@ class Pointer:
     @classmethod
     def moved(cls, change: PointerChange, generation: int) -> Pointer:
         """The pointer ``change`` made, at ``generation`` (what a store's move returns)."""
-        return cls(
-            stage=change.stage,
-            component_id=change.component_id,
-            component=change.component,
-            revision=change.revision,
-            generation=generation,
-            updated_at=change.at,
-            actor=change.actor,
-        )
+        where = (change.stage, change.component_id, change.component, change.revision)
+        return cls(*where, generation, change.at, change.actor)
 
 
 @record
