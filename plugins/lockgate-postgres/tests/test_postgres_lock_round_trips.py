@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
 
-from lockgate.plugin import Ask, Intent, LockOwner, answer_each
+from lockgate.plugin import Ask, Intent, LockedError, LockOwner, answer_each
 
 from .postgres_testkit import open_database
 
@@ -84,23 +84,22 @@ def test_the_first_reads_under_a_lock_set_come_with_its_locks(
 def test_reads_with_the_locks_are_read_once_they_are_granted(
     store: PostgresStateStore, other: PostgresStateStore
 ) -> None:
-    """A holder writes, then releases; the set waiting for it reads what it wrote."""
+    """A holder writes, then releases; the set waiting for it reads what it wrote (the
+    write is committed before the holder's locks go, and read after they came)."""
     written = _intent()
-    holding, done = threading.Event(), threading.Event()
+    holding = threading.Event()
 
     def hold() -> None:
         with _locked(other):
             holding.set()
             time.sleep(0.3)
             other.open_intent(written)
-        done.set()
 
     holder = threading.Thread(target=hold)
     holder.start()
     try:
         assert holding.wait(10)
         with _locked(store, READS):
-            assert done.is_set()
             [opened, _pointer] = store.read_batch(READS)
         assert [i.id for i in opened] == [written.id]
     finally:
@@ -169,6 +168,16 @@ def test_a_close_kept_when_the_lock_connection_dies_is_still_written(
     assert _open_ids(other) == []
 
 
+def _terminate(dsn: str, pid: int) -> None:
+    """End session ``pid`` and wait until it is gone (its locks with it)."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
 def _no_pool() -> Any:
     raise AssertionError("a pooled connection was taken")
 
@@ -192,7 +201,8 @@ def test_a_write_on_a_lock_connection_waits_for_the_flush(store: PostgresStateSt
     from lockgate_postgres.state import _open_intent
 
     intent = _intent()
-    values = (intent.id, "promote", "1@host", AT, "{}", "open")
+    values = (*intent.row(), store._locks.flush)
+    assert store._locks.flush == "on"  # the server's own setting for these sessions
     with _locked(store):
         held = store._locks.holding()
         assert held is not None
@@ -201,3 +211,88 @@ def test_a_write_on_a_lock_connection_waits_for_the_flush(store: PostgresStateSt
         sql = _open_intent([], durable=True) + " RETURNING current_setting('synchronous_commit')"
         assert conn.execute(sql, values).fetchone() == {"current_setting": "on"}
         assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}
+
+
+def test_a_close_kept_goes_before_a_lock_taken_inside_the_set_is_released(
+    store: PostgresStateStore, other: PostgresStateStore
+) -> None:
+    """Recovery settles another switch's intent under that switch's component lock,
+    taken inside its own set: the close is committed before that lock goes."""
+    intent = _intent()
+    store.open_intent(intent)
+    with _locked(store):
+        with store.lock("operation/calc", owner=LockOwner.current("t"), lease=60, timeout=5):
+            store.close_intent(intent.id, "undone")
+            assert _open_ids(other) == [intent.id]
+        assert _open_ids(other) == []  # sent before operation/calc was released
+
+
+def test_a_set_inside_a_set_leaves_the_outer_riders_alone(
+    store: PostgresStateStore, other: PostgresStateStore
+) -> None:
+    first, second = _intent(), _intent()
+    store.open_intent(first)
+    store.open_intent(second)
+    busy = other.lock("operation/calc", owner=LockOwner.current("t"), lease=60, timeout=5)
+    with _locked(store):
+        store.close_intent(first.id, "undone")  # kept for the outer set
+        inner = [("operation/calc", False)]
+        refused = store.lock_set(inner, owner=LockOwner.current("t"), lease=60, timeout=0)
+        with busy, pytest.raises(LockedError), refused:  # nothing of the outer's is lost
+            pass  # pragma: no cover
+        assert _open_ids(other) == [second.id]  # sent before its keys were given back
+        with store.lock_set(inner, owner=LockOwner.current("t"), lease=60, timeout=5):
+            store.close_intent(second.id, "undone")
+        assert _open_ids(other) == []  # both sent before the inner set's locks went
+        assert store._locks.riders.holds_set()
+
+
+def test_a_lock_set_reads_in_read_committed_whatever_the_default(
+    pg_dsn: str, project_key: str
+) -> None:
+    """Its reads are read after its locks are granted, in the same implicit transaction:
+    under ``repeatable read`` by default they would see the snapshot of before."""
+    dsn = f"{pg_dsn} options='-c default_transaction_isolation=serializable'"
+    store = PostgresStateStore(open_database(dsn, project_key))
+    try:
+        with _locked(store):
+            held = store._locks.holding()
+            assert held is not None
+            row = held[0].execute("SHOW default_transaction_isolation").fetchone()
+            assert row == {"default_transaction_isolation": "read committed"}
+    finally:
+        store.close()
+
+
+def test_a_lock_lost_by_another_thread_does_not_refuse_this_ones_writes(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    lost, done = threading.Event(), threading.Event()
+    refused: list[BaseException] = []
+
+    def other_thread() -> None:
+        with store.lock("operation/calc", owner=LockOwner.current("t"), lease=60, timeout=5):
+            with store.db.conn() as conn:
+                row = conn.execute(
+                    "SELECT backend_pid FROM lock_owners WHERE name = 'operation/calc'"
+                ).fetchone()
+            assert row is not None
+            _terminate(pg_dsn, row["backend_pid"])
+            lost.set()
+            try:
+                store.open_intent(_intent())
+            except LockedError as exc:
+                refused.append(exc)
+            done.wait(10)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    try:
+        assert lost.wait(10)
+        with _locked(store):
+            store.open_intent(_intent())  # this thread's locks are all held
+        store.open_intent(_intent())
+    finally:
+        done.set()
+        worker.join(10)
+    assert len(refused) == 1 and "'operation/calc'" in str(refused[0])

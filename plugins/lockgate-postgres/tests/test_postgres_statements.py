@@ -97,7 +97,7 @@ def counting() -> Iterator[tuple[collections.Counter[str], collections.Counter[s
             if not piped(self.connection):
                 trips[where] += 1
             query = str(args[0] if args else kwargs.get("query"))
-            if "set_config('synchronous_commit', 'on', true)" in query:
+            if "set_config('synchronous_commit', %s, true)" in query:
                 sent["(flushed on a lock connection)"] += 1
             if "FROM heads" in query and "FOR UPDATE" in query:
                 sent["(chain head locked)"] += 1

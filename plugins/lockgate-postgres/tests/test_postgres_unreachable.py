@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
 from lockgate.testing import run_cli
 
@@ -82,3 +84,46 @@ def test_a_connection_lost_inside_a_write_leaves_nothing_half_written(
     ok("verify", project=lockgate_project)
     shown = json.loads(run_cli("--json", "ls", project=lockgate_project).stdout)
     assert shown, shown
+
+
+def test_a_move_committed_before_its_connection_was_lost_stands(
+    lockgate_project: Path, pg_dsn: str, project_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch's connection (its lock set's) ends after the record's commit, before
+    its answer arrives: the store asks another connection whether the record's event
+    is in the log, finds it, and the switch stands as made (the stage serves what the
+    pointer says, nothing is undone, the intent is closed)."""
+    import lockgate_postgres.chain as chain
+
+    root = lockgate_project
+    write_config(root, pg_dsn, project_key)
+    write_component(root, "print('v1')\n")
+    ok("stage", "alice:etl", project=root)
+    ok("promote", "alice:etl", "--to", "staging", project=root)
+    write_component(root, "print('v2')\n")
+    second = ok("stage", "alice:etl", project=root)["revision"]
+    write = chain.Head.write
+
+    def committed_then_lost(self: Any, rows: Any, also: Any = (), only_if: Any = None) -> Any:
+        cursor = write(self, rows, also, only_if)
+        if any(name == "fresh" and "set_config" in query for name, query, _ in also):
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (self.conn.info.backend_pid,))
+            self.conn.execute("SELECT 1")  # the answer lost with the session
+        return cursor
+
+    monkeypatch.setattr(chain.Head, "write", committed_then_lost)
+    result = run_cli("--json", "promote", "alice:etl", "--to", "staging", project=root)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["revision"] == second
+    assert (root / "stages" / "staging" / "etl" / "main.py").read_text() == "print('v2')\n"
+    db = open_database(pg_dsn, project_key)
+    with db.conn() as conn:
+        assert conn.execute("SELECT revision FROM pointers").fetchone() == {"revision": second}
+        assert conn.execute(
+            "SELECT count(*) AS n FROM intents WHERE state = 'open'"
+        ).fetchone() == {"n": 0}
+    db.close()
+    ok("audit", "verify", project=root)
+    ok("verify", project=root)

@@ -24,10 +24,10 @@ A switch's locks (``operation`` shared, then its component's) are one *lock set*
 (:meth:`AdvisoryLocks.lock_set`, the ``LockSet`` capability) on one connection: one
 statement tries every key in order, stopping at the first busy one, and records the
 owner rows of those granted; a second, in the same round trip, reads the epochs again,
-and a third the holder's first reads, once every lock is held (:meth:`read_ahead`). The
-holder's intent and record are written on that connection (:meth:`holding`), and its
-intent's close is kept for the release (:meth:`keep`), one round trip that commits it
-before it releases them all. Only the locks before a busy one are held while it is
+and a third the holder's first reads, once every lock is held. The holder's intent and
+record are written on that connection, and its intent's close is kept for the release,
+one round trip that commits it before it releases them all (what rides on a set:
+:mod:`lockgate_postgres.riders`). Only the locks before a busy one are held while it is
 waited for, as nested ``lock`` calls would hold them: two sets never wait on each other
 in a circle.
 
@@ -53,6 +53,7 @@ import psycopg
 
 from lockgate.plugin import LockedError, LockOwner, locked_error, parent_lock
 from lockgate_postgres.db import FRESH_SECONDS, Database, Row
+from lockgate_postgres.riders import Riders, Write
 
 __all__ = ["HELD_BY", "AdvisoryLocks", "Write", "advisory_key"]
 
@@ -76,10 +77,6 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
         int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
         int.from_bytes(digest[4:8], "big") & 0x7FFFFFFF,
     )
-
-
-Write = tuple[str, Sequence[object]]
-"""A statement and its arguments."""
 
 
 def _release(
@@ -154,21 +151,18 @@ class AdvisoryLocks:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # The lock connections this process holds, with the names of the locks each
-        # holds, by token: a write checks them first.
-        self._held: dict[str, tuple[tuple[str, ...], psycopg.Connection[Row]]] = {}
+        # The lock connections this process holds, by token: the names of the locks each
+        # holds, its server pid and the thread holding them (a write checks its own).
+        self._held: dict[str, tuple[tuple[str, ...], int, int]] = {}
         # Released connections kept for the next locks, with when they were released
         # (see the module docstring); a switch holds two locks at once.
         self._spares: list[tuple[psycopg.Connection[Row], float]] = []
         self._spare_guard = threading.Lock()
         self._epochs: dict[str, int] = {}  # the last epoch seen of each parent lock
-        # By thread: the statement and arguments of the reads a lock set made once granted,
-        # and their row, for the holder's first batch of reads (:meth:`read_ahead`).
-        self._ahead: dict[int, tuple[str, Sequence[object], Row]] = {}
-        # By thread holding a lock set: the writes kept for its release (:meth:`keep`),
-        # and the set's connection (:meth:`holding`).
-        self._kept: dict[int, list[Write]] = {}
-        self._sets: dict[int, psycopg.Connection[Row]] = {}
+        self.riders = Riders(self._send)  # what rides on each thread's lock set
+        # ``synchronous_commit`` as the server sets it for these sessions: what a durable
+        # write on a lock connection (whose own is off) turns on for its transaction.
+        self.flush = "on"
 
     def _connection(self) -> psycopg.Connection[Row]:
         """A spare connection when one is still alive, else a new one (one released a
@@ -196,7 +190,12 @@ class AdvisoryLocks:
         a lock costs round trips, not disk flushes."""
         conn = self.db.connect()
         try:
+            row = conn.execute("SELECT current_setting('synchronous_commit') AS mode").fetchone()
+            self.flush = str(row["mode"]) if row else "on"
             conn.execute("SET synchronous_commit = off")
+            # A lock set's reads are read after its locks are granted, in the same
+            # implicit transaction: each statement's own snapshot, whatever the default.
+            conn.execute("SET default_transaction_isolation = 'read committed'")
         except BaseException:
             conn.close()
             raise
@@ -219,15 +218,19 @@ class AdvisoryLocks:
             conn.close()
 
     def held_backends(self) -> list[int]:
-        """The server pids of the sessions holding this process's locks (a write checks
-        that each still holds one: :meth:`lost_error`)."""
+        """The server pids of the sessions holding this thread's locks (a write checks
+        that each still holds one: :meth:`lost_error`; another thread's locks are not
+        its writes' business)."""
+        thread = threading.get_ident()
         # Over a copy: other threads add and remove theirs meanwhile.
-        return [conn.info.backend_pid for _, conn in list(self._held.values())]
+        return [pid for _, pid, holder in list(self._held.values()) if holder == thread]
 
     def lost_error(self) -> LockedError:
-        """The error a write raises when a lock of this process was lost with its
+        """The error a write raises when a lock of this thread was lost with its
         connection (the server released it with the session)."""
-        names = ", ".join(sorted({repr(n) for held, _ in list(self._held.values()) for n in held}))
+        thread = threading.get_ident()
+        held = [names for names, _, holder in list(self._held.values()) if holder == thread]
+        names = ", ".join(sorted({repr(n) for each in held for n in each}))
         return LockedError(
             f"a lock ({names}) of project {self.db.project!r} was lost with its "
             f"connection to {self.db.where}; nothing more was written: run the "
@@ -271,14 +274,17 @@ class AdvisoryLocks:
                         )
                     else:
                         raise
-            self._held[token] = ((name,), conn)
+            self._held[token] = ((name,), conn.info.backend_pid, threading.get_ident())
             yield granted
         finally:
             self._held.pop(token, None)
-            if key is not None and _release(conn, token, [key]):
-                self._keep(conn)
-            else:
-                conn.close()
+            try:  # a close kept by the thread's set is committed before this lock goes
+                self.riders.send_kept()
+            finally:
+                if key is not None and _release(conn, token, [key]):
+                    self._keep(conn)
+                else:
+                    conn.close()
 
     def _acquire(
         self,
@@ -348,7 +354,7 @@ class AdvisoryLocks:
         if not locks:  # nothing to hold, nothing to ask the server
             yield granted
             return
-        token, thread = uuid.uuid4().hex, threading.get_ident()
+        token, nested = uuid.uuid4().hex, self.riders.holds_set()
         conn = self._connection()
         held: list[tuple[Key, bool]] = []  # the keys the connection holds, in order
         try:
@@ -363,25 +369,41 @@ class AdvisoryLocks:
                         row = self._acquire_set(conn, locks, granted, token, held, then, timeout)
                     else:
                         raise
-            self._held[token] = (tuple(name for name, _ in locks), conn)
-            if then is not None and row is not None:
-                self._ahead[thread] = (*then, row)
-            self._kept[thread], self._sets[thread] = [], conn
+            pid = conn.info.backend_pid
+            self._held[token] = (tuple(name for name, _ in locks), pid, threading.get_ident())
+            if not nested:  # a set inside another carries nothing: the outer's riders stay
+                ahead = (*then, row) if then is not None and row is not None else ("", (), {})
+                self.riders.enter(conn, pid, ahead)
             yield granted
         finally:
             self._held.pop(token, None)
-            self._ahead.pop(thread, None)
-            self._sets.pop(thread, None)
-            kept = self._kept.pop(thread, [])
-            # Also after a refusal: the locks taken before the busy one are given back.
-            if not conn.closed and _release(conn, token, [key for key, _ in held], kept):
-                self._keep(conn)
-            else:
-                conn.close()
-                # The locks went with the connection; the writes are sent all the same
-                # (not sent, an intent's close is left to recovery, to the same outcome).
-                with contextlib.suppress(Exception):
-                    self._send(kept)
+            kept: list[Write] = []
+            try:
+                if nested:  # the outer set's kept writes go before these locks
+                    self.riders.send_kept()
+                else:
+                    kept = self.riders.leave()
+            finally:
+                self._release_set(conn, token, held, kept)
+
+    def _release_set(
+        self,
+        conn: psycopg.Connection[Row],
+        token: str,
+        held: Sequence[tuple[Key, bool]],
+        kept: Sequence[Write],
+    ) -> None:
+        """Release a set's keys with its ``kept`` writes first (:func:`_release`), and
+        keep the connection as a spare when it came through clean."""
+        # Also after a refusal: the locks taken before the busy one are given back.
+        if not conn.closed and _release(conn, token, [key for key, _ in held], kept):
+            self._keep(conn)
+        else:
+            conn.close()
+            # The locks went with the connection; the writes are sent all the same
+            # (not sent, an intent's close is left to recovery, to the same outcome).
+            with contextlib.suppress(Exception):
+                self._send(kept)
 
     def _acquire_set(
         self,
@@ -476,14 +498,13 @@ class AdvisoryLocks:
         return len(taken.fetchall()), epochs, ahead.fetchone() if ahead is not None else None
 
     def holding(self) -> tuple[psycopg.Connection[Row], list[int]] | None:
-        """The connection of the lock set this thread holds (a statement that runs on it
-        runs while its locks are held: the server releases them only with the session),
-        and the server pids of this process's other lock connections, whose locks a
-        write made on it must still check (:data:`HELD_BY`); None when it holds none."""
-        conn = self._sets.get(threading.get_ident())
-        if conn is None:
+        """The connection of the lock set this thread holds (:meth:`Riders.connection`),
+        and the server pids of the thread's other lock connections, whose locks a write
+        made on it must still check (:data:`HELD_BY`); None when it holds none."""
+        held = self.riders.connection()
+        if held is None:
             return None
-        own = conn.info.backend_pid
+        conn, own = held
         return conn, [pid for pid in self.held_backends() if pid != own]
 
     @contextlib.contextmanager
@@ -497,48 +518,13 @@ class AdvisoryLocks:
                 raise self.lost_error() from None
             raise
 
-    def keep(self, sql: str, args: Sequence[object]) -> bool:
-        """Keep a write for the release of the lock set this thread holds: sent in the
-        release's round trip and committed before its locks go (a process that dies
-        first never sends it); False, and nothing kept, when the thread holds none."""
-        thread = threading.get_ident()
-        self._ahead.pop(thread, None)
-        kept = self._kept.get(thread)
-        if kept is None:
-            return False
-        kept.append((sql, args))
-        return True
-
-    def send_kept(self) -> bool:
-        """Before any other call of this thread to the store: the reads its lock set made
-        ahead stand no more (they answer only its first call, :meth:`read_ahead`), and
-        the writes it kept for its release are sent now (a read or a write of its own
-        comes after them); whether there were any."""
-        thread = threading.get_ident()
-        self._ahead.pop(thread, None)
-        kept = self._kept.get(thread)
-        if not kept:
-            return False
-        writes = kept[:]
-        kept.clear()
-        self._send(writes)
-        return True
-
     def _send(self, writes: Sequence[Write]) -> None:
+        """``writes`` in one transaction on a pooled connection."""
         if not writes:
             return
         with self.db.conn() as conn, conn.transaction():
             for sql, args in writes:
                 conn.execute(sql, args)
-
-    def read_ahead(self, sql: str, args: Sequence[object]) -> Row | None:
-        """The row of ``sql`` with ``args`` when this thread's lock set read exactly that
-        once its locks were granted (the reads given to ``lock_set``) and this is the
-        thread's first call to the store since, else None; given once."""
-        ahead = self._ahead.pop(threading.get_ident(), None)
-        if ahead is None or ahead[0] != sql or list(ahead[1]) != list(args):
-            return None
-        return ahead[2]
 
     @staticmethod
     def _give_back(

@@ -34,7 +34,7 @@ from lockgate_postgres.locks import HELD_BY
 __all__ = ["Mark", "move"]
 
 _SWAPPED = "EXISTS (SELECT FROM swapped)"
-_DURABLE = ", (SELECT set_config('synchronous_commit', 'on', true)) AS durable"
+_DURABLE = ", (SELECT set_config('synchronous_commit', %s, true)) AS durable"
 _FIRST = (
     "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
     "component_id) SELECT %s, %s, %s, %s, %s, %s, %s{fresh} ON CONFLICT DO NOTHING "
@@ -77,7 +77,7 @@ def move(
     expected: int,
     mark: Mark | None,
     known: tuple[int, str, list[int]] | None = None,
-    durable: bool = False,
+    flush: str | None = None,
 ) -> psycopg.Cursor[Row]:
     """Send the move of ``change`` from generation ``expected`` (0: the pointer must not
     exist yet) with the chained ``rows`` (its events, the move's own last: its seq goes
@@ -86,9 +86,10 @@ def move(
     when the move was made, none when the pointer was not at ``expected``. ``known``:
     the head's seq and hash ``rows`` were chained after, unlocked, and the server pids of
     this process's lock connections: the move is made only if the head is still that one
-    and every one of them still holds its locks (else nothing is written). ``durable``:
-    its commit waits for the WAL flush on a connection whose session does not (a lock
-    connection's, whose own locks need no such check: its pid is not in ``known``)."""
+    and every one of them still holds its locks (else nothing is written). ``flush``:
+    the ``synchronous_commit`` its transaction commits with, on a connection whose
+    session commits without waiting for the WAL flush (a lock connection's, whose own
+    locks need no such check: its pid is not in ``known``)."""
     where: tuple[Any, ...] = (change.stage, change.component_id)
     moved = (change.component, change.revision, expected + 1, change.at, change.actor)
     queries: list[tuple[str, str, tuple[object, ...]]] = []
@@ -97,10 +98,11 @@ def move(
         seq, digest, pids = known
         held = (f" AND ({HELD_BY}) >= %s", (pids, len(set(pids)))) if pids else ("", ())
         fresh_sql = (
-            f"SELECT 1 FROM heads{_DURABLE if durable else ''} WHERE seq = %s AND hash = %s"
+            f"SELECT 1 FROM heads{_DURABLE if flush else ''} WHERE seq = %s AND hash = %s"
             f"{held[0]} FOR UPDATE OF heads"
         )
-        queries.append(("fresh", fresh_sql, (seq, digest, *held[1])))
+        mode = (flush,) if flush else ()
+        queries.append(("fresh", fresh_sql, (*mode, seq, digest, *held[1])))
         fresh = (
             " WHERE EXISTS (SELECT FROM fresh)"
             if expected == 0

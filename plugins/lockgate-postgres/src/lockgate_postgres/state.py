@@ -35,6 +35,7 @@ from lockgate.plugin import (
     ConflictError,
     EventFilter,
     Intent,
+    LockedError,
     LockOwner,
     Pointer,
     PointerChange,
@@ -105,7 +106,7 @@ class PostgresStateStore(PostgresDeliveries):
         pipeline mode (statements whose results are not read go with the next ones and
         the commit: two round trips, the head's and the rest's), refused when a lock this
         process holds was lost with its connection (asked in the head's own query)."""
-        self._locks.send_kept()
+        self._locks.riders.send_kept()
         pids = self._locks.held_backends()
         self._head = None
         with self.db.conn() as conn, conn.pipeline():
@@ -155,7 +156,7 @@ class PostgresStateStore(PostgresDeliveries):
     # ------------------------------------------------------------------ reading
 
     def _rows(self, query: str, args: Sequence[object] | dict[str, object] = ()) -> list[Row]:
-        self._locks.send_kept()  # this thread's reads see its own writes
+        self._locks.riders.send_kept()  # this thread's reads see its own writes
         with self.db.conn() as conn:
             return conn.execute(query, args).fetchall()
 
@@ -169,9 +170,9 @@ class PostgresStateStore(PostgresDeliveries):
         if not asks:
             return []
         sql, args, queries = batch_query(asks)
-        row = self._locks.read_ahead(sql, args)
+        row = self._locks.riders.read_ahead(sql, args)
         if row is None:
-            self._locks.send_kept()
+            self._locks.riders.send_kept()
             with self.db.conn() as conn:
                 row = conn.execute(sql, args).fetchone()
         assert row is not None  # a SELECT without FROM returns its one row
@@ -225,7 +226,7 @@ class PostgresStateStore(PostgresDeliveries):
     def record_validation_results(self, revision: str, values: Mapping[str, str]) -> None:
         """Keep ``values`` for ``revision`` in one transaction (no chain head: a verdict
         is vouched for by the ``validate`` event the kernel appends before it)."""
-        self._locks.send_kept()
+        self._locks.riders.send_kept()
         self._locks.check_held()
         with self.db.transaction() as conn:
             conn.cursor().executemany(
@@ -256,7 +257,7 @@ class PostgresStateStore(PostgresDeliveries):
         """Three short reads in one round trip: the components counted by status, type
         and workspace (``component_counts``, kept by triggers on ``components``), the
         events by action and outcome, and the head's seq."""
-        self._locks.send_kept()
+        self._locks.riders.send_kept()
         with self.db.conn() as conn, conn.pipeline():
             components = conn.execute(
                 "SELECT dimension, value, n FROM component_counts WHERE n <> 0"
@@ -397,20 +398,36 @@ class PostgresStateStore(PostgresDeliveries):
     ) -> Pointer | None:
         """The move chained after the ``known`` head, one statement (autocommit: a
         transaction by itself); None when it wrote nothing (the head moved on, a lock
-        was lost, or the pointer was not at ``expected``: the locked path tells which)."""
-        self._locks.send_kept()
+        was lost, or the pointer was not at ``expected``: the locked path tells which).
+        Under a lock set, on the set's connection (see ``open_intent``): when that
+        connection is lost during the statement, whether it committed is asked on
+        another (its last event is there or not), so a move that was made is never
+        reported, and then undone, as one that was not."""
+        self._locks.riders.send_kept()
         self._head, own = None, self._locks.holding()
-        # Under a lock set, on its connection (see ``open_intent``); else a pooled one.
-        with self._locks.on_set(own[0]) if own else self.db.conn() as conn:
-            pids = own[1] if own else self._locks.held_backends()
-            head = Head(conn, *known)
-            cursor, change = self._chain_move(
-                head, before, change, expected, mark, event, pids, durable=own is not None
-            )
-            if cursor.fetchone() is None:
-                return None
+        flush = self._locks.flush if own else None
+        pids = own[1] if own else self._locks.held_backends()
+        chained: list[Head] = []  # the head once the events are chained
+        try:
+            with self._locks.on_set(own[0]) if own else self.db.conn() as conn:
+                chained.append(Head(conn, *known))
+                cursor, change = self._chain_move(
+                    chained[0], before, change, expected, mark, event, pids, flush
+                )
+                if cursor.fetchone() is None:
+                    return None
+        except LockedError:
+            if not chained or not self._recorded(chained[0].seq, chained[0].hash):
+                raise
+        head = chained[0]
         self._head = (head.seq, head.hash, head.at)
         return Pointer.moved(change, expected + 1)
+
+    def _recorded(self, seq: int, digest: str) -> bool:
+        """Whether the event chained at ``seq`` with hash ``digest`` is in the log (asked
+        on a pooled connection, after the one that wrote it was lost)."""
+        row = self._rows("SELECT 1 AS n FROM events WHERE seq = %s AND hash = %s", (seq, digest))
+        return bool(row)
 
     @staticmethod
     def _chain_move(
@@ -421,18 +438,18 @@ class PostgresStateStore(PostgresDeliveries):
         mark: Mark | None,
         event: AuditEvent,
         pids: list[int] | None = None,
-        durable: bool = False,
+        flush: str | None = None,
     ) -> tuple[psycopg.Cursor[Row], PointerChange]:
         """The events chained after ``head`` and the move sent with them (``pids``: the
         head is only believed, see :func:`~lockgate_postgres.moves.move`, which takes
-        ``durable`` too); the change as timed."""
+        ``flush`` too); the change as timed."""
         known = None if pids is None else (head.seq, head.hash, pids)
         # The events are chained here and written with the move, in one statement.
         rows = [head.chain(earlier) for earlier in before]
         # The move is timed like its event (never before the chain's last event).
         change = attrs.evolve(change, at=head.after(change.at))
         rows.append(head.chain(event))
-        return move(head, rows, change, expected, mark, known, durable), change
+        return move(head, rows, change, expected, mark, known, flush), change
 
     def add_approval(
         self,
@@ -457,12 +474,13 @@ class PostgresStateStore(PostgresDeliveries):
         Under a lock set, on the set's connection: its locks are held while the insert
         runs, so only the process's other lock connections are asked after (often none:
         no look at ``pg_locks``), and no pooled connection is taken."""
-        self._locks.send_kept()
+        self._locks.riders.send_kept()
         values, own = intent.row(), self._locks.holding()
         if own is not None:
             conn, pids = own
+            args = (*values, self._locks.flush, *_held(pids))
             with self._locks.on_set(conn):
-                cur = conn.execute(_open_intent(pids, durable=True), (*values, *_held(pids)))
+                cur = conn.execute(_open_intent(pids, durable=True), args)
         else:
             pids = self._locks.held_backends()  # refused when one was lost: asked in the insert
             with self.db.conn() as conn:
@@ -479,7 +497,7 @@ class PostgresStateStore(PostgresDeliveries):
         this thread holds a lock set (a switch's), it is sent with the set's release,
         committed before the locks go, in the same round trip; a process that dies
         first leaves the intent open, for recovery to settle to the same outcome."""
-        if self._locks.keep(_CLOSE_INTENT, (state, intent_id)):
+        if self._locks.riders.keep(_CLOSE_INTENT, (state, intent_id)):
             return
         with self.db.conn() as conn:
             conn.execute(_CLOSE_INTENT, (state, intent_id))
@@ -508,10 +526,11 @@ _CLOSE_INTENT = (
 
 def _open_intent(pids: Sequence[int], *, durable: bool = False) -> str:
     """An intent's insert, made only while the sessions ``pids`` hold their locks (none:
-    unconditionally); ``durable``: its commit waits for the WAL flush on a connection
-    whose session does not (a lock connection's)."""
+    unconditionally); ``durable``: on a connection whose session commits without waiting
+    for the WAL flush (a lock connection's), its transaction commits with the
+    ``synchronous_commit`` given after the intent's values (the server's own)."""
     held = f"({HELD_BY}) >= %s" if pids else "true"
-    flush = ", (SELECT set_config('synchronous_commit', 'on', true)) AS durable" if durable else ""
+    flush = ", (SELECT set_config('synchronous_commit', %s, true)) AS durable" if durable else ""
     return (
         "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
         f"SELECT %s, %s, %s, %s, %s, %s FROM (SELECT) AS one{flush} WHERE {held}"
