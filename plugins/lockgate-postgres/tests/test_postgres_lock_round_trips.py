@@ -16,7 +16,7 @@ from lockgate_postgres import PostgresStateStore
 
 from lockgate.plugin import Ask, Intent, LockedError, LockOwner, answer_each
 
-from .postgres_testkit import open_database
+from .postgres_testkit import open_database, terminate
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 SWITCH = [("operation", True), ("operation/etl", False)]
@@ -163,19 +163,8 @@ def test_a_close_kept_when_the_lock_connection_dies_is_still_written(
         with store.db.conn() as conn:
             row = conn.execute("SELECT backend_pid FROM lock_owners LIMIT 1").fetchone()
         assert row is not None
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (row["backend_pid"],))
+        terminate(pg_dsn, [row["backend_pid"]])
     assert _open_ids(other) == []
-
-
-def _terminate(dsn: str, pid: int) -> None:
-    """End session ``pid`` and wait until it is gone (its locks with it)."""
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        deadline = time.monotonic() + 10
-        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
 
 
 def _no_pool() -> Any:
@@ -277,7 +266,7 @@ def test_a_lock_lost_by_another_thread_does_not_refuse_this_ones_writes(
                     "SELECT backend_pid FROM lock_owners WHERE name = 'operation/calc'"
                 ).fetchone()
             assert row is not None
-            _terminate(pg_dsn, row["backend_pid"])
+            terminate(pg_dsn, [row["backend_pid"]])
             lost.set()
             try:
                 store.open_intent(_intent())

@@ -19,7 +19,7 @@ from lockgate_postgres import PostgresStateStore
 
 from lockgate.plugin import AuditEvent, LockedError, LockOwner
 
-from .postgres_testkit import open_database
+from .postgres_testkit import open_database, terminate
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 
@@ -113,12 +113,7 @@ def test_a_write_after_the_lock_was_lost_is_refused(store: PostgresStateStore, p
     with _take(store, 5):  # type: ignore[attr-defined]
         with store.db.conn() as conn:
             pid = conn.execute("SELECT backend_pid FROM lock_owners").fetchone()["backend_pid"]  # type: ignore[index]
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            deadline = time.monotonic() + 10
-            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        terminate(pg_dsn, [pid])
         with pytest.raises(LockedError) as raised:
             store.append_event(AuditEvent(AT, "ann", "note"))
         assert "was lost" in raised.value.message
@@ -132,18 +127,6 @@ def _lock_pid(store: PostgresStateStore) -> int:
     return int(row["backend_pid"])
 
 
-def _terminate(dsn: str, pids: list[int]) -> None:
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        for pid in pids:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        deadline = time.monotonic() + 10
-        while admin.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
-        ).fetchone():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-
-
 def test_the_next_lock_reuses_the_released_connection_and_replaces_a_dead_one(
     store: PostgresStateStore, pg_dsn: str
 ) -> None:
@@ -151,7 +134,7 @@ def test_the_next_lock_reuses_the_released_connection_and_replaces_a_dead_one(
         first = _lock_pid(store)
     with _take(store, 5):  # type: ignore[attr-defined]
         assert _lock_pid(store) == first  # the spare: no new connection
-    _terminate(pg_dsn, [first])  # the spare dies while idle (a restart, an administrator)
+    terminate(pg_dsn, [first])  # the spare dies while idle (a restart, an administrator)
     with _take(store, 5) as granted:  # type: ignore[attr-defined]
         assert _lock_pid(store) != first
         assert store.holder("operation") == granted
@@ -172,7 +155,7 @@ def test_a_pooled_connection_idle_for_a_while_is_checked_before_use(
     monkeypatch.setattr(db, "FRESH_SECONDS", 0.0)  # every connection counts as idle
     with store.db.conn() as conn:
         pid = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]  # type: ignore[index]
-    _terminate(pg_dsn, [pid])
+    terminate(pg_dsn, [pid])
     assert store.counts().events == 0  # the pool's check replaced the dead connection
 
 
@@ -274,7 +257,7 @@ def test_a_write_after_a_lock_set_lost_its_connection_is_refused(
 ) -> None:
     with _take_set(store):
         [pid] = {pid for _, pid in _owner_rows(store)}
-        _terminate(pg_dsn, [pid])
+        terminate(pg_dsn, [pid])
         with pytest.raises(LockedError) as raised:
             store.append_event(AuditEvent(AT, "ann", "note"))
         message = raised.value.message
