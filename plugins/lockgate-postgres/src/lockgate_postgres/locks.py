@@ -16,7 +16,7 @@ A taker re-reads the epoch after its lock is granted and retries when it moved, 
 lock is never granted on a key that a break made stale.
 
 A holder whose lock connection drops has lost its lock (the server released it with the
-session): every write of the store first checks the locks this process holds
+session): every write of the store first checks the locks its thread holds
 (:meth:`AdvisoryLocks.check_held`) and refuses with ``LockedError`` when one is gone, so
 nothing is written without the exclusion the command believes it has.
 
@@ -55,7 +55,7 @@ from lockgate.plugin import LockedError, LockOwner, locked_error, parent_lock
 from lockgate_postgres.db import FRESH_SECONDS, Database, Row
 from lockgate_postgres.riders import Riders, Write
 
-__all__ = ["HELD_BY", "AdvisoryLocks", "Write", "advisory_key"]
+__all__ = ["DURABLE", "HELD_BY", "AdvisoryLocks", "advisory_key"]
 
 _HELD = (
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -67,6 +67,10 @@ HELD_BY = (
     "AND pid = ANY(%s)"
 )
 """How many of the sessions (server pids) given hold an advisory lock still."""
+DURABLE = ", (SELECT set_config('synchronous_commit', %s, true)) AS durable"
+"""A ``FROM`` item that sets, for the statement's own transaction, the
+``synchronous_commit`` given (:attr:`AdvisoryLocks.flush`): a durable write on a lock
+connection, whose session commits without waiting for the WAL flush."""
 _SPARES = 4
 
 
@@ -238,7 +242,7 @@ class AdvisoryLocks:
         )
 
     def check_held(self) -> None:
-        """Refuse to go on when a lock this process holds was lost with its connection
+        """Refuse to go on when a lock this thread holds was lost with its connection
         (the server released it with the session): ``LockedError``, before the write.
         One query on a pooled connection, whatever the number of locks held."""
         pids = self.held_backends()
@@ -349,7 +353,8 @@ class AdvisoryLocks:
         """See ``LockSet.lock_set``: every lock on one connection, taken in one round
         trip when none is busy (:meth:`_acquire_set`) and released in one statement.
         ``then``: a statement (and its arguments) of reads made in the round trip that
-        grants the last lock, once granted; its row answers :meth:`read_ahead`."""
+        grants the last lock, once granted; its row answers the holder's first batch of
+        reads (:meth:`Riders.read_ahead`)."""
         granted = owner.stamped(lease)
         if not locks:  # nothing to hold, nothing to ask the server
             yield granted
@@ -372,7 +377,7 @@ class AdvisoryLocks:
             pid = conn.info.backend_pid
             self._held[token] = (tuple(name for name, _ in locks), pid, threading.get_ident())
             if not nested:  # a set inside another carries nothing: the outer's riders stay
-                ahead = (*then, row) if then is not None and row is not None else ("", (), {})
+                ahead = (*then, row) if then is not None and row is not None else None
                 self.riders.enter(conn, pid, ahead)
             yield granted
         finally:

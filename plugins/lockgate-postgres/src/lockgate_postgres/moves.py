@@ -13,10 +13,11 @@ and a conflict is told after a commit that committed nothing. The history's
 When the store believes it knows the chain's head (``known``: the head its last batch of
 reads or its last write saw), the events are chained after it and the move is one
 statement of its own, a transaction by itself: its first part locks the head and checks
-it is still that one (seq and hash) and that this process's lock connections still hold
-their locks (``fresh``), and the swap is made only then. A head another writer moved
-meanwhile makes the statement write nothing (the caller then locks the head and reads it,
-as without one): one round trip for a move instead of two, where nobody else wrote.
+it is still that one (seq and hash) and that the thread's other lock connections still
+hold their locks (``fresh``; the one it runs on holds its own while it runs), and the
+swap is made only then. A head another writer moved meanwhile makes the statement write
+nothing (the caller then locks the head and reads it, as without one): one round trip
+for a move instead of two, where nobody else wrote.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ import psycopg
 from lockgate.plugin import ComponentStatus, PointerChange
 from lockgate_postgres.chain import Head
 from lockgate_postgres.db import Row
-from lockgate_postgres.locks import HELD_BY
+from lockgate_postgres.locks import DURABLE, HELD_BY
 
 __all__ = ["Mark", "move"]
 
 _SWAPPED = "EXISTS (SELECT FROM swapped)"
-_DURABLE = ", (SELECT set_config('synchronous_commit', %s, true)) AS durable"
 _FIRST = (
     "INSERT INTO pointers (component, revision, generation, updated_at, actor, stage, "
     "component_id) SELECT %s, %s, %s, %s, %s, %s, %s{fresh} ON CONFLICT DO NOTHING "
@@ -85,7 +85,7 @@ def move(
     ``mark`` (when it is one of ``mark.status_from``, if given); its cursor yields a row
     when the move was made, none when the pointer was not at ``expected``. ``known``:
     the head's seq and hash ``rows`` were chained after, unlocked, and the server pids of
-    this process's lock connections: the move is made only if the head is still that one
+    this thread's lock connections: the move is made only if the head is still that one
     and every one of them still holds its locks (else nothing is written). ``flush``:
     the ``synchronous_commit`` its transaction commits with, on a connection whose
     session commits without waiting for the WAL flush (a lock connection's, whose own
@@ -98,7 +98,7 @@ def move(
         seq, digest, pids = known
         held = (f" AND ({HELD_BY}) >= %s", (pids, len(set(pids)))) if pids else ("", ())
         fresh_sql = (
-            f"SELECT 1 FROM heads{_DURABLE if flush else ''} WHERE seq = %s AND hash = %s"
+            f"SELECT 1 FROM heads{DURABLE if flush else ''} WHERE seq = %s AND hash = %s"
             f"{held[0]} FOR UPDATE OF heads"
         )
         mode = (flush,) if flush else ()

@@ -58,14 +58,17 @@ class Riders:
         return threading.get_ident() in self._sets
 
     def enter(
-        self, conn: psycopg.Connection[Row], pid: int, ahead: tuple[str, Sequence[object], Row]
+        self,
+        conn: psycopg.Connection[Row],
+        pid: int,
+        ahead: tuple[str, Sequence[object], Row] | None,
     ) -> None:
         """This thread now holds a set on ``conn`` (server pid ``pid``), whose first
-        reads were read ahead (``ahead``: statement, arguments, row; an empty statement
-        when none were)."""
+        reads were read ahead (``ahead``: statement, arguments, row; None when none
+        were)."""
         thread = threading.get_ident()
         self._sets[thread] = _Set(conn, pid)
-        if ahead[0]:
+        if ahead is not None:
             self._ahead[thread] = ahead
 
     def leave(self) -> list[Write]:

@@ -49,7 +49,7 @@ from lockgate.plugin import (
 from lockgate_postgres import reads
 from lockgate_postgres.chain import Head
 from lockgate_postgres.db import Database, Row
-from lockgate_postgres.locks import HELD_BY, AdvisoryLocks
+from lockgate_postgres.locks import DURABLE, HELD_BY, AdvisoryLocks
 from lockgate_postgres.moves import Mark, move
 from lockgate_postgres.outbox import PostgresDeliveries
 from lockgate_postgres.reads import batch as batch_query
@@ -105,7 +105,7 @@ class PostgresStateStore(PostgresDeliveries):
         """One transaction holding the project's chain head (writes queue on it), in
         pipeline mode (statements whose results are not read go with the next ones and
         the commit: two round trips, the head's and the rest's), refused when a lock this
-        process holds was lost with its connection (asked in the head's own query)."""
+        thread holds was lost with its connection (asked in the head's own query)."""
         self._locks.riders.send_kept()
         pids = self._locks.held_backends()
         self._head = None
@@ -470,9 +470,9 @@ class PostgresStateStore(PostgresDeliveries):
             return head.append(event)
 
     def open_intent(self, intent: Intent) -> None:
-        """Durably, refused when a lock this process holds was lost with its connection.
+        """Durably, refused when a lock this thread holds was lost with its connection.
         Under a lock set, on the set's connection: its locks are held while the insert
-        runs, so only the process's other lock connections are asked after (often none:
+        runs, so only the thread's other lock connections are asked after (often none:
         no look at ``pg_locks``), and no pooled connection is taken."""
         self._locks.riders.send_kept()
         values, own = intent.row(), self._locks.holding()
@@ -530,7 +530,7 @@ def _open_intent(pids: Sequence[int], *, durable: bool = False) -> str:
     for the WAL flush (a lock connection's), its transaction commits with the
     ``synchronous_commit`` given after the intent's values (the server's own)."""
     held = f"({HELD_BY}) >= %s" if pids else "true"
-    flush = ", (SELECT set_config('synchronous_commit', %s, true)) AS durable" if durable else ""
+    flush = DURABLE if durable else ""
     return (
         "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
         f"SELECT %s, %s, %s, %s, %s, %s FROM (SELECT) AS one{flush} WHERE {held}"
