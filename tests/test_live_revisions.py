@@ -132,3 +132,17 @@ def test_a_switch_s_authorship_reads_are_index_searches_on_sqlite(tmp_path: Path
         }
     assert "USING INDEX events_by_component_action (component=? AND action=?)" in plans[stagings]
     assert "USING INDEX pointer_history_by_component (stage=? AND component_id=?)" in plans[live]
+
+
+def test_a_move_finds_the_pointers_open_history_row_through_the_index_on_sqlite() -> None:
+    # The row a move closes is the pointer's last: the index by stage and component id
+    # finds it, and the row is read by its key, however many moves came before (the
+    # move read every row of the pointer's history for the one without an end).
+    from lockgate.builtin_plugins.sqlite_schema import CLOSE_HISTORY, migrate
+
+    db = sqlite3.connect(":memory:")
+    migrate(db)
+    args = ["2026-12-05T10:00:00+00:00", "staging", "etl"]
+    plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {CLOSE_HISTORY}", args))
+    assert "SEARCH pointer_history USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+    assert "INDEX pointer_history_by_component (stage=? AND component_id=?)" in plan, plan

@@ -14,7 +14,16 @@ import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
 
-from lockgate.plugin import Ask, Intent, LockedError, LockOwner, answer_each
+from lockgate.plugin import (
+    Ask,
+    AuditEvent,
+    Intent,
+    LockedError,
+    LockOwner,
+    PointerChange,
+    answer_each,
+    event_hash,
+)
 
 from .postgres_testkit import open_database, terminate
 
@@ -197,8 +206,9 @@ def test_a_write_on_a_lock_connection_waits_for_the_flush(store: PostgresStateSt
         assert held is not None
         conn, _ = held
         assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}
-        sql = _open_intent([], durable=True) + " RETURNING current_setting('synchronous_commit')"
-        assert conn.execute(sql, values).fetchone() == {"current_setting": "on"}
+        sql = _open_intent([], durable=True) + ", current_setting('synchronous_commit') AS mode"
+        row = conn.execute(sql, values).fetchone()
+        assert row is not None and row["mode"] == "on"
         assert conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}
 
 
@@ -285,3 +295,132 @@ def test_a_lock_lost_by_another_thread_does_not_refuse_this_ones_writes(
         done.set()
         worker.join(10)
     assert len(refused) == 1 and "'operation/calc'" in str(refused[0])
+
+
+class Statements:
+    """The text of every statement psycopg sends while counting (pipelined ones too)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[str] = []
+        execute = psycopg.Cursor.execute
+
+        def recorded(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent.append(str(query))
+            return execute(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
+
+    def heads_locked(self) -> int:
+        """How many transactions locked the chain's head with a query of their own (the
+        move's locked path), not in the move's statement."""
+        return sum(1 for sql in self.sent if sql.startswith("SELECT seq, hash, at"))
+
+
+def _move(store: PostgresStateStore, generation: int) -> None:
+    revision = f"r{generation + 1}"
+    store.move_pointer_after(
+        [],
+        PointerChange("staging", "etl", "alice:etl", revision, None, 0, AT, "ann", "promote"),
+        expected_generation=generation,
+        status=None,
+        event=AuditEvent(AT, "ann", "promote", component="alice:etl", stage="staging"),
+    )
+
+
+def test_the_record_is_chained_after_the_head_read_with_the_intent(
+    store: PostgresStateStore, other: PostgresStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another runner wrote since this store's last write: the head this store last saw
+    is stale, but the intent, written under the set, reads the head as it is then, and
+    the record is chained after that one in its single statement."""
+    _move(store, 0)  # this store's last write: the head it knows
+    other.append_event(AuditEvent(AT, "bob", "note"))  # another runner's, since
+    with _locked(store):
+        store.open_intent(_intent())
+        statements = Statements(monkeypatch)
+        _move(store, 1)
+    assert statements.heads_locked() == 0, statements.sent
+    assert store.pointer("staging", "etl").generation == 2  # type: ignore[union-attr]
+    chain = list(store.chain())
+    assert [c.prev_hash for c in chain[1:]] == [c.hash for c in chain[:-1]]
+    assert all(c.hash == event_hash(c.prev_hash, c.event) for c in chain)
+
+
+def test_a_record_after_the_head_moved_on_locks_it_on_the_sets_connection(
+    store: PostgresStateStore, other: PostgresStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write between the intent and the record (another runner's): the move's one
+    statement writes nothing, and the record is made after the head locked and read on
+    the set's own connection (no pooled connection, no look at pg_locks: the locks it
+    holds are that connection's)."""
+    _move(store, 0)
+    with _locked(store):
+        store.open_intent(_intent())
+        other.append_event(AuditEvent(AT, "bob", "note"))
+        statements = Statements(monkeypatch)
+        with monkeypatch.context() as patched:
+            patched.setattr(store.db, "conn", _no_pool)
+            _move(store, 1)
+        moved = list(statements.sent)  # the release, next, cleans up after dead holders
+    assert statements.heads_locked() == 1, moved
+    assert not any("pg_locks" in sql for sql in moved), moved
+    # Its transaction commits waiting for the flush (the session's own commits do not).
+    locked = [sql for sql in moved if sql.startswith("SELECT seq, hash, at")]
+    assert "set_config('synchronous_commit'" in locked[0], locked
+    assert [e.action for e in store.events()] == ["promote", "note", "promote"]
+    assert store.pointer("staging", "etl").generation == 2  # type: ignore[union-attr]
+
+
+def test_a_locked_record_lost_before_its_commit_is_refused_and_wrote_nothing(
+    store: PostgresStateStore,
+    other: PostgresStateStore,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The set's connection ends after the head was locked on it and the move sent,
+    before the commit: the log is asked (on another connection) for the record's own
+    event, not the head's, finds nothing, and the move is refused as not made."""
+    import lockgate_postgres.chain as chain
+
+    _move(store, 0)
+    write = chain.Head.write
+
+    def lost(self: Any, rows: Any, also: Any = (), only_if: Any = None) -> Any:
+        cursor = write(self, rows, also, only_if)
+        if not any(name == "fresh" for name, _, _ in also):  # the locked path
+            terminate(pg_dsn, [self.conn.info.backend_pid])
+        return cursor
+
+    with pytest.raises(LockedError), _locked(store):
+        store.open_intent(_intent())
+        other.append_event(AuditEvent(AT, "bob", "note"))  # the head moves on
+        monkeypatch.setattr(chain.Head, "write", lost)
+        _move(store, 1)
+    monkeypatch.undo()
+    assert store.pointer("staging", "etl").generation == 1  # type: ignore[union-attr]
+    assert [e.action for e in store.events()] == ["promote", "note"]
+
+
+def test_a_set_connection_lost_as_the_head_is_locked_is_a_move_not_made(
+    store: PostgresStateStore,
+    other: PostgresStateStore,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lost while the head is locked and read: nothing was chained yet, so the head's
+    own event (which is in the log) is not taken for the record's."""
+    _move(store, 0)
+    lock_head = PostgresStateStore._lock_head
+
+    def lost(self: PostgresStateStore, conn: Any, *args: Any) -> Any:
+        terminate(pg_dsn, [conn.info.backend_pid])
+        return lock_head(self, conn, *args)
+
+    with pytest.raises(LockedError), _locked(store):
+        store.open_intent(_intent())
+        other.append_event(AuditEvent(AT, "bob", "note"))  # the head moves on
+        monkeypatch.setattr(PostgresStateStore, "_lock_head", lost)
+        _move(store, 1)
+    monkeypatch.undo()
+    assert store.pointer("staging", "etl").generation == 1  # type: ignore[union-attr]
+    assert [e.action for e in store.events()] == ["promote", "note"]

@@ -87,6 +87,33 @@ def test_a_head_moved_by_another_writer_costs_a_round_trip_not_a_fork(
     assert len(sent) == 1
 
 
+def test_moves_that_keep_finding_the_head_stale_stop_trying_the_statement(
+    stores: tuple[PostgresStateStore, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another runner writes between each read and move of this one (many runners at
+    once): after two moves in a row whose statement found the head stale, the next goes
+    straight to the locked path (the statement would be a wasted round trip), until a
+    locked move finds the head it knew current; then the statement is tried again."""
+    one, two = stores
+    sent = _sent(monkeypatch)
+    tried = []
+    for n, revision in enumerate(["r1", "r2", "r1"]):
+        one.read_batch([Ask("pointer", ("staging", "etl"))])
+        _move(two, "production", "alice:etl", revision, at(3 + 2 * n), expected=n)
+        sent.clear()
+        _move(one, "staging", "alice:etl", revision, at(4 + 2 * n), expected=n)
+        tried.append(any("fresh AS" in q for q in sent))
+    assert tried == [True, True, False]
+    one.read_batch([Ask("pointer", ("staging", "etl"))])  # nobody writes meanwhile
+    sent.clear()
+    _move(one, "staging", "alice:etl", "r2", at(10), expected=3)
+    assert not any("fresh AS" in q for q in sent)  # still skipped, but found current:
+    sent.clear()
+    _move(one, "staging", "alice:etl", "r1", at(11), expected=4)
+    assert len(sent) == 1 and "fresh AS" in sent[0]  # tried again, and made
+    assert _intact(one) == 2 + 3 * 2 + 2
+
+
 @pytest.mark.parametrize("head_moved", [False, True])
 def test_a_lost_race_writes_nothing_either_way(
     stores: tuple[PostgresStateStore, ...], head_moved: bool

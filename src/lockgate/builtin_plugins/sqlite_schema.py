@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANGE_COLUMNS",
+    "CLOSE_HISTORY",
     "MIGRATIONS",
     "component_of",
     "event_of",
@@ -225,6 +226,15 @@ def event_of(row: sqlite3.Row) -> AuditEvent:
     data.pop("prev_hash")
     data.pop("hash")
     return AuditEvent(**data)
+
+
+CLOSE_HISTORY = (
+    "UPDATE pointer_history SET valid_until = ? WHERE seq = (SELECT max(seq) FROM "
+    "pointer_history WHERE stage = ? AND component_id = ?) AND valid_until IS NULL"
+)
+"""A move closes the pointer's open history row: its last, which the index
+``(stage, component_id, seq)`` finds at once (the time of a move stays the same however
+many moves came before it)."""
 
 
 def live_revisions(

@@ -36,6 +36,7 @@ from lockgate.builtin_plugins.file_locks import FileLocks
 from lockgate.builtin_plugins.sqlite_outbox import SqliteDeliveries
 from lockgate.builtin_plugins.sqlite_schema import (
     CHANGE_COLUMNS,
+    CLOSE_HISTORY,
     MIGRATIONS,
     component_of,
     event_of,
@@ -335,8 +336,7 @@ class SqliteStateStore(SqliteDeliveries):
                 db.execute(*_mark(change, status, status_from))
             seq = _append(db, event)
             db.execute(
-                "UPDATE pointer_history SET valid_until = ? WHERE stage = ? AND component_id = ? "
-                "AND valid_until IS NULL",
+                CLOSE_HISTORY,
                 (change.at, change.stage, change.component_id),
             )
             db.execute(

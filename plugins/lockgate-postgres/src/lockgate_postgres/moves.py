@@ -17,7 +17,9 @@ it is still that one (seq and hash) and that the thread's other lock connections
 hold their locks (``fresh``; the one it runs on holds its own while it runs), and the
 swap is made only then. A head another writer moved meanwhile makes the statement write
 nothing (the caller then locks the head and reads it, as without one): one round trip
-for a move instead of two, where nobody else wrote.
+for a move instead of two, where nobody else wrote. A head another writer holds locked
+is skipped, not waited for (``SKIP LOCKED``): that writer is about to move it on, so the
+move would only wait to find it stale.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ _SWAP = (
     "actor = %s FROM old WHERE stage = %s AND component_id = %s AND generation = %s "
     "RETURNING old.revision AS previous"
 )
-_CLOSE_HISTORY = (
-    "UPDATE pointer_history SET valid_until = %s WHERE stage = %s AND component_id = %s "
-    f"AND valid_until IS NULL AND {_SWAPPED}"
+_CLOSE_HISTORY = (  # the open row is the pointer's last: found by the index, not a scan
+    "UPDATE pointer_history SET valid_until = %s WHERE seq = (SELECT max(seq) FROM "
+    "pointer_history WHERE stage = %s AND component_id = %s) AND valid_until IS NULL "
+    f"AND {_SWAPPED}"
 )
 _OPEN_HISTORY = (
     "INSERT INTO pointer_history (stage, component_id, component, revision, "
@@ -99,7 +102,7 @@ def move(
         held = (f" AND ({HELD_BY}) >= %s", (pids, len(set(pids)))) if pids else ("", ())
         fresh_sql = (
             f"SELECT 1 FROM heads{DURABLE if flush else ''} WHERE seq = %s AND hash = %s"
-            f"{held[0]} FOR UPDATE OF heads"
+            f"{held[0]} FOR UPDATE OF heads SKIP LOCKED"
         )
         mode = (flush,) if flush else ()
         queries.append(("fresh", fresh_sql, (*mode, seq, digest, *held[1])))

@@ -75,6 +75,11 @@ class PostgresStateStore(PostgresDeliveries):
         # reads or its last write. A move is chained after it unlocked and checked in the
         # move's own statement (lockgate_postgres.moves); a wrong one costs a round trip.
         self._head: tuple[int, str, str | None] | None = None
+        # Moves in a row that found the head they knew stale: from the second on, the
+        # next goes straight to the locked path, until one finds the head it knew current
+        # (other runners write between this one's reads and its moves: the statement
+        # would be a wasted round trip).
+        self._misses = 0
         try:
             with db.conn() as conn:
                 conn.execute(
@@ -111,19 +116,28 @@ class PostgresStateStore(PostgresDeliveries):
         self._head = None
         with self.db.conn() as conn, conn.pipeline():
             with conn.transaction():
-                row = conn.execute(
-                    f"SELECT seq, hash, at, ({HELD_BY}) AS held FROM heads FOR UPDATE OF heads",
-                    (pids,),
-                ).fetchone()
-                if row is None:  # the project's head was never written (a raw SQL reset)
-                    self._locks.check_held()
-                    conn.execute("INSERT INTO heads (hash) VALUES (%s)", (GENESIS,))
-                    row = {"seq": 0, "hash": GENESIS, "at": None, "held": len(set(pids))}
-                if int(row["held"]) < len(set(pids)):
-                    raise self._locks.lost_error()
-                head = Head(conn, int(row["seq"]), row["hash"], row["at"])
+                head = self._lock_head(conn, pids)
                 yield conn, head
             self._head = (head.seq, head.hash, head.at)
+
+    def _lock_head(self, conn: Conn, pids: Sequence[int], flush: str | None = None) -> Head:
+        """The chain's head, locked by ``conn``'s transaction, once the sessions ``pids``
+        are seen to hold their locks still (asked in the same query; none: no look at
+        ``pg_locks``); ``flush``: the ``synchronous_commit`` the transaction commits with
+        (a lock connection's, whose session commits without waiting for the flush)."""
+        held = f", ({HELD_BY}) AS held" if pids else ""
+        durable = DURABLE if flush else ""
+        args = [*([list(pids)] if pids else []), *([flush] if flush else [])]
+        row = conn.execute(
+            f"SELECT seq, hash, at{held} FROM heads{durable} FOR UPDATE OF heads", args
+        ).fetchone()
+        if row is None:  # the project's head was never written (a raw SQL reset)
+            self._locks.check_held()
+            conn.execute("INSERT INTO heads (hash) VALUES (%s)", (GENESIS,))
+            return Head(conn, 0, GENESIS, None)
+        if pids and int(row["held"]) < len(set(pids)):
+            raise self._locks.lost_error()
+        return Head(conn, int(row["seq"]), row["hash"], row["at"])
 
     # ------------------------------------------------------------------ locks
 
@@ -371,21 +385,16 @@ class PostgresStateStore(PostgresDeliveries):
         Chained after the head last seen, in one statement that checks it is still the
         head (lockgate_postgres.moves); when it is not, after the head locked and read."""
         known, mark = self._head, Mark(status, status_from) if status is not None else None
-        if known is not None:
+        if known is not None and self._misses < 2:
             moved = self._move(before, change, expected_generation, mark, event, known)
             if moved is not None:
                 return moved
-        with self._write() as (_, head):
-            cursor, change = self._chain_move(
-                head, before, change, expected_generation, mark, event
-            )
-        # Sent with the commit: a move that lost the race wrote nothing, and says so.
-        if cursor.fetchone() is None:
-            self._head = None
+        moved = self._move(before, change, expected_generation, mark, event, guess=known)
+        if moved is None:  # a move that lost the race wrote nothing, and says so
             current = self.pointer(change.stage, change.component_id)
             generation = current.generation if current else 0
             raise generation_conflict(change, generation, expected_generation)
-        return Pointer.moved(change, expected_generation + 1)
+        return moved
 
     def _move(
         self,
@@ -394,13 +403,16 @@ class PostgresStateStore(PostgresDeliveries):
         expected: int,
         mark: Mark | None,
         event: AuditEvent,
-        known: tuple[int, str, str | None],
+        known: tuple[int, str, str | None] | None = None,
+        guess: tuple[int, str, str | None] | None = None,
     ) -> Pointer | None:
         """The move chained after the ``known`` head, one statement (autocommit: a
-        transaction by itself); None when it wrote nothing (the head moved on, a lock
-        was lost, or the pointer was not at ``expected``: the locked path tells which).
-        Under a lock set, on the set's connection (see ``open_intent``): when that
-        connection is lost during the statement, whether it committed is asked on
+        transaction by itself), or, without one, after the head locked and read (a
+        transaction of two round trips; whether that head is the ``guess`` decides
+        whether the next move tries the statement); None when it wrote nothing (the head
+        moved on, a lock was lost, or the pointer was not at ``expected``: the locked
+        path tells which). Under a lock set, on the set's connection (see ``open_intent``): when
+        that connection is lost during the statement, whether it committed is asked on
         another (its last event is there or not), so a move that was made is never
         reported, and then undone, as one that was not."""
         self._locks.riders.send_kept()
@@ -410,17 +422,29 @@ class PostgresStateStore(PostgresDeliveries):
         chained: list[Head] = []  # the head once the events are chained
         try:
             with self._locks.on_set(own[0]) if own else self.db.conn() as conn:
-                chained.append(Head(conn, *known))
-                cursor, change = self._chain_move(
-                    chained[0], before, change, expected, mark, event, pids, flush
-                )
+                if known is None:
+                    with conn.pipeline(), conn.transaction():
+                        head = self._lock_head(conn, pids, flush)
+                        if guess is not None and guess[:2] == (head.seq, head.hash):
+                            self._misses = 0
+                        cursor, change = self._chain_move(
+                            head, before, change, expected, mark, event
+                        )
+                        chained.append(head)  # chained: the record's event, not the head's
+                else:
+                    chained.append(Head(conn, *known))
+                    cursor, change = self._chain_move(
+                        chained[0], before, change, expected, mark, event, pids, flush
+                    )
                 if cursor.fetchone() is None:
+                    self._misses += known is not None
                     return None
         except LockedError:
             if not chained or not self._recorded(chained[0].seq, chained[0].hash):
                 raise
         head = chained[0]
         self._head = (head.seq, head.hash, head.at)
+        self._misses = 0 if known is not None else self._misses
         return Pointer.moved(change, expected + 1)
 
     def _recorded(self, seq: int, digest: str) -> bool:
@@ -473,20 +497,23 @@ class PostgresStateStore(PostgresDeliveries):
         """Durably, refused when a lock this thread holds was lost with its connection.
         Under a lock set, on the set's connection: its locks are held while the insert
         runs, so only the thread's other lock connections are asked after (often none:
-        no look at ``pg_locks``), and no pooled connection is taken."""
+        no look at ``pg_locks``), and no pooled connection is taken. The chain's head is
+        read with it: the switch's record, a moment later, is chained after that one
+        (other runners' writes since this store's last one make it the fresher)."""
         self._locks.riders.send_kept()
         values, own = intent.row(), self._locks.holding()
         if own is not None:
             conn, pids = own
             args = (*values, self._locks.flush, *_held(pids))
             with self._locks.on_set(conn):
-                cur = conn.execute(_open_intent(pids, durable=True), args)
+                row = conn.execute(_open_intent(pids, durable=True), args).fetchone()
         else:
             pids = self._locks.held_backends()  # refused when one was lost: asked in the insert
             with self.db.conn() as conn:
-                cur = conn.execute(_open_intent(pids), (*values, *_held(pids)))
-        if cur.rowcount != 1:
+                row = conn.execute(_open_intent(pids), (*values, *_held(pids))).fetchone()
+        if row is None:
             raise self._locks.lost_error()
+        self._head = (int(row["seq"]), row["hash"], row["at"]) if row["hash"] else None
 
     def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
         """Committed without waiting for the WAL flush: what it closes is recorded already
@@ -533,7 +560,9 @@ def _open_intent(pids: Sequence[int], *, durable: bool = False) -> str:
     flush = DURABLE if durable else ""
     return (
         "INSERT INTO intents (id, operation, owner, created_at, payload, state) "
-        f"SELECT %s, %s, %s, %s, %s, %s FROM (SELECT) AS one{flush} WHERE {held}"
+        f"SELECT %s, %s, %s, %s, %s, %s FROM (SELECT) AS one{flush} WHERE {held} "
+        "RETURNING (SELECT seq FROM heads) AS seq, (SELECT hash FROM heads) AS hash, "
+        "(SELECT at FROM heads) AS at"
     )
 
 
