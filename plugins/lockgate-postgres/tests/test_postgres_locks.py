@@ -263,3 +263,52 @@ def test_a_write_after_a_lock_set_lost_its_connection_is_refused(
         message = raised.value.message
         assert "'operation', 'operation/etl'" in message and "was lost" in message, message
     assert store.counts().events == 0
+
+
+def _dead_row(store: PostgresStateStore, name: str, epoch: int = 0) -> None:
+    """The owner row a holder left when its process died (its session held no lock
+    after it, and no release deleted the row)."""
+    with store.db.conn() as conn:
+        conn.execute(
+            "INSERT INTO lock_owners (name, epoch, backend_pid, token, owner) "
+            "VALUES (%s, %s, 2147483000, %s, '{}')",
+            (name, epoch, f"dead-{name}"),
+        )
+
+
+def test_a_release_removes_the_rows_its_holder_knows_stale_without_asking_pg_locks(
+    store: PostgresStateStore, pg_dsn: str, project_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder of ``operation/etl`` (exclusive) knows every other row of it at its epoch
+    stale: nobody else can hold it. A holder of ``operation`` shared does not (another
+    runner may hold it too), and leaves those to the next exclusive holder. None of them
+    asks ``pg_locks``, which every other runner's locks go through."""
+    other = PostgresStateStore(open_database(pg_dsn, project_key))
+    try:
+        _dead_row(store, "operation")
+        _dead_row(store, "operation/etl")
+        _dead_row(store, "operation/old", epoch=-1)  # an older epoch: stale whoever holds it
+        owner = LockOwner.current("t")
+        with other.lock("operation", owner=owner, lease=60, timeout=5, shared=True):
+            sent: list[str] = []
+            execute = psycopg.Cursor.execute
+
+            def recorded(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                sent.append(str(query))
+                return execute(cursor, query, *args, **kwargs)
+
+            monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
+            with _take_set(store):
+                pass
+            monkeypatch.undo()
+            rows = {name for name, _ in _owner_rows(store)}
+            # the other runner's shared row and the dead one of operation stay
+            assert rows == {"operation", "operation/old"}, rows
+            assert not any("pg_locks" in sql for sql in sent if "DELETE" in sql), sent
+        with store.lock("operation", owner=LockOwner.current("t"), lease=60, timeout=5):
+            pass
+        with store.lock("operation/old", owner=LockOwner.current("t"), lease=60, timeout=5):
+            pass
+        assert _owner_rows(store) == []  # the exclusive holders cleaned up after the dead
+    finally:
+        other.close()

@@ -84,24 +84,30 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
 
 
 def _release(
-    conn: psycopg.Connection[Row], token: str, keys: Sequence[Key], kept: Sequence[Write] = ()
+    conn: psycopg.Connection[Row],
+    token: str,
+    keys: Sequence[tuple[Key, bool]],
+    kept: Sequence[Write] = (),
 ) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
     in one statement that also removes this holder's owner rows and, for each of
-    ``keys``, the rows of holders of its name at its epoch whose sessions hold its key
-    no more, or at an older epoch (dead or broken holders'; a broken holder leaves the
-    rows of the epoch after its own alone); whether the connection came through clean
-    (else it is closed: a connection already lost has released them with its session).
-    ``kept``: writes sent first, in the same round trip (a pipeline), committed in a
-    transaction of their own before the locks go (an explicit ``BEGIN``/``COMMIT``
-    ends their part of the pipeline's implicit transaction)."""
-    stale = "".join(
-        f" OR (name = %s AND (epoch < %s OR (epoch = %s AND backend_pid NOT IN ({_HELD}))))"
-        for _ in keys
-    )
+    ``keys`` (each with whether it is shared), the rows its holder knows to be stale: of
+    its name at an older epoch (dead or broken holders'), and for a lock held exclusive
+    at its own epoch too (nobody else can hold it: the rows of holders that died). Rows
+    a dead holder of a shared lock left at its epoch wait for the lock's next exclusive
+    holder (:meth:`AdvisoryLocks.holder` never reports them, asking ``pg_locks``, which
+    a release does not: it would scan every lock of the server while the locks of every
+    other runner are taken and released). A broken holder leaves the rows of the epoch
+    after its own alone. Whether the connection came through clean (else it is closed:
+    a connection already lost has released them with its session). ``kept``: writes
+    sent first, in the same round trip (a pipeline), committed in a transaction of
+    their own before the locks go (an explicit ``BEGIN``/``COMMIT`` ends their part of
+    the pipeline's implicit transaction)."""
+    older = ("<" if shared else "<=" for _, shared in keys)
+    stale = "".join(f" OR (name = %s AND epoch {than} %s)" for than in older)
     args: list[object] = [token]
-    for key in keys:
-        args += [key.name, key.epoch, key.epoch, key.high, key.low]
+    for key, _ in keys:
+        args += [key.name, key.epoch]
     release = (
         f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s{stale}) "
         "SELECT pg_advisory_unlock_all()"
@@ -285,7 +291,7 @@ class AdvisoryLocks:
             try:  # a close kept by the thread's set is committed before this lock goes
                 self.riders.send_kept()
             finally:
-                if key is not None and _release(conn, token, [key]):
+                if key is not None and _release(conn, token, [(key, shared)]):
                     self._keep(conn)
                 else:
                     conn.close()
@@ -401,7 +407,7 @@ class AdvisoryLocks:
         """Release a set's keys with its ``kept`` writes first (:func:`_release`), and
         keep the connection as a spare when it came through clean."""
         # Also after a refusal: the locks taken before the busy one are given back.
-        if not conn.closed and _release(conn, token, [key for key, _ in held], kept):
+        if not conn.closed and _release(conn, token, held, kept):
             self._keep(conn)
         else:
             conn.close()
