@@ -4,10 +4,11 @@ under the set goes with its release, committed before the locks go."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -424,3 +425,95 @@ def test_a_set_connection_lost_as_the_head_is_locked_is_a_move_not_made(
     monkeypatch.undo()
     assert store.pointer("staging", "etl").generation == 1  # type: ignore[union-attr]
     assert [e.action for e in store.events()] == ["promote", "note"]
+
+
+def _after_commit(
+    monkeypatch: pytest.MonkeyPatch,
+    when: Callable[[psycopg.Connection[Any]], bool],
+    then: Callable[[psycopg.Connection[Any]], None],
+) -> None:
+    """From now on, ``then(conn)`` once a connection's outermost pipeline has ended (its
+    transaction committed and answered), where ``when(conn)``: a transaction in pipeline
+    mode opens a pipeline of its own, whose end is not the commit."""
+    real, depth = psycopg.Connection.pipeline, [0]
+
+    @contextlib.contextmanager
+    def pipeline(conn: psycopg.Connection[Any]) -> Iterator[Any]:
+        depth[0] += 1
+        try:
+            with real(conn) as piped:
+                yield piped
+        finally:
+            depth[0] -= 1
+        if depth[0] == 0 and when(conn):
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            then(conn)
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
+
+
+def test_a_locked_record_committed_before_the_driver_saw_its_session_end_stands(
+    store: PostgresStateStore, other: PostgresStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the set's session just after the locked record's commit, and the
+    driver says so while the pipeline is being closed (``cannot exit pipeline mode while
+    busy``), before it has seen the connection end: the lost lock's error all the same,
+    the log is asked, the record is in it, and the move stands (it was reported as not
+    made, and the targets were put back to the old revision)."""
+    _move(store, 0)
+
+    def ended(conn: psycopg.Connection[Any]) -> None:
+        raise psycopg.OperationalError("cannot exit pipeline mode while busy")
+
+    with _locked(store):
+        store.open_intent(_intent())
+        other.append_event(AuditEvent(AT, "bob", "note"))  # the head moves on
+        held = store._locks.holding()
+        assert held is not None
+        _after_commit(monkeypatch, lambda conn: conn is held[0], ended)
+        _move(store, 1)
+        monkeypatch.undo()
+    assert store.pointer("staging", "etl").generation == 2  # type: ignore[union-attr]
+    assert [e.action for e in store.events()] == ["promote", "note", "promote"]
+
+
+@pytest.mark.parametrize("head_moved", [False, True])
+def test_a_record_on_a_pooled_connection_committed_before_it_was_lost_stands(
+    store: PostgresStateStore,
+    other: PostgresStateStore,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    head_moved: bool,
+) -> None:
+    """Without a lock set (a pipeline run holds ``operation`` and takes each component's
+    lock alone) the record goes on a pooled connection: lost after the commit, by the
+    one statement or the locked way, the log is asked and the move stands."""
+    import lockgate_postgres.chain as chain
+
+    _move(store, 0)
+    store.read_batch([Ask("pointer", ("staging", "etl"))])  # the head it knows
+    if head_moved:
+        other.append_event(AuditEvent(AT, "bob", "note"))  # the locked way
+
+    def end(conn: psycopg.Connection[Any]) -> None:
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        terminate(pg_dsn, [conn.info.backend_pid])
+        conn.execute("SELECT 1")  # the answer lost with the session
+
+    write = chain.Head.write
+
+    def statement(self: Any, rows: Any, also: Any = (), only_if: Any = None) -> Any:
+        cursor = write(self, rows, also, only_if)
+        if any(name == "fresh" for name, _, _ in also):
+            end(self.conn)
+        return cursor
+
+    owner = LockOwner.current("test")
+    with store.lock("operation/etl", owner=owner, lease=60, timeout=5):
+        if head_moved:  # the locked way: a transaction in a pipeline
+            _after_commit(monkeypatch, lambda conn: True, end)
+        else:
+            monkeypatch.setattr(chain.Head, "write", statement)
+        _move(store, 1)
+        monkeypatch.undo()
+    assert store.pointer("staging", "etl").generation == 2  # type: ignore[union-attr]

@@ -265,24 +265,27 @@ def test_a_write_after_a_lock_set_lost_its_connection_is_refused(
     assert store.counts().events == 0
 
 
+DEAD_PID = 2147483000  # no server session has it
+
+
 def _dead_row(store: PostgresStateStore, name: str, epoch: int = 0) -> None:
     """The owner row a holder left when its process died (its session held no lock
     after it, and no release deleted the row)."""
     with store.db.conn() as conn:
         conn.execute(
             "INSERT INTO lock_owners (name, epoch, backend_pid, token, owner) "
-            "VALUES (%s, %s, 2147483000, %s, '{}')",
-            (name, epoch, f"dead-{name}"),
+            "VALUES (%s, %s, %s, %s, '{}')",
+            (name, epoch, DEAD_PID, f"dead-{name}"),
         )
 
 
-def test_a_release_removes_the_rows_its_holder_knows_stale_without_asking_pg_locks(
+def test_a_release_removes_stale_owner_rows_without_asking_pg_locks(
     store: PostgresStateStore, pg_dsn: str, project_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A holder of ``operation/etl`` (exclusive) knows every other row of it at its epoch
-    stale: nobody else can hold it. A holder of ``operation`` shared does not (another
-    runner may hold it too), and leaves those to the next exclusive holder. None of them
-    asks ``pg_locks``, which every other runner's locks go through."""
+    stale: nobody else can hold it. A holder of ``operation`` shared removes the rows of
+    sessions that have ended, and leaves another runner's, which still holds it. None of
+    them asks ``pg_locks``, which every other runner's locks go through."""
     other = PostgresStateStore(open_database(pg_dsn, project_key))
     try:
         _dead_row(store, "operation")
@@ -290,6 +293,7 @@ def test_a_release_removes_the_rows_its_holder_knows_stale_without_asking_pg_loc
         _dead_row(store, "operation/old", epoch=-1)  # an older epoch: stale whoever holds it
         owner = LockOwner.current("t")
         with other.lock("operation", owner=owner, lease=60, timeout=5, shared=True):
+            [alive] = {pid for name, pid in _owner_rows(other) if pid != DEAD_PID}
             sent: list[str] = []
             execute = psycopg.Cursor.execute
 
@@ -301,14 +305,11 @@ def test_a_release_removes_the_rows_its_holder_knows_stale_without_asking_pg_loc
             with _take_set(store):
                 pass
             monkeypatch.undo()
-            rows = {name for name, _ in _owner_rows(store)}
-            # the other runner's shared row and the dead one of operation stay
-            assert rows == {"operation", "operation/old"}, rows
+            rows = _owner_rows(store)
+            assert rows == [("operation", alive), ("operation/old", DEAD_PID)], rows
             assert not any("pg_locks" in sql for sql in sent if "DELETE" in sql), sent
-        with store.lock("operation", owner=LockOwner.current("t"), lease=60, timeout=5):
+        with store.lock("operation/old", owner=owner, lease=60, timeout=5):
             pass
-        with store.lock("operation/old", owner=LockOwner.current("t"), lease=60, timeout=5):
-            pass
-        assert _owner_rows(store) == []  # the exclusive holders cleaned up after the dead
+        assert _owner_rows(store) == []
     finally:
         other.close()

@@ -37,6 +37,7 @@ __all__ = [
     "admin_connection",
     "connection_options",
     "describe_server",
+    "is_connection_error",
     "unreachable_as_fault",
 ]
 
@@ -80,7 +81,9 @@ def _scrub(message: str, dsn: str) -> str:
     return " ".join(message.split())
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone or unusable (refused, lost, ended by
+    the server, or a driver error without a server's answer), not a query's error."""
     if isinstance(exc, (PoolTimeout, psycopg.InterfaceError)):
         return True
     if isinstance(exc, psycopg.OperationalError):
@@ -102,7 +105,7 @@ def unreachable_as_fault(where: str, dsn: str) -> Iterator[None]:
             "'lockgate postgres upgrade' as the schema's owner (docs/team.md)"
         ) from None
     except Exception as exc:
-        if not _is_connection_error(exc):
+        if not is_connection_error(exc):
             raise
         detail = _scrub(str(exc) or type(exc).__name__, dsn)
         raise EnvironmentFault(

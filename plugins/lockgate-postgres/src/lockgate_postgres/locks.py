@@ -52,7 +52,7 @@ import attrs
 import psycopg
 
 from lockgate.plugin import LockedError, LockOwner, locked_error, parent_lock
-from lockgate_postgres.db import FRESH_SECONDS, Database, Row
+from lockgate_postgres.db import FRESH_SECONDS, Database, Row, is_connection_error
 from lockgate_postgres.riders import Riders, Write
 
 __all__ = ["DURABLE", "HELD_BY", "AdvisoryLocks", "advisory_key"]
@@ -83,6 +83,13 @@ def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
     )
 
 
+_EXCLUSIVE_STALE = " OR (name = %s AND epoch <= %s)"
+_SHARED_STALE = (
+    " OR (name = %s AND (epoch < %s OR (epoch = %s AND backend_pid NOT IN "
+    "(SELECT pg_stat_get_backend_pid(s) FROM pg_stat_get_backend_idset() AS s))))"
+)
+
+
 def _release(
     conn: psycopg.Connection[Row],
     token: str,
@@ -91,23 +98,21 @@ def _release(
 ) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
     in one statement that also removes this holder's owner rows and, for each of
-    ``keys`` (each with whether it is shared), the rows its holder knows to be stale: of
-    its name at an older epoch (dead or broken holders'), and for a lock held exclusive
-    at its own epoch too (nobody else can hold it: the rows of holders that died). Rows
-    a dead holder of a shared lock left at its epoch wait for the lock's next exclusive
-    holder (:meth:`AdvisoryLocks.holder` never reports them, asking ``pg_locks``, which
-    a release does not: it would scan every lock of the server while the locks of every
-    other runner are taken and released). A broken holder leaves the rows of the epoch
-    after its own alone. Whether the connection came through clean (else it is closed:
-    a connection already lost has released them with its session). ``kept``: writes
-    sent first, in the same round trip (a pipeline), committed in a transaction of
-    their own before the locks go (an explicit ``BEGIN``/``COMMIT`` ends their part of
-    the pipeline's implicit transaction)."""
-    older = ("<" if shared else "<=" for _, shared in keys)
-    stale = "".join(f" OR (name = %s AND epoch {than} %s)" for than in older)
+    ``keys`` (each with whether it is shared), the rows of its name that are stale: at
+    an older epoch (dead or broken holders'), and at its own epoch, for a lock held
+    exclusive every other row (nobody else can hold it), for a shared one the rows of
+    sessions that have ended (asked of the server's list of sessions, not of
+    ``pg_locks``, which holds the lock manager's partitions while it copies every lock
+    on the server, and which every other runner's lock statements go through). A broken
+    holder leaves the rows of the epoch after its own alone. Whether the connection
+    came through clean (else it is closed: a connection already lost has released them
+    with its session). ``kept``: writes sent first, in the same round trip (a pipeline),
+    committed in a transaction of their own before the locks go (an explicit
+    ``BEGIN``/``COMMIT`` ends their part of the pipeline's implicit transaction)."""
+    stale = "".join(_SHARED_STALE if shared else _EXCLUSIVE_STALE for _, shared in keys)
     args: list[object] = [token]
-    for key, _ in keys:
-        args += [key.name, key.epoch]
+    for key, shared in keys:
+        args += [key.name, key.epoch, key.epoch] if shared else [key.name, key.epoch]
     release = (
         f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s{stale}) "
         "SELECT pg_advisory_unlock_all()"
@@ -521,11 +526,13 @@ class AdvisoryLocks:
     @contextlib.contextmanager
     def on_set(self, conn: psycopg.Connection[Row]) -> Iterator[psycopg.Connection[Row]]:
         """``conn``, the set's connection, for a write: a connection lost meanwhile is
-        the lost lock's ``LockedError`` (its locks went with it), not a fault."""
+        the lost lock's ``LockedError`` (its locks went with it), not a fault; so is one
+        the driver has not seen end yet (the server's answer that it ended the session,
+        read while a pipeline is still being closed), or left unusable."""
         try:
             yield conn
-        except psycopg.OperationalError:
-            if conn.closed or conn.broken:
+        except psycopg.OperationalError as exc:
+            if conn.closed or conn.broken or is_connection_error(exc):
                 raise self.lost_error() from None
             raise
 

@@ -18,8 +18,8 @@ hold their locks (``fresh``; the one it runs on holds its own while it runs), an
 swap is made only then. A head another writer moved meanwhile makes the statement write
 nothing (the caller then locks the head and reads it, as without one): one round trip
 for a move instead of two, where nobody else wrote. A head another writer holds locked
-is skipped, not waited for (``SKIP LOCKED``): that writer is about to move it on, so the
-move would only wait to find it stale.
+is skipped, not waited for (``SKIP LOCKED``): that writer most often moves it on, and the
+move would only wait to find it stale (when it does not, the skip costs a round trip).
 """
 
 from __future__ import annotations

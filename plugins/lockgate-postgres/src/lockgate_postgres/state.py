@@ -33,6 +33,7 @@ from lockgate.plugin import (
     ComponentRecord,
     ComponentStatus,
     ConflictError,
+    EnvironmentFault,
     EventFilter,
     Intent,
     LockedError,
@@ -75,10 +76,11 @@ class PostgresStateStore(PostgresDeliveries):
         # reads or its last write. A move is chained after it unlocked and checked in the
         # move's own statement (lockgate_postgres.moves); a wrong one costs a round trip.
         self._head: tuple[int, str, str | None] | None = None
-        # Moves in a row that found the head they knew stale: from the second on, the
-        # next goes straight to the locked path, until one finds the head it knew current
-        # (other runners write between this one's reads and its moves: the statement
-        # would be a wasted round trip).
+        # Moves in a row whose one statement wrote nothing (mostly: the head they knew had
+        # moved on; also a lost race or a lost lock): from the second on, the next goes
+        # straight to the locked path, until one finds the head it knew current (other
+        # runners write between this one's reads and its moves: the statement would be a
+        # wasted round trip).
         self._misses = 0
         try:
             with db.conn() as conn:
@@ -411,10 +413,11 @@ class PostgresStateStore(PostgresDeliveries):
         transaction of two round trips; whether that head is the ``guess`` decides
         whether the next move tries the statement); None when it wrote nothing (the head
         moved on, a lock was lost, or the pointer was not at ``expected``: the locked
-        path tells which). Under a lock set, on the set's connection (see ``open_intent``): when
-        that connection is lost during the statement, whether it committed is asked on
-        another (its last event is there or not), so a move that was made is never
-        reported, and then undone, as one that was not."""
+        path tells which). Under a lock set, on the set's connection (see
+        ``open_intent``), else on a pooled one: when the connection is lost during the
+        statement or the commit, whether it committed is asked on another (its last
+        event is there or not), so a move that was made is never reported, and then
+        undone, as one that was not."""
         self._locks.riders.send_kept()
         self._head, own = None, self._locks.holding()
         flush = self._locks.flush if own else None
@@ -439,7 +442,7 @@ class PostgresStateStore(PostgresDeliveries):
                 if cursor.fetchone() is None:
                     self._misses += known is not None
                     return None
-        except LockedError:
+        except (LockedError, EnvironmentFault):  # the connection lost: was it committed?
             if not chained or not self._recorded(chained[0].seq, chained[0].hash):
                 raise
         head = chained[0]
