@@ -18,6 +18,7 @@ from lockgate_postgres import PostgresStateStore
 from lockgate.plugin import (
     Ask,
     AuditEvent,
+    EnvironmentFault,
     Intent,
     LockedError,
     LockOwner,
@@ -517,3 +518,33 @@ def test_a_record_on_a_pooled_connection_committed_before_it_was_lost_stands(
         _move(store, 1)
         monkeypatch.undo()
     assert store.pointer("staging", "etl").generation == 2  # type: ignore[union-attr]
+
+
+def test_a_write_committed_before_its_connection_was_lost_is_not_reported_rolled_back(
+    store: PostgresStateStore, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any write holding the chain's head (an append, an approval, a staging): the
+    connection lost after the commit is asked about on another, and the write stands;
+    lost before it, the one-line fault says it was rolled back, and it was."""
+
+    def end(conn: psycopg.Connection[Any]) -> None:
+        terminate(pg_dsn, [conn.info.backend_pid])
+        conn.execute("SELECT 1")  # the answer lost with the session
+
+    _after_commit(monkeypatch, lambda conn: True, end)
+    assert store.append_event(AuditEvent(AT, "ann", "note")) == 1
+    monkeypatch.undo()
+    assert [e.seq for e in store.events()] == [1]
+
+    def before_commit(self: Any, rows: Any, also: Any = (), only_if: Any = None) -> Any:
+        terminate(pg_dsn, [self.conn.info.backend_pid])
+        return write(self, rows, also, only_if)
+
+    import lockgate_postgres.chain as chain
+
+    write = chain.Head.write
+    monkeypatch.setattr(chain.Head, "write", before_commit)
+    with pytest.raises(EnvironmentFault, match="rolled back"):
+        store.append_event(AuditEvent(AT, "ann", "note"))
+    monkeypatch.undo()
+    assert [e.seq for e in store.events()] == [1]

@@ -112,15 +112,23 @@ class PostgresStateStore(PostgresDeliveries):
         """One transaction holding the project's chain head (writes queue on it), in
         pipeline mode (statements whose results are not read go with the next ones and
         the commit: two round trips, the head's and the rest's), refused when a lock this
-        thread holds was lost with its connection (asked in the head's own query)."""
+        thread holds was lost with its connection (asked in the head's own query). A
+        connection lost once the events were sent: whether the commit was made is asked
+        on another (the last event is in the log or not), so a write that was made is
+        not reported as one rolled back."""
         self._locks.riders.send_kept()
         pids = self._locks.held_backends()
         self._head = None
-        with self.db.conn() as conn, conn.pipeline():
-            with conn.transaction():
+        locked: list[int] = []  # the head's seq as locked, once it is
+        try:
+            with self.db.conn() as conn, conn.pipeline(), conn.transaction():
                 head = self._lock_head(conn, pids)
+                locked.append(head.seq)
                 yield conn, head
-            self._head = (head.seq, head.hash, head.at)
+        except EnvironmentFault:
+            if not locked or head.seq == locked[0] or not self._recorded(head.seq, head.hash):
+                raise
+        self._head = (head.seq, head.hash, head.at)
 
     def _lock_head(self, conn: Conn, pids: Sequence[int], flush: str | None = None) -> Head:
         """The chain's head, locked by ``conn``'s transaction, once the sessions ``pids``
