@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
+import pytest
 from lockgate_postgres import Database, PostgresSettings
+
+
+class Statements:
+    """The text of every statement psycopg sends from now on (pipelined ones too)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[str] = []
+        execute = psycopg.Cursor.execute
+
+        def recorded(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent.append(str(query))
+            return execute(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
 
 
 def open_database(dsn: str, project: str, **settings: object) -> Database:

@@ -27,7 +27,7 @@ from lockgate.plugin import (
     event_hash,
 )
 
-from .postgres_testkit import open_database, terminate
+from .postgres_testkit import Statements, open_database, terminate
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 SWITCH = [("operation", True), ("operation/etl", False)]
@@ -299,23 +299,10 @@ def test_a_lock_lost_by_another_thread_does_not_refuse_this_ones_writes(
     assert len(refused) == 1 and "'operation/calc'" in str(refused[0])
 
 
-class Statements:
-    """The text of every statement psycopg sends while counting (pipelined ones too)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sent: list[str] = []
-        execute = psycopg.Cursor.execute
-
-        def recorded(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-            self.sent.append(str(query))
-            return execute(cursor, query, *args, **kwargs)
-
-        monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
-
-    def heads_locked(self) -> int:
-        """How many transactions locked the chain's head with a query of their own (the
-        move's locked path), not in the move's statement."""
-        return sum(1 for sql in self.sent if sql.startswith("SELECT seq, hash, at"))
+def _heads_locked(sent: list[str]) -> int:
+    """How many transactions locked the chain's head with a query of their own (the
+    move's locked path), not in the move's statement."""
+    return sum(1 for sql in sent if sql.startswith("SELECT seq, hash, at"))
 
 
 def _move(store: PostgresStateStore, generation: int) -> None:
@@ -341,7 +328,7 @@ def test_the_record_is_chained_after_the_head_read_with_the_intent(
         store.open_intent(_intent())
         statements = Statements(monkeypatch)
         _move(store, 1)
-    assert statements.heads_locked() == 0, statements.sent
+    assert _heads_locked(statements.sent) == 0, statements.sent
     assert store.pointer("staging", "etl").generation == 2  # type: ignore[union-attr]
     chain = list(store.chain())
     assert [c.prev_hash for c in chain[1:]] == [c.hash for c in chain[:-1]]
@@ -364,7 +351,7 @@ def test_a_record_after_the_head_moved_on_locks_it_on_the_sets_connection(
             patched.setattr(store.db, "conn", _no_pool)
             _move(store, 1)
         moved = list(statements.sent)  # the release, next, cleans up after dead holders
-    assert statements.heads_locked() == 1, moved
+    assert _heads_locked(moved) == 1, moved
     assert not any("pg_locks" in sql for sql in moved), moved
     # Its transaction commits waiting for the flush (the session's own commits do not).
     locked = [sql for sql in moved if sql.startswith("SELECT seq, hash, at")]

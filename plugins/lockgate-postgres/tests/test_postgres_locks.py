@@ -19,7 +19,7 @@ from lockgate_postgres import PostgresStateStore
 
 from lockgate.plugin import AuditEvent, LockedError, LockOwner
 
-from .postgres_testkit import open_database, terminate
+from .postgres_testkit import Statements, open_database, terminate
 
 AT = "2026-11-20T10:00:00.000000+00:00"
 
@@ -294,14 +294,7 @@ def test_a_release_removes_stale_owner_rows_without_asking_pg_locks(
         owner = LockOwner.current("t")
         with other.lock("operation", owner=owner, lease=60, timeout=5, shared=True):
             [alive] = {pid for name, pid in _owner_rows(other) if pid != DEAD_PID}
-            sent: list[str] = []
-            execute = psycopg.Cursor.execute
-
-            def recorded(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-                sent.append(str(query))
-                return execute(cursor, query, *args, **kwargs)
-
-            monkeypatch.setattr(psycopg.Cursor, "execute", recorded)
+            sent = Statements(monkeypatch).sent
             with _take_set(store):
                 pass
             monkeypatch.undo()
