@@ -5,11 +5,14 @@ several stages, one of them no longer on the ladder."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
 from conftest import PLAYS_PEOPLE, ProjectWorkspace
+from lockgate.builtin_plugins.sqlite_schema import live_revisions as live_revisions_of
+from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
 from lockgate.contracts.history import store_live_revisions
 from lockgate.contracts.state import EventFilter, StateStore
 from lockgate.core.session import Session
@@ -17,6 +20,7 @@ from lockgate.operations.approve import authors, live_revisions
 from lockgate.operations.promote import Promoter
 from lockgate.operations.rollback import Rollback
 from lockgate.operations.stage import Stager
+from lockgate.testing._state_builders import _move, _stage, at
 
 LADDER = "stages:\n  staging: {}\n  qa: {}\n  production: {}\n"
 REF = "alice:etl"
@@ -117,21 +121,63 @@ def test_authors_are_the_same_with_and_without_live_revisions(tmp_path: Path) ->
 def test_a_switch_s_authorship_reads_are_index_searches_on_sqlite(tmp_path: Path) -> None:
     # Who staged a component's revisions: one component's stagings, not every
     # component's (the planner took events_by_action before migration 6); which revisions
-    # were live: the pointer history's index by stage and component id.
+    # were live: searches of the pointer history's index by component and revision
+    # (migration 7), from one revision to the next, never a scan.
     ws = ProjectWorkspace(tmp_path / "p", LADDER)
     stage(ws, "alice", "x = 1\n")
     stagings, args = EventFilter(component=REF, action="stage").sql("SELECT * FROM events")
-    live = (
-        "SELECT DISTINCT revision FROM pointer_history WHERE component_id = ? "
-        "AND component = ? AND revision IS NOT NULL AND stage IN (?, ?)"
-    )
     with sqlite3.connect(ws.root / ".lockgate" / "state.db") as db:
+        sent: list[str] = []
+        db.set_trace_callback(sent.append)
+        live_revisions_of(db, REF, ("staging", "qa"))
+        db.set_trace_callback(None)
+        (live,) = sent
         plans = {
-            sql: " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            for sql, params in ((stagings, args), (live, ["etl", REF, "staging", "qa"]))
+            sql: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            for sql, params in ((stagings, args), (live, []))
         }
-    assert "USING INDEX events_by_component_action (component=? AND action=?)" in plans[stagings]
-    assert "USING INDEX pointer_history_by_component (stage=? AND component_id=?)" in plans[live]
+    assert "USING INDEX events_by_component_action (component=? AND action=?)" in " ".join(
+        plans[stagings]
+    )
+    searches = [step for step in plans[live] if "pointer_history" in step]
+    assert len(searches) == 3, plans[live]
+    assert all("USING COVERING INDEX pointer_history_by_revision" in s for s in searches)
+    assert "(component=? AND revision>?)" in searches[0]
+    assert "(component=? AND revision=? AND stage=?)" in searches[2]
+
+
+def test_live_revisions_work_the_same_however_often_the_revisions_moved(
+    tmp_path: Path,
+) -> None:
+    # The store's answer costs as many steps of SQLite's virtual machine after 200 moves
+    # between two revisions as after 10: its work follows the revisions it returns (the
+    # query read every move of the component before migration 7).
+    store = SqliteStateStore(tmp_path / "state.db")
+    try:
+        _stage(store, REF, "r1", at(0))
+        _stage(store, REF, "r2", at(0, 1), parent="r1")
+        steps = []
+        for moves in (10, 200):
+            done = len(store.pointer_history())
+            for n in range(done, moves):
+                _move(store, "staging", REF, f"r{n % 2 + 1}", at(1 + n // 60, n % 60), expected=n)
+            steps.append(_steps(store))
+        assert steps[0] == steps[1], steps
+    finally:
+        store.close()
+
+
+def _steps(store: SqliteStateStore) -> int:
+    """The steps of SQLite's virtual machine the store's live revisions take, asked with
+    stages and without (each answering both revisions)."""
+    counted = itertools.count()
+    store._db.set_progress_handler(lambda: next(counted) and 0, 1)
+    try:
+        for stages in (None, ("staging", "qa")):
+            assert store.live_revisions(REF, stages) == {"r1", "r2"}
+    finally:
+        store._db.set_progress_handler(None, 1)
+    return next(counted)
 
 
 def test_a_move_finds_the_pointers_open_history_row_through_the_index_on_sqlite() -> None:

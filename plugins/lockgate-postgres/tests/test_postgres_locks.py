@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
+from lockgate_postgres.locks import SWEEP_EVERY, release_statement
 
 from lockgate.plugin import AuditEvent, LockedError, LockOwner
 
@@ -268,41 +270,79 @@ def test_a_write_after_a_lock_set_lost_its_connection_is_refused(
 DEAD_PID = 2147483000  # no server session has it
 
 
-def _dead_row(store: PostgresStateStore, name: str, epoch: int = 0) -> None:
+def _dead_row(store: PostgresStateStore, name: str, epoch: int = 0, pid: int = DEAD_PID) -> None:
     """The owner row a holder left when its process died (its session held no lock
     after it, and no release deleted the row)."""
     with store.db.conn() as conn:
         conn.execute(
             "INSERT INTO lock_owners (name, epoch, backend_pid, token, owner) "
             "VALUES (%s, %s, %s, %s, '{}')",
-            (name, epoch, DEAD_PID, f"dead-{name}"),
+            (name, epoch, pid, f"dead-{name}-{uuid.uuid4().hex}"),
         )
 
 
-def test_a_release_removes_stale_owner_rows_without_asking_pg_locks(
+def test_a_release_deletes_its_own_rows_and_now_and_then_sweeps_those_no_holder_will(
     store: PostgresStateStore, pg_dsn: str, project_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A holder of ``operation/etl`` (exclusive) knows every other row of it at its epoch
-    stale: nobody else can hold it. A holder of ``operation`` shared removes the rows of
-    sessions that have ended, and leaves another runner's, which still holds it. None of
-    them asks ``pg_locks``, which every other runner's locks go through."""
+    """A release deletes its holder's owner rows. The first of a process, and one in
+    ``SWEEP_EVERY`` after, also sweeps the rows no holder will delete: those of sessions
+    that have ended, whatever their name, and those at an epoch a break left behind,
+    even of a session still alive; another runner's row, which still holds its lock,
+    stays. None of them asks ``pg_locks``, which every other runner's locks go through."""
     other = PostgresStateStore(open_database(pg_dsn, project_key))
     try:
-        _dead_row(store, "operation")
-        _dead_row(store, "operation/etl")
-        _dead_row(store, "operation/old", epoch=-1)  # an older epoch: stale whoever holds it
         owner = LockOwner.current("t")
         with other.lock("operation", owner=owner, lease=60, timeout=5, shared=True):
-            [alive] = {pid for name, pid in _owner_rows(other) if pid != DEAD_PID}
+            [alive] = {pid for _, pid in _owner_rows(other)}
+            _dead_row(store, "operation")
+            _dead_row(store, "operation/etl")
+            _dead_row(store, "deploy")
+            _dead_row(store, "operation/old", epoch=-1, pid=alive)  # behind its epoch
             sent = Statements(monkeypatch).sent
+            with _take_set(store):  # the store's first release: it sweeps
+                pass
+            assert _owner_rows(store) == [("operation", alive)]
+            _dead_row(store, "operation/etl")
+            with _take_set(store):  # the second: its own rows only
+                pass
+            assert _owner_rows(store) == [("operation", alive), ("operation/etl", DEAD_PID)]
+            store._locks._releases = SWEEP_EVERY  # the next is one in SWEEP_EVERY
             with _take_set(store):
                 pass
             monkeypatch.undo()
-            rows = _owner_rows(store)
-            assert rows == [("operation", alive), ("operation/old", DEAD_PID)], rows
-            assert not any("pg_locks" in sql for sql in sent if "DELETE" in sql), sent
-        with store.lock("operation/old", owner=owner, lease=60, timeout=5):
-            pass
-        assert _owner_rows(store) == []
+            assert _owner_rows(store) == [("operation", alive)]
+            deletes = [sql for sql in sent if "DELETE" in sql]
+            assert len(deletes) == 3 and not any("pg_locks" in sql for sql in deletes), sent
+            assert ["pg_stat_get_backend_idset" in sql for sql in deletes] == [True, False, True]
     finally:
         other.close()
+
+
+def test_a_release_finds_its_owner_rows_by_their_token(store: PostgresStateStore) -> None:
+    # Every switch inserts and deletes owner rows of the same names, and their index
+    # entries stay until the table is vacuumed: a release that scanned a name's entries,
+    # or the project's, would step over every one (thousands a minute with 8 runners):
+    # the index by token, or the key with both the names and the token, has only the
+    # holder's own.
+    sql, args = release_statement(["operation", "operation/etl"], "token")
+    with store.db.conn() as conn:
+        inlined = psycopg.ClientCursor(conn).mogrify(sql, args)
+        row = conn.execute(f"EXPLAIN (FORMAT JSON) {inlined}").fetchone()
+    assert row is not None
+    (plan,) = row.values()
+    scans = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Relation Name") == "lock_owners" and "Scan" in node["Node Type"]:
+            scans.append(node)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    [scan] = scans
+    assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
+    condition = scan["Index Cond"]
+    if scan["Index Name"] == "lock_owners_pkey":  # (project, name, token): both, a seek each
+        assert "name = ANY" in condition and "token =" in condition, condition
+    else:
+        assert scan["Index Name"] == "lock_owners_by_token" and "token =" in condition, scan

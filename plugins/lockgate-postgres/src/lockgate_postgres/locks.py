@@ -41,21 +41,27 @@ taking the lock. A spare holds no lock, so keeping it changes nothing for the ot
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 
-import attrs
 import psycopg
 
 from lockgate.plugin import LockedError, LockOwner, locked_error, parent_lock
 from lockgate_postgres.db import FRESH_SECONDS, Database, Row, is_connection_error
+from lockgate_postgres.keys import Key, advisory_key, in_order
 from lockgate_postgres.riders import Riders, Write
 
-__all__ = ["DURABLE", "HELD_BY", "AdvisoryLocks", "advisory_key"]
+__all__ = [
+    "DURABLE",
+    "HELD_BY",
+    "SWEEP_EVERY",
+    "AdvisoryLocks",
+    "advisory_key",
+    "release_statement",
+]
 
 _HELD = (
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -74,20 +80,25 @@ connection, whose session commits without waiting for the WAL flush."""
 _SPARES = 4
 
 
-def advisory_key(project: str, name: str, epoch: int) -> tuple[int, int]:
-    """The two 31-bit halves of lock ``name``'s key in ``project`` at ``epoch``."""
-    digest = hashlib.blake2b(f"lockgate\0{project}\0{name}\0{epoch}".encode()).digest()
-    return (
-        int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
-        int.from_bytes(digest[4:8], "big") & 0x7FFFFFFF,
-    )
-
-
-_EXCLUSIVE_STALE = " OR (name = %s AND epoch <= %s)"
-_SHARED_STALE = (
-    " OR (name = %s AND (epoch < %s OR (epoch = %s AND backend_pid NOT IN "
-    "(SELECT pg_stat_get_backend_pid(s) FROM pg_stat_get_backend_idset() AS s))))"
+_SWEEP = (
+    " OR backend_pid NOT IN (SELECT pg_stat_get_backend_pid(s) "
+    "FROM pg_stat_get_backend_idset() AS s) OR epoch < coalesce((SELECT e.epoch "
+    "FROM lock_epochs AS e WHERE e.name = split_part(lock_owners.name, '/', 1)), 0)"
 )
+"""The owner rows no holder will delete: those of sessions that have ended (from the
+server's list of sessions, not ``pg_locks``, which holds the lock manager's partitions
+while it copies every lock on the server) and those at an epoch a break left behind."""
+SWEEP_EVERY = 256
+"""A release in so many also sweeps (:data:`_SWEEP`), the first of a process included."""
+
+
+def release_statement(
+    names: Sequence[str], token: str, *, sweep: bool = False
+) -> tuple[str, list[object]]:
+    """The statement of :func:`_release` for the owner rows of ``names`` and ``token``."""
+    where = f"(name = ANY(%s) AND token = %s){_SWEEP if sweep else ''}"
+    sql = f"WITH gone AS (DELETE FROM lock_owners WHERE {where}) SELECT pg_advisory_unlock_all()"
+    return sql, [list(names), token]
 
 
 def _release(
@@ -95,28 +106,21 @@ def _release(
     token: str,
     keys: Sequence[tuple[Key, bool]],
     kept: Sequence[Write] = (),
+    *,
+    sweep: bool = False,
 ) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
-    in one statement that also removes this holder's owner rows and, for each of
-    ``keys`` (each with whether it is shared), the rows of its name that are stale: at
-    an older epoch (dead or broken holders'), and at its own epoch, for a lock held
-    exclusive every other row (nobody else can hold it), for a shared one the rows of
-    sessions that have ended (asked of the server's list of sessions, not of
-    ``pg_locks``, which holds the lock manager's partitions while it copies every lock
-    on the server, and which every other runner's lock statements go through). A broken
-    holder leaves the rows of the epoch after its own alone. Whether the connection
-    came through clean (else it is closed: a connection already lost has released them
-    with its session). ``kept``: writes sent first, in the same round trip (a pipeline),
-    committed in a transaction of their own before the locks go (an explicit
-    ``BEGIN``/``COMMIT`` ends their part of the pipeline's implicit transaction)."""
-    stale = "".join(_SHARED_STALE if shared else _EXCLUSIVE_STALE for _, shared in keys)
-    args: list[object] = [token]
-    for key, shared in keys:
-        args += [key.name, key.epoch, key.epoch] if shared else [key.name, key.epoch]
-    release = (
-        f"WITH gone AS (DELETE FROM lock_owners WHERE token = %s{stale}) "
-        "SELECT pg_advisory_unlock_all()"
-    )
+    in one statement that also deletes this holder's owner rows, each found by its name
+    and token (an index search: every switch inserts and deletes rows of the same names,
+    whose index entries stay until the table is vacuumed, and a scan of a name's would
+    step over them all); with ``sweep``, the rows no holder will delete too
+    (:data:`_SWEEP`, every so many releases: they are rare, and that scan is not).
+    Whether the connection came through clean (else it is closed: a connection already
+    lost has released them with its session). ``kept``: writes sent first, in the same
+    round trip (a pipeline), committed in a transaction of their own before the locks
+    go (an explicit ``BEGIN``/``COMMIT`` ends their part of the pipeline's implicit
+    transaction)."""
+    release, args = release_statement([key.name for key, _ in keys], token, sweep=sweep)
     try:
         if kept:
             with conn.pipeline():
@@ -131,34 +135,6 @@ def _release(
         conn.close()
         return False
     return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-
-
-def _in_order(wanted: Sequence[tuple[Key, bool]]) -> tuple[str, list[int]]:
-    """An expression trying the keys of ``wanted`` (each with whether it is shared) in
-    order, stopping at the first refused: how many were granted; and its arguments.
-    Nested ``CASE``s, whose order of evaluation PostgreSQL guarantees: a key after a
-    refused one is never tried, so no holder ever has a later lock without the earlier
-    ones, not even for a moment (a recovery's probe of a component lock would take
-    such a moment for a live switch)."""
-    expression = str(len(wanted))
-    for i in reversed(range(len(wanted))):
-        take = "pg_try_advisory_lock_shared" if wanted[i][1] else "pg_try_advisory_lock"
-        expression = f"CASE WHEN {take}(%s::int4, %s::int4) THEN {expression} ELSE {i} END"
-    return expression, [half for key, _ in wanted for half in (key.high, key.low)]
-
-
-@attrs.frozen
-class Key:
-    """Lock ``name``'s advisory key at ``epoch`` (the epoch of its parent lock)."""
-
-    name: str
-    epoch: int
-    high: int
-    low: int
-
-    @classmethod
-    def of(cls, project: str, name: str, epoch: int) -> Key:
-        return cls(name, epoch, *advisory_key(project, name, epoch))
 
 
 class AdvisoryLocks:
@@ -178,6 +154,12 @@ class AdvisoryLocks:
         # ``synchronous_commit`` as the server sets it for these sessions: what a durable
         # write on a lock connection (whose own is off) turns on for its transaction.
         self.flush = "on"
+        self._releases = 0
+
+    def _sweep(self) -> bool:
+        """Whether this release sweeps too (:data:`SWEEP_EVERY`)."""
+        self._releases += 1
+        return self._releases % SWEEP_EVERY == 1
 
     def _connection(self) -> psycopg.Connection[Row]:
         """A spare connection when one is still alive, else a new one (one released a
@@ -296,7 +278,7 @@ class AdvisoryLocks:
             try:  # a close kept by the thread's set is committed before this lock goes
                 self.riders.send_kept()
             finally:
-                if key is not None and _release(conn, token, [(key, shared)]):
+                if key is not None and _release(conn, token, [(key, shared)], sweep=self._sweep()):
                     self._keep(conn)
                 else:
                     conn.close()
@@ -338,7 +320,9 @@ class AdvisoryLocks:
             self._epochs[parent] = epoch
             if ok:  # broken meanwhile: give the stale key back, take the new one
                 with conn.pipeline():
-                    conn.execute("DELETE FROM lock_owners WHERE token = %s", (token,))
+                    conn.execute(
+                        "DELETE FROM lock_owners WHERE name = %s AND token = %s", (name, token)
+                    )
                     conn.execute(f"SELECT {give}(%s::int4, %s::int4)", (key.high, key.low))
                 continue
             if epoch != key.epoch:
@@ -412,7 +396,7 @@ class AdvisoryLocks:
         """Release a set's keys with its ``kept`` writes first (:func:`_release`), and
         keep the connection as a spare when it came through clean."""
         # Also after a refusal: the locks taken before the busy one are given back.
-        if not conn.closed and _release(conn, token, held, kept):
+        if not conn.closed and _release(conn, token, held, kept, sweep=self._sweep()):
             self._keep(conn)
         else:
             conn.close()
@@ -448,7 +432,7 @@ class AdvisoryLocks:
                 for name, shared in locks[len(held) :]
             ]
             # ``then`` is read only if every lock of the set is held by then.
-            last = None if then is None else (*then, token, len(locks))
+            last = None if then is None else (*then, [n for n, _ in locks], token)
             taken, epochs, row = self._try_in_order(conn, wanted, token, owner, parents, last)
             self._epochs.update(epochs)
             held += wanted[:taken]
@@ -478,16 +462,17 @@ class AdvisoryLocks:
         token: str,
         owner: str,
         parents: Sequence[str],
-        then: tuple[str, Sequence[object], str, int] | None = None,
+        then: tuple[str, Sequence[object], list[str], str] | None = None,
     ) -> tuple[int, dict[str, int], Row | None]:
         """One round trip: try the keys of ``wanted`` in order up to the first busy one
-        (:func:`_in_order`) and record an owner row for each granted, in one statement;
-        then, in a statement of its own after it, read the epochs of ``parents``; then
-        ``then``'s reads (a ``SELECT`` without ``FROM``, its arguments, the token and how
-        many locks it must hold: read only when it holds them all, its owner rows seen in
-        the round trip's own transaction). How many were granted, each parent's epoch
+        (:func:`.keys.in_order`) and record an owner row for each granted, in one
+        statement; then, in a statement of its own after it, read the epochs of
+        ``parents``; then
+        ``then``'s reads (a ``SELECT`` without ``FROM``, its arguments, the names of the
+        locks it must hold and the token: read only when it holds them all, its owner
+        rows seen in the round trip's own transaction). How many were granted, each parent's epoch
         now, and the row of ``then`` (None when not read)."""
-        tries, halves = _in_order(wanted)
+        tries, halves = in_order(wanted)
         rows = ", ".join("(%s::int4, %s::text, %s::bigint)" for _ in wanted)
         values = [v for i, (key, _) in enumerate(wanted, 1) for v in (i, key.name, key.epoch)]
         with conn.pipeline():
@@ -504,10 +489,11 @@ class AdvisoryLocks:
             )
             ahead = None
             if then is not None:
-                sql, args, holder, count = then
+                sql, args, names, holder = then
                 ahead = conn.execute(
-                    f"{sql} WHERE (SELECT count(*) FROM lock_owners WHERE token = %s) = %s",
-                    [*args, holder, count],
+                    f"{sql} WHERE (SELECT count(*) FROM lock_owners "
+                    "WHERE name = ANY(%s) AND token = %s) = %s",
+                    [*args, names, holder, len(names)],
                 )
         epochs = dict.fromkeys(parents, 0)
         epochs.update((row["name"], int(row["epoch"])) for row in read.fetchall())

@@ -123,13 +123,29 @@ def pointer_history(stage: str | None = None, component_id: str | None = None) -
 
 
 def live_revisions(ref: str, stages: Sequence[str] | None = None) -> Query:
-    """``LiveRevisions``, through ``pointer_history_by_component``."""
-    where = "component_id = %s AND component = %s AND revision IS NOT NULL"
-    args: tuple[object, ...] = (ref.split(":", 1)[-1], ref)
+    """``LiveRevisions``: a skip scan of ``pointer_history_by_revision`` (one index
+    search per revision returned, however often each moved), and with stages one more
+    search each for a move in one of them: a scalar subquery, which runs per revision,
+    where an ``EXISTS`` may become a join reading every move of the component."""
+    sql = _LIVE_REVISIONS
+    args: list[object] = [ref, ref]
     if stages is not None:
-        where, args = where + " AND stage = ANY(%s)", (*args, list(stages))
-    sql = f"SELECT DISTINCT revision FROM pointer_history WHERE {where}"
-    return Query(sql, args, lambda rows: frozenset(r["revision"] for r in rows))
+        sql += (
+            " AND (SELECT true FROM pointer_history AS p WHERE p.component = %s "
+            "AND p.revision = seen.revision AND p.stage = ANY(%s) LIMIT 1)"
+        )
+        args += [ref, list(stages)]
+    return Query(sql, tuple(args), lambda rows: frozenset(r["revision"] for r in rows))
+
+
+_LIVE_REVISIONS = (
+    "WITH RECURSIVE seen AS (SELECT (SELECT revision FROM pointer_history "
+    "WHERE component = %s AND revision IS NOT NULL ORDER BY revision LIMIT 1) AS revision "
+    "UNION ALL SELECT (SELECT p.revision FROM pointer_history AS p WHERE p.component = %s "
+    "AND p.revision > seen.revision ORDER BY p.revision LIMIT 1) "
+    "FROM seen WHERE seen.revision IS NOT NULL) "
+    "SELECT revision FROM seen WHERE revision IS NOT NULL"
+)
 
 
 def live_at(stage: str, at: str, component_id: str | None = None) -> Query:

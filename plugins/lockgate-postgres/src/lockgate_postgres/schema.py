@@ -296,6 +296,19 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (project, digest)
     );
     """,
+    # 7: what every promotion reads, found without stepping over what came before:
+    # the revisions a component's pointers ever held, in order (live_revisions steps
+    # from one to the next), one component's events of one action (who staged, who
+    # approved; with statistics the planner scanned every component's), and a lock
+    # holder's owner rows by its token (the index entries of rows inserted and deleted
+    # by every switch stay until the table is vacuumed; a search by name stepped over them)
+    """
+    CREATE INDEX pointer_history_by_revision
+        ON lockgate.pointer_history (project, component, revision, stage);
+    CREATE INDEX events_by_component_action
+        ON lockgate.events (project, component, action, seq);
+    CREATE INDEX lock_owners_by_token ON lockgate.lock_owners (project, token);
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -318,6 +331,7 @@ TABLES: dict[int, tuple[str, ...]] = {
     4: ("deliveries", "delivery_cursors"),
     5: ("component_counts",),
     6: ("tokens",),
+    7: (),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 

@@ -225,7 +225,7 @@ class PostgresStateStore(PostgresDeliveries):
         return self._read(reads.pointer_history(stage, component_id))  # type: ignore[no-any-return]
 
     def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
-        """``LiveRevisions``: the distinct revisions, through ``pointer_history_by_component``."""
+        """``LiveRevisions``: the distinct revisions, a skip scan of an index (reads.py)."""
         return self._read(reads.live_revisions(component, stages))  # type: ignore[no-any-return]
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
