@@ -300,14 +300,16 @@ MIGRATIONS: tuple[str, ...] = (
     # the revisions a component's pointers ever held, in order (live_revisions steps
     # from one to the next), one component's events of one action (who staged, who
     # approved; with statistics the planner scanned every component's), and a lock
-    # holder's owner rows by its token (the index entries of rows inserted and deleted
-    # by every switch stay until the table is vacuumed; a search by name stepped over them)
+    # holder's owner rows by its token, the key's first column (the index entries of rows
+    # inserted and deleted by every switch stay until the table is vacuumed, and a search
+    # by name, or by the project with the token as a filter, stepped over them all)
     """
     CREATE INDEX pointer_history_by_revision
         ON lockgate.pointer_history (project, component, revision, stage);
     CREATE INDEX events_by_component_action
         ON lockgate.events (project, component, action, seq);
-    CREATE INDEX lock_owners_by_token ON lockgate.lock_owners (project, token);
+    ALTER TABLE lockgate.lock_owners DROP CONSTRAINT lock_owners_pkey;
+    ALTER TABLE lockgate.lock_owners ADD PRIMARY KEY (project, token, name);
     """,
 )
 LATEST = len(MIGRATIONS)
