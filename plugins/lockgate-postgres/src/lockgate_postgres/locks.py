@@ -110,16 +110,16 @@ def _release(
     sweep: bool = False,
 ) -> bool:
     """Unlock now (a closed session's locks go a moment later, when the server notices),
-    in one statement that also deletes this holder's owner rows, each found by its name
-    and token (an index search: every switch inserts and deletes rows of the same names,
-    whose index entries stay until the table is vacuumed, and a scan of a name's would
-    step over them all); with ``sweep``, the rows no holder will delete too
-    (:data:`_SWEEP`, every so many releases: they are rare, and that scan is not).
-    Whether the connection came through clean (else it is closed: a connection already
-    lost has released them with its session). ``kept``: writes sent first, in the same
-    round trip (a pipeline), committed in a transaction of their own before the locks
-    go (an explicit ``BEGIN``/``COMMIT`` ends their part of the pipeline's implicit
-    transaction)."""
+    in one statement that also deletes this holder's owner rows, found by their token,
+    the first column of the table's key after the project (every switch inserts and
+    deletes rows of the same names, whose index entries stay until the table is
+    vacuumed: a search by name steps over them all); with ``sweep``, the rows no holder
+    will delete too (:data:`_SWEEP`, every so many releases: they are rare, and that
+    scan is not). Whether the connection came through clean (else it is closed: a
+    connection already lost has released them with its session). ``kept``: writes sent
+    first, in the same round trip (a pipeline), committed in a transaction of their own
+    before the locks go (an explicit ``BEGIN``/``COMMIT`` ends their part of the
+    pipeline's implicit transaction)."""
     release, args = release_statement([key.name for key, _ in keys], token, sweep=sweep)
     try:
         if kept:
@@ -467,11 +467,10 @@ class AdvisoryLocks:
         """One round trip: try the keys of ``wanted`` in order up to the first busy one
         (:func:`.keys.in_order`) and record an owner row for each granted, in one
         statement; then, in a statement of its own after it, read the epochs of
-        ``parents``; then
-        ``then``'s reads (a ``SELECT`` without ``FROM``, its arguments, the names of the
-        locks it must hold and the token: read only when it holds them all, its owner
-        rows seen in the round trip's own transaction). How many were granted, each parent's epoch
-        now, and the row of ``then`` (None when not read)."""
+        ``parents``; then ``then``'s reads (a ``SELECT`` without ``FROM``, its arguments,
+        the names of the locks it must hold and the token: read only when it holds them
+        all, its owner rows seen in the round trip's own transaction). How many were
+        granted, each parent's epoch now, and the row of ``then`` (None when not read)."""
         tries, halves = in_order(wanted)
         rows = ", ".join("(%s::int4, %s::text, %s::bigint)" for _ in wanted)
         values = [v for i, (key, _) in enumerate(wanted, 1) for v in (i, key.name, key.epoch)]
