@@ -39,7 +39,8 @@ Role contracts (Protocols) and their optional capabilities
 
 Records that cross the boundary
     validation: :class:`Issue`, :class:`Severity`, :class:`ValidatorInfo`,
-    :class:`ValidationSubject`, :class:`ValidationContext`, :class:`PeerComponent`,
+    :class:`ValidationSubject`, :class:`ValidationContext` (its views of the project,
+    read as asked: :class:`StagedPeers`, :class:`StagePointers`), :class:`PeerComponent`,
     :class:`Decision`, :class:`ReadinessReport`, :class:`ComponentReadiness`; events:
     :class:`ChangeEvent`; sources:
     :class:`Component`, :class:`ComponentRef`, :class:`ComponentSpec`, :class:`Discovery`,
@@ -54,6 +55,7 @@ Records that cross the boundary
     :class:`MoveWithEvents`, a pointer move recorded with the events before it,
     :class:`ReadBatch` with :class:`Ask` and :data:`BATCHABLE`, several reads in one call,
     :class:`LiveRevisions`, the revisions of a component ever live, in one query,
+    :class:`ComponentsById`, the components of some ids in every workspace,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
     operations: :class:`StageResult`, :class:`SyncResult`.
@@ -171,6 +173,7 @@ if TYPE_CHECKING:
         ValidatorInfo,
     )
     from lockgate.contracts.moves import MoveWithEvents
+    from lockgate.contracts.peers import ComponentsById, StagedPeers, StagePointers
     from lockgate.contracts.read_batch import BATCHABLE, Ask, ReadBatch, answer_each
     from lockgate.contracts.records import (
         record,
@@ -321,6 +324,7 @@ __all__ = [
     "ComponentRef",
     "ComponentSpec",
     "ComponentStatus",
+    "ComponentsById",
     "ConfigError",
     "ConflictError",
     "ContentStore",
@@ -389,7 +393,9 @@ __all__ = [
     "ScannedFiles",
     "Severity",
     "Source",
+    "StagePointers",
     "StageResult",
+    "StagedPeers",
     "StateCounts",
     "StateImport",
     "StateSnapshot",
@@ -507,6 +513,9 @@ _EXPORTS: dict[str, str] = {
     "ReadBatch": "lockgate.contracts.read_batch",
     "answer_each": "lockgate.contracts.read_batch",
     "LiveRevisions": "lockgate.contracts.history",
+    "ComponentsById": "lockgate.contracts.peers",
+    "StagedPeers": "lockgate.contracts.peers",
+    "StagePointers": "lockgate.contracts.peers",
     "LinkMode": "lockgate.contracts.content",
     "LocalFiles": "lockgate.contracts.source",
     "LocalObjectFiles": "lockgate.contracts.content",

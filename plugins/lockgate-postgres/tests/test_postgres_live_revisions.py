@@ -3,7 +3,9 @@ the component: the revisions ever live (``LiveRevisions``) and one component's e
 one action (who staged it, who approved). The rows each query's plan reads follow what
 it returns, however many times the component moved (before schema version 7's indexes,
 both read every move: the first its pointer history, the second, once the planner had
-statistics, the events of every component)."""
+statistics, the events of every component). And the components of one id in every
+workspace (``ComponentsById``, what the ``conflicts`` validator asks), read without
+reading the project's other components (before schema version 8, every one of them)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
-from lockgate_postgres.reads import Query, events, live_revisions
+from lockgate_postgres.reads import Query, components_by_id, events, live_revisions
 
 from lockgate.plugin import EventFilter
 from lockgate.testing._state_builders import _move, _stage, at
@@ -42,7 +44,7 @@ def store(pg_dsn: str, project_key: str) -> Iterator[PostgresStateStore]:
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
         for insert in _ANOTHER_PROJECT.split("---"):
             admin.execute(insert, (f"{project_key}-busy",))
-        admin.execute("ANALYZE lockgate.events, lockgate.pointer_history")
+        admin.execute("ANALYZE lockgate.events, lockgate.pointer_history, lockgate.components")
     yield one
     one.close()
 
@@ -58,6 +60,11 @@ INSERT INTO lockgate.pointer_history (project, stage, component_id, component, r
     generation, at, actor, action)
 SELECT %s, 'staging', 'c' || (n %% 500), 'carol:c' || (n %% 500), 'r' || n, n, 'at', 'carol',
     'promote'
+FROM generate_series(1, 20000) AS n;
+---
+INSERT INTO lockgate.components (project, component, workspace, component_id, component_type,
+    status, latest_revision, updated_at)
+SELECT %s, 'carol:etl' || n, 'carol', 'etl' || n, 'scripts', 'staged', 'r' || n, 'at'
 FROM generate_series(1, 20000) AS n;
 """
 
@@ -98,3 +105,10 @@ def test_one_component_s_events_of_one_action_read_only_those(
     stagings = EventFilter(component=REF, action="stage")
     assert [e.revision for e in store.events(stagings)] == ["r1", "r2"]
     assert _rows_read(store, events(stagings)) == 2
+
+
+def test_the_components_of_one_id_read_only_those(store: PostgresStateStore) -> None:
+    found = store.components_by_id(("etl",))
+    assert [c.component for c in found] == ["alice:etl", "bob:etl"]
+    assert _rows_read(store, components_by_id(("etl",))) == 2
+    assert _rows_read(store, components_by_id(("etl", "c7", "nothing"))) == 3

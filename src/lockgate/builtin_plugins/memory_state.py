@@ -89,6 +89,10 @@ class MemoryStateStore:
             if workspace is None or c.workspace == workspace
         ]
 
+    def components_by_id(self, component_ids: tuple[str, ...]) -> list[ComponentRecord]:
+        wanted = set(component_ids)
+        return [c for _, c in sorted(self._components.items()) if c.component_id in wanted]
+
     def revisions(self, ref: str) -> list[RevisionRecord]:
         return list(self._revisions.get(ref, ()))
 

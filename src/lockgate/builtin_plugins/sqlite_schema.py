@@ -194,6 +194,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX pointer_history_by_revision ON pointer_history (component, revision, stage);
     """,
+    # 8: the components of one component id in every workspace (ComponentsById): a
+    # validator's conflicts and a bare id's owners, without reading every component
+    """
+    CREATE INDEX components_by_id ON components (component_id, component);
+    """,
 )
 
 

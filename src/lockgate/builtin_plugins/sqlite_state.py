@@ -231,6 +231,15 @@ class SqliteStateStore(SqliteDeliveries):
             )
         return [component_of(r) for r in rows]
 
+    def components_by_id(self, component_ids: tuple[str, ...]) -> list[ComponentRecord]:
+        """``ComponentsById``: through the index by component id (migration 8)."""
+        rows = self._db.execute(
+            "SELECT * FROM components WHERE component_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY component",
+            (json.dumps(list(component_ids)),),
+        )
+        return [component_of(r) for r in rows]
+
     def revisions(self, ref: str) -> list[RevisionRecord]:
         rows = self._db.execute(
             "SELECT component, revision, created_at, actor, stage, files, size, parent "

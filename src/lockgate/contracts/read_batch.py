@@ -26,6 +26,7 @@ BATCHABLE = frozenset(
         "approvals",
         "component",
         "components",
+        "components_by_id",
         "events",
         "live_at",
         "live_revisions",
@@ -38,8 +39,8 @@ BATCHABLE = frozenset(
     }
 )
 """The reads an :class:`Ask` may name: the state store's reads (``StateStore``, and the
-``LiveRevisions`` and ``ValidationResults`` capabilities) whose answers depend only on
-their arguments and the store's contents."""
+``ComponentsById``, ``LiveRevisions`` and ``ValidationResults`` capabilities) whose
+answers depend only on their arguments and the store's contents."""
 
 
 @record

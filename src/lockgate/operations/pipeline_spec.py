@@ -40,6 +40,7 @@ from lockgate.core.session import Session
 from lockgate.errors import ConfigError, InputError, LockgateError, NotFoundError, RefusedError
 from lockgate.operations.pipeline_report import PIPELINES_DIR, defined_pipelines
 from lockgate.operations.promote import Promotion
+from lockgate.operations.read_memo import component_records
 from lockgate.operations.revisions import revision_spec
 from lockgate.schema.structure import did_you_mean, structure
 from lockgate.schema.yamlfile import YamlDocument, load_yaml_file, load_yaml_text
@@ -271,8 +272,7 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
                 f"{ref.component_id} that {by_id[ref.component_id]} names too; list it once"
             )
         by_id[ref.component_id] = str(ref)
-    state = session.state()
-    records = {r.component: r for r in state.components()}
+    records = component_records(session, [str(ref) for ref in refs.values()])
     for ref in refs.values():
         record = records.get(str(ref))
         if record is not None and record.status is ComponentStatus.RETIRED:
@@ -296,6 +296,7 @@ def plan_pipeline(session: Session, name: str, stage: str) -> PipelinePlan:
         graph[str(ref)].discard(str(ref))
     levels = _levels(name, graph)
     steps = []
+    state = session.state()
     for member, ref in refs.items():
         revision = candidates[member][0]
         pointer = state.pointer(stage, ref.component_id)

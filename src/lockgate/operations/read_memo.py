@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from lockgate.contracts.read_batch import BATCHABLE, Ask, store_read_batch
-from lockgate.contracts.state import StateStore
+from lockgate.contracts.state import ComponentRecord, StateStore
 from lockgate.core.session import Session
 
-__all__ = ["READS", "ReadMemo", "ask_together", "memo", "read_together"]
+__all__ = ["READS", "ReadMemo", "ask_together", "component_records", "memo", "read_together"]
+
+#: Past this many refs, :func:`component_records` reads every component once instead of
+#: each ref's record.
+READ_EACH = 64
 
 READS = BATCHABLE
 """The state store's reads a memo answers again (every other call clears it)."""
@@ -143,3 +147,17 @@ def read_together(session: Session, asks: Iterable[Ask]) -> Iterator[None]:
         yield
     finally:
         session.memo = None
+
+
+def component_records(session: Session, refs: Sequence[str]) -> dict[str, ComponentRecord]:
+    """The records of ``refs`` the state store has, by ref: read together (under a memo,
+    into it), or for more than :data:`READ_EACH` refs with one read of every component."""
+    if len(refs) > READ_EACH:
+        wanted = set(refs)
+        return {r.component: r for r in session.state().components() if r.component in wanted}
+    asks = [Ask("component", (ref,)) for ref in refs]
+    ask_together(session, asks)
+    with read_together(session, asks):
+        state = session.state()
+        found = {ref: state.component(ref) for ref in refs}
+    return {ref: record for ref, record in found.items() if record is not None}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from lockgate.contracts.peers import components_by_id
 from lockgate.contracts.refs import ComponentRef, check_name, short
 from lockgate.core.session import Session
 from lockgate.errors import InputError, NotFoundError
@@ -15,7 +16,7 @@ def resolve_component(session: Session, target: str) -> ComponentRef:
     if ":" in target:
         return ComponentRef.parse(target)
     check_name("component id", target)
-    owners = [r.component for r in session.state().components() if r.component_id == target]
+    owners = [r.component for r in components_by_id(session.state(), (target,))]
     if len(owners) == 1:
         return ComponentRef.parse(owners[0])
     if not owners:

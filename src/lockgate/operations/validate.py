@@ -54,6 +54,7 @@ from lockgate.contracts.models import (
     ValidationContext,
     ValidationSubject,
 )
+from lockgate.contracts.peers import StagedPeers, StagePointers, store_components_by_id
 from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef
@@ -73,6 +74,7 @@ from lockgate.operations.announce import failed
 from lockgate.operations.approve import authors as approval_authors
 from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
+from lockgate.operations.read_memo import READ_EACH
 from lockgate.operations.recover import settle
 from lockgate.operations.revisions import release_dir, revision_handle, revision_spec
 from lockgate.operations.signatures import signed_decisions
@@ -82,6 +84,7 @@ from lockgate.operations.validate_cache import (
     ValidationCache,
     cache_key,
 )
+from lockgate.operations.validate_context import ContextReads
 from lockgate.operations.validate_pool import Call, exit_issue, run_calls
 
 if TYPE_CHECKING:
@@ -109,41 +112,28 @@ issues found meanwhile."""
 
 def gate_asks(session: Session, component: str, revision: str, stage: str) -> list[Ask]:
     """The state reads of a gate over stored ``revision`` of ``component`` into ``stage``
-    (:meth:`Validation.run` with ``gate=True``), as it asks them: the components and the
-    stage's pointers (:meth:`Validation._prepare`), the revision's approvals, their
+    (:meth:`Validation.run` with ``gate=True``), as it asks them: the component's record
+    (:meth:`Validation._prepare`), the components of its id in every workspace (what the
+    ``conflicts`` validator asks its context), the revision's approvals, their
     signatures' events, its authors' stagings, revisions and live revisions
     (:meth:`Validation._context`), and the verdicts kept for it. A promotion reads them in
     one call beforehand (``read_memo.ask_together``); one missing here is read on its own
     when asked (``tests/test_read_batch.py`` counts them)."""
     state = session.state()
     asks = [
-        Ask("components"),
-        Ask("pointers", (stage,)),
+        Ask("component", (component,)),
         Ask("approvals", (component, revision)),
         Ask("events", (EventFilter(component=component, action="approve"),)),
         Ask("events", (EventFilter(component=component, action="stage"),)),
         Ask("revisions", (component,)),
     ]
+    if store_components_by_id(state) is not None:
+        asks.append(Ask("components_by_id", ((ComponentRef.parse(component).component_id,),)))
     if store_live_revisions(state) is not None:
         asks.append(Ask("live_revisions", (component, tuple(session.stage_names))))
     if store_results(state) is not None:
         asks.append(Ask("validation_results", (revision,)))
     return asks
-
-
-def _staged(records: Mapping[str, ComponentRecord]) -> tuple[PeerComponent, ...]:
-    """Every component with a staged revision, as a validator's context shows it."""
-    return tuple(
-        PeerComponent(
-            component=r.component,
-            component_id=r.component_id,
-            component_type=r.component_type,
-            revision=r.latest_revision,
-            status=r.status.value,
-        )
-        for r in records.values()
-        if r.latest_revision is not None
-    )
 
 
 def _batch(
@@ -232,8 +222,13 @@ class Validation:
         # included: their owners decide who counts as an author.
         self._use_cache = use_cache and not gate
         self._gate = gate
-        prepared = self._prepare(parsed, stage, validators, workspace)
-        results = closed_gates(self.session, self._execute(prepared, use_cache, record), skip)
+        reads = ContextReads(self.session)
+        try:
+            prepared = self._prepare(parsed, stage, validators, workspace, reads)
+            executed = self._execute(prepared, use_cache, record)
+        finally:
+            reads.close()
+        results = closed_gates(self.session, executed, skip)
         report = ReadinessReport(tuple(results), time.perf_counter() - started)
         if record and not workspace:
             self._record(report, defer)
@@ -249,26 +244,29 @@ class Validation:
         stage: str | None,
         validators: Sequence[Validator],
         workspace: bool,
+        reads: ContextReads,
     ) -> list[_Prepared]:
-        """Each component's subject, with its context, and the validators that handle it."""
+        """Each component's subject, with its context, and the validators that handle it.
+        The context's views of the rest of the project read through ``reads``."""
         state = self.session.state()
-        records = {r.component: r for r in state.components()}
-        staged = _staged(records)
+        unique = list(dict.fromkeys(refs))
+        records = reads.records([str(ref) for ref in unique])
         # First pass: each component's subject without context (specs are needed first).
-        bases = [self._base(ref, stage, records, workspace) for ref in dict.fromkeys(refs)]
+        bases = [self._base(ref, stage, records, workspace) for ref in unique]
         batch = _batch(bases, records)
+        if len(unique) > READ_EACH:
+            reads.read_whole({target for _, target, subject, _ in bases if subject is not None})
         prepared = []
-        contexts: dict[str, tuple[Mapping[str, str], Mapping[str, tuple[str, ...]]]] = {}
+        graphs: dict[str, Mapping[str, tuple[str, ...]]] = {}
         for ref, target, maybe, problems in bases:
             if maybe is None:
                 prepared.append(_Prepared(_placeholder(ref, target), target, (), problems))
                 continue
             subject = maybe
-            if target not in contexts:
-                live = {p.component_id: p.revision for p in state.pointers(target) if p.revision}
-                contexts[target] = (live, self._graph(batch, live))
-            current, graph = contexts[target]
-            context = self._context(state, subject, batch, current, staged, graph)
+            current = reads.current(target)
+            if target not in graphs:
+                graphs[target] = self._graph(batch, current)
+            context = self._context(state, subject, batch, current, reads.staged(), graphs[target])
             chosen = tuple(v for v in validators if v.applies_to(subject.component_type))
             prepared.append(
                 _Prepared(attrs.evolve(subject, context=context), target, chosen, problems)
@@ -314,8 +312,8 @@ class Validation:
         state: StateStore,
         subject: ValidationSubject,
         batch: tuple[PeerComponent, ...],
-        current: Mapping[str, str],
-        staged: tuple[PeerComponent, ...],
+        current: StagePointers,
+        staged: StagedPeers,
         graph: Mapping[str, tuple[str, ...]],
     ) -> ValidationContext:
         """What a validator of ``subject`` sees beyond its files: the batch, the stage, the
@@ -412,20 +410,19 @@ class Validation:
             return attrs.asdict(ComponentSpec())
 
     def _graph(
-        self, batch: Sequence[PeerComponent], current: Mapping[str, str]
+        self, batch: Sequence[PeerComponent], current: StagePointers
     ) -> dict[str, tuple[str, ...]]:
-        """depends_on for the batch, and for what the stage holds reachable from it."""
+        """depends_on for the batch, and for what the stage holds reachable from it (read a
+        level at a time: the current revisions of one level's new ids together)."""
         graph: dict[str, tuple[str, ...]] = {}
         for peer in batch:
             graph[peer.component_id] = tuple(_dep_id(d) for d in peer.depends_on)
-        todo = [d for deps in list(graph.values()) for d in deps]
-        while todo:
-            component_id = todo.pop()
-            if component_id in graph or component_id not in current:
-                continue
-            deps = self._stage_deps(current[component_id])
-            graph[component_id] = deps
-            todo.extend(deps)
+        frontier = {d for deps in graph.values() for d in deps} - graph.keys()
+        while frontier:
+            for component_id, revision in current.subset(sorted(frontier)).items():
+                graph[component_id] = self._stage_deps(revision)
+            reached = {d for component_id in frontier for d in graph.get(component_id, ())}
+            frontier = reached - graph.keys()
         return graph
 
     def _stage_deps(self, revision: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.peers import store_components_by_id
 from lockgate.contracts.read_batch import BATCHABLE, Ask, ReadBatch, answer_each, store_read_batch
 from lockgate.contracts.state import Approval, EventFilter, Intent, StateStore, store_results
 from lockgate.testing._state_builders import _event, _move, _stage, at
@@ -97,6 +98,12 @@ def _every_ask(store: StateStore) -> list[Ask]:
         ]
     if store_results(store) is not None:
         asks += [Ask("validation_results", ("r1",)), Ask("validation_results", ("r9",))]
+    if store_components_by_id(store) is not None:
+        asks += [
+            Ask("components_by_id", (("etl",),)),
+            Ask("components_by_id", (("etl", "web", "nothing"),)),
+            Ask("components_by_id", (("nothing",),)),
+        ]
     return asks
 
 
@@ -107,7 +114,8 @@ class StateStoreBatchConformance:
         batch = _batch(store)
         _history(store)
         asks = _every_ask(store)
-        assert {a.name for a in asks} >= BATCHABLE - {"live_revisions", "validation_results"}
+        optional = {"components_by_id", "live_revisions", "validation_results"}
+        assert {a.name for a in asks} >= BATCHABLE - optional
         answers = batch.read_batch(asks)
         expected = answer_each(store, asks)
         for ask, answer, alone in zip(asks, answers, expected, strict=True):

@@ -2,14 +2,15 @@
 
 A part of :class:`~lockgate.testing.StateStoreConformance` (see
 :mod:`lockgate.testing._state_suite`): what an empty store answers, ``record_revision``,
-``components``, ``set_status`` (compare-and-swap of a component's status), and names read
-back checked like user input.
+``components`` (and the optional ``ComponentsById``), ``set_status`` (compare-and-swap
+of a component's status), and names read back checked like user input.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from lockgate.contracts.peers import store_components_by_id
 from lockgate.contracts.state import Pointer, StateStore
 from lockgate.errors import ConflictError, CorruptStateError
 from lockgate.testing._state_builders import S, _component, _event, _move, _revision, _stage, at
@@ -122,6 +123,20 @@ class StateStoreRecordConformance:
         assert [c.component for c in store.components("alice")] == ["alice:etl", "alice:zeta"]
         assert [c.component for c in store.components("bob")] == ["bob:report"]
         assert store.components("nobody") == []
+
+    def test_components_by_id_are_every_workspace_s_of_those_ids(self, store: StateStore) -> None:
+        index = store_components_by_id(store)
+        if index is None:
+            pytest.skip("the store offers no ComponentsById (optional)")
+        for ref in ("carol:etl", "alice:etl", "bob:report", "alice:zeta", "bob:etl"):
+            _stage(store, ref, "r1", at(1))
+        found = index.components_by_id(("etl",))
+        assert [c.component for c in found] == ["alice:etl", "bob:etl", "carol:etl"]
+        assert found == [c for c in store.components() if c.component_id == "etl"]
+        both = index.components_by_id(("zeta", "etl", "nothing"))
+        assert [c.component for c in both] == ["alice:etl", "alice:zeta", "bob:etl", "carol:etl"]
+        assert index.components_by_id(("nothing",)) == []
+        assert index.components_by_id(()) == []
 
     def test_component_is_none_for_an_unknown_ref(self, store: StateStore) -> None:
         _stage(store, "alice:etl", "r1", at(1))

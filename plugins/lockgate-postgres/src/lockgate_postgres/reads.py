@@ -95,6 +95,11 @@ def components(workspace: str | None = None) -> Query:
     return Query(sql, (workspace,), _each(_component))
 
 
+def components_by_id(component_ids: Sequence[str]) -> Query:
+    sql = f"SELECT {COMPONENT} FROM components WHERE component_id = ANY(%s) ORDER BY component"
+    return Query(sql, (list(component_ids),), _each(_component))
+
+
 def revisions(ref: str) -> Query:
     sql = (
         "SELECT component, revision, created_at, actor, stage, files, size, parent "
@@ -190,6 +195,7 @@ QUERIES: dict[str, Callable[..., Query]] = {
     "approvals": approvals,
     "component": component,
     "components": components,
+    "components_by_id": components_by_id,
     "events": events,
     "live_at": live_at,
     "live_revisions": live_revisions,

@@ -311,6 +311,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE lockgate.lock_owners DROP CONSTRAINT lock_owners_pkey;
     ALTER TABLE lockgate.lock_owners ADD PRIMARY KEY (project, token, name);
     """,
+    # 8: the components of one component id in every workspace (ComponentsById): a
+    # validator's conflicts and a bare id's owners, without reading every component
+    """
+    CREATE INDEX components_by_id ON lockgate.components (project, component_id, component);
+    """,
 )
 LATEST = len(MIGRATIONS)
 
@@ -334,6 +339,7 @@ TABLES: dict[int, tuple[str, ...]] = {
     5: ("component_counts",),
     6: ("tokens",),
     7: (),
+    8: (),
 }
 """The tables each migration creates (each gets the project policy and the grants)."""
 

@@ -210,6 +210,9 @@ class PostgresStateStore(PostgresDeliveries):
     def components(self, workspace: str | None = None) -> list[ComponentRecord]:
         return self._read(reads.components(workspace))  # type: ignore[no-any-return]
 
+    def components_by_id(self, component_ids: tuple[str, ...]) -> list[ComponentRecord]:
+        return self._read(reads.components_by_id(component_ids))  # type: ignore[no-any-return]
+
     def revisions(self, ref: str) -> list[RevisionRecord]:
         return self._read(reads.revisions(ref))  # type: ignore[no-any-return]
 

@@ -42,9 +42,8 @@ def on_validate(subject: ValidationSubject, settings: ConflictsSettings) -> list
         return []  # already promoted: a rival is reported when the rival is validated
     rivals = sorted(
         peer.component
-        for peer in subject.context.staged
-        if peer.component_id == subject.component_id
-        and peer.component != subject.component
+        for peer in subject.context.peers(subject.component_id)
+        if peer.component != subject.component
         and peer.status in PENDING
         and peer.revision != subject.revision
     )

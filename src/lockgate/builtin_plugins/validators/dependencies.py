@@ -63,9 +63,10 @@ def on_validate(subject: ValidationSubject, settings: DependenciesSettings) -> l
     context = subject.context
     together = {peer.component_id: peer.component for peer in context.batch}
     issues = []
-    for dep in subject.metadata.get("depends_on", ()):
-        dep_id = dep.split(":", 1)[-1]
-        if dep_id in context.current or dep_id in together:
+    wanted = [dep.split(":", 1)[-1] for dep in subject.metadata.get("depends_on", ())]
+    live = context.live(*(d for d in wanted if d not in together))  # only these ids are read
+    for dep_id in wanted:
+        if dep_id in live or dep_id in together:
             continue
         issues.append(
             Issue(

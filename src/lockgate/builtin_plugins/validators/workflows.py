@@ -58,10 +58,13 @@ def describe_validator(settings: WorkflowsSettings) -> ValidatorInfo:
 
 @hookimpl
 def on_validate(subject: ValidationSubject, settings: WorkflowsSettings) -> list[Issue]:
-    known = set(settings.actions)
-    known.update(peer.component_id for peer in subject.context.staged)
-    known.update(peer.component_id for peer in subject.context.batch)
-    known.update(subject.context.current)
+    builtin = frozenset(settings.actions)
+
+    def known(actions: set[str]) -> frozenset[str]:
+        # Only the actions named: the project may hold a hundred thousand components.
+        asked = sorted(a for a in actions if a not in builtin)
+        return builtin | subject.context.known(*asked) if asked else builtin
+
     issues: list[Issue] = []
     for path in subject.files:
         if not path.lower().endswith((".yaml", ".yml")) or path == SPEC_FILE:
@@ -71,7 +74,12 @@ def on_validate(subject: ValidationSubject, settings: WorkflowsSettings) -> list
     return issues
 
 
-def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]) -> list[Issue]:
+def _check_file(
+    subject: ValidationSubject,
+    path: str,
+    ref: str,
+    known: Callable[[set[str]], frozenset[str]],
+) -> list[Issue]:
     def issue(message: str, line: int | None, code: str = "workflow-invalid") -> Issue:
         return Issue(
             Severity.ERROR,
@@ -99,8 +107,7 @@ def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]
         return issues
     if not isinstance(tasks, list):
         return [*issues, issue("'tasks' must be a list of tasks", _line(doc, "tasks"))]
-    local_actions = data.get("actions") or {}
-    defined = known | set(local_actions if isinstance(local_actions, dict | list) else ())
+    defined = _defined(data.get("actions") or {}, tasks, known)
     names: dict[str, int] = {}
     for index, task in enumerate(tasks):
         where = ("tasks", str(index))
@@ -133,7 +140,7 @@ def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]
                     "workflow-missing-field",
                 )
             )
-        elif action not in defined:
+        elif not isinstance(action, str) or action not in defined:
             issues.append(
                 issue(
                     f"task '{name or index + 1}' refers to undefined action '{action}'",
@@ -143,6 +150,18 @@ def _check_file(subject: ValidationSubject, path: str, ref: str, known: set[str]
             )
     issues.extend(_unknown_needs(doc, tasks, names, issue))
     return issues
+
+
+def _defined(
+    local_actions: object, tasks: list[Any], known: Callable[[set[str]], frozenset[str]]
+) -> set[str]:
+    """The actions the tasks may name: the file's own ``actions:`` and those of the
+    actions the tasks name that the project knows (only those are asked)."""
+    local = set()
+    if isinstance(local_actions, dict | list):
+        local = {a for a in local_actions if isinstance(a, str)}
+    named = {a for t in tasks if isinstance(t, dict) and isinstance(a := t.get("action"), str)}
+    return local | known(named - local)
 
 
 def _unknown_needs(
