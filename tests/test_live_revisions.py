@@ -13,10 +13,10 @@ from typing import Any, cast
 from conftest import PLAYS_PEOPLE, ProjectWorkspace
 from lockgate.builtin_plugins.sqlite_schema import live_revisions as live_revisions_of
 from lockgate.builtin_plugins.sqlite_state import SqliteStateStore
-from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.history import live_revisions, store_live_revisions
 from lockgate.contracts.state import EventFilter, StateStore
 from lockgate.core.session import Session
-from lockgate.operations.approve import authors, live_revisions
+from lockgate.operations.approve import authors
 from lockgate.operations.promote import Promoter
 from lockgate.operations.rollback import Rollback
 from lockgate.operations.stage import Stager
@@ -165,6 +165,42 @@ def test_live_revisions_work_the_same_however_often_the_revisions_moved(
         assert steps[0] == steps[1], steps
     finally:
         store.close()
+
+
+def test_a_lineage_costs_the_same_however_often_the_component_was_staged(
+    tmp_path: Path,
+) -> None:
+    # Who authored r2 (r1, its parent, live) is one step, read in as many steps of
+    # SQLite's virtual machine after 300 stagings of the component as after 10, and so
+    # is finding r2 by its id (a gate read every revision and every staging of the
+    # component before migration 8).
+    store = SqliteStateStore(tmp_path / "state.db")
+    try:
+        _stage(store, REF, "r1", at(0))
+        _move(store, "staging", REF, "r1", at(0, 1), expected=0)
+        _stage(store, REF, "r2", at(0, 2), parent="r1", actor="bob")
+        _stage(store, REF, "r2", at(0, 3), parent="r1", actor="carol")
+        steps = []
+        for stagings in (10, 300):
+            for n in range(len(store.revisions(REF)), stagings):
+                _stage(store, REF, f"x{n}", at(1 + n // 60, n % 60), parent=f"x{n - 1}")
+            steps.append(_lineage_steps(store))
+        assert steps[0] == steps[1], steps
+    finally:
+        store.close()
+
+
+def _lineage_steps(store: SqliteStateStore) -> int:
+    counted = itertools.count()
+    store._db.set_progress_handler(lambda: next(counted) and 0, 1)
+    try:
+        (step,) = store.lineage(REF, "r2", ("staging",))
+        assert step.stagers == ("bob", "carol")
+        (found,) = store.revisions_starting(REF, "r2", 2)
+        assert found.revision == "r2"
+    finally:
+        store._db.set_progress_handler(None, 1)
+    return next(counted)
 
 
 def _steps(store: SqliteStateStore) -> int:

@@ -25,7 +25,7 @@ SRC = REPO / "src" / "lockgate"
 ALLOWED = ("lockgate.plugin", "lockgate.testing")
 # Plugins with modules of their own beside them: the local content store's writing (which
 # names the journal's type), journal and releases, the workspace source its scan, the sqlite
-# state store's lock files and schema, the webhook notifier its HTTP client.
+# state store's lock files, schema and bounded reads, the webhook notifier its HTTP client.
 SAME_PLUGIN = {
     "lockgate.builtin_plugins.local_store": (
         "lockgate.builtin_plugins.local_ingest",
@@ -38,8 +38,10 @@ SAME_PLUGIN = {
     "lockgate.builtin_plugins.sqlite_state": (
         "lockgate.builtin_plugins.file_locks",
         "lockgate.builtin_plugins.sqlite_outbox",
+        "lockgate.builtin_plugins.sqlite_reads",
         "lockgate.builtin_plugins.sqlite_schema",
     ),
+    "lockgate.builtin_plugins.sqlite_reads": ("lockgate.builtin_plugins.sqlite_schema",),
     # The release layout is shared: the directory target lays releases out itself for a
     # content store that keeps none.
     "lockgate.builtin_plugins.directory_target": ("lockgate.builtin_plugins.local_releases",),

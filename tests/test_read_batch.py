@@ -118,8 +118,8 @@ def test_a_promotion_reads_in_two_calls_and_nothing_alone(lockgate_kit: Any) -> 
     assert counted.alone == []
     assert [sorted({a.name for a in b}) for b in counted.batches] == [
         [
-            *("approvals", "component", "components_by_id", "events", "live_revisions"),
-            *("open_intents", "pointer", "revisions", "validation_results"),
+            *("approvals", "component", "components_by_id", "events", "lineage"),
+            *("open_intents", "pointer", "revisions_starting", "validation_results"),
         ],
         ["approvals", "component", "open_intents", "pointer"],
     ]

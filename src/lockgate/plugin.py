@@ -55,6 +55,10 @@ Records that cross the boundary
     :class:`MoveWithEvents`, a pointer move recorded with the events before it,
     :class:`ReadBatch` with :class:`Ask` and :data:`BATCHABLE`, several reads in one call,
     :class:`LiveRevisions`, the revisions of a component ever live, in one query,
+    :class:`RevisionLineage` with :class:`LineageStep`, a revision found by its id and
+    its ancestors back to the last one live, each bounded by what it is about
+    (:func:`walk_lineage` the reference; :func:`ordered_lineage` puts a query's steps
+    in order),
     :class:`ComponentsById`, the components of some ids in every workspace,
     :class:`ValidationResults`, where gates keep validators' verdicts, and
     :class:`AccessTokens` with :class:`TokenRecord`, the server's bearer tokens);
@@ -136,7 +140,13 @@ if TYPE_CHECKING:
         notifier_options,
         store_deliveries,
     )
-    from lockgate.contracts.history import LiveRevisions
+    from lockgate.contracts.history import (
+        LineageStep,
+        LiveRevisions,
+        RevisionLineage,
+        ordered_lineage,
+        walk_lineage,
+    )
     from lockgate.contracts.lock_set import LockSet
     from lockgate.contracts.locks import (
         LockOwner,
@@ -346,6 +356,7 @@ __all__ = [
     "Intent",
     "IntentLog",
     "Issue",
+    "LineageStep",
     "LinkMode",
     "LiveRevisions",
     "LocalFiles",
@@ -386,6 +397,7 @@ __all__ = [
     "Register",
     "ReleaseCache",
     "RevisionHandle",
+    "RevisionLineage",
     "RevisionRecord",
     "RoleContext",
     "ScanResult",
@@ -446,6 +458,7 @@ __all__ = [
     "not_before",
     "notifier_options",
     "now_iso",
+    "ordered_lineage",
     "parent_lock",
     "pass_context",
     "read_object",
@@ -460,6 +473,7 @@ __all__ = [
     "store_deliveries",
     "structure",
     "syncfs",
+    "walk_lineage",
     "warm_request_env",
     "warm_socket_path",
     "write_durably",
@@ -513,6 +527,10 @@ _EXPORTS: dict[str, str] = {
     "ReadBatch": "lockgate.contracts.read_batch",
     "answer_each": "lockgate.contracts.read_batch",
     "LiveRevisions": "lockgate.contracts.history",
+    "LineageStep": "lockgate.contracts.history",
+    "walk_lineage": "lockgate.contracts.history",
+    "ordered_lineage": "lockgate.contracts.history",
+    "RevisionLineage": "lockgate.contracts.history",
     "ComponentsById": "lockgate.contracts.peers",
     "StagedPeers": "lockgate.contracts.peers",
     "StagePointers": "lockgate.contracts.peers",

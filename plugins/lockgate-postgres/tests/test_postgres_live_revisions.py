@@ -15,7 +15,14 @@ from typing import Any
 import psycopg
 import pytest
 from lockgate_postgres import PostgresStateStore
-from lockgate_postgres.reads import Query, components_by_id, events, live_revisions
+from lockgate_postgres.reads import (
+    Query,
+    components_by_id,
+    events,
+    lineage,
+    live_revisions,
+    revisions_starting,
+)
 
 from lockgate.plugin import EventFilter
 from lockgate.testing._state_builders import _move, _stage, at
@@ -112,3 +119,29 @@ def test_the_components_of_one_id_read_only_those(store: PostgresStateStore) -> 
     assert [c.component for c in found] == ["alice:etl", "bob:etl"]
     assert _rows_read(store, components_by_id(("etl",))) == 2
     assert _rows_read(store, components_by_id(("etl", "c7", "nothing"))) == 3
+
+
+def _rev(n: int) -> str:
+    return f"{n:064x}"
+
+
+def test_a_lineage_and_a_revision_by_id_read_their_rows_not_every_staging(
+    store: PostgresStateStore, pg_dsn: str
+) -> None:
+    """300 stagings of alice:web, each the parent of the next, the 298th live: who
+    authored the 300th walks two steps, whatever came before (before schema version 8
+    and ``RevisionLineage``, a gate read every revision and every staging)."""
+    web = "alice:web"
+    for n in range(1, 301):
+        _stage(store, web, _rev(n), at(2, n % 60), parent=_rev(n - 1) if n > 1 else None)
+    _move(store, "staging", web, _rev(298), at(3), expected=0)
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("ANALYZE lockgate.events, lockgate.revisions, lockgate.pointer_history")
+    steps = store.lineage(web, _rev(300), ("staging",))
+    assert [(s.revision, s.stagers) for s in steps] == [
+        (_rev(300), ("alice",)),
+        (_rev(299), ("alice",)),
+    ]
+    assert _rows_read(store, lineage(web, _rev(300), ("staging",))) <= 12
+    assert [r.revision for r in store.revisions_starting(web, _rev(300), 2)] == [_rev(300)]
+    assert _rows_read(store, revisions_starting(web, _rev(300), 2)) == 1

@@ -34,6 +34,7 @@ from lockgate.plugin import (
     Delivery,
     EventFilter,
     Intent,
+    LineageStep,
     LockOwner,
     Pointer,
     PointerChange,
@@ -48,6 +49,7 @@ from lockgate.plugin import (
     not_before,
     parent_lock,
     status_conflict,
+    walk_lineage,
 )
 
 __all__ = ["MemoryStateStore"]
@@ -191,6 +193,21 @@ class MemoryStateStore:
             for c in self._history
             if c.component == component and c.revision and (ladder is None or c.stage in ladder)
         )
+
+    def revisions_starting(self, component: str, prefix: str, limit: int) -> list[RevisionRecord]:
+        """``RevisionLineage``: the component's revisions filtered."""
+        found = sorted(
+            (r for r in self._revisions.get(component, ()) if r.revision.startswith(prefix)),
+            key=lambda r: r.revision,
+        )
+        return found[: max(limit, 0)]
+
+    def lineage(
+        self, component: str, revision: str, stages: Sequence[str] | None = None
+    ) -> list[LineageStep]:
+        """``RevisionLineage``: the reference walk, under the store's lock (one moment)."""
+        with self._lock:
+            return walk_lineage(self, component, revision, stages)
 
     def read_batch(self, asks: Sequence[Ask]) -> list[Any]:
         """``ReadBatch``: each read answered alone, under the store's lock (one moment);

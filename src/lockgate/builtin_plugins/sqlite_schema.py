@@ -194,10 +194,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX pointer_history_by_revision ON pointer_history (component, revision, stage);
     """,
-    # 8: the components of one component id in every workspace (ComponentsById): a
-    # validator's conflicts and a bare id's owners, without reading every component
+    # 8: what a gate asks without reading what grows with the project or with how often
+    # a component was staged: the components of one component id in every workspace
+    # (ComponentsById: a validator's conflicts, a bare id's owners), and one component's
+    # events about one revision (RevisionLineage: who staged the revisions it walks)
     """
     CREATE INDEX components_by_id ON components (component_id, component);
+    CREATE INDEX events_by_revision_action ON events (component, revision, action);
     """,
 )
 

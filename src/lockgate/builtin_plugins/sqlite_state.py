@@ -10,9 +10,10 @@ Indexes that keep the reports fast at scale (100,000 components, 1,000,000 event
 ``components (status)``, ``(component_type)``, ``(workspace, component)``; events by
 ``(component, seq)``, ``(component, action, seq)`` (who staged a component's revisions,
 which every switch's gates ask), ``(stage, seq)``, ``(actor, seq)``, ``(action, seq)``,
-``(at)``; ``pointer_history (stage, component_id, seq)`` (also what ``live_revisions``
-reads) and ``(stage, at)``; and the ``event_counts`` table, kept in the same transaction
-as every append, so statistics never scan the log.
+``(at)``, ``(component, revision, action)`` (who staged the revisions a lineage walks);
+``pointer_history (stage, component_id, seq)`` and ``(stage, at)``; those of the
+bounded reads every gate asks (``sqlite_reads``); and the ``event_counts`` table, kept
+in the same transaction as every append, so statistics never scan the log.
 
 The store's locks (``StateStore.lock``) are ``flock``-ed files in ``.lockgate/``
 (:mod:`lockgate.builtin_plugins.file_locks`), released by the kernel when their holder
@@ -34,13 +35,13 @@ import attrs
 
 from lockgate.builtin_plugins.file_locks import FileLocks
 from lockgate.builtin_plugins.sqlite_outbox import SqliteDeliveries
+from lockgate.builtin_plugins.sqlite_reads import SqliteReads
 from lockgate.builtin_plugins.sqlite_schema import (
     CHANGE_COLUMNS,
     CLOSE_HISTORY,
     MIGRATIONS,
     component_of,
     event_of,
-    live_revisions,
     migrate,
     schema_version,
     unopenable,
@@ -128,8 +129,9 @@ def register_state_stores(register: Any) -> None:
     register("sqlite", lambda ctx: SqliteStateStore.from_context(ctx))
 
 
-class SqliteStateStore(SqliteDeliveries):
-    """The state store on SQLite (with the outbox's delivery state: ``sqlite_outbox``)."""
+class SqliteStateStore(SqliteDeliveries, SqliteReads):
+    """The state store on SQLite (with the outbox's delivery state: ``sqlite_outbox``; its
+    bounded reads: ``sqlite_reads``)."""
 
     def __init__(
         self, path: Path, *, busy_timeout: float = 10.0, lock_dir: Path | None = None
@@ -229,15 +231,6 @@ class SqliteStateStore(SqliteDeliveries):
             rows = self._db.execute(
                 "SELECT * FROM components WHERE workspace = ? ORDER BY component", (workspace,)
             )
-        return [component_of(r) for r in rows]
-
-    def components_by_id(self, component_ids: tuple[str, ...]) -> list[ComponentRecord]:
-        """``ComponentsById``: through the index by component id (migration 8)."""
-        rows = self._db.execute(
-            "SELECT * FROM components WHERE component_id IN (SELECT value FROM json_each(?)) "
-            "ORDER BY component",
-            (json.dumps(list(component_ids)),),
-        )
         return [component_of(r) for r in rows]
 
     def revisions(self, ref: str) -> list[RevisionRecord]:
@@ -376,10 +369,6 @@ class SqliteStateStore(SqliteDeliveries):
             f"SELECT {CHANGE_COLUMNS} FROM pointer_history{sql_where(clauses)} ORDER BY seq", args
         )
         return [PointerChange(*r) for r in rows]
-
-    def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
-        """``LiveRevisions``: one query (:func:`.sqlite_schema.live_revisions`)."""
-        return live_revisions(self._db, component, stages)
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         sql = (

@@ -29,18 +29,20 @@ BATCHABLE = frozenset(
         "components_by_id",
         "events",
         "live_at",
+        "lineage",
         "live_revisions",
         "open_intents",
         "pointer",
         "pointer_history",
         "pointers",
         "revisions",
+        "revisions_starting",
         "validation_results",
     }
 )
 """The reads an :class:`Ask` may name: the state store's reads (``StateStore``, and the
-``ComponentsById``, ``LiveRevisions`` and ``ValidationResults`` capabilities) whose
-answers depend only on their arguments and the store's contents."""
+``ComponentsById``, ``LiveRevisions``, ``RevisionLineage`` and ``ValidationResults``
+capabilities) whose answers depend only on their arguments and the store's contents."""
 
 
 @record

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from lockgate.contracts.clock import now_iso
-from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.history import lineage_of
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_text, short
-from lockgate.contracts.state import Approval, AuditEvent, EventFilter
+from lockgate.contracts.state import Approval, AuditEvent
 from lockgate.core.project import Project
 from lockgate.core.session import Session, as_session
 from lockgate.errors import InputError, LockgateError, NotFoundError, RefusedError
@@ -39,7 +39,6 @@ __all__ = [
     "DecisionResult",
     "authors",
     "decide",
-    "live_revisions",
     "rejection",
     "revision_owners",
 ]
@@ -206,46 +205,12 @@ def authors(
     itself and never replaces anyone. ``stages``: the project's stages (None: any).
     """
     found = set(owners)
-    stagings = state.events(EventFilter(component=component, action="stage"))
-    by_revision: dict[str, set[str]] = {}
-    for event in stagings:
-        if event.revision:
-            by_revision.setdefault(event.revision, set()).add(event.actor)
-    records = {r.revision: r for r in state.revisions(component)}
-    live = live_revisions(state, component, None if stages is None else tuple(stages))
-    seen: set[str] = set()
-    current: str | None = revision
-    while current is not None and current not in seen:
-        seen.add(current)
-        found |= by_revision.get(current, set())
-        record = records.get(current)
-        if record is None:
-            break
-        found.add(record.actor)
-        parent = record.parent
-        if parent is None or parent in live:
-            break
-        current = parent
+    ladder = None if stages is None else tuple(stages)
+    for step in lineage_of(state, component, revision, ladder):
+        found.update(step.stagers)
+        if step.record is not None:
+            found.add(step.record.actor)
     return tuple(sorted(found))
-
-
-def live_revisions(
-    state: StateStore, component: str, stages: tuple[str, ...] | None
-) -> frozenset[str]:
-    """The revisions of ``component`` ever live in one of ``stages`` (None: any): one
-    bounded query where the store offers ``LiveRevisions``, else its whole pointer
-    history read and filtered here (the same answer)."""
-    reads = store_live_revisions(state)
-    if reads is not None:
-        return reads.live_revisions(component, stages)
-    component_id = component.split(":", 1)[-1]
-    changes = state.pointer_history(component_id=component_id)  # one read, every stage
-    ladder = None if stages is None else set(stages)
-    return frozenset(
-        c.revision
-        for c in changes
-        if c.revision and c.component == component and (ladder is None or c.stage in ladder)
-    )
 
 
 def _result(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from lockgate.contracts.clock import now_iso
+from lockgate.contracts.history import store_lineage
 from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.refs import (
     ComponentRef,
@@ -150,10 +151,11 @@ class Promotion(Switcher):
     def _first_asks(self, target: str, to: str | None, rev: str | None, dry_run: bool) -> list[Ask]:
         """What planning reads before the revision is known, as it asks it, when the
         target names its workspace and ``--to`` a stage (else what it can't foresee is
-        read when asked): the open intents, the component, its revisions for ``--rev``
-        and its pointers in the stage and the one below. With ``--rev``, what it reads
-        once the revision is known too (:meth:`_then_asks`), taking ``--rev`` for the
-        whole id: a prefix costs those of them that name the revision, asked again."""
+        read when asked): the open intents, the component, for ``--rev`` the revisions it
+        may name (every revision without ``RevisionLineage``), and its pointers in the
+        stage and the one below. With ``--rev``, what it reads once the revision is known
+        too (:meth:`_then_asks`), taking ``--rev`` for the whole id: a prefix costs those
+        of them that name the revision, asked again."""
         asks = [Ask("open_intents")]
         ladder = self.session.stage_names
         if ":" not in target or to is None or to not in ladder:
@@ -166,7 +168,10 @@ class Promotion(Switcher):
         if rev == "latest":
             return asks  # the component's record names it
         if rev is not None:
-            asks.append(Ask("revisions", (str(ref),)))
+            if store_lineage(self.session.state()) is None:
+                asks.append(Ask("revisions", (str(ref),)))
+            else:  # resolve_revision's ask: the revisions --rev may name
+                asks.append(Ask("revisions_starting", (str(ref), rev.lower(), 2)))
             section = self.session.config.stages[to]
             asks += self._then_asks(str(ref), rev.lower(), to, section, dry_run)
         elif ladder.index(to) > 0:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from lockgate.contracts.history import store_lineage
 from lockgate.contracts.peers import components_by_id
 from lockgate.contracts.refs import ComponentRef, check_name, short
 from lockgate.core.session import Session
@@ -34,10 +35,16 @@ def resolve_revision(session: Session, ref: ComponentRef, text: str) -> str:
         if record is None or record.latest_revision is None:
             raise NotFoundError(f"{ref} has no revision yet; stage it first")
         return record.latest_revision
-    revisions = [r.revision for r in session.state().revisions(str(ref))]
     if len(text) < 4:
         raise InputError(f"revision {text!r} is too short; give at least 4 characters")
-    matches = sorted({r for r in revisions if r.startswith(text.lower())})
+    state, prefix = session.state(), text.lower()
+    lookup = store_lineage(state)
+    if lookup is not None:  # found without reading every revision of the component
+        found = lookup.revisions_starting(str(ref), prefix, 2)
+        if len(found) == 1:
+            return found[0].revision
+    revisions = [r.revision for r in state.revisions(str(ref))]
+    matches = sorted({r for r in revisions if r.startswith(prefix)})
     if not matches:
         known = ", ".join(short(r) for r in revisions[-5:]) or "none"
         raise NotFoundError(f"{ref} has no revision {text!r} (latest: {known})")

@@ -43,7 +43,7 @@ import attrs
 
 from lockgate.contracts.audit import verdict_digest
 from lockgate.contracts.clock import now_iso
-from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.history import lineage_of, store_lineage, store_live_revisions
 from lockgate.contracts.models import (
     ComponentReadiness,
     Decision,
@@ -115,22 +115,29 @@ def gate_asks(session: Session, component: str, revision: str, stage: str) -> li
     (:meth:`Validation.run` with ``gate=True``), as it asks them: the component's record
     (:meth:`Validation._prepare`), the components of its id in every workspace (what the
     ``conflicts`` validator asks its context), the revision's approvals, their
-    signatures' events, its authors' stagings, revisions and live revisions
-    (:meth:`Validation._context`), and the verdicts kept for it. A promotion reads them in
+    signatures' events, its lineage (its author and authors: ``RevisionLineage``, else the
+    stagings, revisions and live revisions it is walked from; :meth:`Validation._context`),
+    and the verdicts kept for it. A promotion reads them in
     one call beforehand (``read_memo.ask_together``); one missing here is read on its own
     when asked (``tests/test_read_batch.py`` counts them)."""
     state = session.state()
+    ladder = tuple(session.stage_names)
     asks = [
         Ask("component", (component,)),
         Ask("approvals", (component, revision)),
         Ask("events", (EventFilter(component=component, action="approve"),)),
-        Ask("events", (EventFilter(component=component, action="stage"),)),
-        Ask("revisions", (component,)),
     ]
     if store_components_by_id(state) is not None:
         asks.append(Ask("components_by_id", ((ComponentRef.parse(component).component_id,),)))
-    if store_live_revisions(state) is not None:
-        asks.append(Ask("live_revisions", (component, tuple(session.stage_names))))
+    if store_lineage(state) is not None:
+        asks.append(Ask("lineage", (component, revision, ladder)))
+    else:
+        asks += [
+            Ask("events", (EventFilter(component=component, action="stage"),)),
+            Ask("revisions", (component,)),
+        ]
+        if store_live_revisions(state) is not None:
+            asks.append(Ask("live_revisions", (component, ladder)))
     if store_results(state) is not None:
         asks.append(Ask("validation_results", (revision,)))
     return asks
@@ -329,14 +336,9 @@ class Validation:
             decisions = signed_decisions(
                 self.session, state, subject.component, subject.revision, subject.stage, decisions
             )
-            author = next(
-                (
-                    r.actor
-                    for r in state.revisions(subject.component)
-                    if r.revision == subject.revision
-                ),
-                None,
-            )
+            ladder = tuple(self.session.stage_names)
+            first = lineage_of(state, subject.component, subject.revision, ladder)[:1]
+            author = first[0].record.actor if first and first[0].record else None
             owners = subject.metadata.get("owners") or ()
             authors = approval_authors(
                 state,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from lockgate.contracts.history import store_live_revisions
+from lockgate.contracts.history import store_lineage, store_live_revisions
 from lockgate.contracts.peers import store_components_by_id
 from lockgate.contracts.read_batch import BATCHABLE, Ask, ReadBatch, answer_each, store_read_batch
 from lockgate.contracts.state import Approval, EventFilter, Intent, StateStore, store_results
@@ -98,6 +98,15 @@ def _every_ask(store: StateStore) -> list[Ask]:
         ]
     if store_results(store) is not None:
         asks += [Ask("validation_results", ("r1",)), Ask("validation_results", ("r9",))]
+    if store_lineage(store) is not None:
+        asks += [
+            Ask("lineage", ("alice:etl", "r2", ("staging", "production"))),
+            Ask("lineage", ("alice:etl", "r2", None)),
+            Ask("lineage", ("alice:etl", "r9", ("staging",))),
+            Ask("revisions_starting", ("alice:etl", "r", 5)),
+            Ask("revisions_starting", ("alice:etl", "r2", 1)),
+            Ask("revisions_starting", ("alice:etl", "x", 2)),
+        ]
     if store_components_by_id(store) is not None:
         asks += [
             Ask("components_by_id", (("etl",),)),
@@ -114,7 +123,8 @@ class StateStoreBatchConformance:
         batch = _batch(store)
         _history(store)
         asks = _every_ask(store)
-        optional = {"components_by_id", "live_revisions", "validation_results"}
+        optional = {"components_by_id", "lineage", "live_revisions", "revisions_starting"}
+        optional.add("validation_results")
         assert {a.name for a in asks} >= BATCHABLE - optional
         answers = batch.read_batch(asks)
         expected = answer_each(store, asks)

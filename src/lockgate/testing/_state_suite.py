@@ -16,6 +16,8 @@ is composed of one part per part of the contract, each in a module of its own:
   optional ``EventDeliveries`` capability);
 * :mod:`lockgate.testing._state_batch_suite` — several reads in one call (the optional
   ``ReadBatch`` capability);
+* :mod:`lockgate.testing._state_lineage_suite` — a revision found by a prefix of its id,
+  and its ancestors (the optional ``RevisionLineage`` capability);
 * :mod:`lockgate.testing._lock_suite` — the locks;
 
 with the records and writes they share in :mod:`lockgate.testing._state_builders`.
@@ -50,6 +52,7 @@ from lockgate.testing._state_approval_suite import StateStoreApprovalConformance
 from lockgate.testing._state_audit_suite import StateStoreAuditConformance
 from lockgate.testing._state_batch_suite import StateStoreBatchConformance
 from lockgate.testing._state_builders import at
+from lockgate.testing._state_lineage_suite import StateStoreLineageConformance
 from lockgate.testing._state_outbox_suite import StateStoreOutboxConformance
 from lockgate.testing._state_pointer_suite import StateStorePointerConformance
 from lockgate.testing._state_records_suite import StateStoreRecordConformance
@@ -64,6 +67,7 @@ class StateStoreConformance(
     StateStoreAuditConformance,
     StateStoreOutboxConformance,
     StateStoreBatchConformance,
+    StateStoreLineageConformance,
     StateStoreLockConformance,
 ):
     """The behaviours every :class:`~lockgate.contracts.state.StateStore` must show, one

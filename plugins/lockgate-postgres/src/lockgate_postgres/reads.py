@@ -25,10 +25,12 @@ from lockgate.plugin import (
     ComponentStatus,
     EventFilter,
     Intent,
+    LineageStep,
     Pointer,
     PointerChange,
     RevisionRecord,
     equal_clauses,
+    ordered_lineage,
     sql_where,
 )
 from lockgate_postgres.db import Row
@@ -39,6 +41,7 @@ COMPONENT = (
     "component, workspace, component_id, component_type, status, latest_revision, updated_at"
 )
 _POINTER = "stage, component_id, component, revision, generation, updated_at, actor"
+_REVISION = "component, revision, created_at, actor, stage, files, size, parent"
 _CHANGE = (
     "stage, component_id, component, revision, previous_revision, generation, at, actor, "
     "action, reason, valid_until, event_seq"
@@ -101,10 +104,7 @@ def components_by_id(component_ids: Sequence[str]) -> Query:
 
 
 def revisions(ref: str) -> Query:
-    sql = (
-        "SELECT component, revision, created_at, actor, stage, files, size, parent "
-        "FROM revisions WHERE component = %s ORDER BY seq"
-    )
+    sql = f"SELECT {_REVISION} FROM revisions WHERE component = %s ORDER BY seq"
     return Query(sql, (ref,), _each(lambda r: RevisionRecord(**r)))
 
 
@@ -153,6 +153,61 @@ _LIVE_REVISIONS = (
 )
 
 
+def revisions_starting(ref: str, prefix: str, limit: int) -> Query:
+    """``RevisionLineage``: a whole id by the key; a shorter prefix among the component's
+    revisions (a range of ids would depend on the database's collation)."""
+    sql = f"SELECT {_REVISION} FROM revisions WHERE component = %s AND "
+    if len(prefix) == 64 and limit > 0:  # one row at most, by the key (an ORDER BY and
+        # LIMIT made the planner walk revisions_by_component, every revision)
+        return Query(sql + "revision = %s", (ref, prefix), _each(lambda r: RevisionRecord(**r)))
+    sql += "starts_with(revision, %s) ORDER BY revision LIMIT %s"
+    return Query(sql, (ref, prefix, max(limit, 0)), _each(lambda r: RevisionRecord(**r)))
+
+
+def lineage(ref: str, revision: str, stages: Sequence[str] | None = None) -> Query:
+    """``RevisionLineage``: a recursive walk up the parents, one search of the key and
+    one of ``pointer_history_by_revision`` per step (a scalar subquery, as in
+    :func:`live_revisions`), each step's stagers through ``events_by_revision_action``
+    (schema version 8); :func:`lockgate.plugin.ordered_lineage` puts the steps in order.
+    The revisions are read in ``LATERAL`` subqueries with ``LIMIT 1``, which the planner
+    keeps as a search per step: a plain join became a hash join over every revision of
+    the component (it cannot know how few steps a walk takes). The stagers are ordered
+    inside ``array_agg``: an ``ORDER BY seq`` of the subquery made the planner take
+    ``events_by_component_action`` for its order, every staging of the component."""
+    live = "" if stages is None else " AND p.stage = ANY(%s)"
+    sql = (
+        "WITH RECURSIVE walk (revision) AS (SELECT %s::text UNION SELECT up.parent "
+        "FROM walk, LATERAL (SELECT r.parent FROM revisions AS r WHERE r.component = %s "
+        "AND r.revision = walk.revision LIMIT 1) AS up WHERE up.parent IS NOT NULL "
+        "AND (SELECT true FROM pointer_history AS p WHERE p.component = %s "
+        f"AND p.revision = up.parent{live} LIMIT 1) IS NULL) "
+        "SELECT walk.revision AS step, r.created_at, r.actor, r.stage, r.files, r.size, "
+        "r.parent, r.created_at IS NOT NULL AS known, coalesce((SELECT array_agg(e.actor "
+        "ORDER BY e.seq) FROM events AS e WHERE e.component = %s AND e.revision = "
+        "walk.revision AND e.action = 'stage'), '{}') AS stagers "
+        "FROM walk LEFT JOIN LATERAL (SELECT * FROM revisions "
+        "AS x WHERE x.component = %s AND x.revision = walk.revision LIMIT 1) AS r ON true"
+    )
+    args: list[object] = [revision, ref, ref]
+    if stages is not None:
+        args.append(list(stages))
+    args += [ref, ref]
+
+    def answer(rows: list[Row]) -> list[LineageStep]:
+        reached = {
+            row["step"]: (_lineage_record(ref, row) if row["known"] else None, row["stagers"])
+            for row in rows
+        }
+        return ordered_lineage(revision, reached)
+
+    return Query(sql, tuple(args), answer)
+
+
+def _lineage_record(ref: str, row: Row) -> RevisionRecord:
+    fields = ("created_at", "actor", "stage", "files", "size", "parent")
+    return RevisionRecord(ref, row["step"], *(row[f] for f in fields))
+
+
 def live_at(stage: str, at: str, component_id: str | None = None) -> Query:
     sql = (
         f"SELECT {_CHANGE} FROM pointer_history WHERE stage = %s AND at <= %s "
@@ -198,12 +253,14 @@ QUERIES: dict[str, Callable[..., Query]] = {
     "components_by_id": components_by_id,
     "events": events,
     "live_at": live_at,
+    "lineage": lineage,
     "live_revisions": live_revisions,
     "open_intents": open_intents,
     "pointer": pointer,
     "pointer_history": pointer_history,
     "pointers": pointers,
     "revisions": revisions,
+    "revisions_starting": revisions_starting,
     "validation_results": validation_results,
 }
 """Each read a batch may ask for (``lockgate.plugin.BATCHABLE``), by name."""

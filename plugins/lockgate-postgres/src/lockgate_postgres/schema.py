@@ -311,10 +311,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE lockgate.lock_owners DROP CONSTRAINT lock_owners_pkey;
     ALTER TABLE lockgate.lock_owners ADD PRIMARY KEY (project, token, name);
     """,
-    # 8: the components of one component id in every workspace (ComponentsById): a
-    # validator's conflicts and a bare id's owners, without reading every component
+    # 8: what a gate asks without reading what grows with the project or with how often
+    # a component was staged: the components of one component id in every workspace
+    # (ComponentsById: a validator's conflicts, a bare id's owners), and one component's
+    # events about one revision (RevisionLineage: who staged the revisions it walks)
     """
     CREATE INDEX components_by_id ON lockgate.components (project, component_id, component);
+    CREATE INDEX events_by_revision_action
+        ON lockgate.events (project, component, revision, action);
     """,
 )
 LATEST = len(MIGRATIONS)

@@ -48,6 +48,7 @@ from lockgate.plugin import (
     status_conflict,
 )
 from lockgate_postgres import reads
+from lockgate_postgres.bounded import BoundedReads
 from lockgate_postgres.chain import Head
 from lockgate_postgres.db import Database, Row
 from lockgate_postgres.locks import DURABLE, HELD_BY, AdvisoryLocks
@@ -65,9 +66,10 @@ _TOKEN_COLUMNS = ", ".join(_TOKEN_FIELDS)
 _TOKEN_VALUES = ", ".join(f"%({name})s" for name in _TOKEN_FIELDS)
 
 
-class PostgresStateStore(PostgresDeliveries):
+class PostgresStateStore(PostgresDeliveries, BoundedReads):
     """The state store on PostgreSQL, for one project (with the outbox's delivery state,
-    ``EventDeliveries``: :mod:`lockgate_postgres.outbox`)."""
+    ``EventDeliveries``: :mod:`lockgate_postgres.outbox`; its bounded reads:
+    :mod:`lockgate_postgres.bounded`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -210,9 +212,6 @@ class PostgresStateStore(PostgresDeliveries):
     def components(self, workspace: str | None = None) -> list[ComponentRecord]:
         return self._read(reads.components(workspace))  # type: ignore[no-any-return]
 
-    def components_by_id(self, component_ids: tuple[str, ...]) -> list[ComponentRecord]:
-        return self._read(reads.components_by_id(component_ids))  # type: ignore[no-any-return]
-
     def revisions(self, ref: str) -> list[RevisionRecord]:
         return self._read(reads.revisions(ref))  # type: ignore[no-any-return]
 
@@ -226,10 +225,6 @@ class PostgresStateStore(PostgresDeliveries):
         self, stage: str | None = None, component_id: str | None = None
     ) -> list[PointerChange]:
         return self._read(reads.pointer_history(stage, component_id))  # type: ignore[no-any-return]
-
-    def live_revisions(self, component: str, stages: Sequence[str] | None = None) -> frozenset[str]:
-        """``LiveRevisions``: the distinct revisions, a skip scan of an index (reads.py)."""
-        return self._read(reads.live_revisions(component, stages))  # type: ignore[no-any-return]
 
     def live_at(self, stage: str, at: str, component_id: str | None = None) -> list[PointerChange]:
         return self._read(reads.live_at(stage, at, component_id))  # type: ignore[no-any-return]
