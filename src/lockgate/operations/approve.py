@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from lockgate.contracts.clock import now_iso
-from lockgate.contracts.history import lineage_of
+from lockgate.contracts.history import LineageStep, lineage_of
 from lockgate.contracts.models import ComponentStatus
 from lockgate.contracts.records import record
 from lockgate.contracts.refs import ComponentRef, check_text, short
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DecisionResult",
     "authors",
+    "authors_of",
     "decide",
     "rejection",
     "revision_owners",
@@ -204,9 +205,14 @@ def authors(
     changes are in it. An automation that restages files (``sync``, ``watch``) adds
     itself and never replaces anyone. ``stages``: the project's stages (None: any).
     """
-    found = set(owners)
     ladder = None if stages is None else tuple(stages)
-    for step in lineage_of(state, component, revision, ladder):
+    return authors_of(lineage_of(state, component, revision, ladder), owners)
+
+
+def authors_of(steps: Iterable[LineageStep], owners: Iterable[str] = ()) -> tuple[str, ...]:
+    """The authors (sorted) that a lineage (``lineage_of``) and declared owners make."""
+    found = set(owners)
+    for step in steps:
         found.update(step.stagers)
         if step.record is not None:
             found.add(step.record.actor)

@@ -71,7 +71,7 @@ from lockgate.core.session import Session, as_session
 from lockgate.core.specs import read_spec
 from lockgate.errors import LockedError, LockgateError, NotFoundError
 from lockgate.operations.announce import failed
-from lockgate.operations.approve import authors as approval_authors
+from lockgate.operations.approve import authors_of
 from lockgate.operations.gates import closed_gates
 from lockgate.operations.lifecycle import next_stage
 from lockgate.operations.read_memo import READ_EACH
@@ -337,16 +337,11 @@ class Validation:
                 self.session, state, subject.component, subject.revision, subject.stage, decisions
             )
             ladder = tuple(self.session.stage_names)
-            first = lineage_of(state, subject.component, subject.revision, ladder)[:1]
-            author = first[0].record.actor if first and first[0].record else None
+            steps = lineage_of(state, subject.component, subject.revision, ladder)
+            author = steps[0].record.actor if steps and steps[0].record else None
             owners = subject.metadata.get("owners") or ()
-            authors = approval_authors(
-                state,
-                subject.component,
-                subject.revision,
-                [str(o) for o in owners] if isinstance(owners, list | tuple) else (),
-                self.session.stage_names,
-            )
+            declared = [str(o) for o in owners] if isinstance(owners, list | tuple) else ()
+            authors = authors_of(steps, declared)
         return ValidationContext(
             batch=batch,
             current=current,
