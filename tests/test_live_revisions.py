@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -190,30 +191,38 @@ def test_a_lineage_costs_the_same_however_often_the_component_was_staged(
         store.close()
 
 
-def _lineage_steps(store: SqliteStateStore) -> int:
+def _vm_steps(store: SqliteStateStore, ask: Callable[[], None]) -> int:
+    """The steps of SQLite's virtual machine that ``ask``'s reads of the store take."""
     counted = itertools.count()
     store._db.set_progress_handler(lambda: next(counted) and 0, 1)
     try:
-        (step,) = store.lineage(REF, "r2", ("staging",))
-        assert step.stagers == ("bob", "carol")
-        (found,) = store.revisions_starting(REF, "r2", 2)
-        assert found.revision == "r2"
+        ask()
     finally:
         store._db.set_progress_handler(None, 1)
     return next(counted)
 
 
 def _steps(store: SqliteStateStore) -> int:
-    """The steps of SQLite's virtual machine the store's live revisions take, asked with
-    stages and without (each answering both revisions)."""
-    counted = itertools.count()
-    store._db.set_progress_handler(lambda: next(counted) and 0, 1)
-    try:
+    """The steps the store's live revisions take, asked with stages and without (each
+    answering both revisions)."""
+
+    def ask() -> None:
         for stages in (None, ("staging", "qa")):
             assert store.live_revisions(REF, stages) == {"r1", "r2"}
-    finally:
-        store._db.set_progress_handler(None, 1)
-    return next(counted)
+
+    return _vm_steps(store, ask)
+
+
+def _lineage_steps(store: SqliteStateStore) -> int:
+    """The steps r2's lineage and finding r2 by its id take."""
+
+    def ask() -> None:
+        (step,) = store.lineage(REF, "r2", ("staging",))
+        assert step.stagers == ("bob", "carol")
+        (found,) = store.revisions_starting(REF, "r2", 2)
+        assert found.revision == "r2"
+
+    return _vm_steps(store, ask)
 
 
 def test_a_move_finds_the_pointers_open_history_row_through_the_index_on_sqlite() -> None:

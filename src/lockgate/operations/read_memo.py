@@ -149,12 +149,18 @@ def read_together(session: Session, asks: Iterable[Ask]) -> Iterator[None]:
         session.memo = None
 
 
-def component_records(session: Session, refs: Sequence[str]) -> dict[str, ComponentRecord]:
+def component_records(
+    session: Session,
+    refs: Sequence[str],
+    every: Callable[[], Iterable[ComponentRecord]] | None = None,
+) -> dict[str, ComponentRecord]:
     """The records of ``refs`` the state store has, by ref: read together (under a memo,
-    into it), or for more than :data:`READ_EACH` refs with one read of every component."""
+    into it), or for more than :data:`READ_EACH` refs from one read of every component
+    (``every``, which a caller may keep for more; default: the store's ``components()``)."""
     if len(refs) > READ_EACH:
         wanted = set(refs)
-        return {r.component: r for r in session.state().components() if r.component in wanted}
+        everything = session.state().components() if every is None else every()
+        return {r.component: r for r in everything if r.component in wanted}
     asks = [Ask("component", (ref,)) for ref in refs]
     ask_together(session, asks)
     with read_together(session, asks):

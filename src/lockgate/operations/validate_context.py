@@ -20,12 +20,7 @@ from lockgate.contracts.read_batch import Ask
 from lockgate.contracts.state import ComponentRecord
 from lockgate.core.session import Session
 from lockgate.errors import LockgateError
-from lockgate.operations.read_memo import (
-    READ_EACH,
-    ask_together,
-    component_records,
-    read_together,
-)
+from lockgate.operations.read_memo import ask_together, component_records, read_together
 
 __all__ = ["ContextReads", "staged_peers"]
 
@@ -67,10 +62,7 @@ class ContextReads:
     def records(self, refs: Sequence[str]) -> dict[str, ComponentRecord]:
         """The records of ``refs`` the store has: read together, or for many refs taken
         from one read of every component, which the ``staged`` view then answers from."""
-        if len(refs) <= READ_EACH:
-            return component_records(self.session, refs)
-        wanted = set(refs)
-        return {r.component: r for r in self._every_component() if r.component in wanted}
+        return component_records(self.session, refs, self._every_component)
 
     def _every_component(self) -> list[ComponentRecord]:
         if self._every is None:
