@@ -2,7 +2,8 @@
 
 WAL journal; every write in a ``BEGIN IMMEDIATE`` transaction with a busy timeout, so two
 writers queue instead of failing; ``synchronous=FULL`` for transactions that move a stage
-pointer (``NORMAL`` otherwise, which in WAL mode is still atomic and consistent). The
+pointer or open an intent (``NORMAL`` otherwise, which in WAL mode is still atomic and
+consistent: an intent's close is one). The
 schema is versioned by ``PRAGMA user_version`` with forward-only migrations
 (:mod:`lockgate.builtin_plugins.sqlite_schema`).
 
@@ -420,7 +421,12 @@ class SqliteStateStore(SqliteDeliveries, SqliteReads):
             db.execute("INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?)", intent.row())
 
     def close_intent(self, intent_id: str, state: Literal["completed", "undone"]) -> None:
-        with self._write(durable=True) as db:
+        """Committed without a disk flush (``synchronous=NORMAL``): what it closes is
+        recorded durably already (a switch's move, or a recovery's outcome). A process
+        that dies keeps the close (the WAL is written at every commit); a machine that
+        loses power may lose it, never a later durable commit (the WAL is flushed in
+        order), and recovery settles the intent again, to the same outcome."""
+        with self._write() as db:
             db.execute("UPDATE intents SET state = ? WHERE id = ?", (state, intent_id))
 
     def open_intents(self) -> list[Intent]:
