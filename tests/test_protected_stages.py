@@ -164,3 +164,36 @@ def test_a_weakened_unprotected_stage_promotes_but_history_and_log_show_it(
         assert shown.returncode == 0, shown.stderr
         assert "skipped approvals" in shown.stdout, shown.stdout
         assert "LOCKGATE__STAGES__PRODUCTION__GATES__SKIP" in shown.stdout
+
+
+def test_each_open_project_answers_from_its_own_file_and_structures_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``lockgate.yaml`` says is structured once per open project (a promotion asks
+    twice), and two projects open in one process never share the answer."""
+    from lockgate.core.config import ConfigLayers
+    from lockgate.core.project import Project
+    from lockgate.core.session import Session
+    from lockgate.operations.gates import is_protected
+
+    guarded, plain = tmp_path / "guarded", tmp_path / "plain"
+    for root, config in ((guarded, CONFIG), (plain, CONFIG.replace("protected: true", ""))):
+        root.mkdir()
+        (root / "lockgate.yaml").write_text(plays_people(config))
+    structured: list[object] = []
+    original = ConfigLayers.kernel_config
+    monkeypatch.setattr(
+        ConfigLayers, "kernel_config", lambda self: structured.append(self) or original(self)
+    )
+    env = {"LOCKGATE__STAGES__PRODUCTION__PROTECTED": "false"}  # the file decides
+    projects = [Project.open(root, environ=env) for root in (guarded, plain)]
+    try:
+        opened = len(structured)
+        answers = [
+            [is_protected(Session(project), "production") for _ in range(3)] for project in projects
+        ]
+        assert answers == [[True] * 3, [False] * 3]
+        assert len(structured) - opened == 2  # one each, not one per question
+    finally:
+        for project in projects:
+            project.close()
