@@ -60,7 +60,7 @@ def _database(ctx: RoleContext) -> Database:
     from lockgate_postgres.db import Database
 
     settings = ctx.settings or PostgresSettings()
-    return Database(settings, project_key(settings, ctx.project_name, ctx.project_root))
+    return Database.shared(settings, project_key(settings, ctx.project_name, ctx.project_root))
 
 
 def _state_store(ctx: RoleContext) -> PostgresStateStore:

@@ -17,13 +17,13 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -51,8 +51,13 @@ KEEPALIVES = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }
-_SERVER_KEEPALIVES = (
-    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+# The session a connection is set to, in one statement (one round trip): the role, the
+# project, the schema, and over TCP the server's side of the keepalives.
+_ROLE = "set_config('role', %s, false), "
+_SESSION = "set_config('lockgate.project', %s, false), set_config('search_path', 'lockgate', false)"
+_SERVER_KEEPALIVES = "".join(
+    f", set_config('tcp_keepalives_{name}', '{value}', false)"
+    for name, value in (("idle", 30), ("interval", 10), ("count", 3))
 )
 
 
@@ -153,7 +158,14 @@ FRESH_SECONDS = 2.0
 
 
 class Database:
-    """One project's view of the database: a pool of connections set to it."""
+    """One project's view of the database: a pool of connections set to it.
+
+    :meth:`shared` gives a process's stores of one project one ``Database``: the state
+    store and the content store then share the set-up and the pool, and the set-up's
+    connection becomes the first lock's (a promote opens two connections, not five)."""
+
+    _open: ClassVar[dict[tuple[PostgresSettings, str], Database]] = {}
+    _open_guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, settings: PostgresSettings, project: str) -> None:
         if not project:
@@ -166,12 +178,22 @@ class Database:
         self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Row], float] = (
             weakref.WeakKeyDictionary()
         )
+        self._users = 1  # ``shared`` callers not closed yet (1: the creator)
+        self._key: tuple[PostgresSettings, str] | None = None
+        self._pid = os.getpid()  # a forked child shares none of its parent's
+        # The set-up's connection, kept for the first lock (:meth:`take_connection`).
+        self._spare: tuple[psycopg.Connection[Row], float] | None = None
         with self.unreachable_as_fault():
-            with self.connect(configure=False) as conn:
+            conn = self.connect(configure=False)
+            try:
                 ensure_schema(conn, settings.role, self.where)
                 # The session every pooled connection gets, tried once here: a login that
                 # may not become the role is told so, not left to the pool's retries.
                 self._configure(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._spare = (conn, time.monotonic())
             _quiet_pool_log()
             pool = ConnectionPool(
                 self.dsn,
@@ -188,8 +210,50 @@ class Database:
                 pool.open(wait=True, timeout=settings.connect_timeout)
             except BaseException:
                 pool.close()
+                conn.close()
                 raise
             self._pool = pool
+
+    @classmethod
+    def shared(cls, settings: PostgresSettings, project: str) -> Database:
+        """The ``Database`` of ``project`` this process has open with ``settings``, or a
+        new one; each call is ended by one :meth:`close` (the last closes it)."""
+        key = (settings, project)
+        known = cls._joined(key)
+        if known is not None:
+            return known
+        db = cls(settings, project)  # connecting, the guard is free for other projects
+        known = cls._joined(key)
+        if known is not None:  # another thread opened it meanwhile
+            db.close()
+            return known
+        with cls._open_guard:
+            db._key = key
+            cls._open[key] = db
+        return db
+
+    @classmethod
+    def _joined(cls, key: tuple[PostgresSettings, str]) -> Database | None:
+        """The open ``Database`` of ``key``, one more user counted; None when there is
+        none (or only a closed one, or one a parent process opened before a fork)."""
+        with cls._open_guard:
+            db = cls._open.get(key)
+            if db is None or db._pool is None or db._pid != os.getpid():
+                return None
+            db._users += 1
+            return db
+
+    def take_connection(self) -> psycopg.Connection[Row]:
+        """A connection outside the pool, set to the project (a lock's): the one the
+        set-up left, the first time and if it was left a moment ago, else a new one."""
+        with self._open_guard:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            conn, since = spare
+            if time.monotonic() - since < FRESH_SECONDS and not conn.closed:
+                return conn
+            conn.close()
+        return self.connect()
 
     def _check(self, conn: psycopg.Connection[Row]) -> None:
         """The pool's liveness check, for a connection idle longer than
@@ -215,13 +279,14 @@ class Database:
         return conn
 
     def _configure(self, conn: psycopg.Connection[Row]) -> None:
-        """Become the store's role and set the project: the session every query runs in."""
-        if self.settings.role:
-            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
-        conn.execute("SELECT set_config('lockgate.project', %s, false)", (self.project,))
-        conn.execute("SET search_path = lockgate")
-        if conn.info.host and not conn.info.host.startswith("/"):
-            conn.execute(_SERVER_KEEPALIVES)
+        """Become the store's role and set the project: the session every query runs in
+        (one statement: ``set_config('role', …)`` is ``SET ROLE``)."""
+        role = self.settings.role
+        tcp = bool(conn.info.host) and not conn.info.host.startswith("/")
+        conn.execute(
+            "SELECT " + (_ROLE if role else "") + _SESSION + (_SERVER_KEEPALIVES if tcp else ""),
+            (role, self.project) if role else (self.project,),
+        )
 
     def unreachable_as_fault(self) -> contextlib.AbstractContextManager[None]:
         """A lost or refused connection as the one-line ``EnvironmentFault``."""
@@ -247,6 +312,16 @@ class Database:
             yield conn
 
     def close(self) -> None:
+        """End one use (:meth:`shared`); the last closes the pool and the spare."""
+        with self._open_guard:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if self._key is not None and self._open.get(self._key) is self:
+                del self._open[self._key]
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare[0].close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.close()

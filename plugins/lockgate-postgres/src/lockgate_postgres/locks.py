@@ -185,14 +185,17 @@ class AdvisoryLocks:
         flush (a row is only ever read together with ``pg_locks``, and a server that
         crashes ends every session, and so every lock, anyway), so taking and releasing
         a lock costs round trips, not disk flushes."""
-        conn = self.db.connect()
+        conn = self.db.take_connection()
         try:
-            row = conn.execute("SELECT current_setting('synchronous_commit') AS mode").fetchone()
-            self.flush = str(row["mode"]) if row else "on"
-            conn.execute("SET synchronous_commit = off")
             # A lock set's reads are read after its locks are granted, in the same
             # implicit transaction: each statement's own snapshot, whatever the default.
-            conn.execute("SET default_transaction_isolation = 'read committed'")
+            row = conn.execute(
+                "WITH server AS MATERIALIZED (SELECT current_setting('synchronous_commit') "
+                "AS mode) SELECT mode, set_config('synchronous_commit', 'off', false), "
+                "set_config('default_transaction_isolation', 'read committed', false) "
+                "FROM server"
+            ).fetchone()
+            self.flush = str(row["mode"]) if row else "on"
         except BaseException:
             conn.close()
             raise
