@@ -254,6 +254,30 @@ def test_force_polling_setting(project: Path, watch: Any) -> None:
     assert not w.stderr
 
 
+def test_a_directory_watchdog_lost_is_watched_again(project: Path, watch: Any) -> None:
+    # watchdog never watches a directory made in a new directory that was moved before
+    # it handled the making (a busy machine: here, failpoint watch.lose-watch holds its
+    # lock until the move). The watcher watches it again on its next turn, says so with
+    # -v, and syncs what it holds; every edit in it after that is synced too.
+    etl = project / "workspaces/alice/scripts/etl"
+    w = watch(env={"LOCKGATE_FAILPOINTS": "watch.lose-watch"}, verbose=True)
+    w.ready()
+    mark = w.mark()
+    (etl / "lost-fresh").mkdir()
+    deadline = time.monotonic() + 30
+    while not (etl / "lost-fresh" / "held").exists():  # watchdog's lock is held
+        assert time.monotonic() < deadline, w.stderr
+        time.sleep(0.01)
+    write(etl / "lost-fresh" / "moved" / "deep.py", "D = 1\n")
+    (etl / "lost-fresh").rename(etl / "pkg")
+    w.wait_for_stderr(f"{etl / 'pkg' / 'moved'}: watched again")
+    w.wait_for(lambda e: is_staged("alice:etl")(e) and e["changes"]["added"] >= 2, since=mark)
+    mark = w.mark()
+    write(etl / "pkg" / "moved" / "deep.py", "D = 2\n")  # an event only with a watch
+    assert w.staged("alice:etl", mark)["changes"]["modified"] == 1
+    assert w.stop() == 0
+
+
 # --------------------------------------------------------------------------- signals
 
 

@@ -28,6 +28,7 @@ from lockgate.builtin_plugins.watcher.observe import (
     _Item,
     _Journal,
     _watch_coverage,
+    _WatchRepair,
 )
 from lockgate.plugin import WARM_COOKIE_PREFIX, WatchHint
 
@@ -126,3 +127,34 @@ def test_a_directory_watchdog_never_watched_is_never_vouched_for(observed: _Obse
     assert changed(str(c / "lib" / "moved"))  # no watch: read again, never vouched for
     assert str(c / "lib" / "moved") in observed.journal.unwatched
     assert not changed(str(c / "lib")) and not changed(str(c / "keep"))  # watched, quiet
+
+
+def test_the_watcher_watches_again_what_watchdog_lost(observed: _Observed) -> None:
+    """What the watch loop does each turn (observe._WatchRepair): a directory whose watch
+    watchdog lost is watched again, and what is written in it is reported from then on."""
+    c = observed.root / "c"
+    repair = _WatchRepair.of(observed.observer, observed.journal)
+    watched = observed.journal.watched
+    if repair is None or watched is None:  # another watchdog: nothing to repair with
+        return
+    (c / "fresh").mkdir()
+    observed.wait_until(lambda: watched(str(c / "fresh")))
+    observed.barrier()
+    assert repair() == []  # a directory made and watched in order: nothing lost
+    with observed.group()._lock:
+        (c / "fresh" / "moved" / "deeper").mkdir(parents=True)
+        (c / "fresh").rename(c / "lib")
+    (c / "gone").mkdir()
+    (c / "gone").rmdir()  # an event on a directory that is no longer there
+    observed.barrier()
+    assert not watched(str(c / "lib" / "moved"))
+    assert repair() == [str(c / "lib" / "moved")]  # the top of what was lost
+    assert watched(str(c / "lib" / "moved")) and watched(str(c / "lib" / "moved" / "deeper"))
+    assert repair() == []  # the events taken: nothing left to look at
+    since = observed.journal.generation()
+    (c / "lib" / "moved" / "deeper" / "new.py").write_text("N = 1\n")
+    observed.barrier()
+    assert observed.journal.generation() > since  # reported now
+    observed.journal.trusted = True
+    changed = observed.journal.changed(since)
+    assert changed is not None and changed(str(c / "lib" / "moved" / "deeper"))

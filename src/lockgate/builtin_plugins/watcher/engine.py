@@ -18,7 +18,8 @@ the plugin context's operations (:class:`~lockgate.plugin.Operations`), exactly 
 Failpoints for tests (``LOCKGATE_FAILPOINTS``, comma-separated): ``watch.inotify`` makes
 the platform observer refuse its watch with ENOSPC; ``watch.overflow`` reports an event
 queue overflow on the first hint; ``watch.slow-sync`` sleeps one second at the start of
-every sync.
+every sync; ``watch.lose-watch`` has watchdog lose the watch of a directory made in a
+new ``lost-*`` directory that is then moved (observe._WatchRepair).
 """
 
 from __future__ import annotations
@@ -49,8 +50,15 @@ from lockgate.builtin_plugins.watcher.observe import (
     _unwatched_directories,
     _watch_coverage,
     _WatchdogLog,
+    _WatchRepair,
 )
-from lockgate.builtin_plugins.watcher.output import FAILPOINTS_ENV, Output, failpoints
+from lockgate.builtin_plugins.watcher.output import (
+    FAILPOINTS_ENV,
+    Output,
+    _ms,
+    _plural,
+    failpoints,
+)
 from lockgate.builtin_plugins.watcher.settings import WatchSettings
 from lockgate.builtin_plugins.watcher.warm import WarmServer
 from lockgate.plugin import (
@@ -135,6 +143,7 @@ class Watcher:
         self._by_path: dict[str, Component] = {}
         self._problems: set[tuple[str, str]] = set()
         self._observer: BaseObserver | None = None
+        self._repair: _WatchRepair | None = None  # None: polling, or no inotify internals
         self._mode = ""
         self._overflow_failpoint = "watch.overflow" in self.failpoints
         self._logged: set[str] = set()
@@ -238,6 +247,7 @@ class Watcher:
             return
         self._mode = _mode_name(self._observer)
         self.journal.watched = _watch_coverage(self._observer)
+        self._repair = _WatchRepair.of(self._observer, self.journal, self.failpoints)
         self._trust(self.settings.trust_events)
 
     def _trust(self, on: bool) -> None:
@@ -286,7 +296,7 @@ class Watcher:
             return
         running = self._observer is not None
         self.journal.lose()
-        self.journal.watched = None
+        self.journal.watched = self._repair = None
         self._trust(False)
         self._stop_observer()
         self._start_polling()
@@ -320,7 +330,16 @@ class Watcher:
                 except queue.Empty:
                     item = None
             if self._stop_signal is None:
+                self._watch_again()
                 self._process_due()
+
+    def _watch_again(self) -> None:
+        """Watch again what watchdog lost (observe._WatchRepair); sync what it holds."""
+        for directory in self._repair() if self._repair is not None else ():
+            self.out.note(f"{directory}: watched again (watchdog had lost its file watch)")
+            hint = self.mapper.hint(directory, is_dir=True)
+            if hint is not None:
+                self._absorb(_Item("hint", time.monotonic(), hint))
 
     def _deadline(self, pending: _Pending) -> float:
         return min(pending.last + self.debounce, pending.first + self.max_wait)
@@ -579,16 +598,3 @@ class Watcher:
             {"event": "failed", "component": where, "error": message, "at": now_iso()},
             f"{where}: FAILED: {message}",
         )
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 1)
-
-
-def _plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -49,6 +49,7 @@ __all__ = [
     "_Handler",
     "_Item",
     "_Journal",
+    "_WatchRepair",
     "_WatchdogLog",
     "_describe",
     "_mode_name",
@@ -121,6 +122,8 @@ class _Journal:
         # Set once the observer runs (:func:`_watch_coverage`); None: never trusted.
         self.watched: Callable[[str], bool] | None = None
         self.unwatched: set[str] = set()  # directories found without a watch (-v notes)
+        self._directories: list[str] = []  # directory events since the last take
+        self.on_directory: Callable[[str], None] | None = None  # a failpoint's (tests)
 
     def record(self, path: str, is_dir: bool) -> None:
         parent = path.rpartition(os.sep)[0] or os.sep
@@ -129,6 +132,15 @@ class _Journal:
             self._files[parent] = self._gen
             if is_dir:
                 self._trees[path] = self._gen
+                self._directories.append(path)
+        if is_dir and self.on_directory is not None:
+            self.on_directory(path)
+
+    def take_directories(self) -> list[str]:
+        """The paths of directory events (made, moved, removed) since the last take."""
+        with self._lock:
+            taken, self._directories = self._directories, []
+        return taken
 
     def lose(self) -> None:
         """Events were (or may have been) lost: nothing recorded so far can be trusted."""
@@ -255,6 +267,69 @@ def _watch_coverage(observer: BaseObserver) -> Callable[[str], bool] | None:
             return node is not None and group._nodes_by_wd.get(node.wd) is node
 
     return watched
+
+
+class _WatchRepair:
+    """Watch again what watchdog lost: a directory made inside a new directory that was
+    moved before watchdog handled its making (``mkdir -p fresh/sub; mv fresh lib``,
+    quicker than its thread) is never watched, and nothing written in it is reported.
+
+    The loop calls it each turn, before acting on due hints: it looks at the directory
+    events since its last call (:meth:`_Journal.take_directories`), and under each that
+    still exists finds the directories without a watch (:func:`_watch_coverage`) and has
+    watchdog watch them, as it does a tree moved in from outside (``_add_all_callbacks``,
+    under its lock). Only with watchdog's inotify internals, as the coverage test;
+    :meth:`of` is None without them. A directory that still has no watch after that
+    (the platform's limit) is left to watchdog's warning and the polling fallback.
+    """
+
+    def __init__(self, group: Any, journal: _Journal, watched: Callable[[str], bool]) -> None:
+        self._group, self._journal, self._watched = group, journal, watched
+
+    @classmethod
+    def of(
+        cls, observer: BaseObserver, journal: _Journal, failpoints: Collection[str] = ()
+    ) -> _WatchRepair | None:
+        groups = [getattr(emitter, "_inotify", None) for emitter in observer.emitters]
+        if journal.watched is None or len(groups) != 1:
+            return None
+        if not all(hasattr(groups[0], name) for name in ("_lock", "_add_all_callbacks")):
+            return None
+        repair = cls(groups[0], journal, journal.watched)
+        if "watch.lose-watch" in failpoints:
+            journal.on_directory = repair._lose_watch
+        return repair
+
+    def _lose_watch(self, path: str) -> None:
+        """Failpoint ``watch.lose-watch`` (tests): once a directory named ``lost-*`` is
+        made, hold watchdog's lock (saying so with a file ``held`` in it) until the
+        directory is moved away, so that watchdog handles what was made in it meanwhile
+        only after the move: what a busy machine does, and how it loses a watch."""
+        directory = Path(path)
+        if not directory.name.startswith("lost-") or not directory.is_dir():
+            return
+        with self._group._lock:
+            (directory / "held").touch()
+            deadline = time.monotonic() + 10
+            while directory.is_dir() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def __call__(self) -> list[str]:
+        """The directories watched again (each the top of what was lost under it)."""
+        again: list[str] = []
+        walked: list[str] = []
+        for top in sorted(set(self._journal.take_directories())):
+            if any(top.startswith(done + os.sep) for done in walked):
+                continue  # under a tree walked already (sorted: parents come first)
+            walked.append(top)
+            for directory, subdirectories, _ in os.walk(top):  # never follows a symlink
+                if not self._watched(directory):
+                    with self._group._lock:
+                        self._group._add_all_callbacks(os.fsencode(directory))
+                    if self._watched(directory):
+                        again.append(directory)
+                    subdirectories.clear()  # watched with it, or left to the fallback
+        return again
 
 
 def _unwatched_directories(observer: BaseObserver, root: str) -> list[bytes]:

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import click
 
-__all__ = ["FAILPOINTS_ENV", "Output", "failpoints"]
+__all__ = ["FAILPOINTS_ENV", "Output", "_ms", "_plural", "failpoints"]
 
 FAILPOINTS_ENV = "LOCKGATE_FAILPOINTS"
 
@@ -40,3 +40,15 @@ class Output:
         """Detail shown with ``-v`` only."""
         if self.verbosity > 0:
             click.echo(f"lockgate: {message}", err=True)
+
+
+def _ms(start: float, end: float) -> float:
+    """Milliseconds from ``start`` to ``end`` (monotonic seconds), to a tenth."""
+    return round((end - start) * 1000, 1)
+
+
+def _plural(n: int, word: str) -> str:
+    """``1 component``, ``2 components``, ``3 directories``."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"

@@ -250,7 +250,7 @@ class WarmServer:
             self._noted.add(directory)
             self.out.note(
                 f"warm path: {directory} has no file watch (watchdog lost it), so commands "
-                "read it and the watcher misses its edits; restart the watcher to watch it"
+                "read it until the watcher watches it again"
             )
 
     def _cookie(self, get: Callable[[float], _Item], absorb: Callable[[_Item], None]) -> bool:
