@@ -158,3 +158,18 @@ def test_the_watcher_watches_again_what_watchdog_lost(observed: _Observed) -> No
     observed.journal.trusted = True
     changed = observed.journal.changed(since)
     assert changed is not None and changed(str(c / "lib" / "moved" / "deeper"))
+
+
+def test_directory_events_are_kept_only_while_a_repair_takes_them() -> None:
+    """A watcher that polls (no watch to repair), or whose watchdog offers no repair,
+    keeps no list of directory events growing for as long as it runs."""
+    journal = _Journal()
+    journal.record("/w/c/new", True)  # no repair registered
+    journal.repairing, journal.watched = True, lambda directory: True
+    journal.record("/w/c/made", True)
+    journal.record("/w/c/made/file.py", False)  # a file: not a directory event
+    assert journal.take_directories() == ["/w/c/made"]
+    assert journal.take_directories() == []
+    journal.watched = None  # fallen back to polling
+    journal.record("/w/c/later", True)
+    assert journal.take_directories() == []

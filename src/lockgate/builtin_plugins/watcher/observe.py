@@ -122,7 +122,10 @@ class _Journal:
         # Set once the observer runs (:func:`_watch_coverage`); None: never trusted.
         self.watched: Callable[[str], bool] | None = None
         self.unwatched: set[str] = set()  # directories found without a watch (-v notes)
-        self._directories: list[str] = []  # directory events since the last take
+        # Directory events since the last take, kept only for a _WatchRepair (which takes
+        # them every turn) and while there is a watch to repair (not once polling).
+        self._directories: list[str] = []
+        self.repairing = False
         self.on_directory: Callable[[str], None] | None = None  # a failpoint's (tests)
 
     def record(self, path: str, is_dir: bool) -> None:
@@ -132,7 +135,8 @@ class _Journal:
             self._files[parent] = self._gen
             if is_dir:
                 self._trees[path] = self._gen
-                self._directories.append(path)
+                if self.repairing and self.watched is not None:
+                    self._directories.append(path)
         if is_dir and self.on_directory is not None:
             self.on_directory(path)
 
@@ -296,6 +300,7 @@ class _WatchRepair:
         if not all(hasattr(groups[0], name) for name in ("_lock", "_add_all_callbacks")):
             return None
         repair = cls(groups[0], journal, journal.watched)
+        journal.repairing = True
         if "watch.lose-watch" in failpoints:
             journal.on_directory = repair._lose_watch
         return repair
