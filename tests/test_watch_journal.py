@@ -29,6 +29,7 @@ from lockgate.builtin_plugins.watcher.observe import (
     _Journal,
     _watch_coverage,
     _WatchRepair,
+    _within,
 )
 from lockgate.plugin import WARM_COOKIE_PREFIX, WatchHint
 
@@ -173,3 +174,11 @@ def test_directory_events_are_kept_only_while_a_repair_takes_them() -> None:
     journal.watched = None  # fallen back to polling
     journal.record("/w/c/later", True)
     assert journal.take_directories() == []
+
+
+def test_a_repair_walks_each_tree_once_and_only_trees_under_a_walked_one_are_skipped() -> None:
+    walked = {"/w/c/lib"}
+    assert _within("/w/c/lib/sub", walked) and _within("/w/c/lib/sub/deeper", walked)
+    assert not _within("/w/c/lib", walked)  # the top itself is walked, not skipped
+    assert not _within("/w/c/lib-old", walked) and not _within("/w/c/li", walked)
+    assert not _within("/", {"/"}) and _within("/w", {"/"})

@@ -322,11 +322,11 @@ class _WatchRepair:
     def __call__(self) -> list[str]:
         """The directories watched again (each the top of what was lost under it)."""
         again: list[str] = []
-        walked: list[str] = []
-        for top in sorted(set(self._journal.take_directories())):
-            if any(top.startswith(done + os.sep) for done in walked):
-                continue  # under a tree walked already (sorted: parents come first)
-            walked.append(top)
+        walked: set[str] = set()
+        for top in sorted(set(self._journal.take_directories())):  # parents first
+            if _within(top, walked):
+                continue  # walked already with a directory above it
+            walked.add(top)
             for directory, subdirectories, _ in os.walk(top):  # never follows a symlink
                 if not self._watched(directory):
                     with self._group._lock:
@@ -335,6 +335,16 @@ class _WatchRepair:
                         again.append(directory)
                     subdirectories.clear()  # watched with it, or left to the fallback
         return again
+
+
+def _within(path: str, tops: set[str]) -> bool:
+    """Whether a directory above ``path`` is one of ``tops`` (one lookup a level)."""
+    up = path.rpartition(os.sep)[0] or os.sep
+    while up != path:
+        if up in tops:
+            return True
+        path, up = up, up.rpartition(os.sep)[0] or os.sep
+    return False
 
 
 def _unwatched_directories(observer: BaseObserver, root: str) -> list[bytes]:
