@@ -3,9 +3,8 @@
 WAL journal; every write in a ``BEGIN IMMEDIATE`` transaction with a busy timeout, so two
 writers queue instead of failing; ``synchronous=FULL`` for transactions that move a stage
 pointer or open an intent (``NORMAL`` otherwise, which in WAL mode is still atomic and
-consistent: an intent's close is one). The
-schema is versioned by ``PRAGMA user_version`` with forward-only migrations
-(:mod:`lockgate.builtin_plugins.sqlite_schema`).
+consistent: an intent's close is one). The schema is versioned by ``PRAGMA user_version``
+with forward-only migrations (:mod:`lockgate.builtin_plugins.sqlite_schema`).
 
 Indexes that keep the reports fast at scale (100,000 components, 1,000,000 events):
 ``components (status)``, ``(component_type)``, ``(workspace, component)``; events by
