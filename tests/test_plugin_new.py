@@ -131,7 +131,8 @@ def test_the_default_directory_is_the_distribution_name(tmp_path: Path) -> None:
     done = run_lockgate("plugin", "new", "jsonl2", "--kind", "notifier", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "lockgate-jsonl2" / "src" / "lockgate_jsonl2" / "__init__.py").is_file()
-    assert "next: pip install -e" in done.stdout
+    # the tests' extra, which brings pytest to a fresh environment
+    assert "next: pip install -e '" in done.stdout and "lockgate-jsonl2[test]'" in done.stdout
 
 
 def test_a_name_given_with_the_distribution_prefix_names_the_same_plugin(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -35,7 +36,8 @@ def group() -> None:
 @click.pass_context
 def new(ctx: click.Context, name: str, kind: str, directory: Path | None, json_flag: bool) -> None:
     """Write a ready plugin distribution NAME: pyproject.toml with the lockgate entry
-    point, the plugin module, a README and tests (pip install -e DIR, then pytest in it).
+    point, the plugin module, a README and tests (pip install -e 'DIR[test]', then pytest
+    in it).
 
     Never overwrites: an existing directory is refused.
     """
@@ -53,4 +55,8 @@ def new(ctx: click.Context, name: str, kind: str, directory: Path | None, json_f
     )
     for item in result.files:
         click.echo(f"  created  {item}")
-    click.echo(f"next: pip install -e {result.directory} && cd {result.directory} && pytest")
+    # The tests' own extra brings pytest: a fresh environment with lockgate has none.
+    where = shlex.quote(str(result.directory))
+    click.echo(
+        f"next: pip install -e {shlex.quote(f'{result.directory}[test]')} && cd {where} && pytest"
+    )

@@ -5,7 +5,8 @@ What is written, for plugin ``NAME`` of a kind (``validator``, ``notifier``, ``t
 entry point, ``src/lockgate_NAME/__init__.py`` importing only ``lockgate.plugin``, a
 README (use, develop, publish) and ``tests/test_plugin.py`` on the ``lockgate.testing``
 fixtures (and, for a target or a store, the role's conformance suite), so that
-``pip install -e DIR`` then ``pytest`` in it passes as written.
+``pip install -e 'DIR[test]'`` (the ``test`` extra brings pytest) then ``pytest`` in it
+passes as written.
 
 The templates are package data (``lockgate/templates/plugin/``): ``common/`` for every
 kind, one directory per kind for the module, its tests and the README's "Use" section.
