@@ -289,6 +289,26 @@ def test_workers_end_by_themselves_when_the_supervisor_is_killed(tmp_path: Path)
         stop(proc)
 
 
+def test_a_stop_that_comes_while_the_workers_start_stops_the_server(tmp_path: Path) -> None:
+    # SIGTERM as the supervisor is about to fork (failpoint serve.fork:pause): before,
+    # the workers forked after the stop were never told, and the server ran on.
+    root, pauses = tmp_path / "p", tmp_path / "pauses"
+    make_project(root)
+    pauses.mkdir()
+    env = {"LOCKGATE_FAILPOINTS": "serve.fork:pause", "LOCKGATE_PAUSE_DIR": str(pauses)}
+    proc, _ = start(root, "--workers", "2", env=env)  # it listens before it forks
+    try:
+        wait_until("the pause", lambda: (pauses / "serve.fork.paused").exists())
+        proc.terminate()
+        time.sleep(0.2)  # the handler runs in the pause's sleep
+        (pauses / "serve.fork.resume").write_text("")
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert list((root / ".lockgate" / "serve").iterdir()) == []
+    finally:
+        stop(proc)
+
+
 def test_a_server_db_of_an_older_server_gains_owners_and_its_jobs_are_settled(
     tmp_path: Path,
 ) -> None:

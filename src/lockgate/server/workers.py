@@ -9,7 +9,9 @@ connection to a worker waiting in ``accept``. The supervisor answers no request;
 - binds first, so an address in use is one line and exit 4 before any worker starts;
 - forwards ``SIGTERM`` and ``SIGINT`` (Ctrl-C) to every worker as ``SIGTERM``: each
   drains as a single server does (running jobs finish, queued ones are recorded failed,
-  :mod:`lockgate.server.jobs`), and the supervisor exits 0 once all have, else 1;
+  :mod:`lockgate.server.jobs`), and the supervisor exits 0 once all have, else 1; a stop
+  that comes while it starts the workers starts no more and reaches the one it was
+  forking too;
 - starts a new worker when one ends unexpectedly (killed, crashed), saying so in one
   line; a worker that keeps dying as soon as it starts (5 times in a row within 10 s of
   starting) stops the server, exit 1. A worker whose supervisor was killed outright
@@ -36,6 +38,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lockgate.core.failpoints import failpoint
 from lockgate.errors import EnvironmentFault, InputError
 from lockgate.server.owners import Owner
 
@@ -133,6 +136,13 @@ def _metrics_dir(owner: Owner, directory: Path) -> str:
     return str(made)
 
 
+def _terminate(pids: list[int]) -> None:
+    """``SIGTERM`` to each of ``pids`` (one that has ended already is no error)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
 def supervise(
     workers: int,
     directory: Path,
@@ -152,27 +162,29 @@ def supervise(
     owner = Owner(directory)
     metrics_dir = _metrics_dir(owner, directory)
     children: dict[int, float] = {}
-    stopping = False
+    stopping = threading.Event()  # set by the signal handler, read by the loop
     failed = False
 
     def start() -> None:
+        failpoint("serve.fork")
+        if stopping.is_set():  # a stop came first: no worker to start, none to tell
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             _worker(make_app, metrics_dir, sock, options, say)
         children[pid] = time.monotonic()
+        if stopping.is_set():  # came while forking, before the worker was in children
+            _terminate([pid])
 
     def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
         if os.getpid() != supervisor:  # a worker not serving yet, or drained already
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        stopping = True
-        for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        stopping.set()
+        _terminate(list(children))
 
     supervisor = os.getpid()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -189,7 +201,7 @@ def supervise(
             if started is None:
                 continue
             clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            if stopping:
+            if stopping.is_set():
                 failed = failed or not clean
                 continue
             quick = quick + 1 if time.monotonic() - started < QUICK_DEATH else 0
