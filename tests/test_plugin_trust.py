@@ -220,6 +220,7 @@ def test_an_unsatisfied_requirement_refuses_changes_and_lets_reads_run(project: 
         "required plugin 'tarball' (lockgate-tarball 0.1.0) is disabled: disabled by "
         "plugins.disable; nothing was changed" in check.stderr
     )
+    assert check.stderr.count("\n") == 1, check.stderr  # its error, not a warning as well
     listed = lockgate(project, "ls")
     assert listed.returncode == 0 and "alice" in listed.stdout
     assert "warning: required plugin 'tarball'" in listed.stderr

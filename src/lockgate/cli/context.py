@@ -160,7 +160,7 @@ class AppContext:
             for i in project.plugins.failures
         ]
         ctx = click.get_current_context(silent=True)
-        if ctx is None or ctx.command.name not in CHANGES_STATE or _dry_run(ctx):
+        if ctx is None or not (_reports_required(ctx) and not _dry_run(ctx)):
             problems += project.required_problems()  # else the command's error says it
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -189,6 +189,16 @@ class AppContext:
             if ctx is not None and ctx.command.name in DELIVERS:
                 _prime(self._session)
         return self._session
+
+
+def _reports_required(ctx: click.Context) -> bool:
+    """Whether the command itself says, as its error, which ``plugins.require`` entries
+    are unmet: one that changes state, and ``lockgate config validate``."""
+    parent = ctx.parent.command.name if ctx.parent is not None else None
+    return ctx.command.name in CHANGES_STATE or (parent, ctx.command.name) == (
+        "config",
+        "validate",
+    )
 
 
 CHANGES_STATE = frozenset(
