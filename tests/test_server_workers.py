@@ -8,6 +8,7 @@ holds one connection per worker to send a request to the worker it means to."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -306,6 +307,31 @@ def test_a_stop_that_comes_while_the_workers_start_stops_the_server(tmp_path: Pa
         assert proc.returncode == 0, err
         assert list((root / ".lockgate" / "serve").iterdir()) == []
     finally:
+        stop(proc)
+
+
+def test_a_worker_whose_supervisor_died_before_it_looked_ends_too(tmp_path: Path) -> None:
+    # The supervisor killed outright while its workers are still starting (failpoint
+    # serve.worker:pause holds each before it starts following the supervisor): before,
+    # a worker read its parent then, found init, followed that, and served on forever.
+    root, pauses = tmp_path / "p", tmp_path / "pauses"
+    make_project(root)
+    pauses.mkdir()
+    env = {"LOCKGATE_FAILPOINTS": "serve.worker:pause", "LOCKGATE_PAUSE_DIR": str(pauses)}
+    proc, _ = start(root, "--workers", "2", env=env)
+    workers: set[int] = set()
+    try:
+        wait_until("two workers", lambda: len(children(proc.pid)) == 2)
+        wait_until("a paused worker", lambda: (pauses / "serve.worker.paused").exists())
+        workers = children(proc.pid)
+        proc.kill()
+        proc.wait(timeout=30)  # not communicate(): the paused workers hold its stderr
+        (pauses / "serve.worker.resume").write_text("")
+        wait_until("the workers' end", lambda: all(_ended(pid) for pid in workers))
+    finally:
+        for pid in workers:  # not left serving should the test fail
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         stop(proc)
 
 

@@ -90,7 +90,10 @@ def _describe(status: int) -> str:
 
 def _follow(supervisor: int) -> None:
     """Drain and end this worker, as SIGTERM does, once its supervisor is gone (killed
-    outright): a worker never serves on alone, unsupervised."""
+    outright): a worker never serves on alone, unsupervised. ``supervisor`` is the pid
+    the supervisor had when it forked this worker, not ``os.getppid()`` read here: a
+    supervisor killed before the worker got that far has left it a parent already (init,
+    or a subreaper), which it would then follow instead, and serve on."""
 
     def watch() -> None:
         while os.getppid() == supervisor:
@@ -106,10 +109,12 @@ def _worker(
     sock: socket.socket,
     options: Mapping[str, Any],
     say: Callable[[str], None],
+    supervisor: int,
 ) -> None:
     """A forked worker's life: serve until stopped, then exit (never return)."""
+    failpoint("serve.worker")
     code = 1
-    _follow(os.getppid())
+    _follow(supervisor)
     try:  # the supervisor's stop() exits a worker: before uvicorn serves, or once drained
         serve_one(make_app(metrics_dir), sock, options)
         code = 0
@@ -173,7 +178,7 @@ def supervise(
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _worker(make_app, metrics_dir, sock, options, say)
+            _worker(make_app, metrics_dir, sock, options, say, supervisor)
         children[pid] = time.monotonic()
         if stopping.is_set():  # came while forking, before the worker was in children
             _terminate([pid])
