@@ -141,6 +141,16 @@ def _metrics_dir(owner: Owner, directory: Path) -> str:
     return str(made)
 
 
+class _Flag:
+    """A flag a signal handler raises: a plain attribute, no lock (a handler that ran
+    while the loop held one would wait for itself)."""
+
+    up = False
+
+    def __bool__(self) -> bool:  # read anew each time (a handler may raise it meanwhile)
+        return self.up
+
+
 def _terminate(pids: list[int]) -> None:
     """``SIGTERM`` to each of ``pids`` (one that has ended already is no error)."""
     for pid in pids:
@@ -167,12 +177,12 @@ def supervise(
     owner = Owner(directory)
     metrics_dir = _metrics_dir(owner, directory)
     children: dict[int, float] = {}
-    stopping = threading.Event()  # set by the signal handler, read by the loop
+    stopping = _Flag()  # raised by the signal handler, read by the loop
     failed = False
 
     def start() -> None:
         failpoint("serve.fork")
-        if stopping.is_set():  # a stop came first: no worker to start, none to tell
+        if stopping:  # a stop came first: no worker to start, none to tell
             return
         sys.stdout.flush()
         sys.stderr.flush()
@@ -180,7 +190,7 @@ def supervise(
         if pid == 0:
             _worker(make_app, metrics_dir, sock, options, say, supervisor)
         children[pid] = time.monotonic()
-        if stopping.is_set():  # came while forking, before the worker was in children
+        if stopping:  # came while forking, before the worker was in children
             _terminate([pid])
 
     def stop(signum: int, frame: Any) -> None:
@@ -188,7 +198,7 @@ def supervise(
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        stopping.set()
+        stopping.up = True
         _terminate(list(children))
 
     supervisor = os.getpid()
@@ -206,7 +216,7 @@ def supervise(
             if started is None:
                 continue
             clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            if stopping.is_set():
+            if stopping:
                 failed = failed or not clean
                 continue
             quick = quick + 1 if time.monotonic() - started < QUICK_DEATH else 0
