@@ -290,14 +290,21 @@ def test_workers_end_by_themselves_when_the_supervisor_is_killed(tmp_path: Path)
         stop(proc)
 
 
-def test_a_stop_that_comes_while_the_workers_start_stops_the_server(tmp_path: Path) -> None:
-    # SIGTERM as the supervisor is about to fork (failpoint serve.fork:pause): before,
-    # the workers forked after the stop were never told, and the server ran on.
+def _paused_server(tmp_path: Path, failpoint: str) -> tuple[Path, Path, Any]:
+    """``serve --workers 2`` on a new project with ``failpoint:pause`` on: the project,
+    the directory of the pause's files, the supervisor (it listens before it forks)."""
     root, pauses = tmp_path / "p", tmp_path / "pauses"
     make_project(root)
     pauses.mkdir()
-    env = {"LOCKGATE_FAILPOINTS": "serve.fork:pause", "LOCKGATE_PAUSE_DIR": str(pauses)}
-    proc, _ = start(root, "--workers", "2", env=env)  # it listens before it forks
+    env = {"LOCKGATE_FAILPOINTS": f"{failpoint}:pause", "LOCKGATE_PAUSE_DIR": str(pauses)}
+    proc, _ = start(root, "--workers", "2", env=env)
+    return root, pauses, proc
+
+
+def test_a_stop_that_comes_while_the_workers_start_stops_the_server(tmp_path: Path) -> None:
+    # SIGTERM as the supervisor is about to fork (failpoint serve.fork:pause): before,
+    # the workers forked after the stop were never told, and the server ran on.
+    root, pauses, proc = _paused_server(tmp_path, "serve.fork")
     try:
         wait_until("the pause", lambda: (pauses / "serve.fork.paused").exists())
         proc.terminate()
@@ -314,11 +321,7 @@ def test_a_worker_whose_supervisor_died_before_it_looked_ends_too(tmp_path: Path
     # The supervisor killed outright while its workers are still starting (failpoint
     # serve.worker:pause holds each before it starts following the supervisor): before,
     # a worker read its parent then, found init, followed that, and served on forever.
-    root, pauses = tmp_path / "p", tmp_path / "pauses"
-    make_project(root)
-    pauses.mkdir()
-    env = {"LOCKGATE_FAILPOINTS": "serve.worker:pause", "LOCKGATE_PAUSE_DIR": str(pauses)}
-    proc, _ = start(root, "--workers", "2", env=env)
+    _, pauses, proc = _paused_server(tmp_path, "serve.worker")
     workers: set[int] = set()
     try:
         wait_until("two workers", lambda: len(children(proc.pid)) == 2)
